@@ -1,0 +1,61 @@
+"""The bus every role talks through, and its in-process implementation.
+
+``LocalBus`` delivers synchronously, in subscription order, inside ``publish``: the publisher's SimPy process
+is the one that runs the handlers, so delivery order is the SimPy order and runs are deterministic. Objects are
+passed as they are, without serialisation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Protocol
+
+from streams.messages import Message
+from streams.topics import matches
+
+Handler = Callable[[str, Message], None]
+log = logging.getLogger(__name__)
+
+
+class Bus(Protocol):
+    def publish(self, topic: str, message: Message) -> None:
+        """Send ``message`` to every subscriber whose filter matches ``topic``."""
+        ...
+
+    def subscribe(self, pattern: str, handler: Handler) -> None:
+        """Call ``handler(topic, message)`` for every message on a topic matching the MQTT filter ``pattern``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LocalBus:
+    """In-process bus. ``published`` counts messages per topic filter-free; ``unrouted`` those nobody took."""
+
+    def __init__(self) -> None:
+        self._subscriptions: list[tuple[str, Handler]] = []
+        self._routes: dict[str, list[Handler]] = {}
+        self.published = 0
+        self.unrouted: Counter[str] = Counter()
+
+    def subscribe(self, pattern: str, handler: Handler) -> None:
+        self._subscriptions.append((pattern, handler))
+        self._routes.clear()
+
+    def publish(self, topic: str, message: Message) -> None:
+        handlers = self._routes.get(topic)
+        if handlers is None:
+            handlers = [h for p, h in self._subscriptions if matches(p, topic)]
+            self._routes[topic] = handlers
+        self.published += 1
+        if not handlers:
+            self.unrouted[topic] += 1
+            return
+        for handler in handlers:
+            handler(topic, message)
+
+    def close(self) -> None:
+        if self.unrouted:
+            log.debug("LocalBus closed; %d topic(s) had messages with no subscriber", len(self.unrouted))

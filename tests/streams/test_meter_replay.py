@@ -1,0 +1,62 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from streams import topics
+from streams.bus import LocalBus
+from streams.errors import DataError
+from streams.meter_replay import MeterReplay, mean_over_ticks
+from streams.meter_table import MeterTable
+
+T0 = pd.Timestamp("2016-01-01", tz="UTC")
+
+
+def _table(values: np.ndarray, step_s: int) -> MeterTable:
+    n = values.shape[0]
+    p = np.zeros((n, 1, 3))
+    p[:, 0, 0] = values
+    return MeterTable(time_utc=pd.date_range(T0, periods=n, freq=f"{step_s}s"), step_s=step_s,
+                      customer_ids=("c1",), p_kw=p, q_kvar=p * 0.5, source="test")
+
+
+def test_finer_ticks_hold_and_coarser_ticks_average_like_pandas() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.uniform(0, 4, size=96)  # a day at 15 min
+    series = pd.Series(values, index=pd.date_range(T0, periods=96, freq="15min"))
+    held = mean_over_ticks(values, data_start_utc=T0, step_s=900, start_utc=T0, tick_s=60, n_ticks=1440)
+    assert np.array_equal(held, series.resample("1min").ffill().reindex(
+        pd.date_range(T0, periods=1440, freq="1min"), method="ffill").to_numpy())
+    hourly = mean_over_ticks(values, data_start_utc=T0, step_s=900, start_utc=T0, tick_s=3600, n_ticks=24)
+    assert np.allclose(hourly, series.resample("1h").mean().to_numpy())
+
+
+def test_ticks_straddling_data_steps_get_the_time_weighted_mean() -> None:
+    values = np.array([1.0, 3.0, 5.0])  # 10-min steps
+    start = T0 + pd.Timedelta(minutes=5)
+    out = mean_over_ticks(values, data_start_utc=T0, step_s=600, start_utc=start, tick_s=600, n_ticks=2)
+    assert out.tolist() == [2.0, 4.0]
+
+
+def test_a_period_outside_the_data_names_both_ranges() -> None:
+    with pytest.raises(DataError, match=r"is outside the data, which cover 2016-01-01T00:00:00\+00:00 \.\."):
+        mean_over_ticks(np.ones(4), data_start_utc=T0, step_s=900, start_utc=T0, tick_s=900, n_ticks=5)
+
+
+def test_replay_publishes_one_reading_per_customer_with_its_terminals() -> None:
+    bus = LocalBus()
+    got = []
+    bus.subscribe(topics.meters("f"), lambda t, m: got.append((t, m)))
+    table = _table(np.array([1.0, 2.0]), 60)
+    replay = MeterReplay(bus=bus, feeder="f", table=table, n_terminals=[1], start_utc=T0.to_pydatetime(),
+                         tick_s=60, n_ticks=2)
+    replay.on_tick(1, (T0 + pd.Timedelta(minutes=1)).to_pydatetime())
+    (topic, reading), = got
+    assert topic == "phasetwin/v1/f/meter/c1"
+    assert (reading.tick, reading.p_kw, reading.q_kvar) == (1, (2.0,), (1.0,))
+
+
+def test_non_finite_data_in_the_period_are_refused_by_customer() -> None:
+    table = _table(np.array([1.0, np.nan]), 60)
+    with pytest.raises(DataError, match="non-finite values in the period for customer"):
+        MeterReplay(bus=LocalBus(), feeder="f", table=table, n_terminals=[1], start_utc=T0.to_pydatetime(),
+                    tick_s=60, n_ticks=2)

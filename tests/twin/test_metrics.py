@@ -1,0 +1,53 @@
+"""Each metric against a value computed by hand."""
+
+import numpy as np
+import pytest
+
+from twin import metrics
+
+
+def test_p_unb_is_the_sum_of_absolute_deviations_from_the_phase_mean() -> None:
+    # loads 10, 4, 1 kW: mean 5, deviations 5, 1, 4
+    assert metrics.p_unb_kw(np.array([10.0, 4.0, 1.0])) == pytest.approx(10.0)
+
+
+def test_p_unb_is_zero_for_balanced_phases_and_keeps_pv_sign() -> None:
+    assert metrics.p_unb_kw(np.array([[3.0, 3.0, 3.0], [-2.0, 2.0, 0.0]])) == pytest.approx([0.0, 4.0])
+
+
+def test_phase_loads_group_customers_by_lv_feeder() -> None:
+    # customers: c0 (feeder 0) 1 kW on A, c1 (feeder 1) 2 kW on B, c2 (feeder 0) 4 kW on C and -1 kW on A
+    p = np.array([[[1.0, 0, 0], [0, 2.0, 0], [-1.0, 0, 4.0]]])
+    loads = metrics.phase_loads_kw(p, np.array([0, 1, 0]), 2)
+    assert loads[0].tolist() == [[0.0, 0.0, 4.0], [0.0, 2.0, 0.0]]
+
+
+def test_current_unbalance_is_max_over_mean_minus_one() -> None:
+    # 100, 50, 30 A: mean 60, (3*100 - 180)/180 = 2/3
+    assert metrics.current_unbalance(np.array([100.0, 50.0, 30.0])) == pytest.approx(2.0 / 3.0)
+    assert metrics.current_unbalance(np.array([[0.0, 0.0, 0.0], [7.0, 7.0, 7.0]])) == pytest.approx([0.0, 0.0])
+
+
+def test_vuf_of_a_lost_phase_is_fifty_percent() -> None:
+    # Va = 1∠0, Vb = 1∠-120°, Vc = 0: V1 = 2/3, V2 = |1 + a|/3 = 1/3
+    vuf = metrics.voltage_unbalance_factor_pct(np.array([1.0, 1.0, 0.0]), np.array([0.0, -120.0, 0.0]))
+    assert vuf == pytest.approx(50.0)
+
+
+def test_vuf_of_a_balanced_set_is_zero_whatever_the_rotation() -> None:
+    vuf = metrics.voltage_unbalance_factor_pct(np.array([0.97, 0.97, 0.97]), np.array([-30.0, -150.0, 90.0]))
+    assert vuf == pytest.approx(0.0, abs=1e-9)
+
+
+def test_neutral_current_of_two_equal_phases_equals_one_phase() -> None:
+    a = np.exp(-2j * np.pi / 3)
+    assert metrics.neutral_current(np.array([10.0, 10.0 * a, 0.0])) == pytest.approx(10.0)
+
+
+def test_sequence_components_rebuild_the_phase_values() -> None:
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=3) + 1j * rng.normal(size=3)
+    v0, v1, v2 = metrics.sequence_components(v)
+    a = np.exp(2j * np.pi / 3)
+    rebuilt = np.array([v0 + v1 + v2, v0 + a**2 * v1 + a * v2, v0 + a * v1 + a**2 * v2])
+    assert np.allclose(rebuilt, v)

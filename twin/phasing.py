@@ -1,0 +1,53 @@
+"""Which network phase each customer terminal is on, and the mapping of terminal data to phase injections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from twin.network import Customer, Phase
+
+
+@dataclass(frozen=True)
+class PhaseMap:
+    """Immutable terminal → phase assignment of all customers, in feeder order.
+
+    ``inverse[i, φ]`` is the terminal of customer i on phase φ; phases with no terminal point at an unused
+    (all-zero) terminal column, so one gather maps a whole batch.
+    """
+
+    connections: tuple[tuple[Phase, ...], ...]
+    inverse: np.ndarray
+
+    @classmethod
+    def of(cls, connections: list[tuple[Phase, ...]] | tuple[tuple[Phase, ...], ...]) -> PhaseMap:
+        inverse = np.empty((len(connections), 3), dtype=np.intp)
+        for i, phases in enumerate(connections):
+            spare = [j for j in range(3) if j >= len(phases)]
+            free = [p for p in Phase if p not in phases]
+            for j, p in enumerate(phases):
+                inverse[i, p] = j
+            for j, p in zip(spare, free, strict=True):
+                inverse[i, p] = j
+        inverse.setflags(write=False)
+        return cls(connections=tuple(tuple(c) for c in connections), inverse=inverse)
+
+    @classmethod
+    def initial(cls, customers: tuple[Customer, ...] | list[Customer]) -> PhaseMap:
+        return cls.of([c.phases for c in customers])
+
+    def to_phases(self, terminal: np.ndarray) -> np.ndarray:
+        """[..., n_customers, 3] per terminal -> [..., n_customers, 3] per network phase."""
+        index = np.broadcast_to(self.inverse, terminal.shape)
+        return np.take_along_axis(terminal, index, axis=-1)
+
+    def with_connection(self, customer_index: int, phases: tuple[Phase, ...]) -> PhaseMap:
+        if len(phases) != len(self.connections[customer_index]):
+            raise ValueError(
+                f"customer #{customer_index}: new connection has {len(phases)} phase(s), "
+                f"expected {len(self.connections[customer_index])} (a customer keeps its number of phases)"
+            )
+        updated = list(self.connections)
+        updated[customer_index] = tuple(phases)
+        return PhaseMap.of(updated)

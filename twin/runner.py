@@ -1,0 +1,144 @@
+"""Wires the roles of a run onto a bus and a clock, runs it, and writes the run folder.
+
+Within a tick the order is fixed: clock message → meter readings → power flow and grid state (recorded) →
+twin status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from streams import topics
+from streams.bus import Bus, LocalBus
+from streams.messages import ClockTick, RunState, TwinStatus
+from streams.meter_replay import MeterReplay
+from streams.meter_table import MeterTable
+from streams.parquet import Layout, ParquetRecorder
+from twin.clock import TickClock, Timing, run_ticks
+from twin.errors import ScenarioError
+from twin.feeders import open_feeder
+from twin.grid import GridRole
+from twin.network import Feeder
+from twin.powerflow import create_powerflow
+from twin.scenario import Scenario
+from twin.summary import RunSummary, physics
+
+log = logging.getLogger(__name__)
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    summary: RunSummary
+    folder: Path
+    files: list[Path]
+    recorder: ParquetRecorder
+
+
+class ClockPublisher:
+    """First stage of a tick: announces it on ``.../twin/clock``."""
+
+    def __init__(self, *, bus: Bus, name: str, tick_s: int, speed: float) -> None:
+        self._bus, self._name, self._tick_s, self._speed = bus, name, tick_s, speed
+        self._topic = topics.twin_clock(name)
+
+    def on_tick(self, tick: int, time_utc: datetime) -> None:
+        self._bus.publish(self._topic, ClockTick.trusted(
+            feeder=self._name, tick=tick, time_utc=time_utc, tick_s=self._tick_s, speed=self._speed))
+
+
+class StatusPublisher:
+    """Last stage of a tick: the run's counters on ``.../twin/status``."""
+
+    def __init__(self, *, bus: Bus, name: str, n_ticks: int, grid: GridRole) -> None:
+        self._bus, self._name, self._n_ticks, self._grid = bus, name, n_ticks, grid
+        self._topic = topics.twin_status(name)
+        self.timing = Timing()
+
+    def on_tick(self, tick: int, time_utc: datetime) -> None:
+        c = self._grid.counters
+        self._bus.publish(self._topic, TwinStatus.trusted(
+            feeder=self._name, tick=tick, time_utc=time_utc,
+            state=RunState.RUNNING if tick + 1 < self._n_ticks else RunState.FINISHED,
+            ticks_total=self._n_ticks, overruns=self.timing.overruns, max_lateness_s=self.timing.max_lateness_s,
+            powerflow_failures=c.powerflow_failures, readings_missing=c.readings_missing,
+            readings_rejected=c.readings_rejected, detail=""))
+
+
+def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
+    """The feeder and its meter data, customers matched and ordered as the feeder's."""
+    entry = open_feeder(scenario.feeder)
+    feeder = entry.load_feeder()
+    if scenario.data is not None:
+        from streams.meter_data import PowerUnit, match_customers, read_meter_data
+
+        table = read_meter_data(scenario.data, unit=PowerUnit(scenario.data_unit), customers=list(feeder.customers))
+        return feeder, match_customers(table, feeder)
+    if entry.load_data is None:
+        raise ScenarioError(f"feeder {entry.name!r} has no data of its own; give meter data with --data")
+    return feeder, entry.load_data(feeder)
+
+
+def plan_clock(scenario: Scenario, table: MeterTable) -> TickClock:
+    start = scenario.start_utc or table.start_utc.to_pydatetime()
+    end = scenario.end_utc or min(start + timedelta(days=1), table.end_utc.to_pydatetime())
+    span_s = (end - start).total_seconds()
+    if span_s % scenario.tick_s:
+        raise ScenarioError(
+            f"the period {start.isoformat()} .. {end.isoformat()} ({span_s:.0f} s) is not a whole number "
+            f"of {scenario.tick_s} s ticks"
+        )
+    return TickClock(start_utc=start, tick_s=scenario.tick_s, n_ticks=int(span_s // scenario.tick_s))
+
+
+def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | None = None) -> RunResult:
+    """Run a scenario to the end and write its run folder. Raises TwinError/StreamError on user errors."""
+    wall_start = time.perf_counter()
+    feeder, table = load_inputs(scenario)
+    clock = plan_clock(scenario, table)
+    bus = bus or LocalBus()
+    name = feeder.name
+    meters = MeterReplay(
+        bus=bus, feeder=name, table=table, n_terminals=[c.n_phases for c in feeder.customers],
+        start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks,
+    )
+    powerflow = create_powerflow(feeder, engine=scenario.engine)
+    grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,
+                    batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1)
+    time_index = pd.date_range(clock.start_utc, periods=clock.n_ticks, freq=f"{clock.tick_s}s")
+    layout = Layout(bus_ids=tuple(feeder.bus_ids()), line_ids=tuple(ln.id for ln in feeder.lines),
+                    n_lv_feeders=grid.n_lv_feeders)
+    recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index)
+    status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid)
+    stages = [ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed), meters, grid, status]
+
+    def after_tick(tick: int, timing: Timing) -> None:
+        status.timing = timing
+        if progress is not None:
+            progress(tick + 1, clock.n_ticks)
+
+    timing = run_ticks(clock=clock, stages=stages, speed=scenario.speed, after_tick=after_tick)
+    bus.close()
+    c = grid.counters
+    summary = RunSummary(
+        feeder=name, engine=str(scenario.engine), start_utc=clock.start_utc.isoformat(),
+        end_utc=clock.end_utc.isoformat(), tick_s=clock.tick_s, ticks=timing.ticks_done,
+        **physics(recorder, tick_s=clock.tick_s),  # type: ignore[arg-type]
+        wall_s=time.perf_counter() - wall_start, ticks_per_s=timing.ticks_done / max(timing.wall_s, 1e-9),
+        powerflow_solves=c.solves, states_solved=c.states_solved, cache_hits=c.cache_hits,
+        readings_published=meters.published, readings_missing=c.readings_missing,
+        readings_rejected=c.readings_rejected, powerflow_failures=c.powerflow_failures,
+        overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
+    )
+    if not np.all(recorder.recorded):
+        log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
+    files = recorder.write(scenario.out, summary.model_dump(mode="json"))
+    return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder)

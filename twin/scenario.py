@@ -1,0 +1,31 @@
+"""What a run is: the feeder, its data, the period, the tick, the engine and the speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from twin.powerflow import Engine
+
+
+class Scenario(BaseModel):
+    """A replay. Unset period bounds default to the start of the data and one day after the start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    feeder: str = Field(default="ieee-european-lv", description="known feeder name or pandapower .json path")
+    data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
+    data_unit: str = Field(default="kW", description="unit of the values in `data` (W, kW, MW, kWh)")
+    start_utc: AwareDatetime | None = None
+    end_utc: AwareDatetime | None = None
+    tick_s: int = Field(default=60, gt=0, le=3600)
+    engine: Engine = Engine.PGM
+    speed: float = Field(default=0.0, ge=0, description="simulated s per wall s; 0 = as fast as possible")
+    batch_ticks: int = Field(default=1440, ge=1, description="ticks solved ahead as one batch when nothing can change")
+    out: Path = Path("runs/latest")
+
+    @model_validator(mode="after")
+    def _period_order(self) -> Scenario:
+        if self.start_utc is not None and self.end_utc is not None and self.end_utc <= self.start_utc:
+            raise ValueError(f"end_utc {self.end_utc.isoformat()} must be after start_utc {self.start_utc.isoformat()}")
+        return self

@@ -1,0 +1,67 @@
+"""The run summary: a few figures a person reads first, computed from the recorded series."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from streams.parquet import ParquetRecorder
+
+
+class PhaseFigures(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    a: float
+    b: float
+    c: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> PhaseFigures:
+        return cls(a=float(values[0]), b=float(values[1]), c=float(values[2]))
+
+
+class RunSummary(BaseModel):
+    """Physics of the run (from the transformer and bus series) and how the run went."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    feeder: str
+    engine: str
+    start_utc: str
+    end_utc: str
+    tick_s: int
+    ticks: int
+    energy_kwh: PhaseFigures
+    peak_load_kw: PhaseFigures
+    max_p_unb_kw: list[float]
+    mean_p_unb_kw: list[float]
+    vm_min_pu: PhaseFigures
+    vm_max_pu: PhaseFigures
+    max_vuf_pct: float
+    peak_neutral_current_a: float
+    losses_kwh: float
+    wall_s: float
+    ticks_per_s: float
+    powerflow_solves: int
+    states_solved: int
+    cache_hits: int
+    readings_published: int
+    readings_missing: int
+    readings_rejected: int
+    powerflow_failures: int
+    overruns: int
+    max_lateness_s: float
+
+
+def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:
+    """Energy, peaks, unbalance, voltage extremes, neutral current and losses over the recorded ticks."""
+    hours = tick_s / 3600.0
+    return {
+        "energy_kwh": PhaseFigures.of(np.nansum(recorder.p_trafo_kw, axis=0) * hours),
+        "peak_load_kw": PhaseFigures.of(np.nanmax(recorder.p_trafo_kw, axis=0)),
+        "max_p_unb_kw": np.nanmax(recorder.p_unb_kw, axis=0).tolist(),
+        "mean_p_unb_kw": np.nanmean(recorder.p_unb_kw, axis=0).tolist(),
+        "vm_min_pu": PhaseFigures.of(np.nanmin(recorder.vm_min_pu, axis=0)),
+        "vm_max_pu": PhaseFigures.of(np.nanmax(recorder.vm_max_pu, axis=0)),
+        "max_vuf_pct": float(np.nanmax(recorder.vuf_max_pct)),
+        "peak_neutral_current_a": float(np.nanmax(recorder.i_n_max_a)),
+        "losses_kwh": float(np.nansum(recorder.loss_kw) * hours),
+    }
