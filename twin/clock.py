@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -90,7 +90,7 @@ def run_ticks(
     )
     timing = Timing()
 
-    def process(env: simpy.Environment):  # type: ignore[no-untyped-def]
+    def process(env: simpy.Environment) -> Generator[simpy.Event, None, None]:
         t0 = wall_clock()
         for tick in range(clock.n_ticks):
             if tick:

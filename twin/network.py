@@ -247,7 +247,8 @@ def _reference_problems(
     if transformer is not None:
         for end in ("hv_bus", "lv_bus"):
             if getattr(transformer, end) not in bus_ids:
-                problems.append(f"transformer {transformer.id!r}: {end} {getattr(transformer, end)!r} is not a known bus")
+                bus = getattr(transformer, end)
+                problems.append(f"transformer {transformer.id!r}: {end} {bus!r} is not a known bus")
         if source is not None and source.bus != transformer.hv_bus:
             problems.append(f"source bus {source.bus!r} must be the transformer hv_bus {transformer.hv_bus!r}")
     for c in customers:

@@ -22,7 +22,7 @@ from streams.messages import ClockTick, RunState, TwinStatus
 from streams.meter_replay import MeterReplay
 from streams.meter_table import MeterTable
 from streams.parquet import Layout, ParquetRecorder
-from twin.clock import TickClock, Timing, run_ticks
+from twin.clock import TickClock, TickStage, Timing, run_ticks
 from twin.errors import ScenarioError
 from twin.feeders import open_feeder
 from twin.grid import GridRole
@@ -118,7 +118,7 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
                     n_lv_feeders=grid.n_lv_feeders)
     recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid)
-    stages = [ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed), meters, grid, status]
+    stages: list[TickStage] = [ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed), meters, grid, status]
 
     def after_tick(tick: int, timing: Timing) -> None:
         status.timing = timing

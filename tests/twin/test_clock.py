@@ -18,7 +18,7 @@ def test_ticks_and_utc_convert_both_ways() -> None:
 
 def test_clock_refuses_naive_or_offset_start() -> None:
     with pytest.raises(ScenarioError, match="must be timezone-aware UTC"):
-        TickClock(start_utc=datetime(2024, 1, 15), tick_s=60, n_ticks=1)  # noqa: DTZ001 - the point of the test
+        TickClock(start_utc=datetime(2024, 1, 15), tick_s=60, n_ticks=1)
 
 
 class Recorder:

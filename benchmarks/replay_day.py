@@ -1,0 +1,97 @@
+"""The default one-day replay against the two engines on the same 1440 load states, all in one run.
+
+    .venv/bin/python benchmarks/replay_day.py [--pandapower-states N]
+
+Prints wall times, steps/s and the ratios:
+- replay (whole `phasetwin replay`: load feeder and data, 1440 ticks through bus, power flow, recorder, write
+  the run folder) and its tick loop alone;
+- power-grid-model's own batch solve of the 1440 states (calculate_power_flow only, same model and options);
+- pandapower runpp_3ph state by state (all 1440, or a sample of N extrapolated to 1440).
+Acceptance (issue 2): replay ≤ 2 × power-grid-model batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from twin.loaders import ieee_european_lv
+from twin.phasing import PhaseMap
+from twin.powerflow import Engine, create_powerflow
+from twin.runner import replay
+from twin.scenario import Scenario
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pandapower-states", type=int, default=1440, help="states for runpp_3ph (sample)")
+    args = parser.parse_args()
+
+    feeder = ieee_european_lv.load_feeder()
+    day = ieee_european_lv.load_day(feeder)
+    phase_map = PhaseMap.initial(feeder.customers)
+    p_kw, q_kvar = phase_map.to_phases(day.p_kw), phase_map.to_phases(day.q_kvar)
+    n = p_kw.shape[0]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        replay(Scenario(out=Path(tmp) / "warm"))  # imports and first-use costs out of the way
+        t = time.perf_counter()
+        result = replay(Scenario(out=Path(tmp) / "run"))
+        replay_s = time.perf_counter() - t
+    loop_s = result.summary.ticks / result.summary.ticks_per_s
+
+    pgm = create_powerflow(feeder, engine=Engine.PGM)
+    pgm.solve(p_kw=p_kw[:2], q_kvar=q_kvar[:2])
+    t = time.perf_counter()
+    engine_result = pgm.solve(p_kw=p_kw, q_kvar=q_kvar)
+    pgm_engine_s = time.perf_counter() - t
+    raw = pgm_raw_batch_s(pgm, p_kw, q_kvar)
+
+    pp = create_powerflow(feeder, engine=Engine.PANDAPOWER)
+    sample = np.linspace(0, n - 1, min(args.pandapower_states, n)).astype(int)
+    pp.solve(p_kw=p_kw[:1], q_kvar=q_kvar[:1])
+    t = time.perf_counter()
+    pp_result = pp.solve(p_kw=p_kw[sample], q_kvar=q_kvar[sample])
+    pp_s = (time.perf_counter() - t) * n / len(sample)
+    dv = np.abs(pp_result.vm_pu - engine_result.vm_pu[sample]).max()
+
+    print(f"IEEE European LV feeder, {n} one-minute load states, 2 cores")
+    print(f"{'what':46s} {'wall s':>9s} {'states/s':>10s}")
+    rows = [
+        ("phasetwin replay (load, 1440 ticks, write)", replay_s),
+        ("  of which the tick loop", loop_s),
+        ("power-grid-model batch (calculate_power_flow)", raw),
+        ("power-grid-model engine solve (batch + results)", pgm_engine_s),
+        (f"pandapower runpp_3ph ({len(sample)} states, scaled)", pp_s),
+    ]
+    for label, seconds in rows:
+        print(f"{label:46s} {seconds:9.3f} {n / seconds:10.0f}")
+    print(f"ratio replay / PGM batch:            {replay_s / raw:6.2f}  (target <= 2)")
+    print(f"ratio replay tick loop / PGM batch:  {loop_s / raw:6.2f}")
+    print(f"ratio pandapower / replay:           {pp_s / replay_s:6.1f}")
+    print(f"max |Δvm| pandapower vs PGM on the sampled states: {dv:.2e} p.u.")
+
+
+def pgm_raw_batch_s(pgm: object, p_kw: np.ndarray, q_kvar: np.ndarray) -> float:
+    """Time PGM's own calculate_power_flow on the batch, with the engine's model and options."""
+    from power_grid_model import ComponentType
+
+    from twin import pf_pgm
+
+    assert isinstance(pgm, pf_pgm.PgmPowerFlow)
+    update = {ComponentType.asym_load: {"p_specified": p_kw * 1e3, "q_specified": q_kvar * 1e3}}
+    t = time.perf_counter()
+    pgm.model.calculate_power_flow(
+        symmetric=False, error_tolerance=pf_pgm.ERROR_TOLERANCE_PU, max_iterations=pf_pgm.MAX_ITERATIONS,
+        calculation_method=pgm.calculation_method, update_data=update, threading=pgm.threading,
+        output_component_types=pf_pgm.OUTPUT_ATTRIBUTES,
+    )
+    return time.perf_counter() - t
+
+
+if __name__ == "__main__":
+    main()

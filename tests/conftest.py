@@ -1,0 +1,90 @@
+"""Fixtures for the whole test suite.
+
+Real servers (implemented in ``tests/servers.py``), one per test session, each on free loopback ports in a
+temporary folder, stopped at the end of the session:
+
+- ``mosquitto`` -> ``MosquittoServer``: ``host``, ``port``, ``url`` (``mqtt://127.0.0.1:PORT``), ``stop()``,
+  ``kill()``, ``start()``, ``restart()``, ``running``, ``log_tail()``. Anonymous, persistent (QoS 1 queues of
+  persistent sessions survive ``stop()``/``start()``).
+- ``influxdb`` -> ``InfluxDBServer`` (InfluxDB 1.x): the same, with ``url`` ``http://127.0.0.1:PORT`` and
+  ``query(q, db=None, *, epoch=None)`` returning the parsed JSON of ``POST /query``.
+
+The servers are shared by every test of the session, so a test uses its own topics, client ids and
+databases (a uuid in the name). A test may stop or kill a server; it runs again before the next test starts.
+A test that uses one of these fixtures gets the marker of the same name, so ``-m "not influxdb"`` works.
+When a server binary is missing the fixture fails (never skips) and says to run ``scripts/test``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeVar
+
+import pytest
+from servers import InfluxDBServer, MosquittoServer, ServerError, ServerProcess
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+_Server = TypeVar("_Server", bound=ServerProcess)
+_RUNNING_SERVERS = pytest.StashKey[list[ServerProcess]]()
+_SERVER_FIXTURES = ("mosquitto", "influxdb")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in _SERVER_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(name)
+
+
+def _serve(
+    server_type: type[_Server], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[_Server]:
+    try:
+        server = server_type(workdir=tmp_path_factory.mktemp(server_type.name))
+        server.start()
+    except ServerError as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:  # failed outside the except block, so that the report is the message alone
+        pytest.fail(problem, pytrace=False)
+    servers = request.config.stash.setdefault(_RUNNING_SERVERS, [])
+    servers.append(server)
+    try:
+        yield server
+    finally:
+        servers.remove(server)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mosquitto(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[MosquittoServer]:
+    """A Mosquitto 2 broker on 127.0.0.1, anonymous and persistent, for the whole session."""
+    yield from _serve(MosquittoServer, tmp_path_factory, request)
+
+
+@pytest.fixture(scope="session")
+def influxdb(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[InfluxDBServer]:
+    """An InfluxDB 1.x server on 127.0.0.1 (HTTP API, no auth), for the whole session."""
+    yield from _serve(InfluxDBServer, tmp_path_factory, request)
+
+
+@pytest.fixture(autouse=True)
+def _session_servers_run_again(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Start again any session server that a test stopped, on purpose or by failing half-way."""
+    yield
+    for server in request.config.stash.get(_RUNNING_SERVERS, []):
+        if server.running:
+            continue
+        try:
+            server.start()
+        except ServerError as exc:
+            problem = f"could not start {server!r} again after this test: {exc}"
+        else:
+            continue
+        pytest.fail(problem, pytrace=False)

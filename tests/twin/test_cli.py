@@ -1,0 +1,94 @@
+"""The `phasetwin` command end to end, in process (typer's runner), on the bundled IEEE day."""
+
+import csv
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from twin.cli import app
+from twin.loaders.ieee_european_lv import bundled_dir
+
+runner = CliRunner()
+
+
+def _independent_load_energy_kwh() -> dict[str, float]:
+    """Energy per phase straight from the CSV files (Loads.csv -> shape file -> sum of 1-minute kW / 60)."""
+    folder = bundled_dir()
+    with (folder / "Loads.csv").open() as fh:
+        rows = list(csv.reader(fh))[3:]
+    energy = {"A": 0.0, "B": 0.0, "C": 0.0}
+    for row in rows:
+        phase, shape = row[3].strip(), row[9].strip().replace("Shape_", "Load_profile_")
+        with (folder / "load_profiles" / f"{shape}.csv").open() as fh:
+            energy[phase] += sum(float(r[1]) for r in list(csv.reader(fh))[1:]) / 60.0
+    return energy
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("run")
+    result = runner.invoke(app, ["replay", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_default_replay_writes_the_run_folder(default_run: tuple[Path, str]) -> None:
+    out, output = default_run
+    assert {p.name for p in out.iterdir()} == {"voltages_pu.parquet", "transformer.parquet", "metrics.parquet",
+                                                "summary.json"}
+    volts = pd.read_parquet(out / "voltages_pu.parquet")
+    assert volts.shape == (1440, 1 + 907 * 3)
+    assert str(volts["time_utc"].dt.tz) == "UTC"
+    assert "energy, kWh" in output and "max P_unb" in output
+
+
+def test_transformer_energy_equals_the_data_plus_line_losses(default_run: tuple[Path, str]) -> None:
+    out, _ = default_run
+    summary = json.loads((out / "summary.json").read_text())
+    loads = _independent_load_energy_kwh()
+    delivered = summary["energy_kwh"]
+    total_loads, total_delivered = sum(loads.values()), delivered["a"] + delivered["b"] + delivered["c"]
+    # the transformer delivers the loads plus the line losses (its own losses are upstream of its LV terminal)
+    assert 0 < total_delivered - total_loads < summary["losses_kwh"]
+    for phase in "ABC":
+        assert delivered[phase.lower()] == pytest.approx(loads[phase], rel=0.05)
+    assert summary["ticks"] == 1440 and summary["readings_missing"] == 0
+
+
+def test_summary_extremes_match_the_recorded_series(default_run: tuple[Path, str]) -> None:
+    out, _ = default_run
+    summary = json.loads((out / "summary.json").read_text())
+    volts = pd.read_parquet(out / "voltages_pu.parquet").drop(columns=["time_utc", "SourceBus_A", "SourceBus_B",
+                                                                       "SourceBus_C"])
+    for phase in "ABC":
+        cols = [c for c in volts.columns if c.endswith(f"_{phase}")]
+        assert summary["vm_min_pu"][phase.lower()] == pytest.approx(volts[cols].to_numpy().min(), abs=1e-6)
+        assert summary["vm_max_pu"][phase.lower()] == pytest.approx(volts[cols].to_numpy().max(), abs=1e-6)
+    trafo = pd.read_parquet(out / "transformer.parquet")
+    assert summary["peak_load_kw"]["b"] == pytest.approx(trafo["p_b_kw"].max())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--feeder", "nope"], "unknown feeder 'nope'; expected one of ieee-european-lv"),
+        (["--start", "2023-06-01"], "is outside the data, which cover 2024-01-15"),
+        (["--start", "yesterday"], "--start 'yesterday' is not an ISO date"),
+        (["--tick", "0"], "tick_s: Input should be greater than 0"),
+        (["--tick", "7", "--end", "2024-01-15T00:01"], "is not a whole number of 7 s ticks"),
+        (["--feeder", "missing.json"], "feeder file 'missing.json' does not exist"),
+    ],
+)
+def test_user_errors_print_one_message_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["replay", "--out", str(tmp_path), *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_feeders_lists_the_bundled_feeder() -> None:
+    result = runner.invoke(app, ["feeders"])
+    assert result.exit_code == 0 and "ieee-european-lv" in result.output
