@@ -58,3 +58,12 @@ def test_meter_reading_round_trips_through_json() -> None:
     r = MeterReading(feeder="f", tick=1, time_utc=datetime(2024, 1, 1, tzinfo=UTC), meter_id="m",
                      p_kw=(1.5, -0.25), q_kvar=(0.1, 0.0))
     assert MeterReading.model_validate_json(r.model_dump_json()) == r
+
+
+def test_trusted_construction_equals_validated_construction() -> None:
+    values = {"feeder": "f", "tick": 2, "time_utc": datetime(2024, 1, 1, tzinfo=UTC), "meter_id": "m",
+              "p_kw": (1.0, 2.0), "q_kvar": (0.5, 0.25)}
+    fast, checked = MeterReading.trusted(**values), MeterReading(**values)
+    assert fast == checked
+    assert fast.model_dump_json() == checked.model_dump_json()
+    assert fast.model_fields_set == checked.model_fields_set

@@ -1,0 +1,49 @@
+"""Which message each topic carries, and decoding of raw payloads into validated messages."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from streams import topics
+from streams.errors import StreamError
+from streams.messages import ClockTick, DeadLetter, GridState, Message, MeterReading, TwinStatus
+
+# Topic pattern below phasetwin/v1/{feeder}/ -> payload model.
+PAYLOADS: dict[str, type[Message]] = {
+    "meter/+": MeterReading,
+    "grid/state": GridState,
+    "twin/clock": ClockTick,
+    "twin/status": TwinStatus,
+    "deadletter": DeadLetter,
+}
+
+
+class ContractError(StreamError):
+    """A payload does not fit the contract; ``reason`` is what a dead letter reports."""
+
+    def __init__(self, topic: str, reason: str) -> None:
+        self.topic = topic
+        self.reason = reason
+        super().__init__(f"{topic}: {reason}")
+
+
+def payload_type(topic: str) -> type[Message]:
+    """The model a topic carries; ContractError if the topic is not part of the contract."""
+    parts = topic.split("/", 3)
+    if len(parts) == 4 and f"{parts[0]}/{parts[1]}" == topics.ROOT:
+        for pattern, model in PAYLOADS.items():
+            if topics.matches(pattern, parts[3]):
+                return model
+    raise ContractError(topic, f"topic is not part of the {topics.ROOT} contract")
+
+
+def decode(topic: str, payload: bytes | str) -> Message:
+    """Validate a JSON payload against its topic's model; ContractError names every invalid field."""
+    model = payload_type(topic)
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise ContractError(topic, f"invalid {model.__name__}: {problems}") from err
