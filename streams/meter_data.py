@@ -85,7 +85,8 @@ MAX_STEP_S = 3600
 TIME_COLUMNS = ("time", "time_utc")
 LONG_COLUMNS = ("customer", "phase", "terminal", "p", "q")
 _NA_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
-_OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+# A UTC offset after a time of day; a date alone ("2024-03-01") ends in "-01" but is naive.
+_OFFSET = re.compile(r"[T ]\d{1,2}(?::\d{2}){0,2}(?:[.,]\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
 _TERMINALS = ("1", "2", "3")
 _PHASES = ("A", "B", "C")
 _SHOWN = 5
@@ -107,7 +108,7 @@ class PowerUnit(StrEnum):
 
     def kw_factor(self, step_s: int) -> float:
         """Multiply a value in this unit by this to get kW (kvar) over a step of ``step_s`` seconds."""
-        scale = {"W": 1e-3, "k": 1.0, "M": 1e3}[self.value[0]]
+        scale = {"W": 1e-3, "kW": 1.0, "MW": 1e3}[self.value.removesuffix("h")]
         return scale * 3600.0 / step_s if self.is_energy else scale
 
 

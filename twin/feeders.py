@@ -1,22 +1,19 @@
 """The feeders phasetwin knows by name, and how a feeder argument (a name or a path) is opened.
 
-Loaders are imported when used: the pandapower JSON loader pulls in pandapower, which takes seconds to import
-and is not needed to replay a bundled feeder on the fast engine.
+The pandapower JSON loader is imported when used: it pulls in pandapower, which takes seconds to import and is
+not needed to replay a bundled feeder on the fast engine.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from streams.meter_table import MeterTable
-from twin.errors import ScenarioError
-from twin.loaders import ieee_european_lv
+from twin.errors import DataError, ScenarioError
+from twin.loaders import ieee_european_lv, liege
 from twin.network import Feeder
-
-LIEGE = "liege-lv"
 
 
 @dataclass(frozen=True)
@@ -28,22 +25,19 @@ class FeederEntry:
     load_data: Callable[[Feeder], MeterTable] | None
 
 
-def shared_data_folder() -> Path:
-    """``$PHASETWIN_SHARED_DATA`` or ``../shared/data`` beside the repository (never bundled)."""
-    env = os.environ.get("PHASETWIN_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 def _liege_feeder() -> Feeder:
-    from twin.loaders import liege
-
-    return liege.load_feeder(shared_data_folder() / "liege_lv")
+    return liege.load_feeder(liege.default_folder())
 
 
 def _liege_year(feeder: Feeder) -> MeterTable:
-    from twin.loaders import liege
+    return liege.load_year(feeder, liege.default_folder())
 
-    return liege.load_year(feeder, shared_data_folder() / "liege_lv")
+
+def _liege_where() -> str:
+    try:
+        return f"shared data, not bundled ({liege.default_folder()})"
+    except DataError as err:
+        return f"not found: {err}"
 
 
 def known_feeders() -> list[FeederEntry]:
@@ -56,9 +50,9 @@ def known_feeders() -> list[FeederEntry]:
             load_data=lambda feeder: ieee_european_lv.load_day(feeder),
         ),
         FeederEntry(
-            name=LIEGE,
+            name=liege.NAME,
             description="Liège (BE) LV network: 2 feeders, 23 customers (1- and 3-phase), a year at 15 min",
-            where=f"shared data, not bundled ({shared_data_folder() / 'liege_lv'})",
+            where=_liege_where(),
             load_feeder=_liege_feeder,
             load_data=_liege_year,
         ),

@@ -118,7 +118,8 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
                     n_lv_feeders=grid.n_lv_feeders)
     recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid)
-    stages: list[TickStage] = [ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed), meters, grid, status]
+    announce = ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed)
+    stages: list[TickStage] = [announce, meters, grid, status]
 
     def after_tick(tick: int, timing: Timing) -> None:
         status.timing = timing

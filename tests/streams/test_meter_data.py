@@ -204,6 +204,9 @@ def test_naive_timestamps_rejected_unless_declared_utc(tmp_path: Path) -> None:
         read_meter_data(path, unit=PowerUnit.KW)
     table = read_meter_data(path, unit=PowerUnit.KW, naive_is_utc=True)
     assert table.start_utc == T0
+    path.write_text("time,m_A\n2024-03-01,1\n")  # a date alone ends in "-01", which is no UTC offset
+    with pytest.raises(DataError, match=r"1 timestamp\(s\) without a UTC offset, first '2024-03-01'"):
+        read_meter_data(path, unit=PowerUnit.KW)
 
 
 def test_parquet_with_local_datetime_index(tmp_path: Path) -> None:

@@ -1,0 +1,405 @@
+"""A Feeder from a pandapower network saved as JSON (``pp.to_json``), and the mapping of pandapower tables.
+
+The row mappers (``bus_fields``, ``line_fields``, ``transformer_fields``, ``source_fields``) turn one row of a
+pandapower-style table into the raw fields of a twin element; the Liège loader uses them on its CSV tables,
+which carry pandapower's column names. Values that do not parse are passed on as text so that validation
+names them.
+
+Mapping rules (pandapower → twin):
+
+- ids are the pandapower table indices as text (bus 448 → ``"448"``, line 18 → ``"18"``);
+- ``line``: ``r_ohm_per_km``/``x_ohm_per_km``/``c_nf_per_km`` are positive sequence, ``r0``/``x0``/``c0`` zero
+  sequence; ``parallel`` n divides the impedances and multiplies the capacitances by n; the ampacity is
+  ``max_i_ka × df × parallel`` (as pandapower's loading uses it). Lines without zero-sequence columns, with a
+  shunt conductance (``g_us_per_km``, ``g0_us_per_km``) ≠ 0, or out of service are reported;
+- ``trafo``: exactly one; ``sn_mva`` → ``sn_kva``; ``shift_degree`` → ``shift_deg`` as given (pandapower's
+  convention, e.g. 150 for Dyn5); no-load losses (``pfe_kw``, ``i0_percent``) and the zero-sequence
+  short-circuit data (``vk0_percent`` …) are not part of the twin's transformer and are ignored; an
+  off-neutral tap (``tap_pos`` ≠ ``tap_neutral``), ``parallel`` ≠ 1 or out of service is reported;
+- ``ext_grid``: exactly one, at the transformer HV bus; ``s_sc_max_mva``, ``rx_max``, ``x0x_max``,
+  ``r0x0_max`` and ``vm_pu`` map to the source (the *max* short-circuit case); ``va_degree`` is ignored;
+- customers: every ``asymmetric_load`` row, then every ``load`` row (three-phase, connection ``ABC``);
+- the customer id is the ``ean`` column if the table has one and it is set, else ``name`` if set, else
+  ``"asymmetric_load <index>"`` / ``"load <index>"``;
+- the ordered phase connection of an ``asymmetric_load`` is taken from the first set value among the
+  custom columns ``connection``, ``phases``, ``phase_load`` (e.g. ``CAB``). Without such a column the file
+  cannot know which terminal is on which phase: the phases with nonzero ``p_<x>_mw`` or ``q_<x>_mvar`` are
+  used in the order A, B, C. A row with neither is reported;
+- ``feeder`` and ``distance_km`` (or ``distance``) custom columns are used when present; otherwise they are
+  derived from the topology;
+- the files carry no reliable power factor (``p``/``q`` are a single snapshot, often zero), so every customer
+  gets the ``power_factor`` passed to ``load_feeder``;
+- ``sgen`` / ``asymmetric_sgen`` rows at a customer's bus are behind-the-meter generation, already inside the
+  customer's net meter data: they are accepted and add nothing to the feeder. At any other bus they are
+  reported;
+- switches: closed line/transformer switches change nothing and are accepted; open switches and bus-bus
+  switches are reported. Every other element table (``gen``, ``trafo3w``, ``shunt``, ``storage`` …) that is
+  not empty is reported.
+
+Everything reported is raised as ONE FeederError together with the twin's own validation problems.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from twin.errors import FeederError
+from twin.network import Customer, Feeder, assemble_feeder
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from pandapower import pandapowerNet
+
+__all__ = [
+    "DEFAULT_POWER_FACTOR",
+    "PHASE_COLUMNS",
+    "UNSUPPORTED_TABLES",
+    "bus_fields",
+    "declared_topology_problems",
+    "line_fields",
+    "load_feeder",
+    "number",
+    "source_fields",
+    "transformer_fields",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POWER_FACTOR = 0.95
+PHASE_COLUMNS = ("connection", "phases", "phase_load")
+DISTANCE_COLUMNS = ("distance_km", "distance")
+UNSUPPORTED_TABLES = (
+    "bus_dc", "dcline", "gen", "impedance", "line_dc", "load_dc", "motor", "shunt", "source_dc", "ssc",
+    "storage", "svc", "tcsc", "trafo3w", "vsc", "vsc_bipolar", "vsc_stacked", "ward", "xward",
+)
+# Distances declared in a file and the topology's path length may differ by rounding only.
+DISTANCE_TOLERANCE_KM = 1e-6
+
+
+def number(value: Any) -> Any:
+    """A float when ``value`` is numeric or numeric text, else ``value`` unchanged (validation names it)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
+    return value
+
+
+def _is_set(value: Any) -> bool:
+    """False for None, NaN and blank text: pandapower's and pandas' ways of saying "no value"."""
+    if value is None:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return not (isinstance(value, str) and not value.strip())
+
+
+def _flag(value: Any, *, default: bool) -> bool | None:
+    """A boolean from a bool or True/False text; None when it is neither."""
+    if not _is_set(value):
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}.get(text)
+
+
+def _optional(row: Mapping[str, Any], key: str, default: float) -> Any:
+    value = row.get(key)
+    return number(value) if _is_set(value) else default
+
+
+def _scaled(value: Any, factor: Any, *, divide: bool = False) -> Any:
+    if isinstance(value, float) and isinstance(factor, float) and factor > 0:
+        return value / factor if divide else value * factor
+    return value
+
+
+def _in_service(where: str, row: Mapping[str, Any], problems: list[str]) -> None:
+    flag = _flag(row.get("in_service"), default=True)
+    if flag is None:
+        problems.append(f"{where}: in_service = {row.get('in_service')!r}; expected True or False")
+    elif not flag:
+        problems.append(f"{where}: out of service; remove it from the network or put it in service")
+
+
+def bus_fields(where: str, index: str, row: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Raw Bus fields from a pandapower ``bus`` row; coordinates from a GeoJSON point in ``geo`` if any."""
+    _in_service(where, row, problems)
+    fields: dict[str, Any] = {"id": index, "vn_kv": number(row.get("vn_kv"))}
+    geo = row.get("geo")
+    if isinstance(geo, str) and geo.strip():
+        try:
+            shape = json.loads(geo)
+        except json.JSONDecodeError:
+            problems.append(f"{where}: geo = {geo!r} is not GeoJSON")
+            return fields
+        coords = shape.get("coordinates") if isinstance(shape, dict) else None
+        is_point = isinstance(shape, dict) and shape.get("type") == "Point"
+        if is_point and isinstance(coords, list) and len(coords) >= 2:
+            fields["x"], fields["y"] = number(coords[0]), number(coords[1])
+        else:
+            problems.append(f"{where}: geo = {geo!r}; expected a GeoJSON Point")
+    return fields
+
+
+def line_fields(where: str, index: str, row: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Raw Line fields from a pandapower ``line`` row: sequence data per km, with ``parallel``, ``df``."""
+    _in_service(where, row, problems)
+    missing = [k for k in ("r0_ohm_per_km", "x0_ohm_per_km") if k not in row]
+    if missing:
+        problems.append(f"{where}: no zero-sequence data ({', '.join(missing)}); the twin needs r0 and x0")
+    for key in ("g_us_per_km", "g0_us_per_km"):
+        g_us = _optional(row, key, 0.0)
+        if g_us != 0.0:
+            problems.append(f"{where}: {key} = {g_us!r}; shunt conductance is not supported, expected 0")
+    parallel = _optional(row, "parallel", 1.0)
+    derating = _optional(row, "df", 1.0)
+    for key, value in (("parallel", parallel), ("df", derating)):
+        if not isinstance(value, float) or value <= 0:
+            problems.append(f"{where}: {key} = {value!r}; expected a positive number")
+    return {
+        "id": index,
+        "from_bus": str(row.get("from_bus", "")).strip(),
+        "to_bus": str(row.get("to_bus", "")).strip(),
+        "length_km": number(row.get("length_km")),
+        "r1_ohm_per_km": _scaled(number(row.get("r_ohm_per_km")), parallel, divide=True),
+        "x1_ohm_per_km": _scaled(number(row.get("x_ohm_per_km")), parallel, divide=True),
+        "r0_ohm_per_km": _scaled(number(row.get("r0_ohm_per_km")), parallel, divide=True),
+        "x0_ohm_per_km": _scaled(number(row.get("x0_ohm_per_km")), parallel, divide=True),
+        "c1_nf_per_km": _scaled(_optional(row, "c_nf_per_km", 0.0), parallel),
+        "c0_nf_per_km": _scaled(_optional(row, "c0_nf_per_km", 0.0), parallel),
+        "max_i_ka": _scaled(_scaled(number(row.get("max_i_ka")), derating), parallel),
+    }
+
+
+def transformer_fields(where: str, index: str, row: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Raw Transformer fields from a pandapower ``trafo`` row."""
+    _in_service(where, row, problems)
+    parallel = _optional(row, "parallel", 1.0)
+    if parallel != 1.0:
+        problems.append(f"{where}: parallel = {parallel!r}; only a single transformer (1) is supported")
+    tap_pos, tap_neutral = _optional(row, "tap_pos", math.nan), _optional(row, "tap_neutral", math.nan)
+    if isinstance(tap_pos, float) and isinstance(tap_neutral, float) and not math.isnan(tap_pos) \
+            and not math.isnan(tap_neutral) and tap_pos != tap_neutral:
+        problems.append(f"{where}: tap_pos = {tap_pos} differs from tap_neutral = {tap_neutral}; "
+                        "off-nominal taps are not supported, expected the neutral position")
+    sn_mva = number(row.get("sn_mva"))
+    return {
+        "id": index,
+        "hv_bus": str(row.get("hv_bus", "")).strip(),
+        "lv_bus": str(row.get("lv_bus", "")).strip(),
+        "sn_kva": sn_mva * 1000.0 if isinstance(sn_mva, float) else sn_mva,
+        "vn_hv_kv": number(row.get("vn_hv_kv")),
+        "vn_lv_kv": number(row.get("vn_lv_kv")),
+        "vk_percent": number(row.get("vk_percent")),
+        "vkr_percent": number(row.get("vkr_percent")),
+        "vector_group": str(row.get("vector_group", "")).strip(),
+        "shift_deg": _optional(row, "shift_degree", 0.0),
+    }
+
+
+def source_fields(where: str, row: Mapping[str, Any], vn_kv: Any, problems: list[str]) -> dict[str, Any]:
+    """Raw Source fields from a pandapower ``ext_grid`` row; ``vn_kv`` is the nominal voltage of its bus."""
+    _in_service(where, row, problems)
+    return {
+        "bus": str(row.get("bus", "")).strip(),
+        "vn_kv": vn_kv,
+        "vm_pu": _optional(row, "vm_pu", 1.0),
+        "s_sc_mva": number(row.get("s_sc_max_mva")),
+        "rx_ratio": number(row.get("rx_max")),
+        "x0x_ratio": number(row.get("x0x_max")),
+        "r0x0_ratio": number(row.get("r0x0_max")),
+    }
+
+
+def declared_topology_problems(feeder: Feeder, *, where: str) -> list[str]:
+    """Customers whose declared feeder index or distance disagrees with the topology.
+
+    Declared feeder indices may number the outgoing LV cables differently from the topology, but each cable
+    must carry one index: the index most of its customers declare; customers declaring another one, and an
+    index used on two cables, are reported. A declared distance must equal the line-length path from the
+    transformer LV bus to within 1e-6 km.
+    """
+    tree = feeder.tree()
+    problems: list[str] = []
+    on_branch: dict[int, list[Customer]] = {}
+    for c in feeder.customers:
+        on_branch.setdefault(tree.branch_of.get(c.bus, -1), []).append(c)
+    branches_of_label: dict[int, list[int]] = {}
+    for branch, members in on_branch.items():
+        label = Counter(c.feeder for c in members).most_common(1)[0][0]
+        branches_of_label.setdefault(label, []).append(branch)
+        problems += [f"{where}: customer {c.id!r} declares feeder {c.feeder}, but the other customers on its "
+                     f"LV cable declare feeder {label}; expected one feeder index per cable"
+                     for c in members if c.feeder != label]
+    problems += [f"{where}: feeder {label} is declared on {len(branches)} different LV cables; expected one"
+                 for label, branches in branches_of_label.items() if len(branches) > 1]
+    for c in feeder.customers:
+        path_km = tree.distance_km.get(c.bus, math.nan)
+        if not abs(c.distance_km - path_km) <= DISTANCE_TOLERANCE_KM:
+            problems.append(f"{where}: customer {c.id!r} declares distance_km {c.distance_km!r}, but the "
+                            f"line path from the transformer to bus {c.bus!r} is {path_km!r} km")
+    return problems
+
+
+def _customer_id(table: str, index: str, row: Mapping[str, Any]) -> str:
+    for key in ("ean", "name"):
+        if _is_set(row.get(key)):
+            return str(row[key]).strip()
+    return f"{table} {index}"
+
+
+def _asymmetric_phases(where: str, row: Mapping[str, Any], problems: list[str]) -> str | None:
+    for key in PHASE_COLUMNS:
+        if _is_set(row.get(key)):
+            return str(row[key]).strip()
+    powered = []
+    for letter in "abc":
+        values = [number(row.get(f"p_{letter}_mw")), number(row.get(f"q_{letter}_mvar"))]
+        if any(isinstance(v, float) and not math.isnan(v) and v != 0.0 for v in values):
+            powered.append(letter.upper())
+    if not powered:
+        problems.append(f"{where}: no phase column ({', '.join(PHASE_COLUMNS)}) and p/q are zero on every "
+                        "phase; cannot tell which phases the customer uses, add a 'phases' column such as "
+                        "'CAB'")
+        return None
+    return "".join(powered)
+
+
+def _customer_fields(
+    where: str, table: str, index: str, row: Mapping[str, Any], phases: str, power_factor: float,
+    problems: list[str],
+) -> dict[str, Any]:
+    _in_service(where, row, problems)
+    kind = row.get("type")
+    if _is_set(kind) and str(kind).strip().lower() != "wye":
+        problems.append(f"{where}: type = {kind!r}; only wye (phase-to-neutral) connections are supported")
+    fields: dict[str, Any] = {"id": _customer_id(table, index, row), "bus": str(row.get("bus", "")).strip(),
+                              "phases": phases, "power_factor": power_factor}
+    feeder = row.get("feeder")
+    if _is_set(feeder):
+        value = number(feeder)
+        fields["feeder"] = int(value) if isinstance(value, float) and value.is_integer() else value
+    for key in DISTANCE_COLUMNS:
+        if _is_set(row.get(key)):
+            fields["distance_km"] = number(row[key])
+            break
+    return fields
+
+
+def _rows(frame: pd.DataFrame) -> list[tuple[str, dict[str, Any]]]:
+    return [(str(index), dict(zip(frame.columns, values, strict=True)))
+            for index, values in zip(frame.index, frame.itertuples(index=False, name=None), strict=True)]
+
+
+def _unsupported(net: pandapowerNet, customer_buses: set[str]) -> tuple[list[str], int]:
+    """Problems for elements the twin cannot represent, and the number of behind-the-meter generators."""
+    problems = []
+    for table in UNSUPPORTED_TABLES:
+        frame = net.get(table)
+        if isinstance(frame, pd.DataFrame) and len(frame):
+            problems.append(f"net.{table}: {len(frame)} element(s) {', '.join(map(str, frame.index[:10]))}; "
+                            f"{table} is not supported in an LV feeder, remove it")
+    behind_meter = 0
+    for table in ("sgen", "asymmetric_sgen"):
+        frame = net.get(table)
+        if not isinstance(frame, pd.DataFrame):
+            continue
+        for index, row in _rows(frame):
+            if str(row.get("bus")) in customer_buses:
+                behind_meter += 1
+            else:
+                problems.append(f"net.{table}[{index}]: generator at bus {row.get('bus')!r}, which has no "
+                                "customer; only behind-the-meter generation at a customer's bus is supported")
+    switches = net.get("switch")
+    if isinstance(switches, pd.DataFrame):
+        for index, row in _rows(switches):
+            closed = _flag(row.get("closed"), default=True)
+            if closed is not True:
+                problems.append(f"net.switch[{index}]: open switch (closed = {row.get('closed')!r}) at bus "
+                                f"{row.get('bus')!r}; open switches are not supported, remove the element it "
+                                "opens")
+            elif row.get("et") == "b":
+                problems.append(f"net.switch[{index}]: bus-bus switch {row.get('bus')!r}-"
+                                f"{row.get('element')!r}; merge the two buses instead")
+    return problems, behind_meter
+
+
+def load_feeder(path: Path, *, power_factor: float = DEFAULT_POWER_FACTOR) -> Feeder:
+    """Build a Feeder from a pandapower JSON network (see the module docstring for the mapping rules).
+
+    ``power_factor`` is given to every customer (used when meter data carry no reactive power).
+    Raises FeederError listing every problem: unreadable file, unsupported elements, invalid rows, broken
+    cross-references, and declared feeder indices or distances that contradict the topology.
+    """
+    name = path.stem
+    try:
+        # imported here: pandapower takes about 1.5 s to import and loaders sharing this module do not need it
+        import pandapower as pp
+
+        net = pp.from_json(str(path))
+    except (OSError, ValueError) as err:
+        raise FeederError(str(path), [f"cannot read a pandapower network: {err}"]) from err
+    if isinstance(net.get("name"), str) and net.name.strip():
+        name = net.name.strip()
+    problems: list[str] = []
+    bus_rows = _rows(net.bus)
+    buses = [(f"net.bus[{i}]", bus_fields(f"net.bus[{i}]", i, row, problems)) for i, row in bus_rows]
+    vn_kv_of = {i: number(row.get("vn_kv")) for i, row in bus_rows}
+    lines = [(f"net.line[{i}]", line_fields(f"net.line[{i}]", i, row, problems))
+             for i, row in _rows(net.line)]
+    trafos = _rows(net.trafo)
+    if len(trafos) != 1:
+        problems.append(f"net.trafo: {len(trafos)} transformer(s) {', '.join(i for i, _ in trafos)}; "
+                        "a feeder has exactly one MV/LV transformer")
+    transformer: tuple[str, dict[str, Any]] = ("net.trafo", {})
+    if trafos:
+        i, row = trafos[0]
+        transformer = (f"net.trafo[{i}]", transformer_fields(f"net.trafo[{i}]", i, row, problems))
+    grids = _rows(net.ext_grid)
+    if len(grids) != 1:
+        problems.append(f"net.ext_grid: {len(grids)} external grid(s); a feeder has exactly one, at the "
+                        "transformer HV bus")
+    source: tuple[str, dict[str, Any]] = ("net.ext_grid", {})
+    if grids:
+        i, row = grids[0]
+        where = f"net.ext_grid[{i}]"
+        source = (where, source_fields(where, row, vn_kv_of.get(str(row.get("bus"))), problems))
+    customers = []
+    for i, row in _rows(net.asymmetric_load):
+        where = f"net.asymmetric_load[{i}]"
+        phases = _asymmetric_phases(where, row, problems)
+        if phases is None:
+            continue  # already reported; validating it again would repeat the same problem
+        customers.append((where, _customer_fields(where, "asymmetric_load", i, row, phases, power_factor,
+                                                  problems)))
+    for i, row in _rows(net.load):
+        where = f"net.load[{i}]"
+        customers.append((where, _customer_fields(where, "load", i, row, "ABC", power_factor, problems)))
+    unsupported, behind_meter = _unsupported(net, {fields["bus"] for _, fields in customers})
+    problems += unsupported
+    try:
+        feeder = assemble_feeder(name=name, buses=buses, lines=lines, transformer=transformer, source=source,
+                                 customers=customers)
+    except FeederError as err:
+        raise FeederError(str(path), problems + err.problems) from None
+    problems += declared_topology_problems(feeder, where=str(path))
+    if problems:
+        raise FeederError(str(path), problems)
+    if behind_meter:
+        log.info("%s: %d generator(s) at customer buses taken as behind-the-meter", path, behind_meter)
+    return feeder
