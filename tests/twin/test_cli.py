@@ -92,3 +92,34 @@ def test_user_errors_print_one_message_and_exit_2(args: list[str], message: str,
 def test_feeders_lists_the_bundled_feeder() -> None:
     result = runner.invoke(app, ["feeders"])
     assert result.exit_code == 0 and "ieee-european-lv" in result.output
+
+
+def test_liege_day_p_unb_matches_an_independent_sum_of_the_data(tmp_path: Path) -> None:
+    """P_unb of each Liège feeder from the raw parquet (column suffix = the terminal's phase) vs the replay."""
+    from twin.loaders import liege
+
+    folder = liege.default_folder()
+    result = runner.invoke(app, ["replay", "--feeder", "liege-lv", "--start", "2016-06-01", "--tick", "900",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    raw = pd.read_parquet(folder / "timeseries_net_kw.parquet")
+    day = raw[(raw.index >= "2016-06-01") & (raw.index < "2016-06-02")]
+    customers = pd.read_csv(folder / "customers.csv", dtype={"customer_id": str})
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for f in (0, 1):
+        ids = set(customers.loc[customers["feeder"] == f, "customer_id"])
+        per_phase = pd.DataFrame({ph: day[[c for c in day.columns if c.split("_")[0] in ids and c.endswith(ph)]]
+                                  .sum(axis=1) for ph in "ABC"})
+        p_unb = (per_phase.sub(per_phase.mean(axis=1), axis=0)).abs().sum(axis=1)
+        assert summary["max_p_unb_kw"][f] == pytest.approx(p_unb.max(), rel=1e-9)
+        assert summary["mean_p_unb_kw"][f] == pytest.approx(p_unb.mean(), rel=1e-9)
+
+
+def test_data_whose_customers_do_not_match_the_feeder_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "meters.csv"
+    data.write_text("time,LOAD1_A,STRANGER_B\n2024-01-15T00:00:00Z,1.0,2.0\n2024-01-15T00:01:00Z,1.0,2.0\n")
+    result = runner.invoke(app, ["replay", "--data", str(data), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "STRANGER" in text and "LOAD55" in text
+    assert "Traceback" not in result.output
