@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from streams.meter_data import PowerUnit
 from twin.errors import StreamError, TwinError
 from twin.powerflow import Engine
 from twin.summary import RunSummary
@@ -55,7 +56,10 @@ def replay(
         "ieee-european-lv"
     ),
     data: Annotated[Path | None, typer.Option(help="meter data (CSV/Parquet); default: the feeder's own")] = None,
-    unit: Annotated[str, typer.Option(help="unit of --data values: W, kW, MW or kWh (per interval)")] = "kW",
+    unit: Annotated[PowerUnit, typer.Option(help="unit of --data values (Wh, kWh, MWh: energy per interval)")] = (
+        PowerUnit.KW
+    ),
+    naive_utc: Annotated[bool, typer.Option("--naive-utc", help="--data times without offset are UTC")] = False,
     start: Annotated[str | None, typer.Option(help="period start, ISO, UTC if no offset; default: data start")] = None,
     end: Annotated[str | None, typer.Option(help="period end (exclusive); default: one day after start")] = None,
     tick: Annotated[int, typer.Option(help="tick length in seconds")] = 60,
@@ -71,7 +75,7 @@ def replay(
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
         scenario = Scenario(
-            feeder=feeder, data=data, data_unit=unit, start_utc=_parse_time(start, "--start"),
+            feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
         )
     except ValidationError as err:

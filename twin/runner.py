@@ -78,9 +78,10 @@ def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
     entry = open_feeder(scenario.feeder)
     feeder = entry.load_feeder()
     if scenario.data is not None:
-        from streams.meter_data import PowerUnit, match_customers, read_meter_data
+        from streams.meter_data import match_customers, read_meter_data
 
-        table = read_meter_data(scenario.data, unit=PowerUnit(scenario.data_unit), customers=list(feeder.customers))
+        table = read_meter_data(scenario.data, unit=scenario.data_unit, customers=list(feeder.customers),
+                                naive_is_utc=scenario.data_naive_utc)
         return feeder, match_customers(table, feeder)
     if entry.load_data is None:
         raise ScenarioError(f"feeder {entry.name!r} has no data of its own; give meter data with --data")

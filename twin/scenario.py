@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from streams.meter_data import PowerUnit
 from twin.powerflow import Engine
 
 
@@ -15,7 +16,8 @@ class Scenario(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     feeder: str = Field(default="ieee-european-lv", description="known feeder name or pandapower .json path")
     data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
-    data_unit: str = Field(default="kW", description="unit of the values in `data` (W, kW, MW, kWh)")
+    data_unit: PowerUnit = Field(default=PowerUnit.KW, description="unit of the values in `data`")
+    data_naive_utc: bool = Field(default=False, description="read timestamps without an offset as UTC")
     start_utc: AwareDatetime | None = None
     end_utc: AwareDatetime | None = None
     tick_s: int = Field(default=60, gt=0, le=3600)
