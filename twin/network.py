@@ -102,7 +102,7 @@ class Transformer(BaseModel):
     vk_percent: float = Field(gt=0)
     vkr_percent: float = Field(ge=0)
     vector_group: VectorGroup = VectorGroup.DYN
-    shift_deg: float = Field(default=30.0, description="LV lags HV by this angle (Dyn11: 30)")
+    shift_deg: float = Field(default=30.0, description="LV lags HV by this angle, clock number × 30° (Dyn1: 30)")
 
     @model_validator(mode="after")
     def _vkr_below_vk(self) -> Self:

@@ -1,0 +1,115 @@
+"""The two power-flow engines on the IEEE European LV feeder's 1440 one-minute load states, in one run.
+
+    .venv/bin/python benchmarks/powerflow_engines.py [--pandapower-states 50] [--repeat 3] [--compare-methods]
+
+Prints wall time and states/s of
+- power-grid-model, the whole day as one batch (``solve`` with k = 1440, results included);
+- power-grid-model, state by state (``solve`` with k = 1, 1440 calls), as the twin does each tick;
+- pandapower ``runpp_3ph`` on an evenly spread sample of states, extrapolated to 1440;
+and the speed ratios, plus the largest voltage disagreement on the sample. ``--compare-methods`` also times
+every PGM calculation method and threading option that ``twin/pf_pgm.py`` chooses between.
+Batch timings are the best of ``--repeat`` runs (the machine is shared; the minimum is the least disturbed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from power_grid_model import CalculationMethod
+
+from twin.loaders import ieee_european_lv
+from twin.pf_pgm import PgmPowerFlow
+from twin.phasing import PhaseMap
+from twin.powerflow import Engine, PowerFlow, create_powerflow
+
+METHODS = (CalculationMethod.newton_raphson, CalculationMethod.iterative_current)
+THREADING = (-1, 0, 2)  # sequential, all hardware threads, two threads
+
+
+def best_batch_s(pf: PowerFlow, p_kw: np.ndarray, q_kvar: np.ndarray, *, repeat: int) -> float:
+    pf.solve(p_kw=p_kw[:2], q_kvar=q_kvar[:2])  # first-use costs out of the way
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        pf.solve(p_kw=p_kw, q_kvar=q_kvar)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def per_state_s(pf: PowerFlow, p_kw: np.ndarray, q_kvar: np.ndarray) -> float:
+    """Total wall time of solving every state with its own k = 1 call."""
+    pf.solve(p_kw=p_kw[:1], q_kvar=q_kvar[:1])
+    t = time.perf_counter()
+    for s in range(p_kw.shape[0]):
+        pf.solve(p_kw=p_kw[s : s + 1], q_kvar=q_kvar[s : s + 1])
+    return time.perf_counter() - t
+
+
+def compare_methods(p_kw: np.ndarray, q_kvar: np.ndarray, *, repeat: int) -> None:
+    feeder = ieee_european_lv.load_feeder()
+    n = p_kw.shape[0]
+    reference = PgmPowerFlow(feeder, calculation_method=CalculationMethod.newton_raphson).solve(
+        p_kw=p_kw, q_kvar=q_kvar
+    )
+    print(f"\npower-grid-model options ({n} states; k=1 over the first 300 states)")
+    print(f"{'method':18s} {'threading':>9s} {'batch s':>8s} {'states/s':>9s} {'k=1 ms':>7s} {'max|Δvm| vs NR':>15s}")
+    for method in METHODS:
+        single_ms = per_state_s(PgmPowerFlow(feeder, calculation_method=method), p_kw[:300], q_kvar[:300]) / 300e-3
+        for threading in THREADING:
+            pf = PgmPowerFlow(feeder, calculation_method=method, threading=threading)
+            batch_s = best_batch_s(pf, p_kw, q_kvar, repeat=repeat)
+            dv = np.abs(pf.solve(p_kw=p_kw, q_kvar=q_kvar).vm_pu - reference.vm_pu).max()
+            print(f"{method.name:18s} {threading:9d} {batch_s:8.3f} {n / batch_s:9.0f} {single_ms:7.2f} {dv:15.1e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pandapower-states", type=int, default=50, help="sampled states for runpp_3ph")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each batch timing; the best is shown")
+    parser.add_argument("--compare-methods", action="store_true", help="also time every PGM method/threading")
+    args = parser.parse_args()
+
+    feeder = ieee_european_lv.load_feeder()
+    day = ieee_european_lv.load_day(feeder)
+    phase_map = PhaseMap.initial(feeder.customers)
+    p_kw, q_kvar = phase_map.to_phases(day.p_kw), phase_map.to_phases(day.q_kvar)
+    n = p_kw.shape[0]
+
+    pgm = create_powerflow(feeder, engine=Engine.PGM)
+    batch_s = best_batch_s(pgm, p_kw, q_kvar, repeat=args.repeat)
+    day_result = pgm.solve(p_kw=p_kw, q_kvar=q_kvar)
+    single_s = per_state_s(pgm, p_kw, q_kvar)
+
+    pandapower = create_powerflow(feeder, engine=Engine.PANDAPOWER)
+    sample = np.linspace(0, n - 1, min(args.pandapower_states, n)).astype(int)
+    pandapower.solve(p_kw=p_kw[:1], q_kvar=q_kvar[:1])
+    t = time.perf_counter()
+    pp_result = pandapower.solve(p_kw=p_kw[sample], q_kvar=q_kvar[sample])
+    pp_s = (time.perf_counter() - t) * n / len(sample)
+    dv = np.abs(pp_result.vm_pu - day_result.vm_pu[sample]).max()
+    di = np.abs(pp_result.loading - day_result.loading[sample]).max()
+
+    pgm_engine = pgm if isinstance(pgm, PgmPowerFlow) else None
+    options = f"{pgm_engine.calculation_method.name}, threading {pgm_engine.threading}" if pgm_engine else ""
+    print(f"IEEE European LV feeder: {len(feeder.buses)} buses, {len(feeder.lines)} lines, "
+          f"{len(feeder.customers)} customers; {n} one-minute states; PGM {options}")
+    print(f"{'what':52s} {'wall s':>8s} {'states/s':>9s} {'ms/state':>9s}")
+    for label, seconds in (
+        (f"power-grid-model, one batch of {n}", batch_s),
+        (f"power-grid-model, {n} calls with k = 1", single_s),
+        (f"pandapower runpp_3ph, {len(sample)} states scaled to {n}", pp_s),
+    ):
+        print(f"{label:52s} {seconds:8.3f} {n / seconds:9.0f} {seconds / n * 1e3:9.3f}")
+    print(f"ratio PGM k=1 loop / PGM batch:   {single_s / batch_s:7.1f}")
+    print(f"ratio pandapower / PGM batch:     {pp_s / batch_s:7.0f}")
+    print(f"ratio pandapower / PGM k=1 loop:  {pp_s / single_s:7.0f}")
+    print(f"pandapower vs PGM on the sample: max |Δvm| {dv:.1e} p.u., max |Δloading| {di:.1e}")
+
+    if args.compare_methods:
+        compare_methods(p_kw, q_kvar, repeat=args.repeat)
+
+
+if __name__ == "__main__":
+    main()
