@@ -6,11 +6,12 @@ from pydantic import ValidationError
 
 from streams import topics
 from streams.errors import StreamError
-from streams.messages import ClockTick, DeadLetter, GridState, Message, MeterReading, TwinStatus
+from streams.messages import ClockTick, DeadLetter, GridState, Message, MeterFrame, MeterReading, TwinStatus
 
 # Topic pattern below phasetwin/v1/{feeder}/ -> payload model.
 PAYLOADS: dict[str, type[Message]] = {
     "meter/+": MeterReading,
+    "meters": MeterFrame,
     "grid/state": GridState,
     "twin/clock": ClockTick,
     "twin/status": TwinStatus,

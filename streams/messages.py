@@ -21,6 +21,7 @@ from pydantic import (
     PlainValidator,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 CONTRACT_VERSION = "1.0.0"
@@ -93,6 +94,24 @@ class MeterReading(_Timed):
     q_kvar: tuple[float, ...] = Field(min_length=1, max_length=3, description="load-positive reactive power")
 
 
+class MeterFrame(_Timed):
+    """Every meter of a feeder for one tick, as a head-end system delivers an interval: row i is
+    ``meter_ids[i]``'s terminals (unused terminals 0). Equivalent to one ``MeterReading`` per meter."""
+
+    meter_ids: tuple[str, ...] = Field(min_length=1)
+    p_kw: FloatArray = Field(description="[n_meters, 3] load-positive active power per terminal")
+    q_kvar: FloatArray = Field(description="[n_meters, 3] load-positive reactive power per terminal")
+
+    @model_validator(mode="after")
+    def _shapes(self) -> Self:
+        expected = (len(self.meter_ids), 3)
+        for name in ("p_kw", "q_kvar"):
+            shape = getattr(self, name).shape
+            if shape != expected:
+                raise ValueError(f"{name} has shape {list(shape)}; expected {list(expected)} (meter_ids × 3)")
+        return self
+
+
 class GridState(_Timed):
     """Power-flow result of one tick. Arrays are in the feeder's bus and line order (see TwinStatus.layout)."""
 
@@ -141,4 +160,4 @@ class DeadLetter(Message):
     received_utc: AwareDatetime
 
 
-ALL_MESSAGES: tuple[type[Message], ...] = (ClockTick, MeterReading, GridState, TwinStatus, DeadLetter)
+ALL_MESSAGES: tuple[type[Message], ...] = (ClockTick, MeterReading, MeterFrame, GridState, TwinStatus, DeadLetter)

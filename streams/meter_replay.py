@@ -14,7 +14,7 @@ import pandas as pd
 from streams import topics
 from streams.bus import Bus
 from streams.errors import DataError
-from streams.messages import MeterReading
+from streams.messages import MeterFrame, MeterReading
 from streams.meter_table import MeterTable
 
 
@@ -50,11 +50,16 @@ def mean_over_ticks(
 
 
 class MeterReplay:
-    """A tick stage that publishes every customer's reading; also answers look-ahead queries for batching."""
+    """A tick stage that publishes every customer's reading; also answers look-ahead queries for batching.
+
+    By default one ``MeterFrame`` per tick carries every meter (as a head-end system delivers an interval);
+    with ``per_meter`` each meter publishes its own ``MeterReading`` on its own topic (for HIL set-ups where
+    devices follow their own meter). Both give the grid exactly the same values.
+    """
 
     def __init__(
         self, *, bus: Bus, feeder: str, table: MeterTable, n_terminals: list[int], start_utc: datetime,
-        tick_s: int, n_ticks: int,
+        tick_s: int, n_ticks: int, per_meter: bool = False,
     ) -> None:
         start = pd.Timestamp(start_utc)
         kwargs = {"data_start_utc": table.start_utc, "step_s": table.step_s, "start_utc": start,
@@ -70,6 +75,8 @@ class MeterReplay:
         self._ids = table.customer_ids
         self._n_terminals = n_terminals
         self._topics = [topics.meter(feeder, cid) for cid in table.customer_ids]
+        self._frame_topic = topics.meter_frame(feeder)
+        self._per_meter = per_meter
         self.published = 0
 
     def lookahead(self, tick: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +84,12 @@ class MeterReplay:
         return self.p_kw[tick : tick + n], self.q_kvar[tick : tick + n]
 
     def on_tick(self, tick: int, time_utc: datetime) -> None:
+        if not self._per_meter:
+            self._bus.publish(self._frame_topic, MeterFrame.trusted(
+                feeder=self._feeder, tick=tick, time_utc=time_utc, meter_ids=self._ids,
+                p_kw=self.p_kw[tick], q_kvar=self.q_kvar[tick]))
+            self.published += len(self._ids)
+            return
         p_rows, q_rows = self.p_kw[tick].tolist(), self.q_kvar[tick].tolist()
         for i, topic in enumerate(self._topics):
             n = self._n_terminals[i]

@@ -24,6 +24,11 @@ def meters(feeder: str) -> str:
     return f"{ROOT}/{_check('feeder', feeder)}/meter/+"
 
 
+def meter_frame(feeder: str) -> str:
+    """Every meter of a feeder in one message per tick (``MeterFrame``)."""
+    return f"{ROOT}/{_check('feeder', feeder)}/meters"
+
+
 def device_cmd(feeder: str, device_id: str) -> str:
     return f"{ROOT}/{_check('feeder', feeder)}/device/{_check('device id', device_id)}/cmd"
 

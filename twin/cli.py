@@ -65,6 +65,8 @@ def replay(
     tick: Annotated[int, typer.Option(help="tick length in seconds")] = 60,
     engine: Annotated[Engine, typer.Option(help="power-flow engine")] = Engine.PGM,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall second; 0 = as fast as possible")] = 0.0,
+    per_meter_topics: Annotated[bool, typer.Option(
+        "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")] = False,
     out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/latest"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")] = False,
 ) -> None:
@@ -77,6 +79,7 @@ def replay(
         scenario = Scenario(
             feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
+            per_meter_topics=per_meter_topics,
         )
     except ValidationError as err:
         first = err.errors(include_url=False)

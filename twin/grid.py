@@ -18,12 +18,13 @@ import numpy as np
 
 from streams import topics
 from streams.bus import Bus
-from streams.messages import GridState, Message, MeterReading
+from streams.messages import GridState, Message, MeterFrame, MeterReading
 from twin import metrics
 from twin.errors import PowerFlowError
 from twin.network import Feeder
 from twin.phasing import PhaseMap
 from twin.powerflow import PowerFlow, PowerFlowNotConverged, PowerFlowResult
+from twin.row_chunks import for_row_chunks
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class GridRole:
         self._index = {c.id: i for i, c in enumerate(feeder.customers)}
         n = len(feeder.customers)
         self._n_terminals = np.array([c.n_phases for c in feeder.customers])
+        self._unused = np.arange(3)[None, :] >= self._n_terminals[:, None]
         self._term_p = np.zeros((n, 3))
         self._term_q = np.zeros((n, 3))
         self._fresh = np.zeros(n, dtype=bool)
@@ -87,21 +89,50 @@ class GridRole:
         self._block: _Block | None = None
         self._topic = topics.grid_state(name)
         self.counters = GridCounters()
+        self._ids = tuple(c.id for c in feeder.customers)
         bus.subscribe(topics.meters(name), self._on_reading)
+        bus.subscribe(topics.meter_frame(name), self._on_frame)
+
+    def _on_frame(self, topic: str, message: Message) -> None:
+        if not isinstance(message, MeterFrame):
+            self.counters.readings_rejected += 1
+            log.warning("grid: rejected %s on %s", type(message).__name__, topic)
+            return
+        p, q = message.p_kw, message.q_kvar
+        if message.meter_ids == self._ids and not (p[self._unused].any() or q[self._unused].any()):
+            self._term_p[:] = p
+            self._term_q[:] = q
+            self._fresh[:] = True
+            return
+        for row, meter_id in enumerate(message.meter_ids):
+            i = self._index.get(meter_id)
+            n = self._n_terminals[i] if i is not None else 3
+            if p[row, n:].any() or q[row, n:].any():
+                self.counters.readings_rejected += 1
+                log.warning("grid: frame row of %s has power on terminals it does not have (%d)", meter_id, n)
+                continue
+            self._take(meter_id, tuple(p[row, :n]), tuple(q[row, :n]), topic)
 
     def _on_reading(self, topic: str, message: Message) -> None:
-        if not isinstance(message, MeterReading) or message.meter_id not in self._index:
+        if not isinstance(message, MeterReading):
             self.counters.readings_rejected += 1
-            log.warning("grid: rejected reading on %s (unknown meter or wrong type)", topic)
+            log.warning("grid: rejected %s on %s", type(message).__name__, topic)
             return
-        i = self._index[message.meter_id]
+        self._take(message.meter_id, message.p_kw, message.q_kvar, topic)
+
+    def _take(self, meter_id: str, p_kw: tuple[float, ...], q_kvar: tuple[float, ...], topic: str) -> None:
+        i = self._index.get(meter_id)
+        if i is None:
+            self.counters.readings_rejected += 1
+            log.warning("grid: rejected reading of unknown meter %r on %s", meter_id, topic)
+            return
         n = self._n_terminals[i]
-        if len(message.p_kw) != n or len(message.q_kvar) != n:
+        if len(p_kw) != n or len(q_kvar) != n:
             self.counters.readings_rejected += 1
-            log.warning("grid: reading of %s has %d terminal(s), expected %d", message.meter_id, len(message.p_kw), n)
+            log.warning("grid: reading of %s has %d terminal(s), expected %d", meter_id, len(p_kw), n)
             return
-        self._term_p[i, :n] = message.p_kw
-        self._term_q[i, :n] = message.q_kvar
+        self._term_p[i, :n] = p_kw
+        self._term_q[i, :n] = q_kvar
         self._fresh[i] = True
 
     def set_phase_map(self, phase_map: PhaseMap) -> None:
@@ -163,10 +194,16 @@ class GridRole:
     ) -> _Block:
         phase_load = metrics.phase_loads_kw(p, self._feeder_of, self.n_lv_feeders)
         vm_lv = result.vm_pu[:, self._lv_bus, :]
-        vuf = metrics.voltage_unbalance_factor_pct(vm_lv, result.va_deg[:, self._lv_bus, :])
+        va_lv = result.va_deg[:, self._lv_bus, :]
+        vuf_max = np.empty(p.shape[0])
+
+        def vuf_rows(a: int, b: int) -> None:
+            vuf_max[a:b] = metrics.voltage_unbalance_factor_pct(vm_lv[a:b], va_lv[a:b]).max(axis=1)
+
+        for_row_chunks(p.shape[0], vuf_rows)
         i_n = result.i_n_ka.max(axis=1) * 1000.0 if result.i_n_ka.shape[1] else np.zeros(p.shape[0])
         return _Block(
             first_tick=tick, p_kw=p, q_kvar=q, result=result, failed=failed, phase_load_kw=phase_load,
             p_unb_kw=metrics.p_unb_kw(phase_load), vm_min_pu=vm_lv.min(axis=1).tolist(),
-            vm_max_pu=vm_lv.max(axis=1).tolist(), vuf_max_pct=vuf.max(axis=1).tolist(), i_n_max_a=i_n.tolist(),
+            vm_max_pu=vm_lv.max(axis=1).tolist(), vuf_max_pct=vuf_max.tolist(), i_n_max_a=i_n.tolist(),
         )

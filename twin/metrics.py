@@ -50,11 +50,22 @@ def sequence_components(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def voltage_unbalance_factor_pct(vm_pu: np.ndarray, va_deg: np.ndarray) -> np.ndarray:
-    """VUF = 100·|V2|/|V1| per bus: [..., 3] magnitudes and angles -> [...]."""
-    v = vm_pu * np.exp(1j * np.deg2rad(va_deg))
-    _, v1, v2 = sequence_components(v)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(np.abs(v1) > 0, 100.0 * np.abs(v2) / np.where(np.abs(v1) > 0, np.abs(v1), 1.0), 0.0)
+    """VUF = 100·|V2|/|V1| per bus: [..., 3] magnitudes and angles -> [...].
+
+    Written in real arithmetic (the twin evaluates it for every bus of every tick); equal to
+    ``sequence_components`` of the complex voltages, which the tests check.
+    """
+    rad = np.deg2rad(va_deg)
+    re, im = vm_pu * np.cos(rad), vm_pu * np.sin(rad)
+    half, s3 = 0.5, np.sqrt(3.0) / 2.0
+    # a·Vb and a²·Vc with a = -1/2 + j√3/2, a² = -1/2 - j√3/2; V2 swaps a and a².
+    b_re, b_im, c_re, c_im = re[..., 1], im[..., 1], re[..., 2], im[..., 2]
+    common_re = re[..., 0] - half * (b_re + c_re)
+    common_im = im[..., 0] - half * (b_im + c_im)
+    rot_re, rot_im = s3 * (c_im - b_im), s3 * (b_re - c_re)
+    v1 = np.hypot(common_re + rot_re, common_im + rot_im)
+    v2 = np.hypot(common_re - rot_re, common_im - rot_im)
+    return np.divide(100.0 * v2, v1, out=np.zeros_like(v1), where=v1 > 0)
 
 
 def neutral_current(i_complex: np.ndarray) -> np.ndarray:

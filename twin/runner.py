@@ -109,7 +109,7 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
     name = feeder.name
     meters = MeterReplay(
         bus=bus, feeder=name, table=table, n_terminals=[c.n_phases for c in feeder.customers],
-        start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks,
+        start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
     powerflow = create_powerflow(feeder, engine=scenario.engine)
     grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,

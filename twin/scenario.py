@@ -23,6 +23,7 @@ class Scenario(BaseModel):
     tick_s: int = Field(default=60, gt=0, le=3600)
     engine: Engine = Engine.PGM
     speed: float = Field(default=0.0, ge=0, description="simulated s per wall s; 0 = as fast as possible")
+    per_meter_topics: bool = Field(default=False, description="one message per meter instead of one frame per tick")
     batch_ticks: int = Field(default=1440, ge=1, description="ticks solved ahead as one batch when nothing can change")
     out: Path = Path("runs/latest")
 

@@ -56,9 +56,12 @@ def _equal(a: Message, b: Message) -> bool:
 
 
 @pytest.mark.mosquitto
-def test_replay_messages_round_trip_through_mosquitto(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_meter", [False, True], ids=["frames", "per-meter"])
+def test_replay_messages_round_trip_through_mosquitto(mosquitto: MosquittoServer, tmp_path: Path,
+                                                       per_meter: bool) -> None:
     bus = TappedBus()
-    replay(Scenario(end_utc=datetime(2024, 1, 15, 0, 10, tzinfo=UTC), out=tmp_path), bus=bus)
+    replay(Scenario(end_utc=datetime(2024, 1, 15, 0, 10, tzinfo=UTC), out=tmp_path, per_meter_topics=per_meter),
+           bus=bus)
     received: queue.Queue[tuple[str, bytes]] = queue.Queue()
     sub = _client(mosquitto, "sub")
     subscribed: queue.Queue[bool] = queue.Queue()
@@ -72,7 +75,8 @@ def test_replay_messages_round_trip_through_mosquitto(mosquitto: MosquittoServer
     got = [received.get(timeout=10) for _ in bus.sent]
     pub.loop_stop()
     sub.loop_stop()
-    assert len(bus.sent) == 10 * (1 + 55 + 1 + 1)  # clock, meters, grid state, status per tick
+    # clock, meters (one frame or 55 readings), grid state, status per tick
+    assert len(bus.sent) == 10 * (1 + (55 if per_meter else 1) + 1 + 1)
     for (topic, original), (wire_topic, payload) in zip(bus.sent, got, strict=True):
         assert wire_topic == topic
         decoded = decode(wire_topic, payload)

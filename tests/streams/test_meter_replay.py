@@ -48,7 +48,7 @@ def test_replay_publishes_one_reading_per_customer_with_its_terminals() -> None:
     bus.subscribe(topics.meters("f"), lambda t, m: got.append((t, m)))
     table = _table(np.array([1.0, 2.0]), 60)
     replay = MeterReplay(bus=bus, feeder="f", table=table, n_terminals=[1], start_utc=T0.to_pydatetime(),
-                         tick_s=60, n_ticks=2)
+                         tick_s=60, n_ticks=2, per_meter=True)
     replay.on_tick(1, (T0 + pd.Timedelta(minutes=1)).to_pydatetime())
     (topic, reading), = got
     assert topic == "phasetwin/v1/f/meter/c1"
@@ -60,3 +60,16 @@ def test_non_finite_data_in_the_period_are_refused_by_customer() -> None:
     with pytest.raises(DataError, match="non-finite values in the period for customer"):
         MeterReplay(bus=LocalBus(), feeder="f", table=table, n_terminals=[1], start_utc=T0.to_pydatetime(),
                     tick_s=60, n_ticks=2)
+
+
+def test_frames_carry_the_same_values_as_readings() -> None:
+    bus = LocalBus()
+    got = []
+    bus.subscribe(topics.meter_frame("f"), lambda t, m: got.append(m))
+    table = _table(np.array([1.0, 2.0]), 60)
+    replay = MeterReplay(bus=bus, feeder="f", table=table, n_terminals=[1], start_utc=T0.to_pydatetime(),
+                         tick_s=60, n_ticks=2)
+    replay.on_tick(1, (T0 + pd.Timedelta(minutes=1)).to_pydatetime())
+    (frame,) = got
+    assert frame.meter_ids == ("c1",)
+    assert frame.p_kw.tolist() == [[2.0, 0.0, 0.0]] and frame.q_kvar.tolist() == [[1.0, 0.0, 0.0]]

@@ -20,10 +20,11 @@ N_TICKS = 40
 
 
 def _run(feeder: Feeder, day: MeterTable, *, batch_ticks: int, move_at: int | None = None,
-         skip: set[tuple[int, str]] | None = None) -> tuple[list[GridState], GridRole]:
+         skip: set[tuple[int, str]] | None = None, per_meter: bool = False) -> tuple[list[GridState], GridRole]:
     bus = LocalBus()
     meters = MeterReplay(bus=bus, feeder=feeder.name, table=day, n_terminals=[c.n_phases for c in feeder.customers],
-                         start_utc=T0 + timedelta(hours=18), tick_s=60, n_ticks=N_TICKS)
+                         start_utc=T0 + timedelta(hours=18), tick_s=60, n_ticks=N_TICKS,
+                         per_meter=per_meter or bool(skip))
     if skip:
         inner = bus.publish
 
@@ -59,6 +60,30 @@ def test_batched_solving_equals_tick_by_tick(ieee_feeder: Feeder, ieee_day: Mete
     _same(batched, single)
     assert (g1.counters.solves, g1.counters.cache_hits) == (1, N_TICKS - 1)
     assert g2.counters.solves == N_TICKS
+
+
+def test_per_meter_readings_equal_meter_frames(ieee_feeder: Feeder, ieee_day: MeterTable) -> None:
+    frames, g1 = _run(ieee_feeder, ieee_day, batch_ticks=1440)
+    readings, g2 = _run(ieee_feeder, ieee_day, batch_ticks=1440, per_meter=True)
+    _same(frames, readings)
+    assert g1.counters.cache_hits == g2.counters.cache_hits == N_TICKS - 1
+
+
+def test_a_frame_row_with_power_on_a_missing_terminal_is_rejected(ieee_feeder: Feeder) -> None:
+    from streams.messages import MeterFrame
+
+    bus = LocalBus()
+    grid = GridRole(bus=bus, feeder=ieee_feeder, name=ieee_feeder.name,
+                    powerflow=create_powerflow(ieee_feeder, engine=Engine.PGM))
+    ids = tuple(c.id for c in ieee_feeder.customers)
+    p = np.zeros((len(ids), 3))
+    p[:, 0] = 1.0
+    p[3, 2] = 0.5  # LOAD4 is single-phase: its third terminal does not exist
+    bus.publish(topics.meter_frame(ieee_feeder.name), MeterFrame(
+        feeder=ieee_feeder.name, tick=0, time_utc=T0, meter_ids=ids, p_kw=p, q_kvar=p * 0.0))
+    assert grid.counters.readings_rejected == 1
+    grid.on_tick(0, T0)
+    assert grid.counters.readings_missing == 1
 
 
 def test_a_phase_change_invalidates_the_batch(ieee_feeder: Feeder, ieee_day: MeterTable) -> None:
