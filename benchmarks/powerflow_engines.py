@@ -17,11 +17,11 @@ import argparse
 import time
 
 import numpy as np
+from ieee_day import ieee_day_states
 from power_grid_model import CalculationMethod
 
 from twin.loaders import ieee_european_lv
 from twin.pf_pgm import PgmPowerFlow
-from twin.phasing import PhaseMap
 from twin.powerflow import Engine, PowerFlow, create_powerflow
 
 METHODS = (CalculationMethod.newton_raphson, CalculationMethod.iterative_current)
@@ -71,10 +71,7 @@ def main() -> None:
     parser.add_argument("--compare-methods", action="store_true", help="also time every PGM method/threading")
     args = parser.parse_args()
 
-    feeder = ieee_european_lv.load_feeder()
-    day = ieee_european_lv.load_day(feeder)
-    phase_map = PhaseMap.initial(feeder.customers)
-    p_kw, q_kvar = phase_map.to_phases(day.p_kw), phase_map.to_phases(day.q_kvar)
+    feeder, p_kw, q_kvar = ieee_day_states()
     n = p_kw.shape[0]
 
     pgm = create_powerflow(feeder, engine=Engine.PGM)

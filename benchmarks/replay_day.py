@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ieee_day import ieee_day_states
 
-from twin.loaders import ieee_european_lv
-from twin.phasing import PhaseMap
 from twin.powerflow import Engine, create_powerflow
 from twin.runner import replay
 from twin.scenario import Scenario
@@ -33,10 +32,7 @@ def main() -> None:
     parser.add_argument("--pandapower-states", type=int, default=1440, help="states for runpp_3ph (sample)")
     args = parser.parse_args()
 
-    feeder = ieee_european_lv.load_feeder()
-    day = ieee_european_lv.load_day(feeder)
-    phase_map = PhaseMap.initial(feeder.customers)
-    p_kw, q_kvar = phase_map.to_phases(day.p_kw), phase_map.to_phases(day.q_kvar)
+    feeder, p_kw, q_kvar = ieee_day_states()
     n = p_kw.shape[0]
 
     pgm = create_powerflow(feeder, engine=Engine.PGM)
@@ -94,7 +90,7 @@ def pgm_raw_batch_s(pgm: object, p_kw: np.ndarray, q_kvar: np.ndarray) -> float:
     pgm.model.calculate_power_flow(
         symmetric=False, error_tolerance=pf_pgm.ERROR_TOLERANCE_PU, max_iterations=pf_pgm.MAX_ITERATIONS,
         calculation_method=pgm.calculation_method, update_data=update, threading=pgm.threading,
-        output_component_types=pf_pgm.OUTPUT_ATTRIBUTES,
+        output_component_types=pf_pgm.OUTPUT_REQUEST,
     )
     return time.perf_counter() - t
 

@@ -129,6 +129,7 @@ class GridState(_Timed):
     vm_max_pu: PerPhase = Field(description="highest |V| per phase over the LV buses, p.u.")
     vuf_max_pct: float = Field(description="highest voltage unbalance factor |V2|/|V1| over the LV buses, %")
     i_n_max_a: float = Field(description="highest neutral current over the lines, A")
+    kappa_trafo: float = Field(description="current unbalance κ of the transformer LV side (STS paper eq. 9)")
 
 
 class RunState(StrEnum):

@@ -4,7 +4,7 @@ Run folder layout (every table has a ``time_utc`` column, aware UTC, one row per
 - ``voltages_pu.parquet``: one float32 column per bus and phase, ``<bus>_<A|B|C>``, |V| in p.u.
 - ``transformer.parquet``: ``p_<a|b|c>_kw``, ``q_<a|b|c>_kvar`` into the LV side, ``loss_kw`` of the network.
 - ``metrics.parquet``: per LV feeder ``p_unb_kw_f<f>`` and ``load_<a|b|c>_kw_f<f>``; per phase ``vm_min_<a|b|c>_pu``
-  and ``vm_max_<a|b|c>_pu`` over LV buses; ``vuf_max_pct``, ``i_n_max_a``.
+  and ``vm_max_<a|b|c>_pu`` over LV buses; ``vuf_max_pct``, ``i_n_max_a``, ``kappa_trafo``.
 - ``summary.json``: written by the runner.
 """
 
@@ -50,6 +50,7 @@ class ParquetRecorder:
         self.vm_max_pu = np.full((n_t, 3), np.nan)
         self.vuf_max_pct = np.full(n_t, np.nan)
         self.i_n_max_a = np.full(n_t, np.nan)
+        self.kappa_trafo = np.full(n_t, np.nan)
         self.i_max_ka = np.full((n_t, n_l), np.nan, dtype=np.float32)
         self.p_trafo_kw = np.full((n_t, 3), np.nan)
         self.q_trafo_kvar = np.full((n_t, 3), np.nan)
@@ -72,6 +73,7 @@ class ParquetRecorder:
         self.vm_max_pu[t] = message.vm_max_pu
         self.vuf_max_pct[t] = message.vuf_max_pct
         self.i_n_max_a[t] = message.i_n_max_a
+        self.kappa_trafo[t] = message.kappa_trafo
         self.p_trafo_kw[t] = message.p_trafo_kw
         self.q_trafo_kvar[t] = message.q_trafo_kvar
         self.loss_kw[t] = message.loss_kw
@@ -120,4 +122,5 @@ class ParquetRecorder:
             data[f"vm_max_{p}_pu"] = self.vm_max_pu[:, i]
         data["vuf_max_pct"] = self.vuf_max_pct
         data["i_n_max_a"] = self.i_n_max_a
+        data["kappa_trafo"] = self.kappa_trafo
         return data

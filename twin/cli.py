@@ -113,7 +113,8 @@ def _print_summary(s: RunSummary) -> None:
     console.print(table)
     unb = ", ".join(f"feeder {f}: {v:.2f}" for f, v in enumerate(s.max_p_unb_kw))
     console.print(f"max P_unb (kW): {unb} · peak neutral current: {s.peak_neutral_current_a:.1f} A · "
-                  f"max VUF: {s.max_vuf_pct:.2f} % · losses: {s.losses_kwh:.2f} kWh")
+                  f"max VUF: {s.max_vuf_pct:.2f} % · max transformer κ: {s.max_kappa_trafo:.2f} · "
+                  f"losses: {s.losses_kwh:.2f} kWh")
     console.print(f"wall time: {s.wall_s:.2f} s ({s.ticks_per_s:.0f} ticks/s) · power-flow solves: "
                   f"{s.powerflow_solves} for {s.states_solved} states · missing readings: {s.readings_missing} · "
                   f"overruns: {s.overruns}")

@@ -56,6 +56,7 @@ class _Block:
     vm_max_pu: list[list[float]]
     vuf_max_pct: list[float]
     i_n_max_a: list[float]
+    kappa_trafo: list[float]
 
 
 class GridRole:
@@ -85,6 +86,7 @@ class GridRole:
         self.phase_map = PhaseMap.initial(feeder.customers)
         self._feeder_of = np.array([c.feeder for c in feeder.customers])
         self._lv_bus = np.array([b.id != feeder.transformer.hv_bus for b in feeder.buses])
+        self._trafo_lv_index = feeder.bus_ids().index(feeder.transformer.lv_bus)
         self.n_lv_feeders = int(self._feeder_of.max()) + 1 if n else 1
         self._block: _Block | None = None
         self._topic = topics.grid_state(name)
@@ -161,7 +163,7 @@ class GridRole:
             p_trafo_kw=tuple(r.p_trafo_kw[row].tolist()), q_trafo_kvar=tuple(r.q_trafo_kvar[row].tolist()),
             loss_kw=float(r.loss_kw[row]), phase_load_kw=block.phase_load_kw[row], p_unb_kw=block.p_unb_kw[row],
             vm_min_pu=tuple(block.vm_min_pu[row]), vm_max_pu=tuple(block.vm_max_pu[row]),
-            vuf_max_pct=block.vuf_max_pct[row], i_n_max_a=block.i_n_max_a[row],
+            vuf_max_pct=block.vuf_max_pct[row], i_n_max_a=block.i_n_max_a[row], kappa_trafo=block.kappa_trafo[row],
         )
         self._bus.publish(self._topic, state)
 
@@ -202,8 +204,11 @@ class GridRole:
 
         for_row_chunks(p.shape[0], vuf_rows)
         i_n = result.i_n_ka.max(axis=1) * 1000.0 if result.i_n_ka.shape[1] else np.zeros(p.shape[0])
+        # phase currents of the transformer LV side are proportional to |S_φ| / |V_φ| at its LV bus
+        i_trafo = np.hypot(result.p_trafo_kw, result.q_trafo_kvar) / result.vm_pu[:, self._trafo_lv_index, :]
         return _Block(
             first_tick=tick, p_kw=p, q_kvar=q, result=result, failed=failed, phase_load_kw=phase_load,
             p_unb_kw=metrics.p_unb_kw(phase_load), vm_min_pu=vm_lv.min(axis=1).tolist(),
             vm_max_pu=vm_lv.max(axis=1).tolist(), vuf_max_pct=vuf_max.tolist(), i_n_max_a=i_n.tolist(),
+            kappa_trafo=metrics.current_unbalance(i_trafo).tolist(),
         )

@@ -79,7 +79,7 @@ OUTPUT_ATTRIBUTES: dict[ComponentType, list[str]] = {
     ComponentType.line: ["i_from", "p_from", "q_from", "p_to"],
     ComponentType.transformer: ["p_from", "p_to", "q_to"],
 }
-_OUTPUT_REQUEST: ComponentAttributeMapping = {comp: list(attrs) for comp, attrs in OUTPUT_ATTRIBUTES.items()}
+OUTPUT_REQUEST: ComponentAttributeMapping = {comp: list(attrs) for comp, attrs in OUTPUT_ATTRIBUTES.items()}
 
 
 class PgmPowerFlow:
@@ -141,7 +141,7 @@ class PgmPowerFlow:
                 calculation_method=self.calculation_method,
                 update_data=update,
                 threading=self.threading,
-                output_component_types=_OUTPUT_REQUEST,
+                output_component_types=OUTPUT_REQUEST,
                 continue_on_batch_error=True,
             )
         except PowerGridError as err:
@@ -168,7 +168,7 @@ class PgmPowerFlow:
                 error_tolerance=ERROR_TOLERANCE_PU,
                 max_iterations=MAX_ITERATIONS,
                 calculation_method=self.calculation_method,
-                output_component_types=_OUTPUT_REQUEST,
+                output_component_types=OUTPUT_REQUEST,
             )
         except NOT_CONVERGED as err:
             return self._nan_output(), np.ones(1, dtype=bool), _first_line(str(err))

@@ -36,6 +36,7 @@ class RunSummary(BaseModel):
     vm_min_pu: PhaseFigures
     vm_max_pu: PhaseFigures
     max_vuf_pct: float
+    max_kappa_trafo: float
     peak_neutral_current_a: float
     losses_kwh: float
     wall_s: float
@@ -62,6 +63,7 @@ def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:
         "vm_min_pu": PhaseFigures.of(np.nanmin(recorder.vm_min_pu, axis=0)),
         "vm_max_pu": PhaseFigures.of(np.nanmax(recorder.vm_max_pu, axis=0)),
         "max_vuf_pct": float(np.nanmax(recorder.vuf_max_pct)),
+        "max_kappa_trafo": float(np.nanmax(recorder.kappa_trafo)),
         "peak_neutral_current_a": float(np.nanmax(recorder.i_n_max_a)),
         "losses_kwh": float(np.nansum(recorder.loss_kw) * hours),
     }

@@ -69,6 +69,12 @@ def test_summary_extremes_match_the_recorded_series(default_run: tuple[Path, str
         assert summary["vm_max_pu"][phase.lower()] == pytest.approx(volts[cols].to_numpy().max(), abs=1e-6)
     trafo = pd.read_parquet(out / "transformer.parquet")
     assert summary["peak_load_kw"]["b"] == pytest.approx(trafo["p_b_kw"].max())
+    # κ of the transformer by hand: phase currents ∝ |S|/|V| at its LV bus "1"; max over mean minus one
+    lv = pd.read_parquet(out / "voltages_pu.parquet")
+    amps = pd.DataFrame({ph: (trafo[f"p_{ph}_kw"] ** 2 + trafo[f"q_{ph}_kvar"] ** 2) ** 0.5 / lv[f"1_{ph.upper()}"]
+                         for ph in "abc"})
+    kappa = amps.max(axis=1) / amps.mean(axis=1) - 1
+    assert summary["max_kappa_trafo"] == pytest.approx(kappa.max(), rel=1e-6)
 
 
 @pytest.mark.parametrize(
