@@ -11,6 +11,7 @@ installs; their system services are never used.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -87,7 +88,7 @@ def _port_accepts(port: int) -> bool:
         return False
 
 
-class ServerProcess:
+class ServerProcess(abc.ABC):
     """One server binary run from a config file in ``workdir``, with its output appended to ``log_path``.
 
     Ready means: the server wrote ``ready_pattern`` to its log since this start *and* answers on its port.
@@ -104,15 +105,15 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     # -- to be provided by each server -----------------------------------------------------------------
-    def _argv(self) -> list[str]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _argv(self) -> list[str]: ...
 
-    def _is_ready(self) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _is_ready(self) -> bool: ...
 
     @property
-    def url(self) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def url(self) -> str: ...
 
     # -- life cycle ------------------------------------------------------------------------------------
     @property
