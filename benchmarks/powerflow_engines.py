@@ -17,7 +17,7 @@ import argparse
 import time
 
 import numpy as np
-from ieee_day import ieee_day_states
+from ieee_day import ieee_day_states, pandapower_sample
 from power_grid_model import CalculationMethod
 
 from twin.loaders import ieee_european_lv
@@ -79,12 +79,7 @@ def main() -> None:
     day_result = pgm.solve(p_kw=p_kw, q_kvar=q_kvar)
     single_s = per_state_s(pgm, p_kw, q_kvar)
 
-    pandapower = create_powerflow(feeder, engine=Engine.PANDAPOWER)
-    sample = np.linspace(0, n - 1, min(args.pandapower_states, n)).astype(int)
-    pandapower.solve(p_kw=p_kw[:1], q_kvar=q_kvar[:1])
-    t = time.perf_counter()
-    pp_result = pandapower.solve(p_kw=p_kw[sample], q_kvar=q_kvar[sample])
-    pp_s = (time.perf_counter() - t) * n / len(sample)
+    pp_s, pp_result, sample = pandapower_sample(feeder, p_kw, q_kvar, n_states=args.pandapower_states)
     dv = np.abs(pp_result.vm_pu - day_result.vm_pu[sample]).max()
     di = np.abs(pp_result.loading - day_result.loading[sample]).max()
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from ieee_day import ieee_day_states
+from ieee_day import ieee_day_states, pandapower_sample
 
 from twin.powerflow import Engine, create_powerflow
 from twin.runner import replay
@@ -52,12 +52,7 @@ def main() -> None:
     replay_med, loop_med, raw, pgm_engine_s = (float(np.median(x)) for x in (replay_s, loop_s, raw_s, engine_s))
     ratios = np.array(replay_s) / np.array(raw_s)
 
-    pp = create_powerflow(feeder, engine=Engine.PANDAPOWER)
-    sample = np.linspace(0, n - 1, min(args.pandapower_states, n)).astype(int)
-    pp.solve(p_kw=p_kw[:1], q_kvar=q_kvar[:1])
-    t = time.perf_counter()
-    pp_result = pp.solve(p_kw=p_kw[sample], q_kvar=q_kvar[sample])
-    pp_s = (time.perf_counter() - t) * n / len(sample)
+    pp_s, pp_result, sample = pandapower_sample(feeder, p_kw, q_kvar, n_states=args.pandapower_states)
     dv = np.abs(pp_result.vm_pu - engine_result.vm_pu[sample]).max()
 
     print(f"IEEE European LV feeder, {n} one-minute load states, {args.rounds} alternating rounds, medians")

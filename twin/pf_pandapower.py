@@ -44,7 +44,7 @@ IDEAL_SOURCE_SC_MVA = 1e9
 # mag0 as a percentage of the zero-sequence short-circuit impedance: 1e8 % makes the magnetising branch an
 # open circuit to within ~1e-7 relative.
 OPEN_MAG0_PERCENT = 1e8
-# pandapower's runpp_3ph supports these groups only (Yyn raises NotImplementedError inside pandapower).
+# pandapower's runpp_3ph supports these groups only (it refuses Yyn).
 VECTOR_GROUPS = {VectorGroup.DYN: "Dyn", VectorGroup.YNYN: "YNyn"}
 
 PHASES = ("a", "b", "c")

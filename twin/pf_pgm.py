@@ -130,19 +130,24 @@ class PgmPowerFlow:
             )
         return result
 
+    def _calculate(self, **batch_options: Any) -> dict[Any, Any]:
+        """PGM's asymmetric power flow with this engine's method, tolerance and outputs; ``batch_options`` are
+        PGM's own batch arguments (update_data, threading, continue_on_batch_error)."""
+        return self.model.calculate_power_flow(
+            symmetric=False,
+            error_tolerance=ERROR_TOLERANCE_PU,
+            max_iterations=MAX_ITERATIONS,
+            calculation_method=self.calculation_method,
+            output_component_types=OUTPUT_REQUEST,
+            **batch_options,
+        )
+
     def _run_batch(self, p_w: np.ndarray, q_var: np.ndarray) -> tuple[dict[Any, Any], np.ndarray, str]:
         # A uniform, dense update needs no ids: PGM matches rows to loads by position.
         update: dict[Any, Any] = {ComponentType.asym_load: {"p_specified": p_w, "q_specified": q_var}}
         try:
-            output: dict[Any, Any] = self.model.calculate_power_flow(
-                symmetric=False,
-                error_tolerance=ERROR_TOLERANCE_PU,
-                max_iterations=MAX_ITERATIONS,
-                calculation_method=self.calculation_method,
-                update_data=update,
-                threading=self.threading,
-                output_component_types=OUTPUT_REQUEST,
-                continue_on_batch_error=True,
+            output: dict[Any, Any] = self._calculate(
+                update_data=update, threading=self.threading, continue_on_batch_error=True
             )
         except PowerGridError as err:
             raise PowerFlowError(f"power-grid-model failed on feeder {self.feeder.name!r}: {err}") from err
@@ -163,13 +168,7 @@ class PgmPowerFlow:
         except PowerGridError as err:
             raise PowerFlowError(f"power-grid-model rejected the load update on {self.feeder.name!r}: {err}") from err
         try:
-            output: dict[Any, Any] = self.model.calculate_power_flow(
-                symmetric=False,
-                error_tolerance=ERROR_TOLERANCE_PU,
-                max_iterations=MAX_ITERATIONS,
-                calculation_method=self.calculation_method,
-                output_component_types=OUTPUT_REQUEST,
-            )
+            output: dict[Any, Any] = self._calculate()
         except NOT_CONVERGED as err:
             return self._nan_output(), np.ones(1, dtype=bool), _first_line(str(err))
         except PowerGridError as err:
