@@ -6,13 +6,29 @@ from pydantic import ValidationError
 
 from streams import topics
 from streams.errors import StreamError
-from streams.messages import ClockTick, DeadLetter, GridState, Message, MeterFrame, MeterReading, TwinStatus
+from streams.messages import (
+    ClockTick,
+    ControllerHeartbeat,
+    DeadLetter,
+    DeviceAck,
+    DeviceCommand,
+    DeviceState,
+    GridState,
+    Message,
+    MeterFrame,
+    MeterReading,
+    TwinStatus,
+)
 
 # Topic pattern below phasetwin/v1/{feeder}/ -> payload model.
 PAYLOADS: dict[str, type[Message]] = {
     "meter/+": MeterReading,
     "meters": MeterFrame,
     "grid/state": GridState,
+    "device/+/cmd": DeviceCommand,
+    "device/+/ack": DeviceAck,
+    "device/+/state": DeviceState,
+    "controller/heartbeat": ControllerHeartbeat,
     "twin/clock": ClockTick,
     "twin/status": TwinStatus,
     "deadletter": DeadLetter,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
 from pydantic import (
@@ -152,6 +152,151 @@ class TwinStatus(_Timed):
     detail: str = ""
 
 
+class DeviceKind(StrEnum):
+    """Controllable equipment that may sit at a customer connection."""
+
+    PSD = "psd"
+    STS = "sts"
+    PESS = "pess"
+
+
+PhaseLetter = Literal["A", "B", "C"]
+
+
+class DeviceAction(StrEnum):
+    SET_PHASE = "set_phase"
+    """PSD: connect the customer to ``phase``."""
+    TRANSFER = "transfer"
+    """STS: transfer the load (or PESS) it carries to ``phase``."""
+    SET_BATTERY = "set_battery"
+    """PESS: battery power ``battery_kw`` and PV ``curtailment``; a switchable single-phase PESS also ``phase``."""
+    RESET = "reset"
+    """Clear a lockout after a fault (operator action)."""
+
+
+class DeviceCommand(Message):
+    """A command on ``.../device/{id}/cmd``. Sequence numbers increase strictly per device; a device executes a
+    sequence number at most once, acknowledges a repeat of it again, and rejects older ones as stale."""
+
+    device_id: str = Field(min_length=1)
+    seq: int = Field(ge=0, description="strictly increasing per device")
+    issued_utc: AwareDatetime
+    expires_utc: AwareDatetime = Field(description="a command not executed by this time is rejected as expired")
+    action: DeviceAction
+    phase: PhaseLetter | None = Field(default=None, description="target phase (set_phase, transfer, set_battery)")
+    battery_kw: float | None = Field(
+        default=None, description="battery power at the AC side: + discharge into the grid, − charge, kW"
+    )
+    curtailment: float | None = Field(
+        default=None, ge=0, le=1, description="share of the available PV output to curtail (ξ, eq. 33), 0..1"
+    )
+    source: str = Field(default="", description="who sent it (controller id, 'schedule', operator)")
+
+    @model_validator(mode="after")
+    def _fields_for_action(self) -> Self:
+        if self.expires_utc <= self.issued_utc:
+            raise ValueError(
+                f"expires_utc {self.expires_utc.isoformat()} must be after issued_utc {self.issued_utc.isoformat()}"
+            )
+        if self.action in (DeviceAction.SET_PHASE, DeviceAction.TRANSFER) and self.phase is None:
+            raise ValueError(f"action {self.action.value} needs a phase (A, B or C)")
+        if self.action == DeviceAction.SET_BATTERY and self.battery_kw is None and self.curtailment is None:
+            raise ValueError("action set_battery needs battery_kw and/or curtailment")
+        return self
+
+
+class AckStatus(StrEnum):
+    ACCEPTED = "accepted"
+    """Valid and started; an ``applied`` ack follows when the operation is complete."""
+    APPLIED = "applied"
+    """Complete (also for a no-op: a switch to the phase already in force)."""
+    REJECTED = "rejected"
+
+
+class RejectReason(StrEnum):
+    INTERLOCK = "interlock"
+    """The device is mid-operation, or the action is not one this device performs."""
+    LOCKOUT = "lockout"
+    """Locked out after a fault until a ``reset``."""
+    DWELL = "dwell"
+    """Less than the minimum dwell time since the last switch operation."""
+    DAILY_LIMIT = "daily_limit"
+    """The day's maximum number of operations is used up."""
+    RATING = "rating"
+    """The load (current) or the setpoint exceeds the device's rating."""
+    EXPIRED = "expired"
+    STALE_SEQUENCE = "stale_sequence"
+    UNKNOWN_DEVICE = "unknown_device"
+    MALFORMED = "malformed"
+
+
+class DeviceAck(_Timed):
+    """Answer to a command on ``.../device/{id}/ack``; ``time_utc`` is when the device decided."""
+
+    device_id: str
+    seq: int = Field(ge=-1, description="the command's sequence number; -1 when it could not be read")
+    status: AckStatus
+    reason: RejectReason | None = None
+    detail: str = ""
+    duplicate: bool = Field(default=False, description="a repeat of an already acknowledged sequence number")
+    effective_utc: AwareDatetime | None = Field(default=None, description="when an applied operation took effect")
+
+
+class DeviceMode(StrEnum):
+    NORMAL = "normal"
+    SAFE = "safe"
+    """No valid command or controller heartbeat within the lease: switches hold, a PESS self-consumes."""
+    LOCKOUT = "lockout"
+
+
+class BatteryState(Message):
+    """PV + battery part of a PESS state, over the tick that starts at the state's ``time_utc``."""
+
+    e_kwh: float = Field(description="stored energy at the end of the tick")
+    charge_kw: float = Field(ge=0, description="AC-side charging power")
+    discharge_kw: float = Field(ge=0, description="AC-side discharging power")
+    pv_available_kw: float = Field(ge=0)
+    pv_used_kw: float = Field(ge=0)
+    setpoint_kw: float | None = Field(description="commanded battery power (+ discharge); None = self-consumption")
+    limited_by: str = Field(default="", description="what cut the setpoint this tick (soc, power, inverter, day-end)")
+    charged_kwh: float = Field(ge=0, description="cumulative AC energy into the battery")
+    discharged_kwh: float = Field(ge=0, description="cumulative AC energy out of the battery")
+    loss_kwh: float = Field(ge=0, description="cumulative conversion losses")
+    pv_kwh: float = Field(ge=0, description="cumulative available PV energy")
+    curtailed_kwh: float = Field(ge=0, description="cumulative curtailed PV energy")
+    energy_residual_kwh: float = Field(description="E − E_0 − (charged − discharged − losses); 0 up to rounding")
+
+
+class DeviceState(_Timed):
+    """A device's state for the tick starting at ``time_utc``, on ``.../device/{id}/state``.
+
+    ``p_kw`` is what the device adds to its host customer's load on each network phase (load-positive; a
+    PESS injecting is negative) — this, with ``phase``, is all the power flow needs from a device.
+    """
+
+    device_id: str
+    kind: DeviceKind
+    customer_id: str
+    mode: DeviceMode
+    phase: PhaseLetter | None = Field(description="phase in force; None while the load is unsupplied all tick")
+    p_kw: PerPhase = Field(description="device injection per network phase, load-positive, kW")
+    in_transition: bool
+    operations_today: int = Field(ge=0)
+    operations_total: int = Field(ge=0)
+    last_seq: int = Field(ge=-1)
+    commands_executed: int = Field(ge=0)
+    rejections: int = Field(ge=0, description="commands rejected so far, all reasons")
+    unsupplied_kwh: float = Field(ge=0, description="cumulative load energy not supplied during operations")
+    operation_cost: float = Field(ge=0, description="cumulative δ · operations (STS paper eq. 2)")
+    battery: BatteryState | None = None
+
+
+class ControllerHeartbeat(_Timed):
+    """Published by a controller every control period on ``.../controller/heartbeat``; renews device leases."""
+
+    controller_id: str = Field(min_length=1)
+
+
 class DeadLetter(Message):
     """A payload that could not be used, with the reason; published on ``.../deadletter``."""
 
@@ -161,4 +306,7 @@ class DeadLetter(Message):
     received_utc: AwareDatetime
 
 
-ALL_MESSAGES: tuple[type[Message], ...] = (ClockTick, MeterReading, MeterFrame, GridState, TwinStatus, DeadLetter)
+ALL_MESSAGES: tuple[type[Message], ...] = (
+    ClockTick, MeterReading, MeterFrame, GridState, TwinStatus, DeviceCommand, DeviceAck, DeviceState,
+    ControllerHeartbeat, DeadLetter,
+)

@@ -49,6 +49,32 @@ def controller_plan(feeder: str) -> str:
     return f"{ROOT}/{_check('feeder', feeder)}/controller/plan"
 
 
+def controller_heartbeat(feeder: str) -> str:
+    return f"{ROOT}/{_check('feeder', feeder)}/controller/heartbeat"
+
+
+def device_cmds(feeder: str) -> str:
+    """Subscription filter for the commands to every device of a feeder."""
+    return f"{ROOT}/{_check('feeder', feeder)}/device/+/cmd"
+
+
+def device_states(feeder: str) -> str:
+    """Subscription filter for the states of every device of a feeder."""
+    return f"{ROOT}/{_check('feeder', feeder)}/device/+/state"
+
+
+def device_acks(feeder: str) -> str:
+    return f"{ROOT}/{_check('feeder', feeder)}/device/+/ack"
+
+
+def device_id_of(topic: str) -> str:
+    """The device id segment of a ``.../device/{id}/...`` topic; ValueError if there is none."""
+    parts = topic.split("/")
+    if len(parts) < 6 or parts[3] != "device":
+        raise ValueError(f"topic {topic!r} is not a device topic ({ROOT}/{{feeder}}/device/{{id}}/...)")
+    return parts[4]
+
+
 def twin_clock(feeder: str) -> str:
     return f"{ROOT}/{_check('feeder', feeder)}/twin/clock"
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from streams.meter_data import PowerUnit
 from twin.errors import StreamError, TwinError
+from twin.fleet import PessAccess
 from twin.powerflow import Engine
 from twin.summary import RunSummary
 
@@ -26,6 +27,10 @@ err_console = Console(stderr=True)
 def _fail(message: str) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code=2)
+
+
+def _validation_text(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'scenario'}: {e['msg']}" for e in err.errors(include_url=False))
 
 
 def _parse_time(text: str | None, option: str) -> datetime | None:
@@ -68,22 +73,38 @@ def replay(
     per_meter_topics: Annotated[bool, typer.Option(
         "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")] = False,
     out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/latest"),
+    psd: Annotated[int, typer.Option(help="PSDs on the N single-phase customers farthest from the transformer")] = 0,
+    sts: Annotated[int, typer.Option(help="STSs on the next N farthest single-phase customers")] = 0,
+    pess: Annotated[int, typer.Option(help="PV + battery systems on the next N farthest customers")] = 0,
+    pess_access: Annotated[PessAccess, typer.Option(help="PESS connection: three-phase, one fixed phase, "
+                                                         "or one phase behind an STS")] = PessAccess.SWITCHABLE,
+    devices: Annotated[Path | None, typer.Option(
+        help="device list CSV (customer_id,kind[,access]); replaces --psd/--sts/--pess")] = None,
+    schedule: Annotated[Path | None, typer.Option(
+        help="scripted command CSV (time_utc,device_id,action[,phase,battery_kw,curtailment])")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")] = False,
 ) -> None:
     """Replay meter data through the twin and write a run folder (Parquet series + summary.json)."""
+    from twin.fleet import FleetSpec, read_device_list
     from twin.runner import replay as run_replay
     from twin.scenario import Scenario
 
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     try:
+        explicit = read_device_list(devices) if devices is not None else ()
+        fleet = FleetSpec(psd=psd, sts=sts, pess=pess, pess_access=pess_access, explicit=explicit)
+    except TwinError as err:
+        raise _fail(str(err)) from err
+    except ValidationError as err:
+        raise _fail(_validation_text(err)) from err
+    try:
         scenario = Scenario(
             feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
-            per_meter_topics=per_meter_topics,
+            per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule,
         )
     except ValidationError as err:
-        first = err.errors(include_url=False)
-        raise _fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'scenario'}: {e['msg']}" for e in first)) from err
+        raise _fail(_validation_text(err)) from err
     try:
         with Progress(TextColumn("[bold]replay[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("ticks"),
                       TimeElapsedColumn(), console=err_console, transient=False) as bar:

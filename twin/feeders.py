@@ -23,6 +23,9 @@ class FeederEntry:
     where: str
     load_feeder: Callable[[], Feeder]
     load_data: Callable[[Feeder], MeterTable] | None
+    lat_deg: float = 52.0
+    """Site for the clear-sky PV model of simulated PESS (default: central England)."""
+    lon_deg: float = -1.0
 
 
 def _liege_feeder() -> Feeder:
@@ -55,6 +58,8 @@ def known_feeders() -> list[FeederEntry]:
             where=_liege_where(),
             load_feeder=_liege_feeder,
             load_data=_liege_year,
+            lat_deg=50.63,
+            lon_deg=5.57,
         ),
     ]
 

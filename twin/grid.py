@@ -18,10 +18,10 @@ import numpy as np
 
 from streams import topics
 from streams.bus import Bus
-from streams.messages import GridState, Message, MeterFrame, MeterReading
+from streams.messages import DeviceKind, DeviceState, GridState, Message, MeterFrame, MeterReading
 from twin import metrics
 from twin.errors import PowerFlowError
-from twin.network import Feeder
+from twin.network import Feeder, Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import PowerFlow, PowerFlowNotConverged, PowerFlowResult
 from twin.row_chunks import for_row_chunks
@@ -29,6 +29,8 @@ from twin.row_chunks import for_row_chunks
 log = logging.getLogger(__name__)
 
 Lookahead = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+MIN_BATCH = 16
+RETRY_BATCH = 64
 
 
 @dataclass
@@ -39,6 +41,9 @@ class GridCounters:
     readings_missing: int = 0
     readings_rejected: int = 0
     powerflow_failures: int = 0
+    device_states: int = 0
+    device_states_rejected: int = 0
+    phase_changes: int = 0
 
 
 @dataclass
@@ -76,6 +81,8 @@ class GridRole:
         self._powerflow = powerflow
         self._lookahead = lookahead
         self._batch_ticks = max(1, batch_ticks)
+        self._ahead = self._batch_ticks
+        self._retry_tick = 0
         self._index = {c.id: i for i, c in enumerate(feeder.customers)}
         n = len(feeder.customers)
         self._n_terminals = np.array([c.n_phases for c in feeder.customers])
@@ -92,8 +99,12 @@ class GridRole:
         self._topic = topics.grid_state(name)
         self.counters = GridCounters()
         self._ids = tuple(c.id for c in feeder.customers)
+        self._unsupplied = np.zeros(n, dtype=bool)
+        self._device_kw: dict[str, tuple[int, np.ndarray]] = {}
+        self._injection_kw = np.zeros((n, 3))
         bus.subscribe(topics.meters(name), self._on_reading)
         bus.subscribe(topics.meter_frame(name), self._on_frame)
+        bus.subscribe(topics.device_states(name), self._on_device_state)
 
     def _on_frame(self, topic: str, message: Message) -> None:
         if not isinstance(message, MeterFrame):
@@ -137,6 +148,31 @@ class GridRole:
         self._term_q[i, :n] = q_kvar
         self._fresh[i] = True
 
+    def _on_device_state(self, topic: str, message: Message) -> None:
+        """A device's phase and injection for the coming power flow (simulated and external devices alike)."""
+        i = self._index.get(message.customer_id) if isinstance(message, DeviceState) else None
+        if not isinstance(message, DeviceState) or i is None:
+            self.counters.device_states_rejected += 1
+            log.warning("grid: rejected device state on %s (wrong type or unknown customer)", topic)
+            return
+        self.counters.device_states += 1
+        if message.kind in (DeviceKind.PSD, DeviceKind.STS):
+            if self._n_terminals[i] != 1:
+                self.counters.device_states_rejected += 1
+                log.warning("grid: %s %s sits at customer %s, which is not single-phase", message.kind.value,
+                            message.device_id, message.customer_id)
+                return
+            self._unsupplied[i] = message.phase is None
+            if message.phase is not None and self.phase_map.connections[i] != (Phase[message.phase],):
+                self.phase_map = self.phase_map.with_connection(i, (Phase[message.phase],))
+                self.counters.phase_changes += 1
+        p_kw = np.asarray(message.p_kw, dtype=float)
+        previous = self._device_kw.get(message.device_id)
+        if previous is None or not np.array_equal(previous[1], p_kw):
+            self._device_kw[message.device_id] = (i, p_kw)
+            # rebuilt from the devices' own values so equal inputs give bit-equal rows (the batch check)
+            self._injection_kw[i] = sum((v for j, v in self._device_kw.values() if j == i), np.zeros(3))
+
     def set_phase_map(self, phase_map: PhaseMap) -> None:
         """Phases in force from the next solve on (device states feed this)."""
         self.phase_map = phase_map
@@ -147,8 +183,7 @@ class GridRole:
             self.counters.readings_missing += missing
             log.debug("grid: tick %d: %d reading(s) missing, holding last values", tick, missing)
         self._fresh[:] = False
-        p = self.phase_map.to_phases(self._term_p)
-        q = self.phase_map.to_phases(self._term_q)
+        p, q = self._injections(self._term_p, self._term_q)
         block, row = self._solved(tick, p, q)
         if row in block.failed:
             self.counters.powerflow_failures += 1
@@ -167,6 +202,17 @@ class GridRole:
         )
         self._bus.publish(self._topic, state)
 
+    def _injections(self, term_p: np.ndarray, term_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-customer, per-phase load of [..., n, 3] terminal data with the devices' phases and injections."""
+        p = self.phase_map.to_phases(term_p)
+        q = self.phase_map.to_phases(term_q)
+        if self._unsupplied.any():
+            p[..., self._unsupplied, :] = 0.0
+            q[..., self._unsupplied, :] = 0.0
+        if self._device_kw:
+            p += self._injection_kw
+        return p, q
+
     def _solved(self, tick: int, p: np.ndarray, q: np.ndarray) -> tuple[_Block, int]:
         b = self._block
         if b is not None:
@@ -174,10 +220,12 @@ class GridRole:
             if 0 <= row < b.p_kw.shape[0] and np.array_equal(b.p_kw[row], p) and np.array_equal(b.q_kvar[row], q):
                 self.counters.cache_hits += 1
                 return b, row
-        if self._lookahead is not None and self._batch_ticks > 1:
-            ahead_p, ahead_q = self._lookahead(tick, self._batch_ticks)
-            batch_p = self.phase_map.to_phases(ahead_p).copy()
-            batch_q = self.phase_map.to_phases(ahead_q).copy()
+            self._adapt_lookahead(tick=tick, used=row, size=b.p_kw.shape[0])
+        if self._ahead == 1 and tick >= self._retry_tick:
+            self._ahead = min(self._batch_ticks, RETRY_BATCH)
+        if self._lookahead is not None and self._ahead > 1:
+            ahead_p, ahead_q = self._lookahead(tick, self._ahead)
+            batch_p, batch_q = self._injections(ahead_p, ahead_q)
             batch_p[0], batch_q[0] = p, q
         else:
             batch_p, batch_q = p[None], q[None]
@@ -190,6 +238,19 @@ class GridRole:
         self.counters.states_solved += batch_p.shape[0]
         self._block = self._summarise(tick, batch_p, batch_q, result, failed)
         return self._block, 0
+
+    def _adapt_lookahead(self, *, tick: int, used: int, size: int) -> None:
+        """Solve as far ahead as the inputs have lately stayed predictable. A block invalidated after ``used``
+        rows sets the next one to that size, or to single solves for RETRY_BATCH ticks when fewer than
+        MIN_BATCH rows were used (a batch call costs about three single ones); a fully used block doubles.
+        Devices that change the injections every tick (a self-consuming battery) thus cost single solves."""
+        if 0 <= used < size:
+            if used >= MIN_BATCH:
+                self._ahead = used
+            else:
+                self._ahead, self._retry_tick = 1, tick + RETRY_BATCH
+        else:
+            self._ahead = min(self._batch_ticks, 2 * size)
 
     def _summarise(
         self, tick: int, p: np.ndarray, q: np.ndarray, result: PowerFlowResult, failed: frozenset[int]

@@ -18,6 +18,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from streams.messages import DeviceKind
 from twin.errors import FeederError
 from twin.topology import RadialTree, radial_tree
 
@@ -38,14 +39,6 @@ class VectorGroup(StrEnum):
     DYN = "Dyn"
     YNYN = "YNyn"
     YYN = "Yyn"
-
-
-class DeviceKind(StrEnum):
-    """Controllable equipment that may sit at a customer connection."""
-
-    PSD = "psd"
-    STS = "sts"
-    PESS = "pess"
 
 
 def parse_connection(text: str) -> tuple[Phase, ...]:

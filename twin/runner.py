@@ -16,19 +16,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from controllers.agent import ScheduleAgent
+from controllers.schedule import read_schedule
+from devices.agent import DeviceAgent, PvSource
+from devices.device import Device
+from devices.pess import Pess
 from streams import topics
 from streams.bus import Bus, LocalBus
+from streams.device_log import DeviceRecorder
 from streams.messages import ClockTick, RunState, TwinStatus
 from streams.meter_replay import MeterReplay
 from streams.meter_table import MeterTable
 from streams.parquet import Layout, ParquetRecorder
 from twin.clock import TickClock, TickStage, Timing, run_ticks
 from twin.errors import ScenarioError
-from twin.feeders import open_feeder
+from twin.feeders import FeederEntry, open_feeder
+from twin.fleet import build_devices, choose_devices
 from twin.grid import GridRole
 from twin.network import Feeder
 from twin.powerflow import create_powerflow
 from twin.scenario import Scenario
+from twin.solar import tick_mean_kw_per_kwp
 from twin.summary import RunSummary, physics
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,7 @@ class RunResult:
     folder: Path
     files: list[Path]
     recorder: ParquetRecorder
+    devices: DeviceRecorder
 
 
 class ClockPublisher:
@@ -75,7 +84,10 @@ class StatusPublisher:
 
 def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
     """The feeder and its meter data, customers matched and ordered as the feeder's."""
-    entry = open_feeder(scenario.feeder)
+    return _load(open_feeder(scenario.feeder), scenario)
+
+
+def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable]:
     feeder = entry.load_feeder()
     if scenario.data is not None:
         from streams.meter_data import match_customers, read_meter_data
@@ -103,8 +115,11 @@ def plan_clock(scenario: Scenario, table: MeterTable) -> TickClock:
 def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | None = None) -> RunResult:
     """Run a scenario to the end and write its run folder. Raises TwinError/StreamError on user errors."""
     wall_start = time.perf_counter()
-    feeder, table = load_inputs(scenario)
+    entry = open_feeder(scenario.feeder)
+    feeder, table = _load(entry, scenario)
     clock = plan_clock(scenario, table)
+    schedule = read_schedule(scenario.schedule) if scenario.schedule is not None else []
+    devices = build_devices(feeder, choose_devices(feeder, scenario.fleet), scenario.fleet)
     bus = bus or LocalBus()
     name = feeder.name
     meters = MeterReplay(
@@ -118,9 +133,18 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
     layout = Layout(bus_ids=tuple(feeder.bus_ids()), line_ids=tuple(ln.id for ln in feeder.lines),
                     n_lv_feeders=grid.n_lv_feeders)
     recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index)
+    device_log = DeviceRecorder(bus=bus, feeder=name)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid)
     announce = ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed)
-    stages: list[TickStage] = [announce, meters, grid, status]
+    stages: list[TickStage] = [announce, meters]
+    scheduler = None
+    if schedule:
+        scheduler = ScheduleAgent(bus=bus, feeder=name, schedule=schedule, start_utc=clock.start_utc,
+                                  end_utc=clock.end_utc, ttl_s=scenario.command_ttl_s)
+        stages.append(scheduler)
+    agent = DeviceAgent(bus=bus, feeder=name, devices=devices, tick_s=clock.tick_s,
+                        pv_kw=_pv_source(entry, clock, devices), external=frozenset(scenario.external_devices))
+    stages += [agent, grid, status]
 
     def after_tick(tick: int, timing: Timing) -> None:
         status.timing = timing
@@ -139,8 +163,26 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
         readings_published=meters.published, readings_missing=c.readings_missing,
         readings_rejected=c.readings_rejected, powerflow_failures=c.powerflow_failures,
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
+        **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
+        commands_malformed=agent.counters.malformed,
+        schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
     )
     if not np.all(recorder.recorded):
         log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
     files = recorder.write(scenario.out, summary.model_dump(mode="json"))
-    return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder)
+    files += device_log.write(scenario.out)
+    return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log)
+
+
+def _pv_source(entry: FeederEntry, clock: TickClock, devices: list[Device]) -> PvSource | None:
+    """Clear-sky PV of each simulated PESS at the feeder's site, per tick (the bundled data carry no PV)."""
+    pess = {d.device_id: d.params.pv_kwp for d in devices if isinstance(d, Pess)}
+    if not pess:
+        return None
+    per_kwp = tick_mean_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks,
+                                   lat_deg=entry.lat_deg, lon_deg=entry.lon_deg)
+
+    def pv_kw(device_id: str, tick: int) -> float:
+        return float(per_kwp[tick] * pess[device_id])
+
+    return pv_kw

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from streams.meter_data import PowerUnit
+from twin.fleet import FleetSpec
 from twin.powerflow import Engine
 
 
@@ -26,6 +27,12 @@ class Scenario(BaseModel):
     per_meter_topics: bool = Field(default=False, description="one message per meter instead of one frame per tick")
     batch_ticks: int = Field(default=1440, ge=1, description="ticks solved ahead as one batch when nothing can change")
     out: Path = Path("runs/latest")
+    fleet: FleetSpec = Field(default_factory=FleetSpec, description="devices and their parameters")
+    schedule: Path | None = Field(default=None, description="scripted command CSV (time_utc,device_id,action,...)")
+    external_devices: tuple[str, ...] = Field(
+        default=(), description="device ids run by real hardware on the bus (HIL): not simulated here"
+    )
+    command_ttl_s: float = Field(default=60.0, gt=0, description="expiry of scripted commands after their issue")
 
     @model_validator(mode="after")
     def _period_order(self) -> Scenario:

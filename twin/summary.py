@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from streams.parquet import ParquetRecorder
 
@@ -50,6 +52,11 @@ class RunSummary(BaseModel):
     powerflow_failures: int
     overruns: int
     max_lateness_s: float
+    devices: dict[str, dict[str, Any]] = Field(default_factory=dict, description="final counters per device")
+    acks: dict[str, int] = Field(default_factory=dict, description="acknowledgements by status (rejected:reason)")
+    commands_unknown_device: int = 0
+    commands_malformed: int = 0
+    schedule_not_sent: int = 0
 
 
 def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:

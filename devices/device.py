@@ -1,0 +1,139 @@
+"""What every device model has: an id, a host customer, a command gate, a watchdog lease, a measured load.
+
+Device models are pure: no clock, no bus. The agent calls, once per tick and in this order, ``observe`` (the
+host customer's load), ``handle`` for each command received since the last tick, and ``step`` for the tick.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from devices.commands import CommandGate, Outcome
+from devices.lease import Lease
+from devices.limits import LeaseConfig
+from streams.messages import AckStatus, DeviceAction, DeviceCommand, DeviceKind, DeviceMode, RejectReason
+from twin.network import Phase
+
+
+@dataclass(frozen=True)
+class BatteryTick:
+    """A PESS's battery and PV over one tick (kW are means over the tick)."""
+
+    e_kwh: float
+    charge_kw: float
+    discharge_kw: float
+    pv_available_kw: float
+    pv_used_kw: float
+    setpoint_kw: float | None
+    limited_by: str
+
+
+@dataclass(frozen=True)
+class TickReport:
+    """What a device does to the network during one tick."""
+
+    phase: Phase | None
+    """Phase its load (or injection) is on for the tick; None while an operation disconnects it all tick."""
+    p_kw: tuple[float, float, float]
+    """Its own injection per network phase, load-positive (PSD/STS: zeros; they move the host's load)."""
+    in_transition: bool
+    applied: list[Outcome] = field(default_factory=list)
+    battery: BatteryTick | None = None
+
+
+def to_s(time_utc: datetime) -> float:
+    return time_utc.astimezone(UTC).timestamp()
+
+
+class Device(ABC):
+    kind: DeviceKind
+    actions: frozenset[DeviceAction]
+
+    def __init__(
+        self, *, device_id: str, customer_id: str, lease: LeaseConfig | None = None, v_phase_v: float = 230.0
+    ) -> None:
+        if v_phase_v <= 0:
+            raise ValueError(f"device {device_id!r}: v_phase_v {v_phase_v} must be > 0 (phase-to-neutral volts)")
+        self.device_id = device_id
+        self.customer_id = customer_id
+        self.gate = CommandGate(device_id)
+        self.lease = Lease((lease or LeaseConfig()).lease_s)
+        self.v_phase_v = v_phase_v
+        self.load_kw = 0.0
+        self.load_kvar = 0.0
+        self.now_s = -math.inf
+        """Time of the last command or tick seen; day counters are reported for this time."""
+
+    @property
+    def load_i_a(self) -> float:
+        """Current the host load draws, from the last observation, at nominal voltage."""
+        return math.hypot(self.load_kw, self.load_kvar) * 1e3 / self.v_phase_v
+
+    def observe(self, *, p_kw: float, q_kvar: float) -> None:
+        self.load_kw, self.load_kvar = p_kw, q_kvar
+
+    def heartbeat(self, now_utc: datetime) -> None:
+        self.lease.renew(to_s(now_utc))
+
+    def handle(self, command: DeviceCommand, now_utc: datetime) -> Outcome:
+        """Decide on a command at ``now_utc``: the answer to acknowledge (never raises on bad commands)."""
+        answered = self.gate.admit(command, now_utc)
+        if answered is not None:
+            return answered
+        t_s = to_s(now_utc)
+        self.now_s = max(self.now_s, t_s)
+        self.lease.renew(t_s)
+        if command.action not in self.actions:
+            return self.gate.record(Outcome.rejected(
+                command.seq, RejectReason.INTERLOCK,
+                f"a {self.kind.value} does not perform {command.action.value}; "
+                f"it performs {', '.join(sorted(a.value for a in self.actions))}",
+            ))
+        if command.action == DeviceAction.RESET:
+            self.reset()
+            return self.gate.record(Outcome(seq=command.seq, status=AckStatus.APPLIED, detail="lockout cleared",
+                                            effective_utc=now_utc))
+        return self.gate.record(self.decide(command, t_s, now_utc))
+
+    def mode(self, t_s: float) -> DeviceMode:
+        if self.locked_out:
+            return DeviceMode.LOCKOUT
+        return DeviceMode.SAFE if self.lease.expired(t_s) else DeviceMode.NORMAL
+
+    @abstractmethod
+    def decide(self, command: DeviceCommand, t_s: float, now_utc: datetime) -> Outcome:
+        """The device-specific answer to an admitted command of one of ``actions`` (other than reset)."""
+
+    @abstractmethod
+    def step(self, start_utc: datetime, tick_s: float, *, pv_available_kw: float = 0.0) -> TickReport:
+        """Advance over [start_utc, start_utc + tick_s) and report the tick."""
+
+    @abstractmethod
+    def trip(self, reason: str) -> None:
+        """A fault: lock out until a reset command."""
+
+    @abstractmethod
+    def reset(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def locked_out(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def operations_today(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def operations_total(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def unsupplied_kwh(self) -> float: ...
+
+    @property
+    @abstractmethod
+    def operation_cost(self) -> float: ...

@@ -1,0 +1,149 @@
+"""Which customers carry which device, and the simulated device models built for them.
+
+A fleet is an explicit list (a CSV: ``customer_id,kind[,access]``) or a rule: ``psd=10`` puts PSDs on the 10
+single-phase customers farthest from the transformer, then ``sts`` on the next farthest, then ``pess`` on the
+next farthest (any connection). Device ids are ``<kind>-<customer id>``.
+"""
+
+from __future__ import annotations
+
+import csv
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from devices.device import Device
+from devices.limits import LeaseConfig, PessParams, SwitchLimits, psd_limits, sts_limits
+from devices.pess import Pess
+from devices.psd import Psd
+from devices.sts import Sts
+from streams.messages import DeviceKind
+from twin.errors import ScenarioError
+from twin.network import Customer, Feeder, Phase
+
+FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class PessAccess(StrEnum):
+    """How a PESS connects: on all three phases, on one fixed phase, or on one phase behind an STS."""
+
+    THREE = "three"
+    SINGLE = "single"
+    SWITCHABLE = "switchable"
+
+
+class DeviceSpec(BaseModel):
+    model_config = FROZEN
+    customer_id: str = Field(min_length=1)
+    kind: DeviceKind
+    access: PessAccess = PessAccess.SWITCHABLE
+
+    @property
+    def device_id(self) -> str:
+        return f"{self.kind.value}-{self.customer_id}"
+
+
+class FleetSpec(BaseModel):
+    """The devices of a run and their parameters (the same objects the controller plans with)."""
+
+    model_config = FROZEN
+    psd: int = Field(default=0, ge=0, description="PSDs on the farthest single-phase customers")
+    sts: int = Field(default=0, ge=0, description="STSs on the next farthest single-phase customers")
+    pess: int = Field(default=0, ge=0, description="PESS on the next farthest customers")
+    pess_access: PessAccess = PessAccess.SWITCHABLE
+    explicit: tuple[DeviceSpec, ...] = Field(default=(), description="devices listed by customer (replaces rules)")
+    psd_limits: SwitchLimits = Field(default_factory=psd_limits)
+    sts_limits: SwitchLimits = Field(default_factory=sts_limits)
+    pess_params: PessParams = Field(default_factory=PessParams)
+    lease: LeaseConfig = Field(default_factory=LeaseConfig)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.psd or self.sts or self.pess or self.explicit)
+
+
+def choose_devices(feeder: Feeder, spec: FleetSpec) -> list[DeviceSpec]:
+    """The device list of a fleet on a feeder; ScenarioError when the feeder cannot host it."""
+    if spec.explicit:
+        return _checked(feeder, list(spec.explicit))
+    by_distance = sorted(feeder.customers, key=lambda c: (-c.distance_km, c.id))
+    single = [c for c in by_distance if c.n_phases == 1]
+    if spec.psd + spec.sts > len(single):
+        raise ScenarioError(
+            f"psd={spec.psd} + sts={spec.sts} switches need that many single-phase customers; "
+            f"feeder {feeder.name!r} has {len(single)}"
+        )
+    chosen: list[DeviceSpec] = [DeviceSpec(customer_id=c.id, kind=DeviceKind.PSD) for c in single[:spec.psd]]
+    chosen += [DeviceSpec(customer_id=c.id, kind=DeviceKind.STS) for c in single[spec.psd:spec.psd + spec.sts]]
+    taken = {d.customer_id for d in chosen}
+    rest = [c for c in by_distance if c.id not in taken]
+    if spec.pess > len(rest):
+        raise ScenarioError(f"pess={spec.pess} needs that many customers without a switch; {len(rest)} are left")
+    chosen += [DeviceSpec(customer_id=c.id, kind=DeviceKind.PESS, access=spec.pess_access) for c in rest[:spec.pess]]
+    return chosen
+
+
+def _checked(feeder: Feeder, specs: list[DeviceSpec]) -> list[DeviceSpec]:
+    ids = {c.id: c for c in feeder.customers}
+    problems = []
+    seen: set[str] = set()
+    for d in specs:
+        c = ids.get(d.customer_id)
+        if c is None:
+            problems.append(f"{d.device_id}: customer {d.customer_id!r} is not on feeder {feeder.name!r}")
+        elif d.kind in (DeviceKind.PSD, DeviceKind.STS) and c.n_phases != 1:
+            problems.append(f"{d.device_id}: a {d.kind.value} needs a single-phase customer; "
+                            f"{c.id} is connected {c.connection}")
+        if d.device_id in seen:
+            problems.append(f"{d.device_id}: listed twice")
+        seen.add(d.device_id)
+    if problems:
+        raise ScenarioError("device list: " + "; ".join(problems))
+    return specs
+
+
+def read_device_list(path: Path) -> tuple[DeviceSpec, ...]:
+    """A CSV with columns ``customer_id,kind`` and optionally ``access`` (PESS: three|single|switchable)."""
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as err:
+        raise ScenarioError(f"device list {path}: {err.strerror}") from err
+    specs, problems = [], []
+    for n, row in enumerate(rows, start=2):
+        values = {k.strip(): v.strip() for k, v in row.items() if k and v and v.strip()}
+        try:
+            specs.append(DeviceSpec.model_validate(values))
+        except ValidationError as err:
+            for e in err.errors(include_url=False):
+                field = ".".join(map(str, e["loc"])) or "row"
+                problems.append(f"line {n}: {field} = {values.get(field)!r}: {e['msg']}")
+    if problems:
+        raise ScenarioError(f"device list {path}: " + "; ".join(problems))
+    if not specs:
+        raise ScenarioError(f"device list {path} has no rows; expected columns customer_id,kind[,access]")
+    return tuple(specs)
+
+
+def build_devices(feeder: Feeder, specs: list[DeviceSpec], fleet: FleetSpec) -> list[Device]:
+    """Simulated models for the devices, each starting at its customer's present phase."""
+    v_phase_v = feeder.transformer.vn_lv_kv * 1e3 / 3**0.5
+    devices: list[Device] = []
+    for d in specs:
+        c = feeder.customer(d.customer_id)
+        if d.kind == DeviceKind.PESS:
+            devices.append(Pess(
+                device_id=d.device_id, customer_id=c.id, params=fleet.pess_params, phases=_pess_phases(c, d.access),
+                switch=fleet.sts_limits if d.access == PessAccess.SWITCHABLE else None, lease=fleet.lease,
+                v_phase_v=v_phase_v,
+            ))
+        else:
+            kind, limits = (Psd, fleet.psd_limits) if d.kind == DeviceKind.PSD else (Sts, fleet.sts_limits)
+            devices.append(kind(device_id=d.device_id, customer_id=c.id, phase=c.phases[0], limits=limits,
+                                lease=fleet.lease, v_phase_v=v_phase_v))
+    return devices
+
+
+def _pess_phases(customer: Customer, access: PessAccess) -> tuple[Phase, ...]:
+    return (Phase.A, Phase.B, Phase.C) if access == PessAccess.THREE else (customer.phases[0],)
