@@ -163,7 +163,8 @@ class DeviceAgent:
             customer_id=device.customer_id, mode=device.mode(time_utc.timestamp()),
             phase=report.phase.name if report.phase is not None else None, p_kw=report.p_kw,
             in_transition=report.in_transition, operations_today=device.operations_today,
-            operations_total=device.operations_total, last_seq=gate.last_seq, commands_executed=gate.executed,
+            operations_total=device.operations_total, dwell_remaining_s=device.dwell_remaining_s,
+            last_seq=gate.last_seq, commands_executed=gate.executed,
             rejections=gate.rejected_total, unsupplied_kwh=device.unsupplied_kwh,
             operation_cost=device.operation_cost, battery=battery,
         ))

@@ -132,6 +132,11 @@ class Device(ABC):
 
     @property
     @abstractmethod
+    def dwell_remaining_s(self) -> float:
+        """Seconds from the last seen time until a switch operation is allowed again (0 without a switch)."""
+
+    @property
+    @abstractmethod
     def unsupplied_kwh(self) -> float: ...
 
     @property

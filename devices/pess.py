@@ -223,6 +223,10 @@ class Pess(Device):
         return self.switch.operations_total if self.switch is not None else 0
 
     @property
+    def dwell_remaining_s(self) -> float:
+        return self.switch.dwell_remaining_s(self.now_s) if self.switch is not None else 0.0
+
+    @property
     def unsupplied_kwh(self) -> float:
         return self.switch.unsupplied_kwh if self.switch is not None else 0.0
 

@@ -48,6 +48,9 @@ class SwitchCore:
     def in_transition(self, t_s: float) -> bool:
         return self.transition_start_s <= t_s < self.transition_end_s
 
+    def dwell_remaining_s(self, t_s: float) -> float:
+        return max(0.0, self.last_operation_s + self.limits.min_dwell_s - t_s)
+
     def ops_today(self, t_s: float) -> int:
         return self.operations_today if self.operations_day == utc_day(t_s) else 0
 
@@ -59,7 +62,7 @@ class SwitchCore:
             return Refusal(RejectReason.INTERLOCK, f"operation in progress until t={self.transition_end_s:.3f} s")
         if phase == self.phase:
             return None
-        wait_s = self.last_operation_s + self.limits.min_dwell_s - t_s
+        wait_s = self.dwell_remaining_s(t_s)
         if wait_s > 0:
             return Refusal(RejectReason.DWELL, f"minimum dwell {self.limits.min_dwell_s:.0f} s; {wait_s:.0f} s left")
         if self.ops_today(t_s) >= self.limits.max_operations_per_day:

@@ -76,6 +76,10 @@ class SwitchDevice(Device):
         return self.switch.operations_total
 
     @property
+    def dwell_remaining_s(self) -> float:
+        return self.switch.dwell_remaining_s(self.now_s)
+
+    @property
     def unsupplied_kwh(self) -> float:
         return self.switch.unsupplied_kwh
 

@@ -9,6 +9,7 @@ from streams.errors import StreamError
 from streams.messages import (
     ClockTick,
     ControllerHeartbeat,
+    ControllerPlan,
     DeadLetter,
     DeviceAck,
     DeviceCommand,
@@ -29,6 +30,7 @@ PAYLOADS: dict[str, type[Message]] = {
     "device/+/ack": DeviceAck,
     "device/+/state": DeviceState,
     "controller/heartbeat": ControllerHeartbeat,
+    "controller/plan": ControllerPlan,
     "twin/clock": ClockTick,
     "twin/status": TwinStatus,
     "deadletter": DeadLetter,

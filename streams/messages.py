@@ -283,12 +283,44 @@ class DeviceState(_Timed):
     in_transition: bool
     operations_today: int = Field(ge=0)
     operations_total: int = Field(ge=0)
+    dwell_remaining_s: float = Field(ge=0, description="time until the minimum dwell allows the next operation")
     last_seq: int = Field(ge=-1)
     commands_executed: int = Field(ge=0)
     rejections: int = Field(ge=0, description="commands rejected so far, all reasons")
     unsupplied_kwh: float = Field(ge=0, description="cumulative load energy not supplied during operations")
     operation_cost: float = Field(ge=0, description="cumulative δ · operations (STS paper eq. 2)")
     battery: BatteryState | None = None
+
+
+class PlannedCommand(Message):
+    """What a plan's first step asks of one device."""
+
+    device_id: str
+    phase: PhaseLetter | None = None
+    battery_kw: float | None = Field(default=None, description="+ discharge, − charge, kW")
+    curtailment: float | None = None
+
+
+class ControllerPlan(_Timed):
+    """A controller's decision on ``.../controller/plan``, published every control period; ``time_utc`` is when
+    it was made, ``step_start_utc`` when its first step starts."""
+
+    controller_id: str
+    strategy: str
+    status: str = Field(description="optimal | feasible | heuristic | fallback | hold")
+    reason: str
+    step_start_utc: AwareDatetime
+    step_s: float = Field(gt=0)
+    n_steps: int = Field(ge=0)
+    objective: float
+    p_unb_kwh: float = Field(description="forecast P_unb over the horizon (paper 000 eq. 7 × Δt), kWh")
+    switches: int = Field(ge=0, description="switch operations planned over the horizon")
+    solve_s: float = Field(ge=0)
+    commands: tuple[PlannedCommand, ...]
+    fallbacks: int = Field(ge=0, description="control periods so far in which the last safe plan was held")
+    predicted_vm_min_pu: float | None = Field(default=None, description="LTUPF prediction for the first step")
+    predicted_vm_max_pu: float | None = None
+    violations: tuple[str, ...] = Field(default=(), description="LTUPF limit violations of the first step")
 
 
 class ControllerHeartbeat(_Timed):
@@ -308,5 +340,5 @@ class DeadLetter(Message):
 
 ALL_MESSAGES: tuple[type[Message], ...] = (
     ClockTick, MeterReading, MeterFrame, GridState, TwinStatus, DeviceCommand, DeviceAck, DeviceState,
-    ControllerHeartbeat, DeadLetter,
+    ControllerHeartbeat, ControllerPlan, DeadLetter,
 )

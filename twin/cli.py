@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -13,10 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from controllers.problem import SolverSettings
+from controllers.settings import ControllerSettings, ForecastKind, Strategy
 from streams.meter_data import PowerUnit
+from twin.compare import StrategyFigures
 from twin.errors import StreamError, TwinError
-from twin.fleet import PessAccess
+from twin.fleet import FleetSpec, PessAccess, read_device_list
 from twin.powerflow import Engine
+from twin.scenario import Scenario
 from twin.summary import RunSummary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Digital twin of LV three-phase feeders.")
@@ -55,71 +60,199 @@ def feeders() -> None:
     console.print(table)
 
 
-@app.command()
-def replay(
-    feeder: Annotated[str, typer.Option(help="feeder name (see `phasetwin feeders`) or a pandapower .json")] = (
-        "ieee-european-lv"
-    ),
-    data: Annotated[Path | None, typer.Option(help="meter data (CSV/Parquet); default: the feeder's own")] = None,
-    unit: Annotated[PowerUnit, typer.Option(help="unit of --data values (Wh, kWh, MWh: energy per interval)")] = (
-        PowerUnit.KW
-    ),
-    naive_utc: Annotated[bool, typer.Option("--naive-utc", help="--data times without offset are UTC")] = False,
-    start: Annotated[str | None, typer.Option(help="period start, ISO, UTC if no offset; default: data start")] = None,
-    end: Annotated[str | None, typer.Option(help="period end (exclusive); default: one day after start")] = None,
-    tick: Annotated[int, typer.Option(help="tick length in seconds")] = 60,
-    engine: Annotated[Engine, typer.Option(help="power-flow engine")] = Engine.PGM,
-    speed: Annotated[float, typer.Option(help="simulated seconds per wall second; 0 = as fast as possible")] = 0.0,
-    per_meter_topics: Annotated[bool, typer.Option(
-        "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")] = False,
-    out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/latest"),
-    psd: Annotated[int, typer.Option(help="PSDs on the N single-phase customers farthest from the transformer")] = 0,
-    sts: Annotated[int, typer.Option(help="STSs on the next N farthest single-phase customers")] = 0,
-    pess: Annotated[int, typer.Option(help="PV + battery systems on the next N farthest customers")] = 0,
-    pess_access: Annotated[PessAccess, typer.Option(help="PESS connection: three-phase, one fixed phase, "
-                                                         "or one phase behind an STS")] = PessAccess.SWITCHABLE,
-    devices: Annotated[Path | None, typer.Option(
-        help="device list CSV (customer_id,kind[,access]); replaces --psd/--sts/--pess")] = None,
-    schedule: Annotated[Path | None, typer.Option(
-        help="scripted command CSV (time_utc,device_id,action[,phase,battery_kw,curtailment])")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")] = False,
-) -> None:
-    """Replay meter data through the twin and write a run folder (Parquet series + summary.json)."""
-    from twin.fleet import FleetSpec, read_device_list
-    from twin.runner import replay as run_replay
-    from twin.scenario import Scenario
+FeederOpt = Annotated[str, typer.Option(help="feeder name (see `phasetwin feeders`) or a pandapower .json")]
+DataOpt = Annotated[Path | None, typer.Option(help="meter data (CSV/Parquet); default: the feeder's own")]
+UnitOpt = Annotated[PowerUnit, typer.Option(help="unit of --data values (Wh, kWh, MWh: energy per interval)")]
+NaiveOpt = Annotated[bool, typer.Option("--naive-utc", help="--data times without offset are UTC")]
+StartOpt = Annotated[str | None, typer.Option(help="period start, ISO, UTC if no offset; default: data start")]
+EndOpt = Annotated[str | None, typer.Option(help="period end (exclusive); default: one day after start")]
+TickOpt = Annotated[int, typer.Option(help="tick length in seconds")]
+EngineOpt = Annotated[Engine, typer.Option(help="power-flow engine")]
+PsdOpt = Annotated[int, typer.Option(help="PSDs on the N single-phase customers farthest from the transformer")]
+StsOpt = Annotated[int, typer.Option(help="STSs on the next N farthest single-phase customers")]
+PessOpt = Annotated[int, typer.Option(help="PV + battery systems (PESS) on the next N farthest customers")]
+AccessOpt = Annotated[PessAccess, typer.Option(help="PESS connection: three-phase, one fixed phase, or one phase "
+                                                    "behind an STS")]
+DevicesOpt = Annotated[Path | None, typer.Option(help="device list CSV (customer_id,kind[,access]); replaces "
+                                                      "--psd/--sts/--pess")]
+ForecastOpt = Annotated[ForecastKind, typer.Option(help="controller load forecast")]
+TimeLimitOpt = Annotated[float, typer.Option(help="controller solve time limit per control period, s")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")]
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+
+def _scenario(
+    *, feeder: str, data: Path | None, unit: PowerUnit, naive_utc: bool, start: str | None, end: str | None,
+    tick: int, engine: Engine, psd: int, sts: int, pess: int, pess_access: PessAccess, devices: Path | None,
+    controller: Strategy, forecast: ForecastKind, time_limit: float, out: Path, speed: float = 0.0,
+    per_meter_topics: bool = False, schedule: Path | None = None,
+) -> Scenario:
+    """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
         explicit = read_device_list(devices) if devices is not None else ()
         fleet = FleetSpec(psd=psd, sts=sts, pess=pess, pess_access=pess_access, explicit=explicit)
+        control = ControllerSettings(strategy=controller, forecast=forecast,
+                                     solver=SolverSettings(time_limit_s=time_limit))
+        return Scenario(
+            feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
+            end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
+            per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule, controller=control,
+        )
     except TwinError as err:
         raise _fail(str(err)) from err
     except ValidationError as err:
         raise _fail(_validation_text(err)) from err
-    try:
-        scenario = Scenario(
-            feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
-            end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
-            per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule,
-        )
-    except ValidationError as err:
-        raise _fail(_validation_text(err)) from err
-    try:
-        with Progress(TextColumn("[bold]replay[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("ticks"),
-                      TimeElapsedColumn(), console=err_console, transient=False) as bar:
-            task = bar.add_task("replay", total=None)
-            every = 10
 
-            def progress(done: int, total: int) -> None:
-                if done % every == 0 or done == total:
-                    bar.update(task, completed=done, total=total)
 
+def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
+    bar = Progress(TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("ticks"),
+                   TimeElapsedColumn(), console=err_console, transient=False)
+    task = bar.add_task(label, total=None)
+
+    def progress(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            bar.update(task, completed=done, total=total)
+
+    return bar, progress
+
+
+@app.command()
+def replay(
+    feeder: FeederOpt = "ieee-european-lv",
+    data: DataOpt = None,
+    unit: UnitOpt = PowerUnit.KW,
+    naive_utc: NaiveOpt = False,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    tick: TickOpt = 60,
+    engine: EngineOpt = Engine.PGM,
+    speed: Annotated[float, typer.Option(help="simulated seconds per wall second; 0 = as fast as possible")] = 0.0,
+    per_meter_topics: Annotated[bool, typer.Option(
+        "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")] = False,
+    out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/latest"),
+    psd: PsdOpt = 10,
+    sts: StsOpt = 0,
+    pess: PessOpt = 2,
+    pess_access: AccessOpt = PessAccess.SWITCHABLE,
+    devices: DevicesOpt = None,
+    schedule: Annotated[Path | None, typer.Option(
+        help="scripted command CSV (time_utc,device_id,action[,phase,battery_kw,curtailment])")] = None,
+    controller: Annotated[Strategy, typer.Option(help="online controller")] = Strategy.ROLLING_MILP,
+    forecast: ForecastOpt = ForecastKind.PERFECT,
+    time_limit: TimeLimitOpt = 2.0,
+    baseline: Annotated[bool, typer.Option(
+        help="also replay the same fleet without a controller and report the gain")] = True,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
+    from twin.compare import figures
+    from twin.runner import replay as run_replay
+
+    _logging(verbose)
+    scenario = _scenario(
+        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, start=start, end=end, tick=tick, engine=engine,
+        psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
+        forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
+        schedule=schedule,
+    )
+    try:
+        bar, progress = _progress_bar("replay")
+        with bar:
             result = run_replay(scenario, progress=progress)
+        reference = None
+        if baseline and controller is not Strategy.NONE and not scenario.fleet.empty and speed == 0:
+            bar, progress = _progress_bar("no control")
+            with bar:
+                reference = run_replay(scenario.model_copy(update={
+                    "controller": scenario.controller.model_copy(update={"strategy": Strategy.NONE}),
+                    "out": out / "no-control", "schedule": None}), progress=progress)
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     _print_summary(result.summary)
+    if reference is not None:
+        base = figures(reference)
+        ctl = figures(result, baseline_p_unb_kwh=base.p_unb_kwh)
+        console.print(
+            f"[bold]{controller.value}[/] vs no control (same devices): P_unb {ctl.p_unb_kwh:.1f} vs "
+            f"{base.p_unb_kwh:.1f} kWh over the period, [bold]{ctl.reduction_pct:.1f} % less[/]; "
+            f"{ctl.switch_operations} switch operations, battery throughput {ctl.battery_throughput_kwh:.1f} kWh, "
+            f"solve p95 {ctl.solve_s_p95:.2f} s, fallbacks {ctl.fallbacks}"
+        )
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+
+
+@app.command()
+def compare(
+    controllers: Annotated[str, typer.Option(
+        help="comma-separated controllers to compare (none is always run as the reference)")] = (
+        "none,static,greedy,rolling-milp"),
+    feeder: FeederOpt = "ieee-european-lv",
+    data: DataOpt = None,
+    unit: UnitOpt = PowerUnit.KW,
+    naive_utc: NaiveOpt = False,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    tick: TickOpt = 60,
+    engine: EngineOpt = Engine.PGM,
+    psd: PsdOpt = 10,
+    sts: StsOpt = 0,
+    pess: PessOpt = 2,
+    pess_access: AccessOpt = PessAccess.SWITCHABLE,
+    devices: DevicesOpt = None,
+    forecast: ForecastOpt = ForecastKind.PERFECT,
+    time_limit: TimeLimitOpt = 2.0,
+    out: Annotated[Path, typer.Option(help="folder for one run folder per controller")] = Path("runs/compare"),
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run several controllers on the same day and print their figures side by side."""
+    from twin.compare import compare as run_compare
+
+    _logging(verbose)
+    try:
+        strategies = [Strategy(name.strip()) for name in controllers.split(",") if name.strip()]
+    except ValueError as err:
+        raise _fail(f"--controllers {controllers!r}: {err}; expected names out of "
+                    f"{', '.join(s.value for s in Strategy)}") from err
+    scenario = _scenario(
+        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, start=start, end=end, tick=tick, engine=engine,
+        psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=Strategy.NONE,
+        forecast=forecast, time_limit=time_limit, out=out,
+    )
+    try:
+        bar, progress = _progress_bar("compare")
+        with bar:
+            rows = run_compare(scenario, strategies, out=out, progress=progress)
+    except (TwinError, StreamError) as err:
+        raise _fail(str(err)) from err
+    table = Table(title=f"{rows[0][1].summary.feeder} · {rows[0][1].summary.start_utc} .. "
+                        f"{rows[0][1].summary.end_utc} · {scenario.fleet.psd} PSD, {scenario.fleet.sts} STS, "
+                        f"{scenario.fleet.pess} PESS · forecast {forecast.value}")
+    table.add_column("")
+    for fig, _ in rows:
+        table.add_column(fig.strategy, justify="right")
+    lines: list[tuple[str, Callable[[StrategyFigures], str]]] = [
+        ("P_unb, kWh (Σ_t eq. 7 · Δt)", lambda f: f"{f.p_unb_kwh:.1f}"),
+        ("P_unb reduction vs none", lambda f: "—" if f.reduction_pct is None else f"{f.reduction_pct:.1f} %"),
+        ("mean P_unb, kW", lambda f: f"{f.mean_p_unb_kw:.2f}"),
+        *[(f"min voltage {ph}, p.u.", lambda f, i=i: f"{f.vm_min_pu[i]:.4f}") for i, ph in enumerate("ABC")],
+        *[(f"max voltage {ph}, p.u.", lambda f, i=i: f"{f.vm_max_pu[i]:.4f}") for i, ph in enumerate("ABC")],
+        ("losses, kWh", lambda f: f"{f.losses_kwh:.2f}"),
+        ("peak neutral current, A", lambda f: f"{f.peak_neutral_a:.1f}"),
+        ("max transformer κ", lambda f: f"{f.max_kappa:.3f}"),
+        ("switch operations", lambda f: str(f.switch_operations)),
+        ("battery throughput, kWh", lambda f: f"{f.battery_throughput_kwh:.1f}"),
+        ("commands rejected", lambda f: str(f.rejections)),
+        ("fallbacks", lambda f: str(f.fallbacks)),
+        ("solve p50 / p95 / max, s", lambda f: f"{f.solve_s_p50:.2f} / {f.solve_s_p95:.2f} / {f.solve_s_max:.2f}"),
+        ("wall time, s", lambda f: f"{f.wall_s:.1f}"),
+    ]
+    for label, cell in lines:
+        table.add_row(label, *[cell(fig) for fig, _ in rows])
+    console.print(table)
+    console.print(f"run folders: {out}/<controller>/")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
 
 
 def _print_summary(s: RunSummary) -> None:

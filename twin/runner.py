@@ -17,21 +17,23 @@ import numpy as np
 import pandas as pd
 
 from controllers.agent import ScheduleAgent
+from controllers.forecast import Forecaster, PerfectForesight, Persistence, SameTimeYesterday, step_means
+from controllers.online import ControlledDevice, FeederView, OnlineController
+from controllers.problem import PessConnection
 from controllers.schedule import read_schedule
+from controllers.settings import ForecastKind, Strategy
 from devices.agent import DeviceAgent, PvSource
-from devices.device import Device
-from devices.pess import Pess
 from streams import topics
 from streams.bus import Bus, LocalBus
 from streams.device_log import DeviceRecorder
-from streams.messages import ClockTick, RunState, TwinStatus
+from streams.messages import ClockTick, DeviceKind, RunState, TwinStatus
 from streams.meter_replay import MeterReplay
 from streams.meter_table import MeterTable
 from streams.parquet import Layout, ParquetRecorder
 from twin.clock import TickClock, TickStage, Timing, run_ticks
 from twin.errors import ScenarioError
 from twin.feeders import FeederEntry, open_feeder
-from twin.fleet import build_devices, choose_devices
+from twin.fleet import DeviceSpec, FleetSpec, PessAccess, build_devices, choose_devices
 from twin.grid import GridRole
 from twin.network import Feeder
 from twin.powerflow import create_powerflow
@@ -119,7 +121,9 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
     feeder, table = _load(entry, scenario)
     clock = plan_clock(scenario, table)
     schedule = read_schedule(scenario.schedule) if scenario.schedule is not None else []
-    devices = build_devices(feeder, choose_devices(feeder, scenario.fleet), scenario.fleet)
+    specs = choose_devices(feeder, scenario.fleet)
+    external = frozenset(scenario.external_devices)
+    devices = build_devices(feeder, [d for d in specs if d.device_id not in external], scenario.fleet)
     bus = bus or LocalBus()
     name = feeder.name
     meters = MeterReplay(
@@ -142,9 +146,21 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
         scheduler = ScheduleAgent(bus=bus, feeder=name, schedule=schedule, start_utc=clock.start_utc,
                                   end_utc=clock.end_utc, ttl_s=scenario.command_ttl_s)
         stages.append(scheduler)
-    agent = DeviceAgent(bus=bus, feeder=name, devices=devices, tick_s=clock.tick_s,
-                        pv_kw=_pv_source(entry, clock, devices), external=frozenset(scenario.external_devices))
-    stages += [agent, grid, status]
+    pv_source = _pv_source(entry, clock, {d.device_id: scenario.fleet.pess_params.pv_kwp for d in specs
+                                          if d.kind == DeviceKind.PESS})
+    agent = DeviceAgent(bus=bus, feeder=name, devices=devices, tick_s=clock.tick_s, pv_kw=pv_source,
+                        external=external)
+    stages += [agent, grid]
+    controller = None
+    if scenario.controller.strategy is not Strategy.NONE and specs:
+        controlled = _controlled(specs, scenario.fleet)
+        controller = OnlineController(
+            bus=bus, view=_view(feeder), devices=controlled, settings=scenario.controller,
+            forecaster=_forecaster(scenario, meters, clock, controlled, pv_source), tick_s=clock.tick_s,
+            start_utc=clock.start_utc, n_ticks=clock.n_ticks,
+        )
+        stages.append(controller)
+    stages.append(status)
 
     def after_tick(tick: int, timing: Timing) -> None:
         status.timing = timing
@@ -166,6 +182,7 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
         commands_malformed=agent.counters.malformed,
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
+        controller=_controller_summary(scenario, controller),
     )
     if not np.all(recorder.recorded):
         log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
@@ -174,15 +191,74 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
     return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log)
 
 
-def _pv_source(entry: FeederEntry, clock: TickClock, devices: list[Device]) -> PvSource | None:
-    """Clear-sky PV of each simulated PESS at the feeder's site, per tick (the bundled data carry no PV)."""
-    pess = {d.device_id: d.params.pv_kwp for d in devices if isinstance(d, Pess)}
-    if not pess:
+def _controller_summary(scenario: Scenario, controller: OnlineController | None) -> dict[str, object]:
+    if controller is None:
+        return {"strategy": Strategy.NONE.value}
+    c = controller.counters
+    solve_s = np.array(c.solve_s) if c.solve_s else np.zeros(1)
+    return {
+        "strategy": scenario.controller.strategy.value, "forecast": scenario.controller.forecast.value,
+        "periods": c.periods, "decisions": c.decisions, "fallbacks": c.fallbacks, "errors": c.errors,
+        "commands_sent": c.commands_sent, "switch_commands": c.switch_commands,
+        "solve_s_p50": float(np.percentile(solve_s, 50)), "solve_s_p95": float(np.percentile(solve_s, 95)),
+        "solve_s_max": float(solve_s.max()), "rejections": dict(c.rejections),
+    }
+
+
+def _view(feeder: Feeder) -> FeederView:
+    return FeederView(name=feeder.name, customer_ids=tuple(c.id for c in feeder.customers),
+                      feeder_of=tuple(c.feeder for c in feeder.customers),
+                      connections=tuple(c.phases for c in feeder.customers),
+                      v_ln_v=feeder.transformer.vn_lv_kv * 1e3 / 3**0.5)
+
+
+_CONNECTION = {PessAccess.THREE: PessConnection.THREE_PHASE, PessAccess.SINGLE: PessConnection.SINGLE_PHASE,
+               PessAccess.SWITCHABLE: PessConnection.SWITCHABLE}
+
+
+def _controlled(specs: list[DeviceSpec], fleet: FleetSpec) -> list[ControlledDevice]:
+    out = []
+    for d in specs:
+        if d.kind == DeviceKind.PESS:
+            out.append(ControlledDevice(
+                device_id=d.device_id, kind=d.kind, customer_id=d.customer_id, pess=fleet.pess_params,
+                switch=fleet.sts_limits if d.access == PessAccess.SWITCHABLE else None,
+                connection=_CONNECTION[d.access]))
+        else:
+            limits = fleet.psd_limits if d.kind == DeviceKind.PSD else fleet.sts_limits
+            out.append(ControlledDevice(device_id=d.device_id, kind=d.kind, customer_id=d.customer_id,
+                                        switch=limits))
+    return out
+
+
+def _forecaster(
+    scenario: Scenario, meters: MeterReplay, clock: TickClock, controlled: list[ControlledDevice],
+    pv_source: PvSource | None,
+) -> Forecaster:
+    """Series: every customer's three terminals, then each PESS's available PV."""
+    n_series = meters.p_kw.shape[1] * 3 + sum(1 for d in controlled if d.kind == DeviceKind.PESS)
+    ticks_per_step = scenario.controller.period_s // clock.tick_s
+    kind = scenario.controller.forecast
+    if kind is ForecastKind.PERSISTENCE:
+        return Persistence(n_series=n_series)
+    if kind is ForecastKind.SAME_TIME_YESTERDAY:
+        return SameTimeYesterday(n_series=n_series, steps_per_day=86400 // scenario.controller.period_s)
+    terminal, _ = meters.lookahead(0, clock.n_ticks)
+    pv = np.array([[pv_source(d.device_id, k) if pv_source is not None else 0.0
+                    for d in controlled if d.kind == DeviceKind.PESS] for k in range(clock.n_ticks)])
+    data = np.concatenate([terminal.reshape(clock.n_ticks, -1), pv.reshape(clock.n_ticks, -1)], axis=1)
+    whole = (clock.n_ticks // ticks_per_step) * ticks_per_step
+    return PerfectForesight(step_means(data[:whole], ticks_per_step))
+
+
+def _pv_source(entry: FeederEntry, clock: TickClock, pv_kwp: dict[str, float]) -> PvSource | None:
+    """Clear-sky PV of each PESS at the feeder's site, per tick (the bundled data carry no PV)."""
+    if not pv_kwp:
         return None
     per_kwp = tick_mean_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks,
                                    lat_deg=entry.lat_deg, lon_deg=entry.lon_deg)
 
     def pv_kw(device_id: str, tick: int) -> float:
-        return float(per_kwp[tick] * pess[device_id])
+        return float(per_kwp[tick] * pv_kwp[device_id])
 
     return pv_kw

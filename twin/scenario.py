@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from controllers.settings import ControllerSettings, Strategy
 from streams.meter_data import PowerUnit
 from twin.fleet import FleetSpec
 from twin.powerflow import Engine
@@ -33,6 +34,9 @@ class Scenario(BaseModel):
         default=(), description="device ids run by real hardware on the bus (HIL): not simulated here"
     )
     command_ttl_s: float = Field(default=60.0, gt=0, description="expiry of scripted commands after their issue")
+    controller: ControllerSettings = Field(
+        default_factory=lambda: ControllerSettings(strategy=Strategy.NONE), description="the online controller"
+    )
 
     @model_validator(mode="after")
     def _period_order(self) -> Scenario:

@@ -57,6 +57,7 @@ class RunSummary(BaseModel):
     commands_unknown_device: int = 0
     commands_malformed: int = 0
     schedule_not_sent: int = 0
+    controller: dict[str, Any] = Field(default_factory=dict, description="strategy, decisions, fallbacks, solve times")
 
 
 def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:

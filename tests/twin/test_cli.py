@@ -12,6 +12,8 @@ from twin.cli import app
 from twin.loaders.ieee_european_lv import bundled_dir
 
 runner = CliRunner()
+PLAIN = ["--psd", "0", "--pess", "0", "--controller", "none"]
+"""The twin's physics alone: no devices, no controller (the default replay runs a controlled fleet)."""
 
 
 def _independent_load_energy_kwh() -> dict[str, float]:
@@ -30,7 +32,7 @@ def _independent_load_energy_kwh() -> dict[str, float]:
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("run")
-    result = runner.invoke(app, ["replay", "--out", str(out)])
+    result = runner.invoke(app, ["replay", "--out", str(out), *PLAIN])
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -106,7 +108,7 @@ def test_liege_day_p_unb_matches_an_independent_sum_of_the_data(tmp_path: Path) 
 
     folder = liege.default_folder()
     result = runner.invoke(app, ["replay", "--feeder", "liege-lv", "--start", "2016-06-01", "--tick", "900",
-                                 "--out", str(tmp_path)])
+                                 "--out", str(tmp_path), *PLAIN])
     assert result.exit_code == 0, result.output
     raw = pd.read_parquet(folder / "timeseries_net_kw.parquet")
     day = raw[(raw.index >= "2016-06-01") & (raw.index < "2016-06-02")]
@@ -136,7 +138,8 @@ def test_real_time_replay_keeps_the_wall_clock_schedule(tmp_path: Path) -> None:
     import time
 
     started = time.monotonic()
-    result = runner.invoke(app, ["replay", "--end", "2024-01-15T00:10", "--speed", "600", "--out", str(tmp_path)])
+    result = runner.invoke(app, ["replay", "--end", "2024-01-15T00:10", "--speed", "600", "--out", str(tmp_path),
+                                 *PLAIN])
     elapsed = time.monotonic() - started
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "summary.json").read_text())
