@@ -138,7 +138,7 @@ def replay(
         help="scripted command CSV (time_utc,device_id,action[,phase,battery_kw,curtailment])")] = None,
     controller: Annotated[Strategy, typer.Option(help="online controller")] = Strategy.ROLLING_MILP,
     forecast: ForecastOpt = ForecastKind.PERFECT,
-    time_limit: TimeLimitOpt = 2.0,
+    time_limit: TimeLimitOpt = 0.5,
     baseline: Annotated[bool, typer.Option(
         help="also replay the same fleet without a controller and report the gain")] = True,
     verbose: VerboseOpt = False,
@@ -199,7 +199,7 @@ def compare(
     pess_access: AccessOpt = PessAccess.SWITCHABLE,
     devices: DevicesOpt = None,
     forecast: ForecastOpt = ForecastKind.PERFECT,
-    time_limit: TimeLimitOpt = 2.0,
+    time_limit: TimeLimitOpt = 0.5,
     out: Annotated[Path, typer.Option(help="folder for one run folder per controller")] = Path("runs/compare"),
     verbose: VerboseOpt = False,
 ) -> None:

@@ -162,8 +162,10 @@ def _drive(device: SwitchDevice, action: DeviceAction, sequence: list[Event]) ->
             assert not locked
             assert at(t_s) < cmd.expires_utc
             assert cmd.phase is not None and cmd.phase != phase.name
-            assert not operations or t_s - operations[-1] >= limits.min_dwell_s
-            assert not operations or t_s - operations[-1] >= limits.operating_time_s
+            # gaps from the datetimes the device saw (whole microseconds), not from summed floats
+            gap_s = (at(t_s) - at(operations[-1])).total_seconds() if operations else None
+            assert gap_s is None or gap_s >= limits.min_dwell_s
+            assert gap_s is None or gap_s >= limits.operating_time_s
             day = int(t_s // 86400)
             assert sum(1 for o in operations if int(o // 86400) == day) < limits.max_operations_per_day
             assert device.load_i_a <= limits.rating_a

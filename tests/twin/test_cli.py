@@ -145,3 +145,20 @@ def test_real_time_replay_keeps_the_wall_clock_schedule(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["ticks"] == 10 and summary["powerflow_solves"] == 10  # real time solves tick by tick
     assert 0.9 <= elapsed < 10
+
+
+def test_default_replay_runs_the_controlled_fleet_and_reports_its_gain(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["replay", "--start", "2024-01-15T16:00", "--end", "2024-01-15T19:00",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "rolling-milp vs no control (same devices)" in text
+    controlled = json.loads((tmp_path / "summary.json").read_text())
+    reference = json.loads((tmp_path / "no-control" / "summary.json").read_text())
+    assert controlled["controller"]["strategy"] == "rolling-milp" and controlled["controller"]["decisions"] == 11
+    assert reference["controller"]["strategy"] == "none"
+    assert set(controlled["devices"]) == set(reference["devices"]) and len(controlled["devices"]) == 12
+    reported = float(text.split("kWh over the period, ")[1].split(" % less")[0])
+    p_unb = {name: pd.read_parquet(folder / "metrics.parquet")["p_unb_kw_f0"].sum() / 60.0
+             for name, folder in (("ctl", tmp_path), ("ref", tmp_path / "no-control"))}
+    assert reported == pytest.approx(100 * (1 - p_unb["ctl"] / p_unb["ref"]), abs=0.06)

@@ -1,0 +1,315 @@
+"""The rolling-horizon controller on the IEEE European LV feeder day: solve times and plan quality.
+
+    .venv/bin/python benchmarks/controller.py [--sizes 5 10 20 55] [--periods N] [--time-limit S]
+                                              [--reference-periods K] [--reference-factor F]
+
+Instance: the 55 single-phase customers of the IEEE European LV feeder (2024-01-15, UTC), 15-minute step means;
+the N customers farthest from the transformer (``Customer.distance_km``) are switchable (PSD, default
+``SwitchLimits``); 3 PESS with default ``PessParams`` at the three customers nearest the transformer — one
+single-phase, one behind an STS, one three-phase — with a clear-sky PV bell (sin, 08:00–16:00 UTC, peak
+pv_kwp). Horizon 16 × 15 min, perfect-foresight forecast (the day wraps around past midnight), rolling over the
+day: after each period the first step of the plan is executed (phases, dwell, operations, stored energy).
+
+Reported per size:
+- solve wall time p50 / p95 / max over the periods, and the plan statuses;
+- quality: on K periods spread over the day, the same instance (state and warm start) solved again with F× the
+  time limit; excess = (objective − best of both) / best of both;
+- per instance: in how many periods the plan is strictly better than holding every phase (``none``) and than the
+  ``greedy`` rule on that same instance (never worse is guaranteed by construction for ``none``);
+- closed loop: the realised cost and P_unb (kWh) of the controller, ``greedy``, ``static`` and ``none``, each
+  run with its own state; the cost adds the stored energy used (start − end, all units) at the terminal price,
+  so energy drawn from or left in the batteries counts.
+Acceptance (issue 4): 10 PSD + 3 PESS: p95 ≤ 0.5 s and within 1 % of the long run; 55 switchable: within 2 s a
+plan strictly better than no switching and than greedy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from ieee_day import ieee_day_states
+
+from controllers.baseline import greedy_plan, hold_plan, static_phases, static_plan
+from controllers.forecast import PerfectForesight, step_means
+from controllers.milp import solve
+from controllers.milp_evaluate import evaluate
+from controllers.problem import (
+    ControlProblem,
+    ControlWeights,
+    Decisions,
+    PessConnection,
+    PessUnit,
+    Plan,
+    SolverSettings,
+    SwitchDevice,
+    SwitchState,
+)
+from devices.limits import PessParams, SwitchLimits, sts_limits
+from twin.network import Feeder, Phase
+
+DAY = datetime(2024, 1, 15, tzinfo=UTC)
+STEP_S = 900.0
+HORIZON = 16
+PERIODS_PER_DAY = 96
+
+
+@dataclass(frozen=True)
+class Instance:
+    """The day's data and the fixed part of the devices."""
+
+    feeder: Feeder
+    load_kw: np.ndarray
+    """[96, 55, 3] step means per customer and network phase."""
+    switchable: np.ndarray
+    """indices of the switchable customers."""
+    pess_at: np.ndarray
+    pv_kw: np.ndarray
+    """[96, n_pess] clear-sky PV."""
+    pess: tuple[PessUnit, ...]
+    limits: SwitchLimits
+
+
+@dataclass
+class State:
+    """What changes from period to period: phases, interlock state and stored energy."""
+
+    phase: np.ndarray
+    dwell_s: np.ndarray
+    ops_left: np.ndarray
+    pess_phase: np.ndarray
+    pess_dwell_s: np.ndarray
+    pess_ops_left: np.ndarray
+    e_kwh: np.ndarray
+    cost: list[float] = field(default_factory=list)
+    p_unb_kwh: list[float] = field(default_factory=list)
+
+
+def clear_sky_kw(pv_kwp: float) -> np.ndarray:
+    """[96] step-mean PV of a clear day: a sine bell from 08:00 to 16:00 UTC peaking at ``pv_kwp``."""
+    minutes = np.arange(24 * 60) + 0.5
+    hours = minutes / 60.0
+    bell = np.where((hours > 8) & (hours < 16), np.sin(np.pi * (hours - 8) / 8), 0.0)
+    return step_means(pv_kwp * bell, 15)
+
+
+def build_instance(n_switch: int) -> Instance:
+    feeder, p_kw, _ = ieee_day_states()
+    load = step_means(p_kw, 15)
+    order = np.argsort([-c.distance_km for c in feeder.customers], kind="stable")
+    switchable = np.sort(order[:n_switch])
+    pess_at = np.sort(order[::-1][:3])
+    params = PessParams()
+    connections = (PessConnection.SINGLE_PHASE, PessConnection.SWITCHABLE, PessConnection.THREE_PHASE)
+    units = []
+    for i, conn in zip(pess_at, connections, strict=True):
+        customer = feeder.customers[i]
+        phase = customer.phases[0]
+        units.append(PessUnit(
+            id=f"pess-{customer.id}", feeder=customer.feeder, params=params, connection=conn,
+            phase=phase if conn is PessConnection.SINGLE_PHASE else None,
+            switch=SwitchState(phase_now=phase, limits=sts_limits()) if conn is PessConnection.SWITCHABLE else None,
+            e_now_kwh=params.e_initial_kwh,
+        ))
+    pv = np.repeat(clear_sky_kw(params.pv_kwp)[:, None], 3, axis=1)
+    return Instance(feeder=feeder, load_kw=load, switchable=switchable, pess_at=pess_at, pv_kw=pv,
+                    pess=tuple(units), limits=SwitchLimits())
+
+
+def initial_state(inst: Instance) -> State:
+    n, u = inst.switchable.size, len(inst.pess)
+    phase = np.array([int(inst.feeder.customers[i].phases[0]) for i in inst.switchable])
+    pess_phase = np.array([int(p.switch.phase_now) if p.switch is not None else -1 for p in inst.pess])
+    return State(phase=phase, dwell_s=np.zeros(n), ops_left=np.full(n, inst.limits.max_operations_per_day),
+                 pess_phase=pess_phase, pess_dwell_s=np.zeros(u), pess_ops_left=np.full(u, 12),
+                 e_kwh=np.array([p.params.e_initial_kwh for p in inst.pess]))
+
+
+def problem_at(inst: Instance, state: State, period: int, forecast: PerfectForesight, horizon: int) -> ControlProblem:
+    """The control problem of ``period`` with ``state`` and the forecast (columns: customer totals)."""
+    f = forecast.forecast(period, horizon).reshape(horizon, 55, 3)
+    n_feeders = max(c.feeder for c in inst.feeder.customers) + 1
+    fixed = np.zeros((horizon, n_feeders, 3))
+    is_switch = np.zeros(55, dtype=bool)
+    is_switch[inst.switchable] = True
+    for i, c in enumerate(inst.feeder.customers):
+        if not is_switch[i]:
+            fixed[:, c.feeder, :] += f[:, i, :]
+    devices = tuple(
+        SwitchDevice(id=inst.feeder.customers[i].id, feeder=inst.feeder.customers[i].feeder,
+                     switch=SwitchState(phase_now=Phase(int(state.phase[k])), limits=inst.limits,
+                                        dwell_remaining_s=float(state.dwell_s[k]),
+                                        ops_left_today=int(state.ops_left[k])))
+        for k, i in enumerate(inst.switchable)
+    )
+    units = []
+    for u, unit in enumerate(inst.pess):
+        update: dict[str, object] = {"e_now_kwh": float(state.e_kwh[u])}
+        if unit.switch is not None:
+            update["switch"] = unit.switch.model_copy(update={
+                "phase_now": Phase(int(state.pess_phase[u])), "dwell_remaining_s": float(state.pess_dwell_s[u]),
+                "ops_left_today": int(state.pess_ops_left[u])})
+        units.append(unit.model_copy(update=update))
+    pv_idx = np.arange(period, period + horizon) % PERIODS_PER_DAY
+    return ControlProblem(
+        start_utc=DAY + timedelta(seconds=period * STEP_S), step_s=STEP_S, fixed_load_kw=fixed,
+        switch_devices=devices, switch_load_kw=f[:, inst.switchable, :].sum(axis=2),
+        pess_units=tuple(units), pv_kw=inst.pv_kw[pv_idx],
+    )
+
+
+def advance(inst: Instance, state: State, problem: ControlProblem, plan: Plan, weights: ControlWeights) -> None:
+    """Execute step 0 of ``plan``: record its realised cost, move phases, interlock state and stored energy."""
+    first = problem_first_step(problem)
+    d0 = first_decisions(plan.decisions)
+    parts = evaluate(first, d0, replace_terminal(weights))
+    state.cost.append(parts.total)
+    state.p_unb_kwh.append(parts.p_unb_kwh)
+    switched = d0.phase[0] != state.phase
+    state.phase = d0.phase[0].copy()
+    dwell_after_switch = max(0.0, inst.limits.min_dwell_s - STEP_S)
+    state.dwell_s = np.where(switched, dwell_after_switch, np.maximum(0, state.dwell_s - STEP_S))
+    state.ops_left = state.ops_left - switched
+    p_switched = (d0.pess_phase[0] != state.pess_phase) & (state.pess_phase >= 0)
+    state.pess_phase = d0.pess_phase[0].copy()
+    state.pess_dwell_s = np.where(p_switched, max(0.0, 900.0 - STEP_S), np.maximum(0, state.pess_dwell_s - STEP_S))
+    state.pess_ops_left = state.pess_ops_left - p_switched
+    eta_c = np.array([u.params.eta_charge for u in inst.pess])
+    eta_d = np.array([u.params.eta_discharge for u in inst.pess])
+    state.e_kwh = state.e_kwh + (eta_c * d0.charge_kw[0] - d0.discharge_kw[0] / eta_d) * STEP_S / 3600.0
+
+
+def problem_first_step(p: ControlProblem) -> ControlProblem:
+    return replace(p, fixed_load_kw=p.fixed_load_kw[:1], switch_load_kw=p.switch_load_kw[:1], pv_kw=p.pv_kw[:1])
+
+
+def first_decisions(d: Decisions) -> Decisions:
+    return Decisions(phase=d.phase[:1], pess_phase=d.pess_phase[:1], charge_kw=d.charge_kw[:1],
+                     discharge_kw=d.discharge_kw[:1], curtail_kw=d.curtail_kw[:1])
+
+
+def replace_terminal(weights: ControlWeights) -> ControlWeights:
+    """Realised cost per period has no terminal part (the energy left is reported at the end of the day)."""
+    return weights.model_copy(update={"terminal_shortfall_per_kwh": 0.0})
+
+
+Controller = Callable[[ControlProblem, Plan | None], Plan]
+
+
+def run_day(inst: Instance, controller: Controller, *, periods: int, weights: ControlWeights, first: int = 0,
+            record: Callable[[int, ControlProblem, Plan | None, Plan], None] | None = None) -> State:
+    forecast = PerfectForesight(inst.load_kw.reshape(PERIODS_PER_DAY, -1), wrap=True)
+    state = initial_state(inst)
+    previous: Plan | None = None
+    for period in range(first, first + periods):
+        problem = problem_at(inst, state, period, forecast, HORIZON)
+        plan = controller(problem, previous)
+        if record is not None:
+            record(period, problem, previous, plan)
+        advance(inst, state, problem, plan, weights)
+        previous = plan
+    return state
+
+
+@dataclass
+class Recorder:
+    """Per-period figures of the controller's rolling run."""
+
+    weights: ControlWeights
+    long_settings: SolverSettings
+    reference_periods: set[int]
+    solve_s: list[float] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    excess: list[float] = field(default_factory=list)
+    reference_statuses: dict[str, int] = field(default_factory=dict)
+    better_none: int = 0
+    better_greedy: int = 0
+    worse_greedy: int = 0
+
+    def record(self, period: int, problem: ControlProblem, previous: Plan | None, plan: Plan) -> None:
+        self.solve_s.append(plan.solve_s)
+        self.statuses[plan.status.value] = self.statuses.get(plan.status.value, 0) + 1
+        total = plan.objective.total
+        none_total = hold_plan(problem, weights=self.weights).objective.total
+        greedy_total = greedy_plan(problem, weights=self.weights).objective.total
+        tol = 1e-9 * max(1.0, abs(total))
+        self.better_none += total < none_total - tol
+        self.better_greedy += total < greedy_total - tol
+        self.worse_greedy += total > greedy_total + tol
+        if period in self.reference_periods:
+            long = solve(problem, weights=self.weights, settings=self.long_settings, previous=previous)
+            self.reference_statuses[long.status.value] = self.reference_statuses.get(long.status.value, 0) + 1
+            best = min(long.objective.total, total)
+            self.excess.append((total - best) / max(abs(best), 1e-9))
+
+
+def run_static(inst: Instance, *, periods: int, first: int, weights: ControlWeights) -> State:
+    """The static baseline: phases chosen once on the whole day (perfect foresight, batteries idle), then held."""
+    forecast = PerfectForesight(inst.load_kw.reshape(PERIODS_PER_DAY, -1), wrap=True)
+    day = problem_at(inst, initial_state(inst), first, forecast, PERIODS_PER_DAY)
+    target = static_phases(day, weights=weights)
+    return run_day(inst, lambda p, _: static_plan(p, target, weights=weights), periods=periods, first=first,
+                   weights=weights)
+
+
+def pct(a: list[float], q: float) -> float:
+    return float(np.percentile(np.array(a), q)) if a else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20, 55], help="switchable customers")
+    parser.add_argument("--periods", type=int, default=PERIODS_PER_DAY, help="control periods to roll (≤ 96)")
+    parser.add_argument("--first-period", type=int, default=0, help="start the roll at this period (0 = 00:00)")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="time limit of one solve, s (default: 0.5 for ≤ 10 switchable customers, else 2)")
+    parser.add_argument("--reference-periods", type=int, default=6, help="periods re-solved with a longer limit")
+    parser.add_argument("--reference-factor", type=float, default=10.0, help="time-limit factor of the re-solves")
+    args = parser.parse_args()
+    weights = ControlWeights()
+    first = args.first_period
+    periods = min(args.periods, PERIODS_PER_DAY - first)
+    spread = np.linspace(first, first + periods - 1, min(args.reference_periods, periods))
+    ref_periods = set(spread.round().astype(int).tolist())
+    print(f"IEEE European LV feeder, {DAY.date()} UTC, {periods} periods of {STEP_S / 60:.0f} min from period "
+          f"{first}, horizon {HORIZON} steps, 3 PESS, reference {args.reference_factor:g}× the time limit on "
+          f"{len(ref_periods)} period(s)")
+    wall = time.perf_counter()
+    for n in args.sizes:
+        limit = args.time_limit if args.time_limit is not None else (0.5 if n <= 10 else 2.0)
+        settings = SolverSettings(time_limit_s=limit)
+        long_settings = settings.model_copy(update={"time_limit_s": limit * args.reference_factor})
+        inst = build_instance(n)
+        rec = Recorder(weights=weights, long_settings=long_settings, reference_periods=ref_periods)
+
+        def milp(problem: ControlProblem, previous: Plan | None, settings: SolverSettings = settings) -> Plan:
+            return solve(problem, weights=weights, settings=settings, previous=previous)
+
+        ctrl = run_day(inst, milp, periods=periods, first=first, weights=weights, record=rec.record)
+        greedy = run_day(inst, lambda p, _: greedy_plan(p, weights=weights), periods=periods, first=first,
+                         weights=weights)
+        none = run_day(inst, lambda p, _: hold_plan(p, weights=weights), periods=periods, first=first,
+                       weights=weights)
+        static = run_static(inst, periods=periods, first=first, weights=weights)
+        print(f"\n{n} switchable + 3 PESS, time limit {limit} s: solve s p50 {pct(rec.solve_s, 50):.3f}  "
+              f"p95 {pct(rec.solve_s, 95):.3f}  max {max(rec.solve_s):.3f}   statuses {rec.statuses}")
+        print(f"  vs {args.reference_factor:g}× time limit on {len(rec.excess)} periods: excess median "
+              f"{100 * pct(rec.excess, 50):.3f} %  max {100 * max(rec.excess):.3f} %   reference statuses "
+              f"{rec.reference_statuses}")
+        print(f"  per instance: strictly better than none in {rec.better_none}/{periods}, than greedy in "
+              f"{rec.better_greedy}/{periods}, worse than greedy in {rec.worse_greedy}/{periods}")
+        e0 = initial_state(inst).e_kwh.sum()
+        for name, st in (("controller", ctrl), ("greedy", greedy), ("static", static), ("none", none)):
+            cost = sum(st.cost) + (e0 - st.e_kwh.sum()) * weights.terminal_shortfall_per_kwh
+            print(f"  closed loop {name:10s}: cost {cost:9.3f}  P_unb {sum(st.p_unb_kwh):8.3f} kWh  "
+                  f"switches {int((inst.limits.max_operations_per_day - st.ops_left).sum()):4d}  "
+                  f"energy left {st.e_kwh.round(2).tolist()} kWh")
+    print(f"\ntotal wall time {time.perf_counter() - wall:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
