@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from controllers.baseline import greedy_plan, static_phases, static_plan
+from controllers.feasibility import FirstStepCheck, LtupfGuard
 from controllers.forecast import Forecaster, StepAggregator
 from controllers.milp import solve
 from controllers.milp_evaluate import plan_from_decisions
@@ -47,6 +48,7 @@ from streams.messages import (
     DeviceKind,
     DeviceMode,
     DeviceState,
+    GridState,
     Message,
     MeterFrame,
     MeterReading,
@@ -54,6 +56,7 @@ from streams.messages import (
     PlannedCommand,
 )
 from twin.network import Phase
+from twin.phasing import PhaseMap
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,8 @@ class FeederView:
     feeder_of: tuple[int, ...]
     connections: tuple[tuple[Phase, ...], ...]
     v_ln_v: float
+    lv_buses: tuple[int, ...]
+    """Indices of the LV buses in the grid state's bus order (the MV bus left out)."""
 
     @property
     def n_feeders(self) -> int:
@@ -107,9 +112,11 @@ class OnlineController:
 
     def __init__(
         self, *, bus: Bus, view: FeederView, devices: list[ControlledDevice], settings: ControllerSettings,
-        forecaster: Forecaster, tick_s: int, start_utc: datetime, n_ticks: int,
-        timer: Callable[[], float] = time.perf_counter,
+        forecaster: Forecaster, tick_s: int, start_utc: datetime, n_ticks: int, guard: LtupfGuard | None = None,
+        tick_loads: Callable[[int, int], np.ndarray] | None = None, timer: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """``tick_loads(tick, n)``: per-terminal loads [n, n_customers, 3] of the coming ticks when the forecast
+        has tick resolution (perfect foresight); the LTUPF check then covers every tick of the first step."""
         if settings.period_s % tick_s:
             raise ValueError(f"control period_s {settings.period_s} must be a whole number of {tick_s} s ticks")
         self._bus, self._view, self._settings = bus, view, settings
@@ -133,6 +140,14 @@ class OnlineController:
         self._static_target: np.ndarray | None = None
         self.counters = ControllerCounters()
         self.plans: list[ControllerPlan] = []
+        self._guard = guard
+        self._tick_loads = tick_loads
+        self._q_ratio = np.zeros((n, 3))
+        self._vm_sum: np.ndarray | None = None
+        self._vm_count = 0
+        self.records: list[dict[str, object]] = []
+        """Per control period: predicted (LTUPF) and actual (twin) voltage extremes of its first step."""
+        bus.subscribe(topics.grid_state(view.name), self._on_grid)
         bus.subscribe(topics.meter_frame(view.name), self._on_frame)
         bus.subscribe(topics.meters(view.name), self._on_reading)
         bus.subscribe(topics.device_states(view.name), self._on_state)
@@ -142,6 +157,17 @@ class OnlineController:
     def _on_frame(self, topic: str, message: Message) -> None:
         if isinstance(message, MeterFrame) and message.meter_ids == self._view.customer_ids:
             self._terminal_kw = message.p_kw
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = message.q_kvar / message.p_kw
+            self._q_ratio = np.where(np.isfinite(ratio), ratio, self._q_ratio)
+
+    def _on_grid(self, topic: str, message: Message) -> None:
+        if not isinstance(message, GridState):
+            return
+        if self._guard is not None:
+            self._guard.observe(message)
+        self._vm_sum = message.vm_pu.copy() if self._vm_sum is None else self._vm_sum + message.vm_pu
+        self._vm_count += 1
 
     def _on_reading(self, topic: str, message: Message) -> None:
         i = self._index.get(message.meter_id) if isinstance(message, MeterReading) else None
@@ -167,10 +193,13 @@ class OnlineController:
         row = np.concatenate([self._terminal_kw.reshape(-1), np.asarray(pv, dtype=float)])
         for step, mean in self._aggregator.add(tick, row):
             self._forecaster.observe(step, mean)
+        if tick + 1 >= self._n_ticks:
+            self._close_actual()
         if (tick + 1) % self._ticks_per_step or tick + 1 >= self._n_ticks:
             return
         step = (tick + 1) // self._ticks_per_step
         step_start = time_utc + timedelta(seconds=self._tick_s)
+        self._close_actual()
         self.counters.periods += 1
         self._bus.publish(topics.controller_heartbeat(self._view.name), ControllerHeartbeat(
             feeder=self._view.name, tick=tick, time_utc=time_utc, controller_id=self._settings.controller_id))
@@ -188,7 +217,49 @@ class OnlineController:
             return
         self.counters.decisions += 1
         self._previous = plan
-        self._act(plan, problem, tick, time_utc, step_start)
+        check = self._check(plan, problem, step) if self._guard is not None else None
+        self._act(plan, problem, tick, time_utc, step_start, check=check)
+
+    def _close_actual(self) -> None:
+        """The twin's voltages over the step that just ended (mean state), beside what LTUPF predicted for it."""
+        if self._vm_sum is not None and self._vm_count and self.records and "actual_vm_min_pu" not in self.records[-1]:
+            lv = (self._vm_sum / self._vm_count)[list(self._view.lv_buses)]
+            rec = self.records[-1]
+            rec["actual_vm_min_pu"], rec["actual_vm_max_pu"] = float(lv.min()), float(lv.max())
+            if rec.get("predicted_vm_min_pu") is not None:
+                rec["error_vm_min_pu"] = float(rec["predicted_vm_min_pu"]) - float(lv.min())  # type: ignore[arg-type]
+        self._vm_sum, self._vm_count = None, 0
+
+    def _check(self, plan: Plan, problem: ControlProblem, step: int) -> FirstStepCheck:
+        """LTUPF check of the plan's first step at the forecast step-mean loads; repair by PSD moves if needed."""
+        assert self._guard is not None
+        view, n = self._view, len(self._view.customer_ids)
+        if self._tick_loads is not None:
+            terminal = self._tick_loads(step * self._ticks_per_step, self._ticks_per_step)
+        else:
+            terminal = self._forecaster.forecast(step, 1)[:, :3 * n].reshape(1, n, 3)
+        connections = list(view.connections)
+        switchable = []
+        for c, dev in enumerate(problem.switch_devices):
+            i = self._index[self._switches[c].customer_id]
+            connections[i] = (Phase(int(plan.decisions.phase[0, c])),)
+            lock = dev.switch
+            if not lock.locked and lock.dwell_remaining_s <= 0 and lock.ops_left > 0:
+                switchable.append(i)
+        pess_kw = np.zeros((n, 3))
+        d = plan.decisions
+        for u, unit in enumerate(problem.pess_units):
+            i = self._index[self._pess[u].customer_id]
+            net = float(problem.pv_kw[0, u] - d.curtail_kw[0, u] + d.discharge_kw[0, u] - d.charge_kw[0, u])
+            if unit.connection is PessConnection.THREE_PHASE:
+                pess_kw[i] -= net / 3.0
+            else:
+                pess_kw[i, int(d.pess_phase[0, u])] -= net
+        return self._guard.check(
+            terminal_p_kw=terminal, terminal_q_kvar=terminal * self._q_ratio[None],
+            connections=PhaseMap.of(connections), pess_p_kw=pess_kw, switchable=switchable,
+            customer_ids=view.customer_ids,
+        )
 
     def _pv_now(self, device_id: str) -> float:
         state = self._states.get(device_id)
@@ -271,11 +342,13 @@ class OnlineController:
 
     # --- output ---------------------------------------------------------------------------------------------
     def _act(self, plan: Plan, problem: ControlProblem, tick: int, time_utc: datetime, step_start: datetime,
-             status: str | None = None, reason: str | None = None) -> None:
+             status: str | None = None, reason: str | None = None, check: FirstStepCheck | None = None) -> None:
         commands: list[PlannedCommand] = []
         d = plan.decisions
         for c, dev in enumerate(problem.switch_devices):
             target = Phase(int(d.phase[0, c]))
+            if check is not None and check.repaired:
+                target = check.connections.connections[self._index[self._switches[c].customer_id]][0]
             if target != dev.switch.phase_now:
                 commands.append(PlannedCommand(device_id=dev.id, phase=_letter(target)))
         if self._settings.strategy is Strategy.ROLLING_MILP:
@@ -299,8 +372,18 @@ class OnlineController:
             step_start_utc=step_start, step_s=plan.step_s, n_steps=plan.n_steps, objective=plan.objective.total,
             p_unb_kwh=plan.objective.p_unb_kwh, switches=plan.objective.n_switches, solve_s=plan.solve_s,
             commands=tuple(commands), fallbacks=self.counters.fallbacks,
+            predicted_vm_min_pu=check.predicted_vm_min_pu if check else None,
+            predicted_vm_max_pu=check.predicted_vm_max_pu if check else None,
+            violations=check.violations if check else (), repaired=check.repaired if check else False,
         )
         self.plans.append(message)
+        self.records.append({
+            "step_start_utc": step_start, "status": message.status, "objective": message.objective,
+            "p_unb_kwh": message.p_unb_kwh, "switches": message.switches, "solve_s": message.solve_s,
+            "commands": len(commands), "predicted_vm_min_pu": message.predicted_vm_min_pu,
+            "predicted_vm_max_pu": message.predicted_vm_max_pu, "violations": len(message.violations),
+            "repaired": message.repaired, "infeasible": bool(check and check.infeasible),
+        })
         self._bus.publish(topics.controller_plan(self._view.name), message)
 
     def _send(self, planned: PlannedCommand, kind: DeviceKind, time_utc: datetime) -> None:

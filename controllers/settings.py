@@ -7,6 +7,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from controllers.ltupf import OperatingLimits
 from controllers.problem import ControlWeights, SolverSettings
 
 
@@ -41,6 +42,11 @@ class ControllerSettings(BaseModel):
     )
     command_ttl_s: float = Field(default=120.0, gt=0, description="a command not executed by then expires")
     controller_id: str = Field(default="phasetwin-controller", min_length=1)
+    ltupf_check: bool = Field(default=True, description="check every first step with LTUPF; repair by PSD moves")
+    limits: OperatingLimits = Field(default_factory=OperatingLimits, description="voltage and thermal limits")
+    repair_time_limit_s: float = Field(
+        default=5.0, gt=0, description="time limit of one LTUPF repair search (only run when a plan violates limits)"
+    )
 
     @model_validator(mode="after")
     def _limit_below_period(self) -> Self:

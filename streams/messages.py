@@ -320,7 +320,8 @@ class ControllerPlan(_Timed):
     fallbacks: int = Field(ge=0, description="control periods so far in which the last safe plan was held")
     predicted_vm_min_pu: float | None = Field(default=None, description="LTUPF prediction for the first step")
     predicted_vm_max_pu: float | None = None
-    violations: tuple[str, ...] = Field(default=(), description="LTUPF limit violations of the first step")
+    violations: tuple[str, ...] = Field(default=(), description="LTUPF limit violations of the first step as solved")
+    repaired: bool = Field(default=False, description="the first step's PSD positions were moved to meet the limits")
 
 
 class ControllerHeartbeat(_Timed):

@@ -139,6 +139,8 @@ def replay(
     controller: Annotated[Strategy, typer.Option(help="online controller")] = Strategy.ROLLING_MILP,
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
+    scenario_name: Annotated[str | None, typer.Option(
+        "--scenario", help="a named scenario (case2-ieee: paper 001 Case II); other options are ignored")] = None,
     baseline: Annotated[bool, typer.Option(
         help="also replay the same fleet without a controller and report the gain")] = True,
     verbose: VerboseOpt = False,
@@ -154,12 +156,20 @@ def replay(
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
         schedule=schedule,
     )
+    if scenario_name is not None:
+        from twin.scenario import named_scenario
+
+        try:
+            scenario = Scenario(**(named_scenario(scenario_name) | {"out": out}))  # type: ignore[arg-type]
+        except TwinError as err:
+            raise _fail(str(err)) from err
     try:
         bar, progress = _progress_bar("replay")
         with bar:
             result = run_replay(scenario, progress=progress)
         reference = None
-        if baseline and controller is not Strategy.NONE and not scenario.fleet.empty and speed == 0:
+        if baseline and scenario.controller.strategy is not Strategy.NONE and not scenario.fleet.empty \
+                and speed == 0:
             bar, progress = _progress_bar("no control")
             with bar:
                 reference = run_replay(scenario.model_copy(update={
@@ -172,7 +182,7 @@ def replay(
         base = figures(reference)
         ctl = figures(result, baseline_p_unb_kwh=base.p_unb_kwh)
         console.print(
-            f"[bold]{controller.value}[/] vs no control (same devices): P_unb {ctl.p_unb_kwh:.1f} vs "
+            f"[bold]{scenario.controller.strategy.value}[/] vs no control (same devices): P_unb {ctl.p_unb_kwh:.1f} vs "
             f"{base.p_unb_kwh:.1f} kWh over the period, [bold]{ctl.reduction_pct:.1f} % less[/]; "
             f"{ctl.switch_operations} switch operations, battery throughput {ctl.battery_throughput_kwh:.1f} kWh, "
             f"solve p95 {ctl.solve_s_p95:.2f} s, fallbacks {ctl.fallbacks}"

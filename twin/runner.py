@@ -6,6 +6,7 @@ twin status.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from controllers.agent import ScheduleAgent
+from controllers.feasibility import LtupfGuard
 from controllers.forecast import Forecaster, PerfectForesight, Persistence, SameTimeYesterday, step_means
+from controllers.ltupf import build_network_model
 from controllers.online import ControlledDevice, FeederView, OnlineController
 from controllers.problem import PessConnection
 from controllers.schedule import read_schedule
@@ -96,10 +99,22 @@ def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable]:
 
         table = read_meter_data(scenario.data, unit=scenario.data_unit, customers=list(feeder.customers),
                                 naive_is_utc=scenario.data_naive_utc)
-        return feeder, match_customers(table, feeder)
+        return feeder, _scaled(match_customers(table, feeder), feeder, scenario)
     if entry.load_data is None:
         raise ScenarioError(f"feeder {entry.name!r} has no data of its own; give meter data with --data")
-    return feeder, entry.load_data(feeder)
+    return feeder, _scaled(entry.load_data(feeder), feeder, scenario)
+
+
+def _scaled(table: MeterTable, feeder: Feeder, scenario: Scenario) -> MeterTable:
+    """The table with the single-phase customers on ``scenario.scale_phase`` scaled (paper 001 Case II)."""
+    if scenario.scale_phase is None or scenario.scale_factor == 1.0:
+        return table
+    rows = [i for i, c in enumerate(feeder.customers) if c.phases == (scenario.scale_phase,)]
+    p_kw, q_kvar = table.p_kw.copy(), table.q_kvar.copy()
+    p_kw[:, rows] *= scenario.scale_factor
+    q_kvar[:, rows] *= scenario.scale_factor
+    return dataclasses.replace(table, p_kw=p_kw, q_kvar=q_kvar,
+                               source=f"{table.source}, phase {scenario.scale_phase.name} × {scenario.scale_factor}")
 
 
 def plan_clock(scenario: Scenario, table: MeterTable) -> TickClock:
@@ -154,10 +169,16 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
     controller = None
     if scenario.controller.strategy is not Strategy.NONE and specs:
         controlled = _controlled(specs, scenario.fleet)
+        guard = None
+        if scenario.controller.ltupf_check:
+            guard = LtupfGuard(network=build_network_model(feeder), limits=scenario.controller.limits,
+                               search_time_s=scenario.controller.repair_time_limit_s)
         controller = OnlineController(
             bus=bus, view=_view(feeder), devices=controlled, settings=scenario.controller,
             forecaster=_forecaster(scenario, meters, clock, controlled, pv_source), tick_s=clock.tick_s,
-            start_utc=clock.start_utc, n_ticks=clock.n_ticks,
+            start_utc=clock.start_utc, n_ticks=clock.n_ticks, guard=guard,
+            tick_loads=(lambda tick, n: meters.lookahead(tick, n)[0])
+            if scenario.controller.forecast is ForecastKind.PERFECT else None,
         )
         stages.append(controller)
     stages.append(status)
@@ -188,6 +209,10 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
         log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
     files = recorder.write(scenario.out, summary.model_dump(mode="json"))
     files += device_log.write(scenario.out)
+    if controller is not None and controller.records:
+        path = scenario.out / "controller.parquet"
+        pd.DataFrame(controller.records).to_parquet(path, index=False)
+        files.append(path)
     return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log)
 
 
@@ -202,6 +227,11 @@ def _controller_summary(scenario: Scenario, controller: OnlineController | None)
         "commands_sent": c.commands_sent, "switch_commands": c.switch_commands,
         "solve_s_p50": float(np.percentile(solve_s, 50)), "solve_s_p95": float(np.percentile(solve_s, 95)),
         "solve_s_max": float(solve_s.max()), "rejections": dict(c.rejections),
+        "ltupf_violating_plans": sum(1 for r in controller.records if r.get("violations")),
+        "ltupf_repairs": sum(1 for r in controller.records if r.get("repaired")),
+        "ltupf_infeasible": sum(1 for r in controller.records if r.get("infeasible")),
+        "ltupf_max_abs_error_vm_min_pu": max((abs(float(r["error_vm_min_pu"]))  # type: ignore[arg-type]
+                                              for r in controller.records if "error_vm_min_pu" in r), default=None),
     }
 
 
@@ -209,7 +239,8 @@ def _view(feeder: Feeder) -> FeederView:
     return FeederView(name=feeder.name, customer_ids=tuple(c.id for c in feeder.customers),
                       feeder_of=tuple(c.feeder for c in feeder.customers),
                       connections=tuple(c.phases for c in feeder.customers),
-                      v_ln_v=feeder.transformer.vn_lv_kv * 1e3 / 3**0.5)
+                      v_ln_v=feeder.transformer.vn_lv_kv * 1e3 / 3**0.5,
+                      lv_buses=tuple(i for i, b in enumerate(feeder.buses) if b.id != feeder.transformer.hv_bus))
 
 
 _CONNECTION = {PessAccess.THREE: PessConnection.THREE_PHASE, PessAccess.SINGLE: PessConnection.SINGLE_PHASE,

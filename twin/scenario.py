@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -9,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from controllers.settings import ControllerSettings, Strategy
 from streams.meter_data import PowerUnit
 from twin.fleet import FleetSpec
+from twin.network import Phase
 from twin.powerflow import Engine
 
 
@@ -34,6 +36,10 @@ class Scenario(BaseModel):
         default=(), description="device ids run by real hardware on the bus (HIL): not simulated here"
     )
     command_ttl_s: float = Field(default=60.0, gt=0, description="expiry of scripted commands after their issue")
+    scale_phase: Phase | None = Field(
+        default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"
+    )
+    scale_factor: float = Field(default=1.0, gt=0, description="the factor of scale_phase")
     controller: ControllerSettings = Field(
         default_factory=lambda: ControllerSettings(strategy=Strategy.NONE), description="the online controller"
     )
@@ -43,3 +49,32 @@ class Scenario(BaseModel):
         if self.start_utc is not None and self.end_utc is not None and self.end_utc <= self.start_utc:
             raise ValueError(f"end_utc {self.end_utc.isoformat()} must be after start_utc {self.start_utc.isoformat()}")
         return self
+
+
+def named_scenario(name: str) -> dict[str, object]:
+    """Scenario fields of a named scenario; ScenarioError names the known ones.
+
+    ``case2-ieee`` — paper 001's Case II on the IEEE European LV day: from 17:47 to 18:17 UTC the loads of the
+    phase-A customers are multiplied by 2.5 (doubling alone violates no limit on this feeder at any moment that
+    PSDs can fix; ``benchmarks/ltupf_accuracy.py`` lists the scan), which overloads cable LINE13 on phase A
+    at 18:02 at the initial
+    positions; the controller's first decision (at the end of the first 15 minutes) covers 18:02–18:17. PSDs at
+    the 10 farthest customers, rolling MILP with the LTUPF check.
+    """
+    from controllers.settings import ControllerSettings, Strategy
+    from twin.errors import ScenarioError
+    from twin.fleet import FleetSpec
+
+    scenarios: dict[str, dict[str, object]] = {
+        "case2-ieee": {
+            "feeder": "ieee-european-lv",
+            "start_utc": datetime(2024, 1, 15, 17, 47, tzinfo=UTC),
+            "end_utc": datetime(2024, 1, 15, 18, 17, tzinfo=UTC),
+            "scale_phase": Phase.A, "scale_factor": 2.5,
+            "fleet": FleetSpec(psd=10),
+            "controller": ControllerSettings(strategy=Strategy.ROLLING_MILP),
+        },
+    }
+    if name not in scenarios:
+        raise ScenarioError(f"unknown scenario {name!r}; expected one of {', '.join(scenarios)}")
+    return scenarios[name]

@@ -1,0 +1,109 @@
+"""The controller's feasibility check and repair tool (Liu et al., paper 001): every plan's first step is checked
+with the LTUPF linearised at the last grid state; when it violates a voltage or thermal limit, Algorithm 1's
+search moves the PSDs that may switch now to the most balanced positions (eq. 29) that meet the limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from controllers.ltupf import (
+    FeasibilityReport,
+    Linearisation,
+    NetworkModel,
+    OperatingLimits,
+    OperatingPoint,
+    SearchOptions,
+    find_feasible_phases,
+    linearise,
+)
+from streams.messages import GridState
+from twin.phasing import PhaseMap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FirstStepCheck:
+    """Outcome of checking (and perhaps repairing) a plan's first step."""
+
+    predicted_vm_min_pu: float
+    predicted_vm_max_pu: float
+    violations: tuple[str, ...]
+    """Violations of the plan as solved (empty when feasible)."""
+    connections: PhaseMap
+    """Connections to apply: the plan's, or the repair's."""
+    repaired: bool
+    infeasible: bool
+    """No assignment of the switchable customers meets the limits (the plan goes out as it is, logged)."""
+    note: str
+
+
+class LtupfGuard:
+    def __init__(self, *, network: NetworkModel, limits: OperatingLimits, search_time_s: float) -> None:
+        self._network = network
+        self._limits = limits
+        self._options = SearchOptions(time_limit_s=search_time_s)
+        self._point: OperatingPoint | None = None
+        self.checks = 0
+        self.repairs = 0
+        self.infeasible = 0
+
+    def observe(self, state: GridState) -> None:
+        """The latest solved grid state: the operating point of the next linearisation."""
+        self._point = OperatingPoint(vm_pu=np.asarray(state.vm_pu), va_deg=np.asarray(state.va_deg))
+
+    def check(
+        self, *, terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap,
+        pess_p_kw: np.ndarray, switchable: Sequence[int], customer_ids: Sequence[str], max_rounds: int = 3,
+    ) -> FirstStepCheck:
+        """Check the states [k, n_customers, 3] (per terminal) of the first step — its ticks when the forecast
+        has them, else its mean — and repair the worst violating one by Algorithm 1's search, re-checking all
+        states with the new positions (up to ``max_rounds`` searches)."""
+        self.checks += 1
+        ltupf = linearise(self._network, method=Linearisation.CBM, operating_point=self._point)
+
+        def reports(conn: PhaseMap) -> list[FeasibilityReport]:
+            return [ltupf.check(p_kw=conn.to_phases(p), q_kvar=conn.to_phases(q), pess_p_kw=pess_p_kw,
+                                limits=self._limits) for p, q in zip(terminal_p_kw, terminal_q_kvar, strict=True)]
+
+        first = reports(connections)
+        found = tuple(dict.fromkeys(str(v) for r in first for v in r.violations))
+        current, rounds, moves, worst = connections, 0, [], first
+        while any(not r.feasible for r in worst):
+            if rounds == max_rounds:
+                return self._infeasible(first, found, connections, f"still violated after {rounds} repair(s)")
+            k = max(range(len(worst)), key=lambda j: sum(v.excess for v in worst[j].violations))
+            search = find_feasible_phases(
+                ltupf, terminal_p_kw=terminal_p_kw[k], terminal_q_kvar=terminal_q_kvar[k], connections=current,
+                switchable=list(switchable), limits=self._limits, customer_ids=list(customer_ids),
+                options=self._options,
+            )
+            rounds += 1
+            if not search.feasible or search.connections is None:
+                return self._infeasible(first, found, connections, search.reason)
+            current = search.connections
+            moves += [str(s) for s in search.switches]
+            worst = reports(current)
+        vm = np.array([r.prediction.vm_pu for r in worst])
+        if rounds:
+            self.repairs += 1
+            log.warning("controller: first step violated %d limit(s) (worst: %s); repaired by %s", len(found),
+                        found[0], ", ".join(moves))
+        return FirstStepCheck(predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
+                              violations=found, connections=current, repaired=bool(rounds), infeasible=False,
+                              note=f"LTUPF repair: {', '.join(moves)}" if rounds else "")
+
+    def _infeasible(
+        self, first: list[FeasibilityReport], found: tuple[str, ...], connections: PhaseMap, why: str
+    ) -> FirstStepCheck:
+        self.infeasible += 1
+        log.error("controller: first step violates %d limit(s) (worst: %s) and no PSD positions fix it: %s",
+                  len(found), found[0], why)
+        vm = np.array([r.prediction.vm_pu for r in first])
+        return FirstStepCheck(predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
+                              violations=found, connections=connections, repaired=False, infeasible=True,
+                              note=f"no feasible plan: {why}")
