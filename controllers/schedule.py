@@ -8,14 +8,13 @@ starts at or after its time.
 
 from __future__ import annotations
 
-import csv
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from streams.messages import DeviceAction, DeviceCommand, PhaseLetter
-from twin.errors import ScenarioError
+from twin.csv_rows import read_rows
 
 
 class ScheduledCommand(BaseModel):
@@ -49,24 +48,6 @@ class ScheduledCommand(BaseModel):
 
 def read_schedule(path: Path) -> list[ScheduledCommand]:
     """Every row of a schedule CSV, sorted by time (stable); ScenarioError lists every bad row and field."""
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as err:
-        raise ScenarioError(f"schedule {path}: {err.strerror}") from err
-    commands, problems = [], []
-    for n, row in enumerate(rows, start=2):
-        values = {k.strip(): v.strip() for k, v in row.items() if k and v is not None and v.strip()}
-        try:
-            entry = ScheduledCommand.model_validate(values)
-            entry.command(seq=0, issued_utc=entry.time_utc, ttl_s=1.0)
-            commands.append(entry)
-        except ValidationError as err:
-            for e in err.errors(include_url=False):
-                field = ".".join(map(str, e["loc"])) or "row"
-                problems.append(f"line {n}: {field} = {values.get(field)!r}: {e['msg']}")
-    if problems:
-        raise ScenarioError(f"schedule {path}: " + "; ".join(problems))
-    if not commands:
-        raise ScenarioError(f"schedule {path} has no rows; expected columns time_utc,device_id,action[,phase,...]")
+    commands = read_rows(path, ScheduledCommand, what="schedule", columns="time_utc,device_id,action[,phase,...]",
+                         check=lambda entry: entry.command(seq=0, issued_utc=entry.time_utc, ttl_s=1.0))
     return sorted(commands, key=lambda c: c.time_utc)

@@ -7,11 +7,10 @@ next farthest (any connection). Device ids are ``<kind>-<customer id>``.
 
 from __future__ import annotations
 
-import csv
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from devices.device import Device
 from devices.limits import LeaseConfig, PessParams, SwitchLimits, psd_limits, sts_limits
@@ -19,6 +18,7 @@ from devices.pess import Pess
 from devices.psd import Psd
 from devices.sts import Sts
 from streams.messages import DeviceKind
+from twin.csv_rows import read_rows
 from twin.errors import ScenarioError
 from twin.network import Customer, Feeder, Phase
 
@@ -105,25 +105,7 @@ def _checked(feeder: Feeder, specs: list[DeviceSpec]) -> list[DeviceSpec]:
 
 def read_device_list(path: Path) -> tuple[DeviceSpec, ...]:
     """A CSV with columns ``customer_id,kind`` and optionally ``access`` (PESS: three|single|switchable)."""
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as err:
-        raise ScenarioError(f"device list {path}: {err.strerror}") from err
-    specs, problems = [], []
-    for n, row in enumerate(rows, start=2):
-        values = {k.strip(): v.strip() for k, v in row.items() if k and v and v.strip()}
-        try:
-            specs.append(DeviceSpec.model_validate(values))
-        except ValidationError as err:
-            for e in err.errors(include_url=False):
-                field = ".".join(map(str, e["loc"])) or "row"
-                problems.append(f"line {n}: {field} = {values.get(field)!r}: {e['msg']}")
-    if problems:
-        raise ScenarioError(f"device list {path}: " + "; ".join(problems))
-    if not specs:
-        raise ScenarioError(f"device list {path} has no rows; expected columns customer_id,kind[,access]")
-    return tuple(specs)
+    return tuple(read_rows(path, DeviceSpec, what="device list", columns="customer_id,kind[,access]"))
 
 
 def build_devices(feeder: Feeder, specs: list[DeviceSpec], fleet: FleetSpec) -> list[Device]:
