@@ -113,7 +113,7 @@ class MeterFrame(_Timed):
 
 
 class GridState(_Timed):
-    """Power-flow result of one tick. Arrays are in the feeder's bus and line order (see TwinStatus.layout)."""
+    """Power-flow result of one tick. Arrays are in the feeder's bus and line order (the feeder's ``bus_ids`` and ``line ids``)."""
 
     engine: str
     vm_pu: FloatArray = Field(description="[n_bus, 3] voltage magnitude per bus and phase, p.u.")
@@ -149,6 +149,13 @@ class TwinStatus(_Timed):
     powerflow_failures: int = Field(ge=0)
     readings_missing: int = Field(ge=0, description="expected meter readings that did not arrive in their tick")
     readings_rejected: int = Field(ge=0)
+    readings_late: int = Field(default=0, ge=0, description="readings that arrived after their tick's reordering "
+                               "window closed: recorded, not used by the power flow or control")
+    lateness_s: float = Field(default=0.0, ge=0, description="how late this tick finished (real time only)")
+    deadletters: int = Field(default=0, ge=0, description="payloads rejected to .../deadletter so far")
+    points_written: int = Field(default=0, ge=0, description="time-series points the database confirmed")
+    points_spooled: int = Field(default=0, ge=0, description="points waiting in the on-disk spool")
+    points_dropped: int = Field(default=0, ge=0, description="points lost (spool full); should stay 0")
     detail: str = ""
 
 

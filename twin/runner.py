@@ -84,7 +84,9 @@ class StatusPublisher:
             state=RunState.RUNNING if tick + 1 < self._n_ticks else RunState.FINISHED,
             ticks_total=self._n_ticks, overruns=self.timing.overruns, max_lateness_s=self.timing.max_lateness_s,
             powerflow_failures=c.powerflow_failures, readings_missing=c.readings_missing,
-            readings_rejected=c.readings_rejected, detail=""))
+            readings_rejected=c.readings_rejected, readings_late=0,
+            lateness_s=self.timing.lateness_s[-1] if self.timing.lateness_s else 0.0,
+            deadletters=0, points_written=0, points_spooled=0, points_dropped=0, detail=""))
 
 
 def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
