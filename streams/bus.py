@@ -28,6 +28,10 @@ class Bus(Protocol):
         """Call ``handler(topic, message)`` for every message on a topic matching the MQTT filter ``pattern``."""
         ...
 
+    def settle(self) -> None:
+        """Deliver everything published so far before returning (the clock calls it after every stage)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -55,6 +59,9 @@ class LocalBus:
             return
         for handler in handlers:
             handler(topic, message)
+
+    def settle(self) -> None:
+        """Nothing to do: ``publish`` has already delivered."""
 
     def close(self) -> None:
         if self.unrouted:

@@ -67,6 +67,7 @@ class Timing:
     ticks_done: int = 0
     wall_s: float = 0.0
     lateness_s: list[float] = field(default_factory=list)
+    stopped: bool = False
 
 
 def run_ticks(
@@ -76,11 +77,15 @@ def run_ticks(
     speed: float,
     wall_clock: Callable[[], float] = time.monotonic,
     after_tick: Callable[[int, Timing], None] | None = None,
+    settle: Callable[[], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> Timing:
     """Run every stage for every tick on a SimPy environment; return the timing record.
 
-    ``after_tick`` is called after each tick's stages (progress bars, status). Real-time lateness is measured
-    against the schedule set at the first tick.
+    ``settle`` runs after every stage (a bus delivers what the stage published); ``after_tick`` after each
+    tick's stages (progress bars, status). ``stop_requested`` is asked before each tick; when it answers True
+    (SIGTERM) the run ends there, cleanly, with ``timing.stopped`` set. Real-time lateness is measured against
+    the schedule set at the first tick.
     """
     if speed < 0:
         raise ScenarioError(f"speed {speed} must be >= 0 (0 = as fast as possible)")
@@ -95,9 +100,15 @@ def run_ticks(
         for tick in range(clock.n_ticks):
             if tick:
                 yield env.timeout(1)
+            if stop_requested is not None and stop_requested():
+                timing.stopped = True
+                log.warning("stop requested: ending the run before tick %d (%s)", tick, clock.time_of(tick))
+                break
             time_utc = clock.time_of(tick)
             for stage in stages:
                 stage.on_tick(tick, time_utc)
+                if settle is not None:
+                    settle()
             timing.ticks_done = tick + 1
             if speed > 0:
                 finished = wall_clock()

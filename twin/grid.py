@@ -31,6 +31,19 @@ log = logging.getLogger(__name__)
 Lookahead = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 MIN_BATCH = 16
 RETRY_BATCH = 64
+REORDER_WINDOW_TICKS = 2
+"""Readings up to this many ticks ahead of the tick being solved are held until their tick comes."""
+
+
+@dataclass(frozen=True)
+class LateReading:
+    """A reading that arrived after its tick was solved: recorded (``late_readings.parquet``), not used."""
+
+    meter_id: str
+    tick: int
+    arrived_tick: int
+    p_kw: tuple[float, ...]
+    q_kvar: tuple[float, ...]
 
 
 @dataclass
@@ -40,6 +53,9 @@ class GridCounters:
     cache_hits: int = 0
     readings_missing: int = 0
     readings_rejected: int = 0
+    readings_late: int = 0
+    readings_duplicate: int = 0
+    readings_held: int = 0
     powerflow_failures: int = 0
     device_states: int = 0
     device_states_rejected: int = 0
@@ -67,6 +83,12 @@ class _Block:
 class GridRole:
     """Tick stage after the meters: readings in, ``GridState`` out on ``.../grid/state``.
 
+    Meter data policy, by the reading's own ``tick`` against the tick about to be solved:
+    - same tick: used; a second reading of the same meter for it is a duplicate (at-least-once delivery):
+      dropped, counted in ``readings_duplicate``, the first one stands;
+    - earlier tick (late): not used by the power flow or control, kept in ``late`` and counted;
+    - up to ``REORDER_WINDOW_TICKS`` ahead (out of order): held and used when its tick comes;
+    - further ahead: rejected and counted.
     A customer whose reading did not arrive in the tick keeps its last value (zero before the first); each
     such case is counted in ``counters.readings_missing``. Non-convergence raises PowerFlowError naming the
     tick and its timestamp, after counting it.
@@ -102,6 +124,9 @@ class GridRole:
         self._unsupplied = np.zeros(n, dtype=bool)
         self._device_kw: dict[str, tuple[int, np.ndarray]] = {}
         self._injection_kw = np.zeros((n, 3))
+        self._tick: int | None = None  # None until the first tick: whatever arrives first is current
+        self._held: dict[int, list[tuple[str, tuple[float, ...], tuple[float, ...], str]]] = {}
+        self.late: list[LateReading] = []
         bus.subscribe(topics.meters(name), self._on_reading)
         bus.subscribe(topics.meter_frame(name), self._on_frame)
         bus.subscribe(topics.device_states(name), self._on_device_state)
@@ -112,7 +137,14 @@ class GridRole:
             log.warning("grid: rejected %s on %s", type(message).__name__, topic)
             return
         p, q = message.p_kw, message.q_kvar
-        if message.meter_ids == self._ids and not (p[self._unused].any() or q[self._unused].any()):
+        if self._tick is not None and message.tick != self._tick:
+            for row, meter_id in enumerate(message.meter_ids):
+                i = self._index.get(meter_id)
+                n = self._n_terminals[i] if i is not None else 3
+                self._arrived(meter_id, message.tick, tuple(p[row, :n].tolist()), tuple(q[row, :n].tolist()), topic)
+            return
+        if (message.meter_ids == self._ids and not self._fresh.any()
+                and not (p[self._unused].any() or q[self._unused].any())):
             self._term_p[:] = p
             self._term_q[:] = q
             self._fresh[:] = True
@@ -126,10 +158,31 @@ class GridRole:
                 continue
             self._take(meter_id, tuple(p[row, :n]), tuple(q[row, :n]), topic)
 
+    def _arrived(self, meter_id: str, tick: int, p_kw: tuple[float, ...], q_kvar: tuple[float, ...],
+                 topic: str) -> None:
+        """A reading for another tick than the one about to be solved."""
+        assert self._tick is not None
+        if tick < self._tick:
+            self.counters.readings_late += 1
+            self.late.append(LateReading(meter_id=meter_id, tick=tick, arrived_tick=self._tick, p_kw=p_kw,
+                                         q_kvar=q_kvar))
+            log.info("grid: late reading of %s for tick %d arrived at tick %d; recorded, not used", meter_id, tick,
+                     self._tick)
+        elif tick <= self._tick + REORDER_WINDOW_TICKS:
+            self.counters.readings_held += 1
+            self._held.setdefault(tick, []).append((meter_id, p_kw, q_kvar, topic))
+        else:
+            self.counters.readings_rejected += 1
+            log.warning("grid: reading of %s for tick %d is more than %d ticks ahead of tick %d; rejected",
+                        meter_id, tick, REORDER_WINDOW_TICKS, self._tick)
+
     def _on_reading(self, topic: str, message: Message) -> None:
         if not isinstance(message, MeterReading):
             self.counters.readings_rejected += 1
             log.warning("grid: rejected %s on %s", type(message).__name__, topic)
+            return
+        if self._tick is not None and message.tick != self._tick:
+            self._arrived(message.meter_id, message.tick, message.p_kw, message.q_kvar, topic)
             return
         self._take(message.meter_id, message.p_kw, message.q_kvar, topic)
 
@@ -138,6 +191,10 @@ class GridRole:
         if i is None:
             self.counters.readings_rejected += 1
             log.warning("grid: rejected reading of unknown meter %r on %s", meter_id, topic)
+            return
+        if self._fresh[i]:
+            self.counters.readings_duplicate += 1
+            log.debug("grid: duplicate reading of %s for tick %d dropped", meter_id, self._tick)
             return
         n = self._n_terminals[i]
         if len(p_kw) != n or len(q_kvar) != n:
@@ -178,6 +235,9 @@ class GridRole:
         self.phase_map = phase_map
 
     def on_tick(self, tick: int, time_utc: datetime) -> None:
+        self._tick = tick
+        for meter_id, p_kw, q_kvar, topic in self._held.pop(tick, []):
+            self._take(meter_id, p_kw, q_kvar, topic)
         missing = int((~self._fresh).sum())
         if missing:
             self.counters.readings_missing += missing
@@ -200,6 +260,7 @@ class GridRole:
             vm_min_pu=tuple(block.vm_min_pu[row]), vm_max_pu=tuple(block.vm_max_pu[row]),
             vuf_max_pct=block.vuf_max_pct[row], i_n_max_a=block.i_n_max_a[row], kappa_trafo=block.kappa_trafo[row],
         )
+        self._tick = tick + 1
         self._bus.publish(self._topic, state)
 
     def _injections(self, term_p: np.ndarray, term_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,6 +38,7 @@ from twin.errors import ScenarioError
 from twin.feeders import FeederEntry, open_feeder
 from twin.fleet import DeviceSpec, FleetSpec, PessAccess, build_devices, choose_devices
 from twin.grid import GridRole
+from twin.hil import HilMonitor
 from twin.network import Feeder
 from twin.powerflow import create_powerflow
 from twin.scenario import Scenario
@@ -72,21 +73,26 @@ class ClockPublisher:
 class StatusPublisher:
     """Last stage of a tick: the run's counters on ``.../twin/status``."""
 
-    def __init__(self, *, bus: Bus, name: str, n_ticks: int, grid: GridRole) -> None:
+    def __init__(self, *, bus: Bus, name: str, n_ticks: int, grid: GridRole,
+                 recorder_counts: Callable[[], tuple[int, int, int]] | None = None) -> None:
         self._bus, self._name, self._n_ticks, self._grid = bus, name, n_ticks, grid
+        self._recorder_counts = recorder_counts
         self._topic = topics.twin_status(name)
         self.timing = Timing()
 
     def on_tick(self, tick: int, time_utc: datetime) -> None:
         c = self._grid.counters
+        written, spooled, dropped = self._recorder_counts() if self._recorder_counts is not None else (0, 0, 0)
+        bus_counters = getattr(self._bus, "counters", None)
         self._bus.publish(self._topic, TwinStatus.trusted(
             feeder=self._name, tick=tick, time_utc=time_utc,
             state=RunState.RUNNING if tick + 1 < self._n_ticks else RunState.FINISHED,
             ticks_total=self._n_ticks, overruns=self.timing.overruns, max_lateness_s=self.timing.max_lateness_s,
             powerflow_failures=c.powerflow_failures, readings_missing=c.readings_missing,
-            readings_rejected=c.readings_rejected, readings_late=0,
+            readings_rejected=c.readings_rejected, readings_late=c.readings_late,
             lateness_s=self.timing.lateness_s[-1] if self.timing.lateness_s else 0.0,
-            deadletters=0, points_written=0, points_spooled=0, points_dropped=0, detail=""))
+            deadletters=getattr(bus_counters, "deadletters", 0), points_written=written, points_spooled=spooled,
+            points_dropped=dropped, detail=""))
 
 
 def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
@@ -131,8 +137,14 @@ def plan_clock(scenario: Scenario, table: MeterTable) -> TickClock:
     return TickClock(start_utc=start, tick_s=scenario.tick_s, n_ticks=int(span_s // scenario.tick_s))
 
 
-def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | None = None) -> RunResult:
-    """Run a scenario to the end and write its run folder. Raises TwinError/StreamError on user errors."""
+def replay(
+    scenario: Scenario, *, progress: Progress | None = None, bus: Bus | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Run a scenario to the end (or until ``stop_requested()``) and write its run folder.
+
+    Raises TwinError/StreamError on user errors. The bus is closed at the end (an MQTT bus flushes first).
+    """
     wall_start = time.perf_counter()
     entry = open_feeder(scenario.feeder)
     feeder, table = _load(entry, scenario)
@@ -169,7 +181,13 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
                         external=external)
     stages += [agent, grid]
     controller = None
-    if scenario.controller.strategy is not Strategy.NONE and specs:
+    hil = None
+    if external or scenario.external_controller:
+        hil = HilMonitor(bus=bus, feeder=name, clock=clock, external_devices=external,
+                         external_controller=scenario.external_controller, period_s=scenario.controller.period_s,
+                         missed_heartbeats=scenario.missed_heartbeats)
+        stages.append(hil)
+    if scenario.controller.strategy is not Strategy.NONE and specs and not scenario.external_controller:
         controlled = _controlled(specs, scenario.fleet)
         guard = None
         if scenario.controller.ltupf_check:
@@ -190,7 +208,8 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
         if progress is not None:
             progress(tick + 1, clock.n_ticks)
 
-    timing = run_ticks(clock=clock, stages=stages, speed=scenario.speed, after_tick=after_tick)
+    timing = run_ticks(clock=clock, stages=stages, speed=scenario.speed, after_tick=after_tick, settle=bus.settle,
+                       stop_requested=stop_requested)
     bus.close()
     c = grid.counters
     summary = RunSummary(
@@ -200,22 +219,38 @@ def replay(scenario: Scenario, *, progress: Progress | None = None, bus: Bus | N
         wall_s=time.perf_counter() - wall_start, ticks_per_s=timing.ticks_done / max(timing.wall_s, 1e-9),
         powerflow_solves=c.solves, states_solved=c.states_solved, cache_hits=c.cache_hits,
         readings_published=meters.published, readings_missing=c.readings_missing,
-        readings_rejected=c.readings_rejected, powerflow_failures=c.powerflow_failures,
+        readings_rejected=c.readings_rejected, readings_late=c.readings_late,
+        readings_duplicate=c.readings_duplicate, powerflow_failures=c.powerflow_failures,
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
         commands_malformed=agent.counters.malformed,
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
-        controller=_controller_summary(scenario, controller),
+        controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
+        bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
     )
     if not np.all(recorder.recorded):
         log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
     files = recorder.write(scenario.out, summary.model_dump(mode="json"))
     files += device_log.write(scenario.out)
+    if hil is not None:
+        files += hil.write(scenario.out)
+    if grid.late:
+        path = scenario.out / "late_readings.parquet"
+        pd.DataFrame([dataclasses.asdict(r) for r in grid.late]).to_parquet(path, index=False)
+        files.append(path)
     if controller is not None and controller.records:
         path = scenario.out / "controller.parquet"
         pd.DataFrame(controller.records).to_parquet(path, index=False)
         files.append(path)
     return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log)
+
+
+def _bus_summary(bus: Bus) -> dict[str, object]:
+    counters = getattr(bus, "counters", None)
+    if counters is None:
+        return {"kind": "local"}
+    return {"kind": "mqtt", "url": bus.settings.url, **{  # type: ignore[attr-defined]
+        k: (dict(v) if isinstance(v, dict) else v) for k, v in dataclasses.asdict(counters).items()}}
 
 
 def _controller_summary(scenario: Scenario, controller: OnlineController | None) -> dict[str, object]:

@@ -35,6 +35,12 @@ class Scenario(BaseModel):
     external_devices: tuple[str, ...] = Field(
         default=(), description="device ids run by real hardware on the bus (HIL): not simulated here"
     )
+    external_controller: bool = Field(
+        default=False, description="the controller is an external party on the bus (HIL): the built-in one is not run"
+    )
+    missed_heartbeats: int = Field(
+        default=3, ge=1, description="ticks without a state after which an external device is marked unavailable"
+    )
     command_ttl_s: float = Field(default=60.0, gt=0, description="expiry of scripted commands after their issue")
     scale_phase: Phase | None = Field(
         default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"

@@ -49,6 +49,8 @@ class RunSummary(BaseModel):
     readings_published: int
     readings_missing: int
     readings_rejected: int
+    readings_late: int = 0
+    readings_duplicate: int = 0
     powerflow_failures: int
     overruns: int
     max_lateness_s: float
@@ -58,6 +60,10 @@ class RunSummary(BaseModel):
     commands_malformed: int = 0
     schedule_not_sent: int = 0
     controller: dict[str, Any] = Field(default_factory=dict, description="strategy, decisions, fallbacks, solve times")
+    stopped_early: bool = Field(default=False, description="ended by a stop request (SIGTERM) before its last tick")
+    bus: dict[str, Any] = Field(default_factory=dict, description="transport counters (MQTT: dead letters, reconnects)")
+    hil: dict[str, Any] = Field(default_factory=dict, description="external parties: latencies, deadlines, silence")
+    recorder: dict[str, Any] = Field(default_factory=dict, description="time-series database: points written etc.")
 
 
 def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:
