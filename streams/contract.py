@@ -36,6 +36,23 @@ PAYLOADS: dict[str, type[Message]] = {
     "deadletter": DeadLetter,
 }
 
+# MQTT QoS per topic pattern (the keys of PAYLOADS): 1 (at least once) everywhere. Even the per-tick snapshots
+# (grid state, clock, status) are read back over the broker by the twin's own roles and recorders, and QoS 0
+# messages are dropped while the broker restarts. The MQTT bus and the AsyncAPI document both read it here.
+QOS: dict[str, int] = {
+    "meter/+": 1,
+    "meters": 1,
+    "grid/state": 1,
+    "device/+/cmd": 1,
+    "device/+/ack": 1,
+    "device/+/state": 1,
+    "controller/heartbeat": 1,
+    "controller/plan": 1,
+    "twin/clock": 1,
+    "twin/status": 1,
+    "deadletter": 1,
+}
+
 
 class ContractError(StreamError):
     """A payload does not fit the contract; ``reason`` is what a dead letter reports."""
@@ -44,6 +61,16 @@ class ContractError(StreamError):
         self.topic = topic
         self.reason = reason
         super().__init__(f"{topic}: {reason}")
+
+
+def qos_of(topic: str) -> int:
+    """The QoS a topic travels at (QOS); 1 for a topic outside the contract."""
+    parts = topic.split("/", 3)
+    if len(parts) == 4:
+        for pattern, qos in QOS.items():
+            if topics.matches(pattern, parts[3]):
+                return qos
+    return 1
 
 
 def payload_type(topic: str) -> type[Message]:

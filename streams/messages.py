@@ -113,7 +113,7 @@ class MeterFrame(_Timed):
 
 
 class GridState(_Timed):
-    """Power-flow result of one tick. Arrays are in the feeder's bus and line order (the feeder's ``bus_ids`` and ``line ids``)."""
+    """Power-flow result of one tick. Arrays are in the feeder's bus and line order."""
 
     engine: str
     vm_pu: FloatArray = Field(description="[n_bus, 3] voltage magnitude per bus and phase, p.u.")

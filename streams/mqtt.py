@@ -44,7 +44,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from streams import topics
 from streams.bus import Handler
-from streams.contract import ContractError, decode
+from streams.contract import ContractError, decode, qos_of
 from streams.errors import StreamError
 from streams.messages import DeadLetter, Message
 
@@ -52,9 +52,6 @@ log = logging.getLogger(__name__)
 _SYNC_ROOT = f"{topics.ROOT}/_bus/sync"
 _WAIT_LOG_S = 5.0
 _RECENT_MAX = 100_000
-QOS = 1
-"""Every message of the contract travels at QoS 1: the twin's own roles consume states over the broker too, and
-QoS 0 messages are dropped while the broker is away."""
 
 
 def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
@@ -154,7 +151,7 @@ class MqttBus:
 
     # -- Bus interface ---------------------------------------------------------------------------------
     def publish(self, topic: str, message: Message) -> None:
-        self._publish_raw(topic, message.model_dump_json().encode(), QOS)
+        self._publish_raw(topic, message.model_dump_json().encode(), qos_of(topic))
 
     def subscribe(self, pattern: str, handler: Handler) -> None:
         sub = self._subs.get(pattern)
@@ -319,16 +316,18 @@ class MqttBus:
         props = Properties(PacketTypes.SUBSCRIBE)
         props.SubscriptionIdentifier = sub_id
         options = SubscribeOptions(qos=1, noLocal=False)
-        rc, mid = self._client.subscribe(pattern, options=options, properties=props)
-        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
-            if wait:
-                log.warning("mqtt: subscribe to %s deferred until the broker is back (%s)", pattern, rc)
-            return
         if not wait:
+            self._client.subscribe(pattern, options=options, properties=props)
             return
+        # Held across the request so that the SUBACK callback cannot run before its mid is registered.
         with self._suback:
+            rc, mid = self._client.subscribe(pattern, options=options, properties=props)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                log.warning("mqtt: subscribe to %s deferred until the broker is back (%s)", pattern, rc)
+                return
             self._pending_subacks.add(mid)
             if not self._suback.wait_for(lambda: mid not in self._pending_subacks, self.settings.connect_timeout_s):
+                self._pending_subacks.discard(mid)
                 raise BusError(f"the broker {self.settings.url} did not confirm the subscription to {pattern!r}")
             failure = self._failed_subacks.pop(mid, None)
         if failure:
@@ -410,6 +409,10 @@ class MqttBus:
         try:
             failed = [str(r) for r in reasons if r.is_failure]
             with self._suback:
+                if mid not in self._pending_subacks:
+                    if failed:
+                        log.error("mqtt: renewed subscription refused (mid %d): %s", mid, failed)
+                    return
                 if failed:
                     self._failed_subacks[mid] = ", ".join(failed)
                     log.error("mqtt: subscription refused (mid %d): %s", mid, failed)

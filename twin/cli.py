@@ -16,6 +16,7 @@ from rich.table import Table
 
 from controllers.problem import SolverSettings
 from controllers.settings import ControllerSettings, ForecastKind, Strategy
+from streams.bus import Bus
 from streams.meter_data import PowerUnit
 from twin.compare import StrategyFigures
 from twin.errors import StreamError, TwinError
@@ -78,6 +79,41 @@ DevicesOpt = Annotated[Path | None, typer.Option(help="device list CSV (customer
 ForecastOpt = Annotated[ForecastKind, typer.Option(help="controller load forecast")]
 TimeLimitOpt = Annotated[float, typer.Option(help="controller solve time limit per control period, s")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")]
+BusOpt = Annotated[str | None, typer.Option(
+    "--bus", envvar="PHASETWIN_BUS_URL",
+    help="MQTT broker for every message (mqtt://[user:pass@]host:port, mqtts:// for TLS); default: in process")]
+
+
+class _StopOnSigterm:
+    """SIGTERM ends a run cleanly at the next tick boundary: the run folder is written, buses flushed."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __enter__(self) -> _StopOnSigterm:
+        import signal
+
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        signal.signal(signal.SIGTERM, self._previous)
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def _open_bus(url: str | None, name: str) -> Bus | None:
+    if url is None:
+        return None
+    from streams.mqtt import MqttBus, MqttSettings
+
+    return MqttBus(MqttSettings.from_url(url), name=name)
 
 
 def _scenario(
@@ -143,6 +179,7 @@ def replay(
         "--scenario", help="a named scenario (case2-ieee: paper 001 Case II); other options are ignored")] = None,
     baseline: Annotated[bool, typer.Option(
         help="also replay the same fleet without a controller and report the gain")] = True,
+    bus: BusOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
@@ -165,11 +202,11 @@ def replay(
             raise _fail(str(err)) from err
     try:
         bar, progress = _progress_bar("replay")
-        with bar:
-            result = run_replay(scenario, progress=progress)
+        with bar, _StopOnSigterm() as stop:
+            result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "replay"), stop_requested=stop)
         reference = None
         if baseline and scenario.controller.strategy is not Strategy.NONE and not scenario.fleet.empty \
-                and speed == 0:
+                and speed == 0 and not result.summary.stopped_early:
             bar, progress = _progress_bar("no control")
             with bar:
                 reference = run_replay(scenario.model_copy(update={
@@ -178,6 +215,7 @@ def replay(
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     _print_summary(result.summary)
+    _print_transport(result.summary)
     if reference is not None:
         base = figures(reference)
         ctl = figures(result, baseline_p_unb_kwh=base.p_unb_kwh)
@@ -188,6 +226,93 @@ def replay(
             f"solve p95 {ctl.solve_s_p95:.2f} s, fallbacks {ctl.fallbacks}"
         )
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+
+
+@app.command()
+def run(
+    bus: Annotated[str, typer.Option("--bus", envvar="PHASETWIN_BUS_URL",
+                                     help="MQTT broker (mqtt://[user:pass@]host:port); required")],
+    external: Annotated[list[str] | None, typer.Option(
+        "--external", help="a role played by an external party on the bus: 'controller' or 'device:<id>' "
+                           "(repeat for several)")] = None,
+    speed: Annotated[float, typer.Option(help="simulated seconds per wall second (1 = real time)")] = 1.0,
+    missed_heartbeats: Annotated[int, typer.Option(
+        help="ticks without a state after which an external device is marked unavailable")] = 3,
+    feeder: FeederOpt = "ieee-european-lv",
+    data: DataOpt = None,
+    unit: UnitOpt = PowerUnit.KW,
+    naive_utc: NaiveOpt = False,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    tick: TickOpt = 60,
+    engine: EngineOpt = Engine.PGM,
+    per_meter_topics: Annotated[bool, typer.Option(
+        "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")] = False,
+    out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/hil"),
+    psd: PsdOpt = 10,
+    sts: StsOpt = 0,
+    pess: PessOpt = 2,
+    pess_access: AccessOpt = PessAccess.SWITCHABLE,
+    devices: DevicesOpt = None,
+    controller: Annotated[Strategy, typer.Option(help="built-in controller (unless --external controller)")] = (
+        Strategy.ROLLING_MILP),
+    forecast: ForecastOpt = ForecastKind.PERFECT,
+    time_limit: TimeLimitOpt = 0.5,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the twin in real time on a broker for hardware in the loop: external parties replace built-in roles.
+
+    The twin publishes clock, meter data, device states and grid state on the documented topics and takes
+    commands (and, for external devices, states) from the bus; it records command and ack latency, missed
+    control deadlines and silent devices (hil.parquet, summary.json). Ctrl-C or SIGTERM ends it cleanly.
+    """
+    from twin.runner import replay as run_replay
+
+    _logging(verbose)
+    external_controller, external_devices = False, []
+    for role in external or []:
+        if role == "controller":
+            external_controller = True
+        elif role.startswith("device:") and len(role) > len("device:"):
+            external_devices.append(role.removeprefix("device:"))
+        else:
+            raise _fail(f"--external {role!r}: expected 'controller' or 'device:<id>'")
+    if speed <= 0:
+        raise _fail(f"--speed {speed}: a hardware-in-the-loop run needs real time (> 0; 1 = wall clock)")
+    scenario = _scenario(
+        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, start=start, end=end, tick=tick, engine=engine,
+        psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
+        forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
+    )
+    try:
+        scenario = scenario.model_copy(update={
+            "external_controller": external_controller, "external_devices": tuple(external_devices),
+            "missed_heartbeats": missed_heartbeats})
+        bar, progress = _progress_bar("run")
+        with bar, _StopOnSigterm() as stop:
+            try:
+                result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "hil"), stop_requested=stop)
+            except KeyboardInterrupt:
+                raise _fail("interrupted; use SIGTERM to end a run cleanly with its run folder") from None
+    except (TwinError, StreamError) as err:
+        raise _fail(str(err)) from err
+    _print_summary(result.summary)
+    _print_transport(result.summary)
+    console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+
+
+@app.command()
+def contract(
+    out: Annotated[Path, typer.Option(help="folder for asyncapi.json and schemas/")] = Path("docs/contract"),
+) -> None:
+    """Write the MQTT contract from the message models: JSON Schema per message and an AsyncAPI 3 document."""
+    from streams.asyncapi import ContractDocumentError, write_contract
+
+    try:
+        paths = write_contract(out)
+    except ContractDocumentError as err:
+        raise _fail(str(err)) from err
+    console.print(f"wrote {len(paths)} file(s) to [bold]{out}[/]")
 
 
 @app.command()
@@ -263,6 +388,27 @@ def compare(
 
 def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _print_transport(s: RunSummary) -> None:
+    if s.bus.get("kind") == "mqtt":
+        b = s.bus
+        console.print(f"bus {b['url']}: {b['published']} published, {b['received']} received, "
+                      f"{b['deadletters']} dead letters, {b['connects']} connect(s), "
+                      f"{b['redeliveries_dropped']} redeliveries dropped")
+    if s.hil:
+        h = s.hil
+
+        def ms(v: object) -> str:
+            return "—" if v is None else f"{float(v) * 1e3:.1f} ms"  # type: ignore[arg-type]
+
+        console.print(f"HIL: {h['commands']} commands (latency p50 {ms(h['command_latency_s_p50'])}, p99 "
+                      f"{ms(h['command_latency_s_p99'])}), {h['acks']} acks (p50 {ms(h['ack_latency_s_p50'])}, p99 "
+                      f"{ms(h['ack_latency_s_p99'])}), {h['missed_deadlines']} missed control deadlines, "
+                      f"{h['unavailable_events']} device(s) gone silent, unavailable now: "
+                      f"{', '.join(h['unavailable_now']) or 'none'}")
+    if s.stopped_early:
+        console.print(f"[yellow]stopped early[/] after {s.ticks} ticks (stop requested)")
 
 
 def _print_summary(s: RunSummary) -> None:

@@ -152,6 +152,10 @@ def replay(
     schedule = read_schedule(scenario.schedule) if scenario.schedule is not None else []
     specs = choose_devices(feeder, scenario.fleet)
     external = frozenset(scenario.external_devices)
+    unknown = sorted(external - {d.device_id for d in specs})
+    if unknown:
+        raise ScenarioError(f"external device(s) {', '.join(unknown)} are not in the fleet; expected ids out of "
+                            f"{', '.join(d.device_id for d in specs) or '(no devices)'}")
     devices = build_devices(feeder, [d for d in specs if d.device_id not in external], scenario.fleet)
     bus = bus or LocalBus()
     name = feeder.name
@@ -186,7 +190,7 @@ def replay(
         hil = HilMonitor(bus=bus, feeder=name, clock=clock, external_devices=external,
                          external_controller=scenario.external_controller, period_s=scenario.controller.period_s,
                          missed_heartbeats=scenario.missed_heartbeats)
-        stages.append(hil)
+        stages.insert(0, hil)  # first: a tick's wall start is taken before its clock message goes out
     if scenario.controller.strategy is not Strategy.NONE and specs and not scenario.external_controller:
         controlled = _controlled(specs, scenario.fleet)
         guard = None
@@ -254,6 +258,8 @@ def _bus_summary(bus: Bus) -> dict[str, object]:
 
 
 def _controller_summary(scenario: Scenario, controller: OnlineController | None) -> dict[str, object]:
+    if scenario.external_controller:
+        return {"strategy": "external"}
     if controller is None:
         return {"strategy": Strategy.NONE.value}
     c = controller.counters

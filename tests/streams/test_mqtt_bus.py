@@ -11,8 +11,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
 import paho.mqtt.client as mqtt
+import pandas as pd
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import MosquittoServer
@@ -29,7 +29,8 @@ TABLES = ("voltages_pu.parquet", "metrics.parquet", "transformer.parquet", "devi
 
 
 def _scenario(out: Path, hours: int = 4) -> Scenario:
-    return Scenario(start_utc=datetime(2024, 1, 15, 6, tzinfo=UTC), end_utc=datetime(2024, 1, 15, 6 + hours, tzinfo=UTC),
+    return Scenario(start_utc=datetime(2024, 1, 15, 6, tzinfo=UTC),
+                    end_utc=datetime(2024, 1, 15, 6 + hours, tzinfo=UTC),
                     fleet=FleetSpec(psd=10, pess=2), controller=ControllerSettings(strategy=Strategy.GREEDY), out=out)
 
 
