@@ -127,8 +127,12 @@ class _Subscription:
 class MqttBus:
     """``Bus`` over MQTT. Use ``settle()`` to dispatch; ``pump(timeout_s)`` to dispatch whatever arrives."""
 
-    def __init__(self, settings: MqttSettings, *, client_id: str | None = None, name: str = "twin") -> None:
+    def __init__(self, settings: MqttSettings, *, client_id: str | None = None, name: str = "twin",
+                 immediate: bool = False) -> None:
+        """``immediate``: dispatch each message in paho's network thread as it arrives, without barriers — for a
+        process with one role that answers at once (a device adapter); handlers must then be thread-safe."""
         self.settings = settings
+        self._immediate = immediate
         self.client_id = client_id or f"phasetwin-{name}-{uuid.uuid4().hex[:12]}"
         self.counters = MqttCounters()
         self._inbox: queue.SimpleQueue[tuple[str, bytes, tuple[int, ...], float]] = queue.SimpleQueue()
@@ -391,8 +395,11 @@ class MqttBus:
             if len(self._recent) > _RECENT_MAX:
                 self._recent.popitem(last=False)
             ids = getattr(msg.properties, "SubscriptionIdentifier", None) if msg.properties is not None else None
-            self._inbox.put((msg.topic, bytes(msg.payload), tuple(ids or ()), time.monotonic()))
             self.counters.received += 1
+            if self._immediate and msg.topic != self._sync_topic:
+                self._dispatch(msg.topic, bytes(msg.payload), tuple(ids or ()), time.monotonic())
+                return
+            self._inbox.put((msg.topic, bytes(msg.payload), tuple(ids or ()), time.monotonic()))
         except Exception:
             self._guarded_failure("on_message")
 

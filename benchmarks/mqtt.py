@@ -1,0 +1,241 @@
+"""MQTT throughput and latency on loopback, through the twin's bus and with raw paho, in the same run.
+
+    .venv/bin/python benchmarks/mqtt.py [--messages 20000] [--round-trips 2000]
+
+Starts its own Mosquitto (tests/servers.py: no-delay, persistent) on a free loopback port and measures:
+1. raw paho: QoS 1 meter-sized messages from one client to another, messages/s;
+2. twin ingest: the same messages (valid ``MeterReading`` JSON on ``.../meter/{id}``) from an external paho
+   publisher into ``MqttBus`` → contract validation → the grid role's reading handler, messages/s;
+3. a whole replay over MQTT with one message per meter (``--per-meter-topics``): readings/s end to end;
+4. command → ack round trip: raw paho echo vs ``MqttBus`` (the command decoded and validated, a ``DeviceAck``
+   built, encoded and published back), dispatched in paho's thread (``immediate``, a device adapter) and from a
+   pumping thread (the twin's mode) — p50/p99 over ``--round-trips`` sequential round trips.
+Targets (issue 6): ≥ 10,000 meter messages/s ingested; command → ack p99 ≤ 1 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
+
+from servers import MosquittoServer
+
+from streams import topics
+from streams.messages import AckStatus, DeviceAck, DeviceAction, DeviceCommand, Message, MeterReading
+from streams.mqtt import MqttBus, MqttSettings
+
+T0 = datetime(2024, 1, 15, tzinfo=UTC)
+
+
+def _client(broker: MosquittoServer, name: str) -> mqtt.Client:
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}",
+                         protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+
+    def nodelay(client: mqtt.Client, userdata: object, sock: object) -> None:
+        import socket
+
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    client.on_socket_open = nodelay
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
+def _meter_payloads(feeder: str, n: int, meters: list[str]) -> list[tuple[str, bytes]]:
+    out = []
+    for k in range(n):
+        m = meters[k % len(meters)]
+        reading = MeterReading(feeder=feeder, tick=k // len(meters), time_utc=T0 + timedelta(minutes=k // len(meters)),
+                               meter_id=m, p_kw=(1.0 + k % 7 * 0.1,), q_kvar=(0.2,))
+        out.append((topics.meter(feeder, m), reading.model_dump_json().encode()))
+    return out
+
+
+def raw_throughput(broker: MosquittoServer, payloads: list[tuple[str, bytes]]) -> float:
+    done = threading.Event()
+    count = [0]
+
+    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
+        count[0] += 1
+        if count[0] == len(payloads):
+            done.set()
+
+    sub = _client(broker, "raw-sub")
+    sub.on_message = on_message
+    feeder = payloads[0][0].split("/")[2]
+    sub.subscribe(topics.meters(feeder), qos=1)
+    time.sleep(0.3)
+    pub = _client(broker, "raw-pub")
+    t0 = time.perf_counter()
+    for topic, payload in payloads:
+        pub.publish(topic, payload, qos=1)
+    done.wait(120)
+    rate = count[0] / (time.perf_counter() - t0)
+    for c in (sub, pub):
+        c.loop_stop()
+        c.disconnect()
+    return rate
+
+
+def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feeder_name: str) -> tuple[float, float]:
+    """(live rate, backlog rate): the twin ingesting while the feed publishes, and draining the same number of
+    messages queued by the broker for its session while it was away (its own capacity, not the feed's)."""
+    from twin.feeders import open_feeder
+    from twin.grid import GridRole
+    from twin.powerflow import Engine, create_powerflow
+
+    feeder = open_feeder("ieee-european-lv").load_feeder()
+    bus = MqttBus(MqttSettings(host=broker.host, port=broker.port), name="bench")
+    handled = [0]
+    grid = GridRole(bus=bus, feeder=feeder, name=feeder_name, powerflow=create_powerflow(feeder, engine=Engine.PGM))
+    bus.subscribe(topics.meters(feeder_name), lambda t, m: handled.__setitem__(0, handled[0] + 1))
+    pub = _client(broker, "feed")
+
+    def ingest(started: float) -> float:
+        target = handled[0] + len(payloads)
+        deadline = time.monotonic() + 120
+        while handled[0] < target and time.monotonic() < deadline:
+            bus.pump(0.05)
+        return len(payloads) / (time.perf_counter() - started)
+
+    t0 = time.perf_counter()
+    for topic, payload in payloads:
+        pub.publish(topic, payload, qos=1)
+    live = ingest(t0)
+    bus._client.disconnect()  # the session stays on the broker (expiry > 0) and queues what comes
+    bus._client.loop_stop()
+    time.sleep(0.3)
+    infos = [pub.publish(topic, payload, qos=1) for topic, payload in payloads]
+    for info in infos:
+        info.wait_for_publish(60)
+    t0 = time.perf_counter()
+    bus._client.reconnect()
+    bus._client.loop_start()
+    backlog = ingest(t0)
+    assert grid.counters.readings_duplicate > 0  # the grid role took them (no tick ran: all one tick)
+    pub.loop_stop()
+    pub.disconnect()
+    bus.close()
+    return live, backlog
+
+
+def replay_per_meter(broker: MosquittoServer, out: Path) -> tuple[float, int, float]:
+    from twin.runner import replay
+    from twin.scenario import Scenario
+
+    scenario = Scenario(per_meter_topics=True, out=out, start_utc=T0, end_utc=T0 + timedelta(hours=6))
+    bus = MqttBus(MqttSettings(host=broker.host, port=broker.port), name="bench-replay")
+    t0 = time.perf_counter()
+    result = replay(scenario, bus=bus)
+    wall = time.perf_counter() - t0
+    return result.summary.readings_published / wall, result.summary.readings_published, wall
+
+
+def raw_round_trips(broker: MosquittoServer, n: int) -> np.ndarray:
+    echo = _client(broker, "raw-echo")
+    echo.on_message = lambda c, u, msg: c.publish(msg.topic.replace("/cmd", "/ack"), msg.payload, qos=1)
+    echo.subscribe("bench/raw/device/+/cmd", qos=1)
+    return _round_trips(broker, n, "bench/raw/device/d1/cmd", "bench/raw/device/d1/ack", None)
+
+
+def bus_round_trips(broker: MosquittoServer, n: int, *, immediate: bool) -> np.ndarray:
+    feeder = f"bench{uuid.uuid4().hex[:6]}"
+    bus = MqttBus(MqttSettings(host=broker.host, port=broker.port), name="bench-rtt", immediate=immediate)
+
+    def respond(topic: str, message: Message) -> None:
+        assert isinstance(message, DeviceCommand)
+        bus.publish(topics.device_ack(feeder, message.device_id), DeviceAck.trusted(
+            feeder=feeder, tick=0, time_utc=message.issued_utc, device_id=message.device_id, seq=message.seq,
+            status=AckStatus.ACCEPTED, reason=None, detail="", duplicate=False, effective_utc=None))
+
+    bus.subscribe(topics.device_cmds(feeder), respond)
+    stop = threading.Event()
+    served = threading.Thread(target=lambda: [bus.pump(0.05) for _ in iter(stop.is_set, True)])
+    served.start()
+    try:
+        return _round_trips(broker, n, topics.device_cmd(feeder, "psd-1"), topics.device_ack(feeder, "psd-1"),
+                            feeder)
+    finally:
+        stop.set()
+        served.join()
+        bus.close()
+
+
+def _round_trips(broker: MosquittoServer, n: int, cmd_topic: str, ack_topic: str, feeder: str | None) -> np.ndarray:
+    got = threading.Event()
+    client = _client(broker, "rtt")
+    client.on_message = lambda c, u, msg: got.set()
+    client.subscribe(ack_topic, qos=1)
+    time.sleep(0.3)
+    out = np.empty(n)
+    for k in range(n + 50):
+        payload = DeviceCommand(device_id="psd-1", seq=k, issued_utc=T0, expires_utc=T0 + timedelta(minutes=1),
+                                action=DeviceAction.SET_PHASE, phase="B", source="bench").model_dump_json().encode()
+        got.clear()
+        t0 = time.perf_counter()
+        client.publish(cmd_topic, payload, qos=1)
+        if not got.wait(5):
+            raise RuntimeError(f"no ack for round trip {k}")
+        if k >= 50:  # warm-up
+            out[k - 50] = time.perf_counter() - t0
+    client.loop_stop()
+    client.disconnect()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--round-trips", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = MosquittoServer(workdir=Path(tmp))
+        broker.start()
+        try:
+            feeder = f"bench{uuid.uuid4().hex[:6]}"
+            from twin.feeders import open_feeder
+
+            meters = [c.id for c in open_feeder("ieee-european-lv").load_feeder().customers]
+            payloads = _meter_payloads(feeder, args.messages, meters)
+            raw = raw_throughput(broker, payloads)
+            payloads = _meter_payloads(feeder + "x", args.messages, meters)
+            ingest, backlog = twin_ingest(broker, payloads, feeder + "x")
+            replay_rate, readings, replay_wall = replay_per_meter(broker, Path(tmp) / "run")
+            raw_rtt = raw_round_trips(broker, args.round_trips) * 1e3
+            bus_rtt = bus_round_trips(broker, args.round_trips, immediate=True) * 1e3
+            pumped_rtt = bus_round_trips(broker, args.round_trips, immediate=False) * 1e3
+        finally:
+            broker.stop()
+    print(f"meter messages, QoS 1, {args.messages} messages of ~{len(payloads[0][1])} bytes:")
+    print(f"  raw paho client → client      {raw:10.0f} msg/s")
+    print(f"  external feed → twin grid     {ingest:10.0f} msg/s   ({ingest / raw:.2f} of raw: the feed is the limit)")
+    print(f"  broker backlog → twin grid    {backlog:10.0f} msg/s   ({backlog / raw:.2f} of raw)")
+    print(f"  replay over MQTT, per meter   {replay_rate:10.0f} readings/s ({readings} readings, power flow "
+          f"included, {replay_wall:.1f} s)")
+    print(f"command → ack round trip, {args.round_trips} sequential, ms:")
+    for name, rtt in (("raw paho echo", raw_rtt), ("MqttBus immediate", bus_rtt), ("MqttBus pumped", pumped_rtt)):
+        print(f"  {name:17s} p50 {np.percentile(rtt, 50):.3f}  p99 {np.percentile(rtt, 99):.3f}  "
+              f"max {rtt.max():.3f}")
+    print(f"  ratio immediate/raw: p50 {np.percentile(bus_rtt, 50) / np.percentile(raw_rtt, 50):.2f}, "
+          f"p99 {np.percentile(bus_rtt, 99) / np.percentile(raw_rtt, 99):.2f}")
+
+
+if __name__ == "__main__":
+    main()
