@@ -124,7 +124,7 @@ class GridRole:
         self._unsupplied = np.zeros(n, dtype=bool)
         self._device_kw: dict[str, tuple[int, np.ndarray]] = {}
         self._injection_kw = np.zeros((n, 3))
-        self._tick: int | None = None  # None until the first tick: whatever arrives first is current
+        self._tick: int | None = None  # until the first tick runs, the first reading's tick is the current one
         self._held: dict[int, list[tuple[str, tuple[float, ...], tuple[float, ...], str]]] = {}
         self.late: list[LateReading] = []
         bus.subscribe(topics.meters(name), self._on_reading)
@@ -137,7 +137,9 @@ class GridRole:
             log.warning("grid: rejected %s on %s", type(message).__name__, topic)
             return
         p, q = message.p_kw, message.q_kvar
-        if self._tick is not None and message.tick != self._tick:
+        if self._tick is None:
+            self._tick = message.tick
+        if message.tick != self._tick:
             for row, meter_id in enumerate(message.meter_ids):
                 i = self._index.get(meter_id)
                 n = self._n_terminals[i] if i is not None else 3
@@ -181,7 +183,9 @@ class GridRole:
             self.counters.readings_rejected += 1
             log.warning("grid: rejected %s on %s", type(message).__name__, topic)
             return
-        if self._tick is not None and message.tick != self._tick:
+        if self._tick is None:
+            self._tick = message.tick
+        if message.tick != self._tick:
             self._arrived(message.meter_id, message.tick, message.p_kw, message.q_kvar, topic)
             return
         self._take(message.meter_id, message.p_kw, message.q_kvar, topic)

@@ -124,3 +124,50 @@ def test_non_convergence_names_tick_and_time(ieee_feeder: Feeder, ieee_day: Mete
     with pytest.raises(PowerFlowError, match=r"did not converge at tick 7 \(2024-01-15T00:00:00\+00:00\)"):
         grid.on_tick(7, T0)
     assert grid.counters.powerflow_failures == 1
+
+
+def _reading(feeder: Feeder, meter_id: str, tick: int, p_kw: float) -> tuple[str, Message]:
+    from streams.messages import MeterReading
+
+    return topics.meter(feeder.name, meter_id), MeterReading(
+        feeder=feeder.name, tick=tick, time_utc=T0 + timedelta(minutes=tick), meter_id=meter_id, p_kw=(p_kw,),
+        q_kvar=(0.0,))
+
+
+def test_meter_policy_late_duplicate_out_of_order_and_too_early(ieee_feeder: Feeder) -> None:
+    """One customer's readings in a hostile order; the power flow must see exactly the policy's choice, checked
+    against the transformer's phase power of a plain solve with that customer's load set by hand."""
+    bus = LocalBus()
+    grid = GridRole(bus=bus, feeder=ieee_feeder, name=ieee_feeder.name,
+                    powerflow=create_powerflow(ieee_feeder, engine=Engine.PGM))
+    states: list[GridState] = []
+    bus.subscribe(topics.grid_state(ieee_feeder.name), lambda t, m: states.append(m))  # type: ignore[arg-type]
+    c = ieee_feeder.customers[0]
+    phase = c.phases[0]
+
+    def send(tick: int, p_kw: float) -> None:
+        bus.publish(*_reading(ieee_feeder, c.id, tick, p_kw))
+
+    send(0, 3.0)
+    send(0, 9.0)          # duplicate of tick 0: dropped, the first stands
+    send(2, 5.0)          # out of order, within the window: held for tick 2
+    send(9, 7.0)          # too far ahead: rejected
+    grid.on_tick(0, T0)
+    send(0, 8.0)          # late: recorded, not used
+    grid.on_tick(1, T0 + timedelta(minutes=1))   # no reading: holds 3.0
+    grid.on_tick(2, T0 + timedelta(minutes=2))   # the held 5.0
+
+    assert grid.counters.readings_duplicate == 1
+    assert grid.counters.readings_held == 1
+    assert grid.counters.readings_rejected == 1
+    assert grid.counters.readings_late == 1
+    assert [(r.meter_id, r.tick, r.arrived_tick, r.p_kw) for r in grid.late] == [(c.id, 0, 1, (8.0,))]
+
+    def trafo_kw(load_kw: float) -> float:
+        p = np.zeros((1, len(ieee_feeder.customers), 3))
+        p[0, 0, phase] = load_kw
+        return float(create_powerflow(ieee_feeder, engine=Engine.PGM).solve(
+            p_kw=p, q_kvar=np.zeros_like(p)).p_trafo_kw[0].sum())
+
+    used = [sum(s.p_trafo_kw) for s in states]
+    assert used == pytest.approx([trafo_kw(3.0), trafo_kw(3.0), trafo_kw(5.0)], abs=1e-9)
