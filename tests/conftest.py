@@ -8,6 +8,9 @@ temporary folder, stopped at the end of the session:
   persistent sessions survive ``stop()``/``start()``).
 - ``influxdb`` -> ``InfluxDBServer`` (InfluxDB 1.x): the same, with ``url`` ``http://127.0.0.1:PORT`` and
   ``query(q, db=None, *, epoch=None)`` returning the parsed JSON of ``POST /query``.
+- ``victoriametrics`` -> ``VictoriaMetricsServer``: the same, with ``url`` ``http://127.0.0.1:PORT`` (InfluxDB
+  line protocol on ``/write`` and ``/api/v2/write``), ``force_flush()``, ``export(match)`` and ``samples(match)``
+  returning the raw stored samples (duplicates kept).
 
 The servers are shared by every test of the session, so a test uses its own topics, client ids and
 databases (a uuid in the name). A test may stop or kill a server; it runs again before the next test starts.
@@ -20,14 +23,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
-from servers import InfluxDBServer, MosquittoServer, ServerError, ServerProcess
+from servers import InfluxDBServer, MosquittoServer, ServerError, ServerProcess, VictoriaMetricsServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 _Server = TypeVar("_Server", bound=ServerProcess)
 _RUNNING_SERVERS = pytest.StashKey[list[ServerProcess]]()
-_SERVER_FIXTURES = ("mosquitto", "influxdb")
+_SERVER_FIXTURES = ("mosquitto", "influxdb", "victoriametrics")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -72,6 +75,14 @@ def influxdb(
 ) -> Iterator[InfluxDBServer]:
     """An InfluxDB 1.x server on 127.0.0.1 (HTTP API, no auth), for the whole session."""
     yield from _serve(InfluxDBServer, tmp_path_factory, request)
+
+
+@pytest.fixture(scope="session")
+def victoriametrics(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[VictoriaMetricsServer]:
+    """A single-node VictoriaMetrics on 127.0.0.1 (InfluxDB line protocol over HTTP), for the whole session."""
+    yield from _serve(VictoriaMetricsServer, tmp_path_factory, request)
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,12 @@
-"""Real Mosquitto and InfluxDB 1.x servers for tests, each on free loopback ports in its own folder.
+"""Real Mosquitto, InfluxDB 1.x and VictoriaMetrics servers for tests, each on free loopback ports in its own folder.
 
-A server is a child process in its own process group, started from a config file this module writes.
-``stop()`` ends it gracefully (both servers flush their data on SIGTERM), ``kill()`` ends it as a crash
-would, and ``start()`` runs it again with the same config, ports and data folder. The pytest fixtures
-that hold these objects live in ``tests/conftest.py``.
+A server is a child process in its own process group, started from a config file (or the command-line flags)
+this module writes. ``stop()`` ends it gracefully (every server flushes its data on SIGTERM), ``kill()`` ends
+it as a crash would, and ``start()`` runs it again with the same config, ports and data folder. The pytest
+fixtures that hold these objects live in ``tests/conftest.py``.
 
-The binaries come from the Debian packages ``mosquitto`` and ``influxdb``, which ``scripts/test``
-installs; their system services are never used.
+The binaries come from the Debian packages ``mosquitto``, ``influxdb`` and ``victoria-metrics``, which
+``scripts/test`` installs; their system services are never used.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "MosquittoServer",
     "ServerError",
     "ServerProcess",
+    "VictoriaMetricsServer",
     "find_binary",
     "free_port",
 ]
@@ -398,3 +399,83 @@ bind-address = "{self.host}:{self.rpc_port}"
         if errors:
             raise InfluxQueryError(f"InfluxDB /query failed for {q!r}: {'; '.join(errors)}")
         return answer
+
+
+class VictoriaMetricsServer(ServerProcess):
+    """A single-node VictoriaMetrics on 127.0.0.1, which takes InfluxDB line protocol on ``/write`` (v1) and
+    ``/api/v2/write`` (v2) of its HTTP port, no authentication.
+
+    It stores a line's field ``f`` of measurement ``m`` as the series ``m_f`` with the tags as labels (a v1
+    write adds the label ``db``), numbers as float64 rounded to about 12 significant digits, booleans as 1/0
+    and strings as 0. Without ``-dedup.minScrapeInterval`` (not set here) it keeps every sample it is sent,
+    also two with the same series and timestamp, so a duplicate write shows in ``samples()``.
+    Retention is 100 years, so that replays of past days are kept.
+
+    Attributes:
+        host: always ``"127.0.0.1"``.
+        port: the HTTP port, kept across restarts.
+        url: ``http://127.0.0.1:PORT``.
+        workdir: holds ``server.log`` and the ``data`` folder.
+    """
+
+    name = "victoria-metrics"
+    ready_pattern = re.compile(r"starting http server at")
+
+    def __init__(self, *, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir=workdir)
+        self.binary = find_binary("victoria-metrics", package="victoria-metrics")
+        self.port = free_port() if port is None else port
+        self.data_path = workdir / "data"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _argv(self) -> list[str]:
+        return [
+            self.binary,
+            f"-httpListenAddr={self.host}:{self.port}",
+            f"-storageDataPath={self.data_path}",
+            "-retentionPeriod=100y",
+            "-loggerLevel=INFO",
+        ]
+
+    def _is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1.0) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def force_flush(self) -> None:
+        """Make everything written so far searchable now (``/internal/force_flush``)."""
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=30.0) as response:
+            response.read()
+
+    def export(self, match: str) -> list[dict[str, Any]]:
+        """The raw samples of every series matching the selector ``match`` (``/api/v1/export``), after a flush:
+        one ``{"metric": {labels}, "values": [...], "timestamps": [ms...]}`` per series, duplicates kept.
+
+        Raises:
+            ServerError: the server answered with an HTTP error.
+        """
+        self.force_flush()
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/export", data=urllib.parse.urlencode({"match[]": match}).encode(), method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60.0) as response:
+                lines = response.read().decode().splitlines()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                body = exc.read().decode(errors="replace")
+            raise ServerError(f"VictoriaMetrics /api/v1/export answered HTTP {exc.code} to {match!r}: {body}") from exc
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def samples(self, match: str) -> list[tuple[dict[str, str], int, float]]:
+        """``export(match)`` flattened: one ``(labels, timestamp_ms, value)`` per stored sample."""
+        return [
+            (series["metric"], t, v)
+            for series in self.export(match)
+            for t, v in zip(series["timestamps"], series["values"], strict=True)
+        ]

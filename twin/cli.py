@@ -17,6 +17,7 @@ from rich.table import Table
 from controllers.problem import SolverSettings
 from controllers.settings import ControllerSettings, ForecastKind, Strategy
 from streams.bus import Bus
+from streams.influx_settings import InfluxSettings
 from streams.meter_data import PowerUnit
 from twin.compare import StrategyFigures
 from twin.errors import StreamError, TwinError
@@ -82,6 +83,25 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log warnings 
 BusOpt = Annotated[str | None, typer.Option(
     "--bus", envvar="PHASETWIN_BUS_URL",
     help="MQTT broker for every message (mqtt://[user:pass@]host:port, mqtts:// for TLS); default: in process")]
+
+InfluxOpt = Annotated[str | None, typer.Option(
+    "--influx", envvar="PHASETWIN_INFLUX_URL",
+    help="record every state live to InfluxDB: influxdb+v1://host:8086/db, "
+         "influxdb+v2://:TOKEN@host:8086/bucket?org=ORG, or http://host:8086?bucket=B&org=O&token=T")]
+RunIdOpt = Annotated[str | None, typer.Option(
+    "--run-id", help="run tag in the database (default: from feeder, start, tick and strategy; the same run "
+                     "replayed again overwrites its points)")]
+
+
+def _influx(url: str | None) -> InfluxSettings | None:
+    if url is None:
+        return None
+    from streams.influx_settings import influx_settings_from_url
+
+    try:
+        return influx_settings_from_url(url)
+    except StreamError as err:
+        raise _fail(str(err)) from err
 
 
 class _StopOnSigterm:
@@ -180,6 +200,8 @@ def replay(
     baseline: Annotated[bool, typer.Option(
         help="also replay the same fleet without a controller and report the gain")] = True,
     bus: BusOpt = None,
+    influx: InfluxOpt = None,
+    run_id: RunIdOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
@@ -197,13 +219,17 @@ def replay(
         from twin.scenario import named_scenario
 
         try:
-            scenario = Scenario(**(named_scenario(scenario_name) | {"out": out}))  # type: ignore[arg-type]
+            scenario = Scenario(**(named_scenario(scenario_name) | {"out": out, "name": scenario_name}))  # type: ignore[arg-type]
         except TwinError as err:
             raise _fail(str(err)) from err
+    if run_id:
+        scenario = scenario.model_copy(update={"run_id": run_id})
+    database = _influx(influx)
     try:
         bar, progress = _progress_bar("replay")
         with bar, _StopOnSigterm() as stop:
-            result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "replay"), stop_requested=stop)
+            result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "replay"), stop_requested=stop,
+                                influx=database)
         reference = None
         if baseline and scenario.controller.strategy is not Strategy.NONE and not scenario.fleet.empty \
                 and speed == 0 and not result.summary.stopped_early:
@@ -258,6 +284,8 @@ def run(
         Strategy.ROLLING_MILP),
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
+    influx: InfluxOpt = None,
+    run_id: RunIdOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the twin in real time on a broker for hardware in the loop: external parties replace built-in roles.
@@ -287,11 +315,13 @@ def run(
     try:
         scenario = scenario.model_copy(update={
             "external_controller": external_controller, "external_devices": tuple(external_devices),
-            "missed_heartbeats": missed_heartbeats})
+            "missed_heartbeats": missed_heartbeats, "run_id": run_id or ""})
+        database = _influx(influx)
         bar, progress = _progress_bar("run")
         with bar, _StopOnSigterm() as stop:
             try:
-                result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "hil"), stop_requested=stop)
+                result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "hil"), stop_requested=stop,
+                                    influx=database)
             except KeyboardInterrupt:
                 raise _fail("interrupted; use SIGTERM to end a run cleanly with its run folder") from None
     except (TwinError, StreamError) as err:
@@ -299,6 +329,48 @@ def run(
     _print_summary(result.summary)
     _print_transport(result.summary)
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Push a finished run folder somewhere else.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("influx")
+def export_influx(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by replay/run/compare")],
+    url: Annotated[str, typer.Option("--url", envvar="PHASETWIN_INFLUX_URL", help="database URL, as --influx")],
+    run_id: Annotated[str, typer.Option(help="run tag (default: the run's own, from summary.json, so an export "
+                                             "of a run recorded live overwrites its points)")] = "",
+    scenario_name: Annotated[str, typer.Option("--scenario", help="scenario tag (default: the run's own)")] = "",
+    feeder: Annotated[str | None, typer.Option(help="feeder of the run (default: from summary.json)")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write a finished run folder to InfluxDB with the live recorder's schema and keys (idempotent)."""
+    import json
+
+    from streams.influx_export import export_run
+    from twin.feeders import open_feeder
+    from twin.runner import customer_bus_index
+
+    _logging(verbose)
+    settings = _influx(url)
+    assert settings is not None
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError) as err:
+        raise _fail(f"{run_dir}: not a run folder (summary.json: {err})") from err
+    try:
+        network = open_feeder(feeder or summary["feeder"]).load_feeder()
+        bus_ids = network.bus_ids()
+        report = export_run(run_dir, settings, run_id=run_id or summary.get("run_id") or run_dir.name,
+                            scenario=scenario_name or summary.get("scenario") or "",
+                            buses={bus_ids[i] for i in customer_bus_index(network)},
+                            control_period_s=float(summary.get("controller", {}).get("period_s", 900.0)))
+    except (TwinError, StreamError) as err:
+        raise _fail(str(err)) from err
+    c = report.counts
+    console.print(f"{sum(report.points.values())} points from {run_dir} → {settings.describe()}: {c.written} written, "
+                  f"{c.rejected} rejected, {c.dropped} dropped")
 
 
 @app.command()
@@ -407,6 +479,10 @@ def _print_transport(s: RunSummary) -> None:
                       f"{ms(h['ack_latency_s_p99'])}), {h['missed_deadlines']} missed control deadlines, "
                       f"{h['unavailable_events']} device(s) gone silent, unavailable now: "
                       f"{', '.join(h['unavailable_now']) or 'none'}")
+    if s.recorder:
+        r = s.recorder
+        console.print(f"database {r['database']}: {r['written']} points written, {r['spooled']} in the spool, "
+                      f"{r['dropped']} dropped, {r['rejected']} rejected, {r['retries']} retries")
     if s.stopped_early:
         console.print(f"[yellow]stopped early[/] after {s.ticks} ticks (stop requested)")
 

@@ -29,6 +29,9 @@ from devices.agent import DeviceAgent, PvSource
 from streams import topics
 from streams.bus import Bus, LocalBus
 from streams.device_log import DeviceRecorder
+from streams.influx import InfluxRecorder
+from streams.influx_settings import InfluxSettings
+from streams.influx_shipper import InfluxCounts
 from streams.messages import ClockTick, DeviceKind, RunState, TwinStatus
 from streams.meter_replay import MeterReplay
 from streams.meter_table import MeterTable
@@ -139,11 +142,12 @@ def plan_clock(scenario: Scenario, table: MeterTable) -> TickClock:
 
 def replay(
     scenario: Scenario, *, progress: Progress | None = None, bus: Bus | None = None,
-    stop_requested: Callable[[], bool] | None = None,
+    stop_requested: Callable[[], bool] | None = None, influx: InfluxSettings | None = None,
 ) -> RunResult:
     """Run a scenario to the end (or until ``stop_requested()``) and write its run folder.
 
-    Raises TwinError/StreamError on user errors. The bus is closed at the end (an MQTT bus flushes first).
+    With ``influx``, every state is also recorded live to that database (``streams.influx``), flushed at the
+    end. Raises TwinError/StreamError on user errors. The bus is closed at the end (an MQTT bus flushes first).
     """
     wall_start = time.perf_counter()
     entry = open_feeder(scenario.feeder)
@@ -171,7 +175,10 @@ def replay(
                     n_lv_feeders=grid.n_lv_feeders)
     recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index)
     device_log = DeviceRecorder(bus=bus, feeder=name)
-    status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid)
+    database = _influx_recorder(influx, bus=bus, feeder=feeder, layout=layout, scenario=scenario,
+                                start_utc=clock.start_utc)
+    status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid,
+                             recorder_counts=_point_counts(database) if database is not None else None)
     announce = ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed)
     stages: list[TickStage] = [announce, meters]
     scheduler = None
@@ -212,12 +219,17 @@ def replay(
         if progress is not None:
             progress(tick + 1, clock.n_ticks)
 
-    timing = run_ticks(clock=clock, stages=stages, speed=scenario.speed, after_tick=after_tick, settle=bus.settle,
-                       stop_requested=stop_requested)
-    bus.close()
+    try:
+        timing = run_ticks(clock=clock, stages=stages, speed=scenario.speed, after_tick=after_tick,
+                           settle=bus.settle, stop_requested=stop_requested)
+    finally:
+        bus.close()
+        final = database.close() if database is not None else None
     c = grid.counters
+    run_id, scenario_name = run_tags(scenario, clock.start_utc)
     summary = RunSummary(
-        feeder=name, engine=str(scenario.engine), start_utc=clock.start_utc.isoformat(),
+        feeder=name, run_id=run_id, scenario=scenario_name, engine=str(scenario.engine),
+        start_utc=clock.start_utc.isoformat(),
         end_utc=clock.end_utc.isoformat(), tick_s=clock.tick_s, ticks=timing.ticks_done,
         **physics(recorder, tick_s=clock.tick_s),  # type: ignore[arg-type]
         wall_s=time.perf_counter() - wall_start, ticks_per_s=timing.ticks_done / max(timing.wall_s, 1e-9),
@@ -231,6 +243,7 @@ def replay(
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
+        recorder=_recorder_summary(influx, final),
     )
     if not np.all(recorder.recorded):
         log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
@@ -247,6 +260,49 @@ def replay(
         pd.DataFrame(controller.records).to_parquet(path, index=False)
         files.append(path)
     return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log)
+
+
+def customer_bus_index(feeder: Feeder) -> list[int]:
+    """Buses an operator-detail recording keeps: every customer's bus and the transformer's LV bus."""
+    position = {b: i for i, b in enumerate(feeder.bus_ids())}
+    return sorted({position[c.bus] for c in feeder.customers} | {position[feeder.transformer.lv_bus]})
+
+
+def run_tags(scenario: Scenario, start_utc: datetime) -> tuple[str, str]:
+    """(run id, scenario name) of the database tags: given, or derived from the scenario so that replaying the
+    same scenario overwrites its points instead of adding a second copy."""
+    strategy = "external" if scenario.external_controller else scenario.controller.strategy.value
+    name = scenario.name or strategy
+    if scenario.run_id:
+        return scenario.run_id, name
+    feeder = Path(scenario.feeder).stem if scenario.feeder.endswith(".json") else scenario.feeder
+    return f"{feeder}-{start_utc:%Y%m%dT%H%M}-{scenario.tick_s}s-{name}", name
+
+
+def _influx_recorder(settings: InfluxSettings | None, *, bus: Bus, feeder: Feeder, layout: Layout,
+                     scenario: Scenario, start_utc: datetime) -> InfluxRecorder | None:
+    if settings is None:
+        return None
+    if settings.spool_dir is None:
+        settings = settings.model_copy(update={"spool_dir": scenario.out / "influx-spool"})
+    run_id, name = run_tags(scenario, start_utc)
+    heads = [i for i, ln in enumerate(feeder.lines) if feeder.transformer.lv_bus in (ln.from_bus, ln.to_bus)]
+    return InfluxRecorder(bus=bus, feeder=feeder.name, layout=layout, customer_bus_index=customer_bus_index(feeder),
+                          head_line_index=heads, run_id=run_id, scenario=name, settings=settings)
+
+
+def _point_counts(database: InfluxRecorder) -> Callable[[], tuple[int, int, int]]:
+    def counts() -> tuple[int, int, int]:
+        c = database.counters
+        return c.written, c.spooled, c.dropped + c.rejected
+
+    return counts
+
+
+def _recorder_summary(settings: InfluxSettings | None, final: InfluxCounts | None) -> dict[str, object]:
+    if settings is None or final is None:
+        return {}
+    return {"database": settings.describe(), **dataclasses.asdict(final)}
 
 
 def _bus_summary(bus: Bus) -> dict[str, object]:
@@ -266,6 +322,7 @@ def _controller_summary(scenario: Scenario, controller: OnlineController | None)
     solve_s = np.array(c.solve_s) if c.solve_s else np.zeros(1)
     return {
         "strategy": scenario.controller.strategy.value, "forecast": scenario.controller.forecast.value,
+        "period_s": scenario.controller.period_s,
         "periods": c.periods, "decisions": c.decisions, "fallbacks": c.fallbacks, "errors": c.errors,
         "commands_sent": c.commands_sent, "switch_commands": c.switch_commands,
         "solve_s_p50": float(np.percentile(solve_s, 50)), "solve_s_p95": float(np.percentile(solve_s, 95)),

@@ -35,6 +35,8 @@ class Scenario(BaseModel):
     external_devices: tuple[str, ...] = Field(
         default=(), description="device ids run by real hardware on the bus (HIL): not simulated here"
     )
+    name: str = Field(default="", description="scenario tag in the time-series database; default: the strategy")
+    run_id: str = Field(default="", description="run tag in the time-series database; default: from the scenario")
     external_controller: bool = Field(
         default=False, description="the controller is an external party on the bus (HIL): the built-in one is not run"
     )

@@ -26,6 +26,8 @@ class RunSummary(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     feeder: str
+    run_id: str = Field(default="", description="run tag of the time-series database")
+    scenario: str = Field(default="", description="scenario tag of the time-series database")
     engine: str
     start_utc: str
     end_utc: str
