@@ -112,11 +112,19 @@ def test_hil_run_with_external_controller_and_a_device_that_falls_silent(
 
 
 def test_sigterm_ends_a_run_cleanly_with_its_run_folder(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    statuses: list[int] = []
+    watcher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"w-{uuid.uuid4().hex[:6]}",
+                          protocol=mqtt.MQTTv5)
+    watcher.on_message = lambda c, u, msg: statuses.append(json.loads(msg.payload)["tick"])
+    watcher.connect(mosquitto.host, mosquitto.port)
+    watcher.subscribe(topics.twin_status(FEEDER), qos=1)
+    watcher.loop_start()
     twin = _run(mosquitto, tmp_path, "--external", "controller", end="2024-01-16T00:00")
-    deadline = time.monotonic() + 60
-    while not (tmp_path.exists() or time.monotonic() > deadline):
+    deadline = time.monotonic() + 120
+    while len(statuses) < 5 and time.monotonic() < deadline:  # the run is under way, whatever the machine's load
         time.sleep(0.1)
-    time.sleep(3.0)
+    watcher.loop_stop()
+    watcher.disconnect()
     twin.send_signal(signal.SIGTERM)
     output, _ = twin.communicate(timeout=60)
     assert twin.returncode == 0, output
