@@ -66,6 +66,32 @@ class FakeDevice:
         self.client.disconnect()
 
 
+class _StatusWatch:
+    """Counts the twin's status messages, to wait until a run is under way whatever the machine's load."""
+
+    def __init__(self, broker: MosquittoServer) -> None:
+        self.ticks: list[int] = []
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=f"watch-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda c, u, msg: self.ticks.append(json.loads(msg.payload)["tick"])
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(topics.twin_status(FEEDER), qos=1)
+        self.client.loop_start()
+
+    def wait_for(self, n: int, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while len(self.ticks) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.ticks) >= n, "the twin published no status"
+
+    def __enter__(self) -> _StatusWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def _run(broker: MosquittoServer, out: Path, *extra: str, end: str = "2024-01-15T08:00") -> subprocess.Popen[str]:
     return subprocess.Popen(
         [PHASETWIN, "run", "--bus", broker.url, "--speed", "600", "--start", "2024-01-15T06:00", "--end", end,
@@ -79,8 +105,9 @@ def test_hil_run_with_external_controller_and_a_device_that_falls_silent(
 ) -> None:
     silent = "psd-LOAD53"
     device = FakeDevice(mosquitto, silent, "LOAD53", silent_after=20)
-    twin = _run(mosquitto, tmp_path, "--external", "controller", "--external", f"device:{silent}")
-    time.sleep(1.0)  # the twin loads its data and connects first
+    with _StatusWatch(mosquitto) as statuses:
+        twin = _run(mosquitto, tmp_path, "--external", "controller", "--external", f"device:{silent}")
+        statuses.wait_for(1)
     controller = subprocess.run(
         [sys.executable, str(ROOT / "examples/external_controller.py"),
          "--broker", f"{mosquitto.host}:{mosquitto.port}",
@@ -112,19 +139,9 @@ def test_hil_run_with_external_controller_and_a_device_that_falls_silent(
 
 
 def test_sigterm_ends_a_run_cleanly_with_its_run_folder(mosquitto: MosquittoServer, tmp_path: Path) -> None:
-    statuses: list[int] = []
-    watcher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"w-{uuid.uuid4().hex[:6]}",
-                          protocol=mqtt.MQTTv5)
-    watcher.on_message = lambda c, u, msg: statuses.append(json.loads(msg.payload)["tick"])
-    watcher.connect(mosquitto.host, mosquitto.port)
-    watcher.subscribe(topics.twin_status(FEEDER), qos=1)
-    watcher.loop_start()
-    twin = _run(mosquitto, tmp_path, "--external", "controller", end="2024-01-16T00:00")
-    deadline = time.monotonic() + 120
-    while len(statuses) < 5 and time.monotonic() < deadline:  # the run is under way, whatever the machine's load
-        time.sleep(0.1)
-    watcher.loop_stop()
-    watcher.disconnect()
+    with _StatusWatch(mosquitto) as statuses:
+        twin = _run(mosquitto, tmp_path, "--external", "controller", end="2024-01-16T00:00")
+        statuses.wait_for(5)
     twin.send_signal(signal.SIGTERM)
     output, _ = twin.communicate(timeout=60)
     assert twin.returncode == 0, output
