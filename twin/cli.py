@@ -22,6 +22,7 @@ from streams.meter_data import PowerUnit
 from twin.compare import StrategyFigures
 from twin.errors import StreamError, TwinError
 from twin.fleet import FleetSpec, PessAccess, read_device_list
+from twin.plan_rephase_cli import register as _register_rephase
 from twin.powerflow import Engine
 from twin.scenario import Scenario
 from twin.summary import RunSummary
@@ -202,6 +203,8 @@ def replay(
     bus: BusOpt = None,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
+    rephase: Annotated[Path | None, typer.Option(
+        help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
@@ -222,8 +225,8 @@ def replay(
             scenario = Scenario(**(named_scenario(scenario_name) | {"out": out, "name": scenario_name}))  # type: ignore[arg-type]
         except TwinError as err:
             raise _fail(str(err)) from err
-    if run_id:
-        scenario = scenario.model_copy(update={"run_id": run_id})
+    if run_id or rephase:
+        scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase})
     database = _influx(influx)
     try:
         bar, progress = _progress_bar("replay")
@@ -330,6 +333,11 @@ def run(
     _print_transport(result.summary)
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
 
+
+plan_app = typer.Typer(no_args_is_help=True, help="Offline planners: re-phasing, phase balancing, STS siting, "
+                                                  "seasonal arrangement.")
+app.add_typer(plan_app, name="plan")
+_register_rephase(plan_app)
 
 export_app = typer.Typer(no_args_is_help=True, help="Push a finished run folder somewhere else.")
 app.add_typer(export_app, name="export")

@@ -105,6 +105,18 @@ def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
 
 def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable]:
     feeder = entry.load_feeder()
+    if scenario.rephase is not None:
+        from controllers.planning.errors import PlanningError
+        from controllers.planning.plan_file import apply_plan, read_plan, read_plan_file
+
+        try:
+            plan = read_plan_file(scenario.rephase)
+            if plan.feeder != feeder.name:
+                raise ScenarioError(f"--rephase {scenario.rephase}: the plan is for feeder {plan.feeder!r}, "
+                                    f"not {feeder.name!r}")
+            feeder = apply_plan(feeder, read_plan(scenario.rephase))
+        except PlanningError as err:
+            raise ScenarioError(f"--rephase {scenario.rephase}: {err}") from err
     if scenario.data is not None:
         from streams.meter_data import match_customers, read_meter_data
 

@@ -32,6 +32,8 @@ class Scenario(BaseModel):
     out: Path = Path("runs/latest")
     fleet: FleetSpec = Field(default_factory=FleetSpec, description="devices and their parameters")
     schedule: Path | None = Field(default=None, description="scripted command CSV (time_utc,device_id,action,...)")
+    rephase: Path | None = Field(default=None, description="plan.json of `phasetwin plan rephase`: customers' "
+                                 "phase connections for this run")
     external_devices: tuple[str, ...] = Field(
         default=(), description="device ids run by real hardware on the bus (HIL): not simulated here"
     )
