@@ -2,10 +2,12 @@
 
     .venv/bin/python benchmarks/mqtt.py [--messages 20000] [--round-trips 2000]
 
-Starts its own Mosquitto (tests/servers.py: no-delay, persistent) on a free loopback port and measures:
+Starts its own Mosquitto (tests/servers.py: no-delay, persistent) on a free loopback port and measures, with the
+other side of every measurement (feed, device) in a process of its own, as it would be:
 1. raw paho: QoS 1 meter-sized messages from one client to another, messages/s;
 2. twin ingest: the same messages (valid ``MeterReading`` JSON on ``.../meter/{id}``) from an external paho
-   publisher into ``MqttBus`` → contract validation → the grid role's reading handler, messages/s;
+   publisher into ``MqttBus`` → contract validation → the grid role's reading handler, messages/s, live and
+   from a broker backlog (the twin's own capacity);
 3. a whole replay over MQTT with one message per meter (``--per-meter-topics``): readings/s end to end;
 4. command → ack round trip: raw paho echo vs ``MqttBus`` (the command decoded and validated, a ``DeviceAck``
    built, encoded and published back), dispatched in paho's thread (``immediate``, a device adapter) and from a
@@ -17,13 +19,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
+import socket
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -41,19 +47,17 @@ from streams.mqtt import MqttBus, MqttSettings
 T0 = datetime(2024, 1, 15, tzinfo=UTC)
 
 
+def _nodelay(client: mqtt.Client, userdata: object, sock: object) -> None:
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _client(broker: MosquittoServer, name: str) -> mqtt.Client:
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}",
                          protocol=mqtt.MQTTv5)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
-
-    def nodelay(client: mqtt.Client, userdata: object, sock: object) -> None:
-        import socket
-
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    client.on_socket_open = nodelay
+    client.on_socket_open = _nodelay
     client.connect(broker.host, broker.port)
     client.loop_start()
     return client
@@ -67,6 +71,28 @@ def _meter_payloads(feeder: str, n: int, meters: list[str]) -> list[tuple[str, b
                                meter_id=m, p_kw=(1.0 + k % 7 * 0.1,), q_kvar=(0.2,))
         out.append((topics.meter(feeder, m), reading.model_dump_json().encode()))
     return out
+
+
+def _feed_process(host: str, port: int, payloads: list[tuple[str, bytes]]) -> None:
+    """Child process: publish every payload at QoS 1 as fast as paho can, wait for the broker's acks."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"feed-{uuid.uuid4().hex[:6]}",
+                         protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.on_socket_open = _nodelay
+    client.connect(host, port)
+    client.loop_start()
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in payloads]
+    for info in infos:
+        info.wait_for_publish(60)
+    client.loop_stop()
+    client.disconnect()
+
+
+def _start_feed(broker: MosquittoServer, payloads: list[tuple[str, bytes]]) -> multiprocessing.Process:
+    feed = multiprocessing.get_context("fork").Process(target=_feed_process, args=(broker.host, broker.port, payloads))
+    feed.start()
+    return feed
 
 
 def raw_throughput(broker: MosquittoServer, payloads: list[tuple[str, bytes]]) -> float:
@@ -83,15 +109,13 @@ def raw_throughput(broker: MosquittoServer, payloads: list[tuple[str, bytes]]) -
     feeder = payloads[0][0].split("/")[2]
     sub.subscribe(topics.meters(feeder), qos=1)
     time.sleep(0.3)
-    pub = _client(broker, "raw-pub")
     t0 = time.perf_counter()
-    for topic, payload in payloads:
-        pub.publish(topic, payload, qos=1)
+    feed = _start_feed(broker, payloads)
     done.wait(120)
     rate = count[0] / (time.perf_counter() - t0)
-    for c in (sub, pub):
-        c.loop_stop()
-        c.disconnect()
+    feed.join()
+    sub.loop_stop()
+    sub.disconnect()
     return rate
 
 
@@ -107,8 +131,6 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
     handled = [0]
     grid = GridRole(bus=bus, feeder=feeder, name=feeder_name, powerflow=create_powerflow(feeder, engine=Engine.PGM))
     bus.subscribe(topics.meters(feeder_name), lambda t, m: handled.__setitem__(0, handled[0] + 1))
-    pub = _client(broker, "feed")
-
     def ingest(started: float) -> float:
         target = handled[0] + len(payloads)
         deadline = time.monotonic() + 120
@@ -117,23 +139,20 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
         return len(payloads) / (time.perf_counter() - started)
 
     t0 = time.perf_counter()
-    for topic, payload in payloads:
-        pub.publish(topic, payload, qos=1)
+    feed = _start_feed(broker, payloads)
     live = ingest(t0)
+    feed.join()
     bus._client.disconnect()  # the session stays on the broker (expiry > 0) and queues what comes
     bus._client.loop_stop()
     time.sleep(0.3)
-    infos = [pub.publish(topic, payload, qos=1) for topic, payload in payloads]
-    for info in infos:
-        info.wait_for_publish(60)
+    feed = _start_feed(broker, payloads)
+    feed.join()
     t0 = time.perf_counter()
     bus._client.reconnect()
     bus._client.loop_start()
     backlog = ingest(t0)
     c = grid.counters  # no tick runs: the grid role holds or rejects what is ahead of its first tick
     assert c.readings_held + c.readings_rejected + c.readings_duplicate + int(grid._fresh.sum()) == 2 * len(payloads)
-    pub.loop_stop()
-    pub.disconnect()
     bus.close()
     return live, backlog
 
@@ -150,16 +169,24 @@ def replay_per_meter(broker: MosquittoServer, out: Path) -> tuple[float, int, fl
     return result.summary.readings_published / wall, result.summary.readings_published, wall
 
 
-def raw_round_trips(broker: MosquittoServer, n: int) -> np.ndarray:
-    echo = _client(broker, "raw-echo")
+def _raw_echo_process(host: str, port: int, ready: Any, stop: Any) -> None:
+    """Child process: a raw paho device that answers every command with its payload on the ack topic."""
+    echo = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"echo-{uuid.uuid4().hex[:6]}",
+                       protocol=mqtt.MQTTv5)
+    echo.on_socket_open = _nodelay
     echo.on_message = lambda c, u, msg: c.publish(msg.topic.replace("/cmd", "/ack"), msg.payload, qos=1)
+    echo.on_subscribe = lambda *args: ready.set()
+    echo.connect(host, port)
     echo.subscribe("bench/raw/device/+/cmd", qos=1)
-    return _round_trips(broker, n, "bench/raw/device/d1/cmd", "bench/raw/device/d1/ack", None)
+    echo.loop_start()
+    stop.wait(600)
+    echo.loop_stop()
+    echo.disconnect()
 
 
-def bus_round_trips(broker: MosquittoServer, n: int, *, immediate: bool) -> np.ndarray:
-    feeder = f"bench{uuid.uuid4().hex[:6]}"
-    bus = MqttBus(MqttSettings(host=broker.host, port=broker.port), name="bench-rtt", immediate=immediate)
+def _bus_responder_process(host: str, port: int, feeder: str, immediate: bool, ready: Any, stop: Any) -> None:
+    """Child process: an ``MqttBus`` role that validates each command and publishes a ``DeviceAck``."""
+    bus = MqttBus(MqttSettings(host=host, port=port), name="bench-rtt", immediate=immediate)
 
     def respond(topic: str, message: Message) -> None:
         assert isinstance(message, DeviceCommand)
@@ -168,16 +195,40 @@ def bus_round_trips(broker: MosquittoServer, n: int, *, immediate: bool) -> np.n
             status=AckStatus.ACCEPTED, reason=None, detail="", duplicate=False, effective_utc=None))
 
     bus.subscribe(topics.device_cmds(feeder), respond)
-    stop = threading.Event()
-    served = threading.Thread(target=lambda: [bus.pump(0.05) for _ in iter(stop.is_set, True)])
-    served.start()
+    ready.set()
+    while not stop.is_set():
+        if immediate:
+            stop.wait(0.1)
+        else:
+            bus.pump(0.05)
+    bus.close()
+
+
+def _with_responder(
+    target: Callable[..., None], args: tuple[Any, ...], measure: Callable[[], np.ndarray]
+) -> np.ndarray:
+    ctx = multiprocessing.get_context("fork")
+    ready, stop = ctx.Event(), ctx.Event()
+    child = ctx.Process(target=target, args=(*args, ready, stop))
+    child.start()
     try:
-        return _round_trips(broker, n, topics.device_cmd(feeder, "psd-1"), topics.device_ack(feeder, "psd-1"),
-                            feeder)
+        if not ready.wait(30):
+            raise RuntimeError("the responder process did not start")
+        return measure()
     finally:
         stop.set()
-        served.join()
-        bus.close()
+        child.join(30)
+
+
+def raw_round_trips(broker: MosquittoServer, n: int) -> np.ndarray:
+    return _with_responder(_raw_echo_process, (broker.host, broker.port), lambda: _round_trips(
+        broker, n, "bench/raw/device/d1/cmd", "bench/raw/device/d1/ack", None))
+
+
+def bus_round_trips(broker: MosquittoServer, n: int, *, immediate: bool) -> np.ndarray:
+    feeder = f"bench{uuid.uuid4().hex[:6]}"
+    return _with_responder(_bus_responder_process, (broker.host, broker.port, feeder, immediate), lambda: _round_trips(
+        broker, n, topics.device_cmd(feeder, "psd-1"), topics.device_ack(feeder, "psd-1"), feeder))
 
 
 def _round_trips(broker: MosquittoServer, n: int, cmd_topic: str, ack_topic: str, feeder: str | None) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from pydantic import ValidationError
 
 from streams import topics
@@ -73,8 +75,10 @@ def qos_of(topic: str) -> int:
     return 1
 
 
+@functools.lru_cache(maxsize=4096)
 def payload_type(topic: str) -> type[Message]:
-    """The model a topic carries; ContractError if the topic is not part of the contract."""
+    """The model a topic carries; ContractError if the topic is not part of the contract (cached per topic: a
+    feeder has a few hundred topics and this runs for every message received)."""
     parts = topic.split("/", 3)
     if len(parts) == 4 and f"{parts[0]}/{parts[1]}" == topics.ROOT:
         for pattern, model in PAYLOADS.items():
