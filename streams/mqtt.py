@@ -10,10 +10,12 @@ Messages of external parties (HIL devices or controllers) are dispatched at the 
 
 Transport: QoS 1 (``streams.contract.QOS``), a persistent session (clean_start False, session expiry > 0 —
 Mosquitto 2.0.11 only keeps an MQTT 5 session across a restart when the *first* connect did so), TCP no-delay,
-reconnect with short back-off, subscriptions renewed on every connect, each subscription with its own MQTT 5
-subscription identifier so overlapping filters never dispatch a message twice to one handler. A QoS 1
-redelivery (DUP flag) of a payload this bus already received on the same topic is dropped and counted, so
-at-least-once delivery across a broker restart does not repeat a command or a reading.
+reconnect with short back-off, subscriptions renewed on every connect. While the filters of a bus do not
+overlap (the twin's never do), a message is routed by its topic; once two overlap, every subscription gets its
+own MQTT 5 subscription identifier, so a message matching both still reaches each handler once (identifiers
+cost paho a property parse per message: a third of its receive time, which is why they are not always on).
+A QoS 1 redelivery (DUP flag) of a payload this bus already received on the same topic is dropped and counted,
+so at-least-once delivery across a broker restart does not repeat a command or a reading.
 
 Faults: every paho callback is guarded (an exception would silently end paho's network thread). A payload that
 is not valid JSON, does not fit its topic's model, or names another device or feeder than its topic is
@@ -138,6 +140,8 @@ class MqttBus:
         self._inbox: queue.SimpleQueue[tuple[str, bytes, tuple[int, ...], float]] = queue.SimpleQueue()
         self._subs: dict[str, _Subscription] = {}
         self._by_id: dict[int, _Subscription] = {}
+        self._routes: dict[str, list[_Subscription]] = {}
+        self._use_ids = False
         self._in_flight: deque[mqtt.MQTTMessageInfo] = deque()
         self._connected = threading.Event()
         self._suback = threading.Condition()
@@ -163,8 +167,14 @@ class MqttBus:
             sub.handlers.append(handler)
             return
         sub = _Subscription(pattern=pattern, sub_id=len(self._subs) + 2, handlers=[handler])  # id 1 = sync
+        if not self._use_ids and any(topics.filters_overlap(pattern, p) for p in self._subs):
+            # From now on the broker must say which subscription a message is for; renew the others with ids.
+            self._use_ids = True
+            for other in self._subs.values():
+                self._broker_subscribe(other.pattern, other.sub_id, wait=True)
         self._subs[pattern] = sub
         self._by_id[sub.sub_id] = sub
+        self._routes.clear()
         self._broker_subscribe(pattern, sub.sub_id, wait=True)
 
     def close(self) -> None:
@@ -258,9 +268,12 @@ class MqttBus:
         except ContractError as err:
             self._dead_letter(topic, err.reason, payload)
             return
-        subs = [self._by_id[i] for i in sub_ids if i in self._by_id] or [
-            s for s in self._subs.values() if topics.matches(s.pattern, topic)
-        ]
+        if self._use_ids:
+            subs = [self._by_id[i] for i in sub_ids if i in self._by_id]
+        else:
+            subs = self._routes.get(topic)  # type: ignore[assignment]
+            if subs is None:
+                subs = self._routes[topic] = [s for s in self._subs.values() if topics.matches(s.pattern, topic)]
         for sub in subs:
             for handler in sub.handlers:
                 handler(topic, message)
@@ -318,7 +331,8 @@ class MqttBus:
 
     def _broker_subscribe(self, pattern: str, sub_id: int, *, wait: bool) -> None:
         props = Properties(PacketTypes.SUBSCRIBE)
-        props.SubscriptionIdentifier = sub_id
+        if self._use_ids:
+            props.SubscriptionIdentifier = sub_id
         options = SubscribeOptions(qos=1, noLocal=False)
         if not wait:
             self._client.subscribe(pattern, options=options, properties=props)

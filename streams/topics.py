@@ -96,3 +96,18 @@ def matches(pattern: str, topic: str) -> bool:
         if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
             return False
     return len(p_parts) == len(t_parts)
+
+
+def filters_overlap(a: str, b: str) -> bool:
+    """Whether some topic matches both MQTT filters ``a`` and ``b``."""
+    pa, pb = a.split("/"), b.split("/")
+    for i in range(max(len(pa), len(pb))):
+        x = pa[i] if i < len(pa) else None
+        y = pb[i] if i < len(pb) else None
+        if x == "#" or y == "#":
+            return True
+        if x is None or y is None:
+            return False
+        if x != y and x != "+" and y != "+":
+            return False
+    return True

@@ -199,3 +199,28 @@ def test_bad_bus_urls_name_the_problem(url: str, message: str) -> None:
 def test_bus_url_with_credentials() -> None:
     s = MqttSettings.from_url("mqtts://twin:s%40cret@broker.example:8884")
     assert (s.host, s.port, s.username, s.password, s.tls) == ("broker.example", 8884, "twin", "s@cret", True)
+
+
+def test_overlapping_filters_reach_each_handler_once(mosquitto: MosquittoServer) -> None:
+    feeder = f"f{uuid.uuid4().hex[:8]}"
+    bus = _bus(mosquitto)
+    narrow: list[Message] = []
+    wide: list[Message] = []
+    bus.subscribe(topics.twin_clock(feeder), lambda t, m: narrow.append(m))
+    bus.subscribe(f"{topics.ROOT}/{feeder}/#", lambda t, m: wide.append(m))
+    ticks = [ClockTick(feeder=feeder, tick=k, time_utc=datetime(2024, 1, 15, tzinfo=UTC), tick_s=60, speed=0)
+             for k in range(3)]
+    for tick in ticks:
+        bus.publish(topics.twin_clock(feeder), tick)
+    bus.settle()
+    assert narrow == ticks and wide == ticks
+    bus.close()
+
+
+@pytest.mark.parametrize(("a", "b", "overlap"), [
+    ("x/+/c", "x/b/c", True), ("x/#", "x/b/c", True), ("x/b", "x/b/c", False), ("x/+/c", "x/+/d", False),
+    ("#", "anything", True), ("x/b/+", "x/+/c", True), ("x/b", "y/b", False),
+])
+def test_filters_overlap(a: str, b: str, overlap: bool) -> None:
+    assert topics.filters_overlap(a, b) is overlap
+    assert topics.filters_overlap(b, a) is overlap
