@@ -23,6 +23,7 @@ from twin.compare import StrategyFigures
 from twin.errors import StreamError, TwinError
 from twin.fleet import FleetSpec, PessAccess, read_device_list
 from twin.plan_rephase_cli import register as _register_rephase
+from twin.plan_siting_cli import register as _register_siting
 from twin.powerflow import Engine
 from twin.scenario import Scenario
 from twin.summary import RunSummary
@@ -338,6 +339,7 @@ plan_app = typer.Typer(no_args_is_help=True, help="Offline planners: re-phasing,
                                                   "seasonal arrangement.")
 app.add_typer(plan_app, name="plan")
 _register_rephase(plan_app)
+_register_siting(plan_app)
 
 export_app = typer.Typer(no_args_is_help=True, help="Push a finished run folder somewhere else.")
 app.add_typer(export_app, name="export")
