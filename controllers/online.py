@@ -55,6 +55,7 @@ from streams.messages import (
     PhaseLetter,
     PlannedCommand,
 )
+from streams.reading_order import NewestTick
 from twin.network import Phase
 from twin.phasing import PhaseMap
 
@@ -147,7 +148,7 @@ class OnlineController:
         self._vm_count = 0
         self.records: list[dict[str, object]] = []
         """Per control period: predicted (LTUPF) and actual (twin) voltage extremes of its first step."""
-        self._newest_reading_tick = -1
+        self._newest = NewestTick()
         bus.subscribe(topics.grid_state(view.name), self._on_grid)
         bus.subscribe(topics.meter_frame(view.name), self._on_frame)
         bus.subscribe(topics.meters(view.name), self._on_reading)
@@ -155,16 +156,9 @@ class OnlineController:
         bus.subscribe(topics.device_acks(view.name), self._on_ack)
 
     # --- inputs ---------------------------------------------------------------------------------------------
-    def _late(self, tick: int) -> bool:
-        """Late meter data (older than the newest tick seen) are recorded by the grid role, not used here."""
-        if tick < self._newest_reading_tick:
-            return True
-        self._newest_reading_tick = tick
-        return False
-
     def _on_frame(self, topic: str, message: Message) -> None:
         if isinstance(message, MeterFrame) and message.meter_ids == self._view.customer_ids \
-                and not self._late(message.tick):
+                and not self._newest.late(message.tick):
             self._terminal_kw = message.p_kw
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = message.q_kvar / message.p_kw
@@ -180,7 +174,7 @@ class OnlineController:
 
     def _on_reading(self, topic: str, message: Message) -> None:
         i = self._index.get(message.meter_id) if isinstance(message, MeterReading) else None
-        if isinstance(message, MeterReading) and i is not None and not self._late(message.tick):
+        if isinstance(message, MeterReading) and i is not None and not self._newest.late(message.tick):
             row = np.zeros(3)
             row[:len(message.p_kw)] = message.p_kw
             self._terminal_kw = self._terminal_kw.copy()

@@ -31,6 +31,7 @@ from streams.messages import (
     MeterReading,
     RejectReason,
 )
+from streams.reading_order import NewestTick
 
 log = logging.getLogger(__name__)
 PvSource = Callable[[str, int], float]
@@ -65,7 +66,7 @@ class DeviceAgent:
         self._hosts = {d.customer_id for d in devices}
         self._frame_rows: tuple[tuple[str, ...], list[tuple[int, Device]]] | None = None
         self.counters = AgentCounters()
-        self._newest_reading_tick = -1
+        self._newest = NewestTick()
         bus.subscribe(topics.device_cmds(feeder), self._on_command)
         bus.subscribe(topics.controller_heartbeat(feeder), self._on_heartbeat)
         bus.subscribe(topics.meter_frame(feeder), self._on_frame)
@@ -88,15 +89,8 @@ class DeviceAgent:
         for device in self.devices.values():
             device.heartbeat(message.time_utc)
 
-    def _late(self, tick: int) -> bool:
-        """Late meter data (older than the newest tick seen) are recorded by the grid role, not used here."""
-        if tick < self._newest_reading_tick:
-            return True
-        self._newest_reading_tick = tick
-        return False
-
     def _on_frame(self, topic: str, message: Message) -> None:
-        if not isinstance(message, MeterFrame) or self._late(message.tick):
+        if not isinstance(message, MeterFrame) or self._newest.late(message.tick):
             return  # the grid role counts and logs malformed and late meter data
         if self._frame_rows is None or self._frame_rows[0] != message.meter_ids:
             row_of = {m: r for r, m in enumerate(message.meter_ids)}
@@ -106,7 +100,9 @@ class DeviceAgent:
             device.observe(p_kw=float(message.p_kw[row].sum()), q_kvar=float(message.q_kvar[row].sum()))
 
     def _on_reading(self, topic: str, message: Message) -> None:
-        if not isinstance(message, MeterReading) or message.meter_id not in self._hosts or self._late(message.tick):
+        if not isinstance(message, MeterReading) or message.meter_id not in self._hosts:
+            return
+        if self._newest.late(message.tick):
             return
         for device in self.devices.values():
             if device.customer_id == message.meter_id:
