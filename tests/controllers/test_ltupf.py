@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from ortools.math_opt.python import mathopt
 from pydantic import ValidationError
+from small_feeders import two_bus_feeder
 
 from controllers.ltupf import (
     LOCAL_REGION,
@@ -46,7 +47,7 @@ from controllers.ltupf import (
 )
 from streams.meter_table import MeterTable
 from twin.loaders import ieee_european_lv, liege
-from twin.network import Bus, Customer, Feeder, Line, Phase, Source, Transformer
+from twin.network import Feeder, Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import Engine, PowerFlow, PowerFlowResult, create_powerflow
 
@@ -88,23 +89,6 @@ def per_phase(phase_map: PhaseMap, day: MeterTable, minute: int) -> tuple[np.nda
 
 
 # --- the exact linear network and a hand-computed two-bus case ------------------------------------------------
-
-
-def two_bus_feeder(*, connection: str = "ABC") -> Feeder:
-    """
-    source 11 kV, 1.02 pu, 100 MVA ──[SRC]── MV ──TR 250 kVA Dyn1, 4 %/1 %── LV0 ──L1 200 m── LV1 (customer)
-    """
-    return Feeder(
-        name="two-bus",
-        buses=(Bus(id="MV", vn_kv=11.0), Bus(id="LV0", vn_kv=0.416), Bus(id="LV1", vn_kv=0.416)),
-        lines=(Line(id="L1", from_bus="LV0", to_bus="LV1", length_km=0.2, r1_ohm_per_km=0.2,
-                    x1_ohm_per_km=0.08, r0_ohm_per_km=0.8, x0_ohm_per_km=0.3, max_i_ka=0.25),),
-        transformer=Transformer(id="TR", hv_bus="MV", lv_bus="LV0", sn_kva=250.0, vn_hv_kv=11.0, vn_lv_kv=0.416,
-                                vk_percent=4.0, vkr_percent=1.0, shift_deg=30.0),
-        source=Source(bus="MV", vn_kv=11.0, vm_pu=1.02, s_sc_mva=100.0, rx_ratio=0.1, x0x_ratio=1.0,
-                      r0x0_ratio=0.1),
-        customers=(Customer(id="C1", bus="LV1", phases=connection),),
-    )
 
 
 def hand_impedances() -> tuple[complex, complex, complex]:
