@@ -1,6 +1,6 @@
 """MQTT throughput and latency on loopback, through the twin's bus and with raw paho, in the same run.
 
-    .venv/bin/python benchmarks/mqtt.py [--messages 20000] [--round-trips 2000]
+    .venv/bin/python benchmarks/mqtt.py [--messages 20000] [--round-trips 2000] [--protocols 5,3.1.1]
 
 Starts its own Mosquitto (tests/servers.py: no-delay, persistent) on a free loopback port and measures, with the
 other side of every measurement (feed, device) in a process of its own, as it would be:
@@ -12,12 +12,15 @@ other side of every measurement (feed, device) in a process of its own, as it wo
 4. command → ack round trip: raw paho echo vs ``MqttBus`` (the command decoded and validated, a ``DeviceAck``
    built, encoded and published back), dispatched in paho's thread (``immediate``, a device adapter) and from a
    pumping thread (the twin's mode) — p50/p99 over ``--round-trips`` sequential round trips.
+Ingest and round trips are measured for each protocol of ``--protocols`` (the feed, the raw clients and the bus
+all speak it): paho parses a ``Properties`` object for every MQTT 5 PUBLISH it receives, which MQTT 3.1.1 skips.
 Targets (issue 6): ≥ 10,000 meter messages/s ingested; command → ack p99 ≤ 1 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import multiprocessing
 import socket
@@ -52,9 +55,12 @@ def _nodelay(client: mqtt.Client, userdata: object, sock: object) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _client(broker: MosquittoServer, name: str) -> mqtt.Client:
+PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+
+
+def _client(broker: MosquittoServer, name: str, protocol: str) -> mqtt.Client:
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:6]}",
-                         protocol=mqtt.MQTTv5)
+                         protocol=PROTOCOLS[protocol])
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.on_socket_open = _nodelay
@@ -73,10 +79,10 @@ def _meter_payloads(feeder: str, n: int, meters: list[str]) -> list[tuple[str, b
     return out
 
 
-def _feed_process(host: str, port: int, payloads: list[tuple[str, bytes]]) -> None:
+def _feed_process(host: str, port: int, payloads: list[tuple[str, bytes]], protocol: str) -> None:
     """Child process: publish every payload at QoS 1 as fast as paho can, wait for the broker's acks."""
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"feed-{uuid.uuid4().hex[:6]}",
-                         protocol=mqtt.MQTTv5)
+                         protocol=PROTOCOLS[protocol])
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.on_socket_open = _nodelay
@@ -89,13 +95,82 @@ def _feed_process(host: str, port: int, payloads: list[tuple[str, bytes]]) -> No
     client.disconnect()
 
 
-def _start_feed(broker: MosquittoServer, payloads: list[tuple[str, bytes]]) -> multiprocessing.Process:
-    feed = multiprocessing.get_context("fork").Process(target=_feed_process, args=(broker.host, broker.port, payloads))
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _packet(header: int, body: bytes) -> bytes:
+    return bytes([header]) + _varint(len(body)) + body
+
+
+def _mqtt_string(text: str) -> bytes:
+    raw = text.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def _read_packet(sock: socket.socket, buf: bytearray) -> int:
+    """Read one whole packet from ``sock`` (``buf`` keeps what came after it); return its type nibble."""
+    while True:
+        if len(buf) >= 2:
+            length, mult, i = 0, 1, 1
+            while i < len(buf) and i <= 4:
+                length += (buf[i] & 127) * mult
+                mult *= 128
+                if not buf[i] & 128:
+                    break
+                i += 1
+            else:
+                i = -1
+            if i > 0 and len(buf) >= i + 1 + length:
+                kind = buf[0] >> 4
+                del buf[: i + 1 + length]
+                return kind
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the broker closed the connection")
+        buf += chunk
+
+
+def _fast_feed_process(host: str, port: int, payloads: list[tuple[str, bytes]], protocol: str) -> None:
+    """Child process: a minimal MQTT publisher that writes pre-encoded QoS 1 PUBLISH packets, 20 in flight (the
+    broker's default receive maximum), so that the feed costs little CPU and the receiving side is what limits."""
+    v5 = protocol == "5"
+    props = b"\x00" if v5 else b""
+    packets = [_packet(0x32, _mqtt_string(topic) + (k % 65535 + 1).to_bytes(2, "big") + props + payload)
+               for k, (topic, payload) in enumerate(payloads)]
+    sock = socket.create_connection((host, port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    connect = _mqtt_string("MQTT") + bytes([5 if v5 else 4, 0x02]) + (60).to_bytes(2, "big") + props
+    sock.sendall(_packet(0x10, connect + _mqtt_string(f"fastfeed-{uuid.uuid4().hex[:6]}")))
+    buf = bytearray()
+    if _read_packet(sock, buf) != 2:
+        raise RuntimeError("no CONNACK")
+    window = 20
+    for start in range(0, len(packets), window):
+        batch = packets[start:start + window]
+        sock.sendall(b"".join(batch))
+        acked = 0
+        while acked < len(batch):
+            acked += _read_packet(sock, buf) == 4  # PUBACK
+    sock.sendall(b"\xe0\x00")
+    sock.close()
+
+
+def _start_feed(broker: MosquittoServer, payloads: list[tuple[str, bytes]], protocol: str,
+                *, fast: bool = False) -> multiprocessing.Process:
+    feed = multiprocessing.get_context("fork").Process(target=_fast_feed_process if fast else _feed_process,
+                                                        args=(broker.host, broker.port, payloads, protocol))
     feed.start()
     return feed
 
 
-def raw_throughput(broker: MosquittoServer, payloads: list[tuple[str, bytes]]) -> float:
+def raw_throughput(broker: MosquittoServer, payloads: list[tuple[str, bytes]], protocol: str, *,
+                   fast_feed: bool) -> float:
     done = threading.Event()
     count = [0]
 
@@ -104,13 +179,13 @@ def raw_throughput(broker: MosquittoServer, payloads: list[tuple[str, bytes]]) -
         if count[0] == len(payloads):
             done.set()
 
-    sub = _client(broker, "raw-sub")
+    sub = _client(broker, "raw-sub", protocol)
     sub.on_message = on_message
     feeder = payloads[0][0].split("/")[2]
     sub.subscribe(topics.meters(feeder), qos=1)
     time.sleep(0.3)
     t0 = time.perf_counter()
-    feed = _start_feed(broker, payloads)
+    feed = _start_feed(broker, payloads, protocol, fast=fast_feed)
     done.wait(120)
     rate = count[0] / (time.perf_counter() - t0)
     feed.join()
@@ -119,7 +194,8 @@ def raw_throughput(broker: MosquittoServer, payloads: list[tuple[str, bytes]]) -
     return rate
 
 
-def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feeder_name: str) -> tuple[float, float]:
+def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feeder_name: str,
+                protocol: str) -> tuple[float, float]:
     """(live rate, backlog rate): the twin ingesting while the feed publishes, and draining the same number of
     messages queued by the broker for its session while it was away (its own capacity, not the feed's)."""
     from twin.feeders import open_feeder
@@ -127,10 +203,12 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
     from twin.powerflow import Engine, create_powerflow
 
     feeder = open_feeder("ieee-european-lv").load_feeder()
-    bus = MqttBus(MqttSettings(host=broker.host, port=broker.port), name="bench")
+    bus = MqttBus(MqttSettings(host=broker.host, port=broker.port, protocol=protocol), name="bench")  # type: ignore[arg-type]
     handled = [0]
     grid = GridRole(bus=bus, feeder=feeder, name=feeder_name, powerflow=create_powerflow(feeder, engine=Engine.PGM))
     bus.subscribe(topics.meters(feeder_name), lambda t, m: handled.__setitem__(0, handled[0] + 1))
+    gc.freeze()  # as twin.runner.replay does once the roles are set up
+
     def ingest(started: float) -> float:
         target = handled[0] + len(payloads)
         deadline = time.monotonic() + 120
@@ -139,13 +217,13 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
         return len(payloads) / (time.perf_counter() - started)
 
     t0 = time.perf_counter()
-    feed = _start_feed(broker, payloads)
+    feed = _start_feed(broker, payloads, protocol, fast=True)
     live = ingest(t0)
     feed.join()
     bus._client.disconnect()  # the session stays on the broker (expiry > 0) and queues what comes
     bus._client.loop_stop()
     time.sleep(0.3)
-    feed = _start_feed(broker, payloads)
+    feed = _start_feed(broker, payloads, protocol, fast=True)
     feed.join()
     t0 = time.perf_counter()
     bus._client.reconnect()
@@ -157,22 +235,23 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
     return live, backlog
 
 
-def replay_per_meter(broker: MosquittoServer, out: Path) -> tuple[float, int, float]:
+def replay_per_meter(broker: MosquittoServer, out: Path, protocol: str) -> tuple[float, int, float]:
     from twin.runner import replay
     from twin.scenario import Scenario
 
     scenario = Scenario(per_meter_topics=True, out=out, start_utc=T0, end_utc=T0 + timedelta(hours=6))
-    bus = MqttBus(MqttSettings(host=broker.host, port=broker.port), name="bench-replay")
+    bus = MqttBus(MqttSettings(host=broker.host, port=broker.port, protocol=protocol),  # type: ignore[arg-type]
+                  name="bench-replay")
     t0 = time.perf_counter()
     result = replay(scenario, bus=bus)
     wall = time.perf_counter() - t0
     return result.summary.readings_published / wall, result.summary.readings_published, wall
 
 
-def _raw_echo_process(host: str, port: int, ready: Any, stop: Any) -> None:
+def _raw_echo_process(host: str, port: int, protocol: str, ready: Any, stop: Any) -> None:
     """Child process: a raw paho device that answers every command with its payload on the ack topic."""
     echo = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"echo-{uuid.uuid4().hex[:6]}",
-                       protocol=mqtt.MQTTv5)
+                       protocol=PROTOCOLS[protocol])
     echo.on_socket_open = _nodelay
     echo.on_message = lambda c, u, msg: c.publish(msg.topic.replace("/cmd", "/ack"), msg.payload, qos=1)
     echo.on_subscribe = lambda *args: ready.set()
@@ -184,9 +263,11 @@ def _raw_echo_process(host: str, port: int, ready: Any, stop: Any) -> None:
     echo.disconnect()
 
 
-def _bus_responder_process(host: str, port: int, feeder: str, immediate: bool, ready: Any, stop: Any) -> None:
+def _bus_responder_process(host: str, port: int, protocol: str, feeder: str, immediate: bool, ready: Any,
+                           stop: Any) -> None:
     """Child process: an ``MqttBus`` role that validates each command and publishes a ``DeviceAck``."""
-    bus = MqttBus(MqttSettings(host=host, port=port), name="bench-rtt", immediate=immediate)
+    bus = MqttBus(MqttSettings(host=host, port=port, protocol=protocol),  # type: ignore[arg-type]
+                  name="bench-rtt", immediate=immediate)
 
     def respond(topic: str, message: Message) -> None:
         assert isinstance(message, DeviceCommand)
@@ -220,20 +301,22 @@ def _with_responder(
         child.join(30)
 
 
-def raw_round_trips(broker: MosquittoServer, n: int) -> np.ndarray:
-    return _with_responder(_raw_echo_process, (broker.host, broker.port), lambda: _round_trips(
-        broker, n, "bench/raw/device/d1/cmd", "bench/raw/device/d1/ack", None))
+def raw_round_trips(broker: MosquittoServer, n: int, protocol: str) -> np.ndarray:
+    return _with_responder(_raw_echo_process, (broker.host, broker.port, protocol), lambda: _round_trips(
+        broker, n, "bench/raw/device/d1/cmd", "bench/raw/device/d1/ack", protocol))
 
 
-def bus_round_trips(broker: MosquittoServer, n: int, *, immediate: bool) -> np.ndarray:
+def bus_round_trips(broker: MosquittoServer, n: int, protocol: str, *, immediate: bool) -> np.ndarray:
     feeder = f"bench{uuid.uuid4().hex[:6]}"
-    return _with_responder(_bus_responder_process, (broker.host, broker.port, feeder, immediate), lambda: _round_trips(
-        broker, n, topics.device_cmd(feeder, "psd-1"), topics.device_ack(feeder, "psd-1"), feeder))
+    return _with_responder(
+        _bus_responder_process, (broker.host, broker.port, protocol, feeder, immediate),
+        lambda: _round_trips(broker, n, topics.device_cmd(feeder, "psd-1"), topics.device_ack(feeder, "psd-1"),
+                             protocol))
 
 
-def _round_trips(broker: MosquittoServer, n: int, cmd_topic: str, ack_topic: str, feeder: str | None) -> np.ndarray:
+def _round_trips(broker: MosquittoServer, n: int, cmd_topic: str, ack_topic: str, protocol: str) -> np.ndarray:
     got = threading.Event()
-    client = _client(broker, "rtt")
+    client = _client(broker, "rtt", protocol)
     client.on_message = lambda c, u, msg: got.set()
     client.subscribe(ack_topic, qos=1)
     time.sleep(0.3)
@@ -260,37 +343,51 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--round-trips", type=int, default=2000)
+    parser.add_argument("--protocols", default="5,3.1.1", help="comma-separated: 5, 3.1.1")
     args = parser.parse_args()
+    protocols = [p.strip() for p in args.protocols.split(",")]
+    rates: dict[str, dict[str, float]] = {}
+    rtts: dict[str, dict[str, np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         broker = MosquittoServer(workdir=Path(tmp))
         broker.start()
         try:
-            feeder = f"bench{uuid.uuid4().hex[:6]}"
             from twin.feeders import open_feeder
 
             meters = [c.id for c in open_feeder("ieee-european-lv").load_feeder().customers]
-            payloads = _meter_payloads(feeder, args.messages, meters)
-            raw = raw_throughput(broker, payloads)
-            payloads = _meter_payloads(feeder + "x", args.messages, meters)
-            ingest, backlog = twin_ingest(broker, payloads, feeder + "x")
-            replay_rate, readings, replay_wall = replay_per_meter(broker, Path(tmp) / "run")
-            raw_rtt = raw_round_trips(broker, args.round_trips) * 1e3
-            bus_rtt = bus_round_trips(broker, args.round_trips, immediate=True) * 1e3
-            pumped_rtt = bus_round_trips(broker, args.round_trips, immediate=False) * 1e3
+            for protocol in protocols:
+                feeder = f"bench{uuid.uuid4().hex[:6]}"
+                payloads = _meter_payloads(feeder, args.messages, meters)
+                raw = raw_throughput(broker, payloads, protocol, fast_feed=False)
+                raw_fast = raw_throughput(broker, payloads, protocol, fast_feed=True)
+                payloads = _meter_payloads(feeder + "x", args.messages, meters)
+                live, backlog = twin_ingest(broker, payloads, feeder + "x", protocol)
+                replay_rate, readings, replay_wall = replay_per_meter(broker, Path(tmp) / f"run{protocol}", protocol)
+                rates[protocol] = {"raw": raw, "raw_fast": raw_fast, "live": live, "backlog": backlog,
+                                   "replay": replay_rate, "readings": readings, "replay_wall": replay_wall}
+                rtts[protocol] = {
+                    "raw paho echo": raw_round_trips(broker, args.round_trips, protocol) * 1e3,
+                    "MqttBus immediate": bus_round_trips(broker, args.round_trips, protocol, immediate=True) * 1e3,
+                    "MqttBus pumped": bus_round_trips(broker, args.round_trips, protocol, immediate=False) * 1e3,
+                }
         finally:
             broker.stop()
-    print(f"meter messages, QoS 1, {args.messages} messages of ~{len(payloads[0][1])} bytes:")
-    print(f"  raw paho client → client      {raw:10.0f} msg/s")
-    print(f"  external feed → twin grid     {ingest:10.0f} msg/s   ({ingest / raw:.2f} of raw: the feed is the limit)")
-    print(f"  broker backlog → twin grid    {backlog:10.0f} msg/s   ({backlog / raw:.2f} of raw)")
-    print(f"  replay over MQTT, per meter   {replay_rate:10.0f} readings/s ({readings} readings, power flow "
-          f"included, {replay_wall:.1f} s)")
+    print(f"meter messages, QoS 1, {args.messages} messages of ~{len(payloads[0][1])} bytes, msg/s:")
+    print("  A: paho publisher → paho subscriber; B: fast feed → paho subscriber (what paho can receive);")
+    print("  C: fast feed → twin (MqttBus, contract validation, grid role), live; D: broker backlog → twin;")
+    print("  E: a replay over MQTT with one message per meter (published and received by the twin, power flow "
+          "included)")
+    print(f"  {'MQTT':6s} {'A':>8s} {'B':>8s} {'C':>8s} {'C/B':>6s} {'D':>8s} {'D/B':>6s} {'E':>8s}")
+    for protocol, r in rates.items():
+        print(f"  {protocol:6s} {r['raw']:8.0f} {r['raw_fast']:8.0f} {r['live']:8.0f} {r['live'] / r['raw_fast']:6.2f} "
+              f"{r['backlog']:8.0f} {r['backlog'] / r['raw_fast']:6.2f} {r['replay']:8.0f}")
     print(f"command → ack round trip, {args.round_trips} sequential, ms:")
-    for name, rtt in (("raw paho echo", raw_rtt), ("MqttBus immediate", bus_rtt), ("MqttBus pumped", pumped_rtt)):
-        print(f"  {name:17s} p50 {np.percentile(rtt, 50):.3f}  p99 {np.percentile(rtt, 99):.3f}  "
-              f"max {rtt.max():.3f}")
-    print(f"  ratio immediate/raw: p50 {np.percentile(bus_rtt, 50) / np.percentile(raw_rtt, 50):.2f}, "
-          f"p99 {np.percentile(bus_rtt, 99) / np.percentile(raw_rtt, 99):.2f}")
+    for protocol, by_kind in rtts.items():
+        raw_p99 = np.percentile(by_kind["raw paho echo"], 99)
+        for name, rtt in by_kind.items():
+            p99 = np.percentile(rtt, 99)
+            print(f"  MQTT {protocol:5s} {name:17s} p50 {np.percentile(rtt, 50):.3f}  p99 {p99:.3f}  "
+                  f"max {rtt.max():.3f}  p99/raw p99 {p99 / raw_p99:.2f}")
 
 
 if __name__ == "__main__":

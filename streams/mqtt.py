@@ -17,6 +17,12 @@ cost paho a property parse per message: a third of its receive time, which is wh
 A QoS 1 redelivery (DUP flag) of a payload this bus already received on the same topic is dropped and counted,
 so at-least-once delivery across a broker restart does not repeat a command or a reading.
 
+Protocol: MQTT 5 by default; ``?protocol=3.1.1`` on the URL (``MqttSettings.protocol``) speaks MQTT 3.1.1 for
+bulk meter ingest — paho builds a ``Properties`` object for every MQTT 5 PUBLISH it receives, about 25 µs, which
+is a third of its receive cost (``benchmarks/mqtt.py`` prints both). With 3.1.1 the session is kept by
+``clean_session=False`` and ended on ``close()``; there are no subscription identifiers, so overlapping filters
+are refused on that protocol.
+
 Faults: every paho callback is guarded (an exception would silently end paho's network thread). A payload that
 is not valid JSON, does not fit its topic's model, or names another device or feeder than its topic is
 published to ``.../deadletter`` with the reason and counted in ``deadletters``; it never reaches a handler.
@@ -34,8 +40,8 @@ import uuid
 from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -54,6 +60,8 @@ log = logging.getLogger(__name__)
 _SYNC_ROOT = f"{topics.ROOT}/_bus/sync"
 _WAIT_LOG_S = 5.0
 _RECENT_MAX = 100_000
+Protocol = Literal["5", "3.1.1"]
+_PROTOCOLS: dict[str, mqtt.MQTTProtocolVersion] = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
 
 def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
@@ -68,7 +76,8 @@ class BusError(StreamError):
 
 @dataclass(frozen=True)
 class MqttSettings:
-    """Where the broker is and how to talk to it; ``from_url("mqtt://user:pass@host:1883")``, ``mqtts://`` = TLS."""
+    """Where the broker is and how to talk to it; ``from_url("mqtt://user:pass@host:1883")``, ``mqtts://`` = TLS,
+    ``?protocol=3.1.1`` = MQTT 3.1.1 instead of 5."""
 
     host: str = "127.0.0.1"
     port: int = 1883
@@ -82,6 +91,11 @@ class MqttSettings:
     settle_timeout_s: float = 120.0
     reconnect_min_s: int = 1
     reconnect_max_s: int = 4
+    protocol: Protocol = "5"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in _PROTOCOLS:
+            raise BusError(f"MQTT protocol {self.protocol!r} is not supported; expected one of {', '.join(_PROTOCOLS)}")
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> MqttSettings:
@@ -94,14 +108,26 @@ class MqttSettings:
             raise BusError(f"bus URL {url!r}: the port is not a number between 0 and 65535") from err
         if not parts.hostname:
             raise BusError(f"bus URL {url!r} has no host; expected mqtt://host:port")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - {"protocol"})
+        if unknown:
+            raise BusError(f"bus URL {url!r}: unknown query parameter(s) {', '.join(unknown)}; expected protocol=")
+        protocol = query.get("protocol", ["5"])[-1]
+        if protocol not in _PROTOCOLS:
+            raise BusError(f"bus URL {url!r}: protocol={protocol!r} is not supported; expected 5 or 3.1.1")
         return cls(host=parts.hostname, port=port or (8883 if parts.scheme == "mqtts" else 1883),
                    username=unquote(parts.username) if parts.username else None,
                    password=unquote(parts.password) if parts.password else None,
-                   tls=parts.scheme == "mqtts", **overrides)
+                   tls=parts.scheme == "mqtts", protocol=protocol, **overrides)  # type: ignore[arg-type]
 
     @property
     def url(self) -> str:
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+        suffix = "" if self.protocol == "5" else f"?protocol={self.protocol}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}{suffix}"
+
+    @property
+    def mqtt5(self) -> bool:
+        return self.protocol == "5"
 
 
 @dataclass
@@ -167,7 +193,11 @@ class MqttBus:
             sub.handlers.append(handler)
             return
         sub = _Subscription(pattern=pattern, sub_id=len(self._subs) + 2, handlers=[handler])  # id 1 = sync
-        if not self._use_ids and any(topics.filters_overlap(pattern, p) for p in self._subs):
+        overlapping = [p for p in self._subs if topics.filters_overlap(pattern, p)]
+        if overlapping and not self.settings.mqtt5:
+            raise BusError(f"the filter {pattern!r} overlaps {overlapping[0]!r}: a message matching both could not "
+                           f"be told apart without MQTT 5 subscription identifiers; use protocol 5 on this bus")
+        if not self._use_ids and overlapping:
             # From now on the broker must say which subscription a message is for; renew the others with ids.
             self._use_ids = True
             for other in self._subs.values():
@@ -185,11 +215,17 @@ class MqttBus:
         unacked = self.unacknowledged(wait_s=self.settings.settle_timeout_s)
         if unacked:
             log.error("mqtt: %d message(s) were not acknowledged by %s before close", unacked, self.settings.url)
-        props = Properties(PacketTypes.DISCONNECT)
-        props.SessionExpiryInterval = 0
-        with contextlib.suppress(Exception):
-            self._client.disconnect(properties=props)
-        self._client.loop_stop()
+        if self.settings.mqtt5:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+            with contextlib.suppress(Exception):
+                self._client.disconnect(properties=props)
+            self._client.loop_stop()
+        else:
+            with contextlib.suppress(Exception):
+                self._client.disconnect()
+            self._client.loop_stop()
+            self._end_311_session()
         if self.counters.deadletters:
             log.warning("mqtt: %d payload(s) went to the dead-letter topic: %s", self.counters.deadletters,
                         dict(self.counters.deadletter_reasons))
@@ -296,9 +332,10 @@ class MqttBus:
         self._publish_raw(target, letter.model_dump_json().encode(), 1)
 
     # -- paho ------------------------------------------------------------------------------------------
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self, *, clean_session: bool = False) -> mqtt.Client:
         client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5, reconnect_on_failure=True)
+                             protocol=_PROTOCOLS[self.settings.protocol], reconnect_on_failure=True,
+                             clean_session=None if self.settings.mqtt5 else clean_session)
         if self.settings.username is not None:
             client.username_pw_set(self.settings.username, self.settings.password)
         if self.settings.tls:
@@ -314,12 +351,32 @@ class MqttBus:
         client.on_socket_open = self._on_socket_open
         return client
 
+    def _end_311_session(self) -> None:
+        """MQTT 3.1.1 has no session expiry: a clean connect under the same client id removes the session."""
+        client = self._make_client(clean_session=True)
+        client.on_connect = client.on_disconnect = client.on_message = client.on_subscribe = None
+        try:
+            client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
+            client.loop_start()
+            deadline = time.monotonic() + self.settings.connect_timeout_s
+            while not client.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.002)
+            client.disconnect()
+            client.loop_stop()
+        except OSError as err:
+            log.warning("mqtt: could not end the MQTT 3.1.1 session of %s on %s: %s", self.client_id,
+                        self.settings.url, err)
+
     def _connect(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
+        if self.settings.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.settings.session_expiry_s
+            session: dict[str, Any] = {"clean_start": False, "properties": props}
+        else:
+            session = {}
         try:
             self._client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
-                                 clean_start=False, properties=props)
+                                 **session)
         except OSError as err:
             raise BusError(f"cannot connect to the MQTT broker {self.settings.url}: {err}") from err
         self._client.loop_start()
@@ -330,16 +387,19 @@ class MqttBus:
         self._broker_subscribe(self._sync_topic, 1, wait=True)
 
     def _broker_subscribe(self, pattern: str, sub_id: int, *, wait: bool) -> None:
-        props = Properties(PacketTypes.SUBSCRIBE)
-        if self._use_ids:
-            props.SubscriptionIdentifier = sub_id
-        options = SubscribeOptions(qos=1, noLocal=False)
+        if self.settings.mqtt5:
+            props = Properties(PacketTypes.SUBSCRIBE)
+            if self._use_ids:
+                props.SubscriptionIdentifier = sub_id
+            request: dict[str, Any] = {"options": SubscribeOptions(qos=1, noLocal=False), "properties": props}
+        else:
+            request = {"qos": 1}
         if not wait:
-            self._client.subscribe(pattern, options=options, properties=props)
+            self._client.subscribe(pattern, **request)
             return
         # Held across the request so that the SUBACK callback cannot run before its mid is registered.
         with self._suback:
-            rc, mid = self._client.subscribe(pattern, options=options, properties=props)
+            rc, mid = self._client.subscribe(pattern, **request)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                 log.warning("mqtt: subscribe to %s deferred until the broker is back (%s)", pattern, rc)
                 return

@@ -54,9 +54,11 @@ def _raw_client(broker: MosquittoServer) -> mqtt.Client:
 
 
 @pytest.mark.slow
-def test_replay_over_mqtt_records_the_same_states_as_in_process(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_replay_over_mqtt_records_the_same_states_as_in_process(mosquitto: MosquittoServer, tmp_path: Path,
+                                                                 protocol: str) -> None:
     local = replay(_scenario(tmp_path / "local"))
-    bus = _bus(mosquitto)
+    bus = _bus(mosquitto, protocol=protocol)
     over_mqtt = replay(_scenario(tmp_path / "mqtt"), bus=bus)
     _assert_same_tables(tmp_path / "local", tmp_path / "mqtt")
     assert over_mqtt.summary.bus["kind"] == "mqtt" and over_mqtt.summary.bus["deadletters"] == 0
@@ -67,9 +69,10 @@ def test_replay_over_mqtt_records_the_same_states_as_in_process(mosquitto: Mosqu
 
 
 @pytest.mark.slow
-def test_broker_restart_mid_replay_loses_no_message(mosquitto: MosquittoServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_broker_restart_mid_replay_loses_no_message(mosquitto: MosquittoServer, tmp_path: Path, protocol: str) -> None:
     replay(_scenario(tmp_path / "local"))
-    bus = _bus(mosquitto)
+    bus = _bus(mosquitto, protocol=protocol)
     outage: dict[str, float] = {}
 
     def restart_broker() -> None:
@@ -190,6 +193,8 @@ def test_unreachable_broker_is_a_clear_error() -> None:
     ("http://x:1883", "scheme 'http' is not supported"),
     ("mqtt://:1883", "has no host"),
     ("mqtt://host:99999", "port is not a number"),
+    ("mqtt://host:1883?protocol=4", "protocol='4' is not supported; expected 5 or 3.1.1"),
+    ("mqtt://host:1883?qos=2", "unknown query parameter"),
 ])
 def test_bad_bus_urls_name_the_problem(url: str, message: str) -> None:
     with pytest.raises(BusError, match=message):
@@ -199,6 +204,59 @@ def test_bad_bus_urls_name_the_problem(url: str, message: str) -> None:
 def test_bus_url_with_credentials() -> None:
     s = MqttSettings.from_url("mqtts://twin:s%40cret@broker.example:8884")
     assert (s.host, s.port, s.username, s.password, s.tls) == ("broker.example", 8884, "twin", "s@cret", True)
+
+
+def test_bus_url_chooses_the_protocol() -> None:
+    assert MqttSettings.from_url("mqtt://h:1").protocol == "5"
+    s = MqttSettings.from_url("mqtt://h:1?protocol=3.1.1")
+    assert s.protocol == "3.1.1" and MqttSettings.from_url(s.url) == s
+
+
+def test_mqtt311_refuses_overlapping_filters_and_keeps_the_first(mosquitto: MosquittoServer) -> None:
+    feeder = f"f{uuid.uuid4().hex[:8]}"
+    bus = _bus(mosquitto, protocol="3.1.1")
+    got: list[Message] = []
+    bus.subscribe(topics.twin_clock(feeder), lambda t, m: got.append(m))
+    with pytest.raises(BusError, match=r"overlaps .* subscription identifiers"):
+        bus.subscribe(f"{topics.ROOT}/{feeder}/#", lambda t, m: got.append(m))
+    tick = ClockTick(feeder=feeder, tick=0, time_utc=datetime(2024, 1, 15, tzinfo=UTC), tick_s=60, speed=0)
+    bus.publish(topics.twin_clock(feeder), tick)
+    bus.settle()
+    assert got == [tick]
+    bus.close()
+
+
+def test_mqtt311_session_persists_while_away_and_ends_on_close(mosquitto: MosquittoServer) -> None:
+    """The broker queues QoS 1 messages for a 3.1.1 bus that dropped off, and forgets it after ``close()``."""
+    feeder = f"f{uuid.uuid4().hex[:8]}"
+    away = _bus(mosquitto, protocol="3.1.1")
+    away.subscribe(topics.twin_clock(feeder), lambda t, m: None)
+    away._client.disconnect()  # leaves without ending its session, as a crashed process would
+    away._client.loop_stop()
+    ticks = [ClockTick(feeder=feeder, tick=k, time_utc=datetime(2024, 1, 15, tzinfo=UTC), tick_s=60, speed=0)
+             for k in range(5)]
+    sender = _bus(mosquitto)
+    for tick in ticks:
+        sender.publish(topics.twin_clock(feeder), tick)
+    sender.close()
+    bus = MqttBus(MqttSettings(host=mosquitto.host, port=mosquitto.port, protocol="3.1.1"), client_id=away.client_id)
+    got: list[Message] = []
+    bus.subscribe(topics.twin_clock(feeder), lambda t, m: got.append(m))
+    bus.settle()
+    assert got == ticks
+    bus.close()
+    present: list[bool] = []
+    probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=bus.client_id,
+                        protocol=mqtt.MQTTv311, clean_session=False)
+    probe.on_connect = lambda c, u, flags, rc, p: present.append(flags.session_present)
+    probe.connect(mosquitto.host, mosquitto.port)
+    probe.loop_start()
+    deadline = time.monotonic() + 5
+    while not present and time.monotonic() < deadline:
+        time.sleep(0.01)
+    probe.disconnect()
+    probe.loop_stop()
+    assert present == [False]
 
 
 def test_overlapping_filters_reach_each_handler_once(mosquitto: MosquittoServer) -> None:
