@@ -1,7 +1,9 @@
 """The bus over a real MQTT broker (paho-mqtt 2, MQTT 5): the same interface as ``LocalBus``.
 
 Every role of the twin publishes to the broker and receives what the broker delivers; nothing takes a short
-cut in process. Delivery is made deterministic by a barrier: paho's network thread only queues what arrives,
+cut in process. Delivery is made deterministic by a barrier: the network thread (``streams.mqtt_loop``, paho
+driven through its external-loop API rather than ``loop_start``, which costs two loopback sends per message
+received) only queues what arrives,
 and ``settle()`` (called by the clock after every stage) publishes a marker on the bus's private sync topic and
 dispatches, in the caller's thread and in arrival order, everything that arrived before the marker came back.
 Mosquitto forwards one connection's QoS 1 messages in order, so after ``settle()`` every message a stage
@@ -55,6 +57,7 @@ from streams.bus import Handler
 from streams.contract import ContractError, decode, qos_of
 from streams.errors import StreamError
 from streams.messages import DeadLetter, Message
+from streams.mqtt_loop import NetworkLoop
 
 log = logging.getLogger(__name__)
 _SYNC_ROOT = f"{topics.ROOT}/_bus/sync"
@@ -181,6 +184,8 @@ class MqttBus:
         self._closed = False
         self._last_connect_error = ""
         self._client = self._make_client()
+        self._loop = NetworkLoop(self._client, name=name, reconnect_min_s=settings.reconnect_min_s,
+                                 reconnect_max_s=settings.reconnect_max_s)
         self._connect()
 
     # -- Bus interface ---------------------------------------------------------------------------------
@@ -207,24 +212,28 @@ class MqttBus:
         self._routes.clear()
         self._broker_subscribe(pattern, sub.sub_id, wait=True)
 
-    def close(self) -> None:
-        """Wait until the broker acknowledged every QoS 1 message sent, then disconnect and end the session."""
+    def close(self, *, end_session: bool = True) -> None:
+        """Wait until the broker acknowledged every QoS 1 message sent, then disconnect and end the session
+        (``end_session=False``: the broker keeps it, and queues what arrives for it, as after a crash)."""
         if self._closed:
             return
         self._closed = True
         unacked = self.unacknowledged(wait_s=self.settings.settle_timeout_s)
         if unacked:
             log.error("mqtt: %d message(s) were not acknowledged by %s before close", unacked, self.settings.url)
-        if self.settings.mqtt5:
+        self._loop.finish()
+        props = None
+        if self.settings.mqtt5 and end_session:
             props = Properties(PacketTypes.DISCONNECT)
             props.SessionExpiryInterval = 0
-            with contextlib.suppress(Exception):
-                self._client.disconnect(properties=props)
-            self._client.loop_stop()
-        else:
-            with contextlib.suppress(Exception):
-                self._client.disconnect()
-            self._client.loop_stop()
+        with contextlib.suppress(Exception):
+            self._client.disconnect(properties=props)
+            self._loop.wake()
+            deadline = time.monotonic() + self.settings.connect_timeout_s
+            while self._client.socket() is not None and time.monotonic() < deadline:
+                time.sleep(0.001)
+        self._loop.stop(self.settings.connect_timeout_s)
+        if not self.settings.mqtt5 and end_session:
             self._end_311_session()
         if self.counters.deadletters:
             log.warning("mqtt: %d payload(s) went to the dead-letter topic: %s", self.counters.deadletters,
@@ -378,10 +387,13 @@ class MqttBus:
             self._client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
                                  **session)
         except OSError as err:
+            self._loop.stop(0)
             raise BusError(f"cannot connect to the MQTT broker {self.settings.url}: {err}") from err
-        self._client.loop_start()
+        self._loop.start()
         if not self._connected.wait(self.settings.connect_timeout_s):
-            self._client.loop_stop()
+            self._loop.stop(self.settings.connect_timeout_s)
+            with contextlib.suppress(Exception):
+                self._client.socket() and self._client.socket().close()  # type: ignore[union-attr]
             raise BusError(f"the MQTT broker {self.settings.url} did not accept the connection within "
                            f"{self.settings.connect_timeout_s:g} s: {self._last_connect_error or 'no answer'}")
         self._broker_subscribe(self._sync_topic, 1, wait=True)
@@ -396,10 +408,12 @@ class MqttBus:
             request = {"qos": 1}
         if not wait:
             self._client.subscribe(pattern, **request)
+            self._loop.wake()
             return
         # Held across the request so that the SUBACK callback cannot run before its mid is registered.
         with self._suback:
             rc, mid = self._client.subscribe(pattern, **request)
+            self._loop.wake()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
                 log.warning("mqtt: subscribe to %s deferred until the broker is back (%s)", pattern, rc)
                 return
@@ -413,6 +427,7 @@ class MqttBus:
 
     def _publish_raw(self, topic: str, payload: bytes, qos: int) -> None:
         info = self._client.publish(topic, payload, qos=qos)
+        self._loop.wake()
         if qos and info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._in_flight.append(info)
             if len(self._in_flight) > 4096:

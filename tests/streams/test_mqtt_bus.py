@@ -226,30 +226,33 @@ def test_mqtt311_refuses_overlapping_filters_and_keeps_the_first(mosquitto: Mosq
     bus.close()
 
 
-def test_mqtt311_session_persists_while_away_and_ends_on_close(mosquitto: MosquittoServer) -> None:
-    """The broker queues QoS 1 messages for a 3.1.1 bus that dropped off, and forgets it after ``close()``."""
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_session_persists_while_away_and_ends_on_close(mosquitto: MosquittoServer, protocol: str) -> None:
+    """The broker queues QoS 1 messages for a bus that left without ending its session, and forgets the session
+    after ``close()``."""
     feeder = f"f{uuid.uuid4().hex[:8]}"
-    away = _bus(mosquitto, protocol="3.1.1")
+    away = _bus(mosquitto, protocol=protocol)
     away.subscribe(topics.twin_clock(feeder), lambda t, m: None)
-    away._client.disconnect()  # leaves without ending its session, as a crashed process would
-    away._client.loop_stop()
+    away.close(end_session=False)  # as a crashed process would leave it
     ticks = [ClockTick(feeder=feeder, tick=k, time_utc=datetime(2024, 1, 15, tzinfo=UTC), tick_s=60, speed=0)
              for k in range(5)]
     sender = _bus(mosquitto)
     for tick in ticks:
         sender.publish(topics.twin_clock(feeder), tick)
     sender.close()
-    bus = MqttBus(MqttSettings(host=mosquitto.host, port=mosquitto.port, protocol="3.1.1"), client_id=away.client_id)
+    bus = MqttBus(MqttSettings(host=mosquitto.host, port=mosquitto.port, protocol=protocol),  # type: ignore[arg-type]
+                  client_id=away.client_id)
     got: list[Message] = []
     bus.subscribe(topics.twin_clock(feeder), lambda t, m: got.append(m))
     bus.settle()
     assert got == ticks
     bus.close()
     present: list[bool] = []
+    v5 = protocol == "5"
     probe = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=bus.client_id,
-                        protocol=mqtt.MQTTv311, clean_session=False)
+                        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311, clean_session=None if v5 else False)
     probe.on_connect = lambda c, u, flags, rc, p: present.append(flags.session_present)
-    probe.connect(mosquitto.host, mosquitto.port)
+    probe.connect(mosquitto.host, mosquitto.port, **({"clean_start": False} if v5 else {}))
     probe.loop_start()
     deadline = time.monotonic() + 5
     while not present and time.monotonic() < deadline:
