@@ -206,6 +206,10 @@ def replay(
     run_id: RunIdOpt = None,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
+    seasonal_plan: Annotated[Path | None, typer.Option(
+        help="plan.json of `phasetwin plan seasonal` (feeder cigre-mv): replay with each season's phase connections "
+             "and each scenario's open lines; with --baseline (and no --bus/--influx) also without the plan, "
+             "and plot before/after")] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
@@ -226,14 +230,22 @@ def replay(
             scenario = Scenario(**(named_scenario(scenario_name) | {"out": out, "name": scenario_name}))  # type: ignore[arg-type]
         except TwinError as err:
             raise _fail(str(err)) from err
-    if run_id or rephase:
-        scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase})
+    if run_id or rephase or seasonal_plan:
+        scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase,
+                                               "seasonal_plan": seasonal_plan})
     database = _influx(influx)
     try:
+        seasonal = None
         bar, progress = _progress_bar("replay")
         with bar, _StopOnSigterm() as stop:
-            result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "replay"), stop_requested=stop,
-                                influx=database)
+            if seasonal_plan is not None and baseline and bus is None and database is None:
+                from twin.plan_replay import compare_seasonal
+
+                seasonal = compare_seasonal(scenario, progress=progress, stop_requested=stop)
+                result = seasonal.after
+            else:
+                result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "replay"), stop_requested=stop,
+                                    influx=database)
         reference = None
         if baseline and scenario.controller.strategy is not Strategy.NONE and not scenario.fleet.empty \
                 and speed == 0 and not result.summary.stopped_early:
@@ -255,6 +267,8 @@ def replay(
             f"{ctl.switch_operations} switch operations, battery throughput {ctl.battery_throughput_kwh:.1f} kWh, "
             f"solve p95 {ctl.solve_s_p95:.2f} s, fallbacks {ctl.fallbacks}"
         )
+    if seasonal is not None:
+        console.print(seasonal.text())
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from streams.meter_table import MeterTable
 from twin.errors import DataError, ScenarioError
-from twin.loaders import ieee_european_lv, liege
+from twin.loaders import cigre_mv, ieee_european_lv, liege
 from twin.network import Feeder
 
 
@@ -60,6 +60,13 @@ def known_feeders() -> list[FeederEntry]:
             load_data=_liege_year,
             lat_deg=50.63,
             lon_deg=5.57,
+        ),
+        FeederEntry(
+            name=cigre_mv.NAME,
+            description="CIGRE MV benchmark (pandapower): 2 feeders, 3 tie switches, 14 loads + 9 DER, a year at 1 h",
+            where="built from pandapower",
+            load_feeder=cigre_mv.load_feeder,
+            load_data=lambda feeder: cigre_mv.load_year(feeder),
         ),
     ]
 

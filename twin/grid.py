@@ -5,6 +5,10 @@ solves the next ``batch_ticks`` ticks as one batch, assuming the customers' phas
 still builds the injections from the readings that actually arrived and the phases actually in force, and uses
 the pre-solved row only if those inputs are bit-for-bit the ones that were solved; otherwise it solves again
 from that tick. So results equal tick-by-tick solving, and a decision that changes a phase costs one re-solve.
+
+A switching schedule (``twin.switching``), when given, is applied at the start of its ticks: its customer
+connections replace the phases in force, and every solved state carries the schedule's line states of its own
+tick, so a batch may span a topology change.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from twin.network import Feeder, Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import PowerFlow, PowerFlowNotConverged, PowerFlowResult
 from twin.row_chunks import for_row_chunks
+from twin.switching import SwitchingSchedule, SwitchingStep
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +101,11 @@ class GridRole:
 
     def __init__(
         self, *, bus: Bus, feeder: Feeder, name: str, powerflow: PowerFlow, lookahead: Lookahead | None = None,
-        batch_ticks: int = 1,
+        batch_ticks: int = 1, switching: SwitchingSchedule | None = None,
     ) -> None:
         self._bus = bus
+        self._switching = switching
+        self.applied: list[tuple[datetime, SwitchingStep]] = []
         self._name = name
         self._powerflow = powerflow
         self._lookahead = lookahead
@@ -121,6 +128,7 @@ class GridRole:
         self._topic = topics.grid_state(name)
         self.counters = GridCounters()
         self._ids = tuple(c.id for c in feeder.customers)
+        self.customer_ids = self._ids
         self._unsupplied = np.zeros(n, dtype=bool)
         self._device_kw: dict[str, tuple[int, np.ndarray]] = {}
         self._injection_kw = np.zeros((n, 3))
@@ -240,6 +248,9 @@ class GridRole:
 
     def on_tick(self, tick: int, time_utc: datetime) -> None:
         self._tick = tick
+        step = self._switching.step_at(tick) if self._switching is not None else None
+        if step is not None:
+            self._apply(step, time_utc)
         for meter_id, p_kw, q_kvar, topic in self._held.pop(tick, []):
             self._take(meter_id, p_kw, q_kvar, topic)
         missing = int((~self._fresh).sum())
@@ -266,6 +277,18 @@ class GridRole:
         )
         self._tick = tick + 1
         self._bus.publish(self._topic, state)
+
+    def _apply(self, step: SwitchingStep, time_utc: datetime) -> None:
+        changed = sum(1 for a, b in zip(self.phase_map.connections, step.connections, strict=True) if a != b)
+        if changed:
+            self.phase_map = PhaseMap.of(step.connections)
+            self.counters.phase_changes += changed
+        self.applied.append((time_utc, step))
+        log.info("grid: tick %d: lines open %s, %d connection(s) changed (%s)", step.tick,
+                 ", ".join(sorted(step.open_lines)) or "none", changed, step.label)
+
+    def _line_closed(self, tick: int, n_ticks: int) -> np.ndarray | None:
+        return self._switching.line_closed(tick, n_ticks) if self._switching is not None else None
 
     def _injections(self, term_p: np.ndarray, term_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-customer, per-phase load of [..., n, 3] terminal data with the devices' phases and injections."""
@@ -296,7 +319,8 @@ class GridRole:
             batch_p, batch_q = p[None], q[None]
         failed: frozenset[int] = frozenset()
         try:
-            result = self._powerflow.solve(p_kw=batch_p, q_kvar=batch_q)
+            result = self._powerflow.solve(p_kw=batch_p, q_kvar=batch_q,
+                                           line_closed=self._line_closed(tick, batch_p.shape[0]))
         except PowerFlowNotConverged as err:
             result, failed = err.partial, frozenset(err.failed_indices)
         self.counters.solves += 1

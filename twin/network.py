@@ -1,11 +1,15 @@
 """Typed description of an LV feeder: buses, lines, the MV/LV transformer, the source and the customers.
 
-A ``Feeder`` is everything below one MV/LV transformer. Its outgoing LV cables are numbered 0, 1, ... in the
+A ``Feeder`` is everything below one transformer. Its outgoing LV cables are numbered 0, 1, ... in the
 order of their first line, and every customer says which one it hangs on (``Customer.feeder``), which is what
 per-feeder unbalance metrics group by.
 
 Sign convention (stated once, used everywhere): customer power is load-positive, p_kw > 0 draws from the grid,
 p_kw < 0 (PV surplus) injects into it.
+
+Switchable lines: a line with a switch (``Line.switch``) may be opened or closed during a replay (a topology
+schedule, ``twin.switching``); normally open lines (tie switches) are open unless the schedule closes them. The
+lines in their normal state must form a radial network, and so must every topology a schedule applies.
 
 Phase connection of a customer is an ordered string such as ``A`` or ``CAB``: terminal j of the customer (the
 j-th column of its meter data) is wired to network phase ``connection[j]``.
@@ -13,6 +17,7 @@ j-th column of its meter data) is wired to network phase ``connection[j]``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum, StrEnum
 from typing import Any, Self
 
@@ -59,6 +64,14 @@ def connection_text(phases: tuple[Phase, ...]) -> str:
     return "".join(p.name for p in phases)
 
 
+class LineSwitch(StrEnum):
+    """Whether a line can be switched, and its normal state."""
+
+    NONE = "none"
+    NORMALLY_CLOSED = "normally-closed"
+    NORMALLY_OPEN = "normally-open"
+
+
 class Bus(BaseModel):
     model_config = FROZEN
     id: str = Field(min_length=1)
@@ -82,6 +95,11 @@ class Line(BaseModel):
     c1_nf_per_km: float = Field(default=0.0, ge=0)
     c0_nf_per_km: float = Field(default=0.0, ge=0)
     max_i_ka: float = Field(gt=0, description="thermal rating (ampacity) per phase, kA")
+    switch: LineSwitch = Field(default=LineSwitch.NONE, description="switchable, and its normal state")
+
+    @property
+    def normally_closed(self) -> bool:
+        return self.switch is not LineSwitch.NORMALLY_OPEN
 
 
 class Transformer(BaseModel):
@@ -174,9 +192,22 @@ class Feeder(BaseModel):
         return self.transformer.lv_bus
 
     def tree(self) -> RadialTree:
-        return radial_tree(
-            root=self.lv_bus, edges=[(ln.from_bus, ln.to_bus, ln.length_km) for ln in self.lines]
-        )
+        """The radial tree of the lines in their normal state."""
+        return radial_tree(root=self.lv_bus, edges=_edges(ln for ln in self.lines if ln.normally_closed))
+
+    def normal_open_lines(self) -> frozenset[str]:
+        return frozenset(ln.id for ln in self.lines if not ln.normally_closed)
+
+    def topology_problems(self, open_lines: frozenset[str]) -> list[str]:
+        """Why the network with exactly ``open_lines`` open is not allowed (empty when it is): unknown lines,
+        lines without a switch whose state would change, loops, and buses the transformer does not supply."""
+        known = {ln.id: ln for ln in self.lines}
+        problems = [f"line {i!r} is not a line of feeder {self.name!r}" for i in sorted(open_lines - set(known))]
+        problems += [f"line {ln.id!r} has no switch; it cannot be {'opened' if ln.normally_closed else 'closed'}"
+                     for ln in self.lines
+                     if ln.switch is LineSwitch.NONE and (ln.id in open_lines) == ln.normally_closed]
+        tree = radial_tree(root=self.lv_bus, edges=_edges(ln for ln in self.lines if ln.id not in open_lines))
+        return problems + tree.problems(expected=set(self.bus_ids()) - {self.transformer.hv_bus})
 
     def bus_ids(self) -> list[str]:
         return [b.id for b in self.buses]
@@ -189,6 +220,10 @@ class Feeder(BaseModel):
             if c.id == customer_id:
                 return c
         raise KeyError(f"feeder {self.name!r} has no customer {customer_id!r}")
+
+
+def _edges(lines: Iterable[Line]) -> list[tuple[str, str, float]]:
+    return [(ln.from_bus, ln.to_bus, ln.length_km) for ln in lines]
 
 
 def _duplicates(ids: list[str]) -> list[str]:
@@ -251,7 +286,7 @@ def _reference_problems(
             problems.append(f"customer {c.id!r}: bus {c.bus!r} is the MV side of the transformer")
     if not problems and not unchecked_bus_ids and transformer is not None:
         problems += radial_tree(
-            root=transformer.lv_bus, edges=[(ln.from_bus, ln.to_bus, ln.length_km) for ln in lines]
+            root=transformer.lv_bus, edges=_edges(ln for ln in lines if ln.normally_closed)
         ).problems(expected=bus_ids - {transformer.hv_bus})
     return problems
 
@@ -308,7 +343,7 @@ def assemble_feeder(
     )
     if problems:
         raise FeederError(name, problems)
-    tree = radial_tree(root=tr_objs[0].lv_bus, edges=[(ln.from_bus, ln.to_bus, ln.length_km) for ln in line_objs])
+    tree = radial_tree(root=tr_objs[0].lv_bus, edges=_edges(ln for ln in line_objs if ln.normally_closed))
     derived = []
     for c in cust_objs:
         update: dict[str, Any] = {}

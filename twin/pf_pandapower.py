@@ -31,6 +31,7 @@ from twin.powerflow import (
     Engine,
     PowerFlowNotConverged,
     PowerFlowResult,
+    check_line_states,
     check_loads,
     source_impedance_ohm,
 )
@@ -63,18 +64,24 @@ class PandapowerPowerFlow:
         self.max_i_ka = np.array([ln.max_i_ka for ln in feeder.lines])
         self._vn_ln_v = np.array([b.vn_kv for b in feeder.buses]) * 1e3 / math.sqrt(3)
         self.net = _build_net(feeder)
+        self._normal_closed = np.array([ln.normally_closed for ln in feeder.lines], dtype=bool)
+        self._net_closed = self._normal_closed.copy()
         self._load_cols_p = [f"p_{ph}_mw" for ph in PHASES]
         self._load_cols_q = [f"q_{ph}_mvar" for ph in PHASES]
 
-    def solve(self, *, p_kw: np.ndarray, q_kvar: np.ndarray) -> PowerFlowResult:
+    def solve(self, *, p_kw: np.ndarray, q_kvar: np.ndarray, line_closed: np.ndarray | None = None) -> PowerFlowResult:
         """See ``twin.powerflow.PowerFlow.solve``. States are solved one after the other."""
         k = check_loads(p_kw=p_kw, q_kvar=q_kvar, n_customers=self.n_customers)
+        closed = check_line_states(line_closed, k=k, normal=self._normal_closed)
         out = PowerFlowResult.empty(n_states=k, n_bus=self.n_bus, n_line=self.n_line)
         reasons: list[str] = []
         loads = self.net.asymmetric_load
         for s in range(k):
             loads[self._load_cols_p] = p_kw[s] * 1e-3
             loads[self._load_cols_q] = q_kvar[s] * 1e-3
+            if not np.array_equal(closed[s], self._net_closed):
+                self.net.line.loc[: self.n_line - 1, "in_service"] = closed[s]
+                self._net_closed = closed[s].copy()
             failure = self._run()
             if failure:
                 reasons.append(failure)
@@ -112,15 +119,17 @@ class PandapowerPowerFlow:
         out.va_deg[s] = bus[[f"va_{ph}_degree" for ph in PHASES]].to_numpy()[:nb]
         out.v_v[s] = vm * self._vn_ln_v[:, None]
         line = net.res_line_3ph
-        i_ka = line[[f"i_{ph}_from_ka" for ph in PHASES]].to_numpy()[:nl]
+        # pandapower may leave NaN in the rows of out-of-service (open) lines; an open line carries nothing.
+        closed = self._net_closed
+        i_ka = np.where(closed[:, None], line[[f"i_{ph}_from_ka" for ph in PHASES]].to_numpy()[:nl], 0.0)
         out.i_ka[s] = i_ka
         out.loading[s] = i_ka / self.max_i_ka[:, None]
-        out.i_n_ka[s] = line["i_n_from_ka"].to_numpy()[:nl]
+        out.i_n_ka[s] = np.where(closed, line["i_n_from_ka"].to_numpy()[:nl], 0.0)
         trafo = net.res_trafo_3ph
         # pandapower's branch powers flow into the branch at that end; the LV network receives the opposite.
         out.p_trafo_kw[s] = -trafo[[f"p_{ph}_lv_mw" for ph in PHASES]].to_numpy()[0] * 1e3
         out.q_trafo_kvar[s] = -trafo[[f"q_{ph}_lv_mvar" for ph in PHASES]].to_numpy()[0] * 1e3
-        line_loss_mw = line[[f"pl_{ph}_mw" for ph in PHASES]].to_numpy()[:nl].sum()
+        line_loss_mw = line[[f"pl_{ph}_mw" for ph in PHASES]].to_numpy()[:nl][closed].sum()
         trafo_loss_mw = trafo[[f"pl_{ph}_mw" for ph in PHASES]].to_numpy()[0].sum()
         out.loss_kw[s] = (line_loss_mw + trafo_loss_mw) * 1e3
         out.converged[s] = True
@@ -155,6 +164,7 @@ def _build_net(feeder: Feeder) -> pp.pandapowerNet:
         max_i_ka=[ln.max_i_ka for ln in lines],
         name=[ln.id for ln in lines],
         index=list(range(len(lines))),
+        in_service=[ln.normally_closed for ln in lines],
     )
     z1_ohm, z0_ohm = source_impedance_ohm(feeder)
     pp.create_line_from_parameters(

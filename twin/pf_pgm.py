@@ -3,7 +3,9 @@
 The PGM input and the ``PowerGridModel`` are built once from the Feeder. ``solve`` writes the loads into
 pre-allocated columnar update arrays and runs k > 1 states as one batch; a single state (the twin's per-tick
 call) updates the model in place and runs one non-batch calculation, which is about twice as fast as a batch of
-one.
+one. Line switching: a batch whose states share one topology updates the lines' status in the model in place
+(the fast paths stay as they are); a batch whose states differ in topology sends each state's ``from_status`` and
+``to_status`` of the lines as part of the batch update.
 
 Circuit (same as pandapower's, see twin/powerflow.py): an ideal source (u_ref = Source.vm_pu, angle 0) on an
 auxiliary EMF node, an explicit line carrying the MV source impedance to the feeder's MV bus, the transformer
@@ -36,6 +38,7 @@ from twin.powerflow import (
     Engine,
     PowerFlowNotConverged,
     PowerFlowResult,
+    check_line_states,
     check_loads,
     source_impedance_ohm,
 )
@@ -109,20 +112,30 @@ class PgmPowerFlow:
         except ValidationException as err:
             raise PowerFlowError(f"feeder {feeder.name!r} is not a valid power-grid-model network: {err}") from err
         self.model = PowerGridModel(input_data)
+        self._line_ids = input_data[ComponentType.line]["id"][: self.n_line].copy()
+        self._normal_closed = np.array([ln.normally_closed for ln in feeder.lines], dtype=bool)
+        self._model_closed = self._normal_closed.copy()
         # Grown on demand and reused; solve() writes the loads of k states into the first k rows.
         self._p_w = np.zeros((0, self.n_customers, 3))
         self._q_var = np.zeros((0, self.n_customers, 3))
 
-    def solve(self, *, p_kw: np.ndarray, q_kvar: np.ndarray) -> PowerFlowResult:
+    def solve(self, *, p_kw: np.ndarray, q_kvar: np.ndarray, line_closed: np.ndarray | None = None) -> PowerFlowResult:
         """See ``twin.powerflow.PowerFlow.solve``. k > 1 states run as one PGM batch, k = 1 as a single run."""
         k = check_loads(p_kw=p_kw, q_kvar=q_kvar, n_customers=self.n_customers)
+        closed = check_line_states(line_closed, k=k, normal=self._normal_closed)
+        per_state = line_closed is not None and k > 1 and not (closed == closed[0]).all()
+        if not per_state:
+            self._set_lines(closed[0])
         if self._p_w.shape[0] < k:
             self._p_w = np.zeros((k, self.n_customers, 3))
             self._q_var = np.zeros((k, self.n_customers, 3))
         p_w, q_var = self._p_w[:k], self._q_var[:k]
         np.multiply(p_kw, 1e3, out=p_w)
         np.multiply(q_kvar, 1e3, out=q_var)
-        output, failed, reason = self._run_single(p_w[0], q_var[0]) if k == 1 else self._run_batch(p_w, q_var)
+        if k == 1:
+            output, failed, reason = self._run_single(p_w[0], q_var[0])
+        else:
+            output, failed, reason = self._run_batch(p_w, q_var, closed if per_state else None)
         result = self._result(output, failed)
         if failed.any():
             raise PowerFlowNotConverged(
@@ -142,9 +155,27 @@ class PgmPowerFlow:
             **batch_options,
         )
 
-    def _run_batch(self, p_w: np.ndarray, q_var: np.ndarray) -> tuple[dict[Any, Any], np.ndarray, str]:
+    def _set_lines(self, closed: np.ndarray) -> None:
+        """Put the lines' status in the model (kept between calls) to ``closed`` unless it is there already."""
+        if np.array_equal(closed, self._model_closed):
+            return
+        status = closed.astype(np.int8)
+        try:
+            self.model.update(update_data={ComponentType.line: {"id": self._line_ids, "from_status": status,
+                                                                "to_status": status}})
+        except PowerGridError as err:
+            raise PowerFlowError(f"power-grid-model rejected the line states on {self.feeder.name!r}: {err}") from err
+        self._model_closed = closed.copy()
+
+    def _run_batch(self, p_w: np.ndarray, q_var: np.ndarray,
+                   closed: np.ndarray | None) -> tuple[dict[Any, Any], np.ndarray, str]:
         # A uniform, dense update needs no ids: PGM matches rows to loads by position.
         update: dict[Any, Any] = {ComponentType.asym_load: {"p_specified": p_w, "q_specified": q_var}}
+        if closed is not None:
+            # Only the feeder's lines (not the source impedance line): a partial update needs their ids.
+            status = closed.astype(np.int8)
+            update[ComponentType.line] = {"id": np.broadcast_to(self._line_ids, status.shape),
+                                          "from_status": status, "to_status": status}
         try:
             output: dict[Any, Any] = self._calculate(
                 update_data=update, threading=self.threading, continue_on_batch_error=True
@@ -294,6 +325,7 @@ def _build_input(feeder: Feeder) -> dict[ComponentType, np.ndarray]:
     line["c1"][n_line] = line["c0"][n_line] = 0.0
     line["i_n"][n_line] = 1e9
     line["from_status"] = line["to_status"] = 1
+    line["from_status"][:n_line] = line["to_status"][:n_line] = [int(ln.normally_closed) for ln in lines]
     line["tan1"] = line["tan0"] = 0.0
 
     next_id = int(line["id"][-1]) + 1

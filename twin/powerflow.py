@@ -1,7 +1,8 @@
 """Three-phase unbalanced power flow of a Feeder: one interface, two engines.
 
 ``create_powerflow(feeder, engine=...)`` builds the engine's network model once; ``solve`` then takes a batch of k
-load states and returns every bus-phase voltage, line-phase current and transformer phase power as numpy arrays.
+load states (and, on feeders with switchable lines, the closed state of every line per state) and returns every
+bus-phase voltage, line-phase current and transformer phase power as numpy arrays.
 
 - ``Engine.PGM`` (power-grid-model) is the fast engine the twin runs every tick and for whole days at once.
 - ``Engine.PANDAPOWER`` (``runpp_3ph``) is the reference it is checked against; it solves states one by one.
@@ -14,8 +15,10 @@ Both engines model the same circuit, so that they agree to 1e-3 p.u. on every bu
   impedance branch is the one form both treat alike);
 - the transformer has no magnetising branch, its zero-sequence impedance equals its short-circuit impedance
   and its LV star point is solidly earthed; LV lags HV by ``shift_deg``;
-- lines are pi sections from the sequence impedances; loads are constant-power, wye (phase to neutral), with
-  neutral and earth taken as one (sequence-domain models, as in both engines).
+- lines are pi sections from the sequence impedances; an open line carries nothing (current, loading, neutral
+  current 0); a topology must leave every bus supplied (``Feeder.topology_problems``);
+- loads are constant-power, wye (phase to neutral), with neutral and earth taken as one (sequence-domain
+  models, as in both engines).
 
 Sign convention: customer p_kw/q_kvar are load-positive (positive draws from the grid, negative injects).
 ``p_trafo_kw``/``q_trafo_kvar`` are what the transformer delivers into the LV network, positive under load.
@@ -39,6 +42,7 @@ __all__ = [
     "PowerFlow",
     "PowerFlowNotConverged",
     "PowerFlowResult",
+    "check_line_states",
     "check_loads",
     "create_powerflow",
     "source_impedance_ohm",
@@ -58,7 +62,7 @@ class PowerFlowResult:
     vm_pu: np.ndarray  # [k, n_bus, 3] line-to-neutral voltage magnitude, p.u. of vn_kv/√3
     va_deg: np.ndarray  # [k, n_bus, 3] voltage angle, degrees; source phase A at 0, LV lags by shift_deg
     v_v: np.ndarray  # [k, n_bus, 3] line-to-neutral voltage magnitude, V
-    i_ka: np.ndarray  # [k, n_line, 3] phase current magnitude at the from end, kA
+    i_ka: np.ndarray  # [k, n_line, 3] phase current magnitude at the from end, kA (0 on open lines)
     loading: np.ndarray  # [k, n_line, 3] i_ka / max_i_ka, a fraction (1.0 = at rating)
     i_n_ka: np.ndarray  # [k, n_line] |Ia + Ib + Ic| at the from end (neutral/earth return), kA
     p_trafo_kw: np.ndarray  # [k, 3] active power the transformer delivers into the LV bus, per phase
@@ -120,9 +124,11 @@ class PowerFlow(Protocol):
 
     engine: Engine
 
-    def solve(self, *, p_kw: np.ndarray, q_kvar: np.ndarray) -> PowerFlowResult:
+    def solve(self, *, p_kw: np.ndarray, q_kvar: np.ndarray, line_closed: np.ndarray | None = None) -> PowerFlowResult:
         """Solve k states; ``p_kw``/``q_kvar`` are [k, n_customers, 3], load-positive, per network phase A/B/C,
-        customers in ``feeder.customers`` order.
+        customers in ``feeder.customers`` order. ``line_closed`` is [k, n_line] bool, lines in ``feeder.lines``
+        order; None means every line in its normal state (normally open lines open). The caller checks that
+        each topology is radial (``twin.switching``).
 
         Raises PowerFlowError when the shapes are wrong or values are not finite, and PowerFlowNotConverged
         (with the converged states in ``.partial``) when some states do not converge.
@@ -161,6 +167,18 @@ def check_loads(*, p_kw: np.ndarray, q_kvar: np.ndarray, n_customers: int) -> in
     if problems:
         raise PowerFlowError("invalid load batch: " + "; ".join(problems))
     return int(p_kw.shape[0])
+
+
+def check_line_states(line_closed: np.ndarray | None, *, k: int, normal: np.ndarray) -> np.ndarray:
+    """The [k, n_line] closed states of a batch: ``normal`` in every state when None; PowerFlowError on a bad
+    shape."""
+    if line_closed is None:
+        return np.broadcast_to(normal, (k, normal.shape[0]))
+    if not isinstance(line_closed, np.ndarray) or line_closed.shape != (k, normal.shape[0]):
+        shape = list(line_closed.shape) if isinstance(line_closed, np.ndarray) else type(line_closed).__name__
+        raise PowerFlowError(f"invalid line states: line_closed is {shape}; expected a bool array of shape "
+                             f"[{k}, {normal.shape[0]}] (states, lines in feeder order)")
+    return line_closed.astype(bool, copy=False)
 
 
 def source_impedance_ohm(feeder: Feeder) -> tuple[complex, complex]:

@@ -43,11 +43,12 @@ from twin.feeders import FeederEntry, open_feeder
 from twin.fleet import DeviceSpec, FleetSpec, PessAccess, build_devices, choose_devices
 from twin.grid import GridRole
 from twin.hil import HilMonitor
-from twin.network import Feeder
+from twin.network import Feeder, connection_text
 from twin.powerflow import create_powerflow
 from twin.scenario import Scenario
 from twin.solar import tick_mean_kw_per_kwp
 from twin.summary import RunSummary, physics
+from twin.switching import SwitchingSchedule
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
@@ -180,9 +181,10 @@ def replay(
         bus=bus, feeder=name, table=table, n_terminals=[c.n_phases for c in feeder.customers],
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
+    switching = _switching(scenario, feeder, clock, controlled=bool(specs))
     powerflow = create_powerflow(feeder, engine=scenario.engine)
     grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,
-                    batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1)
+                    batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1, switching=switching)
     time_index = pd.date_range(clock.start_utc, periods=clock.n_ticks, freq=f"{clock.tick_s}s")
     layout = Layout(bus_ids=tuple(feeder.bus_ids()), line_ids=tuple(ln.id for ln in feeder.lines),
                     n_lv_feeders=grid.n_lv_feeders)
@@ -268,6 +270,8 @@ def replay(
     files += device_log.write(scenario.out)
     if hil is not None:
         files += hil.write(scenario.out)
+    if switching is not None:
+        files.append(_write_switching(scenario.out / "switching.csv", grid))
     if grid.late:
         path = scenario.out / "late_readings.parquet"
         pd.DataFrame([dataclasses.asdict(r) for r in grid.late]).to_parquet(path, index=False)
@@ -277,6 +281,30 @@ def replay(
         pd.DataFrame(controller.records).to_parquet(path, index=False)
         files.append(path)
     return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log)
+
+
+def _switching(scenario: Scenario, feeder: Feeder, clock: TickClock, *, controlled: bool) -> SwitchingSchedule | None:
+    """The seasonal plan's switching schedule over the replay, checked by the twin (``twin.switching``)."""
+    if scenario.seasonal_plan is None:
+        return None
+    if controlled and scenario.controller.strategy is not Strategy.NONE:
+        raise ScenarioError(f"--seasonal-plan {scenario.seasonal_plan}: the online controller models the feeder in "
+                            "its normal topology only; replay a seasonal plan with --controller none")
+    from controllers.siting.seasonal_replay import read_seasonal_plan, switching_schedule
+
+    return switching_schedule(read_seasonal_plan(scenario.seasonal_plan), feeder=feeder, clock=clock,
+                              source=f"--seasonal-plan {scenario.seasonal_plan}")
+
+
+def _write_switching(path: Path, grid: GridRole) -> Path:
+    """One row per applied step: when, what it stands for, which lines were open, every customer's connection."""
+    rows = [{"time_utc": time_utc.isoformat(), "tick": step.tick, "label": step.label,
+             "open_lines": ";".join(sorted(step.open_lines)),
+             "connections": ";".join(f"{c}={connection_text(phases)}" for c, phases in
+                                     zip(grid.customer_ids, step.connections, strict=True))}
+            for time_utc, step in grid.applied]
+    pd.DataFrame(rows, columns=["time_utc", "tick", "label", "open_lines", "connections"]).to_csv(path, index=False)
+    return path
 
 
 def customer_bus_index(feeder: Feeder) -> list[int]:

@@ -34,6 +34,8 @@ class Scenario(BaseModel):
     schedule: Path | None = Field(default=None, description="scripted command CSV (time_utc,device_id,action,...)")
     rephase: Path | None = Field(default=None, description="plan.json of `phasetwin plan rephase`: customers' "
                                  "phase connections for this run")
+    seasonal_plan: Path | None = Field(default=None, description="plan.json of `phasetwin plan seasonal`: each "
+                                       "season's phase connections and each scenario's open lines, by the hour")
     external_devices: tuple[str, ...] = Field(
         default=(), description="device ids run by real hardware on the bus (HIL): not simulated here"
     )

@@ -19,7 +19,7 @@ class RadialTree:
 
     def problems(self, *, expected: set[str]) -> list[str]:
         """Loops and islands: buses in ``expected`` that the root does not reach, and edges closing a loop."""
-        out = [f"line {a!r}-{b!r} closes a loop; an LV feeder must be radial" for a, b in self.loops]
+        out = [f"line {a!r}-{b!r} closes a loop; a feeder must be radial" for a, b in self.loops]
         unreached = sorted(expected - set(self.distance_km))
         if unreached:
             shown = ", ".join(repr(b) for b in unreached[:10])

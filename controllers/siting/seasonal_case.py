@@ -11,6 +11,9 @@ Every other load is an MV/LV transformer (or lateral) with an unbalanced LV load
 connection terminal is fixed (``shares``), and its phase connection is one of the six schemes, the permutations
 of (A, B, C) onto its terminals (paper Fig. 4). DER (PV, wind) are balanced three-phase units.
 
+The network data, the year's profiles, the loads' terminal shares and the scenario calendar come from the twin's
+feeder ``twin/loaders/cigre_mv.py`` (the planner and the replay of its plans see the same network and year).
+
 The year: hourly synthetic profiles (residential, commercial, PV, wind; deterministic, seeded), reduced to 16
 operating scenarios (season × weekday/weekend × day 07–19 h / night), each the mean of its hours, weighted by its
 number of hours (paper Table 2).
@@ -22,11 +25,12 @@ from dataclasses import dataclass
 from itertools import permutations
 
 import numpy as np
-import pandas as pd
+
+from twin.loaders.cigre_mv import SCENARIO_NAMES, SEASONS, cigre_net, feeder_loads, scenario_index, year_profiles
 
 SCHEMES: tuple[tuple[int, ...], ...] = tuple(permutations(range(3)))  # scheme m: terminal j on phase m[j]
-SEASONS = ("spring", "summer", "fall", "winter")
-_SEASON_OF_MONTH = {3: 0, 4: 0, 5: 0, 6: 1, 7: 1, 8: 1, 9: 2, 10: 2, 11: 2, 12: 3, 1: 3, 2: 3}
+__all__ = ["SCENARIO_NAMES", "SCHEMES", "SEASONS", "SeasonalLoad", "SeasonalNetwork", "cigre_mv_seasonal",
+           "scenario_index", "year_profiles"]
 
 
 @dataclass(frozen=True)
@@ -63,37 +67,9 @@ class SeasonalNetwork:
         return int(self.scenario_season.max()) + 1
 
 
-def scenario_index(times: pd.DatetimeIndex) -> np.ndarray:
-    """Scenario 0..15 of every hour: season·4 + weekend·2 + night (paper Table 2 order)."""
-    season = np.array([_SEASON_OF_MONTH[m] for m in times.month])
-    weekend = (times.dayofweek >= 5).astype(int)
-    night = ((times.hour < 7) | (times.hour >= 19)).astype(int)
-    return np.asarray(season * 4 + weekend * 2 + night)
-
-
-def year_profiles(year: int = 2023, seed: int = 4) -> tuple[pd.DatetimeIndex, dict[str, np.ndarray]]:
-    """Hourly per-unit profiles for a year: residential, commercial, pv, wind (synthetic, seeded)."""
-    times = pd.date_range(f"{year}-01-01", f"{year + 1}-01-01", freq="h", inclusive="left", tz="UTC")
-    rng = np.random.default_rng(seed)
-    h = times.hour.to_numpy()
-    doy = times.dayofyear.to_numpy()
-    weekend = times.dayofweek.to_numpy() >= 5
-    summer = np.cos(2 * np.pi * (doy - 200) / 365)  # +1 mid-July, −1 mid-January
-    res = 0.55 + 0.25 * np.exp(-((h - 20) ** 2) / 8) + 0.15 * np.exp(-((h - 8) ** 2) / 4) + 0.1 * summer
-    res = res * np.where(weekend, 1.08, 1.0)
-    com = np.where((h >= 8) & (h < 18), 1.0, 0.35) * (0.85 + 0.1 * summer) * np.where(weekend, 0.45, 1.0)
-    day_len = 12 + 2.5 * summer
-    pv = np.clip(np.sin(np.pi * (h + 0.5 - (12 - day_len / 2)) / day_len), 0, None) * (0.75 + 0.2 * summer)
-    wind = np.clip(0.35 - 0.15 * summer + 0.15 * rng.standard_normal(len(h)), 0.0, 1.0)
-    noise = 1.0 + 0.05 * rng.standard_normal(len(h))
-    return times, {"residential": res * noise, "commercial": com * noise, "pv": pv, "wind": wind}
-
-
 def cigre_mv_seasonal(*, year: int = 2023, seed: int = 4) -> SeasonalNetwork:
     """The CIGRE MV study network with a year of profiles reduced to the 16 scenarios (see the module docstring)."""
-    import pandapower.networks as pn
-
-    net = pn.create_cigre_network_mv(with_der="pv_wind")
+    net = cigre_net()
     times, prof = year_profiles(year, seed)
     idx = scenario_index(times)
     n_s = 16
@@ -109,24 +85,16 @@ def cigre_mv_seasonal(*, year: int = 2023, seed: int = 4) -> SeasonalNetwork:
     lines = tuple((pos[int(r.from_bus)], pos[int(r.to_bus)]) for r in net.line.itertuples())
     z = np.array([(r.r_ohm_per_km + 1j * r.x_ohm_per_km) * r.length_km for r in net.line.itertuples()])
     open_lines = tuple(sorted({int(s.element) for s in net.switch.itertuples() if s.et == "l" and not s.closed}))
-    rng = np.random.default_rng(seed)
     loads = []
-    for r in net.load.itertuples():
-        if int(r.bus) in (1, 12):
-            continue  # station loads, not on a feeder
-        shape = res_s if str(r.name).startswith("Load R") else com_s
-        base = np.array([0.46, 0.33, 0.21]) if str(r.name).startswith("Load R") else np.array([0.42, 0.34, 0.24])
-        shares = base[list(SCHEMES[int(rng.integers(0, 6))])]
-        loads.append(SeasonalLoad(str(r.name), pos[int(r.bus)], 1000 * r.p_mw * shape, 1000 * r.q_mvar * shape,
-                                  shares))
+    for ld in feeder_loads(net, seed):
+        shape = res_s if ld.residential else com_s
+        loads.append(SeasonalLoad(ld.name, pos[ld.bus], ld.p_kw * shape, ld.q_kvar * shape, ld.shares))
     sgen = np.zeros((n_s, len(bus_ids)))
     for r in net.sgen.itertuples():
         sgen[:, pos[int(r.bus)]] += 1000 * r.p_mw * (wind_s if r.type == "WP" else pv_s)
     season = np.arange(n_s) // 4
-    names = tuple(f"{SEASONS[s // 4]}-{'weekend' if (s // 2) % 2 else 'weekday'}-{'night' if s % 2 else 'day'}"
-                  for s in range(n_s))
     return SeasonalNetwork(
         bus_names=tuple(str(net.bus.name[b]) for b in bus_ids), roots=(pos[1], pos[12]), lines=lines, z_ohm=z,
         normally_open=open_lines, v_ph_kv=20.0 / np.sqrt(3), loads=tuple(loads), sgen_kw=sgen, hours=hours,
-        scenario_season=season, scenario_names=names,
+        scenario_season=season, scenario_names=SCENARIO_NAMES,
     )
