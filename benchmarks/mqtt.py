@@ -255,6 +255,7 @@ def replay_per_meter(broker: MosquittoServer, out: Path, protocol: str) -> tuple
 
 def _raw_echo_process(host: str, port: int, protocol: str, ready: Any, stop: Any) -> None:
     """Child process: a raw paho device that answers every command with its payload on the ack topic."""
+    gc.freeze()  # the imports inherited from the parent are long-lived here as in a device process
     echo = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"echo-{uuid.uuid4().hex[:6]}",
                        protocol=PROTOCOLS[protocol])
     echo.on_socket_open = _nodelay
@@ -271,6 +272,7 @@ def _raw_echo_process(host: str, port: int, protocol: str, ready: Any, stop: Any
 def _bus_responder_process(host: str, port: int, protocol: str, feeder: str, immediate: bool, ready: Any,
                            stop: Any) -> None:
     """Child process: an ``MqttBus`` role that validates each command and publishes a ``DeviceAck``."""
+    gc.freeze()
     bus = MqttBus(MqttSettings(host=host, port=port, protocol=protocol),  # type: ignore[arg-type]
                   name="bench-rtt", immediate=immediate)
 
