@@ -206,6 +206,10 @@ def replay(
     run_id: RunIdOpt = None,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
+    plan: Annotated[Path | None, typer.Option(
+        help="a plan folder with replay.json (e.g. runs/plan-sts-siting/S4) or a file in it: replay it and its "
+             "baseline, compare with the planner (sets feeder, period, tick, devices, schedule; no controller)",
+    )] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
@@ -213,6 +217,14 @@ def replay(
     from twin.runner import replay as run_replay
 
     _logging(verbose)
+    if plan is not None:
+        from twin.plan_replay_cli import print_report, replay_plan
+
+        try:
+            print_report(replay_plan(plan, out=out, engine=engine), console)
+        except (TwinError, StreamError) as err:
+            raise _fail(str(err)) from err
+        return
     scenario = _scenario(
         feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
