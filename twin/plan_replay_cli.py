@@ -126,10 +126,10 @@ def _write(out: Path, report: PlanReplayReport) -> list[Path]:
     run, base = report.plan, report.baseline
     written = []
     if base is not None:
-        series = {f"before {ph} ({base.label})": base.head_current_a[:, k] for k, ph in enumerate("ABC")}
-        series |= {f"after {ph} ({run.label})": run.head_current_a[:, k] for k, ph in enumerate("ABC")}
-        write_line_chart(out / "head_currents.svg", series, title=f"Head phase currents in the twin replay: "
-                         f"{base.label} vs {run.label}", x_label="hour", y_label="A")
+        series = {f"before {ph}": base.head_current_a[:, k] for k, ph in enumerate("ABC")}
+        series |= {f"after {ph}": run.head_current_a[:, k] for k, ph in enumerate("ABC")}
+        write_line_chart(out / "head_currents.svg", series, title=f"Head phase currents, twin replay: before = "
+                         f"{base.label}, after = {run.label}", x_label="hour", y_label="A")
         written.append(out / "head_currents.svg")
     kappas = {f"twin {run.label}": run.kappa}
     if run.planned_kappa is not None:

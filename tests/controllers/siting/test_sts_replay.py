@@ -113,7 +113,7 @@ def test_devices_executed_the_plan(plans: tuple[Path, dict[Scenario, SitingResul
 def test_before_after_plots(replays: dict[Scenario, PlanReplayReport]) -> None:
     svg = (replays[Scenario.S4].plan.result.folder / "head_currents.svg").read_text()
     assert svg.startswith("<svg") and svg.count("<polyline") == 6
-    assert "before A (S1 reference)" in svg and "after C (S4 single-level)" in svg
+    assert "before = S1 reference, after = S4 single-level" in svg and ">before A<" in svg and ">after C<" in svg
 
 
 def test_replay_plan_command(plans: tuple[Path, dict[Scenario, SitingResult]], tmp_path: Path) -> None:
