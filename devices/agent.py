@@ -10,9 +10,12 @@ Devices listed as ``external`` are left alone: their commands go to the real dev
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+import numpy as np
 
 from devices.commands import Outcome
 from devices.device import Device, TickReport
@@ -97,7 +100,8 @@ class DeviceAgent:
             self._frame_rows = (message.meter_ids, [(row_of[d.customer_id], d) for d in self.devices.values()
                                                     if d.customer_id in row_of])
         for row, device in self._frame_rows[1]:
-            device.observe(p_kw=float(message.p_kw[row].sum()), q_kvar=float(message.q_kvar[row].sum()))
+            p, q = message.p_kw[row], message.q_kvar[row]
+            device.observe(p_kw=float(p.sum()), q_kvar=float(q.sum()), s_pole_kva=float(np.hypot(p, q).max()))
 
     def _on_reading(self, topic: str, message: Message) -> None:
         if not isinstance(message, MeterReading) or message.meter_id not in self._hosts:
@@ -106,7 +110,9 @@ class DeviceAgent:
             return
         for device in self.devices.values():
             if device.customer_id == message.meter_id:
-                device.observe(p_kw=sum(message.p_kw), q_kvar=sum(message.q_kvar))
+                device.observe(p_kw=sum(message.p_kw), q_kvar=sum(message.q_kvar),
+                               s_pole_kva=max(math.hypot(p, q) for p, q in zip(message.p_kw, message.q_kvar,
+                                                                                strict=True)))
 
     # --- the tick -------------------------------------------------------------------------------------------
     def on_tick(self, tick: int, time_utc: datetime) -> None:

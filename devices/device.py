@@ -64,16 +64,20 @@ class Device(ABC):
         self.v_phase_v = v_phase_v
         self.load_kw = 0.0
         self.load_kvar = 0.0
+        self.load_s_pole_kva: float | None = None
         self.now_s = -math.inf
         """Time of the last command or tick seen; day counters are reported for this time."""
 
     @property
     def load_i_a(self) -> float:
-        """Current the host load draws, from the last observation, at nominal voltage."""
-        return math.hypot(self.load_kw, self.load_kvar) * 1e3 / self.v_phase_v
+        """Largest current of one of the host load's terminals, from the last observation, at nominal voltage."""
+        s_kva = self.load_s_pole_kva if self.load_s_pole_kva is not None else math.hypot(self.load_kw, self.load_kvar)
+        return s_kva * 1e3 / self.v_phase_v
 
-    def observe(self, *, p_kw: float, q_kvar: float) -> None:
-        self.load_kw, self.load_kvar = p_kw, q_kvar
+    def observe(self, *, p_kw: float, q_kvar: float, s_pole_kva: float | None = None) -> None:
+        """The host's load summed over its terminals; ``s_pole_kva``, the largest apparent power of one terminal,
+        when it has several (a switch carries each terminal on its own pole; default: the sum)."""
+        self.load_kw, self.load_kvar, self.load_s_pole_kva = p_kw, q_kvar, s_pole_kva
 
     def heartbeat(self, now_utc: datetime) -> None:
         self.lease.renew(to_s(now_utc))

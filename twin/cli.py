@@ -210,6 +210,10 @@ def replay(
         help="plan.json of `phasetwin plan seasonal` (feeder cigre-mv): replay with each season's phase connections "
              "and each scenario's open lines; with --baseline (and no --bus/--influx) also without the plan, "
              "and plot before/after")] = None,
+    plan: Annotated[Path | None, typer.Option(
+        help="a plan folder with replay.json (e.g. runs/plan-sts-siting/S4) or a file in it: replay it and its "
+             "baseline, compare with the planner (sets feeder, period, tick, devices, schedule; no controller)",
+    )] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
@@ -217,6 +221,14 @@ def replay(
     from twin.runner import replay as run_replay
 
     _logging(verbose)
+    if plan is not None:
+        from twin.plan_replay_cli import print_report, replay_plan
+
+        try:
+            print_report(replay_plan(plan, out=out, engine=engine), console)
+        except (TwinError, StreamError) as err:
+            raise _fail(str(err)) from err
+        return
     scenario = _scenario(
         feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
@@ -239,7 +251,7 @@ def replay(
         bar, progress = _progress_bar("replay")
         with bar, _StopOnSigterm() as stop:
             if seasonal_plan is not None and baseline and bus is None and database is None:
-                from twin.plan_replay import compare_seasonal
+                from twin.seasonal_compare import compare_seasonal
 
                 seasonal = compare_seasonal(scenario, progress=progress, stop_requested=stop)
                 result = seasonal.after

@@ -9,11 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
 
 from streams.meter_table import MeterTable
 from twin.errors import DataError, ScenarioError
-from twin.loaders import cigre_mv, ieee_european_lv, liege
+from twin.loaders import cigre_mv, ieee13, ieee_european_lv, liege
 from twin.network import Feeder
+
+
+class PvPerKwp(Protocol):
+    """Mean PV output per kWp over each of ``n_ticks`` ticks of ``tick_s`` from ``start_utc``."""
+
+    def __call__(self, start_utc: pd.Timestamp, *, tick_s: int, n_ticks: int) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,8 @@ class FeederEntry:
     lat_deg: float = 52.0
     """Site for the clear-sky PV model of simulated PESS (default: central England)."""
     lon_deg: float = -1.0
+    pv_kw_per_kwp: PvPerKwp | None = None
+    """The feeder's own PV per kWp and tick; None = the clear-sky model at (lat_deg, lon_deg)."""
 
 
 def _liege_feeder() -> Feeder:
@@ -67,6 +79,15 @@ def known_feeders() -> list[FeederEntry]:
             where="built from pandapower",
             load_feeder=cigre_mv.load_feeder,
             load_data=lambda feeder: cigre_mv.load_year(feeder),
+        ),
+        FeederEntry(
+            name=ieee13.NAME,
+            description="IEEE 13-node test feeder (4.16 kV, paper 003's study feeder): 5 single-phase and 3 "
+                        "three-phase loads, PESS site at 680, one day at 1 h",
+            where="bundled (data sheet tables)",
+            load_feeder=ieee13.load_feeder,
+            load_data=lambda feeder: ieee13.load_day(feeder),
+            pv_kw_per_kwp=ieee13.pv_kw_per_kwp,
         ),
     ]
 

@@ -1,6 +1,7 @@
 """Which customers carry which device, and the simulated device models built for them.
 
-A fleet is an explicit list (a CSV: ``customer_id,kind[,access]``) or a rule: ``psd=10`` puts PSDs on the 10
+A fleet is an explicit list (a CSV: ``customer_id,kind[,access]``; an STS may also sit at a two-phase customer,
+a line-to-line load it turns as a unit, A→B→C→A) or a rule: ``psd=10`` puts PSDs on the 10
 single-phase customers farthest from the transformer, then ``sts`` on the next farthest, then ``pess`` on the
 next farthest (any connection). Device ids are ``<kind>-<customer id>``.
 """
@@ -92,8 +93,10 @@ def _checked(feeder: Feeder, specs: list[DeviceSpec]) -> list[DeviceSpec]:
         c = ids.get(d.customer_id)
         if c is None:
             problems.append(f"{d.device_id}: customer {d.customer_id!r} is not on feeder {feeder.name!r}")
-        elif d.kind in (DeviceKind.PSD, DeviceKind.STS) and c.n_phases != 1:
-            problems.append(f"{d.device_id}: a {d.kind.value} needs a single-phase customer; "
+        elif d.kind == DeviceKind.PSD and c.n_phases != 1:
+            problems.append(f"{d.device_id}: a psd needs a single-phase customer; {c.id} is connected {c.connection}")
+        elif d.kind == DeviceKind.STS and c.n_phases > 2:
+            problems.append(f"{d.device_id}: an sts needs a single-phase or two-phase (line-to-line) customer; "
                             f"{c.id} is connected {c.connection}")
         if d.device_id in seen:
             problems.append(f"{d.device_id}: listed twice")

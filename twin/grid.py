@@ -226,15 +226,21 @@ class GridRole:
             return
         self.counters.device_states += 1
         if message.kind in (DeviceKind.PSD, DeviceKind.STS):
-            if self._n_terminals[i] != 1:
+            most = 1 if message.kind is DeviceKind.PSD else 2
+            if self._n_terminals[i] > most:
                 self.counters.device_states_rejected += 1
-                log.warning("grid: %s %s sits at customer %s, which is not single-phase", message.kind.value,
-                            message.device_id, message.customer_id)
+                log.warning("grid: %s %s sits at customer %s, which has %d terminals (at most %d)",
+                            message.kind.value, message.device_id, message.customer_id, self._n_terminals[i], most)
                 return
             self._unsupplied[i] = message.phase is None
-            if message.phase is not None and self.phase_map.connections[i] != (Phase[message.phase],):
-                self.phase_map = self.phase_map.with_connection(i, (Phase[message.phase],))
-                self.counters.phase_changes += 1
+            if message.phase is not None:
+                # The device reports its first terminal's phase; a two-terminal (line-to-line) load turns with it.
+                now = self.phase_map.connections[i]
+                turn = Phase[message.phase] - now[0]
+                moved = tuple(Phase((ph + turn) % 3) for ph in now)
+                if moved != now:
+                    self.phase_map = self.phase_map.with_connection(i, moved)
+                    self.counters.phase_changes += 1
         p_kw = np.asarray(message.p_kw, dtype=float)
         previous = self._device_kw.get(message.device_id)
         if previous is None or not np.array_equal(previous[1], p_kw):

@@ -1,140 +1,123 @@
-"""A seasonal plan replayed against the network as it is: two replays of the same period, their figures and
-before/after charts (``phasetwin replay --seasonal-plan plan.json``).
+"""A plan the twin can replay: feeder and day, the devices and their parameters, the scripted commands.
 
-Figures of a replay (the planner's three objectives, measured on the twin's nonlinear three-phase power flow):
-- ``e_loss_kwh``: energy lost in the feeder lines (all lines below the feeder heads, the buses one line below
-  the transformer's LV bus), i.e. the run's losses without the lines from the LV bus to the heads (on
-  ``cigre-mv`` they stand for the HV/MV transformers, which the planner leaves out) — the planner's E_loss;
-- ``dv_pu``: mean over ticks, phases and buses below the heads of (mean head voltage − bus voltage), p.u.;
-- ``i_n_head_max_a``: the largest neutral (|Ia + Ib + Ic|) current leaving a feeder head, A.
+An offline planner writes ``replay.json`` beside the files it names (``devices.csv`` in the ``--devices`` format,
+``schedule.csv`` in the ``--schedule`` format, optionally a re-phasing ``rephase.json``), all paths relative to
+that folder. ``phasetwin replay --plan <folder or a file in it>`` turns it into a Scenario without a controller,
+replays it and, when the plan names a ``baseline`` plan (the day without governance), replays that too and
+compares the two with what the planner expected (``planned``).
+
+    {"format": "phasetwin-replay-plan/1", "label": "S4 single-level", "feeder": "ieee13",
+     "start_utc": "2024-07-01T00:00:00Z", "end_utc": "2024-07-02T00:00:00Z", "tick_s": 3600,
+     "devices": "devices.csv", "schedule": "schedule.csv", "rephase": null, "baseline": "../S1",
+     "sts_limits": {...}, "pess_params": {...}, "lease": {...}, "planned": {"kappa": [...], ...}}
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
 
 import numpy as np
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from streams import topics
-from streams.bus import LocalBus
-from streams.messages import GridState, Message
+from devices.limits import LeaseConfig, PessParams, SwitchLimits, sts_limits
+from twin.errors import ScenarioError
+from twin.fleet import FleetSpec, read_device_list
 from twin.network import Feeder
-from twin.runner import Progress, RunResult, load_inputs, plan_clock, replay
-from twin.scenario import Scenario
+
+__all__ = ["REPLAY_FILE", "PlannedFigures", "ReplayPlan", "head_currents_a", "read_replay_plan", "scenario_fields"]
+
+REPLAY_FILE = "replay.json"
+FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 
-@dataclass(frozen=True)
-class FeederHeads:
-    """Which lines feed the heads from the LV bus (``station_lines``), which leave the heads, which buses are below."""
+class PlannedFigures(BaseModel):
+    """What the planner's own model says the plan does, per planning step, for comparison with the replay."""
 
-    station_lines: np.ndarray  # line indices
-    station_r_ohm: np.ndarray  # their resistance
-    head_lines: np.ndarray
-    head_buses: np.ndarray  # bus indices
-    below_buses: np.ndarray
+    model_config = FROZEN
+    step_s: int = Field(gt=0)
+    head_current_a: list[tuple[float, float, float]] = Field(description="phase currents leaving the transformer")
+    kappa: list[float] = Field(description="current unbalance κ at the head (STS paper eq. 9)")
+    model: str = Field(default="", description="how the planner computed them, e.g. 'LinDistFlow, lossless'")
 
-    @classmethod
-    def of(cls, feeder: Feeder) -> FeederHeads:
-        root = feeder.lv_bus
-        bus_index = {b: i for i, b in enumerate(feeder.bus_ids())}
-        station = [e for e, ln in enumerate(feeder.lines) if root in (ln.from_bus, ln.to_bus)]
-        heads = {ln.to_bus if ln.from_bus == root else ln.from_bus for ln in (feeder.lines[e] for e in station)}
-        head_lines = [e for e, ln in enumerate(feeder.lines)
-                      if e not in station and ({ln.from_bus, ln.to_bus} & heads)]
-        below = [i for b, i in bus_index.items() if b not in heads | {root, feeder.transformer.hv_bus}]
-        return cls(station_lines=np.array(station), head_lines=np.array(head_lines),
-                   station_r_ohm=np.array([feeder.lines[e].r1_ohm_per_km * feeder.lines[e].length_km
-                                           for e in station]),
-                   head_buses=np.array(sorted(bus_index[b] for b in heads)), below_buses=np.array(below))
+    @model_validator(mode="after")
+    def _same_length(self) -> Self:
+        if len(self.head_current_a) != len(self.kappa):
+            raise ValueError(f"head_current_a has {len(self.head_current_a)} steps but kappa has {len(self.kappa)}")
+        return self
 
 
-class HeadRecorder:
-    """Per tick, from the grid state: feeder-line losses (kW) and the largest neutral current leaving a head (A)."""
+class ReplayPlan(BaseModel):
+    """``replay.json``: what the twin needs to replay a plan; file names relative to the plan's folder."""
 
-    def __init__(self, *, bus: LocalBus, feeder: Feeder, n_ticks: int) -> None:
-        self.heads = FeederHeads.of(feeder)
-        self.line_loss_kw = np.full(n_ticks, np.nan)
-        self.i_n_head_a = np.full(n_ticks, np.nan)
-        self._first: int | None = None
-        bus.subscribe(topics.grid_state(feeder.name), self._on_state)
+    model_config = FROZEN
+    format: Literal["phasetwin-replay-plan/1"] = "phasetwin-replay-plan/1"
+    label: str = Field(min_length=1, description="what the plan is, e.g. 'S4 single-level'")
+    feeder: str = Field(min_length=1, description="a known feeder name (see `phasetwin feeders`)")
+    start_utc: AwareDatetime
+    end_utc: AwareDatetime
+    tick_s: int = Field(gt=0, le=3600)
+    devices: str | None = Field(default=None, description="device list CSV (customer_id,kind[,access])")
+    schedule: str | None = Field(default=None, description="scripted command CSV (time_utc,device_id,action,...)")
+    rephase: str | None = Field(default=None, description="re-phasing plan.json applied before the run")
+    baseline: str | None = Field(default=None, description="folder of the plan to compare with (the 'before')")
+    sts_limits: SwitchLimits = Field(default_factory=sts_limits)
+    pess_params: PessParams = Field(default_factory=PessParams)
+    lease: LeaseConfig = Field(default_factory=LeaseConfig)
+    planned: PlannedFigures | None = None
 
-    def _on_state(self, topic: str, message: Message) -> None:
-        if not isinstance(message, GridState):
-            return
-        h = self.heads
-        self._first = message.tick if self._first is None else self._first
-        t = message.tick - self._first
-        i_a = np.asarray(message.i_ka)[h.station_lines] * 1000.0
-        station_loss_kw = float((h.station_r_ohm[:, None] * i_a**2).sum()) / 1000.0
-        self.line_loss_kw[t] = message.loss_kw - station_loss_kw
-        self.i_n_head_a[t] = float(np.asarray(message.i_n_ka)[h.head_lines].max()) * 1000.0
-
-
-@dataclass(frozen=True)
-class PlanFigures:
-    e_loss_kwh: float
-    dv_pu: float
-    i_n_head_max_a: float
+    @model_validator(mode="after")
+    def _period(self) -> Self:
+        if self.end_utc <= self.start_utc:
+            raise ValueError(f"end_utc {self.end_utc.isoformat()} must be after start_utc {self.start_utc.isoformat()}")
+        return self
 
 
-@dataclass(frozen=True)
-class SeasonalComparison:
-    before: RunResult
-    after: RunResult
-    before_figures: PlanFigures
-    after_figures: PlanFigures
+def read_replay_plan(path: Path) -> tuple[Path, ReplayPlan]:
+    """(plan folder, plan) from a plan folder or any file in it (``replay.json``, ``plan.json``, ...).
 
-    def text(self) -> str:
-        b, a = self.before_figures, self.after_figures
-
-        def pct(x: float, y: float) -> str:
-            return f"{100 * (y - x) / x:+.1f} %" if x else "n/a"
-
-        return (f"seasonal plan vs no plan (same period): feeder E_loss {a.e_loss_kwh:.1f} vs {b.e_loss_kwh:.1f} kWh "
-                f"({pct(b.e_loss_kwh, a.e_loss_kwh)}), ΔV {a.dv_pu:.5f} vs {b.dv_pu:.5f} p.u., max head I_n "
-                f"{a.i_n_head_max_a:.2f} vs {b.i_n_head_max_a:.2f} A ({pct(b.i_n_head_max_a, a.i_n_head_max_a)}); "
-                f"charts in {self.after.folder}")
-
-
-def figures(result: RunResult, heads: HeadRecorder) -> PlanFigures:
-    """The planner's three objectives over a replay (module docstring)."""
-    h = heads.heads
-    vm = result.recorder.vm_pu.astype(float)
-    head_v = vm[:, h.head_buses, :].mean(axis=(1, 2))
-    drop = head_v[:, None, None] - vm[:, h.below_buses, :]
-    hours = result.summary.tick_s / 3600.0
-    return PlanFigures(e_loss_kwh=float(np.nansum(heads.line_loss_kw) * hours), dv_pu=float(np.nanmean(drop)),
-                       i_n_head_max_a=float(np.nanmax(heads.i_n_head_a)))
+    Raises ScenarioError naming the file and every problem when it is missing or invalid, or when a file it
+    names does not exist.
+    """
+    folder = path if path.is_dir() else path.parent
+    file = folder / REPLAY_FILE
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ScenarioError(f"--plan {path}: cannot read {file} ({err.strerror}); expected the folder a planner "
+                            f"wrote (e.g. runs/plan-sts-siting/S4) or a file in it") from None
+    try:
+        plan = ReplayPlan.model_validate_json(text)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}"
+                             for e in err.errors(include_url=False))
+        raise ScenarioError(f"{file} is not a valid replay plan: {problems}") from None
+    missing = [f"{name} {getattr(plan, name)!r}" for name in ("devices", "schedule", "rephase", "baseline")
+               if getattr(plan, name) is not None and not (folder / getattr(plan, name)).exists()]
+    if missing:
+        raise ScenarioError(f"{file}: {', '.join(missing)} not found in {folder}")
+    return folder, plan
 
 
-def replay_with_heads(scenario: Scenario, *, progress: Progress | None = None,
-                      stop_requested: Callable[[], bool] | None = None) -> tuple[RunResult, HeadRecorder]:
-    """One replay on a local bus, with the feeder-head figures recorded alongside."""
-    feeder, table = load_inputs(scenario)
-    bus = LocalBus()
-    heads = HeadRecorder(bus=bus, feeder=feeder, n_ticks=plan_clock(scenario, table).n_ticks)
-    result = replay(scenario, progress=progress, bus=bus, stop_requested=stop_requested)
-    heads.line_loss_kw = heads.line_loss_kw[: result.summary.ticks]
-    heads.i_n_head_a = heads.i_n_head_a[: result.summary.ticks]
-    return result, heads
+def scenario_fields(folder: Path, plan: ReplayPlan) -> dict[str, Any]:
+    """Fields of ``twin.scenario.Scenario`` for the plan: its devices, limits and commands (the Scenario's default
+    controller is none). Raises ScenarioError when the device list is invalid.
+    """
+    explicit = read_device_list(folder / plan.devices) if plan.devices is not None else ()
+    return {
+        "feeder": plan.feeder, "start_utc": plan.start_utc, "end_utc": plan.end_utc, "tick_s": plan.tick_s,
+        "fleet": FleetSpec(explicit=explicit, sts_limits=plan.sts_limits, pess_params=plan.pess_params,
+                           lease=plan.lease),
+        "schedule": folder / plan.schedule if plan.schedule is not None else None,
+        "rephase": folder / plan.rephase if plan.rephase is not None else None,
+        "name": plan.label,
+    }
 
 
-def compare_seasonal(scenario: Scenario, *, progress: Progress | None = None,
-                     stop_requested: Callable[[], bool] | None = None) -> SeasonalComparison:
-    """Replay ``scenario`` (with its seasonal plan) into ``scenario.out`` and without the plan into
-    ``scenario.out / "no-plan"``; write ``before_after_losses.svg`` and ``before_after_neutral.svg`` into
-    ``scenario.out``."""
-    from controllers.siting.seasonal_replay import write_replay_chart
+def head_currents_a(feeder: Feeder, *, p_kw: np.ndarray, q_kvar: np.ndarray, vm_lv_pu: np.ndarray) -> np.ndarray:
+    """Phase currents leaving the transformer [T, 3], A: |S_φ| / |V_φ| at its LV bus (what ``kappa_trafo`` uses).
 
-    after, after_heads = replay_with_heads(scenario, progress=progress, stop_requested=stop_requested)
-    before, before_heads = replay_with_heads(
-        scenario.model_copy(update={"seasonal_plan": None, "out": scenario.out / "no-plan"}), progress=progress)
-    write_replay_chart(scenario.out / "before_after_losses.svg", before={"no plan": before_heads.line_loss_kw},
-                       after={"seasonal plan": after_heads.line_loss_kw},
-                       title="Feeder line losses, twin (nonlinear three-phase)", y_label="kW")
-    write_replay_chart(scenario.out / "before_after_neutral.svg", before={"no plan": before_heads.i_n_head_a},
-                       after={"seasonal plan": after_heads.i_n_head_a},
-                       title="Largest neutral current leaving a feeder head, twin", y_label="A")
-    return SeasonalComparison(before=before, after=after, before_figures=figures(before, before_heads),
-                              after_figures=figures(after, after_heads))
+    ``p_kw``/``q_kvar`` are the transformer's phase powers into the LV bus, ``vm_lv_pu`` that bus's voltages.
+    """
+    v_base_v = feeder.transformer.vn_lv_kv * 1e3 / np.sqrt(3.0)
+    return np.hypot(p_kw, q_kvar) * 1e3 / (vm_lv_pu * v_base_v)

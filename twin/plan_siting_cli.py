@@ -27,7 +27,8 @@ def register(plan_app: typer.Typer) -> None:
     @plan_app.command("sts-siting")
     def sts_siting(
         scenario: Annotated[str, typer.Option(help="S1 none, S2 manual, S3 STS, S4 STS + PESS, or all")] = "all",
-        out: Annotated[Path, typer.Option(help="folder for plan.json, schedule.csv, plots")] = _STS_OUT,
+        out: Annotated[Path, typer.Option(help="folder for plan.json, plots, and per scenario the replay files "
+                                                  "(replay.json, devices.csv, schedule.csv)")] = _STS_OUT,
         time_limit: Annotated[float, typer.Option(min=1.0, help="solver seconds per MILP")] = 300.0,
         hai: Annotated[bool, typer.Option(help="also run the paper's alternating iteration (S3, S4)")] = True,
         sensitivity: Annotated[bool, typer.Option(help="also the paper's Tables 3-4 (nine S4 solves)")] = False,
@@ -35,8 +36,9 @@ def register(plan_app: typer.Typer) -> None:
         """STS siting with PV-storage on the IEEE 13-node feeder (Zhang et al. 2025): HAI vs single level."""
         from controllers.siting.ieee13 import ieee13_case
         from controllers.siting.planner import solve_hai, solve_single_level
-        from controllers.siting.sts_study import PAPER_SITES, write_outputs
+        from controllers.siting.sts_study import PAPER_SITES, result_folder, write_outputs
         from controllers.siting.sts_study import sensitivity as run_sensitivity
+        from twin.loaders import ieee13 as ieee13_feeder
 
         if scenario not in _SCENARIOS:
             raise typer.BadParameter(f"scenario {scenario!r} is not one of {', '.join(_SCENARIOS)}")
@@ -69,7 +71,7 @@ def register(plan_app: typer.Typer) -> None:
         console.print(table)
         last = wanted[-1]
         chosen = next(r for r in results if r.scenario is last and r.method != "HAI")
-        write_outputs(out, case, results, chosen)
+        write_outputs(out, case, results, chosen, params=params, feeder=ieee13_feeder.NAME)
         if sensitivity:
             for title, rows in zip(("Table 3", "Table 4"), run_sensitivity(case, params, time_limit_s=time_limit),
                                    strict=True):
@@ -81,7 +83,8 @@ def register(plan_app: typer.Typer) -> None:
                               ",".join(map(str, row.sites)), f"{row.cost_myuan_per_year:.3f}",
                               str(row.paper_n_sts), f"{row.paper_cost_myuan:.2f}")
                 console.print(t)
-        console.print(f"plan ({chosen.scenario.value}, {chosen.method}) written to {out}")
+        console.print(f"plan ({chosen.scenario.value}, {chosen.method}) written to {out}; replay one with "
+                      f"`phasetwin replay --plan {out / result_folder(chosen)}` (one folder per scenario)")
 
     @plan_app.command("seasonal")
     def seasonal(

@@ -214,6 +214,11 @@ def replay(
                          missed_heartbeats=scenario.missed_heartbeats)
         stages.insert(0, hil)  # first: a tick's wall start is taken before its clock message goes out
     if scenario.controller.strategy is not Strategy.NONE and specs and not scenario.external_controller:
+        turned = [d.device_id for d in specs
+                  if d.kind == DeviceKind.STS and feeder.customer(d.customer_id).n_phases > 1]
+        if turned:
+            raise ScenarioError(f"the online controller moves single-phase loads only; {', '.join(turned)} sit(s) at "
+                                "two-phase customers: replay them with a schedule and --controller none")
         controlled = _controlled(specs, scenario.fleet)
         guard = None
         if scenario.controller.ltupf_check:
@@ -428,11 +433,14 @@ def _forecaster(
 
 
 def _pv_source(entry: FeederEntry, clock: TickClock, pv_kwp: dict[str, float]) -> PvSource | None:
-    """Clear-sky PV of each PESS at the feeder's site, per tick (the bundled data carry no PV)."""
+    """PV of each PESS per tick: the feeder's own PV shape if it has one, else clear sky at its site."""
     if not pv_kwp:
         return None
-    per_kwp = tick_mean_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks,
-                                   lat_deg=entry.lat_deg, lon_deg=entry.lon_deg)
+    if entry.pv_kw_per_kwp is not None:
+        per_kwp = entry.pv_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks)
+    else:
+        per_kwp = tick_mean_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks,
+                                       lat_deg=entry.lat_deg, lon_deg=entry.lon_deg)
 
     def pv_kw(device_id: str, tick: int) -> float:
         return float(per_kwp[tick] * pv_kwp[device_id])

@@ -61,6 +61,7 @@ class PessSpec:
     eta_discharge: float
     inverter_kva: float
     home_phase: int = 0
+    pv_kwp: float | None = None  # PV rating (pv_kw = pv_kwp × a per-kWp shape); None = the largest pv_kw
 
 
 @dataclass(frozen=True)

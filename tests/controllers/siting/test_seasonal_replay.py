@@ -19,7 +19,7 @@ from controllers.siting.seasonal_replay import scenario_states
 from controllers.siting.seasonal_study import CaseRow, plan_file
 from twin.errors import ScenarioError
 from twin.loaders import cigre_mv
-from twin.plan_replay import FeederHeads, compare_seasonal
+from twin.seasonal_compare import FeederHeads, compare_seasonal
 from twin.powerflow import Engine, create_powerflow
 from twin.runner import replay
 from twin.scenario import Scenario
