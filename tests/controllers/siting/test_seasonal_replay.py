@@ -19,10 +19,10 @@ from controllers.siting.seasonal_replay import scenario_states
 from controllers.siting.seasonal_study import CaseRow, plan_file
 from twin.errors import ScenarioError
 from twin.loaders import cigre_mv
-from twin.seasonal_compare import FeederHeads, compare_seasonal
 from twin.powerflow import Engine, create_powerflow
 from twin.runner import replay
 from twin.scenario import Scenario
+from twin.seasonal_compare import FeederHeads, compare_seasonal
 
 CASE4_PLAN = Path(__file__).parents[2] / "data" / "seasonal" / "plan-case4-milp.json"
 # Monday 27 Feb to Monday 6 Mar 2023: winter → spring on 1 March, weekdays and a weekend, days and nights.
