@@ -7,7 +7,7 @@ import functools
 from pydantic import ValidationError
 
 from streams import topics
-from streams.errors import StreamError
+from streams.errors import StreamError, validation_problems
 from streams.messages import (
     ClockTick,
     ControllerHeartbeat,
@@ -93,7 +93,5 @@ def decode(topic: str, payload: bytes | str) -> Message:
     try:
         return model.model_validate_json(payload)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in err.errors(include_url=False)
-        )
+        problems = validation_problems(err, root="payload")
         raise ContractError(topic, f"invalid {model.__name__}: {problems}") from err

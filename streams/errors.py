@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class StreamError(Exception):
     """Base class of every error the streams package raises on purpose."""
+
+
+def validation_problems(err: ValidationError, *, root: str) -> str:
+    """Every problem of a pydantic error on one line: ``field.path: message; ...`` (``root`` for the whole)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or root}: {e['msg']}" for e in err.errors(include_url=False))
 
 
 class DataError(StreamError):

@@ -17,6 +17,7 @@ from rich.table import Table
 from controllers.problem import SolverSettings
 from controllers.settings import ControllerSettings, ForecastKind, Strategy
 from streams.bus import Bus
+from streams.errors import validation_problems
 from streams.influx_settings import InfluxSettings
 from streams.meter_data import PowerUnit
 from twin.compare import StrategyFigures
@@ -39,7 +40,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _validation_text(err: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'scenario'}: {e['msg']}" for e in err.errors(include_url=False))
+    return validation_problems(err, root="scenario")
 
 
 def _parse_time(text: str | None, option: str) -> datetime | None:

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.limits import LeaseConfig, PessParams, SwitchLimits, sts_limits
+from streams.errors import validation_problems
 from twin.errors import ScenarioError
 from twin.fleet import FleetSpec, read_device_list
 from twin.network import Feeder
@@ -89,8 +90,7 @@ def read_replay_plan(path: Path) -> tuple[Path, ReplayPlan]:
     try:
         plan = ReplayPlan.model_validate_json(text)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}"
-                             for e in err.errors(include_url=False))
+        problems = validation_problems(err, root="file")
         raise ScenarioError(f"{file} is not a valid replay plan: {problems}") from None
     missing = [f"{name} {getattr(plan, name)!r}" for name in ("devices", "schedule", "rephase", "baseline")
                if getattr(plan, name) is not None and not (folder / getattr(plan, name)).exists()]

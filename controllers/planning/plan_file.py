@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controllers.planning.configurations import parse_configuration
 from controllers.planning.errors import PlanningError
+from streams.errors import validation_problems
 from twin.network import Feeder, Phase, connection_text
 
 __all__ = ["PLAN_FORMAT", "PlanFile", "apply_plan", "plan_changes", "read_plan", "read_plan_file", "write_plan"]
@@ -51,8 +52,7 @@ def read_plan_file(path: Path) -> PlanFile:
     try:
         plan = PlanFile.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'file'}: {e['msg']}"
-                             for e in err.errors(include_url=False))
+        problems = validation_problems(err, root="file")
         raise PlanningError(f"plan file {path} is invalid: {problems}") from None
     bad = []
     for field_name in ("configurations", "initial"):
