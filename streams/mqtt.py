@@ -392,8 +392,10 @@ class MqttBus:
         self._loop.start()
         if not self._connected.wait(self.settings.connect_timeout_s):
             self._loop.stop(self.settings.connect_timeout_s)
-            with contextlib.suppress(Exception):
-                self._client.socket() and self._client.socket().close()  # type: ignore[union-attr]
+            sock = self._client.socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
             raise BusError(f"the MQTT broker {self.settings.url} did not accept the connection within "
                            f"{self.settings.connect_timeout_s:g} s: {self._last_connect_error or 'no answer'}")
         self._broker_subscribe(self._sync_topic, 1, wait=True)
