@@ -141,6 +141,8 @@ class MqttCounters:
     deadletters: int = 0
     deadletter_reasons: Counter[str] = field(default_factory=Counter)
     callback_errors: int = 0
+    loop_errors: int = 0
+    """Unexpected exceptions the network loop caught (logged) and survived."""
     redeliveries_dropped: int = 0
     """QoS 1 redeliveries (DUP flag) of a payload already received on the same topic: at-least-once made once."""
     connects: int = 0
@@ -185,7 +187,7 @@ class MqttBus:
         self._last_connect_error = ""
         self._client = self._make_client()
         self._loop = NetworkLoop(self._client, name=name, reconnect_min_s=settings.reconnect_min_s,
-                                 reconnect_max_s=settings.reconnect_max_s)
+                                 reconnect_max_s=settings.reconnect_max_s, on_error=self._count_loop_error)
         self._connect()
 
     # -- Bus interface ---------------------------------------------------------------------------------
@@ -518,6 +520,9 @@ class MqttBus:
                 self._suback.notify_all()
         except Exception:
             self._guarded_failure("on_subscribe")
+
+    def _count_loop_error(self) -> None:
+        self.counters.loop_errors += 1
 
     def _guarded_failure(self, where: str) -> None:
         self.counters.callback_errors += 1

@@ -16,6 +16,7 @@ import logging
 import select
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -32,8 +33,11 @@ class NetworkLoop:
     """Runs one paho client's network I/O until ``stop()``; ``finish()`` first when the client disconnects on
     purpose, so that a closed socket is not taken for a lost connection."""
 
-    def __init__(self, client: mqtt.Client, *, name: str, reconnect_min_s: float, reconnect_max_s: float) -> None:
+    def __init__(self, client: mqtt.Client, *, name: str, reconnect_min_s: float, reconnect_max_s: float,
+                 on_error: Callable[[], None] = lambda: None) -> None:
+        """``on_error`` is called (on the loop's thread) for every unexpected exception the loop survived."""
         self._client = client
+        self._on_error = on_error
         self._reconnect_min_s = reconnect_min_s
         self._reconnect_max_s = reconnect_max_s
         self._wake_r, self._wake_w = socket.socketpair()
@@ -86,9 +90,10 @@ class NetworkLoop:
                     continue
                 self._turn(sock)
             except Exception:
-                # Never let the thread die silently: log and keep serving (the bus counts these through paho's
-                # callbacks; a failure here would otherwise stop every message of the process).
+                # Never let the thread die silently: a failure here would stop every message of the process.
                 log.exception("mqtt: error in the network loop; continuing")
+                with contextlib.suppress(Exception):
+                    self._on_error()
                 self._stop.wait(0.05)
 
     def _turn(self, sock: Any) -> None:

@@ -285,3 +285,27 @@ def test_overlapping_filters_reach_each_handler_once(mosquitto: MosquittoServer)
 def test_filters_overlap(a: str, b: str, overlap: bool) -> None:
     assert topics.filters_overlap(a, b) is overlap
     assert topics.filters_overlap(b, a) is overlap
+
+
+def test_network_loop_survives_an_unexpected_error_and_counts_it(mosquitto: MosquittoServer) -> None:
+    """A bug inside paho or the loop cannot be caused for real, so one ``loop_misc`` call is made to raise."""
+    feeder = f"f{uuid.uuid4().hex[:8]}"
+    bus = _bus(mosquitto)
+    got: list[Message] = []
+    bus.subscribe(topics.twin_clock(feeder), lambda t, m: got.append(m))
+    real_misc = bus._client.loop_misc
+    raised: list[bool] = []
+
+    def failing_once() -> object:
+        if not raised:
+            raised.append(True)
+            raise RuntimeError("injected fault")
+        return real_misc()
+
+    bus._client.loop_misc = failing_once  # type: ignore[method-assign]
+    tick = ClockTick(feeder=feeder, tick=0, time_utc=datetime(2024, 1, 15, tzinfo=UTC), tick_s=60, speed=0)
+    bus.publish(topics.twin_clock(feeder), tick)
+    bus.settle()
+    assert raised and got == [tick]
+    assert bus.counters.loop_errors == 1
+    bus.close()
