@@ -85,7 +85,7 @@ TimeLimitOpt = Annotated[float, typer.Option(help="controller solve time limit p
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")]
 BusOpt = Annotated[str | None, typer.Option(
     "--bus", envvar="PHASETWIN_BUS_URL",
-    help="MQTT broker for every message (mqtt://[user:pass@]host:port, mqtts:// for TLS, ?protocol=3.1.1 for MQTT "
+    help="MQTT broker for every message (mqtt://\\[user:pass@]host:port, mqtts:// for TLS, ?protocol=3.1.1 for MQTT "
          "3.1.1 instead of 5); default: in process")]
 
 InfluxOpt = Annotated[str | None, typer.Option(
@@ -289,7 +289,7 @@ def replay(
 @app.command()
 def run(
     bus: Annotated[str, typer.Option("--bus", envvar="PHASETWIN_BUS_URL",
-                                     help="MQTT broker (mqtt://[user:pass@]host:port, mqtts:// for TLS, "
+                                     help="MQTT broker (mqtt://\\[user:pass@]host:port, mqtts:// for TLS, "
                                           "?protocol=3.1.1 for MQTT 3.1.1); required")],
     external: Annotated[list[str] | None, typer.Option(
         "--external", help="a role played by an external party on the bus: 'controller' or 'device:<id>' "
