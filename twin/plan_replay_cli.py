@@ -21,12 +21,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from controllers.siting.svg_chart import write_line_chart
 from twin.metrics import current_unbalance
 from twin.plan_replay import ReplayPlan, head_currents_a, read_replay_plan, scenario_fields
 from twin.powerflow import Engine
 from twin.runner import RunResult, load_inputs, replay
 from twin.scenario import Scenario
+from twin.svg_chart import write_line_chart
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from pydantic import ValidationError
 from controllers.siting.seasonal_case import SeasonalNetwork
 from controllers.siting.seasonal_eval import SeasonalPlan, Topology, load_phase_shares
 from controllers.siting.seasonal_study import SeasonalPlanFile
-from controllers.siting.svg_chart import write_line_chart
 from twin.clock import TickClock
 from twin.errors import ScenarioError
 from twin.loaders.cigre_mv import SCENARIO_NAMES, SEASONS, customer_id, scenario_index
 from twin.network import Feeder, Phase, parse_connection
+from twin.svg_chart import write_line_chart
 from twin.switching import SwitchingError, SwitchingSchedule, SwitchingStep
 
 

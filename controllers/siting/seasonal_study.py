@@ -14,7 +14,7 @@ from controllers.siting.seasonal_case import SCHEMES, SeasonalNetwork
 from controllers.siting.seasonal_eval import Objectives, SeasonalPlan, Topology, evaluate, original_plan, tchebycheff
 from controllers.siting.seasonal_milp import solve_exact
 from controllers.siting.seasonal_pso import solve_pso
-from controllers.siting.svg_chart import write_line_chart
+from twin.svg_chart import write_line_chart
 
 CASE_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "case 1": (1.0, 0.0, 0.0), "case 2": (0.0, 1.0, 0.0), "case 3": (0.0, 0.0, 1.0), "case 4": (0.4, 0.3, 0.3)}

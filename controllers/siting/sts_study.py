@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.siting.case import Candidate, CandidateKind, CostParams, Scenario, SitingCase
 from controllers.siting.planner import SitingResult, solve_hai, solve_single_level
-from controllers.siting.svg_chart import write_line_chart
 from devices.limits import LeaseConfig, PessParams, sts_limits
 from twin.loaders import ieee13 as ieee13_data
 from twin.network import Phase
 from twin.plan_replay import REPLAY_FILE, PlannedFigures, ReplayPlan
+from twin.svg_chart import write_line_chart
 
 # Paper 003 (Zhang et al. 2025), §7: STS buses per scenario, and Tables 3–4
 # (unbalance cost, STS unit price, number of STS, comprehensive cost; all money in million yuan).
