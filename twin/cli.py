@@ -87,6 +87,8 @@ BusOpt = Annotated[str | None, typer.Option(
     "--bus", envvar="PHASETWIN_BUS_URL",
     help="MQTT broker for every message (mqtt://\\[user:pass@]host:port, mqtts:// for TLS, ?protocol=3.1.1 for MQTT "
          "3.1.1 instead of 5); default: in process")]
+PerMeterTopicsOpt = Annotated[bool, typer.Option(
+    "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")]
 
 InfluxOpt = Annotated[str | None, typer.Option(
     "--influx", envvar="PHASETWIN_INFLUX_URL",
@@ -186,8 +188,7 @@ def replay(
     tick: TickOpt = 60,
     engine: EngineOpt = Engine.PGM,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall second; 0 = as fast as possible")] = 0.0,
-    per_meter_topics: Annotated[bool, typer.Option(
-        "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")] = False,
+    per_meter_topics: PerMeterTopicsOpt = False,
     out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/latest"),
     psd: PsdOpt = 10,
     sts: StsOpt = 0,
@@ -305,8 +306,7 @@ def run(
     end: EndOpt = None,
     tick: TickOpt = 60,
     engine: EngineOpt = Engine.PGM,
-    per_meter_topics: Annotated[bool, typer.Option(
-        "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")] = False,
+    per_meter_topics: PerMeterTopicsOpt = False,
     out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/hil"),
     psd: PsdOpt = 10,
     sts: StsOpt = 0,
