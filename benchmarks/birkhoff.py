@@ -5,7 +5,7 @@ nonlinear power flow, one run.
 
 Prints the permutation chosen per node beside the paper's table, the expected losses (linearised and nonlinear)
 before and after, the certified bound, the brute force over all 6^9 choices, and the wall times. The case's
-assumptions (node mapping, loads, PV, levels) are in ``controllers/planning/birkhoff_case.py``.
+assumptions (node mapping, loads, PV, levels) are in ``controllers/planning/birkhoff/case.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from controllers.planning.birkhoff import (
+from controllers.planning.birkhoff.balancing import (
     PERMUTATIONS,
     brute_force,
     expected_loss_nonlinear_kw,
@@ -21,7 +21,7 @@ from controllers.planning.birkhoff import (
     paper_matrix_number,
     solve_birkhoff,
 )
-from controllers.planning.birkhoff_case import PAPER_PERMUTATIONS, cigre_case
+from controllers.planning.birkhoff.case import PAPER_PERMUTATIONS, cigre_case
 from twin.network import connection_text
 from twin.powerflow import Engine
 

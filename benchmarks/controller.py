@@ -34,11 +34,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from ieee_day import ieee_day_states
 
-from controllers.baseline import greedy_plan, hold_plan, static_phases, static_plan
-from controllers.forecast import PerfectForesight, step_means
-from controllers.milp import solve
-from controllers.milp_evaluate import evaluate
-from controllers.problem import (
+from controllers.online.baseline import greedy_plan, hold_plan, static_phases, static_plan
+from controllers.online.evaluate import evaluate
+from controllers.online.forecast import PerfectForesight, step_means
+from controllers.online.problem import (
     ControlProblem,
     ControlWeights,
     Decisions,
@@ -49,6 +48,7 @@ from controllers.problem import (
     SwitchDevice,
     SwitchState,
 )
+from controllers.online.solve import solve
 from devices.limits import PessParams, SwitchLimits, sts_limits
 from twin.network import Feeder, Phase
 

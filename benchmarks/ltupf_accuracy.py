@@ -23,7 +23,7 @@ region (the paper's Fig. 2), and per Liège LV feeder.
 
 Then the paper's cases (skip with ``--no-cases``):
 - Case I: the heaviest moment, unmodified, LTUPF against pandapower;
-- Case II by the rule of ``controllers/ltupf_cases.py`` (heaviest moments first, the most loaded phase doubled,
+- Case II by the rule of ``controllers/ltupf/cases.py`` (heaviest moments first, the most loaded phase doubled,
   scaled further only if doubling violates nothing), PSDs at the 10 customers farthest from the transformer,
   Algorithm 1 with power-grid-model as the NTUPF and the result confirmed with pandapower. On Liège, where
   quarter-hours already violate the limits without any scaling, Algorithm 1 also runs on ``--liege-sample``

@@ -46,7 +46,7 @@ from twin.network import Feeder, Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import Engine, PowerFlowNotConverged, create_powerflow
 
-# Case II states found by benchmarks/ltupf_accuracy.py (controllers/ltupf_cases.py rule).
+# Case II states found by benchmarks/ltupf_accuracy.py (controllers/ltupf/cases.py rule).
 CASE_TWO = {"IEEE European LV": (1082, Phase.A, 2.5), "Liège": (33449, Phase.B, 2.0)}
 
 

@@ -47,7 +47,7 @@ from servers import MosquittoServer
 
 from streams import topics
 from streams.messages import AckStatus, DeviceAck, DeviceAction, DeviceCommand, Message, MeterReading
-from streams.mqtt import MqttBus, MqttSettings
+from streams.mqtt.bus import MqttBus, MqttSettings
 
 T0 = datetime(2024, 1, 15, tzinfo=UTC)
 
@@ -212,7 +212,7 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
         bus = MqttBus(settings, name="bench", client_id=client_id)
         grid = GridRole(bus=bus, feeder=feeder, name=feeder_name, powerflow=create_powerflow(feeder, engine=Engine.PGM))
         bus.subscribe(topics.meters(feeder_name), lambda t, m: handled.__setitem__(0, handled[0] + 1))
-        gc.freeze()  # as twin.runner.replay does once the roles are set up
+        gc.freeze()  # as twin.app.runner.replay does once the roles are set up
         return bus, grid
 
     def ingest(bus: MqttBus, started: float) -> float:
@@ -243,8 +243,8 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
 
 
 def replay_per_meter(broker: MosquittoServer, out: Path, protocol: str) -> tuple[float, int, float]:
-    from twin.runner import replay
-    from twin.scenario import Scenario
+    from twin.app.runner import replay
+    from twin.app.scenario import Scenario
 
     scenario = Scenario(per_meter_topics=True, out=out, start_utc=T0, end_utc=T0 + timedelta(hours=6))
     bus = MqttBus(MqttSettings(host=broker.host, port=broker.port, protocol=protocol),  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ Prints wall time and states/s of
 - power-grid-model, state by state (``solve`` with k = 1, 1440 calls), as the twin does each tick;
 - pandapower ``runpp_3ph`` on an evenly spread sample of states, extrapolated to 1440;
 and the speed ratios, plus the largest voltage disagreement on the sample. ``--compare-methods`` also times
-every PGM calculation method and threading option that ``twin/pf_pgm.py`` chooses between.
+every PGM calculation method and threading option that ``twin/powerflow/pgm.py`` chooses between.
 Batch timings are the best of ``--repeat`` runs (the machine is shared; the minimum is the least disturbed).
 """
 
@@ -21,8 +21,8 @@ from ieee_day import ieee_day_states, pandapower_sample
 from power_grid_model import CalculationMethod
 
 from twin.loaders import ieee_european_lv
-from twin.pf_pgm import PgmPowerFlow
 from twin.powerflow import Engine, PowerFlow, create_powerflow
+from twin.powerflow.pgm import PgmPowerFlow
 
 METHODS = (CalculationMethod.newton_raphson, CalculationMethod.iterative_current)
 THREADING = (-1, 0, 2)  # sequential, all hardware threads, two threads

@@ -32,16 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from controllers.settings import ControllerSettings, Strategy
+from controllers.online.settings import ControllerSettings, Strategy
+from devices.fleet import FleetSpec
 from streams.bus import LocalBus
-from streams.influx import Detail, InfluxCounts, InfluxRecorder, InfluxSettings
-from streams.influx_transport import Outcome, PostResult, create_transport
+from streams.influx.recorder import Detail, InfluxCounts, InfluxRecorder, InfluxSettings
+from streams.influx.transport import Outcome, PostResult, create_transport
 from streams.messages import Message
-from streams.parquet import Layout
-from twin.fleet import FleetSpec
+from streams.runfolder.recorder import Layout
+from twin.app.runner import replay
+from twin.app.scenario import Scenario
 from twin.loaders import ieee_european_lv
-from twin.runner import replay
-from twin.scenario import Scenario
 
 
 def _test_servers() -> object:

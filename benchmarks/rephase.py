@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from controllers.planning.plan_file import plan_changes, write_plan
-from controllers.planning.rephase_check import check_plan
-from controllers.planning.rephase_ga import genetic_baseline
-from controllers.planning.rephase_planner import PlannerSettings, plan_rephase
-from controllers.planning.rephase_problem import build_problem
-from controllers.planning.rephase_report import p_unb_per_feeder_kw
+from controllers.planning.rephase.check import check_plan
+from controllers.planning.rephase.ga import genetic_baseline
+from controllers.planning.rephase.planner import PlannerSettings, plan_rephase
+from controllers.planning.rephase.problem import build_problem
+from controllers.planning.rephase.report import p_unb_per_feeder_kw
+from twin.app.plan_rephase import PAPER_DAYS, parse_days
 from twin.loaders import liege
-from twin.plan_rephase_cli import PAPER_DAYS, parse_days
 from twin.powerflow import Engine
 
 PAPER_REDUCTION = {0: 0.46, 1: 0.44}

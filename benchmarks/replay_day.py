@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from ieee_day import ieee_day_states, pandapower_sample
 
+from twin.app.runner import replay
+from twin.app.scenario import Scenario
 from twin.powerflow import Engine, create_powerflow
-from twin.runner import replay
-from twin.scenario import Scenario
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from controllers.siting.seasonal_case import cigre_mv_seasonal
-from controllers.siting.seasonal_eval import radial_topologies
-from controllers.siting.seasonal_study import PAPER_TABLE_4, check_with_pandapower, run_cases, write_outputs
+from controllers.planning.seasonal.case import cigre_mv_seasonal
+from controllers.planning.seasonal.evaluation import radial_topologies
+from controllers.planning.seasonal.study import PAPER_TABLE_4, check_with_pandapower, run_cases, write_outputs
 
 
 def main() -> None:

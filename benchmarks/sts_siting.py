@@ -14,9 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
-from controllers.siting.case import CostParams, Scenario
-from controllers.siting.ieee13 import ieee13_case
-from controllers.siting.sts_study import PAPER_SITES, run_scenarios, sensitivity, write_outputs
+from controllers.planning.sts_siting.case import CostParams, Scenario
+from controllers.planning.sts_siting.ieee13 import ieee13_case
+from controllers.planning.sts_siting.study import PAPER_SITES, run_scenarios, sensitivity, write_outputs
 
 
 def main() -> None:

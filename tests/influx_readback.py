@@ -1,5 +1,5 @@
 """What a recorder should have written, computed here from the bus messages in plain Python (independently of
-``streams.influx_points``), and what a server holds, read back — both as ``{PointKey: {field: value}}``.
+``streams.influx.points``), and what a server holds, read back — both as ``{PointKey: {field: value}}``.
 
 A ``PointKey`` is (measurement, sorted tag items, timestamp in s): the point's identity in InfluxDB.
 """
@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from streams.bus import LocalBus
-from streams.influx_schema import BY_NAME
-from streams.influx_settings import InfluxSettings
+from streams.influx.schema import BY_NAME
+from streams.influx.settings import InfluxSettings
 from streams.messages import ControllerPlan, DeviceState, GridState, Message, TwinStatus
-from streams.parquet import Layout
+from streams.runfolder.recorder import Layout
 from twin.loaders import ieee_european_lv
 
 if TYPE_CHECKING:

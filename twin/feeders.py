@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from streams.meter_table import MeterTable
+from streams.meters.table import MeterTable
 from twin.errors import DataError, ScenarioError
 from twin.loaders import cigre_mv, ieee13, ieee_european_lv, liege
 from twin.network import Feeder

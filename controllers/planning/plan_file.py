@@ -16,8 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from controllers.errors import PlanningError
 from controllers.planning.configurations import parse_configuration
-from controllers.planning.errors import PlanningError
 from streams.errors import validation_problems
 from twin.network import Feeder, Phase, connection_text
 

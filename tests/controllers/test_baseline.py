@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from controllers.baseline import greedy_plan, hold_plan, static_phases, static_plan
-from controllers.milp_evaluate import violations
-from controllers.problem import (
+from controllers.online.baseline import greedy_plan, hold_plan, static_phases, static_plan
+from controllers.online.evaluate import violations
+from controllers.online.problem import (
     ControllerError,
     ControlProblem,
     ControlWeights,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from controllers.forecast import (
+from controllers.online.forecast import (
     Forecaster,
     ForecastError,
     PerfectForesight,

@@ -45,7 +45,7 @@ from controllers.ltupf import (
     scale_phase,
     solve_with_cuts,
 )
-from streams.meter_table import MeterTable
+from streams.meters.table import MeterTable
 from twin.loaders import ieee_european_lv, liege
 from twin.network import Feeder, Phase
 from twin.phasing import PhaseMap
@@ -53,7 +53,7 @@ from twin.powerflow import Engine, PowerFlow, PowerFlowResult, create_powerflow
 
 # The acceptance criterion of the accuracy study: states within ±30 % of the linearisation point's loading.
 ACCEPT_VM_PU = 0.005
-# IEEE Case II (benchmarks/ltupf_accuracy.py --case-two finds it by the rule of controllers/ltupf_cases.py):
+# IEEE Case II (benchmarks/ltupf_accuracy.py --case-two finds it by the rule of controllers/ltupf/cases.py):
 # minute 1082, phase A scaled by 2.5 (doubling alone violates nothing there), PSDs at the 10 farthest customers.
 CASE_TWO_MINUTE, CASE_TWO_PHASE, CASE_TWO_FACTOR = 1082, Phase.A, 2.5
 TAN_PHI = math.tan(math.acos(0.95))

@@ -1,7 +1,7 @@
 """The rolling-horizon MILP against independent computation: brute force, a plain-loop checker, closed forms.
 
 The checker and the objective below are written with Python loops and datetime arithmetic on purpose: they share
-no code with ``controllers.milp_evaluate`` or ``controllers.milp_interlocks``.
+no code with ``controllers.online.evaluate`` or ``controllers.online.interlocks``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from controllers.milp import solve
-from controllers.milp_evaluate import evaluate, violations
-from controllers.milp_matrix import Outcome, SparseModel
-from controllers.milp_matrix import solve as solve_sparse
-from controllers.milp_start import hold_decisions, shift_previous
-from controllers.problem import (
+from controllers.online.evaluate import evaluate, violations
+from controllers.online.problem import (
     NO_PHASE,
     ControllerError,
     ControlProblem,
@@ -35,6 +31,10 @@ from controllers.problem import (
     SwitchState,
     TerminalMode,
 )
+from controllers.online.solve import solve
+from controllers.online.start import hold_decisions, shift_previous
+from controllers.sparse_milp import Outcome, SparseModel
+from controllers.sparse_milp import solve as solve_sparse
 from devices.limits import PessParams, SwitchLimits
 from twin.network import Phase
 

@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.influx_schema import BY_NAME, COMMON_TAGS
-from streams.influx_settings import InfluxApi, influx_settings_from_url
-from streams.mqtt import MqttSettings
+from streams.influx.schema import BY_NAME, COMMON_TAGS
+from streams.influx.settings import InfluxApi, influx_settings_from_url
+from streams.mqtt.bus import MqttSettings
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -32,7 +32,7 @@ DATASOURCE = DOCKER / "grafana" / "provisioning" / "datasources" / "influxdb.yam
 PROVIDER = DOCKER / "grafana" / "provisioning" / "dashboards" / "phasetwin.yaml"
 MOSQUITTO_CONF = DOCKER / "mosquitto" / "mosquitto.conf"
 
-# What the operator must see (the issue's list), as (measurement, field) of streams/influx_schema.py.
+# What the operator must see (the issue's list), as (measurement, field) of streams/influx/schema.py.
 REQUIRED_SERIES = {
     ("transformer", "p_kw"),
     ("unbalance", "p_unb_kw"),
@@ -98,7 +98,7 @@ def schema_problems(query: str) -> list[str]:
         return [f"a panel query must filter exactly one _measurement, found {measurements}"]
     (name,) = measurements
     if name not in BY_NAME:
-        return [f"measurement {name!r} is not in streams/influx_schema.py MEASUREMENTS"]
+        return [f"measurement {name!r} is not in streams/influx/schema.py MEASUREMENTS"]
     measurement = BY_NAME[name]
     fields = _FIELD.findall(query)
     problems = [] if fields else [f"query on {name!r} names no _field"]
@@ -239,7 +239,7 @@ def test_influxdb_is_set_up_with_the_org_bucket_and_token_the_twin_uses(services
 def test_the_cli_reads_both_urls_from_the_environment_variables_compose_sets() -> None:
     from typer.main import get_command
 
-    from twin.cli import app
+    from twin.app.cli import app
 
     replay = get_command(app).commands["replay"]  # type: ignore[attr-defined]
     envvars = {p.name: p.envvar for p in replay.params}

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import pytest
 from influx_readback import DAY, Collected, FeederLayout, ieee_feeder_layout, run_id
 
-from controllers.settings import ControllerSettings, Strategy
-from streams.influx import InfluxCounts, InfluxRecorder, InfluxSettings
+from controllers.online.settings import ControllerSettings, Strategy
+from devices.fleet import FleetSpec
+from streams.influx.recorder import InfluxCounts, InfluxRecorder, InfluxSettings
 from streams.messages import Message
-from twin.fleet import FleetSpec
-from twin.runner import replay
-from twin.scenario import Scenario
+from twin.app.runner import replay
+from twin.app.scenario import Scenario
 
 if TYPE_CHECKING:
     from servers import InfluxDBServer

@@ -22,8 +22,8 @@ from servers import MosquittoServer
 from streams.bus import LocalBus
 from streams.contract import ContractError, decode
 from streams.messages import GridState, Message
-from twin.runner import replay
-from twin.scenario import Scenario
+from twin.app.runner import replay
+from twin.app.scenario import Scenario
 
 
 class TappedBus(LocalBus):

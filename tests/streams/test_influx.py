@@ -33,13 +33,13 @@ from influx_readback import (
 )
 from servers import free_port
 
+from devices.fleet import FleetSpec
 from streams.bus import LocalBus
-from streams.influx import InfluxError, InfluxRecorder, InfluxSettings, flush_spool
+from streams.influx.recorder import InfluxError, InfluxRecorder, InfluxSettings, flush_spool
 from streams.messages import ControllerPlan, GridState
-from streams.parquet import Layout
-from twin.fleet import FleetSpec
-from twin.runner import replay
-from twin.scenario import Scenario
+from streams.runfolder.recorder import Layout
+from twin.app.runner import replay
+from twin.app.scenario import Scenario
 
 if TYPE_CHECKING:
     from conftest import RecordedRun
@@ -120,7 +120,7 @@ def test_points_the_server_refuses_are_counted_as_rejected_not_retried(
     first = int((DAY + timedelta(hours=3)).timestamp())
     # loss_kw as a string in this shard: every float loss_kw the recorder sends conflicts (HTTP 400 partial write)
     influxdb_write = InfluxSettings(url=influxdb.url, api="v1", bucket=db)
-    from streams.influx_transport import Outcome, create_transport
+    from streams.influx.transport import Outcome, create_transport
     transport = create_transport(influxdb_write)
     assert transport.post(f'network,feeder=x,run=x,scenario=x loss_kw="text" {first}\n'.encode()).outcome \
         is Outcome.WRITTEN
@@ -130,7 +130,7 @@ def test_points_the_server_refuses_are_counted_as_rejected_not_retried(
                                                                     spool_dir=tmp_path), run)
     replay(Scenario(start_utc=DAY + timedelta(hours=3), end_utc=DAY + timedelta(hours=3, minutes=10),
                     out=tmp_path / "run"), bus=collected.bus)
-    with caplog.at_level(logging.ERROR, logger="streams.influx_shipper"):
+    with caplog.at_level(logging.ERROR, logger="streams.influx.shipper"):
         c = recorder.close()
     expected = ieee_layout.expected(run=run, scenario="test").points(collected.messages)
     assert (c.rejected, c.written, c.retries) == (10, len(expected) - 10, 0)
@@ -185,7 +185,7 @@ def test_a_30_s_outage_in_a_real_time_replay_loses_and_duplicates_nothing(
 
     operator = threading.Thread(target=stop_and_restart, name="outage")
     start = DAY + timedelta(hours=18)
-    with caplog.at_level(logging.WARNING, logger="streams.influx_shipper"):
+    with caplog.at_level(logging.WARNING, logger="streams.influx.shipper"):
         operator.start()
         replay(Scenario(start_utc=start, end_utc=start + timedelta(minutes=50), speed=60.0, out=tmp_path / "run",
                         fleet=FleetSpec(psd=2)), bus=collected.bus)
@@ -214,7 +214,7 @@ def test_a_full_spool_drops_the_oldest_points_counts_and_logs_them_and_flush_spo
     down = InfluxSettings.model_validate({**down.model_dump(), "max_retries": 0, "backoff_max_s": 60})
     collected = Collected.on(ieee_layout.name)
     recorder = _recorder(collected.bus, ieee_layout, down, run)
-    with caplog.at_level(logging.ERROR, logger="streams.influx_spool"):
+    with caplog.at_level(logging.ERROR, logger="streams.influx.spool"):
         replay(Scenario(start_utc=DAY, end_utc=DAY + timedelta(minutes=30), out=tmp_path / "run"),
                bus=collected.bus)
         c = recorder.close(timeout_s=2)

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from influx_readback import FeederLayout, Points, by_measurement, compare, influxdb_points, key, run_id
 
-from streams.influx import Detail, InfluxError, InfluxSettings, export_run
+from streams.influx.recorder import Detail, InfluxError, InfluxSettings, export_run
 
 if TYPE_CHECKING:
     from conftest import RecordedRun

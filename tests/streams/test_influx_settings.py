@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streams.influx import Detail, InfluxApi, InfluxSettings, InfluxSettingsError, influx_settings_from_url
+from streams.influx.recorder import Detail, InfluxApi, InfluxSettings, InfluxSettingsError, influx_settings_from_url
 
 
 def test_defaults_are_the_documented_ones() -> None:

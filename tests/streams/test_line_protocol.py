@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from streams.influx import InfluxSettings
-from streams.influx_transport import Outcome, create_transport
-from streams.line_protocol import (
+from streams.influx.line_protocol import (
     LineSpec,
     LineTemplate,
     epoch_s,
@@ -29,6 +27,8 @@ from streams.line_protocol import (
     series,
     string_field,
 )
+from streams.influx.recorder import InfluxSettings
+from streams.influx.transport import Outcome, create_transport
 
 if TYPE_CHECKING:
     from servers import InfluxDBServer, VictoriaMetricsServer
@@ -57,7 +57,7 @@ def test_tag_values_servers_would_read_differently_are_refused(value: str, match
 def test_series_checks_measurement_and_tags_against_the_schema() -> None:
     assert series("transformer", {"run": "r", "scenario": "s", "feeder": "f", "phase": "A"}) == \
         "transformer,feeder=f,phase=A,run=r,scenario=s "
-    with pytest.raises(ValueError, match=r"measurement 'voltage' is not in streams.influx_schema"):
+    with pytest.raises(ValueError, match=r"measurement 'voltage' is not in streams.influx.schema"):
         series("voltage", {})
     with pytest.raises(ValueError, match=r"measurement 'transformer' takes the tags \['feeder', 'phase', 'run', "
                                          r"'scenario'\]; got \['feeder', 'run', 'scenario'\]"):

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.meter_data import (
+from streams.meters.data import (
     DuplicateRule,
     GapPolicy,
     PowerUnit,

@@ -5,8 +5,8 @@ import pytest
 from streams import topics
 from streams.bus import LocalBus
 from streams.errors import DataError
-from streams.meter_replay import MeterReplay, mean_over_ticks
-from streams.meter_table import MeterTable
+from streams.meters.replay import MeterReplay, mean_over_ticks
+from streams.meters.table import MeterTable
 
 T0 = pd.Timestamp("2016-01-01", tz="UTC")
 

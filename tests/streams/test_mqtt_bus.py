@@ -17,13 +17,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import MosquittoServer
 
-from controllers.settings import ControllerSettings, Strategy
+from controllers.online.settings import ControllerSettings, Strategy
+from devices.fleet import FleetSpec
 from streams import topics
 from streams.messages import ClockTick, Message
-from streams.mqtt import BusError, MqttBus, MqttSettings
-from twin.fleet import FleetSpec
-from twin.runner import replay
-from twin.scenario import Scenario
+from streams.mqtt.bus import BusError, MqttBus, MqttSettings
+from twin.app.runner import replay
+from twin.app.scenario import Scenario
 
 TABLES = ("voltages_pu.parquet", "metrics.parquet", "transformer.parquet", "devices.parquet", "acks.parquet")
 

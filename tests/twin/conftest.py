@@ -2,7 +2,7 @@
 
 import pytest
 
-from streams.meter_table import MeterTable
+from streams.meters.table import MeterTable
 from twin.loaders import ieee_european_lv
 from twin.network import Feeder
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controllers.problem import ControlWeights
-from controllers.settings import ControllerSettings, Strategy
+from controllers.online.problem import ControlWeights
+from controllers.online.settings import ControllerSettings, Strategy
+from twin.app.runner import RunResult, replay
+from twin.app.scenario import Scenario, named_scenario
 from twin.loaders.ieee_european_lv import load_feeder
-from twin.runner import RunResult, replay
-from twin.scenario import Scenario, named_scenario
 
 FIRST_CONTROLLED_TICK = 15
 

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from controllers.settings import ControllerSettings, Strategy
+from controllers.online.settings import ControllerSettings, Strategy
+from devices.fleet import FleetSpec
 from devices.limits import PessParams, psd_limits, sts_limits
-from twin.compare import StrategyFigures, compare
-from twin.fleet import FleetSpec
-from twin.runner import RunResult
-from twin.scenario import Scenario
+from twin.app.compare import StrategyFigures, compare
+from twin.app.runner import RunResult
+from twin.app.scenario import Scenario
 
 FLEET = FleetSpec(psd=10, pess=2)
 
@@ -68,7 +68,7 @@ def test_no_device_limit_is_ever_violated(runs: dict[str, tuple[StrategyFigures,
 
 
 def test_fleet_rule_puts_psds_on_the_farthest_single_phase_customers(ieee_feeder) -> None:  # type: ignore[no-untyped-def]
-    from twin.fleet import choose_devices
+    from devices.fleet import choose_devices
 
     chosen = choose_devices(ieee_feeder, FleetSpec(psd=10, pess=2))
     distance = {c.id: c.distance_km for c in ieee_feeder.customers}

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from controllers.schedule import read_schedule
+from controllers.scripted.schedule import read_schedule
+from devices.fleet import read_device_list
 from twin.errors import ScenarioError
-from twin.fleet import read_device_list
 
 
 def test_device_list_names_each_bad_row(tmp_path: Path) -> None:

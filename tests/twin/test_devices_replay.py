@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devices.fleet import DeviceSpec, FleetSpec
 from devices.limits import psd_limits
 from streams.messages import DeviceKind
-from twin.fleet import DeviceSpec, FleetSpec
+from twin.app.runner import replay
+from twin.app.scenario import Scenario
 from twin.loaders.ieee_european_lv import bundled_dir
-from twin.runner import replay
-from twin.scenario import Scenario
 
 START = datetime(2024, 1, 15, 7, 0, tzinfo=UTC)
 END = datetime(2024, 1, 15, 13, 0, tzinfo=UTC)

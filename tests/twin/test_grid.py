@@ -8,8 +8,8 @@ import pytest
 from streams import topics
 from streams.bus import LocalBus
 from streams.messages import GridState, Message
-from streams.meter_replay import MeterReplay
-from streams.meter_table import MeterTable
+from streams.meters.replay import MeterReplay
+from streams.meters.table import MeterTable
 from twin.errors import PowerFlowError
 from twin.grid import GridRole
 from twin.network import Feeder, Phase

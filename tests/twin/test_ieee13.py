@@ -14,23 +14,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from controllers.siting.case import CandidateKind, CostParams
-from controllers.siting.evaluation import evaluate
-from controllers.siting.ieee13 import BUS_NAMES, ieee13_case
-from controllers.siting.operation_milp import reference_operation
+from controllers.planning.replay_plan import head_currents_a
+from controllers.planning.sts_siting.case import CandidateKind, CostParams
+from controllers.planning.sts_siting.evaluation import evaluate
+from controllers.planning.sts_siting.ieee13 import BUS_NAMES, ieee13_case
+from controllers.planning.sts_siting.operation_milp import reference_operation
+from devices.fleet import DeviceSpec, FleetSpec, choose_devices
 from streams.messages import DeviceKind
-from streams.meter_table import MeterTable
+from streams.meters.table import MeterTable
+from twin.app.runner import _pv_source
 from twin.clock import TickClock
 from twin.errors import ScenarioError
 from twin.feeders import known_feeders, open_feeder
-from twin.fleet import DeviceSpec, FleetSpec, choose_devices
 from twin.loaders import ieee13
 from twin.metrics import current_unbalance
 from twin.network import Feeder, Phase
 from twin.phasing import PhaseMap
-from twin.plan_replay import head_currents_a
 from twin.powerflow import Engine, PowerFlowResult, create_powerflow
-from twin.runner import _pv_source
 
 
 @pytest.fixture(scope="module")

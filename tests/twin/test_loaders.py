@@ -16,7 +16,7 @@ import pandapower as pp
 import pandas as pd
 import pytest
 
-from streams.meter_table import MeterTable
+from streams.meters.table import MeterTable
 from twin.errors import DataError, FeederError
 from twin.loaders import ieee_european_lv, liege, pandapower_json
 from twin.network import Feeder, Phase

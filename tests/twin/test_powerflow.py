@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from small_feeders import two_bus_feeder
 
-from streams.meter_table import MeterTable
+from streams.meters.table import MeterTable
 from twin.errors import PowerFlowError
 from twin.network import Feeder, Phase, VectorGroup
 from twin.phasing import PhaseMap

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from controllers.planning.plan_file import write_plan
+from twin.app.runner import replay
+from twin.app.scenario import Scenario
 from twin.errors import ScenarioError
 from twin.feeders import open_feeder
 from twin.network import Phase
-from twin.runner import replay
-from twin.scenario import Scenario
 
 START = datetime(2024, 1, 15, 18, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """pandapower's CIGRE MV benchmark (``create_cigre_network_mv(with_der="pv_wind")``) as a twin feeder, with a year of
 synthetic hourly meter data: the network and the year of the seasonal planner (paper 004,
-``controllers/siting/seasonal_case.py``), so that its plans can be replayed.
+``controllers/planning/seasonal/case.py``), so that its plans can be replayed.
 
 The planner's choices, kept here:
 - the two 25 MVA HV/MV transformers are one source: the twin's single transformer (``Bus 0`` 110 kV → ``station``
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streams.meter_table import MeterTable
+from streams.meters.table import MeterTable
 from twin.network import Feeder, LineSwitch, assemble_feeder
 
 NAME = "cigre-mv"

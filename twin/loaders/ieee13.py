@@ -4,7 +4,7 @@ Source of the numbers: W. H. Kersting, *Radial distribution test feeders*, IEEE 
 Subcommittee (2000/2001), "IEEE 13 Node Test Feeder" data sheet: substation (5000 kVA, 115 kV D / 4.16 kV Gr.Y,
 Z = 1 + j8 %), line segment data, configurations 601–607 (Z in Ω per mile), XFM-1 (500 kVA, 4.16/0.48 kV,
 R 1.1 %, X 2 %), spot loads and the distributed load 632–671, conductor ampacities. The tables here are the
-single source: the STS siting planner (``controllers/siting/ieee13.py``) imports them.
+single source: the STS siting planner (``controllers/planning/sts_siting/ieee13.py``) imports them.
 
 Simplifications, the same as the STS siting planner's (paper 003 writes its model per phase, without coupling):
 - each segment is modelled with the self impedance of its configuration, mutual terms dropped; the twin's lines
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streams.meter_table import DataQuality, MeterTable
+from streams.meters.table import DataQuality, MeterTable
 from twin.errors import DataError
 from twin.network import Feeder, assemble_feeder, parse_connection
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from streams.meter_table import DataQuality, MeterTable
+from streams.meters.table import DataQuality, MeterTable
 from twin.errors import DataError, FeederError
 from twin.network import Feeder, assemble_feeder
 

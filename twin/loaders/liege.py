@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streams.meter_data import PowerUnit, read_meter_data, require_finite
+from streams.meters.data import PowerUnit, read_meter_data, require_finite
 from twin.errors import DataError, FeederError
 from twin.loaders.pandapower_json import (
     bus_fields,
@@ -44,7 +44,7 @@ from twin.loaders.pandapower_json import (
 from twin.network import Feeder, assemble_feeder, parse_connection
 
 if TYPE_CHECKING:
-    from streams.meter_table import MeterTable
+    from streams.meters.table import MeterTable
 
 __all__ = [
     "AUTHORS_POWER_FACTOR",

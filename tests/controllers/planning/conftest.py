@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streams.meter_table import MeterTable
+from streams.meters.table import MeterTable
 from twin.network import Feeder, assemble_feeder
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from ortools.math_opt.python import mathopt
 
-from controllers.planning.birkhoff import (
+from controllers.planning.birkhoff.balancing import (
     PERMUTATIONS,
     brute_force,
     expected_loss_nonlinear_kw,
@@ -17,12 +17,12 @@ from controllers.planning.birkhoff import (
     paper_matrix_number,
     solve_birkhoff,
 )
-from controllers.planning.birkhoff_case import cigre_case
+from controllers.planning.birkhoff.case import cigre_case
 from controllers.planning.configurations import CONFIGURATIONS, feasible_configurations
-from controllers.planning.rephase_check import check_plan
-from controllers.planning.rephase_planner import plan_rephase
-from controllers.planning.rephase_problem import build_problem
-from controllers.planning.rephase_report import p_unb_per_feeder_kw
+from controllers.planning.rephase.check import check_plan
+from controllers.planning.rephase.planner import plan_rephase
+from controllers.planning.rephase.problem import build_problem
+from controllers.planning.rephase.report import p_unb_per_feeder_kw
 from twin.errors import DataError
 from twin.loaders import liege
 from twin.network import Feeder

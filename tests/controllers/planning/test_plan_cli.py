@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from twin.plan_rephase_cli import parse_days, register
+from twin.app.plan_rephase import parse_days, register
 
 
 def _app() -> typer.Typer:

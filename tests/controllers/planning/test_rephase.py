@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from controllers.errors import PlanningError
 from controllers.planning.configurations import CONFIGURATIONS, feasible_configurations
-from controllers.planning.errors import PlanningError
 from controllers.planning.plan_file import apply_plan, plan_changes, read_plan, read_plan_file, write_plan
-from controllers.planning.rephase_milp import Clusters, build_master
-from controllers.planning.rephase_planner import PlannerSettings, plan_rephase
-from controllers.planning.rephase_problem import RephaseWeights, build_problem
-from controllers.planning.rephase_report import p_unb_per_feeder_kw
-from controllers.planning.rephase_search import exhaustive, local_search
-from streams.meter_table import MeterTable
+from controllers.planning.rephase.milp import Clusters, build_master
+from controllers.planning.rephase.planner import PlannerSettings, plan_rephase
+from controllers.planning.rephase.problem import RephaseWeights, build_problem
+from controllers.planning.rephase.report import p_unb_per_feeder_kw
+from controllers.planning.rephase.search import exhaustive, local_search
+from streams.meters.table import MeterTable
 from twin.network import Feeder, Phase, parse_connection
 
 

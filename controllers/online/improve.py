@@ -1,0 +1,168 @@
+"""Improvement steps of a solve: descent (battery LP ⇄ phase local search) and fix-and-optimise neighbourhoods.
+
+Every step hands its plans to the ``Incumbent``, which keeps a plan only when it is feasible and evaluates
+better; the steps themselves may return worse or rejected plans without harm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from controllers.online.evaluate import evaluate, violations
+from controllers.online.incumbent import BETTER, MIN_SOLVE_S, Budget, Incumbent
+from controllers.online.interlocks import Interlock
+from controllers.online.model import build_model
+from controllers.online.problem import ControlProblem, ControlWeights, Decisions, SolverSettings
+from controllers.online.search import improve_phases
+from controllers.sparse_milp import Outcome
+from controllers.sparse_milp import solve as solve_model
+
+_DESCENT_ROUNDS = 6
+
+
+def descend(
+    problem: ControlProblem,
+    *,
+    weights: ControlWeights,
+    settings: SolverSettings,
+    locks: list[Interlock],
+    start: Decisions,
+    source: str,
+    best: Incumbent,
+    budget: Budget,
+    constant_phases: bool,
+) -> None:
+    """Alternate the battery LP and the phase local search from ``start``; offer every plan on the way."""
+    current = start if not violations(problem, start) else None
+    if current is not None:
+        best.offer(problem, weights, current, source)
+    current_total = evaluate(problem, current, weights).total if current is not None else np.inf
+    for _ in range(_DESCENT_ROUNDS):
+        before = current_total
+        if problem.n_pess and budget.solver_s() > MIN_SOLVE_S:
+            batteries = _battery_schedule(problem, weights=weights, settings=settings, d=current or start,
+                                          budget=budget)
+            if batteries is not None and not violations(problem, batteries):
+                total = evaluate(problem, batteries, weights).total
+                if total < current_total:
+                    current, current_total = batteries, total
+                    best.offer(problem, weights, current, f"{source} + descent")
+        if current is None or not settings.local_search or budget.left() <= 0:
+            break
+        moved = improve_phases(problem, weights, current, locks, deadline=budget.deadline, timer=budget.timer,
+                               constant_phases=constant_phases)
+        total = evaluate(problem, moved, weights).total
+        if total < current_total:
+            current, current_total = moved, total
+            best.offer(problem, weights, current, f"{source} + descent")
+        if not current_total < before - BETTER * max(1.0, abs(before)):
+            break
+
+
+def _battery_schedule(
+    problem: ControlProblem, *, weights: ControlWeights, settings: SolverSettings, d: Decisions, budget: Budget
+) -> Decisions | None:
+    """``d``'s phases (customers and STS) with the best battery powers for them; None when none is found."""
+    for modes_binary in (False, True):
+        built = build_model(problem, weights, incumbent=d, free=np.zeros(0, dtype=np.int64), sts_free=False,
+                            modes_binary=modes_binary)
+        out = solve_model(built.sm, time_limit_s=budget.solver_s(settings.neighbourhood_time_limit_s),
+                          relative_gap=settings.relative_gap, random_seed=settings.random_seed, log=settings.log)
+        if out.values is None:
+            return None
+        if modes_binary or not built.simultaneous(out.values):
+            return built.decisions(out.values)
+    return None
+
+
+def fix_and_optimise(
+    problem: ControlProblem,
+    *,
+    weights: ControlWeights,
+    settings: SolverSettings,
+    locks: list[Interlock],
+    best: Incumbent,
+    budget: Budget,
+    constant_phases: bool,
+) -> str:
+    """Neighbourhood MILPs around the incumbent until the budget is spent or a pass finds nothing better.
+
+    Each neighbourhood frees ``neighbourhood_size`` customers and every battery power, with STS phases held and
+    the mode binaries relaxed (re-solved with binaries when the relaxation charges and discharges at once); one
+    more per pass frees the STS phases with the customers held. Returns what happened.
+    """
+    movable = np.array([c for c, lock in enumerate(locks) if not lock.frozen], dtype=np.int64)
+    rng = np.random.default_rng(settings.random_seed)
+    k = settings.neighbourhood_size
+    has_sts = any(u.switch is not None for u in problem.pess_units)
+    solved = rounds = 0
+    while budget.solver_s() >= MIN_SOLVE_S:
+        assert best.decisions is not None
+        chunks: list[np.ndarray | None] = list(_customer_chunks(problem, best.decisions, movable, k, rng))
+        if has_sts:
+            chunks.append(None)  # the STS phases
+        improved_in_pass, all_optimal = False, True
+        for chunk in chunks:
+            if budget.solver_s() < MIN_SOLVE_S:
+                break
+            incumbent = best.decisions
+            assert incumbent is not None
+            free = np.zeros(0, dtype=np.int64) if chunk is None else chunk
+            d, optimal = _neighbourhood(problem, weights=weights, settings=settings, incumbent=incumbent, free=free,
+                                        sts_free=chunk is None, budget=budget, constant_phases=constant_phases)
+            solved += 1
+            all_optimal &= optimal
+            if d is not None and best.offer(problem, weights, d, "fix-and-optimise"):
+                improved_in_pass = True
+                if settings.local_search:
+                    moved = improve_phases(problem, weights, d, locks, deadline=budget.deadline, timer=budget.timer,
+                                           constant_phases=constant_phases)
+                    best.offer(problem, weights, moved, "fix-and-optimise + local search")
+        else:
+            rounds += 1
+            if not improved_in_pass and all_optimal:
+                return f"fix-and-optimise converged after {rounds} pass(es), {solved} neighbourhood MILPs"
+            continue
+        break
+    return f"fix-and-optimise stopped at the time limit after {solved} neighbourhood MILPs"
+
+
+def _customer_chunks(
+    problem: ControlProblem, d: Decisions, movable: np.ndarray, k: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """A random partition of the movable customers into groups of ``k``, each customer that switches in ``d``
+    heading its own group: improving on a plan mostly means trading one customer's switch for another's."""
+    now = np.array([int(dev.switch.phase_now) for dev in problem.switch_devices], dtype=np.int64)
+    switching = np.array([c for c in movable if (d.phase[:, c] != now[c]).any()], dtype=np.int64)
+    heads = rng.permutation(switching)
+    rest = rng.permutation(np.setdiff1d(movable, switching))
+    n_groups = max(heads.size, -(-movable.size // k))
+    groups: list[list[int]] = [[int(h)] for h in heads] + [[] for _ in range(n_groups - heads.size)]
+    for i, c in enumerate(rest):
+        groups[i % n_groups].append(int(c))
+    return [np.sort(np.array(g, dtype=np.int64)) for g in groups if g]
+
+
+def _neighbourhood(
+    problem: ControlProblem,
+    *,
+    weights: ControlWeights,
+    settings: SolverSettings,
+    incumbent: Decisions,
+    free: np.ndarray,
+    sts_free: bool,
+    budget: Budget,
+    constant_phases: bool,
+) -> tuple[Decisions | None, bool]:
+    """The best plan of one neighbourhood MILP (None if none found) and whether it was solved to optimality."""
+    for modes_binary in (False, True):
+        built = build_model(problem, weights, incumbent=incumbent, free=free, sts_free=sts_free,
+                            modes_binary=modes_binary, constant_phases=constant_phases)
+        out = solve_model(built.sm, time_limit_s=budget.solver_s(settings.neighbourhood_time_limit_s),
+                          hint=built.hint(incumbent), relative_gap=settings.relative_gap,
+                          random_seed=settings.random_seed, log=settings.log)
+        if out.values is None:
+            return None, False
+        if modes_binary or not built.simultaneous(out.values):
+            return built.decisions(out.values), out.outcome is Outcome.OPTIMAL
+    return None, False

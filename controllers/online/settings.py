@@ -1,0 +1,58 @@
+"""How an online controller runs: strategy, forecast, control period, horizon, weights, solver limits."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from controllers.ltupf import OperatingLimits
+from controllers.online.problem import ControlWeights, SolverSettings
+
+
+class Strategy(StrEnum):
+    ROLLING_MILP = "rolling-milp"
+    """Rolling-horizon MILP (``controllers.online.solve.solve``), first step applied, warm-started from the last
+    plan."""
+    GREEDY = "greedy"
+    """Move the one customer per feeder that best evens the heaviest and lightest phase, when it pays."""
+    STATIC = "static"
+    """One reassignment for the whole day at the first period, never switched again."""
+    NONE = "none"
+    """No controller: devices run on their own (switches hold, a PESS self-consumes)."""
+
+
+class ForecastKind(StrEnum):
+    PERFECT = "perfect"
+    """The replayed data themselves: an upper bound on what a forecast can give."""
+    PERSISTENCE = "persistence"
+    SAME_TIME_YESTERDAY = "yesterday"
+
+
+class ControllerSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    strategy: Strategy = Strategy.ROLLING_MILP
+    forecast: ForecastKind = ForecastKind.PERFECT
+    period_s: int = Field(default=900, gt=0, description="control period = horizon step length, s")
+    horizon_steps: int = Field(default=16, ge=1, description="steps in the rolling horizon (16 × 15 min = 4 h)")
+    weights: ControlWeights = Field(default_factory=ControlWeights)
+    solver: SolverSettings = Field(
+        default_factory=lambda: SolverSettings(time_limit_s=0.5),
+        description="0.5 s: p95 solve 0.48 s for 10 PSD + 3 PESS (benchmarks/controller.py); give 55 customers 2 s",
+    )
+    command_ttl_s: float = Field(default=120.0, gt=0, description="a command not executed by then expires")
+    controller_id: str = Field(default="phasetwin-controller", min_length=1)
+    ltupf_check: bool = Field(default=True, description="check every first step with LTUPF; repair by PSD moves")
+    limits: OperatingLimits = Field(default_factory=OperatingLimits, description="voltage and thermal limits")
+    repair_time_limit_s: float = Field(
+        default=5.0, gt=0, description="time limit of one LTUPF repair search (only run when a plan violates limits)"
+    )
+
+    @model_validator(mode="after")
+    def _limit_below_period(self) -> Self:
+        if self.solver.time_limit_s >= self.period_s:
+            raise ValueError(
+                f"solver.time_limit_s {self.solver.time_limit_s} must be below period_s {self.period_s}"
+            )
+        return self

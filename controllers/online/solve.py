@@ -1,0 +1,146 @@
+"""The online rolling-horizon controller's decision: ``solve(problem) -> Plan`` within a time limit.
+
+Why not just the MILP: the unbalance objective is a number-partitioning problem whose LP relaxation is weak
+(fractional phases balance perfectly), and the batteries with their mode binaries and STS phases weaken it
+further. On the IEEE day HiGHS proves optimality for 10 switchable customers + 3 PESS in 0.1–5 s and gets
+nowhere near it with 55; its own good solutions come from its sub-MIP heuristics, often only after a second.
+So the MILP comes last, started from the best plan that cheap exact moves can find:
+
+1. Start plans: hold everything (the interlocks always allow it) and the previous plan shifted by the elapsed
+   steps (``online.start``).
+2. Descent from each start, alternating two fast improvements until neither helps: the best battery schedule
+   for the plan's phases (an LP — mode binaries relaxed, re-solved with them only when the LP charges and
+   discharges at once), and local search over single-device phase moves with battery powers held
+   (``online.search``).
+3. Fix-and-optimise: small MILPs that free ``neighbourhood_size`` customers and every battery power (STS
+   phases held, mode binaries relaxed as above), plus one per pass that frees the STS phases, each hinted with
+   the incumbent, until a whole pass solved to optimality finds nothing better or the time is up. Status
+   ``HEURISTIC``.
+4. Small problems (≤ ``full_milp_max_free`` customers able to switch) then get the full MILP for the rest of
+   the time (at least half of what was left after the descent), hinted with the incumbent — HiGHS honours
+   hints — to improve it or prove it optimal: status ``OPTIMAL`` or ``FEASIBLE`` (time limit reached).
+5. Whichever plan evaluates best (``online.evaluate``, independent of the solver) is returned; a solver's
+   objective is never trusted over it. With no feasible plan at all (only possible with hard terminal energy
+   targets) the status is ``FALLBACK`` and the caller holds its last safe plan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from controllers.errors import ControllerError
+from controllers.online.evaluate import evaluate, plan_from_decisions, violations
+from controllers.online.improve import descend, fix_and_optimise
+from controllers.online.incumbent import BETTER, MIN_SOLVE_S, Budget, Incumbent
+from controllers.online.interlocks import switch_interlocks
+from controllers.online.model import build_model
+from controllers.online.problem import (
+    ControlProblem,
+    ControlWeights,
+    Plan,
+    PlanStatus,
+    SolverSettings,
+)
+from controllers.online.start import hold_decisions, shift_previous
+from controllers.sparse_milp import Outcome, SolveOutput
+from controllers.sparse_milp import solve as solve_model
+
+_NEIGHBOURHOOD_SHARE = 0.7
+
+
+def solve(
+    problem: ControlProblem,
+    *,
+    weights: ControlWeights | None = None,
+    settings: SolverSettings | None = None,
+    previous: Plan | None = None,
+    constant_phases: bool = False,
+    timer: Callable[[], float] = time.perf_counter,
+) -> Plan:
+    """The best plan found for ``problem`` within ``settings.time_limit_s`` of wall time (``timer``).
+
+    ``previous``: the last plan, warm-starts this one (shifted by the steps elapsed between the two starts).
+    ``constant_phases``: each customer gets one phase for the whole horizon, entered at step 0 (static baseline).
+    Raises ControllerError when the time limit is not below the control period ``problem.step_s``.
+    """
+    weights = weights or ControlWeights()
+    settings = settings or SolverSettings()
+    if settings.time_limit_s >= problem.step_s:
+        raise ControllerError(
+            f"time_limit_s {settings.time_limit_s} must be below the control period step_s {problem.step_s}"
+        )
+    t_start = timer()
+    budget = Budget(t_start + settings.time_limit_s, timer, margin_s=0.005 + 0.02 * settings.time_limit_s)
+    locks = switch_interlocks(problem)
+    hold = hold_decisions(problem)
+    starts = [(hold, "hold")]
+    if previous is not None:
+        shifted = shift_previous(previous, problem)
+        if shifted is not None:
+            starts.append((shifted, "previous plan"))
+    best = Incumbent()
+    for d, source in starts:
+        if not violations(problem, d) or problem.n_pess:
+            descend(problem, weights=weights, settings=settings, locks=locks, start=d, source=source, best=best,
+                    budget=budget, constant_phases=constant_phases)
+    n_free = sum(not lock.frozen for lock in locks)
+    small = n_free <= settings.full_milp_max_free
+    reasons = []
+    if best.decisions is not None:
+        # on small problems the full MILP gets at least a share of what is left, to prove optimality if it can
+        lns_budget = budget if not small else Budget(
+            budget.timer() + _NEIGHBOURHOOD_SHARE * budget.left(), budget.timer, budget.margin_s
+        )
+        reasons.append(fix_and_optimise(problem, weights=weights, settings=settings, locks=locks, best=best,
+                                        budget=lns_budget, constant_phases=constant_phases))
+    if small or best.decisions is None:
+        reasons.append(_full_milp(problem, weights=weights, settings=settings, best=best, budget=budget,
+                                  constant_phases=constant_phases))
+    reason = "; ".join(reasons)
+    solve_s = timer() - t_start
+    if best.decisions is None:
+        why = f"no feasible plan found ({reason}); hold the last safe plan"
+        return plan_from_decisions(problem, hold, weights=weights, status=PlanStatus.FALLBACK, reason=why,
+                                   solve_s=solve_s)
+    return plan_from_decisions(problem, best.decisions, weights=weights, status=best.status,
+                               reason=f"{best.source}; {reason}", solve_s=solve_s, mip_gap=best.gap,
+                               solver_objective=best.solver_objective)
+
+
+def _full_milp(
+    problem: ControlProblem,
+    *,
+    weights: ControlWeights,
+    settings: SolverSettings,
+    best: Incumbent,
+    budget: Budget,
+    constant_phases: bool,
+) -> str:
+    if budget.solver_s() < MIN_SOLVE_S:
+        return "no time left for the full MILP"
+    start = best.decisions
+    built = build_model(problem, weights, incumbent=start if start is not None else hold_decisions(problem),
+                        constant_phases=constant_phases)
+    hint = None if start is None else built.hint(start)
+    out = solve_model(built.sm, time_limit_s=budget.solver_s(), hint=hint, relative_gap=settings.relative_gap,
+                      random_seed=settings.random_seed, log=settings.log)
+    if out.values is None:
+        return f"full MILP found no solution ({out.detail})"
+    d = built.decisions(out.values)
+    problems = violations(problem, d)
+    if problems:
+        return f"full MILP solution rejected: {problems[0]}"
+    obj = evaluate(problem, d, weights)
+    # the solver's plan wins ties: its status says more (it may prove the start plan optimal)
+    if best.objective is None or obj.total <= best.objective.total + BETTER * max(1.0, abs(best.objective.total)):
+        best.decisions, best.objective, best.source = d, obj, "full MILP"
+        best.status = PlanStatus.OPTIMAL if out.outcome is Outcome.OPTIMAL else PlanStatus.FEASIBLE
+        best.gap, best.solver_objective = _gap(out), out.objective
+    return f"full MILP {out.outcome.value}"
+
+
+def _gap(out: SolveOutput) -> float | None:
+    return 0.0 if out.outcome is Outcome.OPTIMAL and out.gap is None else out.gap
+
+

@@ -1,0 +1,95 @@
+"""Start plans for a solve: hold everything (always allowed by the interlocks) and the previous plan shifted."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from controllers.online.evaluate import violations
+from controllers.online.interlocks import pess_interlocks, sequence_ok, switch_interlocks
+from controllers.online.problem import NO_PHASE, ControlProblem, Decisions, PessConnection, Plan
+
+
+def pess_phase_now(problem: ControlProblem) -> np.ndarray:
+    """[n_pess] phase code of each PESS now (``NO_PHASE`` for three-phase units)."""
+    out = np.full(problem.n_pess, NO_PHASE, dtype=np.int64)
+    for u, unit in enumerate(problem.pess_units):
+        if unit.connection is PessConnection.SINGLE_PHASE and unit.phase is not None:
+            out[u] = int(unit.phase)
+        elif unit.switch is not None:
+            out[u] = int(unit.switch.phase_now)
+    return out
+
+
+def idle_curtail_kw(problem: ControlProblem) -> np.ndarray:
+    """[T, n_pess] the curtailment an idle battery needs to keep the inverter within its rating."""
+    inverter = np.array([u.params.inverter_kva for u in problem.pess_units])
+    return np.maximum(0.0, problem.pv_kw - inverter[None, :])
+
+
+def hold_decisions(problem: ControlProblem) -> Decisions:
+    """No switching, batteries idle, PV curtailed only above the inverter rating."""
+    n_t = problem.n_steps
+    phase_now = np.array([int(d.switch.phase_now) for d in problem.switch_devices], dtype=np.int64)
+    zeros = np.zeros((n_t, problem.n_pess))
+    return Decisions(
+        phase=np.broadcast_to(phase_now, (n_t, problem.n_switch)),
+        pess_phase=np.broadcast_to(pess_phase_now(problem), (n_t, problem.n_pess)),
+        charge_kw=zeros,
+        discharge_kw=zeros,
+        curtail_kw=idle_curtail_kw(problem),
+    )
+
+
+def _shifted(a: np.ndarray, k: int, n_steps: int, pad: np.ndarray) -> np.ndarray:
+    """Rows k.. of ``a`` as n_steps rows, padded with ``pad`` rows [cols] (broadcast) past the end."""
+    rows = a[k : k + n_steps]
+    if rows.shape[0] < n_steps:
+        rows = np.vstack([rows, np.broadcast_to(pad, (n_steps - rows.shape[0], a.shape[1]))])
+    return rows
+
+
+def shift_previous(previous: Plan, problem: ControlProblem) -> Decisions | None:
+    """The previous plan moved to this problem's start, each device matched by id.
+
+    The phase tail is held; a device whose shifted sequence breaks an interlock under the new state (e.g. its last
+    command was refused) holds its present phase instead. Battery schedules are shifted and padded idle; if the
+    result breaks any PESS limit the batteries are made idle. None when the plans do not overlap in time.
+    """
+    if previous.step_s != problem.step_s:
+        return None
+    k = round((problem.start_utc - previous.start_utc).total_seconds() / problem.step_s)
+    if not 0 <= k < previous.n_steps:
+        return None
+    hold = hold_decisions(problem)
+    n_t = problem.n_steps
+    phase = np.array(hold.phase, copy=True)
+    for c, (dev, lock) in enumerate(zip(problem.switch_devices, switch_interlocks(problem), strict=True)):
+        if dev.id in previous.switch_ids:
+            col = previous.decisions.phase[:, previous.switch_ids.index(dev.id)]
+            seq = _shifted(col[:, None], k, n_t, col[-1:])[:, 0]
+            if sequence_ok(lock, seq):
+                phase[:, c] = seq
+    pess_phase = np.array(hold.pess_phase, copy=True)
+    charge = np.zeros((n_t, problem.n_pess))
+    discharge = np.zeros((n_t, problem.n_pess))
+    curtail = np.array(hold.curtail_kw, copy=True)
+    for u, (unit, sts) in enumerate(zip(problem.pess_units, pess_interlocks(problem), strict=True)):
+        if unit.id not in previous.pess_ids:
+            continue
+        j = previous.pess_ids.index(unit.id)
+        zero = np.zeros(1)
+        charge[:, u] = _shifted(previous.decisions.charge_kw[:, j, None], k, n_t, zero)[:, 0]
+        discharge[:, u] = _shifted(previous.decisions.discharge_kw[:, j, None], k, n_t, zero)[:, 0]
+        prev_curt = _shifted(previous.decisions.curtail_kw[:, j, None], k, n_t, zero)[:, 0]
+        curtail[:, u] = np.clip(np.maximum(prev_curt, curtail[:, u]), 0.0, problem.pv_kw[:, u])
+        if sts is not None:
+            col = previous.decisions.pess_phase[:, j]
+            seq = _shifted(col[:, None], k, n_t, col[-1:])[:, 0]
+            if sequence_ok(sts, seq):
+                pess_phase[:, u] = seq
+    shifted = Decisions(phase=phase, pess_phase=pess_phase, charge_kw=charge, discharge_kw=discharge,
+                        curtail_kw=curtail)
+    if any(v.startswith("PESS") for v in violations(problem, shifted)):
+        shifted = Decisions(phase=phase, pess_phase=pess_phase, charge_kw=hold.charge_kw,
+                            discharge_kw=hold.discharge_kw, curtail_kw=hold.curtail_kw)
+    return shifted

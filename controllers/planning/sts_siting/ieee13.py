@@ -1,0 +1,101 @@
+"""The IEEE 13-node test feeder as Zhang et al. (paper 003, §7) use it, from the published data.
+
+The data-sheet tables (segments, self impedances, spot loads, load and PV shapes) live in the twin's feeder loader
+``twin/loaders/ieee13.py``, which replays the same feeder; this module builds the planner's LinDistFlow case from
+them. The twin models each segment with the mean of these per-phase impedances and XFM-1 referred to 4.16 kV.
+
+Bus numbering. The paper labels buses 1–13 with the transformer at bus 1 and the PESS at bus 11 but does not
+print the map. We number 650, 632, 645, 646, 633, 634, 671, 684, 611, 652, 680, 692, 675 as 1–13: the order of a
+depth-first walk of the data sheet's segment list, which puts the five single-phase loads (645, 646, 611, 652,
+692) at buses 3, 4, 9, 10, 12 and the PESS at 680 (bus 11, the end of the 671–680 line, which carries no load).
+The paper's STS buses {5, 9, 10, 12} (S3) and {9, 11, 12} (S4) then fall on single-phase loads and the PESS, as its
+text says they should, except bus 5 (633, no load).
+
+Simplifications the paper's model makes and we follow (its eqs. 10–12 are written per phase, without coupling):
+- each segment is modelled per phase with the self impedance of its configuration (mutual terms dropped); a
+  phase missing from a segment gets the mean self impedance of the phases present, so an STS can move a load to
+  any phase (the paper assumes every regulated bus has the three phases);
+- the regulator 650–RG60 holds the source at ``V_SOURCE_PU``; the switch 671–692 is a near-zero-impedance branch
+  (1e-4 + 1e-4j Ω to keep the tree); capacitors are omitted (the unbalance the paper governs is the current's);
+- line-to-line loads (646 B–C, 692 C–A) are split equally between their two phases; load models (PQ, Z, I) are
+  all taken as constant power at nominal voltage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from controllers.planning.sts_siting.case import Candidate, CandidateKind, PessSpec, SitingCase, SitingNetwork
+from devices.limits import PessParams
+from twin.loaders.ieee13 import (
+    MV_KV,
+    PESS_BUS,
+    PV_SHAPE,
+    SEGMENTS,
+    SINGLE_PHASE_LOAD_BUSES,
+    V_REGULATED_PU,
+    XFM1_LV_KV,
+    load_profile_kw,
+    segment_impedance_ohm,
+)
+
+__all__ = ["BUS_NAMES", "V_SOURCE_PU", "ieee13_case", "load_profile_kw", "paper_bus", "segment_impedance_ohm"]
+
+V_LN_MV_KV = MV_KV / np.sqrt(3.0)
+V_LN_LV_KV = XFM1_LV_KV / np.sqrt(3.0)
+V_SOURCE_PU = V_REGULATED_PU
+
+BUS_NAMES: tuple[str, ...] = ("650", "632", "645", "646", "633", "634", "671", "684", "611", "652", "680", "692",
+                              "675")
+
+
+def ieee13_case(*, hours: int = 24, pv_kw: float = 1200.0, battery_kwh: float = 1000.0) -> SitingCase:
+    """The paper's study feeder: loads from the data sheet, PESS (PV ``pv_kw`` + ``battery_kwh``) at 680 (bus 11).
+
+    Battery ratios (usable window, initial energy, charge rate, inverter size, efficiencies) are those of the
+    twin's ``PessParams`` scaled to the paper's 1 MWh; PV on phase A of the PESS bus unless an STS moves it.
+    """
+    index = {name: i for i, name in enumerate(BUS_NAMES)}
+    n = len(BUS_NAMES)
+    parent = np.full(n, -1, dtype=int)
+    z = np.zeros((n, 3), dtype=complex)
+    v_ln = np.full(n, V_LN_MV_KV)
+    for a, b, length, config in SEGMENTS:
+        parent[index[b]] = index[a]
+        z[index[b]] = segment_impedance_ohm(length, config)
+        if config == "XFM-1":
+            v_ln[index[b]] = V_LN_LV_KV
+    network = SitingNetwork(BUS_NAMES, parent, z, v_ln)
+    fixed_p = np.zeros((hours, n, 3))
+    fixed_q = np.zeros((hours, n, 3))
+    candidates: list[Candidate] = []
+    for name in BUS_NAMES:
+        p, q = load_profile_kw(name, hours)
+        if name in SINGLE_PHASE_LOAD_BUSES:
+            current = float((np.hypot(p, q) / v_ln[index[name]]).max())
+            candidates.append(Candidate(index[name], CandidateKind.LOAD, p, q, current))
+        else:
+            fixed_p[:, index[name], :] = p
+            fixed_q[:, index[name], :] = q
+    ref = PessParams()
+    scale = battery_kwh / ref.energy_kwh
+    idx = np.arange(hours) * 24 // hours
+    pess = PessSpec(
+        bus=index[PESS_BUS], pv_kw=pv_kw * PV_SHAPE[idx], energy_kwh=battery_kwh, e_min_kwh=ref.e_min_kwh * scale,
+        e_initial_kwh=ref.e_initial_kwh * scale, charge_max_kw=ref.charge_max_kw * scale,
+        discharge_max_kw=ref.discharge_max_kw * scale, eta_charge=ref.eta_charge,
+        eta_discharge=ref.eta_discharge, inverter_kva=ref.inverter_kva / ref.pv_kwp * pv_kw, home_phase=0,
+        pv_kwp=pv_kw,
+    )
+    pess_current = max(pv_kw, pess.discharge_max_kw) / V_LN_MV_KV
+    candidates.append(Candidate(index[PESS_BUS], CandidateKind.PESS, np.zeros((hours, 3)), np.zeros((hours, 3)),
+                                float(pess_current)))
+    return SitingCase(network=network, fixed_p_kw=fixed_p, fixed_q_kvar=fixed_q, candidates=tuple(candidates),
+                      pess=pess, period_h=24.0 / hours, v_source_pu=V_SOURCE_PU, v_min_pu=0.9, v_max_pu=1.1,
+                      head_branch=index["632"], name="ieee13")
+
+
+def paper_bus(case: SitingCase, bus: int) -> int:
+    """The paper's 1-based bus label of our bus index (see the module docstring)."""
+    del case
+    return bus + 1

@@ -1,0 +1,131 @@
+"""STS siting: the paper's hyperparameter alternating iteration (HAI, eqs. 37–39) and the single-level MILP.
+
+HAI, as we read eqs. 37–39 (the extraction garbles them): the upper level's decision is the STS count n, the lower
+level's the positions and the operation. For a count n the lower level is solved exactly by branch and bound
+(``solve_operation(objective=KAPPA, n_sites=n)``: min Σκ with Σz = n), and the upper level prices the result,
+G(n) = S_IN. The count then moves by a rounded, normalised gradient step
+    n_k = n_{k−1} − J(η · ΔG / |G(n_{k−1}) + ε| · n_max)      (eq. 37, J = rounding, at least one bus),
+with ΔG the central difference of G around n_{k−1}; a move that does not lower G halves η and is not taken;
+the loop ends when |ΔG| < ρ_G · G (eq. 39), when neither neighbour is better, or after ``max_iter``.
+
+The single-level model minimises S_IN over sites and operation at once. Every HAI iterate is a feasible point of
+it, so at optimality its cost is never above HAI's; it can be below, because the lower level ignores the costs
+of the upper one (it picks sites for κ alone, and its operation may curtail or switch where S_IN would not).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from controllers.planning.sts_siting.case import CandidateKind, CostParams, Operation, Scenario, SitingCase
+from controllers.planning.sts_siting.evaluation import Evaluation, evaluate
+from controllers.planning.sts_siting.operation_milp import Objective, reference_operation, solve_operation
+
+
+@dataclass(frozen=True)
+class SitingResult:
+    """One scenario solved by one method."""
+
+    scenario: Scenario
+    method: str  # "reference", "single-level", "HAI"
+    operation: Operation
+    evaluation: Evaluation
+    optimal: bool
+    bound: float | None
+    wall_s: float
+    iterations: tuple[tuple[int, float], ...] = field(default_factory=tuple)  # HAI: (n, G(n)) in visit order
+
+    @property
+    def cost(self) -> float:
+        return self.evaluation.total
+
+    def site_buses(self, case: SitingCase) -> tuple[int, ...]:
+        """Sites as bus indices (0-based; the paper's label is +1)."""
+        return tuple(sorted(case.candidates[i].bus for i in self.operation.sites))
+
+
+def max_sites(case: SitingCase, params: CostParams) -> int:
+    """Eq. 6 with eq. 7 applied: candidates (loads and PESS) whose current the STS rating allows."""
+    return sum(1 for c in case.candidates if c.current_a <= params.sts_rating_a)
+
+
+def solve_single_level(case: SitingCase, params: CostParams, *, scenario: Scenario, time_limit_s: float = 300.0,
+                       relative_gap: float = 1e-6) -> SitingResult:
+    """Min S_IN over sites and operation (S2: over one manual phase per load; S1: nothing to choose)."""
+    start = time.perf_counter()
+    if scenario is Scenario.S1:
+        op = reference_operation(case)
+        return SitingResult(scenario, "reference", op, evaluate(case, op, params), True, None,
+                            time.perf_counter() - start)
+    res = solve_operation(case, params, scenario=scenario, objective=Objective.COST, time_limit_s=time_limit_s,
+                          relative_gap=relative_gap)
+    ev = evaluate(case, res.operation, params, manual=scenario is Scenario.S2)
+    return SitingResult(scenario, "single-level", res.operation, ev, res.optimal, res.bound,
+                        time.perf_counter() - start)
+
+
+def solve_hai(case: SitingCase, params: CostParams, *, scenario: Scenario, n_start: int | None = None,
+              eta: float = 1.0, rho: float = 1e-3, max_iter: int = 10, time_limit_s: float = 120.0,
+              relative_gap: float = 1e-6) -> SitingResult:
+    """The alternating iteration for S3/S4 (see the module docstring); returns the best count visited."""
+    start = time.perf_counter()
+    n_max = max_sites(case, params)
+    cache: dict[int, tuple[Operation, Evaluation, bool]] = {}
+    visits: list[tuple[int, float]] = []
+
+    def g(n: int) -> float:
+        if n not in cache:
+            if n == 0 and case.pess is None:
+                # Nothing left to decide. (Solving the empty MILP anyway trips an ortools 9.15 + HiGHS quirk under
+                # pytest-timeout's SIGALRM: presolve empties the model and MathOpt reports INFEASIBLE.)
+                op, optimal = reference_operation(case), True
+            else:
+                res = solve_operation(case, params, scenario=scenario, objective=Objective.KAPPA, n_sites=n,
+                                      time_limit_s=time_limit_s, relative_gap=relative_gap)
+                op, optimal = res.operation, res.optimal
+            cache[n] = (op, evaluate(case, op, params), optimal)
+            visits.append((n, cache[n][1].total))
+        return cache[n][1].total
+
+    n = min(n_max, max(0, n_start if n_start is not None else math.ceil(n_max / 2)))
+    for _ in range(max_iter):
+        lo, hi = max(n - 1, 0), min(n + 1, n_max)
+        g_n, g_lo, g_hi = g(n), g(lo), g(hi)
+        if g_lo >= g_n and g_hi >= g_n:
+            break  # neither neighbour is better: a discrete stationary point
+        grad = (g_hi - g_lo) / max(hi - lo, 1)
+        if abs(g_hi - g_lo) < rho * abs(g_n):
+            break  # eq. 39
+        step = max(1, round(eta * abs(grad) / (abs(g_n) + 1e-9) * n_max))
+        n_new = min(n_max, max(0, n - int(math.copysign(step, grad))))
+        if g(n_new) < g_n:
+            n = n_new
+        else:
+            eta /= 2.0
+            n = lo if g_lo < g_hi else hi
+    best = min(cache, key=lambda k: cache[k][1].total)
+    op, ev, optimal = cache[best]
+    return SitingResult(scenario, "HAI", op, ev, optimal, None, time.perf_counter() - start, tuple(visits))
+
+
+def solve_brute_force(case: SitingCase, params: CostParams, *, scenario: Scenario,
+                      time_limit_s: float = 60.0) -> SitingResult:
+    """Every subset of allowed sites, each with its best operation (fixed-site MILP): the single-level optimum."""
+    from itertools import combinations
+
+    start = time.perf_counter()
+    allowed = [i for i, c in enumerate(case.candidates) if c.current_a <= params.sts_rating_a
+               and (c.kind is CandidateKind.LOAD or case.pess is not None)]
+    best: SitingResult | None = None
+    for k in range(len(allowed) + 1):
+        for sites in combinations(allowed, k):
+            res = solve_operation(case, params, scenario=scenario, objective=Objective.COST, sites=sites,
+                                  time_limit_s=time_limit_s)
+            ev = evaluate(case, res.operation, params)
+            if best is None or ev.total < best.cost:
+                best = SitingResult(scenario, "enumeration", res.operation, ev, res.optimal, None, 0.0)
+    assert best is not None
+    return SitingResult(scenario, "enumeration", best.operation, best.evaluation, best.optimal, None,
+                        time.perf_counter() - start)

@@ -1,0 +1,529 @@
+"""The bus over a real MQTT broker (paho-mqtt 2, MQTT 5): the same interface as ``LocalBus``.
+
+Every role of the twin publishes to the broker and receives what the broker delivers; nothing takes a short
+cut in process. Delivery is made deterministic by a barrier: the network thread (``streams.mqtt.loop``, paho
+driven through its external-loop API rather than ``loop_start``, which costs two loopback sends per message
+received) only queues what arrives,
+and ``settle()`` (called by the clock after every stage) publishes a marker on the bus's private sync topic and
+dispatches, in the caller's thread and in arrival order, everything that arrived before the marker came back.
+Mosquitto forwards one connection's QoS 1 messages in order, so after ``settle()`` every message a stage
+published has reached every subscriber of this process — the same state ``LocalBus`` reaches synchronously.
+Messages of external parties (HIL devices or controllers) are dispatched at the next barrier.
+
+Transport: QoS 1 (``streams.contract.QOS``), a persistent session (clean_start False, session expiry > 0 —
+Mosquitto 2.0.11 only keeps an MQTT 5 session across a restart when the *first* connect did so), TCP no-delay,
+reconnect with short back-off, subscriptions renewed on every connect. While the filters of a bus do not
+overlap (the twin's never do), a message is routed by its topic; once two overlap, every subscription gets its
+own MQTT 5 subscription identifier, so a message matching both still reaches each handler once (identifiers
+cost paho a property parse per message: a third of its receive time, which is why they are not always on).
+A QoS 1 redelivery (DUP flag) of a payload this bus already received on the same topic is dropped and counted,
+so at-least-once delivery across a broker restart does not repeat a command or a reading.
+
+Protocol: MQTT 5 by default; ``?protocol=3.1.1`` on the URL (``MqttSettings.protocol``) speaks MQTT 3.1.1 for
+bulk meter ingest — paho builds a ``Properties`` object for every MQTT 5 PUBLISH it receives, about 25 µs, which
+is a third of its receive cost (``benchmarks/mqtt.py`` prints both). With 3.1.1 the session is kept by
+``clean_session=False`` and ended on ``close()``; there are no subscription identifiers, so overlapping filters
+are refused on that protocol.
+
+Faults: every paho callback is guarded (an exception would silently end paho's network thread). A payload that
+is not valid JSON, does not fit its topic's model, or names another device or feeder than its topic is
+published to ``.../deadletter`` with the reason and counted in ``deadletters``; it never reaches a handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from streams import topics
+from streams.bus import Handler
+from streams.contract import ContractError, decode, qos_of
+from streams.errors import StreamError
+from streams.messages import DeadLetter, Message
+from streams.mqtt.loop import NetworkLoop
+
+log = logging.getLogger(__name__)
+_SYNC_ROOT = f"{topics.ROOT}/_bus/sync"
+_WAIT_LOG_S = 5.0
+_RECENT_MAX = 100_000
+Protocol = Literal["5", "3.1.1"]
+_PROTOCOLS: dict[str, mqtt.MQTTProtocolVersion] = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+
+
+def _acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """The broker acknowledged the message. paho's ``is_published()`` raises for a message queued while the
+    client was disconnected, even after it was resent and acknowledged; its flag tells the truth."""
+    return bool(getattr(info, "_published", False))
+
+
+class BusError(StreamError):
+    """The broker cannot be reached or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """Where the broker is and how to talk to it; ``from_url("mqtt://user:pass@host:1883")``, ``mqtts://`` = TLS,
+    ``?protocol=3.1.1`` = MQTT 3.1.1 instead of 5."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    keepalive_s: int = 30
+    session_expiry_s: int = 600
+    connect_timeout_s: float = 10.0
+    settle_timeout_s: float = 120.0
+    reconnect_min_s: int = 1
+    reconnect_max_s: int = 4
+    protocol: Protocol = "5"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in _PROTOCOLS:
+            raise BusError(f"MQTT protocol {self.protocol!r} is not supported; expected one of {', '.join(_PROTOCOLS)}")
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> MqttSettings:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise BusError(f"bus URL {url!r}: scheme {parts.scheme!r} is not supported; expected mqtt:// or mqtts://")
+        try:
+            port = parts.port
+        except ValueError as err:
+            raise BusError(f"bus URL {url!r}: the port is not a number between 0 and 65535") from err
+        if not parts.hostname:
+            raise BusError(f"bus URL {url!r} has no host; expected mqtt://host:port")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - {"protocol"})
+        if unknown:
+            raise BusError(f"bus URL {url!r}: unknown query parameter(s) {', '.join(unknown)}; expected protocol=")
+        protocol = query.get("protocol", ["5"])[-1]
+        if protocol not in _PROTOCOLS:
+            raise BusError(f"bus URL {url!r}: protocol={protocol!r} is not supported; expected 5 or 3.1.1")
+        return cls(host=parts.hostname, port=port or (8883 if parts.scheme == "mqtts" else 1883),
+                   username=unquote(parts.username) if parts.username else None,
+                   password=unquote(parts.password) if parts.password else None,
+                   tls=parts.scheme == "mqtts", protocol=protocol, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def url(self) -> str:
+        suffix = "" if self.protocol == "5" else f"?protocol={self.protocol}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}{suffix}"
+
+    @property
+    def mqtt5(self) -> bool:
+        return self.protocol == "5"
+
+
+@dataclass
+class MqttCounters:
+    published: int = 0
+    received: int = 0
+    dispatched: int = 0
+    deadletters: int = 0
+    deadletter_reasons: Counter[str] = field(default_factory=Counter)
+    callback_errors: int = 0
+    loop_errors: int = 0
+    """Unexpected exceptions the network loop caught (logged) and survived."""
+    redeliveries_dropped: int = 0
+    """QoS 1 redeliveries (DUP flag) of a payload already received on the same topic: at-least-once made once."""
+    connects: int = 0
+    disconnects: int = 0
+    settles: int = 0
+
+
+@dataclass
+class _Subscription:
+    pattern: str
+    sub_id: int
+    handlers: list[Handler]
+
+
+class MqttBus:
+    """``Bus`` over MQTT. Use ``settle()`` to dispatch; ``pump(timeout_s)`` to dispatch whatever arrives."""
+
+    def __init__(self, settings: MqttSettings, *, client_id: str | None = None, name: str = "twin",
+                 immediate: bool = False) -> None:
+        """``immediate``: dispatch each message in paho's network thread as it arrives, without barriers — for a
+        process with one role that answers at once (a device adapter); handlers must then be thread-safe."""
+        self.settings = settings
+        self._immediate = immediate
+        self.client_id = client_id or f"phasetwin-{name}-{uuid.uuid4().hex[:12]}"
+        self.counters = MqttCounters()
+        self._inbox: queue.SimpleQueue[tuple[str, bytes, tuple[int, ...], float]] = queue.SimpleQueue()
+        self._subs: dict[str, _Subscription] = {}
+        self._by_id: dict[int, _Subscription] = {}
+        self._routes: dict[str, list[_Subscription]] = {}
+        self._use_ids = False
+        self._in_flight: deque[mqtt.MQTTMessageInfo] = deque()
+        self._connected = threading.Event()
+        self._suback = threading.Condition()
+        self._pending_subacks: set[int] = set()
+        self._failed_subacks: dict[int, str] = {}
+        self._sync_topic = f"{_SYNC_ROOT}/{self.client_id}"
+        self._sync_seq = 0
+        self._recent: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self.arrival_s: float | None = None
+        """``time.monotonic()`` at which paho received the message being dispatched (for latency figures)."""
+        self._closed = False
+        self._last_connect_error = ""
+        self._client = self._make_client()
+        self._loop = NetworkLoop(self._client, name=name, reconnect_min_s=settings.reconnect_min_s,
+                                 reconnect_max_s=settings.reconnect_max_s, on_error=self._count_loop_error)
+        self._connect()
+
+    # -- Bus interface ---------------------------------------------------------------------------------
+    def publish(self, topic: str, message: Message) -> None:
+        self._publish_raw(topic, message.model_dump_json().encode(), qos_of(topic))
+
+    def subscribe(self, pattern: str, handler: Handler) -> None:
+        sub = self._subs.get(pattern)
+        if sub is not None:
+            sub.handlers.append(handler)
+            return
+        sub = _Subscription(pattern=pattern, sub_id=len(self._subs) + 2, handlers=[handler])  # id 1 = sync
+        overlapping = [p for p in self._subs if topics.filters_overlap(pattern, p)]
+        if overlapping and not self.settings.mqtt5:
+            raise BusError(f"the filter {pattern!r} overlaps {overlapping[0]!r}: a message matching both could not "
+                           f"be told apart without MQTT 5 subscription identifiers; use protocol 5 on this bus")
+        if not self._use_ids and overlapping:
+            # From now on the broker must say which subscription a message is for; renew the others with ids.
+            self._use_ids = True
+            for other in self._subs.values():
+                self._broker_subscribe(other.pattern, other.sub_id, wait=True)
+        self._subs[pattern] = sub
+        self._by_id[sub.sub_id] = sub
+        self._routes.clear()
+        self._broker_subscribe(pattern, sub.sub_id, wait=True)
+
+    def close(self, *, end_session: bool = True) -> None:
+        """Wait until the broker acknowledged every QoS 1 message sent, then disconnect and end the session
+        (``end_session=False``: the broker keeps it, and queues what arrives for it, as after a crash)."""
+        if self._closed:
+            return
+        self._closed = True
+        unacked = self.unacknowledged(wait_s=self.settings.settle_timeout_s)
+        if unacked:
+            log.error("mqtt: %d message(s) were not acknowledged by %s before close", unacked, self.settings.url)
+        self._loop.finish()
+        props = None
+        if self.settings.mqtt5 and end_session:
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        with contextlib.suppress(Exception):
+            self._client.disconnect(properties=props)
+            self._loop.wake()
+            deadline = time.monotonic() + self.settings.connect_timeout_s
+            while self._client.socket() is not None and time.monotonic() < deadline:
+                time.sleep(0.001)
+        self._loop.stop(self.settings.connect_timeout_s)
+        if not self.settings.mqtt5 and end_session:
+            self._end_311_session()
+        if self.counters.deadletters:
+            log.warning("mqtt: %d payload(s) went to the dead-letter topic: %s", self.counters.deadletters,
+                        dict(self.counters.deadletter_reasons))
+
+    def unacknowledged(self, *, wait_s: float = 0.0) -> int:
+        """QoS 1 messages the broker has not acknowledged yet, after waiting up to ``wait_s`` for them."""
+        deadline = time.monotonic() + wait_s
+        while self._in_flight:
+            if _acknowledged(self._in_flight[0]):
+                self._in_flight.popleft()
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(remaining, 0.005))
+        return len(self._in_flight)
+
+    # -- dispatch --------------------------------------------------------------------------------------
+    def settle(self) -> None:
+        """Dispatch everything published so far (by anyone) that the broker delivered before a fresh marker;
+        repeat while handlers publish more. Blocks through broker outages up to ``settle_timeout_s``."""
+        while True:
+            published_before = self.counters.published
+            self._sync_seq += 1
+            marker = self._sync_seq
+            self._publish_raw(self._sync_topic, str(marker).encode(), 1)
+            self._drain_until(marker)
+            self.counters.settles += 1
+            if self.counters.published == published_before + 1:
+                return
+
+    def pump(self, timeout_s: float) -> int:
+        """Dispatch messages as they arrive for up to ``timeout_s`` (0: only what is already here)."""
+        deadline = time.monotonic() + timeout_s
+        n = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                return n
+            self._dispatch(*item)
+            n += 1
+
+    def _drain_until(self, marker: int) -> None:
+        started = time.monotonic()
+        next_log = started + _WAIT_LOG_S
+        while True:
+            try:
+                item = self._inbox.get(timeout=0.5)
+            except queue.Empty:
+                now = time.monotonic()
+                if now - started > self.settings.settle_timeout_s:
+                    raise BusError(
+                        f"the broker {self.settings.url} did not deliver the bus's sync marker within "
+                        f"{self.settings.settle_timeout_s:g} s ({self._last_connect_error or 'connected'})"
+                    ) from None
+                if now > next_log:
+                    log.warning("mqtt: waiting for the broker %s (%.0f s so far; %s)", self.settings.url,
+                                now - started, "connected" if self._connected.is_set() else "disconnected")
+                    next_log = now + _WAIT_LOG_S
+                continue
+            topic, payload, _, _ = item
+            if topic == self._sync_topic:
+                if payload == str(marker).encode():
+                    return
+                continue  # an older marker delivered twice after a reconnect
+            self._dispatch(*item)
+
+    def _dispatch(self, topic: str, payload: bytes, sub_ids: tuple[int, ...], arrival_s: float) -> None:
+        if topic == self._sync_topic:
+            return
+        self.arrival_s = arrival_s
+        try:
+            message = decode(topic, payload)
+        except ContractError as err:
+            self._dead_letter(topic, err.reason, payload)
+            return
+        if self._use_ids:
+            subs = [self._by_id[i] for i in sub_ids if i in self._by_id]
+        else:
+            subs = self._routes.get(topic)  # type: ignore[assignment]
+            if subs is None:
+                subs = self._routes[topic] = [s for s in self._subs.values() if topics.matches(s.pattern, topic)]
+        for sub in subs:
+            for handler in sub.handlers:
+                handler(topic, message)
+        self.counters.dispatched += 1
+
+    def _dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
+        self.counters.deadletters += 1
+        self.counters.deadletter_reasons[reason.split(":", 1)[0]] += 1
+        log.info("mqtt: dead letter from %s: %s", topic, reason)
+        parts = topic.split("/")
+        feeder = parts[2] if len(parts) > 3 and f"{parts[0]}/{parts[1]}" == topics.ROOT else ""
+        try:
+            target = topics.deadletter(feeder)
+        except ValueError:
+            return  # counted above; a topic outside the contract has no feeder to report to
+        if topic == target:
+            return  # never answer a bad dead letter with another one
+        letter = DeadLetter(topic=topic, reason=reason, payload=payload[:1000].decode(errors="replace"),
+                            received_utc=datetime.now(UTC))
+        self._publish_raw(target, letter.model_dump_json().encode(), 1)
+
+    # -- paho ------------------------------------------------------------------------------------------
+    def _make_client(self, *, clean_session: bool = False) -> mqtt.Client:
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=_PROTOCOLS[self.settings.protocol], reconnect_on_failure=True,
+                             clean_session=None if self.settings.mqtt5 else clean_session)
+        if self.settings.username is not None:
+            client.username_pw_set(self.settings.username, self.settings.password)
+        if self.settings.tls:
+            client.tls_set(ca_certs=self.settings.ca_file)
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_socket_open = self._on_socket_open
+        return client
+
+    def _end_311_session(self) -> None:
+        """MQTT 3.1.1 has no session expiry: a clean connect under the same client id removes the session."""
+        client = self._make_client(clean_session=True)
+        client.on_connect = client.on_disconnect = client.on_message = client.on_subscribe = None
+        try:
+            client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
+            client.loop_start()
+            deadline = time.monotonic() + self.settings.connect_timeout_s
+            while not client.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.002)
+            client.disconnect()
+            client.loop_stop()
+        except OSError as err:
+            log.warning("mqtt: could not end the MQTT 3.1.1 session of %s on %s: %s", self.client_id,
+                        self.settings.url, err)
+
+    def _connect(self) -> None:
+        if self.settings.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.settings.session_expiry_s
+            session: dict[str, Any] = {"clean_start": False, "properties": props}
+        else:
+            session = {}
+        try:
+            self._client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s,
+                                 **session)
+        except OSError as err:
+            self._loop.stop(0)
+            raise BusError(f"cannot connect to the MQTT broker {self.settings.url}: {err}") from err
+        self._loop.start()
+        if not self._connected.wait(self.settings.connect_timeout_s):
+            self._loop.stop(self.settings.connect_timeout_s)
+            sock = self._client.socket()
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+            raise BusError(f"the MQTT broker {self.settings.url} did not accept the connection within "
+                           f"{self.settings.connect_timeout_s:g} s: {self._last_connect_error or 'no answer'}")
+        self._broker_subscribe(self._sync_topic, 1, wait=True)
+
+    def _broker_subscribe(self, pattern: str, sub_id: int, *, wait: bool) -> None:
+        if self.settings.mqtt5:
+            props = Properties(PacketTypes.SUBSCRIBE)
+            if self._use_ids:
+                props.SubscriptionIdentifier = sub_id
+            request: dict[str, Any] = {"options": SubscribeOptions(qos=1, noLocal=False), "properties": props}
+        else:
+            request = {"qos": 1}
+        if not wait:
+            self._client.subscribe(pattern, **request)
+            self._loop.wake()
+            return
+        # Held across the request so that the SUBACK callback cannot run before its mid is registered.
+        with self._suback:
+            rc, mid = self._client.subscribe(pattern, **request)
+            self._loop.wake()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+                log.warning("mqtt: subscribe to %s deferred until the broker is back (%s)", pattern, rc)
+                return
+            self._pending_subacks.add(mid)
+            if not self._suback.wait_for(lambda: mid not in self._pending_subacks, self.settings.connect_timeout_s):
+                self._pending_subacks.discard(mid)
+                raise BusError(f"the broker {self.settings.url} did not confirm the subscription to {pattern!r}")
+            failure = self._failed_subacks.pop(mid, None)
+        if failure:
+            raise BusError(f"the broker {self.settings.url} refused the subscription to {pattern!r}: {failure}")
+
+    def _publish_raw(self, topic: str, payload: bytes, qos: int) -> None:
+        info = self._client.publish(topic, payload, qos=qos)
+        self._loop.wake()
+        if qos and info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            self._in_flight.append(info)
+            if len(self._in_flight) > 4096:
+                self.unacknowledged()  # drop the acknowledged ones from the front
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            raise BusError(f"paho refused to queue a message for {topic}: queue full")
+        self.counters.published += 1
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        try:
+            if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except Exception:
+            self._guarded_failure("on_socket_open")
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                    properties: Any) -> None:
+        try:
+            if reason.is_failure:
+                self._last_connect_error = f"refused: {reason}"
+                log.error("mqtt: %s refused the connection: %s", self.settings.url, reason)
+                return
+            self.counters.connects += 1
+            if self.counters.connects > 1:
+                log.warning("mqtt: reconnected to %s (session present: %s)", self.settings.url,
+                            flags.session_present)
+            self._last_connect_error = ""
+            # Renew every subscription: the broker may have lost the session (expired, or not persisted).
+            self._broker_subscribe(self._sync_topic, 1, wait=False)
+            for sub in list(self._subs.values()):
+                self._broker_subscribe(sub.pattern, sub.sub_id, wait=False)
+            self._connected.set()
+        except Exception:
+            self._guarded_failure("on_connect")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                       properties: Any) -> None:
+        try:
+            self._connected.clear()
+            if not self._closed:
+                self.counters.disconnects += 1
+                self._last_connect_error = f"disconnected: {reason}"
+                log.warning("mqtt: lost the broker %s (%s); reconnecting", self.settings.url, reason)
+        except Exception:
+            self._guarded_failure("on_disconnect")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            key = (msg.topic, hash(msg.payload))
+            if msg.dup and key in self._recent:
+                self.counters.redeliveries_dropped += 1
+                return
+            self._recent[key] = None
+            if len(self._recent) > _RECENT_MAX:
+                self._recent.popitem(last=False)
+            ids = getattr(msg.properties, "SubscriptionIdentifier", None) if msg.properties is not None else None
+            self.counters.received += 1
+            if self._immediate and msg.topic != self._sync_topic:
+                self._dispatch(msg.topic, bytes(msg.payload), tuple(ids or ()), time.monotonic())
+                return
+            self._inbox.put((msg.topic, bytes(msg.payload), tuple(ids or ()), time.monotonic()))
+        except Exception:
+            self._guarded_failure("on_message")
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
+                    properties: Any) -> None:
+        try:
+            if reason.is_failure:
+                log.error("mqtt: the broker refused a publish (mid %d): %s", mid, reason)
+        except Exception:
+            self._guarded_failure("on_publish")
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode],
+                      properties: Any) -> None:
+        try:
+            failed = [str(r) for r in reasons if r.is_failure]
+            with self._suback:
+                if mid not in self._pending_subacks:
+                    if failed:
+                        log.error("mqtt: renewed subscription refused (mid %d): %s", mid, failed)
+                    return
+                if failed:
+                    self._failed_subacks[mid] = ", ".join(failed)
+                    log.error("mqtt: subscription refused (mid %d): %s", mid, failed)
+                self._pending_subacks.discard(mid)
+                self._suback.notify_all()
+        except Exception:
+            self._guarded_failure("on_subscribe")
+
+    def _count_loop_error(self) -> None:
+        self.counters.loop_errors += 1
+
+    def _guarded_failure(self, where: str) -> None:
+        self.counters.callback_errors += 1
+        log.exception("mqtt: error in %s (caught so that paho's network thread keeps running)", where)

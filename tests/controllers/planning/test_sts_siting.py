@@ -1,0 +1,155 @@
+"""STS siting: MILPs against brute-force enumeration on a four-bus feeder, HAI vs single level, eq. 7, IEEE-13 data.
+
+    source 0 ── 1 (three-phase load, head branch) ── 2 (single-phase load, candidate)
+                                                 └── 3 (single-phase load, candidate) [── PESS at 3]
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations, product
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from controllers.planning.sts_siting.case import (
+    Candidate,
+    CandidateKind,
+    CostParams,
+    Operation,
+    PessSpec,
+    Scenario,
+    SitingCase,
+    SitingNetwork,
+)
+from controllers.planning.sts_siting.evaluation import evaluate
+from controllers.planning.sts_siting.ieee13 import BUS_NAMES, ieee13_case, segment_impedance_ohm
+from controllers.planning.sts_siting.operation_milp import Objective, solve_operation
+from controllers.planning.sts_siting.planner import solve_hai, solve_single_level
+from controllers.planning.sts_siting.study import write_outputs
+
+T = 3
+PARAMS = CostParams(sts_unit_price=2000.0, communication_price=1000.0, unbalance_cost=2.0e5,
+                    loss_price_per_kwh=0.5, maintenance_per_a_day=0.01, switching_cost=0.5)
+
+
+def four_bus_feeder(*, with_pess: bool = False, heavy_c: float = 1.0) -> SitingCase:
+    net = SitingNetwork(("src", "1", "2", "3"), np.array([-1, 0, 1, 1]),
+                        np.array([[0, 0, 0], [0.05 + 0.03j] * 3, [0.2 + 0.08j] * 3, [0.3 + 0.1j] * 3]),
+                        np.full(4, 0.23))
+    fixed_p = np.zeros((T, 4, 3))
+    fixed_q = np.zeros((T, 4, 3))
+    fixed_p[:, 1, :] = [[10, 12, 14], [11, 9, 20], [8, 15, 9]]
+    fixed_q[:, 1, :] = 0.3 * fixed_p[:, 1, :]
+    p2 = np.zeros((T, 3))
+    p2[:, 0] = [6, 3, 8]
+    p3 = np.zeros((T, 3))
+    p3[:, 2] = np.array([7, 9, 4]) * heavy_c
+    cands = [Candidate(2, CandidateKind.LOAD, p2, 0.2 * p2, float(p2.max() / 0.23)),
+             Candidate(3, CandidateKind.LOAD, p3, 0.2 * p3, float(p3.max() / 0.23))]
+    pess = None
+    if with_pess:
+        pess = PessSpec(bus=3, pv_kw=np.array([0.0, 12.0, 5.0]), energy_kwh=10.0, e_min_kwh=1.0, e_initial_kwh=5.0,
+                        charge_max_kw=5.0, discharge_max_kw=5.0, eta_charge=0.95, eta_discharge=0.95,
+                        inverter_kva=14.0, home_phase=2)
+    return SitingCase(network=net, fixed_p_kw=fixed_p, fixed_q_kvar=fixed_q, candidates=tuple(cands), pess=pess,
+                      v_source_pu=1.0, v_min_pu=0.8, v_max_pu=1.1, head_branch=1, name="four-bus")
+
+
+def enumerate_all(case: SitingCase, params: CostParams) -> tuple[float, tuple[int, ...]]:
+    """Every site subset × every rotation sequence, priced by ``evaluate`` alone (no PESS)."""
+    n = len(case.candidates)
+    best = (np.inf, ())
+    for k in range(n + 1):
+        for sites in combinations(range(n), k):
+            for rots in product(range(3), repeat=T * len(sites)):
+                rotation = np.zeros((T, n), dtype=int)
+                for j, i in enumerate(sites):
+                    rotation[:, i] = rots[j * T:(j + 1) * T]
+                op = Operation(sites, rotation, np.zeros(T, dtype=int), np.zeros(T), np.zeros(T), np.zeros(T))
+                ev = evaluate(case, op, params)
+                if ev.total < best[0] - 1e-12:
+                    best = (ev.total, sites)
+    return best
+
+
+def test_single_level_equals_brute_force() -> None:
+    case = four_bus_feeder()
+    best_cost, best_sites = enumerate_all(case, PARAMS)
+    res = solve_operation(case, PARAMS, scenario=Scenario.S3, objective=Objective.COST, time_limit_s=30)
+    ev = evaluate(case, res.operation, PARAMS)
+    assert res.optimal
+    assert ev.total == pytest.approx(res.objective, rel=1e-7)  # the MILP prices what evaluate prices
+    assert ev.total == pytest.approx(best_cost, rel=1e-6)
+    assert res.operation.sites == best_sites
+    assert best_sites  # the case is built so that an STS pays: the test could fail on an empty plan
+
+
+def test_lower_level_min_kappa_equals_brute_force() -> None:
+    case = four_bus_feeder()
+    sites = (0, 1)
+    best = np.inf
+    for rots in product(range(3), repeat=2 * T):
+        rotation = np.array(rots).reshape(2, T).T
+        op = Operation(sites, rotation, np.zeros(T, dtype=int), np.zeros(T), np.zeros(T), np.zeros(T))
+        best = min(best, float(evaluate(case, op, PARAMS).kappa_lin.sum()))
+    res = solve_operation(case, PARAMS, scenario=Scenario.S3, objective=Objective.KAPPA, sites=sites)
+    assert float(evaluate(case, res.operation, PARAMS).kappa_lin.sum()) == pytest.approx(best, abs=1e-6)
+
+
+def test_single_level_never_worse_than_hai() -> None:
+    for case in (four_bus_feeder(), four_bus_feeder(with_pess=True), four_bus_feeder(heavy_c=2.5)):
+        for scenario in (Scenario.S3, Scenario.S4):
+            single = solve_single_level(case, PARAMS, scenario=scenario, time_limit_s=30)
+            hai = solve_hai(case, PARAMS, scenario=scenario, time_limit_s=30)
+            assert single.optimal
+            assert single.cost <= hai.cost * (1 + 1e-6) + 1e-9
+
+
+def test_sts_with_pess_needs_no_more_sts_than_sts_alone() -> None:
+    case = four_bus_feeder(with_pess=True, heavy_c=2.5)
+    s3 = solve_single_level(case, PARAMS, scenario=Scenario.S3, time_limit_s=30)
+    s4 = solve_single_level(case, PARAMS, scenario=Scenario.S4, time_limit_s=30)
+    assert len(s3.operation.sites) >= 1
+    assert len(s4.operation.sites) <= len(s3.operation.sites)
+    assert s4.cost <= s3.cost + 1e-9  # S4 can always leave the battery idle
+    e = s4.evaluation.energy_kwh
+    assert e[-1] == pytest.approx(e[0], abs=1e-6)  # eq. 36
+    assert e.min() >= 1.0 - 1e-6
+
+
+def test_current_limit_of_eq_7_excludes_a_site() -> None:
+    case = four_bus_feeder()
+    limited = PARAMS.model_copy(update={"sts_rating_a": case.candidates[1].current_a - 1.0})
+    res = solve_operation(case, limited, scenario=Scenario.S3, objective=Objective.COST)
+    assert 1 not in res.operation.sites
+    assert np.all(res.operation.rotation[:, 1] == 0)
+
+
+def test_ieee13_data() -> None:
+    case = ieee13_case()
+    total_p = case.fixed_p_kw.max(axis=0).sum() + sum(c.p_kw.max(axis=0).sum() for c in case.candidates)
+    # Data-sheet totals: spot 1158 + 973 + 1135 kW and distributed 200 kW (every shape peaks at 1.0).
+    assert total_p == pytest.approx(1158 + 973 + 1135 + 200, abs=1.0)
+    assert len(BUS_NAMES) == 13
+    assert [case.candidates[i].bus + 1 for i in range(6)] == [3, 4, 9, 10, 12, 11]
+    z = segment_impedance_ohm(2000.0, "601")
+    assert z[0] == pytest.approx((0.3465 + 1.0179j) * 2000 / 5280)
+    assert case.pess is not None and case.pess.pv_kw.max() == pytest.approx(1200.0, rel=0.01)
+
+
+def test_plan_files_written(tmp_path: Path) -> None:
+    case = four_bus_feeder(with_pess=True)
+    results = [solve_single_level(case, PARAMS, scenario=s, time_limit_s=30) for s in (Scenario.S1, Scenario.S4)]
+    write_outputs(tmp_path, case, results, results[-1])
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["scenario"] == "S4" and plan["cost_per_day"] == pytest.approx(results[-1].cost)
+    rows = (tmp_path / "schedule.csv").read_text().splitlines()
+    assert rows[0] == "time_utc,device_id,action,phase,battery_kw,curtailment"
+    assert sum(r.split(",")[1] == "pess-3" for r in rows) == T
+    assert rows[1].startswith("2024-07-01T00:00:00Z,")
+    assert (tmp_path / "head_currents.svg").read_text().startswith("<svg")
+    # one replay folder per result; replay.json only for a case the twin has a feeder for
+    assert (tmp_path / "S1" / "devices.csv").read_text().splitlines() == ["customer_id,kind,access", "3,pess,single"]
+    assert (tmp_path / "S4" / "schedule.csv").is_file() and not (tmp_path / "S4" / "replay.json").exists()

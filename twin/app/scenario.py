@@ -1,0 +1,92 @@
+"""What a run is: the feeder, its data, the period, the tick, the engine and the speed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from controllers.online.settings import ControllerSettings, Strategy
+from devices.fleet import FleetSpec
+from streams.meters.data import PowerUnit
+from twin.network import Phase
+from twin.powerflow import Engine
+
+
+class Scenario(BaseModel):
+    """A replay. Unset period bounds default to the start of the data and one day after the start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    feeder: str = Field(default="ieee-european-lv", description="known feeder name or pandapower .json path")
+    data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
+    data_unit: PowerUnit = Field(default=PowerUnit.KW, description="unit of the values in `data`")
+    data_naive_utc: bool = Field(default=False, description="read timestamps without an offset as UTC")
+    start_utc: AwareDatetime | None = None
+    end_utc: AwareDatetime | None = None
+    tick_s: int = Field(default=60, gt=0, le=3600)
+    engine: Engine = Engine.PGM
+    speed: float = Field(default=0.0, ge=0, description="simulated s per wall s; 0 = as fast as possible")
+    per_meter_topics: bool = Field(default=False, description="one message per meter instead of one frame per tick")
+    batch_ticks: int = Field(default=1440, ge=1, description="ticks solved ahead as one batch when nothing can change")
+    out: Path = Path("runs/latest")
+    fleet: FleetSpec = Field(default_factory=FleetSpec, description="devices and their parameters")
+    schedule: Path | None = Field(default=None, description="scripted command CSV (time_utc,device_id,action,...)")
+    rephase: Path | None = Field(default=None, description="plan.json of `phasetwin plan rephase`: customers' "
+                                 "phase connections for this run")
+    seasonal_plan: Path | None = Field(default=None, description="plan.json of `phasetwin plan seasonal`: each "
+                                       "season's phase connections and each scenario's open lines, by the hour")
+    external_devices: tuple[str, ...] = Field(
+        default=(), description="device ids run by real hardware on the bus (HIL): not simulated here"
+    )
+    name: str = Field(default="", description="scenario tag in the time-series database; default: the strategy")
+    run_id: str = Field(default="", description="run tag in the time-series database; default: from the scenario")
+    external_controller: bool = Field(
+        default=False, description="the controller is an external party on the bus (HIL): the built-in one is not run"
+    )
+    missed_heartbeats: int = Field(
+        default=3, ge=1, description="ticks without a state after which an external device is marked unavailable"
+    )
+    command_ttl_s: float = Field(default=60.0, gt=0, description="expiry of scripted commands after their issue")
+    scale_phase: Phase | None = Field(
+        default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"
+    )
+    scale_factor: float = Field(default=1.0, gt=0, description="the factor of scale_phase")
+    controller: ControllerSettings = Field(
+        default_factory=lambda: ControllerSettings(strategy=Strategy.NONE), description="the online controller"
+    )
+
+    @model_validator(mode="after")
+    def _period_order(self) -> Scenario:
+        if self.start_utc is not None and self.end_utc is not None and self.end_utc <= self.start_utc:
+            raise ValueError(f"end_utc {self.end_utc.isoformat()} must be after start_utc {self.start_utc.isoformat()}")
+        return self
+
+
+def named_scenario(name: str) -> dict[str, object]:
+    """Scenario fields of a named scenario; ScenarioError names the known ones.
+
+    ``case2-ieee`` — paper 001's Case II on the IEEE European LV day: from 17:47 to 18:17 UTC the loads of the
+    phase-A customers are multiplied by 2.5 (doubling alone violates no limit on this feeder at any moment that
+    PSDs can fix; ``benchmarks/ltupf_accuracy.py`` lists the scan), which overloads cable LINE13 on phase A
+    at 18:02 at the initial
+    positions; the controller's first decision (at the end of the first 15 minutes) covers 18:02–18:17. PSDs at
+    the 10 farthest customers, rolling MILP with the LTUPF check.
+    """
+    from controllers.online.settings import ControllerSettings, Strategy
+    from devices.fleet import FleetSpec
+    from twin.errors import ScenarioError
+
+    scenarios: dict[str, dict[str, object]] = {
+        "case2-ieee": {
+            "feeder": "ieee-european-lv",
+            "start_utc": datetime(2024, 1, 15, 17, 47, tzinfo=UTC),
+            "end_utc": datetime(2024, 1, 15, 18, 17, tzinfo=UTC),
+            "scale_phase": Phase.A, "scale_factor": 2.5,
+            "fleet": FleetSpec(psd=10),
+            "controller": ControllerSettings(strategy=Strategy.ROLLING_MILP),
+        },
+    }
+    if name not in scenarios:
+        raise ScenarioError(f"unknown scenario {name!r}; expected one of {', '.join(scenarios)}")
+    return scenarios[name]

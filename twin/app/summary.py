@@ -1,0 +1,85 @@
+"""The run summary: a few figures a person reads first, computed from the recorded series."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.runfolder.recorder import ParquetRecorder
+
+
+class PhaseFigures(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    a: float
+    b: float
+    c: float
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> PhaseFigures:
+        return cls(a=float(values[0]), b=float(values[1]), c=float(values[2]))
+
+
+class RunSummary(BaseModel):
+    """Physics of the run (from the transformer and bus series) and how the run went."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    feeder: str
+    run_id: str = Field(default="", description="run tag of the time-series database")
+    scenario: str = Field(default="", description="scenario tag of the time-series database")
+    engine: str
+    start_utc: str
+    end_utc: str
+    tick_s: int
+    ticks: int
+    energy_kwh: PhaseFigures
+    peak_load_kw: PhaseFigures
+    max_p_unb_kw: list[float]
+    mean_p_unb_kw: list[float]
+    vm_min_pu: PhaseFigures
+    vm_max_pu: PhaseFigures
+    max_vuf_pct: float
+    max_kappa_trafo: float
+    peak_neutral_current_a: float
+    losses_kwh: float
+    wall_s: float
+    ticks_per_s: float
+    powerflow_solves: int
+    states_solved: int
+    cache_hits: int
+    readings_published: int
+    readings_missing: int
+    readings_rejected: int
+    readings_late: int = 0
+    readings_duplicate: int = 0
+    powerflow_failures: int
+    overruns: int
+    max_lateness_s: float
+    devices: dict[str, dict[str, Any]] = Field(default_factory=dict, description="final counters per device")
+    acks: dict[str, int] = Field(default_factory=dict, description="acknowledgements by status (rejected:reason)")
+    commands_unknown_device: int = 0
+    commands_malformed: int = 0
+    schedule_not_sent: int = 0
+    controller: dict[str, Any] = Field(default_factory=dict, description="strategy, decisions, fallbacks, solve times")
+    stopped_early: bool = Field(default=False, description="ended by a stop request (SIGTERM) before its last tick")
+    bus: dict[str, Any] = Field(default_factory=dict, description="transport counters (MQTT: dead letters, reconnects)")
+    hil: dict[str, Any] = Field(default_factory=dict, description="external parties: latencies, deadlines, silence")
+    recorder: dict[str, Any] = Field(default_factory=dict, description="time-series database: points written etc.")
+
+
+def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:
+    """Energy, peaks, unbalance, voltage extremes, neutral current and losses over the recorded ticks."""
+    hours = tick_s / 3600.0
+    return {
+        "energy_kwh": PhaseFigures.of(np.nansum(recorder.p_trafo_kw, axis=0) * hours),
+        "peak_load_kw": PhaseFigures.of(np.nanmax(recorder.p_trafo_kw, axis=0)),
+        "max_p_unb_kw": np.nanmax(recorder.p_unb_kw, axis=0).tolist(),
+        "mean_p_unb_kw": np.nanmean(recorder.p_unb_kw, axis=0).tolist(),
+        "vm_min_pu": PhaseFigures.of(np.nanmin(recorder.vm_min_pu, axis=0)),
+        "vm_max_pu": PhaseFigures.of(np.nanmax(recorder.vm_max_pu, axis=0)),
+        "max_vuf_pct": float(np.nanmax(recorder.vuf_max_pct)),
+        "max_kappa_trafo": float(np.nanmax(recorder.kappa_trafo)),
+        "peak_neutral_current_a": float(np.nanmax(recorder.i_n_max_a)),
+        "losses_kwh": float(np.nansum(recorder.loss_kw) * hours),
+    }

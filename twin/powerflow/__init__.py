@@ -1,0 +1,30 @@
+"""Three-phase unbalanced power flow: the interface (``interface``), the two engines (``pgm``, the fast one;
+``pandapower_3ph``, the reference) and the factory that builds one by name (``factory``).
+
+The engines import ``interface`` only; this package re-exports the public names so that callers write
+``from twin.powerflow import Engine, create_powerflow``.
+"""
+
+from __future__ import annotations
+
+from twin.powerflow.factory import create_powerflow
+from twin.powerflow.interface import (
+    Engine,
+    PowerFlow,
+    PowerFlowNotConverged,
+    PowerFlowResult,
+    check_line_states,
+    check_loads,
+    source_impedance_ohm,
+)
+
+__all__ = [
+    "Engine",
+    "PowerFlow",
+    "PowerFlowNotConverged",
+    "PowerFlowResult",
+    "check_line_states",
+    "check_loads",
+    "create_powerflow",
+    "source_impedance_ohm",
+]
