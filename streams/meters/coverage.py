@@ -108,7 +108,8 @@ def _annual_kwh(path: Path, wanted: list[str], feeder: Feeder) -> np.ndarray:
         raise DataError(f"{path}: cannot read the annual energies: {err}") from err
     problems: list[str] = []
     if list(frame.columns) != ["customer", "annual_kwh"]:
-        raise_data_problems(str(path), [f"columns {', '.join(map(repr, frame.columns))}; expected customer, annual_kwh"])
+        columns = ", ".join(map(repr, frame.columns))
+        raise_data_problems(str(path), [f"columns {columns}; expected customer, annual_kwh"])
     ids = frame["customer"].str.strip()
     values = pd.to_numeric(frame["annual_kwh"].str.strip(), errors="coerce")
     for i in np.flatnonzero(~(np.isfinite(values.to_numpy(dtype=float)) & (values.to_numpy(dtype=float) >= 0))):
@@ -136,7 +137,10 @@ def _mean_profile_kw(p_kw: np.ndarray) -> np.ndarray:
     return out
 
 
-def cover(table: MeterTable, feeder: Feeder, *, unmetered: Unmetered = Unmetered(),
+DEFAULT_UNMETERED = Unmetered()
+
+
+def cover(table: MeterTable, feeder: Feeder, *, unmetered: Unmetered = DEFAULT_UNMETERED,
           unknown_meters: UnknownMeters = UnknownMeters.ERROR) -> tuple[MeterTable, Coverage]:
     """The table for exactly the feeder's customers, in its order, and what was done (module docstring).
 
