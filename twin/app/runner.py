@@ -36,7 +36,7 @@ from streams.influx.shipper import InfluxCounts
 from streams.messages import ClockTick, DeviceKind, RunState, TwinStatus
 from streams.meters.coverage import cover
 from streams.meters.data import require_finite
-from streams.meters.plausibility import check_unit, median_customer_load_kw
+from streams.meters.plausibility import MAX_MEDIAN_KW, check_unit, median_customer_load_kw
 from streams.meters.record import FILE_NAME as DATA_RECORD_FILE
 from streams.meters.record import DataRecord, data_record
 from streams.meters.replay import MeterReplay
@@ -142,7 +142,8 @@ def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, D
         source, unit, fill = f"own data of feeder {entry.name!r}", "", None
     median_kw = median_customer_load_kw(table)
     if scenario.data is not None and scenario.data_unit_check:
-        check_unit(table, scenario.data_unit)
+        check_unit(table, scenario.data_unit,
+                   max_median_kw=max(MAX_MEDIAN_KW, feeder.transformer.sn_kva / max(len(feeder.customers), 1)))
     table, coverage = cover(table, feeder, unmetered=scenario.unmetered, unknown_meters=scenario.unknown_meters)
     record = data_record(table, source=source, unit=unit, max_fill_steps=fill, median_customer_load_kw=median_kw,
                          coverage=coverage)
