@@ -217,7 +217,7 @@ def _times(raw: pd.Series | pd.Index, *, name: str, naive_is_utc: bool, csv: boo
     elif pd.api.types.is_datetime64_dtype(series.dtype):
         if not naive_is_utc:
             problems.append(f"{name}: timestamps have no time zone (first {series.iloc[0]}); give them a UTC "
-                            "offset or declare them UTC with naive_is_utc=True")
+                            "offset or declare them UTC with naive_is_utc=True (--naive-utc)")
             return empty
         parsed = series.dt.tz_localize("UTC")
     elif series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
@@ -232,7 +232,7 @@ def _times(raw: pd.Series | pd.Index, *, name: str, naive_is_utc: bool, csv: boo
             first = int(np.flatnonzero(naive)[0])
             problems.append(f"{name}: {int(naive.sum())} timestamp(s) without a UTC offset, first "
                             f"{text[first]!r} at {_row_name(first, csv=csv)}; give them an offset (e.g. "
-                            "+00:00 or Z) or declare them UTC with naive_is_utc=True")
+                            "+00:00 or Z) or declare them UTC with naive_is_utc=True (--naive-utc)")
         if blank.any() or (naive.any() and not naive_is_utc):
             return empty
         parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
