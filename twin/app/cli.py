@@ -70,9 +70,10 @@ FeederOpt = Annotated[str, typer.Option(help="feeder name (see `phasetwin feeder
 DataOpt = Annotated[Path | None, typer.Option(help="meter data (CSV/Parquet); default: the feeder's own")]
 UnitOpt = Annotated[PowerUnit, typer.Option(case_sensitive=False,
                                             help="unit of --data values (Wh, kWh, MWh: energy per interval)")]
-FillGapsOpt = Annotated[int, typer.Option("--fill-gaps", help="longest gap in --data carried forward, steps")]
+FillGapsOpt = Annotated[int, typer.Option("--fill-gaps", min=0, help="longest gap in --data carried forward, steps")]
 UnitCheckOpt = Annotated[bool, typer.Option("--unit-check/--no-unit-check", help="refuse --data implausible for "
-                                            "--unit (median customer load outside 0.005..50 kW)")]
+                                            "--unit (median customer load outside 0.005 .. 50 kW or, if larger, the "
+                                            "transformer's rating per customer)")]
 UnmeteredOpt = Annotated[str, typer.Option("--unmetered", help="feeder customers without data: error, zero, profile "
                                            "(the metered customers' mean) or profile:FILE (scaled to annual energies, "
                                            "CSV customer,annual_kwh)")]

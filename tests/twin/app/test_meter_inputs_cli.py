@@ -240,3 +240,31 @@ def test_rephase_reads_phase_labels_as_measured_and_moves_the_load(tmp_path: Pat
     np.testing.assert_allclose(after["load_b_kw_f0"] - before["load_b_kw_f0"], shift, atol=1e-9)
     np.testing.assert_allclose(after["load_a_kw_f0"] - before["load_a_kw_f0"], -shift, atol=1e-9)
     np.testing.assert_allclose(after["load_c_kw_f0"], before["load_c_kw_f0"], atol=1e-9)
+
+
+def test_liege_with_a_tenth_metered_replays_their_loads_alone_under_zero(tmp_path: Path) -> None:
+    """2 of the 23 Liège customers metered (Parquet, phase labels as measured), a day at 15-minute ticks: the
+    aggregate load per feeder and phase is the sum of their raw columns."""
+    from twin.loaders import liege
+
+    raw = pd.read_parquet(liege.default_folder() / "timeseries_net_kw.parquet")
+    ids = sorted({c.split("_")[0] for c in raw.columns})
+    metered = ids[::12]
+    assert len(metered) == round(0.1 * len(ids))
+    raw[[c for c in raw.columns if c.split("_")[0] in metered]].to_parquet(tmp_path / "tenth.parquet")
+    result = runner.invoke(app, ["replay", "--feeder", "liege-lv", "--data", str(tmp_path / "tenth.parquet"),
+                                 "--unmetered", "zero", "--start", "2016-06-01", "--tick", "900",
+                                 "--out", str(tmp_path / "run"), *PLAIN])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["metering"]["metered"], summary["metering"]["unmetered"]) == (2, 21)
+    customers = pd.read_csv(liege.default_folder() / "customers.csv", dtype={"customer_id": str})
+    feeder_of = dict(zip(customers["customer_id"], customers["feeder"], strict=True))
+    day = raw[(raw.index >= "2016-06-01") & (raw.index < "2016-06-02")]
+    metrics = pd.read_parquet(tmp_path / "run" / "metrics.parquet")
+    for f in (0, 1):
+        for ph in "ABC":
+            cols = [c for c in day.columns if c.split("_")[0] in metered and feeder_of[c.split("_")[0]] == f
+                    and c.endswith(f"_{ph}")]
+            np.testing.assert_allclose(metrics[f"load_{ph.lower()}_kw_f{f}"], day[cols].sum(axis=1).to_numpy(),
+                                       atol=1e-9)
