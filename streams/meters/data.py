@@ -39,11 +39,13 @@ Gap policy (``GapPolicy``), in this order; each action is counted in ``MeterTabl
    (default) or first in file order, or rejects the file; the rows removed are ``duplicate_timestamps``;
 4. rows whose timestamp is not start + k·step_s are dropped: ``off_grid_rows``;
 5. grid steps with no row are ``missing_steps``; their cells are NaN;
-6. gaps: NaN cells of the kept rows (``nan_values``), (step, series) pairs with no row in long data
-   (``absent_values``) and the cells of missing steps. A gap of at most ``max_fill_steps`` steps (default 4)
-   that follows a known value is forward-filled entirely (``filled_values``); longer gaps, and gaps at the
-   start, are left NaN in full (``unfilled_values``). Cells count p and q series read from the file:
-   nan_values + absent_values + missing_steps × n_series = filled_values + unfilled_values.
+6. gaps: NaN cells of the kept rows (``nan_values``: empty cells, or nulls of a typed Parquet column; any other
+   text in a value cell, such as ``n/a``, is refused with its file, row, column and value), (step, series) pairs
+   with no row in long data (``absent_values``) and the cells of missing steps. A gap of at most
+   ``max_fill_steps`` steps (default 4) that follows a known value is forward-filled entirely
+   (``filled_values``); longer gaps, and gaps at the start, are left NaN in full (``unfilled_values``). Cells
+   count p and q series read from the file: nan_values + absent_values + missing_steps × n_series = filled_values
+   + unfilled_values.
 
 A table may therefore hold NaN: the caller decides, and ``require_finite`` raises if it may not.
 """
