@@ -177,8 +177,9 @@ def cover(table: MeterTable, feeder: Feeder, *, unmetered: Unmetered = DEFAULT_U
     n_t = table.n_steps
     p_kw = np.zeros((n_t, len(ids), 3))
     q_kvar = np.zeros_like(p_kw)
+    position = {c: i for i, c in enumerate(ids)}
     rows = [index[c] for c in metered]
-    at = [ids.index(c) for c in metered]
+    at = [position[c] for c in metered]
     p_kw[:, at], q_kvar[:, at] = table.p_kw[:, rows], table.q_kvar[:, rows]
     source = table.source
     if missing and unmetered.rule is UnmeteredRule.PROFILE:
@@ -194,7 +195,7 @@ def cover(table: MeterTable, feeder: Feeder, *, unmetered: Unmetered = DEFAULT_U
             level = np.ones(len(missing))
         by_id = {c.id: c for c in feeder.customers}
         for k, cid in enumerate(missing):
-            c, i = by_id[cid], ids.index(cid)
+            c, i = by_id[cid], position[cid]
             p_kw[:, i, : c.n_phases] = (shape_kw * level[k] / c.n_phases)[:, None]
             q_kvar[:, i, : c.n_phases] = p_kw[:, i, : c.n_phases] * np.tan(np.arccos(c.power_factor))
         source += f", {len(missing)} unmetered on {unmetered.text()}"

@@ -422,12 +422,14 @@ def _check_terminals(customer: Customer, labels: list[str], problems: list[str])
         indices = {lab: wanted.index(lab) for lab in labels if lab in wanted}
     extra = [lab for lab in labels if lab not in wanted]
     missing = [lab for lab in wanted if lab not in labels]
+    remedy = ("; label each column with the phase its terminal was on when measured (the feeder's connection, "
+              "before any --rephase plan) or with the terminal number 1-3" if what == "phase" else "")
     if extra:
         problems.append(f"customer {customer.id!r} ({customer.connection}): data for {what}(s) "
-                        f"{', '.join(extra)} it does not have")
+                        f"{', '.join(extra)} it does not have{remedy}")
     if missing:
         problems.append(f"customer {customer.id!r} ({customer.connection}): no data for {what}(s) "
-                        f"{', '.join(missing)}")
+                        f"{', '.join(missing)}{remedy}")
     return None if extra else indices
 
 

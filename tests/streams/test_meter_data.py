@@ -279,7 +279,9 @@ def test_read_with_customers_lists_mismatches(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"m.csv: 3 problem\(s\):\n"
                        r"  1. 1 customer\(s\) with no data: 'gone'\n"
                        r"  2. 1 data customer\(s\) not expected: 'other'\n"
-                       r"  3. customer 'c1' \(A\): data for phase\(s\) B it does not have$"):
+                       r"  3. customer 'c1' \(A\): data for phase\(s\) B it does not have; label each "
+                       r"column with the phase its terminal was on when measured \(the feeder's connection, before any "
+                       r"--rephase plan\) or with the terminal number 1-3$"):
         read_meter_data(path, unit=PowerUnit.KW, customers=customers)
 
 
