@@ -16,3 +16,10 @@ def validation_problems(err: ValidationError, *, root: str) -> str:
 
 class DataError(StreamError):
     """Meter data cannot be used as asked (unreadable, wrong unit, customers or period do not match)."""
+
+
+def raise_data_problems(head: str, problems: list[str]) -> None:
+    """Raise one DataError, ``head`` then every problem numbered; nothing when there are none."""
+    if problems:
+        numbered = "\n".join(f"  {i}. {p}" for i, p in enumerate(problems, start=1))
+        raise DataError(f"{head}: {len(problems)} problem(s):\n{numbered}")

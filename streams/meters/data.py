@@ -39,11 +39,13 @@ Gap policy (``GapPolicy``), in this order; each action is counted in ``MeterTabl
    (default) or first in file order, or rejects the file; the rows removed are ``duplicate_timestamps``;
 4. rows whose timestamp is not start + k·step_s are dropped: ``off_grid_rows``;
 5. grid steps with no row are ``missing_steps``; their cells are NaN;
-6. gaps: NaN cells of the kept rows (``nan_values``), (step, series) pairs with no row in long data
-   (``absent_values``) and the cells of missing steps. A gap of at most ``max_fill_steps`` steps (default 4)
-   that follows a known value is forward-filled entirely (``filled_values``); longer gaps, and gaps at the
-   start, are left NaN in full (``unfilled_values``). Cells count p and q series read from the file:
-   nan_values + absent_values + missing_steps × n_series = filled_values + unfilled_values.
+6. gaps: NaN cells of the kept rows (``nan_values``: empty cells, or nulls of a typed Parquet column; any other
+   text in a value cell, such as ``n/a``, is refused with its file, row, column and value), (step, series) pairs
+   with no row in long data (``absent_values``) and the cells of missing steps. A gap of at most
+   ``max_fill_steps`` steps (default 4) that follows a known value is forward-filled entirely
+   (``filled_values``); longer gaps, and gaps at the start, are left NaN in full (``unfilled_values``). Cells
+   count p and q series read from the file: nan_values + absent_values + missing_steps × n_series = filled_values
+   + unfilled_values.
 
 A table may therefore hold NaN: the caller decides, and ``require_finite`` raises if it may not.
 """
@@ -59,7 +61,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.errors import DataError
+from streams.errors import DataError, raise_data_problems
 from streams.meters.table import DataQuality, MeterTable
 
 if TYPE_CHECKING:
@@ -112,6 +114,8 @@ MAX_STEP_S = 3600
 TIME_COLUMNS = ("time", "time_utc")
 LONG_COLUMNS = ("customer", "phase", "terminal", "p", "q")
 _NA_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
+# In value cells only an empty cell is a missing value: any text ("n/a", "NA", "-") is a refusal naming the cell.
+_MISSING_VALUE_TEXT = frozenset({""})
 # A UTC offset after a time of day; a date alone ("2024-03-01") ends in "-01" but is naive.
 _OFFSET = re.compile(r"[T ]\d{1,2}(?::\d{2}){0,2}(?:[.,]\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
 _TERMINALS = ("1", "2", "3")
@@ -128,6 +132,15 @@ class PowerUnit(StrEnum):
     WH = "Wh"
     KWH = "kWh"
     MWH = "MWh"
+
+    @classmethod
+    def _missing_(cls, value: object) -> PowerUnit | None:
+        """Units are matched case-insensitively (``kw``, ``KWH``); the canonical spelling is kept."""
+        if isinstance(value, str):
+            for unit in cls:
+                if unit.value.lower() == value.strip().lower():
+                    return unit
+        return None
 
     @property
     def is_energy(self) -> bool:
@@ -155,12 +168,6 @@ class GapPolicy(BaseModel):
 
 
 DEFAULT_GAP_POLICY = GapPolicy()
-
-
-def _raise(head: str, problems: list[str]) -> None:
-    if problems:
-        numbered = "\n".join(f"  {i}. {p}" for i, p in enumerate(problems, start=1))
-        raise DataError(f"{head}: {len(problems)} problem(s):\n{numbered}")
 
 
 @dataclass(frozen=True)
@@ -212,7 +219,7 @@ def _times(raw: pd.Series | pd.Index, *, name: str, naive_is_utc: bool, csv: boo
     elif pd.api.types.is_datetime64_dtype(series.dtype):
         if not naive_is_utc:
             problems.append(f"{name}: timestamps have no time zone (first {series.iloc[0]}); give them a UTC "
-                            "offset or declare them UTC with naive_is_utc=True")
+                            "offset or declare them UTC with naive_is_utc=True (--naive-utc)")
             return empty
         parsed = series.dt.tz_localize("UTC")
     elif series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
@@ -227,7 +234,7 @@ def _times(raw: pd.Series | pd.Index, *, name: str, naive_is_utc: bool, csv: boo
             first = int(np.flatnonzero(naive)[0])
             problems.append(f"{name}: {int(naive.sum())} timestamp(s) without a UTC offset, first "
                             f"{text[first]!r} at {_row_name(first, csv=csv)}; give them an offset (e.g. "
-                            "+00:00 or Z) or declare them UTC with naive_is_utc=True")
+                            "+00:00 or Z) or declare them UTC with naive_is_utc=True (--naive-utc)")
         if blank.any() or (naive.any() and not naive_is_utc):
             return empty
         parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
@@ -243,19 +250,22 @@ def _times(raw: pd.Series | pd.Index, *, name: str, naive_is_utc: bool, csv: boo
 
 
 def _numbers(column: pd.Series, *, name: str, csv: bool, problems: list[str]) -> np.ndarray:
-    """Floats; blank/NaN-like text becomes NaN; anything else that is not a finite number is a problem."""
+    """Floats; an empty cell (or a null/NaN of a typed Parquet column) is NaN, a gap; any other value that is not
+    a finite number (text such as ``n/a``, or ``inf``) is a problem naming its row, column and value."""
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
         values = column.to_numpy(dtype=float, na_value=np.nan)
         bad = np.isinf(values)
     else:
         text = column.astype(str).str.strip()
-        missing = (column.isna() | text.str.lower().isin(_NA_TEXT)).to_numpy()
+        missing = (column.isna() | text.isin(_MISSING_VALUE_TEXT)).to_numpy()
         values = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=float)
         bad = (np.isnan(values) & ~missing) | np.isinf(values)
     if bad.any():
         where = np.flatnonzero(bad)
         shown = ", ".join(f"{column.iloc[i]!r} at {_row_name(int(i), csv=csv)}" for i in where[:_SHOWN])
-        problems.append(f"column {name!r}: {len(where)} value(s) are not finite numbers: {shown}")
+        more = f" (first {_SHOWN} shown)" if len(where) > _SHOWN else ""
+        problems.append(f"column {name!r}: {len(where)} value(s) are not finite numbers{more}: {shown}; write "
+                        "numbers, and leave the cell of a missing value empty")
     return values
 
 
@@ -355,9 +365,13 @@ def _parse_long(frame: pd.DataFrame, times_ns: np.ndarray, columns: list[str], *
                    series_of_row=codes.astype(np.int64), has_q=has_q)
 
 
-def _terminal_map(keys: list[_Key], customers: Sequence[Customer] | None,
-                  problems: list[str]) -> tuple[list[str], dict[tuple[str, str], int]]:
-    """Customer order of the table, and the terminal index of each (customer, label)."""
+def _terminal_map(keys: list[_Key], customers: Sequence[Customer] | None, problems: list[str], *,
+                  exact: bool = True) -> tuple[list[str], dict[tuple[str, str], int]]:
+    """Customer order of the table, and the terminal index of each (customer, label).
+
+    With ``exact=False`` the order is the given customers found in the data, then the data's other customers
+    in file order (mapped as without ``customers``).
+    """
     labels_of: dict[str, list[str]] = {}
     for k in keys:
         if not k.reactive:
@@ -372,7 +386,7 @@ def _terminal_map(keys: list[_Key], customers: Sequence[Customer] | None,
         problems.append(f"reactive power missing for {names}; give q for every series or for none")
     terminal: dict[tuple[str, str], int] = {}
     by_id = {c.id: c for c in customers} if customers is not None else {}
-    if customers is not None:
+    if customers is not None and exact:
         problems += _mismatch(wanted=[c.id for c in customers], found=list(labels_of))
     for customer, labels in labels_of.items():
         if all(lab in _TERMINALS for lab in labels):
@@ -387,7 +401,12 @@ def _terminal_map(keys: list[_Key], customers: Sequence[Customer] | None,
         if c is not None:
             indices = _check_terminals(c, labels, problems) or indices
         terminal.update({(customer, lab): j for lab, j in indices.items()})
-    order = [c.id for c in customers] if customers is not None else list(labels_of)
+    if customers is None:
+        order = list(labels_of)
+    elif exact:
+        order = [c.id for c in customers]
+    else:
+        order = [c.id for c in customers if c.id in labels_of] + [c for c in labels_of if c not in by_id]
     return order, terminal
 
 
@@ -403,12 +422,14 @@ def _check_terminals(customer: Customer, labels: list[str], problems: list[str])
         indices = {lab: wanted.index(lab) for lab in labels if lab in wanted}
     extra = [lab for lab in labels if lab not in wanted]
     missing = [lab for lab in wanted if lab not in labels]
+    remedy = ("; label each column with the phase its terminal was on when measured (the feeder's connection, "
+              "before any --rephase plan) or with the terminal number 1-3" if what == "phase" else "")
     if extra:
         problems.append(f"customer {customer.id!r} ({customer.connection}): data for {what}(s) "
-                        f"{', '.join(extra)} it does not have")
+                        f"{', '.join(extra)} it does not have{remedy}")
     if missing:
         problems.append(f"customer {customer.id!r} ({customer.connection}): no data for {what}(s) "
-                        f"{', '.join(missing)}")
+                        f"{', '.join(missing)}{remedy}")
     return None if extra else indices
 
 
@@ -561,11 +582,15 @@ def read_meter_data(
     naive_is_utc: bool = False,
     start_utc: pd.Timestamp | None = None,
     end_utc: pd.Timestamp | None = None,
+    exact: bool = True,
 ) -> MeterTable:
     """Read a CSV or Parquet meter-data file into a MeterTable on a regular UTC grid (see module docstring).
 
     With ``customers``, the table holds exactly those customers in that order, phase letters are mapped by
-    their connections and missing q comes from their power factors.
+    their connections and missing q comes from their power factors. With ``exact=False`` as well, customers
+    without data and data customers not among them are allowed: the table holds the given customers found in
+    the data, in their order, then the others in file order (q = 0 for those without q); ``streams.meters.
+    coverage`` then decides what becomes of both.
     Raises DataError listing every problem found in the file (unreadable, naive or unparseable timestamps,
     non-numeric values, bad column names, customers or terminals that do not match ``customers``), or naming
     the step when it is not 1-60 whole minutes, or the policy that rejected duplicates or unsorted rows.
@@ -587,8 +612,8 @@ def read_meter_data(
     is_long = "customer" in columns
     parse = _parse_long if is_long else _parse_wide
     parsed = parse(frame, times_ns, columns, csv=csv, problems=problems)
-    order, terminal = _terminal_map(parsed.keys, customers, problems)
-    _raise(source, problems)
+    order, terminal = _terminal_map(parsed.keys, customers, problems, exact=exact)
+    raise_data_problems(source, problems)
     grid = _align(parsed, step_s=step_s, policy=policy, start_ns=start_ns, end_ns=end_ns, source=source)
 
     factor = unit.kw_factor(grid.step_s)
@@ -603,7 +628,8 @@ def read_meter_data(
     notes = [f"{len(parsed.keys)} series ({'long' if is_long else 'wide'} format), unit {unit.value}{energy}",
              f"step {grid.step_s} s " + ("given" if step_s is not None else "inferred (median difference)")]
     if not parsed.has_q and customers is not None:
-        tan_phi = np.array([np.tan(np.arccos(c.power_factor)) for c in customers])
+        pf = {c.id: c.power_factor for c in customers}
+        tan_phi = np.array([np.tan(np.arccos(pf.get(c, 1.0))) for c in order])
         q_kvar = p_kw * tan_phi[None, :, None]
         notes.append("no reactive power in the data: q = p·tan(acos(power_factor)) per customer")
     elif not parsed.has_q:
@@ -616,25 +642,51 @@ def read_meter_data(
                       q_kvar=q_kvar, source=source, quality=quality)
 
 
-def require_finite(table: MeterTable) -> MeterTable:
-    """The table itself when every p and q value is finite.
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True."""
+    edges = np.diff(np.concatenate(([0], flags.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
-    Raises DataError naming each customer with NaN (or infinite) values, the terminals, how many steps and the
-    first timestamps.
+
+def require_finite(table: MeterTable, *, start_utc: pd.Timestamp | None = None,
+                   end_utc: pd.Timestamp | None = None, fill_option: str = "GapPolicy.max_fill_steps") -> MeterTable:
+    """The table itself when every p and q value of the steps overlapping [start_utc, end_utc) is finite.
+
+    Raises DataError naming each customer with NaN (or infinite) values there, its terminals and each gap (its
+    length and first and last step, up to three per customer), and the remedy: the gap-fill limit
+    (``fill_option``) that would carry the last value over them, or a period that starts after gaps at the
+    start of the data, where there is no value to carry.
     """
     bad = ~(np.isfinite(table.p_kw) & np.isfinite(table.q_kvar))
-    if not bad.any():
+    in_period = np.ones(table.n_steps, dtype=bool)
+    step = pd.Timedelta(seconds=table.step_s)
+    if start_utc is not None:
+        in_period &= (table.time_utc + step > start_utc)
+    if end_utc is not None:
+        in_period &= table.time_utc < end_utc
+    steps_bad = bad.any(axis=2)
+    if not (steps_bad & in_period[:, None]).any():
         return table
     problems = []
-    steps_bad = bad.any(axis=2)
-    for i in np.flatnonzero(steps_bad.any(axis=0)):
-        steps = np.flatnonzero(steps_bad[:, i])
+    longest, at_start = 0, False
+    for i in np.flatnonzero((steps_bad & in_period[:, None]).any(axis=0)):
+        gaps = [(a, b) for a, b in _runs(steps_bad[:, i]) if in_period[a:b].any()]
         terminals = ", ".join(str(j + 1) for j in np.flatnonzero(bad[:, i, :].any(axis=0)))
-        first = ", ".join(table.time_utc[s].isoformat() for s in steps[:3])
-        problems.append(f"customer {table.customer_ids[i]!r}: {len(steps)} step(s) with NaN on terminal(s) "
-                        f"{terminals}, first at {first}")
-    _raise(f"{table.source}: meter data are not finite; fill the gaps (GapPolicy.max_fill_steps) or choose a "
-           "period without them", problems)
+        shown = "; ".join(f"{b - a} step(s) {table.time_utc[a].isoformat()} .. {table.time_utc[b - 1].isoformat()}"
+                          + (" (at the start of the data)" if a == 0 else "") for a, b in gaps[:3])
+        more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
+        problems.append(f"customer {table.customer_ids[i]!r}: {len(gaps)} gap(s) of NaN on terminal(s) {terminals}: "
+                        f"{shown}{more}")
+        longest = max([longest, *(b - a for a, b in gaps if a > 0)])
+        at_start |= any(a == 0 for a, _ in gaps)
+    remedies = []
+    if longest:
+        remedies.append(f"set {fill_option} to {longest} (steps of {table.step_s} s) to carry the last value over "
+                        "the gaps")
+    if at_start:
+        remedies.append("start the period after the gaps at the start of the data (no value to carry forward)")
+    remedies.append("or choose a period without gaps")
+    raise_data_problems(f"{table.source}: meter data have gaps in the period; {', '.join(remedies)}", problems)
     return table
 
 
@@ -655,5 +707,5 @@ def match_customers(table: MeterTable, feeder: Feeder) -> MeterTable:
         if np.nansum(spare) > 0:
             problems.append(f"customer {c.id!r} ({c.connection}) has {c.n_phases} phase(s) but nonzero data "
                             f"on terminal(s) beyond {c.n_phases}")
-    _raise(f"{table.source}: meter data do not match feeder {feeder.name!r}", problems)
+    raise_data_problems(f"{table.source}: meter data do not match feeder {feeder.name!r}", problems)
     return table.select([c.id for c in feeder.customers])

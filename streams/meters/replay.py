@@ -31,7 +31,8 @@ def mean_over_ticks(
         asked_end = start_utc + pd.Timedelta(seconds=n_ticks * tick_s)
         raise DataError(
             f"period {start_utc.isoformat()} .. {asked_end.isoformat()} is outside the data, "
-            f"which cover {data_start_utc.isoformat()} .. {end.isoformat()}"
+            f"which cover {data_start_utc.isoformat()} .. {end.isoformat()}; choose a period inside them (--start, "
+            "--end)"
         )
     first = edges[0]
     if first == int(first) and step_s % tick_s == 0:

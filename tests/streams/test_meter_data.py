@@ -126,11 +126,27 @@ def test_unsorted_rows_rejected_when_asked() -> None:
         read_meter_data(METER / "wide_gaps.csv", unit=PowerUnit.KW, policy=GapPolicy(sort_rows=False))
 
 
-def test_require_finite_names_customers_and_first_steps() -> None:
+def test_require_finite_names_customers_gaps_and_the_fill_that_would_close_them() -> None:
     table = read_meter_data(METER / "wide_gaps.csv", unit=PowerUnit.KW)
-    with pytest.raises(DataError, match=r"1 problem\(s\):\n  1. customer 'c_2': 5 step\(s\) with NaN on "
-                       r"terminal\(s\) 3, first at 2024-03-01T01:45:00\+00:00, 2024-03-01T02:00:00\+00:00"):
+    with pytest.raises(DataError, match=r"wide_gaps.csv: meter data have gaps in the period; set --fill-gaps to 5 "
+                       r"\(steps of 900 s\) to carry the last value over the gaps, or choose a period without gaps: "
+                       r"1 problem\(s\):\n  1. customer 'c_2': 1 gap\(s\) of NaN on terminal\(s\) 3: 5 step\(s\) "
+                       r"2024-03-01T01:45:00\+00:00 .. 2024-03-01T02:45:00\+00:00$"):
+        require_finite(table, fill_option="--fill-gaps")
+    assert require_finite(table, end_utc=T0 + pd.Timedelta("1h45min")) is table  # the gap is after the period
+    filled = read_meter_data(METER / "wide_gaps.csv", unit=PowerUnit.KW, policy=GapPolicy(max_fill_steps=5))
+    assert np.isfinite(require_finite(filled).p_kw).all()
+
+
+def test_require_finite_says_a_gap_at_the_start_cannot_be_filled(tmp_path: Path) -> None:
+    times = pd.date_range(T0, periods=4, freq="15min")
+    path = _write(tmp_path / "m.csv", times, {"m_1": [np.nan, np.nan, 1.0, 2.0]})
+    table = read_meter_data(path, unit=PowerUnit.KW, policy=GapPolicy(max_fill_steps=10))
+    with pytest.raises(DataError, match=r"start the period after the gaps at the start of the data .*\n"
+                       r"  1. customer 'm': 1 gap\(s\) of NaN on terminal\(s\) 1: 2 step\(s\) "
+                       r"2024-03-01T00:00:00\+00:00 .. 2024-03-01T00:15:00\+00:00 \(at the start of the data\)$"):
         require_finite(table)
+    assert require_finite(table, start_utc=T0 + pd.Timedelta("30min")) is table
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -237,7 +253,8 @@ def test_every_column_problem_listed_once() -> None:
         "1. column 'time': 1 timestamp(s) without a UTC offset, first '2024-03-01 00:30:00' at line 4",
         "2. column 'nounderscore' is not '<customer>_<terminal>' or '<customer>_<terminal>_q'",
         "3. column 'x_D': 'D' is neither a terminal 1, 2, 3 nor a phase letter A, B, C",
-        "4. column 'y_1': 1 value(s) are not finite numbers: 'abc' at line 3",
+        "4. column 'y_1': 1 value(s) are not finite numbers: 'abc' at line 3; write numbers, and leave the cell "
+        "of a missing value empty",
         "5. reactive power without active power for z_2",
     ):
         assert planted in text
@@ -262,7 +279,9 @@ def test_read_with_customers_lists_mismatches(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"m.csv: 3 problem\(s\):\n"
                        r"  1. 1 customer\(s\) with no data: 'gone'\n"
                        r"  2. 1 data customer\(s\) not expected: 'other'\n"
-                       r"  3. customer 'c1' \(A\): data for phase\(s\) B it does not have$"):
+                       r"  3. customer 'c1' \(A\): data for phase\(s\) B it does not have; label each "
+                       r"column with the phase its terminal was on when measured \(the feeder's connection, before any "
+                       r"--rephase plan\) or with the terminal number 1-3$"):
         read_meter_data(path, unit=PowerUnit.KW, customers=customers)
 
 

@@ -20,6 +20,7 @@ from devices.fleet import FleetSpec, PessAccess, read_device_list
 from streams.bus import Bus
 from streams.errors import validation_problems
 from streams.influx.settings import InfluxSettings
+from streams.meters.coverage import UnknownMeters
 from streams.meters.data import PowerUnit
 from twin.app.compare import StrategyFigures
 from twin.app.plan_rephase import register as _register_rephase
@@ -67,7 +68,17 @@ def feeders() -> None:
 
 FeederOpt = Annotated[str, typer.Option(help="feeder name (see `phasetwin feeders`) or a pandapower .json")]
 DataOpt = Annotated[Path | None, typer.Option(help="meter data (CSV/Parquet); default: the feeder's own")]
-UnitOpt = Annotated[PowerUnit, typer.Option(help="unit of --data values (Wh, kWh, MWh: energy per interval)")]
+UnitOpt = Annotated[PowerUnit, typer.Option(case_sensitive=False,
+                                            help="unit of --data values (Wh, kWh, MWh: energy per interval)")]
+FillGapsOpt = Annotated[int, typer.Option("--fill-gaps", min=0, help="longest gap in --data carried forward, steps")]
+UnitCheckOpt = Annotated[bool, typer.Option("--unit-check/--no-unit-check", help="refuse --data implausible for "
+                                            "--unit (median customer load outside 0.005 .. 50 kW or, if larger, the "
+                                            "transformer's rating per customer)")]
+UnmeteredOpt = Annotated[str, typer.Option("--unmetered", help="feeder customers without data: error, zero, profile "
+                                           "(the metered customers' mean) or profile:FILE (scaled to annual energies, "
+                                           "CSV customer,annual_kwh)")]
+UnknownMetersOpt = Annotated[UnknownMeters, typer.Option("--unknown-meters", case_sensitive=False,
+                                                         help="data customers not on the feeder: refuse or drop")]
 NaiveOpt = Annotated[bool, typer.Option("--naive-utc", help="--data times without offset are UTC")]
 StartOpt = Annotated[str | None, typer.Option(help="period start, ISO, UTC if no offset; default: data start")]
 EndOpt = Annotated[str | None, typer.Option(help="period end (exclusive); default: one day after start")]
@@ -146,7 +157,8 @@ def _scenario(
     *, feeder: str, data: Path | None, unit: PowerUnit, naive_utc: bool, start: str | None, end: str | None,
     tick: int, engine: Engine, psd: int, sts: int, pess: int, pess_access: PessAccess, devices: Path | None,
     controller: Strategy, forecast: ForecastKind, time_limit: float, out: Path, speed: float = 0.0,
-    per_meter_topics: bool = False, schedule: Path | None = None,
+    per_meter_topics: bool = False, schedule: Path | None = None, fill_gaps: int = 4, unit_check: bool = True,
+    unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
@@ -158,6 +170,8 @@ def _scenario(
             feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
             per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule, controller=control,
+            data_fill_steps=fill_gaps, data_unit_check=unit_check, unmetered=unmetered,  # type: ignore[arg-type]
+            unknown_meters=unknown_meters,
         )
     except TwinError as err:
         raise _fail(str(err)) from err
@@ -183,6 +197,10 @@ def replay(
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
+    fill_gaps: FillGapsOpt = 4,
+    unit_check: UnitCheckOpt = True,
+    unmetered: UnmeteredOpt = "error",
+    unknown_meters: UnknownMetersOpt = UnknownMeters.ERROR,
     start: StartOpt = None,
     end: EndOpt = None,
     tick: TickOpt = 60,
@@ -233,7 +251,8 @@ def replay(
             raise _fail(str(err)) from err
         return
     scenario = _scenario(
-        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, start=start, end=end, tick=tick, engine=engine,
+        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+        unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
         schedule=schedule,
@@ -272,6 +291,7 @@ def replay(
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     _print_summary(result.summary)
+    console.print(result.data.text(), highlight=False)
     _print_transport(result.summary)
     if reference is not None:
         base = figures(reference)
@@ -302,6 +322,10 @@ def run(
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
+    fill_gaps: FillGapsOpt = 4,
+    unit_check: UnitCheckOpt = True,
+    unmetered: UnmeteredOpt = "error",
+    unknown_meters: UnknownMetersOpt = UnknownMeters.ERROR,
     start: StartOpt = None,
     end: EndOpt = None,
     tick: TickOpt = 60,
@@ -341,7 +365,8 @@ def run(
     if speed <= 0:
         raise _fail(f"--speed {speed}: a hardware-in-the-loop run needs real time (> 0; 1 = wall clock)")
     scenario = _scenario(
-        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, start=start, end=end, tick=tick, engine=engine,
+        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+        unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
     )
@@ -360,6 +385,7 @@ def run(
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     _print_summary(result.summary)
+    console.print(result.data.text(), highlight=False)
     _print_transport(result.summary)
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
 
@@ -435,6 +461,10 @@ def compare(
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
+    fill_gaps: FillGapsOpt = 4,
+    unit_check: UnitCheckOpt = True,
+    unmetered: UnmeteredOpt = "error",
+    unknown_meters: UnknownMetersOpt = UnknownMeters.ERROR,
     start: StartOpt = None,
     end: EndOpt = None,
     tick: TickOpt = 60,
@@ -459,7 +489,8 @@ def compare(
         raise _fail(f"--controllers {controllers!r}: {err}; expected names out of "
                     f"{', '.join(s.value for s in Strategy)}") from err
     scenario = _scenario(
-        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, start=start, end=end, tick=tick, engine=engine,
+        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+        unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=Strategy.NONE,
         forecast=forecast, time_limit=time_limit, out=out,
     )

@@ -34,6 +34,11 @@ from streams.influx.recorder import InfluxRecorder
 from streams.influx.settings import InfluxSettings
 from streams.influx.shipper import InfluxCounts
 from streams.messages import ClockTick, DeviceKind, RunState, TwinStatus
+from streams.meters.coverage import cover
+from streams.meters.data import require_finite
+from streams.meters.plausibility import MAX_MEDIAN_KW, check_unit, median_customer_load_kw
+from streams.meters.record import FILE_NAME as DATA_RECORD_FILE
+from streams.meters.record import DataRecord, data_record
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
 from streams.runfolder.device_recorder import DeviceRecorder
@@ -61,6 +66,7 @@ class RunResult:
     files: list[Path]
     recorder: ParquetRecorder
     devices: DeviceRecorder
+    data: DataRecord
 
 
 class ClockPublisher:
@@ -102,11 +108,14 @@ class StatusPublisher:
 
 def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
     """The feeder and its meter data, customers matched and ordered as the feeder's."""
-    return _load(open_feeder(scenario.feeder), scenario)
+    feeder, table, _ = _load(open_feeder(scenario.feeder), scenario)
+    return feeder, table
 
 
-def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable]:
-    feeder = entry.load_feeder()
+def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, DataRecord]:
+    """The feeder (re-phased by ``scenario.rephase``), its meter data covering exactly its customers, and the
+    data-quality record. Data are read with the customers as connected when measured (before the plan)."""
+    measured = feeder = entry.load_feeder()
     if scenario.rephase is not None:
         from controllers.errors import PlanningError
         from controllers.planning.plan_file import apply_plan, read_plan, read_plan_file
@@ -120,14 +129,25 @@ def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable]:
         except PlanningError as err:
             raise ScenarioError(f"--rephase {scenario.rephase}: {err}") from err
     if scenario.data is not None:
-        from streams.meters.data import match_customers, read_meter_data
+        from streams.meters.data import GapPolicy, read_meter_data
 
-        table = read_meter_data(scenario.data, unit=scenario.data_unit, customers=list(feeder.customers),
-                                naive_is_utc=scenario.data_naive_utc)
-        return feeder, _scaled(match_customers(table, feeder), feeder, scenario)
-    if entry.load_data is None:
+        table = read_meter_data(scenario.data, unit=scenario.data_unit, customers=list(measured.customers),
+                                naive_is_utc=scenario.data_naive_utc, exact=False,
+                                policy=GapPolicy(max_fill_steps=scenario.data_fill_steps))
+        source, unit, fill = str(scenario.data), scenario.data_unit.value, scenario.data_fill_steps
+    elif entry.load_data is None:
         raise ScenarioError(f"feeder {entry.name!r} has no data of its own; give meter data with --data")
-    return feeder, _scaled(entry.load_data(feeder), feeder, scenario)
+    else:
+        table = entry.load_data(feeder)
+        source, unit, fill = f"own data of feeder {entry.name!r}", "", None
+    median_kw = median_customer_load_kw(table)
+    if scenario.data is not None and scenario.data_unit_check:
+        check_unit(table, scenario.data_unit,
+                   max_median_kw=max(MAX_MEDIAN_KW, feeder.transformer.sn_kva / max(len(feeder.customers), 1)))
+    table, coverage = cover(table, feeder, unmetered=scenario.unmetered, unknown_meters=scenario.unknown_meters)
+    record = data_record(table, source=source, unit=unit, max_fill_steps=fill, median_customer_load_kw=median_kw,
+                         coverage=coverage)
+    return feeder, _scaled(table, feeder, scenario), record
 
 
 def _scaled(table: MeterTable, feeder: Feeder, scenario: Scenario) -> MeterTable:
@@ -165,8 +185,10 @@ def replay(
     """
     wall_start = time.perf_counter()
     entry = open_feeder(scenario.feeder)
-    feeder, table = _load(entry, scenario)
+    feeder, table, data = _load(entry, scenario)
     clock = plan_clock(scenario, table)
+    require_finite(table, start_utc=pd.Timestamp(clock.start_utc), end_utc=pd.Timestamp(clock.end_utc),
+                   fill_option="--fill-gaps")
     schedule = read_schedule(scenario.schedule) if scenario.schedule is not None else []
     specs = choose_devices(feeder, scenario.fleet)
     external = frozenset(scenario.external_devices)
@@ -267,12 +289,14 @@ def replay(
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
-        recorder=_recorder_summary(influx, final),
+        recorder=_recorder_summary(influx, final), metering=data.metering.counts(),
     )
     if not np.all(recorder.recorded):
         log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
     files = recorder.write(scenario.out, summary.model_dump(mode="json"))
     files += device_log.write(scenario.out)
+    files.append(scenario.out / DATA_RECORD_FILE)
+    files[-1].write_text(data.model_dump_json(indent=2) + "\n")
     if hil is not None:
         files += hil.write(scenario.out)
     if switching is not None:
@@ -285,7 +309,8 @@ def replay(
         path = scenario.out / "controller.parquet"
         pd.DataFrame(controller.records).to_parquet(path, index=False)
         files.append(path)
-    return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log)
+    return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log,
+                     data=data)
 
 
 def _switching(scenario: Scenario, feeder: Feeder, clock: TickClock, *, controlled: bool) -> SwitchingSchedule | None:

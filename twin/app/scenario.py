@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
+from streams.meters.coverage import UnknownMeters, Unmetered
 from streams.meters.data import PowerUnit
 from twin.network import Phase
 from twin.powerflow import Engine
@@ -22,6 +23,10 @@ class Scenario(BaseModel):
     data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
     data_unit: PowerUnit = Field(default=PowerUnit.KW, description="unit of the values in `data`")
     data_naive_utc: bool = Field(default=False, description="read timestamps without an offset as UTC")
+    data_fill_steps: int = Field(default=4, ge=0, description="longest gap in `data` carried forward, steps")
+    data_unit_check: bool = Field(default=True, description="refuse data implausible for `data_unit`")
+    unmetered: Unmetered = Field(default_factory=Unmetered, description="what feeder customers without data draw")
+    unknown_meters: UnknownMeters = Field(default=UnknownMeters.ERROR, description="data customers not on the feeder")
     start_utc: AwareDatetime | None = None
     end_utc: AwareDatetime | None = None
     tick_s: int = Field(default=60, gt=0, le=3600)

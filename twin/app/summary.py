@@ -66,6 +66,8 @@ class RunSummary(BaseModel):
     bus: dict[str, Any] = Field(default_factory=dict, description="transport counters (MQTT: dead letters, reconnects)")
     hil: dict[str, Any] = Field(default_factory=dict, description="external parties: latencies, deadlines, silence")
     recorder: dict[str, Any] = Field(default_factory=dict, description="time-series database: points written etc.")
+    metering: dict[str, Any] = Field(default_factory=dict, description="customers metered, unmetered (and policy), "
+                                     "unknown meters (and policy); ids in data_quality.json")
 
 
 def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:
