@@ -1,0 +1,171 @@
+"""Meter readings from a twin run (for phase identification), and identification over a feeder's customers.
+
+``simulate_meter_voltages`` replays a scenario network-only and turns the run folder into the meter-voltage file
+(``streams/meters/voltages.py``) under a meter model (``twin/smart_meter.py``); ``run_identification`` matches a
+meter-voltage file to a feeder's customers and runs the methods of ``controllers/identification``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from controllers.identification import (
+    Assignment,
+    Method,
+    agree,
+    confusion_matrix,
+    identify_by_correlation,
+    identify_by_energy,
+    score,
+)
+from controllers.identification.assignment import NOT_ASSIGNED
+from streams.errors import DataError
+from streams.meters.voltages import MeterVoltages, read_meter_voltages, write_meter_voltages
+from twin.app.scenario import Scenario
+from twin.network import Feeder, Phase
+from twin.smart_meter import MeterModel, interval_means, measure
+
+__all__ = ["IdentificationResult", "read_meter_voltages", "run_identification", "simulate_meter_voltages"]
+
+
+def simulate_meter_voltages(scenario: Scenario, *, model: MeterModel, out: Path) -> tuple[Path, int, int]:
+    """Replay ``scenario`` (its devices and controller as given; network-only by default) into its run folder,
+    then write what the customers' meters and the transformer's LV meter report to ``out``. Returns the path,
+    the number of intervals and of customer meters. Raises TwinError/StreamError/ValueError on bad inputs."""
+    from twin.app.runner import load_inputs, replay
+
+    replay(scenario)
+    feeder, table = load_inputs(scenario)
+    voltages = pd.read_parquet(scenario.out / "voltages_pu.parquet")
+    transformer = pd.read_parquet(scenario.out / "transformer.parquet")
+    time_utc = pd.DatetimeIndex(voltages["time_utc"])
+    tick_s = scenario.tick_s
+    v_base_v = feeder.transformer.vn_lv_kv * 1000.0 / math.sqrt(3.0)
+    n_customers = len(feeder.customers)
+    v_ticks = np.full((len(time_utc), n_customers, 3), np.nan)
+    for i, c in enumerate(feeder.customers):
+        for j, phase in enumerate(c.phases):
+            v_ticks[:, i, j] = voltages[f"{c.bus}_{phase.name}"].to_numpy() * v_base_v
+    ref_v_ticks = np.stack([voltages[f"{feeder.lv_bus}_{p.name}"].to_numpy() for p in Phase], axis=1) * v_base_v
+    ref_p_ticks = transformer[["p_a_kw", "p_b_kw", "p_c_kw"]].to_numpy()
+    end = time_utc[-1] + pd.Timedelta(seconds=tick_s)
+    period = table.between(time_utc[0], end)
+    v = interval_means(v_ticks, step_s=tick_s, resolution_s=model.resolution_s)
+    ref_v = interval_means(ref_v_ticks, step_s=tick_s, resolution_s=model.resolution_s)
+    ref_p = interval_means(ref_p_ticks, step_s=tick_s, resolution_s=model.resolution_s)
+    p = interval_means(period.p_kw, step_s=period.step_s, resolution_s=model.resolution_s)
+    n = min(v.shape[0], p.shape[0])
+    if n == 0:
+        raise ValueError(f"the period ({len(time_utc)} ticks of {tick_s} s) is shorter than one meter interval of "
+                         f"{model.resolution_s} s")
+    n_terminals = np.array([c.n_phases for c in feeder.customers])
+    terminal_mask = np.arange(3)[None, :] < n_terminals[:, None]
+    p_padded = np.where(terminal_mask[None], p[:n], np.nan)
+    data = MeterVoltages(
+        source=str(out), time_utc=pd.date_range(time_utc[0], periods=n, freq=f"{model.resolution_s}s"),
+        customer_ids=tuple(c.id for c in feeder.customers), n_terminals=n_terminals,
+        v_v=measure(v[:n], model=model, stream=0, voltage=True),
+        p_kw=measure(p_padded, model=model, stream=1, voltage=False),
+        ref_v_v=measure(ref_v[:n], model=model, stream=2, voltage=True, reference=True),
+        ref_p_kw=measure(ref_p[:n], model=model, stream=3, voltage=False, reference=True),
+    )
+    return write_meter_voltages(out, data), n, n_customers
+
+
+@dataclass(frozen=True)
+class IdentificationResult:
+    """One assignment per method over ``customer_ids`` (the feeder's single-phase customers, in feeder order),
+    and the customers set aside: three-phase meters, and customers without any meter data."""
+
+    customer_ids: tuple[str, ...]
+    assignments: dict[Method, Assignment]
+    three_phase: tuple[str, ...]
+    without_data: tuple[str, ...]
+
+    def report(self, *, true: dict[str, tuple[Phase, ...]] | None, min_confidence: float,
+               recorded: dict[str, tuple[Phase, ...]]) -> dict[str, Any]:
+        """Per method: how many assigned and flagged, and with the true phases the score and confusion matrix."""
+        truth = None
+        if true is not None:
+            missing = [cid for cid in self.customer_ids if cid not in true]
+            if missing:
+                raise DataError(f"the true phases lack customer(s) {', '.join(missing[:10])}")
+            truth = np.array([int(true[cid][0]) for cid in self.customer_ids])
+        methods: dict[str, Any] = {}
+        for method, a in self.assignments.items():
+            flagged = a.flagged(min_confidence)
+            entry: dict[str, Any] = {"assigned": int((~flagged).sum()), "flagged": int(flagged.sum())}
+            if truth is not None:
+                kept = Assignment(method=a.method, phase=np.where(flagged, NOT_ASSIGNED, a.phase),
+                                  confidence=a.confidence, scores=a.scores, reason=a.reason)
+                entry["score"] = score(kept, truth, threshold=min_confidence)
+                entry["score_unflagged"] = score(a, truth, threshold=min_confidence)
+                entry["confusion"] = {"rows": "true A, B, C", "columns": "identified A, B, C, not assigned",
+                                      "counts": confusion_matrix(kept, truth).tolist()}
+            methods[method.value] = entry
+        recorded_phase = np.array([int(recorded[cid][0]) if cid in recorded and len(recorded[cid]) == 1
+                                   else NOT_ASSIGNED for cid in self.customer_ids])
+        last = list(self.assignments.values())[-1]
+        assigned = ~last.flagged(min_confidence)
+        return {
+            "single_phase_customers": len(self.customer_ids),
+            "three_phase_customers": list(self.three_phase),
+            "customers_without_data": list(self.without_data),
+            "min_confidence": min_confidence,
+            "recorded_wrong": int((assigned & (recorded_phase != last.phase)).sum()),
+            "recorded_wrong_true": (int((recorded_phase != truth).sum()) if truth is not None else None),
+            "methods": methods,
+        }
+
+
+def run_identification(feeder: Feeder, data: MeterVoltages, *, method: Method,
+                       time_limit_s: float = 120.0) -> IdentificationResult:
+    """Match ``data`` to ``feeder``'s customers and identify the single-phase ones by ``method`` (both methods
+    for ``Method.BOTH``, then their agreement). A customer whose meter reports three terminals is three-phase;
+    one with no meter data is reported, not assigned. Raises DataError naming meters the feeder does not have."""
+    known = {c.id for c in feeder.customers}
+    unknown = [m for m in data.customer_ids if m not in known]
+    if unknown:
+        raise DataError(f"{data.source}: meter(s) {', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''} "
+                        f"are not customers of feeder {feeder.name!r}; check --feeder or the file")
+    column = {cid: i for i, cid in enumerate(data.customer_ids)}
+    terminals = {c.id: (int(data.n_terminals[column[c.id]]) if c.id in column else c.n_phases)
+                 for c in feeder.customers}
+    single = tuple(c.id for c in feeder.customers if terminals[c.id] == 1)
+    three = tuple(c.id for c in feeder.customers if terminals[c.id] > 1)
+    without = tuple(c.id for c in feeder.customers if c.id not in column)
+    n_t = len(data.time_utc)
+    v = np.full((n_t, len(single)), np.nan)
+    for k, cid in enumerate(single):
+        if cid in column:
+            v[:, k] = data.v_v[:, column[cid], 0]
+    results: dict[Method, Assignment] = {}
+    if method in (Method.CORRELATION, Method.BOTH):
+        results[Method.CORRELATION] = identify_by_correlation(v, data.ref_v_v)
+    if method in (Method.ENERGY, Method.BOTH):
+        everyone = [c.id for c in feeder.customers if c.id in column]
+        p = data.p_kw[:, [column[cid] for cid in everyone], :]
+        n_term = np.array([terminals[cid] for cid in everyone])
+        full = identify_by_energy(p, n_term, data.ref_p_kw, time_limit_s=time_limit_s)
+        where = {cid: i for i, cid in enumerate(everyone)}
+        rows = [where.get(cid) for cid in single]
+        results[Method.ENERGY] = Assignment(
+            method=Method.ENERGY,
+            phase=np.array([full.phase[r] if r is not None else NOT_ASSIGNED for r in rows]),
+            confidence=np.array([full.confidence[r] if r is not None else 0.0 for r in rows]),
+            scores=np.array([full.scores[r] if r is not None else np.zeros(3) for r in rows]).reshape(-1, 3),
+            reason=tuple(full.reason[r] if r is not None else "no meter data" for r in rows),
+        )
+    if method is Method.BOTH:
+        results[Method.BOTH] = agree(results[Method.CORRELATION], results[Method.ENERGY])
+    for m, a in results.items():
+        reasons = tuple("no meter data" if cid in without else r for cid, r in zip(single, a.reason, strict=True))
+        results[m] = Assignment(method=a.method, phase=a.phase, confidence=a.confidence, scores=a.scores,
+                                reason=reasons)
+    return IdentificationResult(customer_ids=single, assignments=results, three_phase=three, without_data=without)
