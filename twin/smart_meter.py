@@ -2,7 +2,8 @@
 
 The customers' meters and the transformer's LV meter (the reference) have classes of their own: a transformer
 monitor is a power-quality instrument (class 0.2 or better; IEC 61000-4-30 class A measures voltage within
-± 0.1 %), a household meter is class 0.5 to 2. A meter of accuracy class ``c`` (0.2, 0.5, 1.0, 2.0: the IEC 62053 classes, in per cent) reports each interval
+± 0.1 %), a household meter is class 0.5 to 2. A meter of accuracy class ``c`` (0.2, 0.5, 1.0, 2.0: the IEC 62053
+classes, in per cent) reports each interval
 value with a relative error drawn from a Gaussian of σ = c/3 %, truncated at ± c % (the class is the bound;
 99.7 % of the draws lie inside it before truncation). Each reading's error is drawn independently, for voltage
 and for energy alike. Voltages are then rounded to ``quantum_v`` (0.1 V or 1 V on common meters; 0 = none).
@@ -25,7 +26,7 @@ class MeterModel(BaseModel):
     """How the meters of a study measure."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    accuracy_class: float = Field(default=1.0, description="customers' meters: IEC accuracy class, % (0.2, 0.5, 1.0, 2.0)")
+    accuracy_class: float = Field(default=1.0, description="customers' meters: IEC accuracy class, %")
     reference_class: float = Field(default=0.2, description="the transformer's LV meter: accuracy class, %")
     resolution_s: int = Field(default=900, gt=0, description="interval of the reported means, s")
     quantum_v: float = Field(default=0.1, ge=0, description="voltage resolution of the register, V (0 = none)")

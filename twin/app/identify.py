@@ -74,8 +74,8 @@ def meter_voltages(
     from twin.smart_meter import MeterModel
 
     try:
-        model = MeterModel(accuracy_class=accuracy_class, reference_class=reference_class, resolution_s=resolution, quantum_v=quantum,
-                           missing_share=missing, seed=seed)
+        model = MeterModel(accuracy_class=accuracy_class, reference_class=reference_class, resolution_s=resolution,
+                           quantum_v=quantum, missing_share=missing, seed=seed)
         scenario = Scenario(feeder=feeder, data=data, start_utc=parse_utc(start) if start else None,
                             end_utc=parse_utc(end) if end else None, tick_s=tick, rephase=rephase, out=run_dir)
     except ValueError as err:
