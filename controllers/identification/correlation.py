@@ -16,7 +16,9 @@ daily load shape that every phase shares). What is left is each phase's own sign
 
 Confidence: with Fisher's z = atanh(ρ) and its standard error 1/√(n − 3) for n intervals, the probability that
 the chosen phase's correlation truly exceeds each other phase's, Φ((z₁ − z_k)/(√2·se)), multiplied over the
-other two phases.
+other two phases, times the probability that the clusters' labelling is right (the same test between the best
+and the runner-up permutation). A transformer meter too coarse to tell its phases apart thus flags everyone
+instead of naming the clusters wrongly with confidence.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, iterations:
         if np.array_equal(new_phase, phase):
             break
         phase = new_phase
-    label = _labels(own0, ref0, phase)
+    label, label_confidence = _labels(own0, ref0, phase)
     rho = rho[:, np.argsort(label)]
     phase = np.where(phase == NOT_ASSIGNED, NOT_ASSIGNED, label[np.maximum(phase, 0)])
     z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
@@ -113,7 +115,7 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, iterations:
     others = np.ones_like(z, dtype=bool)
     others[np.arange(n_customers), np.maximum(phase, 0)] = False
     confidence = np.prod(np.where(others, _normal_cdf(margins), 1.0), axis=1)
-    confidence = np.where(phase == NOT_ASSIGNED, 0.0, confidence)
+    confidence = np.where(phase == NOT_ASSIGNED, 0.0, confidence * label_confidence)
     reason = tuple("" if phase[i] != NOT_ASSIGNED else
                    ("no voltage data" if n_valid[i] == 0 else
                     f"only {n_valid[i]} interval(s) with voltage; at least {MIN_INTERVALS} needed")
@@ -121,10 +123,15 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, iterations:
     return Assignment(method=Method.CORRELATION, phase=phase, confidence=confidence, scores=rho, reason=reason)
 
 
-def _labels(own0: np.ndarray, ref0: np.ndarray, cluster: np.ndarray) -> np.ndarray:
-    """Phase of each cluster: the permutation maximising Σ corr(cluster mean, transformer phase)."""
+def _labels(own0: np.ndarray, ref0: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarray, float]:
+    """Phase of each cluster: the permutation maximising Σ z(corr(cluster mean, transformer phase)), and the
+    probability that it beats the runner-up permutation (Fisher z, the sum's spread taken as √6·se)."""
     means = np.stack([own0[:, cluster == k].mean(axis=1) if (cluster == k).any() else np.zeros(own0.shape[0])
                       for k in range(3)], axis=1)
     corr = np.array([[_pearson(means[:, [a]], ref0[:, [b]])[0][0] for b in range(3)] for a in range(3)])
-    best = max(itertools.permutations(range(3)), key=lambda perm: sum(corr[a, perm[a]] for a in range(3)))
-    return np.array(best)
+    z = np.arctanh(np.clip(corr, -0.999999, 0.999999))
+    ranked = sorted(itertools.permutations(range(3)), key=lambda perm: -sum(z[a, perm[a]] for a in range(3)))
+    first, second = (sum(z[a, perm[a]] for a in range(3)) for perm in ranked[:2])
+    se = 1.0 / math.sqrt(max(own0.shape[0] - 3, 1))
+    margin = (first - second) / (math.sqrt(6.0) * se)
+    return np.array(ranked[0]), float(_normal_cdf(np.array([margin]))[0])

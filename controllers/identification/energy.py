@@ -89,19 +89,19 @@ def identify_by_energy(p_kw: np.ndarray, n_terminals: np.ndarray, ref_p_kw: np.n
     phase = np.full(n_customers, NOT_ASSIGNED)
     confidence = np.zeros(n_customers)
     scores = np.zeros((n_customers, 3))
-    for idx, i in enumerate(single):
+    for idx, row in enumerate(single.tolist()):
         k = int(x_val[idx].argmax())
-        series = filled[:, i, 0]
+        series = filled[:, row, 0]
         lost = np.abs(residual[:, k] + series).sum() - np.abs(residual[:, k]).sum()
         delta = np.zeros(3)
         for other in range(3):
             if other != k:
                 delta[other] = lost + np.abs(residual[:, other] - series).sum() - np.abs(residual[:, other]).sum()
-        phase[i] = k
-        scores[i] = -delta
-        confidence[i] = 1.0 / (1.0 + sum(np.exp(-delta[o] / scale) for o in range(3) if o != k))
-    for i in multi:
-        reasons[i] = "three-phase"
+        phase[row] = k
+        scores[row] = -delta
+        confidence[row] = 1.0 / (1.0 + sum(np.exp(-delta[o] / scale) for o in range(3) if o != k))
+    for row in multi.tolist():
+        reasons[row] = "three-phase"
     if n_t == 0:
         reasons = ["no interval with the transformer's power" for _ in range(n_customers)]
         phase[:] = NOT_ASSIGNED

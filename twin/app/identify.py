@@ -178,7 +178,7 @@ def identify(
     out.mkdir(parents=True, exist_ok=True)
     from twin.network import Phase
 
-    configurations = {c.id: c.phases for c in net.customers}
+    configurations = {c.id: tuple(recorded.get(c.id, c.phases)) for c in net.customers}
     configurations.update({cid: (Phase(k[0]),) for cid, k in identified.items()})
     write_plan(out / "identified.json", feeder=net.name, configurations=configurations,
                initial={c.id: tuple(recorded.get(c.id, c.phases)) for c in net.customers})
@@ -196,11 +196,11 @@ def identify(
 def _print(report: dict[str, Any], chosen: Assignment, ids: tuple[str, ...], flagged: np.ndarray,
            method: Method) -> None:
     table = Table(title="phase identification", title_justify="left")
-    for column in ("method", "assigned", "flagged", "accuracy", "high-conf. accuracy"):
+    for column in ("method", "high conf.", "flagged", "accuracy", "accuracy, high conf."):
         table.add_column(column, overflow="fold")
     for name, figures in report["methods"].items():
         score = figures.get("score", {})
-        table.add_row(name, str(figures["assigned"]), str(figures["flagged"]),
+        table.add_row(name, str(figures["high_confidence"]), str(figures["flagged"]),
                       f"{score['accuracy']:.1%}" if score else "—",
                       f"{score['accuracy_of_high_confidence']:.1%}" if score else "—")
     console.print(table)

@@ -90,7 +90,9 @@ class IdentificationResult:
 
     def report(self, *, true: dict[str, tuple[Phase, ...]] | None, min_confidence: float,
                recorded: dict[str, tuple[Phase, ...]]) -> dict[str, Any]:
-        """Per method: how many assigned and flagged, and with the true phases the score and confusion matrix."""
+        """Per method: how many customers are high-confidence and how many flagged; with the true phases the
+        score (accuracy of every customer's best phase; accuracy among the high-confidence ones) and the
+        confusion matrix of the best phases."""
         truth = None
         if true is not None:
             missing = [cid for cid in self.customer_ids if cid not in true]
@@ -100,14 +102,11 @@ class IdentificationResult:
         methods: dict[str, Any] = {}
         for method, a in self.assignments.items():
             flagged = a.flagged(min_confidence)
-            entry: dict[str, Any] = {"assigned": int((~flagged).sum()), "flagged": int(flagged.sum())}
+            entry: dict[str, Any] = {"high_confidence": int((~flagged).sum()), "flagged": int(flagged.sum())}
             if truth is not None:
-                kept = Assignment(method=a.method, phase=np.where(flagged, NOT_ASSIGNED, a.phase),
-                                  confidence=a.confidence, scores=a.scores, reason=a.reason)
-                entry["score"] = score(kept, truth, threshold=min_confidence)
-                entry["score_unflagged"] = score(a, truth, threshold=min_confidence)
+                entry["score"] = score(a, truth, threshold=min_confidence)
                 entry["confusion"] = {"rows": "true A, B, C", "columns": "identified A, B, C, not assigned",
-                                      "counts": confusion_matrix(kept, truth).tolist()}
+                                      "counts": confusion_matrix(a, truth).tolist()}
             methods[method.value] = entry
         recorded_phase = np.array([int(recorded[cid][0]) if cid in recorded and len(recorded[cid]) == 1
                                    else NOT_ASSIGNED for cid in self.customer_ids])
