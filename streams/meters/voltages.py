@@ -53,7 +53,6 @@ class MeterVoltages:
 def write_meter_voltages(path: Path, data: MeterVoltages) -> Path:
     """Write ``data`` in the long form above (CSV unless ``path`` ends in .parquet); NaN rows are left out."""
     frames = []
-    n_t = len(data.time_utc)
     for i, cid in enumerate(data.customer_ids):
         for j in range(int(data.n_terminals[i])):
             frames.append(pd.DataFrame({"time_utc": data.time_utc, "meter": cid, "terminal": str(j + 1),
@@ -63,7 +62,6 @@ def write_meter_voltages(path: Path, data: MeterVoltages) -> Path:
                                     "v_v": data.ref_v_v[:, k], "p_kw": data.ref_p_kw[:, k]}))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
     frame = frame[~(frame["v_v"].isna() & frame["p_kw"].isna())]
-    del n_t
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         frame.to_parquet(path, index=False)
@@ -122,19 +120,19 @@ def read_meter_voltages(path: Path) -> MeterVoltages:
     grid = pd.DatetimeIndex(np.unique(time_index))
     t_of = grid.get_indexer(time_index)
     ids = tuple(dict.fromkeys(m for m in meters if m != REFERENCE_METER))
-    i_of = {cid: i for i, cid in enumerate(ids)}
     shape = (len(grid), len(ids), 3)
     v_v, p_kw = np.full(shape, np.nan), np.full(shape, np.nan)
     n_terminals = np.zeros(len(ids), dtype=int)
     ref_v, ref_p = np.full((len(grid), 3), np.nan), np.full((len(grid), 3), np.nan)
-    for row in range(len(raw)):
-        t = t_of[row]
-        if is_ref[row]:
-            k = _PHASES.index(terminals[row])
-            ref_v[t, k], ref_p[t, k] = values["v_v"][row], values["p_kw"][row]
-            continue
-        i, j = i_of[meters[row]], int(terminals[row]) - 1
-        v_v[t, i, j], p_kw[t, i, j] = values["v_v"][row], values["p_kw"][row]
-        n_terminals[i] = max(n_terminals[i], j + 1)
+    ref_rows = np.flatnonzero(is_ref)
+    k_of = pd.Index(_PHASES).get_indexer(terminals[ref_rows])
+    ref_v[t_of[ref_rows], k_of] = values["v_v"][ref_rows]
+    ref_p[t_of[ref_rows], k_of] = values["p_kw"][ref_rows]
+    rows = np.flatnonzero(~is_ref)
+    i_rows = pd.Index(ids).get_indexer(meters[rows])
+    j_rows = terminals[rows].astype(int) - 1
+    v_v[t_of[rows], i_rows, j_rows] = values["v_v"][rows]
+    p_kw[t_of[rows], i_rows, j_rows] = values["p_kw"][rows]
+    np.maximum.at(n_terminals, i_rows, j_rows + 1)
     return MeterVoltages(source=source, time_utc=grid, customer_ids=ids, n_terminals=n_terminals, v_v=v_v,
                          p_kw=p_kw, ref_v_v=ref_v, ref_p_kw=ref_p)

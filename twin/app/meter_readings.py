@@ -31,13 +31,36 @@ from twin.app.scenario import Scenario
 from twin.network import Feeder, Phase
 from twin.smart_meter import MeterModel, interval_means, measure
 
-__all__ = ["IdentificationResult", "read_meter_voltages", "run_identification", "simulate_meter_voltages"]
+__all__ = [
+    "IdentificationResult",
+    "TrueReadings",
+    "meter_voltages",
+    "read_meter_voltages",
+    "run_identification",
+    "simulate_meter_voltages",
+    "true_readings",
+]
 
 
-def simulate_meter_voltages(scenario: Scenario, *, model: MeterModel, out: Path) -> tuple[Path, int, int]:
-    """Replay ``scenario`` (its devices and controller as given; network-only by default) into its run folder,
-    then write what the customers' meters and the transformer's LV meter report to ``out``. Returns the path,
-    the number of intervals and of customer meters. Raises TwinError/StreamError/ValueError on bad inputs."""
+@dataclass(frozen=True)
+class TrueReadings:
+    """What the twin computed, per tick, at every meter: customers' terminal voltages ``v_v[t, i, j]`` (V, NaN
+    beyond the customer's terminals) and powers ``p_kw`` at the data's step, the transformer's phase voltages
+    and powers."""
+
+    feeder: Feeder
+    time_utc: pd.DatetimeIndex
+    tick_s: int
+    v_v: np.ndarray
+    ref_v_v: np.ndarray
+    ref_p_kw: np.ndarray
+    p_kw: np.ndarray
+    p_step_s: int
+
+
+def true_readings(scenario: Scenario) -> TrueReadings:
+    """Replay ``scenario`` (network-only unless it says otherwise) into its run folder and read back what every
+    meter would see. Raises TwinError/StreamError on bad inputs."""
     from twin.app.runner import load_inputs, replay
 
     replay(scenario)
@@ -45,37 +68,50 @@ def simulate_meter_voltages(scenario: Scenario, *, model: MeterModel, out: Path)
     voltages = pd.read_parquet(scenario.out / "voltages_pu.parquet")
     transformer = pd.read_parquet(scenario.out / "transformer.parquet")
     time_utc = pd.DatetimeIndex(voltages["time_utc"])
-    tick_s = scenario.tick_s
     v_base_v = feeder.transformer.vn_lv_kv * 1000.0 / math.sqrt(3.0)
-    n_customers = len(feeder.customers)
-    v_ticks = np.full((len(time_utc), n_customers, 3), np.nan)
+    v_v = np.full((len(time_utc), len(feeder.customers), 3), np.nan)
     for i, c in enumerate(feeder.customers):
         for j, phase in enumerate(c.phases):
-            v_ticks[:, i, j] = voltages[f"{c.bus}_{phase.name}"].to_numpy() * v_base_v
-    ref_v_ticks = np.stack([voltages[f"{feeder.lv_bus}_{p.name}"].to_numpy() for p in Phase], axis=1) * v_base_v
-    ref_p_ticks = transformer[["p_a_kw", "p_b_kw", "p_c_kw"]].to_numpy()
-    end = time_utc[-1] + pd.Timedelta(seconds=tick_s)
-    period = table.between(time_utc[0], end)
-    v = interval_means(v_ticks, step_s=tick_s, resolution_s=model.resolution_s)
-    ref_v = interval_means(ref_v_ticks, step_s=tick_s, resolution_s=model.resolution_s)
-    ref_p = interval_means(ref_p_ticks, step_s=tick_s, resolution_s=model.resolution_s)
-    p = interval_means(period.p_kw, step_s=period.step_s, resolution_s=model.resolution_s)
+            v_v[:, i, j] = voltages[f"{c.bus}_{phase.name}"].to_numpy() * v_base_v
+    ref_v_v = np.stack([voltages[f"{feeder.lv_bus}_{p.name}"].to_numpy() for p in Phase], axis=1) * v_base_v
+    period = table.between(time_utc[0], time_utc[-1] + pd.Timedelta(seconds=scenario.tick_s))
+    n_terminals = np.array([c.n_phases for c in feeder.customers])
+    p_kw = np.where((np.arange(3)[None, :] < n_terminals[:, None])[None], period.p_kw, np.nan)
+    return TrueReadings(feeder=feeder, time_utc=time_utc, tick_s=scenario.tick_s, v_v=v_v, ref_v_v=ref_v_v,
+                        ref_p_kw=transformer[["p_a_kw", "p_b_kw", "p_c_kw"]].to_numpy(), p_kw=p_kw,
+                        p_step_s=period.step_s)
+
+
+def meter_voltages(truth: TrueReadings, *, model: MeterModel, source: str = "twin",
+                   metered: np.ndarray | None = None) -> MeterVoltages:
+    """What the meters of ``model`` report of ``truth``: interval means, class error, quantisation, gaps;
+    ``metered[i]`` False leaves customer i out (no meter). Raises ValueError when the period is shorter than an
+    interval or the resolution is not a multiple of the tick and the data step."""
+    v = interval_means(truth.v_v, step_s=truth.tick_s, resolution_s=model.resolution_s)
+    ref_v = interval_means(truth.ref_v_v, step_s=truth.tick_s, resolution_s=model.resolution_s)
+    ref_p = interval_means(truth.ref_p_kw, step_s=truth.tick_s, resolution_s=model.resolution_s)
+    p = interval_means(truth.p_kw, step_s=truth.p_step_s, resolution_s=model.resolution_s)
     n = min(v.shape[0], p.shape[0])
     if n == 0:
-        raise ValueError(f"the period ({len(time_utc)} ticks of {tick_s} s) is shorter than one meter interval of "
-                         f"{model.resolution_s} s")
-    n_terminals = np.array([c.n_phases for c in feeder.customers])
-    terminal_mask = np.arange(3)[None, :] < n_terminals[:, None]
-    p_padded = np.where(terminal_mask[None], p[:n], np.nan)
-    data = MeterVoltages(
-        source=str(out), time_utc=pd.date_range(time_utc[0], periods=n, freq=f"{model.resolution_s}s"),
-        customer_ids=tuple(c.id for c in feeder.customers), n_terminals=n_terminals,
-        v_v=measure(v[:n], model=model, stream=0, voltage=True),
-        p_kw=measure(p_padded, model=model, stream=1, voltage=False),
+        raise ValueError(f"the period ({len(truth.time_utc)} ticks of {truth.tick_s} s) is shorter than one meter "
+                         f"interval of {model.resolution_s} s")
+    keep = np.ones(len(truth.feeder.customers), dtype=bool) if metered is None else metered
+    return MeterVoltages(
+        source=source, time_utc=pd.date_range(truth.time_utc[0], periods=n, freq=f"{model.resolution_s}s"),
+        customer_ids=tuple(c.id for c, k in zip(truth.feeder.customers, keep, strict=True) if k),
+        n_terminals=np.array([c.n_phases for c in truth.feeder.customers])[keep],
+        v_v=measure(v[:n], model=model, stream=0, voltage=True)[:, keep],
+        p_kw=measure(p[:n], model=model, stream=1, voltage=False)[:, keep],
         ref_v_v=measure(ref_v[:n], model=model, stream=2, voltage=True, reference=True),
         ref_p_kw=measure(ref_p[:n], model=model, stream=3, voltage=False, reference=True),
     )
-    return write_meter_voltages(out, data), n, n_customers
+
+
+def simulate_meter_voltages(scenario: Scenario, *, model: MeterModel, out: Path) -> tuple[Path, int, int]:
+    """Replay ``scenario`` and write what the customers' meters and the transformer's LV meter report to ``out``.
+    Returns the path, the number of intervals and of customer meters."""
+    data = meter_voltages(true_readings(scenario), model=model, source=str(out))
+    return write_meter_voltages(out, data), len(data.time_utc), len(data.customer_ids)
 
 
 @dataclass(frozen=True)
