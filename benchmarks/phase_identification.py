@@ -89,7 +89,7 @@ def main() -> None:
     ref = [_case(ieee, seeds=seeds, label="class 1.0, reference class 1.0", accuracy_class=1.0,
                  reference_class=1.0, resolution_s=900)]
     _print(ref, "transformer meter as coarse as the customers' (default reference: class 0.2)")
-    label, acc, _, worst = rows[2]
+    label, _, _, worst = rows[2]
     for m in METHODS:
         print(f"\nconfusion, {label}, {m.value}, worst seed ({worst[m.value][0]:.1%}); rows true A/B/C, "
               f"columns A/B/C/not assigned:\n{worst[m.value][1]}")
