@@ -72,10 +72,19 @@ def _print(rows: list[tuple[str, dict[str, list[float]], dict[str, tuple[int, in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 seeds instead of 5")
+    parser.add_argument("--feeders", default="ieee,liege", help="which feeders: ieee, liege or both (default)")
     args = parser.parse_args()
     seeds = [1, 2, 3] if args.quick else [1, 2, 3, 4, 5]
     work = Path(tempfile.mkdtemp(prefix="phase-id-"))
     started = time.perf_counter()
+    if "ieee" in args.feeders:
+        _ieee(work, seeds)
+    if "liege" in args.feeders:
+        _liege(work, seeds)
+    print(f"\n{time.perf_counter() - started:.0f} s in all")
+
+
+def _ieee(work: Path, seeds: list[int]) -> None:
     ieee = true_readings(Scenario(out=work / "ieee"))
     rows = [_case(ieee, seeds=seeds, label=f"class {c}, 15 min", accuracy_class=c, resolution_s=900)
             for c in (0.2, 0.5, 1.0, 2.0)]
@@ -93,6 +102,9 @@ def main() -> None:
     for m in METHODS:
         print(f"\nconfusion, {label}, {m.value}, worst seed ({worst[m.value][0]:.1%}); rows true A/B/C, "
               f"columns A/B/C/not assigned:\n{worst[m.value][1]}")
+
+
+def _liege(work: Path, seeds: list[int]) -> None:
     try:
         liege = true_readings(Scenario(feeder="liege-lv", tick_s=900, start_utc=datetime(2016, 6, 1, tzinfo=UTC),
                                        end_utc=datetime(2016, 7, 1, tzinfo=UTC), out=work / "liege"))
@@ -111,7 +123,6 @@ def main() -> None:
                           resolution_s=900))
         _print(days, f"Liège LV, {sum(c.n_phases == 1 for c in liege.feeder.customers)} single-phase of "
                      f"{len(liege.feeder.customers)} customers, June 2016, 15-minute data ({n} intervals)")
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
 
 
 if __name__ == "__main__":

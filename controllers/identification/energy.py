@@ -75,7 +75,8 @@ def identify_by_energy(p_kw: np.ndarray, n_terminals: np.ndarray, ref_p_kw: np.n
     sm.add_terms(per_phase[:, None, :], y, 1.0)
     sm.add_objective(dev_pos, 1.0)
     sm.add_objective(dev_neg, 1.0)
-    out = solve(sm, time_limit_s=time_limit_s, relative_gap=1e-9)
+    out = solve(sm, time_limit_s=time_limit_s, relative_gap=1e-9,
+                hint=_least_squares_start(filled, ref, single, multi, n_vars=sm.n_vars, ids=(x, y, dev_pos, dev_neg)))
     if out.outcome not in (Outcome.OPTIMAL, Outcome.FEASIBLE) or out.values is None:
         raise ValueError(f"the energy-balance MILP found no assignment: {out.detail}")
     x_val = out.values[x].round().astype(int)
@@ -107,3 +108,24 @@ def identify_by_energy(p_kw: np.ndarray, n_terminals: np.ndarray, ref_p_kw: np.n
         phase[:] = NOT_ASSIGNED
     return Assignment(method=Method.ENERGY, phase=phase, confidence=confidence, scores=scores,
                       reason=tuple(reasons))
+
+
+def _least_squares_start(filled: np.ndarray, ref: np.ndarray, single: np.ndarray, multi: np.ndarray, *, n_vars: int,
+                         ids: tuple[np.ndarray, ...]) -> np.ndarray:
+    """A feasible start for the MILP: each single-phase customer on the phase of its largest coefficient in the
+    least-squares regression of the transformer's phase powers on the customers' powers; multi-terminal
+    customers in their recorded order. So the solver always has an assignment to return, however short its
+    time."""
+    x, y, dev_pos, dev_neg = ids
+    hint = np.zeros(n_vars)
+    known = filled[:, multi, :].sum(axis=1) if multi.size else np.zeros_like(ref)
+    beta = np.linalg.lstsq(filled[:, single, 0], ref - known, rcond=None)[0] if single.size else np.zeros((0, 3))
+    choice = beta.argmax(axis=1)
+    hint[x[np.arange(single.size), choice]] = 1.0
+    for m in range(multi.size):
+        hint[y[m, np.arange(3), np.arange(3)]] = 1.0
+    load = known + np.stack([filled[:, single[choice == k], 0].sum(axis=1) for k in range(3)], axis=1)
+    residual = ref - load
+    hint[dev_pos] = np.maximum(residual, 0.0)
+    hint[dev_neg] = np.maximum(-residual, 0.0)
+    return hint
