@@ -125,3 +125,13 @@ def run_ticks(
     env.process(process(env))
     env.run()
     return timing
+
+
+def parse_utc(text: str) -> datetime:
+    """An ISO date or date-time as aware UTC: a value without an offset is taken as UTC, one with an offset is
+    converted. Raises ValueError naming the text and the expected form."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO date or date-time (e.g. 2024-01-15 or 2024-01-15T06:00)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -23,6 +23,7 @@ from streams.influx.settings import InfluxSettings
 from streams.meters.coverage import UnknownMeters
 from streams.meters.data import PowerUnit
 from twin.app.compare import StrategyFigures
+from twin.app.identify import register as _register_identify
 from twin.app.plan_rephase import register as _register_rephase
 from twin.app.plan_siting import register as _register_siting
 from twin.app.scenario import Scenario
@@ -395,6 +396,7 @@ plan_app = typer.Typer(no_args_is_help=True, help="Offline planners: re-phasing,
 app.add_typer(plan_app, name="plan")
 _register_rephase(plan_app)
 _register_siting(plan_app)
+_register_identify(app)
 
 export_app = typer.Typer(no_args_is_help=True, help="Push a finished run folder somewhere else.")
 app.add_typer(export_app, name="export")

@@ -88,10 +88,13 @@ def rephase(
     time_limit: Annotated[float, typer.Option(help="planner wall time, s")] = 120.0,
     engine: Annotated[Engine, typer.Option(help="power-flow engine of the check")] = Engine.PGM,
     ga: Annotated[bool, typer.Option(help="also run the genetic-algorithm baseline")] = False,
+    phases: Annotated[Path | None, typer.Option(
+        help="the customers' present phases (identified.json of `phasetwin identify`, or any plan file); "
+             "default: the feeder's records")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/plan-rephase"),
 ) -> None:
     """Yearly customer re-phasing (Vassallo et al., eqs. 6-11) with a lower bound and a power-flow check."""
-    from controllers.planning.plan_file import plan_changes, write_plan
+    from controllers.planning.plan_file import apply_plan, plan_changes, read_plan, read_plan_file, write_plan
     from controllers.planning.rephase.check import check_plan
     from controllers.planning.rephase.ga import genetic_baseline
     from controllers.planning.rephase.planner import PlannerSettings, plan_rephase
@@ -104,10 +107,17 @@ def rephase(
     try:
         entry = open_feeder(feeder)
         net = entry.load_feeder()
+        recorded = net
+        if phases is not None:
+            present = read_plan_file(phases)
+            if present.feeder != net.name:
+                raise _fail(f"--phases {phases}: the file is for feeder {present.feeder!r}, not {net.name!r}")
+            net = apply_plan(net, read_plan(phases))
         if data is not None:
-            table = match_customers(read_meter_data(data, unit=PowerUnit.KW, customers=list(net.customers)), net)
+            table = match_customers(read_meter_data(data, unit=PowerUnit.KW, customers=list(recorded.customers)),
+                                    recorded)
         elif entry.load_data is not None:
-            table = entry.load_data(net)
+            table = entry.load_data(recorded)
         else:
             raise _fail(f"feeder {feeder!r} has no data of its own; give --data")
         steps_per_day = 86_400 // table.step_s
