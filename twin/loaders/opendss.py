@@ -154,7 +154,14 @@ def read_circuit(path: Path, *, start_utc: pd.Timestamp = DEFAULT_START_UTC) -> 
         dss.Text.Command(f'redirect "{path.resolve()}"')
     except Exception as err:  # noqa: BLE001 - OpenDSSDirect raises its own DSSException for any compile error
         raise FeederError(source, [f"OpenDSS cannot compile the circuit: {err}"]) from None
-    if not dss.Circuit.Name():
+    try:
+        # builds the bus list and every element's phase matrices (a line given by sequence values keeps
+        # OpenDSS's default matrices until then)
+        dss.Solution.BuildYMatrix(0, 0)
+        named = str(dss.Circuit.Name())
+    except Exception:  # noqa: BLE001 - DSSException: "There is no active circuit"
+        named = ""
+    if not named:
         raise FeederError(source, ["no circuit defined (expected 'New Circuit.<name> …')"])
     problems: list[str] = []
     notes: list[str] = []
