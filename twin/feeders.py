@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -103,9 +102,8 @@ def open_feeder(spec: str) -> FeederEntry:
     file_spec = parse_feeder_spec(spec)
     path = file_spec.path
     suffix = path.suffix.lower()
-    if suffix in (".json", ".dss"):
-        if not path.is_file():
-            raise ScenarioError(f"feeder file {str(path)!r} does not exist")
+    if suffix in (".json", ".dss") and not path.is_file():
+        raise ScenarioError(f"feeder file {str(path)!r} does not exist")
     if suffix == ".json":
         def load() -> Feeder:
             from twin.loaders import pandapower_json
@@ -116,8 +114,8 @@ def open_feeder(spec: str) -> FeederEntry:
                            load_feeder=load, load_data=None)
     if suffix == ".dss":
         if file_spec != FeederSpec.plain(path):
-            raise ScenarioError(f"--feeder {spec!r}: an OpenDSS circuit takes no assumptions (zero-sequence, ext-grid, "
-                                "vector-group, transformer are for pandapower networks)")
+            raise ScenarioError(f"--feeder {spec!r}: an OpenDSS circuit takes no assumptions (zero-sequence, "
+                                "ext-grid, vector-group, transformer are for pandapower networks)")
         from twin.loaders import opendss
 
         circuit = opendss.CircuitCache(path)

@@ -65,7 +65,9 @@ def feeders() -> None:
     console.print(table)
 
 
-FeederOpt = Annotated[str, typer.Option(help="feeder name (see `phasetwin feeders`) or a pandapower .json")]
+FeederOpt = Annotated[str, typer.Option(
+    help="feeder name (see `phasetwin feeders`), a pandapower .json or an OpenDSS .dss; 'FILE;key=value' states "
+         "assumptions (README: Your own network)")]
 DataOpt = Annotated[Path | None, typer.Option(help="meter data (CSV/Parquet); default: the feeder's own")]
 UnitOpt = Annotated[PowerUnit, typer.Option(help="unit of --data values (Wh, kWh, MWh: energy per interval)")]
 NaiveOpt = Annotated[bool, typer.Option("--naive-utc", help="--data times without offset are UTC")]

@@ -83,7 +83,8 @@ def parse_feeder_spec(spec: str) -> FeederSpec:
     """``PATH[;key=value…]`` → FeederSpec; ScenarioError naming the bad part and the expected form."""
     path_text, *parts = spec.split(";")
     fields: dict[str, object] = {"path": Path(path_text.strip())}
-    models = {"zero-sequence": ("zero_sequence", ZeroSequence), "ext-grid": ("short_circuit", ShortCircuit)}
+    models: dict[str, tuple[str, type[BaseModel]]] = {
+        "zero-sequence": ("zero_sequence", ZeroSequence), "ext-grid": ("short_circuit", ShortCircuit)}
     for part in parts:
         if not part.strip():
             continue

@@ -152,14 +152,14 @@ def read_circuit(path: Path, *, start_utc: pd.Timestamp = DEFAULT_START_UTC) -> 
     try:
         dss.Text.Command("clear")
         dss.Text.Command(f'redirect "{path.resolve()}"')
-    except Exception as err:  # noqa: BLE001 - OpenDSSDirect raises its own DSSException for any compile error
+    except dss.DSSException as err:
         raise FeederError(source, [f"OpenDSS cannot compile the circuit: {err}"]) from None
     try:
         # builds the bus list and every element's phase matrices (a line given by sequence values keeps
         # OpenDSS's default matrices until then)
         dss.Solution.BuildYMatrix(0, 0)
         named = str(dss.Circuit.Name())
-    except Exception:  # noqa: BLE001 - DSSException: "There is no active circuit"
+    except dss.DSSException:  # "There is no active circuit"
         named = ""
     if not named:
         raise FeederError(source, ["no circuit defined (expected 'New Circuit.<name> …')"])
@@ -275,7 +275,9 @@ def _source(dss: ModuleType, names: list[str], problems: list[str]) -> tuple[str
     })
 
 
-def _lines(dss: ModuleType, names: list[str], problems: list[str], notes: list[str]) -> list[tuple[str, dict[str, Any]]]:
+def _lines(
+    dss: ModuleType, names: list[str], problems: list[str], notes: list[str],
+) -> list[tuple[str, dict[str, Any]]]:
     out = []
     worst_asym, asym_line = 0.0, ""
     no_units = []
