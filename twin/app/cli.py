@@ -501,6 +501,8 @@ def compare(
 
 def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    # the assumptions a network import makes are stated once per network, also without --verbose
+    logging.getLogger("twin.loaders").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _print_transport(s: RunSummary) -> None:
