@@ -238,6 +238,22 @@ def test_loads_without_shapes_need_data(tmp_path: Path) -> None:
         cache.meter_data(cache.feeder())
 
 
+def test_a_year_of_hourly_shapes_starts_on_new_year(tmp_path: Path) -> None:
+    """8760 hourly points from 2024-01-01 00:00 UTC; mult × kW without useactual; q from qmult × kvar."""
+    mult = np.round(0.5 + 0.4 * np.sin(np.arange(8760) * 2 * np.pi / 24), 6)
+    (tmp_path / "year.txt").write_text("\n".join(map(str, mult)) + "\n")
+    (tmp_path / "q.txt").write_text("\n".join(map(str, mult / 2)) + "\n")
+    path = tmp_path / "small.dss"
+    path.write_text(SMALL.replace("set voltagebases", "new loadshape.year npts=8760 interval=1 mult=(file=year.txt) "
+                                  "qmult=(file=q.txt)\nbatchedit load..* yearly=year\nset voltagebases"))
+    meter = opendss.read_circuit(path).meter
+    assert meter is not None and meter.step_s == 3600
+    assert meter.time_utc[0].isoformat() == "2024-01-01T00:00:00+00:00" and len(meter.time_utc) == 8760
+    np.testing.assert_allclose(meter.p_kw[:, 0, 0], mult * 3.0)  # house: 3 kW on one terminal
+    np.testing.assert_allclose(meter.p_kw[:, 1], np.repeat(mult[:, None] * 3.0, 3, axis=1))  # shop: 9 kW / 3
+    np.testing.assert_allclose(meter.q_kvar[:, 0, 0], mult / 2 * 1.0)
+
+
 def test_replay_of_a_dss_circuit_uses_its_load_shapes(master: Path, tmp_path: Path) -> None:
     """The circuit's day replayed for two hours vs the bundled feeder's: the same energy and unbalance."""
     args = ["--end", "2024-01-15T02:00", *PLAIN]

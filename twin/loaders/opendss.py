@@ -24,7 +24,8 @@ Mapping rules (OpenDSS → twin):
 - load shapes become the meter data when every load has one (``yearly``, else ``daily``, else ``duty``): all
   shapes at one fixed interval (whole seconds); tick k takes shape point k (OpenDSS's point k closes interval k,
   as the bundled IEEE day); p = mult (``useactual=yes``, kW) or mult × kW, q from ``qmult`` likewise or from the
-  load's kvar/kW. The day is anchored at 00:00 UTC of ``start_utc`` (default 2024-01-15);
+  load's kvar/kW. Shapes of a day or less start at 2024-01-15 00:00 UTC (the bundled IEEE day's date), longer
+  ones at 2024-01-01 00:00 UTC;
 - ``EnergyMeter`` and ``Monitor`` measure only and are ignored. Every other element (capacitors, regulators,
   PV systems, storage, generators, …) and every element breaking a rule above is reported, all at once, by its
   OpenDSS name.
@@ -60,6 +61,8 @@ __all__ = ["DEFAULT_START_UTC", "Circuit", "CircuitCache", "read_circuit"]
 log = logging.getLogger(__name__)
 
 DEFAULT_START_UTC = pd.Timestamp("2024-01-15", tz="UTC")
+"""Where shapes of a day or less start (the bundled IEEE day's date); longer shapes start at YEAR_START_UTC."""
+YEAR_START_UTC = pd.Timestamp("2024-01-01", tz="UTC")
 # OpenDSS length unit codes (LineUnits) → km; 0 ("none") is taken as km.
 KM_PER_UNIT = {0: 1.0, 1: 1.609344, 2: 0.3048, 3: 1.0, 4: 1e-3, 5: 0.3048e-3, 6: 0.0254e-3, 7: 1e-5, 8: 1e-6}
 MEASURING_CLASSES = ("energymeter", "monitor")
@@ -141,8 +144,9 @@ def _sequence(m: np.ndarray) -> tuple[float, float, float]:
     return zs - zm, zs + 2.0 * zm, asym
 
 
-def read_circuit(path: Path, *, start_utc: pd.Timestamp = DEFAULT_START_UTC) -> Circuit:
-    """Compile ``path`` with OpenDSS and map it (see the module docstring).
+def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None) -> Circuit:
+    """Compile ``path`` with OpenDSS and map it (see the module docstring). The load shapes start at
+    ``start_utc``; by default at DEFAULT_START_UTC when they cover a day or less, else at YEAR_START_UTC.
 
     Raises FeederError listing every problem: OpenDSS's own compile error, unsupported elements by name,
     invalid values and broken cross-references.
@@ -357,8 +361,8 @@ def _loads(
 
 
 def _meter_data(
-    dss: ModuleType, feeder: Feeder, shapes: dict[str, tuple[str, float, float]], *, start_utc: pd.Timestamp,
-    source: str,
+    dss: ModuleType, feeder: Feeder, shapes: dict[str, tuple[str, float, float]], *,
+    start_utc: pd.Timestamp | None, source: str,
 ) -> tuple[MeterTable | None, str]:
     without = [c.id for c in feeder.customers if not shapes.get(c.id, ("", 0.0, 0.0))[0]]
     if len(without) == len(feeder.customers):
@@ -395,6 +399,8 @@ def _meter_data(
         q_kvar[:, i, : c.n_phases] = (q / c.n_phases)[:, None]
     if not (np.isfinite(p_kw).all() and np.isfinite(q_kvar).all()):
         raise DataError(f"{source}: load shapes hold non-finite values")
+    if start_utc is None:
+        start_utc = DEFAULT_START_UTC if npts * step_s <= 86_400 else YEAR_START_UTC
     time_utc = pd.date_range(start_utc.tz_convert("UTC"), periods=npts, freq=pd.Timedelta(seconds=step_s))
     return MeterTable(time_utc=time_utc, step_s=int(step_s), customer_ids=tuple(c.id for c in feeder.customers),
                       p_kw=p_kw, q_kvar=q_kvar, source=f"{source} load shapes",

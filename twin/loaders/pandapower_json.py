@@ -616,7 +616,9 @@ def feeder_from_net(
     customers = [(where, fields | {"id": new}) for (where, fields), new in zip(customer_rows, ids, strict=True)]
     unsupported, behind_meter = _unsupported(net, {fields["bus"] for _, fields in customers}, kept, switches)
     problems += unsupported
-    if picked is None:  # the transformer's fields would only repeat that it is missing
+    if picked is None:  # the transformer's fields would only repeat that it is missing; its vector group not
+        for i, row in trafos:
+            _vector_group(f"net.trafo[{i}]", row, problems, assumed=spec.vector_group)
         raise FeederError(source, [_renamed(p) for p in problems])
     try:
         feeder = assemble_feeder(name=name, buses=buses, lines=lines, transformer=transformer, source=src,
