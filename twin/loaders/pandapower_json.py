@@ -10,17 +10,25 @@ Mapping rules (pandapower → twin):
 - ids are the pandapower table indices as text (bus 448 → ``"448"``, line 18 → ``"18"``);
 - ``line``: ``r_ohm_per_km``/``x_ohm_per_km``/``c_nf_per_km`` are positive sequence, ``r0``/``x0``/``c0`` zero
   sequence; ``parallel`` n divides the impedances and multiplies the capacitances by n; the ampacity is
-  ``max_i_ka × df × parallel`` (as pandapower's loading uses it). Lines without zero-sequence columns, with a
-  shunt conductance (``g_us_per_km``, ``g0_us_per_km``) ≠ 0, or out of service are reported;
-- ``trafo``: exactly one; ``sn_mva`` → ``sn_kva``; ``shift_degree`` → ``shift_deg`` as given (pandapower's
-  convention, e.g. 150 for Dyn5); no-load losses (``pfe_kw``, ``i0_percent``) and the zero-sequence
+  ``max_i_ka × df × parallel`` (as pandapower's loading uses it). Lines without zero-sequence data
+  (``r0_ohm_per_km``/``x0_ohm_per_km`` absent or empty) take them from the ``zero-sequence`` assumption, or are
+  reported in ONE problem per network; lines with a shunt conductance (``g_us_per_km``, ``g0_us_per_km``) ≠ 0 or
+  out of service are reported;
+- ``trafo``: one, or with several the one named by the ``transformer`` assumption: its LV network (the buses
+  its LV bus reaches through lines) and its HV bus are the feeder, named ``<network>-<transformer name>``;
+  ``sn_mva`` → ``sn_kva``; ``vector_group`` Dyn, YNyn or Yyn with an optional clock number n (``Dyn5``): LV lags
+  HV by n × 30°, and ``shift_degree``, when set, must agree; without a clock number ``shift_degree`` is used as
+  given (pandapower's convention, e.g. 150 for Dyn5); an empty ``vector_group`` takes the ``vector-group``
+  assumption or is reported; no-load losses (``pfe_kw``, ``i0_percent``) and the zero-sequence
   short-circuit data (``vk0_percent`` …) are not part of the twin's transformer and are ignored; an
   off-neutral tap (``tap_pos`` ≠ ``tap_neutral``), ``parallel`` ≠ 1 or out of service is reported;
 - ``ext_grid``: exactly one, at the transformer HV bus; ``s_sc_max_mva``, ``rx_max``, ``x0x_max``,
-  ``r0x0_max`` and ``vm_pu`` map to the source (the *max* short-circuit case); ``va_degree`` is ignored;
+  ``r0x0_max`` and ``vm_pu`` map to the source (the *max* short-circuit case); empty ones take the ``ext-grid``
+  assumption or are reported in one problem naming them; ``va_degree`` is ignored;
 - customers: every ``asymmetric_load`` row, then every ``load`` row (three-phase, connection ``ABC``);
 - the customer id is the ``ean`` column if the table has one and it is set, else ``name`` if set, else
-  ``"asymmetric_load <index>"`` / ``"load <index>"``;
+  ``"asymmetric_load-<index>"`` / ``"load-<index>"``, made a topic segment (``twin.loaders.names``: "Load R1" →
+  ``Load-R1``); the network name likewise ("Summary Grid" → ``Summary-Grid``);
 - the ordered phase connection of an ``asymmetric_load`` is taken from the first set value among the
   custom columns ``connection``, ``phases``, ``phase_load`` (e.g. ``CAB``). Without such a column the file
   cannot know which terminal is on which phase: the phases with nonzero ``p_<x>_mw`` or ``q_<x>_mvar`` are
@@ -32,11 +40,15 @@ Mapping rules (pandapower → twin):
 - ``sgen`` / ``asymmetric_sgen`` rows at a customer's bus are behind-the-meter generation, already inside the
   customer's net meter data: they are accepted and add nothing to the feeder. At any other bus they are
   reported;
-- switches: closed line/transformer switches change nothing and are accepted; open switches and bus-bus
-  switches are reported. Every other element table (``gen``, ``trafo3w``, ``shunt``, ``storage`` …) that is
+- switches: a closed bus-bus switch fuses its two buses into the one with the lower index, an open one leaves
+  them apart; an open line switch makes its line a normally-open switchable line; closed line and transformer
+  switches change nothing; an open transformer switch is reported. Every other element table (``gen``, ``trafo3w``, ``shunt``, ``storage`` …) that is
   not empty is reported.
 
-Everything reported is raised as ONE FeederError together with the twin's own validation problems.
+Assumptions (``twin.loaders.assumptions``) are used only when stated, and logged once per network. Everything
+reported is raised as ONE FeederError together with the twin's own validation problems, with the twin's field
+names replaced by the pandapower columns they come from (``s_sc_mva`` → ``s_sc_max_mva``, ``r1_ohm_per_km`` →
+``r_ohm_per_km`` …).
 """
 
 from __future__ import annotations
