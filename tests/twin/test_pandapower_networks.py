@@ -326,12 +326,13 @@ def test_spec_parser_rejects_what_it_cannot_read() -> None:
 
 
 def test_cigre_lv_without_assumptions_is_one_message_listing_what_to_state(tmp_path: Path) -> None:
-    """The issue's case (118 problems before): now 6, each naming pandapower's columns and the key to state."""
+    """The issue's case (118 problems before): now 6, naming pandapower's columns and the keys to state."""
     _, path = _saved(pn.create_cigre_network_lv, tmp_path)
     result = runner.invoke(app, ["replay", "--feeder", str(path), "--out", str(tmp_path / "run"), *PLAIN])
     assert result.exit_code == 2 and "Traceback" not in result.output
     text = " ".join(result.output.split())
     assert "6 problem(s) in the feeder description" in text
     assert text.count("vector_group is empty") == 3
-    for part in ("FILE;vector-group=Dyn1", "FILE;transformer=N", "zero-sequence=r0/r1=…,x0/x1=…", "ext-grid=x0x_max=…,r0x0_max=…"):
+    for part in ("FILE;vector-group=Dyn1", "FILE;transformer=N", "zero-sequence=r0/r1=…,x0/x1=…",
+                 "ext-grid=x0x_max=…,r0x0_max=…"):
         assert part in text

@@ -42,13 +42,13 @@ Mapping rules (pandapower → twin):
   reported;
 - switches: a closed bus-bus switch fuses its two buses into the one with the lower index, an open one leaves
   them apart; an open line switch makes its line a normally-open switchable line; closed line and transformer
-  switches change nothing; an open transformer switch is reported. Every other element table (``gen``, ``trafo3w``, ``shunt``, ``storage`` …) that is
-  not empty is reported.
+  switches change nothing; an open transformer switch is reported. Every other element table (``gen``,
+  ``trafo3w``, ``shunt``, ``storage`` …) that is not empty is reported.
 
 Assumptions (``twin.loaders.assumptions``) are used only when stated, and logged once per network. Everything
-reported is raised as ONE FeederError together with the twin's own validation problems, with the twin's field
-names replaced by the pandapower columns they come from (``s_sc_mva`` → ``s_sc_max_mva``, ``r1_ohm_per_km`` →
-``r_ohm_per_km`` …).
+reported is raised as ONE FeederError together with the twin's own validation problems, with the twin's
+field names replaced by the pandapower columns they come from (``s_sc_mva`` → ``s_sc_max_mva``,
+``r1_ohm_per_km`` → ``r_ohm_per_km`` …).
 """
 
 from __future__ import annotations
