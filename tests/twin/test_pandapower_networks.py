@@ -336,3 +336,22 @@ def test_cigre_lv_without_assumptions_is_one_message_listing_what_to_state(tmp_p
     for part in ("FILE;vector-group=Dyn1", "FILE;transformer=N", "zero-sequence=r0/r1=…,x0/x1=…",
                  "ext-grid=x0x_max=…,r0x0_max=…"):
         assert part in text
+
+
+def test_open_tie_between_two_lv_networks_is_left_out(tmp_path: Path) -> None:
+    """CIGRE LV with an open tie line from the residential (R) to the industrial (I) LV network."""
+    net = pn.create_cigre_network_lv()
+    r_end, i_end = (int(net.bus.index[net.bus.name == name][0]) for name in ("Bus R18", "Bus I2"))
+    tie = pp.create_line_from_parameters(net, r_end, i_end, length_km=0.2, r_ohm_per_km=0.2, x_ohm_per_km=0.08,
+                                         c_nf_per_km=0.0, max_i_ka=0.2)
+    pp.create_switch(net, r_end, tie, et="l", closed=False)
+    path = tmp_path / "tie.json"
+    pp.to_json(net, str(path))
+    for i in (0, 1):
+        feeder = pandapower_json.load_feeder(path, spec=parse_feeder_spec(
+            f"{path};{ASSUME};vector-group=Dyn1;transformer={i}"))
+        assert str(tie) not in {ln.id for ln in feeder.lines}
+    net.switch.loc[net.switch.index[-1], "closed"] = True
+    pp.to_json(net, str(path))
+    with pytest.raises(FeederError, match=r"net.trafo\[1\]: its LV bus 21 is reached from transformer 0.s LV network"):
+        pandapower_json.load_feeder(path, spec=parse_feeder_spec(f"{path};{ASSUME};vector-group=Dyn1;transformer=0"))

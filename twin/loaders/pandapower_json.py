@@ -560,7 +560,11 @@ def feeder_from_net(
     all_bus_rows = [(i, row) for i, row in _rows(net.bus) if switches.bus(i) == i]
     if picked is not None and len(trafos) > 1:
         hv_bus, lv_bus = str(picked[1]["hv_bus"]), str(picked[1]["lv_bus"])
-        kept = _lv_buses(lv_bus, line_rows, hv_bus) | {hv_bus}
+        closed_lines = [(i, row) for i, row in line_rows if i not in switches.open_lines]
+        kept = _lv_buses(lv_bus, closed_lines, hv_bus) | {hv_bus}
+        problems += [f"net.trafo[{i}]: its LV bus {row['lv_bus']} is reached from transformer {picked[0]}'s LV network "
+                     "through closed lines; an LV network fed by several transformers is not supported, open a tie"
+                     for i, row in trafos if i != picked[0] and row["lv_bus"] in kept]
     else:
         kept = {i for i, _ in all_bus_rows}
     bus_rows = [(i, row) for i, row in all_bus_rows if i in kept]
@@ -568,10 +572,19 @@ def feeder_from_net(
     vn_kv_of = {i: number(row.get("vn_kv")) for i, row in bus_rows}
     missing_zero: list[str] = []
     lines = []
+    open_ties_dropped = 0
     for i, row in line_rows:
-        if row["from_bus"] not in kept and row["to_bus"] not in kept:
+        inside = (row["from_bus"] in kept, row["to_bus"] in kept)
+        if not any(inside):
             continue
         where = f"net.line[{i}]"
+        if not all(inside):
+            if i in switches.open_lines:
+                open_ties_dropped += 1  # an open tie to another transformer's LV network
+            else:
+                problems.append(f"{where}: joins bus {row['from_bus']} to bus {row['to_bus']} across the "
+                                "transformer's HV bus; a feeder starts at its MV/LV transformer, remove MV lines")
+            continue
         fields = line_fields(where, i, row, problems, zero_sequence=spec.zero_sequence, missing_zero=missing_zero)
         if i in switches.open_lines:
             fields["switch"] = "normally-open"
@@ -646,6 +659,8 @@ def feeder_from_net(
     if changed:
         notes.append(f"{len(changed)} customer name(s) changed into topic segments, e.g. {changed[0][0]!r} → "
                      f"{changed[0][1]!r}")
+    if open_ties_dropped:
+        notes.append(f"{open_ties_dropped} open tie line(s) to other LV networks left out")
     if switches.fused or switches.open_bus_bus:
         notes.append(f"{switches.fused} closed bus-bus switch(es) fused, {switches.open_bus_bus} open one(s) left "
                      "open")
