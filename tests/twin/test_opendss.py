@@ -222,7 +222,7 @@ def test_unsupported_elements_are_reported_at_once_by_name(tmp_path: Path) -> No
         opendss.read_circuit(path)
     assert info.value.problems == [
         "Capacitor.cap1: capacitor elements are not supported in an LV feeder; remove it",
-        "Pvsystem.pv1: pvsystem elements are not supported in an LV feeder; remove it",
+        "PVSystem.pv1: pvsystem elements are not supported in an LV feeder; remove it",
         "Line.lat: phases = 1; only three-phase lines are supported",
         "Load.motor: model = 2; only constant-power loads (model=1) are supported",
         "Load.welder: conn = delta; only wye (phase-to-neutral) loads are supported",

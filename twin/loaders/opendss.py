@@ -170,15 +170,17 @@ def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None) -> Circui
     problems: list[str] = []
     notes: list[str] = []
     classes: dict[str, list[str]] = {}
+    spelled: dict[str, str] = {}
     for full in dss.Circuit.AllElementNames():
         kind, _, name = str(full).partition(".")
         classes.setdefault(kind.lower(), []).append(name)
+        spelled[kind.lower()] = kind
     for kind, names in sorted(classes.items()):
         if kind not in ("vsource", "line", "transformer", "load", *MEASURING_CLASSES):
-            problems += [f"{kind.capitalize()}.{n}: {kind} elements are not supported in an LV feeder; remove it"
+            problems += [f"{spelled[kind]}.{n}: {kind} elements are not supported in an LV feeder; remove it"
                          for n in names]
 
-    transformer, hv_bus, lv_bus, vn_hv_kv, vn_lv_kv = _transformer(dss, classes.get("transformer", []), problems,
+    transformer, hv_bus, _, vn_hv_kv, vn_lv_kv = _transformer(dss, classes.get("transformer", []), problems,
                                                                    notes)
     src = _source(dss, classes.get("vsource", []), problems)
     lines = _lines(dss, classes.get("line", []), problems, notes)
@@ -202,7 +204,6 @@ def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None) -> Circui
                                  source=src or ("Vsource", {}), customers=customers)
     except FeederError as err:
         raise FeederError(source, err.problems) from None
-    del hv_bus, lv_bus
     meter, meter_problem = _meter_data(dss, feeder, shapes, start_utc=start_utc, source=source)
     for note in notes:
         log.warning("%s: %s", source, note)
