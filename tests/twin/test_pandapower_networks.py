@@ -134,6 +134,7 @@ def _synthetic_day(feeder: Feeder, path: Path) -> None:
     pd.DataFrame(columns).to_csv(path, index=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["kerber-landnetz-freileitung-1", "cigre-lv-trafo-1",
                                     "ieee-european-lv-asymmetric", "four-loads-with-branches-out"])
 def test_network_replays_a_day_through_the_cli(family: str, tmp_path: Path) -> None:
@@ -245,6 +246,19 @@ def test_dyn11_matches_runpp_3ph(tmp_path: Path) -> None:
     angles = reference.loc[[int(b.id) for b in feeder.buses], ["va_a_degree"]].to_numpy()[:, 0]
     np.testing.assert_allclose(result.va_deg[0, :, 0], angles, atol=1e-3)
     assert result.va_deg[0, 1, 0] == pytest.approx(30.0, abs=2.0)  # LV leads HV by 30° (clock 11)
+
+
+@pytest.mark.parametrize("group", ["Dyn2", "YNyn1", "Dyn13", "Yzn11"])
+def test_impossible_vector_groups_are_reported(group: str, tmp_path: Path) -> None:
+    net = pn.panda_four_load_branch()
+    net.trafo["vector_group"], net.trafo["shift_degree"] = group, np.nan
+    path = tmp_path / "net.json"
+    pp.to_json(net, str(path))
+    with pytest.raises(FeederError) as info:
+        pandapower_json.load_feeder(path, spec=parse_feeder_spec(f"{path};{ASSUME}"))
+    assert info.value.problems == [f"net.trafo[0]: vector_group = {group!r}; " + (
+        "expected Dyn, YNyn or Yyn with an optional clock number, e.g. Dyn5, YNyn0" if group == "Yzn11" else
+        "clock numbers are 0-11, odd for Dyn and even for YNyn and Yyn")]
 
 
 def test_vector_group_contradicting_shift_is_reported(tmp_path: Path) -> None:

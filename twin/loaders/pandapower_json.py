@@ -282,7 +282,12 @@ def _vector_group(where: str, row: Mapping[str, Any], problems: list[str], *, as
     if match.group(2) is None:
         return {"vector_group": group.value, "shift_deg": 0.0 if isinstance(shift, float) and math.isnan(shift)
                 else shift}
-    clock_deg = 30.0 * int(match.group(2))
+    clock = int(match.group(2))
+    if clock > 11 or (clock % 2 == 1) != (group is VectorGroup.DYN):
+        problems.append(f"{where}: vector_group = {text!r}; clock numbers are 0-11, odd for Dyn and even for YNyn "
+                        "and Yyn")
+        return {"vector_group": group.value, "shift_deg": 30.0 if group is VectorGroup.DYN else 0.0}
+    clock_deg = 30.0 * clock
     if isinstance(shift, float) and not math.isnan(shift) and (shift - clock_deg) % 360.0 != 0.0:
         problems.append(f"{where}: shift_degree = {shift:g} contradicts vector_group = {text!r} (clock "
                         f"{match.group(2)} = {clock_deg:g} degrees); expected them to agree")
