@@ -279,3 +279,12 @@ def test_bad_circuit_ends_in_one_message_and_exit_2(text: str, message: str, tmp
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_a_dss_circuit_takes_no_pandapower_assumptions(tmp_path: Path) -> None:
+    path = tmp_path / "small.dss"
+    path.write_text(SMALL)
+    result = runner.invoke(app, ["replay", "--feeder", f"{path};transformer=1", "--out", str(tmp_path / "run"),
+                                 *PLAIN])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "an OpenDSS circuit takes no assumptions" in " ".join(result.output.split())
