@@ -1,14 +1,13 @@
 """The feeders phasetwin knows by name, and how a feeder argument (a name or a path) is opened.
 
-The pandapower JSON loader is imported when used: it pulls in pandapower, which takes seconds to import and is
-not needed to replay a bundled feeder on the fast engine.
+The pandapower JSON and OpenDSS loaders are imported when used: they pull in pandapower or the OpenDSS engine,
+which take seconds to import and are not needed to replay a bundled feeder on the fast engine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +16,7 @@ import pandas as pd
 from streams.meters.table import MeterTable
 from twin.errors import DataError, ScenarioError
 from twin.loaders import cigre_mv, ieee13, ieee_european_lv, liege
+from twin.loaders.assumptions import FeederSpec, parse_feeder_spec
 from twin.network import Feeder
 
 
@@ -93,21 +93,34 @@ def known_feeders() -> list[FeederEntry]:
 
 
 def open_feeder(spec: str) -> FeederEntry:
-    """A known feeder by name, or a pandapower JSON network by path (it has no data of its own)."""
+    """A known feeder by name, or a network file by path: a pandapower JSON network (no data of its own) or an
+    OpenDSS circuit (its load shapes, if every load has one, are its data). A file may carry assumptions,
+    ``PATH;key=value;…`` (``twin.loaders.assumptions``)."""
     for entry in known_feeders():
         if entry.name == spec:
             return entry
-    path = Path(spec)
-    if path.suffix.lower() == ".json":
-        if not path.is_file():
-            raise ScenarioError(f"feeder file {spec!r} does not exist")
-
+    file_spec = parse_feeder_spec(spec)
+    path = file_spec.path
+    suffix = path.suffix.lower()
+    if suffix in (".json", ".dss") and not path.is_file():
+        raise ScenarioError(f"feeder file {str(path)!r} does not exist")
+    if suffix == ".json":
         def load() -> Feeder:
             from twin.loaders import pandapower_json
 
-            return pandapower_json.load_feeder(path)
+            return pandapower_json.load_feeder(path, spec=file_spec)
 
         return FeederEntry(name=path.stem, description=f"pandapower network {path}", where=str(path),
                            load_feeder=load, load_data=None)
+    if suffix == ".dss":
+        if file_spec != FeederSpec.plain(path):
+            raise ScenarioError(f"--feeder {spec!r}: an OpenDSS circuit takes no assumptions (zero-sequence, "
+                                "ext-grid, vector-group, transformer are for pandapower networks)")
+        from twin.loaders import opendss
+
+        circuit = opendss.CircuitCache(path)
+        return FeederEntry(name=path.stem, description=f"OpenDSS circuit {path}", where=str(path),
+                           load_feeder=circuit.feeder, load_data=circuit.meter_data)
     names = ", ".join(e.name for e in known_feeders())
-    raise ScenarioError(f"unknown feeder {spec!r}; expected one of {names}, or a pandapower .json file")
+    raise ScenarioError(f"unknown feeder {spec!r}; expected one of {names}, a pandapower .json file or an OpenDSS "
+                        ".dss circuit")

@@ -206,7 +206,7 @@ def test_pandapower_json_small_net(tmp_path: Path) -> None:
     pp.to_json(_small_net(), str(path))
     feeder = pandapower_json.load_feeder(path)
     assert [(c.id, c.bus, c.connection, c.feeder, c.power_factor) for c in feeder.customers] == [
-        ("asymmetric_load 0", "2", "B", 0, 0.95), ("shop", "3", "ABC", 0, 0.95)]
+        ("asymmetric_load-0", "2", "B", 0, 0.95), ("shop", "3", "ABC", 0, 0.95)]
     assert [c.distance_km for c in feeder.customers] == pytest.approx([0.1, 0.3])
     second = feeder.lines[1]
     assert (second.r1_ohm_per_km, second.x0_ohm_per_km, second.c1_nf_per_km, second.max_i_ka) == pytest.approx(
@@ -215,27 +215,22 @@ def test_pandapower_json_small_net(tmp_path: Path) -> None:
 
 def test_pandapower_json_unsupported_elements(tmp_path: Path) -> None:
     net = _small_net()
-    spare = pp.create_bus(net, 0.4)
-    pp.create_transformer_from_parameters(net, 0, spare, sn_mva=0.1, vn_hv_kv=10.0, vn_lv_kv=0.4, vkr_percent=1.0,
-                                          vk_percent=4.0, pfe_kw=0.0, i0_percent=0.0)
     pp.create_sgen(net, 1, p_mw=0.01)
-    pp.create_switch(net, 1, 0, et="l", closed=False)
     pp.create_gen(net, 2, p_mw=0.01)
     pp.create_asymmetric_load(net, 2)
+    pp.create_switch(net, 1, 0, et="t", closed=False)
     path = tmp_path / "bad.json"
     pp.to_json(net, str(path))
-    with pytest.raises(FeederError, match=r"bad.json: 6 problem\(s\) in the feeder description") as info:
+    with pytest.raises(FeederError, match=r"bad.json: 4 problem\(s\) in the feeder description") as info:
         pandapower_json.load_feeder(path)
     assert info.value.problems == [
-        "net.trafo: 2 transformer(s) 0, 1; a feeder has exactly one MV/LV transformer",
+        "net.switch[0]: open transformer switch (closed = False) at bus 1; a feeder's transformer must be "
+        "connected, close it or remove the switch",
         "net.asymmetric_load[1]: no phase column (connection, phases, phase_load) and p/q are zero on every "
         "phase; cannot tell which phases the customer uses, add a 'phases' column such as 'CAB'",
         "net.gen: 1 element(s) 0; gen is not supported in an LV feeder, remove it",
         "net.sgen[1]: generator at bus 1, which has no customer; only behind-the-meter generation at a "
         "customer's bus is supported",
-        "net.switch[0]: open switch (closed = False) at bus 1; open switches are not supported, remove the "
-        "element it opens",
-        "1 bus(es) not connected to the transformer LV bus: '4'",
     ]
 
 

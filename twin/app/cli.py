@@ -67,7 +67,9 @@ def feeders() -> None:
     console.print(table)
 
 
-FeederOpt = Annotated[str, typer.Option(help="feeder name (see `phasetwin feeders`) or a pandapower .json")]
+FeederOpt = Annotated[str, typer.Option(
+    help="feeder name (see `phasetwin feeders`), a pandapower .json or an OpenDSS .dss; 'FILE;key=value' states "
+         "assumptions (README: Your own network)")]
 DataOpt = Annotated[Path | None, typer.Option(help="meter data (CSV/Parquet); default: the feeder's own")]
 UnitOpt = Annotated[PowerUnit, typer.Option(case_sensitive=False,
                                             help="unit of --data values (Wh, kWh, MWh: energy per interval)")]
@@ -532,6 +534,8 @@ def compare(
 
 def _logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    # the assumptions a network import makes are stated once per network, also without --verbose
+    logging.getLogger("twin.loaders").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _print_transport(s: RunSummary) -> None:

@@ -1,0 +1,108 @@
+"""Explicit assumptions for data a network file does not carry, and the ``--feeder`` text that states them.
+
+A feeder file is given as ``PATH`` or ``PATH;key=value;key=value``:
+
+- ``zero-sequence=r0/r1=4,x0/x1=4[,c0/c1=1]``: lines without zero-sequence data get r0 = 4·r1, x0 = 4·x1 and
+  c0 = c0/c1·c1 (c0/c1 defaults to 1);
+- ``ext-grid=s_sc_max_mva=100,rx_max=0.1,x0x_max=1,r0x0_max=0.1``: short-circuit data of the external grid
+  for the columns the network leaves empty (any subset of the four);
+- ``vector-group=Dyn1``: the vector group of transformers whose ``vector_group`` is empty (e.g. the CIGRE LV
+  benchmark's); a clock number sets the phase shift, as in pandapower;
+- ``transformer=N``: of a network with several MV/LV transformers, the LV network of ``net.trafo`` index N (or
+  name N): each transformer's LV network is a feeder of its own.
+
+Nothing is assumed unless asked for: missing data are reported, naming the option that would supply them. Every
+assumption used is logged once per network (a warning) and listed in ``Feeder``-loading reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from twin.errors import ScenarioError
+
+__all__ = ["FeederSpec", "ShortCircuit", "ZeroSequence", "parse_feeder_spec"]
+
+FROZEN = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class ZeroSequence(BaseModel):
+    """Zero- to positive-sequence ratios assumed for lines without zero-sequence data."""
+
+    model_config = FROZEN
+    r0_r1: float = Field(alias="r0/r1", gt=0)
+    x0_x1: float = Field(alias="x0/x1", gt=0)
+    c0_c1: float = Field(default=1.0, alias="c0/c1", ge=0)
+
+    def text(self) -> str:
+        return f"r0/r1={self.r0_r1:g},x0/x1={self.x0_x1:g},c0/c1={self.c0_c1:g}"
+
+
+class ShortCircuit(BaseModel):
+    """External-grid short-circuit data assumed where the network leaves the pandapower columns empty."""
+
+    model_config = FROZEN
+    s_sc_max_mva: float | None = Field(default=None, gt=0)
+    rx_max: float | None = Field(default=None, ge=0)
+    x0x_max: float | None = Field(default=None, gt=0)
+    r0x0_max: float | None = Field(default=None, ge=0)
+
+    def text(self) -> str:
+        return ",".join(f"{k}={v:g}" for k, v in self.model_dump().items() if v is not None)
+
+
+class FeederSpec(BaseModel):
+    """A feeder file and the assumptions stated with it."""
+
+    model_config = FROZEN
+    path: Path
+    zero_sequence: ZeroSequence | None = None
+    short_circuit: ShortCircuit | None = None
+    transformer: str | None = None
+    vector_group: str | None = None
+
+    @classmethod
+    def plain(cls, path: Path) -> Self:
+        return cls(path=path)
+
+
+def _pairs(key: str, text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ScenarioError(f"--feeder {key}={text!r}: {item!r} is not name=value")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def parse_feeder_spec(spec: str) -> FeederSpec:
+    """``PATH[;key=value…]`` → FeederSpec; ScenarioError naming the bad part and the expected form."""
+    path_text, *parts = spec.split(";")
+    fields: dict[str, object] = {"path": Path(path_text.strip())}
+    models: dict[str, tuple[str, type[BaseModel]]] = {
+        "zero-sequence": ("zero_sequence", ZeroSequence), "ext-grid": ("short_circuit", ShortCircuit)}
+    for part in parts:
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ScenarioError(f"--feeder {spec!r}: {part!r} is not key=value; expected zero-sequence=…, "
+                                "ext-grid=…, vector-group=… or transformer=…")
+        if key in ("transformer", "vector-group"):
+            fields[key.replace("-", "_")] = value.strip()
+        elif key in models:
+            field, model = models[key]
+            try:
+                fields[field] = model.model_validate(_pairs(key, value))
+            except ValidationError as err:
+                bad = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_url=False))
+                raise ScenarioError(f"--feeder {key}={value!r}: {bad}") from None
+        else:
+            raise ScenarioError(f"--feeder {spec!r}: unknown key {key!r}; expected zero-sequence, ext-grid, "
+                                "vector-group or transformer")
+    return FeederSpec.model_validate(fields)
