@@ -100,20 +100,22 @@ class CommandTally:
         total = self.rejected_total
         if not self.sent or total <= WARN_REJECTED_SHARE * self.sent:
             return None
-        parts = [self._reason_text(reason, n) for reason, n in self.rejected.most_common()]
-        if len(parts) == 1 and total == self.sent:
-            return f"all {total} commands {parts[0]}"
+        reasons = self.rejected.most_common()
+        if len(reasons) == 1 and total == self.sent:
+            label, why = self._reason_text(reasons[0][0])
+            return f"all {total} commands {label}: {why}"
         return f"{total} of {self.sent} commands ({100.0 * total / self.sent:.0f} %) were rejected: " + "; ".join(
-            f"{n} {text}" for (_, n), text in zip(self.rejected.most_common(), parts, strict=True))
+            f"{n} {reason.value} ({self._reason_text(reason)[1]})" for reason, n in reasons)
 
-    def _reason_text(self, reason: RejectReason, n: int) -> str:
+    def _reason_text(self, reason: RejectReason) -> tuple[str, str]:
+        """(what happened, why) of one rejection reason."""
         if reason is not RejectReason.EXPIRED:
-            return f"were rejected ({reason.value}): {_WHY[reason]}"
+            return f"were rejected ({reason.value})", _WHY[reason]
         if not self._expired_lifetime_s:
-            return "expired before execution"
+            return "expired before execution", "they reached the device after their expiry time"
         lifetime, delay = min(self._expired_lifetime_s), max(self._expired_delay_s)
         than = "shorter than" if lifetime < delay else "not longer than"
         if delay == self._tick_s:
-            return f"expired before execution: the command lifetime {lifetime:g} s is {than} the tick {self._tick_s} s"
-        return (f"expired before execution: the command lifetime {lifetime:g} s is {than} the {delay:g} s from "
-                "issue to execution")
+            return "expired before execution", f"the command lifetime {lifetime:g} s is {than} the tick {self._tick_s} s"
+        return "expired before execution", (f"the command lifetime {lifetime:g} s is {than} the {delay:g} s from "
+                                            "issue to execution")
