@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from power_grid_model import CalculationMethod
 
+from streams.bus import LocalBus
+from streams.meters.replay import MeterReplay
 from twin.app.runner import load_inputs, plan_clock, replay
 from twin.app.scenario import Scenario
 from twin.network import Feeder
 from twin.phasing import PhaseMap
-from streams.bus import LocalBus
-from streams.meters.replay import MeterReplay
 from twin.powerflow import (
     DivergencePolicy,
     Engine,

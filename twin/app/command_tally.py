@@ -115,7 +115,5 @@ class CommandTally:
             return "expired before execution", "they reached the device after their expiry time"
         lifetime, delay = min(self._expired_lifetime_s), max(self._expired_delay_s)
         than = "shorter than" if lifetime < delay else "not longer than"
-        if delay == self._tick_s:
-            return "expired before execution", f"the command lifetime {lifetime:g} s is {than} the tick {self._tick_s} s"
-        return "expired before execution", (f"the command lifetime {lifetime:g} s is {than} the {delay:g} s from "
-                                            "issue to execution")
+        span = f"the tick {self._tick_s} s" if delay == self._tick_s else f"the {delay:g} s from issue to execution"
+        return "expired before execution", f"the command lifetime {lifetime:g} s is {than} {span}"
