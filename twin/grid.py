@@ -14,8 +14,9 @@ tick, so a batch may span a topology change.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -27,7 +28,7 @@ from twin import metrics
 from twin.errors import PowerFlowError
 from twin.network import Feeder, Phase
 from twin.phasing import PhaseMap
-from twin.powerflow import PowerFlow, PowerFlowNotConverged, PowerFlowResult
+from twin.powerflow import DivergencePolicy, PowerFlow, PowerFlowNotConverged, PowerFlowResult
 from twin.row_chunks import for_row_chunks
 from twin.switching import SwitchingSchedule, SwitchingStep
 
@@ -62,6 +63,9 @@ class GridCounters:
     readings_duplicate: int = 0
     readings_held: int = 0
     powerflow_failures: int = 0
+    """Ticks that no engine (primary or fallback) solved."""
+    fallbacks: Counter[str] = field(default_factory=Counter)
+    """Ticks solved by a fallback of the power flow, by kind (``twin.powerflow.FallbackKind``)."""
     device_states: int = 0
     device_states_rejected: int = 0
     phase_changes: int = 0
@@ -95,15 +99,25 @@ class GridRole:
     - up to ``REORDER_WINDOW_TICKS`` ahead (out of order): held and used when its tick comes;
     - further ahead: rejected and counted.
     A customer whose reading did not arrive in the tick keeps its last value (zero before the first); each
-    such case is counted in ``counters.readings_missing``. Non-convergence raises PowerFlowError naming the
-    tick and its timestamp, after counting it.
+    such case is counted in ``counters.readings_missing``.
+
+    A tick the power flow does not solve (after its fallbacks, ``twin.powerflow.fallback``) is counted in
+    ``powerflow_failures``; then ``on_divergence`` ABORT raises PowerFlowError naming the tick and its timestamp,
+    SKIP publishes no grid state for it, logs it and lists it in ``skipped``. A tick a fallback solved is
+    counted in ``counters.fallbacks`` by kind and listed in ``fallback_ticks``.
     """
 
     def __init__(
         self, *, bus: Bus, feeder: Feeder, name: str, powerflow: PowerFlow, lookahead: Lookahead | None = None,
         batch_ticks: int = 1, switching: SwitchingSchedule | None = None,
+        on_divergence: DivergencePolicy = DivergencePolicy.ABORT,
     ) -> None:
         self._bus = bus
+        self._on_divergence = on_divergence
+        self.skipped: list[tuple[int, datetime]] = []
+        """Ticks no engine solved (SKIP policy): no grid state was published for them."""
+        self.fallback_ticks: list[tuple[int, datetime, str]] = []
+        """Ticks a fallback solved, with its kind."""
         self._switching = switching
         self.applied: list[tuple[datetime, SwitchingStep]] = []
         self._name = name
@@ -268,11 +282,24 @@ class GridRole:
         block, row = self._solved(tick, p, q)
         if row in block.failed:
             self.counters.powerflow_failures += 1
-            raise PowerFlowError(
-                f"power flow ({self._powerflow.engine}) did not converge at tick {tick} ({time_utc.isoformat()}); "
-                "check the loads of that tick or try --engine pandapower"
-            )
+            if self._on_divergence is DivergencePolicy.ABORT:
+                raise PowerFlowError(
+                    f"power flow ({self._powerflow.engine}) did not converge at tick {tick} ({time_utc.isoformat()}), "
+                    "nor did any fallback; check the loads of that tick, or replay with --on-divergence skip to "
+                    "record such ticks as missing and keep running"
+                )
+            self.skipped.append((tick, time_utc))
+            log.error("grid: no engine solved tick %d (%s); recorded as missing, the run goes on", tick,
+                      time_utc.isoformat())
+            self._tick = tick + 1
+            return
         r = block.result
+        kind = r.fallbacks.get(row)
+        if kind is not None:
+            self.counters.fallbacks[kind.value] += 1
+            self.fallback_ticks.append((tick, time_utc, kind.value))
+            log.warning("grid: tick %d (%s) solved by the %s fallback of the power flow", tick, time_utc.isoformat(),
+                        kind.value)
         state = GridState.trusted(
             feeder=self._name, tick=tick, time_utc=time_utc, engine=str(self._powerflow.engine),
             vm_pu=r.vm_pu[row], va_deg=r.va_deg[row], i_ka=r.i_ka[row], i_n_ka=r.i_n_ka[row],

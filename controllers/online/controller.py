@@ -21,7 +21,7 @@ import numpy as np
 
 from controllers.online.baseline import greedy_plan, static_phases, static_plan
 from controllers.online.evaluate import plan_from_decisions
-from controllers.online.feasibility import FirstStepCheck, LtupfGuard
+from controllers.online.feasibility import FirstStepCheck, LtupfGuard, PredictionBasis, prediction_error
 from controllers.online.forecast import Forecaster, StepAggregator
 from controllers.online.problem import (
     ControlProblem,
@@ -146,8 +146,13 @@ class OnlineController:
         self._q_ratio = np.zeros((n, 3))
         self._vm_sum: np.ndarray | None = None
         self._vm_count = 0
+        self._tick_extremes: list[tuple[int, float, float]] = []
+        self._checked: tuple[int, FirstStepCheck] | None = None
+        """First tick and LTUPF check of the step whose twin states are being collected."""
+        self._basis = PredictionBasis.TICKS if tick_loads is not None else PredictionBasis.STEP_MEAN
         self.records: list[dict[str, object]] = []
-        """Per control period: predicted (LTUPF) and actual (twin) voltage extremes of its first step."""
+        """Per control period: predicted (LTUPF) and actual (twin) voltage extremes of its first step, compared
+        like for like (``feasibility.prediction_error``)."""
         self._newest = NewestTick()
         bus.subscribe(topics.grid_state(view.name), self._on_grid)
         bus.subscribe(topics.meter_frame(view.name), self._on_frame)
@@ -171,6 +176,7 @@ class OnlineController:
             self._guard.observe(message)
         self._vm_sum = message.vm_pu.copy() if self._vm_sum is None else self._vm_sum + message.vm_pu
         self._vm_count += 1
+        self._tick_extremes.append((message.tick, min(message.vm_min_pu), max(message.vm_max_pu)))
 
     def _on_reading(self, topic: str, message: Message) -> None:
         i = self._index.get(message.meter_id) if isinstance(message, MeterReading) else None
@@ -221,17 +227,18 @@ class OnlineController:
         self.counters.decisions += 1
         self._previous = plan
         check = self._check(plan, problem, step) if self._guard is not None else None
+        self._checked = (step * self._ticks_per_step, check) if check is not None else None
         self._act(plan, problem, tick, time_utc, step_start, check=check)
 
     def _close_actual(self) -> None:
-        """The twin's voltages over the step that just ended (mean state), beside what LTUPF predicted for it."""
+        """The twin's voltages over the step that just ended, beside what LTUPF predicted for the same ticks."""
         if self._vm_sum is not None and self._vm_count and self.records and "actual_vm_min_pu" not in self.records[-1]:
             lv = (self._vm_sum / self._vm_count)[list(self._view.lv_buses)]
-            rec = self.records[-1]
-            rec["actual_vm_min_pu"], rec["actual_vm_max_pu"] = float(lv.min()), float(lv.max())
-            if rec.get("predicted_vm_min_pu") is not None:
-                rec["error_vm_min_pu"] = float(rec["predicted_vm_min_pu"]) - float(lv.min())  # type: ignore[arg-type]
-        self._vm_sum, self._vm_count = None, 0
+            first, check = self._checked if self._checked is not None else (0, None)
+            self.records[-1].update(prediction_error(
+                check, basis=self._basis, first_tick=first, tick_extremes=self._tick_extremes,
+                mean_vm_min_pu=float(lv.min()), mean_vm_max_pu=float(lv.max())))
+        self._vm_sum, self._vm_count, self._tick_extremes, self._checked = None, 0, [], None
 
     def _check(self, plan: Plan, problem: ControlProblem, step: int) -> FirstStepCheck:
         """LTUPF check of the plan's first step at the forecast step-mean loads; repair by PSD moves if needed."""
@@ -398,7 +405,7 @@ class OnlineController:
             self.counters.switch_commands += 1
         command = DeviceCommand(
             device_id=planned.device_id, seq=self._seq, issued_utc=time_utc,
-            expires_utc=time_utc + timedelta(seconds=self._settings.command_ttl_s), action=action,
+            expires_utc=time_utc + timedelta(seconds=self._settings.lifetime_s(self._tick_s)), action=action,
             phase=planned.phase, battery_kw=planned.battery_kw, curtailment=planned.curtailment,
             source=self._settings.controller_id,
         )

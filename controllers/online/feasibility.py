@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -26,12 +27,24 @@ from twin.phasing import PhaseMap
 log = logging.getLogger(__name__)
 
 
+class PredictionBasis(StrEnum):
+    """Which load states of a first step the LTUPF checked, and so which twin states its prediction compares with."""
+
+    TICKS = "ticks"
+    """Each tick of the step at its own loads (perfect foresight): compared tick by tick with the twin."""
+    STEP_MEAN = "step_mean"
+    """The step's mean (forecast) loads: compared with the twin's mean voltages over the step."""
+
+
 @dataclass(frozen=True)
 class FirstStepCheck:
     """Outcome of checking (and perhaps repairing) a plan's first step."""
 
     predicted_vm_min_pu: float
     predicted_vm_max_pu: float
+    predicted_vm_min_states_pu: tuple[float, ...]
+    """Per checked state (each tick of the step, or its one mean state): the lowest LV voltage predicted."""
+    predicted_vm_max_states_pu: tuple[float, ...]
     violations: tuple[str, ...]
     """Violations of the plan as solved (empty when feasible)."""
     connections: PhaseMap
@@ -89,11 +102,14 @@ class LtupfGuard:
             moves += [str(s) for s in search.switches]
             worst = reports(current)
         vm = np.array([r.prediction.vm_pu for r in worst])
+        lows, highs = vm.min(axis=(1, 2)), vm.max(axis=(1, 2))
         if rounds:
             self.repairs += 1
             log.warning("controller: first step violated %d limit(s) (worst: %s); repaired by %s", len(found),
                         found[0], ", ".join(moves))
         return FirstStepCheck(predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
+                              predicted_vm_min_states_pu=tuple(lows.tolist()),
+                              predicted_vm_max_states_pu=tuple(highs.tolist()),
                               violations=found, connections=current, repaired=bool(rounds), infeasible=False,
                               note=f"LTUPF repair: {', '.join(moves)}" if rounds else "")
 
@@ -105,5 +121,43 @@ class LtupfGuard:
                   len(found), found[0], why)
         vm = np.array([r.prediction.vm_pu for r in first])
         return FirstStepCheck(predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
+                              predicted_vm_min_states_pu=tuple(vm.min(axis=(1, 2)).tolist()),
+                              predicted_vm_max_states_pu=tuple(vm.max(axis=(1, 2)).tolist()),
                               violations=found, connections=connections, repaired=False, infeasible=True,
                               note=f"no feasible plan: {why}")
+
+
+def prediction_error(
+    check: FirstStepCheck | None, *, basis: PredictionBasis, first_tick: int,
+    tick_extremes: Sequence[tuple[int, float, float]], mean_vm_min_pu: float | None, mean_vm_max_pu: float | None,
+) -> dict[str, object]:
+    """The twin's LV voltage extremes over a checked first step, aggregated as the prediction was, and the errors
+    (predicted − actual).
+
+    ``tick_extremes``: (tick, lowest, highest LV voltage) of every tick of the step the twin solved;
+    ``mean_vm_*``: extremes of its mean voltages over the step. Under ``TICKS`` the i-th predicted state is tick
+    ``first_tick + i``; only ticks both have are compared (a tick without a power flow is left out of both), and
+    ``max_abs_tick_error_vm_*`` is the largest error of a single tick. Under ``STEP_MEAN`` the one prediction is
+    compared with the mean voltages.
+    """
+    out: dict[str, object] = {"ltupf_basis": basis.value}
+    if basis is PredictionBasis.STEP_MEAN or check is None:
+        out["actual_vm_min_pu"], out["actual_vm_max_pu"] = mean_vm_min_pu, mean_vm_max_pu
+        if check is not None and mean_vm_min_pu is not None and mean_vm_max_pu is not None:
+            out["error_vm_min_pu"] = check.predicted_vm_min_pu - mean_vm_min_pu
+            out["error_vm_max_pu"] = check.predicted_vm_max_pu - mean_vm_max_pu
+        return out
+    n = len(check.predicted_vm_min_states_pu)
+    pairs = [(check.predicted_vm_min_states_pu[t - first_tick], check.predicted_vm_max_states_pu[t - first_tick],
+              lo, hi) for t, lo, hi in tick_extremes if 0 <= t - first_tick < n]
+    if not pairs:
+        return out
+    p_lo, p_hi, a_lo, a_hi = (np.array(column) for column in zip(*pairs, strict=True))
+    out |= {
+        "actual_vm_min_pu": float(a_lo.min()), "actual_vm_max_pu": float(a_hi.max()),
+        "error_vm_min_pu": float(p_lo.min() - a_lo.min()), "error_vm_max_pu": float(p_hi.max() - a_hi.max()),
+        "max_abs_tick_error_vm_min_pu": float(np.abs(p_lo - a_lo).max()),
+        "max_abs_tick_error_vm_max_pu": float(np.abs(p_hi - a_hi).max()),
+        "ticks_compared": len(pairs),
+    }
+    return out

@@ -41,7 +41,11 @@ class ControllerSettings(BaseModel):
         default_factory=lambda: SolverSettings(time_limit_s=0.5),
         description="0.5 s: p95 solve 0.48 s for 10 PSD + 3 PESS (benchmarks/controller.py); give 55 customers 2 s",
     )
-    command_ttl_s: float = Field(default=120.0, gt=0, description="a command not executed by then expires")
+    command_lifetime_s: float | None = Field(
+        default=None, gt=0, description="a command not executed this long after its issue expires; None = until "
+        "the end of the control period it was decided for (period_s + one tick: a command is issued in the last tick "
+        "before its period and executed in the first tick of it)",
+    )
     controller_id: str = Field(default="phasetwin-controller", min_length=1)
     ltupf_check: bool = Field(default=True, description="check every first step with LTUPF; repair by PSD moves")
     limits: OperatingLimits = Field(default_factory=OperatingLimits, description="voltage and thermal limits")
@@ -56,3 +60,7 @@ class ControllerSettings(BaseModel):
                 f"solver.time_limit_s {self.solver.time_limit_s} must be below period_s {self.period_s}"
             )
         return self
+
+    def lifetime_s(self, tick_s: int) -> float:
+        """The command lifetime in force at ticks of ``tick_s``."""
+        return self.command_lifetime_s if self.command_lifetime_s is not None else float(self.period_s + tick_s)

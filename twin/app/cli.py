@@ -17,6 +17,7 @@ from rich.table import Table
 from controllers.online.problem import SolverSettings
 from controllers.online.settings import ControllerSettings, ForecastKind, Strategy
 from devices.fleet import FleetSpec, PessAccess, read_device_list
+from devices.limits import LeaseConfig
 from streams.bus import Bus
 from streams.errors import validation_problems
 from streams.influx.settings import InfluxSettings
@@ -26,14 +27,16 @@ from twin.app.compare import StrategyFigures
 from twin.app.identify import register as _register_identify
 from twin.app.plan_rephase import register as _register_rephase
 from twin.app.plan_siting import register as _register_siting
-from twin.app.scenario import Scenario
+from twin.app.scenario import Scenario, default_control_period_s
 from twin.app.summary import RunSummary
 from twin.errors import StreamError, TwinError
-from twin.powerflow import Engine
+from twin.powerflow import DivergencePolicy, Engine
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Digital twin of LV three-phase feeders.")
 console = Console()
 err_console = Console(stderr=True)
+EXIT_TICKS_MISSING = 3
+"""Exit status of a run that went to its end with ticks no power-flow engine solved (``--on-divergence skip``)."""
 
 
 def _fail(message: str) -> typer.Exit:
@@ -97,6 +100,15 @@ DevicesOpt = Annotated[Path | None, typer.Option(help="device list CSV (customer
 ForecastOpt = Annotated[ForecastKind, typer.Option(help="controller load forecast")]
 TimeLimitOpt = Annotated[float, typer.Option(help="controller solve time limit per control period, s")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")]
+ControlPeriodOpt = Annotated[int | None, typer.Option(
+    "--control-period", help="seconds between controller decisions, a whole number of ticks (default: 900, or the "
+                             "shortest whole number of ticks above it); the devices' lease is two periods")]
+LifetimeOpt = Annotated[float | None, typer.Option(
+    "--command-lifetime", help="seconds after its issue a command expires unexecuted; longer than one tick "
+                               "(default: until the end of the period it was decided for, period + one tick)")]
+DivergenceOpt = Annotated[DivergencePolicy, typer.Option(
+    "--on-divergence", help="a tick no power-flow engine solves (after more iterations, Newton-Raphson and "
+                            "pandapower): abort, or skip it (recorded as missing; exit status 3 at the end)")]
 BusOpt = Annotated[str | None, typer.Option(
     "--bus", envvar="PHASETWIN_BUS_URL",
     help="MQTT broker for every message (mqtt://\\[user:pass@]host:port, mqtts:// for TLS, ?protocol=3.1.1 for MQTT "
@@ -161,13 +173,17 @@ def _scenario(
     tick: int, engine: Engine, psd: int, sts: int, pess: int, pess_access: PessAccess, devices: Path | None,
     controller: Strategy, forecast: ForecastKind, time_limit: float, out: Path, speed: float = 0.0,
     per_meter_topics: bool = False, schedule: Path | None = None, fill_gaps: int = 4, unit_check: bool = True,
-    unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR,
+    unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
+    command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
+        period = control_period if control_period is not None else default_control_period_s(max(tick, 1))
         explicit = read_device_list(devices) if devices is not None else ()
-        fleet = FleetSpec(psd=psd, sts=sts, pess=pess, pess_access=pess_access, explicit=explicit)
-        control = ControllerSettings(strategy=controller, forecast=forecast,
+        fleet = FleetSpec(psd=psd, sts=sts, pess=pess, pess_access=pess_access, explicit=explicit,
+                          lease=LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period)))
+        control = ControllerSettings(strategy=controller, forecast=forecast, period_s=period,
+                                     command_lifetime_s=command_lifetime,
                                      solver=SolverSettings(time_limit_s=time_limit))
         return Scenario(
             feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
@@ -175,6 +191,7 @@ def _scenario(
             per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule, controller=control,
             data_fill_steps=fill_gaps, data_unit_check=unit_check, unmetered=unmetered,  # type: ignore[arg-type]
             unknown_meters=unknown_meters,
+            on_divergence=on_divergence,
         )
     except TwinError as err:
         raise _fail(str(err)) from err
@@ -221,6 +238,9 @@ def replay(
     controller: Annotated[Strategy, typer.Option(help="online controller")] = Strategy.ROLLING_MILP,
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
+    control_period: ControlPeriodOpt = None,
+    command_lifetime: LifetimeOpt = None,
+    on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     scenario_name: Annotated[str | None, typer.Option(
         "--scenario", help="a named scenario (case2-ieee: paper 001 Case II); other options are ignored")] = None,
     baseline: Annotated[bool, typer.Option(
@@ -258,7 +278,8 @@ def replay(
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
-        schedule=schedule,
+        schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
+        on_divergence=on_divergence,
     )
     if scenario_name is not None:
         from twin.app.scenario import named_scenario
@@ -308,6 +329,7 @@ def replay(
     if seasonal is not None:
         console.print(seasonal.text())
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+    _end_of_run([result.summary] + ([reference.summary] if reference is not None else []))
 
 
 @app.command()
@@ -344,6 +366,9 @@ def run(
         Strategy.ROLLING_MILP),
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
+    control_period: ControlPeriodOpt = None,
+    command_lifetime: LifetimeOpt = None,
+    on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
     verbose: VerboseOpt = False,
@@ -372,6 +397,7 @@ def run(
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
+        control_period=control_period, command_lifetime=command_lifetime, on_divergence=on_divergence,
     )
     try:
         scenario = scenario.model_copy(update={
@@ -391,6 +417,7 @@ def run(
     console.print(result.data.text(), highlight=False)
     _print_transport(result.summary)
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+    _end_of_run([result.summary])
 
 
 plan_app = typer.Typer(no_args_is_help=True, help="Offline planners: re-phasing, phase balancing, STS siting, "
@@ -480,6 +507,9 @@ def compare(
     devices: DevicesOpt = None,
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
+    control_period: ControlPeriodOpt = None,
+    command_lifetime: LifetimeOpt = None,
+    on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     out: Annotated[Path, typer.Option(help="folder for one run folder per controller")] = Path("runs/compare"),
     verbose: VerboseOpt = False,
 ) -> None:
@@ -495,8 +525,10 @@ def compare(
     scenario = _scenario(
         feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
-        psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=Strategy.NONE,
-        forecast=forecast, time_limit=time_limit, out=out,
+        psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,
+        controller=next((s for s in strategies if s is not Strategy.NONE), Strategy.NONE),  # checks its timing
+        forecast=forecast, time_limit=time_limit, out=out, control_period=control_period,
+        command_lifetime=command_lifetime, on_divergence=on_divergence,
     )
     try:
         bar, progress = _progress_bar("compare")
@@ -521,7 +553,11 @@ def compare(
         ("max transformer κ", lambda f: f"{f.max_kappa:.3f}"),
         ("switch operations", lambda f: str(f.switch_operations)),
         ("battery throughput, kWh", lambda f: f"{f.battery_throughput_kwh:.1f}"),
+        ("commands sent", lambda f: str(f.commands_sent)),
+        ("commands applied", lambda f: str(f.commands_applied)),
         ("commands rejected", lambda f: str(f.rejections)),
+        ("rejected by reason", lambda f: ", ".join(f"{r} {n}" for r, n in f.rejected_by_reason.items()) or "—"),
+        ("power-flow fallbacks / ticks missing", lambda f: f"{f.powerflow_fallbacks} / {f.ticks_missing}"),
         ("fallbacks", lambda f: str(f.fallbacks)),
         ("solve p50 / p95 / max, s", lambda f: f"{f.solve_s_p50:.2f} / {f.solve_s_p95:.2f} / {f.solve_s_max:.2f}"),
         ("wall time, s", lambda f: f"{f.wall_s:.1f}"),
@@ -530,6 +566,26 @@ def compare(
         table.add_row(label, *[cell(fig) for fig, _ in rows])
     console.print(table)
     console.print(f"run folders: {out}/<controller>/")
+    _end_of_run([result.summary for _, result in rows])
+
+
+def _end_of_run(summaries: list[RunSummary]) -> None:
+    """Warnings a person must not miss (many rejected commands, ticks without a power flow); exit status 3 when
+    a run skipped ticks."""
+    missing = 0
+    for s in summaries:
+        label = f"{s.scenario or s.controller.get('strategy', '')}: " if len(summaries) > 1 else ""
+        warning = s.commands.get("warning")
+        if warning:
+            err_console.print(f"[bold yellow]warning:[/] {label}{warning}", highlight=False)
+        skipped = int(s.powerflow.get("ticks_skipped", 0))
+        if skipped:
+            missing += skipped
+            shown = ", ".join(s.powerflow.get("skipped_utc", [])[:5])
+            err_console.print(f"[bold yellow]warning:[/] {label}{skipped} tick(s) had no power-flow solution from any "
+                              f"engine and are missing from the run folder (first: {shown})", highlight=False)
+    if missing:
+        raise typer.Exit(code=EXIT_TICKS_MISSING)
 
 
 def _logging(verbose: bool) -> None:
@@ -580,6 +636,16 @@ def _print_summary(s: RunSummary) -> None:
     console.print(f"wall time: {s.wall_s:.2f} s ({s.ticks_per_s:.0f} ticks/s) · power-flow solves: "
                   f"{s.powerflow_solves} for {s.states_solved} states · missing readings: {s.readings_missing} · "
                   f"overruns: {s.overruns}")
+    fallbacks = s.powerflow.get("fallbacks", {})
+    if fallbacks or s.powerflow.get("ticks_skipped"):
+        kinds = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in fallbacks.items()) or "none"
+        console.print(f"power-flow fallbacks: {sum(fallbacks.values())} tick(s) ({kinds}) · ticks no engine solved: "
+                      f"{s.powerflow.get('ticks_skipped', 0)} (--on-divergence {s.powerflow.get('on_divergence')})")
+    c = s.commands
+    if c.get("sent"):
+        reasons = ", ".join(f"{r} {n}" for r, n in c.get("rejected_by_reason", {}).items())
+        console.print(f"commands: {c['sent']} sent, {c['applied']} applied, {c['rejected']} rejected"
+                      f"{f' ({reasons})' if reasons else ''}, {c['pending']} pending at the end")
 
 
 if __name__ == "__main__":

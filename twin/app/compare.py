@@ -27,12 +27,19 @@ class StrategyFigures:
     max_kappa: float
     switch_operations: int
     battery_throughput_kwh: float
+    commands_sent: int
+    commands_applied: int
     rejections: int
+    rejected_by_reason: dict[str, int]
     fallbacks: int
     solve_s_p50: float
     solve_s_p95: float
     solve_s_max: float
     wall_s: float
+    powerflow_fallbacks: int
+    """Ticks a power-flow fallback solved."""
+    ticks_missing: int
+    """Ticks no power-flow engine solved."""
 
 
 def figures(result: RunResult, *, baseline_p_unb_kwh: float | None = None) -> StrategyFigures:
@@ -54,9 +61,13 @@ def figures(result: RunResult, *, baseline_p_unb_kwh: float | None = None) -> St
         switch_operations=sum(int(d.get("operations", 0)) for d in devices),
         battery_throughput_kwh=sum(float(d.get("charged_kwh", 0.0)) + float(d.get("discharged_kwh", 0.0))
                                    for d in devices),
-        rejections=sum(int(d.get("rejections", 0)) for d in devices), fallbacks=int(ctl.get("fallbacks", 0)),
+        commands_sent=int(s.commands.get("sent", 0)), commands_applied=int(s.commands.get("applied", 0)),
+        rejections=int(s.commands.get("rejected", 0)),
+        rejected_by_reason=dict(s.commands.get("rejected_by_reason", {})), fallbacks=int(ctl.get("fallbacks", 0)),
         solve_s_p50=float(ctl.get("solve_s_p50", 0.0)), solve_s_p95=float(ctl.get("solve_s_p95", 0.0)),
         solve_s_max=float(ctl.get("solve_s_max", 0.0)), wall_s=s.wall_s,
+        powerflow_fallbacks=sum(int(n) for n in s.powerflow.get("fallbacks", {}).values()),
+        ticks_missing=int(s.powerflow.get("ticks_skipped", 0)),
     )
 
 

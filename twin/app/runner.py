@@ -43,15 +43,16 @@ from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
 from streams.runfolder.device_recorder import DeviceRecorder
 from streams.runfolder.recorder import Layout, ParquetRecorder
+from twin.app.command_tally import CommandTally
 from twin.app.hil import HilMonitor
-from twin.app.scenario import Scenario
+from twin.app.scenario import Scenario, control_timing_problems
 from twin.app.summary import RunSummary, physics
 from twin.clock import TickClock, TickStage, Timing, run_ticks
 from twin.errors import ScenarioError
 from twin.feeders import FeederEntry, open_feeder
 from twin.grid import GridRole
 from twin.network import Feeder, connection_text
-from twin.powerflow import create_powerflow
+from twin.powerflow import FallbackPowerFlow, create_powerflow, default_rungs
 from twin.solar import tick_mean_kw_per_kwp
 from twin.switching import SwitchingSchedule
 
@@ -189,6 +190,11 @@ def replay(
     clock = plan_clock(scenario, table)
     require_finite(table, start_utc=pd.Timestamp(clock.start_utc), end_utc=pd.Timestamp(clock.end_utc),
                    fill_option="--fill-gaps")
+    if scenario.controller.strategy is not Strategy.NONE and not scenario.external_controller:
+        problems = control_timing_problems(tick_s=clock.tick_s, controller=scenario.controller,
+                                           lease_s=scenario.fleet.lease.lease_s)
+        if problems:
+            raise ScenarioError("; ".join(problems))
     schedule = read_schedule(scenario.schedule) if scenario.schedule is not None else []
     specs = choose_devices(feeder, scenario.fleet)
     external = frozenset(scenario.external_devices)
@@ -204,14 +210,17 @@ def replay(
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
-    powerflow = create_powerflow(feeder, engine=scenario.engine)
+    powerflow = FallbackPowerFlow(create_powerflow(feeder, engine=scenario.engine),
+                                  rungs=default_rungs(feeder, engine=scenario.engine))
     grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,
-                    batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1, switching=switching)
+                    batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1, switching=switching,
+                    on_divergence=scenario.on_divergence)
     time_index = pd.date_range(clock.start_utc, periods=clock.n_ticks, freq=f"{clock.tick_s}s")
     layout = Layout(bus_ids=tuple(feeder.bus_ids()), line_ids=tuple(ln.id for ln in feeder.lines),
                     n_lv_feeders=grid.n_lv_feeders)
     recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index)
     device_log = DeviceRecorder(bus=bus, feeder=name)
+    tally = CommandTally(bus=bus, feeder=name, tick_s=clock.tick_s)
     database = _influx_recorder(influx, bus=bus, feeder=feeder, layout=layout, scenario=scenario,
                                 start_utc=clock.start_utc)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid,
@@ -285,7 +294,8 @@ def replay(
         readings_duplicate=c.readings_duplicate, powerflow_failures=c.powerflow_failures,
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
-        commands_malformed=agent.counters.malformed,
+        commands_malformed=agent.counters.malformed, commands=tally.summary(),
+        powerflow=_powerflow_summary(scenario, grid),
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
@@ -380,6 +390,19 @@ def _recorder_summary(settings: InfluxSettings | None, final: InfluxCounts | Non
     return {"database": settings.describe(), **dataclasses.asdict(final)}
 
 
+def _powerflow_summary(scenario: Scenario, grid: GridRole) -> dict[str, object]:
+    """Fallbacks by kind and the ticks they solved; ticks no engine solved (missing from the run folder)."""
+    shown = 100  # a list for a person to read; the counts are complete
+    return {
+        "on_divergence": scenario.on_divergence.value,
+        "fallbacks": dict(sorted(grid.counters.fallbacks.items())),
+        "fallback_ticks": [{"tick": t, "time_utc": at.isoformat(), "kind": kind}
+                           for t, at, kind in grid.fallback_ticks[:shown]],
+        "ticks_skipped": len(grid.skipped),
+        "skipped_utc": [at.isoformat() for _, at in grid.skipped[:shown]],
+    }
+
+
 def _bus_summary(bus: Bus) -> dict[str, object]:
     counters = getattr(bus, "counters", None)
     if counters is None:
@@ -405,8 +428,22 @@ def _controller_summary(scenario: Scenario, controller: OnlineController | None)
         "ltupf_violating_plans": sum(1 for r in controller.records if r.get("violations")),
         "ltupf_repairs": sum(1 for r in controller.records if r.get("repaired")),
         "ltupf_infeasible": sum(1 for r in controller.records if r.get("infeasible")),
-        "ltupf_max_abs_error_vm_min_pu": max((abs(float(r["error_vm_min_pu"]))  # type: ignore[arg-type]
-                                              for r in controller.records if "error_vm_min_pu" in r), default=None),
+        **_ltupf_errors(controller.records),
+    }
+
+
+def _ltupf_errors(records: list[dict[str, object]]) -> dict[str, object]:
+    """Largest LTUPF prediction errors over the run's checked first steps, like for like
+    (``controllers.online.feasibility.prediction_error``: the same ticks, aggregated the same way)."""
+    def largest(key: str) -> float | None:
+        return max((abs(float(r[key])) for r in records if r.get(key) is not None), default=None)  # type: ignore[arg-type]
+
+    return {
+        "ltupf_basis": next((r["ltupf_basis"] for r in records if "ltupf_basis" in r), None),
+        "ltupf_max_abs_error_vm_min_pu": largest("error_vm_min_pu"),
+        "ltupf_max_abs_error_vm_max_pu": largest("error_vm_max_pu"),
+        "ltupf_max_abs_tick_error_vm_min_pu": largest("max_abs_tick_error_vm_min_pu"),
+        "ltupf_max_abs_tick_error_vm_max_pu": largest("max_abs_tick_error_vm_max_pu"),
     }
 
 

@@ -12,7 +12,32 @@ from devices.fleet import FleetSpec
 from streams.meters.coverage import UnknownMeters, Unmetered
 from streams.meters.data import PowerUnit
 from twin.network import Phase
-from twin.powerflow import Engine
+from twin.powerflow import DivergencePolicy, Engine
+
+DEFAULT_CONTROL_PERIOD_S = 900
+
+
+def default_control_period_s(tick_s: int) -> int:
+    """15 minutes, or the shortest whole number of ticks above it when the tick does not divide it."""
+    return -(-DEFAULT_CONTROL_PERIOD_S // tick_s) * tick_s
+
+
+def control_timing_problems(*, tick_s: int, controller: ControllerSettings, lease_s: float) -> list[str]:
+    """Why a built-in controller cannot run at ``tick_s``: every broken relation, each naming both values."""
+    period, lifetime = controller.period_s, controller.lifetime_s(tick_s)
+    problems = []
+    if period < tick_s:
+        problems.append(f"control period {period} s is shorter than the tick {tick_s} s; give a control period "
+                        "of at least one tick")
+    elif period % tick_s:
+        problems.append(f"control period {period} s is not a whole number of ticks of {tick_s} s")
+    if lifetime <= tick_s:
+        problems.append(f"command lifetime {lifetime:g} s is not longer than the tick {tick_s} s: a command is "
+                        "executed one tick after its issue, so every command would expire first")
+    if lease_s < period:
+        problems.append(f"device lease {lease_s:g} s is shorter than the control period {period} s: devices would "
+                        "fall to their safe state between two decisions")
+    return problems
 
 
 class Scenario(BaseModel):
@@ -31,6 +56,10 @@ class Scenario(BaseModel):
     end_utc: AwareDatetime | None = None
     tick_s: int = Field(default=60, gt=0, le=3600)
     engine: Engine = Engine.PGM
+    on_divergence: DivergencePolicy = Field(
+        default=DivergencePolicy.SKIP, description="a tick no power-flow engine solves: abort the run, or record it "
+        "as missing and go on (the run then exits with status 3)",
+    )
     speed: float = Field(default=0.0, ge=0, description="simulated s per wall s; 0 = as fast as possible")
     per_meter_topics: bool = Field(default=False, description="one message per meter instead of one frame per tick")
     batch_ticks: int = Field(default=1440, ge=1, description="ticks solved ahead as one batch when nothing can change")
@@ -65,6 +94,16 @@ class Scenario(BaseModel):
     def _period_order(self) -> Scenario:
         if self.start_utc is not None and self.end_utc is not None and self.end_utc <= self.start_utc:
             raise ValueError(f"end_utc {self.end_utc.isoformat()} must be after start_utc {self.start_utc.isoformat()}")
+        return self
+
+    @model_validator(mode="after")
+    def _control_timing(self) -> Scenario:
+        if self.controller.strategy is Strategy.NONE or self.external_controller:
+            return self
+        problems = control_timing_problems(tick_s=self.tick_s, controller=self.controller,
+                                           lease_s=self.fleet.lease.lease_s)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

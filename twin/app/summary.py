@@ -61,6 +61,10 @@ class RunSummary(BaseModel):
     commands_unknown_device: int = 0
     commands_malformed: int = 0
     schedule_not_sent: int = 0
+    commands: dict[str, Any] = Field(default_factory=dict, description="commands sent, applied, rejected by reason, "
+                                     "pending at the end, and the warning when many were rejected")
+    powerflow: dict[str, Any] = Field(default_factory=dict, description="power-flow fallbacks by kind and the ticks "
+                                      "they solved; ticks no engine solved (recorded as missing)")
     controller: dict[str, Any] = Field(default_factory=dict, description="strategy, decisions, fallbacks, solve times")
     stopped_early: bool = Field(default=False, description="ended by a stop request (SIGTERM) before its last tick")
     bus: dict[str, Any] = Field(default_factory=dict, description="transport counters (MQTT: dead letters, reconnects)")

@@ -8,8 +8,10 @@ The engines import ``interface`` only; this package re-exports the public names 
 from __future__ import annotations
 
 from twin.powerflow.factory import create_powerflow
+from twin.powerflow.fallback import DivergencePolicy, FallbackPowerFlow, default_rungs
 from twin.powerflow.interface import (
     Engine,
+    FallbackKind,
     PowerFlow,
     PowerFlowNotConverged,
     PowerFlowResult,
@@ -19,12 +21,16 @@ from twin.powerflow.interface import (
 )
 
 __all__ = [
+    "DivergencePolicy",
     "Engine",
+    "FallbackKind",
+    "FallbackPowerFlow",
     "PowerFlow",
     "PowerFlowNotConverged",
     "PowerFlowResult",
     "check_line_states",
     "check_loads",
     "create_powerflow",
+    "default_rungs",
     "source_impedance_ohm",
 ]

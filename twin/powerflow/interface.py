@@ -26,7 +26,8 @@ Sign convention: customer p_kw/q_kvar are load-positive (positive draws from the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Engine",
+    "FallbackKind",
     "PowerFlow",
     "PowerFlowNotConverged",
     "PowerFlowResult",
@@ -51,6 +53,14 @@ __all__ = [
 class Engine(StrEnum):
     PANDAPOWER = "pandapower"
     PGM = "power-grid-model"
+
+
+class FallbackKind(StrEnum):
+    """Which fallback solved a state the primary engine could not (``twin.powerflow.fallback``)."""
+
+    MORE_ITERATIONS = "more_iterations"
+    NEWTON_RAPHSON = "newton_raphson"
+    REFERENCE = "reference"
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,8 @@ class PowerFlowResult:
     q_trafo_kvar: np.ndarray  # [k, 3] reactive power the transformer delivers into the LV bus, per phase
     loss_kw: np.ndarray  # [k] active losses of all lines and the transformer (not the MV source impedance)
     converged: np.ndarray  # [k] bool
+    fallbacks: Mapping[int, FallbackKind] = field(default_factory=dict)
+    """States (batch positions) that a fallback solved, and which one; empty when the engine solved them all."""
 
     @property
     def n_states(self) -> int:

@@ -99,7 +99,8 @@ class PandapowerPowerFlow:
             # mismatch test (NaN > tol is False) ends the loop and it reports success. Make the warning an error
             # and check the voltages, so such a state counts as not converged.
             warnings.simplefilter("error", MatrixRankWarning)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            # A diverging state also overflows on its way out; it is then reported as not converged.
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 try:
                     pp.runpp_3ph(self.net, numba=False)
                 except LoadflowNotConverged as err:

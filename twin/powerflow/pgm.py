@@ -96,10 +96,14 @@ class PgmPowerFlow:
         *,
         calculation_method: CalculationMethod = DEFAULT_METHOD,
         threading: int = DEFAULT_THREADING,
+        max_iterations: int = MAX_ITERATIONS,
     ) -> None:
+        if max_iterations < 1:
+            raise PowerFlowError(f"max_iterations {max_iterations} must be at least 1")
         self.feeder = feeder
         self.calculation_method = calculation_method
         self.threading = threading
+        self.max_iterations = max_iterations
         self.n_bus = len(feeder.buses)
         self.n_line = len(feeder.lines)
         self.n_customers = len(feeder.customers)
@@ -149,7 +153,7 @@ class PgmPowerFlow:
         return self.model.calculate_power_flow(
             symmetric=False,
             error_tolerance=ERROR_TOLERANCE_PU,
-            max_iterations=MAX_ITERATIONS,
+            max_iterations=self.max_iterations,
             calculation_method=self.calculation_method,
             output_component_types=OUTPUT_REQUEST,
             **batch_options,
