@@ -285,6 +285,41 @@ def replay(
     if seasonal is not None:
         console.print(seasonal.text())
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+    _print_report(result.folder, baseline=reference.folder if reference is not None else None)
+
+
+def _print_report(folder: Path, *, baseline: Path | None = None) -> None:
+    """Figures and report.html of a finished run (and of its reference run, without one of its own)."""
+    from twin.app.report import write_report
+
+    if baseline is not None:
+        write_report(baseline, baseline=None)
+    report = write_report(folder, baseline=baseline)
+    console.print(f"report: [bold]{report.path}[/] ({len(report.figures)} figures in {folder / 'figures'})")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by replay/run/compare")],
+    baseline: Annotated[Path | None, typer.Option(
+        help="the same run without control, drawn dashed; default: RUN_DIR/no-control (or before/, no-plan/)")] = None,
+    tz: Annotated[str, typer.Option(help="time zone of the time axes (IANA name, e.g. Europe/Brussels)")] = "UTC",
+) -> None:
+    """Write the run's figures (RUN_DIR/figures/) and one self-contained RUN_DIR/report.html."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from twin.app.report import write_report
+
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise _fail(f"--tz {tz!r}: not a known time zone; expected an IANA name such as UTC or Europe/Brussels") \
+            from err
+    try:
+        written = write_report(run_dir, baseline=baseline, tz=tz)
+    except FileNotFoundError as err:
+        raise _fail(str(err)) from err
+    console.print(f"report: [bold]{written.path}[/] ({len(written.figures)} figures in {run_dir / 'figures'})")
 
 
 @app.command()
@@ -362,6 +397,7 @@ def run(
     _print_summary(result.summary)
     _print_transport(result.summary)
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+    _print_report(result.folder)
 
 
 plan_app = typer.Typer(no_args_is_help=True, help="Offline planners: re-phasing, phase balancing, STS siting, "

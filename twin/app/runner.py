@@ -37,8 +37,10 @@ from streams.messages import ClockTick, DeviceKind, RunState, TwinStatus
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
 from streams.runfolder.device_recorder import DeviceRecorder
+from streams.runfolder.loading_recorder import LoadingRecorder
 from streams.runfolder.recorder import Layout, ParquetRecorder
 from twin.app.hil import HilMonitor
+from twin.app.run_context import write_run_context
 from twin.app.scenario import Scenario
 from twin.app.summary import RunSummary, physics
 from twin.clock import TickClock, TickStage, Timing, run_ticks
@@ -190,6 +192,9 @@ def replay(
                     n_lv_feeders=grid.n_lv_feeders)
     recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index)
     device_log = DeviceRecorder(bus=bus, feeder=name)
+    loading = LoadingRecorder(bus=bus, feeder=name, time_utc=time_index, line_ids=layout.line_ids,
+                              line_max_i_ka=np.array([ln.max_i_ka for ln in feeder.lines]),
+                              trafo_sn_kva=feeder.transformer.sn_kva, head_lines=tuple(_head_lines(feeder)))
     database = _influx_recorder(influx, bus=bus, feeder=feeder, layout=layout, scenario=scenario,
                                 start_utc=clock.start_utc)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid,
@@ -267,12 +272,14 @@ def replay(
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
-        recorder=_recorder_summary(influx, final),
+        recorder=_recorder_summary(influx, final), loading=loading.summary(),
     )
     if not np.all(recorder.recorded):
         log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
     files = recorder.write(scenario.out, summary.model_dump(mode="json"))
     files += device_log.write(scenario.out)
+    files += [loading.write(scenario.out), *write_run_context(scenario.out, feeder=feeder, scenario=scenario,
+                                                                           devices=specs)]
     if hil is not None:
         files += hil.write(scenario.out)
     if switching is not None:
@@ -336,9 +343,13 @@ def _influx_recorder(settings: InfluxSettings | None, *, bus: Bus, feeder: Feede
     if settings.spool_dir is None:
         settings = settings.model_copy(update={"spool_dir": scenario.out / "influx-spool"})
     run_id, name = run_tags(scenario, start_utc)
-    heads = [i for i, ln in enumerate(feeder.lines) if feeder.transformer.lv_bus in (ln.from_bus, ln.to_bus)]
     return InfluxRecorder(bus=bus, feeder=feeder.name, layout=layout, customer_bus_index=customer_bus_index(feeder),
-                          head_line_index=heads, run_id=run_id, scenario=name, settings=settings)
+                          head_line_index=_head_lines(feeder), run_id=run_id, scenario=name, settings=settings)
+
+
+def _head_lines(feeder: Feeder) -> list[int]:
+    """Lines at the transformer's LV busbar: the LV feeder heads."""
+    return [i for i, ln in enumerate(feeder.lines) if feeder.transformer.lv_bus in (ln.from_bus, ln.to_bus)]
 
 
 def _point_counts(database: InfluxRecorder) -> Callable[[], tuple[int, int, int]]:

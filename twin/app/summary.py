@@ -66,6 +66,7 @@ class RunSummary(BaseModel):
     bus: dict[str, Any] = Field(default_factory=dict, description="transport counters (MQTT: dead letters, reconnects)")
     hil: dict[str, Any] = Field(default_factory=dict, description="external parties: latencies, deadlines, silence")
     recorder: dict[str, Any] = Field(default_factory=dict, description="time-series database: points written etc.")
+    loading: dict[str, Any] = Field(default_factory=dict, description="peak transformer and line loading, % of rating")
 
 
 def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:
