@@ -8,13 +8,14 @@ and lane as matplotlib holds them), so tests can compare a figure with the table
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -51,7 +52,7 @@ class Band:
 class Lanes:
     """A state timeline: one row per item, each stretch coloured by its state (None: not drawn)."""
 
-    rows: dict[str, Sequence[str | None]]
+    rows: Mapping[str, Sequence[str | None]]
     colours: dict[str, str]
 
 
@@ -63,6 +64,7 @@ class Panel:
     lanes: Lanes | None = None
     limits: tuple[tuple[float, str], ...] = ()  # (value, label): a horizontal reference line
     y_min: float | None = None
+    x_marks: tuple[float, ...] = ()  # vertical separators (e.g. day breaks) on a numeric x axis
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def write_figure(path: Path, panels: Sequence[Panel], *, title: str, subtitle: s
     is_time = isinstance(x, pd.DatetimeIndex)
     n = len(x)
     k = envelope_bin(n, max_points)
-    if is_time:
+    if isinstance(x, pd.DatetimeIndex):
         local = x.tz_convert(tz).tz_localize(None)
         step = (local[1] - local[0]) if n > 1 else pd.Timedelta(seconds=1)
         xs: np.ndarray = np.asarray(local.to_pydatetime())
@@ -135,7 +137,12 @@ def write_figure(path: Path, panels: Sequence[Panel], *, title: str, subtitle: s
         last.set_xlim(xs[0], x_end)
     fig.suptitle(f"{title}\n{subtitle}" if subtitle else title, fontsize=11)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Date": None} if path.suffix == ".svg" else None)
+    if path.suffix == ".svg":
+        # Text as text (not glyph outlines): smaller files, searchable labels.
+        with rc_context({"svg.fonttype": "none", "svg.hashsalt": "phasetwin"}):
+            fig.savefig(path, metadata={"Date": None})
+    else:
+        fig.savefig(path)
     return Drawn(path=path, title=title, plotted=plotted, bin_ticks=k)
 
 
@@ -179,6 +186,8 @@ def _draw_panel(ax: Axes, panel: Panel, *, x_drawn: np.ndarray, xs: np.ndarray, 
         line = ax.axhline(value, color=style.LIMIT_COLOUR, linewidth=1.0, linestyle=":", label=label or None)
         if label:
             handles.append(line)
+    for mark in panel.x_marks:
+        ax.axvline(mark, color="#999999", linewidth=0.8, linestyle=(0, (2, 3)))
     ax.set_ylabel(panel.y_label)
     if panel.lanes is None:
         ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
