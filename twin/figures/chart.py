@@ -70,7 +70,8 @@ class Panel:
 @dataclass(frozen=True)
 class Drawn:
     """A written figure and what it shows: label → y values drawn (envelopes: `label`, `label [min]`,
-    `label [max]`; bands: `label [low]`, `label [high]`; lanes: `label` → states)."""
+    `label [max]`; bands: `label [low]`, `label [high]`; lanes: `label [state]` → states; a label drawn
+    again in a lower panel is keyed `<its y label>: label`)."""
 
     path: Path
     title: str
@@ -157,6 +158,11 @@ def _colour(phase: str | None, colour: str | None, index: int) -> str:
 def _draw_panel(ax: Axes, panel: Panel, *, x_drawn: np.ndarray, xs: np.ndarray, x_end: object, k: int,
                 plotted: dict[str, np.ndarray], is_time: bool) -> None:
     handles: list[object] = []
+
+    def key(label: str) -> str:
+        """The label, or for a label an upper panel already drew, "<y label>: <label>"."""
+        return label if label not in plotted else f"{panel.y_label}: {label}"
+
     for j, b in enumerate(panel.bands):
         colour = _colour(b.phase, b.colour, j)
         lo, _, _ = _fold(b.low, k)
@@ -165,7 +171,7 @@ def _draw_panel(ax: Axes, panel: Panel, *, x_drawn: np.ndarray, xs: np.ndarray, 
         ax.plot(x_drawn, lo, color=colour, linewidth=0.9, drawstyle="steps-post" if k > 1 else "default")
         ax.plot(x_drawn, hi, color=colour, linewidth=0.9, drawstyle="steps-post" if k > 1 else "default")
         handles.append(Patch(facecolor=colour, edgecolor=colour, alpha=0.6, label=b.label))
-        plotted[f"{b.label} [low]"], plotted[f"{b.label} [high]"] = lo, hi
+        plotted[key(f"{b.label} [low]")], plotted[key(f"{b.label} [high]")] = lo, hi
     for j, s in enumerate(panel.series):
         colour = _colour(s.phase, s.colour, j)
         lo, mean, hi = _fold(s.values, k)
@@ -174,11 +180,11 @@ def _draw_panel(ax: Axes, panel: Panel, *, x_drawn: np.ndarray, xs: np.ndarray, 
         if k > 1:
             ax.fill_between(x_drawn, lo, hi, color=colour, alpha=0.18 if not s.dashed else 0.10, linewidth=0,
                             step="post")
-            plotted[f"{s.label} [min]"], plotted[f"{s.label} [max]"] = lo, hi
+            plotted[key(f"{s.label} [min]")], plotted[key(f"{s.label} [max]")] = lo, hi
         (line,) = ax.plot(x_drawn, mean, drawstyle="steps-post" if (s.step or k > 1) else "default",
                           label=s.label + (" (min/mean/max)" if k > 1 else ""), **style_kw)  # type: ignore[arg-type]
         handles.append(line)
-        plotted[s.label] = np.asarray(line.get_ydata(), dtype=float)
+        plotted[key(s.label)] = np.asarray(line.get_ydata(), dtype=float)
     if panel.lanes is not None:
         _draw_lanes(ax, panel.lanes, xs=xs, x_end=x_end, plotted=plotted, is_time=is_time)
         handles += [Patch(facecolor=c, label=state) for state, c in panel.lanes.colours.items()]
@@ -211,7 +217,7 @@ def _draw_lanes(ax: Axes, lanes: Lanes, *, xs: np.ndarray, x_end: object, plotte
     names = list(lanes.rows)
     for row, name in enumerate(names):
         states = list(lanes.rows[name])
-        plotted[name] = np.array(states, dtype=object)
+        plotted[f"{name} [state]"] = np.array(states, dtype=object)
         start = 0
         for i in range(1, len(states) + 1):
             if i == len(states) or states[i] != states[start]:
