@@ -62,7 +62,7 @@ def write_report(folder: Path, *, baseline: Path | None = None, tz: str = "UTC",
         parts.append(_figure(d.path, d.title))
     for path in extra_figures or []:
         parts.append(_figure(path, path.stem.replace("_", " ")))
-    parts += ["<h2>Loading</h2>", _loading(s.get("loading", {})),
+    parts += ["<h2>Loading</h2>", _loading(s.get("loading", {}), tz),
               "<h2>Data quality</h2>", _data_quality(s),
               "<h2>Commands and acknowledgements</h2>", _commands(s),
               "<h2>Options of the run</h2>", _options(folder),
@@ -116,18 +116,21 @@ def _summary_table(s: dict[str, Any], baseline: Path | None) -> str:
     return "".join(tables)
 
 
-def _loading(loading: dict[str, Any]) -> str:
+def _loading(loading: dict[str, Any], tz: str) -> str:
     if not loading:
         return "<p>No loading recorded (run folder without <code>loading.parquet</code>).</p>"
+    def when(iso: str) -> str:
+        return f"{pd.Timestamp(iso).tz_convert(tz):%Y-%m-%d %H:%M}"
+
     rows = [(f"transformer, phase {p.upper()}", f"{loading['transformer_peak_pct'][p]:.1f}",
-             loading["transformer_peak_utc"][p]) for p in "abc"]
+             when(loading["transformer_peak_utc"][p])) for p in "abc"]
     if "line_peak_id" in loading:
         rows.append((f"line {loading['line_peak_id']}, phase {loading['line_peak_phase']}",
-                     f"{loading['line_peak_pct']:.1f}", loading["line_peak_utc"]))
+                     f"{loading['line_peak_pct']:.1f}", when(loading["line_peak_utc"])))
     over = loading.get("lines_over_rating", [])
     text = (f"<p>Lines above their rating at some tick: {escape(', '.join(over))}.</p>" if over
             else "<p>No line above its rating.</p>")
-    return _table(rows, ("peak of", "% of rating", "at (UTC)")) + text
+    return _table(rows, ("peak of", "% of rating", f"at ({tz})")) + text
 
 
 def _data_quality(s: dict[str, Any]) -> str:

@@ -15,28 +15,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from controllers.online.settings import ControllerSettings, Strategy
-from devices.fleet import FleetSpec
 from twin.app.cli import app
-from twin.app.report import Report, write_report
-from twin.app.runner import RunResult, replay
-from twin.app.scenario import Scenario
+from twin.app.report import Report
+from twin.app.runner import RunResult
 from twin.figures.chart import Panel, Series, write_figure
 from twin.network import Feeder
 
-START, END = datetime(2024, 1, 15, 6, tzinfo=UTC), datetime(2024, 1, 15, 10, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, RunResult, Report]:
-    out = tmp_path_factory.mktemp("figures") / "run"
-    scenario = Scenario(fleet=FleetSpec(psd=10, pess=2), controller=ControllerSettings(strategy=Strategy.GREEDY),
-                        start_utc=START, end_utc=END, out=out)
-    controlled = replay(scenario)
-    reference = replay(scenario.model_copy(update={
-        "controller": ControllerSettings(strategy=Strategy.NONE), "out": out / "no-control"}))
-    return controlled, reference, write_report(out)
-
+START = datetime(2024, 1, 15, 6, tzinfo=UTC)  # the conftest's replay
 
 def _drawn(report: Report, name: str) -> dict[str, np.ndarray]:
     return next(d.plotted for d in report.figures if d.path.stem == name)
