@@ -290,12 +290,16 @@ def replay(
 
 def _print_report(folder: Path, *, baseline: Path | None = None) -> None:
     """Figures and report.html of a finished run (and of its reference run, without one of its own)."""
+    import time
+
     from twin.app.report import write_report
 
+    started = time.perf_counter()
     if baseline is not None:
         write_report(baseline, baseline=None)
     report = write_report(folder, baseline=baseline)
-    console.print(f"report: [bold]{report.path}[/] ({len(report.figures)} figures in {folder / 'figures'})")
+    console.print(f"report: [bold]{report.path}[/] ({len(report.figures)} figures in {folder / 'figures'}, "
+                  f"{time.perf_counter() - started:.1f} s)")
 
 
 @app.command()
@@ -558,6 +562,8 @@ def _print_transport(s: RunSummary) -> None:
         r = s.recorder
         console.print(f"database {r['database']}: {r['written']} points written, {r['spooled']} in the spool, "
                       f"{r['dropped']} dropped, {r['rejected']} rejected, {r['retries']} retries")
+        if "dashboard_url" in r:
+            console.print(f"dashboard (the run's period): {r['dashboard_url']}", soft_wrap=True)
     if s.stopped_early:
         console.print(f"[yellow]stopped early[/] after {s.ticks} ticks (stop requested)")
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -272,7 +274,9 @@ def replay(
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
-        recorder=_recorder_summary(influx, final), loading=loading.summary(),
+        recorder=_recorder_summary(influx, final) | ({"dashboard_url": dashboard_url(
+            feeder=name, run_id=run_id, start_utc=clock.start_utc, end_utc=clock.end_utc)} if influx else {}),
+        loading=loading.summary(),
     )
     if not np.all(recorder.recorded):
         log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
@@ -345,6 +349,15 @@ def _influx_recorder(settings: InfluxSettings | None, *, bus: Bus, feeder: Feede
     run_id, name = run_tags(scenario, start_utc)
     return InfluxRecorder(bus=bus, feeder=feeder.name, layout=layout, customer_bus_index=customer_bus_index(feeder),
                           head_line_index=_head_lines(feeder), run_id=run_id, scenario=name, settings=settings)
+
+
+def dashboard_url(*, feeder: str, run_id: str, start_utc: datetime, end_utc: datetime) -> str:
+    """The Grafana dashboard (docker/) on this run, its time range set to the run's simulated period; the
+    Grafana address from PHASETWIN_GRAFANA_URL (default http://localhost:3000, the compose stack's)."""
+    base = os.environ.get("PHASETWIN_GRAFANA_URL", "http://localhost:3000").rstrip("/")
+    query = urllib.parse.urlencode({"orgId": 1, "var-feeder": feeder, "var-run": run_id,
+                                    "from": int(start_utc.timestamp() * 1000), "to": int(end_utc.timestamp() * 1000)})
+    return f"{base}/d/phasetwin/phasetwin?{query}"
 
 
 def _head_lines(feeder: Feeder) -> list[int]:

@@ -130,9 +130,9 @@ def _voltage_envelope(run: RunTables, *, out: Path, subtitle: str, tz: str) -> D
 
 
 def _p_unb(run: RunTables, base: RunTables | None, *, out: Path, subtitle: str, tz: str) -> Drawn:
-    series = [Series(_label(run), run.p_unb_kw(), colour=style.OTHER_COLOURS[0])]
+    series = [Series(_label(run), run.p_unb_kw(), colour=style.CONTROLLED_COLOUR)]
     if base is not None:
-        series.append(Series("no control", base.p_unb_kw(), colour=style.PHASE_COLOURS["N"], dashed=True))
+        series.append(Series("no control", base.p_unb_kw(), colour=style.REFERENCE_COLOUR, dashed=True))
     n_f = sum(1 for c in run.metrics.columns if c.startswith("p_unb_kw_f"))
     what = "P_unb (eq. 7)" + (f", sum over {n_f} LV feeders" if n_f > 1 else "")
     return write_figure(out / "p_unb.png", [Panel("P_unb (kW)", series=tuple(series), y_min=0.0)],
@@ -141,9 +141,9 @@ def _p_unb(run: RunTables, base: RunTables | None, *, out: Path, subtitle: str, 
 
 
 def _neutral(run: RunTables, base: RunTables | None, *, out: Path, subtitle: str, tz: str) -> Drawn:
-    series = [Series(_label(run), run.metrics["i_n_max_a"].to_numpy(), phase="N")]
+    series = [Series(_label(run), run.metrics["i_n_max_a"].to_numpy(), colour=style.CONTROLLED_COLOUR)]
     if base is not None:
-        series.append(Series("no control", base.metrics["i_n_max_a"].to_numpy(), colour=style.OTHER_COLOURS[1],
+        series.append(Series("no control", base.metrics["i_n_max_a"].to_numpy(), colour=style.REFERENCE_COLOUR,
                              dashed=True))
     return write_figure(out / "neutral_current.png", [Panel("I_N (A)", series=tuple(series), y_min=0.0)],
                         title="Neutral current, highest over the lines", subtitle=subtitle, x=run.time_utc, tz=tz)

@@ -10,3 +10,5 @@ FIGURE_WIDTH_IN = 9.6
 PANEL_HEIGHT_IN = 3.2
 DPI = 100
 MAX_POINTS = 2000
+CONTROLLED_COLOUR = "#D55E00"  # a run with its controller, solid
+REFERENCE_COLOUR = "#555555"  # the same run without control, dashed
