@@ -129,8 +129,8 @@ def write_figure(path: Path, panels: Sequence[Panel], *, title: str, subtitle: s
     # Fixed margins instead of a layout engine: the engine draws every figure twice (a third of its cost).
     lane_chars = max((len(name) for p in panels if p.lanes is not None for name in p.lanes.rows), default=0)
     left_in = max(0.82, 0.3 + 0.075 * lane_chars)
-    fig.subplots_adjust(left=left_in / style.FIGURE_WIDTH_IN, right=0.965, top=1 - top_in / height_in, bottom=bottom_in / height_in,
-                        hspace=gap_in / style.PANEL_HEIGHT_IN)
+    fig.subplots_adjust(left=left_in / style.FIGURE_WIDTH_IN, right=0.965, top=1 - top_in / height_in,
+                        bottom=bottom_in / height_in, hspace=gap_in / style.PANEL_HEIGHT_IN)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     plotted: dict[str, np.ndarray] = {}
     for ax, panel in zip(axes, panels, strict=True):
