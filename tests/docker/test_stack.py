@@ -382,7 +382,7 @@ def test_the_dashboard_shows_everything_the_operator_needs(dashboard: dict[str, 
 
 
 @pytest.mark.parametrize(("query", "problem"), [
-    ('SELECT last("soc_pct") FROM "device" WHERE $timeFilter', "field 'soc_pct' is not written to measurement 'device'"),
+    ('SELECT last("soc_pct") FROM "device"', "field 'soc_pct' is not written to measurement 'device'"),
     ('SELECT mean("e_kwh") FROM "battery" WHERE $timeFilter', "measurement 'battery' is not in"),
     ('SELECT mean("p_kw") FROM "transformer" WHERE "device" = \'psd-1\'', "tag 'device' is not a tag of 'transformer'"),
     ('SELECT mean("p_kw") FROM "transformer" WHERE $timeFilter GROUP BY time(1m), "line" fill(none)',
