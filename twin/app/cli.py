@@ -29,7 +29,9 @@ from twin.app.summary import RunSummary
 from twin.errors import StreamError, TwinError
 from twin.powerflow import Engine
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Digital twin of LV three-phase feeders.")
+# Plain click help (rich_markup_mode=None): at 80 columns rich's option table leaves the help ~18 characters.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Digital twin of LV three-phase feeders.")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -85,7 +87,7 @@ TimeLimitOpt = Annotated[float, typer.Option(help="controller solve time limit p
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")]
 BusOpt = Annotated[str | None, typer.Option(
     "--bus", envvar="PHASETWIN_BUS_URL",
-    help="MQTT broker for every message (mqtt://\\[user:pass@]host:port, mqtts:// for TLS, ?protocol=3.1.1 for MQTT "
+    help="MQTT broker for every message (mqtt://[user:pass@]host:port, mqtts:// for TLS, ?protocol=3.1.1 for MQTT "
          "3.1.1 instead of 5); default: in process")]
 PerMeterTopicsOpt = Annotated[bool, typer.Option(
     "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")]
@@ -329,7 +331,7 @@ def report(
 @app.command()
 def run(
     bus: Annotated[str, typer.Option("--bus", envvar="PHASETWIN_BUS_URL",
-                                     help="MQTT broker (mqtt://\\[user:pass@]host:port, mqtts:// for TLS, "
+                                     help="MQTT broker (mqtt://[user:pass@]host:port, mqtts:// for TLS, "
                                           "?protocol=3.1.1 for MQTT 3.1.1); required")],
     external: Annotated[list[str] | None, typer.Option(
         "--external", help="a role played by an external party on the bus: 'controller' or 'device:<id>' "
@@ -404,13 +406,13 @@ def run(
     _print_report(result.folder)
 
 
-plan_app = typer.Typer(no_args_is_help=True, help="Offline planners: re-phasing, phase balancing, STS siting, "
-                                                  "seasonal arrangement.")
+plan_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Offline planners: re-phasing, phase balancing, STS siting, seasonal arrangement.")
 app.add_typer(plan_app, name="plan")
 _register_rephase(plan_app)
 _register_siting(plan_app)
 
-export_app = typer.Typer(no_args_is_help=True, help="Push a finished run folder somewhere else.")
+export_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Push a finished run folder somewhere else.")
 app.add_typer(export_app, name="export")
 
 
