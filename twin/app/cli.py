@@ -26,6 +26,7 @@ from twin.app.plan_rephase import register as _register_rephase
 from twin.app.plan_siting import register as _register_siting
 from twin.app.scenario import Scenario
 from twin.app.summary import RunSummary
+from twin.app.tables import print_table
 from twin.errors import StreamError, TwinError
 from twin.powerflow import Engine
 
@@ -64,7 +65,7 @@ def feeders() -> None:
     table = Table("name", "description", "where")
     for entry in known_feeders():
         table.add_row(entry.name, entry.description, entry.where)
-    console.print(table)
+    print_table(console, table)
 
 
 FeederOpt = Annotated[str, typer.Option(help="feeder name (see `phasetwin feeders`) or a pandapower .json")]
@@ -535,7 +536,7 @@ def compare(
     ]
     for label, cell in lines:
         table.add_row(label, *[cell(fig) for fig, _ in rows])
-    console.print(table)
+    print_table(console, table)
     console.print(f"run folders: {out}/<controller>/")
 
 
@@ -579,7 +580,7 @@ def _print_summary(s: RunSummary) -> None:
             ("min voltage, p.u.", s.vm_min_pu, "{:.4f}"), ("max voltage, p.u.", s.vm_max_pu, "{:.4f}"))
     for label, fig, fmt in rows:
         table.add_row(label, fmt.format(fig.a), fmt.format(fig.b), fmt.format(fig.c))
-    console.print(table)
+    print_table(console, table)
     unb = ", ".join(f"feeder {f}: {v:.2f}" for f, v in enumerate(s.max_p_unb_kw))
     console.print(f"max P_unb (kW): {unb} · peak neutral current: {s.peak_neutral_current_a:.1f} A · "
                   f"max VUF: {s.max_vuf_pct:.2f} % · max transformer κ: {s.max_kappa_trafo:.2f} · "

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from controllers.errors import PlanningError
+from twin.app.tables import print_table
 from twin.errors import TwinError
 from twin.powerflow import Engine
 
@@ -175,7 +176,7 @@ def rephase(
         t.add_row(str(r["feeder"] + 1), r["method"], f"{r['objective']:.4f}", f"{r['lower_bound']:.4f}",
                   f"{r['gap']:.1%}", f"{r['p_unb_before_kw']:.0f}", f"{r['p_unb_after_kw']:.0f}",
                   f"{r['p_unb_reduction']:.1%}", str(r["changes"]))
-    console.print(t)
+    print_table(console, t)
     console.print(f"objective {before_parts.objective:.4f} → {after_parts.objective:.4f} (bound "
                   f"{outcome.lower_bound:.4f}, gap {outcome.gap:.1%}) in {outcome.elapsed_s:.1f} s; changes: "
                   + (", ".join(f"{c} {a}→{b}" for c, a, b in changes) or "none"))
@@ -223,7 +224,7 @@ def birkhoff(
     t = Table("node", "bus", "ours", "paper")
     for r in rows:
         t.add_row(r["node"], r["bus"], f"{r['matrix']} ({r['configuration']})", r["paper_matrix"])
-    console.print(t)
+    print_table(console, t)
     console.print(f"expected losses, linearised: {result.initial_loss_kw:.3f} → {result.expected_loss_kw:.3f} kW "
                   f"(bound {result.lower_bound_kw:.3f}); nonlinear ({engine.value}): {before:.3f} → {after:.3f} kW "
                   f"({1 - after / before:.1%} less)")

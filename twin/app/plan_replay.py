@@ -25,6 +25,7 @@ from rich.table import Table
 from controllers.planning.replay_plan import ReplayPlan, head_currents_a, read_replay_plan, scenario_fields
 from twin.app.runner import RunResult, load_inputs, replay
 from twin.app.scenario import Scenario
+from twin.app.tables import print_table
 from twin.figures.compare import write_before_after, write_lines
 from twin.metrics import current_unbalance
 from twin.powerflow import Engine
@@ -181,7 +182,7 @@ def print_report(report: PlanReplayReport, console: Console) -> None:
                       "-" if r.planned_kappa is None else f"{r.planned_kappa.max():.3f}",
                       f"{r.head_current_a.max():.0f}",
                       "-" if r.planned_head_current_a is None else f"{r.planned_head_current_a.max():.0f}")
-    console.print(table)
+    print_table(console, table)
     ok = report.executed_as_planned
     same = report.plan.switch_phases == report.plan.scheduled_phases
     console.print(f"schedule executed as planned: {'yes' if ok else 'NO'} ({report.plan.rejections} command(s) "
