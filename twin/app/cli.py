@@ -291,14 +291,14 @@ def replay(
     _print_report(result.folder, baseline=reference.folder if reference is not None else None)
 
 
-def _print_report(folder: Path, *, baseline: Path | None = None) -> None:
+def _print_report(folder: Path, *, baseline: Path | None = None, reference_report: bool = True) -> None:
     """Figures and report.html of a finished run (and of its reference run, without one of its own)."""
     import time
 
     from twin.app.report import write_report
 
     started = time.perf_counter()
-    if baseline is not None:
+    if baseline is not None and reference_report:
         write_report(baseline, baseline=None)
     report = write_report(folder, baseline=baseline)
     console.print(f"report: [bold]{report.path}[/] ({len(report.figures)} figures in {folder / 'figures'}, "
@@ -537,6 +537,9 @@ def compare(
     for label, cell in lines:
         table.add_row(label, *[cell(fig) for fig, _ in rows])
     print_table(console, table)
+    reference = next((r.folder for f, r in rows if f.strategy == Strategy.NONE.value), None)
+    for _, r in rows:
+        _print_report(r.folder, baseline=None if r.folder == reference else reference, reference_report=False)
     console.print(f"run folders: {out}/<controller>/")
 
 

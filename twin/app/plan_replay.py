@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from controllers.planning.replay_plan import ReplayPlan, head_currents_a, read_replay_plan, scenario_fields
+from twin.app.report import write_report
 from twin.app.runner import RunResult, load_inputs, replay
 from twin.app.scenario import Scenario
 from twin.app.tables import print_table
@@ -121,6 +122,11 @@ def replay_plan(path: Path, *, out: Path, engine: Engine = Engine.PGM) -> PlanRe
         base = _run(base_folder, base_plan, out=out / "before", engine=engine)
     report = PlanReplayReport(plan=run, baseline=base)
     report.files.extend(_write(out, report))
+    # The same run figures and report as every replay (the plan's own before/after SVGs above come on top).
+    if base is not None:
+        write_report(base.result.folder)
+    report.files.append(write_report(run.result.folder, baseline=base.result.folder if base else None,
+                                     extra_figures=[p for p in report.files if p.suffix == ".svg"]).path)
     return report
 
 

@@ -59,9 +59,9 @@ def write_report(folder: Path, *, baseline: Path | None = None, tz: str = "UTC",
         "<h2>Figures</h2>",
     ]
     for d in drawn:
-        parts.append(_figure(d.path, d.title))
+        parts.append(_figure(d.path, d.title, folder))
     for path in extra_figures or []:
-        parts.append(_figure(path, path.stem.replace("_", " ")))
+        parts.append(_figure(path, path.stem.replace("_", " "), folder))
     parts += ["<h2>Loading</h2>", _loading(s.get("loading", {}), tz),
               "<h2>Data quality</h2>", _data_quality(s),
               "<h2>Commands and acknowledgements</h2>", _commands(s),
@@ -73,11 +73,12 @@ def write_report(folder: Path, *, baseline: Path | None = None, tz: str = "UTC",
     return Report(path=path, figures=drawn, baseline=baseline)
 
 
-def _figure(path: Path, title: str) -> str:
+def _figure(path: Path, title: str, folder: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     mime = "image/svg+xml" if path.suffix == ".svg" else "image/png"
+    where = path.relative_to(folder) if path.is_relative_to(folder) else path
     return (f'<figure id="fig-{escape(path.stem)}"><img src="data:{mime};base64,{data}" alt="{escape(title)}">'
-            f"<figcaption>{escape(title)} (<code>figures/{escape(path.name)}</code>)</figcaption></figure>")
+            f"<figcaption>{escape(title)} (<code>{escape(str(where))}</code>)</figcaption></figure>")
 
 
 def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
