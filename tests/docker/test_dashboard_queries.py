@@ -205,3 +205,29 @@ def test_alert_rules_query_what_the_recorder_writes_and_fire_as_the_run_folder_s
             assert worst == extreme[rule["uid"]]
         firing = worst < threshold if op == "lt" else worst > threshold
         assert firing == (extreme[rule["uid"]] < threshold if op == "lt" else extreme[rule["uid"]] > threshold)
+
+
+@pytest.mark.slow
+def test_a_live_run_with_wall_time_base_lands_in_a_now_range(influxdb: InfluxDBServer, tmp_path: Path) -> None:
+    db = f"wall_{uuid.uuid4().hex[:8]}"
+    influxdb.query(f'CREATE DATABASE "{db}"')
+    before_s = pd.Timestamp.now(tz="UTC").timestamp()
+    done = subprocess.run(
+        [PHASETWIN, "replay", "--start", "2024-01-15T06:00", "--end", "2024-01-15T06:30", "--psd", "0", "--pess",
+         "0", "--controller", "none", "--speed", "600", "--time-base", "wall", "--out", str(tmp_path / "run"),
+         "--influx", f"influxdb+v1://{influxdb.host}:{influxdb.port}/{db}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    offset = summary["recorder"]["time_offset_s"]
+    start_s = pd.Timestamp("2024-01-15T06:00Z").timestamp()
+    assert abs(start_s + offset - before_s) < 30
+    query = (f'SELECT count("p_kw") FROM "transformer" WHERE "run" = \'{summary["run_id"]}\' AND time > now() - 1h '
+             'GROUP BY "phase"')
+    answer = influxdb.query(query, db)
+    counts = {s["tags"]["phase"]: s["values"][0][1] for s in answer["results"][0]["series"]}
+    assert counts == {"A": 30, "B": 30, "C": 30}
+    first = influxdb.query(f'SELECT first("p_kw") FROM "transformer" WHERE "run" = \'{summary["run_id"]}\' '
+                           'AND time > now() - 1h', db, epoch="s")
+    assert first["results"][0]["series"][0]["values"][0][0] == start_s + offset
+    assert f"from={int((start_s + offset) * 1000)}" in summary["recorder"]["dashboard_url"]

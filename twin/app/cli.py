@@ -24,7 +24,7 @@ from streams.meters.data import PowerUnit
 from twin.app.compare import StrategyFigures
 from twin.app.plan_rephase import register as _register_rephase
 from twin.app.plan_siting import register as _register_siting
-from twin.app.scenario import Scenario
+from twin.app.scenario import Scenario, TimeBase
 from twin.app.summary import RunSummary
 from twin.app.tables import print_table
 from twin.errors import StreamError, TwinError
@@ -100,6 +100,11 @@ InfluxOpt = Annotated[str | None, typer.Option(
 RunIdOpt = Annotated[str | None, typer.Option(
     "--run-id", help="run tag in the database (default: from feeder, start, tick and strategy; the same run "
                      "replayed again overwrites its points)")]
+
+
+TimeBaseOpt = Annotated[TimeBase, typer.Option(
+    help="time of the database points: simulation (the replayed dates) or wall (a live run, --speed > 0, lands at "
+         "the wall clock so that now-… ranges show it)")]
 
 
 def _influx(url: str | None) -> InfluxSettings | None:
@@ -210,6 +215,7 @@ def replay(
     bus: BusOpt = None,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
+    time_base: TimeBaseOpt = TimeBase.SIMULATION,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
     seasonal_plan: Annotated[Path | None, typer.Option(
@@ -248,9 +254,9 @@ def replay(
             scenario = Scenario(**(named_scenario(scenario_name) | {"out": out, "name": scenario_name}))  # type: ignore[arg-type]
         except TwinError as err:
             raise _fail(str(err)) from err
-    if run_id or rephase or seasonal_plan:
+    if run_id or rephase or seasonal_plan or time_base is not TimeBase.SIMULATION:
         scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase,
-                                               "seasonal_plan": seasonal_plan})
+                                               "seasonal_plan": seasonal_plan, "time_base": time_base})
     database = _influx(influx)
     try:
         seasonal = None
@@ -361,6 +367,7 @@ def run(
     time_limit: TimeLimitOpt = 0.5,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
+    time_base: TimeBaseOpt = TimeBase.SIMULATION,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the twin in real time on a broker for hardware in the loop: external parties replace built-in roles.
@@ -390,7 +397,7 @@ def run(
     try:
         scenario = scenario.model_copy(update={
             "external_controller": external_controller, "external_devices": tuple(external_devices),
-            "missed_heartbeats": missed_heartbeats, "run_id": run_id or ""})
+            "missed_heartbeats": missed_heartbeats, "run_id": run_id or "", "time_base": time_base})
         database = _influx(influx)
         bar, progress = _progress_bar("run")
         with bar, _StopOnSigterm() as stop:

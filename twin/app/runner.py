@@ -43,7 +43,7 @@ from streams.runfolder.loading_recorder import LoadingRecorder
 from streams.runfolder.recorder import Layout, ParquetRecorder
 from twin.app.hil import HilMonitor
 from twin.app.run_context import write_run_context
-from twin.app.scenario import Scenario
+from twin.app.scenario import Scenario, TimeBase
 from twin.app.summary import RunSummary, physics
 from twin.clock import TickClock, TickStage, Timing, run_ticks
 from twin.errors import ScenarioError
@@ -197,8 +197,9 @@ def replay(
     loading = LoadingRecorder(bus=bus, feeder=name, time_utc=time_index, line_ids=layout.line_ids,
                               line_max_i_ka=np.array([ln.max_i_ka for ln in feeder.lines]),
                               trafo_sn_kva=feeder.transformer.sn_kva, head_lines=tuple(_head_lines(feeder)))
+    offset_s = _time_offset_s(scenario, clock.start_utc)
     database = _influx_recorder(influx, bus=bus, feeder=feeder, layout=layout, scenario=scenario,
-                                start_utc=clock.start_utc)
+                                start_utc=clock.start_utc, time_offset_s=offset_s)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid,
                              recorder_counts=_point_counts(database) if database is not None else None)
     announce = ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed)
@@ -275,7 +276,8 @@ def replay(
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
         recorder=_recorder_summary(influx, final) | ({"dashboard_url": dashboard_url(
-            feeder=name, run_id=run_id, start_utc=clock.start_utc, end_utc=clock.end_utc)} if influx else {}),
+            feeder=name, run_id=run_id, start_utc=clock.start_utc + timedelta(seconds=offset_s),
+            end_utc=clock.end_utc + timedelta(seconds=offset_s)), "time_offset_s": offset_s} if influx else {}),
         loading=loading.summary(),
     )
     if not np.all(recorder.recorded):
@@ -340,10 +342,22 @@ def run_tags(scenario: Scenario, start_utc: datetime) -> tuple[str, str]:
     return f"{feeder}-{start_utc:%Y%m%dT%H%M}-{scenario.tick_s}s-{name}", name
 
 
+def _time_offset_s(scenario: Scenario, start_utc: datetime) -> int:
+    """Seconds from simulated to wall time of the database points: 0, or (``--time-base wall``) now − start."""
+    if scenario.time_base is not TimeBase.WALL:
+        return 0
+    if scenario.speed <= 0:
+        raise ScenarioError("--time-base wall stamps points with the wall clock of a live run: it needs --speed > 0 "
+                            f"(got {scenario.speed})")
+    return round(time.time() - start_utc.timestamp())
+
+
 def _influx_recorder(settings: InfluxSettings | None, *, bus: Bus, feeder: Feeder, layout: Layout,
-                     scenario: Scenario, start_utc: datetime) -> InfluxRecorder | None:
+                     scenario: Scenario, start_utc: datetime, time_offset_s: int = 0) -> InfluxRecorder | None:
     if settings is None:
         return None
+    if time_offset_s:
+        settings = settings.model_copy(update={"time_offset_s": time_offset_s})
     if settings.spool_dir is None:
         settings = settings.model_copy(update={"spool_dir": scenario.out / "influx-spool"})
     run_id, name = run_tags(scenario, start_utc)
