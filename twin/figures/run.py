@@ -109,10 +109,16 @@ def _label(run: RunTables) -> str:
     return "no control" if run.strategy == "none" else f"with {run.strategy}"
 
 
+def _ref(base: RunTables) -> str:
+    """How the reference run is named in legends: by its folder (no-control/, no-plan/, before/)."""
+    name = base.folder.name
+    return {"no-plan": "no plan", "before": "before"}.get(name, "no control")
+
+
 def _transformer_load(run: RunTables, base: RunTables | None, *, out: Path, subtitle: str, tz: str) -> Drawn:
     series = [Series(f"phase {p}", run.transformer[f"p_{p.lower()}_kw"].to_numpy(), phase=p) for p in PHASES]
     if base is not None:
-        series += [Series(f"phase {p}, no control", base.transformer[f"p_{p.lower()}_kw"].to_numpy(), phase=p,
+        series += [Series(f"phase {p}, {_ref(base)}", base.transformer[f"p_{p.lower()}_kw"].to_numpy(), phase=p,
                           dashed=True) for p in PHASES]
     return write_figure(out / "transformer_load.png", [Panel("active power (kW)", series=tuple(series))],
                         title="Transformer load per phase (into the LV side)", subtitle=subtitle, x=run.time_utc,
@@ -132,18 +138,18 @@ def _voltage_envelope(run: RunTables, *, out: Path, subtitle: str, tz: str) -> D
 def _p_unb(run: RunTables, base: RunTables | None, *, out: Path, subtitle: str, tz: str) -> Drawn:
     series = [Series(_label(run), run.p_unb_kw(), colour=style.CONTROLLED_COLOUR)]
     if base is not None:
-        series.append(Series("no control", base.p_unb_kw(), colour=style.REFERENCE_COLOUR, dashed=True))
+        series.append(Series(_ref(base), base.p_unb_kw(), colour=style.REFERENCE_COLOUR, dashed=True))
     n_f = sum(1 for c in run.metrics.columns if c.startswith("p_unb_kw_f"))
     what = "P_unb (eq. 7)" + (f", sum over {n_f} LV feeders" if n_f > 1 else "")
     return write_figure(out / "p_unb.png", [Panel("P_unb (kW)", series=tuple(series), y_min=0.0)],
-                        title=what + (" with and without control" if base is not None else ""), subtitle=subtitle,
-                        x=run.time_utc, tz=tz)
+                        title=what + (f", {_label(run)} and {_ref(base)}" if base is not None else ""),
+                        subtitle=subtitle, x=run.time_utc, tz=tz)
 
 
 def _neutral(run: RunTables, base: RunTables | None, *, out: Path, subtitle: str, tz: str) -> Drawn:
     series = [Series(_label(run), run.metrics["i_n_max_a"].to_numpy(), colour=style.CONTROLLED_COLOUR)]
     if base is not None:
-        series.append(Series("no control", base.metrics["i_n_max_a"].to_numpy(), colour=style.REFERENCE_COLOUR,
+        series.append(Series(_ref(base), base.metrics["i_n_max_a"].to_numpy(), colour=style.REFERENCE_COLOUR,
                              dashed=True))
     return write_figure(out / "neutral_current.png", [Panel("I_N (A)", series=tuple(series), y_min=0.0)],
                         title="Neutral current, highest over the lines", subtitle=subtitle, x=run.time_utc, tz=tz)
