@@ -63,7 +63,7 @@ def write_report(folder: Path, *, baseline: Path | None = None, tz: str = "UTC",
     for path in extra_figures or []:
         parts.append(_figure(path, path.stem.replace("_", " "), folder))
     parts += ["<h2>Loading</h2>", _loading(s.get("loading", {}), tz),
-              "<h2>Data quality</h2>", _data_quality(s),
+              "<h2>Data quality</h2>", _data_quality(s, folder),
               "<h2>Commands and acknowledgements</h2>", _commands(s),
               "<h2>Options of the run</h2>", _options(folder),
               "<h2>Customers</h2>", _customers(folder),
@@ -134,13 +134,18 @@ def _loading(loading: dict[str, Any], tz: str) -> str:
     return _table(rows, ("peak of", "% of rating", f"at ({tz})")) + text
 
 
-def _data_quality(s: dict[str, Any]) -> str:
+def _data_quality(s: dict[str, Any], folder: Path) -> str:
     keys = ("readings_published", "readings_missing", "readings_rejected", "readings_late", "readings_duplicate",
             "powerflow_failures", "overruns", "max_lateness_s", "powerflow_solves", "states_solved", "cache_hits")
     rows = [(k.replace("_", " "), str(s[k])) for k in keys if k in s]
     if s.get("stopped_early"):
         rows.append(("stopped early", "yes (stop requested)"))
     rows += [(f"recorder: {k}", str(v)) for k, v in s.get("recorder", {}).items()]
+    path = folder / "data_quality.json"
+    if path.is_file():
+        meter = json.loads(path.read_text(encoding="utf-8"))
+        rows += [(f"meter data: {k.replace('_', ' ')}", "; ".join(map(str, v)) if isinstance(v, list) else str(v))
+                 for k, v in meter.items()]
     return _table(rows, ("counter", "value"))
 
 

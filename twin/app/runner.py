@@ -285,7 +285,7 @@ def replay(
     files = recorder.write(scenario.out, summary.model_dump(mode="json"))
     files += device_log.write(scenario.out)
     files += [loading.write(scenario.out), *write_run_context(scenario.out, feeder=feeder, scenario=scenario,
-                                                                           devices=specs)]
+                                                                           table=table, devices=specs)]
     if hil is not None:
         files += hil.write(scenario.out)
     if switching is not None:

@@ -41,6 +41,7 @@ def test_default_replay_writes_the_run_folder(default_run: tuple[Path, str]) -> 
     out, output = default_run
     assert {p.name for p in out.iterdir()} == {"voltages_pu.parquet", "transformer.parquet", "metrics.parquet",
                                                 "summary.json", "loading.parquet", "scenario.json", "customers.csv",
+                                                "data_quality.json",
                                                 "figures", "report.html"}
     assert "report.html" in "".join(output.split())  # where the report is (rich may wrap the path)
     volts = pd.read_parquet(out / "voltages_pu.parquet")

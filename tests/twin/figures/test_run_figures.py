@@ -146,6 +146,7 @@ def test_report_html_is_self_contained(runs: tuple[RunResult, RunResult, Report]
     assert f"{s.peak_neutral_current_a:.1f}" in html and "% less)" in html
     assert "LOAD53" in html and "voltages_pu.parquet" in html  # customers table
     assert "controller.strategy" in html and "greedy" in html  # options used
+    assert "meter data: rows read" in html and "readings missing" in html  # data quality
 
 
 def test_report_command_and_its_user_errors(runs: tuple[RunResult, RunResult, Report], tmp_path: Path) -> None:
