@@ -1,5 +1,6 @@
-"""Tables that read at any terminal width: a table wider than the console is printed stacked, one block per row
-("column: value" lines), instead of rich cutting every cell to "s…"."""
+"""Tables that read at any terminal width: a table that fits, or can wrap its cells at spaces to fit, is printed as
+a table; one whose words alone are wider than the console is printed stacked, one block per row ("column value"
+lines), instead of rich cutting every cell to "s…"."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from rich.text import Text
 
 
 def print_table(console: Console, table: Table) -> None:
-    """Print ``table`` as it is when it fits ``console.width``, else stacked."""
-    if Measurement.get(console, console.options.update_width(10_000), table).maximum <= console.width:
+    """Print ``table`` as a table when its cells fit ``console.width`` wrapped at spaces, else stacked."""
+    if Measurement.get(console, console.options.update_width(10_000), table).minimum <= console.width:
         console.print(table)
         return
     if table.title:

@@ -43,6 +43,7 @@ def test_every_cell_is_printed_whole(width: int) -> None:
 def test_a_table_that_fits_stays_a_table_and_a_wide_one_is_stacked() -> None:
     narrow = _render(80, COLUMNS[:4])
     assert "┃" in narrow or "│" in narrow
+    assert "│" in _render(160)  # wide enough: a table again
     wide = _render(80)
     assert "│" not in wide and wide.count("• scenario") == len(ROWS)
     stacked = [line for line in wide.splitlines() if "method" in line]
