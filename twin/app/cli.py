@@ -304,9 +304,13 @@ def _print_report(folder: Path, *, baseline: Path | None = None, reference_repor
     from twin.app.report import write_report
 
     started = time.perf_counter()
-    if baseline is not None and reference_report:
-        write_report(baseline, baseline=None)
-    report = write_report(folder, baseline=baseline)
+    try:
+        if baseline is not None and reference_report:
+            write_report(baseline, baseline=None)
+        report = write_report(folder, baseline=baseline)
+    except (OSError, ValueError, KeyError) as err:  # the run folder is written; say why its report is not
+        err_console.print(f"[bold red]report not written[/] for {folder}: {err}", highlight=False)
+        return
     console.print(f"report: [bold]{report.path}[/] ({len(report.figures)} figures in {folder / 'figures'}, "
                   f"{time.perf_counter() - started:.1f} s)")
 
