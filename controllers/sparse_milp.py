@@ -21,6 +21,8 @@ import numpy as np
 from ortools.math_opt import model_pb2
 from ortools.math_opt.python import mathopt
 
+from controllers.solver_output import solve_quietly
+
 
 class Outcome(StrEnum):
     OPTIMAL = "optimal"
@@ -164,7 +166,7 @@ def solve(
         random_seed=random_seed,
         enable_output=log,
     )
-    result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params, model_params=model_params)
+    result = solve_quietly(model, mathopt.SolverType.HIGHS, params=params, model_params=model_params)
     reason = result.termination.reason
     detail = f"{reason.name}: {result.termination.detail}"
     if reason in (mathopt.TerminationReason.INFEASIBLE, mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED):

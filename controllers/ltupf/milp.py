@@ -73,6 +73,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controllers.errors import LtupfError
 from controllers.ltupf.model import OperatingLimits, Prediction
 from controllers.ltupf.rows import DenseRows
+from controllers.solver_output import solve_quietly
 from twin.network import Phase
 
 if TYPE_CHECKING:
@@ -498,7 +499,7 @@ def solve_with_cuts(
     solve_s = 0.0
     rounds = 0
     while True:
-        result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=params)
+        result = solve_quietly(model, mathopt.SolverType.HIGHS, params=params)
         solve_s += result.solve_time().total_seconds()
         if not result.has_primal_feasible_solution():
             return CutLoopResult(result, rounds, solve_s, converged=False)

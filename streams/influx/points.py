@@ -34,6 +34,7 @@ class RunTags:
     run: str
     scenario: str
     feeder: str
+    time_offset_s: int = 0  # added to every point's time (``--time-base wall``: wall start − simulated start)
 
     def with_(self, **tags: str) -> dict[str, str]:
         return {"run": self.run, "scenario": self.scenario, "feeder": self.feeder, **tags}
@@ -68,6 +69,7 @@ class GridPoints:
     """
 
     def __init__(self, *, tags: RunTags, selection: GridSelection) -> None:
+        self._offset_s = tags.time_offset_s
         sel = selection
         lines = [LineSpec(series("bus_voltage", tags.with_(bus=sel.bus_ids[b], phase=ph)), "bus_voltage",
                           ("vm_pu", "va_deg")) for b in sel.bus_index for ph in PHASES]
@@ -117,7 +119,7 @@ class GridPoints:
         row[nb6 + nl4:] = [p[0], q[0], p[1], q[1], p[2], q[2], *m.phase_load_kw.ravel().tolist(), *p_unb,
                            lo[0], hi[0], lo[1], hi[1], lo[2], hi[2],
                            sum(p_unb), m.loss_kw, m.vuf_max_pct, m.i_n_max_a, m.kappa_trafo]
-        self._ts.append(epoch_s(m.time_utc))
+        self._ts.append(epoch_s(m.time_utc) + self._offset_s)
         return self.template.n_lines
 
     def take(self) -> tuple[bytes, int]:
@@ -156,7 +158,7 @@ class MessagePoints:
         if b is not None:
             values |= {name: getattr(b, name) for name in _BATTERY}
         text = line(self.prefix("device", device=m.device_id, kind=m.kind.value), "device", values,
-                    epoch_s(m.time_utc))
+                    epoch_s(m.time_utc) + self.tags.time_offset_s)
         return text, 1 if text else 0
 
     def plan(self, m: ControllerPlan) -> tuple[str, int]:
@@ -166,7 +168,7 @@ class MessagePoints:
                               switches=m.switches, p_unb_kwh=m.p_unb_kwh,
                               predicted_vm_min_pu=m.predicted_vm_min_pu, predicted_vm_max_pu=m.predicted_vm_max_pu,
                               violations=len(m.violations), repaired=m.repaired),
-            epoch_s(m.time_utc))
+            epoch_s(m.time_utc) + self.tags.time_offset_s)
         return text, 1 if text else 0
 
     def status(self, m: TwinStatus) -> tuple[str, int]:
@@ -176,11 +178,12 @@ class MessagePoints:
             "readings_rejected": m.readings_rejected, "deadletters": m.deadletters,
             "points_written": m.points_written, "points_spooled": m.points_spooled,
             "points_dropped": m.points_dropped,
-        }, epoch_s(m.time_utc))
+        }, epoch_s(m.time_utc) + self.tags.time_offset_s)
         return text, 1 if text else 0
 
     def ltupf(self, step: LtupfStep) -> tuple[str, int]:
-        text = line(self.prefix("ltupf", controller=step.controller_id), "ltupf", step.fields(), step.start_s)
+        text = line(self.prefix("ltupf", controller=step.controller_id), "ltupf", step.fields(),
+                    step.start_s + self.tags.time_offset_s)
         return text, 1 if text else 0
 
 

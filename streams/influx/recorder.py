@@ -102,8 +102,8 @@ class InfluxRecorder:
                 bus_index=tuple(range(len(layout.bus_ids))) if full else tuple(int(i) for i in customer_bus_index),
                 line_index=tuple(range(len(layout.line_ids))) if full else tuple(int(i) for i in head_line_index),
             )
-            self._points = MessagePoints(tags=RunTags(run=run_id, scenario=scenario, feeder=feeder),
-                                         selection=selection)
+            self._points = MessagePoints(tags=RunTags(run=run_id, scenario=scenario, feeder=feeder,
+                                                      time_offset_s=settings.time_offset_s), selection=selection)
             patterns = (topics.grid_state(feeder), topics.device_states(feeder), topics.controller_plan(feeder),
                         topics.twin_status(feeder))
         except ValueError as err:

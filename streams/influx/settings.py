@@ -83,6 +83,8 @@ class InfluxSettings(BaseModel):
     queue_max_messages: int = Field(default=10_000, ge=1, description="bus messages waiting for the writer thread; "
                                     "when full, the publisher waits (back-pressure, nothing is lost)")
     detail: Detail = Detail.OPERATOR
+    time_offset_s: int = Field(default=0, description="seconds added to every point's time; set by --time-base wall "
+                               "(wall start − simulated start) so that live runs land at the wall clock")
 
     @field_validator("url")
     @classmethod

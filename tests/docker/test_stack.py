@@ -4,13 +4,15 @@ No Docker engine is needed: the files are parsed and cross-checked.
 ```
 compose.yaml ──services, healthchecks, depends_on, mounts, ports, secrets──► files in docker/, .env.example
 Dockerfile ────FROM, COPY (paths exist), USER (not root), ENTRYPOINT phasetwin
-grafana/provisioning ──datasource uid, Flux, env──► dashboards/phasetwin.json
-phasetwin.json ──every Flux _measurement/_field/tag──► streams/influx_schema.MEASUREMENTS
+grafana/provisioning ──datasource uid, InfluxQL, env──► dashboards/phasetwin.json
+phasetwin.json ──every InfluxQL measurement/field/tag──► streams/influx_schema.MEASUREMENTS
+(tests/docker/test_dashboard_queries.py runs every panel query against a real InfluxDB 1.x)
 ```
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shlex
@@ -47,9 +49,11 @@ REQUIRED_SERIES = {
     ("controller", "fallbacks"),
     ("twin", "lateness_s"),
 }
-_MEASUREMENT = re.compile(r'_measurement\s*==\s*"([^"]*)"')
-_FIELD = re.compile(r'_field\s*==\s*"([^"]*)"')
-_COLUMN = re.compile(r"\br\.([A-Za-z_][A-Za-z0-9_]*)")
+_FROM = re.compile(r"\bFROM\s+(.*?)(?:\s+WHERE\b|\s+GROUP\b|$)", re.S)
+_QUOTED = re.compile(r'"([^"]*)"')
+_FIELD = re.compile(r'\b(?:mean|min|max|last|count|sum)\("([^"]*)"\)')
+_COLUMN = re.compile(r'"([A-Za-z_][A-Za-z0-9_]*)"\s*=\s*\'')  # a tag compared in WHERE
+_GROUP = re.compile(r"GROUP BY (.*?)(?: fill\(|$)")
 _INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
@@ -91,22 +95,28 @@ def _mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
     return [(volume.split(":")[0], volume.split(":")[1]) for volume in service.get("volumes", [])]
 
 
+def _measurements(query: str) -> list[str]:
+    return [m for clause in _FROM.findall(query) for m in _QUOTED.findall(clause)]
+
+
 def schema_problems(query: str) -> list[str]:
-    """What in one Flux panel query the recorder does not write: unknown measurement, field or tag."""
-    measurements = _MEASUREMENT.findall(query)
+    """What in one InfluxQL panel query the recorder does not write: unknown measurement, field or tag."""
+    measurements = _measurements(query)
     if len(measurements) != 1:
-        return [f"a panel query must filter exactly one _measurement, found {measurements}"]
+        return [f"a panel query must read exactly one measurement, found {measurements}"]
     (name,) = measurements
     if name not in BY_NAME:
         return [f"measurement {name!r} is not in streams/influx/schema.py MEASUREMENTS"]
     measurement = BY_NAME[name]
     fields = _FIELD.findall(query)
-    problems = [] if fields else [f"query on {name!r} names no _field"]
+    problems = [] if fields else [f"query on {name!r} names no field"]
     problems += [f"field {f!r} is not written to measurement {name!r} (fields: {sorted(measurement.fields)})"
                  for f in fields if f not in measurement.fields]
     tags = {*COMMON_TAGS, *measurement.tags}
-    problems += [f"column r.{c} is neither a tag of {name!r} ({sorted(tags)}) nor a Flux column"
-                 for c in sorted(set(_COLUMN.findall(query))) if not c.startswith("_") and c not in tags]
+    grouped = [t.strip().strip('"') for g in _GROUP.findall(query) for t in g.split(",")
+               if not t.strip().startswith("time(")]
+    problems += [f"tag {c!r} is not a tag of {name!r} ({sorted(tags)})"
+                 for c in sorted({*_COLUMN.findall(query), *grouped}) if c not in tags]
     return problems
 
 
@@ -291,20 +301,20 @@ def test_dockerfile_copies_paths_that_exist_and_every_package_of_pyproject() -> 
 
 
 # --- Grafana provisioning -------------------------------------------------------------------------------------
-def test_datasource_is_influxdb_with_flux_and_secrets_from_the_environment(
+def test_datasource_is_influxdb_with_influxql_and_secrets_from_the_environment(
     services: dict[str, dict[str, Any]], dashboard: dict[str, Any]
 ) -> None:
     provisioned = _load_yaml(DATASOURCE)
     assert provisioned["apiVersion"] == 1
     (source,) = provisioned["datasources"]
     assert (source["type"], source["url"], source["access"]) == ("influxdb", "http://influxdb:8086", "proxy")
-    assert source["jsonData"]["version"] == "Flux"
+    assert source["jsonData"]["version"] == "InfluxQL"
+    assert source["secureJsonData"]["httpHeaderValue1"].startswith("Token ")  # InfluxDB 2: DBRP + token
     env = services["grafana"]["environment"]
-    for value in (source["jsonData"]["organization"], source["jsonData"]["defaultBucket"],
-                  source["secureJsonData"]["token"]):
+    for value in (source["database"], source["jsonData"]["dbName"], source["secureJsonData"]["httpHeaderValue1"]):
         (variable,) = _INTERPOLATION.findall(value)
         assert variable in env, f"{DATASOURCE.name} reads ${{{variable}}}, which compose does not give grafana"
-    assert (env["INFLUX_ORG"], env["INFLUX_BUCKET"]) == ("phasetwin", "phasetwin")
+    assert env["INFLUX_BUCKET"] == "phasetwin"
     uids = {panel["datasource"]["uid"] for panel in dashboard["panels"]}
     uids |= {t["datasource"]["uid"] for panel in dashboard["panels"] for t in panel["targets"]}
     uids |= {v["datasource"]["uid"] for v in dashboard["templating"]["list"]}
@@ -346,17 +356,16 @@ def test_dashboard_has_feeder_and_run_variables_from_the_tags(dashboard: dict[st
     assert set(variables) == {"feeder", "run"}
     for name, variable in variables.items():
         assert variable["type"] == "query"
-        assert f'tag: "{name}"' in variable["query"] and "schema.tagValues" in variable["query"]
+        assert f'SHOW TAG VALUES FROM "network" WITH KEY = "{name}"' in variable["query"]
         assert name in COMMON_TAGS
-    assert 'r.feeder == "${feeder}"' in variables["run"]["query"]
+    assert "WHERE \"feeder\" = '$feeder'" in variables["run"]["query"]
 
 
-def test_every_panel_query_is_flux_over_the_selected_run(dashboard: dict[str, Any]) -> None:
+def test_every_panel_query_is_influxql_over_the_selected_run(dashboard: dict[str, Any]) -> None:
     for title, query in _queries(dashboard):
-        assert query.startswith("from(bucket: v.defaultBucket)"), title
-        assert "|> range(start: v.timeRangeStart, stop: v.timeRangeStop)" in query, title
-        assert re.search(r'\|> filter\(fn: \(r\) => r\._measurement == "\w+" and \(?r\._field == ', query), title
-        assert 'r.feeder == "${feeder}" and r.run == "${run}"' in query, title
+        assert query.startswith("SELECT "), title
+        assert "\"feeder\" = '$feeder' AND \"run\" = '$run' AND $timeFilter" in query, title
+        assert "from(bucket" not in query and "|>" not in query, title
 
 
 def test_every_measurement_field_and_tag_in_the_dashboard_is_one_the_recorder_writes(
@@ -367,20 +376,30 @@ def test_every_measurement_field_and_tag_in_the_dashboard_is_one_the_recorder_wr
 
 
 def test_the_dashboard_shows_everything_the_operator_needs(dashboard: dict[str, Any]) -> None:
-    shown = {(m, f) for _, query in _queries(dashboard) for m in _MEASUREMENT.findall(query)
+    shown = {(m, f) for _, query in _queries(dashboard) for m in _measurements(query)
              for f in _FIELD.findall(query)}
     assert shown >= REQUIRED_SERIES, f"not on the dashboard: {sorted(REQUIRED_SERIES - shown)}"
 
 
 @pytest.mark.parametrize(("query", "problem"), [
-    ('r._measurement == "device" and r._field == "soc_pct"', "field 'soc_pct' is not written to measurement 'device'"),
-    ('r._measurement == "battery" and r._field == "e_kwh"', "measurement 'battery' is not in"),
-    ('r._measurement == "transformer" and r._field == "p_kw" and r.device == "psd-1"',
-     "column r.device is neither a tag of 'transformer'"),
-    ('r._measurement == "twin" or r._measurement == "network"', "exactly one _measurement"),
-    ('r._measurement == "twin"', "names no _field"),
+    ('SELECT last("soc_pct") FROM "device"', "field 'soc_pct' is not written to measurement 'device'"),
+    ('SELECT mean("e_kwh") FROM "battery" WHERE $timeFilter', "measurement 'battery' is not in"),
+    ('SELECT mean("p_kw") FROM "transformer" WHERE "device" = \'psd-1\'', "tag 'device' is not a tag of 'transformer'"),
+    ('SELECT mean("p_kw") FROM "transformer" WHERE $timeFilter GROUP BY time(1m), "line" fill(none)',
+     "tag 'line' is not a tag of 'transformer'"),
+    ('SELECT mean("p_kw") FROM "twin", "network"', "exactly one measurement"),
+    ('SELECT * FROM "twin"', "names no field"),
 ])
 def test_the_schema_check_catches_what_the_recorder_does_not_write(query: str, problem: str) -> None:
     problems = schema_problems(query)
     assert any(problem in p for p in problems), problems
-    assert schema_problems('r._measurement == "device" and r._field == "e_kwh" and r.kind == "pess"') == []
+    assert schema_problems('SELECT mean("e_kwh") FROM "device" WHERE "kind" = \'pess\' AND $timeFilter '
+                           'GROUP BY time($__interval), "device" fill(none)') == []
+
+
+def test_the_committed_dashboard_is_what_make_dashboard_writes(dashboard: dict[str, Any]) -> None:
+    spec = importlib.util.spec_from_file_location("make_dashboard", DOCKER / "grafana" / "make_dashboard.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.dashboard() == dashboard, "run python docker/grafana/make_dashboard.py"

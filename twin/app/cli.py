@@ -27,12 +27,15 @@ from twin.app.compare import StrategyFigures
 from twin.app.identify import register as _register_identify
 from twin.app.plan_rephase import register as _register_rephase
 from twin.app.plan_siting import register as _register_siting
-from twin.app.scenario import Scenario, default_control_period_s
+from twin.app.scenario import Scenario, TimeBase, default_control_period_s
 from twin.app.summary import RunSummary
+from twin.app.tables import print_table
 from twin.errors import StreamError, TwinError
 from twin.powerflow import DivergencePolicy, Engine
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Digital twin of LV three-phase feeders.")
+# Plain click help (rich_markup_mode=None): at 80 columns rich's option table leaves the help ~18 characters.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Digital twin of LV three-phase feeders.")
 console = Console()
 err_console = Console(stderr=True)
 EXIT_TICKS_MISSING = 3
@@ -67,7 +70,7 @@ def feeders() -> None:
     table = Table("name", "description", "where")
     for entry in known_feeders():
         table.add_row(entry.name, entry.description, entry.where)
-    console.print(table)
+    print_table(console, table)
 
 
 FeederOpt = Annotated[str, typer.Option(
@@ -111,7 +114,7 @@ DivergenceOpt = Annotated[DivergencePolicy, typer.Option(
                             "pandapower): abort, or skip it (recorded as missing; exit status 3 at the end)")]
 BusOpt = Annotated[str | None, typer.Option(
     "--bus", envvar="PHASETWIN_BUS_URL",
-    help="MQTT broker for every message (mqtt://\\[user:pass@]host:port, mqtts:// for TLS, ?protocol=3.1.1 for MQTT "
+    help="MQTT broker for every message (mqtt://[user:pass@]host:port, mqtts:// for TLS, ?protocol=3.1.1 for MQTT "
          "3.1.1 instead of 5); default: in process")]
 PerMeterTopicsOpt = Annotated[bool, typer.Option(
     "--per-meter-topics", help="publish one message per meter (meter/{id}) instead of one frame per tick")]
@@ -123,6 +126,11 @@ InfluxOpt = Annotated[str | None, typer.Option(
 RunIdOpt = Annotated[str | None, typer.Option(
     "--run-id", help="run tag in the database (default: from feeder, start, tick and strategy; the same run "
                      "replayed again overwrites its points)")]
+
+
+TimeBaseOpt = Annotated[TimeBase, typer.Option(
+    help="time of the database points: simulation (the replayed dates) or wall (a live run, --speed > 0, lands at "
+         "the wall clock so that now-… ranges show it)")]
 
 
 def _influx(url: str | None) -> InfluxSettings | None:
@@ -248,6 +256,7 @@ def replay(
     bus: BusOpt = None,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
+    time_base: TimeBaseOpt = TimeBase.SIMULATION,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
     seasonal_plan: Annotated[Path | None, typer.Option(
@@ -288,9 +297,9 @@ def replay(
             scenario = Scenario(**(named_scenario(scenario_name) | {"out": out, "name": scenario_name}))  # type: ignore[arg-type]
         except TwinError as err:
             raise _fail(str(err)) from err
-    if run_id or rephase or seasonal_plan:
+    if run_id or rephase or seasonal_plan or time_base is not TimeBase.SIMULATION:
         scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase,
-                                               "seasonal_plan": seasonal_plan})
+                                               "seasonal_plan": seasonal_plan, "time_base": time_base})
     database = _influx(influx)
     try:
         seasonal = None
@@ -329,13 +338,56 @@ def replay(
     if seasonal is not None:
         console.print(seasonal.text())
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+    _print_report(result.folder, baseline=reference.folder if reference is not None else None)
     _end_of_run([result.summary] + ([reference.summary] if reference is not None else []))
+
+
+def _print_report(folder: Path, *, baseline: Path | None = None, reference_report: bool = True) -> None:
+    """Figures and report.html of a finished run (and of its reference run, without one of its own)."""
+    import time
+
+    from twin.app.report import write_report
+
+    started = time.perf_counter()
+    try:
+        if baseline is not None and reference_report:
+            write_report(baseline, baseline=None)
+        report = write_report(folder, baseline=baseline)
+    except (OSError, ValueError, KeyError) as err:  # the run folder is written; say why its report is not
+        err_console.print(f"[bold red]report not written[/] for {folder}: {err}", highlight=False)
+        return
+    console.print(f"report: [bold]{report.path}[/] ({len(report.figures)} figures in {folder / 'figures'}, "
+                  f"{time.perf_counter() - started:.1f} s)")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder written by replay/run/compare")],
+    baseline: Annotated[Path | None, typer.Option(
+        help="the same run without control, drawn dashed; default: RUN_DIR/no-control (or before/, no-plan/)")] = None,
+    tz: Annotated[str, typer.Option(help="time zone of the time axes (IANA name, e.g. Europe/Brussels)")] = "UTC",
+) -> None:
+    """Write the run's figures (RUN_DIR/figures/) and one self-contained RUN_DIR/report.html."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from twin.app.report import write_report
+
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise _fail(f"--tz {tz!r}: not a known time zone; expected an IANA name such as UTC or Europe/Brussels") \
+            from err
+    try:
+        written = write_report(run_dir, baseline=baseline, tz=tz)
+    except FileNotFoundError as err:
+        raise _fail(str(err)) from err
+    console.print(f"report: [bold]{written.path}[/] ({len(written.figures)} figures in {run_dir / 'figures'})")
 
 
 @app.command()
 def run(
     bus: Annotated[str, typer.Option("--bus", envvar="PHASETWIN_BUS_URL",
-                                     help="MQTT broker (mqtt://\\[user:pass@]host:port, mqtts:// for TLS, "
+                                     help="MQTT broker (mqtt://[user:pass@]host:port, mqtts:// for TLS, "
                                           "?protocol=3.1.1 for MQTT 3.1.1); required")],
     external: Annotated[list[str] | None, typer.Option(
         "--external", help="a role played by an external party on the bus: 'controller' or 'device:<id>' "
@@ -371,6 +423,7 @@ def run(
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
+    time_base: TimeBaseOpt = TimeBase.SIMULATION,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the twin in real time on a broker for hardware in the loop: external parties replace built-in roles.
@@ -402,7 +455,7 @@ def run(
     try:
         scenario = scenario.model_copy(update={
             "external_controller": external_controller, "external_devices": tuple(external_devices),
-            "missed_heartbeats": missed_heartbeats, "run_id": run_id or ""})
+            "missed_heartbeats": missed_heartbeats, "run_id": run_id or "", "time_base": time_base})
         database = _influx(influx)
         bar, progress = _progress_bar("run")
         with bar, _StopOnSigterm() as stop:
@@ -417,17 +470,18 @@ def run(
     console.print(result.data.text(), highlight=False)
     _print_transport(result.summary)
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
+    _print_report(result.folder)
     _end_of_run([result.summary])
 
 
-plan_app = typer.Typer(no_args_is_help=True, help="Offline planners: re-phasing, phase balancing, STS siting, "
-                                                  "seasonal arrangement.")
+plan_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Offline planners: re-phasing, phase balancing, STS siting, seasonal arrangement.")
 app.add_typer(plan_app, name="plan")
 _register_rephase(plan_app)
 _register_siting(plan_app)
 _register_identify(app)
 
-export_app = typer.Typer(no_args_is_help=True, help="Push a finished run folder somewhere else.")
+export_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Push a finished run folder somewhere else.")
 app.add_typer(export_app, name="export")
 
 
@@ -564,7 +618,10 @@ def compare(
     ]
     for label, cell in lines:
         table.add_row(label, *[cell(fig) for fig, _ in rows])
-    console.print(table)
+    print_table(console, table)
+    reference = next((r.folder for f, r in rows if f.strategy == Strategy.NONE.value), None)
+    for _, r in rows:
+        _print_report(r.folder, baseline=None if r.folder == reference else reference, reference_report=False)
     console.print(f"run folders: {out}/<controller>/")
     _end_of_run([result.summary for _, result in rows])
 
@@ -615,6 +672,8 @@ def _print_transport(s: RunSummary) -> None:
         r = s.recorder
         console.print(f"database {r['database']}: {r['written']} points written, {r['spooled']} in the spool, "
                       f"{r['dropped']} dropped, {r['rejected']} rejected, {r['retries']} retries")
+        if "dashboard_url" in r:
+            console.print(f"dashboard (the run's period): {r['dashboard_url']}", soft_wrap=True)
     if s.stopped_early:
         console.print(f"[yellow]stopped early[/] after {s.ticks} ticks (stop requested)")
 
@@ -628,7 +687,7 @@ def _print_summary(s: RunSummary) -> None:
             ("min voltage, p.u.", s.vm_min_pu, "{:.4f}"), ("max voltage, p.u.", s.vm_max_pu, "{:.4f}"))
     for label, fig, fmt in rows:
         table.add_row(label, fmt.format(fig.a), fmt.format(fig.b), fmt.format(fig.c))
-    console.print(table)
+    print_table(console, table)
     unb = ", ".join(f"feeder {f}: {v:.2f}" for f, v in enumerate(s.max_p_unb_kw))
     console.print(f"max P_unb (kW): {unb} · peak neutral current: {s.peak_neutral_current_a:.1f} A · "
                   f"max VUF: {s.max_vuf_pct:.2f} % · max transformer κ: {s.max_kappa_trafo:.2f} · "

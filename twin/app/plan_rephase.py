@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from controllers.errors import PlanningError
+from twin.app.tables import print_table
 from twin.errors import TwinError
 from twin.powerflow import Engine
 
@@ -98,7 +99,7 @@ def rephase(
     from controllers.planning.rephase.check import check_plan
     from controllers.planning.rephase.ga import genetic_baseline
     from controllers.planning.rephase.planner import PlannerSettings, plan_rephase
-    from controllers.planning.rephase.plots import phase_loads_svg, unbalance_svg
+    from controllers.planning.rephase.plots import write_phase_loads, write_unbalance
     from controllers.planning.rephase.problem import RephaseWeights, build_problem
     from controllers.planning.rephase.report import feeder_phase_loads_kw
     from streams.meters.data import PowerUnit, match_customers, read_meter_data
@@ -170,12 +171,14 @@ def rephase(
     seps = [k * steps_per_day for k in range(1, len(shown_days))]
     ids = net.feeder_ids()
     label = "days " + ", ".join(str(d) for d in shown_days)
-    (out / "phase_loads_before.svg").write_text(phase_loads_svg(before_loads, feeders=ids, title="before",
-                                                                x_label=label, separators=seps))
-    (out / "phase_loads_after.svg").write_text(phase_loads_svg(after_loads, feeders=ids, title="after",
-                                                               x_label=label, separators=seps))
+    sub = f"{net.name} · {label} · 15-minute steps, day breaks dotted"
+    write_phase_loads(out / "phase_loads_before.svg", before_loads, feeders=ids, title="Phase loads before re-phasing",
+                      subtitle=sub, x_label="step of the shown days", separators=seps)
+    write_phase_loads(out / "phase_loads_after.svg", after_loads, feeders=ids, title="Phase loads after re-phasing",
+                      subtitle=sub, x_label="step of the shown days", separators=seps)
     unb = [np.abs(x - x.mean(axis=-1, keepdims=True)).sum(axis=-1) for x in (before_loads, after_loads)]
-    (out / "unbalance.svg").write_text(unbalance_svg(unb[0], unb[1], feeders=ids, x_label=label, separators=seps))
+    write_unbalance(out / "unbalance.svg", unb[0], unb[1], feeders=ids, subtitle=sub,
+                    x_label="step of the shown days", separators=seps)
 
     t = Table("feeder", "method", "objective", "lower bound", "gap", "P_unb before kW", "after kW", "reduction",
               "changes")
@@ -183,7 +186,7 @@ def rephase(
         t.add_row(str(r["feeder"] + 1), r["method"], f"{r['objective']:.4f}", f"{r['lower_bound']:.4f}",
                   f"{r['gap']:.1%}", f"{r['p_unb_before_kw']:.0f}", f"{r['p_unb_after_kw']:.0f}",
                   f"{r['p_unb_reduction']:.1%}", str(r["changes"]))
-    console.print(t)
+    print_table(console, t)
     console.print(f"objective {before_parts.objective:.4f} → {after_parts.objective:.4f} (bound "
                   f"{outcome.lower_bound:.4f}, gap {outcome.gap:.1%}) in {outcome.elapsed_s:.1f} s; changes: "
                   + (", ".join(f"{c} {a}→{b}" for c, a, b in changes) or "none"))
@@ -231,7 +234,7 @@ def birkhoff(
     t = Table("node", "bus", "ours", "paper")
     for r in rows:
         t.add_row(r["node"], r["bus"], f"{r['matrix']} ({r['configuration']})", r["paper_matrix"])
-    console.print(t)
+    print_table(console, t)
     console.print(f"expected losses, linearised: {result.initial_loss_kw:.3f} → {result.expected_loss_kw:.3f} kW "
                   f"(bound {result.lower_bound_kw:.3f}); nonlinear ({engine.value}): {before:.3f} → {after:.3f} kW "
                   f"({1 - after / before:.1%} less)")

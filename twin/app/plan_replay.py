@@ -23,11 +23,13 @@ from rich.console import Console
 from rich.table import Table
 
 from controllers.planning.replay_plan import ReplayPlan, head_currents_a, read_replay_plan, scenario_fields
+from twin.app.report import write_report
 from twin.app.runner import RunResult, load_inputs, replay
 from twin.app.scenario import Scenario
+from twin.app.tables import print_table
+from twin.figures.compare import write_before_after, write_lines
 from twin.metrics import current_unbalance
 from twin.powerflow import Engine
-from twin.svg_chart import write_line_chart
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,11 @@ def replay_plan(path: Path, *, out: Path, engine: Engine = Engine.PGM) -> PlanRe
         base = _run(base_folder, base_plan, out=out / "before", engine=engine)
     report = PlanReplayReport(plan=run, baseline=base)
     report.files.extend(_write(out, report))
+    # The same run figures and report as every replay (the plan's own before/after SVGs above come on top).
+    if base is not None:
+        write_report(base.result.folder)
+    report.files.append(write_report(run.result.folder, baseline=base.result.folder if base else None,
+                                     extra_figures=[p for p in report.files if p.suffix == ".svg"]).path)
     return report
 
 
@@ -127,20 +134,24 @@ def _write(out: Path, report: PlanReplayReport) -> list[Path]:
     run, base = report.plan, report.baseline
     written = []
     if base is not None:
-        series = {f"before {ph}": base.head_current_a[:, k] for k, ph in enumerate("ABC")}
-        series |= {f"after {ph}": run.head_current_a[:, k] for k, ph in enumerate("ABC")}
-        write_line_chart(out / "head_currents.svg", series, title=f"Head phase currents, twin replay: before = "
-                         f"{base.label}, after = {run.label}", x_label="hour", y_label="A")
+        write_before_after(out / "head_currents.svg",
+                           before={f"phase {ph}": base.head_current_a[:, k] for k, ph in enumerate("ABC")},
+                           after={f"phase {ph}": run.head_current_a[:, k] for k, ph in enumerate("ABC")},
+                           before_label=base.label, after_label=run.label,
+                           title=f"Head phase currents, twin replay: {base.label} vs {run.label}",
+                           subtitle="mean over each planning step", y_label="current (A)", x_label="planning step (h)")
         written.append(out / "head_currents.svg")
     kappas = {f"twin {run.label}": run.kappa}
     if run.planned_kappa is not None:
         kappas[f"planner {run.label}"] = run.planned_kappa
     if base is not None:
-        kappas[f"before: twin {base.label}"] = base.kappa
+        kappas[f"twin {base.label}"] = base.kappa
         if base.planned_kappa is not None:
-            kappas[f"before: planner {base.label}"] = base.planned_kappa
-    write_line_chart(out / "kappa.svg", kappas, title="Current unbalance κ at the head (eq. 9): twin vs planner",
-                     x_label="hour", y_label="κ")
+            kappas[f"planner {base.label}"] = base.planned_kappa
+    write_lines(out / "kappa.svg", kappas, title="Current unbalance κ at the head (eq. 9): twin vs planner",
+                subtitle=f"{run.label}" + (f" and {base.label} (dashed)" if base is not None else ""), y_label="κ",
+                x_label="planning step (h)",
+                dashed=frozenset(k for k in kappas if base is not None and k.endswith(f" {base.label}")))
     written.append(out / "kappa.svg")
 
     def figures(r: PlanRun) -> dict[str, object]:
@@ -177,7 +188,7 @@ def print_report(report: PlanReplayReport, console: Console) -> None:
                       "-" if r.planned_kappa is None else f"{r.planned_kappa.max():.3f}",
                       f"{r.head_current_a.max():.0f}",
                       "-" if r.planned_head_current_a is None else f"{r.planned_head_current_a.max():.0f}")
-    console.print(table)
+    print_table(console, table)
     ok = report.executed_as_planned
     same = report.plan.switch_phases == report.plan.scheduled_phases
     console.print(f"schedule executed as planned: {'yes' if ok else 'NO'} ({report.plan.rejections} command(s) "

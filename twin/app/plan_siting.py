@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from controllers.planning.sts_siting.case import CostParams, Scenario, SitingError
+from twin.app.tables import print_table
 
 _SCENARIOS = ("all", "S1", "S2", "S3", "S4")
 _CASES = ("all", "case 1", "case 2", "case 3", "case 4")
@@ -68,7 +69,7 @@ def register(plan_app: typer.Typer) -> None:
                           ",".join(map(str, PAPER_SITES.get(r.scenario, ()))) or "-",
                           "yes" if r.optimal else "no", f"{r.wall_s:.1f}")
         console = Console()
-        console.print(table)
+        print_table(console, table)
         last = wanted[-1]
         chosen = next(r for r in results if r.scenario is last and r.method != "HAI")
         write_outputs(out, case, results, chosen, params=params, feeder=ieee13_feeder.NAME)
@@ -82,7 +83,7 @@ def register(plan_app: typer.Typer) -> None:
                     t.add_row(f"{row.unbalance_cost_myuan:.2f}", f"{row.sts_price_myuan:.2f}", str(row.n_sts),
                               ",".join(map(str, row.sites)), f"{row.cost_myuan_per_year:.3f}",
                               str(row.paper_n_sts), f"{row.paper_cost_myuan:.2f}")
-                console.print(t)
+                print_table(console, t)
         console.print(f"plan ({chosen.scenario.value}, {chosen.method}) written to {out}; replay one with "
                       f"`phasetwin replay --plan {out / result_folder(chosen)}` (one folder per scenario)")
 
@@ -131,7 +132,7 @@ def register(plan_app: typer.Typer) -> None:
                           f"{r.objectives.dv_pu:.4f}", f"{r.objectives.i_n_a:.2f}", f"{r.wall_s:.0f}",
                           "-" if p[0] is None else f"{p[0]:.4f}", f"{p[1]:.1f}", f"{p[2]:.4f}", f"{p[3]:.2f}")
         console = Console()
-        console.print(table)
+        print_table(console, table)
         chosen = min((r for r in rows[1:] if r.method == "MILP"), key=lambda r: r.case != "case 4")
         write_outputs(out, net, tops, rows, chosen)
         if check:

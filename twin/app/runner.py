@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,10 +44,12 @@ from streams.meters.record import DataRecord, data_record
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
 from streams.runfolder.device_recorder import DeviceRecorder
+from streams.runfolder.loading_recorder import LoadingRecorder
 from streams.runfolder.recorder import Layout, ParquetRecorder
 from twin.app.command_tally import CommandTally
 from twin.app.hil import HilMonitor
-from twin.app.scenario import Scenario, control_timing_problems
+from twin.app.run_context import write_run_context
+from twin.app.scenario import Scenario, TimeBase, control_timing_problems
 from twin.app.summary import RunSummary, physics
 from twin.clock import TickClock, TickStage, Timing, run_ticks
 from twin.errors import ScenarioError
@@ -221,8 +225,12 @@ def replay(
     recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index)
     device_log = DeviceRecorder(bus=bus, feeder=name)
     tally = CommandTally(bus=bus, feeder=name, tick_s=clock.tick_s)
+    loading = LoadingRecorder(bus=bus, feeder=name, time_utc=time_index, line_ids=layout.line_ids,
+                              line_max_i_ka=np.array([ln.max_i_ka for ln in feeder.lines]),
+                              trafo_sn_kva=feeder.transformer.sn_kva, head_lines=tuple(_head_lines(feeder)))
+    offset_s = _time_offset_s(scenario, clock.start_utc)
     database = _influx_recorder(influx, bus=bus, feeder=feeder, layout=layout, scenario=scenario,
-                                start_utc=clock.start_utc)
+                                start_utc=clock.start_utc, time_offset_s=offset_s)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid,
                              recorder_counts=_point_counts(database) if database is not None else None)
     announce = ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed)
@@ -299,7 +307,10 @@ def replay(
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
-        recorder=_recorder_summary(influx, final), metering=data.metering.counts(),
+        recorder=_recorder_summary(influx, final) | ({"dashboard_url": dashboard_url(
+            feeder=name, run_id=run_id, start_utc=clock.start_utc + timedelta(seconds=offset_s),
+            end_utc=clock.end_utc + timedelta(seconds=offset_s)), "time_offset_s": offset_s} if influx else {}),
+        loading=loading.summary(), metering=data.metering.counts(),
     )
     if not np.all(recorder.recorded):
         log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
@@ -307,6 +318,8 @@ def replay(
     files += device_log.write(scenario.out)
     files.append(scenario.out / DATA_RECORD_FILE)
     files[-1].write_text(data.model_dump_json(indent=2) + "\n")
+    files += [loading.write(scenario.out), *write_run_context(scenario.out, feeder=feeder, scenario=scenario,
+                                                                           table=table, devices=specs)]
     if hil is not None:
         files += hil.write(scenario.out)
     if switching is not None:
@@ -364,16 +377,41 @@ def run_tags(scenario: Scenario, start_utc: datetime) -> tuple[str, str]:
     return f"{feeder}-{start_utc:%Y%m%dT%H%M}-{scenario.tick_s}s-{name}", name
 
 
+def _time_offset_s(scenario: Scenario, start_utc: datetime) -> int:
+    """Seconds from simulated to wall time of the database points: 0, or (``--time-base wall``) now − start."""
+    if scenario.time_base is not TimeBase.WALL:
+        return 0
+    if scenario.speed <= 0:
+        raise ScenarioError("--time-base wall stamps points with the wall clock of a live run: it needs --speed > 0 "
+                            f"(got {scenario.speed})")
+    return round(time.time() - start_utc.timestamp())
+
+
 def _influx_recorder(settings: InfluxSettings | None, *, bus: Bus, feeder: Feeder, layout: Layout,
-                     scenario: Scenario, start_utc: datetime) -> InfluxRecorder | None:
+                     scenario: Scenario, start_utc: datetime, time_offset_s: int = 0) -> InfluxRecorder | None:
     if settings is None:
         return None
+    if time_offset_s:
+        settings = settings.model_copy(update={"time_offset_s": time_offset_s})
     if settings.spool_dir is None:
         settings = settings.model_copy(update={"spool_dir": scenario.out / "influx-spool"})
     run_id, name = run_tags(scenario, start_utc)
-    heads = [i for i, ln in enumerate(feeder.lines) if feeder.transformer.lv_bus in (ln.from_bus, ln.to_bus)]
     return InfluxRecorder(bus=bus, feeder=feeder.name, layout=layout, customer_bus_index=customer_bus_index(feeder),
-                          head_line_index=heads, run_id=run_id, scenario=name, settings=settings)
+                          head_line_index=_head_lines(feeder), run_id=run_id, scenario=name, settings=settings)
+
+
+def dashboard_url(*, feeder: str, run_id: str, start_utc: datetime, end_utc: datetime) -> str:
+    """The Grafana dashboard (docker/) on this run, its time range set to the run's simulated period; the
+    Grafana address from PHASETWIN_GRAFANA_URL (default http://localhost:3000, the compose stack's)."""
+    base = os.environ.get("PHASETWIN_GRAFANA_URL", "http://localhost:3000").rstrip("/")
+    query = urllib.parse.urlencode({"orgId": 1, "var-feeder": feeder, "var-run": run_id,
+                                    "from": int(start_utc.timestamp() * 1000), "to": int(end_utc.timestamp() * 1000)})
+    return f"{base}/d/phasetwin/phasetwin?{query}"
+
+
+def _head_lines(feeder: Feeder) -> list[int]:
+    """Lines at the transformer's LV busbar: the LV feeder heads."""
+    return [i for i, ln in enumerate(feeder.lines) if feeder.transformer.lv_bus in (ln.from_bus, ln.to_bus)]
 
 
 def _point_counts(database: InfluxRecorder) -> Callable[[], tuple[int, int, int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -38,6 +39,13 @@ def control_timing_problems(*, tick_s: int, controller: ControllerSettings, leas
         problems.append(f"device lease {lease_s:g} s is shorter than the control period {period} s: devices would "
                         "fall to their safe state between two decisions")
     return problems
+
+
+class TimeBase(StrEnum):
+    """The time of the database's points: the simulated time of each tick, or the wall clock of a live run."""
+
+    SIMULATION = "simulation"
+    WALL = "wall"
 
 
 class Scenario(BaseModel):
@@ -86,6 +94,8 @@ class Scenario(BaseModel):
         default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"
     )
     scale_factor: float = Field(default=1.0, gt=0, description="the factor of scale_phase")
+    time_base: TimeBase = Field(default=TimeBase.SIMULATION, description="database point times: simulated, or "
+                                "shifted to the wall clock of a live run (needs speed > 0)")
     controller: ControllerSettings = Field(
         default_factory=lambda: ControllerSettings(strategy=Strategy.NONE), description="the online controller"
     )

@@ -72,6 +72,7 @@ class RunSummary(BaseModel):
     recorder: dict[str, Any] = Field(default_factory=dict, description="time-series database: points written etc.")
     metering: dict[str, Any] = Field(default_factory=dict, description="customers metered, unmetered (and policy), "
                                      "unknown meters (and policy); ids in data_quality.json")
+    loading: dict[str, Any] = Field(default_factory=dict, description="peak transformer and line loading, % of rating")
 
 
 def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:

@@ -37,6 +37,7 @@ from controllers.planning.seasonal.evaluation import (
     original_plan,
     tchebycheff,
 )
+from controllers.solver_output import solve_quietly
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,7 @@ def solve_exact(net: SeasonalNetwork, topologies: list[Topology], weights: np.nd
             break
         rounds += 1
         model_params = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(variable_values=hint)])
-        result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
+        result = solve_quietly(model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
             time_limit=timedelta(seconds=left), relative_gap_tolerance=gap / 2), model_params=model_params)
         if not result.has_primal_feasible_solution():
             break

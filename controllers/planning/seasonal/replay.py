@@ -21,9 +21,9 @@ from controllers.planning.seasonal.evaluation import SeasonalPlan, Topology, loa
 from controllers.planning.seasonal.study import SeasonalPlanFile
 from twin.clock import TickClock
 from twin.errors import ScenarioError
+from twin.figures.compare import write_before_after
 from twin.loaders.cigre_mv import SCENARIO_NAMES, SEASONS, customer_id, scenario_index
 from twin.network import Feeder, Phase, parse_connection
-from twin.svg_chart import write_line_chart
 from twin.switching import SwitchingError, SwitchingSchedule, SwitchingStep
 
 
@@ -86,10 +86,13 @@ def switching_schedule(plan: SeasonalPlanFile, *, feeder: Feeder, clock: TickClo
 
 
 def write_replay_chart(path: Path, *, before: dict[str, np.ndarray], after: dict[str, np.ndarray], title: str,
-                       y_label: str) -> None:
-    """One SVG line chart of hourly series of two replays ("before" dashed); series keys label the lines."""
-    series = {f"before: {k}": v for k, v in before.items()} | {f"after: {k}": v for k, v in after.items()}
-    write_line_chart(path, series, title=title, x_label="hour of the replay", y_label=y_label)
+                       y_label: str, time_utc: pd.DatetimeIndex | None = None, subtitle: str = "") -> None:
+    """One line chart of the series of two replays ("before" dashed); series keys label the lines."""
+    n = min(len(v) for v in [*before.values(), *after.values()])
+    write_before_after(path, before={k: v[:n] for k, v in before.items()}, after={k: v[:n] for k, v in after.items()},
+                       title=title, subtitle=subtitle, y_label=y_label, before_label="before", after_label="after",
+                       x=None if time_utc is None else time_utc[:n],
+                       x_label="hour of the replay" if time_utc is None else None)
 
 
 def scenario_states(net: SeasonalNetwork, topologies: list[Topology], plan: SeasonalPlan, *,

@@ -21,7 +21,7 @@ from controllers.planning.seasonal.evaluation import (
 )
 from controllers.planning.seasonal.milp import solve_exact
 from controllers.planning.seasonal.pso import solve_pso
-from twin.svg_chart import write_line_chart
+from twin.figures.compare import write_before_after
 
 CASE_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "case 1": (1.0, 0.0, 0.0), "case 2": (0.0, 1.0, 0.0), "case 3": (0.0, 0.0, 1.0), "case 4": (0.4, 0.3, 0.3)}
@@ -132,13 +132,16 @@ def write_outputs(folder: Path, net: SeasonalNetwork, topologies: list[Topology]
               "wall_s": r.wall_s} for r in rows]
     (folder / "table4.json").write_text(json.dumps(table, indent=2), encoding="utf-8")
     before = rows[0].objectives
-    write_line_chart(folder / "neutral_current.svg",
-                     {"before": before.i_n_scenario_a, f"after ({chosen.case}, {chosen.method})":
-                      chosen.objectives.i_n_scenario_a},
-                     title="Max feeder-head neutral current per scenario", x_label="scenario (Table 2 order − 1)",
-                     y_label="A")
-    write_line_chart(folder / "losses.svg", {"before": before.loss_kw, "after": chosen.objectives.loss_kw},
-                     title="Line losses per scenario", x_label="scenario", y_label="kW")
+    after = f"{chosen.case}, {chosen.method}"
+    write_before_after(folder / "neutral_current.svg", before={"I_N max": before.i_n_scenario_a},
+                       after={"I_N max": chosen.objectives.i_n_scenario_a}, before_label="original",
+                       after_label=after, title="Max feeder-head neutral current per scenario",
+                       subtitle="CIGRE MV, the 16 operating scenarios (Table 2 order)", y_label="current (A)",
+                       x_label="scenario (Table 2 order − 1)")
+    write_before_after(folder / "losses.svg", before={"losses": before.loss_kw},
+                       after={"losses": chosen.objectives.loss_kw}, before_label="original", after_label=after,
+                       title="Line losses per scenario", subtitle="CIGRE MV, the 16 operating scenarios",
+                       y_label="losses (kW)", x_label="scenario (Table 2 order − 1)")
 
 
 def reference_value(rows: list[CaseRow], case: str) -> float:

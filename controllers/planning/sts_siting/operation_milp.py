@@ -26,6 +26,7 @@ from ortools.math_opt.python import mathopt
 
 from controllers.planning.sts_siting.case import CandidateKind, CostParams, Operation, Scenario, SitingCase, SitingError
 from controllers.planning.sts_siting.evaluation import breakpoints, flow_ranges, rotate
+from controllers.solver_output import solve_quietly
 
 log = logging.getLogger(__name__)
 
@@ -300,13 +301,13 @@ def solve_operation(
 
     solve_params = mathopt.SolveParameters(time_limit=timedelta(seconds=max(time_limit_s, 1e-3)),
                                            relative_gap_tolerance=relative_gap)
-    result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=solve_params)
+    result = solve_quietly(model, mathopt.SolverType.HIGHS, params=solve_params)
     reason = result.termination.reason
     if reason in (mathopt.TerminationReason.INFEASIBLE, mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED):
         # ortools 9.15 + HiGHS: when presolve reduces a MIP to the empty model (every binary fixed) HiGHS logs
         # "Optimal" but MathOpt reports INFEASIBLE. Solving again without presolve gives the true status.
         solve_params.presolve = mathopt.Emphasis.OFF
-        result = mathopt.solve(model, mathopt.SolverType.HIGHS, params=solve_params)
+        result = solve_quietly(model, mathopt.SolverType.HIGHS, params=solve_params)
         reason = result.termination.reason
     if reason in (mathopt.TerminationReason.INFEASIBLE, mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED):
         raise SitingError(f"{case.name} {scenario}: the operation model is infeasible ({reason.name}: "

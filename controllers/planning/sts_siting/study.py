@@ -16,9 +16,9 @@ from controllers.planning.replay_plan import REPLAY_FILE, PlannedFigures, Replay
 from controllers.planning.sts_siting.case import Candidate, CandidateKind, CostParams, Scenario, SitingCase
 from controllers.planning.sts_siting.planner import SitingResult, solve_hai, solve_single_level
 from devices.limits import LeaseConfig, PessParams, sts_limits
+from twin.figures.compare import write_before_after, write_lines
 from twin.loaders import ieee13 as ieee13_data
 from twin.network import Phase
-from twin.svg_chart import write_line_chart
 
 # Paper 003 (Zhang et al. 2025), §7: STS buses per scenario, and Tables 3–4
 # (unbalance cost, STS unit price, number of STS, comprehensive cost; all money in million yuan).
@@ -260,10 +260,14 @@ def write_outputs(folder: Path, case: SitingCase, results: list[SitingResult], c
                for r in results]
     (folder / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     before = next(r for r in results if r.scenario is Scenario.S1)
-    series = {f"before {ph}": before.evaluation.head_current_a[:, k] for k, ph in enumerate(phases)}
-    series |= {f"after {ph}": chosen.evaluation.head_current_a[:, k] for k, ph in enumerate(phases)}
-    write_line_chart(folder / "head_currents.svg", series, title=f"Head-branch phase currents, S1 vs "
-                     f"{chosen.scenario} ({chosen.method}), planner's model", x_label="hour", y_label="A")
-    kap = {r.scenario.value + " " + r.method: np.asarray(r.evaluation.kappa) for r in results}
-    write_line_chart(folder / "kappa.svg", kap, title="Current unbalance κ at the head (eq. 9)", x_label="hour",
-                     y_label="κ")
+    write_before_after(folder / "head_currents.svg",
+                       before={f"phase {ph}": before.evaluation.head_current_a[:, k] for k, ph in enumerate(phases)},
+                       after={f"phase {ph}": chosen.evaluation.head_current_a[:, k] for k, ph in enumerate(phases)},
+                       before_label="S1", after_label=f"{chosen.scenario} ({chosen.method})",
+                       title=f"Head-branch phase currents, S1 vs {chosen.scenario} ({chosen.method})",
+                       subtitle=f"IEEE 13-node feeder, {day:%Y-%m-%d}, planner's model", y_label="current (A)",
+                       x_label="hour of the day (UTC)")
+    write_lines(folder / "kappa.svg", {f"{r.scenario.value} {r.method}": np.asarray(r.evaluation.kappa)
+                                       for r in results},
+                title="Current unbalance κ at the head (eq. 9)", subtitle=f"IEEE 13-node feeder, {day:%Y-%m-%d}, "
+                "planner's model, per scenario and method", y_label="κ", x_label="hour of the day (UTC)")

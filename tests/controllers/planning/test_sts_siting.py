@@ -149,7 +149,7 @@ def test_plan_files_written(tmp_path: Path) -> None:
     assert rows[0] == "time_utc,device_id,action,phase,battery_kw,curtailment"
     assert sum(r.split(",")[1] == "pess-3" for r in rows) == T
     assert rows[1].startswith("2024-07-01T00:00:00Z,")
-    assert (tmp_path / "head_currents.svg").read_text().startswith("<svg")
+    assert "<svg" in (tmp_path / "head_currents.svg").read_text()[:400]
     # one replay folder per result; replay.json only for a case the twin has a feeder for
     assert (tmp_path / "S1" / "devices.csv").read_text().splitlines() == ["customer_id,kind,access", "3,pess,single"]
     assert (tmp_path / "S4" / "schedule.csv").is_file() and not (tmp_path / "S4" / "replay.json").exists()

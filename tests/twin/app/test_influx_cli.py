@@ -21,7 +21,7 @@ from servers import InfluxDBServer, VictoriaMetricsServer
 from twin.app.runner import customer_bus_index
 from twin.feeders import open_feeder
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[3]  # tests/twin/app/ → the checkout
 PHASETWIN = str(Path(sys.executable).with_name("phasetwin"))
 REPLAY = ["replay", "--start", "2024-01-15T06:00", "--psd", "3", "--pess", "0", "--controller", "none",
           "--no-baseline"]
