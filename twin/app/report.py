@@ -144,7 +144,7 @@ def _data_quality(s: dict[str, Any], folder: Path) -> str:
     path = folder / "data_quality.json"
     if path.is_file():
         meter = json.loads(path.read_text(encoding="utf-8"))
-        flat = {f"{k}.{sub}" if isinstance(v, dict) else k: w for k, v in meter.items()
+        flat = {(sub if k == "quality" else f"{k} {sub}") if isinstance(v, dict) else k: w for k, v in meter.items()
                 for sub, w in (v.items() if isinstance(v, dict) else [("", v)])}
         rows += [(f"meter data: {k.replace('_', ' ')}", "; ".join(map(str, v)) if isinstance(v, list) else str(v))
                  for k, v in flat.items()]
