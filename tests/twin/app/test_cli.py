@@ -40,7 +40,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_default_replay_writes_the_run_folder(default_run: tuple[Path, str]) -> None:
     out, output = default_run
     assert {p.name for p in out.iterdir()} == {"voltages_pu.parquet", "transformer.parquet", "metrics.parquet",
-                                                "summary.json"}
+                                                "summary.json", "scenario.toml"}
     volts = pd.read_parquet(out / "voltages_pu.parquet")
     assert volts.shape == (1440, 1 + 907 * 3)
     assert str(volts["time_utc"].dt.tz) == "UTC"
