@@ -26,6 +26,7 @@ from twin.app.plan_rephase import register as _register_rephase
 from twin.app.plan_siting import register as _register_siting
 from twin.app.scenario import Scenario
 from twin.app.scenario_file import ReplayOptions as ScenarioFileOptions
+from twin.app.study.command import register as _register_study
 from twin.app.summary import RunSummary
 from twin.errors import StreamError, TwinError
 from twin.powerflow import Engine
@@ -418,6 +419,7 @@ plan_app = typer.Typer(no_args_is_help=True, help="Offline planners: re-phasing,
 app.add_typer(plan_app, name="plan")
 _register_rephase(plan_app)
 _register_siting(plan_app)
+_register_study(app)
 
 export_app = typer.Typer(no_args_is_help=True, help="Push a finished run folder somewhere else.")
 app.add_typer(export_app, name="export")

@@ -157,11 +157,13 @@ def plan_clock(scenario: Scenario, table: MeterTable) -> TickClock:
 def replay(
     scenario: Scenario, *, progress: Progress | None = None, bus: Bus | None = None,
     stop_requested: Callable[[], bool] | None = None, influx: InfluxSettings | None = None,
+    threads: int | None = None,
 ) -> RunResult:
     """Run a scenario to the end (or until ``stop_requested()``) and write its run folder.
 
     With ``influx``, every state is also recorded live to that database (``streams.influx.recorder``), flushed at the
-    end. Raises TwinError/StreamError on user errors. The bus is closed at the end (an MQTT bus flushes first).
+    end. ``threads`` caps the power flow's own threads (a study's workers). Raises TwinError/StreamError on user
+    errors. The bus is closed at the end (an MQTT bus flushes first).
     """
     wall_start = time.perf_counter()
     entry = open_feeder(scenario.feeder)
@@ -182,7 +184,7 @@ def replay(
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
-    powerflow = create_powerflow(feeder, engine=scenario.engine)
+    powerflow = create_powerflow(feeder, engine=scenario.engine, threads=threads)
     grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,
                     batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1, switching=switching)
     time_index = pd.date_range(clock.start_utc, periods=clock.n_ticks, freq=f"{clock.tick_s}s")
