@@ -30,10 +30,12 @@ SCHEMA = pa.schema([
     ("vm_max_pu", pa.float64()), ("voltage_violation_ticks", pa.int64()), ("peak_neutral_a", pa.float64()),
     ("rejected", pa.int64()), ("rejected_by_reason", pa.string()), ("fallbacks", pa.int64()),
     ("solve_s_p50", pa.float64()), ("solve_s_p95", pa.float64()), ("ticks", pa.int64()),
-    ("replay_s", pa.float64()), ("task_s", pa.float64()), ("worker", pa.string()), ("run_folder", pa.string()),
+    ("replay_s", pa.float64()), ("task_s", pa.float64()), ("task_cpu_s", pa.float64()),
+    ("worker", pa.string()), ("run_folder", pa.string()),
 ])
 """One row per task. ``replay_s``: the replay's own wall time; ``task_s``: the task's, on its worker (inputs,
-replay, run folder, scenario.toml); ``rejected_by_reason``: JSON object reason -> count."""
+replay, run folder, scenario.toml); ``task_cpu_s``: CPU time of the worker process over the task;
+``rejected_by_reason``: JSON object reason -> count."""
 
 
 def figures_row(result: RunResult, *, limits: OperatingLimits) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def run_task(task: Task, *, threads: int | None = 1) -> dict[str, Any]:
     """Replay the task and return its result row. An error of the task (bad input, a solver failure, anything
     the replay raises) is returned as a failed row with its message, so that it does not stop the study; a
     worker that dies mid-task is the cluster's to handle (Dask reschedules the task on another worker)."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     row = task_meta(task) | {"worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
         result = replay(task.scenario, threads=threads)
@@ -40,4 +40,5 @@ def run_task(task: Task, *, threads: int | None = 1) -> dict[str, Any]:
         log.warning("study task %s failed: %s: %s", task.key[:16], type(err).__name__, err)
         row |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
     row["task_s"] = time.perf_counter() - start
+    row["task_cpu_s"] = time.process_time() - cpu_start
     return row
