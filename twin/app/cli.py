@@ -546,6 +546,11 @@ def compare(
         table.add_row(label, *[cell(fig) for fig, _ in rows])
     console.print(table)
     console.print(f"run folders: {out}/<controller>/")
+    from twin.app.compare import compare_scenario
+    from twin.app.study.command import record_compare
+
+    record_compare(out, [(compare_scenario(scenario, Strategy(fig.strategy), out=out), result)
+                         for fig, result in rows])
 
 
 def _logging(verbose: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from twin.app.runner import RunResult
+from twin.app.scenario import Scenario
 from twin.app.study.grid import Task
 from twin.errors import StreamError, TwinError
 
@@ -143,6 +146,27 @@ def _report(study_dir: Path) -> None:
                                   f"{int((results['status'] != 'ok').sum())} failed")
     console.print(f"comparison: [bold]{path}[/] · results: {study_dir / 'results'}/ · run folders: "
                   f"{study_dir / 'runs'}/")
+
+
+def record_compare(out: Path, runs: list[tuple[Scenario, RunResult]]) -> None:
+    """``phasetwin compare`` as a one-feeder study: each of its runs as a study row in ``out/results`` (keyed by
+    its scenario's hash) and its scenario.toml, then the study's comparison table, printed and in
+    ``out/comparison.csv`` (``phasetwin study report OUT`` re-creates it)."""
+    from twin.app.scenario_file import ReplayOptions, input_hashes, record_scenario, scenario_hash
+    from twin.app.study.results import figures_row, write_row
+    from twin.app.study.spec import FleetChoice, period_label
+
+    for scenario, result in runs:
+        s = result.summary
+        record_scenario(scenario, start_utc=s.start_utc, end_utc=s.end_utc, replay=ReplayOptions(baseline=False))
+        fleet = FleetChoice(psd=scenario.fleet.psd, sts=scenario.fleet.sts, pess=scenario.fleet.pess)
+        write_row(out, {
+            "key": scenario_hash(scenario, input_hashes(scenario)), "feeder": scenario.feeder,
+            "period": period_label(datetime.fromisoformat(s.start_utc), datetime.fromisoformat(s.end_utc)),
+            "fleet": fleet.label if not scenario.fleet.explicit else f"{len(scenario.fleet.explicit)} listed",
+            "strategy": scenario.controller.strategy.value, "run_folder": str(result.folder), "status": "ok",
+            **figures_row(result, limits=scenario.controller.limits), "task_s": s.wall_s})
+    _report(out)
 
 
 def print_comparison(table: pd.DataFrame, *, title: str) -> None:

@@ -99,7 +99,8 @@ def task_grid(spec: StudySpec, *, study_dir: Path) -> list[Task]:
     tasks: list[Task] = []
     controllers = _controllers(spec)
     for feeder in spec.feeders:
-        spans = [span for choice in spec.periods for span in _periods(choice, feeder, tick_s=spec.tick_s)]
+        spans = [span for choice in feeder.periods or spec.periods
+                 for span in _periods(choice, feeder, tick_s=feeder.tick_s or spec.tick_s)]
         for start, end in spans:
             for fleet in spec.fleets:
                 for label, settings in controllers:
@@ -107,7 +108,7 @@ def task_grid(spec: StudySpec, *, study_dir: Path) -> list[Task]:
                         scenario = Scenario.model_validate({
                             **spec.scenario, "feeder": feeder.feeder, "data": feeder.data,
                             "data_unit": feeder.data_unit, "data_naive_utc": feeder.data_naive_utc,
-                            "start_utc": start, "end_utc": end, "tick_s": spec.tick_s,
+                            "start_utc": start, "end_utc": end, "tick_s": feeder.tick_s or spec.tick_s,
                             "fleet": FleetSpec(psd=fleet.psd, sts=fleet.sts, pess=fleet.pess,
                                                pess_access=fleet.pess_access),
                             "controller": settings})

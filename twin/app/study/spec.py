@@ -49,16 +49,6 @@ class Every(StrEnum):
     MONTH = "month"
 
 
-class FeederChoice(BaseModel):
-    """One feeder of the study and its meter data."""
-
-    model_config = FROZEN
-    feeder: str = Field(min_length=1, description="feeder name or pandapower .json path")
-    data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
-    data_unit: PowerUnit = PowerUnit.KW
-    data_naive_utc: bool = False
-
-
 class PeriodChoice(BaseModel):
     """An explicit period (``start_utc``, ``end_utc``), or ``every`` day/week/month of the data (UTC calendar;
     the first from ``from_utc``, the last ending by ``until_utc``, at most ``limit``). Neither: the first day."""
@@ -80,6 +70,18 @@ class PeriodChoice(BaseModel):
         if self.start_utc is not None and self.end_utc is not None and self.end_utc <= self.start_utc:
             raise ValueError(f"end_utc {self.end_utc.isoformat()} must be after start_utc {self.start_utc.isoformat()}")
         return self
+
+
+class FeederChoice(BaseModel):
+    """One feeder of the study and its meter data; ``periods`` and ``tick_s`` replace the study's for it."""
+
+    model_config = FROZEN
+    feeder: str = Field(min_length=1, description="feeder name or pandapower .json path")
+    data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
+    data_unit: PowerUnit = PowerUnit.KW
+    data_naive_utc: bool = False
+    periods: tuple[PeriodChoice, ...] | None = Field(default=None, description="this feeder's periods")
+    tick_s: int | None = Field(default=None, gt=0, le=3600, description="this feeder's tick (default: the study's)")
 
 
 class FleetChoice(BaseModel):
