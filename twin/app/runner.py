@@ -157,17 +157,18 @@ def plan_clock(scenario: Scenario, table: MeterTable) -> TickClock:
 def replay(
     scenario: Scenario, *, progress: Progress | None = None, bus: Bus | None = None,
     stop_requested: Callable[[], bool] | None = None, influx: InfluxSettings | None = None,
-    threads: int | None = None,
+    threads: int | None = None, inputs: tuple[Feeder, MeterTable] | None = None,
 ) -> RunResult:
     """Run a scenario to the end (or until ``stop_requested()``) and write its run folder.
 
     With ``influx``, every state is also recorded live to that database (``streams.influx.recorder``), flushed at the
-    end. ``threads`` caps the power flow's own threads (a study's workers). Raises TwinError/StreamError on user
-    errors. The bus is closed at the end (an MQTT bus flushes first).
+    end. ``threads`` caps the power flow's own threads (a study's workers); ``inputs``: the feeder and meter data
+    already loaded for this scenario by ``load_inputs`` (a study worker keeps them across tasks). Raises
+    TwinError/StreamError on user errors. The bus is closed at the end (an MQTT bus flushes first).
     """
     wall_start = time.perf_counter()
     entry = open_feeder(scenario.feeder)
-    feeder, table = _load(entry, scenario)
+    feeder, table = inputs if inputs is not None else _load(entry, scenario)
     clock = plan_clock(scenario, table)
     schedule = read_schedule(scenario.schedule) if scenario.schedule is not None else []
     specs = choose_devices(feeder, scenario.fleet)

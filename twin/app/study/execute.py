@@ -22,7 +22,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from twin.app.study.grid import Task
 from twin.app.study.results import read_results, write_row
-from twin.app.study.task import run_task, task_meta
+from twin.app.study.task import WORKER_CACHE, InputCache, run_task, task_meta
 from twin.errors import ScenarioError
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,16 @@ class WorkerLogs(WorkerPlugin):
         logging.getLogger().setLevel(self.level)
 
 
+class WorkerInputs(WorkerPlugin):
+    """Dask worker plugin holding the worker's InputCache: a feeder and its meter data are read once per worker,
+    not once per task (the Liège year: 0.8 s)."""
+
+    name = WORKER_CACHE
+
+    def setup(self, worker: Any) -> None:
+        self.cache = InputCache()
+
+
 @contextmanager
 def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = logging.ERROR) -> Iterator[Any]:
     """A Dask client on the cluster at ``scheduler`` (tcp://HOST:PORT), or on an embedded LocalCluster of
@@ -93,6 +103,7 @@ def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = 
             raise ScenarioError(f"--scheduler {scheduler}: no Dask scheduler answers there ({err})") from err
         try:
             client.register_plugin(WorkerLogs(log_level))
+            client.register_plugin(WorkerInputs())
             yield client
         finally:
             client.close()
@@ -104,6 +115,7 @@ def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = 
         client = Client(cluster)
         try:
             client.register_plugin(WorkerLogs(log_level))
+            client.register_plugin(WorkerInputs())
             yield client
         finally:
             client.close()
@@ -119,9 +131,10 @@ def peak_rss_mb() -> float:
 def run_in_process(tasks: list[Task], *, study_dir: Path, progress: StudyProgress,
                    on_update: Callable[[StudyProgress], None] | None = None) -> StudyProgress:
     """The tasks one after the other in this process (no cluster): ``compare`` and the serial benchmark."""
+    cache = InputCache()
     for task in tasks:
         progress.running = 1
-        row = run_task(task, threads=None)
+        row = run_task(task, threads=None, cache=cache)
         _record(study_dir, row, progress)
         if on_update is not None:
             on_update(progress)

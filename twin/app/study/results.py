@@ -31,10 +31,11 @@ SCHEMA = pa.schema([
     ("rejected", pa.int64()), ("rejected_by_reason", pa.string()), ("fallbacks", pa.int64()),
     ("solve_s_p50", pa.float64()), ("solve_s_p95", pa.float64()), ("ticks", pa.int64()),
     ("replay_s", pa.float64()), ("task_s", pa.float64()), ("task_cpu_s", pa.float64()),
-    ("worker", pa.string()), ("run_folder", pa.string()),
+    ("inputs_cached", pa.bool_()), ("worker", pa.string()), ("run_folder", pa.string()),
 ])
 """One row per task. ``replay_s``: the replay's own wall time; ``task_s``: the task's, on its worker (inputs,
 replay, run folder, scenario.toml); ``task_cpu_s``: CPU time of the worker process over the task;
+``inputs_cached``: the worker had the feeder and its data loaded already (by an earlier task);
 ``rejected_by_reason``: JSON object reason -> count."""
 
 
