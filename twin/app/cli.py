@@ -310,8 +310,10 @@ def _from_config(path: Path, ctx: typer.Context) -> tuple[Scenario, ScenarioFile
     for name, value in ctx.params.items():
         source = ctx.get_parameter_source(name)
         # by name: typer may bring its own copy of click, whose ParameterSource is another class
-        if name not in CLI_FIELDS or source is None or source.name not in ("COMMANDLINE", "ENVIRONMENT"):
+        if name == "config" or source is None or source.name not in ("COMMANDLINE", "ENVIRONMENT"):
             continue
+        if name not in CLI_FIELDS:
+            raise _fail(f"--{name.replace('_', '-')} has no place in a scenario file yet; set it without --config")
         if name in ("start", "end"):
             value = _parse_time(value, f"--{name}")
         elif name == "devices":

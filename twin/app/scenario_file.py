@@ -41,6 +41,9 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     "schedule": ("schedule",), "controller": ("controller", "strategy"), "forecast": ("controller", "forecast"),
     "time_limit": ("controller", "solver", "time_limit_s"), "run_id": ("run_id",), "rephase": ("rephase",),
     "seasonal_plan": ("seasonal_plan",),
+    # the meter-input options of issue 17 (branch meter-inputs)
+    "fill_gaps": ("data_fill_steps",), "unit_check": ("data_unit_check",), "unmetered": ("unmetered",),
+    "unknown_meters": ("unknown_meters",),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
 }

@@ -106,3 +106,18 @@ def test_every_field_survives_the_toml_round_trip(tmp_path: Path) -> None:
     })
     (tmp_path / "s.toml").write_text(scenario_toml(scenario))
     assert read_scenario_file(tmp_path / "s.toml").scenario == scenario
+
+
+def test_every_replay_option_has_its_place_in_a_scenario_file() -> None:
+    import typer.main
+
+    from twin.app.scenario_file import CLI_FIELDS, ReplayOptions
+
+    command = typer.main.get_command(app).commands["replay"]  # type: ignore[attr-defined]
+    options = {p.name for p in command.params} - {"config"}
+    assert options - set(CLI_FIELDS) == set()
+    for name in options:
+        where = CLI_FIELDS[name]
+        model = ReplayOptions if where[0] == "replay" else Scenario
+        path = where[1:] if where[0] == "replay" else where
+        assert path[0] in model.model_fields, name
