@@ -33,7 +33,8 @@ SCHEMA = pa.schema([
     ("replay_s", pa.float64()), ("task_s", pa.float64()), ("task_cpu_s", pa.float64()),
     ("inputs_cached", pa.bool_()), ("worker", pa.string()), ("run_folder", pa.string()),
 ])
-"""One row per task. ``replay_s``: the replay's own wall time; ``task_s``: the task's, on its worker (inputs,
+"""One row per task. ``replay_s``: the replay's wall time (as ``phasetwin replay``'s, with writing the run
+folder); ``task_s``: the task's, on its worker (inputs,
 replay, run folder, scenario.toml); ``task_cpu_s``: CPU time of the worker process over the task;
 ``inputs_cached``: the worker had the feeder and its data loaded already (by an earlier task);
 ``rejected_by_reason``: JSON object reason -> count."""

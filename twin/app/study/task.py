@@ -74,10 +74,13 @@ def run_task(task: Task, *, threads: int | None = 1, cache: InputCache | None = 
         hits = cache.hits if cache is not None else 0
         inputs = cache.inputs(task.scenario) if cache is not None else None
         row["inputs_cached"] = cache is not None and cache.hits > hits
+        replay_start = time.perf_counter()
         result = replay(task.scenario, threads=threads, inputs=inputs)
+        replay_s = time.perf_counter() - replay_start
         record_scenario(task.scenario, start_utc=result.summary.start_utc, end_utc=result.summary.end_utc,
                         replay=ReplayOptions(baseline=False))
-        row |= figures_row(result, limits=task.scenario.controller.limits) | {"status": "ok", "error": None}
+        row |= figures_row(result, limits=task.scenario.controller.limits) | {"status": "ok", "error": None,
+                                                                              "replay_s": replay_s}
     except Exception as err:  # a task's failure of any kind is its result: recorded, never raised to the study
         log.warning("study task %s failed: %s: %s", task.key[:16], type(err).__name__, err)
         row |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
