@@ -10,6 +10,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -28,7 +29,7 @@ OutOpt = Annotated[Path | None, typer.Option(help="study folder (default: the fi
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code=2)
 
 
@@ -124,22 +125,26 @@ def run(
         if row.get("status") != "ok":
             err_console.print(f"failed: {row['feeder']} {row['period']} {row['fleet']} {row['strategy']}: "
                               f"{row.get('error')}", markup=False, highlight=False)
-    _report(study_dir)
+    _report(study_dir, keys={t.key for t in tasks})
 
 
 @study_app.command("report")
 def report(study_dir: Annotated[Path, typer.Argument(help="a study folder (holds results/)")]) -> None:
-    """Re-create the comparison table (printed and comparison.csv) from a study folder's results."""
+    """Re-create the comparison table (printed and comparison.csv) from a study folder's results (every row in
+    it, also of tasks since removed from the study file)."""
     if not (study_dir / "results").is_dir():
         raise _fail(f"{study_dir}: not a study folder (no results/ in it)")
     _report(study_dir)
 
 
-def _report(study_dir: Path) -> None:
+def _report(study_dir: Path, *, keys: set[str] | None = None) -> None:
+    """The comparison of the study's rows (of ``keys`` only: a study file's current tasks)."""
     from twin.app.study.report import comparison, write_comparison
     from twin.app.study.results import read_results
 
     results = read_results(study_dir)
+    if keys is not None:
+        results = results[results["key"].isin(keys)]
     table = comparison(results)
     path = write_comparison(study_dir, table)
     print_comparison(table, title=f"{study_dir.name}: {len(results)} task(s), "
