@@ -112,8 +112,9 @@ def run(
                     run_in_process(todo, study_dir=study_dir, progress=progress, on_update=update)
             else:
                 with dask_client(scheduler=scheduler, workers=workers,
-                                 log_level=logging.INFO if verbose else logging.ERROR) as client:
-                    console.print(f"Dask dashboard: {client.dashboard_link}")
+                                 log_level=logging.INFO if verbose else logging.WARNING,
+                                 log_folder=study_dir / "logs") as client:
+                    console.print(f"Dask dashboard: {client.dashboard_link} · worker logs: {study_dir / 'logs'}/")
                     with bar:
                         run_on_cluster(todo, study_dir=study_dir, client=client, progress=progress, on_update=update)
     except KeyboardInterrupt:

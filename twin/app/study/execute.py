@@ -65,16 +65,25 @@ def default_workers() -> int:
 
 
 class WorkerLogs(WorkerPlugin):
-    """Dask worker plugin: the worker's log level for our loggers (a replay's warnings are counted in its
-    summary; on a worker they would otherwise go to Python's last-resort handler, one line each)."""
+    """Dask worker plugin: the worker's log records at ``level`` and above go to ``folder/worker-HOST-PID.log``
+    (with ``folder`` None: to its stderr). A replay counts what it logs in its summary; on a worker the lines
+    would otherwise go to Python's last-resort handler, one per line, over the progress bar."""
 
     name = "phasetwin-logs"
 
-    def __init__(self, level: int) -> None:
-        self.level = level
+    def __init__(self, level: int, folder: Path | None = None) -> None:
+        self.level, self.folder = level, folder
 
     def setup(self, worker: Any) -> None:
-        logging.basicConfig(level=self.level, format="%(levelname)s %(name)s: %(message)s")
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        if self.folder is None:
+            logging.basicConfig(level=self.level, format=fmt, force=True)
+        else:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            import socket
+
+            logging.basicConfig(level=self.level, format=fmt,
+                                filename=self.folder / f"worker-{socket.gethostname()}-{os.getpid()}.log", force=True)
         logging.getLogger().setLevel(self.level)
 
 
@@ -89,10 +98,11 @@ class WorkerInputs(WorkerPlugin):
 
 
 @contextmanager
-def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = logging.ERROR) -> Iterator[Any]:
+def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = logging.ERROR,
+                log_folder: Path | None = None) -> Iterator[Any]:
     """A Dask client on the cluster at ``scheduler`` (tcp://HOST:PORT), or on an embedded LocalCluster of
-    ``workers`` single-threaded worker processes (default: one per core). Raises ScenarioError when the
-    scheduler cannot be reached."""
+    ``workers`` single-threaded worker processes (default: one per core); the workers log at ``log_level`` to
+    files in ``log_folder`` (None: their stderr). Raises ScenarioError when the scheduler cannot be reached."""
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(max(log_level, logging.WARNING))
@@ -102,7 +112,7 @@ def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = 
         except OSError as err:
             raise ScenarioError(f"--scheduler {scheduler}: no Dask scheduler answers there ({err})") from err
         try:
-            client.register_plugin(WorkerLogs(log_level))
+            client.register_plugin(WorkerLogs(log_level, log_folder))
             client.register_plugin(WorkerInputs())
             yield client
         finally:
@@ -114,7 +124,7 @@ def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = 
     try:
         client = Client(cluster)
         try:
-            client.register_plugin(WorkerLogs(log_level))
+            client.register_plugin(WorkerLogs(log_level, log_folder))
             client.register_plugin(WorkerInputs())
             yield client
         finally:
