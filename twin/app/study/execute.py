@@ -134,8 +134,14 @@ def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = 
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process, MB (Linux reports ru_maxrss in kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process, MB: Linux's VmHWM (ru_maxrss would carry the parent's peak over
+    into a spawned worker: the kernel keeps the larger of the pre-exec and post-exec peaks)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux, bytes on macOS
 
 
 def run_in_process(tasks: list[Task], *, study_dir: Path, progress: StudyProgress,
