@@ -44,6 +44,9 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     # the meter-input options of issue 17 (branch meter-inputs)
     "fill_gaps": ("data_fill_steps",), "unit_check": ("data_unit_check",), "unmetered": ("unmetered",),
     "unknown_meters": ("unknown_meters",),
+    # and those of replay-control (command lifetimes, divergence policy, time base), merged into main since
+    "control_period": ("controller", "period_s"), "command_lifetime": ("controller", "command_lifetime_s"),
+    "on_divergence": ("on_divergence",), "time_base": ("time_base",),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
 }
