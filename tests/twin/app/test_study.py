@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from twin.app.study.grid import Task, task_grid
 from twin.app.study.report import comparison
 from twin.app.study.results import read_results
 from twin.app.study.spec import read_study
+from twin.errors import ScenarioError
 
 runner = CliRunner()
 TABLES = ("voltages_pu.parquet", "transformer.parquet", "metrics.parquet", "devices.parquet")
@@ -162,3 +164,39 @@ def test_the_comparison_reduction_matches_the_run_folders(cluster_study: Cluster
     again = pd.read_csv(cluster_study.study_dir / "comparison.csv")
     assert written is None or written.equals(again)
     assert list(again["strategy"]) == ["none", "static"]
+
+
+@pytest.mark.slow
+def test_a_study_whose_cluster_is_lost_resumes_on_a_new_one(tmp_path: Path) -> None:
+    head, grid = STUDY.split("[[periods]]")[0], "[[fleets]]" + STUDY.split("[[fleets]]")[1]
+    periods = "".join(f"[[periods]]\nstart_utc = {a}\nend_utc = {b}\n" for a, b in PERIODS[:3])
+    (tmp_path / "study.toml").write_text(head + periods + grid)  # 6 tasks, all with data
+    spec, study_dir = read_study(tmp_path / "study.toml")
+    tasks = task_grid(spec, study_dir=study_dir)
+    first = DaskClusterProcesses(workdir=tmp_path, n_workers=1)
+    first.start()
+    try:
+        with dask_client(scheduler=first.address, workers=None) as client:
+
+            def kill_the_scheduler(progress: StudyProgress) -> None:
+                if progress.finished == 1 and first.scheduler is not None:
+                    first.scheduler.send_signal(signal.SIGKILL)
+
+            with pytest.raises(ScenarioError, match=r"the Dask cluster lost task .*run the study again to resume"):
+                run_on_cluster(pending(tasks, study_dir), study_dir=study_dir, client=client,
+                               progress=StudyProgress(total=len(tasks)), on_update=kill_the_scheduler)
+    finally:
+        first.stop()
+    kept = set(read_results(study_dir)["key"])
+    assert 1 <= len(kept) < len(tasks)
+    second = DaskClusterProcesses(workdir=tmp_path, n_workers=2)
+    second.start()
+    try:
+        with dask_client(scheduler=second.address, workers=None) as client:
+            todo = pending(tasks, study_dir)
+            assert {t.key for t in todo} == {t.key for t in tasks} - kept
+            run_on_cluster(todo, study_dir=study_dir, client=client, progress=StudyProgress(total=len(tasks)))
+    finally:
+        second.stop()
+    results = read_results(study_dir)
+    assert sorted(results["key"]) == sorted(t.key for t in tasks) and (results["status"] == "ok").all()

@@ -180,7 +180,7 @@ def run_on_cluster(tasks: list[Task], *, study_dir: Path, client: Any, progress:
                 row = task_meta(task) | {"status": "failed", "error": f"the workers running it died: {err}"}
             except Exception as err:  # anything else from result() is the cluster's, not the task's
                 raise ScenarioError(
-                    f"the Dask cluster lost task {task.key[:16]} ({type(err).__name__}: {err}); "
+                    f"the Dask cluster lost task {task.key[:16]} ({type(err).__name__}: {' '.join(str(err).split())}); "
                     f"{progress.finished} of {progress.total} tasks have their row: run the study again to resume"
                 ) from err
             _record(study_dir, row, progress)
