@@ -28,6 +28,8 @@ from twin.app.identify import register as _register_identify
 from twin.app.plan_rephase import register as _register_rephase
 from twin.app.plan_siting import register as _register_siting
 from twin.app.scenario import Scenario, TimeBase, default_control_period_s
+from twin.app.scenario_file import ReplayOptions as ScenarioFileOptions
+from twin.app.study.command import register as _register_study
 from twin.app.summary import RunSummary
 from twin.app.tables import print_table
 from twin.errors import StreamError, TwinError
@@ -221,6 +223,10 @@ def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
 
 @app.command()
 def replay(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="scenario file (TOML; a run folder's scenario.toml reproduces that run); options given "
+                         "on the command line override it")] = None,
     feeder: FeederOpt = "ieee-european-lv",
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
@@ -273,6 +279,11 @@ def replay(
     from twin.app.compare import figures
     from twin.app.runner import replay as run_replay
 
+    if config is not None:
+        scenario, options = _from_config(config, ctx)
+        baseline, bus, influx, plan, scenario_name = (options.baseline, options.bus, options.influx, options.plan,
+                                                      options.scenario)
+        verbose, out, speed = options.verbose, scenario.out, scenario.speed
     _logging(verbose)
     if plan is not None:
         from twin.app.plan_replay import print_report, replay_plan
@@ -282,14 +293,15 @@ def replay(
         except (TwinError, StreamError) as err:
             raise _fail(str(err)) from err
         return
-    scenario = _scenario(
-        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
-        unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
-        psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
-        forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
-        schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
-        on_divergence=on_divergence,
-    )
+    if config is None:
+        scenario = _scenario(
+            feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+            unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
+            psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
+            forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
+            schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
+            on_divergence=on_divergence,
+        )
     if scenario_name is not None:
         from twin.app.scenario import named_scenario
 
@@ -297,7 +309,7 @@ def replay(
             scenario = Scenario(**(named_scenario(scenario_name) | {"out": out, "name": scenario_name}))  # type: ignore[arg-type]
         except TwinError as err:
             raise _fail(str(err)) from err
-    if run_id or rephase or seasonal_plan or time_base is not TimeBase.SIMULATION:
+    if config is None and (run_id or rephase or seasonal_plan or time_base is not TimeBase.SIMULATION):
         scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase,
                                                "seasonal_plan": seasonal_plan, "time_base": time_base})
     database = _influx(influx)
@@ -318,9 +330,12 @@ def replay(
                 and speed == 0 and not result.summary.stopped_early:
             bar, progress = _progress_bar("no control")
             with bar:
-                reference = run_replay(scenario.model_copy(update={
+                reference_scenario = scenario.model_copy(update={
                     "controller": scenario.controller.model_copy(update={"strategy": Strategy.NONE}),
-                    "out": out / "no-control", "schedule": None}), progress=progress)
+                    "out": out / "no-control", "schedule": None})
+                reference = run_replay(reference_scenario, progress=progress)
+                _record(reference_scenario, reference.summary, baseline=False)
+        _record(scenario, result.summary, baseline=baseline)
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     _print_summary(result.summary)
@@ -382,6 +397,43 @@ def report(
     except FileNotFoundError as err:
         raise _fail(str(err)) from err
     console.print(f"report: [bold]{written.path}[/] ({len(written.figures)} figures in {run_dir / 'figures'})")
+
+
+def _from_config(path: Path, ctx: typer.Context) -> tuple[Scenario, ScenarioFileOptions]:
+    """The scenario file's scenario and options, with every option given on the command line applied over it."""
+    from twin.app.scenario_file import CLI_FIELDS, check_inputs, override, read_scenario_file
+
+    given: dict[str, object] = {}
+    for name, value in ctx.params.items():
+        source = ctx.get_parameter_source(name)
+        # by name: typer may bring its own copy of click, whose ParameterSource is another class
+        if name == "config" or source is None or source.name not in ("COMMANDLINE", "ENVIRONMENT"):
+            continue
+        if name not in CLI_FIELDS:
+            raise _fail(f"--{name.replace('_', '-')} has no place in a scenario file yet; set it without --config")
+        if name in ("start", "end"):
+            value = _parse_time(value, f"--{name}")
+        elif name == "devices":
+            try:
+                value = read_device_list(value)
+            except TwinError as err:
+                raise _fail(str(err)) from err
+        given[name] = value
+    try:
+        file = read_scenario_file(path)
+        check_inputs(file.inputs, source=path)
+        return override(file.scenario, file.replay, given)
+    except TwinError as err:
+        raise _fail(str(err)) from err
+
+
+def _record(scenario: Scenario, summary: RunSummary, *, baseline: bool) -> None:
+    """The resolved scenario into the run folder (bus and database URLs are not recorded: they may hold
+    credentials, and a replay gives the same tables in process)."""
+    from twin.app.scenario_file import ReplayOptions, record_scenario
+
+    record_scenario(scenario, start_utc=summary.start_utc, end_utc=summary.end_utc,
+                    replay=ReplayOptions(baseline=baseline))
 
 
 @app.command()
@@ -480,6 +532,7 @@ app.add_typer(plan_app, name="plan")
 _register_rephase(plan_app)
 _register_siting(plan_app)
 _register_identify(app)
+_register_study(app)
 
 export_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Push a finished run folder somewhere else.")
 app.add_typer(export_app, name="export")
@@ -623,6 +676,11 @@ def compare(
     for _, r in rows:
         _print_report(r.folder, baseline=None if r.folder == reference else reference, reference_report=False)
     console.print(f"run folders: {out}/<controller>/")
+    from twin.app.compare import compare_scenario
+    from twin.app.study.command import record_compare
+
+    record_compare(out, [(compare_scenario(scenario, Strategy(fig.strategy), out=out), result)
+                         for fig, result in rows])
     _end_of_run([result.summary for _, result in rows])
 
 

@@ -75,17 +75,21 @@ def compare(
     scenario: Scenario, strategies: list[Strategy], *, out: Path, progress: Progress | None = None
 ) -> list[tuple[StrategyFigures, RunResult]]:
     """Replay ``scenario`` once per strategy into ``out/<strategy>``; reductions are against ``none``, which is
-    run first (added when missing)."""
+    run first (added when missing). The scenario of each run is ``compare_scenario(scenario, strategy, out)``."""
     order = [Strategy.NONE, *[s for s in strategies if s is not Strategy.NONE]]
     rows: list[tuple[StrategyFigures, RunResult]] = []
     baseline: float | None = None
     for strategy in order:
-        settings = scenario.controller.model_copy(update={"strategy": strategy})
-        result = replay(scenario.model_copy(update={"controller": settings, "out": out / strategy.value}),
-                        progress=progress)
+        result = replay(compare_scenario(scenario, strategy, out=out), progress=progress)
         fig = figures(result, baseline_p_unb_kwh=baseline)
         if strategy is Strategy.NONE:
             baseline = fig.p_unb_kwh
             fig = figures(result, baseline_p_unb_kwh=baseline)
         rows.append((fig, result))
     return rows
+
+
+def compare_scenario(scenario: Scenario, strategy: Strategy, *, out: Path) -> Scenario:
+    """The scenario of ``compare``'s run of ``strategy``."""
+    settings = scenario.controller.model_copy(update={"strategy": strategy})
+    return scenario.model_copy(update={"controller": settings, "out": out / strategy.value})

@@ -113,8 +113,13 @@ class StatusPublisher:
 
 def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
     """The feeder and its meter data, customers matched and ordered as the feeder's."""
-    feeder, table, _ = _load(open_feeder(scenario.feeder), scenario)
+    feeder, table, _ = load_run_inputs(scenario)
     return feeder, table
+
+
+def load_run_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable, DataRecord]:
+    """What ``replay(scenario, inputs=...)`` takes: the feeder, its meter data and their data-quality record."""
+    return _load(open_feeder(scenario.feeder), scenario)
 
 
 def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, DataRecord]:
@@ -182,15 +187,18 @@ def plan_clock(scenario: Scenario, table: MeterTable) -> TickClock:
 def replay(
     scenario: Scenario, *, progress: Progress | None = None, bus: Bus | None = None,
     stop_requested: Callable[[], bool] | None = None, influx: InfluxSettings | None = None,
+    threads: int | None = None, inputs: tuple[Feeder, MeterTable, DataRecord] | None = None,
 ) -> RunResult:
     """Run a scenario to the end (or until ``stop_requested()``) and write its run folder.
 
     With ``influx``, every state is also recorded live to that database (``streams.influx.recorder``), flushed at the
-    end. Raises TwinError/StreamError on user errors. The bus is closed at the end (an MQTT bus flushes first).
+    end. ``threads`` caps the power flow's own threads (a study's workers); ``inputs``: the feeder and meter data
+    already loaded for this scenario by ``load_inputs`` (a study worker keeps them across tasks). Raises
+    TwinError/StreamError on user errors. The bus is closed at the end (an MQTT bus flushes first).
     """
     wall_start = time.perf_counter()
     entry = open_feeder(scenario.feeder)
-    feeder, table, data = _load(entry, scenario)
+    feeder, table, data = inputs if inputs is not None else _load(entry, scenario)
     clock = plan_clock(scenario, table)
     require_finite(table, start_utc=pd.Timestamp(clock.start_utc), end_utc=pd.Timestamp(clock.end_utc),
                    fill_option="--fill-gaps")
@@ -214,7 +222,7 @@ def replay(
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
-    powerflow = FallbackPowerFlow(create_powerflow(feeder, engine=scenario.engine),
+    powerflow = FallbackPowerFlow(create_powerflow(feeder, engine=scenario.engine, threads=threads),
                                   rungs=default_rungs(feeder, engine=scenario.engine))
     grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,
                     batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1, switching=switching,

@@ -40,8 +40,8 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_default_replay_writes_the_run_folder(default_run: tuple[Path, str]) -> None:
     out, output = default_run
     assert {p.name for p in out.iterdir()} == {"voltages_pu.parquet", "transformer.parquet", "metrics.parquet",
-                                                "summary.json", "loading.parquet", "scenario.json", "customers.csv",
-                                                "data_quality.json",
+                                                "summary.json", "scenario.toml", "loading.parquet", "scenario.json",
+                                                "customers.csv", "data_quality.json",
                                                 "figures", "report.html"}
     assert "report.html" in "".join(output.split())  # where the report is (rich may wrap the path)
     volts = pd.read_parquet(out / "voltages_pu.parquet")

@@ -1,0 +1,174 @@
+"""The study file (``phasetwin study run study.toml``): feeders × periods × fleets × strategies, as TOML.
+
+```toml
+out = "runs/my-study"            # the study folder (relative to this file); default runs/<file stem>
+tick_s = 900
+forecasts = ["perfect", "persistence"]   # crossed with the strategies that forecast (not none)
+seeds = [0, 1]                           # crossed with rolling-milp (HiGHS and neighbourhood seed)
+[scenario]                       # any Scenario field, for every task (engine, batch_ticks, scale_phase, ...)
+engine = "power-grid-model"
+[[feeders]]
+feeder = "ieee-european-lv"      # a name of `phasetwin feeders`, or a pandapower .json path
+[[feeders]]
+feeder = "liege-lv"
+[[periods]]                      # explicit, or every day/week/month of the data (within from/until, at most limit)
+every = "week"
+limit = 4
+[[fleets]]
+psd = 10
+[[strategies]]
+strategy = "none"
+[[strategies]]
+strategy = "rolling-milp"
+time_limit_s = 0.5
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from controllers.online.settings import ForecastKind, Strategy
+from devices.fleet import PessAccess
+from streams.errors import validation_problems
+from streams.meters.data import PowerUnit
+from twin.errors import ScenarioError
+
+FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Every(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class PeriodChoice(BaseModel):
+    """An explicit period (``start_utc``, ``end_utc``), or ``every`` day/week/month of the data (UTC calendar;
+    the first from ``from_utc``, the last ending by ``until_utc``, at most ``limit``). Neither: the first day."""
+
+    model_config = FROZEN
+    start_utc: AwareDatetime | None = None
+    end_utc: AwareDatetime | None = None
+    every: Every | None = None
+    from_utc: AwareDatetime | None = None
+    until_utc: AwareDatetime | None = None
+    limit: int | None = Field(default=None, ge=1, description="at most this many periods of `every`")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if self.every is not None and (self.start_utc is not None or self.end_utc is not None):
+            raise ValueError("every and start_utc/end_utc exclude each other: give one kind of period")
+        if self.every is None and (self.from_utc is not None or self.until_utc is not None or self.limit is not None):
+            raise ValueError("from_utc, until_utc and limit only go with every")
+        if self.start_utc is not None and self.end_utc is not None and self.end_utc <= self.start_utc:
+            raise ValueError(f"end_utc {self.end_utc.isoformat()} must be after start_utc {self.start_utc.isoformat()}")
+        return self
+
+
+class FeederChoice(BaseModel):
+    """One feeder of the study and its meter data; ``periods`` and ``tick_s`` replace the study's for it."""
+
+    model_config = FROZEN
+    feeder: str = Field(min_length=1, description="feeder name or pandapower .json path")
+    data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
+    data_unit: PowerUnit = PowerUnit.KW
+    data_naive_utc: bool = False
+    periods: tuple[PeriodChoice, ...] | None = Field(default=None, description="this feeder's periods")
+    tick_s: int | None = Field(default=None, gt=0, le=3600, description="this feeder's tick (default: the study's)")
+
+
+class FleetChoice(BaseModel):
+    """A device fleet (the ``--psd``/``--sts``/``--pess`` rules of ``replay``)."""
+
+    model_config = FROZEN
+    name: str = Field(default="", description="label in the results; default e.g. 10psd-0sts-2pess")
+    psd: int = Field(default=0, ge=0)
+    sts: int = Field(default=0, ge=0)
+    pess: int = Field(default=0, ge=0)
+    pess_access: PessAccess = PessAccess.SWITCHABLE
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.psd}psd-{self.sts}sts-{self.pess}pess"
+
+
+class StrategyChoice(BaseModel):
+    """A controller and its settings; ``settings`` takes any other ControllerSettings field."""
+
+    model_config = FROZEN
+    strategy: Strategy
+    name: str = Field(default="", description="label in the results; default the strategy (+ its settings)")
+    time_limit_s: float = Field(default=0.5, gt=0, description="solver time limit per control period")
+    period_s: int = Field(default=900, gt=0)
+    horizon_steps: int = Field(default=16, ge=1)
+    settings: dict[str, Any] = Field(default_factory=dict, description="further ControllerSettings fields")
+
+
+class StudySpec(BaseModel):
+    """A study: the grid of tasks is feeders × periods × fleets × strategies (× forecasts × seeds where they
+    matter). A ``none`` strategy is added when missing: reductions are against it."""
+
+    model_config = FROZEN
+    out: Path | None = Field(default=None, description="study folder; default runs/<study file stem>")
+    tick_s: int = Field(default=60, gt=0, le=3600)
+    scenario: dict[str, Any] = Field(default_factory=dict, description="Scenario fields for every task")
+    feeders: tuple[FeederChoice, ...] = Field(min_length=1)
+    periods: tuple[PeriodChoice, ...] = Field(default=(PeriodChoice(),))
+    fleets: tuple[FleetChoice, ...] = Field(default=(FleetChoice(psd=10),))
+    strategies: tuple[StrategyChoice, ...] = Field(min_length=1)
+    forecasts: tuple[ForecastKind, ...] = Field(default=(ForecastKind.PERFECT,), min_length=1)
+    seeds: tuple[int, ...] = Field(default=(0,), min_length=1, description="solver seeds of rolling-milp tasks")
+
+    @model_validator(mode="after")
+    def _no_grid_fields_in_scenario(self) -> Self:
+        owned = {"feeder", "data", "data_unit", "data_naive_utc", "start_utc", "end_utc", "tick_s", "fleet",
+                 "controller", "out"}
+        clash = sorted(owned & set(self.scenario))
+        if clash:
+            raise ValueError(f"scenario.{clash[0]}: set by the study's grid (feeders, periods, fleets, strategies, "
+                             "tick_s, out), not in [scenario]")
+        return self
+
+
+def read_study(path: Path) -> tuple[StudySpec, Path]:
+    """The study file validated, relative paths made absolute (against its folder), and its study folder.
+
+    Raises ScenarioError naming the file and every bad field."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise ScenarioError(f"study file {path}: cannot read it ({err.strerror or err})") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(f"study file {path}: not valid TOML ({err})") from err
+    folder = path.parent.resolve()
+
+    def absolute(value: object) -> object:
+        if not isinstance(value, str) or not value:
+            return value
+        p = Path(value).expanduser()
+        return str(p if p.is_absolute() else folder / p)
+
+    for feeder in raw.get("feeders", []) if isinstance(raw.get("feeders"), list) else []:
+        if isinstance(feeder, dict):
+            if "data" in feeder:
+                feeder["data"] = absolute(feeder["data"])
+            if isinstance(feeder.get("feeder"), str) and feeder["feeder"].lower().endswith((".json", ".dss")):
+                feeder["feeder"] = absolute(feeder["feeder"])
+    if "out" in raw:
+        raw["out"] = absolute(raw["out"])
+    try:
+        spec = StudySpec.model_validate(raw)
+    except ValidationError as err:
+        raise ScenarioError(f"study file {path}: {validation_problems(err, root='study')}") from err
+    return spec, spec.out or folder / "runs" / path.stem
+
+
+def period_label(start_utc: datetime, end_utc: datetime) -> str:
+    return f"{start_utc:%Y-%m-%dT%H:%M}..{end_utc:%Y-%m-%dT%H:%M}"
