@@ -56,7 +56,7 @@ from streams import topics
 from streams.bus import Handler
 from streams.contract import ContractError, decode, qos_of
 from streams.errors import StreamError
-from streams.messages import DeadLetter, Message
+from streams.messages import DeadLetter, DeadLetterReason, Message
 from streams.mqtt.loop import NetworkLoop
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,8 @@ class MqttBus:
         self._recent: OrderedDict[tuple[str, int], None] = OrderedDict()
         self.arrival_s: float | None = None
         """``time.monotonic()`` at which paho received the message being dispatched (for latency figures)."""
+        self.payload: bytes | None = None
+        """The raw payload of the message being dispatched (a quarantine keeps it as received)."""
         self._closed = False
         self._last_connect_error = ""
         self._client = self._make_client()
@@ -313,8 +315,9 @@ class MqttBus:
         try:
             message = decode(topic, payload)
         except ContractError as err:
-            self._dead_letter(topic, err.reason, payload)
+            self._dead_letter(topic, err.code, err.reason, payload)
             return
+        self.payload = payload
         if self._use_ids:
             subs = [self._by_id[i] for i in sub_ids if i in self._by_id]
         else:
@@ -326,10 +329,10 @@ class MqttBus:
                 handler(topic, message)
         self.counters.dispatched += 1
 
-    def _dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
+    def _dead_letter(self, topic: str, code: DeadLetterReason, reason: str, payload: bytes) -> None:
         self.counters.deadletters += 1
-        self.counters.deadletter_reasons[reason.split(":", 1)[0]] += 1
-        log.info("mqtt: dead letter from %s: %s", topic, reason)
+        self.counters.deadletter_reasons[code.value] += 1
+        log.info("mqtt: dead letter from %s: %s (%s)", topic, code.value, reason)
         parts = topic.split("/")
         feeder = parts[2] if len(parts) > 3 and f"{parts[0]}/{parts[1]}" == topics.ROOT else ""
         try:
@@ -338,8 +341,8 @@ class MqttBus:
             return  # counted above; a topic outside the contract has no feeder to report to
         if topic == target:
             return  # never answer a bad dead letter with another one
-        letter = DeadLetter(topic=topic, reason=reason, payload=payload[:1000].decode(errors="replace"),
-                            received_utc=datetime.now(UTC))
+        letter = DeadLetter(topic=topic, reason=code, detail=reason[:1000],
+                            payload=payload[:1000].decode(errors="replace"), received_utc=datetime.now(UTC))
         self._publish_raw(target, letter.model_dump_json().encode(), 1)
 
     # -- paho ------------------------------------------------------------------------------------------

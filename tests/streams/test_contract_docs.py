@@ -32,6 +32,7 @@ from streams.messages import (
     ControllerHeartbeat,
     ControllerPlan,
     DeadLetter,
+    DeadLetterReason,
     DeviceAck,
     DeviceAction,
     DeviceCommand,
@@ -106,7 +107,8 @@ def _instances() -> dict[type[Message], Message]:
                                                                                    curtailment=0.0)),
         ),
         DeadLetter: DeadLetter(
-            topic=f"{topics.ROOT}/{FEEDER}/meter/LOAD17", reason="invalid MeterReading: p_kw: Field required",
+            topic=f"{topics.ROOT}/{FEEDER}/meter/LOAD17", reason=DeadLetterReason.INVALID,
+            detail="invalid MeterReading: p_kw: Field required",
             payload='{"feeder": "ieee-european-lv"}', received_utc=T0,
         ),
     }

@@ -10,6 +10,7 @@ import dataclasses
 import gc
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from streams.bus import Bus, LocalBus
 from streams.influx.recorder import InfluxRecorder
 from streams.influx.settings import InfluxSettings
 from streams.influx.shipper import InfluxCounts
+from streams.ingest import GuardedBus, IngestGuard, MeterEnvelope
 from streams.messages import ClockTick, DeviceKind, RunState, TwinStatus
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
@@ -44,7 +46,7 @@ from twin.app.summary import RunSummary, physics
 from twin.clock import TickClock, TickStage, Timing, run_ticks
 from twin.errors import ScenarioError
 from twin.feeders import FeederEntry, open_feeder
-from twin.grid import GridRole
+from twin.grid import REORDER_WINDOW_TICKS, GridRole
 from twin.network import Feeder, connection_text
 from twin.powerflow import create_powerflow
 from twin.solar import tick_mean_kw_per_kwp
@@ -79,8 +81,10 @@ class StatusPublisher:
     """Last stage of a tick: the run's counters on ``.../twin/status``."""
 
     def __init__(self, *, bus: Bus, name: str, n_ticks: int, grid: GridRole,
-                 recorder_counts: Callable[[], tuple[int, int, int]] | None = None) -> None:
+                 recorder_counts: Callable[[], tuple[int, int, int]] | None = None,
+                 guard: IngestGuard | None = None) -> None:
         self._bus, self._name, self._n_ticks, self._grid = bus, name, n_ticks, grid
+        self._guard = guard
         self._recorder_counts = recorder_counts
         self._topic = topics.twin_status(name)
         self.timing = Timing()
@@ -89,6 +93,8 @@ class StatusPublisher:
         c = self._grid.counters
         written, spooled, dropped = self._recorder_counts() if self._recorder_counts is not None else (0, 0, 0)
         bus_counters = getattr(self._bus, "counters", None)
+        quarantined = deadletter_reasons(self._guard, bus_counters)
+        quarantined_total = sum(quarantined.values()) - getattr(bus_counters, "deadletters", 0)
         self._bus.publish(self._topic, TwinStatus.trusted(
             feeder=self._name, tick=tick, time_utc=time_utc,
             state=RunState.RUNNING if tick + 1 < self._n_ticks else RunState.FINISHED,
@@ -96,8 +102,12 @@ class StatusPublisher:
             powerflow_failures=c.powerflow_failures, readings_missing=c.readings_missing,
             readings_rejected=c.readings_rejected, readings_late=c.readings_late,
             lateness_s=self.timing.lateness_s[-1] if self.timing.lateness_s else 0.0,
-            deadletters=getattr(bus_counters, "deadletters", 0), points_written=written, points_spooled=spooled,
-            points_dropped=dropped, detail=""))
+            deadletters=getattr(bus_counters, "deadletters", 0) + quarantined_total, points_written=written,
+            points_spooled=spooled, points_dropped=dropped, quarantined=quarantined,
+            readings_estimated=c.readings_estimated, broker_ok=bool(getattr(bus_counters, "broker_ok", True)),
+            broker_stalls=getattr(bus_counters, "broker_stalls", 0),
+            outbound_queued=getattr(bus_counters, "outbound_queued", 0),
+            outbound_dropped=getattr(bus_counters, "outbound_dropped", 0), detail=""))
 
 
 def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
@@ -175,12 +185,13 @@ def replay(
         raise ScenarioError(f"external device(s) {', '.join(unknown)} are not in the fleet; expected ids out of "
                             f"{', '.join(d.device_id for d in specs) or '(no devices)'}")
     devices = build_devices(feeder, [d for d in specs if d.device_id not in external], scenario.fleet)
-    bus = bus or LocalBus()
     name = feeder.name
+    bus, ingest = _guarded(bus or LocalBus(), feeder=feeder, clock=clock, limit_kva=scenario.meter_limit_kva)
     meters = MeterReplay(
         bus=bus, feeder=name, table=table, n_terminals=[c.n_phases for c in feeder.customers],
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
+    _check_envelope(meters, feeder, scenario.meter_limit_kva)
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
     powerflow = create_powerflow(feeder, engine=scenario.engine)
     grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,
@@ -193,9 +204,9 @@ def replay(
     database = _influx_recorder(influx, bus=bus, feeder=feeder, layout=layout, scenario=scenario,
                                 start_utc=clock.start_utc)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid,
-                             recorder_counts=_point_counts(database) if database is not None else None)
+                             recorder_counts=_point_counts(database) if database is not None else None, guard=ingest)
     announce = ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed)
-    stages: list[TickStage] = [announce, meters]
+    stages: list[TickStage] = [ingest, announce, meters]
     scheduler = None
     if schedule:
         scheduler = ScheduleAgent(bus=bus, feeder=name, schedule=schedule, start_utc=clock.start_utc,
@@ -261,6 +272,7 @@ def replay(
         readings_published=meters.published, readings_missing=c.readings_missing,
         readings_rejected=c.readings_rejected, readings_late=c.readings_late,
         readings_duplicate=c.readings_duplicate, powerflow_failures=c.powerflow_failures,
+        readings_estimated=c.readings_estimated, ingest=_ingest_summary(ingest, grid, bus),
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
         commands_malformed=agent.counters.malformed,
@@ -286,6 +298,39 @@ def replay(
         pd.DataFrame(controller.records).to_parquet(path, index=False)
         files.append(path)
     return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log)
+
+
+def _guarded(bus: Bus, *, feeder: Feeder, clock: TickClock, limit_kva: float) -> tuple[Bus, IngestGuard]:
+    """The bus every role of the run subscribes through: meter readings pass the ingest guard first."""
+    envelopes = {c.id: MeterEnvelope(n_terminals=c.n_phases, s_max_kva=limit_kva) for c in feeder.customers}
+    guard = IngestGuard(bus=bus, feeder=feeder.name, envelopes=envelopes, start_utc=clock.start_utc,
+                        tick_s=clock.tick_s, skew_ticks=REORDER_WINDOW_TICKS,
+                        raw_payload=lambda: getattr(bus, "payload", None))
+    return GuardedBus(bus, guard), guard
+
+
+def _check_envelope(meters: MeterReplay, feeder: Feeder, limit_kva: float) -> None:
+    """The replayed data must pass the guard themselves: otherwise the twin would quarantine its own meters."""
+    s_kva = np.hypot(meters.p_kw, meters.q_kvar).max(axis=(0, 2))
+    over = [f"{c.id} ({s:.1f} kVA)" for c, s in zip(feeder.customers, s_kva, strict=True) if s > limit_kva]
+    if over:
+        raise ScenarioError(f"meter data above the plausibility envelope of {limit_kva:g} kVA per terminal: "
+                            f"{', '.join(over[:10])}{' …' if len(over) > 10 else ''}; raise --meter-limit-kva")
+
+
+def deadletter_reasons(guard: IngestGuard | None, bus_counters: object) -> dict[str, int]:
+    """Dead letters per reason code: the transport's (payloads that do not fit the contract) and the guard's."""
+    merged: Counter[str] = Counter(getattr(bus_counters, "deadletter_reasons", {}))
+    if guard is not None:
+        merged.update(guard.counters.by_reason())
+    return dict(sorted(merged.items()))
+
+
+def _ingest_summary(guard: IngestGuard, grid: GridRole, bus: Bus) -> dict[str, object]:
+    c = guard.counters
+    return {"checked": c.checked, "quarantined": c.by_reason(), "quarantined_total": sum(c.quarantined.values()),
+            "deadletter_reasons": deadletter_reasons(guard, getattr(bus, "counters", None)),
+            "estimated": c.estimated, "late_unrecorded": grid.counters.readings_late_unrecorded}
 
 
 def _switching(scenario: Scenario, feeder: Feeder, clock: TickClock, *, controlled: bool) -> SwitchingSchedule | None:

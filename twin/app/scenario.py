@@ -48,6 +48,8 @@ class Scenario(BaseModel):
         default=3, ge=1, description="ticks without a state after which an external device is marked unavailable"
     )
     command_ttl_s: float = Field(default=60.0, gt=0, description="expiry of scripted commands after their issue")
+    meter_limit_kva: float = Field(default=60.0, gt=0, description="plausibility envelope of a meter reading: the "
+                                   "largest apparent power one customer terminal may report, kVA")
     scale_phase: Phase | None = Field(
         default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"
     )
