@@ -162,8 +162,8 @@ class TwinStatus(_Timed):
     points_written: int = Field(default=0, ge=0, description="time-series points the database confirmed")
     points_spooled: int = Field(default=0, ge=0, description="points waiting in the on-disk spool")
     points_dropped: int = Field(default=0, ge=0, description="points lost (spool full); should stay 0")
-    quarantined: dict[str, int] = Field(default_factory=dict, description="meter readings quarantined so far, per "
-                                        "dead-letter reason code (non_finite, implausible, id_mismatch, future)")
+    quarantined: dict[str, int] = Field(default_factory=dict, description="payloads quarantined to the dead letters "
+                                        "so far, per reason code (DeadLetterReason)")
     readings_estimated: int = Field(default=0, ge=0, description="meter values replaced by the last good value")
     broker_ok: bool = Field(default=True, description="the MQTT broker answers (False: frozen or partitioned)")
     broker_stalls: int = Field(default=0, ge=0, description="times the broker was detected unresponsive")

@@ -206,7 +206,8 @@ class GridRole:
         if self._tick is None:
             self._tick = message.tick
         if message.tick != self._tick:
-            self._arrived(message.meter_id, message.tick, message.p_kw, message.q_kvar, topic)
+            if not message.estimated:  # an estimate for another tick is worth nothing
+                self._arrived(message.meter_id, message.tick, message.p_kw, message.q_kvar, topic)
             return
         self._take(message.meter_id, message.p_kw, message.q_kvar, topic, estimated=message.estimated)
 
