@@ -412,6 +412,27 @@ class DeadLetter(Message):
     received_utc: AwareDatetime = Field(description="wall-clock time the receiver got it")
 
 
+class AuditRecord(Message):
+    """One command as a device decided on it: one line of the run folder's ``audit.jsonl`` and one point of the
+    ``audit`` measurement. Not a bus message."""
+
+    run: str = Field(description="run id")
+    device_id: str
+    topic: str
+    origin: str = Field(description="the command's source field (controller id, 'schedule', operator)")
+    key_id: str = Field(description="signing key id; '' when unsigned")
+    seq: int
+    action: str
+    issued_utc: AwareDatetime | None
+    expires_utc: AwareDatetime | None
+    received_utc: AwareDatetime = Field(description="wall-clock time the command arrived")
+    decided_utc: AwareDatetime = Field(description="device (simulation) time of the decision")
+    tick: int = Field(ge=0)
+    outcome: AckStatus
+    reason: RejectReason | None = None
+    detail: str = ""
+
+
 ALL_MESSAGES: tuple[type[Message], ...] = (
     ClockTick, MeterReading, MeterFrame, GridState, TwinStatus, DeviceCommand, DeviceAck, DeviceState,
     ControllerHeartbeat, ControllerPlan, DeadLetter,
