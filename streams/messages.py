@@ -417,6 +417,7 @@ class AuditRecord(Message):
     ``audit`` measurement. Not a bus message."""
 
     run: str = Field(description="run id")
+    entry: int = Field(default=0, ge=0, description="position in the run's audit log, from 0")
     device_id: str
     topic: str
     origin: str = Field(description="the command's source field (controller id, 'schedule', operator)")

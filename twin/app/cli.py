@@ -94,6 +94,15 @@ InfluxOpt = Annotated[str | None, typer.Option(
     "--influx", envvar="PHASETWIN_INFLUX_URL",
     help="record every state live to InfluxDB: influxdb+v1://host:8086/db, "
          "influxdb+v2://:TOKEN@host:8086/bucket?org=ORG, or http://host:8086?bucket=B&org=O&token=T")]
+KeyringOpt = Annotated[Path | None, typer.Option(
+    "--keyring", envvar="PHASETWIN_KEYRING",
+    help="devices' keyring (JSON of Ed25519 public keys, revoked ones marked): commands and heartbeats must be "
+         "signed; without it the run is unsigned (lab mode, with a warning)")]
+SigningKeyOpt = Annotated[Path | None, typer.Option(
+    "--signing-key", help="key file (JSON) the twin's controller and schedule sign with; or the key itself in "
+                          "$PHASETWIN_SIGNING_KEY (never on the command line)")]
+MeterLimitOpt = Annotated[float, typer.Option(
+    help="plausibility envelope: largest apparent power a customer terminal may report, kVA (more is quarantined)")]
 RunIdOpt = Annotated[str | None, typer.Option(
     "--run-id", help="run tag in the database (default: from feeder, start, tick and strategy; the same run "
                      "replayed again overwrites its points)")]
@@ -207,6 +216,9 @@ def replay(
     bus: BusOpt = None,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
+    keyring: KeyringOpt = None,
+    signing_key: SigningKeyOpt = None,
+    meter_limit_kva: MeterLimitOpt = 60.0,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
     seasonal_plan: Annotated[Path | None, typer.Option(
@@ -245,6 +257,7 @@ def replay(
             scenario = Scenario(**(named_scenario(scenario_name) | {"out": out, "name": scenario_name}))  # type: ignore[arg-type]
         except TwinError as err:
             raise _fail(str(err)) from err
+    scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     if run_id or rephase or seasonal_plan:
         scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase,
                                                "seasonal_plan": seasonal_plan})
@@ -319,6 +332,9 @@ def run(
     time_limit: TimeLimitOpt = 0.5,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
+    keyring: KeyringOpt = None,
+    signing_key: SigningKeyOpt = None,
+    meter_limit_kva: MeterLimitOpt = 60.0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the twin in real time on a broker for hardware in the loop: external parties replace built-in roles.
@@ -345,6 +361,7 @@ def run(
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
     )
+    scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     try:
         scenario = scenario.model_copy(update={
             "external_controller": external_controller, "external_devices": tuple(external_devices),
@@ -369,6 +386,40 @@ plan_app = typer.Typer(no_args_is_help=True, help="Offline planners: re-phasing,
 app.add_typer(plan_app, name="plan")
 _register_rephase(plan_app)
 _register_siting(plan_app)
+
+keys_app = typer.Typer(no_args_is_help=True, help="Ed25519 keys for signed commands and heartbeats.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    key_id: Annotated[str, typer.Option("--key-id", help="the key's id (e.g. the controller's name)")],
+    out: Annotated[Path, typer.Option(help="folder for <key-id>.key.json and keyring.json")] = Path("keys"),
+) -> None:
+    """Make a signing key (private, mode 0600) and add its public key to the folder's keyring.json."""
+    from twin.app.keys_command import new_key
+
+    try:
+        key_path, ring = new_key(key_id=key_id, folder=out)
+    except (FileExistsError, ValueError) as err:
+        raise _fail(str(err)) from err
+    console.print(f"signing key: {key_path} (give it with --signing-key); keyring: {ring} (--keyring)")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    keyring: Annotated[Path, typer.Option("--keyring", help="the keyring file")],
+    key_id: Annotated[str, typer.Option("--key-id", help="the key to revoke")],
+) -> None:
+    """Mark a key revoked: devices refuse what it signed (auth_failed)."""
+    from twin.app.keys_command import revoke
+
+    try:
+        revoke(keyring=keyring, key_id=key_id)
+    except (KeyError, OSError, ValueError) as err:
+        raise _fail(str(err).strip("'\"")) from err
+    console.print(f"{key_id} revoked in {keyring}")
+
 
 export_app = typer.Typer(no_args_is_help=True, help="Push a finished run folder somewhere else.")
 app.add_typer(export_app, name="export")
@@ -495,6 +546,18 @@ def compare(
         table.add_row(label, *[cell(fig) for fig, _ in rows])
     console.print(table)
     console.print(f"run folders: {out}/<controller>/")
+
+
+def _hardened(scenario: Scenario, *, keyring: Path | None, signing_key: Path | None,
+              meter_limit_kva: float) -> Scenario:
+    """The security options (issue 20) on a scenario; warns on stderr when the run is unsigned."""
+    if meter_limit_kva <= 0:
+        raise _fail(f"--meter-limit-kva {meter_limit_kva}: must be > 0 (kVA per terminal)")
+    if keyring is None:
+        err_console.print("[bold yellow]warning[/]: unsigned mode — devices accept commands and heartbeats without a "
+                          "signature (lab only); give --keyring to require Ed25519 signatures")
+    return scenario.model_copy(update={"keyring": keyring, "signing_key": signing_key,
+                                       "meter_limit_kva": meter_limit_kva})
 
 
 def _logging(verbose: bool) -> None:

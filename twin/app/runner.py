@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from controllers.online.settings import ForecastKind, Strategy
 from controllers.scripted.agent import ScheduleAgent
 from controllers.scripted.schedule import read_schedule
 from devices.agent import DeviceAgent, PvSource
+from devices.verifier import Verifier
 from devices.fleet import DeviceSpec, FleetSpec, PessAccess, build_devices, choose_devices
 from streams import topics
 from streams.bus import Bus, LocalBus
@@ -35,7 +36,9 @@ from streams.influx.recorder import InfluxRecorder
 from streams.influx.settings import InfluxSettings
 from streams.influx.shipper import InfluxCounts
 from streams.ingest import GuardedBus, IngestGuard, MeterEnvelope
-from streams.messages import ClockTick, DeviceKind, RunState, TwinStatus
+from streams.runfolder.audit import AuditLog
+from streams.signing import Keyring, Signer, SigningBus, SigningError, keyring_from, signer_from
+from streams.messages import ClockTick, ControllerHeartbeat, DeviceKind, RunState, TwinStatus
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
 from streams.runfolder.device_recorder import DeviceRecorder
@@ -186,7 +189,11 @@ def replay(
                             f"{', '.join(d.device_id for d in specs) or '(no devices)'}")
     devices = build_devices(feeder, [d for d in specs if d.device_id not in external], scenario.fleet)
     name = feeder.name
+    keyring, signer = _keys(scenario, sends=bool(schedule) or (
+        scenario.controller.strategy is not Strategy.NONE and bool(specs) and not scenario.external_controller))
     bus, ingest = _guarded(bus or LocalBus(), feeder=feeder, clock=clock, limit_kva=scenario.meter_limit_kva)
+    if signer is not None:
+        bus = SigningBus(bus, signer, seq_start=time.time_ns() // 1_000_000)
     meters = MeterReplay(
         bus=bus, feeder=name, table=table, n_terminals=[c.n_phases for c in feeder.customers],
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
@@ -214,8 +221,11 @@ def replay(
         stages.append(scheduler)
     pv_source = _pv_source(entry, clock, {d.device_id: scenario.fleet.pess_params.pv_kwp for d in specs
                                           if d.kind == DeviceKind.PESS})
+    run_id, scenario_name = run_tags(scenario, clock.start_utc)
+    audit = AuditLog(scenario.out / "audit.jsonl", also=database.record if database is not None else None)
     agent = DeviceAgent(bus=bus, feeder=name, devices=devices, tick_s=clock.tick_s, pv_kw=pv_source,
-                        external=external)
+                        external=external, verifier=Verifier(keyring=keyring, horizon_s=clock.tick_s + scenario.max_skew_s),
+                        audit=audit.write, run_id=run_id)
     stages += [agent, grid]
     controller = None
     hil = None
@@ -259,9 +269,9 @@ def replay(
     finally:
         gc.unfreeze()
         bus.close()
+        audit.close()
         final = database.close() if database is not None else None
     c = grid.counters
-    run_id, scenario_name = run_tags(scenario, clock.start_utc)
     summary = RunSummary(
         feeder=name, run_id=run_id, scenario=scenario_name, engine=str(scenario.engine),
         start_utc=clock.start_utc.isoformat(),
@@ -273,6 +283,7 @@ def replay(
         readings_rejected=c.readings_rejected, readings_late=c.readings_late,
         readings_duplicate=c.readings_duplicate, powerflow_failures=c.powerflow_failures,
         readings_estimated=c.readings_estimated, ingest=_ingest_summary(ingest, grid, bus),
+        auth=_auth_summary(agent, signer, audit),
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
         commands_malformed=agent.counters.malformed,
@@ -316,6 +327,38 @@ def _check_envelope(meters: MeterReplay, feeder: Feeder, limit_kva: float) -> No
     if over:
         raise ScenarioError(f"meter data above the plausibility envelope of {limit_kva:g} kVA per terminal: "
                             f"{', '.join(over[:10])}{' …' if len(over) > 10 else ''}; raise --meter-limit-kva")
+
+
+def _keys(scenario: Scenario, *, sends: bool) -> tuple[Keyring | None, Signer | None]:
+    """The devices' keyring and the twin's signing key. Without a keyring the run is unsigned (lab mode), said
+    loudly; with one, the twin's own controller or schedule needs a key of that ring."""
+    try:
+        keyring, signer = keyring_from(scenario.keyring), signer_from(scenario.signing_key)
+    except SigningError as err:
+        raise ScenarioError(str(err)) from err
+    if keyring is None:
+        log.warning("UNSIGNED MODE: devices accept commands and heartbeats without a signature (a lab setting); "
+                    "give --keyring (or PHASETWIN_KEYRING) to require Ed25519 signatures")
+        return None, signer
+    if sends and signer is None:
+        raise ScenarioError("the devices require signed commands (--keyring) but the twin's controller or schedule "
+                            "has no signing key: give --signing-key FILE or set PHASETWIN_SIGNING_KEY")
+    if signer is not None and keyring.problem(signer.sign(_PROBE)):
+        raise ScenarioError(f"the signing key {signer.key_id!r} is not a valid key of the keyring: "
+                            f"{keyring.problem(signer.sign(_PROBE))}")
+    return keyring, signer
+
+
+_PROBE = ControllerHeartbeat(feeder="probe", tick=0, time_utc=datetime(2000, 1, 1, tzinfo=UTC), controller_id="probe")
+
+
+def _auth_summary(agent: DeviceAgent, signer: Signer | None, audit: AuditLog) -> dict[str, object]:
+    v = agent.verifier
+    return {"signed": v.signed, "signing_key": signer.key_id if signer is not None else "",
+            "commands_refused": {k.value: n for k, n in sorted(v.commands_refused.items())},
+            "heartbeats_refused": {k.value: n for k, n in sorted(v.heartbeats_refused.items())},
+            "heartbeats_accepted": agent.counters.heartbeats, "audit_records": audit.records,
+            "audit_log": str(audit.path)}
 
 
 def deadletter_reasons(guard: IngestGuard | None, bus_counters: object) -> dict[str, int]:
