@@ -56,6 +56,8 @@ from twin.solar import tick_mean_kw_per_kwp
 from twin.switching import SwitchingSchedule
 
 log = logging.getLogger(__name__)
+REALTIME_SETTLE_BUDGET_S = 0.05
+"""Real time: the longest a stage boundary waits for the broker to deliver what the stage published."""
 Progress = Callable[[int, int], None]
 
 
@@ -260,6 +262,10 @@ def replay(
         if progress is not None:
             progress(tick + 1, clock.n_ticks)
 
+    if scenario.speed > 0:
+        realtime = getattr(bus, "realtime", None)
+        if realtime is not None:  # a transport that can wait: never longer than this per stage
+            realtime(budget_s=min(REALTIME_SETTLE_BUDGET_S, clock.tick_s / scenario.speed / 20))
     # The network, tables and models live for the whole run; freezing them keeps the cyclic collector from
     # rescanning them on every full collection (benchmarks/mqtt.py: about a tenth of the ingest time).
     gc.freeze()
