@@ -63,7 +63,12 @@ from streams.mqtt.loop import NetworkLoop
 log = logging.getLogger(__name__)
 _SYNC_ROOT = f"{topics.ROOT}/_bus/sync"
 _WAIT_LOG_S = 5.0
-_RECENT_MAX = 100_000
+_OUTBOUND_WINDOW = 1024
+"""Unacknowledged messages above which the front of the in-flight list is pruned (and, not in real time, the
+publisher waits for the broker)."""
+_RECENT_MAX = 20_000
+"""Payload hashes remembered to drop DUP redeliveries: a redelivery repeats what was in flight (Mosquitto keeps 20
+messages in flight per client by default, paho here 1,000), so this is ample and keeps memory flat."""
 Protocol = Literal["5", "3.1.1"]
 _PROTOCOLS: dict[str, mqtt.MQTTProtocolVersion] = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
@@ -96,7 +101,7 @@ class MqttSettings:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 4
     protocol: Protocol = "5"
-    outbound_max: int = 200_000
+    outbound_max: int = 50_000
     """Messages sent and not yet acknowledged that paho may hold; beyond, a publish is dropped and counted."""
     settle_budget_s: float | None = None
     """Real time (``MqttBus.realtime``): how long ``settle`` waits for the broker; None = as long as it takes."""
@@ -206,7 +211,7 @@ class MqttBus:
         self._failed_subacks: dict[int, str] = {}
         self._sync_topic = f"{_SYNC_ROOT}/{self.client_id}"
         self._sync_seq = 0
-        self._recent: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._recent: OrderedDict[int, None] = OrderedDict()
         self._marker_out: int | None = None
         self._marker_sent_s = 0.0
         self._stalled_since_s: float | None = None
@@ -272,10 +277,11 @@ class MqttBus:
             log.warning("mqtt: %d payload(s) went to the dead-letter topic: %s", self.counters.deadletters,
                         dict(self.counters.deadletter_reasons))
 
-    def unacknowledged(self, *, wait_s: float = 0.0) -> int:
-        """QoS 1 messages the broker has not acknowledged yet, after waiting up to ``wait_s`` for them."""
+    def unacknowledged(self, *, wait_s: float = 0.0, below: int = 1) -> int:
+        """QoS 1 messages the broker has not acknowledged yet, after waiting up to ``wait_s`` for fewer than
+        ``below`` of them to remain."""
         deadline = time.monotonic() + wait_s
-        while self._in_flight:
+        while len(self._in_flight) >= below:
             if _acknowledged(self._in_flight[0]):
                 self._in_flight.popleft()
                 continue
@@ -537,8 +543,13 @@ class MqttBus:
         self._loop.wake()
         if qos and info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._in_flight.append(info)
-            if len(self._in_flight) > 4096:
+            if len(self._in_flight) > _OUTBOUND_WINDOW:
                 self.unacknowledged()  # drop the acknowledged ones from the front
+                if len(self._in_flight) > _OUTBOUND_WINDOW and self.settings.settle_budget_s is None \
+                        and self._connected.is_set():
+                    # As fast as possible (not real time): let the broker catch up rather than hold a flood of
+                    # unacknowledged messages in memory (each costs paho ~2 KB until its PUBACK).
+                    self.unacknowledged(wait_s=self.settings.settle_timeout_s, below=_OUTBOUND_WINDOW // 2)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
             self.counters.outbound_dropped += 1
             if self.counters.outbound_dropped == 1 or self.counters.outbound_dropped % 10_000 == 0:
@@ -588,7 +599,7 @@ class MqttBus:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            key = (msg.topic, hash(msg.payload))
+            key = hash((msg.topic, msg.payload))
             if msg.dup and key in self._recent:
                 self.counters.redeliveries_dropped += 1
                 return
