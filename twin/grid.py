@@ -101,8 +101,8 @@ class GridRole:
     A customer whose reading did not arrive in the tick keeps its last value (zero before the first); each
     such case is counted in ``counters.readings_missing``. Those customers, and those whose reading the ingest
     guard replaced by the last good value (``estimated``, counted in ``readings_estimated``), are listed in the
-    tick's ``GridState.estimated_meters``. At most ``LATE_RECORD_MAX`` late readings are kept. Non-convergence raises PowerFlowError naming the
-    tick and its timestamp, after counting it.
+    tick's ``GridState.estimated_meters``. At most ``LATE_RECORD_MAX`` late readings are kept. Non-convergence
+    raises PowerFlowError naming the tick and its timestamp, after counting it.
     """
 
     def __init__(

@@ -165,10 +165,12 @@ class IngestGuard:
         self.counters.checked += n_rows
         if message.feeder != self._feeder:
             detail = f"frame of feeder {message.feeder!r} on the topic of feeder {self._feeder!r}"
-            return self._quarantine_frame(topic, message, DeadLetterReason.ID_MISMATCH, detail, n_rows)
+            self._dead_letter(topic, message, DeadLetterReason.ID_MISMATCH, detail, rows=n_rows)
+            return None
         future = self._future(message.tick, message.time_utc)
         if future:
-            return self._quarantine_frame(topic, message, DeadLetterReason.FUTURE, future, n_rows)
+            self._dead_letter(topic, message, DeadLetterReason.FUTURE, future, rows=n_rows)
+            return None
         p, q = message.p_kw, message.q_kvar
         rows = (np.arange(n_rows) if message.meter_ids == self._ids
                 else np.array([self._index.get(m, -1) for m in message.meter_ids], dtype=int))
@@ -227,14 +229,9 @@ class IngestGuard:
             meter_id=self._ids[row], p_kw=tuple(self._last_p[row, :n].tolist()),
             q_kvar=tuple(self._last_q[row, :n].tolist()), estimated=True)
 
-    def _quarantine_frame(self, topic: str, message: MeterFrame, reason: DeadLetterReason, detail: str,
-                          n_rows: int) -> None:
-        """A whole frame refused (its feeder or time): one dead letter; every row of it counted."""
-        self._dead_letter(topic, message, reason, detail, rows=n_rows)
-        return None
-
     def _dead_letter(self, topic: str, message: Message, reason: DeadLetterReason, detail: str, *,
                      rows: int = 1) -> None:
+        """One dead letter; ``rows`` readings counted (a whole frame refused for its feeder or time)."""
         self.counters.quarantined[reason] += rows
         log.info("ingest: quarantined a reading on %s: %s (%s)", topic, reason.value, detail)
         raw = self._raw_payload()

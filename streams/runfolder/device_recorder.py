@@ -28,7 +28,8 @@ _BATTERY = ("e_kwh", "charge_kw", "discharge_kw", "pv_available_kw", "pv_used_kw
 class DeviceRecorder:
     def __init__(self, *, bus: Bus, feeder: str) -> None:
         self._states: dict[str, list[Any]] = {k: [] for k in (
-            "time_utc", "device_id", "kind", "customer_id", "mode", "safe_reason", "phase", "p_a_kw", "p_b_kw", "p_c_kw",
+            "time_utc", "device_id", "kind", "customer_id", "mode", "safe_reason", "phase", "p_a_kw", "p_b_kw",
+            "p_c_kw",
             "in_transition", "operations_today", "operations_total", "rejections", "unsupplied_kwh",
             "operation_cost", *_BATTERY, "setpoint_kw", "limited_by", "energy_residual_kwh",
         )}

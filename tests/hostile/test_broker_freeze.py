@@ -30,8 +30,8 @@ FREEZE_S = 20.0
 @pytest.mark.slow
 def test_a_frozen_broker_does_not_delay_the_ticks_and_loses_no_reading(mosquitto: MosquittoServer,
                                                                        tmp_path: Path) -> None:
-    scenario = Scenario(start_utc=datetime(2024, 1, 15, 6, tzinfo=UTC), end_utc=datetime(2024, 1, 15, 6, 26, tzinfo=UTC),
-                        speed=60, fleet=FleetSpec(psd=4, pess=0),
+    scenario = Scenario(start_utc=datetime(2024, 1, 15, 6, tzinfo=UTC),
+                        end_utc=datetime(2024, 1, 15, 6, 26, tzinfo=UTC), speed=60, fleet=FleetSpec(psd=4, pess=0),
                         controller=ControllerSettings(strategy=Strategy.GREEDY), out=tmp_path / "run")
     bus = MqttBus(MqttSettings(host=mosquitto.host, port=mosquitto.port, keepalive_s=KEEPALIVE_S))
     statuses: list[TwinStatus] = []

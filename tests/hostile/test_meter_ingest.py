@@ -39,8 +39,7 @@ def _scenario(out: Path) -> Scenario:
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _bad_payloads(tick: int) -> dict[str, tuple[str, str]]:

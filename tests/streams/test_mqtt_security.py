@@ -12,10 +12,9 @@ not read is proven absent the same way: a sentinel it may read, published after 
 
 from __future__ import annotations
 
-import time
-
 import queue
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass

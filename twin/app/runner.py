@@ -28,21 +28,21 @@ from controllers.online.settings import ForecastKind, Strategy
 from controllers.scripted.agent import ScheduleAgent
 from controllers.scripted.schedule import read_schedule
 from devices.agent import DeviceAgent, PvSource
-from devices.verifier import Verifier
 from devices.fleet import DeviceSpec, FleetSpec, PessAccess, build_devices, choose_devices
+from devices.verifier import Verifier
 from streams import topics
 from streams.bus import Bus, LocalBus
 from streams.influx.recorder import InfluxRecorder
 from streams.influx.settings import InfluxSettings
 from streams.influx.shipper import InfluxCounts
 from streams.ingest import GuardedBus, IngestGuard, MeterEnvelope
-from streams.runfolder.audit import AuditLog
-from streams.signing import Keyring, Signer, SigningBus, SigningError, keyring_from, signer_from
 from streams.messages import ClockTick, ControllerHeartbeat, DeviceKind, RunState, TwinStatus
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
+from streams.runfolder.audit import AuditLog
 from streams.runfolder.device_recorder import DeviceRecorder
 from streams.runfolder.recorder import Layout, ParquetRecorder
+from streams.signing import Keyring, Signer, SigningBus, SigningError, keyring_from, signer_from
 from twin.app.hil import HilMonitor
 from twin.app.scenario import Scenario
 from twin.app.summary import RunSummary, physics
@@ -226,7 +226,8 @@ def replay(
     run_id, scenario_name = run_tags(scenario, clock.start_utc)
     audit = AuditLog(scenario.out / "audit.jsonl", also=database.record if database is not None else None)
     agent = DeviceAgent(bus=bus, feeder=name, devices=devices, tick_s=clock.tick_s, pv_kw=pv_source,
-                        external=external, verifier=Verifier(keyring=keyring, horizon_s=clock.tick_s + scenario.max_skew_s),
+                        external=external,
+                        verifier=Verifier(keyring=keyring, horizon_s=clock.tick_s + scenario.max_skew_s),
                         audit=audit.write, run_id=run_id)
     stages += [agent, grid]
     controller = None
