@@ -1,6 +1,6 @@
 """The command audit log of a run: ``audit.jsonl`` in the run folder, one JSON line per command a device
-decided on (``AuditRecord``), appended and flushed as it happens (created at the first one); a file that exists is appended to, never
-truncated (each line names its run)."""
+decided on (``AuditRecord``), appended and flushed as it happens (created at the first one); a file that exists
+is appended to, never truncated (each line names its run)."""
 
 from __future__ import annotations
 
