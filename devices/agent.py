@@ -13,17 +13,19 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 
 from devices.commands import Outcome
 from devices.device import Device, TickReport
 from devices.pess import Pess
+from devices.verifier import Verifier
 from streams import topics
 from streams.bus import Bus
 from streams.messages import (
     AckStatus,
+    AuditRecord,
     BatteryState,
     ControllerHeartbeat,
     DeviceAck,
@@ -47,8 +49,13 @@ class AgentCounters:
     unknown_device: int = 0
     malformed: int = 0
     heartbeats: int = 0
+    heartbeats_before_start: int = 0
     acks_published: int = 0
     states_published: int = 0
+
+
+def _wall_utc() -> datetime:
+    return datetime.now(UTC)
 
 
 class DeviceAgent:
@@ -56,8 +63,12 @@ class DeviceAgent:
 
     def __init__(
         self, *, bus: Bus, feeder: str, devices: Sequence[Device], tick_s: int, pv_kw: PvSource | None = None,
-        external: frozenset[str] = frozenset(),
+        external: frozenset[str] = frozenset(), verifier: Verifier | None = None,
+        audit: Callable[[AuditRecord], None] | None = None, run_id: str = "",
+        wall_utc: Callable[[], datetime] = _wall_utc,
     ) -> None:
+        """``verifier``: signature, replay and clock checks (default: unsigned, one tick + 60 s of skew);
+        ``audit`` gets one record per command decided (``AuditRecord``)."""
         ids = [d.device_id for d in devices]
         if len(set(ids)) != len(ids):
             raise ValueError(f"device ids must be unique; repeated: {sorted({i for i in ids if ids.count(i) > 1})}")
@@ -65,7 +76,10 @@ class DeviceAgent:
         self.devices = {d.device_id: d for d in devices}
         self._external = external
         self._pv_kw = pv_kw
-        self._queue: list[tuple[str, Message]] = []
+        self._queue: list[tuple[str, Message, str, datetime]] = []
+        self.verifier = verifier or Verifier(keyring=None, horizon_s=tick_s + 60.0)
+        self._audit, self._run_id, self._wall_utc = audit, run_id, wall_utc
+        self._now_utc: datetime | None = None
         self._hosts = {d.customer_id for d in devices}
         self._frame_rows: tuple[tuple[str, ...], list[tuple[int, Device]]] | None = None
         self.counters = AgentCounters()
@@ -81,16 +95,25 @@ class DeviceAgent:
         if device_id in self._external:
             return
         self.counters.commands_received += 1
-        self._queue.append((device_id, message))
+        self._queue.append((device_id, message, topic, self._wall_utc()))
 
     def _on_heartbeat(self, topic: str, message: Message) -> None:
+        """Renews every lease at the devices' own time of receipt (the tick they are in), never the sender's."""
         if not isinstance(message, ControllerHeartbeat):
             self.counters.malformed += 1
             log.warning("devices: ignored %s on %s", type(message).__name__, topic)
             return
+        if self._now_utc is None:
+            self.counters.heartbeats_before_start += 1
+            return
+        refused = self.verifier.heartbeat(message, self._now_utc)
+        if refused is not None:
+            log.warning("devices: heartbeat of %r refused: %s (%s)", message.controller_id, refused[0].value,
+                        refused[1])
+            return
         self.counters.heartbeats += 1
         for device in self.devices.values():
-            device.heartbeat(message.time_utc)
+            device.heartbeat(self._now_utc)
 
     def _on_frame(self, topic: str, message: Message) -> None:
         if not isinstance(message, MeterFrame) or self._newest.late(message.tick):
@@ -116,9 +139,13 @@ class DeviceAgent:
 
     # --- the tick -------------------------------------------------------------------------------------------
     def on_tick(self, tick: int, time_utc: datetime) -> None:
+        self._now_utc = time_utc
         queue, self._queue = self._queue, []
-        for device_id, message in queue:
-            self._decide(device_id, message, tick, time_utc)
+        for device_id, message, topic, received_utc in queue:
+            outcome = self._decide(device_id, message, tick, time_utc)
+            if self._audit is not None:
+                self._audit_record(device_id, message, outcome, topic=topic, received_utc=received_utc, tick=tick,
+                                   time_utc=time_utc)
         for device in self.devices.values():
             pv = self._pv_kw(device.device_id, tick) if self._pv_kw is not None and isinstance(device, Pess) else 0.0
             report = device.step(time_utc, self._tick_s, pv_available_kw=pv)
@@ -126,8 +153,9 @@ class DeviceAgent:
                 self._ack(device.device_id, outcome, tick, time_utc)
             self._publish_state(device, report, tick, time_utc)
 
-    def _decide(self, device_id: str, message: Message, tick: int, time_utc: datetime) -> None:
+    def _decide(self, device_id: str, message: Message, tick: int, time_utc: datetime) -> Outcome:
         device = self.devices.get(device_id)
+        refused = self.verifier.command(device_id, message, time_utc) if isinstance(message, DeviceCommand) else None
         if not isinstance(message, DeviceCommand):
             self.counters.malformed += 1
             log.warning("devices: %s on the command topic of %s is not a DeviceCommand", type(message).__name__,
@@ -136,6 +164,13 @@ class DeviceAgent:
                 device.gate.rejections[RejectReason.MALFORMED] += 1
             outcome = Outcome.rejected(-1, RejectReason.MALFORMED,
                                        f"expected DeviceCommand, got {type(message).__name__}")
+        elif refused is not None:
+            verdict, detail = refused
+            log.warning("devices: command seq %d to %s refused: %s (%s)", message.seq, device_id, verdict.value,
+                        detail)
+            outcome = Outcome.rejected(message.seq, RejectReason(verdict.value), detail)
+            if device is not None:
+                device.gate.rejections[outcome.reason] += 1  # type: ignore[index]
         elif device is None:
             self.counters.unknown_device += 1
             log.warning("devices: command seq %d for unknown device %r", message.seq, device_id)
@@ -147,6 +182,19 @@ class DeviceAgent:
                 log.info("devices: %s rejected seq %d: %s (%s)", device_id, outcome.seq,
                          outcome.reason.value if outcome.reason else "", outcome.detail)
         self._ack(device_id, outcome, tick, time_utc)
+        return outcome
+
+    def _audit_record(self, device_id: str, message: Message, outcome: Outcome, *, topic: str,
+                      received_utc: datetime, tick: int, time_utc: datetime) -> None:
+        command = message if isinstance(message, DeviceCommand) else None
+        assert self._audit is not None
+        self._audit(AuditRecord(
+            run=self._run_id, device_id=device_id, topic=topic, origin=command.source if command else "",
+            key_id=command.auth.key_id if command is not None and command.auth is not None else "",
+            seq=outcome.seq, action=command.action.value if command else type(message).__name__,
+            issued_utc=command.issued_utc if command else None, expires_utc=command.expires_utc if command else None,
+            received_utc=received_utc, decided_utc=time_utc, tick=tick, outcome=outcome.status,
+            reason=outcome.reason, detail=outcome.detail))
 
     def _ack(self, device_id: str, outcome: Outcome, tick: int, time_utc: datetime) -> None:
         self._bus.publish(topics.device_ack(self._feeder, device_id), DeviceAck.trusted(
@@ -171,6 +219,7 @@ class DeviceAgent:
         self._bus.publish(topics.device_state(self._feeder, device.device_id), DeviceState.trusted(
             feeder=self._feeder, tick=tick, time_utc=time_utc, device_id=device.device_id, kind=device.kind,
             customer_id=device.customer_id, mode=device.mode(time_utc.timestamp()),
+            safe_reason=device.safe_reason(time_utc.timestamp()),
             phase=report.phase.name if report.phase is not None else None, p_kw=report.p_kw,
             in_transition=report.in_transition, operations_today=device.operations_today,
             operations_total=device.operations_total, dwell_remaining_s=device.dwell_remaining_s,

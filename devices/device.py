@@ -14,7 +14,15 @@ from datetime import UTC, datetime
 from devices.commands import CommandGate, Outcome
 from devices.lease import Lease
 from devices.limits import LeaseConfig
-from streams.messages import AckStatus, DeviceAction, DeviceCommand, DeviceKind, DeviceMode, RejectReason
+from streams.messages import (
+    AckStatus,
+    DeviceAction,
+    DeviceCommand,
+    DeviceKind,
+    DeviceMode,
+    RejectReason,
+    SafeReason,
+)
 from twin.network import Phase
 
 
@@ -106,6 +114,14 @@ class Device(ABC):
         if self.locked_out:
             return DeviceMode.LOCKOUT
         return DeviceMode.SAFE if self.lease.expired(t_s) else DeviceMode.NORMAL
+
+    def safe_reason(self, t_s: float) -> SafeReason | None:
+        """Why the device is not in normal mode at ``t_s`` (its own clock), or None when it is."""
+        if self.locked_out:
+            return SafeReason.LOCKOUT
+        if not self.lease.expired(t_s):
+            return None
+        return SafeReason.LEASE_EXPIRED if self.lease.ever_renewed else SafeReason.STARTED
 
     @abstractmethod
     def decide(self, command: DeviceCommand, t_s: float, now_utc: datetime) -> Outcome:

@@ -16,6 +16,10 @@ class Lease:
     """How many times a held lease ran out (not counting the initial, never-renewed state)."""
     _held: bool = False
 
+    @property
+    def ever_renewed(self) -> bool:
+        return self.renewed_s > -math.inf
+
     def renew(self, t_s: float) -> None:
         self.renewed_s = max(self.renewed_s, t_s)
         self._held = True

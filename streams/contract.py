@@ -13,6 +13,7 @@ from streams.messages import (
     ControllerHeartbeat,
     ControllerPlan,
     DeadLetter,
+    DeadLetterReason,
     DeviceAck,
     DeviceCommand,
     DeviceState,
@@ -57,11 +58,13 @@ QOS: dict[str, int] = {
 
 
 class ContractError(StreamError):
-    """A payload does not fit the contract; ``reason`` is what a dead letter reports."""
+    """A payload does not fit the contract; ``code`` (from the fixed list) and ``reason`` (the detail) are what a
+    dead letter reports."""
 
-    def __init__(self, topic: str, reason: str) -> None:
+    def __init__(self, topic: str, reason: str, code: DeadLetterReason = DeadLetterReason.INVALID) -> None:
         self.topic = topic
         self.reason = reason
+        self.code = code
         super().__init__(f"{topic}: {reason}")
 
 
@@ -84,14 +87,37 @@ def payload_type(topic: str) -> type[Message]:
         for pattern, model in PAYLOADS.items():
             if topics.matches(pattern, parts[3]):
                 return model
-    raise ContractError(topic, f"topic is not part of the {topics.ROOT} contract")
+    raise ContractError(topic, f"topic is not part of the {topics.ROOT} contract", DeadLetterReason.UNKNOWN_TOPIC)
 
 
 def decode(topic: str, payload: bytes | str) -> Message:
     """Validate a JSON payload against its topic's model; ContractError names every invalid field."""
     model = payload_type(topic)
     try:
-        return model.model_validate_json(payload)
+        message = model.model_validate_json(payload)
     except ValidationError as err:
         problems = validation_problems(err, root="payload")
-        raise ContractError(topic, f"invalid {model.__name__}: {problems}") from err
+        not_json = any(e["type"] == "json_invalid" for e in err.errors(include_url=False))
+        raise ContractError(topic, f"invalid {model.__name__}: {problems}",
+                            DeadLetterReason.NOT_JSON if not_json else DeadLetterReason.INVALID) from err
+    mismatch = id_mismatch(topic, message)
+    if mismatch:
+        raise ContractError(topic, mismatch, DeadLetterReason.ID_MISMATCH)
+    return message
+
+
+def id_mismatch(topic: str, message: Message) -> str:
+    """What the payload names differently from its topic (feeder, meter or device id); "" when they agree."""
+    parts = topic.split("/")
+    feeder = getattr(message, "feeder", None)
+    if feeder is not None and len(parts) > 2 and feeder != parts[2]:
+        return f"payload feeder {feeder!r} is not the topic's feeder {parts[2]!r}"
+    if len(parts) == 5 and parts[3] == "meter":
+        meter_id = getattr(message, "meter_id", None)
+        if meter_id is not None and meter_id != parts[4]:
+            return f"payload meter_id {meter_id!r} is not the topic's meter {parts[4]!r}"
+    if len(parts) == 6 and parts[3] == "device":
+        device_id = getattr(message, "device_id", None)
+        if device_id is not None and device_id != parts[4]:
+            return f"payload device_id {device_id!r} is not the topic's device {parts[4]!r}"
+    return ""

@@ -92,6 +92,8 @@ class MeterReading(_Timed):
     meter_id: str
     p_kw: tuple[float, ...] = Field(min_length=1, max_length=3, description="load-positive active power")
     q_kvar: tuple[float, ...] = Field(min_length=1, max_length=3, description="load-positive reactive power")
+    estimated: bool = Field(default=False, description="put in by the twin's ingest guard in place of a quarantined "
+                            "reading: the meter's last good value")
 
 
 class MeterFrame(_Timed):
@@ -101,6 +103,8 @@ class MeterFrame(_Timed):
     meter_ids: tuple[str, ...] = Field(min_length=1)
     p_kw: FloatArray = Field(description="[n_meters, 3] load-positive active power per terminal")
     q_kvar: FloatArray = Field(description="[n_meters, 3] load-positive reactive power per terminal")
+    estimated: tuple[str, ...] = Field(default=(), description="meters whose row the twin's ingest guard replaced "
+                                       "by their last good value (their own row was quarantined)")
 
     @model_validator(mode="after")
     def _shapes(self) -> Self:
@@ -130,6 +134,8 @@ class GridState(_Timed):
     vuf_max_pct: float = Field(description="highest voltage unbalance factor |V2|/|V1| over the LV buses, %")
     i_n_max_a: float = Field(description="highest neutral current over the lines, A")
     kappa_trafo: float = Field(description="current unbalance κ of the transformer LV side (STS paper eq. 9)")
+    estimated_meters: tuple[str, ...] = Field(default=(), description="customers whose load this tick is an "
+                                              "estimate (last good value) because their reading was quarantined")
 
 
 class RunState(StrEnum):
@@ -156,6 +162,13 @@ class TwinStatus(_Timed):
     points_written: int = Field(default=0, ge=0, description="time-series points the database confirmed")
     points_spooled: int = Field(default=0, ge=0, description="points waiting in the on-disk spool")
     points_dropped: int = Field(default=0, ge=0, description="points lost (spool full); should stay 0")
+    quarantined: dict[str, int] = Field(default_factory=dict, description="payloads quarantined to the dead letters "
+                                        "so far, per reason code (DeadLetterReason)")
+    readings_estimated: int = Field(default=0, ge=0, description="meter values replaced by the last good value")
+    broker_ok: bool = Field(default=True, description="the MQTT broker answers (False: frozen or partitioned)")
+    broker_stalls: int = Field(default=0, ge=0, description="times the broker was detected unresponsive")
+    outbound_queued: int = Field(default=0, ge=0, description="messages sent but not yet acknowledged by the broker")
+    outbound_dropped: int = Field(default=0, ge=0, description="messages dropped because the outbound queue was full")
     detail: str = ""
 
 
@@ -181,6 +194,14 @@ class DeviceAction(StrEnum):
     """Clear a lockout after a fault (operator action)."""
 
 
+class Signature(Message):
+    """Ed25519 signature of a command or heartbeat (``devices.auth``): over the message's canonical JSON without
+    ``auth`` (keys sorted, no spaces, ``model_dump(mode="json")``)."""
+
+    key_id: str = Field(min_length=1, description="which signing key; devices look it up in their keyring")
+    signature: str = Field(min_length=1, description="base64 of the 64-byte Ed25519 signature")
+
+
 class DeviceCommand(Message):
     """A command on ``.../device/{id}/cmd``. Sequence numbers increase strictly per device; a device executes a
     sequence number at most once, acknowledges a repeat of it again, and rejects older ones as stale."""
@@ -198,6 +219,7 @@ class DeviceCommand(Message):
         default=None, ge=0, le=1, description="share of the available PV output to curtail (ξ, eq. 33), 0..1"
     )
     source: str = Field(default="", description="who sent it (controller id, 'schedule', operator)")
+    auth: Signature | None = Field(default=None, description="signature; required when devices have a keyring")
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> Self:
@@ -235,6 +257,12 @@ class RejectReason(StrEnum):
     STALE_SEQUENCE = "stale_sequence"
     UNKNOWN_DEVICE = "unknown_device"
     MALFORMED = "malformed"
+    AUTH_FAILED = "auth_failed"
+    """No valid signature from a known, unrevoked key (signed mode)."""
+    REPLAY = "replay"
+    """A signed ``(key, seq)`` this device has already seen."""
+    FUTURE = "future"
+    """Issued further in the future than the device's clock allows (bounded skew)."""
 
 
 class DeviceAck(_Timed):
@@ -247,6 +275,17 @@ class DeviceAck(_Timed):
     detail: str = ""
     duplicate: bool = Field(default=False, description="a repeat of an already acknowledged sequence number")
     effective_utc: AwareDatetime | None = Field(default=None, description="when an applied operation took effect")
+
+
+class SafeReason(StrEnum):
+    """Why a device is in its safe state."""
+
+    STARTED = "started"
+    """No controller has spoken to it since it started."""
+    LEASE_EXPIRED = "lease_expired"
+    """Its lease (renewed by valid commands and heartbeats, on its own clock) ran out."""
+    LOCKOUT = "lockout"
+    """Locked out after a fault, until a reset."""
 
 
 class DeviceMode(StrEnum):
@@ -285,6 +324,7 @@ class DeviceState(_Timed):
     kind: DeviceKind
     customer_id: str
     mode: DeviceMode
+    safe_reason: SafeReason | None = Field(default=None, description="why the device is not in normal mode")
     phase: PhaseLetter | None = Field(description="phase in force; None while the load is unsupplied all tick")
     p_kw: PerPhase = Field(description="device injection per network phase, load-positive, kW")
     in_transition: bool
@@ -335,15 +375,63 @@ class ControllerHeartbeat(_Timed):
     """Published by a controller every control period on ``.../controller/heartbeat``; renews device leases."""
 
     controller_id: str = Field(min_length=1)
+    seq: int = Field(default=0, ge=0, description="strictly increasing per signing key (replay protection)")
+    auth: Signature | None = Field(default=None, description="signature; required when devices have a keyring")
+
+
+class DeadLetterReason(StrEnum):
+    """The fixed list of reasons a payload is quarantined to ``.../deadletter``."""
+
+    NOT_JSON = "not_json"
+    """The payload is not JSON."""
+    INVALID = "invalid"
+    """JSON that does not fit the topic's model (a missing, null or wrongly typed field)."""
+    UNKNOWN_TOPIC = "unknown_topic"
+    """The topic is not part of the contract."""
+    NON_FINITE = "non_finite"
+    """A meter value is NaN or infinite (``NaN``, ``Infinity``, ``"NaN"``, ``1e309``)."""
+    IMPLAUSIBLE = "implausible"
+    """A meter value outside the customer's plausibility envelope (terminals, connection rating)."""
+    ID_MISMATCH = "id_mismatch"
+    """The payload names another meter, device or feeder than its topic, or a meter the feeder does not have."""
+    FUTURE = "future"
+    """Dated beyond the bounded clock skew of the receiver."""
+    AUTH_FAILED = "auth_failed"
+    """A heartbeat without a valid signature of a known, unrevoked key (signed mode)."""
+    REPLAY = "replay"
+    """A signed heartbeat whose ``(key, seq)`` was already seen."""
 
 
 class DeadLetter(Message):
     """A payload that could not be used, with the reason; published on ``.../deadletter``."""
 
     topic: str
-    reason: str
-    payload: str = Field(description="the first 1,000 characters of the raw payload")
-    received_utc: AwareDatetime
+    reason: DeadLetterReason
+    detail: str = Field(default="", description="what exactly was wrong (field, value, expected)")
+    payload: str = Field(description="the first 1,000 characters of the raw payload, as received")
+    received_utc: AwareDatetime = Field(description="wall-clock time the receiver got it")
+
+
+class AuditRecord(Message):
+    """One command as a device decided on it: one line of the run folder's ``audit.jsonl`` and one point of the
+    ``audit`` measurement. Not a bus message."""
+
+    run: str = Field(description="run id")
+    entry: int = Field(default=0, ge=0, description="position in the run's audit log, from 0")
+    device_id: str
+    topic: str
+    origin: str = Field(description="the command's source field (controller id, 'schedule', operator)")
+    key_id: str = Field(description="signing key id; '' when unsigned")
+    seq: int
+    action: str
+    issued_utc: AwareDatetime | None
+    expires_utc: AwareDatetime | None
+    received_utc: AwareDatetime = Field(description="wall-clock time the command arrived")
+    decided_utc: AwareDatetime = Field(description="device (simulation) time of the decision")
+    tick: int = Field(ge=0)
+    outcome: AckStatus
+    reason: RejectReason | None = None
+    detail: str = ""
 
 
 ALL_MESSAGES: tuple[type[Message], ...] = (

@@ -39,6 +39,8 @@ MIN_BATCH = 16
 RETRY_BATCH = 64
 REORDER_WINDOW_TICKS = 2
 """Readings up to this many ticks ahead of the tick being solved are held until their tick comes."""
+LATE_RECORD_MAX = 10_000
+"""Late readings kept for ``late_readings.parquet``; later ones are counted only (memory stays bounded)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class GridCounters:
     readings_missing: int = 0
     readings_rejected: int = 0
     readings_late: int = 0
+    readings_late_unrecorded: int = 0
+    readings_estimated: int = 0
     readings_duplicate: int = 0
     readings_held: int = 0
     powerflow_failures: int = 0
@@ -99,7 +103,9 @@ class GridRole:
     - up to ``REORDER_WINDOW_TICKS`` ahead (out of order): held and used when its tick comes;
     - further ahead: rejected and counted.
     A customer whose reading did not arrive in the tick keeps its last value (zero before the first); each
-    such case is counted in ``counters.readings_missing``.
+    such case is counted in ``counters.readings_missing``. Those customers, and those whose reading the ingest
+    guard replaced by the last good value (``estimated``, counted in ``readings_estimated``), are listed in the
+    tick's ``GridState.estimated_meters``. At most ``LATE_RECORD_MAX`` late readings are kept.
 
     A tick the power flow does not solve (after its fallbacks, ``twin.powerflow.fallback``) is counted in
     ``powerflow_failures``; then ``on_divergence`` ABORT raises PowerFlowError naming the tick and its timestamp,
@@ -149,6 +155,7 @@ class GridRole:
         self._tick: int | None = None  # until the first tick runs, the first reading's tick is the current one
         self._held: dict[int, list[tuple[str, tuple[float, ...], tuple[float, ...], str]]] = {}
         self.late: list[LateReading] = []
+        self._estimated: set[str] = set()
         bus.subscribe(topics.meters(name), self._on_reading)
         bus.subscribe(topics.meter_frame(name), self._on_frame)
         bus.subscribe(topics.device_states(name), self._on_device_state)
@@ -161,6 +168,8 @@ class GridRole:
         p, q = message.p_kw, message.q_kvar
         if self._tick is None:
             self._tick = message.tick
+        if message.estimated and message.tick == self._tick:
+            self._estimated.update(message.estimated)
         if message.tick != self._tick:
             for row, meter_id in enumerate(message.meter_ids):
                 i = self._index.get(meter_id)
@@ -188,8 +197,11 @@ class GridRole:
         assert self._tick is not None
         if tick < self._tick:
             self.counters.readings_late += 1
-            self.late.append(LateReading(meter_id=meter_id, tick=tick, arrived_tick=self._tick, p_kw=p_kw,
-                                         q_kvar=q_kvar))
+            if len(self.late) < LATE_RECORD_MAX:
+                self.late.append(LateReading(meter_id=meter_id, tick=tick, arrived_tick=self._tick, p_kw=p_kw,
+                                             q_kvar=q_kvar))
+            else:
+                self.counters.readings_late_unrecorded += 1
             log.info("grid: late reading of %s for tick %d arrived at tick %d; recorded, not used", meter_id, tick,
                      self._tick)
         elif tick <= self._tick + REORDER_WINDOW_TICKS:
@@ -208,17 +220,28 @@ class GridRole:
         if self._tick is None:
             self._tick = message.tick
         if message.tick != self._tick:
-            self._arrived(message.meter_id, message.tick, message.p_kw, message.q_kvar, topic)
+            if not message.estimated:  # an estimate for another tick is worth nothing
+                self._arrived(message.meter_id, message.tick, message.p_kw, message.q_kvar, topic)
             return
-        self._take(message.meter_id, message.p_kw, message.q_kvar, topic)
+        self._take(message.meter_id, message.p_kw, message.q_kvar, topic, estimated=message.estimated)
 
-    def _take(self, meter_id: str, p_kw: tuple[float, ...], q_kvar: tuple[float, ...], topic: str) -> None:
+    def _take(self, meter_id: str, p_kw: tuple[float, ...], q_kvar: tuple[float, ...], topic: str, *,
+              estimated: bool = False) -> None:
         i = self._index.get(meter_id)
         if i is None:
             self.counters.readings_rejected += 1
             log.warning("grid: rejected reading of unknown meter %r on %s", meter_id, topic)
             return
-        if self._fresh[i]:
+        if estimated:
+            if not self._fresh[i]:
+                self._estimated.add(meter_id)
+                self._term_p[i, :len(p_kw)] = p_kw
+                self._term_q[i, :len(q_kvar)] = q_kvar
+                self._fresh[i] = True
+            return
+        if self._fresh[i] and meter_id in self._estimated:
+            self._estimated.discard(meter_id)  # the real reading came after all: it replaces the estimate
+        elif self._fresh[i]:
             self.counters.readings_duplicate += 1
             log.debug("grid: duplicate reading of %s for tick %d dropped", meter_id, self._tick)
             return
@@ -274,9 +297,13 @@ class GridRole:
         for meter_id, p_kw, q_kvar, topic in self._held.pop(tick, []):
             self._take(meter_id, p_kw, q_kvar, topic)
         missing = int((~self._fresh).sum())
+        estimated = self._estimated
         if missing:
             self.counters.readings_missing += missing
             log.debug("grid: tick %d: %d reading(s) missing, holding last values", tick, missing)
+            estimated = estimated | {self._ids[i] for i in np.flatnonzero(~self._fresh)}
+        self.counters.readings_estimated += len(self._estimated)
+        self._estimated = set()
         self._fresh[:] = False
         p, q = self._injections(self._term_p, self._term_q)
         block, row = self._solved(tick, p, q)
@@ -307,6 +334,7 @@ class GridRole:
             loss_kw=float(r.loss_kw[row]), phase_load_kw=block.phase_load_kw[row], p_unb_kw=block.p_unb_kw[row],
             vm_min_pu=tuple(block.vm_min_pu[row]), vm_max_pu=tuple(block.vm_max_pu[row]),
             vuf_max_pct=block.vuf_max_pct[row], i_n_max_a=block.i_n_max_a[row], kappa_trafo=block.kappa_trafo[row],
+            estimated_meters=tuple(sorted(estimated)),
         )
         self._tick = tick + 1
         self._bus.publish(self._topic, state)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from streams.influx.line_protocol import LineSpec, LineTemplate, epoch_s, line, series
-from streams.messages import ControllerPlan, DeviceState, GridState, TwinStatus
+from streams.messages import AuditRecord, ControllerPlan, DeviceState, GridState, TwinStatus
 
 PHASES = ("A", "B", "C")
 CONDUCTORS = ("A", "B", "C", "N")
@@ -179,6 +179,15 @@ class MessagePoints:
             "points_written": m.points_written, "points_spooled": m.points_spooled,
             "points_dropped": m.points_dropped,
         }, epoch_s(m.time_utc) + self.tags.time_offset_s)
+        return text, 1 if text else 0
+
+    def audit(self, m: AuditRecord) -> tuple[str, int]:
+        text = line(self.prefix("audit", device=m.device_id, entry=str(m.entry)), "audit", {
+            "origin": m.origin, "key_id": m.key_id, "seq": m.seq, "action": m.action, "outcome": m.outcome.value,
+            "reason": m.reason.value if m.reason is not None else "", "detail": m.detail, "topic": m.topic,
+            "issued_utc": m.issued_utc.isoformat() if m.issued_utc else "", "received_utc": m.received_utc.isoformat(),
+            "decided_utc": m.decided_utc.isoformat(),
+        }, epoch_s(m.decided_utc))
         return text, 1 if text else 0
 
     def ltupf(self, step: LtupfStep) -> tuple[str, int]:

@@ -57,7 +57,7 @@ from streams.influx.settings import (
 from streams.influx.shipper import InfluxCounts, Shipper
 from streams.influx.spool import Spool
 from streams.influx.transport import Transport, create_transport
-from streams.messages import ControllerPlan, DeviceState, GridState, Message, TwinStatus
+from streams.messages import AuditRecord, ControllerPlan, DeviceState, GridState, Message, TwinStatus
 from streams.runfolder.recorder import Layout
 
 __all__ = [
@@ -161,6 +161,10 @@ class InfluxRecorder:
         (log.error if first else log.debug)("influx: message not recorded: %s", why)
 
     # --- public ----------------------------------------------------------------------------------------------
+    def record(self, record: AuditRecord) -> None:
+        """Record what does not travel on the bus (the command audit log)."""
+        self._on_message("audit", record)
+
     @property
     def counters(self) -> InfluxCounts:
         """A consistent snapshot of the counters; callable from any thread, at any time."""
@@ -258,6 +262,8 @@ class InfluxRecorder:
                 self._ltupf.plan(m)
             elif isinstance(m, TwinStatus):
                 self._add(p.status(m))
+            elif isinstance(m, AuditRecord):
+                self._add(p.audit(m))
             else:
                 self._ignore(f"{type(m).__name__} is not a message the recorder writes")
         except Exception as err:  # one bad message must not stop the recording of the rest

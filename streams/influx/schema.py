@@ -55,6 +55,11 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         "predicted_vm_min_pu": "float", "actual_vm_min_pu": "float", "error_vm_min_pu": "float",
         "predicted_vm_max_pu": "float", "actual_vm_max_pu": "float", "error_vm_max_pu": "float",
     }, "LTUPF prediction of a plan's first step against the power flow over that step, at the step start"),
+    Measurement("audit", ("device", "entry"), {
+        "origin": "string", "key_id": "string", "seq": "int", "action": "string", "outcome": "string",
+        "reason": "string", "detail": "string", "topic": "string", "issued_utc": "string", "received_utc": "string",
+        "decided_utc": "string",
+    }, "one point per command a device decided on (the run folder's audit.jsonl), at the decision's time"),
     Measurement("twin", (), {
         "tick": "int", "lateness_s": "float", "overruns": "int", "max_lateness_s": "float",
         "powerflow_failures": "int", "readings_missing": "int", "readings_rejected": "int", "deadletters": "int",

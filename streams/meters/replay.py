@@ -88,7 +88,7 @@ class MeterReplay:
         if not self._per_meter:
             self._bus.publish(self._frame_topic, MeterFrame.trusted(
                 feeder=self._feeder, tick=tick, time_utc=time_utc, meter_ids=self._ids,
-                p_kw=self.p_kw[tick], q_kvar=self.q_kvar[tick]))
+                p_kw=self.p_kw[tick], q_kvar=self.q_kvar[tick], estimated=()))
             self.published += len(self._ids)
             return
         p_rows, q_rows = self.p_kw[tick].tolist(), self.q_kvar[tick].tolist()
@@ -97,7 +97,7 @@ class MeterReplay:
             # model_construct: these values were validated when the data were read; this is the hot loop.
             reading = MeterReading.trusted(
                 feeder=self._feeder, tick=tick, time_utc=time_utc, meter_id=self._ids[i],
-                p_kw=tuple(p_rows[i][:n]), q_kvar=tuple(q_rows[i][:n]),
+                p_kw=tuple(p_rows[i][:n]), q_kvar=tuple(q_rows[i][:n]), estimated=False,
             )
             self._bus.publish(topic, reading)
         self.published += len(self._topics)

@@ -33,6 +33,7 @@ published to ``.../deadletter`` with the reason and counted in ``deadletters``; 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import socket
@@ -56,13 +57,18 @@ from streams import topics
 from streams.bus import Handler
 from streams.contract import ContractError, decode, qos_of
 from streams.errors import StreamError
-from streams.messages import DeadLetter, Message
+from streams.messages import DeadLetter, DeadLetterReason, Message
 from streams.mqtt.loop import NetworkLoop
 
 log = logging.getLogger(__name__)
 _SYNC_ROOT = f"{topics.ROOT}/_bus/sync"
 _WAIT_LOG_S = 5.0
-_RECENT_MAX = 100_000
+_OUTBOUND_WINDOW = 1024
+"""Unacknowledged messages above which the front of the in-flight list is pruned (and, not in real time, the
+publisher waits for the broker)."""
+_RECENT_MAX = 20_000
+"""Payload hashes remembered to drop DUP redeliveries: a redelivery repeats what was in flight (Mosquitto keeps 20
+messages in flight per client by default, paho here 1,000), so this is ample and keeps memory flat."""
 Protocol = Literal["5", "3.1.1"]
 _PROTOCOLS: dict[str, mqtt.MQTTProtocolVersion] = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
@@ -95,6 +101,10 @@ class MqttSettings:
     reconnect_min_s: int = 1
     reconnect_max_s: int = 4
     protocol: Protocol = "5"
+    outbound_max: int = 50_000
+    """Messages sent and not yet acknowledged that paho may hold; beyond, a publish is dropped and counted."""
+    settle_budget_s: float | None = None
+    """Real time (``MqttBus.realtime``): how long ``settle`` waits for the broker; None = as long as it takes."""
 
     def __post_init__(self) -> None:
         if self.protocol not in _PROTOCOLS:
@@ -112,12 +122,18 @@ class MqttSettings:
         if not parts.hostname:
             raise BusError(f"bus URL {url!r} has no host; expected mqtt://host:port")
         query = parse_qs(parts.query, keep_blank_values=True)
-        unknown = sorted(set(query) - {"protocol"})
+        unknown = sorted(set(query) - {"protocol", "keepalive"})
         if unknown:
-            raise BusError(f"bus URL {url!r}: unknown query parameter(s) {', '.join(unknown)}; expected protocol=")
+            raise BusError(f"bus URL {url!r}: unknown query parameter(s) {', '.join(unknown)}; expected protocol= "
+                           "or keepalive=")
         protocol = query.get("protocol", ["5"])[-1]
         if protocol not in _PROTOCOLS:
             raise BusError(f"bus URL {url!r}: protocol={protocol!r} is not supported; expected 5 or 3.1.1")
+        if "keepalive" in query:
+            keepalive = query["keepalive"][-1]
+            if not keepalive.isdigit() or not 1 <= int(keepalive) <= 65535:
+                raise BusError(f"bus URL {url!r}: keepalive={keepalive!r} is not a whole number of seconds 1..65535")
+            overrides = {"keepalive_s": int(keepalive), **overrides}
         return cls(host=parts.hostname, port=port or (8883 if parts.scheme == "mqtts" else 1883),
                    username=unquote(parts.username) if parts.username else None,
                    password=unquote(parts.password) if parts.password else None,
@@ -148,6 +164,21 @@ class MqttCounters:
     connects: int = 0
     disconnects: int = 0
     settles: int = 0
+    broker_ok: bool = True
+    """The broker answers: our sync markers come back within one keep-alive (real time)."""
+    broker_stalls: int = 0
+    """Times the broker was found frozen or partitioned (a marker unanswered for a keep-alive)."""
+    broker_stalled_s: float = 0.0
+    """Total time from each stall's detection to the broker's next answer."""
+    stall_detected_after_s: float = 0.0
+    """Longest time from the first unanswered marker to a stall's detection (at most ~one keep-alive + a tick)."""
+    settles_short: int = 0
+    """Real-time settles that returned without the broker's answer (what it had not delivered comes later)."""
+    outbound_queued: int = 0
+    """Messages sent and not yet acknowledged by the broker (updated at each settle)."""
+    outbound_max_queued: int = 0
+    outbound_dropped: int = 0
+    """Messages dropped because paho's outbound queue held ``outbound_max`` already."""
 
 
 @dataclass
@@ -180,9 +211,14 @@ class MqttBus:
         self._failed_subacks: dict[int, str] = {}
         self._sync_topic = f"{_SYNC_ROOT}/{self.client_id}"
         self._sync_seq = 0
-        self._recent: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._recent: OrderedDict[int, None] = OrderedDict()
+        self._marker_out: int | None = None
+        self._marker_sent_s = 0.0
+        self._stalled_since_s: float | None = None
         self.arrival_s: float | None = None
         """``time.monotonic()`` at which paho received the message being dispatched (for latency figures)."""
+        self.payload: bytes | None = None
+        """The raw payload of the message being dispatched (a quarantine keeps it as received)."""
         self._closed = False
         self._last_connect_error = ""
         self._client = self._make_client()
@@ -241,10 +277,11 @@ class MqttBus:
             log.warning("mqtt: %d payload(s) went to the dead-letter topic: %s", self.counters.deadletters,
                         dict(self.counters.deadletter_reasons))
 
-    def unacknowledged(self, *, wait_s: float = 0.0) -> int:
-        """QoS 1 messages the broker has not acknowledged yet, after waiting up to ``wait_s`` for them."""
+    def unacknowledged(self, *, wait_s: float = 0.0, below: int = 1) -> int:
+        """QoS 1 messages the broker has not acknowledged yet, after waiting up to ``wait_s`` for fewer than
+        ``below`` of them to remain."""
         deadline = time.monotonic() + wait_s
-        while self._in_flight:
+        while len(self._in_flight) >= below:
             if _acknowledged(self._in_flight[0]):
                 self._in_flight.popleft()
                 continue
@@ -255,9 +292,18 @@ class MqttBus:
         return len(self._in_flight)
 
     # -- dispatch --------------------------------------------------------------------------------------
+    def realtime(self, *, budget_s: float) -> None:
+        """From now on ``settle`` never waits longer than ``budget_s`` for the broker (a real-time tick loop)."""
+        self.settings = dataclasses.replace(self.settings, settle_budget_s=budget_s)
+
     def settle(self) -> None:
         """Dispatch everything published so far (by anyone) that the broker delivered before a fresh marker;
-        repeat while handlers publish more. Blocks through broker outages up to ``settle_timeout_s``."""
+        repeat while handlers publish more. Blocks through broker outages up to ``settle_timeout_s`` — or, in
+        real time (``settle_budget_s``), waits at most that long and not at all while an earlier marker is still
+        out (see ``_settle_realtime``)."""
+        if self.settings.settle_budget_s is not None:
+            self._settle_realtime(self.settings.settle_budget_s)
+            return
         while True:
             published_before = self.counters.published
             self._sync_seq += 1
@@ -267,6 +313,68 @@ class MqttBus:
             self.counters.settles += 1
             if self.counters.published == published_before + 1:
                 return
+
+    def _settle_realtime(self, budget_s: float) -> None:
+        """Real-time settle: never waits on the network for more than ``budget_s``. While the broker lags (a marker
+        is out), dispatch only what has arrived; a marker unanswered for a keep-alive means the broker is frozen
+        or partitioned: counted, logged, ``broker_ok`` False until it answers. Messages sent meanwhile stay in
+        paho's bounded queue and go out (QoS 1) when it is back."""
+        now = time.monotonic()
+        deadline = now + budget_s
+        while True:
+            if self._marker_out is not None and now - self._marker_sent_s > self.settings.keepalive_s \
+                    and not self.counters.broker_ok:
+                self._marker_out = None  # ask again: the one out may have been lost with a broker that restarted
+            if self._marker_out is None:
+                published_before = self.counters.published
+                self._sync_seq += 1
+                self._marker_out, self._marker_sent_s = self._sync_seq, now
+                self._publish_raw(self._sync_topic, str(self._sync_seq).encode(), 1)
+                fresh = True
+            else:
+                fresh = False
+            back = self._drain_realtime(deadline if fresh else now)
+            self.counters.settles += 1
+            now = time.monotonic()
+            self.unacknowledged()
+            self.counters.outbound_queued = len(self._in_flight)
+            self.counters.outbound_max_queued = max(self.counters.outbound_max_queued, len(self._in_flight))
+            if not back:
+                self.counters.settles_short += 1
+                waited_s = now - self._marker_sent_s
+                if self.counters.broker_ok and waited_s > self.settings.keepalive_s:
+                    self.counters.broker_ok = False
+                    self.counters.broker_stalls += 1
+                    self.counters.stall_detected_after_s = max(self.counters.stall_detected_after_s, waited_s)
+                    self._stalled_since_s = now
+                    log.error("mqtt: the broker %s has not answered for %.1f s (keep-alive %d s): frozen or "
+                              "partitioned; ticks go on, %d message(s) wait to be sent", self.settings.url, waited_s,
+                              self.settings.keepalive_s, len(self._in_flight))
+                return
+            if not fresh or self.counters.published == published_before + 1 or now >= deadline:
+                return
+
+    def _drain_realtime(self, deadline_s: float) -> bool:
+        """Dispatch arrivals until the marker out comes back (True) or ``deadline_s`` passes (False)."""
+        while True:
+            remaining = deadline_s - time.monotonic()
+            try:
+                item = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                return False
+            topic, payload, _, _ = item
+            if topic != self._sync_topic:
+                self._dispatch(*item)
+                continue
+            if payload == str(self._marker_out).encode():
+                self._marker_out = None
+                if not self.counters.broker_ok:
+                    assert self._stalled_since_s is not None
+                    stalled_s = time.monotonic() - self._stalled_since_s
+                    self.counters.broker_stalled_s += stalled_s
+                    self.counters.broker_ok = True
+                    log.warning("mqtt: the broker %s answers again after %.1f s", self.settings.url, stalled_s)
+                return True
 
     def pump(self, timeout_s: float) -> int:
         """Dispatch messages as they arrive for up to ``timeout_s`` (0: only what is already here)."""
@@ -313,8 +421,9 @@ class MqttBus:
         try:
             message = decode(topic, payload)
         except ContractError as err:
-            self._dead_letter(topic, err.reason, payload)
+            self._dead_letter(topic, err.code, err.reason, payload)
             return
+        self.payload = payload
         if self._use_ids:
             subs = [self._by_id[i] for i in sub_ids if i in self._by_id]
         else:
@@ -326,10 +435,10 @@ class MqttBus:
                 handler(topic, message)
         self.counters.dispatched += 1
 
-    def _dead_letter(self, topic: str, reason: str, payload: bytes) -> None:
+    def _dead_letter(self, topic: str, code: DeadLetterReason, reason: str, payload: bytes) -> None:
         self.counters.deadletters += 1
-        self.counters.deadletter_reasons[reason.split(":", 1)[0]] += 1
-        log.info("mqtt: dead letter from %s: %s", topic, reason)
+        self.counters.deadletter_reasons[code.value] += 1
+        log.info("mqtt: dead letter from %s: %s (%s)", topic, code.value, reason)
         parts = topic.split("/")
         feeder = parts[2] if len(parts) > 3 and f"{parts[0]}/{parts[1]}" == topics.ROOT else ""
         try:
@@ -338,8 +447,8 @@ class MqttBus:
             return  # counted above; a topic outside the contract has no feeder to report to
         if topic == target:
             return  # never answer a bad dead letter with another one
-        letter = DeadLetter(topic=topic, reason=reason, payload=payload[:1000].decode(errors="replace"),
-                            received_utc=datetime.now(UTC))
+        letter = DeadLetter(topic=topic, reason=code, detail=reason[:1000],
+                            payload=payload[:1000].decode(errors="replace"), received_utc=datetime.now(UTC))
         self._publish_raw(target, letter.model_dump_json().encode(), 1)
 
     # -- paho ------------------------------------------------------------------------------------------
@@ -352,7 +461,7 @@ class MqttBus:
         if self.settings.tls:
             client.tls_set(ca_certs=self.settings.ca_file)
         client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(0)
+        client.max_queued_messages_set(self.settings.outbound_max)
         client.reconnect_delay_set(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -434,10 +543,20 @@ class MqttBus:
         self._loop.wake()
         if qos and info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._in_flight.append(info)
-            if len(self._in_flight) > 4096:
+            if len(self._in_flight) > _OUTBOUND_WINDOW:
                 self.unacknowledged()  # drop the acknowledged ones from the front
+                if len(self._in_flight) > _OUTBOUND_WINDOW and self.settings.settle_budget_s is None \
+                        and self._connected.is_set():
+                    # As fast as possible (not real time): let the broker catch up rather than hold a flood of
+                    # unacknowledged messages in memory (each costs paho ~2 KB until its PUBACK).
+                    self.unacknowledged(wait_s=self.settings.settle_timeout_s, below=_OUTBOUND_WINDOW // 2)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-            raise BusError(f"paho refused to queue a message for {topic}: queue full")
+            self.counters.outbound_dropped += 1
+            if self.counters.outbound_dropped == 1 or self.counters.outbound_dropped % 10_000 == 0:
+                log.error("mqtt: outbound queue full (%d messages unacknowledged by %s): %d message(s) dropped so "
+                          "far, this one for %s", self.settings.outbound_max, self.settings.url,
+                          self.counters.outbound_dropped, topic)
+            return
         self.counters.published += 1
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -480,7 +599,7 @@ class MqttBus:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            key = (msg.topic, hash(msg.payload))
+            key = hash((msg.topic, msg.payload))
             if msg.dup and key in self._recent:
                 self.counters.redeliveries_dropped += 1
                 return

@@ -28,7 +28,8 @@ _BATTERY = ("e_kwh", "charge_kw", "discharge_kw", "pv_available_kw", "pv_used_kw
 class DeviceRecorder:
     def __init__(self, *, bus: Bus, feeder: str) -> None:
         self._states: dict[str, list[Any]] = {k: [] for k in (
-            "time_utc", "device_id", "kind", "customer_id", "mode", "phase", "p_a_kw", "p_b_kw", "p_c_kw",
+            "time_utc", "device_id", "kind", "customer_id", "mode", "safe_reason", "phase", "p_a_kw", "p_b_kw",
+            "p_c_kw",
             "in_transition", "operations_today", "operations_total", "rejections", "unsupplied_kwh",
             "operation_cost", *_BATTERY, "setpoint_kw", "limited_by", "energy_residual_kwh",
         )}
@@ -53,6 +54,7 @@ class DeviceRecorder:
         s["kind"].append(message.kind.value)
         s["customer_id"].append(message.customer_id)
         s["mode"].append(message.mode.value)
+        s["safe_reason"].append(message.safe_reason.value if message.safe_reason is not None else "")
         s["phase"].append(message.phase)
         for i, ph in enumerate("abc"):
             s[f"p_{ph}_kw"].append(message.p_kw[i])

@@ -62,7 +62,7 @@ def test_meter_reading_round_trips_through_json() -> None:
 
 def test_trusted_construction_equals_validated_construction() -> None:
     values = {"feeder": "f", "tick": 2, "time_utc": datetime(2024, 1, 1, tzinfo=UTC), "meter_id": "m",
-              "p_kw": (1.0, 2.0), "q_kvar": (0.5, 0.25)}
+              "p_kw": (1.0, 2.0), "q_kvar": (0.5, 0.25), "estimated": False}
     fast, checked = MeterReading.trusted(**values), MeterReading(**values)
     assert fast == checked
     assert fast.model_dump_json() == checked.model_dump_json()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -190,6 +191,22 @@ def test_a_device_cannot_publish_another_devices_state(connect: Connect, feeder:
     assert psd1.publish(topics.device_state(feeder, "psd-1"), b"sentinel") == SUCCESS
     assert twin.next_message() == Received(topics.device_state(feeder, "psd-1"), b"sentinel")
     assert twin.nothing_else() == []
+
+
+def test_the_broker_logs_every_refusal(broker: SecureMosquittoServer, connect: Connect, feeder: str) -> None:
+    psd1 = connect("psd-1")
+    topic = topics.device_state(feeder, "psd-2")
+    assert psd1.publish(topic) == NOT_AUTHORIZED
+    assert Client(broker, "mallory", "x").connect().value == NOT_AUTHORIZED
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        log = broker.log_tail(400)
+        if f"'{topic}'" in log and "not authorised" in log:
+            break
+        time.sleep(0.05)
+    denied = [line for line in log.splitlines() if "Denied PUBLISH" in line and f"'{topic}'" in line]
+    assert denied, f"no 'Denied PUBLISH' line for {topic} in the broker log:\n{log[-2000:]}"
+    assert any("not authorised" in line for line in log.splitlines()), "the refused login is not in the log"
 
 
 def test_a_device_cannot_read_another_devices_commands(connect: Connect, feeder: str) -> None:

@@ -125,6 +125,15 @@ InfluxOpt = Annotated[str | None, typer.Option(
     "--influx", envvar="PHASETWIN_INFLUX_URL",
     help="record every state live to InfluxDB: influxdb+v1://host:8086/db, "
          "influxdb+v2://:TOKEN@host:8086/bucket?org=ORG, or http://host:8086?bucket=B&org=O&token=T")]
+KeyringOpt = Annotated[Path | None, typer.Option(
+    "--keyring", envvar="PHASETWIN_KEYRING",
+    help="devices' keyring (JSON of Ed25519 public keys, revoked ones marked): commands and heartbeats must be "
+         "signed; without it the run is unsigned (lab mode, with a warning)")]
+SigningKeyOpt = Annotated[Path | None, typer.Option(
+    "--signing-key", help="key file (JSON) the twin's controller and schedule sign with; or the key itself in "
+                          "$PHASETWIN_SIGNING_KEY (never on the command line)")]
+MeterLimitOpt = Annotated[float, typer.Option(
+    help="plausibility envelope: largest apparent power a customer terminal may report, kVA (more is quarantined)")]
 RunIdOpt = Annotated[str | None, typer.Option(
     "--run-id", help="run tag in the database (default: from feeder, start, tick and strategy; the same run "
                      "replayed again overwrites its points)")]
@@ -263,6 +272,9 @@ def replay(
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
     time_base: TimeBaseOpt = TimeBase.SIMULATION,
+    keyring: KeyringOpt = None,
+    signing_key: SigningKeyOpt = None,
+    meter_limit_kva: MeterLimitOpt = 60.0,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
     seasonal_plan: Annotated[Path | None, typer.Option(
@@ -309,6 +321,7 @@ def replay(
             scenario = Scenario(**(named_scenario(scenario_name) | {"out": out, "name": scenario_name}))  # type: ignore[arg-type]
         except TwinError as err:
             raise _fail(str(err)) from err
+    scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     if config is None and (run_id or rephase or seasonal_plan or time_base is not TimeBase.SIMULATION):
         scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase,
                                                "seasonal_plan": seasonal_plan, "time_base": time_base})
@@ -476,6 +489,9 @@ def run(
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
     time_base: TimeBaseOpt = TimeBase.SIMULATION,
+    keyring: KeyringOpt = None,
+    signing_key: SigningKeyOpt = None,
+    meter_limit_kva: MeterLimitOpt = 60.0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the twin in real time on a broker for hardware in the loop: external parties replace built-in roles.
@@ -504,6 +520,7 @@ def run(
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
         control_period=control_period, command_lifetime=command_lifetime, on_divergence=on_divergence,
     )
+    scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     try:
         scenario = scenario.model_copy(update={
             "external_controller": external_controller, "external_devices": tuple(external_devices),
@@ -533,6 +550,41 @@ _register_rephase(plan_app)
 _register_siting(plan_app)
 _register_identify(app)
 _register_study(app)
+
+keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Ed25519 keys for signed commands and heartbeats.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    key_id: Annotated[str, typer.Option("--key-id", help="the key's id (e.g. the controller's name)")],
+    out: Annotated[Path, typer.Option(help="folder for <key-id>.key.json and keyring.json")] = Path("keys"),
+) -> None:
+    """Make a signing key (private, mode 0600) and add its public key to the folder's keyring.json."""
+    from twin.app.keys_command import new_key
+
+    try:
+        key_path, ring = new_key(key_id=key_id, folder=out)
+    except (FileExistsError, ValueError) as err:
+        raise _fail(str(err)) from err
+    console.print(f"signing key: {key_path} (give it with --signing-key); keyring: {ring} (--keyring)")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    keyring: Annotated[Path, typer.Option("--keyring", help="the keyring file")],
+    key_id: Annotated[str, typer.Option("--key-id", help="the key to revoke")],
+) -> None:
+    """Mark a key revoked: devices refuse what it signed (auth_failed)."""
+    from twin.app.keys_command import revoke
+
+    try:
+        revoke(keyring=keyring, key_id=key_id)
+    except (KeyError, OSError, ValueError) as err:
+        raise _fail(str(err).strip("'\"")) from err
+    console.print(f"{key_id} revoked in {keyring}")
+
 
 export_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Push a finished run folder somewhere else.")
 app.add_typer(export_app, name="export")
@@ -701,6 +753,18 @@ def _end_of_run(summaries: list[RunSummary]) -> None:
                               f"engine and are missing from the run folder (first: {shown})", highlight=False)
     if missing:
         raise typer.Exit(code=EXIT_TICKS_MISSING)
+
+
+def _hardened(scenario: Scenario, *, keyring: Path | None, signing_key: Path | None,
+              meter_limit_kva: float) -> Scenario:
+    """The security options (issue 20) on a scenario; warns on stderr when the run is unsigned."""
+    if meter_limit_kva <= 0:
+        raise _fail(f"--meter-limit-kva {meter_limit_kva}: must be > 0 (kVA per terminal)")
+    if keyring is None:
+        err_console.print("[bold yellow]warning[/]: unsigned mode — devices accept commands and heartbeats without a "
+                          "signature (lab only); give --keyring to require Ed25519 signatures")
+    return scenario.model_copy(update={"keyring": keyring, "signing_key": signing_key,
+                                       "meter_limit_kva": meter_limit_kva})
 
 
 def _logging(verbose: bool) -> None:

@@ -12,9 +12,10 @@ import logging
 import os
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,14 @@ from controllers.scripted.agent import ScheduleAgent
 from controllers.scripted.schedule import read_schedule
 from devices.agent import DeviceAgent, PvSource
 from devices.fleet import DeviceSpec, FleetSpec, PessAccess, build_devices, choose_devices
+from devices.verifier import Verifier
 from streams import topics
 from streams.bus import Bus, LocalBus
 from streams.influx.recorder import InfluxRecorder
 from streams.influx.settings import InfluxSettings
 from streams.influx.shipper import InfluxCounts
-from streams.messages import ClockTick, DeviceKind, RunState, TwinStatus
+from streams.ingest import GuardedBus, IngestGuard, MeterEnvelope
+from streams.messages import ClockTick, ControllerHeartbeat, DeviceKind, RunState, TwinStatus
 from streams.meters.coverage import cover
 from streams.meters.data import require_finite
 from streams.meters.plausibility import MAX_MEDIAN_KW, check_unit, median_customer_load_kw
@@ -43,9 +46,11 @@ from streams.meters.record import FILE_NAME as DATA_RECORD_FILE
 from streams.meters.record import DataRecord, data_record
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
+from streams.runfolder.audit import AuditLog
 from streams.runfolder.device_recorder import DeviceRecorder
 from streams.runfolder.loading_recorder import LoadingRecorder
 from streams.runfolder.recorder import Layout, ParquetRecorder
+from streams.signing import Keyring, Signer, SigningBus, SigningError, keyring_from, signer_from
 from twin.app.command_tally import CommandTally
 from twin.app.hil import HilMonitor
 from twin.app.run_context import write_run_context
@@ -54,13 +59,15 @@ from twin.app.summary import RunSummary, physics
 from twin.clock import TickClock, TickStage, Timing, run_ticks
 from twin.errors import ScenarioError
 from twin.feeders import FeederEntry, open_feeder
-from twin.grid import GridRole
+from twin.grid import REORDER_WINDOW_TICKS, GridRole
 from twin.network import Feeder, connection_text
 from twin.powerflow import FallbackPowerFlow, create_powerflow, default_rungs
 from twin.solar import tick_mean_kw_per_kwp
 from twin.switching import SwitchingSchedule
 
 log = logging.getLogger(__name__)
+REALTIME_SETTLE_BUDGET_S = 0.05
+"""Real time: the longest a stage boundary waits for the broker to deliver what the stage published."""
 Progress = Callable[[int, int], None]
 
 
@@ -90,8 +97,10 @@ class StatusPublisher:
     """Last stage of a tick: the run's counters on ``.../twin/status``."""
 
     def __init__(self, *, bus: Bus, name: str, n_ticks: int, grid: GridRole,
-                 recorder_counts: Callable[[], tuple[int, int, int]] | None = None) -> None:
+                 recorder_counts: Callable[[], tuple[int, int, int]] | None = None,
+                 guard: IngestGuard | None = None) -> None:
         self._bus, self._name, self._n_ticks, self._grid = bus, name, n_ticks, grid
+        self._guard = guard
         self._recorder_counts = recorder_counts
         self._topic = topics.twin_status(name)
         self.timing = Timing()
@@ -100,6 +109,8 @@ class StatusPublisher:
         c = self._grid.counters
         written, spooled, dropped = self._recorder_counts() if self._recorder_counts is not None else (0, 0, 0)
         bus_counters = getattr(self._bus, "counters", None)
+        quarantined = deadletter_reasons(self._guard, bus_counters)
+        quarantined_total = sum(quarantined.values()) - getattr(bus_counters, "deadletters", 0)
         self._bus.publish(self._topic, TwinStatus.trusted(
             feeder=self._name, tick=tick, time_utc=time_utc,
             state=RunState.RUNNING if tick + 1 < self._n_ticks else RunState.FINISHED,
@@ -107,8 +118,12 @@ class StatusPublisher:
             powerflow_failures=c.powerflow_failures, readings_missing=c.readings_missing,
             readings_rejected=c.readings_rejected, readings_late=c.readings_late,
             lateness_s=self.timing.lateness_s[-1] if self.timing.lateness_s else 0.0,
-            deadletters=getattr(bus_counters, "deadletters", 0), points_written=written, points_spooled=spooled,
-            points_dropped=dropped, detail=""))
+            deadletters=getattr(bus_counters, "deadletters", 0) + quarantined_total, points_written=written,
+            points_spooled=spooled, points_dropped=dropped, quarantined=quarantined,
+            readings_estimated=c.readings_estimated, broker_ok=bool(getattr(bus_counters, "broker_ok", True)),
+            broker_stalls=getattr(bus_counters, "broker_stalls", 0),
+            outbound_queued=getattr(bus_counters, "outbound_queued", 0),
+            outbound_dropped=getattr(bus_counters, "outbound_dropped", 0), detail=""))
 
 
 def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
@@ -215,12 +230,17 @@ def replay(
         raise ScenarioError(f"external device(s) {', '.join(unknown)} are not in the fleet; expected ids out of "
                             f"{', '.join(d.device_id for d in specs) or '(no devices)'}")
     devices = build_devices(feeder, [d for d in specs if d.device_id not in external], scenario.fleet)
-    bus = bus or LocalBus()
     name = feeder.name
+    keyring, signer = _keys(scenario, sends=bool(schedule) or (
+        scenario.controller.strategy is not Strategy.NONE and bool(specs) and not scenario.external_controller))
+    bus, ingest = _guarded(bus or LocalBus(), feeder=feeder, clock=clock, limit_kva=scenario.meter_limit_kva)
+    if signer is not None:
+        bus = SigningBus(bus, signer, seq_start=time.time_ns() // 1_000_000)
     meters = MeterReplay(
         bus=bus, feeder=name, table=table, n_terminals=[c.n_phases for c in feeder.customers],
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
+    _check_envelope(meters, feeder, scenario.meter_limit_kva)
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
     powerflow = FallbackPowerFlow(create_powerflow(feeder, engine=scenario.engine, threads=threads),
                                   rungs=default_rungs(feeder, engine=scenario.engine))
@@ -240,9 +260,9 @@ def replay(
     database = _influx_recorder(influx, bus=bus, feeder=feeder, layout=layout, scenario=scenario,
                                 start_utc=clock.start_utc, time_offset_s=offset_s)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid,
-                             recorder_counts=_point_counts(database) if database is not None else None)
+                             recorder_counts=_point_counts(database) if database is not None else None, guard=ingest)
     announce = ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed)
-    stages: list[TickStage] = [announce, meters]
+    stages: list[TickStage] = [ingest, announce, meters]
     scheduler = None
     if schedule:
         scheduler = ScheduleAgent(bus=bus, feeder=name, schedule=schedule, start_utc=clock.start_utc,
@@ -250,8 +270,12 @@ def replay(
         stages.append(scheduler)
     pv_source = _pv_source(entry, clock, {d.device_id: scenario.fleet.pess_params.pv_kwp for d in specs
                                           if d.kind == DeviceKind.PESS})
+    run_id, scenario_name = run_tags(scenario, clock.start_utc)
+    audit = AuditLog(scenario.out / "audit.jsonl", also=database.record if database is not None else None)
     agent = DeviceAgent(bus=bus, feeder=name, devices=devices, tick_s=clock.tick_s, pv_kw=pv_source,
-                        external=external)
+                        external=external,
+                        verifier=Verifier(keyring=keyring, horizon_s=clock.tick_s + scenario.max_skew_s),
+                        audit=audit.write, run_id=run_id)
     stages += [agent, grid]
     controller = None
     hil = None
@@ -286,6 +310,10 @@ def replay(
         if progress is not None:
             progress(tick + 1, clock.n_ticks)
 
+    if scenario.speed > 0:
+        realtime = getattr(bus, "realtime", None)
+        if realtime is not None:  # a transport that can wait: never longer than this per stage
+            realtime(budget_s=min(REALTIME_SETTLE_BUDGET_S, clock.tick_s / scenario.speed / 20))
     # The network, tables and models live for the whole run; freezing them keeps the cyclic collector from
     # rescanning them on every full collection (benchmarks/mqtt.py: about a tenth of the ingest time).
     gc.freeze()
@@ -295,9 +323,9 @@ def replay(
     finally:
         gc.unfreeze()
         bus.close()
+        audit.close()
         final = database.close() if database is not None else None
     c = grid.counters
-    run_id, scenario_name = run_tags(scenario, clock.start_utc)
     summary = RunSummary(
         feeder=name, run_id=run_id, scenario=scenario_name, engine=str(scenario.engine),
         start_utc=clock.start_utc.isoformat(),
@@ -308,6 +336,8 @@ def replay(
         readings_published=meters.published, readings_missing=c.readings_missing,
         readings_rejected=c.readings_rejected, readings_late=c.readings_late,
         readings_duplicate=c.readings_duplicate, powerflow_failures=c.powerflow_failures,
+        readings_estimated=c.readings_estimated, ingest=_ingest_summary(ingest, grid, bus),
+        auth=_auth_summary(agent, signer, audit),
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
         commands_malformed=agent.counters.malformed, commands=tally.summary(),
@@ -342,6 +372,71 @@ def replay(
         files.append(path)
     return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log,
                      data=data)
+
+
+def _guarded(bus: Bus, *, feeder: Feeder, clock: TickClock, limit_kva: float) -> tuple[Bus, IngestGuard]:
+    """The bus every role of the run subscribes through: meter readings pass the ingest guard first."""
+    envelopes = {c.id: MeterEnvelope(n_terminals=c.n_phases, s_max_kva=limit_kva) for c in feeder.customers}
+    guard = IngestGuard(bus=bus, feeder=feeder.name, envelopes=envelopes, start_utc=clock.start_utc,
+                        tick_s=clock.tick_s, skew_ticks=REORDER_WINDOW_TICKS,
+                        raw_payload=lambda: getattr(bus, "payload", None))
+    return GuardedBus(bus, guard), guard
+
+
+def _check_envelope(meters: MeterReplay, feeder: Feeder, limit_kva: float) -> None:
+    """The replayed data must pass the guard themselves: otherwise the twin would quarantine its own meters."""
+    s_kva = np.hypot(meters.p_kw, meters.q_kvar).max(axis=(0, 2))
+    over = [f"{c.id} ({s:.1f} kVA)" for c, s in zip(feeder.customers, s_kva, strict=True) if s > limit_kva]
+    if over:
+        raise ScenarioError(f"meter data above the plausibility envelope of {limit_kva:g} kVA per terminal: "
+                            f"{', '.join(over[:10])}{' …' if len(over) > 10 else ''}; raise --meter-limit-kva")
+
+
+def _keys(scenario: Scenario, *, sends: bool) -> tuple[Keyring | None, Signer | None]:
+    """The devices' keyring and the twin's signing key. Without a keyring the run is unsigned (lab mode), said
+    loudly; with one, the twin's own controller or schedule needs a key of that ring."""
+    try:
+        keyring, signer = keyring_from(scenario.keyring), signer_from(scenario.signing_key)
+    except SigningError as err:
+        raise ScenarioError(str(err)) from err
+    if keyring is None:
+        log.warning("UNSIGNED MODE: devices accept commands and heartbeats without a signature (a lab setting); "
+                    "give --keyring (or PHASETWIN_KEYRING) to require Ed25519 signatures")
+        return None, signer
+    if sends and signer is None:
+        raise ScenarioError("the devices require signed commands (--keyring) but the twin's controller or schedule "
+                            "has no signing key: give --signing-key FILE or set PHASETWIN_SIGNING_KEY")
+    if signer is not None and keyring.problem(signer.sign(_PROBE)):
+        raise ScenarioError(f"the signing key {signer.key_id!r} is not a valid key of the keyring: "
+                            f"{keyring.problem(signer.sign(_PROBE))}")
+    return keyring, signer
+
+
+_PROBE = ControllerHeartbeat(feeder="probe", tick=0, time_utc=datetime(2000, 1, 1, tzinfo=UTC), controller_id="probe")
+
+
+def _auth_summary(agent: DeviceAgent, signer: Signer | None, audit: AuditLog) -> dict[str, object]:
+    v = agent.verifier
+    return {"signed": v.signed, "signing_key": signer.key_id if signer is not None else "",
+            "commands_refused": {k.value: n for k, n in sorted(v.commands_refused.items())},
+            "heartbeats_refused": {k.value: n for k, n in sorted(v.heartbeats_refused.items())},
+            "heartbeats_accepted": agent.counters.heartbeats, "audit_records": audit.records,
+            "audit_log": str(audit.path)}
+
+
+def deadletter_reasons(guard: IngestGuard | None, bus_counters: object) -> dict[str, int]:
+    """Dead letters per reason code: the transport's (payloads that do not fit the contract) and the guard's."""
+    merged: Counter[str] = Counter(getattr(bus_counters, "deadletter_reasons", {}))
+    if guard is not None:
+        merged.update(guard.counters.by_reason())
+    return dict(sorted(merged.items()))
+
+
+def _ingest_summary(guard: IngestGuard, grid: GridRole, bus: Bus) -> dict[str, object]:
+    c = guard.counters
+    return {"checked": c.checked, "quarantined": c.by_reason(), "quarantined_total": sum(c.quarantined.values()),
+            "deadletter_reasons": deadletter_reasons(guard, getattr(bus, "counters", None)),
+            "estimated": c.estimated, "late_unrecorded": grid.counters.readings_late_unrecorded}
 
 
 def _switching(scenario: Scenario, feeder: Feeder, clock: TickClock, *, controlled: bool) -> SwitchingSchedule | None:

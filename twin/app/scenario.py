@@ -90,6 +90,14 @@ class Scenario(BaseModel):
         default=3, ge=1, description="ticks without a state after which an external device is marked unavailable"
     )
     command_ttl_s: float = Field(default=60.0, gt=0, description="expiry of scripted commands after their issue")
+    keyring: Path | None = Field(default=None, description="devices' keyring (signed mode); None: "
+                                 "$PHASETWIN_KEYRING, else unsigned (lab) mode")
+    signing_key: Path | None = Field(default=None, description="the twin's controller/schedule signing key file; "
+                                     "None: $PHASETWIN_SIGNING_KEY")
+    max_skew_s: float = Field(default=60.0, ge=0, description="how far beyond the end of the current tick a "
+                              "command or heartbeat may be dated")
+    meter_limit_kva: float = Field(default=60.0, gt=0, description="plausibility envelope of a meter reading: the "
+                                   "largest apparent power one customer terminal may report, kVA")
     scale_phase: Phase | None = Field(
         default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"
     )

@@ -53,6 +53,11 @@ class RunSummary(BaseModel):
     readings_rejected: int
     readings_late: int = 0
     readings_duplicate: int = 0
+    readings_estimated: int = Field(default=0, description="meter values replaced by the last good value")
+    auth: dict[str, Any] = Field(default_factory=dict, description="signed mode, refused commands and heartbeats "
+                                 "per reason, audit log")
+    ingest: dict[str, Any] = Field(default_factory=dict, description="ingest guard: readings checked, quarantined "
+                                   "per reason code, estimated")
     powerflow_failures: int
     overruns: int
     max_lateness_s: float

@@ -1,0 +1,277 @@
+"""The ingest guard: every meter reading is checked once, before any role (grid, devices, controller, recorders)
+sees it; a bad one is quarantined to ``.../deadletter`` and replaced by the meter's last good value.
+
+Checks, in this order, each with its reason code (``DeadLetterReason``):
+- ``id_mismatch``: the payload's feeder or meter id is not its topic's, or the feeder has no such meter;
+- ``future``: the reading's tick or time is more than ``skew_ticks`` ticks ahead of the receiver's clock (the
+  tick the twin is in, never the sender's timestamp);
+- ``non_finite``: a value is NaN or infinite (JSON ``NaN``, ``Infinity``, ``"NaN"``, ``1e309`` all decode so);
+- ``implausible``: outside the customer's envelope — another number of terminals than the customer has, power
+  on a terminal it does not have, or an apparent power above the terminal limit.
+A quarantined reading goes to the dead letters with its original payload (as received, when the bus keeps it),
+the reason code, the detail and the receive time, and is counted per reason. In its place the roles get the
+meter's last good value (zero before the first, as the grid assumes for a missing reading) marked
+``estimated``, for the same tick — except a ``future`` reading, whose tick is not believed: it is dropped and the
+grid counts the meter missing (it then holds the last value too); so is a bad reading for another tick than
+the current one. A real reading that arrives after an estimate replaces it (the grid role keeps the estimate
+only until then).
+
+The guard wraps the handlers of the meter topics (``GuardedBus``); one message reaches several handlers, so the
+verdict is computed once per message object and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from streams import topics
+from streams.bus import Bus, Handler
+from streams.messages import DeadLetter, DeadLetterReason, Message, MeterFrame, MeterReading
+
+log = logging.getLogger(__name__)
+PAYLOAD_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class MeterEnvelope:
+    """What one meter may report: its number of terminals and the apparent power one terminal can carry."""
+
+    n_terminals: int
+    s_max_kva: float
+
+
+@dataclass
+class IngestCounters:
+    checked: int = 0
+    """Meter readings checked (a frame row counts as one)."""
+    quarantined: Counter[DeadLetterReason] = field(default_factory=Counter)
+    estimated: int = 0
+    """Meter readings replaced by the meter's last good value."""
+
+    def by_reason(self) -> dict[str, int]:
+        return {reason.value: self.quarantined[reason] for reason in sorted(self.quarantined)}
+
+
+def _wall_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class IngestGuard:
+    """Checks meter readings against the feeder's envelopes and the receiver's clock. A tick stage: run it first
+    in every tick, so that it knows the tick the twin is in."""
+
+    def __init__(
+        self, *, bus: Bus, feeder: str, envelopes: Mapping[str, MeterEnvelope], start_utc: datetime, tick_s: int,
+        skew_ticks: int, raw_payload: Callable[[], bytes | None] = lambda: None,
+        wall_utc: Callable[[], datetime] = _wall_utc,
+    ) -> None:
+        self._bus, self._feeder = bus, feeder
+        self._ids = tuple(envelopes)
+        self._index = {m: i for i, m in enumerate(self._ids)}
+        self._n_terminals = np.array([e.n_terminals for e in envelopes.values()], dtype=int)
+        self._s_max = np.array([e.s_max_kva for e in envelopes.values()], dtype=float)
+        self._unused = np.arange(3)[None, :] >= self._n_terminals[:, None]
+        self._last_p = np.zeros((len(self._ids), 3))
+        self._last_q = np.zeros((len(self._ids), 3))
+        self._start_utc, self._tick_s, self._skew_ticks = start_utc, tick_s, skew_ticks
+        self._raw_payload, self._wall_utc = raw_payload, wall_utc
+        self._tick = 0
+        self._deadletter_topic = topics.deadletter(feeder)
+        self._patterns = (topics.meters(feeder), topics.meter_frame(feeder))
+        self._seen: Message | None = None
+        self._passed: Message | None = None
+        self.counters = IngestCounters()
+
+    # --- the clock -----------------------------------------------------------------------------------------
+    def on_tick(self, tick: int, time_utc: datetime) -> None:
+        self._tick = tick
+
+    # --- the bus -------------------------------------------------------------------------------------------
+    def guards(self, pattern: str) -> bool:
+        return pattern in self._patterns
+
+    def wrap(self, handler: Handler) -> Handler:
+        def guarded(topic: str, message: Message) -> None:
+            passed = self.admit(topic, message)
+            if passed is not None:
+                handler(topic, passed)
+
+        return guarded
+
+    def admit(self, topic: str, message: Message) -> Message | None:
+        """What the roles get for ``message``: itself, a copy with estimates in place of quarantined rows, or None."""
+        if message is self._seen:
+            return self._passed
+        if isinstance(message, MeterFrame):
+            passed: Message | None = self._frame(topic, message)
+        elif isinstance(message, MeterReading):
+            passed = self._reading(topic, message)
+        else:
+            passed = message  # another type on a meter topic: the roles count it as rejected
+        self._seen, self._passed = message, passed
+        return passed
+
+    # --- checks --------------------------------------------------------------------------------------------
+    def _future(self, tick: int, time_utc: datetime) -> str:
+        latest_tick = self._tick + self._skew_ticks
+        latest_utc = self._start_utc + timedelta(seconds=latest_tick * self._tick_s)
+        if tick > latest_tick or time_utc > latest_utc:
+            return (f"tick {tick} ({time_utc.isoformat()}) is more than {self._skew_ticks} tick(s) ahead of the "
+                    f"receiver's tick {self._tick}")
+        return ""
+
+    def _reading(self, topic: str, message: MeterReading) -> MeterReading | None:
+        self.counters.checked += 1
+        topic_meter = topic.rsplit("/", 1)[-1]
+        i = self._index.get(topic_meter)
+        if message.feeder != self._feeder or message.meter_id != topic_meter or i is None:
+            detail = (f"reading of meter {message.meter_id!r} (feeder {message.feeder!r}) on the topic of meter "
+                      f"{topic_meter!r}" + ("" if i is not None else f"; feeder {self._feeder!r} has no such meter"))
+            return self._quarantine(topic, message, DeadLetterReason.ID_MISMATCH, detail, row=i, tick=message.tick)
+        future = self._future(message.tick, message.time_utc)
+        if future:
+            return self._quarantine(topic, message, DeadLetterReason.FUTURE, future, row=None, tick=message.tick)
+        values = (*message.p_kw, *message.q_kvar)
+        if not all(math.isfinite(v) for v in values):
+            return self._quarantine(topic, message, DeadLetterReason.NON_FINITE,
+                                    f"meter {topic_meter}: p_kw {list(message.p_kw)}, q_kvar {list(message.q_kvar)}",
+                                    row=i, tick=message.tick)
+        n = int(self._n_terminals[i])
+        if len(message.p_kw) != n or len(message.q_kvar) != n:
+            return self._quarantine(topic, message, DeadLetterReason.IMPLAUSIBLE,
+                                    f"meter {topic_meter}: {len(message.p_kw)} active and {len(message.q_kvar)} "
+                                    f"reactive value(s); the customer has {n} terminal(s)", row=i, tick=message.tick)
+        s_max = float(self._s_max[i])
+        worst = max(math.hypot(p, q) for p, q in zip(message.p_kw, message.q_kvar, strict=True))
+        if worst > s_max:
+            return self._quarantine(topic, message, DeadLetterReason.IMPLAUSIBLE,
+                                    f"meter {topic_meter}: {worst:.6g} kVA on a terminal; the envelope is "
+                                    f"{s_max:g} kVA", row=i, tick=message.tick)
+        self._last_p[i, :n] = message.p_kw
+        self._last_q[i, :n] = message.q_kvar
+        return message
+
+    def _frame(self, topic: str, message: MeterFrame) -> MeterFrame | None:
+        n_rows = len(message.meter_ids)
+        self.counters.checked += n_rows
+        if message.feeder != self._feeder:
+            detail = f"frame of feeder {message.feeder!r} on the topic of feeder {self._feeder!r}"
+            self._dead_letter(topic, message, DeadLetterReason.ID_MISMATCH, detail, rows=n_rows)
+            return None
+        future = self._future(message.tick, message.time_utc)
+        if future:
+            self._dead_letter(topic, message, DeadLetterReason.FUTURE, future, rows=n_rows)
+            return None
+        p, q = message.p_kw, message.q_kvar
+        rows = (np.arange(n_rows) if message.meter_ids == self._ids
+                else np.array([self._index.get(m, -1) for m in message.meter_ids], dtype=int))
+        known = rows >= 0
+        finite = np.isfinite(p).all(axis=1) & np.isfinite(q).all(axis=1)
+        r = np.where(known, rows, 0)
+        with np.errstate(invalid="ignore"):
+            s_kva = np.hypot(np.where(np.isfinite(p), p, 0.0), np.where(np.isfinite(q), q, 0.0))
+        off_terminal = ((p != 0) | (q != 0)) & self._unused[r]
+        too_big = (s_kva > self._s_max[r][:, None]).any(axis=1)
+        bad = ~known | ~finite | off_terminal.any(axis=1) | too_big
+        if not bad.any():
+            self._last_p[rows] = p
+            self._last_q[rows] = q
+            return message
+        good = ~bad
+        self._last_p[rows[good]] = p[good]
+        self._last_q[rows[good]] = q[good]
+        out_p, out_q = p.copy(), q.copy()
+        estimated = []
+        for row in np.flatnonzero(bad):
+            meter_id = message.meter_ids[row]
+            if not known[row]:
+                reason, detail = DeadLetterReason.ID_MISMATCH, f"feeder {self._feeder!r} has no meter {meter_id!r}"
+            elif not finite[row]:
+                reason, detail = DeadLetterReason.NON_FINITE, (f"meter {meter_id}: p_kw {p[row].tolist()}, "
+                                                               f"q_kvar {q[row].tolist()}")
+            elif off_terminal[row].any():
+                reason, detail = DeadLetterReason.IMPLAUSIBLE, (f"meter {meter_id}: power on terminal(s) it does not "
+                                                                f"have ({int(self._n_terminals[rows[row]])} terminals)")
+            else:
+                reason, detail = DeadLetterReason.IMPLAUSIBLE, (f"meter {meter_id}: {s_kva[row].max():.6g} kVA on a "
+                                                                f"terminal; the envelope is "
+                                                                f"{self._s_max[rows[row]]:g} kVA")
+            self._dead_letter(topic, message, reason, detail)
+            if known[row]:
+                out_p[row], out_q[row] = self._last_p[rows[row]], self._last_q[rows[row]]
+                estimated.append(meter_id)
+                self.counters.estimated += 1
+            else:
+                out_p[row], out_q[row] = 0.0, 0.0  # the roles ignore an unknown meter's row; keep it finite
+        return MeterFrame.trusted(feeder=message.feeder, tick=message.tick, time_utc=message.time_utc,
+                                  meter_ids=message.meter_ids, p_kw=out_p, q_kvar=out_q,
+                                  estimated=(*message.estimated, *estimated))
+
+    # --- quarantine ----------------------------------------------------------------------------------------
+    def _quarantine(self, topic: str, message: MeterReading, reason: DeadLetterReason, detail: str, *,
+                    row: int | None, tick: int) -> MeterReading | None:
+        self._dead_letter(topic, message, reason, detail)
+        if row is None or reason is DeadLetterReason.FUTURE or tick != self._tick:
+            return None
+        n = int(self._n_terminals[row])
+        self.counters.estimated += 1
+        return MeterReading.trusted(
+            feeder=self._feeder, tick=tick, time_utc=self._start_utc + timedelta(seconds=tick * self._tick_s),
+            meter_id=self._ids[row], p_kw=tuple(self._last_p[row, :n].tolist()),
+            q_kvar=tuple(self._last_q[row, :n].tolist()), estimated=True)
+
+    def _dead_letter(self, topic: str, message: Message, reason: DeadLetterReason, detail: str, *,
+                     rows: int = 1) -> None:
+        """One dead letter; ``rows`` readings counted (a whole frame refused for its feeder or time)."""
+        self.counters.quarantined[reason] += rows
+        log.info("ingest: quarantined a reading on %s: %s (%s)", topic, reason.value, detail)
+        raw = self._raw_payload()
+        text = raw.decode(errors="replace") if raw is not None else _as_json(message)
+        self._bus.publish(self._deadletter_topic, DeadLetter(
+            topic=topic, reason=reason, detail=detail[:PAYLOAD_CHARS], payload=text[:PAYLOAD_CHARS],
+            received_utc=self._wall_utc()))
+
+
+def _as_json(message: Message) -> str:
+    """An in-process message as JSON, NaN and infinities spelt as JavaScript does (pydantic would write null)."""
+    return json.dumps(message.model_dump(mode="python"), default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+class GuardedBus:
+    """A bus whose meter-topic subscribers receive only what the guard admits; everything else is the inner bus."""
+
+    def __init__(self, inner: Bus, guard: IngestGuard) -> None:
+        self.inner = inner
+        self.guard = guard
+
+    def publish(self, topic: str, message: Message) -> None:
+        self.inner.publish(topic, message)
+
+    def subscribe(self, pattern: str, handler: Handler) -> None:
+        self.inner.subscribe(pattern, self.guard.wrap(handler) if self.guard.guards(pattern) else handler)
+
+    def settle(self) -> None:
+        self.inner.settle()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
