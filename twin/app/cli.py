@@ -321,6 +321,8 @@ def replay(
             scenario = Scenario(**(named_scenario(scenario_name) | {"out": out, "name": scenario_name}))  # type: ignore[arg-type]
         except TwinError as err:
             raise _fail(str(err)) from err
+    if config is not None:  # the file's (with the command line's explicit options already merged in)
+        keyring, signing_key, meter_limit_kva = scenario.keyring, scenario.signing_key, scenario.meter_limit_kva
     scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     if config is None and (run_id or rephase or seasonal_plan or time_base is not TimeBase.SIMULATION):
         scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase,

@@ -30,7 +30,7 @@ from twin.errors import ScenarioError
 SCENARIO_FILE = "scenario.toml"
 """Name of the resolved scenario in a run folder."""
 
-PATH_FIELDS = ("data", "schedule", "rephase", "seasonal_plan", "out")
+PATH_FIELDS = ("data", "schedule", "rephase", "seasonal_plan", "out", "keyring", "signing_key")
 """Scenario fields holding a path, resolved against the scenario file's folder."""
 
 CLI_FIELDS: dict[str, tuple[str, ...]] = {
@@ -47,6 +47,8 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     # and those of replay-control (command lifetimes, divergence policy, time base), merged into main since
     "control_period": ("controller", "period_s"), "command_lifetime": ("controller", "command_lifetime_s"),
     "on_divergence": ("on_divergence",), "time_base": ("time_base",),
+    # and those of hostile (signed commands, ingest limit)
+    "keyring": ("keyring",), "signing_key": ("signing_key",), "meter_limit_kva": ("meter_limit_kva",),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
 }
