@@ -32,6 +32,9 @@ _WHY: dict[RejectReason, str] = {
                                  "restarted sender)",
     RejectReason.UNKNOWN_DEVICE: "no such device on the feeder",
     RejectReason.MALFORMED: "the payload was not a valid command",
+    RejectReason.AUTH_FAILED: "their signature was missing, forged, tampered with or by a revoked key",
+    RejectReason.REPLAY: "their (key, sequence) had been seen before: a replayed message",
+    RejectReason.FUTURE: "they were dated beyond the allowed clock skew ahead of the device's clock",
 }
 
 

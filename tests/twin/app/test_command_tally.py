@@ -90,3 +90,10 @@ def test_the_warning_starts_above_a_small_share(rejected: int, warned: bool) -> 
     agent.on_tick(1, T0 + timedelta(seconds=60))
     assert tally.rejected_total == rejected and tally.applied == 20 - rejected
     assert (tally.warning() is not None) is warned
+
+
+def test_every_reject_reason_has_a_sentence() -> None:
+    from streams.messages import RejectReason
+    from twin.app.command_tally import _WHY
+
+    assert set(_WHY) | {RejectReason.EXPIRED} == set(RejectReason)
