@@ -34,6 +34,9 @@ def mean_over_ticks(
             f"which cover {data_start_utc.isoformat()} .. {end.isoformat()}"
         )
     first = edges[0]
+    if first == int(first) and step_s == tick_s:
+        # a view, not a copy: a long run's data are not held twice
+        return values[int(first) : int(first) + n_ticks]
     if first == int(first) and step_s % tick_s == 0:
         # ticks inside steps: the exact step values, held
         return values[(int(first) + np.arange(n_ticks) * tick_s // step_s).astype(np.intp)]

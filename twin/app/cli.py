@@ -94,6 +94,9 @@ InfluxOpt = Annotated[str | None, typer.Option(
     "--influx", envvar="PHASETWIN_INFLUX_URL",
     help="record every state live to InfluxDB: influxdb+v1://host:8086/db, "
          "influxdb+v2://:TOKEN@host:8086/bucket?org=ORG, or http://host:8086?bucket=B&org=O&token=T")]
+FlushTicksOpt = Annotated[int, typer.Option(
+    min=1, help="ticks the recorders hold before writing a part of the run folder: the most a killed run loses "
+                "(also every 10 s of wall time in real time)")]
 RunIdOpt = Annotated[str | None, typer.Option(
     "--run-id", help="run tag in the database (default: from feeder, start, tick and strategy; the same run "
                      "replayed again overwrites its points)")]
@@ -207,6 +210,7 @@ def replay(
     bus: BusOpt = None,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
+    flush_ticks: FlushTicksOpt = 360,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
     seasonal_plan: Annotated[Path | None, typer.Option(
@@ -248,6 +252,7 @@ def replay(
     if run_id or rephase or seasonal_plan:
         scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase,
                                                "seasonal_plan": seasonal_plan})
+    scenario = scenario.model_copy(update={"flush_ticks": flush_ticks})
     database = _influx(influx)
     try:
         seasonal = None
@@ -319,6 +324,7 @@ def run(
     time_limit: TimeLimitOpt = 0.5,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
+    flush_ticks: FlushTicksOpt = 360,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the twin in real time on a broker for hardware in the loop: external parties replace built-in roles.
@@ -348,7 +354,7 @@ def run(
     try:
         scenario = scenario.model_copy(update={
             "external_controller": external_controller, "external_devices": tuple(external_devices),
-            "missed_heartbeats": missed_heartbeats, "run_id": run_id or ""})
+            "missed_heartbeats": missed_heartbeats, "run_id": run_id or "", "flush_ticks": flush_ticks})
         database = _influx(influx)
         bar, progress = _progress_bar("run")
         with bar, _StopOnSigterm() as stop:
@@ -498,6 +504,9 @@ def compare(
 
 
 def _logging(verbose: bool) -> None:
+    from twin.app.memory import return_large_blocks_to_the_system
+
+    return_large_blocks_to_the_system()  # every command that logs may run a long replay
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -524,6 +533,10 @@ def _print_transport(s: RunSummary) -> None:
                       f"{r['dropped']} dropped, {r['rejected']} rejected, {r['retries']} retries")
     if s.stopped_early:
         console.print(f"[yellow]stopped early[/] after {s.ticks} ticks (stop requested)")
+    if s.previous_run:
+        from streams.runfolder.journal import PreviousRun
+
+        console.print(f"[yellow]warning:[/] {PreviousRun(**s.previous_run).text()}", highlight=False)
 
 
 def _print_summary(s: RunSummary) -> None:

@@ -39,8 +39,10 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_default_replay_writes_the_run_folder(default_run: tuple[Path, str]) -> None:
     out, output = default_run
-    assert {p.name for p in out.iterdir()} == {"voltages_pu.parquet", "transformer.parquet", "metrics.parquet",
-                                                "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"voltages_pu.parquet", "line_currents_ka.parquet",
+                                                "transformer.parquet", "metrics.parquet", "summary.json",
+                                                "journal.jsonl", ".run.lock"}
+    assert all((out / name).is_file() for name in ("voltages_pu.parquet", "metrics.parquet"))  # parts compacted
     volts = pd.read_parquet(out / "voltages_pu.parquet")
     assert volts.shape == (1440, 1 + 907 * 3)
     assert str(volts["time_utc"].dt.tz) == "UTC"

@@ -1,0 +1,31 @@
+"""How the process hands memory back to the system, so that a long run's footprint stays that of one batch.
+
+glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which the power flow's
+batch arrays come from the heap, which fragments and is rarely returned: RSS then creeps up batch after
+batch although nothing is kept. Fixing the threshold keeps every large array in its own mapping, returned to
+the system when freed (about 10 % lower peak on a week, no measurable time cost: benchmarks/replay_length.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+M_MMAP_THRESHOLD = -3
+"""mallopt parameter number (glibc malloc.h)."""
+MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_large_blocks_to_the_system() -> bool:
+    """Fix glibc's mmap threshold at 1 MiB; False (and nothing done) on a C library without ``mallopt``."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        log.info("memory: no mallopt in %s; allocator left as it is", name)
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
