@@ -73,13 +73,14 @@ def main() -> None:
             print(f"  {days:3d} day(s): {days * 1440:6d} ticks, peak RSS {peak_mb:7.1f} MB, wall {wall_s:7.1f} s",
                   flush=True)
     base = rows[0]
-    print(f"\nIEEE European LV, network-only replay, bundled day tiled, one subprocess per length")
+    print("\nIEEE European LV, network-only replay, bundled day tiled, one subprocess per length")
     print(f"{'days':>5s} {'ticks':>7s} {'peak RSS MB':>12s} {'× base':>7s} {'wall s':>8s} {'× base':>7s}")
     for days, ticks, peak_mb, wall_s in rows:
         print(f"{days:5d} {ticks:7d} {peak_mb:12.1f} {peak_mb / base[2]:7.3f} {wall_s:8.1f} {wall_s / base[3]:7.2f}")
     if 28 in lengths and base[0] == 1:
         ratio = rows[lengths.index(28)][2] / base[2]
-        print(f"acceptance: peak RSS 28 days / 1 day = {ratio:.3f} (limit {LIMIT}): {'PASS' if ratio <= LIMIT else 'FAIL'}")
+        verdict = "PASS" if ratio <= LIMIT else "FAIL"
+        print(f"acceptance: peak RSS 28 days / 1 day = {ratio:.3f} (limit {LIMIT}): {verdict}")
 
 
 if __name__ == "__main__":
