@@ -362,7 +362,8 @@ def run(
                 result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "hil"), stop_requested=stop,
                                     influx=database)
             except KeyboardInterrupt:
-                raise _fail("interrupted; use SIGTERM to end a run cleanly with its run folder") from None
+                raise _fail("interrupted: the run folder keeps the ticks run so far but no summary; use SIGTERM to "
+                            "end a run cleanly with its summary") from None
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     _print_summary(result.summary)

@@ -19,7 +19,12 @@ MMAP_THRESHOLD_BYTES = 1 << 20
 
 
 def return_large_blocks_to_the_system() -> bool:
-    """Fix glibc's mmap threshold at 1 MiB; False (and nothing done) on a C library without ``mallopt``."""
+    """Fix glibc's mmap threshold at 1 MiB and let pyarrow allocate from it; False (and nothing done) on a C
+    library without ``mallopt``.
+
+    pyarrow's own pool (mimalloc) keeps what reading the meter data and writing the parts freed: over 100 MB
+    after reading 28 days of 1-minute data for 55 customers, against 30 MB with the system allocator.
+    """
     name = ctypes.util.find_library("c")
     if name is None:
         return False
@@ -28,4 +33,9 @@ def return_large_blocks_to_the_system() -> bool:
     except (OSError, AttributeError):
         log.info("memory: no mallopt in %s; allocator left as it is", name)
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    if not mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
+        return False
+    import pyarrow as pa
+
+    pa.set_memory_pool(pa.system_memory_pool())
+    return True
