@@ -79,7 +79,7 @@ def test_running_totals_equal_numpy_over_the_whole_series_with_missing_ticks(tmp
     bus, rec = _recorder(tmp_path, n_ticks=40, flush_ticks=7)
     missing = {3, 4, 15, 38}
     sent = {t: _state(t, rng) for t in range(40) if t not in missing}
-    for t, state in sent.items():
+    for state in sent.values():
         bus.publish(topics.grid_state("f"), state)
         bus.settle()
     rec.close(40)
@@ -138,8 +138,8 @@ def test_a_journal_left_open_is_reported_with_what_was_kept_and_lost(tmp_path: P
             rec.flush(t + 1)
             journal.flushed(t + 1)
     # a SIGKILL now: no closing event, parts of 20 ticks on disk, 7 ticks only in memory; the kernel frees the lock
-    journal._lock.close()  # noqa: SLF001 - what the kernel does for a killed process
-    journal._journal.close()  # noqa: SLF001
+    journal._lock.close()  # what the kernel does for a killed process
+    journal._journal.close()
     assert [e["event"] for e in read_journal(tmp_path / JOURNAL)][-1] == JournalEvent.FLUSHED
 
     second = _begin(tmp_path, n_ticks=50)
