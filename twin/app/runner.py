@@ -350,9 +350,11 @@ class _Flusher:
             self.flush(ticks)
 
     def flush(self, ticks: int) -> None:
+        before = self._recorder.flushed_ticks
         self._recorder.flush(ticks)
         self._devices.flush()
-        self._journal.flushed(self._recorder.flushed_ticks)
+        if self._recorder.flushed_ticks > before:
+            self._journal.flushed(self._recorder.flushed_ticks)
         self._last_wall_s = time.monotonic()
 
     def close(self) -> list[Path]:

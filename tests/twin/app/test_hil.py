@@ -22,7 +22,7 @@ from servers import MosquittoServer
 
 from streams import topics
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PHASETWIN = str(Path(sys.executable).with_name("phasetwin"))
 FEEDER = "ieee-european-lv"
 
