@@ -39,3 +39,19 @@ def return_large_blocks_to_the_system() -> bool:
 
     pa.set_memory_pool(pa.system_memory_pool())
     return True
+
+
+def trim_heap() -> None:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim``; nothing elsewhere).
+
+    Reading meter data leaves tens of MB of freed small blocks on the heap (about 30 MB for 28 days of 1-minute
+    data for 55 customers); a replay calls this once its inputs are loaded, before its first power-flow batch.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        malloc_trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return
+    malloc_trim(0)

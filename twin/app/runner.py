@@ -45,6 +45,7 @@ from streams.runfolder.parts import remove_table
 from streams.runfolder.recorder import Layout, ParquetRecorder
 from streams.runfolder.series import RunSeries
 from twin.app.hil import HilMonitor
+from twin.app.memory import trim_heap
 from twin.app.scenario import Scenario
 from twin.app.summary import RunSummary, physics
 from twin.clock import TickClock, TickStage, Timing, run_ticks
@@ -172,6 +173,7 @@ def replay(
     wall_start = time.perf_counter()
     entry = open_feeder(scenario.feeder)
     feeder, table = _load(entry, scenario)
+    trim_heap()
     clock = plan_clock(scenario, table)
     schedule = read_schedule(scenario.schedule) if scenario.schedule is not None else []
     specs = choose_devices(feeder, scenario.fleet)
