@@ -1,8 +1,8 @@
 """A `phasetwin replay` killed with SIGKILL (by PID, a real subprocess) keeps every tick up to its last flush,
 readable with pandas, and the next run into the same folder reports the crash: what was kept, what was lost.
 
-    replay (1440 ticks, a part every 60) ──SIGKILL after ≥ 3 parts──► run/metrics.parquet/part-*.parquet
-    replay into run/ again ──► "the previous run … crashed: it kept K of its 1440 ticks" + crashed-*/ (one file each)
+    replay (720 ticks, a part every 60) ──SIGKILL after ≥ 3 parts──► run/metrics.parquet/part-*.parquet
+    replay into run/ again ──► "the previous run … crashed: it kept K of its 720 ticks" + crashed-*/ (one file each)
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from streams.runfolder.journal import JOURNAL, read_journal
 
 ROOT = Path(__file__).resolve().parents[3]
 FLUSH = 60
-REPLAY = [sys.executable, "-m", "twin.app.cli", "replay", "--psd", "2", "--pess", "0", "--controller", "none",
+START = "2024-01-15T12:00"
+PLANNED = 720
+"""From noon to the end of the bundled day."""
+REPLAY = [sys.executable, "-m", "twin.app.cli", "replay", "--start", START, "--psd", "2", "--pess", "0", "--controller", "none",
           "--no-baseline", "--flush-ticks", str(FLUSH)]
 
 
@@ -59,20 +62,20 @@ def test_sigkill_mid_replay_keeps_every_flushed_tick_and_the_next_run_reports_th
     metrics = pd.read_parquet(out / "metrics.parquet")  # the part directory, as pandas reads it
     devices = pd.read_parquet(out / "devices.parquet")
     # the journal line follows the parts: a kill in between leaves at most one part more than it says
-    assert len(metrics) in (kept, kept + FLUSH) and kept < 1440
+    assert len(metrics) in (kept, kept + FLUSH) and kept < PLANNED
     assert (metrics["time_utc"].diff().dropna() == pd.Timedelta(minutes=1)).all()
-    assert metrics["time_utc"].iloc[0] == pd.Timestamp("2024-01-15T00:00", tz="UTC")
+    assert metrics["time_utc"].iloc[0] == pd.Timestamp(START, tz="UTC")
     assert metrics["p_unb_kw_f0"].notna().all()
     assert len(devices) >= 2 * kept and devices["device_id"].nunique() == 2
 
-    again = subprocess.run([*REPLAY, "--out", str(out), "--end", "2024-01-15T03:00"], cwd=ROOT, env=_env(),
+    again = subprocess.run([*REPLAY, "--out", str(out), "--end", "2024-01-15T15:00"], cwd=ROOT, env=_env(),
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     text = " ".join(again.stdout.split())
-    assert f"crashed: it kept {kept} of its 1440 ticks" in text, text
+    assert f"crashed: it kept {kept} of its {PLANNED} ticks" in text, text
     summary = json.loads((out / "summary.json").read_text())
     previous = summary["previous_run"]
-    assert (previous["kept_ticks"], previous["lost_ticks"], previous["planned_ticks"]) == (kept, 1440 - kept, 1440)
+    assert (previous["kept_ticks"], previous["lost_ticks"], previous["planned_ticks"]) == (kept, PLANNED - kept, PLANNED)
     assert previous["pid"] == twin.pid
     moved = Path(previous["moved_to"])
     assert moved.parent == out and (moved / "metrics.parquet").is_file()
