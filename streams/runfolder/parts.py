@@ -20,6 +20,8 @@ from streams.errors import StreamError
 
 log = logging.getLogger(__name__)
 PART_GLOB = "part-*.parquet"
+ROW_GROUP_ROWS = 1440
+"""Rows per row group of a finished table: a day of one-minute ticks."""
 
 
 class PartWriter:
@@ -57,24 +59,36 @@ class PartWriter:
         return compact(self.path)
 
 
-def compact(path: Path) -> Path:
-    """Turn the part directory ``path`` into one Parquet file of the same name, one row group per part.
+def compact(path: Path, *, row_group_rows: int = ROW_GROUP_ROWS) -> Path:
+    """Turn the part directory ``path`` into one Parquet file of the same name.
 
-    Memory: one part at a time. The file is written beside the directory and renamed over it, so a crash
-    leaves either the parts or the whole file (and at worst both, the file under ``<name>.parquet.tmp``).
+    Consecutive parts are merged into row groups of at least ``row_group_rows`` rows (fewer row groups keep
+    the footer, and the writer's memory at the end, small on wide tables); memory: one row group. The file is
+    written beside the directory and renamed over it, so a crash leaves either the parts or the whole file (and
+    at worst both, the file under ``<name>.parquet.tmp``).
     """
     parts = sorted(path.glob(PART_GLOB))
     if not parts:
         raise StreamError(f"{path}: no {PART_GLOB} to compact")
     staging = path.with_name(path.name + ".tmp")
     writer: pq.ParquetWriter | None = None
+    held: list[pa.Table] = []
+
+    def write_held() -> None:
+        group = pa.concat_tables(held)
+        held.clear()
+        writer.write_table(group, row_group_size=max(group.num_rows, 1))  # type: ignore[union-attr]
+
     try:
         for part in parts:
-            table = pq.read_table(part)
+            table = pq.ParquetFile(part).read()
             if writer is None:
                 writer = pq.ParquetWriter(staging, table.schema, use_dictionary=False, write_statistics=False)
-            writer.write_table(table, row_group_size=max(table.num_rows, 1))
-            del table
+            held.append(table)
+            if sum(t.num_rows for t in held) >= row_group_rows:
+                write_held()
+        if held:
+            write_held()
     finally:
         if writer is not None:
             writer.close()

@@ -66,12 +66,28 @@ def test_parts_are_readable_while_the_run_lasts_and_one_file_after(tmp_path: Pat
                                        "metrics.parquet"}
     assert all(p.is_file() for p in files)
     meta = pq.ParquetFile(tmp_path / "voltages_pu.parquet").metadata
-    assert (meta.num_rows, meta.num_row_groups) == (23, 3)
+    assert (meta.num_rows, meta.num_row_groups) == (23, 1)  # small parts merged into one row group
     lines = pd.read_parquet(tmp_path / "line_currents_ka.parquet")
     np.testing.assert_array_equal(lines["l1"], np.float32([s.i_ka[1].max() for s in sent]))
     metrics = pd.read_parquet(tmp_path / "metrics.parquet")
     np.testing.assert_array_equal(metrics["p_unb_kw_f1"], [s.p_unb_kw[1] for s in sent])
     assert list(metrics["time_utc"]) == [pd.Timestamp(START + timedelta(minutes=t)) for t in range(23)]
+
+
+def test_compaction_merges_parts_into_row_groups_of_at_least_the_given_rows(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from streams.runfolder.parts import PartWriter, compact
+
+    schema = pa.schema([("x", pa.int64())])
+    writer = PartWriter(tmp_path / "t.parquet", schema=schema)
+    for start in range(0, 50, 7):  # parts of 7 rows, the last of 1
+        writer.append(pa.table({"x": list(range(start, min(start + 7, 50)))}, schema=schema))
+    compact(tmp_path / "t.parquet", row_group_rows=20)
+    file = pq.ParquetFile(tmp_path / "t.parquet")
+    assert [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)] == [21, 21, 8]
+    assert file.read().column("x").to_pylist() == list(range(50))
+    assert not (tmp_path / "t.parquet.tmp").exists()
 
 
 def test_running_totals_equal_numpy_over_the_whole_series_with_missing_ticks(tmp_path: Path) -> None:
