@@ -47,13 +47,15 @@ def replay_peak_rss(data: Path, end: pd.Timestamp, out: Path, *, flush_ticks: in
     if flush_ticks is not None:
         command += ["--flush-ticks", str(flush_ticks)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    log = out.with_name(out.name + ".log")
     t = time.perf_counter()
-    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    with log.open("w") as sink:  # a file, not a pipe: nobody reads a pipe until the child ends
+        child = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
+        _, status, usage = os.wait4(child.pid, 0)
     wall_s = time.perf_counter() - t
-    stderr = child.stderr.read().decode() if child.stderr is not None else ""
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"replay of {data.name} failed (status {os.waitstatus_to_exitcode(status)}):\n{stderr}")
+        raise SystemExit(f"replay of {data.name} failed (status {os.waitstatus_to_exitcode(status)}):\n"
+                         f"{log.read_text()}")
     return usage.ru_maxrss / 1024.0, wall_s  # ru_maxrss is in KiB on Linux
 
 
