@@ -52,9 +52,10 @@ def replay_peak_rss(data: Path, end: pd.Timestamp, out: Path, *, flush_ticks: in
     with log.open("w") as sink:  # a file, not a pipe: nobody reads a pipe until the child ends
         child = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
         _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait for it again
     wall_s = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"replay of {data.name} failed (status {os.waitstatus_to_exitcode(status)}):\n"
+    if child.returncode != 0:
+        raise SystemExit(f"replay of {data.name} failed (status {child.returncode}):\n"
                          f"{log.read_text()}")
     return usage.ru_maxrss / 1024.0, wall_s  # ru_maxrss is in KiB on Linux
 
