@@ -8,8 +8,8 @@ A journal without a closing event belongs to a run that was killed (SIGKILL, pow
 While a run lasts it holds an exclusive lock on ``.run.lock`` in its folder: a second run into the same folder
 is refused, and a lock that is free with an open journal proves the earlier run is gone. The next run into the
 folder reports that crash (``PreviousRun``: what was kept, what was lost), moves the crashed run's tables
-into ``crashed-<when it started>/`` (compacted into single files, readable as a finished folder but without a
-``summary.json``) and starts its own journal.
+into ``crashed-<when it started>/`` (readable as a finished folder, but without a ``summary.json``) and starts its
+own journal.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from streams.errors import StreamError
-from streams.runfolder.parts import PART_GLOB, compact
 
 log = logging.getLogger(__name__)
 JOURNAL = "journal.jsonl"
@@ -173,12 +172,6 @@ def _crashed_run(folder: Path, *, tables: Iterable[str]) -> PreviousRun | None:
         for source in (folder / name, folder / f"{name}.tmp"):
             if source.exists():
                 source.replace(target / source.name)
-    for table in tables:
-        moved, staging = target / table, target / f"{table}.tmp"
-        if moved.is_dir() and any(moved.glob(PART_GLOB)):
-            compact(moved)  # rewrites a half-written staging file, if any
-        elif not moved.exists() and staging.exists():
-            staging.replace(moved)  # killed between removing the parts and renaming the whole file
     previous = PreviousRun(
         run_id=str(started.get("run_id", "")), pid=int(started.get("pid", -1)), host=str(started.get("host", "")),
         started_wall_utc=wall, start_utc=start.isoformat() if start else "", tick_s=tick_s, planned_ticks=planned,

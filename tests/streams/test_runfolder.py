@@ -1,8 +1,7 @@
-"""The streaming run folder: parts written as the run goes, readable before the end, one file at the end, running
-totals equal to numpy's reductions over the whole series, and the journal that reports a crashed run.
+"""The streaming run folder: parts written as the run goes and readable before the end, running totals equal to
+numpy's reductions over the whole series, and the journal that reports a crashed run.
 
     grid states ──► ParquetRecorder (≤ flush_ticks held) ──flush──► voltages_pu.parquet/part-000000.parquet …
-                                                         ──close──► voltages_pu.parquet (one row group per part)
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ def _recorder(tmp_path: Path, n_ticks: int, flush_ticks: int) -> tuple[LocalBus,
                                 flush_ticks=flush_ticks)
 
 
-def test_parts_are_readable_while_the_run_lasts_and_one_file_after(tmp_path: Path) -> None:
+def test_parts_are_readable_while_the_run_lasts_and_after(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     bus, rec = _recorder(tmp_path, n_ticks=25, flush_ticks=10)
     sent = [_state(t, rng) for t in range(23)]
@@ -64,30 +63,15 @@ def test_parts_are_readable_while_the_run_lasts_and_one_file_after(tmp_path: Pat
     files = rec.close(23)
     assert {p.name for p in files} == {"voltages_pu.parquet", "line_currents_ka.parquet", "transformer.parquet",
                                        "metrics.parquet"}
-    assert all(p.is_file() for p in files)
-    meta = pq.ParquetFile(tmp_path / "voltages_pu.parquet").metadata
-    assert (meta.num_rows, meta.num_row_groups) == (23, 1)  # small parts merged into one row group
+    assert all(p.is_dir() for p in files)
+    assert len(list((tmp_path / "voltages_pu.parquet").glob("part-*.parquet"))) == 3
+    whole = pq.read_table(tmp_path / "voltages_pu.parquet")
+    assert whole.num_rows == 23 and whole.column("time_utc").to_pandas().is_monotonic_increasing
     lines = pd.read_parquet(tmp_path / "line_currents_ka.parquet")
     np.testing.assert_array_equal(lines["l1"], np.float32([s.i_ka[1].max() for s in sent]))
     metrics = pd.read_parquet(tmp_path / "metrics.parquet")
     np.testing.assert_array_equal(metrics["p_unb_kw_f1"], [s.p_unb_kw[1] for s in sent])
     assert list(metrics["time_utc"]) == [pd.Timestamp(START + timedelta(minutes=t)) for t in range(23)]
-
-
-def test_compaction_merges_parts_into_row_groups_of_at_least_the_given_rows(tmp_path: Path) -> None:
-    import pyarrow as pa
-
-    from streams.runfolder.parts import PartWriter, compact
-
-    schema = pa.schema([("x", pa.int64())])
-    writer = PartWriter(tmp_path / "t.parquet", schema=schema)
-    for start in range(0, 50, 7):  # parts of 7 rows, the last of 1
-        writer.append(pa.table({"x": list(range(start, min(start + 7, 50)))}, schema=schema))
-    compact(tmp_path / "t.parquet", row_group_rows=20)
-    file = pq.ParquetFile(tmp_path / "t.parquet")
-    assert [file.metadata.row_group(i).num_rows for i in range(file.num_row_groups)] == [21, 21, 8]
-    assert file.read().column("x").to_pylist() == list(range(50))
-    assert not (tmp_path / "t.parquet.tmp").exists()
 
 
 def test_running_totals_equal_numpy_over_the_whole_series_with_missing_ticks(tmp_path: Path) -> None:
@@ -166,7 +150,7 @@ def test_a_journal_left_open_is_reported_with_what_was_kept_and_lost(tmp_path: P
     moved = Path(previous.moved_to)
     assert moved.parent == tmp_path and moved.name.startswith("crashed-")
     kept = pd.read_parquet(moved / "metrics.parquet")
-    assert (moved / "metrics.parquet").is_file() and len(kept) == 20  # compacted into one file
+    assert len(kept) == 20
     assert not (tmp_path / "metrics.parquet").exists()
     assert "crashed: it kept 20 of its 100 ticks" in previous.text()
     second.close(JournalEvent.FINISHED, ticks=50)

@@ -2,7 +2,7 @@
 readable with pandas, and the next run into the same folder reports the crash: what was kept, what was lost.
 
     replay (720 ticks, a part every 60) ──SIGKILL after ≥ 3 parts──► run/metrics.parquet/part-*.parquet
-    replay into run/ again ──► "the previous run … crashed: it kept K of its 720 ticks" + crashed-*/ (one file each)
+    replay into run/ again ──► "the previous run … crashed: it kept K of its 720 ticks" + its tables in crashed-*/
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_sigkill_mid_replay_keeps_every_flushed_tick_and_the_next_run_reports_th
     assert previous["planned_ticks"] == PLANNED
     assert previous["pid"] == twin.pid
     moved = Path(previous["moved_to"])
-    assert moved.parent == out and (moved / "metrics.parquet").is_file()
+    assert moved.parent == out and (moved / "metrics.parquet").is_dir()
     crashed = pd.read_parquet(moved / "metrics.parquet")
     pd.testing.assert_frame_equal(crashed, metrics)
     # what was kept is what the twin computes: the new run's 180 ticks equal the crashed run's first 180
