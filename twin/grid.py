@@ -370,6 +370,8 @@ class GridRole:
                 self.counters.cache_hits += 1
                 return b, row
             self._adapt_lookahead(tick=tick, used=row, size=b.p_kw.shape[0])
+        # The spent block goes before the next is solved: one block's results at the peak, not two.
+        self._block = b = None
         if self._ahead == 1 and tick >= self._retry_tick:
             self._ahead = min(self._batch_ticks, RETRY_BATCH)
         if self._lookahead is not None and self._ahead > 1:

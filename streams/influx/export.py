@@ -163,7 +163,7 @@ def _rows(template: LineTemplate, values: np.ndarray, times_s: np.ndarray, measu
 def _voltages(run_dir: Path, tags: RunTags, buses: set[str] | None) -> Iterator[Chunk]:
     path = run_dir / "voltages_pu.parquet"
     try:
-        names = pq.read_schema(path).names
+        names = pq.ParquetDataset(path).schema.names  # a file, or a run folder's directory of parts
     except (OSError, ValueError) as err:
         raise InfluxError(f"cannot read {path}: {err}") from err
     columns = [c for c in names if c != "time_utc" and (buses is None or c.rsplit("_", 1)[0] in buses)]

@@ -35,6 +35,9 @@ def mean_over_ticks(
             "--end)"
         )
     first = edges[0]
+    if first == int(first) and step_s == tick_s:
+        # a view, not a copy: a long run's data are not held twice
+        return values[int(first) : int(first) + n_ticks]
     if first == int(first) and step_s % tick_s == 0:
         # ticks inside steps: the exact step values, held
         return values[(int(first) + np.arange(n_ticks) * tick_s // step_s).astype(np.intp)]

@@ -1,8 +1,11 @@
-"""Records every device state and acknowledgement of a run and writes them as Parquet tables.
+"""Records every device state and acknowledgement of a run and writes them as Parquet tables as the run goes.
 
 - ``devices.parquet``: one row per device and tick: mode, phase, injection per phase, counters and, for a PESS,
   battery and PV figures (NaN for switches).
 - ``acks.parquet``: one row per acknowledgement: time, device, seq, status, reason, detail, duplicate flag.
+
+Rows are held until the next ``flush`` (the runner flushes with the grid recorder) and written as a part
+(``streams.runfolder.parts``); ``close`` makes each table one file. A table with no row is not written.
 """
 
 from __future__ import annotations
@@ -19,23 +22,38 @@ import pyarrow.parquet as pq
 from streams import topics
 from streams.bus import Bus
 from streams.messages import AckStatus, DeviceAck, DeviceState, Message
+from streams.runfolder.parts import PartWriter
 
 log = logging.getLogger(__name__)
 NAN = float("nan")
 _BATTERY = ("e_kwh", "charge_kw", "discharge_kw", "pv_available_kw", "pv_used_kw")
+_TS = pa.timestamp("us", tz="UTC")
+_F = pa.float64()
+STATE_SCHEMA = pa.schema([
+    ("time_utc", _TS), ("device_id", pa.string()), ("kind", pa.string()), ("customer_id", pa.string()),
+    ("mode", pa.string()), ("safe_reason", pa.string()), ("phase", pa.string()), ("p_a_kw", _F), ("p_b_kw", _F),
+    ("p_c_kw", _F),
+    ("in_transition", pa.bool_()), ("operations_today", pa.int64()), ("operations_total", pa.int64()),
+    ("rejections", pa.int64()), ("unsupplied_kwh", _F), ("operation_cost", _F), *((b, _F) for b in _BATTERY),
+    ("setpoint_kw", _F), ("limited_by", pa.string()), ("energy_residual_kwh", _F),
+])
+ACK_SCHEMA = pa.schema([
+    ("time_utc", _TS), ("device_id", pa.string()), ("seq", pa.int64()), ("status", pa.string()),
+    ("reason", pa.string()), ("detail", pa.string()), ("duplicate", pa.bool_()), ("effective_utc", _TS),
+])
+TABLES = ("devices", "acks")
 
 
 class DeviceRecorder:
-    def __init__(self, *, bus: Bus, feeder: str) -> None:
-        self._states: dict[str, list[Any]] = {k: [] for k in (
-            "time_utc", "device_id", "kind", "customer_id", "mode", "safe_reason", "phase", "p_a_kw", "p_b_kw",
-            "p_c_kw",
-            "in_transition", "operations_today", "operations_total", "rejections", "unsupplied_kwh",
-            "operation_cost", *_BATTERY, "setpoint_kw", "limited_by", "energy_residual_kwh",
-        )}
-        self._acks: dict[str, list[Any]] = {k: [] for k in (
-            "time_utc", "device_id", "seq", "status", "reason", "detail", "duplicate", "effective_utc",
-        )}
+    """Subscribes to device states and acks; writes them under ``folder``."""
+
+    def __init__(self, *, bus: Bus, feeder: str, folder: Path) -> None:
+        self.folder = folder
+        self._states: dict[str, list[Any]] = {k: [] for k in STATE_SCHEMA.names}
+        self._acks: dict[str, list[Any]] = {k: [] for k in ACK_SCHEMA.names}
+        self._writers = {"devices": PartWriter(folder / "devices.parquet", schema=STATE_SCHEMA),
+                         "acks": PartWriter(folder / "acks.parquet", schema=ACK_SCHEMA)}
+        self.n_states = 0
         self.last_state: dict[str, DeviceState] = {}
         self.ack_counts: Counter[str] = Counter()
         self.rejected = 0
@@ -49,6 +67,7 @@ class DeviceRecorder:
             return
         self.last_state[message.device_id] = message
         s, b = self._states, message.battery
+        self.n_states += 1
         s["time_utc"].append(message.time_utc)
         s["device_id"].append(message.device_id)
         s["kind"].append(message.kind.value)
@@ -85,26 +104,27 @@ class DeviceRecorder:
             else f"rejected:{message.reason.value}"
         self.ack_counts[key] += 1
 
-    @property
-    def n_states(self) -> int:
-        return len(self._states["time_utc"])
-
     def column(self, name: str) -> np.ndarray:
-        return np.asarray(self._states[name])
+        """One column of ``devices.parquet`` (after ``close``; the rows written so far before)."""
+        path = self.folder / "devices.parquet"
+        if not path.exists():
+            return np.asarray([])
+        return pq.read_table(path, columns=[name]).column(name).to_numpy(zero_copy_only=False)
 
-    def write(self, folder: Path) -> list[Path]:
-        """Write ``devices.parquet`` and ``acks.parquet`` (only when the run had devices or acks)."""
-        written = []
-        ts = pa.timestamp("us", tz="UTC")
-        for name, data, times in (("devices", self._states, ("time_utc",)),
-                                  ("acks", self._acks, ("time_utc", "effective_utc"))):
+    def flush(self) -> None:
+        """Write the rows held since the last flush as one part of each table."""
+        for name, data in (("devices", self._states), ("acks", self._acks)):
             if not data["time_utc"]:
                 continue
-            columns = {k: pa.array(v, type=ts) if k in times else pa.array(v) for k, v in data.items()}
-            path = folder / f"{name}.parquet"
-            pq.write_table(pa.table(columns), path)
-            written.append(path)
-        return written
+            writer = self._writers[name]
+            writer.append(pa.Table.from_pydict(data, schema=writer.schema))
+            for values in data.values():
+                values.clear()
+
+    def close(self) -> list[Path]:
+        """Flush and make each table one file; returns the paths written (none for a table without rows)."""
+        self.flush()
+        return [p for w in self._writers.values() if (p := w.finish()) is not None]
 
     def summary(self) -> dict[str, Any]:
         """Per device: final counters (and energy figures of a PESS); acks by status/reason."""

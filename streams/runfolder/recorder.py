@@ -1,32 +1,37 @@
-"""The embedded recorder: keeps every ``GridState`` of a run in memory and writes a Parquet run folder.
+"""The embedded recorder: writes every ``GridState`` of a run to the Parquet run folder as the run goes.
 
-Run folder layout (every table has a ``time_utc`` column, aware UTC, one row per tick):
+Run folder layout (every table has a ``time_utc`` column, aware UTC, one row per tick run):
 - ``voltages_pu.parquet``: one float32 column per bus and phase, ``<bus>_<A|B|C>``, |V| in p.u.
+- ``line_currents_ka.parquet``: one float32 column per line, the largest phase current at its from end, kA.
 - ``transformer.parquet``: ``p_<a|b|c>_kw``, ``q_<a|b|c>_kvar`` into the LV side, ``loss_kw`` of the network.
 - ``metrics.parquet``: per LV feeder ``p_unb_kw_f<f>`` and ``load_<a|b|c>_kw_f<f>``; per phase ``vm_min_<a|b|c>_pu``
   and ``vm_max_<a|b|c>_pu`` over LV buses; ``vuf_max_pct``, ``i_n_max_a``, ``kappa_trafo``.
 - ``summary.json``: written by the runner.
+
+Memory does not grow with the run: the recorder holds at most ``flush_ticks`` ticks; ``flush`` writes them as
+one part of each table (``streams.runfolder.parts``) and folds them into ``totals``, the running figures the
+summary is made of. A tick without a grid state is a row of NaN.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from streams import topics
 from streams.bus import Bus
 from streams.messages import GridState, Message
+from streams.runfolder.parts import PartWriter
 
 log = logging.getLogger(__name__)
 PHASES = ("a", "b", "c")
+TABLES = ("voltages_pu", "line_currents_ka", "transformer", "metrics")
+_TIME = pa.timestamp("ns", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -38,89 +43,206 @@ class Layout:
     n_lv_feeders: int
 
 
-class ParquetRecorder:
-    """Subscribes to the grid state; ``write(folder, summary)`` writes the run folder."""
+@dataclass
+class SeriesTotals:
+    """Running figures over the flushed rows; NaN cells are skipped, as numpy's nan-reductions do."""
 
-    def __init__(self, *, bus: Bus, feeder: str, layout: Layout, time_utc: pd.DatetimeIndex) -> None:
-        n_t, n_b, n_l, n_f = len(time_utc), len(layout.bus_ids), len(layout.line_ids), layout.n_lv_feeders
+    n_lv_feeders: int
+    rows: int = 0
+    p_trafo_kwh_h: np.ndarray = field(init=False)  # Σ_t p_trafo_kw per phase (× tick hours = energy)
+    p_trafo_max_kw: np.ndarray = field(init=False)
+    p_unb_sum_kw: np.ndarray = field(init=False)
+    p_unb_count: np.ndarray = field(init=False)
+    p_unb_max_kw: np.ndarray = field(init=False)
+    vm_min_pu: np.ndarray = field(init=False)
+    vm_max_pu: np.ndarray = field(init=False)
+    vuf_max_pct: float = -np.inf
+    kappa_max: float = -np.inf
+    i_n_max_a: float = -np.inf
+    loss_sum_kw: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.p_trafo_kwh_h = np.zeros(3)
+        self.p_trafo_max_kw = np.full(3, -np.inf)
+        self.p_unb_sum_kw = np.zeros(self.n_lv_feeders)
+        self.p_unb_count = np.zeros(self.n_lv_feeders, dtype=np.int64)
+        self.p_unb_max_kw = np.full(self.n_lv_feeders, -np.inf)
+        self.vm_min_pu = np.full(3, np.inf)
+        self.vm_max_pu = np.full(3, -np.inf)
+
+    def add(self, rec: _Chunk, n: int) -> None:
+        self.rows += n
+        self.p_trafo_kwh_h += np.nansum(rec.p_trafo_kw[:n], axis=0)
+        self.p_trafo_max_kw = np.fmax(self.p_trafo_max_kw, _nan_reduce(np.fmax, rec.p_trafo_kw[:n]))
+        self.p_unb_sum_kw += np.nansum(rec.p_unb_kw[:n], axis=0)
+        self.p_unb_count += np.isfinite(rec.p_unb_kw[:n]).sum(axis=0)
+        self.p_unb_max_kw = np.fmax(self.p_unb_max_kw, _nan_reduce(np.fmax, rec.p_unb_kw[:n]))
+        self.vm_min_pu = np.fmin(self.vm_min_pu, _nan_reduce(np.fmin, rec.vm_min_pu[:n]))
+        self.vm_max_pu = np.fmax(self.vm_max_pu, _nan_reduce(np.fmax, rec.vm_max_pu[:n]))
+        self.vuf_max_pct = float(np.fmax(self.vuf_max_pct, _nan_reduce(np.fmax, rec.vuf_max_pct[:n])))
+        self.kappa_max = float(np.fmax(self.kappa_max, _nan_reduce(np.fmax, rec.kappa_trafo[:n])))
+        self.i_n_max_a = float(np.fmax(self.i_n_max_a, _nan_reduce(np.fmax, rec.i_n_max_a[:n])))
+        self.loss_sum_kw += float(np.nansum(rec.loss_kw[:n]))
+
+
+def _nan_reduce(ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
+    """Reduce over axis 0 skipping NaN (all-NaN gives NaN), without numpy's all-NaN warning."""
+    return ufunc.reduce(values, axis=0, initial=np.nan) if values.shape[0] else np.full(values.shape[1:], np.nan)
+
+
+def finite_or_nan(value: np.ndarray | float) -> np.ndarray:
+    """A running extreme with ±inf (nothing seen) as NaN."""
+    values = np.asarray(value, dtype=float)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+class _Chunk:
+    """The ticks not yet flushed: row r is tick ``first + r``."""
+
+    def __init__(self, *, n: int, layout: Layout) -> None:
+        n_b, n_l, n_f = len(layout.bus_ids), len(layout.line_ids), layout.n_lv_feeders
+        self.vm_pu = np.empty((n, n_b, 3), dtype=np.float32)
+        self.i_max_ka = np.empty((n, n_l), dtype=np.float32)
+        self.vm_min_pu = np.empty((n, 3))
+        self.vm_max_pu = np.empty((n, 3))
+        self.vuf_max_pct = np.empty(n)
+        self.i_n_max_a = np.empty(n)
+        self.kappa_trafo = np.empty(n)
+        self.p_trafo_kw = np.empty((n, 3))
+        self.q_trafo_kvar = np.empty((n, 3))
+        self.loss_kw = np.empty(n)
+        self.phase_load_kw = np.empty((n, n_f, 3))
+        self.p_unb_kw = np.empty((n, n_f))
+        self.clear()
+
+    def clear(self) -> None:
+        for array in vars(self).values():
+            array.fill(np.nan)
+
+
+class ParquetRecorder:
+    """Subscribes to the grid state and writes it to ``folder`` in parts of at most ``flush_ticks`` ticks.
+
+    The runner calls ``flush(ticks)`` at tick boundaries (all ticks before ``ticks`` are complete) and
+    ``close(ticks)`` at the end; a state for a tick already flushed is counted in ``rejected`` and logged.
+    """
+
+    def __init__(self, *, bus: Bus, feeder: str, layout: Layout, time_utc: pd.DatetimeIndex, folder: Path,
+                 flush_ticks: int = 360) -> None:
+        if flush_ticks < 1:
+            raise ValueError(f"flush_ticks {flush_ticks} must be >= 1")
         self.layout = layout
         self.time_utc = time_utc
-        self.vm_pu = np.full((n_t, n_b, 3), np.nan, dtype=np.float32)
-        self.vm_min_pu = np.full((n_t, 3), np.nan)
-        self.vm_max_pu = np.full((n_t, 3), np.nan)
-        self.vuf_max_pct = np.full(n_t, np.nan)
-        self.i_n_max_a = np.full(n_t, np.nan)
-        self.kappa_trafo = np.full(n_t, np.nan)
-        self.i_max_ka = np.full((n_t, n_l), np.nan, dtype=np.float32)
-        self.p_trafo_kw = np.full((n_t, 3), np.nan)
-        self.q_trafo_kvar = np.full((n_t, 3), np.nan)
-        self.loss_kw = np.full(n_t, np.nan)
-        self.phase_load_kw = np.full((n_t, n_f, 3), np.nan)
-        self.p_unb_kw = np.full((n_t, n_f), np.nan)
-        self.recorded = np.zeros(n_t, dtype=bool)
+        self.folder = folder
+        self.flush_ticks = flush_ticks
+        self.totals = SeriesTotals(n_lv_feeders=layout.n_lv_feeders)
+        self.recorded = 0
         self.rejected = 0
+        self.flushed_ticks = 0
+        self._chunk = _Chunk(n=flush_ticks, layout=layout)
+        self._filled = np.zeros(flush_ticks, dtype=bool)
+        self._vm_names = [f"{b}_{p.upper()}" for b in layout.bus_ids for p in PHASES]
+        self._writers = {name: PartWriter(folder / f"{name}.parquet", schema=schema)
+                         for name, schema in self._schemas().items()}
         bus.subscribe(topics.grid_state(feeder), self._on_state)
 
+    def _schemas(self) -> dict[str, pa.Schema]:
+        f32, f64 = pa.float32(), pa.float64()
+        return {
+            "voltages_pu": pa.schema([("time_utc", _TIME), *((n, f32) for n in self._vm_names)]),
+            "line_currents_ka": pa.schema([("time_utc", _TIME), *((n, f32) for n in self.layout.line_ids)]),
+            "transformer": pa.schema([("time_utc", _TIME), *((f"p_{p}_kw", f64) for p in PHASES),
+                                      *((f"q_{p}_kvar", f64) for p in PHASES), ("loss_kw", f64)]),
+            "metrics": pa.schema([("time_utc", _TIME), *((n, f64) for n in self._metric_names())]),
+        }
+
+    def _metric_names(self) -> list[str]:
+        names = []
+        for f in range(self.layout.n_lv_feeders):
+            names += [f"p_unb_kw_f{f}", *(f"load_{p}_kw_f{f}" for p in PHASES)]
+        for p in PHASES:
+            names += [f"vm_min_{p}_pu", f"vm_max_{p}_pu"]
+        return [*names, "vuf_max_pct", "i_n_max_a", "kappa_trafo"]
+
     def _on_state(self, topic: str, message: Message) -> None:
-        if not isinstance(message, GridState) or not 0 <= message.tick < len(self.recorded):
+        if not isinstance(message, GridState) or not 0 <= message.tick < len(self.time_utc):
             self.rejected += 1
             log.warning("recorder: rejected message on %s (tick outside the run or wrong type)", topic)
             return
-        t = message.tick
-        self.vm_pu[t] = message.vm_pu
-        self.i_max_ka[t] = message.i_ka.max(axis=1)
-        self.vm_min_pu[t] = message.vm_min_pu
-        self.vm_max_pu[t] = message.vm_max_pu
-        self.vuf_max_pct[t] = message.vuf_max_pct
-        self.i_n_max_a[t] = message.i_n_max_a
-        self.kappa_trafo[t] = message.kappa_trafo
-        self.p_trafo_kw[t] = message.p_trafo_kw
-        self.q_trafo_kvar[t] = message.q_trafo_kvar
-        self.loss_kw[t] = message.loss_kw
-        self.phase_load_kw[t] = message.phase_load_kw
-        self.p_unb_kw[t] = message.p_unb_kw
-        self.recorded[t] = True
+        if message.tick < self.flushed_ticks:
+            self.rejected += 1
+            log.warning("recorder: grid state of tick %d arrived after its part was written (%d ticks written); "
+                        "dropped", message.tick, self.flushed_ticks)
+            return
+        while message.tick >= self.flushed_ticks + self.flush_ticks:
+            self.flush(self.flushed_ticks + self.flush_ticks)
+        r, c = message.tick - self.flushed_ticks, self._chunk
+        c.vm_pu[r] = message.vm_pu
+        c.i_max_ka[r] = message.i_ka.max(axis=1)
+        c.vm_min_pu[r] = message.vm_min_pu
+        c.vm_max_pu[r] = message.vm_max_pu
+        c.vuf_max_pct[r] = message.vuf_max_pct
+        c.i_n_max_a[r] = message.i_n_max_a
+        c.kappa_trafo[r] = message.kappa_trafo
+        c.p_trafo_kw[r] = message.p_trafo_kw
+        c.q_trafo_kvar[r] = message.q_trafo_kvar
+        c.loss_kw[r] = message.loss_kw
+        c.phase_load_kw[r] = message.phase_load_kw
+        c.p_unb_kw[r] = message.p_unb_kw
+        if not self._filled[r]:
+            self._filled[r] = True
+            self.recorded += 1
 
-    def write(self, folder: Path, summary: dict[str, Any]) -> list[Path]:
-        """Write the series and ``summary.json``; returns the paths written."""
-        folder.mkdir(parents=True, exist_ok=True)
-        time_col = pa.array(self.time_utc.as_unit("ns"), type=pa.timestamp("ns", tz="UTC"))
-        n_t = len(self.time_utc)
+    def flush(self, ticks: int) -> None:
+        """Write ticks ``flushed_ticks .. ticks - 1`` (NaN rows where no state came) as one part of each table."""
+        ticks = min(ticks, len(self.time_utc))
+        n = ticks - self.flushed_ticks
+        if n <= 0:
+            return
+        if n > self.flush_ticks:
+            self.flush(self.flushed_ticks + self.flush_ticks)
+            self.flush(ticks)
+            return
+        c = self._chunk
+        time_col = pa.array(self.time_utc[self.flushed_ticks:ticks].as_unit("ns"), type=_TIME)
         # One column-major buffer, sliced per bus-phase: thousands of columns without thousands of conversions.
-        vm = pa.array(np.asfortranarray(self.vm_pu.reshape(n_t, -1)).reshape(-1, order="F"))
-        names = [f"{b}_{p.upper()}" for b in self.layout.bus_ids for p in PHASES]
-        tables = {
-            "voltages_pu": pa.Table.from_arrays([time_col, *(vm.slice(j * n_t, n_t) for j in range(len(names)))],
-                                                names=["time_utc", *names]),
-            "transformer": pa.Table.from_pydict({
-                "time_utc": time_col,
-                **{f"p_{p}_kw": self.p_trafo_kw[:, i] for i, p in enumerate(PHASES)},
-                **{f"q_{p}_kvar": self.q_trafo_kvar[:, i] for i, p in enumerate(PHASES)},
-                "loss_kw": self.loss_kw,
-            }),
-            "metrics": pa.Table.from_pydict({"time_utc": time_col, **self._metrics_columns()}),
-        }
-        written = []
-        for name, table in tables.items():
-            path = folder / f"{name}.parquet"
-            # Statistics and dictionaries cost more than they give on float series read whole.
-            pq.write_table(table, path, use_dictionary=False, write_statistics=False)
-            written.append(path)
-        path = folder / "summary.json"
-        path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        written.append(path)
-        return written
+        vm = pa.array(np.asfortranarray(c.vm_pu[:n].reshape(n, -1)).reshape(-1, order="F"))
+        i_max = pa.array(np.asfortranarray(c.i_max_ka[:n]).reshape(-1, order="F"))
+        self._writers["voltages_pu"].append(pa.Table.from_arrays(
+            [time_col, *(vm.slice(j * n, n) for j in range(len(self._vm_names)))],
+            schema=self._writers["voltages_pu"].schema))
+        self._writers["line_currents_ka"].append(pa.Table.from_arrays(
+            [time_col, *(i_max.slice(j * n, n) for j in range(len(self.layout.line_ids)))],
+            schema=self._writers["line_currents_ka"].schema))
+        self._writers["transformer"].append(pa.Table.from_pydict({
+            "time_utc": time_col,
+            **{f"p_{p}_kw": c.p_trafo_kw[:n, i] for i, p in enumerate(PHASES)},
+            **{f"q_{p}_kvar": c.q_trafo_kvar[:n, i] for i, p in enumerate(PHASES)},
+            "loss_kw": c.loss_kw[:n],
+        }, schema=self._writers["transformer"].schema))
+        self._writers["metrics"].append(pa.Table.from_pydict(
+            {"time_utc": time_col, **self._metrics_columns(n)}, schema=self._writers["metrics"].schema))
+        self.totals.add(c, n)
+        self.flushed_ticks = ticks
+        c.clear()
+        self._filled[:] = False
 
-    def _metrics_columns(self) -> dict[str, np.ndarray]:
+    def close(self, ticks: int) -> list[Path]:
+        """Flush up to ``ticks`` and turn each table's parts into its single file; returns the paths written."""
+        self.flush(ticks)
+        return [p for w in self._writers.values() if (p := w.finish()) is not None]
+
+    def _metrics_columns(self, n: int) -> dict[str, np.ndarray]:
+        c = self._chunk
         data: dict[str, np.ndarray] = {}
         for f in range(self.layout.n_lv_feeders):
-            data[f"p_unb_kw_f{f}"] = self.p_unb_kw[:, f]
+            data[f"p_unb_kw_f{f}"] = c.p_unb_kw[:n, f]
             for i, p in enumerate(PHASES):
-                data[f"load_{p}_kw_f{f}"] = self.phase_load_kw[:, f, i]
+                data[f"load_{p}_kw_f{f}"] = c.phase_load_kw[:n, f, i]
         for i, p in enumerate(PHASES):
-            data[f"vm_min_{p}_pu"] = self.vm_min_pu[:, i]
-            data[f"vm_max_{p}_pu"] = self.vm_max_pu[:, i]
-        data["vuf_max_pct"] = self.vuf_max_pct
-        data["i_n_max_a"] = self.i_n_max_a
-        data["kappa_trafo"] = self.kappa_trafo
+            data[f"vm_min_{p}_pu"] = c.vm_min_pu[:n, i]
+            data[f"vm_max_{p}_pu"] = c.vm_max_pu[:n, i]
+        data["vuf_max_pct"] = c.vuf_max_pct[:n]
+        data["i_n_max_a"] = c.i_n_max_a[:n]
+        data["kappa_trafo"] = c.kappa_trafo[:n]
         return data

@@ -134,6 +134,9 @@ SigningKeyOpt = Annotated[Path | None, typer.Option(
                           "$PHASETWIN_SIGNING_KEY (never on the command line)")]
 MeterLimitOpt = Annotated[float, typer.Option(
     help="plausibility envelope: largest apparent power a customer terminal may report, kVA (more is quarantined)")]
+FlushTicksOpt = Annotated[int, typer.Option(
+    min=1, help="ticks the recorders hold before writing a part of the run folder: the most a killed run loses "
+                "(also every 10 s of wall time in real time)")]
 RunIdOpt = Annotated[str | None, typer.Option(
     "--run-id", help="run tag in the database (default: from feeder, start, tick and strategy; the same run "
                      "replayed again overwrites its points)")]
@@ -275,6 +278,7 @@ def replay(
     keyring: KeyringOpt = None,
     signing_key: SigningKeyOpt = None,
     meter_limit_kva: MeterLimitOpt = 60.0,
+    flush_ticks: FlushTicksOpt = 360,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
     seasonal_plan: Annotated[Path | None, typer.Option(
@@ -327,6 +331,8 @@ def replay(
     if config is None and (run_id or rephase or seasonal_plan or time_base is not TimeBase.SIMULATION):
         scenario = scenario.model_copy(update={"run_id": run_id or "", "rephase": rephase,
                                                "seasonal_plan": seasonal_plan, "time_base": time_base})
+    if config is None:
+        scenario = scenario.model_copy(update={"flush_ticks": flush_ticks})
     database = _influx(influx)
     try:
         seasonal = None
@@ -494,6 +500,7 @@ def run(
     keyring: KeyringOpt = None,
     signing_key: SigningKeyOpt = None,
     meter_limit_kva: MeterLimitOpt = 60.0,
+    flush_ticks: FlushTicksOpt = 360,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the twin in real time on a broker for hardware in the loop: external parties replace built-in roles.
@@ -526,7 +533,8 @@ def run(
     try:
         scenario = scenario.model_copy(update={
             "external_controller": external_controller, "external_devices": tuple(external_devices),
-            "missed_heartbeats": missed_heartbeats, "run_id": run_id or "", "time_base": time_base})
+            "missed_heartbeats": missed_heartbeats, "run_id": run_id or "", "time_base": time_base,
+            "flush_ticks": flush_ticks})
         database = _influx(influx)
         bar, progress = _progress_bar("run")
         with bar, _StopOnSigterm() as stop:
@@ -534,7 +542,8 @@ def run(
                 result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "hil"), stop_requested=stop,
                                     influx=database)
             except KeyboardInterrupt:
-                raise _fail("interrupted; use SIGTERM to end a run cleanly with its run folder") from None
+                raise _fail("interrupted: the run folder keeps the ticks run so far but no summary; use SIGTERM to "
+                            "end a run cleanly with its summary") from None
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     _print_summary(result.summary)
@@ -770,6 +779,9 @@ def _hardened(scenario: Scenario, *, keyring: Path | None, signing_key: Path | N
 
 
 def _logging(verbose: bool) -> None:
+    from twin.app.memory import return_large_blocks_to_the_system
+
+    return_large_blocks_to_the_system()  # every command that logs may run a long replay
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     # the assumptions a network import makes are stated once per network, also without --verbose
     logging.getLogger("twin.loaders").setLevel(logging.INFO if verbose else logging.WARNING)
@@ -800,6 +812,10 @@ def _print_transport(s: RunSummary) -> None:
             console.print(f"dashboard (the run's period): {r['dashboard_url']}", soft_wrap=True)
     if s.stopped_early:
         console.print(f"[yellow]stopped early[/] after {s.ticks} ticks (stop requested)")
+    if s.previous_run:
+        from streams.runfolder.journal import PreviousRun
+
+        console.print(f"[yellow]warning:[/] {PreviousRun(**s.previous_run).text()}", highlight=False)
 
 
 def _print_summary(s: RunSummary) -> None:

@@ -82,8 +82,8 @@ def _run(folder: Path, plan: ReplayPlan, *, out: Path, engine: Engine) -> PlanRu
     feeder, _ = load_inputs(scenario)
     result = replay(scenario)
     rec = result.recorder
-    lv = feeder.bus_ids().index(feeder.transformer.lv_bus)
-    head = head_currents_a(feeder, p_kw=rec.p_trafo_kw, q_kvar=rec.q_trafo_kvar, vm_lv_pu=rec.vm_pu[:, lv, :])
+    head = head_currents_a(feeder, p_kw=rec.p_trafo_kw, q_kvar=rec.q_trafo_kvar,
+                           vm_lv_pu=rec.bus_vm_pu(feeder.transformer.lv_bus))
     step_s = plan.planned.step_s if plan.planned is not None else plan.tick_s
     per = max(1, step_s // plan.tick_s)
     n_steps = head.shape[0] // per

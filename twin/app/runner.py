@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
 import os
 import time
@@ -46,13 +47,19 @@ from streams.meters.record import FILE_NAME as DATA_RECORD_FILE
 from streams.meters.record import DataRecord, data_record
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
+from streams.runfolder import device_recorder
+from streams.runfolder import recorder as grid_recorder
 from streams.runfolder.audit import AuditLog
 from streams.runfolder.device_recorder import DeviceRecorder
+from streams.runfolder.journal import JournalEvent, RunJournal
 from streams.runfolder.loading_recorder import LoadingRecorder
+from streams.runfolder.parts import remove_table
 from streams.runfolder.recorder import Layout, ParquetRecorder
+from streams.runfolder.series import RunSeries
 from streams.signing import Keyring, Signer, SigningBus, SigningError, keyring_from, signer_from
 from twin.app.command_tally import CommandTally
 from twin.app.hil import HilMonitor
+from twin.app.memory import trim_heap
 from twin.app.run_context import write_run_context
 from twin.app.scenario import Scenario, TimeBase, control_timing_problems
 from twin.app.summary import RunSummary, physics
@@ -76,7 +83,7 @@ class RunResult:
     summary: RunSummary
     folder: Path
     files: list[Path]
-    recorder: ParquetRecorder
+    recorder: RunSeries
     devices: DeviceRecorder
     data: DataRecord
 
@@ -214,6 +221,7 @@ def replay(
     wall_start = time.perf_counter()
     entry = open_feeder(scenario.feeder)
     feeder, table, data = inputs if inputs is not None else _load(entry, scenario)
+    trim_heap()
     clock = plan_clock(scenario, table)
     require_finite(table, start_utc=pd.Timestamp(clock.start_utc), end_utc=pd.Timestamp(clock.end_utc),
                    fill_option="--fill-gaps")
@@ -250,8 +258,9 @@ def replay(
     time_index = pd.date_range(clock.start_utc, periods=clock.n_ticks, freq=f"{clock.tick_s}s")
     layout = Layout(bus_ids=tuple(feeder.bus_ids()), line_ids=tuple(ln.id for ln in feeder.lines),
                     n_lv_feeders=grid.n_lv_feeders)
-    recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index)
-    device_log = DeviceRecorder(bus=bus, feeder=name)
+    recorder = ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index, folder=scenario.out,
+                               flush_ticks=scenario.flush_ticks)
+    device_log = DeviceRecorder(bus=bus, feeder=name, folder=scenario.out)
     tally = CommandTally(bus=bus, feeder=name, tick_s=clock.tick_s)
     loading = LoadingRecorder(bus=bus, feeder=name, time_utc=time_index, line_ids=layout.line_ids,
                               line_max_i_ka=np.array([ln.max_i_ka for ln in feeder.lines]),
@@ -304,9 +313,19 @@ def replay(
         )
         stages.append(controller)
     stages.append(status)
+    # Last of the set-up, after every check that can refuse the scenario: from here on the folder is this run's.
+    journal = RunJournal.begin(scenario.out, run_id=run_id, start_utc=clock.start_utc, tick_s=clock.tick_s,
+                               n_ticks=clock.n_ticks, tables=RUN_TABLES)
+    if journal.previous is not None:
+        log.warning("%s", journal.previous.text())
+    for stale in (*RUN_TABLES, "summary.json"):
+        remove_table(scenario.out / stale)
+    flusher = _Flusher(recorder=recorder, devices=device_log, journal=journal, every_ticks=scenario.flush_ticks,
+                       every_s=REAL_TIME_FLUSH_S if scenario.speed > 0 else None)
 
     def after_tick(tick: int, timing: Timing) -> None:
         status.timing = timing
+        flusher.after_tick(tick + 1)
         if progress is not None:
             progress(tick + 1, clock.n_ticks)
 
@@ -320,17 +339,26 @@ def replay(
     try:
         timing = run_ticks(clock=clock, stages=stages, speed=scenario.speed, after_tick=after_tick,
                            settle=bus.settle, stop_requested=stop_requested)
+    except BaseException as err:
+        # An error (or Ctrl-C) keeps every tick run so far: the tables are flushed and closed, the journal says why.
+        try:
+            _close_transports(bus, database)
+            audit.close()
+            flusher.close()
+        finally:
+            journal.close(JournalEvent.FAILED, ticks=recorder.flushed_ticks, detail=f"{type(err).__name__}: {err}")
+        raise
     finally:
         gc.unfreeze()
-        bus.close()
-        audit.close()
-        final = database.close() if database is not None else None
+    final = _close_transports(bus, database)
+    audit.close()
+    files = flusher.close()
     c = grid.counters
     summary = RunSummary(
         feeder=name, run_id=run_id, scenario=scenario_name, engine=str(scenario.engine),
         start_utc=clock.start_utc.isoformat(),
         end_utc=clock.end_utc.isoformat(), tick_s=clock.tick_s, ticks=timing.ticks_done,
-        **physics(recorder, tick_s=clock.tick_s),  # type: ignore[arg-type]
+        **physics(recorder.totals, tick_s=clock.tick_s),  # type: ignore[arg-type]
         wall_s=time.perf_counter() - wall_start, ticks_per_s=timing.ticks_done / max(timing.wall_s, 1e-9),
         powerflow_solves=c.solves, states_solved=c.states_solved, cache_hits=c.cache_hits,
         readings_published=meters.published, readings_missing=c.readings_missing,
@@ -349,11 +377,13 @@ def replay(
             feeder=name, run_id=run_id, start_utc=clock.start_utc + timedelta(seconds=offset_s),
             end_utc=clock.end_utc + timedelta(seconds=offset_s)), "time_offset_s": offset_s} if influx else {}),
         loading=loading.summary(), metering=data.metering.counts(),
+        previous_run=journal.previous.model_dump() if journal.previous is not None else {},
     )
-    if not np.all(recorder.recorded):
-        log.error("recorder: %d tick(s) have no grid state", int((~recorder.recorded).sum()))
-    files = recorder.write(scenario.out, summary.model_dump(mode="json"))
-    files += device_log.write(scenario.out)
+    if recorder.recorded < recorder.flushed_ticks:
+        log.error("recorder: %d tick(s) have no grid state", recorder.flushed_ticks - recorder.recorded)
+    path = scenario.out / "summary.json"
+    path.write_text(json.dumps(summary.model_dump(mode="json"), indent=2, default=str) + "\n")
+    files.append(path)
     files.append(scenario.out / DATA_RECORD_FILE)
     files[-1].write_text(data.model_dump_json(indent=2) + "\n")
     files += [loading.write(scenario.out), *write_run_context(scenario.out, feeder=feeder, scenario=scenario,
@@ -370,8 +400,9 @@ def replay(
         path = scenario.out / "controller.parquet"
         pd.DataFrame(controller.records).to_parquet(path, index=False)
         files.append(path)
-    return RunResult(summary=summary, folder=scenario.out, files=files, recorder=recorder, devices=device_log,
-                     data=data)
+    journal.close(JournalEvent.STOPPED if timing.stopped else JournalEvent.FINISHED, ticks=recorder.flushed_ticks)
+    return RunResult(summary=summary, folder=scenario.out, files=files,
+                     recorder=RunSeries(folder=scenario.out, layout=layout), devices=device_log, data=data)
 
 
 def _guarded(bus: Bus, *, feeder: Feeder, clock: TickClock, limit_kva: float) -> tuple[Bus, IngestGuard]:
@@ -437,6 +468,52 @@ def _ingest_summary(guard: IngestGuard, grid: GridRole, bus: Bus) -> dict[str, o
     return {"checked": c.checked, "quarantined": c.by_reason(), "quarantined_total": sum(c.quarantined.values()),
             "deadletter_reasons": deadletter_reasons(guard, getattr(bus, "counters", None)),
             "estimated": c.estimated, "late_unrecorded": grid.counters.readings_late_unrecorded}
+
+
+def _close_transports(bus: Bus, database: InfluxRecorder | None) -> InfluxCounts | None:
+    """Close the bus (an MQTT bus flushes first), then the database recorder, even when the bus fails."""
+    try:
+        bus.close()
+    finally:
+        final = database.close() if database is not None else None
+    return final
+
+
+RUN_TABLES = tuple(f"{t}.parquet" for t in (*grid_recorder.TABLES, *device_recorder.TABLES))
+REAL_TIME_FLUSH_S = 10.0
+"""In real time a part is also written after this many wall seconds: a crash loses seconds, not hours."""
+
+
+class _Flusher:
+    """Writes the recorders' parts at the same tick boundaries and journals each flush."""
+
+    def __init__(self, *, recorder: ParquetRecorder, devices: DeviceRecorder, journal: RunJournal,
+                 every_ticks: int, every_s: float | None) -> None:
+        self._recorder, self._devices, self._journal = recorder, devices, journal
+        self._every_ticks, self._every_s = every_ticks, every_s
+        self._last_wall_s = time.monotonic()
+        self._ticks_done = 0
+
+    def after_tick(self, ticks: int) -> None:
+        self._ticks_done = ticks
+        due = ticks - self._recorder.flushed_ticks >= self._every_ticks
+        if not due and self._every_s is not None:
+            due = time.monotonic() - self._last_wall_s >= self._every_s
+        if due:
+            self.flush(ticks)
+
+    def flush(self, ticks: int) -> None:
+        before = self._recorder.flushed_ticks
+        self._recorder.flush(ticks)
+        self._devices.flush()
+        if self._recorder.flushed_ticks > before:
+            self._journal.flushed(self._recorder.flushed_ticks)
+        self._last_wall_s = time.monotonic()
+
+    def close(self) -> list[Path]:
+        """Flush the ticks done and make every table one file; returns the files written."""
+        self.flush(self._ticks_done)
+        return self._recorder.close(self._ticks_done) + self._devices.close()
 
 
 def _switching(scenario: Scenario, feeder: Feeder, clock: TickClock, *, controlled: bool) -> SwitchingSchedule | None:

@@ -1,4 +1,4 @@
-"""The run summary: a few figures a person reads first, computed from the recorded series."""
+"""The run summary: a few figures a person reads first, computed from the recorder's running totals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.runfolder.recorder import ParquetRecorder
+from streams.runfolder.recorder import SeriesTotals, finite_or_nan
 
 
 class PhaseFigures(BaseModel):
@@ -78,20 +78,25 @@ class RunSummary(BaseModel):
     metering: dict[str, Any] = Field(default_factory=dict, description="customers metered, unmetered (and policy), "
                                      "unknown meters (and policy); ids in data_quality.json")
     loading: dict[str, Any] = Field(default_factory=dict, description="peak transformer and line loading, % of rating")
+    previous_run: dict[str, Any] = Field(default_factory=dict, description="an earlier run into the same folder "
+                                         "that crashed: what it kept and lost (streams.runfolder.journal)")
 
 
-def physics(recorder: ParquetRecorder, *, tick_s: int) -> dict[str, object]:
-    """Energy, peaks, unbalance, voltage extremes, neutral current and losses over the recorded ticks."""
+def physics(totals: SeriesTotals, *, tick_s: int) -> dict[str, object]:
+    """Energy, peaks, unbalance, voltage extremes, neutral current and losses over the recorded ticks (NaN cells
+    skipped; a figure with no value at all is NaN)."""
     hours = tick_s / 3600.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p_unb = np.where(totals.p_unb_count > 0, totals.p_unb_sum_kw / np.maximum(totals.p_unb_count, 1), np.nan)
     return {
-        "energy_kwh": PhaseFigures.of(np.nansum(recorder.p_trafo_kw, axis=0) * hours),
-        "peak_load_kw": PhaseFigures.of(np.nanmax(recorder.p_trafo_kw, axis=0)),
-        "max_p_unb_kw": np.nanmax(recorder.p_unb_kw, axis=0).tolist(),
-        "mean_p_unb_kw": np.nanmean(recorder.p_unb_kw, axis=0).tolist(),
-        "vm_min_pu": PhaseFigures.of(np.nanmin(recorder.vm_min_pu, axis=0)),
-        "vm_max_pu": PhaseFigures.of(np.nanmax(recorder.vm_max_pu, axis=0)),
-        "max_vuf_pct": float(np.nanmax(recorder.vuf_max_pct)),
-        "max_kappa_trafo": float(np.nanmax(recorder.kappa_trafo)),
-        "peak_neutral_current_a": float(np.nanmax(recorder.i_n_max_a)),
-        "losses_kwh": float(np.nansum(recorder.loss_kw) * hours),
+        "energy_kwh": PhaseFigures.of(totals.p_trafo_kwh_h * hours),
+        "peak_load_kw": PhaseFigures.of(finite_or_nan(totals.p_trafo_max_kw)),
+        "max_p_unb_kw": finite_or_nan(totals.p_unb_max_kw).tolist(),
+        "mean_p_unb_kw": mean_p_unb.tolist(),
+        "vm_min_pu": PhaseFigures.of(finite_or_nan(totals.vm_min_pu)),
+        "vm_max_pu": PhaseFigures.of(finite_or_nan(totals.vm_max_pu)),
+        "max_vuf_pct": float(finite_or_nan(totals.vuf_max_pct)),
+        "max_kappa_trafo": float(finite_or_nan(totals.kappa_max)),
+        "peak_neutral_current_a": float(finite_or_nan(totals.i_n_max_a)),
+        "losses_kwh": totals.loss_sum_kw * hours,
     }

@@ -39,11 +39,14 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 def test_default_replay_writes_the_run_folder(default_run: tuple[Path, str]) -> None:
     out, output = default_run
-    assert {p.name for p in out.iterdir()} == {"voltages_pu.parquet", "transformer.parquet", "metrics.parquet",
-                                                "summary.json", "scenario.toml", "loading.parquet", "scenario.json",
-                                                "customers.csv", "data_quality.json",
+    assert {p.name for p in out.iterdir()} == {"voltages_pu.parquet", "line_currents_ka.parquet",
+                                                "transformer.parquet", "metrics.parquet", "summary.json",
+                                                "journal.jsonl", ".run.lock", "scenario.toml", "loading.parquet",
+                                                "scenario.json", "customers.csv", "data_quality.json", "audit.jsonl",
                                                 "figures", "report.html"}
     assert "report.html" in "".join(output.split())  # where the report is (rich may wrap the path)
+    assert sorted(p.name for p in (out / "voltages_pu.parquet").iterdir()) == [
+        f"part-{k:06d}.parquet" for k in range(4)]  # 1440 ticks in parts of 360
     volts = pd.read_parquet(out / "voltages_pu.parquet")
     assert volts.shape == (1440, 1 + 907 * 3)
     assert str(volts["time_utc"].dt.tz) == "UTC"

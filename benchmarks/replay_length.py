@@ -1,0 +1,90 @@
+"""Run length costs time, not memory: peak RSS of a network-only replay of 1, 7 and 28 days (issue 16).
+
+    .venv/bin/python benchmarks/replay_length.py [--days 1,7,28] [--flush-ticks N]
+
+Tiles the bundled IEEE European LV day (1-minute data) into 1, 7 and 28 days in a temporary Parquet file each,
+replays each with `phasetwin replay --controller none --psd 0 --pess 0 --no-baseline` in a fresh subprocess, and
+reads that child's peak RSS from the kernel (``os.wait4``). Prints ticks, peak RSS, wall time and the ratios to
+the first length. Acceptance: peak RSS of 28 days ≤ 1.25 × that of 1 day.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from twin.loaders import ieee_european_lv
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT = 1.25
+
+
+def tiled_day(days: int, path: Path) -> pd.Timestamp:
+    """Write the bundled day repeated ``days`` times as wide meter data (p and q per customer); returns its end."""
+    feeder = ieee_european_lv.load_feeder()
+    day = ieee_european_lv.load_day(feeder)
+    p, q = np.tile(day.p_kw[:, :, 0], (days, 1)), np.tile(day.q_kvar[:, :, 0], (days, 1))
+    time_utc = pd.date_range(day.time_utc[0], periods=p.shape[0], freq=f"{day.step_s}s", tz="UTC")
+    columns: dict[str, object] = {"time_utc": time_utc}
+    for i, customer in enumerate(day.customer_ids):
+        columns[f"{customer}_1"], columns[f"{customer}_1_q"] = p[:, i], q[:, i]
+    pd.DataFrame(columns).to_parquet(path, index=False)
+    return time_utc[-1] + pd.Timedelta(seconds=day.step_s)
+
+
+def replay_peak_rss(data: Path, end: pd.Timestamp, out: Path, *, flush_ticks: int | None) -> tuple[float, float]:
+    """(peak RSS in MB, wall s) of one `phasetwin replay` child process."""
+    command = [sys.executable, "-m", "twin.app.cli", "replay", "--data", str(data), "--end", end.isoformat(),
+               "--controller", "none", "--psd", "0", "--pess", "0", "--no-baseline", "--out", str(out)]
+    if flush_ticks is not None:
+        command += ["--flush-ticks", str(flush_ticks)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    log = out.with_name(out.name + ".log")
+    t = time.perf_counter()
+    with log.open("w") as sink:  # a file, not a pipe: nobody reads a pipe until the child ends
+        child = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait for it again
+    wall_s = time.perf_counter() - t
+    if child.returncode != 0:
+        raise SystemExit(f"replay of {data.name} failed (status {child.returncode}):\n"
+                         f"{log.read_text()}")
+    return usage.ru_maxrss / 1024.0, wall_s  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", default="1,7,28", help="comma-separated run lengths in days; the first is the base")
+    parser.add_argument("--flush-ticks", type=int, default=None, help="passed to phasetwin replay")
+    args = parser.parse_args()
+    lengths = [int(d) for d in args.days.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for days in lengths:
+            data = Path(tmp) / f"ieee_{days}d.parquet"
+            end = tiled_day(days, data)
+            peak_mb, wall_s = replay_peak_rss(data, end, Path(tmp) / f"run_{days}d", flush_ticks=args.flush_ticks)
+            rows.append((days, days * 1440, peak_mb, wall_s))
+            print(f"  {days:3d} day(s): {days * 1440:6d} ticks, peak RSS {peak_mb:7.1f} MB, wall {wall_s:7.1f} s",
+                  flush=True)
+    base = rows[0]
+    print("\nIEEE European LV, network-only replay, bundled day tiled, one subprocess per length")
+    print(f"{'days':>5s} {'ticks':>7s} {'peak RSS MB':>12s} {'× base':>7s} {'wall s':>8s} {'× base':>7s}")
+    for days, ticks, peak_mb, wall_s in rows:
+        print(f"{days:5d} {ticks:7d} {peak_mb:12.1f} {peak_mb / base[2]:7.3f} {wall_s:8.1f} {wall_s / base[3]:7.2f}")
+    if 28 in lengths and base[0] == 1:
+        ratio = rows[lengths.index(28)][2] / base[2]
+        verdict = "PASS" if ratio <= LIMIT else "FAIL"
+        print(f"acceptance: peak RSS 28 days / 1 day = {ratio:.3f} (limit {LIMIT}): {verdict}")
+
+
+if __name__ == "__main__":
+    main()
