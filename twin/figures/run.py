@@ -53,7 +53,7 @@ class RunTables:
 def read_run(folder: Path) -> RunTables:
     """The run folder's tables; FileNotFoundError names the first missing file of a run folder."""
     for name in ("summary.json", "transformer.parquet", "metrics.parquet"):
-        if not (folder / name).is_file():
+        if not (folder / name).exists():  # a table is a folder of part files (streams/runfolder/parts.py)
             raise FileNotFoundError(f"{folder}: no {name}; expected a run folder written by phasetwin replay/run")
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     limits = (0.90, 1.10)
@@ -61,8 +61,8 @@ def read_run(folder: Path) -> RunTables:
     if options.is_file():
         lim = json.loads(options.read_text(encoding="utf-8")).get("controller", {}).get("limits", {})
         limits = (float(lim.get("vm_min_pu", 0.90)), float(lim.get("vm_max_pu", 1.10)))
-    devices = pd.read_parquet(folder / "devices.parquet") if (folder / "devices.parquet").is_file() else None
-    loading = pd.read_parquet(folder / "loading.parquet") if (folder / "loading.parquet").is_file() else None
+    devices = pd.read_parquet(folder / "devices.parquet") if (folder / "devices.parquet").exists() else None
+    loading = pd.read_parquet(folder / "loading.parquet") if (folder / "loading.parquet").exists() else None
     return RunTables(folder=folder, summary=summary, transformer=pd.read_parquet(folder / "transformer.parquet"),
                      metrics=pd.read_parquet(folder / "metrics.parquet"),
                      devices=devices if devices is not None and len(devices) else None, loading=loading,

@@ -42,7 +42,7 @@ def test_default_replay_writes_the_run_folder(default_run: tuple[Path, str]) -> 
     assert {p.name for p in out.iterdir()} == {"voltages_pu.parquet", "line_currents_ka.parquet",
                                                 "transformer.parquet", "metrics.parquet", "summary.json",
                                                 "journal.jsonl", ".run.lock", "scenario.toml", "loading.parquet",
-                                                "scenario.json", "customers.csv", "data_quality.json", "audit.jsonl",
+                                                "scenario.json", "customers.csv", "data_quality.json",
                                                 "figures", "report.html"}
     assert "report.html" in "".join(output.split())  # where the report is (rich may wrap the path)
     assert sorted(p.name for p in (out / "voltages_pu.parquet").iterdir()) == [
