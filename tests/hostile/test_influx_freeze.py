@@ -1,7 +1,10 @@
-"""Issue 20, acceptance (shortened): the real influxd process is frozen (SIGSTOP) for 20 s during a real-time
-replay at speed 60 recording live with ``--influx``. The ticks stay on time (the recorder's HTTP waits happen on
-its own thread, a frozen server's batches go to the spool) and after SIGCONT every point is in the database
-exactly once: the counts read back per measurement are exactly the run's."""
+"""Issue 20, acceptance: the real influxd process is frozen (SIGSTOP) or stopped during a real-time replay at
+speed 60 recording live with ``--influx``. The ticks stay on time (the recorder's HTTP waits happen on its own
+thread, a frozen or stopped server's batches go to the spool) and once it answers again every point is in the
+database exactly once: the counts read back per measurement are exactly the run's.
+
+CI holds the server for 20 s each way; the issue's 60 s freeze and 300 s stop are the same test with
+``PHASETWIN_INFLUX_FREEZE_S=60 PHASETWIN_INFLUX_STOP_S=300`` (the replay then lasts 20 s longer than the hold)."""
 
 from __future__ import annotations
 
@@ -23,23 +26,33 @@ from twin.app.runner import customer_bus_index, replay
 from twin.app.scenario import Scenario
 from twin.feeders import open_feeder
 
-FREEZE_S = 20.0
+HOLD_S = {"sigstop": float(os.environ.get("PHASETWIN_INFLUX_FREEZE_S", "20")),
+          "stopped": float(os.environ.get("PHASETWIN_INFLUX_STOP_S", "20"))}
 
 
 @pytest.mark.slow
-def test_a_frozen_influxd_delays_no_tick_and_loses_no_point(influxdb: InfluxDBServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["sigstop", "stopped"])
+def test_a_frozen_or_stopped_influxd_delays_no_tick_and_loses_no_point(influxdb: InfluxDBServer, tmp_path: Path,
+                                                                       how: str) -> None:
     db, run = f"freeze_{uuid.uuid4().hex[:8]}", f"freeze-{uuid.uuid4().hex[:8]}"
     settings = influx_settings_from_url(f"influxdb+v1://{influxdb.host}:{influxdb.port}/{db}?timeout_s=2&"
                                         "backoff_s=0.1&backoff_max_s=1&max_retries=2&flush_interval_s=0.5")
     pid = influxdb.pid
     assert pid is not None
     frozen: dict[str, float] = {}
+    hold_s = HOLD_S[how]
 
     def freeze() -> None:
-        os.kill(pid, signal.SIGSTOP)
+        if how == "sigstop":
+            os.kill(pid, signal.SIGSTOP)
+        else:
+            influxdb.stop()
         frozen["at"] = time.monotonic()
-        time.sleep(FREEZE_S)
-        os.kill(pid, signal.SIGCONT)
+        time.sleep(hold_s)
+        if how == "sigstop":
+            os.kill(pid, signal.SIGCONT)
+        else:
+            influxdb.start()
         frozen["for"] = time.monotonic() - frozen["at"]
 
     def progress(done: int, total: int) -> None:
@@ -47,21 +60,26 @@ def test_a_frozen_influxd_delays_no_tick_and_loses_no_point(influxdb: InfluxDBSe
             threading.Thread(target=freeze, daemon=True).start()
 
     start = datetime(2024, 1, 15, 6, tzinfo=UTC)
-    scenario = Scenario(start_utc=start, end_utc=start + timedelta(minutes=28), speed=60, out=tmp_path / "run",
+    minutes = max(28, int(hold_s) + 20)
+    scenario = Scenario(start_utc=start, end_utc=start + timedelta(minutes=minutes), speed=60, out=tmp_path / "run",
                         fleet=FleetSpec(psd=2, pess=0), run_id=run)
     try:
         result = replay(scenario, progress=progress, influx=settings)
     finally:
-        os.kill(pid, signal.SIGCONT)
+        if how == "sigstop":
+            os.kill(pid, signal.SIGCONT)
+        elif not influxdb.running:
+            influxdb.start()
     s = result.summary
-    assert frozen["for"] >= FREEZE_S
-    assert s.ticks == 28 and s.max_lateness_s < 0.5, f"max lateness {s.max_lateness_s:.3f} s"
+    assert frozen["for"] >= hold_s
+    assert s.ticks == minutes and s.max_lateness_s < 0.5, f"max lateness {s.max_lateness_s:.3f} s"
     r = s.recorder
     assert r["dropped"] == 0 and r["rejected"] == 0 and r["spooled"] == 0 and r["failures"] > 0, r
     counts = by_measurement(influxdb_points(influxdb, db, run))
     n_bus = len(customer_bus_index(open_feeder("ieee-european-lv").load_feeder()))
-    assert counts["network"] == counts["twin"] == 28
-    assert counts["bus_voltage"] == 3 * n_bus * 28
-    assert counts["device"] == 2 * 28
+    assert counts["network"] == counts["twin"] == minutes
+    assert counts["bus_voltage"] == 3 * n_bus * minutes
+    assert counts["device"] == 2 * minutes
     assert r["written"] == sum(counts.values())
-    print(f"max lateness {s.max_lateness_s:.3f} s; {r['written']} points written, failures {r['failures']}")
+    print(f"{how} {hold_s:g} s: max lateness {s.max_lateness_s:.3f} s; {r['written']} points written, "
+          f"failures {r['failures']}")
