@@ -29,6 +29,7 @@ from controllers.online.problem import (
     PessUnit,
     Plan,
     PlanStatus,
+    SolverSettings,
     SwitchDevice,
     SwitchState,
 )
@@ -115,15 +116,21 @@ class OnlineController:
         self, *, bus: Bus, view: FeederView, devices: list[ControlledDevice], settings: ControllerSettings,
         forecaster: Forecaster, tick_s: int, start_utc: datetime, n_ticks: int, guard: LtupfGuard | None = None,
         tick_loads: Callable[[int, int], np.ndarray] | None = None, timer: Callable[[], float] = time.perf_counter,
+        real_time: bool = False,
     ) -> None:
         """``tick_loads(tick, n)``: per-terminal loads [n, n_customers, 3] of the coming ticks when the forecast
-        has tick resolution (perfect foresight); the LTUPF check then covers every tick of the first step."""
+        has tick resolution (perfect foresight); the LTUPF check then covers every tick of the first step.
+        ``real_time``: the twin keeps pace with the wall clock (``--speed > 0``, HIL), so the solver's time limit
+        applies as a safety net; in virtual time only its work limits do, and a replay decides the same on any
+        machine at any load (unless ``settings.solver.wall_clock`` says otherwise)."""
         if settings.period_s % tick_s:
             raise ValueError(f"control period_s {settings.period_s} must be a whole number of {tick_s} s ticks")
         self._bus, self._view, self._settings = bus, view, settings
         self._devices = devices
         self._forecaster = forecaster
         self._tick_s, self._n_ticks, self._timer = tick_s, n_ticks, timer
+        solver = settings.solver
+        self._solver = solver if solver.wall_clock is not None else solver.model_copy(update={"wall_clock": real_time})
         self._ticks_per_step = settings.period_s // tick_s
         self._index = {c: i for i, c in enumerate(view.customer_ids)}
         unknown = [d.customer_id for d in devices if d.customer_id not in self._index]
@@ -330,7 +337,7 @@ class OnlineController:
     def _decide(self, problem: ControlProblem) -> Plan:
         s = self._settings
         if s.strategy is Strategy.ROLLING_MILP:
-            return solve(problem, weights=s.weights, settings=s.solver, previous=self._previous, timer=self._timer)
+            return solve(problem, weights=s.weights, settings=self._solver, previous=self._previous, timer=self._timer)
         if s.strategy is Strategy.GREEDY:
             return greedy_plan(problem, weights=s.weights, timer=self._timer)
         if s.strategy is Strategy.STATIC:
@@ -339,7 +346,9 @@ class OnlineController:
                 step = int((problem.start_utc - problem.start_utc.replace(hour=0, minute=0, second=0))
                            .total_seconds() // s.period_s)
                 day = self._problem(step, problem.start_utc, horizon=steps_per_day)
-                self._static_target = static_phases(day, weights=s.weights, timer=self._timer)
+                day_settings = SolverSettings(time_limit_s=min(10.0, 0.5 * day.step_s),
+                                              wall_clock=self._solver.wall_clock)
+                self._static_target = static_phases(day, weights=s.weights, settings=day_settings, timer=self._timer)
             return static_plan(problem, self._static_target, weights=s.weights, timer=self._timer)
         raise ValueError(f"strategy {s.strategy.value} has no decision to make")
 

@@ -229,7 +229,7 @@ def replay(
             forecaster=_forecaster(scenario, meters, clock, controlled, pv_source), tick_s=clock.tick_s,
             start_utc=clock.start_utc, n_ticks=clock.n_ticks, guard=guard,
             tick_loads=(lambda tick, n: meters.lookahead(tick, n)[0])
-            if scenario.controller.forecast is ForecastKind.PERFECT else None,
+            if scenario.controller.forecast is ForecastKind.PERFECT else None, real_time=scenario.speed > 0,
         )
         stages.append(controller)
     stages.append(status)
