@@ -106,6 +106,8 @@ class ControllerCounters:
     commands_sent: int = 0
     switch_commands: int = 0
     solve_s: list[float] = field(default_factory=list)
+    decide_cpu_s: float = 0.0
+    """process CPU time spent deciding (solve and LTUPF check), s: what a decision costs on a loaded machine."""
     rejections: Counter[str] = field(default_factory=Counter)
 
 
@@ -213,6 +215,7 @@ class OnlineController:
         self.counters.periods += 1
         self._bus.publish(topics.controller_heartbeat(self._view.name), ControllerHeartbeat(
             feeder=self._view.name, tick=tick, time_utc=time_utc, controller_id=self._settings.controller_id))
+        cpu_start = time.process_time()
         try:
             problem = self._problem(step, step_start)
             plan = self._decide(problem)
@@ -220,14 +223,17 @@ class OnlineController:
             self.counters.errors += 1
             log.exception("controller: decision for %s failed; holding the last plan", step_start.isoformat())
             self._hold(tick, time_utc, step_start, f"error: {err}")
+            self.counters.decide_cpu_s += time.process_time() - cpu_start
             return
         self.counters.solve_s.append(plan.solve_s)
         if plan.status is PlanStatus.FALLBACK:
+            self.counters.decide_cpu_s += time.process_time() - cpu_start
             self._hold(tick, time_utc, step_start, plan.reason, problem=problem)
             return
         self.counters.decisions += 1
         self._previous = plan
         check = self._check(plan, problem, step) if self._guard is not None else None
+        self.counters.decide_cpu_s += time.process_time() - cpu_start
         self._act(plan, problem, tick, time_utc, step_start, check=check)
 
     def _close_actual(self) -> None:
