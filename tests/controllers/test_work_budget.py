@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from controllers.online.evaluate import evaluate
-from controllers.online.problem import ControlWeights, Plan
+from controllers.online.problem import ControlProblem, ControlWeights, Plan
 from controllers.online.settings import ControllerSettings
 from controllers.online.solve import solve
 from controllers.online.start import shift_previous
@@ -77,7 +77,7 @@ def test_the_work_budget_gives_the_same_plan_beside_a_cpu_hog(cpu_hog: None) -> 
     assert same_plan(first, again)
 
 
-def rolled(problem_start: datetime, seed: int, k: int) -> object:
+def rolled(problem_start: datetime, seed: int, k: int) -> ControlProblem:
     """The problem of ``seed`` started ``k`` steps later, its data rolled by k steps (the same future seen
     again one period on, as with a perfect forecast)."""
     base = random_pess_problem(seed, n_switch=8, n_steps=8)
@@ -92,25 +92,25 @@ def test_a_kept_previous_plan_is_a_descent_optimum_and_a_search_follows_after_re
     previous = None
     for k in range(4):
         problem = rolled(START, 5, k)
-        plan = solve(problem, weights=W, settings=settings, previous=previous)  # type: ignore[arg-type]
+        plan = solve(problem, weights=W, settings=settings, previous=previous)
         if previous is not None:
-            shifted = shift_previous(previous, problem)  # type: ignore[arg-type]
+            shifted = shift_previous(previous, problem)
             assert shifted is not None
             # never worse than following the previous plan
-            assert plan.objective.total <= evaluate(problem, shifted, W).total + 1e-9  # type: ignore[arg-type]
+            assert plan.objective.total <= evaluate(problem, shifted, W).total + 1e-9
         plans.append(plan)
         previous = plan
     assert [p.reused for p in plans] == [0, 1, 2, 0]
     assert "previous plan kept" in plans[1].reason and "previous plan kept" not in plans[3].reason
     never = WORK.model_copy(update={"reuse_periods": 0})
-    again = solve(rolled(START, 5, 1), weights=W, settings=never, previous=plans[0])  # type: ignore[arg-type]
+    again = solve(rolled(START, 5, 1), weights=W, settings=never, previous=plans[0])
     assert again.reused == 0 and "previous plan kept" not in again.reason
 
 
 def test_a_previous_plan_that_the_descent_improves_much_is_not_kept() -> None:
     strict = WORK.model_copy(update={"reuse_gain": 0.0})
     first = solve(rolled(START, 5, 0), weights=W, settings=strict)
-    second = solve(rolled(START, 5, 1), weights=W, settings=strict, previous=first)  # type: ignore[arg-type]
+    second = solve(rolled(START, 5, 1), weights=W, settings=strict, previous=first)
     assert second.reused == 0
 
 
