@@ -49,7 +49,11 @@ class ControllerSettings(BaseModel):
     ltupf_check: bool = Field(default=True, description="check every first step with LTUPF; repair by PSD moves")
     limits: OperatingLimits = Field(default_factory=OperatingLimits, description="voltage and thermal limits")
     repair_time_limit_s: float = Field(
-        default=5.0, gt=0, description="time limit of one LTUPF repair search (only run when a plan violates limits)"
+        default=5.0, gt=0,
+        description="wall-clock limit of one LTUPF repair search in real time (run only when a plan violates limits)",
+    )
+    repair_node_limit: int = Field(
+        default=2000, ge=1, description="branch-and-bound nodes of one LTUPF repair MILP (its budget in virtual time)"
     )
 
     @model_validator(mode="after")

@@ -223,7 +223,8 @@ def replay(
         guard = None
         if scenario.controller.ltupf_check:
             guard = LtupfGuard(network=build_network_model(feeder), limits=scenario.controller.limits,
-                               search_time_s=scenario.controller.repair_time_limit_s)
+                               search_time_s=scenario.controller.repair_time_limit_s if scenario.speed > 0 else None,
+                               node_limit=scenario.controller.repair_node_limit)
         controller = OnlineController(
             bus=bus, view=_view(feeder), devices=controlled, settings=scenario.controller,
             forecaster=_forecaster(scenario, meters, clock, controlled, pv_source), tick_s=clock.tick_s,
