@@ -19,7 +19,12 @@ So the MILP comes last, started from the best plan that cheap exact moves can fi
 4. Small problems (≤ ``full_milp_max_free`` customers able to switch) then get the full MILP for the rest of
    the time (at least half of what was left after the descent), hinted with the incumbent — HiGHS honours
    hints — to improve it or prove it optimal: status ``OPTIMAL`` or ``FEASIBLE`` (time limit reached).
-5. Whichever plan evaluates best (``online.evaluate``, independent of the solver) is returned; a solver's
+5. Budget: in virtual time work alone ends a solve (descent rounds, local-search moves, neighbourhood passes,
+   branch-and-bound nodes, the MIP gap; HiGHS on one thread with a fixed seed), so the same problem gives the
+   same plan at any machine load; with ``SolverSettings.wall_clock`` the time limit applies as well (real time).
+   When the descent from the shifted previous plan improves it by less than ``reuse_gain`` the rest is skipped
+   and that plan kept, at most ``reuse_periods`` periods in a row.
+6. Whichever plan evaluates best (``online.evaluate``, independent of the solver) is returned; a solver's
    objective is never trusted over it. With no feasible plan at all (only possible with hard terminal energy
    targets) the status is ``FALLBACK`` and the caller holds its last safe plan.
 """
@@ -61,7 +66,8 @@ def solve(
     constant_phases: bool = False,
     timer: Callable[[], float] = time.perf_counter,
 ) -> Plan:
-    """The best plan found for ``problem`` within ``settings.time_limit_s`` of wall time (``timer``).
+    """The best plan found for ``problem`` within the work limits of ``settings`` and, with its ``wall_clock``
+    (None counts as True here), ``settings.time_limit_s`` of wall time (``timer``).
 
     ``previous``: the last plan, warm-starts this one (shifted by the steps elapsed between the two starts).
     ``constant_phases``: each customer gets one phase for the whole horizon, entered at step 0 (static baseline).
@@ -79,21 +85,21 @@ def solve(
                     margin_s=0.005 + 0.02 * settings.time_limit_s, wall_clock=wall_clock)
     locks = switch_interlocks(problem)
     hold = hold_decisions(problem)
-    starts = [(hold, "hold")]
     shifted = shift_previous(previous, problem) if previous is not None else None
-    if shifted is not None:
-        starts.append((shifted, _PREVIOUS))
+    starts = [(hold, "hold")] if shifted is None else [(shifted, _PREVIOUS), (hold, "hold")]
     best = Incumbent()
     for d, source in starts:
         if not violations(problem, d) or problem.n_pess:
             descend(problem, weights=weights, settings=settings, locks=locks, start=d, source=source, best=best,
                     budget=budget, constant_phases=constant_phases)
-    kept = _kept_previous(problem, weights=weights, settings=settings, previous=previous, shifted=shifted, best=best)
-    if kept is not None:
-        assert best.decisions is not None and previous is not None
-        return plan_from_decisions(problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
-                                   reason=f"{best.source}; {kept}", solve_s=timer() - t_start,
-                                   reused=previous.reused + 1)
+        if source == _PREVIOUS:
+            kept = _kept_previous(problem, weights=weights, settings=settings, previous=previous, shifted=shifted,
+                                  best=best)
+            if kept is not None:
+                assert best.decisions is not None and previous is not None
+                return plan_from_decisions(problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
+                                           reason=f"{best.source}; {kept}", solve_s=timer() - t_start,
+                                           reused=previous.reused + 1)
     n_free = sum(not lock.frozen for lock in locks)
     small = n_free <= settings.full_milp_max_free
     reasons = []
@@ -125,9 +131,9 @@ def _kept_previous(
     shifted: Decisions | None,
     best: Incumbent,
 ) -> str | None:
-    """Why the search can be skipped: the descents (from it and from holding) improve on the shifted previous plan
-    by less than ``reuse_gain`` — the previous search's plan is still (nearly) a local optimum, so a new search
-    mostly repeats it. None when the search must run."""
+    """Why the search can be skipped: the descent from the shifted previous plan improves it by less than
+    ``reuse_gain`` — the previous search's plan is still (nearly) a local optimum, so a new search mostly repeats
+    it. None when the search must run."""
     if (previous is None or shifted is None or previous.reused >= settings.reuse_periods
             or best.objective is None or violations(problem, shifted)):
         return None
