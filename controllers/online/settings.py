@@ -38,9 +38,9 @@ class ControllerSettings(BaseModel):
     horizon_steps: int = Field(default=16, ge=1, description="steps in the rolling horizon (16 × 15 min = 4 h)")
     weights: ControlWeights = Field(default_factory=ControlWeights)
     solver: SolverSettings = Field(
-        default_factory=lambda: SolverSettings(time_limit_s=0.5, full_milp_max_free=0, neighbourhood_passes=2,
+        default_factory=lambda: SolverSettings(time_limit_s=0.5, full_milp_max_free=0, neighbourhood_passes=1,
                                                neighbourhood_node_limit=20),
-        description="descent and two passes of neighbourhood MILPs (no full MILP), stopped at a 1 % gap: on the "
+        description="descent and one pass of neighbourhood MILPs (no full MILP), stopped at a 1 % gap: on the "
                     "default day the same P_unb as 0.5 s of wall clock at a fraction of the work "
                     "(benchmarks/controller.py --replay-day); the 0.5 s limit applies in real time only",
     )
