@@ -21,6 +21,12 @@ Reported per size:
   so energy drawn from or left in the batteries counts.
 Acceptance (issue 4): 10 PSD + 3 PESS: p95 ≤ 0.5 s and within 1 % of the long run; 55 switchable: within 2 s a
 plan strictly better than no switching and than greedy.
+
+``--replay-day`` (``--sizes`` with no value: only this): the default controlled day through the whole twin with
+the settings before issue 16 (``TODAY``: 0.5 s of wall clock per decision) and with the work budget, then the
+work budget again beside a CPU hog; prints solve wall time, decision CPU time (solve + LTUPF check, from
+``summary.json``), P_unb and whether the two work-budget runs wrote identical tables. On a loaded machine
+compare CPU times: a wall-clock budget buys less CPU the busier the machine is.
 """
 
 from __future__ import annotations
