@@ -136,11 +136,11 @@ class SolverSettings(BaseModel):
     neighbourhood_passes: int | None = Field(default=3, ge=0, description="fix-and-optimise passes at most")
     local_search_moves: int | None = Field(default=200, ge=0, description="moves of one local search at most")
     reuse_periods: int = Field(
-        default=5, ge=0,
+        default=11, ge=0,
         description="keep the shifted previous plan without the MILP search when the descent from it gains less "
                     "than reuse_gain, at most this many periods in a row (0: search every period)",
     )
-    reuse_gain: float = Field(default=0.02, ge=0, description="relative gain below which a previous plan is kept")
+    reuse_gain: float = Field(default=0.05, ge=0, description="relative gain below which a previous plan is kept")
     log: bool = Field(default=False, description="print the HiGHS log")
 
 
