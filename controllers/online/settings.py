@@ -54,7 +54,7 @@ class ControllerSettings(BaseModel):
         description="wall-clock limit of one LTUPF repair search in real time (run only when a plan violates limits)",
     )
     repair_node_limit: int = Field(
-        default=2000, ge=1, description="branch-and-bound nodes of one LTUPF repair MILP (its budget in virtual time)"
+        default=100, ge=1, description="branch-and-bound nodes of one LTUPF repair MILP (its budget in virtual time)"
     )
 
     @model_validator(mode="after")
