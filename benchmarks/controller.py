@@ -1,7 +1,7 @@
 """The rolling-horizon controller on the IEEE European LV feeder day: solve times and plan quality.
 
     .venv/bin/python benchmarks/controller.py [--sizes 5 10 20 55] [--periods N] [--time-limit S]
-                                              [--reference-periods K] [--reference-factor F]
+                                              [--reference-periods K] [--reference-factor F] [--replay-day]
 
 Instance: the 55 single-phase customers of the IEEE European LV feeder (2024-01-15, UTC), 15-minute step means;
 the N customers farthest from the transformer (``Customer.distance_km``) are switchable (PSD, default
@@ -21,17 +21,29 @@ Reported per size:
   so energy drawn from or left in the batteries counts.
 Acceptance (issue 4): 10 PSD + 3 PESS: p95 ≤ 0.5 s and within 1 % of the long run; 55 switchable: within 2 s a
 plan strictly better than no switching and than greedy.
+
+``--replay-day`` (``--sizes`` with no value: only this): the default controlled day through the whole twin with
+the settings before issue 16 (``TODAY``: 0.5 s of wall clock per decision) and with the work budget, then the
+work budget again beside a CPU hog; prints solve wall time, decision CPU time (solve + LTUPF check, from
+``summary.json``), P_unb and whether the two work-budget runs wrote identical tables. On a loaded machine
+compare CPU times: a wall-clock budget buys less CPU the busier the machine is.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from ieee_day import ieee_day_states
 
 from controllers.online.baseline import greedy_plan, hold_plan, static_phases, static_plan
@@ -48,8 +60,13 @@ from controllers.online.problem import (
     SwitchDevice,
     SwitchState,
 )
+from controllers.online.settings import ControllerSettings
 from controllers.online.solve import solve
+from devices.fleet import FleetSpec
 from devices.limits import PessParams, SwitchLimits, sts_limits
+from twin.app.compare import figures
+from twin.app.runner import replay as run_replay
+from twin.app.scenario import Scenario
 from twin.network import Feeder, Phase
 
 DAY = datetime(2024, 1, 15, tzinfo=UTC)
@@ -260,15 +277,76 @@ def pct(a: list[float], q: float) -> float:
     return float(np.percentile(np.array(a), q)) if a else float("nan")
 
 
+TODAY = SolverSettings(time_limit_s=0.5, wall_clock=True, threads=None, milp_node_limit=None,
+                       neighbourhood_node_limit=None, neighbourhood_passes=None, local_search_moves=None,
+                       reuse_periods=0, relative_gap=1e-4)
+"""The settings before issue 16: a 0.5 s wall-clock budget, no work limits, no reuse of the previous plan."""
+
+
+def replay_day(out: Path, *, hog: bool) -> None:
+    """The default controlled day (``phasetwin replay``: IEEE day, 10 PSD + 2 PESS, rolling MILP) with today's
+    settings, with the work budget, and with the work budget again beside a CPU hog (one busy process per core):
+    controller time, P_unb and whether the two work-budget runs agree table by table."""
+    work = ControllerSettings().solver
+    runs = [("today (0.5 s wall clock)", TODAY, False), ("work budget", work, False)]
+    if hog:
+        runs.append(("work budget + CPU hog", work, True))
+    figures_of: list[tuple[str, float, float, float, float, int]] = []
+    for i, (label, solver, with_hog) in enumerate(runs):
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)] \
+            if with_hog else []
+        try:
+            cpu, wall = time.process_time(), time.perf_counter()
+            result = run_replay(Scenario(out=out / f"run{i}", fleet=FleetSpec(psd=10, pess=2),
+                                         controller=ControllerSettings(solver=solver)))
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+        table = pd.read_parquet(out / f"run{i}" / "controller.parquet")
+        ctl = result.summary.controller
+        figures_of.append((label, float(table["solve_s"].sum()), float(ctl["decide_cpu_s_total"]), cpu, wall,
+                           figures(result).p_unb_kwh))
+    print(f"\ndefault controlled day (phasetwin replay, IEEE day, 10 PSD + 2 PESS), {len(table)} decisions")
+    print(f"{'run':28s} {'solve wall s':>12s} {'decide cpu s':>12s} {'replay cpu s':>12s} {'replay wall s':>13s} "
+          f"{'P_unb kWh':>10s}")
+    for label, solve_s, decide_cpu, cpu, wall, p_unb in figures_of:
+        print(f"{label:28s} {solve_s:12.2f} {decide_cpu:12.2f} {cpu:12.1f} {wall:13.1f} {p_unb:10.2f}")
+    old, new = figures_of[0], figures_of[1]
+    print(f"controller time today / work budget: wall {old[1] / max(new[1], 1e-9):.1f}×, cpu "
+          f"{old[2] / max(new[2], 1e-9):.1f}×; P_unb work budget vs today: {100 * (new[5] / old[5] - 1):+.2f} %")
+    if hog:
+        differ = differing_tables(out / "run1", out / "run2")
+        print("work budget alone vs beside a CPU hog: " + ("every table identical (solve_s apart)" if not differ
+              else f"tables differ: {differ}"))
+
+
+def differing_tables(a: Path, b: Path) -> list[str]:
+    """The Parquet tables (and controller.parquet columns) of two run folders that differ; ``solve_s`` (measured
+    wall time) is left out."""
+    out = []
+    for path in sorted(a.glob("*.parquet")):
+        left, right = pd.read_parquet(path), pd.read_parquet(b / path.name)
+        left, right = left.drop(columns=["solve_s"], errors="ignore"), right.drop(columns=["solve_s"], errors="ignore")
+        if not left.equals(right):
+            out.append(path.name)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20, 55], help="switchable customers")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[5, 10, 20, 55],
+                        help="switchable customers (none: only --replay-day)")
     parser.add_argument("--periods", type=int, default=PERIODS_PER_DAY, help="control periods to roll (≤ 96)")
     parser.add_argument("--first-period", type=int, default=0, help="start the roll at this period (0 = 00:00)")
     parser.add_argument("--time-limit", type=float, default=None,
                         help="time limit of one solve, s (default: 0.5 for ≤ 10 switchable customers, else 2)")
     parser.add_argument("--reference-periods", type=int, default=6, help="periods re-solved with a longer limit")
     parser.add_argument("--reference-factor", type=float, default=10.0, help="time-limit factor of the re-solves")
+    parser.add_argument("--replay-day", action="store_true",
+                        help="also replay the default controlled day: today's settings vs the work budget")
+    parser.add_argument("--no-hog", action="store_true", help="with --replay-day: skip the run beside a CPU hog")
     args = parser.parse_args()
     weights = ControlWeights()
     first = args.first_period
@@ -308,6 +386,9 @@ def main() -> None:
             print(f"  closed loop {name:10s}: cost {cost:9.3f}  P_unb {sum(st.p_unb_kwh):8.3f} kWh  "
                   f"switches {int((inst.limits.max_operations_per_day - st.ops_left).sum()):4d}  "
                   f"energy left {st.e_kwh.round(2).tolist()} kWh")
+    if args.replay_day:
+        with tempfile.TemporaryDirectory() as tmp:
+            replay_day(Path(tmp), hog=not args.no_hog)
     print(f"\ntotal wall time {time.perf_counter() - wall:.0f} s")
 
 

@@ -18,10 +18,12 @@ from datetime import timedelta
 from enum import StrEnum
 
 import numpy as np
-from ortools.math_opt import model_pb2
-from ortools.math_opt.python import mathopt
+from ortools.math_opt import model_parameters_pb2, model_pb2, result_pb2, solution_pb2
+from ortools.math_opt.core.python import solver as core_solver
+from ortools.math_opt.python import callback, init_arguments, mathopt
+from ortools.math_opt.solvers import highs_pb2
 
-from controllers.solver_output import solve_quietly
+from controllers.solver_output import native_stdout_to_log
 
 
 class Outcome(StrEnum):
@@ -146,34 +148,54 @@ class SolveOutput:
 def solve(
     sm: SparseModel,
     *,
-    time_limit_s: float,
+    time_limit_s: float | None,
     hint: np.ndarray | None = None,
     relative_gap: float = 1e-6,
     random_seed: int = 0,
+    node_limit: int | None = None,
+    threads: int | None = None,
     log: bool = False,
 ) -> SolveOutput:
-    """Solve with HiGHS within ``time_limit_s``; ``hint`` [n_vars] is a full assignment used as MIP start."""
-    model = mathopt.Model.from_model_proto(sm.to_proto())
-    variables = [model.get_variable(i) for i in range(sm.n_vars)]
-    model_params = mathopt.ModelSolveParameters()
+    """Solve with HiGHS within ``time_limit_s`` (None or inf: no wall-clock limit) and ``node_limit`` branch-and-bound
+    nodes (None: no limit); ``hint`` [n_vars] is a full assignment used as MIP start. ``threads``: HiGHS's thread
+    count (None: its default). With no time limit, one thread and a fixed seed the answer depends on the model
+    alone, not on the machine's load."""
+    # the proto in, the proto out: MathOpt's Python model and result objects cost milliseconds per solve (a
+    # variable object per id), more than HiGHS itself on the controller's small neighbourhood MILPs
+    model_params = model_parameters_pb2.ModelSolveParametersProto()
     if hint is not None:
-        model_params.solution_hints.append(
-            mathopt.SolutionHint(variable_values=dict(zip(variables, hint.tolist(), strict=True)))
-        )
+        values_in = model_params.solution_hints.add().variable_values
+        values_in.ids.extend(range(sm.n_vars))
+        values_in.values.extend(np.asarray(hint, dtype=float).tolist())
+    highs = highs_pb2.HighsOptionsProto()
+    if threads is not None:
+        highs.int_options["threads"] = threads
     params = mathopt.SolveParameters(
-        time_limit=timedelta(seconds=max(time_limit_s, 1e-3)),
+        time_limit=None if time_limit_s is None or math.isinf(time_limit_s)
+        else timedelta(seconds=max(time_limit_s, 1e-3)),
+        node_limit=node_limit,
         relative_gap_tolerance=relative_gap,
         random_seed=random_seed,
         enable_output=log,
+        highs=highs,
     )
-    result = solve_quietly(model, mathopt.SolverType.HIGHS, params=params, model_params=model_params)
-    reason = result.termination.reason
-    detail = f"{reason.name}: {result.termination.detail}"
-    if reason in (mathopt.TerminationReason.INFEASIBLE, mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED):
+    with native_stdout_to_log():
+        result = core_solver.solve(
+            sm.to_proto(), mathopt.SolverType.HIGHS.value, init_arguments.StreamableSolverInitArguments().to_proto(),
+            params.to_proto(), model_params, None, callback.CallbackRegistration().to_proto(), None, None,
+        )
+    termination = result.termination
+    reason = termination.reason
+    detail = f"{result_pb2.TerminationReasonProto.Name(reason).removeprefix('TERMINATION_REASON_')}: " \
+             f"{termination.detail}"
+    if reason in (result_pb2.TERMINATION_REASON_INFEASIBLE, result_pb2.TERMINATION_REASON_INFEASIBLE_OR_UNBOUNDED):
         return SolveOutput(Outcome.INFEASIBLE, None, None, None, detail)
-    if not result.has_primal_feasible_solution():
+    primal = next((sol.primal_solution for sol in result.solutions if sol.HasField("primal_solution")
+                   and sol.primal_solution.feasibility_status == solution_pb2.SOLUTION_STATUS_FEASIBLE), None)
+    if primal is None:
         return SolveOutput(Outcome.NO_SOLUTION, None, None, None, detail)
-    values = np.array(result.variable_values(variables), dtype=float)
-    bound = result.termination.objective_bounds.dual_bound
-    outcome = Outcome.OPTIMAL if reason == mathopt.TerminationReason.OPTIMAL else Outcome.FEASIBLE
-    return SolveOutput(outcome, values, float(result.objective_value()), float(bound), detail)
+    values = np.zeros(sm.n_vars)
+    values[np.asarray(primal.variable_values.ids, dtype=np.int64)] = np.asarray(primal.variable_values.values)
+    bound = termination.objective_bounds.dual_bound
+    outcome = Outcome.OPTIMAL if reason == result_pb2.TERMINATION_REASON_OPTIMAL else Outcome.FEASIBLE
+    return SolveOutput(outcome, values, float(primal.objective_value), float(bound), detail)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from ortools.math_opt.python import mathopt
+from ortools.math_opt.solvers import highs_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.errors import LtupfError
@@ -45,7 +46,10 @@ class SearchStatus(StrEnum):
 
 class SearchOptions(BaseModel):
     model_config = FROZEN
-    time_limit_s: float = Field(default=10.0, gt=0, description="wall-clock limit of each MILP solve")
+    time_limit_s: float | None = Field(
+        default=10.0, gt=0, description="wall-clock limit of each MILP solve (None: none, the node limit alone)")
+    node_limit: int | None = Field(default=None, ge=1, description="branch-and-bound nodes of each MILP solve")
+    threads: int | None = Field(default=None, ge=1, description="HiGHS threads (None: its default)")
     switch_penalty_kw: float = Field(default=0.01, ge=0, description="objective cost of one switch, kW of spread")
     relative_gap: float = Field(default=1e-3, ge=0, description="MILP relative optimality gap")
     absolute_gap_kw: float = Field(
@@ -151,9 +155,13 @@ def find_feasible_phases(
         more = f" and {len(constraints.always_violated) - 3} more" if len(constraints.always_violated) > 3 else ""
         return _failed(SearchStatus.INFEASIBLE, f"no assignment can meet the limits (proved by interval bounds): "
                        f"{shown}{more}", build_s, 0.0, 0, size)
-    params = mathopt.SolveParameters(time_limit=timedelta(seconds=options.time_limit_s),
-                                     relative_gap_tolerance=options.relative_gap,
-                                     absolute_gap_tolerance=options.absolute_gap_kw)
+    highs = highs_pb2.HighsOptionsProto()
+    if options.threads is not None:
+        highs.int_options["threads"] = options.threads
+    params = mathopt.SolveParameters(
+        time_limit=None if options.time_limit_s is None else timedelta(seconds=options.time_limit_s),
+        node_limit=options.node_limit, relative_gap_tolerance=options.relative_gap,
+        absolute_gap_tolerance=options.absolute_gap_kw, highs=highs)
     loop = solve_with_cuts(model, [constraints], params=params, max_rounds=options.max_cut_rounds)
     result, solve_s, rounds = loop.result, loop.solve_s, loop.rounds
     reason = result.termination.reason

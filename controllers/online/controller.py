@@ -29,6 +29,7 @@ from controllers.online.problem import (
     PessUnit,
     Plan,
     PlanStatus,
+    SolverSettings,
     SwitchDevice,
     SwitchState,
 )
@@ -105,6 +106,8 @@ class ControllerCounters:
     commands_sent: int = 0
     switch_commands: int = 0
     solve_s: list[float] = field(default_factory=list)
+    decide_cpu_s: float = 0.0
+    """process CPU time spent deciding (solve and LTUPF check), s: what a decision costs on a loaded machine."""
     rejections: Counter[str] = field(default_factory=Counter)
 
 
@@ -115,15 +118,21 @@ class OnlineController:
         self, *, bus: Bus, view: FeederView, devices: list[ControlledDevice], settings: ControllerSettings,
         forecaster: Forecaster, tick_s: int, start_utc: datetime, n_ticks: int, guard: LtupfGuard | None = None,
         tick_loads: Callable[[int, int], np.ndarray] | None = None, timer: Callable[[], float] = time.perf_counter,
+        real_time: bool = False,
     ) -> None:
         """``tick_loads(tick, n)``: per-terminal loads [n, n_customers, 3] of the coming ticks when the forecast
-        has tick resolution (perfect foresight); the LTUPF check then covers every tick of the first step."""
+        has tick resolution (perfect foresight); the LTUPF check then covers every tick of the first step.
+        ``real_time``: the twin keeps pace with the wall clock (``--speed > 0``, HIL), so the solver's time limit
+        applies as a safety net; in virtual time only its work limits do, and a replay decides the same on any
+        machine at any load (unless ``settings.solver.wall_clock`` says otherwise)."""
         if settings.period_s % tick_s:
             raise ValueError(f"control period_s {settings.period_s} must be a whole number of {tick_s} s ticks")
         self._bus, self._view, self._settings = bus, view, settings
         self._devices = devices
         self._forecaster = forecaster
         self._tick_s, self._n_ticks, self._timer = tick_s, n_ticks, timer
+        solver = settings.solver
+        self._solver = solver if solver.wall_clock is not None else solver.model_copy(update={"wall_clock": real_time})
         self._ticks_per_step = settings.period_s // tick_s
         self._index = {c: i for i, c in enumerate(view.customer_ids)}
         unknown = [d.customer_id for d in devices if d.customer_id not in self._index]
@@ -212,6 +221,7 @@ class OnlineController:
         self.counters.periods += 1
         self._bus.publish(topics.controller_heartbeat(self._view.name), ControllerHeartbeat(
             feeder=self._view.name, tick=tick, time_utc=time_utc, controller_id=self._settings.controller_id))
+        cpu_start = time.process_time()
         try:
             problem = self._problem(step, step_start)
             plan = self._decide(problem)
@@ -219,15 +229,18 @@ class OnlineController:
             self.counters.errors += 1
             log.exception("controller: decision for %s failed; holding the last plan", step_start.isoformat())
             self._hold(tick, time_utc, step_start, f"error: {err}")
+            self.counters.decide_cpu_s += time.process_time() - cpu_start
             return
         self.counters.solve_s.append(plan.solve_s)
         if plan.status is PlanStatus.FALLBACK:
+            self.counters.decide_cpu_s += time.process_time() - cpu_start
             self._hold(tick, time_utc, step_start, plan.reason, problem=problem)
             return
         self.counters.decisions += 1
         self._previous = plan
         check = self._check(plan, problem, step) if self._guard is not None else None
         self._checked = (step * self._ticks_per_step, check) if check is not None else None
+        self.counters.decide_cpu_s += time.process_time() - cpu_start
         self._act(plan, problem, tick, time_utc, step_start, check=check)
 
     def _close_actual(self) -> None:
@@ -337,7 +350,7 @@ class OnlineController:
     def _decide(self, problem: ControlProblem) -> Plan:
         s = self._settings
         if s.strategy is Strategy.ROLLING_MILP:
-            return solve(problem, weights=s.weights, settings=s.solver, previous=self._previous, timer=self._timer)
+            return solve(problem, weights=s.weights, settings=self._solver, previous=self._previous, timer=self._timer)
         if s.strategy is Strategy.GREEDY:
             return greedy_plan(problem, weights=s.weights, timer=self._timer)
         if s.strategy is Strategy.STATIC:
@@ -346,7 +359,9 @@ class OnlineController:
                 step = int((problem.start_utc - problem.start_utc.replace(hour=0, minute=0, second=0))
                            .total_seconds() // s.period_s)
                 day = self._problem(step, problem.start_utc, horizon=steps_per_day)
-                self._static_target = static_phases(day, weights=s.weights, timer=self._timer)
+                day_settings = SolverSettings(time_limit_s=min(10.0, 0.5 * day.step_s),
+                                              wall_clock=self._solver.wall_clock)
+                self._static_target = static_phases(day, weights=s.weights, settings=day_settings, timer=self._timer)
             return static_plan(problem, self._static_target, weights=s.weights, timer=self._timer)
         raise ValueError(f"strategy {s.strategy.value} has no decision to make")
 

@@ -178,6 +178,7 @@ def plan_from_decisions(
     solve_s: float,
     mip_gap: float | None = None,
     solver_objective: float | None = None,
+    reused: int = 0,
 ) -> Plan:
     """A Plan of ``d`` for ``problem`` with its objective evaluated here."""
     return Plan(
@@ -192,4 +193,5 @@ def plan_from_decisions(
         solve_s=solve_s,
         mip_gap=mip_gap,
         solver_objective=solver_objective,
+        reused=reused,
     )

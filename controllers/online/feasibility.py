@@ -56,10 +56,14 @@ class FirstStepCheck:
 
 
 class LtupfGuard:
-    def __init__(self, *, network: NetworkModel, limits: OperatingLimits, search_time_s: float) -> None:
+    def __init__(self, *, network: NetworkModel, limits: OperatingLimits, search_time_s: float | None,
+                 node_limit: int | None = None) -> None:
+        """``search_time_s`` None: no wall-clock limit, the repair ends on ``node_limit`` (one HiGHS thread), so
+        it finds the same repair at any machine load (virtual time)."""
         self._network = network
         self._limits = limits
-        self._options = SearchOptions(time_limit_s=search_time_s)
+        self._options = SearchOptions(time_limit_s=search_time_s, node_limit=node_limit,
+                                      threads=1 if search_time_s is None else None)
         self._point: OperatingPoint | None = None
         self.checks = 0
         self.repairs = 0

@@ -50,7 +50,7 @@ def descend(
         if current is None or not settings.local_search or budget.left() <= 0:
             break
         moved = improve_phases(problem, weights, current, locks, deadline=budget.deadline, timer=budget.timer,
-                               constant_phases=constant_phases)
+                               constant_phases=constant_phases, max_moves=settings.local_search_moves)
         total = evaluate(problem, moved, weights).total
         if total < current_total:
             current, current_total = moved, total
@@ -67,7 +67,8 @@ def _battery_schedule(
         built = build_model(problem, weights, incumbent=d, free=np.zeros(0, dtype=np.int64), sts_free=False,
                             modes_binary=modes_binary)
         out = solve_model(built.sm, time_limit_s=budget.solver_s(settings.neighbourhood_time_limit_s),
-                          relative_gap=settings.relative_gap, random_seed=settings.random_seed, log=settings.log)
+                          relative_gap=settings.relative_gap, random_seed=settings.random_seed,
+                          node_limit=settings.neighbourhood_node_limit, threads=settings.threads, log=settings.log)
         if out.values is None:
             return None
         if modes_binary or not built.simultaneous(out.values):
@@ -85,7 +86,8 @@ def fix_and_optimise(
     budget: Budget,
     constant_phases: bool,
 ) -> str:
-    """Neighbourhood MILPs around the incumbent until the budget is spent or a pass finds nothing better.
+    """Neighbourhood MILPs around the incumbent until a pass finds nothing better, ``neighbourhood_passes`` passes
+    are done or the budget is spent.
 
     Each neighbourhood frees ``neighbourhood_size`` customers and every battery power, with STS phases held and
     the mode binaries relaxed (re-solved with binaries when the relaxation charges and discharges at once); one
@@ -96,7 +98,8 @@ def fix_and_optimise(
     k = settings.neighbourhood_size
     has_sts = any(u.switch is not None for u in problem.pess_units)
     solved = rounds = 0
-    while budget.solver_s() >= MIN_SOLVE_S:
+    passes = settings.neighbourhood_passes
+    while (passes is None or rounds < passes) and budget.solver_s() >= MIN_SOLVE_S:
         assert best.decisions is not None
         chunks: list[np.ndarray | None] = list(_customer_chunks(problem, best.decisions, movable, k, rng))
         if has_sts:
@@ -116,7 +119,7 @@ def fix_and_optimise(
                 improved_in_pass = True
                 if settings.local_search:
                     moved = improve_phases(problem, weights, d, locks, deadline=budget.deadline, timer=budget.timer,
-                                           constant_phases=constant_phases)
+                                           constant_phases=constant_phases, max_moves=settings.local_search_moves)
                     best.offer(problem, weights, moved, "fix-and-optimise + local search")
         else:
             rounds += 1
@@ -124,6 +127,8 @@ def fix_and_optimise(
                 return f"fix-and-optimise converged after {rounds} pass(es), {solved} neighbourhood MILPs"
             continue
         break
+    if passes is not None and rounds >= passes:
+        return f"fix-and-optimise stopped after {rounds} pass(es), {solved} neighbourhood MILPs"
     return f"fix-and-optimise stopped at the time limit after {solved} neighbourhood MILPs"
 
 
@@ -160,7 +165,8 @@ def _neighbourhood(
                             modes_binary=modes_binary, constant_phases=constant_phases)
         out = solve_model(built.sm, time_limit_s=budget.solver_s(settings.neighbourhood_time_limit_s),
                           hint=built.hint(incumbent), relative_gap=settings.relative_gap,
-                          random_seed=settings.random_seed, log=settings.log)
+                          random_seed=settings.random_seed, node_limit=settings.neighbourhood_node_limit,
+                          threads=settings.threads, log=settings.log)
         if out.values is None:
             return None, False
         if modes_binary or not built.simultaneous(out.values):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,20 +47,29 @@ class Incumbent:
 
 @dataclass(frozen=True)
 class Budget:
-    """The wall-clock deadline of a solve and the share of it a solver call may take."""
+    """The wall-clock deadline of a solve and the share of it a solver call may take. Without ``wall_clock`` there
+    is no deadline: the work limits of ``SolverSettings`` alone end the solve (reproducible in virtual time)."""
 
     deadline: float
     timer: Callable[[], float]
     margin_s: float
     """kept back from every solver call for building the model before and evaluating its answer after."""
+    wall_clock: bool = True
 
     def left(self) -> float:
-        return self.deadline - self.timer()
+        return self.deadline - self.timer() if self.wall_clock else math.inf
 
     def solver_s(self, cap: float | None = None) -> float:
-        """Time limit for the next solver call. HiGHS checks its clock between phases and was measured to
-        overrun short limits by up to ~25 %, hence the factor."""
+        """Time limit for the next solver call (infinite without ``wall_clock``: caps are wall-clock too). HiGHS
+        checks its clock between phases and was measured to overrun short limits by up to ~25 %, hence the
+        factor."""
+        if not self.wall_clock:
+            return math.inf
         left = _SOLVER_SHARE * (self.left() - self.margin_s)
         return left if cap is None else min(left, cap)
 
-
+    def share(self, fraction: float) -> Budget:
+        """A budget ending when ``fraction`` of the time left has passed (itself without ``wall_clock``)."""
+        if not self.wall_clock:
+            return self
+        return Budget(self.timer() + fraction * self.left(), self.timer, self.margin_s)

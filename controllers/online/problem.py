@@ -110,7 +110,17 @@ class SolverSettings(BaseModel):
 
     model_config = FROZEN
     time_limit_s: float = Field(default=2.0, gt=0, description="wall-time budget of one whole solve call")
-    relative_gap: float = Field(default=1e-4, ge=0, le=1, description="MIP gap at which HiGHS stops as optimal")
+    wall_clock: bool | None = Field(
+        default=None,
+        description="apply time_limit_s (True; the safety net in real time) or not (False: the work limits alone "
+                    "end a solve, so its answer depends on the problem only, not on the machine's load); None: the "
+                    "online controller decides (True in real time, False in virtual time), a direct solve applies it",
+    )
+    relative_gap: float = Field(
+        default=0.01, ge=0, le=1,
+        description="MIP gap at which HiGHS stops (1 %: a neighbourhood's root work falls ~4× with the same answer "
+                    "on the IEEE day; the next neighbourhood starts from its plan anyway)",
+    )
     full_milp_max_free: int = Field(
         default=12, ge=0,
         description="up to this many customers able to switch, the full MILP follows fix-and-optimise",
@@ -119,6 +129,18 @@ class SolverSettings(BaseModel):
     neighbourhood_time_limit_s: float = Field(default=0.2, gt=0, description="time limit of one neighbourhood MILP")
     local_search: bool = Field(default=True, description="improve the start plan by single-customer moves first")
     random_seed: int = Field(default=0, ge=0, description="seed of HiGHS and of the neighbourhood order")
+    threads: int | None = Field(default=1, ge=1, description="HiGHS threads (one: the same answer on any machine; "
+                                                             "None: HiGHS's default)")
+    milp_node_limit: int | None = Field(default=200, ge=1, description="branch-and-bound nodes of the full MILP")
+    neighbourhood_node_limit: int | None = Field(default=50, ge=1, description="nodes of one neighbourhood MILP")
+    neighbourhood_passes: int | None = Field(default=3, ge=0, description="fix-and-optimise passes at most")
+    local_search_moves: int | None = Field(default=200, ge=0, description="moves of one local search at most")
+    reuse_periods: int = Field(
+        default=11, ge=0,
+        description="keep the shifted previous plan without the MILP search when the descent from it gains less "
+                    "than reuse_gain, at most this many periods in a row (0: search every period)",
+    )
+    reuse_gain: float = Field(default=0.05, ge=0, description="relative gain below which a previous plan is kept")
     log: bool = Field(default=False, description="print the HiGHS log")
 
 
@@ -387,6 +409,8 @@ class Plan:
     solve_s: float
     mip_gap: float | None = None
     solver_objective: float | None = None
+    reused: int = 0
+    """periods in a row that kept the shifted previous plan without a search (``SolverSettings.reuse_periods``)."""
 
     @property
     def n_steps(self) -> int:

@@ -36,12 +36,14 @@ def improve_phases(
     deadline: float,
     timer: Callable[[], float],
     constant_phases: bool = False,
+    max_moves: int | None = None,
 ) -> Decisions:
     """``d`` with its phases improved by single-device window moves; battery powers unchanged.
 
     The movable devices are the switchable customers and the STS-connected PESS, whose fixed injection moves with
     their phase like a (negative) customer load. ``constant_phases``: only whole-horizon moves (each device keeps
-    one phase, the static baseline).
+    one phase, the static baseline). ``max_moves``: stop after that many moves (None: at a local optimum or
+    the deadline).
     """
     n_t = problem.n_steps
     net = net_injection_kw(problem, d)
@@ -69,7 +71,8 @@ def improve_phases(
     window_ok = t1_idx > t0_idx
     if constant_phases:
         window_ok &= (t0_idx == 0) & (t1_idx == n_t)
-    while timer() < deadline:
+    moves = 0
+    while (max_moves is None or moves < max_moves) and timer() < deadline:
         a = loads[:, feeder, :].transpose(1, 0, 2)  # [m, T, 3]
         u0 = _unbalance(a)
         m_idx = np.arange(n_m)[:, None]
@@ -109,6 +112,7 @@ def improve_phases(
             loads[steps, f, trial] += load[i]
             seq[i] = trial
             applied = True
+            moves += 1
             break
         if not applied:
             break

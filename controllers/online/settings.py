@@ -38,8 +38,12 @@ class ControllerSettings(BaseModel):
     horizon_steps: int = Field(default=16, ge=1, description="steps in the rolling horizon (16 × 15 min = 4 h)")
     weights: ControlWeights = Field(default_factory=ControlWeights)
     solver: SolverSettings = Field(
-        default_factory=lambda: SolverSettings(time_limit_s=0.5),
-        description="0.5 s: p95 solve 0.48 s for 10 PSD + 3 PESS (benchmarks/controller.py); give 55 customers 2 s",
+        default_factory=lambda: SolverSettings(time_limit_s=0.5, full_milp_max_free=0, neighbourhood_passes=1,
+                                               neighbourhood_size=3, neighbourhood_node_limit=20),
+        description="descent and one pass of neighbourhood MILPs of 3 customers (no full MILP), stopped at a 1 % "
+                    "gap; the previous plan kept while the descent gains < 5 %, up to 11 periods in a row: on the "
+                    "default day the same P_unb as 0.5 s of wall clock at a fraction of the work "
+                    "(benchmarks/controller.py --replay-day); the 0.5 s limit applies in real time only",
     )
     command_lifetime_s: float | None = Field(
         default=None, gt=0, description="a command not executed this long after its issue expires; None = until "
@@ -50,7 +54,11 @@ class ControllerSettings(BaseModel):
     ltupf_check: bool = Field(default=True, description="check every first step with LTUPF; repair by PSD moves")
     limits: OperatingLimits = Field(default_factory=OperatingLimits, description="voltage and thermal limits")
     repair_time_limit_s: float = Field(
-        default=5.0, gt=0, description="time limit of one LTUPF repair search (only run when a plan violates limits)"
+        default=5.0, gt=0,
+        description="wall-clock limit of one LTUPF repair search in real time (run only when a plan violates limits)",
+    )
+    repair_node_limit: int = Field(
+        default=100, ge=1, description="branch-and-bound nodes of one LTUPF repair MILP (its budget in virtual time)"
     )
 
     @model_validator(mode="after")

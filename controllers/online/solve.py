@@ -19,13 +19,19 @@ So the MILP comes last, started from the best plan that cheap exact moves can fi
 4. Small problems (≤ ``full_milp_max_free`` customers able to switch) then get the full MILP for the rest of
    the time (at least half of what was left after the descent), hinted with the incumbent — HiGHS honours
    hints — to improve it or prove it optimal: status ``OPTIMAL`` or ``FEASIBLE`` (time limit reached).
-5. Whichever plan evaluates best (``online.evaluate``, independent of the solver) is returned; a solver's
+5. Budget: in virtual time work alone ends a solve (descent rounds, local-search moves, neighbourhood passes,
+   branch-and-bound nodes, the MIP gap; HiGHS on one thread with a fixed seed), so the same problem gives the
+   same plan at any machine load; with ``SolverSettings.wall_clock`` the time limit applies as well (real time).
+   When the descent from the shifted previous plan improves it by less than ``reuse_gain`` the rest is skipped
+   and that plan kept, at most ``reuse_periods`` periods in a row.
+6. Whichever plan evaluates best (``online.evaluate``, independent of the solver) is returned; a solver's
    objective is never trusted over it. With no feasible plan at all (only possible with hard terminal energy
    targets) the status is ``FALLBACK`` and the caller holds its last safe plan.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -38,6 +44,7 @@ from controllers.online.model import build_model
 from controllers.online.problem import (
     ControlProblem,
     ControlWeights,
+    Decisions,
     Plan,
     PlanStatus,
     SolverSettings,
@@ -47,6 +54,7 @@ from controllers.sparse_milp import Outcome, SolveOutput
 from controllers.sparse_milp import solve as solve_model
 
 _NEIGHBOURHOOD_SHARE = 0.7
+_PREVIOUS = "previous plan"
 
 
 def solve(
@@ -58,7 +66,8 @@ def solve(
     constant_phases: bool = False,
     timer: Callable[[], float] = time.perf_counter,
 ) -> Plan:
-    """The best plan found for ``problem`` within ``settings.time_limit_s`` of wall time (``timer``).
+    """The best plan found for ``problem`` within the work limits of ``settings`` and, with its ``wall_clock``
+    (None counts as True here), ``settings.time_limit_s`` of wall time (``timer``).
 
     ``previous``: the last plan, warm-starts this one (shifted by the steps elapsed between the two starts).
     ``constant_phases``: each customer gets one phase for the whole horizon, entered at step 0 (static baseline).
@@ -71,27 +80,32 @@ def solve(
             f"time_limit_s {settings.time_limit_s} must be below the control period step_s {problem.step_s}"
         )
     t_start = timer()
-    budget = Budget(t_start + settings.time_limit_s, timer, margin_s=0.005 + 0.02 * settings.time_limit_s)
+    wall_clock = settings.wall_clock is not False
+    budget = Budget(t_start + settings.time_limit_s if wall_clock else math.inf, timer,
+                    margin_s=0.005 + 0.02 * settings.time_limit_s, wall_clock=wall_clock)
     locks = switch_interlocks(problem)
     hold = hold_decisions(problem)
-    starts = [(hold, "hold")]
-    if previous is not None:
-        shifted = shift_previous(previous, problem)
-        if shifted is not None:
-            starts.append((shifted, "previous plan"))
+    shifted = shift_previous(previous, problem) if previous is not None else None
+    starts = [(hold, "hold")] if shifted is None else [(shifted, _PREVIOUS), (hold, "hold")]
     best = Incumbent()
     for d, source in starts:
         if not violations(problem, d) or problem.n_pess:
             descend(problem, weights=weights, settings=settings, locks=locks, start=d, source=source, best=best,
                     budget=budget, constant_phases=constant_phases)
+        if source == _PREVIOUS:
+            kept = _kept_previous(problem, weights=weights, settings=settings, previous=previous, shifted=shifted,
+                                  best=best)
+            if kept is not None:
+                assert best.decisions is not None and previous is not None
+                return plan_from_decisions(problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
+                                           reason=f"{best.source}; {kept}", solve_s=timer() - t_start,
+                                           reused=previous.reused + 1)
     n_free = sum(not lock.frozen for lock in locks)
     small = n_free <= settings.full_milp_max_free
     reasons = []
     if best.decisions is not None:
         # on small problems the full MILP gets at least a share of what is left, to prove optimality if it can
-        lns_budget = budget if not small else Budget(
-            budget.timer() + _NEIGHBOURHOOD_SHARE * budget.left(), budget.timer, budget.margin_s
-        )
+        lns_budget = budget if not small else budget.share(_NEIGHBOURHOOD_SHARE)
         reasons.append(fix_and_optimise(problem, weights=weights, settings=settings, locks=locks, best=best,
                                         budget=lns_budget, constant_phases=constant_phases))
     if small or best.decisions is None:
@@ -106,6 +120,28 @@ def solve(
     return plan_from_decisions(problem, best.decisions, weights=weights, status=best.status,
                                reason=f"{best.source}; {reason}", solve_s=solve_s, mip_gap=best.gap,
                                solver_objective=best.solver_objective)
+
+
+def _kept_previous(
+    problem: ControlProblem,
+    *,
+    weights: ControlWeights,
+    settings: SolverSettings,
+    previous: Plan | None,
+    shifted: Decisions | None,
+    best: Incumbent,
+) -> str | None:
+    """Why the search can be skipped: the descent from the shifted previous plan improves it by less than
+    ``reuse_gain`` — the previous search's plan is still (nearly) a local optimum, so a new search mostly repeats
+    it. None when the search must run."""
+    if (previous is None or shifted is None or previous.reused >= settings.reuse_periods
+            or best.objective is None or violations(problem, shifted)):
+        return None
+    before = evaluate(problem, shifted, weights).total
+    gain = (before - best.objective.total) / max(abs(before), 1e-9)
+    if gain >= settings.reuse_gain:
+        return None
+    return f"previous plan kept ({100 * gain:.2f} % gain by descent, below {100 * settings.reuse_gain:g} %)"
 
 
 def _full_milp(
@@ -124,7 +160,8 @@ def _full_milp(
                         constant_phases=constant_phases)
     hint = None if start is None else built.hint(start)
     out = solve_model(built.sm, time_limit_s=budget.solver_s(), hint=hint, relative_gap=settings.relative_gap,
-                      random_seed=settings.random_seed, log=settings.log)
+                      random_seed=settings.random_seed, node_limit=settings.milp_node_limit,
+                      threads=settings.threads, log=settings.log)
     if out.values is None:
         return f"full MILP found no solution ({out.detail})"
     d = built.decisions(out.values)

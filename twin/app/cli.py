@@ -103,7 +103,9 @@ AccessOpt = Annotated[PessAccess, typer.Option(help="PESS connection: three-phas
 DevicesOpt = Annotated[Path | None, typer.Option(help="device list CSV (customer_id,kind[,access]); replaces "
                                                       "--psd/--sts/--pess")]
 ForecastOpt = Annotated[ForecastKind, typer.Option(help="controller load forecast")]
-TimeLimitOpt = Annotated[float, typer.Option(help="controller solve time limit per control period, s")]
+TimeLimitOpt = Annotated[float, typer.Option(
+    help="wall-clock limit of one controller decision, s: the safety net in real time (--speed > 0); in virtual "
+         "time a decision is bounded by work, not time, and a replay decides the same on any machine")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")]
 ControlPeriodOpt = Annotated[int | None, typer.Option(
     "--control-period", help="seconds between controller decisions, a whole number of ticks (default: 900, or the "

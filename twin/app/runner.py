@@ -303,13 +303,14 @@ def replay(
         guard = None
         if scenario.controller.ltupf_check:
             guard = LtupfGuard(network=build_network_model(feeder), limits=scenario.controller.limits,
-                               search_time_s=scenario.controller.repair_time_limit_s)
+                               search_time_s=scenario.controller.repair_time_limit_s if scenario.speed > 0 else None,
+                               node_limit=scenario.controller.repair_node_limit)
         controller = OnlineController(
             bus=bus, view=_view(feeder), devices=controlled, settings=scenario.controller,
             forecaster=_forecaster(scenario, meters, clock, controlled, pv_source), tick_s=clock.tick_s,
             start_utc=clock.start_utc, n_ticks=clock.n_ticks, guard=guard,
             tick_loads=(lambda tick, n: meters.lookahead(tick, n)[0])
-            if scenario.controller.forecast is ForecastKind.PERFECT else None,
+            if scenario.controller.forecast is ForecastKind.PERFECT else None, real_time=scenario.speed > 0,
         )
         stages.append(controller)
     stages.append(status)
@@ -642,7 +643,8 @@ def _controller_summary(scenario: Scenario, controller: OnlineController | None)
         "periods": c.periods, "decisions": c.decisions, "fallbacks": c.fallbacks, "errors": c.errors,
         "commands_sent": c.commands_sent, "switch_commands": c.switch_commands,
         "solve_s_p50": float(np.percentile(solve_s, 50)), "solve_s_p95": float(np.percentile(solve_s, 95)),
-        "solve_s_max": float(solve_s.max()), "rejections": dict(c.rejections),
+        "solve_s_max": float(solve_s.max()), "solve_s_total": float(sum(c.solve_s)),
+        "decide_cpu_s_total": c.decide_cpu_s, "rejections": dict(c.rejections),
         "ltupf_violating_plans": sum(1 for r in controller.records if r.get("violations")),
         "ltupf_repairs": sum(1 for r in controller.records if r.get("repaired")),
         "ltupf_infeasible": sum(1 for r in controller.records if r.get("infeasible")),
