@@ -29,7 +29,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from streams.errors import DataError, raise_data_problems
-from streams.meters.data import Feeder
+from streams.meters.data import Feeder, spare_terminal_problems
 from streams.meters.table import MeterTable
 
 __all__ = ["Coverage", "UnknownMeters", "Unmetered", "UnmeteredRule", "cover"]
@@ -159,15 +159,8 @@ def cover(table: MeterTable, feeder: Feeder, *, unmetered: Unmetered = DEFAULT_U
     if unknown_meters is UnknownMeters.ERROR and unknown:
         problems.append(f"{len(unknown)} data customer(s) not in feeder {feeder.name!r}: "
                         f"{', '.join(map(repr, unknown))}; {_REMEDY_UNKNOWN}")
+    problems += spare_terminal_problems(table, feeder)
     index = {c: i for i, c in enumerate(table.customer_ids)}
-    for c in feeder.customers:
-        i = index.get(c.id)
-        if i is None or c.n_phases == 3:
-            continue
-        spare = np.abs(table.p_kw[:, i, c.n_phases:]) + np.abs(table.q_kvar[:, i, c.n_phases:])
-        if np.nansum(spare) > 0:
-            problems.append(f"customer {c.id!r} ({c.connection}) has {c.n_phases} phase(s) but nonzero data "
-                            f"on terminal(s) beyond {c.n_phases}")
     metered = [c for c in ids if c in in_data]
     if unmetered.rule is UnmeteredRule.PROFILE and missing and not metered:
         problems.append(f"--unmetered {unmetered.text()}: none of the {len(ids)} customers is metered, so there is "

@@ -690,14 +690,9 @@ def require_finite(table: MeterTable, *, start_utc: pd.Timestamp | None = None,
     return table
 
 
-def match_customers(table: MeterTable, feeder: Feeder) -> MeterTable:
-    """The table restricted to and ordered as the feeder's customers.
-
-    Raises DataError listing, exactly, the feeder's customers missing from the data and the data's customers
-    that are not in the feeder, and customers with nonzero data on terminals beyond their number of phases.
-    """
-    problems = _mismatch(wanted=[c.id for c in feeder.customers], found=list(table.customer_ids),
-                         feeder_name=feeder.name)
+def spare_terminal_problems(table: MeterTable, feeder: Feeder) -> list[str]:
+    """One problem per customer of ``feeder`` with nonzero data on terminals beyond its number of phases."""
+    problems = []
     index = {c: i for i, c in enumerate(table.customer_ids)}
     for c in feeder.customers:
         i = index.get(c.id)
@@ -707,5 +702,17 @@ def match_customers(table: MeterTable, feeder: Feeder) -> MeterTable:
         if np.nansum(spare) > 0:
             problems.append(f"customer {c.id!r} ({c.connection}) has {c.n_phases} phase(s) but nonzero data "
                             f"on terminal(s) beyond {c.n_phases}")
+    return problems
+
+
+def match_customers(table: MeterTable, feeder: Feeder) -> MeterTable:
+    """The table restricted to and ordered as the feeder's customers.
+
+    Raises DataError listing, exactly, the feeder's customers missing from the data and the data's customers
+    that are not in the feeder, and customers with nonzero data on terminals beyond their number of phases.
+    """
+    problems = _mismatch(wanted=[c.id for c in feeder.customers], found=list(table.customer_ids),
+                         feeder_name=feeder.name)
+    problems += spare_terminal_problems(table, feeder)
     raise_data_problems(f"{table.source}: meter data do not match feeder {feeder.name!r}", problems)
     return table.select([c.id for c in feeder.customers])
