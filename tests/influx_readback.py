@@ -12,12 +12,17 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
 
 from streams.bus import LocalBus
 from streams.influx.schema import BY_NAME
 from streams.influx.settings import InfluxSettings
 from streams.messages import ControllerPlan, DeviceState, GridState, Message, TwinStatus
+from streams.runfolder.loading_recorder import LoadingRatings
 from streams.runfolder.recorder import Layout
 from twin.loaders import ieee_european_lv
 
@@ -128,6 +133,23 @@ class Expected:
         return out
 
 
+def loading_points(folder: Path, **common: str) -> Points:
+    """The ``loading`` points a run folder's ``loading.parquet`` says (read with pandas; NaN left out)."""
+    out: Points = {}
+    table = pd.read_parquet(folder / "loading.parquet")
+    for row in table.to_dict("records"):
+        ts = int(row["time_utc"].timestamp())
+        for p in "abc":
+            fields: dict[str, Any] = {}
+            if math.isfinite(row[f"trafo_{p}_pct"]):
+                fields["trafo_pct"] = float(row[f"trafo_{p}_pct"])
+            if math.isfinite(row[f"line_max_{p}_pct"]) and row[f"line_max_{p}_id"]:
+                fields |= {"line_max_pct": float(row[f"line_max_{p}_pct"]), "line_max_id": row[f"line_max_{p}_id"]}
+            if fields:
+                out[key("loading", ts, phase=p.upper(), **common)] = fields
+    return out
+
+
 def by_measurement(points: Points) -> Counter[str]:
     return Counter(k[0] for k in points)
 
@@ -228,6 +250,8 @@ class FeederLayout:
     """Customer buses and the transformer's LV bus."""
     head_line_index: tuple[int, ...]
     """Lines leaving the LV busbar."""
+    ratings: LoadingRatings
+    """Line ampacities and transformer kVA (for the ``loading`` measurement)."""
 
     def expected(self, *, run: str, scenario: str, full: bool = False) -> Expected:
         n_bus, n_line = len(self.layout.bus_ids), len(self.layout.line_ids)
@@ -250,6 +274,8 @@ def ieee_feeder_layout() -> FeederLayout:
         layout=Layout(bus_ids=bus_ids, line_ids=tuple(ln.id for ln in feeder.lines), n_lv_feeders=1),
         customer_bus_index=tuple(sorted({position[c.bus] for c in feeder.customers} | {position[lv_bus]})),
         head_line_index=tuple(i for i, ln in enumerate(feeder.lines) if ln.from_bus == lv_bus),
+        ratings=LoadingRatings(line_max_i_ka=np.array([ln.max_i_ka for ln in feeder.lines]),
+                               trafo_sn_kva=feeder.transformer.sn_kva),
     )
 
 

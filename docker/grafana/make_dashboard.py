@@ -39,6 +39,9 @@ PANELS: list[tuple[str, str, str, list[tuple[str, str]], dict[str, Any]]] = [
     ("Feeder-head line current", "timeseries", "amp",
      [('SELECT mean("i_ka") * 1000 FROM "line_current" WHERE ' + RUN
        + ' GROUP BY time($__interval), "line", "phase" fill(none)', "$tag_line $tag_phase")], {}),
+    ("Loading, % of rating", "timeseries", "percent",
+     [(q("max", "trafo_pct", "loading", '"phase"'), "transformer $tag_phase"),
+      (q("max", "line_max_pct", "loading", '"phase"'), "most loaded line $tag_phase")], {}),
     ("Device phases", "state-timeline", "none",
      [(q("last", "phase_index", "device", '"device"', fill="previous"), "$tag_device")], {}),
     ("Switch operations per device", "timeseries", "none",
@@ -79,9 +82,9 @@ def variable(name: str, query: str) -> dict[str, Any]:
 def dashboard() -> dict[str, Any]:
     return {
         "id": None, "uid": "phasetwin", "title": "phasetwin — LV feeder twin",
-        "description": "Per-phase load, unbalance, voltages, neutral current, devices, controller and twin health "
-                       "of one phasetwin run (InfluxQL). Replays write simulation time: open the URL a replay prints "
-                       "(its from/to are the simulated period), or run live with --time-base wall.",
+        "description": "Per-phase load, unbalance, voltages, neutral current, loading, devices, controller and twin "
+                       "health of one phasetwin run (InfluxQL). Replays write simulation time: open the URL a replay "
+                       "prints (its from/to are the simulated period), or run live with --time-base wall.",
         "tags": ["phasetwin"], "timezone": "utc", "editable": True, "graphTooltip": 1, "schemaVersion": 39,
         "version": 2, "refresh": "10s", "time": {"from": "now-6h", "to": "now"}, "timepicker": {},
         "annotations": {"list": []}, "links": [], "fiscalYearStartMonth": 0, "liveNow": False, "weekStart": "",

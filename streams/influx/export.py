@@ -13,6 +13,8 @@ What goes where (measurement: source):
   in the file. Plans held for lack of any previous plan are not in the file either.
 - ``ltupf``: the plans' predictions in ``controller.parquet`` against the lowest ``vm_min_<a|b|c>_pu`` and
   highest ``vm_max_<a|b|c>_pu`` of ``metrics.parquet`` over each step, exactly as the live recorder computes it.
+- ``loading``: ``loading.parquet`` when the folder has it (``trafo_<p>_pct``, ``line_max_<p>_pct``,
+  ``line_max_<p>_id``): the floats the live recorder computes, through the same ``loading_lines``.
 - ``line_current`` and ``twin`` are not in a run folder and are not exported.
 
 Same tags and timestamps as live: exporting a run recorded live (same run id) overwrites, never duplicates.
@@ -38,6 +40,7 @@ from streams.influx.points import (
     RunTags,
     controller_fields,
     device_p_kw,
+    loading_lines,
 )
 from streams.influx.settings import Detail, InfluxError, InfluxSettings
 from streams.influx.shipper import InfluxCounts, Shipper
@@ -90,6 +93,7 @@ def export_run(run_dir: Path, settings: InfluxSettings, *, run_id: str, scenario
     chunks = [
         _voltages(run_dir, tags, None if settings.detail is Detail.FULL else set(buses or ())),
         _grid_figures(run_dir, tags),
+        _loading(run_dir, tags),
         _devices(run_dir, tags),
         _controller(run_dir, tags, controller_id=controller_id, strategy=strategy, tick_s=tick_s,
                     period_s=control_period_s),
@@ -217,6 +221,23 @@ def _grid_figures(run_dir: Path, tags: RunTags) -> Iterator[Chunk]:
         if lines:
             values = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
             yield from _rows(LineTemplate(lines), values, times_s, measurement)
+
+
+def _loading(run_dir: Path, tags: RunTags) -> Iterator[Chunk]:
+    path = run_dir / "loading.parquet"
+    if not path.exists():
+        return
+    ph = [p.lower() for p in PHASES]
+    d = _table(path, ["time_utc", *(f"{k}_{p}_{u}" for k, u in (("trafo", "pct"), ("line_max", "pct"),
+                                                                 ("line_max", "id")) for p in ph)])
+    prefixes = [series("loading", tags.with_(phase=p)) for p in PHASES]
+    trafo = np.column_stack([d[f"trafo_{p}_pct"].astype(np.float64) for p in ph]).tolist()
+    line_pct = np.column_stack([d[f"line_max_{p}_pct"].astype(np.float64) for p in ph]).tolist()
+    ids = [[x if isinstance(x, str) else "" for x in d[f"line_max_{p}_id"].tolist()] for p in ph]
+    for i, ts in enumerate(_epoch_s(d["time_utc"]).tolist()):
+        text, n = loading_lines(prefixes, trafo[i], line_pct[i], [ids[k][i] for k in range(3)], ts)
+        if n:
+            yield text.encode(), n, "loading"
 
 
 def _devices(run_dir: Path, tags: RunTags) -> Iterator[Chunk]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from streams.influx.line_protocol import LineSpec, LineTemplate, epoch_s, line, series
 from streams.messages import AuditRecord, ControllerPlan, DeviceState, GridState, TwinStatus
+from streams.runfolder.loading_recorder import LoadingRatings, tick_loading
 
 PHASES = ("A", "B", "C")
 CONDUCTORS = ("A", "B", "C", "N")
@@ -131,11 +132,17 @@ class GridPoints:
 
 
 class MessagePoints:
-    """Line protocol of the messages that are not grid states, and the grid states through ``GridPoints``."""
+    """Line protocol of the messages that are not grid states, and the grid states through ``GridPoints``
+    (and, with ``ratings``, their ``loading`` points through ``loading``)."""
 
-    def __init__(self, *, tags: RunTags, selection: GridSelection) -> None:
+    def __init__(self, *, tags: RunTags, selection: GridSelection, ratings: LoadingRatings | None = None) -> None:
+        if ratings is not None and len(ratings.line_max_i_ka) != len(selection.line_ids):
+            raise ValueError(f"ratings: {len(ratings.line_max_i_ka)} line ratings for {len(selection.line_ids)} lines")
         self.tags = tags
         self.grid = GridPoints(tags=tags, selection=selection)
+        self.ratings = ratings
+        self._line_ids = selection.line_ids
+        self._loading = tuple(series("loading", tags.with_(phase=ph)) for ph in PHASES)
         self._twin = series("twin", tags.with_())
         self._prefixes: dict[tuple[str, ...], str] = {}
 
@@ -145,6 +152,15 @@ class MessagePoints:
         if found is None:
             found = self._prefixes[key] = series(measurement, self.tags.with_(**tags))
         return found
+
+    def loading(self, m: GridState) -> tuple[str, int]:
+        """The ``loading`` points of a grid state (none without ratings)."""
+        if self.ratings is None:
+            return "", 0
+        t = tick_loading(m.p_trafo_kw, m.q_trafo_kvar, m.i_ka, self.ratings)
+        ts = epoch_s(m.time_utc) + self.tags.time_offset_s
+        ids = [self._line_ids[i] if i >= 0 else "" for i in t.line_max_index.tolist()]
+        return loading_lines(self._loading, t.trafo_pct.tolist(), t.line_max_pct.tolist(), ids, ts)
 
     def device(self, m: DeviceState) -> tuple[str, int]:
         b = m.battery
@@ -194,6 +210,20 @@ class MessagePoints:
         text = line(self.prefix("ltupf", controller=step.controller_id), "ltupf", step.fields(),
                     step.start_s + self.tags.time_offset_s)
         return text, 1 if text else 0
+
+
+def loading_lines(prefixes: Sequence[str], trafo_pct: Sequence[float], line_max_pct: Sequence[float],
+                  line_max_id: Sequence[str], ts: int) -> tuple[str, int]:
+    """The ``loading`` lines of one tick (phases A, B, C; ``prefixes`` their series): live and export alike.
+    ``line_max_id`` is written only where ``line_max_pct`` has a value."""
+    out = []
+    for prefix, trafo, pct, line_id in zip(prefixes, trafo_pct, line_max_pct, line_max_id, strict=True):
+        has_line = math.isfinite(pct) and bool(line_id)
+        text = line(prefix, "loading", {"trafo_pct": trafo, "line_max_pct": pct if has_line else None,
+                                        "line_max_id": line_id if has_line else None}, ts)
+        if text:
+            out.append(text)
+    return "".join(out), len(out)
 
 
 def device_p_kw(p_a_kw: float, p_b_kw: float, p_c_kw: float) -> float:

@@ -15,7 +15,9 @@ writer thread:            queue ──► line protocol (per-tick templates) ─
   ``http://host:8086?bucket=b&org=o&token=t``, any setting as a query parameter).
 - Detail: ``operator`` writes bus voltages at the buses given as ``customer_bus_index`` (the customer buses and
   the transformer's LV bus) and line currents of the lines given as ``head_line_index`` (those leaving the LV
-  busbar); ``full`` writes every bus and line. Every other measurement is always written.
+  busbar); ``full`` writes every bus and line. Every other measurement is always written (``loading`` when the
+  recorder is given the ratings: ``streams.runfolder.loading_recorder.tick_loading`` over every line, as the run
+  folder's ``loading.parquet``).
 - Keys: measurement + tags (``run``, ``scenario``, ``feeder`` and the measurement's own) + the simulation time of
   the tick in seconds. The same run written again (live, replayed from the spool, or exported with
   ``streams.influx.export.export_run``) overwrites in InfluxDB. VictoriaMetrics keeps every sample it is sent
@@ -58,6 +60,7 @@ from streams.influx.shipper import InfluxCounts, Shipper
 from streams.influx.spool import Spool
 from streams.influx.transport import Transport, create_transport
 from streams.messages import AuditRecord, ControllerPlan, DeviceState, GridState, Message, TwinStatus
+from streams.runfolder.loading_recorder import LoadingRatings
 from streams.runfolder.recorder import Layout
 
 __all__ = [
@@ -85,7 +88,8 @@ class InfluxRecorder:
     """Records a run's messages to InfluxDB from a background thread; ``close()`` flushes and stops it.
 
     ``transport``: the HTTP client to use instead of the one ``settings`` describe (benchmarks, tests); the
-    recorder closes it.
+    recorder closes it. ``ratings``: the line ampacities (in ``layout.line_ids`` order) and the transformer's
+    kVA, for the ``loading`` measurement; without them no ``loading`` point is written.
 
     Raises (at construction):
         InfluxError: a tag value is invalid (empty ``run_id``, a backslash…), an index is out of range, or the
@@ -94,7 +98,7 @@ class InfluxRecorder:
 
     def __init__(self, *, bus: Bus, feeder: str, layout: Layout, customer_bus_index: Sequence[int],
                  head_line_index: Sequence[int], run_id: str, scenario: str, settings: InfluxSettings,
-                 transport: Transport | None = None) -> None:
+                 transport: Transport | None = None, ratings: LoadingRatings | None = None) -> None:
         full = settings.detail is Detail.FULL
         try:
             selection = GridSelection(
@@ -103,7 +107,8 @@ class InfluxRecorder:
                 line_index=tuple(range(len(layout.line_ids))) if full else tuple(int(i) for i in head_line_index),
             )
             self._points = MessagePoints(tags=RunTags(run=run_id, scenario=scenario, feeder=feeder,
-                                                      time_offset_s=settings.time_offset_s), selection=selection)
+                                                      time_offset_s=settings.time_offset_s), selection=selection,
+                                         ratings=ratings)
             patterns = (topics.grid_state(feeder), topics.device_states(feeder), topics.controller_plan(feeder),
                         topics.twin_status(feeder))
         except ValueError as err:
@@ -253,6 +258,7 @@ class InfluxRecorder:
                 n = p.grid.add(m)
                 with self._lock:
                     self._pending_points += n
+                self._add(p.loading(m))
                 for step in self._ltupf.state(m.time_utc, m.vm_min_pu, m.vm_max_pu):
                     self._add(p.ltupf(step))
             elif isinstance(m, DeviceState):

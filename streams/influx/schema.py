@@ -37,6 +37,9 @@ MEASUREMENTS: tuple[Measurement, ...] = (
                 "P_unb summand of re-phasing paper eq. 7 per LV feeder"),
     Measurement("voltage_band", ("phase",), {"vm_min_pu": "float", "vm_max_pu": "float"},
                 "lowest and highest |V| per phase over the LV buses"),
+    Measurement("loading", ("phase",), {"trafo_pct": "float", "line_max_pct": "float", "line_max_id": "string"},
+                "loading per phase, % of rating: transformer (|S| over a third of its kVA) and the most loaded line "
+                "(|I| over its ampacity) with its id; as the run folder's loading.parquet"),
     Measurement("network", (), {"p_unb_kw": "float", "loss_kw": "float", "vuf_max_pct": "float",
                                 "i_n_max_a": "float", "kappa_trafo": "float"},
                 "feeder-wide figures of a tick: total P_unb, losses, worst VUF, worst neutral current, transformer κ"),

@@ -6,11 +6,15 @@ Columns (``time_utc`` + per phase ``<a|b|c>``):
 - ``line_max_<p>_pct`` and ``line_max_<p>_id``: the most loaded line on that phase (|I| over its ampacity);
 - ``head_<line>_<p>_pct``: each line leaving the LV busbar (the feeder heads an operator watches).
 ``summary()`` gives the peaks and where and when they happened, for ``summary.json`` → ``loading``.
+``LoadingRatings`` and ``tick_loading`` are the computation of one tick, shared with the InfluxDB recorder's
+``loading`` measurement (the same floats in both).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +31,64 @@ log = logging.getLogger(__name__)
 PHASES = ("a", "b", "c")
 
 
+@dataclass(frozen=True)
+class LoadingRatings:
+    """The ratings loading is a percentage of: each line's ampacity (kA, in line order) and the transformer's kVA.
+
+    Raises:
+        ValueError: a rating is not positive.
+    """
+
+    line_max_i_ka: np.ndarray
+    trafo_sn_kva: float
+
+    def __post_init__(self) -> None:
+        ratings = np.asarray(self.line_max_i_ka, dtype=float)
+        if ratings.ndim != 1 or np.any(~(ratings > 0)):
+            raise ValueError(f"line_max_i_ka: expected positive ratings, got {self.line_max_i_ka!r}")
+        if not self.trafo_sn_kva > 0:
+            raise ValueError(f"trafo_sn_kva: expected a positive rating, got {self.trafo_sn_kva}")
+        object.__setattr__(self, "line_max_i_ka", ratings)
+
+
+@dataclass(frozen=True)
+class TickLoading:
+    """Loading of one tick, % of rating."""
+
+    trafo_pct: np.ndarray
+    """Per phase (3,): |S| of the phase into the LV side over a third of the transformer's kVA."""
+    line_pct: np.ndarray
+    """Per line and phase (n_lines, 3): |I| over the line's ampacity."""
+    line_max_index: np.ndarray
+    """Per phase (3,): the most loaded line (index into the lines; -1 when there are none)."""
+    line_max_pct: np.ndarray
+    """Per phase (3,): its loading (NaN when there are no lines)."""
+
+
+def tick_loading(p_trafo_kw: Sequence[float] | np.ndarray, q_trafo_kvar: Sequence[float] | np.ndarray, i_ka: np.ndarray,
+                 ratings: LoadingRatings) -> TickLoading:
+    """The loading of one grid state (its ``p_trafo_kw``, ``q_trafo_kvar`` and ``i_ka``) against ``ratings``."""
+    s_kva = np.hypot(np.asarray(p_trafo_kw, dtype=float), np.asarray(q_trafo_kvar, dtype=float))
+    trafo_pct = s_kva / (ratings.trafo_sn_kva / 3.0) * 100.0
+    line_pct = np.asarray(i_ka, dtype=float) * (100.0 / ratings.line_max_i_ka)[:, None]
+    if not line_pct.size:
+        return TickLoading(trafo_pct, line_pct, np.full(3, -1, dtype=np.int64), np.full(3, np.nan))
+    worst = line_pct.argmax(axis=0)
+    return TickLoading(trafo_pct, line_pct, worst, line_pct[worst, range(3)])
+
+
 class LoadingRecorder:
     """Subscribes to the grid state; ``write(folder)`` writes ``loading.parquet``."""
 
     def __init__(self, *, bus: Bus, feeder: str, time_utc: pd.DatetimeIndex, line_ids: tuple[str, ...],
                  line_max_i_ka: np.ndarray, trafo_sn_kva: float, head_lines: tuple[int, ...] = ()) -> None:
-        if len(line_max_i_ka) != len(line_ids) or np.any(np.asarray(line_max_i_ka) <= 0):
+        if len(line_max_i_ka) != len(line_ids):
             raise ValueError(f"line_max_i_ka: expected {len(line_ids)} positive ratings, got {line_max_i_ka!r}")
-        if trafo_sn_kva <= 0:
-            raise ValueError(f"trafo_sn_kva: expected a positive rating, got {trafo_sn_kva}")
+        self.ratings = LoadingRatings(line_max_i_ka=np.asarray(line_max_i_ka, dtype=float), trafo_sn_kva=trafo_sn_kva)
         n_t, n_l = len(time_utc), len(line_ids)
         self.time_utc = time_utc
         self.line_ids = line_ids
         self.head_lines = head_lines
-        self._inv_rating = 100.0 / np.asarray(line_max_i_ka, dtype=float)
-        self._phase_kva = trafo_sn_kva / 3.0
         self.trafo_pct = np.full((n_t, 3), np.nan)
         self.line_max_pct = np.full((n_t, 3), np.nan)
         self.line_max_index = np.full((n_t, 3), -1, dtype=np.int64)
@@ -57,13 +104,12 @@ class LoadingRecorder:
             log.warning("loading recorder: rejected message on %s (tick outside the run or wrong type)", topic)
             return
         t = message.tick
-        s_kva = np.hypot(np.asarray(message.p_trafo_kw, dtype=float), np.asarray(message.q_trafo_kvar, dtype=float))
-        self.trafo_pct[t] = s_kva / self._phase_kva * 100.0
-        pct = np.asarray(message.i_ka, dtype=float) * self._inv_rating[:, None]
+        loading = tick_loading(message.p_trafo_kw, message.q_trafo_kvar, message.i_ka, self.ratings)
+        self.trafo_pct[t] = loading.trafo_pct
+        pct = loading.line_pct
         if pct.size:
-            worst = pct.argmax(axis=0)
-            self.line_max_index[t] = worst
-            self.line_max_pct[t] = pct[worst, range(3)]
+            self.line_max_index[t] = loading.line_max_index
+            self.line_max_pct[t] = loading.line_max_pct
             peak = pct.max(axis=1)
             higher = peak > self.line_peak_pct
             self.line_peak_pct[higher] = peak[higher]

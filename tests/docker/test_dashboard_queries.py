@@ -101,6 +101,8 @@ def _expected(measurement: str, field: str, out: Path, summary: dict[str, Any]) 
         ("network", "vuf_max_pct"): lambda t: metrics["vuf_max_pct"].to_numpy(),
         ("line_current", "i_ka"): lambda t: None if t["phase"] == "N" else (
             loading[f"head_{t['line']}_{t['phase'].lower()}_pct"].to_numpy() / 100 * rating_ka[t["line"]]),
+        ("loading", "trafo_pct"): lambda t: loading[f"trafo_{t['phase'].lower()}_pct"].to_numpy(),
+        ("loading", "line_max_pct"): lambda t: loading[f"line_max_{t['phase'].lower()}_pct"].to_numpy(),
         ("device", "phase_index"): lambda t: device(t, "phase_index"),
         ("device", "operations_total"): lambda t: device(t, "operations_total"),
         ("device", "rejections"): lambda t: device(t, "rejections"),
@@ -152,6 +154,13 @@ def test_every_panel_query_returns_the_run_folders_series(influxdb: InfluxDBServ
         devices = pd.read_parquet(out / "devices.parquet")
         wanted = devices if "'pess'" not in query else devices[devices.kind == "pess"]
         assert {dict(k)["device"] for k in got} == set(wanted.device_id)
+
+
+def test_the_loading_panel_shows_the_three_phases_of_the_transformer_and_the_most_loaded_line() -> None:
+    queries = [q for title, _, q in _targets() if title == "Loading, % of rating"]
+    assert [_SELECT.search(q).groups()[1:] for q in queries] == [  # type: ignore[union-attr]
+        ("trafo_pct", None, "loading"), ("line_max_pct", None, "loading")]
+    assert all(_group_tags(q) == ["phase"] for q in queries)
 
 
 def test_a_query_naming_what_the_recorder_does_not_write_returns_nothing(influxdb: InfluxDBServer,

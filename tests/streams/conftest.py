@@ -29,7 +29,8 @@ def ieee_layout() -> FeederLayout:
 
 @dataclass(frozen=True)
 class RecordedRun:
-    """A controlled replay recorded live to InfluxDB 1.x (v1 API, operator detail), and its run folder."""
+    """A controlled replay recorded live to InfluxDB 1.x (v1 API, operator detail, with the ``loading`` ratings),
+    and its run folder."""
 
     db: str
     run: str
@@ -54,7 +55,7 @@ def recorded_run(influxdb: InfluxDBServer, ieee_layout: FeederLayout,
     recorder = InfluxRecorder(bus=collected.bus, feeder=ieee_layout.name, layout=ieee_layout.layout,
                               customer_bus_index=ieee_layout.customer_bus_index,
                               head_line_index=ieee_layout.head_line_index, run_id=run, scenario="evening peak",
-                              settings=settings)
+                              settings=settings, ratings=ieee_layout.ratings)
     replay(scenario, bus=collected.bus)
     counts = recorder.close(timeout_s=60)
     return RecordedRun(db=db, run=run, scenario="evening peak", settings=settings, folder=scenario.out,

@@ -28,6 +28,7 @@ from influx_readback import (
     compare,
     fast_settings,
     influxdb_points,
+    loading_points,
     run_id,
     victoriametrics_points,
 )
@@ -66,11 +67,14 @@ def test_a_controlled_replay_reaches_influxdb_1_point_for_point(
 ) -> None:
     r = recorded_run
     expected = ieee_layout.expected(run=r.run, scenario=r.scenario).points(r.messages)
+    # loading: the run folder's loading.parquet (the run's own LoadingRecorder), not recomputed here
+    expected |= loading_points(r.folder, run=r.run, scenario=r.scenario, feeder=ieee_layout.name)
     got = influxdb_points(influxdb, r.db, r.run)
     assert compare(got, expected, rel=REL) == []
     counts = by_measurement(expected)
     assert set(counts) == {"bus_voltage", "line_current", "transformer", "phase_load", "unbalance", "voltage_band",
-                           "network", "device", "controller", "ltupf", "twin"}
+                           "network", "loading", "device", "controller", "ltupf", "twin"}
+    assert counts["loading"] == 120 * 3
     assert counts["bus_voltage"] == 120 * len(ieee_layout.customer_bus_index) * 3
     assert counts["controller"] == 7 and counts["ltupf"] == 7  # a plan every 15 min but the first, all checked
     assert (r.counts.written, r.counts.spooled, r.counts.lost, r.counts.ignored) == (len(expected), 0, 0, 0)

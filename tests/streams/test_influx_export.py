@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pytest
-from influx_readback import FeederLayout, Points, by_measurement, compare, influxdb_points, key, run_id
+from influx_readback import (
+    FeederLayout,
+    Points,
+    by_measurement,
+    compare,
+    influxdb_points,
+    key,
+    loading_points,
+    run_id,
+)
 
 from streams.influx.recorder import Detail, InfluxError, InfluxSettings, export_run
 
@@ -77,6 +86,7 @@ def _folder_points(r: RecordedRun, run: str, feeder: str) -> Points:
             "predicted_vm_min_pu": c.predicted_vm_min_pu, "actual_vm_min_pu": lo,
             "error_vm_min_pu": c.predicted_vm_min_pu - lo, "predicted_vm_max_pu": c.predicted_vm_max_pu,
             "actual_vm_max_pu": hi, "error_vm_max_pu": c.predicted_vm_max_pu - hi}
+    out |= loading_points(r.folder, **common)
     return {k: {f: float(v) if isinstance(v, np.floating) else v for f, v in fields.items()}
             for k, fields in out.items()}
 
@@ -91,6 +101,7 @@ def test_an_export_into_a_new_run_holds_exactly_the_run_folder(
     got = influxdb_points(influxdb, r.db, run)
     assert compare(got, expected, rel=1e-9) == []
     assert report.points == dict(by_measurement(expected))
+    assert report.points["loading"] == 3 * len(pd.read_parquet(r.folder / "loading.parquet"))
     assert (report.counts.written, report.counts.lost) == (len(expected), 0)
     assert not any(math.isnan(v) for fields in expected.values() for v in fields.values() if isinstance(v, float))
 
@@ -107,6 +118,7 @@ def test_exporting_a_run_recorded_live_overwrites_it_and_twice_adds_nothing(
         after = influxdb_points(influxdb, r.db, r.run)
         assert by_measurement(after) == by_measurement(live)
         assert set(after) == set(live)
+        assert all(after[k] == live[k] for k in live if k[0] == "loading")  # the same floats, live and export
     exported = _folder_points(r, r.run, ieee_layout.name)
     # vm_pu now holds the folder's float32 values; the angle (not in the folder) is the live one
     for k, fields in after.items():

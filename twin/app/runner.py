@@ -52,7 +52,7 @@ from streams.runfolder import recorder as grid_recorder
 from streams.runfolder.audit import AuditLog
 from streams.runfolder.device_recorder import DeviceRecorder
 from streams.runfolder.journal import JournalEvent, RunJournal
-from streams.runfolder.loading_recorder import LoadingRecorder
+from streams.runfolder.loading_recorder import LoadingRatings, LoadingRecorder
 from streams.runfolder.parts import remove_table
 from streams.runfolder.recorder import Layout, ParquetRecorder
 from streams.runfolder.series import RunSeries
@@ -577,8 +577,11 @@ def _influx_recorder(settings: InfluxSettings | None, *, bus: Bus, feeder: Feede
     if settings.spool_dir is None:
         settings = settings.model_copy(update={"spool_dir": scenario.out / "influx-spool"})
     run_id, name = run_tags(scenario, start_utc)
+    ratings = LoadingRatings(line_max_i_ka=np.array([ln.max_i_ka for ln in feeder.lines]),
+                             trafo_sn_kva=feeder.transformer.sn_kva)
     return InfluxRecorder(bus=bus, feeder=feeder.name, layout=layout, customer_bus_index=customer_bus_index(feeder),
-                          head_line_index=_head_lines(feeder), run_id=run_id, scenario=name, settings=settings)
+                          head_line_index=_head_lines(feeder), run_id=run_id, scenario=name, settings=settings,
+                          ratings=ratings)
 
 
 def dashboard_url(*, feeder: str, run_id: str, start_utc: datetime, end_utc: datetime) -> str:
