@@ -151,3 +151,14 @@ def test_bad_meter_readings_are_quarantined_and_the_twin_runs_to_the_end(mosquit
                                       pd.read_parquet(tmp_path / "hostile" / name), check_exact=True)
     assert rss_after - rss_before < 20, f"memory grew by {rss_after - rss_before:.1f} MB during the run"
     print(f"{7 * n} bad readings; RSS {rss_before:.1f} -> {rss_after:.1f} MB; wall {s.wall_s:.1f} s")
+
+
+def test_the_default_envelope_follows_the_voltage_level() -> None:
+    from twin.app.runner import HOUSEHOLD_LIMIT_KVA, default_meter_limit_kva
+    from twin.feeders import open_feeder
+
+    lv = open_feeder("ieee-european-lv").load_feeder()
+    mv = open_feeder("cigre-mv").load_feeder()
+    assert default_meter_limit_kva(lv) == HOUSEHOLD_LIMIT_KVA == 60.0
+    assert default_meter_limit_kva(mv) == pytest.approx(mv.transformer.sn_kva / 3.0)
+    assert mv.transformer.vn_lv_kv > 1.0 >= lv.transformer.vn_lv_kv

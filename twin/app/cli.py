@@ -134,8 +134,9 @@ KeyringOpt = Annotated[Path | None, typer.Option(
 SigningKeyOpt = Annotated[Path | None, typer.Option(
     "--signing-key", help="key file (JSON) the twin's controller and schedule sign with; or the key itself in "
                           "$PHASETWIN_SIGNING_KEY (never on the command line)")]
-MeterLimitOpt = Annotated[float, typer.Option(
-    help="plausibility envelope: largest apparent power a customer terminal may report, kVA (more is quarantined)")]
+MeterLimitOpt = Annotated[float | None, typer.Option(
+    help="plausibility envelope: largest apparent power a customer terminal may report, kVA (more is quarantined); "
+         "default 60 on an LV feeder, the transformer's rating per phase on an MV one")]
 FlushTicksOpt = Annotated[int, typer.Option(
     min=1, help="ticks the recorders hold before writing a part of the run folder: the most a killed run loses "
                 "(also every 10 s of wall time in real time)")]
@@ -279,7 +280,7 @@ def replay(
     time_base: TimeBaseOpt = TimeBase.SIMULATION,
     keyring: KeyringOpt = None,
     signing_key: SigningKeyOpt = None,
-    meter_limit_kva: MeterLimitOpt = 60.0,
+    meter_limit_kva: MeterLimitOpt = None,
     flush_ticks: FlushTicksOpt = 360,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
@@ -501,7 +502,7 @@ def run(
     time_base: TimeBaseOpt = TimeBase.SIMULATION,
     keyring: KeyringOpt = None,
     signing_key: SigningKeyOpt = None,
-    meter_limit_kva: MeterLimitOpt = 60.0,
+    meter_limit_kva: MeterLimitOpt = None,
     flush_ticks: FlushTicksOpt = 360,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -769,9 +770,9 @@ def _end_of_run(summaries: list[RunSummary]) -> None:
 
 
 def _hardened(scenario: Scenario, *, keyring: Path | None, signing_key: Path | None,
-              meter_limit_kva: float) -> Scenario:
+              meter_limit_kva: float | None) -> Scenario:
     """The security options (issue 20) on a scenario; warns on stderr when the run is unsigned."""
-    if meter_limit_kva <= 0:
+    if meter_limit_kva is not None and meter_limit_kva <= 0:
         raise _fail(f"--meter-limit-kva {meter_limit_kva}: must be > 0 (kVA per terminal)")
     if keyring is None:
         err_console.print("[bold yellow]warning[/]: unsigned mode — devices accept commands and heartbeats without a "

@@ -241,14 +241,15 @@ def replay(
     name = feeder.name
     keyring, signer = _keys(scenario, sends=bool(schedule) or (
         scenario.controller.strategy is not Strategy.NONE and bool(specs) and not scenario.external_controller))
-    bus, ingest = _guarded(bus or LocalBus(), feeder=feeder, clock=clock, limit_kva=scenario.meter_limit_kva)
+    limit_kva = scenario.meter_limit_kva or default_meter_limit_kva(feeder)
+    bus, ingest = _guarded(bus or LocalBus(), feeder=feeder, clock=clock, limit_kva=limit_kva)
     if signer is not None:
         bus = SigningBus(bus, signer, seq_start=time.time_ns() // 1_000_000)
     meters = MeterReplay(
         bus=bus, feeder=name, table=table, n_terminals=[c.n_phases for c in feeder.customers],
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
-    _check_envelope(meters, feeder, scenario.meter_limit_kva)
+    _check_envelope(meters, feeder, limit_kva)
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
     powerflow = FallbackPowerFlow(create_powerflow(feeder, engine=scenario.engine, threads=threads),
                                   rungs=default_rungs(feeder, engine=scenario.engine))
@@ -404,6 +405,18 @@ def replay(
     journal.close(JournalEvent.STOPPED if timing.stopped else JournalEvent.FINISHED, ticks=recorder.flushed_ticks)
     return RunResult(summary=summary, folder=scenario.out, files=files,
                      recorder=RunSeries(folder=scenario.out, layout=layout), devices=device_log, data=data)
+
+
+HOUSEHOLD_LIMIT_KVA = 60.0
+"""Envelope of a reading on an LV feeder, kVA per terminal: a household connection (3 × 80 A at 230 V ≈ 55 kVA)."""
+
+
+def default_meter_limit_kva(feeder: Feeder) -> float:
+    """The envelope a meter reading must fit when the run gives none: a household connection on an LV feeder
+    (secondary at most 1 kV), the transformer's rating per phase on an MV one, whose customers are large loads."""
+    if feeder.transformer.vn_lv_kv <= 1.0:
+        return HOUSEHOLD_LIMIT_KVA
+    return max(HOUSEHOLD_LIMIT_KVA, feeder.transformer.sn_kva / 3.0)
 
 
 def _guarded(bus: Bus, *, feeder: Feeder, clock: TickClock, limit_kva: float) -> tuple[Bus, IngestGuard]:

@@ -98,8 +98,9 @@ class Scenario(BaseModel):
                                      "None: $PHASETWIN_SIGNING_KEY")
     max_skew_s: float = Field(default=60.0, ge=0, description="how far beyond the end of the current tick a "
                               "command or heartbeat may be dated")
-    meter_limit_kva: float = Field(default=60.0, gt=0, description="plausibility envelope of a meter reading: the "
-                                   "largest apparent power one customer terminal may report, kVA")
+    meter_limit_kva: float | None = Field(
+        default=None, gt=0,
+        description="plausibility envelope of a meter reading, kVA per terminal; None: the feeder's default")
     scale_phase: Phase | None = Field(
         default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"
     )
