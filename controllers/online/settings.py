@@ -30,6 +30,14 @@ class ForecastKind(StrEnum):
     SAME_TIME_YESTERDAY = "yesterday"
 
 
+def default_solver(**overrides: object) -> SolverSettings:
+    """The online controller's solver settings (see ``ControllerSettings.solver``) with ``overrides``: what the
+    CLI and studies start from, so that an option such as ``--time-limit`` changes that one value only."""
+    base = {"time_limit_s": 0.5, "full_milp_max_free": 0, "neighbourhood_passes": 1, "neighbourhood_size": 3,
+            "neighbourhood_node_limit": 20}
+    return SolverSettings.model_validate(base | overrides)
+
+
 class ControllerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     strategy: Strategy = Strategy.ROLLING_MILP
@@ -38,8 +46,7 @@ class ControllerSettings(BaseModel):
     horizon_steps: int = Field(default=16, ge=1, description="steps in the rolling horizon (16 × 15 min = 4 h)")
     weights: ControlWeights = Field(default_factory=ControlWeights)
     solver: SolverSettings = Field(
-        default_factory=lambda: SolverSettings(time_limit_s=0.5, full_milp_max_free=0, neighbourhood_passes=1,
-                                               neighbourhood_size=3, neighbourhood_node_limit=20),
+        default_factory=lambda: default_solver(),
         description="descent and one pass of neighbourhood MILPs of 3 customers (no full MILP), stopped at a 1 % "
                     "gap; the previous plan kept while the descent gains < 5 %, up to 11 periods in a row: on the "
                     "default day the same P_unb as 0.5 s of wall clock at a fraction of the work "

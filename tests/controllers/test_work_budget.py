@@ -136,3 +136,23 @@ def test_a_controlled_replay_records_the_same_tables_alone_and_beside_a_cpu_hog(
     assert a.keys() == b.keys() and "controller.parquet" in a and "acks.parquet" in a
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+
+
+def test_the_command_line_and_studies_start_from_the_controllers_default_solver() -> None:
+    from pathlib import Path
+
+    from controllers.online.settings import ControllerSettings, ForecastKind, Strategy, default_solver
+    from devices.fleet import PessAccess
+    from streams.meters.data import PowerUnit
+    from twin.powerflow import Engine
+
+    assert default_solver() == ControllerSettings().solver
+    assert default_solver(time_limit_s=0.2).model_dump() == ControllerSettings().solver.model_dump() | {
+        "time_limit_s": 0.2}
+    from twin.app.cli import _scenario
+
+    scenario = _scenario(feeder="ieee-european-lv", data=None, unit=PowerUnit.KW, naive_utc=False, start=None,
+                         end=None, tick=60, engine=Engine.PGM, psd=10, sts=0, pess=2, pess_access=PessAccess.SWITCHABLE,
+                         devices=None, controller=Strategy.ROLLING_MILP, forecast=ForecastKind.PERFECT,
+                         time_limit=0.3, out=Path("unused"))
+    assert scenario.controller.solver == default_solver(time_limit_s=0.3)

@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controllers.online.problem import SolverSettings
-from controllers.online.settings import ControllerSettings, ForecastKind, Strategy
+from controllers.online.settings import ControllerSettings, ForecastKind, Strategy, default_solver
 from devices.fleet import FleetSpec, PessAccess, read_device_list
 from devices.limits import LeaseConfig
 from streams.bus import Bus
@@ -209,7 +208,7 @@ def _scenario(
                           lease=LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period)))
         control = ControllerSettings(strategy=controller, forecast=forecast, period_s=period,
                                      command_lifetime_s=command_lifetime,
-                                     solver=SolverSettings(time_limit_s=time_limit))
+                                     solver=default_solver(time_limit_s=time_limit))
         return Scenario(
             feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,

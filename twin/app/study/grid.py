@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from controllers.online.problem import SolverSettings
-from controllers.online.settings import ControllerSettings, Strategy
+from controllers.online.settings import ControllerSettings, Strategy, default_solver
 from devices.fleet import FleetSpec
 from twin.app.runner import load_inputs
 from twin.app.scenario import Scenario
@@ -76,9 +75,8 @@ def _controllers(spec: StudySpec) -> list[tuple[str, ControllerSettings]]:
                     settings = ControllerSettings.model_validate({
                         **c.settings, "strategy": c.strategy, "forecast": forecast, "period_s": c.period_s,
                         "horizon_steps": c.horizon_steps,
-                        "solver": SolverSettings.model_validate({**c.settings.get("solver", {}),
-                                                                 "time_limit_s": c.time_limit_s,
-                                                                 "random_seed": seed})})
+                        "solver": default_solver(**c.settings.get("solver", {}), time_limit_s=c.time_limit_s,
+                                                 random_seed=seed)})
                 except ValueError as err:
                     raise ScenarioError(f"strategies: {c.strategy.value}: {err}") from err
                 label = c.name or c.strategy.value
