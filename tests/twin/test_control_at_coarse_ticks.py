@@ -16,14 +16,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from controllers.online.problem import SolverSettings
-from controllers.online.settings import ControllerSettings, Strategy
+from controllers.online.settings import ControllerSettings, Strategy, default_solver
 from devices.fleet import FleetSpec
 from twin.app.cli import app
 from twin.app.compare import compare
 from twin.app.scenario import Scenario
 
-FAST = ControllerSettings(solver=SolverSettings(time_limit_s=0.02), repair_time_limit_s=0.2)
+FAST = ControllerSettings(solver=default_solver(time_limit_s=0.02), repair_time_limit_s=0.2)
 DEFAULT_FLEET = FleetSpec(psd=10, pess=2)
 runner = CliRunner()
 

@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 
 from controllers.online.feasibility import FirstStepCheck, PredictionBasis, prediction_error
-from controllers.online.problem import SolverSettings
-from controllers.online.settings import ControllerSettings, ForecastKind
+from controllers.online.settings import ControllerSettings, ForecastKind, default_solver
 from devices.fleet import FleetSpec
 from twin.app.runner import replay
 from twin.app.scenario import Scenario
@@ -30,7 +29,7 @@ def run(tmp_path: Path, forecast: ForecastKind) -> tuple[pd.DataFrame, Path, dic
     scenario = Scenario(
         start_utc=datetime(2024, 1, 15, 16, tzinfo=UTC), end_utc=datetime(2024, 1, 15, 19, tzinfo=UTC),
         fleet=FleetSpec(psd=10, pess=2), out=tmp_path,
-        controller=ControllerSettings(forecast=forecast, solver=SolverSettings(time_limit_s=0.05)),
+        controller=ControllerSettings(forecast=forecast, solver=default_solver(time_limit_s=0.05)),
     )
     result = replay(scenario)
     return pd.read_parquet(tmp_path / "controller.parquet"), tmp_path, result.summary.controller
