@@ -64,5 +64,9 @@ class LocalBus:
         """Nothing to do: ``publish`` has already delivered."""
 
     def close(self) -> None:
+        # The subscribers hold the bus and the bus holds them: dropping the handlers lets a finished run's objects
+        # go by reference counting, not at the next full collection (studies run many replays in one process).
+        self._subscriptions.clear()
+        self._routes.clear()
         if self.unrouted:
             log.debug("LocalBus closed; %d topic(s) had messages with no subscriber", len(self.unrouted))

@@ -200,3 +200,30 @@ def test_a_study_whose_cluster_is_lost_resumes_on_a_new_one(tmp_path: Path) -> N
         second.stop()
     results = read_results(study_dir)
     assert sorted(results["key"]) == sorted(t.key for t in tasks) and (results["status"] == "ok").all()
+
+
+CONTROLLED = ("tick_s = 60\n[[feeders]]\nfeeder = \"ieee-european-lv\"\n[[periods]]\nstart_utc = 2024-01-15T17:00:00Z\n"
+              "end_utc = 2024-01-15T18:30:00Z\n[[fleets]]\npsd = 5\npess = 1\n[[strategies]]\n"
+              "strategy = \"rolling-milp\"\n")
+
+
+@pytest.mark.slow
+def test_a_controlled_study_task_and_the_same_replay_alone_send_identical_commands(tmp_path: Path) -> None:
+    # the rolling MILP's budget is work, not wall clock: a task on a worker beside another task decides as alone
+    (tmp_path / "study.toml").write_text(CONTROLLED)
+    result = runner.invoke(app, ["study", "run", str(tmp_path / "study.toml"), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    spec, study_dir = read_study(tmp_path / "study.toml")
+    rows = read_results(study_dir)
+    milp = rows[rows["strategy"] == "rolling-milp"]
+    assert len(rows) == 2 and (rows["status"] == "ok").all() and len(milp) == 1
+    folder = Path(milp.iloc[0]["run_folder"])
+    result = runner.invoke(app, ["replay", "--config", str(folder / "scenario.toml"), "--out", str(tmp_path / "alone")])
+    assert result.exit_code == 0, result.output
+    acks = pd.read_parquet(folder / "acks.parquet")
+    assert len(acks) > 0  # the controller acted: there is something to compare
+    for name in (*TABLES, "acks.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(folder / name), pd.read_parquet(tmp_path / "alone" / name),
+                                      check_exact=True)
+    decisions = [pd.read_parquet(f / "controller.parquet").drop(columns="solve_s") for f in (folder, tmp_path / "alone")]
+    pd.testing.assert_frame_equal(*decisions, check_exact=True)

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from twin.app.study.estimate import estimate_s
 from twin.app.study.grid import Task
 from twin.app.study.results import read_results, write_row
 from twin.app.study.task import WORKER_CACHE, InputCache, run_task, task_meta
@@ -29,6 +31,20 @@ log = logging.getLogger(__name__)
 
 SINGLE_THREADED = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """Environment of embedded workers: one thread each for the numeric libraries (workers × threads ≤ cores)."""
+
+EMBEDDED_CLUSTER_CONFIG: dict[str, Any] = {
+    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 hands freed memory back to the kernel at once: a replay's
+    # power-flow batches then page-fault it back in (14× the minor faults, +15 % time per task, measured with
+    # benchmarks/study.py). glibc's own adaptive threshold keeps it.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # the statistical profiler samples the task thread's stack every 10 ms; a task's own figures are in its row
+    "distributed.worker.profile.enabled": False,
+    # one task per worker thread at a time, the rest queued at the scheduler in priority order: with the default
+    # 1.1 each worker holds a second task, and a worker that finishes early waits for work stealing (0.8 s idle
+    # per study of 8 tasks, measured) while the other still has two to do
+    "distributed.scheduler.worker-saturation": 1.0,
+}
+"""Dask settings of the embedded cluster (a running cluster keeps its own)."""
 
 
 @dataclass
@@ -118,9 +134,11 @@ def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = 
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                           dashboard_address="127.0.0.1:0", host="127.0.0.1", env=dict(SINGLE_THREADED),
-                           silence_logs=max(log_level, logging.WARNING))
+    # read by the scheduler and by each nanny as it starts (and restarts) its worker
+    with dask.config.set(EMBEDDED_CLUSTER_CONFIG):
+        cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+                               dashboard_address="127.0.0.1:0", host="127.0.0.1", env=dict(SINGLE_THREADED),
+                               silence_logs=max(log_level, logging.WARNING))
     try:
         client = Client(cluster)
         try:
@@ -145,12 +163,14 @@ def peak_rss_mb() -> float:
 
 
 def run_in_process(tasks: list[Task], *, study_dir: Path, progress: StudyProgress,
-                   on_update: Callable[[StudyProgress], None] | None = None) -> StudyProgress:
-    """The tasks one after the other in this process (no cluster): ``compare`` and the serial benchmark."""
+                   on_update: Callable[[StudyProgress], None] | None = None,
+                   threads: int | None = None) -> StudyProgress:
+    """The tasks one after the other in this process (no cluster): ``compare`` and the serial benchmark.
+    ``threads``: the power flow's own threads (None: one per core; a cluster's tasks run with 1)."""
     cache = InputCache()
     for task in tasks:
         progress.running = 1
-        row = run_task(task, threads=None, cache=cache)
+        row = run_task(task, threads=threads, cache=cache)
         _record(study_dir, row, progress)
         if on_update is not None:
             on_update(progress)
@@ -169,8 +189,11 @@ def run_on_cluster(tasks: list[Task], *, study_dir: Path, client: Any, progress:
 
     progress.dashboard = client.dashboard_link
     progress.workers = len(client.scheduler_info(n_workers=-1)["workers"])
-    futures = {client.submit(run_task, task, threads=1, key=f"phasetwin-study-{task.key}", pure=False): task
-               for task in tasks}
+    # the longest first (by the plan's estimate), so that no long task starts last while the other workers idle
+    priorities = estimate_s(tasks) if tasks else []
+    futures = {client.submit(run_task, task, threads=1, key=f"phasetwin-study-{task.key}", pure=False,
+                             priority=round(1000 * cost_s)): task
+               for task, cost_s in zip(tasks, priorities, strict=True)}
     try:
         for future in as_completed(futures):
             task = futures.pop(future)
