@@ -1,7 +1,9 @@
 """The whole Liège year at 15-minute ticks, network only, with the default engine: it runs to its end and the
-hard ticks are solved by a power-flow fallback.
+hard ticks are solved by a power-flow fallback. With ``--controlled``: the same year through ``phasetwin replay``
+with its default controlled fleet (10 PSD + 2 PESS, rolling MILP, LTUPF check), as a user runs it.
 
     PHASETWIN_SHARED_DATA=../shared/data .venv/bin/python benchmarks/liege_year.py [--out runs/liege-year]
+                                                                                   [--controlled]
 
 Prints the wall time, ticks per second, the fallbacks by kind and the ticks they solved, the ticks no engine
 solved, and the peak resident memory of the process. Before the fallback ladder the run stopped at tick 33068
@@ -11,7 +13,10 @@ solved, and the peak resident memory of the process. Before the fallback ladder 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,9 +27,13 @@ from twin.app.scenario import Scenario
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/liege-year"))
+    parser.add_argument("--controlled", action="store_true", help="phasetwin replay's default controlled fleet")
     args = parser.parse_args()
     probe = Scenario(feeder="liege-lv", tick_s=900)
     _, table = load_inputs(probe)
+    if args.controlled:
+        controlled(table.start_utc.isoformat(), table.end_utc.isoformat(), args.out)
+        return
     scenario = probe.model_copy(update={"start_utc": table.start_utc.to_pydatetime(),
                                         "end_utc": table.end_utc.to_pydatetime(), "out": args.out})
     started = time.perf_counter()
@@ -39,6 +48,31 @@ def main() -> None:
     for entry in s.powerflow["fallback_ticks"]:
         print(f"  tick {entry['tick']} {entry['time_utc']}: {entry['kind']}")
     print(f"lowest voltage: {min(s.vm_min_pu.a, s.vm_min_pu.b, s.vm_min_pu.c):.4f} p.u.")
+
+
+def controlled(start: str, end: str, out: Path) -> None:
+    """The year through the CLI (a fresh process, as a user runs it), timed from outside."""
+    command = [sys.executable, "-m", "twin.app.cli", "replay", "--feeder", "liege-lv", "--start", start, "--end", end,
+               "--tick", "900", "--no-baseline", "--out", str(out)]
+    started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall_s = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"phasetwin replay exited {done.returncode}:\n{done.stderr[-2000:]}")
+    s = json.loads((out / "summary.json").read_text())
+    c, commands = s["controller"], s["commands"]
+    print(f"controlled Liège year {start} .. {end}: {s['ticks']} ticks in {wall_s:.0f} s wall ({wall_s / 60:.1f} min), "
+          f"CPU {after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime:.0f} s, peak RSS "
+          f"{after.ru_maxrss / 1024:.0f} MB; exit {done.returncode}")
+    print(f"decisions {c['decisions']}: decide CPU {c['decide_cpu_s_total']:.0f} s (solve {c['solve_s_total']:.0f} s, "
+          f"p50 {1e3 * c['solve_s_p50']:.0f} ms, p95 {1e3 * c['solve_s_p95']:.0f} ms, max {c['solve_s_max']:.2f} s); "
+          f"LTUPF: {c['ltupf_violating_plans']} violating plans, {c['ltupf_repairs']} repaired, "
+          f"{c['ltupf_infeasible']} with no PSD positions that fix them")
+    p_unb_kwh = sum(s["mean_p_unb_kw"]) * s["ticks"] * s["tick_s"] / 3600
+    operations = sum(d["operations"] for d in s["devices"].values() if d["kind"] != "pess")
+    print(f"commands: {commands['sent']} sent, {commands['applied']} applied, {commands['rejected']} rejected "
+          f"{commands['rejected_by_reason'] or ''}; P_unb {p_unb_kwh:.0f} kWh; {operations} switch operations")
 
 
 if __name__ == "__main__":

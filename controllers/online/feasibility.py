@@ -1,6 +1,7 @@
 """The controller's feasibility check and repair tool (Liu et al., paper 001): every plan's first step is checked
 with the LTUPF linearised at the last grid state; when it violates a voltage or thermal limit, Algorithm 1's
-search moves the PSDs that may switch now to the most balanced positions (eq. 29) that meet the limits."""
+search moves the PSDs that may switch now to the most balanced positions (eq. 29) that meet the limits — tried
+first by single moves checked with the LTUPF (``ltupf.local_repair``), then by the MILP when those get stuck."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from controllers.ltupf import (
     find_feasible_phases,
     linearise,
 )
+from controllers.ltupf.local_repair import repair_by_moves
 from streams.messages import GridState
 from twin.phasing import PhaseMap
 
@@ -68,6 +70,8 @@ class LtupfGuard:
         self.checks = 0
         self.repairs = 0
         self.infeasible = 0
+        self.milp_searches = 0
+        """Repairs that single moves could not make and went to the MILP."""
 
     def observe(self, state: GridState) -> None:
         """The latest solved grid state: the operating point of the next linearisation."""
@@ -94,11 +98,14 @@ class LtupfGuard:
             if rounds == max_rounds:
                 return self._infeasible(first, found, connections, f"still violated after {rounds} repair(s)")
             k = max(range(len(worst)), key=lambda j: sum(v.excess for v in worst[j].violations))
-            search = find_feasible_phases(
-                ltupf, terminal_p_kw=terminal_p_kw[k], terminal_q_kvar=terminal_q_kvar[k], connections=current,
-                switchable=list(switchable), limits=self._limits, customer_ids=list(customer_ids),
-                options=self._options,
-            )
+            inputs = dict(terminal_p_kw=terminal_p_kw[k], terminal_q_kvar=terminal_q_kvar[k], connections=current,
+                          switchable=list(switchable), limits=self._limits, customer_ids=list(customer_ids),
+                          options=self._options, pess_p_kw=pess_p_kw)
+            # single moves first (milliseconds); the MILP (up to seconds) when they get stuck
+            search = repair_by_moves(ltupf, **inputs)
+            if search is None:
+                self.milp_searches += 1
+                search = find_feasible_phases(ltupf, **inputs)
             rounds += 1
             if not search.feasible or search.connections is None:
                 return self._infeasible(first, found, connections, search.reason)

@@ -213,7 +213,7 @@ def test_a_controlled_study_task_and_the_same_replay_alone_send_identical_comman
     (tmp_path / "study.toml").write_text(CONTROLLED)
     result = runner.invoke(app, ["study", "run", str(tmp_path / "study.toml"), "--workers", "2"])
     assert result.exit_code == 0, result.output
-    spec, study_dir = read_study(tmp_path / "study.toml")
+    _, study_dir = read_study(tmp_path / "study.toml")
     rows = read_results(study_dir)
     milp = rows[rows["strategy"] == "rolling-milp"]
     assert len(rows) == 2 and (rows["status"] == "ok").all() and len(milp) == 1
@@ -225,5 +225,6 @@ def test_a_controlled_study_task_and_the_same_replay_alone_send_identical_comman
     for name in (*TABLES, "acks.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(folder / name), pd.read_parquet(tmp_path / "alone" / name),
                                       check_exact=True)
-    decisions = [pd.read_parquet(f / "controller.parquet").drop(columns="solve_s") for f in (folder, tmp_path / "alone")]
+    decisions = [pd.read_parquet(f / "controller.parquet").drop(columns="solve_s")
+                 for f in (folder, tmp_path / "alone")]
     pd.testing.assert_frame_equal(*decisions, check_exact=True)
