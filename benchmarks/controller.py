@@ -279,7 +279,7 @@ def pct(a: list[float], q: float) -> float:
 
 TODAY = SolverSettings(time_limit_s=0.5, wall_clock=True, threads=None, milp_node_limit=None,
                        neighbourhood_node_limit=None, neighbourhood_passes=None, local_search_moves=None,
-                       reuse_periods=0, relative_gap=1e-4)
+                       reuse_periods=0, relative_gap=1e-4, lean_root=False)
 """The settings before issue 16: a 0.5 s wall-clock budget, no work limits, no reuse of the previous plan."""
 
 

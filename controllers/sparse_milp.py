@@ -128,6 +128,10 @@ def _summed(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, *, width: int)
     return uniq // width, uniq % width, total
 
 
+LEAN_CUT_POOL = 20
+"""Cuts HiGHS keeps in its pool with ``lean_root`` (its default 10,000: thousands of rounds at the root)."""
+
+
 @dataclass(frozen=True)
 class SolveOutput:
     outcome: Outcome
@@ -155,11 +159,13 @@ def solve(
     node_limit: int | None = None,
     threads: int | None = None,
     log: bool = False,
+    lean_root: bool = False,
 ) -> SolveOutput:
     """Solve with HiGHS within ``time_limit_s`` (None or inf: no wall-clock limit) and ``node_limit`` branch-and-bound
     nodes (None: no limit); ``hint`` [n_vars] is a full assignment used as MIP start. ``threads``: HiGHS's thread
     count (None: its default). With no time limit, one thread and a fixed seed the answer depends on the model
-    alone, not on the machine's load."""
+    alone, not on the machine's load. ``lean_root``: no RINS, RENS or root reduced-cost sub-MIPs and a cut pool of
+    ``LEAN_CUT_POOL`` (``SolverSettings.lean_root``)."""
     # the proto in, the proto out: MathOpt's Python model and result objects cost milliseconds per solve (a
     # variable object per id), more than HiGHS itself on the controller's small neighbourhood MILPs
     model_params = model_parameters_pb2.ModelSolveParametersProto()
@@ -170,6 +176,10 @@ def solve(
     highs = highs_pb2.HighsOptionsProto()
     if threads is not None:
         highs.int_options["threads"] = threads
+    if lean_root:
+        for heuristic in ("mip_heuristic_run_rins", "mip_heuristic_run_rens", "mip_heuristic_run_root_reduced_cost"):
+            highs.bool_options[heuristic] = False
+        highs.int_options["mip_pool_soft_limit"] = LEAN_CUT_POOL
     params = mathopt.SolveParameters(
         time_limit=None if time_limit_s is None or math.isinf(time_limit_s)
         else timedelta(seconds=max(time_limit_s, 1e-3)),

@@ -5,32 +5,51 @@ voltage row depends on every load current) its root node alone costs 0.4–3 s: 
 80 % of a controlled replay. Most repairs need one to three moves, so this tries them first:
 
 1. while a limit is violated, move the one switchable customer whose move most reduces the total excess of the
-   violated limits (ties: the narrower phase-load spread of eq. 29);
+   violated limits (ties: the narrower phase-load spread of eq. 29); when no single move reduces it, the best
+   pair of moves (two customers that only together relieve a limit, one phase each way);
 2. once every limit is met, keep moving single customers while a move narrows the spread (plus the switch
    penalty) and breaks no limit.
 
 Every candidate is checked with ``LtupfModel.check`` (the exact linear model, ~0.3 ms on the Liège feeder), so
 what it returns meets the limits in the LTUPF just as the MILP's answer does; it is not proven the most balanced.
-None when no single move reduces the excess: the MILP decides then (it finds multi-move fixes, or proves that
-none exists).
+None when neither a single move nor a pair reduces the excess: the MILP decides then (it finds fixes of more
+moves at once, or proves that none exists).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from controllers.ltupf.milp import candidate_connections
 from controllers.ltupf.search import VIOLATION_TOLERANCE, PhaseSearchResult, SearchOptions, SearchStatus, Switch
+from twin.network import Phase
 
 if TYPE_CHECKING:
     from controllers.ltupf.model import FeasibilityReport, LtupfModel, OperatingLimits
     from twin.phasing import PhaseMap
 
-__all__ = ["repair_by_moves"]
+__all__ = ["MAX_MOVES", "MAX_PAIRS", "repair_by_moves"]
+
+MAX_MOVES = 8
+"""Steps of the search (a step moves one customer, or two): a repair takes one to three on the Liège winter days."""
+MAX_PAIRS = 800
+
+
+@dataclass(frozen=True)
+class _Scored:
+    excess: float
+    """Total excess of the violated limits (0: feasible)."""
+    objective: float
+    """Phase-load spread plus the switch penalty (eq. 29)."""
+    spread: float
+    conn: PhaseMap
+    report: FeasibilityReport
 
 
 def repair_by_moves(
@@ -47,12 +66,13 @@ def repair_by_moves(
     max_moves: int | None = None,
 ) -> PhaseSearchResult | None:
     """Connections of the ``switchable`` customers that meet ``limits`` in the LTUPF, reached by single moves
-    from ``connections`` (at most ``max_moves``, default twice the switchable customers); None when the moves
-    get stuck before the limits are met. Arguments as ``find_feasible_phases``."""
+    (or pairs) from ``connections``, at most ``max_moves`` steps; None when they get stuck before the limits are
+    met. Pairs are tried only up to ``MAX_PAIRS`` of them (20 single-phase PSDs): beyond, the MILP is cheaper.
+    Arguments as ``find_feasible_phases``."""
     options = options or SearchOptions()
     start = time.perf_counter()
     ids = list(customer_ids) if customer_ids is not None else [str(i) for i in range(ltupf.n_customers)]
-    moves_left = 2 * len(switchable) if max_moves is None else max_moves
+    moves_left = MAX_MOVES if max_moves is None else max_moves
     fixed_p = np.zeros(3) if pess_p_kw is None else pess_p_kw.sum(axis=0)
 
     def check(conn: PhaseMap) -> FeasibilityReport:
@@ -68,36 +88,44 @@ def repair_by_moves(
         spread = float(phase_p.max() - phase_p.min())
         return spread + options.switch_penalty_kw * moved, spread
 
-    current, report = connections, check(connections)
-    current_excess, (current_obj, spread) = excess(report), objective(connections)
+    def best_of(moves: Sequence[tuple[tuple[int, tuple[Phase, ...]], ...]], base: PhaseMap) -> _Scored | None:
+        best: _Scored | None = None
+        for move in moves:
+            conn = base
+            for i, cand in move:
+                conn = conn.with_connection(i, cand)
+            rep = check(conn)
+            scored = _Scored(excess(rep), *objective(conn), conn, rep)
+            if best is None or (scored.excess, scored.objective) < (best.excess, best.objective):
+                best = scored
+        return best
+
+    current = _Scored(0.0, 0.0, 0.0, connections, check(connections))
+    current = _Scored(excess(current.report), *objective(connections), connections, current.report)
     while moves_left > 0:
-        best: tuple[float, float, float, PhaseMap, FeasibilityReport] | None = None
-        for i in switchable:
-            for cand in candidate_connections(len(current.connections[i])):
-                if cand == current.connections[i]:
-                    continue
-                conn = current.with_connection(i, cand)
-                rep = check(conn)
-                key = (excess(rep), *objective(conn))
-                if best is None or key[:2] < best[:2]:
-                    best = (*key, conn, rep)
+        singles = [((i, cand),) for i in switchable for cand in candidate_connections(len(current.conn.connections[i]))
+                   if cand != current.conn.connections[i]]
+        best = best_of(singles, current.conn)
         if best is None:
             break
-        new_excess, new_obj, new_spread, conn, rep = best
-        feasible_now = current_excess == 0.0
-        if feasible_now and (new_excess > 0.0 or new_obj >= current_obj - 1e-9):
-            break  # balancing: no move narrows the spread without breaking a limit
-        if not feasible_now and new_excess >= current_excess - 1e-12:
-            break  # repairing: stuck, no single move reduces the excess
-        current, report, current_excess, current_obj, spread = conn, rep, new_excess, new_obj, new_spread
+        if current.excess == 0.0:
+            if best.excess > 0.0 or best.objective >= current.objective - 1e-9:
+                break  # balancing: no move narrows the spread without breaking a limit
+        elif best.excess >= current.excess - 1e-12:
+            pairs = [a + b for a, b in combinations(singles, 2) if a[0][0] != b[0][0]]
+            best = best_of(pairs, current.conn) if len(pairs) <= MAX_PAIRS else None
+            if best is None or best.excess >= current.excess - 1e-12:
+                break  # repairing: stuck, neither a move nor a pair reduces the excess
+        current = best
         moves_left -= 1
-    elapsed = time.perf_counter() - start
-    if current_excess > 0.0:
+    if current.excess > 0.0:
         return None
-    switches = tuple(Switch(i, ids[i], connections.connections[i], current.connections[i])
-                     for i in switchable if current.connections[i] != connections.connections[i])
+    conn, spread, report = current.conn, current.spread, current.report
+    elapsed = time.perf_counter() - start
+    switches = tuple(Switch(i, ids[i], connections.connections[i], conn.connections[i])
+                     for i in switchable if conn.connections[i] != connections.connections[i])
     return PhaseSearchResult(
-        status=SearchStatus.FEASIBLE, reason="", connections=current, switches=switches, report=report,
+        status=SearchStatus.FEASIBLE, reason="", connections=conn, switches=switches, report=report,
         spread_kw=spread, proved_optimal=False, spread_bound_kw=float("nan"), build_s=0.0, solve_s=elapsed,
         cut_rounds=0, model_size={"moves": len(switches)},
     )

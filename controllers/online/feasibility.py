@@ -64,7 +64,9 @@ class LtupfGuard:
         it finds the same repair at any machine load (virtual time)."""
         self._network = network
         self._limits = limits
-        self._options = SearchOptions(time_limit_s=search_time_s, node_limit=node_limit,
+        # a repair runs inside a control period: five rounds of added rows, not twenty (a Liège winter repair
+        # that still violates after five did after twenty too, 4 s later)
+        self._options = SearchOptions(time_limit_s=search_time_s, node_limit=node_limit, max_cut_rounds=5,
                                       threads=1 if search_time_s is None else None)
         self._point: OperatingPoint | None = None
         self.checks = 0

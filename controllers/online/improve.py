@@ -68,7 +68,8 @@ def _battery_schedule(
                             modes_binary=modes_binary)
         out = solve_model(built.sm, time_limit_s=budget.solver_s(settings.neighbourhood_time_limit_s),
                           relative_gap=settings.relative_gap, random_seed=settings.random_seed,
-                          node_limit=settings.neighbourhood_node_limit, threads=settings.threads, log=settings.log)
+                          node_limit=settings.neighbourhood_node_limit, threads=settings.threads, log=settings.log,
+                          lean_root=settings.lean_root)
         if out.values is None:
             return None
         if modes_binary or not built.simultaneous(out.values):
@@ -166,7 +167,8 @@ def _neighbourhood(
         out = solve_model(built.sm, time_limit_s=budget.solver_s(settings.neighbourhood_time_limit_s),
                           hint=built.hint(incumbent), relative_gap=settings.relative_gap,
                           random_seed=settings.random_seed, node_limit=settings.neighbourhood_node_limit,
-                          threads=settings.threads, log=settings.log)
+                          threads=settings.threads, log=settings.log,
+                          lean_root=settings.lean_root)
         if out.values is None:
             return None, False
         if modes_binary or not built.simultaneous(out.values):

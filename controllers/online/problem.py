@@ -141,6 +141,12 @@ class SolverSettings(BaseModel):
                     "than reuse_gain, at most this many periods in a row (0: search every period)",
     )
     reuse_gain: float = Field(default=0.05, ge=0, description="relative gain below which a previous plan is kept")
+    lean_root: bool = Field(
+        default=True,
+        description="neighbourhood MILPs without HiGHS's sub-MIP heuristics and with a cut pool of 20: their root "
+                    "node was most of their cost (~4,000 cuts for 96 binaries); on 60 neighbourhoods of a Liège "
+                    "winter day half the time, one objective 0.01 % worse",
+    )
     log: bool = Field(default=False, description="print the HiGHS log")
 
 

@@ -65,7 +65,9 @@ class ControllerSettings(BaseModel):
         description="wall-clock limit of one LTUPF repair search in real time (run only when a plan violates limits)",
     )
     repair_node_limit: int = Field(
-        default=100, ge=1, description="branch-and-bound nodes of one LTUPF repair MILP (its budget in virtual time)"
+        default=20, ge=1, description="branch-and-bound nodes of one LTUPF repair MILP (its budget in virtual time; "
+        "single moves and pairs are tried first, the MILP gets the hard cases: on two Liège winter days 100 nodes "
+        "found one more repair than 20 in 6.6 s more)",
     )
 
     @model_validator(mode="after")
