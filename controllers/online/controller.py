@@ -150,7 +150,8 @@ class OnlineController:
         self._static_target: np.ndarray | None = None
         self.counters = ControllerCounters()
         self.plans: list[ControllerPlan] = []
-        self._guard = guard
+        self.guard = guard
+        """The LTUPF check and repair (its counters), None without the check."""
         self._tick_loads = tick_loads
         self._q_ratio = np.zeros((n, 3))
         self._vm_sum: np.ndarray | None = None
@@ -181,8 +182,8 @@ class OnlineController:
     def _on_grid(self, topic: str, message: Message) -> None:
         if not isinstance(message, GridState):
             return
-        if self._guard is not None:
-            self._guard.observe(message)
+        if self.guard is not None:
+            self.guard.observe(message)
         self._vm_sum = message.vm_pu.copy() if self._vm_sum is None else self._vm_sum + message.vm_pu
         self._vm_count += 1
         self._tick_extremes.append((message.tick, min(message.vm_min_pu), max(message.vm_max_pu)))
@@ -238,7 +239,7 @@ class OnlineController:
             return
         self.counters.decisions += 1
         self._previous = plan
-        check = self._check(plan, problem, step) if self._guard is not None else None
+        check = self._check(plan, problem, step) if self.guard is not None else None
         self._checked = (step * self._ticks_per_step, check) if check is not None else None
         self.counters.decide_cpu_s += time.process_time() - cpu_start
         self._act(plan, problem, tick, time_utc, step_start, check=check)
@@ -255,7 +256,7 @@ class OnlineController:
 
     def _check(self, plan: Plan, problem: ControlProblem, step: int) -> FirstStepCheck:
         """LTUPF check of the plan's first step at the forecast step-mean loads; repair by PSD moves if needed."""
-        assert self._guard is not None
+        assert self.guard is not None
         view, n = self._view, len(self._view.customer_ids)
         if self._tick_loads is not None:
             terminal = self._tick_loads(step * self._ticks_per_step, self._ticks_per_step)
@@ -278,7 +279,7 @@ class OnlineController:
                 pess_kw[i] -= net / 3.0
             else:
                 pess_kw[i, int(d.pess_phase[0, u])] -= net
-        return self._guard.check(
+        return self.guard.check(
             terminal_p_kw=terminal, terminal_q_kvar=terminal * self._q_ratio[None],
             connections=PhaseMap.of(connections), pess_p_kw=pess_kw, switchable=switchable,
             customer_ids=view.customer_ids,
