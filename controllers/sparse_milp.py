@@ -130,6 +130,22 @@ def _summed(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, *, width: int)
 
 LEAN_CUT_POOL = 20
 """Cuts HiGHS keeps in its pool with ``lean_root`` (its default 10,000: thousands of rounds at the root)."""
+SUB_MIP_HEURISTICS = ("mip_heuristic_run_rins", "mip_heuristic_run_rens", "mip_heuristic_run_root_reduced_cost")
+
+
+def highs_options(*, threads: int | None, sub_mips: bool = True,
+                  cut_pool: int | None = None) -> highs_pb2.HighsOptionsProto:
+    """HiGHS options: ``threads`` (None: its default), its RINS, RENS and root reduced-cost sub-MIPs left on (its
+    default) or turned off, and the soft limit of its cut pool (None: its default)."""
+    highs = highs_pb2.HighsOptionsProto()
+    if threads is not None:
+        highs.int_options["threads"] = threads
+    if not sub_mips:
+        for heuristic in SUB_MIP_HEURISTICS:
+            highs.bool_options[heuristic] = False
+    if cut_pool is not None:
+        highs.int_options["mip_pool_soft_limit"] = cut_pool
+    return highs
 
 
 @dataclass(frozen=True)
@@ -173,13 +189,7 @@ def solve(
         values_in = model_params.solution_hints.add().variable_values
         values_in.ids.extend(range(sm.n_vars))
         values_in.values.extend(np.asarray(hint, dtype=float).tolist())
-    highs = highs_pb2.HighsOptionsProto()
-    if threads is not None:
-        highs.int_options["threads"] = threads
-    if lean_root:
-        for heuristic in ("mip_heuristic_run_rins", "mip_heuristic_run_rens", "mip_heuristic_run_root_reduced_cost"):
-            highs.bool_options[heuristic] = False
-        highs.int_options["mip_pool_soft_limit"] = LEAN_CUT_POOL
+    highs = highs_options(threads=threads, sub_mips=not lean_root, cut_pool=LEAN_CUT_POOL if lean_root else None)
     params = mathopt.SolveParameters(
         time_limit=None if time_limit_s is None or math.isinf(time_limit_s)
         else timedelta(seconds=max(time_limit_s, 1e-3)),

@@ -88,20 +88,22 @@ def repair_by_moves(
         spread = float(phase_p.max() - phase_p.min())
         return spread + options.switch_penalty_kw * moved, spread
 
+    def score(conn: PhaseMap) -> _Scored:
+        report = check(conn)
+        return _Scored(excess(report), *objective(conn), conn, report)
+
     def best_of(moves: Sequence[tuple[tuple[int, tuple[Phase, ...]], ...]], base: PhaseMap) -> _Scored | None:
         best: _Scored | None = None
         for move in moves:
             conn = base
             for i, cand in move:
                 conn = conn.with_connection(i, cand)
-            rep = check(conn)
-            scored = _Scored(excess(rep), *objective(conn), conn, rep)
+            scored = score(conn)
             if best is None or (scored.excess, scored.objective) < (best.excess, best.objective):
                 best = scored
         return best
 
-    current = _Scored(0.0, 0.0, 0.0, connections, check(connections))
-    current = _Scored(excess(current.report), *objective(connections), connections, current.report)
+    current = score(connections)
     while moves_left > 0:
         singles = [((i, cand),) for i in switchable for cand in candidate_connections(len(current.conn.connections[i]))
                    if cand != current.conn.connections[i]]

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from ortools.math_opt.python import mathopt
-from ortools.math_opt.solvers import highs_pb2
 from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.errors import LtupfError
 from controllers.ltupf.milp import MilpOptions, add_ltupf_constraints, candidate_connections, solve_with_cuts
+from controllers.sparse_milp import highs_options
 from twin.network import Phase
 
 if TYPE_CHECKING:
@@ -165,11 +165,7 @@ def find_feasible_phases(
         more = f" and {len(constraints.always_violated) - 3} more" if len(constraints.always_violated) > 3 else ""
         return _failed(SearchStatus.INFEASIBLE, f"no assignment can meet the limits (proved by interval bounds): "
                        f"{shown}{more}", build_s, 0.0, 0, size)
-    highs = highs_pb2.HighsOptionsProto()
-    if options.threads is not None:
-        highs.int_options["threads"] = options.threads
-    for heuristic in ("mip_heuristic_run_rins", "mip_heuristic_run_rens", "mip_heuristic_run_root_reduced_cost"):
-        highs.bool_options[heuristic] = options.sub_mip_heuristics
+    highs = highs_options(threads=options.threads, sub_mips=options.sub_mip_heuristics)
     params = mathopt.SolveParameters(
         time_limit=None if options.time_limit_s is None else timedelta(seconds=options.time_limit_s),
         node_limit=options.node_limit, relative_gap_tolerance=options.relative_gap,

@@ -58,6 +58,11 @@ def _spread(conn: PhaseMap, p: np.ndarray) -> float:
     return float(phase_p.max() - phase_p.min())
 
 
+def _voltage_floor(vm_min_pu: float) -> OperatingLimits:
+    """Only a minimum voltage binds (the other limits far away)."""
+    return OperatingLimits(vm_min_pu=vm_min_pu, vm_max_pu=1.5, line_loading_max=10.0, trafo_loading_max=10.0)
+
+
 def _assignments(start: PhaseMap, switchable: list[int]) -> list[PhaseMap]:
     out = []
     for phases in itertools.product(Phase, repeat=len(switchable)):
@@ -80,7 +85,7 @@ def test_moves_reach_a_feasible_assignment_no_better_balanced_than_brute_force(
     initial = _vm_min(ltupf, start, p, q)
     assert lows.max() > initial + 1e-4  # the positions matter for the lowest voltage here
     limit = initial + share * (lows.max() - initial)
-    limits = OperatingLimits(vm_min_pu=limit, vm_max_pu=1.5, line_loading_max=10.0, trafo_loading_max=10.0)
+    limits = _voltage_floor(limit)
     feasible = [conn for conn, low in zip(everything, lows, strict=True) if low >= limit - VIOLATION_TOLERANCE]
     found = repair_by_moves(ltupf, terminal_p_kw=p, terminal_q_kvar=q, connections=start, switchable=switchable,
                             limits=limits)
@@ -101,7 +106,7 @@ def test_moves_return_nothing_when_no_assignment_meets_the_limits(
     start = PhaseMap.initial(ieee.customers)
     switchable = farthest_customers(ieee, 5)
     best = max(_vm_min(ltupf, conn, p, q) for conn in _assignments(start, switchable))
-    limits = OperatingLimits(vm_min_pu=best + 1e-3, vm_max_pu=1.5, line_loading_max=10.0, trafo_loading_max=10.0)
+    limits = _voltage_floor(best + 1e-3)
     assert repair_by_moves(ltupf, terminal_p_kw=p, terminal_q_kvar=q, connections=start, switchable=switchable,
                            limits=limits) is None
 
@@ -147,7 +152,7 @@ def test_a_batterys_planned_power_is_held_in_both_searches(
     lows = np.array([low(conn, True) for conn in everything])
     limit = low(start, True) + 0.6 * (lows.max() - low(start, True))
     assert low(start, False) < limit  # a limit the positions can meet only by moving
-    limits = OperatingLimits(vm_min_pu=limit, vm_max_pu=1.5, line_loading_max=10.0, trafo_loading_max=10.0)
+    limits = _voltage_floor(limit)
     for search in (repair_by_moves, find_feasible_phases):
         found = search(ltupf, terminal_p_kw=p, terminal_q_kvar=q, connections=start, switchable=switchable,
                        limits=limits, pess_p_kw=pess)
