@@ -1,7 +1,8 @@
 """The controller's feasibility check and repair tool (Liu et al., paper 001): every plan's first step is checked
 with the LTUPF linearised at the last grid state; when it violates a voltage or thermal limit, Algorithm 1's
 search moves the PSDs that may switch now to the most balanced positions (eq. 29) that meet the limits — tried
-first by single moves checked with the LTUPF (``ltupf.local_repair``), then by the MILP when those get stuck."""
+first by single moves checked with the LTUPF (``ltupf.local_repair``), which also show when no positions can
+meet a voltage limit, then by the MILP when those get stuck."""
 
 from __future__ import annotations
 
@@ -74,6 +75,8 @@ class LtupfGuard:
         self.infeasible = 0
         self.milp_searches = 0
         """Repairs that single moves could not make and went to the MILP."""
+        self.beyond_reach = 0
+        """Plans found infeasible by the single moves' bound (``local_repair.beyond_reach``), without a MILP."""
 
     def observe(self, state: GridState) -> None:
         """The latest solved grid state: the operating point of the next linearisation."""
@@ -105,6 +108,8 @@ class LtupfGuard:
                           options=self._options, pess_p_kw=pess_p_kw)
             # single moves first (milliseconds); the MILP (up to seconds) when they get stuck
             search = repair_by_moves(ltupf, **inputs)
+            if search is not None and not search.feasible:
+                self.beyond_reach += 1
             if search is None:
                 self.milp_searches += 1
                 search = find_feasible_phases(ltupf, **inputs)

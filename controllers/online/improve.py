@@ -2,9 +2,17 @@
 
 Every step hands its plans to the ``Incumbent``, which keeps a plan only when it is feasible and evaluates
 better; the steps themselves may return worse or rejected plans without harm.
+
+The neighbourhood MILPs of a pass are solved one after another, each from the incumbent the previous ones left
+(``SolverSettings.neighbourhood_threads`` > 1 solves the next ones ahead, from the incumbent of the moment, on
+threads: HiGHS releases the GIL; a result is used only if the incumbent is still the one it started from, and is
+solved again otherwise). Most neighbourhoods find nothing better, so their ahead-of-time results stand; the plan
+is the same as solving one at a time, with the same work limits and seeds.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -18,6 +26,13 @@ from controllers.sparse_milp import Outcome
 from controllers.sparse_milp import solve as solve_model
 
 _DESCENT_ROUNDS = 6
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    if threads not in _pools:
+        _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="phasetwin-neighbourhoods")
+    return _pools[threads]
 
 
 def descend(
@@ -100,34 +115,58 @@ def fix_and_optimise(
     has_sts = any(u.switch is not None for u in problem.pess_units)
     solved = rounds = 0
     passes = settings.neighbourhood_passes
+    threads = settings.neighbourhood_threads
+
+    def solve_chunk(chunk: np.ndarray | None, incumbent: Decisions) -> tuple[Decisions | None, bool]:
+        free = np.zeros(0, dtype=np.int64) if chunk is None else chunk
+        return _neighbourhood(problem, weights=weights, settings=settings, incumbent=incumbent, free=free,
+                              sts_free=chunk is None, budget=budget, constant_phases=constant_phases)
+
     while (passes is None or rounds < passes) and budget.solver_s() >= MIN_SOLVE_S:
         assert best.decisions is not None
         chunks: list[np.ndarray | None] = list(_customer_chunks(problem, best.decisions, movable, k, rng))
         if has_sts:
             chunks.append(None)  # the STS phases
         improved_in_pass, all_optimal = False, True
-        for chunk in chunks:
-            if budget.solver_s() < MIN_SOLVE_S:
-                break
-            incumbent = best.decisions
-            assert incumbent is not None
-            free = np.zeros(0, dtype=np.int64) if chunk is None else chunk
-            d, optimal = _neighbourhood(problem, weights=weights, settings=settings, incumbent=incumbent, free=free,
-                                        sts_free=chunk is None, budget=budget, constant_phases=constant_phases)
-            solved += 1
-            all_optimal &= optimal
-            if d is not None and best.offer(problem, weights, d, "fix-and-optimise"):
-                improved_in_pass = True
-                if settings.local_search:
-                    moved = improve_phases(problem, weights, d, locks, deadline=budget.deadline, timer=budget.timer,
-                                           constant_phases=constant_phases, max_moves=settings.local_search_moves)
-                    best.offer(problem, weights, moved, "fix-and-optimise + local search")
-        else:
-            rounds += 1
-            if not improved_in_pass and all_optimal:
-                return f"fix-and-optimise converged after {rounds} pass(es), {solved} neighbourhood MILPs"
-            continue
-        break
+        ahead: dict[int, tuple[Decisions, Future[tuple[Decisions | None, bool]]]] = {}
+        stale: list[Future[tuple[Decisions | None, bool]]] = []
+        try:
+            for j, chunk in enumerate(chunks):
+                if budget.solver_s() < MIN_SOLVE_S:
+                    break
+                incumbent = best.decisions
+                assert incumbent is not None
+                if threads > 1:
+                    for n in range(j, min(j + threads, len(chunks))):
+                        if n not in ahead or ahead[n][0] is not incumbent:
+                            if n in ahead:  # started from an incumbent since replaced
+                                stale.append(ahead[n][1])
+                                stale[-1].cancel()
+                            ahead[n] = (incumbent, _pool(threads).submit(solve_chunk, chunks[n], incumbent))
+                    d, optimal = ahead.pop(j)[1].result()
+                else:
+                    d, optimal = solve_chunk(chunk, incumbent)
+                solved += 1
+                all_optimal &= optimal
+                if d is not None and best.offer(problem, weights, d, "fix-and-optimise"):
+                    improved_in_pass = True
+                    if settings.local_search:
+                        moved = improve_phases(problem, weights, d, locks, deadline=budget.deadline,
+                                               timer=budget.timer, constant_phases=constant_phases,
+                                               max_moves=settings.local_search_moves)
+                        best.offer(problem, weights, moved, "fix-and-optimise + local search")
+            else:
+                rounds += 1
+                if not improved_in_pass and all_optimal:
+                    return f"fix-and-optimise converged after {rounds} pass(es), {solved} neighbourhood MILPs"
+                continue
+            break
+        finally:
+            # nothing may run on past this solve (stale solves too: they write to the redirected descriptor 1)
+            pending = stale + [future for _, future in ahead.values()]
+            for future in pending:
+                future.cancel()
+            wait(pending)
     if passes is not None and rounds >= passes:
         return f"fix-and-optimise stopped after {rounds} pass(es), {solved} neighbourhood MILPs"
     return f"fix-and-optimise stopped at the time limit after {solved} neighbourhood MILPs"

@@ -134,6 +134,11 @@ class SolverSettings(BaseModel):
     milp_node_limit: int | None = Field(default=200, ge=1, description="branch-and-bound nodes of the full MILP")
     neighbourhood_node_limit: int | None = Field(default=50, ge=1, description="nodes of one neighbourhood MILP")
     neighbourhood_passes: int | None = Field(default=3, ge=0, description="fix-and-optimise passes at most")
+    neighbourhood_threads: int = Field(
+        default=2, ge=1, le=64,
+        description="neighbourhood MILPs solved at once, the next ones ahead from the incumbent of the moment and "
+                    "solved again if it changes (``online.improve``): the same plan for any number, two cores used",
+    )
     local_search_moves: int | None = Field(default=200, ge=0, description="moves of one local search at most")
     reuse_periods: int = Field(
         default=11, ge=0,

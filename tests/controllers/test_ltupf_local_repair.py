@@ -24,8 +24,9 @@ from controllers.ltupf import (
     linearise,
     scale_phase,
 )
-from controllers.ltupf.local_repair import repair_by_moves
-from controllers.ltupf.search import VIOLATION_TOLERANCE
+from controllers.ltupf.local_repair import beyond_reach, repair_by_moves
+from controllers.ltupf.model import FeasibilityReport
+from controllers.ltupf.search import VIOLATION_TOLERANCE, SearchStatus
 from twin.loaders import ieee_european_lv
 from twin.network import Feeder, Phase
 from twin.phasing import PhaseMap
@@ -107,8 +108,54 @@ def test_moves_return_nothing_when_no_assignment_meets_the_limits(
     switchable = farthest_customers(ieee, 5)
     best = max(_vm_min(ltupf, conn, p, q) for conn in _assignments(start, switchable))
     limits = _voltage_floor(best + 1e-3)
-    assert repair_by_moves(ltupf, terminal_p_kw=p, terminal_q_kvar=q, connections=start, switchable=switchable,
-                           limits=limits) is None
+    found = repair_by_moves(ltupf, terminal_p_kw=p, terminal_q_kvar=q, connections=start, switchable=switchable,
+                            limits=limits)
+    assert found is None or (found.status is SearchStatus.INFEASIBLE and found.connections is None)
+
+
+def test_the_single_moves_bound_never_calls_a_feasible_limit_infeasible_and_is_within_6_mv_of_the_best(
+    ieee: Feeder, ltupf: LtupfModel, loads: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """``beyond_reach`` against brute force: phase A's loads ×4 at the evening peak, the 6 farthest customers
+    switchable (729 assignments). For limits from 0.90 to 0.97 p.u. the bound may say "infeasible" only above the
+    best lowest voltage any assignment reaches, and must say it from 6 mV above it (measured: 5.6 mV)."""
+    start = PhaseMap.initial(ieee.customers)
+    p, q = scale_phase(*loads, start, phase=Phase.A, factor=4.0)
+    switchable = farthest_customers(ieee, 6)
+    best = max(_vm_min(ltupf, conn, p, q) for conn in _assignments(start, switchable))
+    assert best > _vm_min(ltupf, start, p, q) + 0.02  # the positions matter
+    said_infeasible = []
+    for limit in np.arange(0.90, 0.97, 0.0025):
+        limits = _voltage_floor(float(limit))
+
+        def report(conn: PhaseMap, limits: OperatingLimits = limits) -> FeasibilityReport:
+            return ltupf.check(p_kw=conn.to_phases(p), q_kvar=conn.to_phases(q), limits=limits)
+
+        moves = [(i, report(start.with_connection(i, (ph,)))) for i in switchable for ph in Phase
+                 if (ph,) != start.connections[i]]
+        why = beyond_reach(report(start), moves)
+        if why is not None:
+            assert limit > best, f"limit {limit:.4f} is met by an assignment (best {best:.4f}) yet: {why}"
+            said_infeasible.append(float(limit))
+        else:
+            assert limit < best + 0.006, f"limit {limit:.4f} is 6 mV beyond the best {best:.4f}, not caught"
+    assert said_infeasible  # the sweep reaches the region where it must fire
+
+
+def test_a_repair_beyond_reach_ends_infeasible_with_the_reason(
+    ieee: Feeder, ltupf: LtupfModel, loads: tuple[np.ndarray, np.ndarray]
+) -> None:
+    start = PhaseMap.initial(ieee.customers)
+    p, q = scale_phase(*loads, start, phase=Phase.A, factor=4.0)
+    switchable = farthest_customers(ieee, 6)
+    best = max(_vm_min(ltupf, conn, p, q) for conn in _assignments(start, switchable))
+    found = repair_by_moves(ltupf, terminal_p_kw=p, terminal_q_kvar=q, connections=start, switchable=switchable,
+                            limits=_voltage_floor(best + 0.02))
+    assert found is not None and found.status is SearchStatus.INFEASIBLE
+    assert "no positions of the 6 switchable customers meet the voltage limits" in found.reason
+    unbounded = repair_by_moves(ltupf, terminal_p_kw=p, terminal_q_kvar=q, connections=start,
+                                switchable=switchable, limits=_voltage_floor(best + 0.02), bound=False)
+    assert unbounded is None  # without the bound the moves get stuck and leave it to the MILP
 
 
 def test_on_case_two_the_moves_restore_feasibility_about_as_balanced_as_the_milp(

@@ -33,3 +33,41 @@ def test_native_stdout_goes_to_the_log_and_the_solve_still_works() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["before", "after", "3.0"]
     assert "controllers.solver HiGHS: HighsMipSolverData::transformNewIntegerFeasibleSolution" in done.stderr
+
+
+THREADS = textwrap.dedent("""
+    import ctypes, logging, sys, threading
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s %(message)s")
+    from controllers.solver_output import native_stdout_to_log
+    write = ctypes.CDLL(None).write
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def first():
+        with native_stdout_to_log():
+            a_in.set()
+            b_in.wait()
+            write(1, b"native-a\\n", 9)
+        a_out.set()
+
+    def second():
+        a_in.wait()
+        with native_stdout_to_log():
+            b_in.set()
+            a_out.wait()  # the first leaves while this one is still inside
+            write(1, b"native-b\\n", 9)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print("after", flush=True)
+""")
+
+
+def test_overlapping_solves_on_two_threads_share_one_redirection_and_restore_stdout() -> None:
+    """The order that broke a per-call redirection: A in, B in, A out, B out (B then restored A's file)."""
+    done = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["after"]
+    assert "HiGHS: native-a" in done.stderr and "HiGHS: native-b" in done.stderr

@@ -77,6 +77,19 @@ def test_the_work_budget_gives_the_same_plan_beside_a_cpu_hog(cpu_hog: None) -> 
     assert same_plan(first, again)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_neighbourhoods_solved_ahead_on_threads_give_the_plan_of_one_at_a_time(seed: int) -> None:
+    """Without the local search the neighbourhoods improve the hold plan often, so solves started ahead from an
+    incumbent that then changes are common: each must be solved again, or the plans would differ."""
+    problem = random_pess_problem(seed, n_switch=12, n_steps=8)
+    settings = WORK.model_copy(update={"local_search": False, "neighbourhood_passes": 3, "neighbourhood_size": 2})
+    one = solve(problem, weights=W, settings=settings.model_copy(update={"neighbourhood_threads": 1}))
+    assert "fix-and-optimise" in one.reason and "+ descent" not in one.reason
+    for threads in (2, 3):
+        ahead = solve(problem, weights=W, settings=settings.model_copy(update={"neighbourhood_threads": threads}))
+        assert same_plan(one, ahead), threads
+
+
 def rolled(problem_start: datetime, seed: int, k: int) -> ControlProblem:
     """The problem of ``seed`` started ``k`` steps later, its data rolled by k steps (the same future seen
     again one period on, as with a perfect forecast)."""
