@@ -137,7 +137,7 @@ def fix_and_optimise(
                 incumbent = best.decisions
                 assert incumbent is not None
                 if threads > 1:
-                    for n in range(j, min(j + threads, len(chunks))):
+                    for n in range(j, len(chunks)):
                         if n not in ahead or ahead[n][0] is not incumbent:
                             if n in ahead:  # started from an incumbent since replaced
                                 stale.append(ahead[n][1])

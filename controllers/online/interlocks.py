@@ -72,6 +72,8 @@ def interlock(
     ops[0] = switch.ops_left
     allowed = np.zeros(3, dtype=bool)
     allowed[[int(p) for p in switch.allowed_phases]] = True
+    for array in (can, ops, allowed, days):
+        array.flags.writeable = False  # shared by every user of the problem's interlocks
     return Interlock(
         phase_now=int(switch.phase_now),
         allowed=allowed,
@@ -83,19 +85,38 @@ def interlock(
     )
 
 
+class _LastProblem:
+    """The interlocks of the problem asked for last: one solve asks for them thousands of times (every plan it
+    checks), always of the same problem; they are read-only. Keyed by identity, with the problem held so that its
+    id is not reused."""
+
+    def __init__(self) -> None:
+        self.entry: tuple[ControlProblem, list[Interlock], list[Interlock | None]] | None = None
+
+    def get(self, problem: ControlProblem) -> tuple[list[Interlock], list[Interlock | None]]:
+        entry = self.entry  # one read: another thread may replace it meanwhile
+        if entry is not None and entry[0] is problem:
+            return entry[1], entry[2]
+        days = day_of_step(problem)
+        switches = [interlock(problem, d.switch, problem.switch_load_kw[:, i], day=days)
+                    for i, d in enumerate(problem.switch_devices)]
+        pess = [None if u.switch is None else interlock(problem, u.switch, None, day=days)
+                for u in problem.pess_units]
+        self.entry = (problem, switches, pess)
+        return switches, pess
+
+
+_last = _LastProblem()
+
+
 def switch_interlocks(problem: ControlProblem) -> list[Interlock]:
-    """Interlocks of every switchable customer, in problem order."""
-    days = day_of_step(problem)
-    return [
-        interlock(problem, d.switch, problem.switch_load_kw[:, i], day=days)
-        for i, d in enumerate(problem.switch_devices)
-    ]
+    """Interlocks of every switchable customer, in problem order (do not modify them: they are shared)."""
+    return _last.get(problem)[0]
 
 
 def pess_interlocks(problem: ControlProblem) -> list[Interlock | None]:
-    """Interlocks of every STS-connected PESS (None for the others), in problem order."""
-    days = day_of_step(problem)
-    return [None if u.switch is None else interlock(problem, u.switch, None, day=days) for u in problem.pess_units]
+    """Interlocks of every STS-connected PESS (None for the others), in problem order (shared, read-only)."""
+    return _last.get(problem)[1]
 
 
 def switch_steps(seq: np.ndarray, phase_now: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from controllers.online.controller import ControlledDevice, FeederView, OnlineCo
 from controllers.online.feasibility import LtupfGuard
 from controllers.online.forecast import Forecaster, PerfectForesight, Persistence, SameTimeYesterday, step_means
 from controllers.online.problem import PessConnection
-from controllers.online.settings import ForecastKind, Strategy
+from controllers.online.settings import ControllerSettings, ForecastKind, Strategy
 from controllers.scripted.agent import ScheduleAgent
 from controllers.scripted.schedule import read_schedule
 from devices.agent import DeviceAgent, PvSource
@@ -307,7 +307,7 @@ def replay(
                                search_time_s=scenario.controller.repair_time_limit_s if scenario.speed > 0 else None,
                                node_limit=scenario.controller.repair_node_limit)
         controller = OnlineController(
-            bus=bus, view=_view(feeder), devices=controlled, settings=scenario.controller,
+            bus=bus, view=_view(feeder), devices=controlled, settings=_capped(scenario.controller, threads),
             forecaster=_forecaster(scenario, meters, clock, controlled, pv_source), tick_s=clock.tick_s,
             start_utc=clock.start_utc, n_ticks=clock.n_ticks, guard=guard,
             tick_loads=(lambda tick, n: meters.lookahead(tick, n)[0])
@@ -668,6 +668,15 @@ def _controller_summary(scenario: Scenario, controller: OnlineController | None)
         "ltupf_beyond_reach": controller.guard.beyond_reach if controller.guard is not None else 0,
         **_ltupf_errors(controller.records),
     }
+
+
+def _capped(settings: ControllerSettings, threads: int | None) -> ControllerSettings:
+    """``settings`` with the neighbourhood MILPs on at most ``threads`` threads (a study worker has one core); the
+    plan is the same with any number."""
+    solver = settings.solver
+    if threads is None or solver.neighbourhood_threads <= threads:
+        return settings
+    return settings.model_copy(update={"solver": solver.model_copy(update={"neighbourhood_threads": threads})})
 
 
 def _ltupf_errors(records: list[dict[str, object]]) -> dict[str, object]:
