@@ -1,9 +1,11 @@
 """The whole Liège year at 15-minute ticks, network only, with the default engine: it runs to its end and the
 hard ticks are solved by a power-flow fallback. With ``--controlled``: the same year through ``phasetwin replay``
-with its default controlled fleet (10 PSD + 2 PESS, rolling MILP, LTUPF check), as a user runs it.
+with its default controlled fleet (10 PSD + 2 PESS, rolling MILP, LTUPF check), as a user runs it. With
+``--study``: the same year as the study ``examples/liege_year.toml`` (twelve monthly tasks, each with its
+no-control baseline) on the embedded cluster, one worker per core.
 
     PHASETWIN_SHARED_DATA=../shared/data .venv/bin/python benchmarks/liege_year.py [--out runs/liege-year]
-                                                                                   [--controlled]
+                                                                                   [--controlled | --study]
 
 Prints the wall time, ticks per second, the fallbacks by kind and the ticks they solved, the ticks no engine
 solved, and the peak resident memory of the process. Before the fallback ladder the run stopped at tick 33068
@@ -27,8 +29,13 @@ from twin.app.scenario import Scenario
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/liege-year"))
-    parser.add_argument("--controlled", action="store_true", help="phasetwin replay's default controlled fleet")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--controlled", action="store_true", help="phasetwin replay's default controlled fleet")
+    mode.add_argument("--study", action="store_true", help="the controlled year as twelve monthly study tasks")
     args = parser.parse_args()
+    if args.study:
+        study(args.out)
+        return
     probe = Scenario(feeder="liege-lv", tick_s=900)
     _, table = load_inputs(probe)
     if args.controlled:
@@ -73,6 +80,38 @@ def controlled(start: str, end: str, out: Path) -> None:
     operations = sum(d["operations"] for d in s["devices"].values() if d["kind"] != "pess")
     print(f"commands: {commands['sent']} sent, {commands['applied']} applied, {commands['rejected']} rejected "
           f"{commands['rejected_by_reason'] or ''}; P_unb {p_unb_kwh:.0f} kWh; {operations} switch operations")
+
+
+def study(out: Path) -> None:
+    """``phasetwin study run examples/liege_year.toml`` from scratch (``--force``), timed from outside."""
+    import pandas as pd
+
+    from twin.app.study.results import read_results
+
+    spec = Path(__file__).resolve().parents[1] / "examples" / "liege_year.toml"
+    command = [sys.executable, "-m", "twin.app.cli", "study", "run", str(spec), "--out", str(out), "--force"]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    wall_s = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"phasetwin study run exited {done.returncode}:\n{done.stderr[-2000:]}")
+    rows = read_results(out)
+    rows = rows[rows["status"] == "ok"]
+    control = rows[rows["strategy"] == "rolling-milp"].sort_values("period")
+    none = rows[rows["strategy"] == "none"].set_index("period")["p_unb_kwh"]
+    print(f"controlled Liège year as a study: {len(control)} monthly tasks (+ {len(none)} without control) in "
+          f"{wall_s:.0f} s wall ({wall_s / 60:.1f} min), {control['ticks'].sum()} controlled ticks; exit "
+          f"{done.returncode}")
+    for _, row in control.iterrows():
+        print(f"  {row['period']}: P_unb {row['p_unb_kwh']:.0f} kWh (none {none[row['period']]:.0f}), "
+              f"{row['switch_operations']} switch operations, {row['rejected']} rejected, task {row['task_s']:.0f} s "
+              f"on {row['worker']}")
+    total, baseline = control["p_unb_kwh"].sum(), none[control["period"]].sum()
+    uncontrolled_s = rows[rows["strategy"] == "none"]["task_s"].sum()
+    print(f"year: P_unb {total:.0f} kWh against {baseline:.0f} without control ({100 * (1 - total / baseline):.1f} % "
+          f"less); {control['switch_operations'].sum()} switch operations; {control['rejected'].sum()} rejected; "
+          f"task time {control['task_s'].sum():.0f} s controlled + {uncontrolled_s:.0f} s without; longest task "
+          f"{pd.to_numeric(control['task_s']).max():.0f} s")
 
 
 if __name__ == "__main__":

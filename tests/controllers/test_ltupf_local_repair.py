@@ -10,6 +10,7 @@ Case II the MILP (``find_feasible_phases``) is the reference for the balance.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -113,17 +114,35 @@ def test_moves_return_nothing_when_no_assignment_meets_the_limits(
     assert found is None or (found.status is SearchStatus.INFEASIBLE and found.connections is None)
 
 
-def test_the_single_moves_bound_never_calls_a_feasible_limit_infeasible_and_is_within_6_mv_of_the_best(
-    ieee: Feeder, ltupf: LtupfModel, loads: tuple[np.ndarray, np.ndarray]
-) -> None:
-    """``beyond_reach`` against brute force: phase A's loads ×4 at the evening peak, the 6 farthest customers
-    switchable (729 assignments). For limits from 0.90 to 0.97 p.u. the bound may say "infeasible" only above the
-    best lowest voltage any assignment reaches, and must say it from 6 mV above it (measured: 5.6 mV)."""
+@dataclass(frozen=True)
+class Stressed:
+    """Phase A's loads ×4 at the evening peak, the 6 farthest customers switchable, and the best lowest voltage
+    any of their 729 assignments reaches (brute force)."""
+
+    start: PhaseMap
+    p: np.ndarray
+    q: np.ndarray
+    switchable: list[int]
+    best: float
+
+
+@pytest.fixture(scope="module")
+def stressed(ieee: Feeder, ltupf: LtupfModel, loads: tuple[np.ndarray, np.ndarray]) -> Stressed:
     start = PhaseMap.initial(ieee.customers)
     p, q = scale_phase(*loads, start, phase=Phase.A, factor=4.0)
     switchable = farthest_customers(ieee, 6)
     best = max(_vm_min(ltupf, conn, p, q) for conn in _assignments(start, switchable))
     assert best > _vm_min(ltupf, start, p, q) + 0.02  # the positions matter
+    return Stressed(start, p, q, switchable, best)
+
+
+def test_the_single_moves_bound_never_calls_a_feasible_limit_infeasible_and_is_within_6_mv_of_the_best(
+    ltupf: LtupfModel, stressed: Stressed
+) -> None:
+    """``beyond_reach`` against brute force (``Stressed``). For limits from 0.90 to 0.97 p.u. the bound may say
+    "infeasible" only above the best lowest voltage any assignment reaches, and must say it from 6 mV above it
+    (measured: 5.6 mV)."""
+    start, p, q, switchable, best = stressed.start, stressed.p, stressed.q, stressed.switchable, stressed.best
     said_infeasible = []
     for limit in np.arange(0.90, 0.97, 0.0025):
         limits = _voltage_floor(float(limit))
@@ -142,13 +161,8 @@ def test_the_single_moves_bound_never_calls_a_feasible_limit_infeasible_and_is_w
     assert said_infeasible  # the sweep reaches the region where it must fire
 
 
-def test_a_repair_beyond_reach_ends_infeasible_with_the_reason(
-    ieee: Feeder, ltupf: LtupfModel, loads: tuple[np.ndarray, np.ndarray]
-) -> None:
-    start = PhaseMap.initial(ieee.customers)
-    p, q = scale_phase(*loads, start, phase=Phase.A, factor=4.0)
-    switchable = farthest_customers(ieee, 6)
-    best = max(_vm_min(ltupf, conn, p, q) for conn in _assignments(start, switchable))
+def test_a_repair_beyond_reach_ends_infeasible_with_the_reason(ltupf: LtupfModel, stressed: Stressed) -> None:
+    start, p, q, switchable, best = stressed.start, stressed.p, stressed.q, stressed.switchable, stressed.best
     found = repair_by_moves(ltupf, terminal_p_kw=p, terminal_q_kvar=q, connections=start, switchable=switchable,
                             limits=_voltage_floor(best + 0.02))
     assert found is not None and found.status is SearchStatus.INFEASIBLE
