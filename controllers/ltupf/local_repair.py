@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controllers.ltupf.milp import candidate_connections
-from controllers.ltupf.search import VIOLATION_TOLERANCE, PhaseSearchResult, SearchOptions, SearchStatus, Switch
+from controllers.ltupf.search import (
+    VIOLATION_TOLERANCE,
+    PhaseSearchResult,
+    SearchOptions,
+    SearchStatus,
+    Switch,
+    failed_search,
+)
 from controllers.sparse_milp import Outcome, SparseModel
 from controllers.sparse_milp import solve as solve_model
 from twin.network import Phase
@@ -114,8 +121,8 @@ def repair_by_moves(
             out.append(score(conn))
         return out
 
-    def best_of(moves: Sequence[tuple[tuple[int, tuple[Phase, ...]], ...]], base: PhaseMap) -> _Scored | None:
-        return min(scored_moves(moves, base), key=lambda s: (s.excess, s.objective), default=None)
+    def best(scored: Sequence[_Scored]) -> _Scored | None:
+        return min(scored, key=lambda s: (s.excess, s.objective), default=None)
 
     current = score(connections)
     first_round = True
@@ -126,23 +133,20 @@ def repair_by_moves(
         if first_round and bound and current.excess > 0.0:
             why = beyond_reach(current.report, [(m[0][0], s.report) for m, s in zip(singles, scored, strict=True)])
             if why is not None:
-                return PhaseSearchResult(
-                    status=SearchStatus.INFEASIBLE, reason=why, connections=None, switches=(), report=None,
-                    spread_kw=float("nan"), proved_optimal=False, spread_bound_kw=float("nan"), build_s=0.0,
-                    solve_s=time.perf_counter() - start, cut_rounds=0, model_size={"moves": 0})
+                return failed_search(SearchStatus.INFEASIBLE, why, 0.0, time.perf_counter() - start, 0, {"moves": 0})
         first_round = False
-        best = min(scored, key=lambda s: (s.excess, s.objective), default=None)
-        if best is None:
+        chosen = best(scored)
+        if chosen is None:
             break
         if current.excess == 0.0:
-            if best.excess > 0.0 or best.objective >= current.objective - 1e-9:
+            if chosen.excess > 0.0 or chosen.objective >= current.objective - 1e-9:
                 break  # balancing: no move narrows the spread without breaking a limit
-        elif best.excess >= current.excess - 1e-12:
+        elif chosen.excess >= current.excess - 1e-12:
             pairs = [a + b for a, b in combinations(singles, 2) if a[0][0] != b[0][0]]
-            best = best_of(pairs, current.conn) if len(pairs) <= MAX_PAIRS else None
-            if best is None or best.excess >= current.excess - 1e-12:
+            chosen = best(scored_moves(pairs, current.conn)) if len(pairs) <= MAX_PAIRS else None
+            if chosen is None or chosen.excess >= current.excess - 1e-12:
                 break  # repairing: stuck, neither a move nor a pair reduces the excess
-        current = best
+        current = chosen
         moves_left -= 1
     if current.excess > 0.0:
         return None
@@ -155,7 +159,6 @@ def repair_by_moves(
         spread_kw=spread, proved_optimal=False, spread_bound_kw=float("nan"), build_s=0.0, solve_s=elapsed,
         cut_rounds=0, model_size={"moves": len(switches)},
     )
-
 
 
 def beyond_reach(current: FeasibilityReport, moves: Sequence[tuple[int, FeasibilityReport]]) -> str | None:

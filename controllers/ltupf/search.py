@@ -163,7 +163,7 @@ def find_feasible_phases(
     if constraints.always_violated:
         shown = "; ".join(constraints.always_violated[:3])
         more = f" and {len(constraints.always_violated) - 3} more" if len(constraints.always_violated) > 3 else ""
-        return _failed(SearchStatus.INFEASIBLE, f"no assignment can meet the limits (proved by interval bounds): "
+        return failed_search(SearchStatus.INFEASIBLE, f"no assignment can meet the limits (proved by interval bounds): "
                        f"{shown}{more}", build_s, 0.0, 0, size)
     highs = highs_options(threads=options.threads, sub_mips=options.sub_mip_heuristics)
     params = mathopt.SolveParameters(
@@ -174,10 +174,10 @@ def find_feasible_phases(
     result, solve_s, rounds = loop.result, loop.solve_s, loop.rounds
     reason = result.termination.reason
     if reason in (mathopt.TerminationReason.INFEASIBLE, mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED):
-        return _failed(SearchStatus.INFEASIBLE, "no assignment of the switchable customers meets the limits in "
+        return failed_search(SearchStatus.INFEASIBLE, "no assignment of the switchable customers meets the limits in "
                        "the LTUPF (MILP proved infeasible)", build_s, solve_s, rounds, size)
     if not result.has_primal_feasible_solution():
-        return _failed(SearchStatus.NO_SOLUTION, f"solver stopped without an assignment: {reason.name} "
+        return failed_search(SearchStatus.NO_SOLUTION, f"solver stopped without an assignment: {reason.name} "
                        f"({result.termination.detail})", build_s, solve_s, rounds, size)
 
     chosen = {i: next(c for c, y in allowed.items() if result.variable_values(y) > 0.5)
@@ -193,7 +193,7 @@ def find_feasible_phases(
     spread = float(result.variable_values(p_max) - result.variable_values(p_min))
     significant = [v for v in report.violations if v.excess > VIOLATION_TOLERANCE]
     if significant:
-        return _failed(SearchStatus.NO_SOLUTION, f"the MILP's assignment still violates {len(significant)} LTUPF "
+        return failed_search(SearchStatus.NO_SOLUTION, f"the MILP's assignment still violates {len(significant)} LTUPF "
                        f"limit(s) after {rounds} round(s) of added rows, worst: {significant[0]}; raise "
                        "max_cut_rounds", build_s, solve_s, rounds, size)
     return PhaseSearchResult(
@@ -204,8 +204,9 @@ def find_feasible_phases(
     )
 
 
-def _failed(status: SearchStatus, reason: str, build_s: float, solve_s: float, rounds: int,
-            size: dict[str, int]) -> PhaseSearchResult:
+def failed_search(status: SearchStatus, reason: str, build_s: float, solve_s: float, rounds: int,
+                  size: dict[str, int]) -> PhaseSearchResult:
+    """A search that found no assignment (``status`` says why not)."""
     return PhaseSearchResult(status=status, reason=reason, connections=None, switches=(), report=None,
                              spread_kw=float("nan"), proved_optimal=False, spread_bound_kw=float("nan"),
                              build_s=build_s, solve_s=solve_s, cut_rounds=rounds,

@@ -13,8 +13,8 @@ S_PER_DEVICE_TICK = 2.0e-5
 """Device agents and their states, per device and tick."""
 S_PER_DECISION = {Strategy.NONE: 0.0, Strategy.STATIC: 0.02, Strategy.GREEDY: 0.02, Strategy.ROLLING_MILP: 0.08}
 """Controller cost per control period. Rolling-milp in virtual time ends on work limits: its decisions (solve and
-LTUPF check) of the controlled Liège year took 0.08 s on average (2,760 s over 35,039); never more than its solver
-time limit plus the repair's in real time."""
+LTUPF check) of the controlled Liège year took 0.08 s on average (2,760 s over 35,039; 0.07 s after the repair
+bound and the neighbourhood threads); never more than its solver time limit plus the repair's in real time."""
 S_START = 1.0
 """Per task: reading the feeder and its data, building the models, writing the run folder."""
 
