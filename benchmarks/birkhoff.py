@@ -22,7 +22,7 @@ from controllers.planning.birkhoff.balancing import (
     solve_birkhoff,
 )
 from controllers.planning.birkhoff.case import PAPER_PERMUTATIONS, cigre_case
-from twin.network import connection_text
+from twin.phase import connection_text
 from twin.powerflow import Engine
 
 

@@ -64,10 +64,11 @@ from controllers.online.settings import ControllerSettings
 from controllers.online.solve import solve
 from devices.fleet import FleetSpec
 from devices.limits import PessParams, SwitchLimits, sts_limits
-from twin.app.compare import figures
-from twin.app.runner import replay as run_replay
-from twin.app.scenario import Scenario
-from twin.network import Feeder, Phase
+from phasetwin.run.compare import figures
+from phasetwin.run.replay import replay as run_replay
+from phasetwin.run.scenario import Scenario
+from twin.network import Feeder
+from twin.phase import Phase
 
 DAY = datetime(2024, 1, 15, tzinfo=UTC)
 STEP_S = 900.0

@@ -18,7 +18,7 @@ import numpy as np
 import opendssdirect as dss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from opendss_circuits import write_ieee_european_lv
+from support.opendss_circuits import write_ieee_european_lv
 
 from twin.loaders import ieee_european_lv, opendss
 from twin.powerflow.factory import create_powerflow

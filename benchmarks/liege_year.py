@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from twin.app.runner import load_inputs, replay
-from twin.app.scenario import Scenario
+from phasetwin.run.replay import load_inputs, replay
+from phasetwin.run.scenario import Scenario
 
 
 def main() -> None:
@@ -59,7 +59,8 @@ def main() -> None:
 
 def controlled(start: str, end: str, out: Path) -> None:
     """The year through the CLI (a fresh process, as a user runs it), timed from outside."""
-    command = [sys.executable, "-m", "twin.app.cli", "replay", "--feeder", "liege-lv", "--start", start, "--end", end,
+    command = [sys.executable, "-m", "phasetwin.cli.main", "replay", "--feeder", "liege-lv", "--start", start,
+               "--end", end,
                "--tick", "900", "--no-baseline", "--out", str(out)]
     started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -86,10 +87,10 @@ def study(out: Path) -> None:
     """``phasetwin study run examples/liege_year.toml`` from scratch (``--force``), timed from outside."""
     import pandas as pd
 
-    from twin.app.study.results import read_results
+    from phasetwin.study.results import read_results
 
     spec = Path(__file__).resolve().parents[1] / "examples" / "liege_year.toml"
-    command = [sys.executable, "-m", "twin.app.cli", "study", "run", str(spec), "--out", str(out), "--force"]
+    command = [sys.executable, "-m", "phasetwin.cli.main", "study", "run", str(spec), "--out", str(out), "--force"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     wall_s = time.perf_counter() - started

@@ -42,7 +42,8 @@ from controllers.ltupf import (
     scale_phase,
 )
 from twin.loaders import ieee_european_lv, liege
-from twin.network import Feeder, Phase
+from twin.network import Feeder
+from twin.phase import Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import Engine, PowerFlowNotConverged, create_powerflow
 

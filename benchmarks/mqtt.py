@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/mqtt.py [--messages 20000] [--round-trips 2000] [--protocols 5,3.1.1]
 
-Starts its own Mosquitto (tests/servers.py: no-delay, persistent) on a free loopback port and measures, with the
+Starts its own Mosquitto (tests/support/servers.py: no-delay, persistent) on a free loopback port and measures, with the
 other side of every measurement (feed, device) in a process of its own, as it would be:
 1. raw paho: QoS 1 meter-sized messages from a paho publisher to a paho subscriber, and from a minimal
    pre-encoded publisher (the "fast feed", cheap enough not to be the limit) to a paho subscriber, messages/s;
@@ -43,7 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 
-from servers import MosquittoServer
+from support.servers import MosquittoServer
 
 from streams import topics
 from streams.messages import AckStatus, DeviceAck, DeviceAction, DeviceCommand, Message, MeterReading
@@ -212,7 +212,7 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
         bus = MqttBus(settings, name="bench", client_id=client_id)
         grid = GridRole(bus=bus, feeder=feeder, name=feeder_name, powerflow=create_powerflow(feeder, engine=Engine.PGM))
         bus.subscribe(topics.meters(feeder_name), lambda t, m: handled.__setitem__(0, handled[0] + 1))
-        gc.freeze()  # as twin.app.runner.replay does once the roles are set up
+        gc.freeze()  # as phasetwin.run.replay.replay does once the roles are set up
         return bus, grid
 
     def ingest(bus: MqttBus, started: float) -> float:
@@ -243,8 +243,8 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
 
 
 def replay_per_meter(broker: MosquittoServer, out: Path, protocol: str) -> tuple[float, int, float]:
-    from twin.app.runner import replay
-    from twin.app.scenario import Scenario
+    from phasetwin.run.replay import replay
+    from phasetwin.run.scenario import Scenario
 
     scenario = Scenario(per_meter_topics=True, out=out, start_utc=T0, end_utc=T0 + timedelta(hours=6))
     bus = MqttBus(MqttSettings(host=broker.host, port=broker.port, protocol=protocol),  # type: ignore[arg-type]

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from controllers.identification import Method, confusion_matrix
-from twin.app.meter_readings import TrueReadings, meter_voltages, run_identification, true_readings
-from twin.app.scenario import Scenario
+from phasetwin.run.meter_readings import TrueReadings, meter_voltages, run_identification, true_readings
+from phasetwin.run.scenario import Scenario
 from twin.smart_meter import MeterModel
 
 METHODS = (Method.CORRELATION, Method.ENERGY)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/recorder.py [--rounds R] [--points N] [--controlled] [--detail operator|full]
 
-Starts its own VictoriaMetrics (tests/servers.py, a free port, a temporary folder) and measures:
+Starts its own VictoriaMetrics (tests/support/servers.py, a free port, a temporary folder) and measures:
 (a) raw line-protocol POSTs to /api/v2/write: N preformatted points in batches (5,000 and 20,000) through the
     recorder's v2 transport (influxdb-client), one at a time — the server's and the client's ceiling;
 (b) points/s through InfluxRecorder end to end: points confirmed / (replay + close) wall time during a replay
@@ -34,19 +34,19 @@ import numpy as np
 
 from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
+from phasetwin.run.replay import replay
+from phasetwin.run.scenario import Scenario
 from streams.bus import LocalBus
 from streams.influx.recorder import Detail, InfluxCounts, InfluxRecorder, InfluxSettings
 from streams.influx.transport import Outcome, PostResult, create_transport
 from streams.messages import Message
 from streams.runfolder.recorder import Layout
-from twin.app.runner import replay
-from twin.app.scenario import Scenario
 from twin.loaders import ieee_european_lv
 
 
 def _test_servers() -> object:
-    """tests/servers.py, loaded by path: putting tests/ on sys.path would let tests/twin shadow the package."""
-    path = Path(__file__).resolve().parents[1] / "tests" / "servers.py"
+    """tests/support/servers.py, loaded by path: putting tests/ on sys.path would let tests/twin shadow the package."""
+    path = Path(__file__).resolve().parents[1] / "tests" / "support" / "servers.py"
     spec = importlib.util.spec_from_file_location("servers", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

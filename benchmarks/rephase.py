@@ -24,7 +24,7 @@ from controllers.planning.rephase.ga import genetic_baseline
 from controllers.planning.rephase.planner import PlannerSettings, plan_rephase
 from controllers.planning.rephase.problem import build_problem
 from controllers.planning.rephase.report import p_unb_per_feeder_kw
-from twin.app.plan_rephase import PAPER_DAYS, parse_days
+from phasetwin.plan.rephase.command import PAPER_DAYS, parse_days
 from twin.loaders import liege
 from twin.powerflow import Engine
 

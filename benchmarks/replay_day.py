@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from ieee_day import ieee_day_states, pandapower_sample
 
-from twin.app.runner import replay
-from twin.app.scenario import Scenario
+from phasetwin.run.replay import replay
+from phasetwin.run.scenario import Scenario
 from twin.powerflow import Engine, create_powerflow
 
 

@@ -42,7 +42,7 @@ def tiled_day(days: int, path: Path) -> pd.Timestamp:
 
 def replay_peak_rss(data: Path, end: pd.Timestamp, out: Path, *, flush_ticks: int | None) -> tuple[float, float]:
     """(peak RSS in MB, wall s) of one `phasetwin replay` child process."""
-    command = [sys.executable, "-m", "twin.app.cli", "replay", "--data", str(data), "--end", end.isoformat(),
+    command = [sys.executable, "-m", "phasetwin.cli.main", "replay", "--data", str(data), "--end", end.isoformat(),
                "--controller", "none", "--psd", "0", "--pess", "0", "--no-baseline", "--out", str(out)]
     if flush_ticks is not None:
         command += ["--flush-ticks", str(flush_ticks)]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
-from twin.app.report import write_report
-from twin.app.runner import replay
-from twin.app.scenario import Scenario
+from phasetwin.report.html import write_report
+from phasetwin.run.replay import replay
+from phasetwin.run.scenario import Scenario
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from controllers.planning.seasonal.case import cigre_mv_seasonal
 from controllers.planning.seasonal.evaluation import radial_topologies
-from controllers.planning.seasonal.study import PAPER_TABLE_4, check_with_pandapower, run_cases, write_outputs
+from phasetwin.plan.seasonal.study import PAPER_TABLE_4, check_with_pandapower, run_cases, write_outputs
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from controllers.planning.sts_siting.case import CostParams, Scenario
 from controllers.planning.sts_siting.ieee13 import ieee13_case
-from controllers.planning.sts_siting.study import PAPER_SITES, run_scenarios, sensitivity, write_outputs
+from phasetwin.plan.siting.study import PAPER_SITES, run_scenarios, sensitivity, write_outputs
 
 
 def main() -> None:

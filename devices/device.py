@@ -23,7 +23,7 @@ from streams.messages import (
     RejectReason,
     SafeReason,
 )
-from twin.network import Phase
+from twin.phase import Phase
 
 
 @dataclass(frozen=True)

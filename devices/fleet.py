@@ -21,7 +21,8 @@ from devices.sts import Sts
 from streams.messages import DeviceKind
 from twin.csv_rows import read_rows
 from twin.errors import ScenarioError
-from twin.network import Customer, Feeder, Phase
+from twin.network import Customer, Feeder
+from twin.phase import Phase
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 

@@ -23,7 +23,7 @@ from devices.device import BatteryTick, Device, TickReport, to_s
 from devices.limits import LeaseConfig, PessParams, SwitchLimits
 from devices.switch import DAY_S, SwitchCore, utc_day
 from streams.messages import AckStatus, DeviceAction, DeviceCommand, DeviceKind, RejectReason
-from twin.network import Phase
+from twin.phase import Phase
 
 TOL = 1e-9
 

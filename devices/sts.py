@@ -7,7 +7,7 @@ from __future__ import annotations
 from devices.limits import LeaseConfig, SwitchLimits, sts_limits
 from devices.switching import SwitchDevice
 from streams.messages import DeviceAction, DeviceKind
-from twin.network import Phase
+from twin.phase import Phase
 
 
 class Sts(SwitchDevice):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from devices.limits import SwitchLimits
 from streams.messages import RejectReason
-from twin.network import Phase
+from twin.phase import Phase
 
 DAY_S = 86400.0
 

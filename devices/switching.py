@@ -9,7 +9,7 @@ from devices.device import Device, TickReport, to_s
 from devices.limits import LeaseConfig, SwitchLimits
 from devices.switch import SwitchCore
 from streams.messages import AckStatus, DeviceCommand
-from twin.network import Phase
+from twin.phase import Phase
 
 ZERO_KW = (0.0, 0.0, 0.0)
 

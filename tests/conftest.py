@@ -1,6 +1,6 @@
 """Fixtures for the whole test suite.
 
-Real servers (implemented in ``tests/servers.py``), one per test session, each on free loopback ports in a
+Real servers (implemented in ``tests/support/servers.py``), one per test session, each on free loopback ports in a
 temporary folder, stopped at the end of the session:
 
 - ``mosquitto`` -> ``MosquittoServer``: ``host``, ``port``, ``url`` (``mqtt://127.0.0.1:PORT``), ``stop()``,
@@ -23,10 +23,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
-from servers import InfluxDBServer, MosquittoServer, ServerError, ServerProcess, VictoriaMetricsServer
+from support.servers import InfluxDBServer, MosquittoServer, ServerError, ServerProcess, VictoriaMetricsServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+# Fixtures used by tests in more than one folder live in tests/support and are loaded for every test.
+pytest_plugins = ["support.ieee_fixtures", "support.two_feeder_fixtures", "support.device_commands",
+                  "support.report_runs"]
 
 _Server = TypeVar("_Server", bound=ServerProcess)
 _RUNNING_SERVERS = pytest.StashKey[list[ServerProcess]]()

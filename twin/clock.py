@@ -18,17 +18,16 @@ from typing import Protocol
 import simpy
 import simpy.rt
 
+from streams.ticks import TickAxis
 from twin.errors import ScenarioError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TickClock:
-    """The run's time axis: tick k starts at ``start_utc + k·tick_s``."""
+class TickClock(TickAxis):
+    """The run's time axis: tick k starts at ``start_utc + k·tick_s``, for ``n_ticks`` ticks."""
 
-    start_utc: datetime
-    tick_s: int
     n_ticks: int
 
     def __post_init__(self) -> None:
@@ -38,14 +37,6 @@ class TickClock:
             raise ScenarioError(f"tick_s {self.tick_s} must be a positive number of seconds")
         if self.n_ticks <= 0:
             raise ScenarioError(f"the run has {self.n_ticks} ticks; the period must hold at least one tick")
-
-    def time_of(self, tick: int) -> datetime:
-        return self.start_utc + timedelta(seconds=tick * self.tick_s)
-
-    def tick_of(self, time_utc: datetime) -> int:
-        """The tick whose interval contains ``time_utc`` (may be outside 0..n_ticks-1)."""
-        seconds = (time_utc.astimezone(UTC) - self.start_utc).total_seconds()
-        return int(seconds // self.tick_s)
 
     @property
     def end_utc(self) -> datetime:

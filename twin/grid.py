@@ -26,7 +26,8 @@ from streams.bus import Bus
 from streams.messages import DeviceKind, DeviceState, GridState, Message, MeterFrame, MeterReading
 from twin import metrics
 from twin.errors import PowerFlowError
-from twin.network import Feeder, Phase
+from twin.network import Feeder
+from twin.phase import Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import DivergencePolicy, PowerFlow, PowerFlowNotConverged, PowerFlowResult
 from twin.row_chunks import for_row_chunks

@@ -18,24 +18,17 @@ j-th column of its meter data) is wired to network phase ``connection[j]``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streams.messages import DeviceKind
 from twin.errors import FeederError
+from twin.phase import Phase, connection_text, parse_connection
 from twin.topology import RadialTree, radial_tree
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
-
-
-class Phase(IntEnum):
-    """Network phase; the integer value is the column index in every per-phase array."""
-
-    A = 0
-    B = 1
-    C = 2
 
 
 class VectorGroup(StrEnum):
@@ -44,24 +37,6 @@ class VectorGroup(StrEnum):
     DYN = "Dyn"
     YNYN = "YNyn"
     YYN = "Yyn"
-
-
-def parse_connection(text: str) -> tuple[Phase, ...]:
-    """Parse an ordered phase connection such as ``"CAB"``.
-
-    Raises ValueError naming the bad letters when the text is not 1-3 distinct letters out of A, B, C.
-    """
-    letters = text.strip().upper()
-    bad = sorted({ch for ch in letters if ch not in "ABC"})
-    if bad:
-        raise ValueError(f"phase connection {text!r} has unknown phase letter(s) {', '.join(bad)}; expected A, B, C")
-    if not 1 <= len(letters) <= 3 or len(set(letters)) != len(letters):
-        raise ValueError(f"phase connection {text!r} must be 1 to 3 distinct letters out of A, B, C")
-    return tuple(Phase[ch] for ch in letters)
-
-
-def connection_text(phases: tuple[Phase, ...]) -> str:
-    return "".join(p.name for p in phases)
 
 
 class LineSwitch(StrEnum):

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.network import Customer, Phase
+from twin.network import Customer
+from twin.phase import Phase
 
 
 @dataclass(frozen=True)

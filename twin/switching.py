@@ -15,7 +15,8 @@ import numpy as np
 
 from twin.clock import TickClock
 from twin.errors import ScenarioError
-from twin.network import Feeder, Phase, connection_text
+from twin.network import Feeder
+from twin.phase import Phase, connection_text
 
 
 class SwitchingError(ScenarioError):

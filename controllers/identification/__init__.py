@@ -7,7 +7,7 @@
 - ``assignment``: the result of either (a phase or none per customer, a confidence), the agreement of both,
   and the standard measures (accuracy, confusion matrix).
 
-Decisions only: arrays in, an assignment out; reading and writing files is the app's (``twin/app/identify.py``).
+Decisions only: arrays in, an assignment out; reading and writing files is the app's (``phasetwin/cli/identify.py``).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import numpy as np
 from controllers.errors import LtupfError
 from controllers.ltupf.algorithm import AlgorithmOneResult, NtupfCheck, ntupf_check, restore_feasibility
 from controllers.ltupf.fit import Linearisation
-from twin.network import Phase
+from twin.phase import Phase
 
 if TYPE_CHECKING:
     from controllers.ltupf.model import OperatingLimits

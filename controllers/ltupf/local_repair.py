@@ -42,7 +42,7 @@ from controllers.ltupf.search import (
 )
 from controllers.sparse_milp import Outcome, SparseModel
 from controllers.sparse_milp import solve as solve_model
-from twin.network import Phase
+from twin.phase import Phase
 
 if TYPE_CHECKING:
     from controllers.ltupf.model import FeasibilityReport, LtupfModel, OperatingLimits

@@ -74,7 +74,7 @@ from controllers.errors import LtupfError
 from controllers.ltupf.model import OperatingLimits, Prediction
 from controllers.ltupf.rows import DenseRows
 from controllers.solver_output import solve_quietly
-from twin.network import Phase
+from twin.phase import Phase
 
 if TYPE_CHECKING:
     from controllers.ltupf.model import LtupfModel

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.errors import LtupfError
 from controllers.ltupf.fit import PAPER_REGION, CurrentFit, FitRegion, Linearisation, fit_current
-from twin.network import Phase
+from twin.phase import Phase
 
 if TYPE_CHECKING:
     from controllers.ltupf.network import NetworkModel

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from controllers.errors import LtupfError
 from controllers.ltupf.milp import MilpOptions, add_ltupf_constraints, candidate_connections, solve_with_cuts
 from controllers.sparse_milp import highs_options
-from twin.network import Phase
+from twin.phase import Phase
 
 if TYPE_CHECKING:
     from controllers.ltupf.model import FeasibilityReport, LtupfModel, OperatingLimits

@@ -57,7 +57,7 @@ from streams.messages import (
     PlannedCommand,
 )
 from streams.reading_order import NewestTick
-from twin.network import Phase
+from twin.phase import Phase
 from twin.phasing import PhaseMap
 
 log = logging.getLogger(__name__)

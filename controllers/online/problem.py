@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.errors import ControllerError
 from devices.limits import PessParams, SwitchLimits
-from twin.network import Phase
+from twin.phase import Phase
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 ALL_PHASES = (Phase.A, Phase.B, Phase.C)

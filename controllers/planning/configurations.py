@@ -12,7 +12,7 @@ import itertools
 
 import numpy as np
 
-from twin.network import Phase, connection_text, parse_connection
+from twin.phase import Phase, connection_text, parse_connection
 
 __all__ = [
     "CONFIGURATIONS",

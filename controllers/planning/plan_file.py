@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from controllers.errors import PlanningError
 from controllers.planning.configurations import parse_configuration
 from streams.errors import validation_problems
-from twin.network import Feeder, Phase, connection_text
+from twin.network import Feeder
+from twin.phase import Phase, connection_text
 
 __all__ = ["PLAN_FORMAT", "PlanFile", "apply_plan", "plan_changes", "read_plan", "read_plan_file", "write_plan"]
 

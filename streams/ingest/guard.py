@@ -28,7 +28,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ import numpy as np
 from streams import topics
 from streams.bus import Bus, Handler
 from streams.messages import DeadLetter, DeadLetterReason, Message, MeterFrame, MeterReading
+from streams.ticks import TickAxis
 
 log = logging.getLogger(__name__)
 PAYLOAD_CHARS = 1000
@@ -82,7 +83,7 @@ class IngestGuard:
         self._unused = np.arange(3)[None, :] >= self._n_terminals[:, None]
         self._last_p = np.zeros((len(self._ids), 3))
         self._last_q = np.zeros((len(self._ids), 3))
-        self._start_utc, self._tick_s, self._skew_ticks = start_utc, tick_s, skew_ticks
+        self._axis, self._skew_ticks = TickAxis(start_utc=start_utc, tick_s=tick_s), skew_ticks
         self._raw_payload, self._wall_utc = raw_payload, wall_utc
         self._tick = 0
         self._deadletter_topic = topics.deadletter(feeder)
@@ -123,7 +124,7 @@ class IngestGuard:
     # --- checks --------------------------------------------------------------------------------------------
     def _future(self, tick: int, time_utc: datetime) -> str:
         latest_tick = self._tick + self._skew_ticks
-        latest_utc = self._start_utc + timedelta(seconds=latest_tick * self._tick_s)
+        latest_utc = self._axis.time_of(latest_tick)
         if tick > latest_tick or time_utc > latest_utc:
             return (f"tick {tick} ({time_utc.isoformat()}) is more than {self._skew_ticks} tick(s) ahead of the "
                     f"receiver's tick {self._tick}")
@@ -225,7 +226,7 @@ class IngestGuard:
         n = int(self._n_terminals[row])
         self.counters.estimated += 1
         return MeterReading.trusted(
-            feeder=self._feeder, tick=tick, time_utc=self._start_utc + timedelta(seconds=tick * self._tick_s),
+            feeder=self._feeder, tick=tick, time_utc=self._axis.time_of(tick),
             meter_id=self._ids[row], p_kw=tuple(self._last_p[row, :n].tolist()),
             q_kvar=tuple(self._last_q[row, :n].tolist()), estimated=True)
 

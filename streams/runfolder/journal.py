@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +28,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from streams.errors import StreamError
+from streams.ticks import TickAxis
 
 log = logging.getLogger(__name__)
 JOURNAL = "journal.jsonl"
@@ -176,7 +177,7 @@ def _crashed_run(folder: Path, *, tables: Iterable[str]) -> PreviousRun | None:
         run_id=str(started.get("run_id", "")), pid=int(started.get("pid", -1)), host=str(started.get("host", "")),
         started_wall_utc=wall, start_utc=start.isoformat() if start else "", tick_s=tick_s, planned_ticks=planned,
         kept_ticks=kept,
-        kept_until_utc=(start + timedelta(seconds=kept * tick_s)).isoformat() if start else "",
+        kept_until_utc=TickAxis(start_utc=start, tick_s=tick_s).time_of(kept).isoformat() if start else "",
         lost_ticks=max(planned - kept, 0), moved_to=str(target),
     )
     log.warning("%s", previous.text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from conftest import at, command
+from support.device_commands import at, command
 
 from devices.agent import DeviceAgent
 from devices.limits import LeaseConfig, PessParams
@@ -24,7 +24,7 @@ from streams.messages import (
     Message,
     RejectReason,
 )
-from twin.network import Phase
+from twin.phase import Phase
 
 FEEDER = "f1"
 

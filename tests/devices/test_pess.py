@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from conftest import at, command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.device_commands import at, command
 
 from devices.limits import PessParams, sts_limits
 from devices.pess import Pess
 from streams.messages import AckStatus, DeviceAction, DeviceMode, RejectReason
-from twin.network import Phase
+from twin.phase import Phase
 
 SET = DeviceAction.SET_BATTERY
 

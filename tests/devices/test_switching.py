@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from conftest import at, command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.device_commands import at, command
 
 from devices.limits import psd_limits, sts_limits
 from devices.psd import Psd
 from devices.sts import Sts
 from devices.switching import SwitchDevice
 from streams.messages import AckStatus, DeviceAction, RejectReason
-from twin.network import Phase
+from twin.phase import Phase
 
 
 def psd(**limits: float) -> Psd:

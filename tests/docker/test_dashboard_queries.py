@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from servers import InfluxDBServer
+from support.servers import InfluxDBServer
 
 from twin.feeders import open_feeder
 

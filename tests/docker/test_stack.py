@@ -249,7 +249,7 @@ def test_influxdb_is_set_up_with_the_org_bucket_and_token_the_twin_uses(services
 def test_the_cli_reads_both_urls_from_the_environment_variables_compose_sets() -> None:
     from typer.main import get_command
 
-    from twin.app.cli import app
+    from phasetwin.cli.main import app
 
     replay = get_command(app).commands["replay"]  # type: ignore[attr-defined]
     envvars = {p.name: p.envvar for p in replay.params}

@@ -8,16 +8,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from influx_readback import influxdb_points
-from servers import InfluxDBServer
+from support.influx_readback import influxdb_points
+from support.servers import InfluxDBServer
 
 from devices.fleet import FleetSpec
+from phasetwin.run.replay import replay
+from phasetwin.run.scenario import Scenario
 from streams import topics
 from streams.bus import LocalBus
 from streams.influx.settings import influx_settings_from_url
 from streams.messages import DeviceAction, DeviceCommand
-from twin.app.runner import replay
-from twin.app.scenario import Scenario
 
 START = datetime(2024, 1, 15, 6, tzinfo=UTC)
 

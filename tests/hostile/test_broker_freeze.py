@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from servers import MosquittoServer
+from support.servers import MosquittoServer
 
 from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
+from phasetwin.run.replay import replay
+from phasetwin.run.scenario import Scenario
 from streams import topics
 from streams.messages import Message, TwinStatus
 from streams.mqtt.bus import MqttBus, MqttSettings
-from twin.app.runner import replay
-from twin.app.scenario import Scenario
 
 KEEPALIVE_S = 4
 FREEZE_S = 20.0

@@ -19,16 +19,16 @@ import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from servers import MosquittoServer
+from support.servers import MosquittoServer
 
 from devices.fleet import FleetSpec
+from phasetwin.cli.keys import new_key, revoke
+from phasetwin.run.replay import replay
+from phasetwin.run.scenario import Scenario
 from streams import topics
 from streams.messages import ControllerHeartbeat, DeviceAction, DeviceCommand
 from streams.mqtt.bus import MqttBus, MqttSettings
 from streams.signing import Keyring, Signer
-from twin.app.keys_command import new_key, revoke
-from twin.app.runner import replay
-from twin.app.scenario import Scenario
 
 FEEDER = "ieee-european-lv"
 START = datetime(2024, 1, 15, 6, tzinfo=UTC)

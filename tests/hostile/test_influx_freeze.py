@@ -17,13 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from influx_readback import by_measurement, influxdb_points
-from servers import InfluxDBServer
+from support.influx_readback import by_measurement, influxdb_points
+from support.servers import InfluxDBServer
 
 from devices.fleet import FleetSpec
+from phasetwin.run.replay import customer_bus_index, replay
+from phasetwin.run.scenario import Scenario
 from streams.influx.settings import influx_settings_from_url
-from twin.app.runner import customer_bus_index, replay
-from twin.app.scenario import Scenario
 from twin.feeders import open_feeder
 
 HOLD_S = {"sigstop": float(os.environ.get("PHASETWIN_INFLUX_FREEZE_S", "20")),

@@ -21,12 +21,12 @@ import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from servers import MosquittoServer
+from support.servers import MosquittoServer
 
+from phasetwin.run.replay import replay
+from phasetwin.run.scenario import Scenario
 from streams import topics
 from streams.mqtt.bus import MqttBus, MqttSettings
-from twin.app.runner import replay
-from twin.app.scenario import Scenario
 
 FEEDER = "ieee-european-lv"
 N_EACH = int(os.environ.get("PHASETWIN_HOSTILE_N", "1000"))
@@ -154,7 +154,7 @@ def test_bad_meter_readings_are_quarantined_and_the_twin_runs_to_the_end(mosquit
 
 
 def test_the_default_envelope_follows_the_voltage_level() -> None:
-    from twin.app.runner import HOUSEHOLD_LIMIT_KVA, default_meter_limit_kva
+    from phasetwin.run.replay import HOUSEHOLD_LIMIT_KVA, default_meter_limit_kva
     from twin.feeders import open_feeder
 
     lv = open_feeder("ieee-european-lv").load_feeder()

@@ -227,7 +227,7 @@ def test_every_topic_has_a_channel_a_message_and_operations_with_its_qos(pattern
 
 def test_every_topic_travels_at_qos_1() -> None:
     # The twin's own roles read grid state and status back over the broker; QoS 0 would drop them while the
-    # broker restarts (tests/streams/test_mqtt_bus.py restarts it mid-replay and compares every table).
+    # broker restarts (tests/streams/mqtt/test_mqtt_bus.py restarts it mid-replay and compares every table).
     assert set(QOS) == set(PAYLOADS)
     assert set(QOS.values()) == {1}
 

@@ -17,13 +17,13 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from servers import MosquittoServer
+from support.servers import MosquittoServer
 
+from phasetwin.run.replay import replay
+from phasetwin.run.scenario import Scenario
 from streams.bus import LocalBus
 from streams.contract import ContractError, decode
 from streams.messages import GridState, Message
-from twin.app.runner import replay
-from twin.app.scenario import Scenario
 
 
 class TappedBus(LocalBus):

@@ -22,13 +22,13 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from servers import MosquittoServer, ServerError, find_binary
+from support.servers import MosquittoServer, ServerError, find_binary
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from paho.mqtt.reasoncodes import ReasonCode
-    from servers import InfluxDBServer
+    from support.servers import InfluxDBServer
 
 _WAIT_S = 10.0
 _T = TypeVar("_T")

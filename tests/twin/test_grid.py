@@ -12,7 +12,8 @@ from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
 from twin.errors import PowerFlowError
 from twin.grid import GridRole
-from twin.network import Feeder, Phase
+from twin.network import Feeder
+from twin.phase import Phase
 from twin.powerflow import Engine, create_powerflow
 
 T0 = datetime(2024, 1, 15, tzinfo=UTC)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from twin.network import Phase, parse_connection
+from twin.phase import Phase, parse_connection
 from twin.phasing import PhaseMap
 
 

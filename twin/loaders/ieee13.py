@@ -19,7 +19,7 @@ Simplifications, the same as the STS siting planner's (paper 003 writes its mode
   planner holds at 1.05 p.u., averages 1.05 p.u. over the hours and phases of the no-governance day (S1: loads
   at home, PV on A, battery idle), found by fixed-point iteration of the power flow (vm ← vm + 1.05 − mean
   v650, three steps); over that day bus 650 ranges 1.028–1.068 p.u. (the substation's 8 % reactance under
-  1.5–3.5 MVA of unbalanced load), checked in tests/twin/test_ieee13.py. Shunt capacitors are omitted;
+  1.5–3.5 MVA of unbalanced load), checked in tests/twin/loaders/test_ieee13.py. Shunt capacitors are omitted;
 - loads are constant power, wye; the line-to-line loads 646 (B–C) and 692 (C–A) are split equally over their two
   phases and become two-terminal customers (connections ``BC`` and ``AC``), which an STS moves as a unit;
 - the PESS sits at 680 (the end of the 671–680 line, which carries no load) as a single-phase customer on A with
@@ -42,7 +42,8 @@ import pandas as pd
 
 from streams.meters.table import DataQuality, MeterTable
 from twin.errors import DataError
-from twin.network import Feeder, assemble_feeder, parse_connection
+from twin.network import Feeder, assemble_feeder
+from twin.phase import parse_connection
 
 NAME = "ieee13"
 DEFAULT_DAY = pd.Timestamp("2024-07-01", tz="UTC")

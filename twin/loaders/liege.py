@@ -41,7 +41,8 @@ from twin.loaders.pandapower_json import (
     source_fields,
     transformer_fields,
 )
-from twin.network import Feeder, assemble_feeder, parse_connection
+from twin.network import Feeder, assemble_feeder
+from twin.phase import parse_connection
 
 if TYPE_CHECKING:
     from streams.meters.table import MeterTable

@@ -34,7 +34,7 @@ OpenDSS keeps a load at constant power only while its voltage, in p.u. of the lo
 [``vminpu``, ``vmaxpu``] (0.95–1.05 by default) and makes it a constant impedance outside; the twin's loads are
 constant power at every voltage. The IEEE European LV loads (kv = 0.23 on a 0.240 kV phase voltage, source at
 1.05 p.u.) sit above 1.05 most of the day: OpenDSS with its defaults then differs from the twin by up to 1e-3 p.u.;
-with ``vminpu=0.5 vmaxpu=1.5`` the two agree to 4e-8 p.u. (tests/twin/test_opendss.py).
+with ``vminpu=0.5 vmaxpu=1.5`` the two agree to 4e-8 p.u. (tests/twin/loaders/test_opendss.py).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import numpy as np
 from controllers.planning.birkhoff.case import BirkhoffCase
 from controllers.planning.configurations import CONFIGURATIONS
 from controllers.sparse_milp import SparseModel, solve
-from twin.network import Phase
+from twin.phase import Phase
 from twin.powerflow import Engine, create_powerflow
 
 __all__ = [

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from streams.meters.table import MeterTable
-from twin.network import Feeder, Phase
+from twin.network import Feeder
+from twin.phase import Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import Engine, PowerFlow, create_powerflow
 

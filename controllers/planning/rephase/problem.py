@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from controllers.errors import PlanningError
 from controllers.planning.configurations import CONFIGURATIONS, configuration_index, feasible_configurations
 from streams.meters.table import MeterTable
-from twin.network import Feeder, Phase, connection_text
+from twin.network import Feeder
+from twin.phase import Phase, connection_text
 
 __all__ = [
     "FeederProblem",

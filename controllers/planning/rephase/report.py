@@ -11,7 +11,8 @@ import numpy as np
 
 from streams.meters.table import MeterTable
 from twin.metrics import p_unb_kw, phase_loads_kw
-from twin.network import Feeder, Phase
+from twin.network import Feeder
+from twin.phase import Phase
 from twin.phasing import PhaseMap
 
 __all__ = ["feeder_phase_loads_kw", "p_unb_per_feeder_kw"]

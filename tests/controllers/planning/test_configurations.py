@@ -8,7 +8,7 @@ from controllers.planning.configurations import (
     initial_matrix,
     parse_configuration,
 )
-from twin.network import connection_text
+from twin.phase import connection_text
 
 
 def test_fifteen_configurations_in_the_authors_order() -> None:

@@ -17,7 +17,8 @@ from controllers.planning.rephase.problem import RephaseWeights, build_problem
 from controllers.planning.rephase.report import p_unb_per_feeder_kw
 from controllers.planning.rephase.search import exhaustive, local_search
 from streams.meters.table import MeterTable
-from twin.network import Feeder, Phase, parse_connection
+from twin.network import Feeder
+from twin.phase import Phase, parse_connection
 
 
 def _objective_by_metrics(feeder: Feeder, data: MeterTable, configs: dict[str, tuple[Phase, ...]],

@@ -24,7 +24,7 @@ from controllers.planning.seasonal.evaluation import (
 )
 from controllers.planning.seasonal.milp import solve_exact
 from controllers.planning.seasonal.pso import solve_pso
-from controllers.planning.seasonal.study import check_with_pandapower
+from phasetwin.plan.seasonal.study import check_with_pandapower
 
 
 def five_bus_two_heads() -> SeasonalNetwork:

@@ -27,7 +27,7 @@ from controllers.planning.sts_siting.evaluation import evaluate
 from controllers.planning.sts_siting.ieee13 import BUS_NAMES, ieee13_case, segment_impedance_ohm
 from controllers.planning.sts_siting.operation_milp import Objective, solve_operation
 from controllers.planning.sts_siting.planner import solve_hai, solve_single_level
-from controllers.planning.sts_siting.study import write_outputs
+from phasetwin.plan.siting.study import write_outputs
 
 T = 3
 PARAMS = CostParams(sts_unit_price=2000.0, communication_price=1000.0, unbalance_cost=2.0e5,

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from twin.app.cli import app
-from twin.app.report import Report
-from twin.app.runner import RunResult
+from phasetwin.cli.main import app
+from phasetwin.report.html import Report
+from phasetwin.run.replay import RunResult
 from twin.figures.chart import Panel, Series, write_figure
 from twin.network import Feeder
 

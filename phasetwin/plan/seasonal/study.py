@@ -1,0 +1,133 @@
+"""Paper 004's study: original network and cases 1–4 by PSO and by the exact MILP, Table 4, checks, plan files."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from controllers.planning.seasonal.case import SCHEMES, SeasonalNetwork
+from controllers.planning.seasonal.evaluation import (
+    Objectives,
+    SeasonalPlan,
+    Topology,
+    evaluate,
+    original_plan,
+    tchebycheff,
+)
+from controllers.planning.seasonal.milp import solve_exact
+from controllers.planning.seasonal.plan_file import SeasonalPlanFile
+from controllers.planning.seasonal.pso import solve_pso
+from twin.figures.compare import write_before_after
+
+CASE_WEIGHTS: dict[str, tuple[float, float, float]] = {
+    "case 1": (1.0, 0.0, 0.0), "case 2": (0.0, 1.0, 0.0), "case 3": (0.0, 0.0, 1.0), "case 4": (0.4, 0.3, 0.3)}
+# Paper 004, Table 4: objective, E_loss (kWh), ΔV (p.u.), I_n (A).
+PAPER_TABLE_4: dict[str, tuple[float | None, float, float, float]] = {
+    "original": (None, 312.5136, 0.0161, 28.61), "case 1": (0.8735, 272.9865, 0.0155, 27.32),
+    "case 2": (0.9509, 286.7001, 0.0153, 38.54), "case 3": (0.6322, 288.2820, 0.0161, 18.09),
+    "case 4": (0.3520, 275.0345, 0.0155, 22.98)}
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    case: str
+    method: str
+    value: float
+    bound: float | None
+    objectives: Objectives
+    plan: SeasonalPlan
+    wall_s: float
+
+
+def run_cases(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float = 120.0,
+              swarm: int = 100, iterations: int = 100, seed: int = 0) -> list[CaseRow]:
+    ref = evaluate(net, topologies, original_plan(net))
+    rows = [CaseRow("original", "-", float("nan"), None, ref, original_plan(net), 0.0)]
+    for name, w in CASE_WEIGHTS.items():
+        weights = np.array(w)
+        pso = solve_pso(net, topologies, weights, reference=ref, swarm=swarm, iterations=iterations, seed=seed)
+        rows.append(CaseRow(name, "PSO", pso.value, None, pso.objectives, pso.plan, pso.wall_s))
+        ex = solve_exact(net, topologies, weights, reference=ref, time_limit_s=time_limit_s, start_plan=pso.plan)
+        rows.append(CaseRow(name, "MILP", ex.value, ex.bound, ex.objectives, ex.plan, ex.wall_s))
+    return rows
+
+
+def check_with_pandapower(net: SeasonalNetwork, topologies: list[Topology], plan: SeasonalPlan) -> list[str]:
+    """Problems found (empty when fine): per scenario, the CIGRE MV network with that topology must be a forest
+    whose every bus is supplied (pandapower.topology), and the AC power flow must converge with every bus energised.
+    """
+    import networkx as nx
+    import pandapower as pp
+    import pandapower.networks as pn
+    import pandapower.topology as top
+
+    problems: list[str] = []
+    base = pn.create_cigre_network_mv(with_der="pv_wind")
+    for s in range(len(net.hours)):
+        pnet = copy.deepcopy(base)
+        pnet.switch["closed"] = True  # line states are given by in_service below
+        closed = topologies[int(plan.topology[s])].closed
+        pnet.line["in_service"] = closed
+        scale = {ld.name: (ld.p_kw[s], ld.q_kvar[s]) for ld in net.loads}
+        for i, row in pnet.load.iterrows():
+            if row["name"] in scale:
+                pnet.load.at[i, "p_mw"] = scale[row["name"]][0] / 1000
+                pnet.load.at[i, "q_mvar"] = scale[row["name"]][1] / 1000
+        graph = top.create_nxgraph(pnet, respect_switches=True, include_trafos=True)
+        if not nx.is_forest(graph):
+            problems.append(f"scenario {s}: the topology has a loop")
+        unsupplied = top.unsupplied_buses(pnet)
+        if unsupplied:
+            problems.append(f"scenario {s}: buses {sorted(unsupplied)} unsupplied")
+        pp.runpp(pnet, numba=False)
+        if not pnet.converged or pnet.res_bus.vm_pu.isna().any():
+            problems.append(f"scenario {s}: AC power flow did not converge or left a bus without voltage")
+    return problems
+
+
+def plan_file(net: SeasonalNetwork, topologies: list[Topology], row: CaseRow) -> SeasonalPlanFile:
+    from controllers.planning.seasonal.case import SEASONS
+
+    names = net.bus_names
+    open_lines = {}
+    for s, name in enumerate(net.scenario_names):
+        closed = topologies[int(row.plan.topology[s])].closed
+        open_lines[name] = [f"{names[a]}-{names[b]}" for e, (a, b) in enumerate(net.lines) if not closed[e]]
+    phases = {sg: {ld.name: "".join("ABC"[p] for p in SCHEMES[int(row.plan.scheme[k, d])])
+                   for d, ld in enumerate(net.loads)} for k, sg in enumerate(SEASONS[:net.n_seasons])}
+    return SeasonalPlanFile(network="cigre-mv", case=row.case, method=row.method,
+                            weights=CASE_WEIGHTS.get(row.case, (0.0, 0.0, 0.0)),
+                            scenarios=list(net.scenario_names), open_lines=open_lines, phase_connection=phases,
+                            e_loss_kwh=row.objectives.e_loss_kwh, dv_pu=row.objectives.dv_pu,
+                            i_n_a=row.objectives.i_n_a, objective=row.value)
+
+
+def write_outputs(folder: Path, net: SeasonalNetwork, topologies: list[Topology], rows: list[CaseRow],
+                  chosen: CaseRow) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plan.json").write_text(plan_file(net, topologies, chosen).model_dump_json(indent=2), encoding="utf-8")
+    table = [{"case": r.case, "method": r.method, "objective": r.value, "bound": r.bound,
+              "e_loss_kwh": r.objectives.e_loss_kwh, "dv_pu": r.objectives.dv_pu, "i_n_a": r.objectives.i_n_a,
+              "wall_s": r.wall_s} for r in rows]
+    (folder / "table4.json").write_text(json.dumps(table, indent=2), encoding="utf-8")
+    before = rows[0].objectives
+    after = f"{chosen.case}, {chosen.method}"
+    write_before_after(folder / "neutral_current.svg", before={"I_N max": before.i_n_scenario_a},
+                       after={"I_N max": chosen.objectives.i_n_scenario_a}, before_label="original",
+                       after_label=after, title="Max feeder-head neutral current per scenario",
+                       subtitle="CIGRE MV, the 16 operating scenarios (Table 2 order)", y_label="current (A)",
+                       x_label="scenario (Table 2 order − 1)")
+    write_before_after(folder / "losses.svg", before={"losses": before.loss_kw},
+                       after={"losses": chosen.objectives.loss_kw}, before_label="original", after_label=after,
+                       title="Line losses per scenario", subtitle="CIGRE MV, the 16 operating scenarios",
+                       y_label="losses (kW)", x_label="scenario (Table 2 order − 1)")
+
+
+def reference_value(rows: list[CaseRow], case: str) -> float:
+    """Eq. 3 of the original network under a case's weights (1 for single-objective cases)."""
+    ref = rows[0].objectives.vector()
+    return tchebycheff(ref, ref, np.array(CASE_WEIGHTS[case]))

@@ -1,0 +1,273 @@
+"""The paper's study on a case: scenarios S1–S4 by single-level MILP and HAI, sensitivity tables 3–4, plan files
+and the files the twin replays them with."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from controllers.planning.sts_siting.case import Candidate, CandidateKind, CostParams, Scenario, SitingCase
+from controllers.planning.sts_siting.planner import SitingResult, solve_hai, solve_single_level
+from devices.limits import LeaseConfig, PessParams, sts_limits
+from phasetwin.plan.replay.file import REPLAY_FILE, PlannedFigures, ReplayPlan
+from twin.figures.compare import write_before_after, write_lines
+from twin.loaders import ieee13 as ieee13_data
+from twin.phase import Phase
+
+# Paper 003 (Zhang et al. 2025), §7: STS buses per scenario, and Tables 3–4
+# (unbalance cost, STS unit price, number of STS, comprehensive cost; all money in million yuan).
+PAPER_SITES: dict[Scenario, tuple[int, ...]] = {Scenario.S3: (5, 9, 10, 12), Scenario.S4: (9, 11, 12)}
+PAPER_TABLE_3: tuple[tuple[float, float, int, float], ...] = (
+    (0.20, 0.25, 3, 11.10), (0.25, 0.25, 4, 11.58), (0.30, 0.25, 4, 11.64), (0.35, 0.25, 5, 12.21))
+PAPER_TABLE_4: tuple[tuple[float, float, int, float], ...] = (
+    (0.20, 0.30, 3, 11.33), (0.20, 0.35, 3, 11.55), (0.20, 0.40, 3, 11.78), (0.20, 0.45, 2, 12.10),
+    (0.20, 0.50, 2, 12.25))
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    unbalance_cost_myuan: float
+    sts_price_myuan: float
+    n_sts: int
+    sites: tuple[int, ...]  # paper labels (bus index + 1)
+    cost_myuan_per_year: float
+    paper_n_sts: int
+    paper_cost_myuan: float
+    optimal: bool
+
+
+def run_scenarios(case: SitingCase, params: CostParams, *, time_limit_s: float = 300.0,
+                  with_hai: bool = True) -> list[SitingResult]:
+    """S1 (reference), S2 (manual, single level), S3 and S4 by single level and, with ``with_hai``, by HAI."""
+    out = [solve_single_level(case, params, scenario=s, time_limit_s=time_limit_s)
+           for s in (Scenario.S1, Scenario.S2, Scenario.S3, Scenario.S4)]
+    if with_hai:
+        out += [solve_hai(case, params, scenario=s, time_limit_s=time_limit_s) for s in (Scenario.S3, Scenario.S4)]
+    return out
+
+
+def sensitivity(case: SitingCase, base: CostParams, *, scenario: Scenario = Scenario.S4,
+                time_limit_s: float = 300.0, relative_gap: float = 1e-4) -> tuple[list[SensitivityRow], ...]:
+    """Tables 3 and 4: single-level optimum for each (unbalance cost, STS price) pair of the paper."""
+    tables = []
+    for paper in (PAPER_TABLE_3, PAPER_TABLE_4):
+        rows = []
+        for alpha, price, n_paper, cost_paper in paper:
+            params = base.model_copy(update={"unbalance_cost": alpha * 1e6, "sts_unit_price": price * 1e6})
+            res = solve_single_level(case, params, scenario=scenario, time_limit_s=time_limit_s,
+                                     relative_gap=relative_gap)
+            rows.append(SensitivityRow(alpha, price, len(res.operation.sites),
+                                       tuple(b + 1 for b in res.site_buses(case)), res.cost * 365 / 1e6,
+                                       n_paper, cost_paper, res.optimal))
+        tables.append(rows)
+    return tables[0], tables[1]
+
+
+class StsPlanSite(BaseModel):
+    """One STS: its bus and the phase rotation (0: as connected, 1: A→B→C→A, 2: A→C→B→A) per step."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    bus: str
+    paper_bus: int
+    kind: CandidateKind
+    rotation: list[int] = Field(description="per step; for the PESS the phase index 0/1/2 = A/B/C")
+
+
+class StsPlan(BaseModel):
+    """What ``phasetwin plan sts-siting`` writes to ``plan.json``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    case: str
+    scenario: Scenario
+    method: str
+    step_h: float
+    sites: list[StsPlanSite]
+    pess_bus: str | None
+    pess_phase: list[int]
+    pv_used_kw: list[float]
+    charge_kw: list[float]
+    discharge_kw: list[float]
+    cost_per_day: float
+    cost_parts: dict[str, float]
+    kappa_mean: float
+    kappa_max: float
+
+
+def plan_of(case: SitingCase, res: SitingResult) -> StsPlan:
+    op, ev = res.operation, res.evaluation
+    names = case.network.bus_names
+    sites = []
+    for i in sorted(op.sites, key=lambda i: case.candidates[i].bus):
+        c = case.candidates[i]
+        seq = op.pess_phase if c.kind is CandidateKind.PESS else op.rotation[:, i]
+        sites.append(StsPlanSite(bus=names[c.bus], paper_bus=c.bus + 1, kind=c.kind,
+                                 rotation=[int(v) for v in seq]))
+    return StsPlan(
+        case=case.name, scenario=res.scenario, method=res.method, step_h=case.period_h, sites=sites,
+        pess_bus=names[case.pess.bus] if case.pess is not None else None,
+        pess_phase=[int(v) for v in op.pess_phase], pv_used_kw=[float(v) for v in op.pv_used_kw],
+        charge_kw=[float(v) for v in op.charge_kw], discharge_kw=[float(v) for v in op.discharge_kw],
+        cost_per_day=ev.total,
+        cost_parts={"ins": ev.s_ins, "cub": ev.s_cub, "lo": ev.s_lo, "ab": ev.s_ab, "manual": ev.s_manual},
+        kappa_mean=float(ev.kappa.mean()), kappa_max=float(ev.kappa.max()),
+    )
+
+
+def result_folder(res: SitingResult) -> str:
+    """Sub-folder of a result's replay files: ``S1``..``S4`` (reference and single level), ``S3-HAI``, ``S4-HAI``."""
+    return f"{res.scenario.value}-HAI" if res.method == "HAI" else res.scenario.value
+
+
+def _connection(c: Candidate) -> list[int]:
+    """The twin connection of a candidate load: its home phase (the planner's rotation origin) first, then the
+    other loaded phases in A→B→C order from it."""
+    home = int(np.argmax(c.p_kw.sum(axis=0)))
+    loaded = [x for x in range(3) if c.p_kw[:, x].any() or x == home]
+    return sorted(loaded, key=lambda x: (x - home) % 3)
+
+
+def write_replay_files(folder: Path, case: SitingCase, res: SitingResult, params: CostParams, *, feeder: str | None,
+                       day_utc: datetime, baseline: str | None) -> list[Path]:
+    """The files the twin replays a result with (see ``phasetwin/plan/replay/file.py``); customers are named
+    after their buses and device ids are ``sts-<bus>``/``pess-<bus>``, as on the twin's ``ieee13`` feeder.
+
+    - ``devices.csv``: an STS at each sited load; the PESS, behind an STS when it is sited, else on its home phase;
+    - ``schedule.csv``: each STS's transfers (the phase its first terminal goes to, at every change of rotation,
+      and at the start), and every step the PESS's battery set-point (+ discharge, − charge), curtailment rate
+      and, behind an STS, phase; S1 and S3 hold the battery at 0 (without a set-point the twin's PESS would
+      self-consume);
+    - ``rephase.json`` (S2, manual moves): the loads' connections for the day;
+    - ``replay.json`` (only with ``feeder``): period, tick = the planning step, device limits and sizes, the
+      planner's head currents and κ, and the ``baseline`` plan folder to compare with.
+    """
+    from controllers.planning.plan_file import write_plan
+
+    folder.mkdir(parents=True, exist_ok=True)
+    op, names, phases = res.operation, case.network.bus_names, "ABC"
+    step = timedelta(hours=case.period_h)
+    written = []
+    pess_sited = any(case.candidates[i].kind is CandidateKind.PESS for i in op.sites)
+    with (folder / "devices.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["customer_id", "kind", "access"])
+        for i in sorted(op.sites, key=lambda i: case.candidates[i].bus):
+            if case.candidates[i].kind is CandidateKind.LOAD:
+                w.writerow([names[case.candidates[i].bus], "sts", ""])
+        if case.pess is not None:
+            w.writerow([names[case.pess.bus], "pess", "switchable" if pess_sited else "single"])
+    written.append(folder / "devices.csv")
+    rows: list[tuple[datetime, str, str, str, str, str]] = []
+    for i, c in enumerate(case.candidates):
+        if i not in op.sites or c.kind is not CandidateKind.LOAD:
+            continue
+        home = _connection(c)[0]
+        prev = None
+        for t in range(case.n_steps):
+            r = int(op.rotation[t, i])
+            if r != prev:
+                rows.append((day_utc + t * step, f"sts-{names[c.bus]}", "transfer", phases[(home + r) % 3], "", ""))
+                prev = r
+    if case.pess is not None:
+        for t in range(case.n_steps):
+            pv = float(case.pess.pv_kw[t])
+            curt = 0.0 if pv <= 1e-9 else min(1.0, max(0.0, 1.0 - float(op.pv_used_kw[t]) / pv))
+            rows.append((day_utc + t * step, f"pess-{names[case.pess.bus]}", "set_battery",
+                         phases[int(op.pess_phase[t])] if pess_sited else "",
+                         f"{float(op.discharge_kw[t] - op.charge_kw[t]):.6f}", f"{curt:.6f}"))
+    rows.sort(key=lambda r: r[0])
+    with (folder / "schedule.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["time_utc", "device_id", "action", "phase", "battery_kw", "curtailment"])
+        w.writerows([(t.isoformat().replace("+00:00", "Z"), *rest) for t, *rest in rows])
+    written.append(folder / "schedule.csv")
+    rephase = None
+    if res.scenario is Scenario.S2:
+        configurations, initial = {}, {}
+        for i, c in enumerate(case.candidates):
+            if c.kind is not CandidateKind.LOAD or i in op.sites:
+                continue
+            conn = _connection(c)
+            r = int(op.rotation[0, i])
+            initial[names[c.bus]] = tuple(Phase(x) for x in conn)
+            configurations[names[c.bus]] = tuple(Phase((x + r) % 3) for x in conn)
+        if case.pess is not None and not pess_sited:
+            initial[names[case.pess.bus]] = (Phase(case.pess.home_phase),)
+            configurations[names[case.pess.bus]] = (Phase(int(op.pess_phase[0])),)
+        rephase = "rephase.json"
+        written.append(write_plan(folder / rephase, feeder=feeder or case.name, configurations=configurations,
+                                  initial=initial))
+    if feeder is None:
+        return written
+    s = case.pess
+    pess = PessParams() if s is None else PessParams(
+        pv_kwp=s.pv_kwp if s.pv_kwp is not None else float(s.pv_kw.max()), energy_kwh=s.energy_kwh,
+        e_min_kwh=s.e_min_kwh, e_initial_kwh=s.e_initial_kwh, charge_max_kw=s.charge_max_kw,
+        discharge_max_kw=s.discharge_max_kw, eta_charge=s.eta_charge, eta_discharge=s.eta_discharge,
+        inverter_kva=s.inverter_kva)
+    step_s = round(case.period_h * 3600)
+    ev = res.evaluation
+    plan = ReplayPlan(
+        label=f"{res.scenario.value} {res.method}", feeder=feeder, start_utc=day_utc,
+        end_utc=day_utc + case.n_steps * step, tick_s=step_s,
+        devices="devices.csv", schedule="schedule.csv", rephase=rephase, baseline=baseline,
+        sts_limits=sts_limits(rating_a=params.sts_rating_a, max_operations_per_day=params.max_operations_per_day,
+                              cost_per_operation=params.switching_cost, min_dwell_s=min(900.0, step_s)),
+        pess_params=pess,
+        # Hourly commands: a lease of two steps keeps the PESS on its set-point between them at any tick.
+        lease=LeaseConfig(lease_s=2.0 * step_s),
+        planned=PlannedFigures(step_s=step_s, head_current_a=[(float(a), float(b), float(c))
+                                                               for a, b, c in ev.head_current_a],
+                               kappa=[float(k) for k in ev.kappa],
+                               model="LinDistFlow per phase, lossless; |I| = |S| / nominal phase voltage"),
+    )
+    (folder / REPLAY_FILE).write_text(plan.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    written.append(folder / REPLAY_FILE)
+    return written
+
+
+def write_outputs(folder: Path, case: SitingCase, results: list[SitingResult], chosen: SitingResult, *,
+                  params: CostParams | None = None, feeder: str | None = None,
+                  day_utc: datetime | None = None) -> None:
+    """plan.json (the chosen result), results.json, the planner's before/after SVGs, and the replay files of every
+    result in a sub-folder named by ``result_folder`` (and of the chosen one in ``folder`` itself).
+
+    ``feeder`` names the twin feeder that replays the case (``replay.json`` is written only with it); ``day_utc``
+    is the replayed day (default: that of the twin's ieee13 data).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    params = params or CostParams()
+    day = day_utc or ieee13_data.DEFAULT_DAY.to_pydatetime()
+    plan = plan_of(case, chosen)
+    (folder / "plan.json").write_text(plan.model_dump_json(indent=2), encoding="utf-8")
+    phases = "ABC"
+    has_s1 = any(r.scenario is Scenario.S1 for r in results)
+    for r in results:
+        sub = folder / result_folder(r)
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / "plan.json").write_text(plan_of(case, r).model_dump_json(indent=2), encoding="utf-8")
+        write_replay_files(sub, case, r, params, feeder=feeder, day_utc=day,
+                           baseline="../S1" if has_s1 and r.scenario is not Scenario.S1 else None)
+    write_replay_files(folder, case, chosen, params, feeder=feeder, day_utc=day,
+                       baseline="S1" if has_s1 and chosen.scenario is not Scenario.S1 else None)
+    summary = [plan_of(case, r).model_dump(mode="json") | {"optimal": r.optimal, "wall_s": r.wall_s,
+                                                            "hai_iterations": list(r.iterations)}
+               for r in results]
+    (folder / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    before = next(r for r in results if r.scenario is Scenario.S1)
+    write_before_after(folder / "head_currents.svg",
+                       before={f"phase {ph}": before.evaluation.head_current_a[:, k] for k, ph in enumerate(phases)},
+                       after={f"phase {ph}": chosen.evaluation.head_current_a[:, k] for k, ph in enumerate(phases)},
+                       before_label="S1", after_label=f"{chosen.scenario} ({chosen.method})",
+                       title=f"Head-branch phase currents, S1 vs {chosen.scenario} ({chosen.method})",
+                       subtitle=f"IEEE 13-node feeder, {day:%Y-%m-%d}, planner's model", y_label="current (A)",
+                       x_label="hour of the day (UTC)")
+    write_lines(folder / "kappa.svg", {f"{r.scenario.value} {r.method}": np.asarray(r.evaluation.kappa)
+                                       for r in results},
+                title="Current unbalance κ at the head (eq. 9)", subtitle=f"IEEE 13-node feeder, {day:%Y-%m-%d}, "
+                "planner's model, per scenario and method", y_label="κ", x_label="hour of the day (UTC)")

@@ -1,0 +1,290 @@
+"""OpenDSS circuits as feeders: the IEEE European LV feeder written as a .dss from its bundled CSVs loads to the
+bundled loader's feeder and day, and the twin agrees with OpenDSS's own solution of the same circuit."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import opendssdirect as dss
+import pytest
+from support.opendss_circuits import write_ieee_european_lv
+from typer.testing import CliRunner
+
+from phasetwin.cli.main import app
+from twin.errors import DataError, FeederError
+from twin.loaders import ieee_european_lv, opendss
+from twin.network import Feeder, LineSwitch, VectorGroup
+from twin.powerflow.factory import create_powerflow
+from twin.powerflow.interface import Engine
+
+runner = CliRunner()
+PLAIN = ["--psd", "0", "--pess", "0", "--controller", "none"]
+TICKS = (0, 700, 1140)  # midnight, midday, the evening peak
+TOLERANCE_PU = 1e-4
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_ieee_european_lv(tmp_path_factory.mktemp("ieee_dss"))
+
+
+@pytest.fixture(scope="module")
+def circuit(master: Path) -> opendss.Circuit:
+    return opendss.read_circuit(master)
+
+
+def _lower(feeder: Feeder) -> Feeder:
+    """The bundled feeder with OpenDSS's lower-case names."""
+    return Feeder.model_validate({
+        "name": "ieee_european_lv",
+        "buses": [b.model_copy(update={"id": b.id.lower()}) for b in feeder.buses],
+        "lines": [ln.model_copy(update={"id": ln.id.lower(), "from_bus": ln.from_bus.lower(),
+                                        "to_bus": ln.to_bus.lower()}) for ln in feeder.lines],
+        "transformer": feeder.transformer.model_copy(update={"id": feeder.transformer.id.lower(),
+                                                             "hv_bus": feeder.transformer.hv_bus.lower()}),
+        "source": feeder.source.model_copy(update={"bus": feeder.source.bus.lower()}),
+        "customers": [c.model_copy(update={"id": c.id.lower()}) for c in feeder.customers],
+    })
+
+
+def _by_id(items: tuple[object, ...]) -> dict[str, dict[str, object]]:
+    return {getattr(x, "id"): x.model_dump() for x in items}  # type: ignore[attr-defined]  # noqa: B009
+
+
+def test_ieee_circuit_loads_to_the_bundled_feeder(circuit: opendss.Circuit) -> None:
+    bundled = _lower(ieee_european_lv.load_feeder())
+    ours = circuit.feeder
+    assert ours.name == bundled.name
+    for mine, theirs in ((ours.buses, bundled.buses), (ours.lines, bundled.lines),
+                         (ours.customers, bundled.customers)):
+        a, b = _by_id(mine), _by_id(theirs)
+        assert a.keys() == b.keys()
+        for key in a:
+            numbers = {k for k, v in b[key].items() if isinstance(v, float)}
+            assert {k: v for k, v in a[key].items() if k not in numbers} == {
+                k: v for k, v in b[key].items() if k not in numbers}, key
+            assert {k: a[key][k] for k in numbers} == pytest.approx({k: b[key][k] for k in numbers}, rel=1e-12,
+                                                                   abs=1e-15), key
+    for mine_one, theirs_one in ((ours.transformer, bundled.transformer), (ours.source, bundled.source)):
+        a1, b1 = mine_one.model_dump(), theirs_one.model_dump()
+        numbers = {k for k, v in b1.items() if isinstance(v, float)}
+        assert {k: v for k, v in a1.items() if k not in numbers} == {k: v for k, v in b1.items() if k not in numbers}
+        assert {k: a1[k] for k in numbers} == pytest.approx({k: b1[k] for k in numbers}, rel=1e-12)
+    assert ours.transformer.vector_group is VectorGroup.DYN and ours.transformer.shift_deg == 30.0
+
+
+def test_ieee_load_shapes_are_the_bundled_day(circuit: opendss.Circuit) -> None:
+    bundled = ieee_european_lv.load_day(ieee_european_lv.load_feeder())
+    assert circuit.meter is not None
+    assert circuit.meter.customer_ids == tuple(c.lower() for c in bundled.customer_ids)
+    assert circuit.meter.step_s == 60 and circuit.meter.time_utc.equals(bundled.time_utc)
+    np.testing.assert_array_equal(circuit.meter.p_kw, bundled.p_kw)
+    np.testing.assert_allclose(circuit.meter.q_kvar, bundled.q_kvar, rtol=1e-12, atol=1e-15)
+
+
+def _phase_loads(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Meter rows [t, customer, terminal] → power-flow states [t, customer, network phase]."""
+    p, q = np.zeros_like(p_kw), np.zeros_like(q_kvar)
+    for i, c in enumerate(feeder.customers):
+        for j, ph in enumerate(c.phases):
+            p[:, i, int(ph)], q[:, i, int(ph)] = p_kw[:, i, j], q_kvar[:, i, j]
+    return p, q
+
+
+def test_ieee_circuit_gives_the_bundled_voltages(circuit: opendss.Circuit) -> None:
+    bundled_feeder = ieee_european_lv.load_feeder()
+    day = ieee_european_lv.load_day(bundled_feeder)
+    p, q = _phase_loads(bundled_feeder, day.p_kw[list(TICKS)], day.q_kvar[list(TICKS)])
+    theirs = create_powerflow(bundled_feeder, engine=Engine.PGM).solve(p_kw=p, q_kvar=q)
+    assert circuit.meter is not None
+    p2, q2 = _phase_loads(circuit.feeder, circuit.meter.p_kw[list(TICKS)], circuit.meter.q_kvar[list(TICKS)])
+    ours = create_powerflow(circuit.feeder, engine=Engine.PGM).solve(p_kw=p2, q_kvar=q2)
+    row = {b.id.lower(): k for k, b in enumerate(bundled_feeder.buses)}
+    order = [row[b.id] for b in circuit.feeder.buses]
+    assert np.abs(ours.vm_pu - theirs.vm_pu[:, order]).max() <= TOLERANCE_PU
+    assert theirs.vm_pu.min() < 1.03  # loaded states, not the 1.05 p.u. of no load
+
+
+def _opendss_load_voltages(master: Path, feeder: Feeder, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """OpenDSS's own snapshot solution at each state: |V| p.u. of every load's phase, [state, customer, phase]."""
+    dss.Text.Command("clear")
+    dss.Text.Command(f'redirect "{master}"')
+    # constant power at every voltage, as the twin's loads (OpenDSS's default band 0.95–1.05 p.u. of load kV)
+    for command in ("set mode=snapshot", "set tolerance=1e-10", "set maxiterations=100",
+                    "batchedit load..* vminpu=0.5 vmaxpu=1.5"):
+        dss.Text.Command(command)
+    out = np.full(p.shape, np.nan)
+    for s in range(p.shape[0]):
+        for i, c in enumerate(feeder.customers):
+            dss.Loads.Name(c.id)
+            dss.Loads.kW(float(p[s, i].sum()))
+            dss.Loads.kvar(float(q[s, i].sum()))
+        dss.Solution.Solve()
+        assert dss.Solution.Converged()
+        for i, c in enumerate(feeder.customers):
+            dss.Circuit.SetActiveBus(c.bus)
+            nodes, mags = list(dss.Bus.Nodes()), dss.Bus.puVmagAngle()[0::2]
+            for ph in c.phases:
+                out[s, i, int(ph)] = mags[nodes.index(int(ph) + 1)]
+    return out
+
+
+def test_twin_agrees_with_opendss_at_three_load_states(master: Path, circuit: opendss.Circuit) -> None:
+    feeder = circuit.feeder
+    assert circuit.meter is not None
+    p, q = _phase_loads(feeder, circuit.meter.p_kw[list(TICKS)], circuit.meter.q_kvar[list(TICKS)])
+    expected = _opendss_load_voltages(master, feeder, p, q)
+    twin = create_powerflow(feeder, engine=Engine.PGM).solve(p_kw=p, q_kvar=q)
+    bus = {b.id: k for k, b in enumerate(feeder.buses)}
+    checked = 0
+    for i, c in enumerate(feeder.customers):
+        for ph in c.phases:
+            assert np.abs(twin.vm_pu[:, bus[c.bus], int(ph)] - expected[:, i, int(ph)]).max() <= TOLERANCE_PU, c.id
+            checked += 1
+    assert checked == 55
+    assert expected[np.isfinite(expected)].min() < 1.03
+
+
+SMALL = """clear
+set defaultbasefrequency=50
+new circuit.small basekv=11 pu=1.02 mvasc3=100 mvasc1=80 x1r1=8 x0r0=3
+new linecode.mat nphases=3 units=kft rmatrix=[0.30 | 0.10 0.30 | 0.10 0.10 0.30]
+~ xmatrix=[0.25 | 0.09 0.25 | 0.09 0.09 0.25] cmatrix=[3 | -0.5 3 | -0.5 -0.5 3] normamps=250
+new transformer.t1 phases=3 windings=2 buses=[sourcebus lv] conns=[delta wye] kvs=[11 0.4] kvas=[400 400]
+~ %rs=[0.5 0.7] xhl=4.5 leadlag=euro
+new line.l1 bus1=lv bus2=b1 phases=3 linecode=mat length=300 units=ft
+new line.l2 bus1=b1 bus2=b2 phases=3 r1=0.2 x1=0.08 r0=0.8 x0=0.3 c1=0 c0=0 units=km length=0.25
+new line.tie bus1=b2 bus2=lv phases=3 switch=yes
+open line.tie 1
+new load.house bus1=b2.2 phases=1 kv=0.23 kw=3 kvar=1 model=1 vminpu=0.5 vmaxpu=1.5
+new load.shop bus1=b1 phases=3 kv=0.4 kw=9 kvar=3 model=1 vminpu=0.5 vmaxpu=1.5
+set voltagebases=[11 0.4]
+calcvoltagebases
+"""
+
+
+def test_matrix_impedances_units_and_switches(tmp_path: Path) -> None:
+    path = tmp_path / "small.dss"
+    path.write_text(SMALL)
+    feeder = opendss.read_circuit(path).feeder
+    lines = {ln.id: ln for ln in feeder.lines}
+    per_km = 1 / 0.3048  # kft → km
+    assert lines["l1"].length_km == pytest.approx(300 * 0.3048e-3)
+    assert (lines["l1"].r1_ohm_per_km, lines["l1"].r0_ohm_per_km) == pytest.approx((0.2 * per_km, 0.5 * per_km))
+    assert (lines["l1"].x1_ohm_per_km, lines["l1"].x0_ohm_per_km) == pytest.approx((0.16 * per_km, 0.43 * per_km))
+    assert (lines["l1"].c1_nf_per_km, lines["l1"].c0_nf_per_km) == pytest.approx((3.5 * per_km, 2.0 * per_km))
+    assert lines["l1"].max_i_ka == pytest.approx(0.25)
+    assert (lines["l2"].r1_ohm_per_km, lines["l2"].x0_ohm_per_km, lines["l2"].length_km) == pytest.approx(
+        (0.2, 0.3, 0.25))
+    assert lines["tie"].switch is LineSwitch.NORMALLY_OPEN
+    tr = feeder.transformer
+    assert (tr.vkr_percent, tr.vk_percent, tr.shift_deg) == pytest.approx((1.2, math.hypot(1.2, 4.5), 330.0))
+    src = feeder.source
+    assert (src.s_sc_mva, src.rx_ratio, src.vm_pu) == pytest.approx((100.0, 1 / 8, 1.02))
+    assert [(c.id, c.bus, c.connection) for c in feeder.customers] == [("house", "b2", "B"), ("shop", "b1", "ABC")]
+    assert feeder.customers[0].power_factor == pytest.approx(3 / math.hypot(3, 1))
+
+
+def test_small_circuit_agrees_with_opendss(tmp_path: Path) -> None:
+    path = tmp_path / "small.dss"
+    path.write_text(SMALL)
+    feeder = opendss.read_circuit(path).feeder
+    p = np.array([[[0.0, 3.0, 0.0], [3.0, 3.0, 3.0]]])
+    q = np.array([[[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])
+    twin = create_powerflow(feeder, engine=Engine.PGM).solve(p_kw=p, q_kvar=q)
+    dss.Text.Command("clear")
+    dss.Text.Command(f'redirect "{path}"')
+    dss.Text.Command("set tolerance=1e-10")
+    dss.Solution.Solve()
+    for k, b in enumerate(feeder.buses):
+        if b.id == "sourcebus":
+            continue
+        dss.Circuit.SetActiveBus(b.id)
+        mags = dss.Bus.puVmagAngle()[0::2]
+        np.testing.assert_allclose(twin.vm_pu[0, k], mags[:3], atol=TOLERANCE_PU)
+    assert twin.vm_pu[0, 1:].min() < feeder.source.vm_pu - 0.01  # loaded, not the no-load voltage
+
+
+def test_unsupported_elements_are_reported_at_once_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "bad.dss"
+    path.write_text(SMALL + "\n".join([
+        "new capacitor.cap1 bus1=b1 kvar=10 kv=0.4",
+        "new line.lat bus1=b1.1 bus2=b3.1 phases=1 r1=0.3 x1=0.1 length=0.1 units=km",
+        "new load.motor bus1=b1 phases=3 kv=0.4 kw=5 model=2",
+        "new load.welder bus1=b2.1.2 phases=1 kv=0.4 kw=2 conn=delta",
+        "new pvsystem.pv1 bus1=b2 phases=3 kv=0.4 pmpp=5 kva=5",
+        "new monitor.m1 element=line.l1 terminal=1",
+    ]) + "\n")
+    with pytest.raises(FeederError, match=r"bad.dss: 5 problem\(s\)") as info:
+        opendss.read_circuit(path)
+    assert info.value.problems == [
+        "Capacitor.cap1: capacitor elements are not supported in an LV feeder; remove it",
+        "PVSystem.pv1: pvsystem elements are not supported in an LV feeder; remove it",
+        "Line.lat: phases = 1; only three-phase lines are supported",
+        "Load.motor: model = 2; only constant-power loads (model=1) are supported",
+        "Load.welder: conn = delta; only wye (phase-to-neutral) loads are supported",
+    ]
+
+
+def test_loads_without_shapes_need_data(tmp_path: Path) -> None:
+    path = tmp_path / "small.dss"
+    path.write_text(SMALL)
+    cache = opendss.CircuitCache(path)
+    with pytest.raises(DataError, match=r"small.dss: no load has a load shape \(yearly, daily or duty\); give meter "
+                                        r"data with --data"):
+        cache.meter_data(cache.feeder())
+
+
+def test_a_year_of_hourly_shapes_starts_on_new_year(tmp_path: Path) -> None:
+    """8760 hourly points from 2024-01-01 00:00 UTC; mult × kW without useactual; q from qmult × kvar."""
+    mult = np.round(0.5 + 0.4 * np.sin(np.arange(8760) * 2 * np.pi / 24), 6)
+    (tmp_path / "year.txt").write_text("\n".join(map(str, mult)) + "\n")
+    (tmp_path / "q.txt").write_text("\n".join(map(str, mult / 2)) + "\n")
+    path = tmp_path / "small.dss"
+    path.write_text(SMALL.replace("set voltagebases", "new loadshape.year npts=8760 interval=1 mult=(file=year.txt) "
+                                  "qmult=(file=q.txt)\nbatchedit load..* yearly=year\nset voltagebases"))
+    meter = opendss.read_circuit(path).meter
+    assert meter is not None and meter.step_s == 3600
+    assert meter.time_utc[0].isoformat() == "2024-01-01T00:00:00+00:00" and len(meter.time_utc) == 8760
+    np.testing.assert_allclose(meter.p_kw[:, 0, 0], mult * 3.0)  # house: 3 kW on one terminal
+    np.testing.assert_allclose(meter.p_kw[:, 1], np.repeat(mult[:, None] * 3.0, 3, axis=1))  # shop: 9 kW / 3
+    np.testing.assert_allclose(meter.q_kvar[:, 0, 0], mult / 2 * 1.0)
+
+
+def test_replay_of_a_dss_circuit_uses_its_load_shapes(master: Path, tmp_path: Path) -> None:
+    """The circuit's day replayed for two hours vs the bundled feeder's: the same energy and unbalance."""
+    args = ["--end", "2024-01-15T02:00", *PLAIN]
+    ours = runner.invoke(app, ["replay", "--feeder", str(master), "--out", str(tmp_path / "dss"), *args])
+    assert ours.exit_code == 0, ours.output
+    theirs = runner.invoke(app, ["replay", "--out", str(tmp_path / "csv"), *args])
+    assert theirs.exit_code == 0, theirs.output
+    a, b = (json.loads((tmp_path / run / "summary.json").read_text()) for run in ("dss", "csv"))
+    assert a["feeder"] == "ieee_european_lv" and a["ticks"] == b["ticks"] == 120
+    for ph in "abc":
+        assert a["energy_kwh"][ph] == pytest.approx(b["energy_kwh"][ph], rel=1e-6)
+    assert a["max_p_unb_kw"] == pytest.approx(b["max_p_unb_kw"], rel=1e-9)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("new circuit.x basekv=11\nnew line.l1 bus1=a bus2=b linecode=nosuchcode\n", "OpenDSS cannot compile the circuit"),
+    ("clear\n", "no circuit defined"),
+])
+def test_bad_circuit_ends_in_one_message_and_exit_2(text: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "bad.dss"
+    path.write_text(text)
+    result = runner.invoke(app, ["replay", "--feeder", str(path), "--out", str(tmp_path / "run"), *PLAIN])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_a_dss_circuit_takes_no_pandapower_assumptions(tmp_path: Path) -> None:
+    path = tmp_path / "small.dss"
+    path.write_text(SMALL)
+    result = runner.invoke(app, ["replay", "--feeder", f"{path};transformer=1", "--out", str(tmp_path / "run"),
+                                 *PLAIN])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "an OpenDSS circuit takes no assumptions" in " ".join(result.output.split())
