@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from phasetwin.run.replay import load_inputs, replay
+from phasetwin.run.inputs import load_inputs
+from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 
 
@@ -87,7 +88,7 @@ def study(out: Path) -> None:
     """``phasetwin study run examples/liege_year.toml`` from scratch (``--force``), timed from outside."""
     import pandas as pd
 
-    from phasetwin.study.results import read_results
+    from phasetwin.studies.results import read_results
 
     spec = Path(__file__).resolve().parents[1] / "examples" / "liege_year.toml"
     command = [sys.executable, "-m", "phasetwin.cli.main", "study", "run", str(spec), "--out", str(out), "--force"]

@@ -212,7 +212,7 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
         bus = MqttBus(settings, name="bench", client_id=client_id)
         grid = GridRole(bus=bus, feeder=feeder, name=feeder_name, powerflow=create_powerflow(feeder, engine=Engine.PGM))
         bus.subscribe(topics.meters(feeder_name), lambda t, m: handled.__setitem__(0, handled[0] + 1))
-        gc.freeze()  # as phasetwin.run.replay.replay does once the roles are set up
+        gc.freeze()  # as phasetwin.run.execute.execute does once the roles are set up
         return bus, grid
 
     def ingest(bus: MqttBus, started: float) -> float:

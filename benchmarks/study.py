@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from phasetwin.study.execute import StudyProgress, dask_client, peak_rss_mb, run_in_process, run_on_cluster
-from phasetwin.study.grid import task_grid
-from phasetwin.study.spec import FeederChoice, FleetChoice, PeriodChoice, StrategyChoice, StudySpec
+from phasetwin.studies.execute import StudyProgress, dask_client, peak_rss_mb, run_in_process, run_on_cluster
+from phasetwin.studies.grid import task_grid
+from phasetwin.studies.spec import FeederChoice, FleetChoice, PeriodChoice, StrategyChoice, StudySpec
 
 
 def _spec(*, hours: int, strategy: str) -> StudySpec:
@@ -45,7 +45,7 @@ def _spec(*, hours: int, strategy: str) -> StudySpec:
 
 
 def _warm_up() -> None:
-    importlib.import_module("phasetwin.study.task")
+    importlib.import_module("phasetwin.studies.task")
     importlib.import_module("twin.powerflow.pgm")
 
 

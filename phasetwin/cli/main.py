@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -14,18 +14,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controllers.online.settings import ControllerSettings, ForecastKind, Strategy, default_solver
-from devices.fleet import FleetSpec, PessAccess, read_device_list
-from devices.limits import LeaseConfig
+import phasetwin.api
+from controllers.online.settings import ForecastKind, Strategy
+from devices.fleet import PessAccess, read_device_list
 from phasetwin.cli.identify import register as _register_identify
 from phasetwin.plan.commands import register as _register_siting
 from phasetwin.plan.rephase.command import register as _register_rephase
 from phasetwin.report.tables import print_table
 from phasetwin.run.compare import StrategyFigures
-from phasetwin.run.scenario import Scenario, TimeBase, default_control_period_s
+from phasetwin.run.options import ScenarioOptions, parse_time
+from phasetwin.run.scenario import Scenario, TimeBase
 from phasetwin.run.scenario_file import ReplayOptions as ScenarioFileOptions
 from phasetwin.run.summary import RunSummary
-from phasetwin.study.command import register as _register_study
+from phasetwin.studies.command import register as _register_study
 from streams.bus import Bus
 from streams.errors import validation_problems
 from streams.influx.settings import InfluxSettings
@@ -54,13 +55,10 @@ def _validation_text(err: ValidationError) -> str:
 
 def _parse_time(text: str | None, option: str) -> datetime | None:
     """ISO date or date-time; a naive value is taken as UTC, an offset is converted to UTC."""
-    if text is None:
-        return None
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError as err:
-        raise _fail(f"{option} {text!r} is not an ISO date or date-time (e.g. 2024-01-15 or 2024-01-15T06:00)") from err
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return parse_time(text, option)
+    except TwinError as err:
+        raise _fail(str(err)) from err
 
 
 @app.command()
@@ -192,31 +190,11 @@ def _open_bus(url: str | None, name: str) -> Bus | None:
     return MqttBus(MqttSettings.from_url(url), name=name)
 
 
-def _scenario(
-    *, feeder: str, data: Path | None, unit: PowerUnit, naive_utc: bool, start: str | None, end: str | None,
-    tick: int, engine: Engine, psd: int, sts: int, pess: int, pess_access: PessAccess, devices: Path | None,
-    controller: Strategy, forecast: ForecastKind, time_limit: float, out: Path, speed: float = 0.0,
-    per_meter_topics: bool = False, schedule: Path | None = None, fill_gaps: int = 4, unit_check: bool = True,
-    unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
-    command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
-) -> Scenario:
-    """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
+def _scenario(**options: Any) -> Scenario:
+    """The scenario the options (``ScenarioOptions``' fields) describe; a bad value exits with status 2 and a
+    message naming it."""
     try:
-        period = control_period if control_period is not None else default_control_period_s(max(tick, 1))
-        explicit = read_device_list(devices) if devices is not None else ()
-        fleet = FleetSpec(psd=psd, sts=sts, pess=pess, pess_access=pess_access, explicit=explicit,
-                          lease=LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period)))
-        control = ControllerSettings(strategy=controller, forecast=forecast, period_s=period,
-                                     command_lifetime_s=command_lifetime,
-                                     solver=default_solver(time_limit_s=time_limit))
-        return Scenario(
-            feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
-            end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
-            per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule, controller=control,
-            data_fill_steps=fill_gaps, data_unit_check=unit_check, unmetered=unmetered,  # type: ignore[arg-type]
-            unknown_meters=unknown_meters,
-            on_divergence=on_divergence,
-        )
+        return ScenarioOptions(**options).scenario()
     except TwinError as err:
         raise _fail(str(err)) from err
     except ValidationError as err:
@@ -233,6 +211,32 @@ def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
     return bar, progress
+
+
+class _LabelledBars:
+    """One progress bar per run of a command (``replay``, ``no control``), each started when its run starts."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tuple[Progress, Callable[[int, int], None]]] = {}
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        self.progress_of(label)(done, total)
+
+    def progress_of(self, label: str) -> Callable[[int, int], None]:
+        if label not in self._bars:
+            for bar, _ in self._bars.values():
+                bar.stop()
+            bar, update = _progress_bar(label)
+            bar.start()
+            self._bars[label] = (bar, update)
+        return self._bars[label][1]
+
+    def __enter__(self) -> _LabelledBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar, _ in self._bars.values():
+            bar.stop()
 
 
 @app.command()
@@ -295,7 +299,6 @@ def replay(
 ) -> None:
     """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
     from phasetwin.run.compare import figures
-    from phasetwin.run.replay import replay as run_replay
 
     if config is not None:
         scenario, options = _from_config(config, ctx)
@@ -338,27 +341,22 @@ def replay(
     database = _influx(influx)
     try:
         seasonal = None
-        bar, progress = _progress_bar("replay")
-        with bar, _StopOnSigterm() as stop:
+        bars = _LabelledBars()
+        with bars, _StopOnSigterm() as stop:
             if seasonal_plan is not None and baseline and bus is None and database is None:
                 from phasetwin.plan.seasonal.compare import compare_seasonal
+                from phasetwin.run.reference import record
 
-                seasonal = compare_seasonal(scenario, progress=progress, stop_requested=stop)
-                result = seasonal.after
+                seasonal = compare_seasonal(scenario, progress=bars.progress_of("replay"), stop_requested=stop)
+                result, reference = seasonal.after, None
+                record(scenario, result.summary, baseline=baseline)
             else:
-                result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "replay"), stop_requested=stop,
-                                    influx=database)
-        reference = None
-        if baseline and scenario.controller.strategy is not Strategy.NONE and not scenario.fleet.empty \
-                and speed == 0 and not result.summary.stopped_early:
-            bar, progress = _progress_bar("no control")
-            with bar:
-                reference_scenario = scenario.model_copy(update={
-                    "controller": scenario.controller.model_copy(update={"strategy": Strategy.NONE}),
-                    "out": out / "no-control", "schedule": None})
-                reference = run_replay(reference_scenario, progress=progress)
-                _record(reference_scenario, reference.summary, baseline=False)
-        _record(scenario, result.summary, baseline=baseline)
+                run = phasetwin.api.replay_scenario(scenario, baseline=baseline, progress=bars.progress,
+                                                    bus=_open_bus(bus, "replay"), influx=database,
+                                                    stop_requested=stop)
+                assert run.result is not None
+                result = run.result
+                reference = run.baseline.result if run.baseline is not None else None
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     _print_summary(result.summary)
@@ -448,15 +446,6 @@ def _from_config(path: Path, ctx: typer.Context) -> tuple[Scenario, ScenarioFile
         return override(file.scenario, file.replay, given)
     except TwinError as err:
         raise _fail(str(err)) from err
-
-
-def _record(scenario: Scenario, summary: RunSummary, *, baseline: bool) -> None:
-    """The resolved scenario into the run folder (bus and database URLs are not recorded: they may hold
-    credentials, and a replay gives the same tables in process)."""
-    from phasetwin.run.scenario_file import ReplayOptions, record_scenario
-
-    record_scenario(scenario, start_utc=summary.start_utc, end_utc=summary.end_utc,
-                    replay=ReplayOptions(baseline=baseline))
 
 
 @app.command()
@@ -616,7 +605,7 @@ def export_influx(
     """Write a finished run folder to InfluxDB with the live recorder's schema and keys (idempotent)."""
     import json
 
-    from phasetwin.run.replay import customer_bus_index
+    from phasetwin.run.inputs import customer_bus_index
     from streams.influx.export import export_run
     from twin.feeders import open_feeder
 
@@ -742,7 +731,7 @@ def compare(
         _print_report(r.folder, baseline=None if r.folder == reference else reference, reference_report=False)
     console.print(f"run folders: {out}/<controller>/")
     from phasetwin.run.compare import compare_scenario
-    from phasetwin.study.command import record_compare
+    from phasetwin.studies.command import record_compare
 
     record_compare(out, [(compare_scenario(scenario, Strategy(fig.strategy), out=out), result)
                          for fig, result in rows])

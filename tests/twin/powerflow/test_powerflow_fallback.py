@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from power_grid_model import CalculationMethod
 
-from phasetwin.run.replay import load_inputs, plan_clock, replay
+from phasetwin.run.inputs import load_inputs, plan_clock
+from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from streams.bus import LocalBus
 from streams.meters.replay import MeterReplay

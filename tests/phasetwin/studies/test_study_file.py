@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from phasetwin.cli.main import app
-from phasetwin.study.grid import task_grid
-from phasetwin.study.spec import read_study
+from phasetwin.studies.grid import task_grid
+from phasetwin.studies.spec import read_study
 
 runner = CliRunner()
 

@@ -26,11 +26,11 @@ from support.dask_cluster import DaskClusterProcesses
 from typer.testing import CliRunner
 
 from phasetwin.cli.main import app
-from phasetwin.study.execute import StudyProgress, dask_client, pending, run_on_cluster
-from phasetwin.study.grid import Task, task_grid
-from phasetwin.study.report import comparison
-from phasetwin.study.results import read_results
-from phasetwin.study.spec import read_study
+from phasetwin.studies.execute import StudyProgress, dask_client, pending, run_on_cluster
+from phasetwin.studies.grid import Task, task_grid
+from phasetwin.studies.report import comparison
+from phasetwin.studies.results import read_results
+from phasetwin.studies.spec import read_study
 from twin.errors import ScenarioError
 
 runner = CliRunner()

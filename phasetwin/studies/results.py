@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from controllers.ltupf import OperatingLimits
 from phasetwin.run.compare import figures
-from phasetwin.run.replay import RunResult
+from phasetwin.run.result import RunResult
 
 RESULTS = "results"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from controllers.online.settings import Strategy
-from phasetwin.study.grid import task_grid
-from phasetwin.study.spec import read_study
+from phasetwin.studies.grid import task_grid
+from phasetwin.studies.spec import read_study
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -24,7 +24,7 @@ def test_every_example_study_lays_out_its_tasks(name: str, tmp_path: Path) -> No
 
 
 def test_the_year_study_covers_every_tick_of_the_liege_data_once(tmp_path: Path) -> None:
-    from phasetwin.run.replay import load_inputs
+    from phasetwin.run.inputs import load_inputs
 
     spec, _ = read_study(EXAMPLES / "liege_year.toml")
     tasks = [t for t in task_grid(spec, study_dir=tmp_path) if t.scenario.controller.strategy is Strategy.ROLLING_MILP]

@@ -11,10 +11,10 @@ import pandas as pd
 
 from controllers.online.settings import ControllerSettings, Strategy, default_solver
 from devices.fleet import FleetSpec
-from phasetwin.run.replay import load_inputs
+from phasetwin.run.inputs import load_inputs
 from phasetwin.run.scenario import Scenario
 from phasetwin.run.scenario_file import input_hashes, scenario_hash
-from phasetwin.study.spec import Every, FeederChoice, PeriodChoice, StrategyChoice, StudySpec, period_label
+from phasetwin.studies.spec import Every, FeederChoice, PeriodChoice, StrategyChoice, StudySpec, period_label
 from twin.errors import ScenarioError
 
 

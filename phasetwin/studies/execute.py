@@ -21,10 +21,10 @@ from typing import Any
 import dask
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from phasetwin.study.estimate import estimate_s
-from phasetwin.study.grid import Task
-from phasetwin.study.results import read_results, write_row
-from phasetwin.study.task import WORKER_CACHE, InputCache, run_task, task_meta
+from phasetwin.studies.estimate import estimate_s
+from phasetwin.studies.grid import Task
+from phasetwin.studies.results import read_results, write_row
+from phasetwin.studies.task import WORKER_CACHE, InputCache, run_task, task_meta
 from twin.errors import ScenarioError
 
 log = logging.getLogger(__name__)

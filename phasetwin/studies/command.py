@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
@@ -14,9 +14,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from phasetwin.run.replay import RunResult
+from phasetwin.run.result import RunResult
 from phasetwin.run.scenario import Scenario
-from phasetwin.study.grid import Task
+from phasetwin.studies.grid import Task
 from twin.errors import StreamError, TwinError
 
 console = Console()
@@ -37,23 +37,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(study_app, name="study")
 
 
-def _tasks(study_file: Path, out: Path | None) -> tuple[list[Task], Path]:
-    from phasetwin.study.grid import task_grid
-    from phasetwin.study.spec import read_study
-
-    spec, study_dir = read_study(study_file)
-    study_dir = (out or study_dir).resolve()
-    return task_grid(spec, study_dir=study_dir), study_dir
-
-
 @study_app.command("plan")
 def plan(study_file: StudyFileArg, out: OutOpt = None) -> None:
     """Print the task grid and an estimate of its cost, without running anything."""
-    from phasetwin.study.estimate import estimate_s
-    from phasetwin.study.execute import default_workers, pending
+    from phasetwin.studies.estimate import estimate_s
+    from phasetwin.studies.execute import default_workers, pending
+    from phasetwin.studies.run import study_tasks
 
     try:
-        tasks, study_dir = _tasks(study_file, out)
+        tasks, study_dir = study_tasks(study_file, out)
         todo = {t.key for t in pending(tasks, study_dir)}
         seconds = estimate_s(tasks)
     except (TwinError, StreamError) as err:
@@ -85,43 +77,48 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")] = False,
 ) -> None:
     """Run every task of the study not yet in its results, then print and write the comparison table."""
-    from phasetwin.study.execute import StudyProgress, dask_client, pending, run_in_process, run_on_cluster
+    from phasetwin.studies.execute import StudyProgress
+    from phasetwin.studies.run import StudyRun, run_study
 
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
-    try:
-        tasks, study_dir = _tasks(study_file, out)
-        todo = pending(tasks, study_dir, force=force, retry_failed=retry_failed)
-    except (TwinError, StreamError) as err:
-        raise _fail(str(err)) from err
-    progress = StudyProgress(total=len(tasks), skipped=len(tasks) - len(todo))
-    console.print(f"study {study_dir}: {len(tasks)} task(s), {progress.skipped} already in the results, "
-                  f"{len(todo)} to run")
     bar = Progress(TextColumn("[bold]study[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                    TimeElapsedColumn(), console=err_console)
-    bar_task = bar.add_task("", total=len(tasks), completed=progress.skipped)
+    bar_task = bar.add_task("", total=None)
+    state: dict[str, StudyRun] = {}
+
+    def start(run: StudyRun, todo: list[Task]) -> None:
+        state["run"] = run
+        console.print(f"study {run.study_dir}: {len(run.tasks)} task(s), {run.progress.skipped} already in the "
+                      f"results, {len(todo)} to run")
+        bar.update(bar_task, total=len(run.tasks), completed=run.progress.skipped)
+        if todo and (workers != 0 or scheduler is not None):
+            return
+        bar.start()
+
+    def client_ready(client: Any) -> None:
+        console.print(f"Dask dashboard: {client.dashboard_link} · worker logs: {state['run'].study_dir / 'logs'}/")
+        bar.start()
 
     def update(p: StudyProgress) -> None:
         bar.update(bar_task, completed=p.finished,
                    description=f"done {p.done + p.skipped} · failed {p.failed} · running {p.running}")
 
     try:
-        if todo:
-            if workers == 0 and scheduler is None:
-                with bar:
-                    run_in_process(todo, study_dir=study_dir, progress=progress, on_update=update)
-            else:
-                with dask_client(scheduler=scheduler, workers=workers,
-                                 log_level=logging.INFO if verbose else logging.WARNING,
-                                 log_folder=study_dir / "logs") as client:
-                    console.print(f"Dask dashboard: {client.dashboard_link} · worker logs: {study_dir / 'logs'}/")
-                    with bar:
-                        run_on_cluster(todo, study_dir=study_dir, client=client, progress=progress, on_update=update)
+        run = run_study(study_file, out=out, workers=workers, scheduler=scheduler, force=force,
+                        retry_failed=retry_failed, log_level=logging.INFO if verbose else logging.WARNING,
+                        on_start=start, on_client=client_ready, on_update=update)
     except KeyboardInterrupt:
-        raise _fail(f"interrupted: {progress.finished} of {len(tasks)} task(s) have their row in "
-                    f"{study_dir / 'results'}; run the study again to resume") from None
+        done = state["run"].progress.finished if "run" in state else 0
+        total = len(state["run"].tasks) if "run" in state else 0
+        folder = state["run"].study_dir / "results" if "run" in state else "the results"
+        raise _fail(f"interrupted: {done} of {total} task(s) have their row in {folder}; run the study again "
+                    "to resume") from None
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
+    finally:
+        bar.stop()
+    tasks, study_dir, progress = run.tasks, run.study_dir, run.progress
     for row in progress.rows:
         if row.get("status") != "ok":
             err_console.print(f"failed: {row['feeder']} {row['period']} {row['fleet']} {row['strategy']}: "
@@ -140,8 +137,8 @@ def report(study_dir: Annotated[Path, typer.Argument(help="a study folder (holds
 
 def _report(study_dir: Path, *, keys: set[str] | None = None) -> None:
     """The comparison of the study's rows (of ``keys`` only: a study file's current tasks)."""
-    from phasetwin.study.report import comparison, write_comparison
-    from phasetwin.study.results import read_results
+    from phasetwin.studies.report import comparison, write_comparison
+    from phasetwin.studies.results import read_results
 
     results = read_results(study_dir)
     if keys is not None:
@@ -159,8 +156,8 @@ def record_compare(out: Path, runs: list[tuple[Scenario, RunResult]]) -> None:
     its scenario's hash) and its scenario.toml, then the study's comparison table, printed and in
     ``out/comparison.csv`` (``phasetwin study report OUT`` re-creates it)."""
     from phasetwin.run.scenario_file import ReplayOptions, input_hashes, record_scenario, scenario_hash
-    from phasetwin.study.results import figures_row, write_row
-    from phasetwin.study.spec import FleetChoice, period_label
+    from phasetwin.studies.results import figures_row, write_row
+    from phasetwin.studies.spec import FleetChoice, period_label
 
     for scenario, result in runs:
         s = result.summary

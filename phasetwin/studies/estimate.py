@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from controllers.online.settings import Strategy
-from phasetwin.study.grid import Task
+from phasetwin.studies.grid import Task
 from twin.powerflow import Engine
 
 S_PER_BUS_STATE = {Engine.PGM: 2.0e-6, Engine.PANDAPOWER: 6.0e-5}

@@ -14,11 +14,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from phasetwin.run.replay import load_run_inputs, replay
+from phasetwin.run.inputs import load_run_inputs
+from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from phasetwin.run.scenario_file import ReplayOptions, record_scenario
-from phasetwin.study.grid import Task
-from phasetwin.study.results import figures_row
+from phasetwin.studies.grid import Task
+from phasetwin.studies.results import figures_row
 from streams.meters.record import DataRecord
 from streams.meters.table import MeterTable
 from twin.network import Feeder
@@ -92,7 +93,7 @@ def run_task(task: Task, *, threads: int | None = 1, cache: InputCache | None = 
 
 
 WORKER_CACHE = "phasetwin-inputs"
-"""Name of the Dask worker plugin holding a worker's InputCache (``phasetwin.study.execute.WorkerInputs``)."""
+"""Name of the Dask worker plugin holding a worker's InputCache (``phasetwin.studies.execute.WorkerInputs``)."""
 
 
 def _worker_cache() -> InputCache | None:
