@@ -127,12 +127,8 @@ def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = 
             client = Client(scheduler, timeout="10s")
         except OSError as err:
             raise ScenarioError(f"--scheduler {scheduler}: no Dask scheduler answers there ({err})") from err
-        try:
-            client.register_plugin(WorkerLogs(log_level, log_folder))
-            client.register_plugin(WorkerInputs())
+        with _serving(client, log_level=log_level, log_folder=log_folder):
             yield client
-        finally:
-            client.close()
         return
     # read by the scheduler and by each nanny as it starts (and restarts) its worker
     with dask.config.set(EMBEDDED_CLUSTER_CONFIG):
@@ -141,14 +137,21 @@ def dask_client(*, scheduler: str | None, workers: int | None, log_level: int = 
                                silence_logs=max(log_level, logging.WARNING))
     try:
         client = Client(cluster)
-        try:
-            client.register_plugin(WorkerLogs(log_level, log_folder))
-            client.register_plugin(WorkerInputs())
+        with _serving(client, log_level=log_level, log_folder=log_folder):
             yield client
-        finally:
-            client.close()
     finally:
         cluster.close()
+
+
+@contextmanager
+def _serving(client: Any, *, log_level: int, log_folder: Path | None) -> Iterator[None]:
+    """The client with the study's worker plugins registered, closed at the end."""
+    try:
+        client.register_plugin(WorkerLogs(log_level, log_folder))
+        client.register_plugin(WorkerInputs())
+        yield
+    finally:
+        client.close()
 
 
 def peak_rss_mb() -> float:
