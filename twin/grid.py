@@ -6,7 +6,7 @@ still builds the injections from the readings that actually arrived and the phas
 the pre-solved row only if those inputs are bit-for-bit the ones that were solved; otherwise it solves again
 from that tick. So results equal tick-by-tick solving, and a decision that changes a phase costs one re-solve.
 
-A switching schedule (``twin.switching``), when given, is applied at the start of its ticks: its customer
+A switching schedule (``twin.line_switching``), when given, is applied at the start of its ticks: its customer
 connections replace the phases in force, and every solved state carries the schedule's line states of its own
 tick, so a batch may span a topology change.
 """
@@ -26,12 +26,12 @@ from streams.bus import Bus
 from streams.messages import DeviceKind, DeviceState, GridState, Message, MeterFrame, MeterReading
 from twin import metrics
 from twin.errors import PowerFlowError
+from twin.line_switching import SwitchingSchedule, SwitchingStep
 from twin.network import Feeder
 from twin.phase import Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import DivergencePolicy, PowerFlow, PowerFlowNotConverged, PowerFlowResult
 from twin.row_chunks import for_row_chunks
-from twin.switching import SwitchingSchedule, SwitchingStep
 
 log = logging.getLogger(__name__)
 

@@ -44,9 +44,9 @@ from twin.clock import TickClock, TickStage
 from twin.errors import ScenarioError
 from twin.feeders import open_feeder
 from twin.grid import REORDER_WINDOW_TICKS, GridRole
+from twin.line_switching import SwitchingSchedule
 from twin.network import Feeder
 from twin.powerflow import FallbackPowerFlow, create_powerflow, default_rungs
-from twin.switching import SwitchingSchedule
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ _PROBE = ControllerHeartbeat(feeder="probe", tick=0, time_utc=datetime(2000, 1, 
 
 
 def _switching(scenario: Scenario, feeder: Feeder, clock: TickClock, *, controlled: bool) -> SwitchingSchedule | None:
-    """The seasonal plan's switching schedule over the replay, checked by the twin (``twin.switching``)."""
+    """The seasonal plan's switching schedule over the replay, checked by the twin (``twin.line_switching``)."""
     if scenario.seasonal_plan is None:
         return None
     if controlled and scenario.controller.strategy is not Strategy.NONE:

@@ -12,7 +12,7 @@ from support.device_commands import at, command
 from devices.limits import psd_limits, sts_limits
 from devices.psd import Psd
 from devices.sts import Sts
-from devices.switching import SwitchDevice
+from devices.switch_device import SwitchDevice
 from streams.messages import AckStatus, DeviceAction, RejectReason
 from twin.phase import Phase
 

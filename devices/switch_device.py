@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from devices.commands import Outcome
 from devices.device import Device, TickReport, to_s
 from devices.limits import LeaseConfig, SwitchLimits
-from devices.switch import SwitchCore
+from devices.switch_mechanism import SwitchCore
 from streams.messages import AckStatus, DeviceCommand
 from twin.phase import Phase
 
