@@ -201,7 +201,7 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
     """(live rate, backlog rate): the twin ingesting while the feed publishes, and draining the same number of
     messages queued by the broker for its session while it was away (its own capacity, not the feed's)."""
     from twin.feeders import open_feeder
-    from twin.grid import GridRole
+    from twin.grid.role import GridRole
     from twin.powerflow import Engine, create_powerflow
 
     feeder = open_feeder("ieee-european-lv").load_feeder()

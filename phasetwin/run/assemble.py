@@ -43,7 +43,8 @@ from streams.signing import Keyring, Signer, SigningBus, SigningError, keyring_f
 from twin.clock import TickClock, TickStage
 from twin.errors import ScenarioError
 from twin.feeders import open_feeder
-from twin.grid import REORDER_WINDOW_TICKS, GridRole
+from twin.grid.inbox import REORDER_WINDOW_TICKS
+from twin.grid.role import GridRole
 from twin.line_switching import SwitchingSchedule
 from twin.network import Feeder
 from twin.powerflow import FallbackPowerFlow, create_powerflow, default_rungs

@@ -12,7 +12,7 @@ from streams.bus import Bus
 from streams.ingest import IngestGuard
 from streams.messages import ClockTick, RunState, TwinStatus
 from twin.clock import Timing
-from twin.grid import GridRole
+from twin.grid.role import GridRole
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from streams.runfolder.audit import AuditLog
 from streams.runfolder.journal import JournalEvent
 from streams.runfolder.series import RunSeries
 from streams.signing import Signer
-from twin.grid import GridRole
+from twin.grid.role import GridRole
 from twin.phase import connection_text
 
 log = logging.getLogger(__name__)
