@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from controllers.online.settings import Strategy
     from phasetwin.run.compare import StrategyFigures
     from phasetwin.run.meter_readings import IdentificationResult
     from phasetwin.run.reference import LabelledProgress
@@ -122,7 +123,6 @@ def compare(*, controllers: Iterable[str] = ("none", "static", "greedy", "rollin
     """Run several controllers on the same period into ``out/<controller>/``; ``none`` is always run, first, as
     the reference. ``options`` as for ``replay``."""
     from controllers.online.settings import Strategy
-    from phasetwin.run.compare import compare as run_compare
     from twin.errors import ScenarioError
 
     try:
@@ -132,8 +132,16 @@ def compare(*, controllers: Iterable[str] = ("none", "static", "greedy", "rollin
                             f"{', '.join(s.value for s in Strategy)}") from err
     folder = _folder(out)
     first = next((s for s in strategies if s is not Strategy.NONE), Strategy.NONE)  # its timing is checked
-    scenario = scenario_of({**options, "controller": first}, out=folder)
-    rows = run_compare(scenario, strategies, out=folder, progress=progress)
+    return compare_scenario(scenario_of({**options, "controller": first}, out=folder), strategies,
+                            progress=progress)
+
+
+def compare_scenario(scenario: Scenario, strategies: Iterable[Strategy], *,
+                     progress: Callable[[int, int], None] | None = None) -> Comparison:
+    """``compare`` of a ready ``Scenario`` (what the command line builds), into ``scenario.out/<controller>/``."""
+    from phasetwin.run.compare import compare as run_compare
+
+    rows = run_compare(scenario, list(strategies), out=scenario.out, progress=progress)
     return Comparison(runs={fig.strategy: Run.of(result) for fig, result in rows},
                       figures={fig.strategy: fig for fig, _ in rows})
 

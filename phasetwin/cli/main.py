@@ -675,8 +675,6 @@ def compare(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run several controllers on the same day and print their figures side by side."""
-    from phasetwin.run.compare import compare as run_compare
-
     _logging(verbose)
     try:
         strategies = [Strategy(name.strip()) for name in controllers.split(",") if name.strip()]
@@ -694,7 +692,8 @@ def compare(
     try:
         bar, progress = _progress_bar("compare")
         with bar:
-            rows = run_compare(scenario, strategies, out=out, progress=progress)
+            done = phasetwin.api.compare_scenario(scenario, strategies, progress=progress)
+        rows = [(done.figures[name], run.result) for name, run in done.runs.items() if run.result is not None]
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     table = Table(title=f"{rows[0][1].summary.feeder} · {rows[0][1].summary.start_utc} .. "
