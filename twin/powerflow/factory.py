@@ -17,13 +17,18 @@ def create_powerflow(feeder: Feeder, *, engine: Engine, threads: int | None = No
     """Build ``engine``'s network model of ``feeder`` once. Raises PowerFlowError if the engine cannot model it.
 
     ``threads``: power-grid-model's batch threads (None: one per hardware thread; 1: sequential), for several
-    twins sharing a machine (a study's workers). Results do not depend on it; pandapower is single-threaded."""
+    twins sharing a machine (a study's workers). Results do not depend on it; pandapower and zbus
+    ignore it."""
     # Imported here so that the twin does not pay for pandapower's import (seconds) unless it uses it.
     if engine is Engine.PGM:
         from twin.powerflow.pgm import DEFAULT_THREADING, PgmPowerFlow
 
         threading = DEFAULT_THREADING if threads is None else (-1 if threads <= 1 else threads)
         return PgmPowerFlow(feeder, threading=threading)
+    if engine is Engine.ZBUS:
+        from twin.powerflow.zbus import ZbusPowerFlow
+
+        return ZbusPowerFlow(feeder)
     if engine is Engine.PANDAPOWER:
         from twin.powerflow.pandapower_3ph import PandapowerPowerFlow
 
