@@ -69,7 +69,7 @@ from twin.feeders import FeederEntry, open_feeder
 from twin.grid import REORDER_WINDOW_TICKS, GridRole
 from twin.network import Feeder
 from twin.phase import connection_text
-from twin.powerflow import FallbackPowerFlow, create_powerflow, default_rungs
+from twin.powerflow import FallbackPowerFlow, build_engine, default_rungs, engine_summary
 from twin.solar import tick_mean_kw_per_kwp
 from twin.switching import SwitchingSchedule
 
@@ -252,8 +252,8 @@ def replay(
     )
     _check_envelope(meters, feeder, limit_kva)
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
-    powerflow = FallbackPowerFlow(create_powerflow(feeder, engine=scenario.engine, threads=threads),
-                                  rungs=default_rungs(feeder, engine=scenario.engine))
+    primary, engine_note = build_engine(feeder, engine=scenario.engine, threads=threads)
+    powerflow = FallbackPowerFlow(primary, rungs=default_rungs(feeder, engine=primary.engine))
     grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,
                     batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1, switching=switching,
                     on_divergence=scenario.on_divergence)
@@ -358,7 +358,7 @@ def replay(
     files = flusher.close()
     c = grid.counters
     summary = RunSummary(
-        feeder=name, run_id=run_id, scenario=scenario_name, engine=str(scenario.engine),
+        feeder=name, run_id=run_id, scenario=scenario_name, engine=str(primary.engine),
         start_utc=clock.start_utc.isoformat(),
         end_utc=clock.end_utc.isoformat(), tick_s=clock.tick_s, ticks=timing.ticks_done,
         **physics(recorder.totals, tick_s=clock.tick_s),  # type: ignore[arg-type]
@@ -372,7 +372,7 @@ def replay(
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
         commands_malformed=agent.counters.malformed, commands=tally.summary(),
-        powerflow=_powerflow_summary(scenario, grid),
+        powerflow={**_powerflow_summary(scenario, grid), **engine_summary(primary, note=engine_note)},
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},

@@ -15,7 +15,7 @@ import pandapower as pp
 import pandapower.networks as pn
 import pytest
 from support.opendss_circuits import write_ieee_european_lv
-from support.small_feeders import ring_feeder
+from support.small_feeders import ring_feeder, two_bus_feeder
 
 from phasetwin.run.replay import load_inputs, plan_clock
 from phasetwin.run.scenario import Scenario
@@ -24,7 +24,7 @@ from streams.meters.replay import MeterReplay
 from twin.errors import PowerFlowError
 from twin.loaders import ieee_european_lv, opendss, pandapower_json
 from twin.loaders.assumptions import parse_feeder_spec
-from twin.network import Feeder
+from twin.network import Feeder, VectorGroup
 from twin.phasing import PhaseMap
 from twin.powerflow import (
     Engine,
@@ -32,8 +32,10 @@ from twin.powerflow import (
     FallbackPowerFlow,
     PowerFlowNotConverged,
     PowerFlowResult,
+    build_engine,
     create_powerflow,
     default_rungs,
+    engine_summary,
 )
 from twin.powerflow.zbus import ZbusPowerFlow, zbus_unsupported_reason
 
@@ -240,3 +242,18 @@ def test_liege_winter_ticks_agree_with_pgm_and_the_hard_one_goes_to_the_fallback
                                rungs=default_rungs(feeder, engine=Engine.PGM)).solve(p_kw=p, q_kvar=q)
     assert ours.vm_pu[ticks.index(LIEGE_HARD)].min() < 0.6
     assert_agree(ours, theirs)
+
+
+def test_a_feeder_zbus_cannot_model_gets_power_grid_model_and_the_reason() -> None:
+    yyn = two_bus_feeder().model_copy(update={
+        "transformer": two_bus_feeder().transformer.model_copy(update={"vector_group": VectorGroup.YYN,
+                                                                       "shift_deg": 0.0})})
+    engine, note = build_engine(yyn, engine=Engine.ZBUS)
+    assert engine.engine is Engine.PGM
+    assert "Yyn" in note and "zbus not used" in note
+    assert engine_summary(engine, note=note) == {"engine": "power-grid-model", "engine_note": note, "rebuilds": 0}
+    radial, none = build_engine(two_bus_feeder(), engine=Engine.ZBUS)
+    assert radial.engine is Engine.ZBUS and none == ""
+    p = np.array([[[2.0, 1.0, 3.0]]])
+    assert_agree(radial.solve(p_kw=p, q_kvar=p * 0.2),
+                 create_powerflow(two_bus_feeder(), engine=Engine.PGM).solve(p_kw=p, q_kvar=p * 0.2))
