@@ -24,10 +24,12 @@ transformer without magnetising branch (Dyn or YNyn), pi-section lines, wye cons
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from twin.errors import PowerFlowError
 from twin.powerflow.interface import (
@@ -37,7 +39,7 @@ from twin.powerflow.interface import (
     check_line_states,
     check_loads,
 )
-from twin.powerflow.zbus_model import Source, Topology, apply, apply_rows, source_model
+from twin.powerflow.zbus_model import Source, Topology, apply, apply_rows, phase_sum, source_model
 
 if TYPE_CHECKING:
     from twin.network import Feeder
@@ -47,6 +49,11 @@ log = logging.getLogger(__name__)
 ERROR_TOLERANCE_PU = 1e-8
 MAX_ITERATIONS = 30
 A = np.exp(2j * np.pi / 3)
+BLAS = ThreadpoolController()
+"""The fixed point's product is small (a few dozen rows): BLAS threads only contend, most on a shared machine
+(measured on the IEEE day, 2 cores, load average 9: the product 0.8 ms on one thread, 10-14 ms on two)."""
+BLAS_LIMIT_FROM_STATES = 32
+"""Below this many states OpenBLAS runs the product on one thread anyway; the limit's own cost is then saved."""
 
 
 def zbus_unsupported_reason(feeder: Feeder) -> str | None:
@@ -81,6 +88,7 @@ class ZbusPowerFlow:
         """Topologies built (Z-bus and its reduction); the first is the normal one."""
         self.iterations = 0
         """Fixed-point iterations run, summed over calls (one matrix product each)."""
+        self._buffers: dict[str, np.ndarray] = {}
         self._topology(self._normal_closed)
 
     @property
@@ -134,7 +142,8 @@ class ZbusPowerFlow:
         v = np.repeat(c, k, axis=1)
         todo = np.arange(k)
         done_v = np.empty_like(v)
-        with np.errstate(all="ignore"):
+        threads = BLAS.limit(limits=1, user_api="blas") if k >= BLAS_LIMIT_FROM_STATES else contextlib.nullcontext()
+        with np.errstate(all="ignore"), threads:
             for _ in range(self.max_iterations):
                 self.iterations += 1
                 i = np.conj(s / v)
@@ -161,7 +170,8 @@ class ZbusPowerFlow:
         i_load, _, converged = self._fixed_point(topo, s_node)
         with np.errstate(all="ignore"):
             # Position major [n, k, 3]: a level of the tree is a contiguous block.
-            inj = np.zeros((topo.n, k, 3), complex)
+            inj = self._buffer("j", (topo.n, k, 3))
+            inj.fill(0)
             inj[topo.load_pos] = i_load.reshape(n_load, 3, k).transpose(0, 2, 1)
             if topo.has_shunts:
                 # Voltages of every node with a shunt, from the converged load currents; shunts draw Y·V.
@@ -176,44 +186,59 @@ class ZbusPowerFlow:
         src = self.source
         for s, e, parents, starts in reversed(topo.groups):
             j[parents] += np.add.reduceat(j[s:e], starts, axis=0)
-        v = np.empty_like(j)
+        j_sum = phase_sum(j)  # [n, k] neutral (earth) return of each series branch
+        drop = self._buffer("drop", j.shape)
+        np.multiply(j, topo.z_a[:, None, None], out=drop)
+        drop += (topo.z_b[:, None] * j_sum)[..., None]
+        v = self._buffer("v", j.shape)
         v[0] = src.e_lv_v - apply(src.th, j[0])
-        drop = apply_rows((topo.z_a, topo.z_b), j)
         for s, e, _, _ in topo.groups:
-            v[s:e] = v[topo.parent[s:e]] - drop[s:e]
+            np.subtract(v[topo.parent[s:e]], drop[s:e], out=v[s:e])
 
-        v_bus = np.empty((self.n_bus, k, 3), complex)
+        v_bus = self._buffer("v_bus", (self.n_bus, k, 3))
         v_bus[topo.bus_of_pos] = v
         v_bus[topo.mv_bus] = self._mv_voltage(j[0])
         v_v = np.abs(v_bus)
         vm_pu = v_v / self.v_base_v[:, None, None]
         va_deg = np.angle(v_bus, deg=True)
 
-        i_from = np.zeros((self.n_line, k, 3), complex)
-        sign = np.where(topo.from_is_parent[1:], 1.0, -1.0)[:, None, None]
-        series = j[1:] * sign
+        lines = topo.line_of[1:]
+        i_ka = np.zeros((self.n_line, k, 3))
+        i_n_ka = np.zeros((self.n_line, k))
         if topo.has_shunts:
             pos = np.arange(1, topo.n)
+            sign = np.where(topo.from_is_parent[1:], 1.0, -1.0)[:, None, None]
             end_v = np.where(topo.from_is_parent[1:, None, None], v[topo.parent[1:]], v[1:])
-            series += apply_rows((topo.half_y_a[pos], topo.half_y_b[pos]), end_v)
-        i_from[topo.line_of[1:]] = series
-        i_ka = np.abs(i_from) * 1e-3
-        loss_w = np.einsum("nkp,nkp->k", drop[1:].real, j[1:].real) + np.einsum("nkp,nkp->k", drop[1:].imag,
-                                                                                   j[1:].imag)
+            i_from = j[1:] * sign + apply_rows((topo.half_y_a[pos], topo.half_y_b[pos]), end_v)
+            i_ka[lines] = np.abs(i_from) * 1e-3
+            i_n_ka[lines] = np.abs(phase_sum(i_from)) * 1e-3
+        else:
+            # Without shunts the from-end current is the series current (its sign does not change a magnitude).
+            i_ka[lines] = np.abs(j[1:]) * 1e-3
+            i_n_ka[lines] = np.abs(j_sum[1:]) * 1e-3
+        loss_w = (drop[1:].real * j[1:].real + drop[1:].imag * j[1:].imag).sum(axis=(0, 2))
         trafo_drop = apply(src.trafo, j[0])
         loss_w += (trafo_drop.real * j[0].real + trafo_drop.imag * j[0].imag).sum(axis=1)
         s_trafo = v[0] * np.conj(j[0])
         result = PowerFlowResult(
             vm_pu=vm_pu.transpose(1, 0, 2), va_deg=va_deg.transpose(1, 0, 2), v_v=v_v.transpose(1, 0, 2),
             i_ka=i_ka.transpose(1, 0, 2), loading=(i_ka / self.max_i_ka[:, None, None]).transpose(1, 0, 2),
-            i_n_ka=np.abs(i_from.sum(axis=2)).T * 1e-3, p_trafo_kw=s_trafo.real * 1e-3,
-            q_trafo_kvar=s_trafo.imag * 1e-3, loss_kw=loss_w * 1e-3, converged=converged,
+            i_n_ka=i_n_ka.T, p_trafo_kw=s_trafo.real * 1e-3, q_trafo_kvar=s_trafo.imag * 1e-3,
+            loss_kw=loss_w * 1e-3, converged=converged,
         )
         if not converged.all():
             for name in ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar",
                          "loss_kw"):
                 getattr(result, name)[~converged] = np.nan
         return result
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A complex work array kept between calls (fresh large arrays cost page faults on every call)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < int(np.prod(shape)):
+            buf = np.empty(int(np.prod(shape)), complex)
+            self._buffers[name] = buf
+        return buf[: int(np.prod(shape))].reshape(shape)
 
     def _mv_voltage(self, i_lv: np.ndarray) -> np.ndarray:
         """MV bus phase voltages [k, 3] behind the source impedance, from the LV phase currents [k, 3]."""

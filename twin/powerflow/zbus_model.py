@@ -100,7 +100,14 @@ def apply(ab: tuple[complex, complex] | tuple[np.ndarray, np.ndarray], x: np.nda
     """(a·I₃ + b·J₃) x over the last axis (phases) of x; a, b scalars or arrays broadcasting against x[..., 0]."""
     a, b = ab
     a_arr, b_arr = np.asarray(a), np.asarray(b)
-    return a_arr[..., None] * x + (b_arr * x.sum(axis=-1))[..., None]
+    return a_arr[..., None] * x + (b_arr * phase_sum(x))[..., None]
+
+
+def phase_sum(x: np.ndarray) -> np.ndarray:
+    """x[..., 0] + x[..., 1] + x[..., 2]: several times faster than numpy's reduction over a last axis of 3."""
+    out = x[..., 0] + x[..., 1]
+    out += x[..., 2]
+    return out
 
 
 def expand(pair: Pair) -> np.ndarray:
@@ -111,7 +118,7 @@ def expand(pair: Pair) -> np.ndarray:
 def apply_rows(ab: tuple[np.ndarray, np.ndarray], x: np.ndarray) -> np.ndarray:
     """(a_n·I₃ + b_n·J₃) x_n for position-major x [n, k, 3] and per-position a, b [n]."""
     a, b = ab
-    return a[:, None, None] * x + (b[:, None] * x.sum(axis=-1))[..., None]
+    return a[:, None, None] * x + (b[:, None] * phase_sum(x))[..., None]
 
 
 class Topology:
