@@ -20,6 +20,7 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from phasetwin.run.inputs import load_inputs
@@ -33,6 +34,7 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--controlled", action="store_true", help="phasetwin replay's default controlled fleet")
     mode.add_argument("--study", action="store_true", help="the controlled year as twelve monthly study tasks")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: the first day of the year, network only")
     args = parser.parse_args()
     if args.study:
         study(args.out)
@@ -42,8 +44,9 @@ def main() -> None:
     if args.controlled:
         controlled(table.start_utc.isoformat(), table.end_utc.isoformat(), args.out)
         return
+    end = table.start_utc + timedelta(days=1) if args.quick else table.end_utc
     scenario = probe.model_copy(update={"start_utc": table.start_utc.to_pydatetime(),
-                                        "end_utc": table.end_utc.to_pydatetime(), "out": args.out})
+                                        "end_utc": end.to_pydatetime(), "out": args.out})
     started = time.perf_counter()
     result = replay(scenario)
     wall_s = time.perf_counter() - started

@@ -352,7 +352,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--round-trips", type=int, default=2000)
     parser.add_argument("--protocols", default="5,3.1.1", help="comma-separated: 5, 3.1.1")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 200 messages, 20 round trips, MQTT 5 only")
     args = parser.parse_args()
+    if args.quick:
+        args.messages, args.round_trips, args.protocols = 200, 20, "5"
     protocols = [p.strip() for p in args.protocols.split(",")]
     rates: dict[str, dict[str, float]] = {}
     rtts: dict[str, dict[str, np.ndarray]] = {}

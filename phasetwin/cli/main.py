@@ -91,7 +91,8 @@ NaiveOpt = Annotated[bool, typer.Option("--naive-utc", help="--data times withou
 StartOpt = Annotated[str | None, typer.Option(help="period start, ISO, UTC if no offset; default: data start")]
 EndOpt = Annotated[str | None, typer.Option(help="period end (exclusive); default: one day after start")]
 TickOpt = Annotated[int, typer.Option(help="tick length in seconds")]
-EngineOpt = Annotated[Engine, typer.Option(help="power-flow engine")]
+EngineOpt = Annotated[Engine, typer.Option(help="power-flow engine (zbus: power-grid-model where the feeder is "
+                                                 "not radial from one transformer)")]
 PsdOpt = Annotated[int, typer.Option(help="PSDs on the N single-phase customers farthest from the transformer")]
 StsOpt = Annotated[int, typer.Option(help="STSs on the next N farthest single-phase customers")]
 PessOpt = Annotated[int, typer.Option(help="PV + battery systems (PESS) on the next N farthest customers")]
@@ -256,7 +257,7 @@ def replay(
     start: StartOpt = None,
     end: EndOpt = None,
     tick: TickOpt = 60,
-    engine: EngineOpt = Engine.PGM,
+    engine: EngineOpt = Engine.ZBUS,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall second; 0 = as fast as possible")] = 0.0,
     per_meter_topics: PerMeterTopicsOpt = False,
     out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/latest"),
@@ -470,7 +471,7 @@ def run(
     start: StartOpt = None,
     end: EndOpt = None,
     tick: TickOpt = 60,
-    engine: EngineOpt = Engine.PGM,
+    engine: EngineOpt = Engine.ZBUS,
     per_meter_topics: PerMeterTopicsOpt = False,
     out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/hil"),
     psd: PsdOpt = 10,
@@ -660,7 +661,7 @@ def compare(
     start: StartOpt = None,
     end: EndOpt = None,
     tick: TickOpt = 60,
-    engine: EngineOpt = Engine.PGM,
+    engine: EngineOpt = Engine.ZBUS,
     psd: PsdOpt = 10,
     sts: StsOpt = 0,
     pess: PessOpt = 2,

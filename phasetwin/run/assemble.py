@@ -47,7 +47,7 @@ from twin.grid.inbox import REORDER_WINDOW_TICKS
 from twin.grid.role import GridRole
 from twin.line_switching import SwitchingSchedule
 from twin.network import Feeder
-from twin.powerflow import FallbackPowerFlow, create_powerflow, default_rungs
+from twin.powerflow import FallbackPowerFlow, PowerFlow, build_engine, default_rungs
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,9 @@ class RunAssembly:
     meters: MeterReplay
     switching: SwitchingSchedule | None
     grid: GridRole
+    engine: PowerFlow
+    """The primary power-flow engine (its fallbacks are in ``grid``)."""
+    engine_note: str
     layout: Layout
     recorder: ParquetRecorder
     device_log: DeviceRecorder
@@ -222,8 +225,8 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
     )
     _check_envelope(meters, feeder, limit_kva)
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
-    powerflow = FallbackPowerFlow(create_powerflow(feeder, engine=scenario.engine, threads=threads),
-                                  rungs=default_rungs(feeder, engine=scenario.engine))
+    primary, engine_note = build_engine(feeder, engine=scenario.engine, threads=threads)
+    powerflow = FallbackPowerFlow(primary, rungs=default_rungs(feeder, engine=primary.engine))
     grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,
                     batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1, switching=switching,
                     on_divergence=scenario.on_divergence)
@@ -239,7 +242,7 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
                                           if d.kind == DeviceKind.PESS})
     run = RunAssembly(
         scenario=scenario, feeder=feeder, table=table, data=data, clock=clock, specs=specs, bus=bus, ingest=ingest,
-        meters=meters, switching=switching, grid=grid, layout=layout,
+        meters=meters, switching=switching, grid=grid, engine=primary, engine_note=engine_note, layout=layout,
         recorder=ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index, folder=scenario.out,
                                  flush_ticks=scenario.flush_ticks),
         device_log=DeviceRecorder(bus=bus, feeder=name, folder=scenario.out),

@@ -49,7 +49,7 @@ class ScenarioOptions:
     start: str | datetime | None = None
     end: str | datetime | None = None
     tick: int = 60
-    engine: Engine = Engine.PGM
+    engine: Engine = Engine.ZBUS
     psd: int = 10
     sts: int = 0
     pess: int = 2

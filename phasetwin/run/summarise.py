@@ -35,6 +35,7 @@ from streams.runfolder.series import RunSeries
 from streams.signing import Signer
 from twin.grid.role import GridRole
 from twin.phase import connection_text
+from twin.powerflow import engine_summary
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def summarise(run: RunAssembly, done: Execution) -> RunResult:
     scenario, clock, grid, timing = run.scenario, run.clock, run.grid, done.timing
     c = grid.counters
     summary = RunSummary(
-        feeder=run.feeder.name, run_id=run.run_id, scenario=run.scenario_name, engine=str(scenario.engine),
+        feeder=run.feeder.name, run_id=run.run_id, scenario=run.scenario_name, engine=str(run.engine.engine),
         start_utc=clock.start_utc.isoformat(), end_utc=clock.end_utc.isoformat(), tick_s=clock.tick_s,
         ticks=timing.ticks_done,
         **physics(run.recorder.totals, tick_s=clock.tick_s),  # type: ignore[arg-type]
@@ -160,7 +161,7 @@ def summarise(run: RunAssembly, done: Execution) -> RunResult:
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **run.device_log.summary(), commands_unknown_device=run.agent.counters.unknown_device,
         commands_malformed=run.agent.counters.malformed, commands=run.tally.summary(),
-        powerflow=_powerflow_summary(scenario, grid),
+        powerflow={**_powerflow_summary(scenario, grid), **engine_summary(run.engine, note=run.engine_note)},
         schedule_not_sent=(run.scheduler.dropped_before_start + run.scheduler.not_reached) if run.scheduler else 0,
         controller=_controller_summary(scenario, run.controller), stopped_early=timing.stopped,
         bus=_bus_summary(run.bus), hil=run.hil.summary() if run.hil is not None else {},

@@ -6,7 +6,7 @@ from controllers.online.settings import Strategy
 from phasetwin.studies.grid import Task
 from twin.powerflow import Engine
 
-S_PER_BUS_STATE = {Engine.PGM: 2.0e-6, Engine.PANDAPOWER: 6.0e-5}
+S_PER_BUS_STATE = {Engine.ZBUS: 2.0e-6, Engine.PGM: 2.0e-6, Engine.PANDAPOWER: 6.0e-5}
 """Replay cost per bus and tick (power flow, recording, bus traffic) on a 2-core VM: about 2 s for the IEEE day
 (907 buses, 1440 ticks) on power-grid-model; pandapower ~30× slower."""
 S_PER_DEVICE_TICK = 2.0e-5

@@ -53,11 +53,13 @@ __all__ = [
 class Engine(StrEnum):
     PANDAPOWER = "pandapower"
     PGM = "power-grid-model"
+    ZBUS = "zbus"
 
 
 class FallbackKind(StrEnum):
     """Which fallback solved a state the primary engine could not (``twin.powerflow.fallback``)."""
 
+    POWER_GRID_MODEL = "power_grid_model"
     MORE_ITERATIONS = "more_iterations"
     NEWTON_RAPHSON = "newton_raphson"
     REFERENCE = "reference"
