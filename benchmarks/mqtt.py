@@ -237,7 +237,7 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
     bus.close()
     for role in (first, grid):  # no tick runs: the grid role holds or rejects what is ahead of its first tick
         c = role.counters
-        taken = c.readings_held + c.readings_rejected + c.readings_duplicate + c.readings_late + int(role._fresh.sum())
+        taken = c.readings_held + c.readings_rejected + c.readings_duplicate + c.readings_late + role.inbox.fresh
         assert taken == len(payloads), (taken, len(payloads))
     return live, backlog
 

@@ -68,6 +68,11 @@ class MeterInbox:
     def term_q_kvar(self) -> np.ndarray:
         return self._term_q
 
+    @property
+    def fresh(self) -> int:
+        """Meters with a reading for the tick about to be solved."""
+        return int(self._fresh.sum())
+
     def open_tick(self, tick: int) -> None:
         """The tick about to be solved; readings held for it are taken now."""
         self._tick = tick

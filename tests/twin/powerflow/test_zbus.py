@@ -17,7 +17,7 @@ import pytest
 from support.opendss_circuits import write_ieee_european_lv
 from support.small_feeders import ring_feeder, two_bus_feeder
 
-from phasetwin.run.replay import load_inputs, plan_clock
+from phasetwin.run.inputs import load_inputs, plan_clock
 from phasetwin.run.scenario import Scenario
 from streams.bus import LocalBus
 from streams.meters.replay import MeterReplay
