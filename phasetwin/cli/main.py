@@ -77,6 +77,9 @@ def feeders() -> None:
 FeederOpt = Annotated[str, typer.Option(
     help="feeder name (see `phasetwin feeders`), a pandapower .json or an OpenDSS .dss; 'FILE;key=value' states "
          "assumptions (README: Your own network)")]
+AssumeOpt = Annotated[list[str] | None, typer.Option(
+    "--assume", help="what a pandapower network lacks, assumed: KEY=VALUE with KEY zero-sequence (r0/r1=4,x0/x1=4), "
+                     "ext-grid, vector-group or transformer; repeat for several (docs/how-to/own-feeder.md)")]
 DataOpt = Annotated[Path | None, typer.Option(help="meter data (CSV/Parquet); default: the feeder's own")]
 UnitOpt = Annotated[PowerUnit, typer.Option(case_sensitive=False,
                                             help="unit of --data values (Wh, kWh, MWh: energy per interval)")]
@@ -199,6 +202,7 @@ def _scenario(
     per_meter_topics: bool = False, schedule: Path | None = None, fill_gaps: int = 4, unit_check: bool = True,
     unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
     command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
+    assume: list[str] | None = None,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
@@ -209,8 +213,12 @@ def _scenario(
         control = ControllerSettings(strategy=controller, forecast=forecast, period_s=period,
                                      command_lifetime_s=command_lifetime,
                                      solver=default_solver(time_limit_s=time_limit))
+        from twin.loaders.assumptions import NetworkAssumptions, assumptions_from_options
+
+        assumptions = NetworkAssumptions.model_validate(assumptions_from_options(assume or []))
         return Scenario(
-            feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
+            feeder=feeder, assumptions=assumptions,
+            data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
             per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule, controller=control,
             data_fill_steps=fill_gaps, data_unit_check=unit_check, unmetered=unmetered,  # type: ignore[arg-type]
@@ -242,6 +250,7 @@ def replay(
         "--config", help="scenario file (TOML; a run folder's scenario.toml reproduces that run); options given "
                          "on the command line override it")] = None,
     feeder: FeederOpt = "ieee-european-lv",
+    assume: AssumeOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -313,7 +322,8 @@ def replay(
         return
     if config is None:
         scenario = _scenario(
-            feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+            feeder=feeder, assume=assume,
+        data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
             unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
             forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
@@ -436,6 +446,13 @@ def _from_config(path: Path, ctx: typer.Context) -> tuple[Scenario, ScenarioFile
             raise _fail(f"--{name.replace('_', '-')} has no place in a scenario file yet; set it without --config")
         if name in ("start", "end"):
             value = _parse_time(value, f"--{name}")
+        elif name == "assume":
+            from twin.loaders.assumptions import assumptions_from_options
+
+            try:
+                value = assumptions_from_options(value)
+            except TwinError as err:
+                raise _fail(str(err)) from err
         elif name == "devices":
             try:
                 value = read_device_list(value)
@@ -471,6 +488,7 @@ def run(
     missed_heartbeats: Annotated[int, typer.Option(
         help="ticks without a state after which an external device is marked unavailable")] = 3,
     feeder: FeederOpt = "ieee-european-lv",
+    assume: AssumeOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -525,7 +543,8 @@ def run(
     if speed <= 0:
         raise _fail(f"--speed {speed}: a hardware-in-the-loop run needs real time (> 0; 1 = wall clock)")
     scenario = _scenario(
-        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+        feeder=feeder, assume=assume,
+        data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
@@ -661,6 +680,7 @@ def compare(
         help="comma-separated controllers to compare (none is always run as the reference)")] = (
         "none,static,greedy,rolling-milp"),
     feeder: FeederOpt = "ieee-european-lv",
+    assume: AssumeOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -695,7 +715,8 @@ def compare(
         raise _fail(f"--controllers {controllers!r}: {err}; expected names out of "
                     f"{', '.join(s.value for s in Strategy)}") from err
     scenario = _scenario(
-        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+        feeder=feeder, assume=assume,
+        data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,
         controller=next((s for s in strategies if s is not Strategy.NONE), Strategy.NONE),  # checks its timing

@@ -142,7 +142,7 @@ def load_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable]:
 
 def load_run_inputs(scenario: Scenario) -> tuple[Feeder, MeterTable, DataRecord]:
     """What ``replay(scenario, inputs=...)`` takes: the feeder, its meter data and their data-quality record."""
-    return _load(open_feeder(scenario.feeder), scenario)
+    return _load(open_feeder(scenario.feeder_spec), scenario)
 
 
 def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, DataRecord]:
@@ -220,7 +220,7 @@ def replay(
     TwinError/StreamError on user errors. The bus is closed at the end (an MQTT bus flushes first).
     """
     wall_start = time.perf_counter()
-    entry = open_feeder(scenario.feeder)
+    entry = open_feeder(scenario.feeder_spec)
     feeder, table, data = inputs if inputs is not None else _load(entry, scenario)
     trim_heap()
     clock = plan_clock(scenario, table)
@@ -568,8 +568,7 @@ def run_tags(scenario: Scenario, start_utc: datetime) -> tuple[str, str]:
     name = scenario.name or strategy
     if scenario.run_id:
         return scenario.run_id, name
-    feeder = Path(scenario.feeder).stem if scenario.feeder.endswith(".json") else scenario.feeder
-    return f"{feeder}-{start_utc:%Y%m%dT%H%M}-{scenario.tick_s}s-{name}", name
+    return f"{scenario.feeder_label}-{start_utc:%Y%m%dT%H%M}-{scenario.tick_s}s-{name}", name
 
 
 def _time_offset_s(scenario: Scenario, start_utc: datetime) -> int:

@@ -167,7 +167,7 @@ def record_compare(out: Path, runs: list[tuple[Scenario, RunResult]]) -> None:
         record_scenario(scenario, start_utc=s.start_utc, end_utc=s.end_utc, replay=ReplayOptions(baseline=False))
         fleet = FleetChoice(psd=scenario.fleet.psd, sts=scenario.fleet.sts, pess=scenario.fleet.pess)
         write_row(out, {
-            "key": scenario_hash(scenario, input_hashes(scenario)), "feeder": scenario.feeder,
+            "key": scenario_hash(scenario, input_hashes(scenario)), "feeder": scenario.feeder_label,
             "period": period_label(datetime.fromisoformat(s.start_utc), datetime.fromisoformat(s.end_utc)),
             "fleet": fleet.label if not scenario.fleet.explicit else f"{len(scenario.fleet.explicit)} listed",
             "strategy": scenario.controller.strategy.value, "run_folder": str(result.folder), "status": "ok",

@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twin.errors import ScenarioError
 
-__all__ = ["FeederSpec", "ShortCircuit", "ZeroSequence", "parse_feeder_spec"]
+__all__ = ["ASSUMPTION_KEYS", "FeederSpec", "NetworkAssumptions", "ShortCircuit", "ZeroSequence",
+           "assumptions_from_options", "parse_feeder_spec", "split_feeder_text"]
 
 FROZEN = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -106,3 +107,66 @@ def parse_feeder_spec(spec: str) -> FeederSpec:
             raise ScenarioError(f"--feeder {spec!r}: unknown key {key!r}; expected zero-sequence, ext-grid, "
                                 "vector-group or transformer")
     return FeederSpec.model_validate(fields)
+
+
+ASSUMPTION_KEYS = ("zero-sequence", "ext-grid", "vector-group", "transformer")
+"""The assumption keys, as written after ``--assume`` and in ``[assumptions]`` tables."""
+
+
+class NetworkAssumptions(BaseModel):
+    """The assumptions of a network file as options (``--assume KEY=VALUE``, ``[assumptions]`` of a scenario
+    file, ``[feeders.assumptions]`` of a study): each the text of its ``PATH;key=value`` part, e.g.
+    ``zero_sequence = "r0/r1=4,x0/x1=4"``. Kept apart from the path so that the path can be resolved and hashed."""
+
+    model_config = FROZEN
+    zero_sequence: str | None = Field(default=None, alias="zero-sequence")
+    ext_grid: str | None = Field(default=None, alias="ext-grid")
+    vector_group: str | None = Field(default=None, alias="vector-group")
+    transformer: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in self.model_dump().values())
+
+    def items(self) -> list[tuple[str, str]]:
+        """(key, value) of every assumption given, keys as written after ``--assume``."""
+        return [(name.replace("_", "-"), value) for name, value in self.model_dump().items() if value is not None]
+
+    def suffix(self) -> str:
+        """The ``;key=value…`` part of the feeder text these assumptions stand for ('' for none)."""
+        return "".join(f";{key}={value}" for key, value in self.items())
+
+
+def split_feeder_text(text: str) -> tuple[str, dict[str, str]]:
+    """``PATH;key=value…`` → (PATH, {key: value}); ScenarioError for a part that is not key=value or a key
+    that is not an assumption."""
+    path_text, *parts = text.split(";")
+    found: dict[str, str] = {}
+    for part in parts:
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ScenarioError(f"--feeder {text!r}: {part!r} is not key=value; expected zero-sequence=…, "
+                                "ext-grid=…, vector-group=… or transformer=…")
+        if key not in ASSUMPTION_KEYS:
+            raise ScenarioError(f"--feeder {text!r}: unknown key {key!r}; expected zero-sequence, ext-grid, "
+                                "vector-group or transformer")
+        found[key] = value.strip()
+    return path_text.strip(), found
+
+
+def assumptions_from_options(values: list[str]) -> dict[str, str]:
+    """``--assume KEY=VALUE`` (repeatable) → {key: value}; ScenarioError naming a bad one."""
+    found: dict[str, str] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or key not in ASSUMPTION_KEYS or not value.strip():
+            raise ScenarioError(f"--assume {text!r}: expected KEY=VALUE with KEY one of {', '.join(ASSUMPTION_KEYS)}"
+                                " (e.g. --assume zero-sequence=r0/r1=4,x0/x1=4)")
+        if key in found:
+            raise ScenarioError(f"--assume {key} is given twice ({found[key]!r} and {value.strip()!r})")
+        found[key] = value.strip()
+    return found

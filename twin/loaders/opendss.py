@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ from twin.network import Feeder, assemble_feeder
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["DEFAULT_START_UTC", "Circuit", "CircuitCache", "read_circuit"]
+__all__ = ["DEFAULT_START_UTC", "Circuit", "CircuitCache", "read_circuit", "referenced_files"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,44 @@ class CircuitCache:
         m = circuit.meter
         return MeterTable(time_utc=m.time_utc, step_s=m.step_s, customer_ids=tuple(ids), p_kw=m.p_kw[:, order],
                           q_kvar=m.q_kvar[:, order], source=m.source, quality=m.quality)
+
+
+# DSS script commands that read another file, and the properties naming a file (load shapes, growth shapes, ...).
+_FILE_COMMANDS = re.compile(r"^\s*(redirect|compile|buscoords|latlongcoords)\s+(\"[^\"]+\"|'[^']+'|\S+)",
+                            re.IGNORECASE | re.MULTILINE)
+_FILE_PROPERTIES = re.compile(r"\b(file|sngfile|dblfile|csvfile|pqcsvfile|filename)\s*=\s*(\"[^\"]+\"|'[^']+'|"
+                              r"\[[^\]]+\]|[^\s,)]+)", re.IGNORECASE)
+
+
+def referenced_files(path: Path) -> list[Path]:
+    """Every file an OpenDSS script reads besides itself, absolute: the scripts it redirects to or compiles
+    (followed), bus coordinates, and the files of load shapes and other ``file=`` properties, relative to the
+    folder of the script naming them (as OpenDSS reads them). A referenced file that does not exist is listed
+    too: hashing it then says it is missing. Comments (``!``, ``//``) are skipped."""
+    found: list[Path] = []
+    todo, seen = [path.resolve()], {path.resolve()}
+    while todo:
+        script = todo.pop()
+        try:
+            text = script.read_text(errors="replace")
+        except OSError:
+            continue
+        text = re.sub(r"(!|//).*", "", text)
+        names = [m.group(2) for m in _FILE_COMMANDS.finditer(text)]
+        names += [m.group(2) for m in _FILE_PROPERTIES.finditer(text)]
+        for name in names:
+            name = name.strip("\"'[]() ")
+            if not name:
+                continue
+            target = Path(name) if Path(name).is_absolute() else (script.parent / name)
+            target = target.resolve()
+            if target in seen:
+                continue
+            seen.add(target)
+            found.append(target)
+            if target.suffix.lower() == ".dss":
+                todo.append(target)
+    return found
 
 
 def _engine() -> ModuleType:
