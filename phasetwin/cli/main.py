@@ -858,6 +858,8 @@ def _print_summary(s: RunSummary) -> None:
     console.print(f"wall time: {s.wall_s:.2f} s ({s.ticks_per_s:.0f} ticks/s) · power-flow solves: "
                   f"{s.powerflow_solves} for {s.states_solved} states · missing readings: {s.readings_missing} · "
                   f"overruns: {s.overruns}")
+    if s.controller.get("note"):
+        console.print(f"controller: {s.controller['note']}")
     fallbacks = s.powerflow.get("fallbacks", {})
     if fallbacks or s.powerflow.get("ticks_skipped"):
         kinds = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in fallbacks.items()) or "none"

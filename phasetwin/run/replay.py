@@ -374,7 +374,8 @@ def replay(
         commands_malformed=agent.counters.malformed, commands=tally.summary(),
         powerflow=_powerflow_summary(scenario, grid),
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
-        controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
+        controller=_controller_summary(scenario, controller, run_s=clock.n_ticks * clock.tick_s),
+        stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
         recorder=_recorder_summary(influx, final) | ({"dashboard_url": dashboard_url(
             feeder=name, run_id=run_id, start_utc=clock.start_utc + timedelta(seconds=offset_s),
@@ -646,14 +647,16 @@ def _bus_summary(bus: Bus) -> dict[str, object]:
         k: (dict(v) if isinstance(v, dict) else v) for k, v in dataclasses.asdict(counters).items()}}
 
 
-def _controller_summary(scenario: Scenario, controller: OnlineController | None) -> dict[str, object]:
+def _controller_summary(scenario: Scenario, controller: OnlineController | None, *, run_s: int) -> dict[str, object]:
     if scenario.external_controller:
         return {"strategy": "external"}
     if controller is None:
         return {"strategy": Strategy.NONE.value}
     c = controller.counters
     solve_s = np.array(c.solve_s) if c.solve_s else np.zeros(1)
-    return {
+    short = {"note": f"the run ({run_s} s) is shorter than one control period ({scenario.controller.period_s} s): "
+                     "the controller decided nothing"} if run_s < scenario.controller.period_s else {}
+    return short | {
         "strategy": scenario.controller.strategy.value, "forecast": scenario.controller.forecast.value,
         "period_s": scenario.controller.period_s,
         "periods": c.periods, "decisions": c.decisions, "fallbacks": c.fallbacks, "errors": c.errors,
@@ -738,6 +741,8 @@ def _forecaster(
                     for d in controlled if d.kind == DeviceKind.PESS] for k in range(clock.n_ticks)])
     data = np.concatenate([terminal.reshape(clock.n_ticks, -1), pv.reshape(clock.n_ticks, -1)], axis=1)
     whole = (clock.n_ticks // ticks_per_step) * ticks_per_step
+    if whole == 0:  # a run shorter than one control period: no decision is ever due, no forecast is asked for
+        return Persistence(n_series=n_series)
     return PerfectForesight(step_means(data[:whole], ticks_per_step))
 
 
