@@ -8,6 +8,7 @@ hashed, and a changed byte in any input reruns exactly the tasks that read it.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,50 @@ def test_an_opendss_circuit_is_hashed_with_every_file_it_redirects_to_or_loads(t
     (tmp_path / "shapes" / "house.csv").write_text("1\n0.6\n")
     after = input_hashes(scenario)
     assert [k for k in before if before[k] != after[k]] == [str((tmp_path / "shapes" / "house.csv").resolve())]
+
+
+def _two_days(network: Path, path: Path) -> None:
+    """Two days of hourly kW, every customer but the last metered, plus one meter not on the feeder."""
+    _day(network, path, leave_out=1)
+    frame = pd.read_csv(path)
+    times = pd.date_range("2024-01-15", periods=49, freq="h", tz="UTC")
+    frame = pd.concat([frame.iloc[[i % len(frame)]] for i in range(49)], ignore_index=True)
+    frame["time"] = times.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame["stranger_1"] = 0.5
+    frame.to_csv(path, index=False)
+
+
+def test_study_settings_hold_under_every_period_form_and_per_feeder(tmp_path: Path) -> None:
+    """``[scenario] unmetered`` once was ignored while the days of ``every = "day"`` were found on the data (the
+    feeder has an unmetered customer: refused); ``[[feeders]]`` now takes unmetered, unknown_meters, fill_gaps."""
+    from phasetwin.study.grid import task_grid
+    from phasetwin.study.spec import read_study
+
+    net = _network(tmp_path)
+    _two_days(net, tmp_path / "days.csv")
+    feeder = f'feeder = "net.json"\ndata = "days.csv"\n[feeders.assumptions]\nzero-sequence = "{ZERO_SEQUENCE}"\n' \
+             f'ext-grid = "{EXT_GRID}"\n'
+    common = '[[periods]]\nevery = "day"\n[[fleets]]\npsd = 0\n[[strategies]]\nstrategy = "none"\n'
+    study = tmp_path / "shared.toml"
+    study.write_text('tick_s = 3600\n[scenario]\nunmetered = "zero"\nunknown_meters = "ignore"\n'
+                     f'[[feeders]]\n{feeder}{common}')
+    spec, folder = read_study(study)
+    tasks = task_grid(spec, study_dir=folder)
+    assert [t.period for t in tasks] == ["2024-01-15T00:00..2024-01-16T00:00", "2024-01-16T00:00..2024-01-17T00:00"]
+    assert {t.scenario.unmetered.rule.value for t in tasks} == {"zero"} and tasks[0].feeder == "net"
+
+    study = tmp_path / "per-feeder.toml"
+    study.write_text(f'tick_s = 3600\n[[feeders]]\nunmetered = "zero"\nunknown_meters = "ignore"\nfill_gaps = 0\n'
+                     f'{feeder}{common}')
+    spec, folder = read_study(study)
+    s = task_grid(spec, study_dir=folder)[0].scenario
+    assert (s.unmetered.rule.value, s.unknown_meters.value, s.data_fill_steps) == ("zero", "ignore", 0)
+
+
+def test_run_ids_come_from_the_network_file_stem() -> None:
+    from phasetwin.run.replay import run_tags
+
+    scenario = Scenario(feeder=f"/data/grids/kerber.json;zero-sequence={ZERO_SEQUENCE}")
+    run_id, _ = run_tags(scenario, datetime(2024, 1, 15, tzinfo=UTC))
+    assert run_id == "kerber-20240115T0000-60s-none"
+    assert run_tags(Scenario(feeder="/data/feeder.dss"), datetime(2024, 1, 15, tzinfo=UTC))[0].startswith("feeder-")
