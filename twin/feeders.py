@@ -105,13 +105,11 @@ def open_feeder(spec: str) -> FeederEntry:
     if suffix in (".json", ".dss") and not path.is_file():
         raise ScenarioError(f"feeder file {str(path)!r} does not exist")
     if suffix == ".json":
-        def load() -> Feeder:
-            from twin.loaders import pandapower_json
+        from twin.loaders.net_data import NetworkFile
 
-            return pandapower_json.load_feeder(path, spec=file_spec)
-
+        network = NetworkFile(path, file_spec)  # its own profiles, or its static loads, are its data
         return FeederEntry(name=path.stem, description=f"pandapower network {path}", where=str(path),
-                           load_feeder=load, load_data=None)
+                           load_feeder=network.feeder, load_data=network.meter_data)
     if suffix == ".dss":
         if file_spec != FeederSpec.plain(path):
             raise ScenarioError(f"--feeder {spec!r}: an OpenDSS circuit takes no assumptions (zero-sequence, "
