@@ -93,6 +93,11 @@ UnmeteredOpt = Annotated[str, typer.Option("--unmetered", help="feeder customers
 UnknownMetersOpt = Annotated[UnknownMeters, typer.Option("--unknown-meters", case_sensitive=False,
                                                          help="data customers not on the feeder: refuse or drop")]
 NaiveOpt = Annotated[bool, typer.Option("--naive-utc", help="--data times without offset are UTC")]
+TimezoneOpt = Annotated[str | None, typer.Option(
+    "--timezone", help="time zone of --data times without offset (IANA, e.g. Europe/Brussels): daylight saving's "
+                       "repeated and skipped hours are handled and counted")]
+TimeFormatOpt = Annotated[str | None, typer.Option(
+    "--time-format", help="format of --data times (strptime, e.g. '%d.%m.%Y %H:%M'); default ISO-8601")]
 StartOpt = Annotated[str | None, typer.Option(help="period start, ISO, UTC if no offset; default: data start")]
 EndOpt = Annotated[str | None, typer.Option(help="period end (exclusive); default: one day after start")]
 TickOpt = Annotated[int, typer.Option(help="tick length in seconds")]
@@ -202,7 +207,7 @@ def _scenario(
     per_meter_topics: bool = False, schedule: Path | None = None, fill_gaps: int = 4, unit_check: bool = True,
     unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
     command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
-    assume: list[str] | None = None,
+    assume: list[str] | None = None, timezone: str | None = None, time_format: str | None = None,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
@@ -217,7 +222,7 @@ def _scenario(
 
         assumptions = NetworkAssumptions.model_validate(assumptions_from_options(assume or []))
         return Scenario(
-            feeder=feeder, assumptions=assumptions,
+            feeder=feeder, assumptions=assumptions, data_timezone=timezone, data_time_format=time_format,
             data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
             per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule, controller=control,
@@ -254,6 +259,8 @@ def replay(
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
+    timezone: TimezoneOpt = None,
+    time_format: TimeFormatOpt = None,
     fill_gaps: FillGapsOpt = 4,
     unit_check: UnitCheckOpt = True,
     unmetered: UnmeteredOpt = "error",
@@ -322,7 +329,7 @@ def replay(
         return
     if config is None:
         scenario = _scenario(
-            feeder=feeder, assume=assume,
+            feeder=feeder, assume=assume, timezone=timezone, time_format=time_format,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
             unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
@@ -492,6 +499,8 @@ def run(
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
+    timezone: TimezoneOpt = None,
+    time_format: TimeFormatOpt = None,
     fill_gaps: FillGapsOpt = 4,
     unit_check: UnitCheckOpt = True,
     unmetered: UnmeteredOpt = "error",
@@ -543,7 +552,7 @@ def run(
     if speed <= 0:
         raise _fail(f"--speed {speed}: a hardware-in-the-loop run needs real time (> 0; 1 = wall clock)")
     scenario = _scenario(
-        feeder=feeder, assume=assume,
+        feeder=feeder, assume=assume, timezone=timezone, time_format=time_format,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
@@ -684,6 +693,8 @@ def compare(
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
+    timezone: TimezoneOpt = None,
+    time_format: TimeFormatOpt = None,
     fill_gaps: FillGapsOpt = 4,
     unit_check: UnitCheckOpt = True,
     unmetered: UnmeteredOpt = "error",
@@ -715,7 +726,7 @@ def compare(
         raise _fail(f"--controllers {controllers!r}: {err}; expected names out of "
                     f"{', '.join(s.value for s in Strategy)}") from err
     scenario = _scenario(
-        feeder=feeder, assume=assume,
+        feeder=feeder, assume=assume, timezone=timezone, time_format=time_format,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,

@@ -166,6 +166,7 @@ def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, D
 
         table = read_meter_data(scenario.data, unit=scenario.data_unit, customers=list(measured.customers),
                                 naive_is_utc=scenario.data_naive_utc, exact=False,
+                                timezone=scenario.data_timezone, time_format=scenario.data_time_format,
                                 policy=GapPolicy(max_fill_steps=scenario.data_fill_steps))
         source, unit, fill = str(scenario.data), scenario.data_unit.value, scenario.data_fill_steps
     elif entry.load_data is None:

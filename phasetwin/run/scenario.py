@@ -62,6 +62,10 @@ class Scenario(BaseModel):
     data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
     data_unit: PowerUnit = Field(default=PowerUnit.KW, description="unit of the values in `data`")
     data_naive_utc: bool = Field(default=False, description="read timestamps without an offset as UTC")
+    data_timezone: str | None = Field(default=None, description="time zone of naive timestamps in `data` (IANA, "
+                                      "e.g. Europe/Brussels; daylight saving handled)")
+    data_time_format: str | None = Field(default=None, description="strptime format of the timestamps in `data` "
+                                         "(e.g. %d.%m.%Y %H:%M); default ISO-8601")
     data_fill_steps: int = Field(default=4, ge=0, description="longest gap in `data` carried forward, steps")
     data_unit_check: bool = Field(default=True, description="refuse data implausible for `data_unit`")
     unmetered: Unmetered = Field(default_factory=Unmetered, description="what feeder customers without data draw")

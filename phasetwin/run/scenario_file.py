@@ -36,7 +36,8 @@ PATH_FIELDS = ("data", "schedule", "rephase", "seasonal_plan", "out", "keyring",
 
 CLI_FIELDS: dict[str, tuple[str, ...]] = {
     "feeder": ("feeder",), "assume": ("assumptions",),
-    "data": ("data",), "unit": ("data_unit",), "naive_utc": ("data_naive_utc",),
+    "data": ("data",), "timezone": ("data_timezone",), "time_format": ("data_time_format",),
+    "unit": ("data_unit",), "naive_utc": ("data_naive_utc",),
     "start": ("start_utc",), "end": ("end_utc",), "tick": ("tick_s",), "engine": ("engine",), "speed": ("speed",),
     "per_meter_topics": ("per_meter_topics",), "out": ("out",), "psd": ("fleet", "psd"), "sts": ("fleet", "sts"),
     "pess": ("fleet", "pess"), "pess_access": ("fleet", "pess_access"), "devices": ("fleet", "explicit"),

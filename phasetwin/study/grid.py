@@ -41,7 +41,8 @@ def feeder_fields(spec: StudySpec, feeder: FeederChoice) -> dict[str, Any]:
     """The Scenario fields of one feeder of the study: ``[scenario]``, then the feeder's own settings."""
     fields: dict[str, Any] = {
         **spec.scenario, "feeder": feeder.feeder, "assumptions": feeder.assumptions, "data": feeder.data,
-        "data_unit": feeder.data_unit, "data_naive_utc": feeder.data_naive_utc, "tick_s": feeder.tick_s or spec.tick_s}
+        "data_unit": feeder.data_unit, "data_naive_utc": feeder.data_naive_utc, "data_timezone": feeder.data_timezone,
+        "data_time_format": feeder.data_time_format, "tick_s": feeder.tick_s or spec.tick_s}
     for name, value in (("unmetered", feeder.unmetered), ("unknown_meters", feeder.unknown_meters),
                         ("data_fill_steps", feeder.fill_gaps)):
         if value is not None:

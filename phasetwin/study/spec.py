@@ -85,6 +85,8 @@ class FeederChoice(BaseModel):
     data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
     data_unit: PowerUnit = PowerUnit.KW
     data_naive_utc: bool = False
+    data_timezone: str | None = Field(default=None, description="time zone of naive timestamps (IANA)")
+    data_time_format: str | None = Field(default=None, description="strptime format of the timestamps")
     unmetered: Unmetered | None = Field(default=None, description="this feeder's [scenario] unmetered")
     unknown_meters: UnknownMeters | None = Field(default=None, description="this feeder's [scenario] unknown_meters")
     fill_gaps: int | None = Field(default=None, ge=0, description="this feeder's data_fill_steps (longest gap "
@@ -137,7 +139,8 @@ class StudySpec(BaseModel):
 
     @model_validator(mode="after")
     def _no_grid_fields_in_scenario(self) -> Self:
-        owned = {"feeder", "assumptions", "data", "data_unit", "data_naive_utc", "start_utc", "end_utc", "tick_s",
+        owned = {"feeder", "assumptions", "data", "data_unit", "data_naive_utc", "data_timezone", "data_time_format",
+                 "start_utc", "end_utc", "tick_s",
                  "fleet", "controller", "out"}
         clash = sorted(owned & set(self.scenario))
         if clash:

@@ -44,7 +44,8 @@ class InputCache:
     def key(scenario: Scenario) -> tuple[object, ...]:
         stamps = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else (str(f),)
                        for f in input_files(scenario))
-        return (scenario.feeder_spec, scenario.data, scenario.data_unit, scenario.data_naive_utc, scenario.rephase,
+        return (scenario.feeder_spec, scenario.data, scenario.data_unit, scenario.data_naive_utc,
+                scenario.data_timezone, scenario.data_time_format, scenario.rephase,
                 scenario.scale_phase, scenario.scale_factor, scenario.data_fill_steps, scenario.data_unit_check,
                 str(scenario.unmetered), scenario.unknown_meters, stamps)
 
