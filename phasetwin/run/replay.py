@@ -174,6 +174,8 @@ def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, D
     else:
         table = entry.load_data(feeder)
         source, unit, fill = f"own data of feeder {entry.name!r}", "", None
+        if (network := scenario.feeder_file) is not None and network.suffix.lower() == ".dss":
+            table = _anchored(table, scenario.start_utc)
     median_kw = median_customer_load_kw(table)
     if scenario.data is not None and scenario.data_unit_check:
         check_unit(table, scenario.data_unit,
@@ -182,6 +184,17 @@ def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, D
     record = data_record(table, source=source, unit=unit, max_fill_steps=fill, median_customer_load_kw=median_kw,
                          coverage=coverage)
     return feeder, _scaled(table, feeder, scenario), record
+
+
+def _anchored(table: MeterTable, start_utc: datetime | None) -> MeterTable:
+    """An OpenDSS circuit's load shapes carry no date: a ``--start`` outside their default dates starts them."""
+    start = pd.Timestamp(start_utc) if start_utc is not None else None
+    if start is None or table.start_utc <= start < table.end_utc:
+        return table
+    note = f"load shapes anchored at --start {start.isoformat()} (their default start: {table.start_utc.isoformat()})"
+    log.warning("%s", note)
+    quality = table.quality.model_copy(update={"notes": (*table.quality.notes, note)})
+    return dataclasses.replace(table, time_utc=table.time_utc + (start - table.start_utc), quality=quality)
 
 
 def _scaled(table: MeterTable, feeder: Feeder, scenario: Scenario) -> MeterTable:

@@ -144,8 +144,10 @@ class Scenario(BaseModel):
         if self.assumptions.empty:
             return self
         if self.feeder_file is None or self.feeder_file.suffix.lower() != ".json":
-            raise ValueError(f"assumptions ({self.assumptions.suffix().lstrip(';')}) are for pandapower .json "
-                             f"networks, not feeder {self.feeder!r}")
+            what = "an OpenDSS circuit takes no assumptions" if self.feeder_file is not None else "a named feeder " \
+                "takes no assumptions"
+            raise ValueError(f"feeder {self.feeder!r}: {what} ({self.assumptions.suffix().lstrip(';')}); they are "
+                             "for pandapower .json networks")
         try:
             parse_feeder_spec(self.feeder_spec)
         except ScenarioError as err:

@@ -70,6 +70,16 @@ MEASURING_CLASSES = ("energymeter", "monitor")
 # An untransposed line matrix is averaged; asymmetries above this relative size are noted.
 MATRIX_ASYMMETRY_NOTE = 1e-9
 PHASE_OF_NODE = {1: "A", 2: "B", 3: "C"}
+SUGGESTIONS = {
+    "pvsystem": "remove it and give its customer's net meter data with --data (PV behind the meter is inside the "
+                "meter readings), or simulate PV with a battery as a PESS device (--pess)",
+    "storage": "remove it; a battery at a customer is a PESS device (--pess, --devices)",
+    "capacitor": "remove it (a shunt capacitor is not part of the twin's network); if it corrects a load's power "
+                 "factor, give that load the resulting kvar instead",
+    "generator": "remove it and give its customer's net meter data with --data (behind-the-meter generation)",
+    "regcontrol": "remove it and set the regulated transformer's tap in the circuit (taps must be 1.0)",
+}
+"""What to do about an element class the twin does not model, by OpenDSS class name."""
 
 
 @dataclass(frozen=True)
@@ -216,8 +226,8 @@ def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None) -> Circui
         spelled[kind.lower()] = kind
     for kind, names in sorted(classes.items()):
         if kind not in ("vsource", "line", "transformer", "load", *MEASURING_CLASSES):
-            problems += [f"{spelled[kind]}.{n}: {kind} elements are not supported in an LV feeder; remove it"
-                         for n in names]
+            problems += [f"{spelled[kind]}.{n}: {kind} elements are not supported in an LV feeder; "
+                         f"{SUGGESTIONS.get(kind, 'remove it')}" for n in names]
 
     transformer, hv_bus, _, vn_hv_kv, vn_lv_kv = _transformer(dss, classes.get("transformer", []), problems,
                                                                    notes)
@@ -331,7 +341,10 @@ def _lines(
         dss.Circuit.SetActiveElement(where)
         phases = int(dss.Lines.Phases())
         if phases != 3:
-            problems.append(f"{where}: phases = {phases}; only three-phase lines are supported")
+            problems.append(f"{where}: phases = {phases}; only three-phase lines are supported; a single-phase "
+                            "service line to one customer can be left out with the load connected at the line's "
+                            "first bus on the same phase node (e.g. bus1=b1.2): its cable impedance is then not "
+                            "modelled")
             continue
         units = int(dss.Lines.Units())
         km = KM_PER_UNIT.get(units)

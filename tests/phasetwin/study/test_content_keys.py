@@ -150,7 +150,7 @@ def test_assumptions_are_options_and_never_part_of_the_path() -> None:
     scenario = Scenario(feeder=f"net.json;zero-sequence={ZERO_SEQUENCE}")
     assert scenario.feeder == "net.json" and scenario.assumptions.zero_sequence == ZERO_SEQUENCE
     assert scenario.feeder_spec == f"net.json;zero-sequence={ZERO_SEQUENCE}" and scenario.feeder_label == "net"
-    with pytest.raises(ValueError, match=r"are for pandapower \.json networks"):
+    with pytest.raises(ValueError, match=r"a named feeder takes no assumptions"):
         Scenario(feeder="ieee-european-lv", assumptions={"zero-sequence": ZERO_SEQUENCE})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="r0/r1"):
         Scenario(feeder="net.json", assumptions={"zero-sequence": "r0/r1=-1,x0/x1=4"})  # type: ignore[arg-type]

@@ -220,13 +220,16 @@ def test_unsupported_elements_are_reported_at_once_by_name(tmp_path: Path) -> No
     ]) + "\n")
     with pytest.raises(FeederError, match=r"bad.dss: 5 problem\(s\)") as info:
         opendss.read_circuit(path)
-    assert info.value.problems == [
-        "Capacitor.cap1: capacitor elements are not supported in an LV feeder; remove it",
-        "PVSystem.pv1: pvsystem elements are not supported in an LV feeder; remove it",
+    expected = [
+        "Capacitor.cap1: capacitor elements are not supported in an LV feeder; remove it (a shunt capacitor",
+        "PVSystem.pv1: pvsystem elements are not supported in an LV feeder; remove it and give its customer's "
+        "net meter data with --data",
         "Line.lat: phases = 1; only three-phase lines are supported",
         "Load.motor: model = 2; only constant-power loads (model=1) are supported",
         "Load.welder: conn = delta; only wye (phase-to-neutral) loads are supported",
     ]
+    problems = info.value.problems
+    assert len(problems) == len(expected) and all(p.startswith(e) for p, e in zip(problems, expected, strict=True))
 
 
 def test_loads_without_shapes_need_data(tmp_path: Path) -> None:
@@ -288,3 +291,21 @@ def test_a_dss_circuit_takes_no_pandapower_assumptions(tmp_path: Path) -> None:
                                  *PLAIN])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "an OpenDSS circuit takes no assumptions" in " ".join(result.output.split())
+
+
+def test_start_anchors_the_load_shapes(master: Path, tmp_path: Path) -> None:
+    """Load shapes carry no date: a --start outside their default day starts them there (once refused: no data
+    in the period); the replayed energy is that of the shapes' own first two hours."""
+    args = [*PLAIN, "--no-baseline"]
+    moved = runner.invoke(app, ["replay", "--feeder", str(master), "--start", "2023-07-03T00:00", "--end",
+                                "2023-07-03T02:00", "--out", str(tmp_path / "moved"), *args])
+    assert moved.exit_code == 0, moved.output
+    own = runner.invoke(app, ["replay", "--feeder", str(master), "--end", "2024-01-15T02:00", "--out",
+                              str(tmp_path / "own"), *args])
+    assert own.exit_code == 0, own.output
+    a, b = (json.loads((tmp_path / run / "summary.json").read_text()) for run in ("moved", "own"))
+    assert a["start_utc"].startswith("2023-07-03T00:00") and a["ticks"] == b["ticks"] == 120
+    for ph in "abc":
+        assert a["energy_kwh"][ph] == pytest.approx(b["energy_kwh"][ph], rel=1e-9)
+    quality = json.loads((tmp_path / "moved" / "data_quality.json").read_text())
+    assert "load shapes anchored at --start 2023-07-03" in json.dumps(quality)
