@@ -74,6 +74,47 @@ def feeders() -> None:
     print_table(console, table)
 
 
+@app.command("import")
+def import_network(
+    network: Annotated[str, typer.Argument(help="a pandapower .json or an OpenDSS .dss file")],
+    assume: Annotated[list[str] | None, typer.Option(
+        "--assume", help="KEY=VALUE: what the network lacks, assumed (as replay --assume)")] = None,
+    report: Annotated[bool, typer.Option("--report", help="list every value assumed, defaulted, folded or "
+                                                          "dropped, with counts, and the network's own data")] = False,
+) -> None:
+    """Import a network file as replay would: check it and say what the import assumed or changed."""
+    from twin.feeders import open_feeder
+    from twin.loaders.import_report import last_import
+
+    try:
+        scenario = Scenario.model_validate({"feeder": network, "assumptions": _assumptions(assume)})
+        entry = open_feeder(scenario.feeder_spec)
+        feeder = entry.load_feeder()
+        data_line = "no data of its own"
+        if report and entry.load_data is not None:
+            table = entry.load_data(feeder)
+            data_line = f"own data: {table.n_steps} steps of {table.step_s} s from {table.start_utc.isoformat()}"
+    except (TwinError, StreamError) as err:
+        raise _fail(str(err)) from err
+    except ValidationError as err:
+        raise _fail(_validation_text(err)) from err
+    imported = last_import(scenario.feeder_spec)
+    if imported is None:
+        console.print(f"{feeder.name}: {len(feeder.customers)} customers", highlight=False)
+        return
+    console.print(imported.text() if report else imported.text().splitlines()[0], highlight=False, markup=False)
+    if report:
+        console.print(data_line, highlight=False)
+    elif imported.notes:
+        console.print(f"{len(imported.notes)} note(s): give --report to list them", highlight=False)
+
+
+def _assumptions(assume: list[str] | None) -> dict[str, str]:
+    from twin.loaders.assumptions import assumptions_from_options
+
+    return assumptions_from_options(assume or [])
+
+
 FeederOpt = Annotated[str, typer.Option(
     help="feeder name (see `phasetwin feeders`), a pandapower .json or an OpenDSS .dss; 'FILE;key=value' states "
          "assumptions (README: Your own network)")]
