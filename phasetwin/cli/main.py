@@ -109,6 +109,32 @@ def import_network(
         console.print(f"{len(imported.notes)} note(s): give --report to list them", highlight=False)
 
 
+def _site(text: str | None) -> tuple[float, float] | None:
+    """``--site LAT,LON`` → (lat, lon); exit 2 naming the expected form."""
+    if text is None:
+        return None
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise _fail(f"--site {text!r}: expected LAT,LON in degrees, e.g. --site 50.63,5.57") from None
+    return lat, lon
+
+
+def pv_site_text(scenario: Scenario) -> str | None:
+    """Where the clear-sky PV of the run's PESS comes from, for the console; None without PESS."""
+    if not (scenario.fleet.pess or any(d.kind.value == "pess" for d in scenario.fleet.explicit)):
+        return None
+    if scenario.pv_site is not None:
+        return f"PESS PV: clear sky at {scenario.pv_site[0]:g}, {scenario.pv_site[1]:g} (--site)"
+    from twin.feeders import open_feeder
+
+    entry = open_feeder(scenario.feeder_spec)
+    if entry.pv_kw_per_kwp is not None:
+        return f"PESS PV: the feeder {entry.name}'s own PV shape"
+    default = "" if scenario.feeder_file is None else "; the default site, give --site LAT,LON for yours"
+    return f"PESS PV: clear sky at {entry.lat_deg:g}, {entry.lon_deg:g} (the feeder's site{default})"
+
+
 def _assumptions(assume: list[str] | None) -> dict[str, str]:
     from twin.loaders.assumptions import assumptions_from_options
 
@@ -134,6 +160,9 @@ UnmeteredOpt = Annotated[str, typer.Option("--unmetered", help="feeder customers
 UnknownMetersOpt = Annotated[UnknownMeters, typer.Option("--unknown-meters", case_sensitive=False,
                                                          help="data customers not on the feeder: refuse or drop")]
 NaiveOpt = Annotated[bool, typer.Option("--naive-utc", help="--data times without offset are UTC")]
+SiteOpt = Annotated[str | None, typer.Option(
+    "--site", help="LAT,LON in degrees: where the clear-sky PV of simulated PESS is computed (default: the "
+                   "feeder's own PV or site; central England for a network file)")]
 TimezoneOpt = Annotated[str | None, typer.Option(
     "--timezone", help="time zone of --data times without offset (IANA, e.g. Europe/Brussels): daylight saving's "
                        "repeated and skipped hours are handled and counted")]
@@ -249,6 +278,7 @@ def _scenario(
     unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
     command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
     assume: list[str] | None = None, timezone: str | None = None, time_format: str | None = None,
+    site: str | None = None,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
@@ -264,6 +294,7 @@ def _scenario(
         assumptions = NetworkAssumptions.model_validate(assumptions_from_options(assume or []))
         return Scenario(
             feeder=feeder, assumptions=assumptions, data_timezone=timezone, data_time_format=time_format,
+            pv_site=_site(site),
             data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
             per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule, controller=control,
@@ -297,6 +328,7 @@ def replay(
                          "on the command line override it")] = None,
     feeder: FeederOpt = "ieee-european-lv",
     assume: AssumeOpt = None,
+    site: SiteOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -370,7 +402,7 @@ def replay(
         return
     if config is None:
         scenario = _scenario(
-            feeder=feeder, assume=assume, timezone=timezone, time_format=time_format,
+            feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
             unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
@@ -421,6 +453,8 @@ def replay(
         raise _fail(str(err)) from err
     _print_summary(result.summary)
     console.print(result.data.text(), highlight=False)
+    if (pv := pv_site_text(scenario)) is not None:
+        console.print(pv, highlight=False)
     _print_transport(result.summary)
     if reference is not None:
         base = figures(reference)
@@ -537,6 +571,7 @@ def run(
         help="ticks without a state after which an external device is marked unavailable")] = 3,
     feeder: FeederOpt = "ieee-european-lv",
     assume: AssumeOpt = None,
+    site: SiteOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -593,7 +628,7 @@ def run(
     if speed <= 0:
         raise _fail(f"--speed {speed}: a hardware-in-the-loop run needs real time (> 0; 1 = wall clock)")
     scenario = _scenario(
-        feeder=feeder, assume=assume, timezone=timezone, time_format=time_format,
+        feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
@@ -619,6 +654,8 @@ def run(
         raise _fail(str(err)) from err
     _print_summary(result.summary)
     console.print(result.data.text(), highlight=False)
+    if (pv := pv_site_text(scenario)) is not None:
+        console.print(pv, highlight=False)
     _print_transport(result.summary)
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
     _print_report(result.folder)
@@ -731,6 +768,7 @@ def compare(
         "none,static,greedy,rolling-milp"),
     feeder: FeederOpt = "ieee-european-lv",
     assume: AssumeOpt = None,
+    site: SiteOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -767,7 +805,7 @@ def compare(
         raise _fail(f"--controllers {controllers!r}: {err}; expected names out of "
                     f"{', '.join(s.value for s in Strategy)}") from err
     scenario = _scenario(
-        feeder=feeder, assume=assume, timezone=timezone, time_format=time_format,
+        feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,

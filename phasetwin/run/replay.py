@@ -294,7 +294,7 @@ def replay(
                                   end_utc=clock.end_utc, ttl_s=scenario.command_ttl_s)
         stages.append(scheduler)
     pv_source = _pv_source(entry, clock, {d.device_id: scenario.fleet.pess_params.pv_kwp for d in specs
-                                          if d.kind == DeviceKind.PESS})
+                                          if d.kind == DeviceKind.PESS}, site=scenario.pv_site)
     run_id, scenario_name = run_tags(scenario, clock.start_utc)
     audit = AuditLog(scenario.out / "audit.jsonl", also=database.record if database is not None else None)
     agent = DeviceAgent(bus=bus, feeder=name, devices=devices, tick_s=clock.tick_s, pv_kw=pv_source,
@@ -760,11 +760,16 @@ def _forecaster(
     return PerfectForesight(step_means(data[:whole], ticks_per_step))
 
 
-def _pv_source(entry: FeederEntry, clock: TickClock, pv_kwp: dict[str, float]) -> PvSource | None:
-    """PV of each PESS per tick: the feeder's own PV shape if it has one, else clear sky at its site."""
+def _pv_source(entry: FeederEntry, clock: TickClock, pv_kwp: dict[str, float],
+               site: tuple[float, float] | None = None) -> PvSource | None:
+    """PV of each PESS per tick: clear sky at ``site`` (--site) if given, else the feeder's own PV shape if it has
+    one, else clear sky at the feeder's site."""
     if not pv_kwp:
         return None
-    if entry.pv_kw_per_kwp is not None:
+    if site is not None:
+        per_kwp = tick_mean_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks,
+                                       lat_deg=site[0], lon_deg=site[1])
+    elif entry.pv_kw_per_kwp is not None:
         per_kwp = entry.pv_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks)
     else:
         per_kwp = tick_mean_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks,

@@ -111,6 +111,9 @@ class Scenario(BaseModel):
     meter_limit_kva: float | None = Field(
         default=None, gt=0,
         description="plausibility envelope of a meter reading, kVA per terminal; None: the feeder's default")
+    pv_site: tuple[float, float] | None = Field(
+        default=None, description="(latitude, longitude) in degrees of the clear-sky PV of simulated PESS; None: "
+        "the feeder's own PV or site (central England, 52 N 1 W, for a network file)")
     scale_phase: Phase | None = Field(
         default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"
     )
@@ -168,6 +171,12 @@ class Scenario(BaseModel):
     def feeder_label(self) -> str:
         """A short name of the feeder for tables and database tags: its name, or its file's stem."""
         return self.feeder_file.stem if self.feeder_file is not None else self.feeder
+
+    @model_validator(mode="after")
+    def _site_on_earth(self) -> Scenario:
+        if self.pv_site is not None and not (-90 <= self.pv_site[0] <= 90 and -180 <= self.pv_site[1] <= 180):
+            raise ValueError(f"pv_site {self.pv_site}: expected latitude -90..90 and longitude -180..180 degrees")
+        return self
 
     @model_validator(mode="after")
     def _period_order(self) -> Scenario:

@@ -52,7 +52,7 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     "on_divergence": ("on_divergence",), "time_base": ("time_base",),
     # and those of hostile (signed commands, ingest limit)
     "keyring": ("keyring",), "signing_key": ("signing_key",), "meter_limit_kva": ("meter_limit_kva",),
-    "flush_ticks": ("flush_ticks",),
+    "flush_ticks": ("flush_ticks",), "site": ("pv_site",),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
 }
