@@ -229,3 +229,28 @@ def test_run_ids_come_from_the_network_file_stem() -> None:
     run_id, _ = run_tags(scenario, datetime(2024, 1, 15, tzinfo=UTC))
     assert run_id == "kerber-20240115T0000-60s-none"
     assert run_tags(Scenario(feeder="/data/feeder.dss"), datetime(2024, 1, 15, tzinfo=UTC))[0].startswith("feeder-")
+
+
+def test_every_kind_of_input_file_is_in_the_key(tmp_path: Path) -> None:
+    """Schedule, keyring, unmetered profile, plans, meter data, network: each file's bytes change the key; a
+    device list is read into the scenario itself (fleet.explicit), so its content is in the key as well."""
+    from phasetwin.run.scenario_file import scenario_hash
+
+    files = {name: tmp_path / f"{name}.txt" for name in ("data", "schedule", "keyring", "annual", "rephase",
+                                                          "seasonal", "net")}
+    for path in files.values():
+        path.write_text("1\n")
+    (tmp_path / "net.json").write_text("{}")
+    scenario = Scenario(feeder=str(tmp_path / "net.json"), data=files["data"], schedule=files["schedule"],
+                        keyring=files["keyring"], unmetered=f"profile:{files['annual']}",  # type: ignore[arg-type]
+                        rephase=files["rephase"], seasonal_plan=files["seasonal"])
+    before = scenario_hash(scenario, input_hashes(scenario))
+    assert len(input_hashes(scenario)) == 7
+    for name, path in files.items():
+        if name == "net":
+            path = tmp_path / "net.json"
+        original = path.read_text()
+        path.write_text(original + " ")
+        assert scenario_hash(scenario, input_hashes(scenario)) != before, name
+        path.write_text(original)
+    assert scenario_hash(scenario, input_hashes(scenario)) == before
