@@ -112,12 +112,13 @@ def open_feeder(spec: str) -> FeederEntry:
                            load_feeder=_reported(spec, network.feeder),
                            load_data=_reported_data(spec, network.meter_data))
     if suffix == ".dss":
-        if file_spec != FeederSpec.plain(path):
+        fold = file_spec.service_lines == "fold"
+        if file_spec.model_copy(update={"service_lines": None}) != FeederSpec.plain(path):
             raise ScenarioError(f"--feeder {spec!r}: an OpenDSS circuit takes no assumptions (zero-sequence, "
                                 "ext-grid, vector-group, transformer are for pandapower networks)")
         from twin.loaders import opendss
 
-        circuit = opendss.CircuitCache(path)
+        circuit = opendss.CircuitCache(path, fold_service_lines=fold)
         return FeederEntry(name=path.stem, description=f"OpenDSS circuit {path}", where=str(path),
                            load_feeder=_reported(spec, circuit.feeder),
                            load_data=_reported_data(spec, circuit.meter_data))

@@ -14,7 +14,7 @@ from devices.fleet import FleetSpec
 from streams.meters.coverage import UnknownMeters, Unmetered
 from streams.meters.data import PowerUnit
 from twin.errors import ScenarioError
-from twin.loaders.assumptions import NetworkAssumptions, parse_feeder_spec, split_feeder_text
+from twin.loaders.assumptions import OPENDSS_KEYS, NetworkAssumptions, parse_feeder_spec, split_feeder_text
 from twin.phase import Phase
 from twin.powerflow import DivergencePolicy, Engine
 
@@ -146,6 +146,12 @@ class Scenario(BaseModel):
     def _assumptions_valid(self) -> Scenario:
         if self.assumptions.empty:
             return self
+        dss_only = all(key in OPENDSS_KEYS for key, _ in self.assumptions.items())
+        if self.feeder_file is not None and self.feeder_file.suffix.lower() == ".dss" and dss_only:
+            return self
+        if self.feeder_file is not None and self.feeder_file.suffix.lower() == ".json" and \
+                self.assumptions.service_lines is not None:
+            raise ValueError(f"feeder {self.feeder!r}: service-lines=fold is for OpenDSS circuits")
         if self.feeder_file is None or self.feeder_file.suffix.lower() != ".json":
             what = "an OpenDSS circuit takes no assumptions" if self.feeder_file is not None else "a named feeder " \
                 "takes no assumptions"

@@ -9,7 +9,9 @@ A feeder file is given as ``PATH`` or ``PATH;key=value;key=value``:
 - ``vector-group=Dyn1``: the vector group of transformers whose ``vector_group`` is empty (e.g. the CIGRE LV
   benchmark's); a clock number sets the phase shift, as in pandapower;
 - ``transformer=N``: of a network with several MV/LV transformers, the LV network of ``net.trafo`` index N (or
-  name N): each transformer's LV network is a feeder of its own.
+  name N): each transformer's LV network is a feeder of its own;
+- ``service-lines=fold`` (OpenDSS circuits only): single-phase service lines are folded into their customers,
+  each load then sits at the line's first bus on the phase the line takes there (the cable is not modelled).
 
 Nothing is assumed unless asked for: missing data are reported, naming the option that would supply them. Every
 assumption used is logged once per network (a warning) and listed in ``Feeder``-loading reports.
@@ -18,13 +20,13 @@ assumption used is logged once per network (a warning) and listed in ``Feeder``-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twin.errors import ScenarioError
 
-__all__ = ["ASSUMPTION_KEYS", "FeederSpec", "NetworkAssumptions", "ShortCircuit", "ZeroSequence",
+__all__ = ["ASSUMPTION_KEYS", "OPENDSS_KEYS", "FeederSpec", "NetworkAssumptions", "ShortCircuit", "ZeroSequence",
            "assumptions_from_options", "parse_feeder_spec", "split_feeder_text"]
 
 FROZEN = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -64,6 +66,7 @@ class FeederSpec(BaseModel):
     short_circuit: ShortCircuit | None = None
     transformer: str | None = None
     vector_group: str | None = None
+    service_lines: str | None = None
 
     @classmethod
     def plain(cls, path: Path) -> Self:
@@ -94,7 +97,11 @@ def parse_feeder_spec(spec: str) -> FeederSpec:
         if not sep:
             raise ScenarioError(f"--feeder {spec!r}: {part!r} is not key=value; expected zero-sequence=…, "
                                 "ext-grid=…, vector-group=… or transformer=…")
-        if key in ("transformer", "vector-group"):
+        if key == "service-lines":
+            if value.strip() != "fold":
+                raise ScenarioError(f"--feeder service-lines={value!r}: expected service-lines=fold")
+            fields["service_lines"] = "fold"
+        elif key in ("transformer", "vector-group"):
             fields[key.replace("-", "_")] = value.strip()
         elif key in models:
             field, model = models[key]
@@ -105,11 +112,13 @@ def parse_feeder_spec(spec: str) -> FeederSpec:
                 raise ScenarioError(f"--feeder {key}={value!r}: {bad}") from None
         else:
             raise ScenarioError(f"--feeder {spec!r}: unknown key {key!r}; expected zero-sequence, ext-grid, "
-                                "vector-group or transformer")
+                                "vector-group or transformer (or service-lines for an OpenDSS circuit)")
     return FeederSpec.model_validate(fields)
 
 
-ASSUMPTION_KEYS = ("zero-sequence", "ext-grid", "vector-group", "transformer")
+ASSUMPTION_KEYS = ("zero-sequence", "ext-grid", "vector-group", "transformer", "service-lines")
+OPENDSS_KEYS = ("service-lines",)
+"""The assumptions an OpenDSS circuit takes (the others are for pandapower networks)."""
 """The assumption keys, as written after ``--assume`` and in ``[assumptions]`` tables."""
 
 
@@ -123,6 +132,7 @@ class NetworkAssumptions(BaseModel):
     ext_grid: str | None = Field(default=None, alias="ext-grid")
     vector_group: str | None = Field(default=None, alias="vector-group")
     transformer: str | None = None
+    service_lines: Literal["fold"] | None = Field(default=None, alias="service-lines")
 
     @property
     def empty(self) -> bool:

@@ -96,13 +96,14 @@ class Circuit:
 class CircuitCache:
     """Reads a circuit once, for a FeederEntry's ``load_feeder`` and ``load_data``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, fold_service_lines: bool = False) -> None:
         self.path = path
+        self.fold_service_lines = fold_service_lines
         self._circuit: Circuit | None = None
 
     def circuit(self) -> Circuit:
         if self._circuit is None:
-            self._circuit = read_circuit(self.path)
+            self._circuit = read_circuit(self.path, fold_service_lines=self.fold_service_lines)
         return self._circuit
 
     def feeder(self) -> Feeder:
@@ -193,7 +194,7 @@ def _sequence(m: np.ndarray) -> tuple[float, float, float]:
     return zs - zm, zs + 2.0 * zm, asym
 
 
-def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None) -> Circuit:
+def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None, fold_service_lines: bool = False) -> Circuit:
     """Compile ``path`` with OpenDSS and map it (see the module docstring). The load shapes start at
     ``start_utc``; by default at DEFAULT_START_UTC when they cover a day or less, else at YEAR_START_UTC.
 
@@ -232,11 +233,18 @@ def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None) -> Circui
     transformer, hv_bus, _, vn_hv_kv, vn_lv_kv = _transformer(dss, classes.get("transformer", []), problems,
                                                                    notes)
     src = _source(dss, classes.get("vsource", []), problems)
-    lines = _lines(dss, classes.get("line", []), problems, notes)
-    customers, shapes = _loads(dss, classes.get("load", []), problems)
+    folds: dict[str, tuple[str, dict[int, int]]] = {}
+    lines = _lines(dss, classes.get("line", []), problems, notes, folds=folds if fold_service_lines else None)
+    customers, shapes = _loads(dss, classes.get("load", []), problems, folds=folds)
+    if folds:
+        notes.append(f"{len(folds)} single-phase service line(s) folded into their customers (--assume "
+                     "service-lines=fold): each load sits at the line's first bus on its phase; the cables' "
+                     "impedance is not modelled")
 
     buses = []
     for bus in dss.Circuit.AllBusNames():
+        if bus in folds:
+            continue
         dss.Circuit.SetActiveBus(bus)
         fields: dict[str, Any] = {"id": bus, "vn_kv": vn_hv_kv if bus == hv_bus else vn_lv_kv}
         if dss.Bus.Coorddefined():
@@ -331,7 +339,10 @@ def _source(dss: ModuleType, names: list[str], problems: list[str]) -> tuple[str
 
 def _lines(
     dss: ModuleType, names: list[str], problems: list[str], notes: list[str],
+    folds: dict[str, tuple[str, dict[int, int]]] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
+    """The three-phase lines; with ``folds``, single-phase lines are not lines but entries ``folds[bus2] =
+    (bus1, {node at bus2: node at bus1})``, chains followed to the three-phase bus."""
     out = []
     worst_asym, asym_line = 0.0, ""
     no_units = []
@@ -340,11 +351,17 @@ def _lines(
         dss.Lines.Name(name)
         dss.Circuit.SetActiveElement(where)
         phases = int(dss.Lines.Phases())
+        if phases != 3 and folds is not None:
+            (bus1, nodes1), (bus2, nodes2) = (_bus_and_nodes(b) for b in dss.CktElement.BusNames())
+            nodes1, nodes2 = nodes1[:phases] or [1, 2, 3][:phases], nodes2[:phases] or [1, 2, 3][:phases]
+            if bus2 in folds:
+                problems.append(f"{where}: bus {bus2} is fed by two single-phase lines; cannot fold")
+            folds[bus2] = (bus1, dict(zip(nodes2, nodes1, strict=False)))
+            continue
         if phases != 3:
-            problems.append(f"{where}: phases = {phases}; only three-phase lines are supported; a single-phase "
-                            "service line to one customer can be left out with the load connected at the line's "
-                            "first bus on the same phase node (e.g. bus1=b1.2): its cable impedance is then not "
-                            "modelled")
+            problems.append(f"{where}: phases = {phases}; only three-phase lines are supported; fold single-phase "
+                            "service lines into their customers with --assume service-lines=fold (each load then "
+                            "sits at the line's first bus on its phase; the cable's impedance is not modelled)")
             continue
         units = int(dss.Lines.Units())
         km = KM_PER_UNIT.get(units)
@@ -370,6 +387,12 @@ def _lines(
         elif dss.CktElement.IsOpen(1, 0) or dss.CktElement.IsOpen(2, 0):
             problems.append(f"{where}: open, but not a switch (switch=yes); the twin opens switches only")
         out.append((where, fields))
+    if folds:
+        ends = {f["from_bus"] for _, f in out} | {f["to_bus"] for _, f in out}
+        for bus in [b for b in folds if b in ends]:
+            problems.append(f"bus {bus}: fed by a single-phase line and joined to three-phase lines; only a "
+                            "service line to customers can be folded")
+            del folds[bus]
     if worst_asym > MATRIX_ASYMMETRY_NOTE:
         notes.append(f"untransposed line matrices averaged to sequence impedances (largest relative asymmetry "
                      f"{worst_asym:.2g}, Line.{asym_line})")
@@ -378,8 +401,19 @@ def _lines(
     return out
 
 
+def _folded(bus: str, nodes: list[int], folds: dict[str, tuple[str, dict[int, int]]]) -> tuple[str, list[int]]:
+    """The bus and nodes a load at ``bus`` sits on once the service lines to it are folded."""
+    seen = set()
+    while bus in folds and bus not in seen:
+        seen.add(bus)
+        bus, mapping = folds[bus]
+        nodes = [mapping.get(n, n) for n in nodes]
+    return bus, nodes
+
+
 def _loads(
     dss: ModuleType, names: list[str], problems: list[str],
+    folds: dict[str, tuple[str, dict[int, int]]] | None = None,
 ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, tuple[str, float, float]]]:
     """Customer rows, and per customer id its (load shape name, kW, kvar)."""
     rows = []
@@ -391,6 +425,8 @@ def _loads(
         dss.Circuit.SetActiveElement(where)
         bus, nodes = _bus_and_nodes(dss.CktElement.BusNames()[0])
         n = int(dss.Loads.Phases())
+        if folds and bus in folds:
+            bus, nodes = _folded(bus, nodes or [1, 2, 3][:n], folds)
         if dss.Loads.IsDelta():
             problems.append(f"{where}: conn = delta; only wye (phase-to-neutral) loads are supported")
             continue

@@ -309,3 +309,40 @@ def test_start_anchors_the_load_shapes(master: Path, tmp_path: Path) -> None:
         assert a["energy_kwh"][ph] == pytest.approx(b["energy_kwh"][ph], rel=1e-9)
     quality = json.loads((tmp_path / "moved" / "data_quality.json").read_text())
     assert "load shapes anchored at --start 2023-07-03" in json.dumps(quality)
+
+
+def test_single_phase_service_lines_fold_into_their_customers(tmp_path: Path) -> None:
+    """A house behind a single-phase service line (b2 node 2 → b3 node 1, two segments): refused with the option
+    to fold it; folded, the house sits at b2 on phase B, and the twin's voltages agree with OpenDSS's solution of
+    the whole circuit (service cables of negligible impedance) at every three-phase bus."""
+    path = tmp_path / "service.dss"
+    path.write_text(SMALL.replace(
+        "new load.house bus1=b2.2 phases=1",
+        "new line.svc1 bus1=b2.2 bus2=b4.1 phases=1 r1=1e-6 x1=1e-6 r0=1e-6 x0=1e-6 c1=0 c0=0 units=km length=0.01\n"
+        "new line.svc2 bus1=b4.1 bus2=b3.1 phases=1 r1=1e-6 x1=1e-6 r0=1e-6 x0=1e-6 c1=0 c0=0 units=km length=0.01\n"
+        "new load.house bus1=b3.1 phases=1"))
+    with pytest.raises(FeederError, match="--assume service-lines=fold"):
+        opendss.read_circuit(path)
+    feeder = opendss.read_circuit(path, fold_service_lines=True).feeder
+    house = next(c for c in feeder.customers if c.id == "house")
+    assert house.bus == "b2" and [p.name for p in house.phases] == ["B"]
+    assert {b.id for b in feeder.buses} >= {"b1", "b2"} and not {"b3", "b4"} & {b.id for b in feeder.buses}
+    p = np.array([[[0.0, 3.0, 0.0], [3.0, 3.0, 3.0]]])
+    q = np.array([[[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])
+    twin = create_powerflow(feeder, engine=Engine.PGM).solve(p_kw=p, q_kvar=q)
+    dss.Text.Command("clear")
+    dss.Text.Command(f'redirect "{path}"')
+    dss.Text.Command("set tolerance=1e-10")
+    dss.Solution.Solve()
+    for k, b in enumerate(feeder.buses):
+        if b.id == "sourcebus":
+            continue
+        dss.Circuit.SetActiveBus(b.id)
+        np.testing.assert_allclose(twin.vm_pu[0, k], dss.Bus.puVmagAngle()[0::2][:3], atol=TOLERANCE_PU)
+    from phasetwin.run.scenario import Scenario
+    from twin.feeders import open_feeder
+
+    scenario = Scenario.model_validate({"feeder": str(path), "assumptions": {"service-lines": "fold"}})
+    assert open_feeder(scenario.feeder_spec).load_feeder().customer("house").bus == "b2"
+    with pytest.raises(ValueError, match="service-lines=fold is for OpenDSS circuits"):
+        Scenario.model_validate({"feeder": "net.json", "assumptions": {"service-lines": "fold"}})
