@@ -105,22 +105,56 @@ def open_feeder(spec: str) -> FeederEntry:
     if suffix in (".json", ".dss") and not path.is_file():
         raise ScenarioError(f"feeder file {str(path)!r} does not exist")
     if suffix == ".json":
-        def load() -> Feeder:
-            from twin.loaders import pandapower_json
+        from twin.loaders.net_data import NetworkFile
 
-            return pandapower_json.load_feeder(path, spec=file_spec)
-
+        network = NetworkFile(path, file_spec)  # its own profiles, or its static loads, are its data
         return FeederEntry(name=path.stem, description=f"pandapower network {path}", where=str(path),
-                           load_feeder=load, load_data=None)
+                           load_feeder=_reported(spec, network.feeder),
+                           load_data=_reported_data(spec, network.meter_data))
     if suffix == ".dss":
-        if file_spec != FeederSpec.plain(path):
+        fold = file_spec.service_lines == "fold"
+        if file_spec.model_copy(update={"service_lines": None}) != FeederSpec.plain(path):
             raise ScenarioError(f"--feeder {spec!r}: an OpenDSS circuit takes no assumptions (zero-sequence, "
                                 "ext-grid, vector-group, transformer are for pandapower networks)")
         from twin.loaders import opendss
 
-        circuit = opendss.CircuitCache(path)
+        circuit = opendss.CircuitCache(path, fold_service_lines=fold)
         return FeederEntry(name=path.stem, description=f"OpenDSS circuit {path}", where=str(path),
-                           load_feeder=circuit.feeder, load_data=circuit.meter_data)
+                           load_feeder=_reported(spec, circuit.feeder),
+                           load_data=_reported_data(spec, circuit.meter_data))
     names = ", ".join(e.name for e in known_feeders())
     raise ScenarioError(f"unknown feeder {spec!r}; expected one of {names}, a pandapower .json file or an OpenDSS "
                         ".dss circuit")
+
+
+def _reported(spec: str, load: Callable[[], Feeder]) -> Callable[[], Feeder]:
+    """``load`` with the loaders' notes kept as the feeder's import report (``twin.loaders.import_report``)."""
+    from twin.loaders.import_report import ImportReport, collected, remember
+
+    def loaded() -> Feeder:
+        with collected() as notes:
+            feeder = load()
+        counts: dict[str, int] = {}
+        for c in feeder.customers:
+            key = "".join(p.name for p in c.phases)
+            counts[key] = counts.get(key, 0) + 1
+        remember(ImportReport(source=spec, feeder=feeder.name, buses=len(feeder.buses), lines=len(feeder.lines),
+                              customers=len(feeder.customers), customers_by_phases=counts, notes=tuple(notes)))
+        return feeder
+
+    return loaded
+
+
+def _reported_data(spec: str, load: Callable[[Feeder], MeterTable]) -> Callable[[Feeder], MeterTable]:
+    """``load`` with the notes of the network's own data added to its import report."""
+    from twin.loaders.import_report import collected, last_import, remember
+
+    def loaded(feeder: Feeder) -> MeterTable:
+        with collected() as notes:
+            table = load(feeder)
+        report = last_import(spec)
+        if report is not None and notes:
+            remember(report.model_copy(update={"notes": (*report.notes, *notes)}))
+        return table
+
+    return loaded

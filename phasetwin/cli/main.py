@@ -72,9 +72,68 @@ def feeders() -> None:
     print_table(console, table)
 
 
+@app.command("import")
+def import_network(
+    network: Annotated[str, typer.Argument(help="a pandapower .json or an OpenDSS .dss file")],
+    assume: Annotated[list[str] | None, typer.Option(
+        "--assume", help="KEY=VALUE: what the network lacks, assumed (as replay --assume)")] = None,
+    report: Annotated[bool, typer.Option("--report", help="list every value assumed, defaulted, folded or "
+                                                          "dropped, with counts, and the network's own data")] = False,
+) -> None:
+    """Import a network file as replay would: check it and say what the import assumed or changed."""
+    from twin.feeders import open_feeder
+    from twin.loaders.import_report import last_import
+
+    try:
+        scenario = Scenario.model_validate({"feeder": network, "assumptions": _assumptions(assume)})
+        entry = open_feeder(scenario.feeder_spec)
+        feeder = entry.load_feeder()
+        data_line = "no data of its own"
+        if report and entry.load_data is not None:
+            table = entry.load_data(feeder)
+            data_line = f"own data: {table.n_steps} steps of {table.step_s} s from {table.start_utc.isoformat()}"
+    except (TwinError, StreamError) as err:
+        raise _fail(str(err)) from err
+    except ValidationError as err:
+        raise _fail(_validation_text(err)) from err
+    imported = last_import(scenario.feeder_spec)
+    if imported is None:
+        console.print(f"{feeder.name}: {len(feeder.customers)} customers", highlight=False)
+        return
+    console.print(imported.text() if report else imported.text().splitlines()[0], highlight=False, markup=False)
+    if report:
+        console.print(data_line, highlight=False)
+    elif imported.notes:
+        console.print(f"{len(imported.notes)} note(s): give --report to list them", highlight=False)
+
+
+def pv_site_text(scenario: Scenario) -> str | None:
+    """Where the clear-sky PV of the run's PESS comes from, for the console; None without PESS."""
+    if not (scenario.fleet.pess or any(d.kind.value == "pess" for d in scenario.fleet.explicit)):
+        return None
+    if scenario.pv_site is not None:
+        return f"PESS PV: clear sky at {scenario.pv_site[0]:g}, {scenario.pv_site[1]:g} (--site)"
+    from twin.feeders import open_feeder
+
+    entry = open_feeder(scenario.feeder_spec)
+    if entry.pv_kw_per_kwp is not None:
+        return f"PESS PV: the feeder {entry.name}'s own PV shape"
+    default = "" if scenario.feeder_file is None else "; the default site, give --site LAT,LON for yours"
+    return f"PESS PV: clear sky at {entry.lat_deg:g}, {entry.lon_deg:g} (the feeder's site{default})"
+
+
+def _assumptions(assume: list[str] | None) -> dict[str, str]:
+    from twin.loaders.assumptions import assumptions_from_options
+
+    return assumptions_from_options(assume or [])
+
+
 FeederOpt = Annotated[str, typer.Option(
     help="feeder name (see `phasetwin feeders`), a pandapower .json or an OpenDSS .dss; 'FILE;key=value' states "
          "assumptions (README: Your own network)")]
+AssumeOpt = Annotated[list[str] | None, typer.Option(
+    "--assume", help="what a pandapower network lacks, assumed: KEY=VALUE with KEY zero-sequence (r0/r1=4,x0/x1=4), "
+                     "ext-grid, vector-group or transformer; repeat for several (docs/how-to/own-feeder.md)")]
 DataOpt = Annotated[Path | None, typer.Option(help="meter data (CSV/Parquet); default: the feeder's own")]
 UnitOpt = Annotated[PowerUnit, typer.Option(case_sensitive=False,
                                             help="unit of --data values (Wh, kWh, MWh: energy per interval)")]
@@ -88,6 +147,14 @@ UnmeteredOpt = Annotated[str, typer.Option("--unmetered", help="feeder customers
 UnknownMetersOpt = Annotated[UnknownMeters, typer.Option("--unknown-meters", case_sensitive=False,
                                                          help="data customers not on the feeder: refuse or drop")]
 NaiveOpt = Annotated[bool, typer.Option("--naive-utc", help="--data times without offset are UTC")]
+SiteOpt = Annotated[str | None, typer.Option(
+    "--site", help="LAT,LON in degrees: where the clear-sky PV of simulated PESS is computed (default: the "
+                   "feeder's own PV or site; central England for a network file)")]
+TimezoneOpt = Annotated[str | None, typer.Option(
+    "--timezone", help="time zone of --data times without offset (IANA, e.g. Europe/Brussels): daylight saving's "
+                       "repeated and skipped hours are handled and counted")]
+TimeFormatOpt = Annotated[str | None, typer.Option(
+    "--time-format", help="format of --data times (strptime, e.g. '%d.%m.%Y %H:%M'); default ISO-8601")]
 StartOpt = Annotated[str | None, typer.Option(help="period start, ISO, UTC if no offset; default: data start")]
 EndOpt = Annotated[str | None, typer.Option(help="period end (exclusive); default: one day after start")]
 TickOpt = Annotated[int, typer.Option(help="tick length in seconds")]
@@ -247,9 +314,13 @@ def replay(
         "--config", help="scenario file (TOML; a run folder's scenario.toml reproduces that run); options given "
                          "on the command line override it")] = None,
     feeder: FeederOpt = "ieee-european-lv",
+    assume: AssumeOpt = None,
+    site: SiteOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
+    timezone: TimezoneOpt = None,
+    time_format: TimeFormatOpt = None,
     fill_gaps: FillGapsOpt = 4,
     unit_check: UnitCheckOpt = True,
     unmetered: UnmeteredOpt = "error",
@@ -317,7 +388,8 @@ def replay(
         return
     if config is None:
         scenario = _scenario(
-            feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+            feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
+        data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
             unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
             forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
@@ -362,6 +434,8 @@ def replay(
         raise _fail(str(err)) from err
     _print_summary(result.summary)
     console.print(result.data.text(), highlight=False)
+    if (pv := pv_site_text(scenario)) is not None:
+        console.print(pv, highlight=False)
     _print_transport(result.summary)
     if reference is not None:
         base = figures(reference)
@@ -435,6 +509,13 @@ def _from_config(path: Path, ctx: typer.Context) -> tuple[Scenario, ScenarioFile
             raise _fail(f"--{name.replace('_', '-')} has no place in a scenario file yet; set it without --config")
         if name in ("start", "end"):
             value = _parse_time(value, f"--{name}")
+        elif name == "assume":
+            from twin.loaders.assumptions import assumptions_from_options
+
+            try:
+                value = assumptions_from_options(value)
+            except TwinError as err:
+                raise _fail(str(err)) from err
         elif name == "devices":
             try:
                 value = read_device_list(value)
@@ -461,9 +542,13 @@ def run(
     missed_heartbeats: Annotated[int, typer.Option(
         help="ticks without a state after which an external device is marked unavailable")] = 3,
     feeder: FeederOpt = "ieee-european-lv",
+    assume: AssumeOpt = None,
+    site: SiteOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
+    timezone: TimezoneOpt = None,
+    time_format: TimeFormatOpt = None,
     fill_gaps: FillGapsOpt = 4,
     unit_check: UnitCheckOpt = True,
     unmetered: UnmeteredOpt = "error",
@@ -515,7 +600,8 @@ def run(
     if speed <= 0:
         raise _fail(f"--speed {speed}: a hardware-in-the-loop run needs real time (> 0; 1 = wall clock)")
     scenario = _scenario(
-        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+        feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
+        data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
@@ -540,6 +626,8 @@ def run(
         raise _fail(str(err)) from err
     _print_summary(result.summary)
     console.print(result.data.text(), highlight=False)
+    if (pv := pv_site_text(scenario)) is not None:
+        console.print(pv, highlight=False)
     _print_transport(result.summary)
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
     _print_report(result.folder)
@@ -651,9 +739,13 @@ def compare(
         help="comma-separated controllers to compare (none is always run as the reference)")] = (
         "none,static,greedy,rolling-milp"),
     feeder: FeederOpt = "ieee-european-lv",
+    assume: AssumeOpt = None,
+    site: SiteOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
+    timezone: TimezoneOpt = None,
+    time_format: TimeFormatOpt = None,
     fill_gaps: FillGapsOpt = 4,
     unit_check: UnitCheckOpt = True,
     unmetered: UnmeteredOpt = "error",
@@ -683,7 +775,8 @@ def compare(
         raise _fail(f"--controllers {controllers!r}: {err}; expected names out of "
                     f"{', '.join(s.value for s in Strategy)}") from err
     scenario = _scenario(
-        feeder=feeder, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+        feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
+        data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,
         controller=next((s for s in strategies if s is not Strategy.NONE), Strategy.NONE),  # checks its timing
@@ -826,6 +919,8 @@ def _print_summary(s: RunSummary) -> None:
     console.print(f"wall time: {s.wall_s:.2f} s ({s.ticks_per_s:.0f} ticks/s) · power-flow solves: "
                   f"{s.powerflow_solves} for {s.states_solved} states · missing readings: {s.readings_missing} · "
                   f"overruns: {s.overruns}")
+    if s.controller.get("note"):
+        console.print(f"controller: {s.controller['note']}")
     fallbacks = s.powerflow.get("fallbacks", {})
     if fallbacks or s.powerflow.get("ticks_skipped"):
         kinds = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in fallbacks.items()) or "none"

@@ -130,9 +130,14 @@ class HilMonitor:
             if tick - last > self._missed_heartbeats:
                 self.unavailable.add(device_id)
                 self.counters.unavailable_events += 1
-                log.warning("hil: device %s silent for %d ticks; marked unavailable", device_id, tick - last - 1)
+                # Never a state at all: most often the broker drops what the device may not read (Mosquitto
+                # grants a subscription its ACL does not cover and delivers nothing on it).
+                hint = "" if last >= 0 else (" and never one since the start: check that its broker user may read "
+                                             "twin/clock and its cmd topic and write its state (docker/mosquitto/acl)")
+                log.warning("hil: device %s silent for %d ticks%s; marked unavailable", device_id, tick - last - 1,
+                            hint)
                 self._event("unavailable", time_utc, device_id=device_id,
-                            detail=f"no state for {tick - last - 1} ticks")
+                            detail=f"no state for {tick - last - 1} ticks{hint}")
 
     def summary(self) -> dict[str, Any]:
         def pct(values: list[float], q: float) -> float | None:

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -113,8 +112,7 @@ def run_tags(scenario: Scenario, start_utc: datetime) -> tuple[str, str]:
     name = scenario.name or strategy
     if scenario.run_id:
         return scenario.run_id, name
-    feeder = Path(scenario.feeder).stem if scenario.feeder.endswith(".json") else scenario.feeder
-    return f"{feeder}-{start_utc:%Y%m%dT%H%M}-{scenario.tick_s}s-{name}", name
+    return f"{scenario.feeder_label}-{start_utc:%Y%m%dT%H%M}-{scenario.tick_s}s-{name}", name
 
 
 def _time_offset_s(scenario: Scenario, start_utc: datetime) -> int:
@@ -200,7 +198,7 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
     """Check the scenario against its inputs and wire every role; raises TwinError/StreamError on user errors,
     before anything is written."""
     wall_start_s = time.perf_counter()
-    entry = open_feeder(scenario.feeder)
+    entry = open_feeder(scenario.feeder_spec)
     feeder, table, data = inputs if inputs is not None else load_run_inputs(scenario, entry=entry)
     trim_heap()
     clock = plan_clock(scenario, table)
@@ -239,7 +237,7 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
     run_id, scenario_name = run_tags(scenario, clock.start_utc)
     audit = AuditLog(scenario.out / "audit.jsonl", also=database.record if database is not None else None)
     pv_source = pess_pv_source(entry, clock, {d.device_id: scenario.fleet.pess_params.pv_kwp for d in specs
-                                          if d.kind == DeviceKind.PESS})
+                                          if d.kind == DeviceKind.PESS}, site=scenario.pv_site)
     run = RunAssembly(
         scenario=scenario, feeder=feeder, table=table, data=data, clock=clock, specs=specs, bus=bus, ingest=ingest,
         meters=meters, switching=switching, grid=grid, engine=primary, engine_note=engine_note, layout=layout,

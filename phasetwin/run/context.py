@@ -3,7 +3,8 @@
 - ``scenario.json``: the scenario of the run (every option, as the run used it);
 - ``data_quality.json``: the meter data's source and what the reader did to it (duplicates, gaps filled, ...);
 - ``customers.csv``: customer → bus → phases, its LV feeder, distance, device, and the ``voltages_pu.parquet``
-  columns of its phases (so a customer's voltages can be read from the per-bus table).
+  columns of its phases (so a customer's voltages can be read from the per-bus table);
+- ``import_report.json`` (a network file): every value its import assumed, defaulted, folded or dropped.
 """
 
 from __future__ import annotations
@@ -38,4 +39,11 @@ def write_run_context(folder: Path, *, feeder: Feeder, scenario: Scenario, table
     })
     customers = folder / "customers.csv"
     customers_table.to_csv(customers, index=False)
-    return [*written, customers]
+    written.append(customers)
+    from twin.loaders.import_report import last_import
+
+    if scenario.feeder_file is not None and (imported := last_import(scenario.feeder_spec)) is not None:
+        report = folder / "import_report.json"  # what importing the network file assumed, folded or dropped
+        report.write_text(imported.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        written.append(report)
+    return written

@@ -72,14 +72,21 @@ def _forecaster(
                     for d in controlled if d.kind == DeviceKind.PESS] for k in range(clock.n_ticks)])
     data = np.concatenate([terminal.reshape(clock.n_ticks, -1), pv.reshape(clock.n_ticks, -1)], axis=1)
     whole = (clock.n_ticks // ticks_per_step) * ticks_per_step
+    if whole == 0:  # a run shorter than one control period: no decision is ever due, no forecast is asked for
+        return Persistence(n_series=n_series)
     return PerfectForesight(step_means(data[:whole], ticks_per_step))
 
 
-def pess_pv_source(entry: FeederEntry, clock: TickClock, pv_kwp: dict[str, float]) -> PvSource | None:
-    """PV of each PESS per tick: the feeder's own PV shape if it has one, else clear sky at its site."""
+def pess_pv_source(entry: FeederEntry, clock: TickClock, pv_kwp: dict[str, float],
+                   site: tuple[float, float] | None = None) -> PvSource | None:
+    """PV of each PESS per tick: clear sky at ``site`` (--site) if given, else the feeder's own PV shape if it has
+    one, else clear sky at the feeder's site."""
     if not pv_kwp:
         return None
-    if entry.pv_kw_per_kwp is not None:
+    if site is not None:
+        per_kwp = tick_mean_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks,
+                                       lat_deg=site[0], lon_deg=site[1])
+    elif entry.pv_kw_per_kwp is not None:
         per_kwp = entry.pv_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks)
     else:
         per_kwp = tick_mean_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks,

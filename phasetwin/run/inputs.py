@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+import pandas as pd
 
 from phasetwin.run.scenario import Scenario
 from streams.meters.coverage import cover
@@ -29,7 +31,7 @@ def load_run_inputs(scenario: Scenario, *, entry: FeederEntry | None = None,
                     ) -> tuple[Feeder, MeterTable, DataRecord]:
     """What ``replay(scenario, inputs=...)`` takes: the feeder, its meter data and their data-quality record
     (``entry``: the scenario's feeder, already opened)."""
-    return _load(entry if entry is not None else open_feeder(scenario.feeder), scenario)
+    return _load(entry if entry is not None else open_feeder(scenario.feeder_spec), scenario)
 
 
 def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, DataRecord]:
@@ -53,6 +55,7 @@ def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, D
 
         table = read_meter_data(scenario.data, unit=scenario.data_unit, customers=list(measured.customers),
                                 naive_is_utc=scenario.data_naive_utc, exact=False,
+                                timezone=scenario.data_timezone, time_format=scenario.data_time_format,
                                 policy=GapPolicy(max_fill_steps=scenario.data_fill_steps))
         source, unit, fill = str(scenario.data), scenario.data_unit.value, scenario.data_fill_steps
     elif entry.load_data is None:
@@ -60,6 +63,8 @@ def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, D
     else:
         table = entry.load_data(feeder)
         source, unit, fill = f"own data of feeder {entry.name!r}", "", None
+        if (network := scenario.feeder_file) is not None and network.suffix.lower() == ".dss":
+            table = _anchored(table, scenario.start_utc)
     median_kw = median_customer_load_kw(table)
     if scenario.data is not None and scenario.data_unit_check:
         check_unit(table, scenario.data_unit,
@@ -68,6 +73,17 @@ def _load(entry: FeederEntry, scenario: Scenario) -> tuple[Feeder, MeterTable, D
     record = data_record(table, source=source, unit=unit, max_fill_steps=fill, median_customer_load_kw=median_kw,
                          coverage=coverage)
     return feeder, _scaled(table, feeder, scenario), record
+
+
+def _anchored(table: MeterTable, start_utc: datetime | None) -> MeterTable:
+    """An OpenDSS circuit's load shapes carry no date: a ``--start`` outside their default dates starts them."""
+    start = pd.Timestamp(start_utc) if start_utc is not None else None
+    if start is None or table.start_utc <= start < table.end_utc:
+        return table
+    note = f"load shapes anchored at --start {start.isoformat()} (their default start: {table.start_utc.isoformat()})"
+    log.warning("%s", note)
+    quality = table.quality.model_copy(update={"notes": (*table.quality.notes, note)})
+    return dataclasses.replace(table, time_utc=table.time_utc + (start - table.start_utc), quality=quality)
 
 
 def _scaled(table: MeterTable, feeder: Feeder, scenario: Scenario) -> MeterTable:

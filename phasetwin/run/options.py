@@ -34,6 +34,17 @@ def parse_time(text: str | datetime | None, option: str) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def parse_site(text: str | tuple[float, float] | None) -> tuple[float, float] | None:
+    """``--site LAT,LON`` → (lat, lon); ScenarioError naming the expected form."""
+    if text is None or isinstance(text, tuple):
+        return text
+    try:
+        lat, lon = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ScenarioError(f"--site {text!r}: expected LAT,LON in degrees, e.g. --site 50.63,5.57") from None
+    return lat, lon
+
+
 @dataclass(frozen=True, kw_only=True)
 class ScenarioOptions:
     """What a user chooses for one run; ``scenario()`` checks it and gives the ``Scenario``."""
@@ -65,6 +76,14 @@ class ScenarioOptions:
     control_period: int | None = None
     command_lifetime: float | None = None
     on_divergence: DivergencePolicy = DivergencePolicy.SKIP
+    assume: tuple[str, ...] | list[str] | None = ()
+    """Network assumptions, ``key=value`` each (``--assume``; ``twin.loaders.assumptions``)."""
+    timezone: str | None = None
+    """IANA time zone of naive local times in ``data`` (``--timezone``)."""
+    time_format: str | None = None
+    """strftime format of the times in ``data`` (``--time-format``)."""
+    site: str | tuple[float, float] | None = None
+    """Where the PESS's clear-sky PV is computed, ``LAT,LON`` (``--site``)."""
 
     def scenario(self) -> Scenario:
         """The scenario these options describe. Raises ScenarioError (or pydantic's ValidationError) naming the
@@ -77,8 +96,13 @@ class ScenarioOptions:
         control = ControllerSettings(strategy=self.controller, forecast=self.forecast, period_s=period,
                                      command_lifetime_s=self.command_lifetime,
                                      solver=default_solver(time_limit_s=self.time_limit))
+        from twin.loaders.assumptions import NetworkAssumptions, assumptions_from_options
+
+        assumptions = NetworkAssumptions.model_validate(assumptions_from_options(list(self.assume or [])))
         return Scenario(
-            feeder=self.feeder, data=self.data, data_unit=self.unit, data_naive_utc=self.naive_utc,
+            feeder=self.feeder, assumptions=assumptions, data_timezone=self.timezone,
+            data_time_format=self.time_format, pv_site=parse_site(self.site), data=self.data, data_unit=self.unit,
+            data_naive_utc=self.naive_utc,
             start_utc=parse_time(self.start, "--start"), end_utc=parse_time(self.end, "--end"), tick_s=self.tick,
             engine=self.engine, speed=self.speed, out=self.out, per_meter_topics=self.per_meter_topics,
             fleet=fleet, schedule=self.schedule, controller=control, data_fill_steps=self.fill_gaps,

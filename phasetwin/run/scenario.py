@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -12,6 +13,8 @@ from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
 from streams.meters.coverage import UnknownMeters, Unmetered
 from streams.meters.data import PowerUnit
+from twin.errors import ScenarioError
+from twin.loaders.assumptions import OPENDSS_KEYS, NetworkAssumptions, parse_feeder_spec, split_feeder_text
 from twin.phase import Phase
 from twin.powerflow import DivergencePolicy, Engine
 
@@ -52,10 +55,17 @@ class Scenario(BaseModel):
     """A replay. Unset period bounds default to the start of the data and one day after the start."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    feeder: str = Field(default="ieee-european-lv", description="known feeder name or pandapower .json path")
+    feeder: str = Field(default="ieee-european-lv", description="known feeder name, pandapower .json or OpenDSS "
+                        ".dss path (a 'PATH;key=value' text is split into the path and its assumptions)")
+    assumptions: NetworkAssumptions = Field(default_factory=NetworkAssumptions, description="what the network "
+                                            "file lacks, assumed (twin.loaders.assumptions)")
     data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
     data_unit: PowerUnit = Field(default=PowerUnit.KW, description="unit of the values in `data`")
     data_naive_utc: bool = Field(default=False, description="read timestamps without an offset as UTC")
+    data_timezone: str | None = Field(default=None, description="time zone of naive timestamps in `data` (IANA, "
+                                      "e.g. Europe/Brussels; daylight saving handled)")
+    data_time_format: str | None = Field(default=None, description="strptime format of the timestamps in `data` "
+                                         "(e.g. %d.%m.%Y %H:%M); default ISO-8601")
     data_fill_steps: int = Field(default=4, ge=0, description="longest gap in `data` carried forward, steps")
     data_unit_check: bool = Field(default=True, description="refuse data implausible for `data_unit`")
     unmetered: Unmetered = Field(default_factory=Unmetered, description="what feeder customers without data draw")
@@ -102,6 +112,9 @@ class Scenario(BaseModel):
     meter_limit_kva: float | None = Field(
         default=None, gt=0,
         description="plausibility envelope of a meter reading, kVA per terminal; None: the feeder's default")
+    pv_site: tuple[float, float] | None = Field(
+        default=None, description="(latitude, longitude) in degrees of the clear-sky PV of simulated PESS; None: "
+        "the feeder's own PV or site (central England, 52 N 1 W, for a network file)")
     scale_phase: Phase | None = Field(
         default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"
     )
@@ -111,6 +124,66 @@ class Scenario(BaseModel):
     controller: ControllerSettings = Field(
         default_factory=lambda: ControllerSettings(strategy=Strategy.NONE), description="the online controller"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _assumptions_apart(cls, data: Any) -> Any:
+        """``feeder = "net.json;zero-sequence=…"`` → the path in ``feeder``, the rest in ``assumptions``."""
+        if not isinstance(data, dict) or not isinstance(data.get("feeder"), str) or ";" not in data["feeder"]:
+            return data
+        try:
+            path, found = split_feeder_text(data["feeder"])
+        except ScenarioError as err:
+            raise ValueError(str(err)) from None
+        given = data.get("assumptions") or {}
+        given = given.model_dump(by_alias=True, exclude_none=True) if isinstance(given, BaseModel) else dict(given)
+        given = {k.replace("_", "-"): v for k, v in given.items()}
+        clash = sorted(k for k in found if k in given and given[k] != found[k])
+        if clash:
+            raise ValueError(f"feeder {data['feeder']!r} and assumptions both give {clash[0]}, differently")
+        return data | {"feeder": path, "assumptions": given | found}
+
+    @model_validator(mode="after")
+    def _assumptions_valid(self) -> Scenario:
+        if self.assumptions.empty:
+            return self
+        dss_only = all(key in OPENDSS_KEYS for key, _ in self.assumptions.items())
+        if self.feeder_file is not None and self.feeder_file.suffix.lower() == ".dss" and dss_only:
+            return self
+        if self.feeder_file is not None and self.feeder_file.suffix.lower() == ".json" and \
+                self.assumptions.service_lines is not None:
+            raise ValueError(f"feeder {self.feeder!r}: service-lines=fold is for OpenDSS circuits")
+        if self.feeder_file is None or self.feeder_file.suffix.lower() != ".json":
+            what = "an OpenDSS circuit takes no assumptions" if self.feeder_file is not None else "a named feeder " \
+                "takes no assumptions"
+            raise ValueError(f"feeder {self.feeder!r}: {what} ({self.assumptions.suffix().lstrip(';')}); they are "
+                             "for pandapower .json networks")
+        try:
+            parse_feeder_spec(self.feeder_spec)
+        except ScenarioError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+    @property
+    def feeder_file(self) -> Path | None:
+        """The network file of the feeder (a .json or .dss path); None for a feeder known by name."""
+        return Path(self.feeder) if self.feeder.lower().endswith((".json", ".dss")) else None
+
+    @property
+    def feeder_spec(self) -> str:
+        """The feeder text ``twin.feeders.open_feeder`` takes: the name or path, and the assumptions."""
+        return self.feeder + self.assumptions.suffix()
+
+    @property
+    def feeder_label(self) -> str:
+        """A short name of the feeder for tables and database tags: its name, or its file's stem."""
+        return self.feeder_file.stem if self.feeder_file is not None else self.feeder
+
+    @model_validator(mode="after")
+    def _site_on_earth(self) -> Scenario:
+        if self.pv_site is not None and not (-90 <= self.pv_site[0] <= 90 and -180 <= self.pv_site[1] <= 180):
+            raise ValueError(f"pv_site {self.pv_site}: expected latitude -90..90 and longitude -180..180 degrees")
+        return self
 
     @model_validator(mode="after")
     def _period_order(self) -> Scenario:

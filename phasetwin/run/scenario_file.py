@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from phasetwin.run.scenario import Scenario
 from streams.errors import validation_problems
 from twin.errors import ScenarioError
+from twin.loaders.assumptions import split_feeder_text
 
 SCENARIO_FILE = "scenario.toml"
 """Name of the resolved scenario in a run folder."""
@@ -34,7 +35,9 @@ PATH_FIELDS = ("data", "schedule", "rephase", "seasonal_plan", "out", "keyring",
 """Scenario fields holding a path, resolved against the scenario file's folder."""
 
 CLI_FIELDS: dict[str, tuple[str, ...]] = {
-    "feeder": ("feeder",), "data": ("data",), "unit": ("data_unit",), "naive_utc": ("data_naive_utc",),
+    "feeder": ("feeder",), "assume": ("assumptions",),
+    "data": ("data",), "timezone": ("data_timezone",), "time_format": ("data_time_format",),
+    "unit": ("data_unit",), "naive_utc": ("data_naive_utc",),
     "start": ("start_utc",), "end": ("end_utc",), "tick": ("tick_s",), "engine": ("engine",), "speed": ("speed",),
     "per_meter_topics": ("per_meter_topics",), "out": ("out",), "psd": ("fleet", "psd"), "sts": ("fleet", "sts"),
     "pess": ("fleet", "pess"), "pess_access": ("fleet", "pess_access"), "devices": ("fleet", "explicit"),
@@ -49,7 +52,7 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     "on_divergence": ("on_divergence",), "time_base": ("time_base",),
     # and those of hostile (signed commands, ingest limit)
     "keyring": ("keyring",), "signing_key": ("signing_key",), "meter_limit_kva": ("meter_limit_kva",),
-    "flush_ticks": ("flush_ticks",),
+    "flush_ticks": ("flush_ticks",), "site": ("pv_site",),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
 }
@@ -104,8 +107,23 @@ def scenario_file_from_dict(raw: Mapping[str, Any], *, source: Path) -> Scenario
     for name in PATH_FIELDS:
         if name in fields:
             fields[name] = _absolute(fields[name], folder)
-    if isinstance(fields.get("feeder"), str) and fields["feeder"].lower().endswith((".json", ".dss")):
-        fields["feeder"] = _absolute(fields["feeder"], folder)
+    if isinstance(fields.get("feeder"), dict):  # [feeder] path = …, [feeder.assumptions] …
+        table = dict(fields["feeder"])
+        fields["feeder"] = table.pop("path", table.pop("name", None))
+        if "assumptions" in table:
+            fields["assumptions"] = table.pop("assumptions")
+        if table:
+            raise ScenarioError(f"--config {source}: [feeder] takes path (or name) and assumptions, not "
+                                f"{', '.join(sorted(table))}")
+    if isinstance(fields.get("feeder"), str):
+        path, found = split_feeder_text(fields["feeder"])
+        if path.lower().endswith((".json", ".dss")):
+            fields["feeder"] = str(_absolute(path, folder)) + "".join(f";{k}={v}" for k, v in found.items())
+    unmetered = fields.get("unmetered")
+    if isinstance(unmetered, str) and unmetered.strip().lower().startswith("profile:"):
+        fields["unmetered"] = "profile:" + str(_absolute(unmetered.strip()[len("profile:"):], folder))
+    elif isinstance(unmetered, dict) and unmetered.get("annual_kwh_file"):
+        fields["unmetered"] = unmetered | {"annual_kwh_file": _absolute(unmetered["annual_kwh_file"], folder)}
     if replay.get("plan"):
         replay["plan"] = _absolute(replay["plan"], folder)
     try:
@@ -138,10 +156,17 @@ def override(scenario: Scenario, replay: ReplayOptions, values: Mapping[str, obj
 
 
 def input_files(scenario: Scenario, replay: ReplayOptions | None = None) -> list[Path]:
-    """The files a run reads besides the bundled ones: meter data, feeder file, schedule, plans."""
-    paths = [p for p in (scenario.data, scenario.schedule, scenario.rephase, scenario.seasonal_plan) if p is not None]
-    if scenario.feeder.lower().endswith((".json", ".dss")):
-        paths.insert(0, Path(scenario.feeder))
+    """Every file a run reads besides the bundled ones: the network file (and, of an OpenDSS circuit, every file
+    it redirects to or loads), meter data, the unmetered customers' annual energies, schedule, plans, keyring."""
+    paths: list[Path] = []
+    if (network := scenario.feeder_file) is not None:
+        paths.append(network)
+        if network.suffix.lower() == ".dss" and network.is_file():
+            from twin.loaders.opendss import referenced_files
+
+            paths.extend(referenced_files(network))
+    paths += [p for p in (scenario.data, scenario.unmetered.annual_kwh_file, scenario.schedule, scenario.rephase,
+                          scenario.seasonal_plan, scenario.keyring) if p is not None]
     if replay is not None and replay.plan is not None and replay.plan.is_file():
         paths.append(replay.plan)
     return paths
@@ -160,7 +185,7 @@ def input_hashes(scenario: Scenario, replay: ReplayOptions | None = None) -> dic
     hashes = {}
     for path in input_files(scenario, replay):
         try:
-            hashes[str(path.resolve())] = file_sha256(path)
+            hashes[str(path.resolve())] = file_sha256(path.resolve())
         except OSError as err:
             raise ScenarioError(f"input file {path}: cannot read it ({err.strerror or err})") from err
     return hashes
@@ -215,8 +240,9 @@ def record_scenario(scenario: Scenario, *, start_utc: str, end_utc: str, replay:
     resolved = scenario.model_validate(scenario.model_dump() | {
         "start_utc": start_utc, "end_utc": end_utc,
         **{name: Path(value).resolve() for name in PATH_FIELDS if (value := getattr(scenario, name)) is not None},
-        "feeder": str(Path(scenario.feeder).resolve()) if scenario.feeder.lower().endswith((".json", ".dss"))
-        else scenario.feeder,
+        "feeder": str(network.resolve()) if (network := scenario.feeder_file) is not None else scenario.feeder,
+        "unmetered": scenario.unmetered.model_copy(update={"annual_kwh_file": profile.resolve()})
+        if (profile := scenario.unmetered.annual_kwh_file) is not None else scenario.unmetered,
     })
     path = scenario.out / SCENARIO_FILE
     path.write_text(f"# phasetwin replay --config {path}  reproduces this run\n"

@@ -83,14 +83,16 @@ def _bus_summary(bus: Bus) -> dict[str, object]:
         k: (dict(v) if isinstance(v, dict) else v) for k, v in dataclasses.asdict(counters).items()}}
 
 
-def _controller_summary(scenario: Scenario, controller: OnlineController | None) -> dict[str, object]:
+def _controller_summary(scenario: Scenario, controller: OnlineController | None, *, run_s: int) -> dict[str, object]:
     if scenario.external_controller:
         return {"strategy": "external"}
     if controller is None:
         return {"strategy": Strategy.NONE.value}
     c = controller.counters
     solve_s = np.array(c.solve_s) if c.solve_s else np.zeros(1)
-    return {
+    short = {"note": f"the run ({run_s} s) is shorter than one control period ({scenario.controller.period_s} s): "
+                     "the controller decided nothing"} if run_s < scenario.controller.period_s else {}
+    return short | {
         "strategy": scenario.controller.strategy.value, "forecast": scenario.controller.forecast.value,
         "period_s": scenario.controller.period_s,
         "periods": c.periods, "decisions": c.decisions, "fallbacks": c.fallbacks, "errors": c.errors,
@@ -163,7 +165,8 @@ def summarise(run: RunAssembly, done: Execution) -> RunResult:
         commands_malformed=run.agent.counters.malformed, commands=run.tally.summary(),
         powerflow={**_powerflow_summary(scenario, grid), **engine_summary(run.engine, note=run.engine_note)},
         schedule_not_sent=(run.scheduler.dropped_before_start + run.scheduler.not_reached) if run.scheduler else 0,
-        controller=_controller_summary(scenario, run.controller), stopped_early=timing.stopped,
+        controller=_controller_summary(scenario, run.controller, run_s=clock.n_ticks * clock.tick_s),
+        stopped_early=timing.stopped,
         bus=_bus_summary(run.bus), hil=run.hil.summary() if run.hil is not None else {},
         recorder=_recorder_summary(run.influx, done.final) | _dashboard(run),
         loading=run.loading.summary(), metering=run.data.metering.counts(),

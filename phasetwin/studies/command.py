@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from phasetwin.report.tables import print_table
 from phasetwin.run.result import RunResult
 from phasetwin.run.scenario import Scenario
 from phasetwin.studies.grid import Task
@@ -55,7 +56,7 @@ def plan(study_file: StudyFileArg, out: OutOpt = None) -> None:
     for task, s in zip(tasks, seconds, strict=True):
         table.add_row(task.key[:12], task.feeder, task.period, task.fleet, task.strategy, str(task.ticks),
                       f"{s:.0f}", "to run" if task.key in todo else "done")
-    console.print(table)
+    print_table(console, table)  # stacked when it does not fit: no cell is cut
     left = sum(s for t, s in zip(tasks, seconds, strict=True) if t.key in todo)
     workers = default_workers()
     console.print(f"{len(todo)} of {len(tasks)} task(s) to run, {sum(t.ticks for t in tasks if t.key in todo)} "
@@ -164,7 +165,7 @@ def record_compare(out: Path, runs: list[tuple[Scenario, RunResult]]) -> None:
         record_scenario(scenario, start_utc=s.start_utc, end_utc=s.end_utc, replay=ReplayOptions(baseline=False))
         fleet = FleetChoice(psd=scenario.fleet.psd, sts=scenario.fleet.sts, pess=scenario.fleet.pess)
         write_row(out, {
-            "key": scenario_hash(scenario, input_hashes(scenario)), "feeder": scenario.feeder,
+            "key": scenario_hash(scenario, input_hashes(scenario)), "feeder": scenario.feeder_label,
             "period": period_label(datetime.fromisoformat(s.start_utc), datetime.fromisoformat(s.end_utc)),
             "fleet": fleet.label if not scenario.fleet.explicit else f"{len(scenario.fleet.explicit)} listed",
             "strategy": scenario.controller.strategy.value, "run_folder": str(result.folder), "status": "ok",
@@ -185,4 +186,4 @@ def print_comparison(table: pd.DataFrame, *, title: str) -> None:
                         " %" if not pd.isna(r.p_unb_reduction_pct) else ""),
                     num(r.switch_operations, ".0f"), num(r.voltage_violation_ticks, ".0f"),
                     num(r.battery_throughput_kwh, ".1f"), num(r.rejected, ".0f"))
-    console.print(out)
+    print_table(console, out)

@@ -27,13 +27,14 @@ def estimate_s(tasks: list[Task]) -> list[float]:
     out = []
     for task in tasks:
         s = task.scenario
-        if s.feeder not in buses:
-            buses[s.feeder] = len(open_feeder(s.feeder).load_feeder().buses)
+        if s.feeder_spec not in buses:
+            buses[s.feeder_spec] = len(open_feeder(s.feeder_spec).load_feeder().buses)
         fleet = s.fleet
         devices = len(fleet.explicit) or fleet.psd + fleet.sts + fleet.pess
         periods = task.ticks * s.tick_s // s.controller.period_s
         strategy = s.controller.strategy
         decision = S_PER_DECISION[strategy]
-        out.append(S_START + task.ticks * (buses[s.feeder] * S_PER_BUS_STATE[s.engine] + devices * S_PER_DEVICE_TICK)
+        n_buses = buses[s.feeder_spec]
+        out.append(S_START + task.ticks * (n_buses * S_PER_BUS_STATE[s.engine] + devices * S_PER_DEVICE_TICK)
                    + (periods * decision if devices else 0.0))
     return out

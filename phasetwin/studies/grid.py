@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -36,12 +37,37 @@ class Task:
         return int((self.scenario.end_utc - self.scenario.start_utc).total_seconds() // self.scenario.tick_s)
 
 
-def _periods(choice: PeriodChoice, feeder: FeederChoice, *, tick_s: int) -> list[tuple[datetime, datetime]]:
-    """Explicit periods as given; otherwise resolved on the feeder's data (read once here, on the client)."""
+def feeder_fields(spec: StudySpec, feeder: FeederChoice) -> dict[str, Any]:
+    """The Scenario fields of one feeder of the study: ``[scenario]``, then the feeder's own settings."""
+    fields: dict[str, Any] = {
+        **spec.scenario, "feeder": feeder.feeder, "assumptions": feeder.assumptions, "data": feeder.data,
+        "data_unit": feeder.data_unit, "data_naive_utc": feeder.data_naive_utc, "data_timezone": feeder.data_timezone,
+        "data_time_format": feeder.data_time_format, "tick_s": feeder.tick_s or spec.tick_s}
+    for name, value in (("unmetered", feeder.unmetered), ("unknown_meters", feeder.unknown_meters),
+                        ("data_fill_steps", feeder.fill_gaps)):
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def feeder_labels(spec: StudySpec) -> list[str]:
+    """Each feeder's label in the results: its ``name``, else the network's name or file stem; feeders that
+    would share one are told apart by their place in the study (``net#2``)."""
+    labels = [f.name or Scenario(feeder=f.feeder).feeder_label for f in spec.feeders]
+    return [f"{label}#{i + 1}" if labels.count(label) > 1 and not f.name else label
+            for i, (label, f) in enumerate(zip(labels, spec.feeders, strict=True))]
+
+
+def _periods(choice: PeriodChoice, fields: dict[str, Any], *, label: str) -> list[tuple[datetime, datetime]]:
+    """Explicit periods as given; otherwise resolved on the feeder's data (read once here, on the client, with
+    every setting of the feeder's tasks that shapes its data: unmetered customers, gaps filled, ...)."""
     if choice.start_utc is not None and choice.end_utc is not None:
         return [(choice.start_utc, choice.end_utc)]
-    _, table = load_inputs(Scenario(feeder=feeder.feeder, data=feeder.data, data_unit=feeder.data_unit,
-                                    data_naive_utc=feeder.data_naive_utc, tick_s=tick_s))
+    try:
+        base = Scenario.model_validate(fields)
+    except ValueError as err:
+        raise ScenarioError(f"feeder {label}: {err}") from err
+    _, table = load_inputs(base)
     first, last = table.start_utc.to_pydatetime(), table.end_utc.to_pydatetime()
     if choice.every is None:
         start = choice.start_utc or first
@@ -55,7 +81,7 @@ def _periods(choice: PeriodChoice, feeder: FeederChoice, *, tick_s: int) -> list
     if choice.limit is not None:
         spans = spans[:choice.limit]
     if not spans:
-        raise ScenarioError(f"periods: no whole {choice.every.value} of the data of feeder {feeder.feeder!r} "
+        raise ScenarioError(f"periods: no whole {choice.every.value} of the data of feeder {label!r} "
                             f"({first.isoformat()} .. {last.isoformat()}) lies within the asked range")
     return spans
 
@@ -96,22 +122,21 @@ def task_grid(spec: StudySpec, *, study_dir: Path) -> list[Task]:
     period of `every` finding no data); a task whose inputs are bad fails when it runs, alone."""
     tasks: list[Task] = []
     controllers = _controllers(spec)
-    for feeder in spec.feeders:
+    for feeder, feeder_label in zip(spec.feeders, feeder_labels(spec), strict=True):
+        fields = feeder_fields(spec, feeder)
         spans = [span for choice in feeder.periods or spec.periods
-                 for span in _periods(choice, feeder, tick_s=feeder.tick_s or spec.tick_s)]
+                 for span in _periods(choice, fields, label=feeder_label)]
         for start, end in spans:
             for fleet in spec.fleets:
                 for label, settings in controllers:
                     try:
                         scenario = Scenario.model_validate({
-                            **spec.scenario, "feeder": feeder.feeder, "data": feeder.data,
-                            "data_unit": feeder.data_unit, "data_naive_utc": feeder.data_naive_utc,
-                            "start_utc": start, "end_utc": end, "tick_s": feeder.tick_s or spec.tick_s,
+                            **fields, "start_utc": start, "end_utc": end,
                             "fleet": FleetSpec(psd=fleet.psd, sts=fleet.sts, pess=fleet.pess,
                                                pess_access=fleet.pess_access),
                             "controller": settings})
                     except ValueError as err:
-                        raise ScenarioError(f"study task {feeder.feeder} {period_label(start, end)} "
+                        raise ScenarioError(f"study task {feeder_label} {period_label(start, end)} "
                                             f"{fleet.label} {label}: {err}") from err
                     try:
                         inputs = input_hashes(scenario)
@@ -119,7 +144,7 @@ def task_grid(spec: StudySpec, *, study_dir: Path) -> list[Task]:
                         inputs = {}  # the task fails when it runs and says why; the others go on
                     key = scenario_hash(scenario, inputs)
                     tasks.append(Task(key=key, scenario=scenario.model_copy(update={
-                        "out": study_dir / "runs" / key[:16]}), feeder=feeder.feeder,
+                        "out": study_dir / "runs" / key[:16]}), feeder=feeder_label,
                         period=period_label(start, end), fleet=fleet.label, strategy=label))
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):

@@ -37,8 +37,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from controllers.online.settings import ForecastKind, Strategy
 from devices.fleet import PessAccess
 from streams.errors import validation_problems
+from streams.meters.coverage import UnknownMeters, Unmetered
 from streams.meters.data import PowerUnit
 from twin.errors import ScenarioError
+from twin.loaders.assumptions import NetworkAssumptions, split_feeder_text
 
 FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -76,10 +78,19 @@ class FeederChoice(BaseModel):
     """One feeder of the study and its meter data; ``periods`` and ``tick_s`` replace the study's for it."""
 
     model_config = FROZEN
-    feeder: str = Field(min_length=1, description="feeder name or pandapower .json path")
+    feeder: str = Field(min_length=1, description="feeder name, pandapower .json or OpenDSS .dss path")
+    name: str = Field(default="", description="label in the results; default the feeder's name or file stem")
+    assumptions: NetworkAssumptions = Field(default_factory=NetworkAssumptions,
+                                            description="what the network file lacks, assumed")
     data: Path | None = Field(default=None, description="meter data file; None = the feeder's own data")
     data_unit: PowerUnit = PowerUnit.KW
     data_naive_utc: bool = False
+    data_timezone: str | None = Field(default=None, description="time zone of naive timestamps (IANA)")
+    data_time_format: str | None = Field(default=None, description="strptime format of the timestamps")
+    unmetered: Unmetered | None = Field(default=None, description="this feeder's [scenario] unmetered")
+    unknown_meters: UnknownMeters | None = Field(default=None, description="this feeder's [scenario] unknown_meters")
+    fill_gaps: int | None = Field(default=None, ge=0, description="this feeder's data_fill_steps (longest gap "
+                                  "carried forward, steps)")
     periods: tuple[PeriodChoice, ...] | None = Field(default=None, description="this feeder's periods")
     tick_s: int | None = Field(default=None, gt=0, le=3600, description="this feeder's tick (default: the study's)")
 
@@ -128,8 +139,9 @@ class StudySpec(BaseModel):
 
     @model_validator(mode="after")
     def _no_grid_fields_in_scenario(self) -> Self:
-        owned = {"feeder", "data", "data_unit", "data_naive_utc", "start_utc", "end_utc", "tick_s", "fleet",
-                 "controller", "out"}
+        owned = {"feeder", "assumptions", "data", "data_unit", "data_naive_utc", "data_timezone", "data_time_format",
+                 "start_utc", "end_utc", "tick_s",
+                 "fleet", "controller", "out"}
         clash = sorted(owned & set(self.scenario))
         if clash:
             raise ValueError(f"scenario.{clash[0]}: set by the study's grid (feeders, periods, fleets, strategies, "
@@ -159,8 +171,24 @@ def read_study(path: Path) -> tuple[StudySpec, Path]:
         if isinstance(feeder, dict):
             if "data" in feeder:
                 feeder["data"] = absolute(feeder["data"])
-            if isinstance(feeder.get("feeder"), str) and feeder["feeder"].lower().endswith((".json", ".dss")):
-                feeder["feeder"] = absolute(feeder["feeder"])
+            if isinstance(feeder.get("feeder"), str):
+                network, found = split_feeder_text(feeder["feeder"])
+                feeder["feeder"] = absolute(network) if network.lower().endswith((".json", ".dss")) else network
+                if found:
+                    given = dict(feeder.get("assumptions") or {})
+                    clash = sorted(k for k in found if k in given and given[k] != found[k])
+                    if clash:
+                        raise ScenarioError(f"study file {path}: feeder {feeder['feeder']!r} and its assumptions both "
+                                            f"give {clash[0]}, differently")
+                    feeder["assumptions"] = given | found
+            shared = raw.get("scenario")
+            for table in (feeder, shared if isinstance(shared, dict) else {}):
+                rule = table.get("unmetered")
+                if isinstance(rule, str) and rule.strip().lower().startswith("profile:"):
+                    table["unmetered"] = "profile:" + str(absolute(rule.strip()[len("profile:"):]))
+    for name in ("schedule", "rephase", "seasonal_plan", "keyring", "signing_key"):
+        if isinstance(raw.get("scenario"), dict) and name in raw["scenario"]:
+            raw["scenario"][name] = absolute(raw["scenario"][name])
     if "out" in raw:
         raw["out"] = absolute(raw["out"])
     try:

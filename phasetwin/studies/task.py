@@ -11,13 +11,12 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 from phasetwin.run.inputs import load_run_inputs
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
-from phasetwin.run.scenario_file import ReplayOptions, record_scenario
+from phasetwin.run.scenario_file import ReplayOptions, input_files, record_scenario
 from phasetwin.studies.grid import Task
 from phasetwin.studies.results import figures_row
 from streams.meters.record import DataRecord
@@ -44,11 +43,10 @@ class InputCache:
 
     @staticmethod
     def key(scenario: Scenario) -> tuple[object, ...]:
-        files = [Path(p) for p in (scenario.data, scenario.rephase) if p is not None]
-        if scenario.feeder.lower().endswith((".json", ".dss")):
-            files.append(Path(scenario.feeder))
-        stamps = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else (str(f),) for f in files)
-        return (scenario.feeder, scenario.data, scenario.data_unit, scenario.data_naive_utc, scenario.rephase,
+        stamps = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) if f.is_file() else (str(f),)
+                       for f in input_files(scenario))
+        return (scenario.feeder_spec, scenario.data, scenario.data_unit, scenario.data_naive_utc,
+                scenario.data_timezone, scenario.data_time_format, scenario.rephase,
                 scenario.scale_phase, scenario.scale_factor, scenario.data_fill_steps, scenario.data_unit_check,
                 str(scenario.unmetered), scenario.unknown_meters, stamps)
 

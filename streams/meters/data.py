@@ -74,6 +74,7 @@ __all__ = [
     "MIN_STEP_S",
     "DuplicateRule",
     "GapPolicy",
+    "LocalTime",
     "PowerUnit",
     "match_customers",
     "read_meter_data",
@@ -118,6 +119,8 @@ _NA_TEXT = frozenset({"", "nan", "na", "n/a", "null", "none"})
 _MISSING_VALUE_TEXT = frozenset({""})
 # A UTC offset after a time of day; a date alone ("2024-03-01") ends in "-01" but is naive.
 _OFFSET = re.compile(r"[T ]\d{1,2}(?::\d{2}){0,2}(?:[.,]\d+)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+_DAY_FIRST = re.compile(r"^\d{1,2}[./-]\d{1,2}[./-]\d{4}")
+_DECIMAL_COMMA = re.compile(r"^([+-]?\d*),(\d+)$")
 _TERMINALS = ("1", "2", "3")
 _PHASES = ("A", "B", "C")
 _SHOWN = 5
@@ -198,28 +201,129 @@ def _read_frame(path: Path) -> pd.DataFrame:
         if suffixes[-1:] == [".parquet"]:
             return pd.read_parquet(path)
         if ".csv" in suffixes[-2:]:
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
+            return pd.read_csv(path, dtype=str, keep_default_na=False, sep=csv_separator(path))
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: cannot read: {err}") from err
     raise DataError(f"{path}: unknown file type {''.join(path.suffixes)!r}; expected .csv, .csv.gz or "
                     ".parquet")
 
 
+def csv_separator(path: Path) -> str:
+    """``;`` when the header line holds more semicolons than commas (the usual European export, whose values
+    then take a decimal comma), else ``,``."""
+    import gzip
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+            header = fh.readline()
+    except OSError:
+        return ","
+    return ";" if header.count(";") > header.count(",") else ","
+
+
 def _row_name(i: int, *, csv: bool) -> str:
     return f"line {i + 2}" if csv else f"row {i}"
 
 
+@dataclass
+class LocalTime:
+    """How to read timestamps that are not ISO-8601 with an offset: ``time_format`` (strptime, e.g.
+    ``%d.%m.%Y %H:%M``) and/or ``timezone`` (IANA, e.g. ``Europe/Brussels``) for naive local times with
+    daylight saving. In the autumn the clock hour repeated is read in file order (its first pass in summer time,
+    its second in winter time); a time in the spring hour that does not exist is dropped. Both counted."""
+
+    timezone: str | None = None
+    time_format: str | None = None
+    repeated_hour_rows: int = 0
+    nonexistent_rows: int = 0
+
+    def to_utc_ns(self, series: pd.Series, *, name: str, csv: bool, problems: list[str],
+                  naive_is_utc: bool) -> np.ndarray:
+        empty = np.zeros(len(series), dtype=np.int64)
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            return series.dt.tz_convert("UTC").dt.as_unit("ns").astype("int64").to_numpy()
+        if pd.api.types.is_datetime64_dtype(series.dtype):
+            parsed = pd.Series(series)
+        else:
+            text = series.astype(str).str.strip()
+            try:
+                parsed = pd.to_datetime(text, format=self.time_format or "ISO8601", errors="coerce")
+            except ValueError as err:
+                problems.append(f"{name}: --time-format {self.time_format!r} cannot be used: {err}")
+                return empty
+            if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+                parsed = parsed.dt.tz_convert("UTC")
+            bad = np.flatnonzero(parsed.isna().to_numpy())
+            if len(bad):
+                shown = ", ".join(f"{text[i]!r} at {_row_name(int(i), csv=csv)}" for i in bad[:_SHOWN])
+                what = f"in the format {self.time_format!r}" if self.time_format else "ISO-8601 timestamps"
+                problems.append(f"{name}: {len(bad)} value(s) are not {what}: {shown}")
+                return empty
+        if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+            return parsed.dt.as_unit("ns").astype("int64").to_numpy()
+        if self.timezone is None:
+            if not naive_is_utc:
+                problems.append(f"{name}: timestamps have no time zone (first {parsed.iloc[0]}); declare them UTC "
+                                "with --naive-utc or give their zone with --timezone (e.g. Europe/Brussels)")
+                return empty
+            return parsed.dt.tz_localize("UTC").dt.as_unit("ns").astype("int64").to_numpy()
+        return self._localized(parsed, name=name, problems=problems)
+
+    def _localized(self, naive: pd.Series, *, name: str, problems: list[str]) -> np.ndarray:
+        try:
+            summer = naive.dt.tz_localize(self.timezone, ambiguous=np.ones(len(naive), dtype=bool),
+                                          nonexistent="NaT")
+            winter = naive.dt.tz_localize(self.timezone, ambiguous=np.zeros(len(naive), dtype=bool),
+                                          nonexistent="NaT")
+        except (KeyError, ValueError) as err:  # zoneinfo's error for an unknown zone is a KeyError
+            problems.append(f"{name}: --timezone {self.timezone!r} is not a known time zone (IANA name, e.g. "
+                            f"Europe/Brussels): {err}")
+            return np.zeros(len(naive), dtype=np.int64)
+        summer_ns = summer.dt.as_unit("ns").astype("int64").to_numpy()
+        winter_ns = winter.dt.as_unit("ns").astype("int64").to_numpy()
+        missing = summer.isna().to_numpy()
+        ambiguous = (summer_ns != winter_ns) & ~missing
+        result = summer_ns.copy()
+        values = naive.to_numpy()
+        # the repeated hour: its rows after the clock went back (a time earlier than the one before) are winter
+        rows = np.flatnonzero(ambiguous)
+        days = pd.DatetimeIndex(values[rows]).normalize() if len(rows) else pd.DatetimeIndex([])
+        for day in days.unique():
+            group = rows[days == day]
+            back = np.flatnonzero(np.diff(values[group]) < np.timedelta64(0, "ns"))
+            if len(back):
+                second = group[back[0] + 1:]
+                result[second] = winter_ns[second]
+        self.repeated_hour_rows += int(ambiguous.sum())
+        self.nonexistent_rows += int(missing.sum())
+        result[missing] = np.iinfo(np.int64).min  # dropped by the caller
+        return result
+
+    def note(self) -> str:
+        parts = [f"time zone {self.timezone}: {self.repeated_hour_rows} row(s) in a repeated autumn hour (first "
+                 f"pass summer time, second winter time), {self.nonexistent_rows} row(s) in a skipped spring hour "
+                 "dropped"] if self.timezone else []
+        if self.time_format:
+            parts.append(f"times read in the format {self.time_format!r}")
+        return "; ".join(parts)
+
+
 def _times(raw: pd.Series | pd.Index, *, name: str, naive_is_utc: bool, csv: bool,
-           problems: list[str]) -> np.ndarray:
-    """UTC timestamps as int64 ns; problems for naive, unparseable or non-time values."""
+           problems: list[str], local: LocalTime | None = None) -> np.ndarray:
+    """UTC timestamps as int64 ns; problems for naive, unparseable or non-time values. ``local`` reads naive
+    times in a time zone and/or text in a strptime format (its counts land in ``local``)."""
     series = pd.Series(raw).reset_index(drop=True)
     empty = np.zeros(len(series), dtype=np.int64)
+    if local is not None and (local.time_format or local.timezone):
+        return local.to_utc_ns(series, name=name, csv=csv, problems=problems, naive_is_utc=naive_is_utc)
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         parsed = series.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(series.dtype):
         if not naive_is_utc:
             problems.append(f"{name}: timestamps have no time zone (first {series.iloc[0]}); give them a UTC "
-                            "offset or declare them UTC with naive_is_utc=True (--naive-utc)")
+                            "offset, declare them UTC with --naive-utc, or give their zone with --timezone "
+                            "(e.g. Europe/Brussels)")
             return empty
         parsed = series.dt.tz_localize("UTC")
     elif series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
@@ -234,14 +338,19 @@ def _times(raw: pd.Series | pd.Index, *, name: str, naive_is_utc: bool, csv: boo
             first = int(np.flatnonzero(naive)[0])
             problems.append(f"{name}: {int(naive.sum())} timestamp(s) without a UTC offset, first "
                             f"{text[first]!r} at {_row_name(first, csv=csv)}; give them an offset (e.g. "
-                            "+00:00 or Z) or declare them UTC with naive_is_utc=True (--naive-utc)")
+                            "+00:00 or Z), declare them UTC with --naive-utc, or give their zone with --timezone "
+                            "(e.g. Europe/Brussels; daylight saving handled)")
         if blank.any() or (naive.any() and not naive_is_utc):
             return empty
         parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
         bad = np.flatnonzero(parsed.isna().to_numpy())
         if len(bad):
             shown = ", ".join(f"{text[i]!r} at {_row_name(int(i), csv=csv)}" for i in bad[:_SHOWN])
-            problems.append(f"{name}: {len(bad)} value(s) are not ISO-8601 timestamps: {shown}")
+            hint = ""
+            if _DAY_FIRST.match(text[int(bad[0])]):
+                hint = ("; day-first dates: give their format, e.g. --time-format '%d.%m.%Y %H:%M' (and "
+                        "--timezone for local time)")
+            problems.append(f"{name}: {len(bad)} value(s) are not ISO-8601 timestamps: {shown}{hint}")
             return empty
     else:
         problems.append(f"{name}: values of type {series.dtype}; expected ISO-8601 text or datetimes")
@@ -583,6 +692,8 @@ def read_meter_data(
     start_utc: pd.Timestamp | None = None,
     end_utc: pd.Timestamp | None = None,
     exact: bool = True,
+    timezone: str | None = None,
+    time_format: str | None = None,
 ) -> MeterTable:
     """Read a CSV or Parquet meter-data file into a MeterTable on a regular UTC grid (see module docstring).
 
@@ -601,14 +712,22 @@ def read_meter_data(
     if not len(frame):
         raise DataError(f"{source}: no rows")
     csv = path.suffix.lower() != ".parquet"
+    decimal_comma = csv and csv_separator(path) == ";"
     problems: list[str] = []
+    local = LocalTime(timezone=timezone, time_format=time_format) if timezone or time_format else None
     start_ns = _ns(start_utc, "start_utc", problems)
     end_ns = _ns(end_utc, "end_utc", problems)
     if start_ns is not None and end_ns is not None and end_ns <= start_ns:
         problems.append(f"end_utc {end_utc} is not after start_utc {start_utc}")
     time_name, raw_times, columns = _time_source(frame, problems)
-    times_ns = (_times(raw_times, name=time_name, naive_is_utc=naive_is_utc, csv=csv, problems=problems)
-                if raw_times is not None else np.zeros(len(frame), dtype=np.int64))
+    times_ns = (_times(raw_times, name=time_name, naive_is_utc=naive_is_utc, csv=csv, problems=problems,
+                       local=local) if raw_times is not None else np.zeros(len(frame), dtype=np.int64))
+    if decimal_comma:  # a ';'-separated export writes 0,25 for 0.25
+        frame = frame.apply(lambda c: c.str.replace(_DECIMAL_COMMA, r"\1.\2", regex=True) if c.name in columns
+                            and c.dtype == object else c)
+    if local is not None and local.nonexistent_rows:
+        kept = times_ns != np.iinfo(np.int64).min
+        frame, times_ns = frame[kept].reset_index(drop=True), times_ns[kept]
     is_long = "customer" in columns
     parse = _parse_long if is_long else _parse_wide
     parsed = parse(frame, times_ns, columns, csv=csv, problems=problems)
@@ -634,6 +753,10 @@ def read_meter_data(
         notes.append("no reactive power in the data: q = p·tan(acos(power_factor)) per customer")
     elif not parsed.has_q:
         notes.append("no reactive power in the data and no customers given: q_kvar = 0")
+    if decimal_comma:
+        notes.append("';'-separated values, decimal comma")
+    if local is not None:
+        notes.append(local.note())
     quality = DataQuality(rows_read=len(frame), notes=tuple(notes), **grid.counts)
     step_ns = grid.step_s * 1_000_000_000
     time_utc = pd.DatetimeIndex(pd.to_datetime(grid.anchor_ns + step_ns * np.arange(n_steps), unit="ns",

@@ -50,6 +50,10 @@ def check_unit(table: MeterTable, unit: PowerUnit, *, max_median_kw: float = MAX
     other = (_SMALLER if large else _LARGER).get(unit)
     looks = (f"the values look like {other.value}, not {unit.value}: use --unit {other.value}" if other is not None
              else f"check the values and --unit {unit.value}")
+    if other is not None and not other.is_energy and table.step_s != 3600:
+        # Wh per 15 minutes read as kW is 4 × the W it looks like: energy per interval is the other reading
+        looks += (f" if they are power, or --unit {other.value}h if they are energy per {table.step_s} s interval "
+                  f"(× {3600 / table.step_s:g} to mean power)")
     n = int(np.isfinite(table.p_kw.sum(axis=2)).any(axis=0).sum())
     raise DataError(
         f"{table.source}: the median customer load is {median_kw:.6g} kW read as {unit.value} (mean |p| of each of "

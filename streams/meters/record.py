@@ -44,7 +44,8 @@ class DataRecord(BaseModel):
             metering += f", {m.unmetered} unmetered ({m.unmetered_policy})"
         if m.unknown_meters:
             metering += f", {m.unknown_meters} unknown meter(s) ({m.unknown_meters_policy.value})"
-        return f"data: {counts}; {metering}"
+        own = f" · {'; '.join(q.notes)}" if not self.unit and q.notes else ""  # a feeder's own data: how it was made
+        return f"data: {counts}; {metering}{own}"
 
 
 def data_record(table: MeterTable, *, source: str, unit: str, max_fill_steps: int | None,

@@ -9,7 +9,9 @@ A feeder file is given as ``PATH`` or ``PATH;key=value;key=value``:
 - ``vector-group=Dyn1``: the vector group of transformers whose ``vector_group`` is empty (e.g. the CIGRE LV
   benchmark's); a clock number sets the phase shift, as in pandapower;
 - ``transformer=N``: of a network with several MV/LV transformers, the LV network of ``net.trafo`` index N (or
-  name N): each transformer's LV network is a feeder of its own.
+  name N): each transformer's LV network is a feeder of its own;
+- ``service-lines=fold`` (OpenDSS circuits only): single-phase service lines are folded into their customers,
+  each load then sits at the line's first bus on the phase the line takes there (the cable is not modelled).
 
 Nothing is assumed unless asked for: missing data are reported, naming the option that would supply them. Every
 assumption used is logged once per network (a warning) and listed in ``Feeder``-loading reports.
@@ -18,13 +20,14 @@ assumption used is logged once per network (a warning) and listed in ``Feeder``-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from twin.errors import ScenarioError
 
-__all__ = ["FeederSpec", "ShortCircuit", "ZeroSequence", "parse_feeder_spec"]
+__all__ = ["ASSUMPTION_KEYS", "OPENDSS_KEYS", "FeederSpec", "NetworkAssumptions", "ShortCircuit", "ZeroSequence",
+           "assumptions_from_options", "parse_feeder_spec", "split_feeder_text"]
 
 FROZEN = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -63,6 +66,7 @@ class FeederSpec(BaseModel):
     short_circuit: ShortCircuit | None = None
     transformer: str | None = None
     vector_group: str | None = None
+    service_lines: str | None = None
 
     @classmethod
     def plain(cls, path: Path) -> Self:
@@ -93,7 +97,11 @@ def parse_feeder_spec(spec: str) -> FeederSpec:
         if not sep:
             raise ScenarioError(f"--feeder {spec!r}: {part!r} is not key=value; expected zero-sequence=…, "
                                 "ext-grid=…, vector-group=… or transformer=…")
-        if key in ("transformer", "vector-group"):
+        if key == "service-lines":
+            if value.strip() != "fold":
+                raise ScenarioError(f"--feeder service-lines={value!r}: expected service-lines=fold")
+            fields["service_lines"] = "fold"
+        elif key in ("transformer", "vector-group"):
             fields[key.replace("-", "_")] = value.strip()
         elif key in models:
             field, model = models[key]
@@ -104,5 +112,71 @@ def parse_feeder_spec(spec: str) -> FeederSpec:
                 raise ScenarioError(f"--feeder {key}={value!r}: {bad}") from None
         else:
             raise ScenarioError(f"--feeder {spec!r}: unknown key {key!r}; expected zero-sequence, ext-grid, "
-                                "vector-group or transformer")
+                                "vector-group or transformer (or service-lines for an OpenDSS circuit)")
     return FeederSpec.model_validate(fields)
+
+
+ASSUMPTION_KEYS = ("zero-sequence", "ext-grid", "vector-group", "transformer", "service-lines")
+OPENDSS_KEYS = ("service-lines",)
+"""The assumptions an OpenDSS circuit takes (the others are for pandapower networks)."""
+"""The assumption keys, as written after ``--assume`` and in ``[assumptions]`` tables."""
+
+
+class NetworkAssumptions(BaseModel):
+    """The assumptions of a network file as options (``--assume KEY=VALUE``, ``[assumptions]`` of a scenario
+    file, ``[feeders.assumptions]`` of a study): each the text of its ``PATH;key=value`` part, e.g.
+    ``zero_sequence = "r0/r1=4,x0/x1=4"``. Kept apart from the path so that the path can be resolved and hashed."""
+
+    model_config = FROZEN
+    zero_sequence: str | None = Field(default=None, alias="zero-sequence")
+    ext_grid: str | None = Field(default=None, alias="ext-grid")
+    vector_group: str | None = Field(default=None, alias="vector-group")
+    transformer: str | None = None
+    service_lines: Literal["fold"] | None = Field(default=None, alias="service-lines")
+
+    @property
+    def empty(self) -> bool:
+        return all(v is None for v in self.model_dump().values())
+
+    def items(self) -> list[tuple[str, str]]:
+        """(key, value) of every assumption given, keys as written after ``--assume``."""
+        return [(name.replace("_", "-"), value) for name, value in self.model_dump().items() if value is not None]
+
+    def suffix(self) -> str:
+        """The ``;key=value…`` part of the feeder text these assumptions stand for ('' for none)."""
+        return "".join(f";{key}={value}" for key, value in self.items())
+
+
+def split_feeder_text(text: str) -> tuple[str, dict[str, str]]:
+    """``PATH;key=value…`` → (PATH, {key: value}); ScenarioError for a part that is not key=value or a key
+    that is not an assumption."""
+    path_text, *parts = text.split(";")
+    found: dict[str, str] = {}
+    for part in parts:
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ScenarioError(f"--feeder {text!r}: {part!r} is not key=value; expected zero-sequence=…, "
+                                "ext-grid=…, vector-group=… or transformer=…")
+        if key not in ASSUMPTION_KEYS:
+            raise ScenarioError(f"--feeder {text!r}: unknown key {key!r}; expected zero-sequence, ext-grid, "
+                                "vector-group or transformer")
+        found[key] = value.strip()
+    return path_text.strip(), found
+
+
+def assumptions_from_options(values: list[str]) -> dict[str, str]:
+    """``--assume KEY=VALUE`` (repeatable) → {key: value}; ScenarioError naming a bad one."""
+    found: dict[str, str] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or key not in ASSUMPTION_KEYS or not value.strip():
+            raise ScenarioError(f"--assume {text!r}: expected KEY=VALUE with KEY one of {', '.join(ASSUMPTION_KEYS)}"
+                                " (e.g. --assume zero-sequence=r0/r1=4,x0/x1=4)")
+        if key in found:
+            raise ScenarioError(f"--assume {key} is given twice ({found[key]!r} and {value.strip()!r})")
+        found[key] = value.strip()
+    return found

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ from twin.network import Feeder, assemble_feeder
 if TYPE_CHECKING:
     from types import ModuleType
 
-__all__ = ["DEFAULT_START_UTC", "Circuit", "CircuitCache", "read_circuit"]
+__all__ = ["DEFAULT_START_UTC", "Circuit", "CircuitCache", "read_circuit", "referenced_files"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,16 @@ MEASURING_CLASSES = ("energymeter", "monitor")
 # An untransposed line matrix is averaged; asymmetries above this relative size are noted.
 MATRIX_ASYMMETRY_NOTE = 1e-9
 PHASE_OF_NODE = {1: "A", 2: "B", 3: "C"}
+SUGGESTIONS = {
+    "pvsystem": "remove it and give its customer's net meter data with --data (PV behind the meter is inside the "
+                "meter readings), or simulate PV with a battery as a PESS device (--pess)",
+    "storage": "remove it; a battery at a customer is a PESS device (--pess, --devices)",
+    "capacitor": "remove it (a shunt capacitor is not part of the twin's network); if it corrects a load's power "
+                 "factor, give that load the resulting kvar instead",
+    "generator": "remove it and give its customer's net meter data with --data (behind-the-meter generation)",
+    "regcontrol": "remove it and set the regulated transformer's tap in the circuit (taps must be 1.0)",
+}
+"""What to do about an element class the twin does not model, by OpenDSS class name."""
 
 
 @dataclass(frozen=True)
@@ -85,13 +96,14 @@ class Circuit:
 class CircuitCache:
     """Reads a circuit once, for a FeederEntry's ``load_feeder`` and ``load_data``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, fold_service_lines: bool = False) -> None:
         self.path = path
+        self.fold_service_lines = fold_service_lines
         self._circuit: Circuit | None = None
 
     def circuit(self) -> Circuit:
         if self._circuit is None:
-            self._circuit = read_circuit(self.path)
+            self._circuit = read_circuit(self.path, fold_service_lines=self.fold_service_lines)
         return self._circuit
 
     def feeder(self) -> Feeder:
@@ -111,6 +123,44 @@ class CircuitCache:
         m = circuit.meter
         return MeterTable(time_utc=m.time_utc, step_s=m.step_s, customer_ids=tuple(ids), p_kw=m.p_kw[:, order],
                           q_kvar=m.q_kvar[:, order], source=m.source, quality=m.quality)
+
+
+# DSS script commands that read another file, and the properties naming a file (load shapes, growth shapes, ...).
+_FILE_COMMANDS = re.compile(r"^\s*(redirect|compile|buscoords|latlongcoords)\s+(\"[^\"]+\"|'[^']+'|\S+)",
+                            re.IGNORECASE | re.MULTILINE)
+_FILE_PROPERTIES = re.compile(r"\b(file|sngfile|dblfile|csvfile|pqcsvfile|filename)\s*=\s*(\"[^\"]+\"|'[^']+'|"
+                              r"\[[^\]]+\]|[^\s,)]+)", re.IGNORECASE)
+
+
+def referenced_files(path: Path) -> list[Path]:
+    """Every file an OpenDSS script reads besides itself, absolute: the scripts it redirects to or compiles
+    (followed), bus coordinates, and the files of load shapes and other ``file=`` properties, relative to the
+    folder of the script naming them (as OpenDSS reads them). A referenced file that does not exist is listed
+    too: hashing it then says it is missing. Comments (``!``, ``//``) are skipped."""
+    found: list[Path] = []
+    todo, seen = [path.resolve()], {path.resolve()}
+    while todo:
+        script = todo.pop()
+        try:
+            text = script.read_text(errors="replace")
+        except OSError:
+            continue
+        text = re.sub(r"(!|//).*", "", text)
+        names = [m.group(2) for m in _FILE_COMMANDS.finditer(text)]
+        names += [m.group(2) for m in _FILE_PROPERTIES.finditer(text)]
+        for name in names:
+            name = name.strip("\"'[]() ")
+            if not name:
+                continue
+            target = Path(name) if Path(name).is_absolute() else (script.parent / name)
+            target = target.resolve()
+            if target in seen:
+                continue
+            seen.add(target)
+            found.append(target)
+            if target.suffix.lower() == ".dss":
+                todo.append(target)
+    return found
 
 
 def _engine() -> ModuleType:
@@ -144,7 +194,7 @@ def _sequence(m: np.ndarray) -> tuple[float, float, float]:
     return zs - zm, zs + 2.0 * zm, asym
 
 
-def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None) -> Circuit:
+def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None, fold_service_lines: bool = False) -> Circuit:
     """Compile ``path`` with OpenDSS and map it (see the module docstring). The load shapes start at
     ``start_utc``; by default at DEFAULT_START_UTC when they cover a day or less, else at YEAR_START_UTC.
 
@@ -177,17 +227,24 @@ def read_circuit(path: Path, *, start_utc: pd.Timestamp | None = None) -> Circui
         spelled[kind.lower()] = kind
     for kind, names in sorted(classes.items()):
         if kind not in ("vsource", "line", "transformer", "load", *MEASURING_CLASSES):
-            problems += [f"{spelled[kind]}.{n}: {kind} elements are not supported in an LV feeder; remove it"
-                         for n in names]
+            problems += [f"{spelled[kind]}.{n}: {kind} elements are not supported in an LV feeder; "
+                         f"{SUGGESTIONS.get(kind, 'remove it')}" for n in names]
 
     transformer, hv_bus, _, vn_hv_kv, vn_lv_kv = _transformer(dss, classes.get("transformer", []), problems,
                                                                    notes)
     src = _source(dss, classes.get("vsource", []), problems)
-    lines = _lines(dss, classes.get("line", []), problems, notes)
-    customers, shapes = _loads(dss, classes.get("load", []), problems)
+    folds: dict[str, tuple[str, dict[int, int]]] = {}
+    lines = _lines(dss, classes.get("line", []), problems, notes, folds=folds if fold_service_lines else None)
+    customers, shapes = _loads(dss, classes.get("load", []), problems, folds=folds)
+    if folds:
+        notes.append(f"{len(folds)} single-phase service line(s) folded into their customers (--assume "
+                     "service-lines=fold): each load sits at the line's first bus on its phase; the cables' "
+                     "impedance is not modelled")
 
     buses = []
     for bus in dss.Circuit.AllBusNames():
+        if bus in folds:
+            continue
         dss.Circuit.SetActiveBus(bus)
         fields: dict[str, Any] = {"id": bus, "vn_kv": vn_hv_kv if bus == hv_bus else vn_lv_kv}
         if dss.Bus.Coorddefined():
@@ -282,7 +339,10 @@ def _source(dss: ModuleType, names: list[str], problems: list[str]) -> tuple[str
 
 def _lines(
     dss: ModuleType, names: list[str], problems: list[str], notes: list[str],
+    folds: dict[str, tuple[str, dict[int, int]]] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
+    """The three-phase lines; with ``folds``, single-phase lines are not lines but entries ``folds[bus2] =
+    (bus1, {node at bus2: node at bus1})``, chains followed to the three-phase bus."""
     out = []
     worst_asym, asym_line = 0.0, ""
     no_units = []
@@ -291,8 +351,17 @@ def _lines(
         dss.Lines.Name(name)
         dss.Circuit.SetActiveElement(where)
         phases = int(dss.Lines.Phases())
+        if phases != 3 and folds is not None:
+            (bus1, nodes1), (bus2, nodes2) = (_bus_and_nodes(b) for b in dss.CktElement.BusNames())
+            nodes1, nodes2 = nodes1[:phases] or [1, 2, 3][:phases], nodes2[:phases] or [1, 2, 3][:phases]
+            if bus2 in folds:
+                problems.append(f"{where}: bus {bus2} is fed by two single-phase lines; cannot fold")
+            folds[bus2] = (bus1, dict(zip(nodes2, nodes1, strict=False)))
+            continue
         if phases != 3:
-            problems.append(f"{where}: phases = {phases}; only three-phase lines are supported")
+            problems.append(f"{where}: phases = {phases}; only three-phase lines are supported; fold single-phase "
+                            "service lines into their customers with --assume service-lines=fold (each load then "
+                            "sits at the line's first bus on its phase; the cable's impedance is not modelled)")
             continue
         units = int(dss.Lines.Units())
         km = KM_PER_UNIT.get(units)
@@ -318,6 +387,12 @@ def _lines(
         elif dss.CktElement.IsOpen(1, 0) or dss.CktElement.IsOpen(2, 0):
             problems.append(f"{where}: open, but not a switch (switch=yes); the twin opens switches only")
         out.append((where, fields))
+    if folds:
+        ends = {f["from_bus"] for _, f in out} | {f["to_bus"] for _, f in out}
+        for bus in [b for b in folds if b in ends]:
+            problems.append(f"bus {bus}: fed by a single-phase line and joined to three-phase lines; only a "
+                            "service line to customers can be folded")
+            del folds[bus]
     if worst_asym > MATRIX_ASYMMETRY_NOTE:
         notes.append(f"untransposed line matrices averaged to sequence impedances (largest relative asymmetry "
                      f"{worst_asym:.2g}, Line.{asym_line})")
@@ -326,8 +401,19 @@ def _lines(
     return out
 
 
+def _folded(bus: str, nodes: list[int], folds: dict[str, tuple[str, dict[int, int]]]) -> tuple[str, list[int]]:
+    """The bus and nodes a load at ``bus`` sits on once the service lines to it are folded."""
+    seen = set()
+    while bus in folds and bus not in seen:
+        seen.add(bus)
+        bus, mapping = folds[bus]
+        nodes = [mapping.get(n, n) for n in nodes]
+    return bus, nodes
+
+
 def _loads(
     dss: ModuleType, names: list[str], problems: list[str],
+    folds: dict[str, tuple[str, dict[int, int]]] | None = None,
 ) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, tuple[str, float, float]]]:
     """Customer rows, and per customer id its (load shape name, kW, kvar)."""
     rows = []
@@ -339,6 +425,8 @@ def _loads(
         dss.Circuit.SetActiveElement(where)
         bus, nodes = _bus_and_nodes(dss.CktElement.BusNames()[0])
         n = int(dss.Loads.Phases())
+        if folds and bus in folds:
+            bus, nodes = _folded(bus, nodes or [1, 2, 3][:n], folds)
         if dss.Loads.IsDelta():
             problems.append(f"{where}: conn = delta; only wye (phase-to-neutral) loads are supported")
             continue

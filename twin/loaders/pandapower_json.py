@@ -268,8 +268,12 @@ def _vector_group(where: str, row: Mapping[str, Any], problems: list[str], *, as
     """
     text = str(row.get("vector_group", "")).strip() if _is_set(row.get("vector_group")) else ""
     if not text and assumed is None:
+        # the hint follows shift_degree when it is set: 150 degrees is Dyn5, not Dyn1
+        shift_set = _optional(row, "shift_degree", math.nan)
+        clock = (round(shift_set / 30.0) % 12 if isinstance(shift_set, float) and not math.isnan(shift_set)
+                 and shift_set % 30.0 == 0.0 and round(shift_set / 30.0) % 2 == 1 else 1)
         problems.append(f"{where}: vector_group is empty; set it in net.trafo or assume one with --feeder "
-                        "'FILE;vector-group=Dyn1'")
+                        f"'FILE;vector-group=Dyn{clock}'")
         return {"vector_group": "Dyn", "shift_deg": 30.0}
     text = text or str(assumed)
     shift = _optional(row, "shift_degree", math.nan)

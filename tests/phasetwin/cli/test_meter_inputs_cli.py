@@ -85,7 +85,8 @@ def test_watts_declared_as_kw_are_named_as_a_unit_problem(tmp_path: Path, ieee: 
     code, text = _replay(tmp_path, "--data", _csv(watts, tmp_path / "w.csv"))
     assert code == 2
     assert f"the median customer load is {median_kw:.6g} kW read as kW" in text
-    assert "the values look like W, not kW: use --unit W (or --no-unit-check if the values are right)" in text
+    assert ("the values look like W, not kW: use --unit W if they are power, or --unit Wh if they are energy "
+            "per 60 s") in text
     code, _ = _replay(tmp_path, "--data", str(tmp_path / "w.csv"), "--unit", "W")
     assert code == 0
 

@@ -117,7 +117,8 @@ def test_unit_check_names_the_unit_the_values_look_like() -> None:
     watts = _table({"a": [200.0, 400.0], "b": [1000.0, 1000.0], "c": [500.0, 500.0]})
     with pytest.raises(DataError, match=r"hand: the median customer load is 500 kW read as kW \(mean \|p\| of each "
                        r"of 3 customer\(s\), median over them\), above the 0.005 .. 50 kW plausible for a "
-                       r"customer of this feeder: the values look like W, not kW: use --unit W \(or --no-unit-check"):
+                       r"customer of this feeder: the values look like W, not kW: use --unit W if they are power, or "
+                       r"--unit Wh if they are energy per 900 s interval"):
         check_unit(watts, PowerUnit.KW)
     with pytest.raises(DataError, match=r"0.0005 kW read as W .* below .* look like kW, not W: use --unit kW"):
         check_unit(_table({"a": [0.0005, 0.0005]}), PowerUnit.W)

@@ -207,7 +207,7 @@ def test_naive_timestamps_rejected_unless_declared_utc(tmp_path: Path) -> None:
     path = tmp_path / "naive.csv"
     path.write_text("time,m_A\n2024-03-01 00:00:00,1\n2024-03-01 00:15:00,2\n")
     with pytest.raises(DataError, match=r"column 'time': 2 timestamp\(s\) without a UTC offset, first "
-                       r"'2024-03-01 00:00:00' at line 2; .* naive_is_utc=True"):
+                       r"'2024-03-01 00:00:00' at line 2; .* --naive-utc, or give their zone with --timezone"):
         read_meter_data(path, unit=PowerUnit.KW)
     table = read_meter_data(path, unit=PowerUnit.KW, naive_is_utc=True)
     assert table.start_utc == T0

@@ -220,13 +220,16 @@ def test_unsupported_elements_are_reported_at_once_by_name(tmp_path: Path) -> No
     ]) + "\n")
     with pytest.raises(FeederError, match=r"bad.dss: 5 problem\(s\)") as info:
         opendss.read_circuit(path)
-    assert info.value.problems == [
-        "Capacitor.cap1: capacitor elements are not supported in an LV feeder; remove it",
-        "PVSystem.pv1: pvsystem elements are not supported in an LV feeder; remove it",
+    expected = [
+        "Capacitor.cap1: capacitor elements are not supported in an LV feeder; remove it (a shunt capacitor",
+        "PVSystem.pv1: pvsystem elements are not supported in an LV feeder; remove it and give its customer's "
+        "net meter data with --data",
         "Line.lat: phases = 1; only three-phase lines are supported",
         "Load.motor: model = 2; only constant-power loads (model=1) are supported",
         "Load.welder: conn = delta; only wye (phase-to-neutral) loads are supported",
     ]
+    problems = info.value.problems
+    assert len(problems) == len(expected) and all(p.startswith(e) for p, e in zip(problems, expected, strict=True))
 
 
 def test_loads_without_shapes_need_data(tmp_path: Path) -> None:
@@ -288,3 +291,58 @@ def test_a_dss_circuit_takes_no_pandapower_assumptions(tmp_path: Path) -> None:
                                  *PLAIN])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "an OpenDSS circuit takes no assumptions" in " ".join(result.output.split())
+
+
+def test_start_anchors_the_load_shapes(master: Path, tmp_path: Path) -> None:
+    """Load shapes carry no date: a --start outside their default day starts them there (once refused: no data
+    in the period); the replayed energy is that of the shapes' own first two hours."""
+    args = [*PLAIN, "--no-baseline"]
+    moved = runner.invoke(app, ["replay", "--feeder", str(master), "--start", "2023-07-03T00:00", "--end",
+                                "2023-07-03T02:00", "--out", str(tmp_path / "moved"), *args])
+    assert moved.exit_code == 0, moved.output
+    own = runner.invoke(app, ["replay", "--feeder", str(master), "--end", "2024-01-15T02:00", "--out",
+                              str(tmp_path / "own"), *args])
+    assert own.exit_code == 0, own.output
+    a, b = (json.loads((tmp_path / run / "summary.json").read_text()) for run in ("moved", "own"))
+    assert a["start_utc"].startswith("2023-07-03T00:00") and a["ticks"] == b["ticks"] == 120
+    for ph in "abc":
+        assert a["energy_kwh"][ph] == pytest.approx(b["energy_kwh"][ph], rel=1e-9)
+    quality = json.loads((tmp_path / "moved" / "data_quality.json").read_text())
+    assert "load shapes anchored at --start 2023-07-03" in json.dumps(quality)
+
+
+def test_single_phase_service_lines_fold_into_their_customers(tmp_path: Path) -> None:
+    """A house behind a single-phase service line (b2 node 2 → b3 node 1, two segments): refused with the option
+    to fold it; folded, the house sits at b2 on phase B, and the twin's voltages agree with OpenDSS's solution of
+    the whole circuit (service cables of negligible impedance) at every three-phase bus."""
+    path = tmp_path / "service.dss"
+    path.write_text(SMALL.replace(
+        "new load.house bus1=b2.2 phases=1",
+        "new line.svc1 bus1=b2.2 bus2=b4.1 phases=1 r1=1e-6 x1=1e-6 r0=1e-6 x0=1e-6 c1=0 c0=0 units=km length=0.01\n"
+        "new line.svc2 bus1=b4.1 bus2=b3.1 phases=1 r1=1e-6 x1=1e-6 r0=1e-6 x0=1e-6 c1=0 c0=0 units=km length=0.01\n"
+        "new load.house bus1=b3.1 phases=1"))
+    with pytest.raises(FeederError, match="--assume service-lines=fold"):
+        opendss.read_circuit(path)
+    feeder = opendss.read_circuit(path, fold_service_lines=True).feeder
+    house = next(c for c in feeder.customers if c.id == "house")
+    assert house.bus == "b2" and [p.name for p in house.phases] == ["B"]
+    assert {b.id for b in feeder.buses} >= {"b1", "b2"} and not {"b3", "b4"} & {b.id for b in feeder.buses}
+    p = np.array([[[0.0, 3.0, 0.0], [3.0, 3.0, 3.0]]])
+    q = np.array([[[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])
+    twin = create_powerflow(feeder, engine=Engine.PGM).solve(p_kw=p, q_kvar=q)
+    dss.Text.Command("clear")
+    dss.Text.Command(f'redirect "{path}"')
+    dss.Text.Command("set tolerance=1e-10")
+    dss.Solution.Solve()
+    for k, b in enumerate(feeder.buses):
+        if b.id == "sourcebus":
+            continue
+        dss.Circuit.SetActiveBus(b.id)
+        np.testing.assert_allclose(twin.vm_pu[0, k], dss.Bus.puVmagAngle()[0::2][:3], atol=TOLERANCE_PU)
+    from phasetwin.run.scenario import Scenario
+    from twin.feeders import open_feeder
+
+    scenario = Scenario.model_validate({"feeder": str(path), "assumptions": {"service-lines": "fold"}})
+    assert open_feeder(scenario.feeder_spec).load_feeder().customer("house").bus == "b2"
+    with pytest.raises(ValueError, match="service-lines=fold is for OpenDSS circuits"):
+        Scenario.model_validate({"feeder": "net.json", "assumptions": {"service-lines": "fold"}})

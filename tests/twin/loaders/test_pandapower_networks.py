@@ -323,11 +323,13 @@ def test_bad_input_ends_in_one_message_and_exit_2(suffix: str, message: str, tmp
 
 
 def test_summary_grid_json_replays_without_a_traceback(tmp_path: Path) -> None:
-    """The issue's case: ieee_european_lv_asymmetric() saved as JSON. Without data: one message, exit 2."""
+    """The issue's case: ieee_european_lv_asymmetric() saved as JSON. Without data it replays its static loads
+    (one day, constant) and says so (issue 29: once refused for lack of data)."""
     _, path = _saved(pn.ieee_european_lv_asymmetric, tmp_path)
-    result = runner.invoke(app, ["replay", "--feeder", str(path), "--out", str(tmp_path / "run"), *PLAIN])
-    assert result.exit_code == 2
-    assert "has no data of its own; give meter data with --data" in " ".join(result.output.split())
+    result = runner.invoke(app, ["replay", "--feeder", str(path), "--out", str(tmp_path / "run"), "--tick", "900",
+                                 *PLAIN])
+    assert result.exit_code == 0, result.output
+    assert "the network carries no profiles: its static loads" in " ".join(result.output.split())
     assert "Traceback" not in result.output
 
 
@@ -369,3 +371,14 @@ def test_open_tie_between_two_lv_networks_is_left_out(tmp_path: Path) -> None:
     pp.to_json(net, str(path))
     with pytest.raises(FeederError, match=r"net.trafo\[1\]: its LV bus 21 is reached from transformer 0.s LV network"):
         pandapower_json.load_feeder(path, spec=parse_feeder_spec(f"{path};{ASSUME};vector-group=Dyn1;transformer=0"))
+
+
+def test_the_vector_group_hint_follows_shift_degree(tmp_path: Path) -> None:
+    """SimBench transformers carry shift_degree = 150 and no vector_group: the hint says Dyn5, not Dyn1."""
+    net = pn.create_kerber_landnetz_kabel_1()
+    net.trafo["vector_group"] = None
+    net.trafo["shift_degree"] = 150.0
+    path = tmp_path / "net.json"
+    pp.to_json(net, str(path))
+    with pytest.raises(FeederError, match=r"vector-group=Dyn5"):
+        pandapower_json.load_feeder(path, spec=parse_feeder_spec(f"{path};{ASSUME}"))
