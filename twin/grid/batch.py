@@ -23,21 +23,22 @@ RETRY_BATCH = 64
 
 
 class BatchSolver:
-    """The solved block a tick's row comes from, solved again when a tick's inputs differ from the block's."""
+    """The solved block a tick's row comes from, solved again when a tick's inputs differ from the block's.
+
+    The role's injections and line states come with each call, not stored: a stored bound method of the role
+    would make a reference cycle that only the cyclic collector frees (a finished replay must not need it)."""
 
     def __init__(self, *, powerflow: PowerFlow, metrics: TickMetrics, counters: GridCounters,
-                 lookahead: Lookahead | None, batch_ticks: int, injections: Injections,
-                 line_closed: LineClosed) -> None:
+                 lookahead: Lookahead | None, batch_ticks: int) -> None:
         self._powerflow, self._metrics, self.counters = powerflow, metrics, counters
         self._lookahead = lookahead
         self._batch_ticks = max(1, batch_ticks)
         self._ahead = self._batch_ticks
         self._retry_tick = 0
-        self._injections = injections
-        self._line_closed = line_closed
         self._block: Block | None = None
 
-    def solved(self, tick: int, p: np.ndarray, q: np.ndarray) -> tuple[Block, int]:
+    def solved(self, tick: int, p: np.ndarray, q: np.ndarray, *, injections: Injections,
+               line_closed: LineClosed) -> tuple[Block, int]:
         b = self._block
         if b is not None:
             row = tick - b.first_tick
@@ -51,14 +52,14 @@ class BatchSolver:
             self._ahead = min(self._batch_ticks, RETRY_BATCH)
         if self._lookahead is not None and self._ahead > 1:
             ahead_p, ahead_q = self._lookahead(tick, self._ahead)
-            batch_p, batch_q = self._injections(ahead_p, ahead_q)
+            batch_p, batch_q = injections(ahead_p, ahead_q)
             batch_p[0], batch_q[0] = p, q
         else:
             batch_p, batch_q = p[None], q[None]
         failed: frozenset[int] = frozenset()
         try:
             result = self._powerflow.solve(p_kw=batch_p, q_kvar=batch_q,
-                                           line_closed=self._line_closed(tick, batch_p.shape[0]))
+                                           line_closed=line_closed(tick, batch_p.shape[0]))
         except PowerFlowNotConverged as err:
             result, failed = err.partial, frozenset(err.failed_indices)
         self.counters.solves += 1

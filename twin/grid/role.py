@@ -62,8 +62,7 @@ class GridRole:
         self._metrics = TickMetrics(feeder)
         self.n_lv_feeders = self._metrics.n_lv_feeders
         self._batch = BatchSolver(powerflow=powerflow, metrics=self._metrics, counters=self.counters,
-                                  lookahead=lookahead, batch_ticks=batch_ticks, injections=self._injections,
-                                  line_closed=self._line_closed)
+                                  lookahead=lookahead, batch_ticks=batch_ticks)
         self._index = {c.id: i for i, c in enumerate(feeder.customers)}
         n = len(feeder.customers)
         self._n_terminals = np.array([c.n_phases for c in feeder.customers])
@@ -124,7 +123,8 @@ class GridRole:
         self.inbox.open_tick(tick)
         estimated = self.inbox.close_tick(tick)
         p, q = self._injections(self.inbox.term_p_kw, self.inbox.term_q_kvar)
-        block, row = self._batch.solved(tick, p, q)
+        block, row = self._batch.solved(tick, p, q, injections=self._injections,
+                                             line_closed=self._line_closed)
         if row in block.failed:
             self.counters.powerflow_failures += 1
             if self._on_divergence is DivergencePolicy.ABORT:
