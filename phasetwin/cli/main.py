@@ -109,6 +109,44 @@ def import_network(
         console.print(f"{len(imported.notes)} note(s): give --report to list them", highlight=False)
 
 
+def _following_the_data(scenario: Scenario, *, tick_given: bool, end_given: bool, period_given: bool) -> Scenario:
+    """The defaults a file's data decide: the tick is the data's step (and the control period and lease follow
+    it); a network file's own data of more than a day and at most a week are replayed whole."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from phasetwin.run.replay import load_inputs
+
+    try:
+        _, table = load_inputs(scenario)
+    except (TwinError, StreamError) as err:
+        raise _fail(str(err)) from err
+    update: dict[str, object] = {}
+    notes = []
+    if not tick_given and table.step_s != scenario.tick_s and table.step_s <= 3600:
+        update["tick_s"] = table.step_s
+        if not period_given:
+            period = default_control_period_s(table.step_s)
+            update["controller"] = scenario.controller.model_copy(update={"period_s": period})
+            update["fleet"] = scenario.fleet.model_copy(update={
+                "lease": LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period))})
+        notes.append(f"tick {table.step_s} s, the data's step (--tick to choose)")
+    if not end_given and scenario.feeder_file is not None and scenario.data is None:
+        start = pd.Timestamp(scenario.start_utc) if scenario.start_utc is not None else table.start_utc
+        if timedelta(days=1) < table.end_utc - start <= timedelta(days=7):
+            update["end_utc"] = table.end_utc.to_pydatetime()
+            notes.append(f"the whole of the network's data, to {table.end_utc.isoformat()} (--end to choose)")
+    if not update:
+        return scenario
+    try:
+        followed = Scenario.model_validate(dict(scenario) | update)
+    except ValidationError as err:
+        raise _fail(_validation_text(err)) from err
+    console.print(f"following the data: {'; '.join(notes)}", highlight=False)
+    return followed
+
+
 def _site(text: str | None) -> tuple[float, float] | None:
     """``--site LAT,LON`` → (lat, lon); exit 2 naming the expected form."""
     if text is None:
@@ -410,6 +448,11 @@ def replay(
             schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
             on_divergence=on_divergence,
         )
+        tick_given = ctx.get_parameter_source("tick").name in ("COMMANDLINE", "ENVIRONMENT")  # type: ignore[union-attr]
+        if scenario_name is None and (data is not None or scenario.feeder_file is not None) and not (
+                tick_given and end is not None):
+            scenario = _following_the_data(scenario, tick_given=tick_given, end_given=end is not None,
+                                           period_given=control_period is not None)
     if scenario_name is not None:
         from phasetwin.run.scenario import named_scenario
 
