@@ -162,6 +162,8 @@ def pv_site_text(scenario: Scenario) -> str | None:
     """Where the clear-sky PV of the run's PESS comes from, for the console; None without PESS."""
     if not (scenario.fleet.pess or any(d.kind.value == "pess" for d in scenario.fleet.explicit)):
         return None
+    if scenario.pv_profile is not None:
+        return f"PESS PV: {scenario.pv_profile} (--pv-profile)"
     if scenario.pv_site is not None:
         return f"PESS PV: clear sky at {scenario.pv_site[0]:g}, {scenario.pv_site[1]:g} (--site)"
     from twin.feeders import open_feeder
@@ -201,6 +203,8 @@ NaiveOpt = Annotated[bool, typer.Option("--naive-utc", help="--data times withou
 SiteOpt = Annotated[str | None, typer.Option(
     "--site", help="LAT,LON in degrees: where the clear-sky PV of simulated PESS is computed (default: the "
                    "feeder's own PV or site; central England for a network file)")]
+PvProfileOpt = Annotated[Path | None, typer.Option(
+    "--pv-profile", help="CSV time,kw_per_kwp: the PV of simulated PESS per kWp (replaces the clear-sky model)")]
 TimezoneOpt = Annotated[str | None, typer.Option(
     "--timezone", help="time zone of --data times without offset (IANA, e.g. Europe/Brussels): daylight saving's "
                        "repeated and skipped hours are handled and counted")]
@@ -316,7 +320,7 @@ def _scenario(
     unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
     command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
     assume: list[str] | None = None, timezone: str | None = None, time_format: str | None = None,
-    site: str | None = None,
+    site: str | None = None, pv_profile: Path | None = None,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
@@ -332,7 +336,7 @@ def _scenario(
         assumptions = NetworkAssumptions.model_validate(assumptions_from_options(assume or []))
         return Scenario(
             feeder=feeder, assumptions=assumptions, data_timezone=timezone, data_time_format=time_format,
-            pv_site=_site(site),
+            pv_site=_site(site), pv_profile=pv_profile,
             data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
             per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule, controller=control,
@@ -367,6 +371,7 @@ def replay(
     feeder: FeederOpt = "ieee-european-lv",
     assume: AssumeOpt = None,
     site: SiteOpt = None,
+    pv_profile: PvProfileOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -441,6 +446,7 @@ def replay(
     if config is None:
         scenario = _scenario(
             feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
+        pv_profile=pv_profile,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
             unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
@@ -615,6 +621,7 @@ def run(
     feeder: FeederOpt = "ieee-european-lv",
     assume: AssumeOpt = None,
     site: SiteOpt = None,
+    pv_profile: PvProfileOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -672,6 +679,7 @@ def run(
         raise _fail(f"--speed {speed}: a hardware-in-the-loop run needs real time (> 0; 1 = wall clock)")
     scenario = _scenario(
         feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
+        pv_profile=pv_profile,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
@@ -812,6 +820,7 @@ def compare(
     feeder: FeederOpt = "ieee-european-lv",
     assume: AssumeOpt = None,
     site: SiteOpt = None,
+    pv_profile: PvProfileOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -849,6 +858,7 @@ def compare(
                     f"{', '.join(s.value for s in Strategy)}") from err
     scenario = _scenario(
         feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
+        pv_profile=pv_profile,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,

@@ -31,7 +31,7 @@ from twin.loaders.assumptions import split_feeder_text
 SCENARIO_FILE = "scenario.toml"
 """Name of the resolved scenario in a run folder."""
 
-PATH_FIELDS = ("data", "schedule", "rephase", "seasonal_plan", "out", "keyring", "signing_key")
+PATH_FIELDS = ("data", "schedule", "rephase", "seasonal_plan", "out", "keyring", "signing_key", "pv_profile")
 """Scenario fields holding a path, resolved against the scenario file's folder."""
 
 CLI_FIELDS: dict[str, tuple[str, ...]] = {
@@ -53,6 +53,7 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     # and those of hostile (signed commands, ingest limit)
     "keyring": ("keyring",), "signing_key": ("signing_key",), "meter_limit_kva": ("meter_limit_kva",),
     "flush_ticks": ("flush_ticks",), "site": ("pv_site",),
+    "pv_profile": ("pv_profile",),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
 }
@@ -166,7 +167,7 @@ def input_files(scenario: Scenario, replay: ReplayOptions | None = None) -> list
 
             paths.extend(referenced_files(network))
     paths += [p for p in (scenario.data, scenario.unmetered.annual_kwh_file, scenario.schedule, scenario.rephase,
-                          scenario.seasonal_plan, scenario.keyring) if p is not None]
+                          scenario.seasonal_plan, scenario.keyring, scenario.pv_profile) if p is not None]
     if replay is not None and replay.plan is not None and replay.plan.is_file():
         paths.append(replay.plan)
     return paths
