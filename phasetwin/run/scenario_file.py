@@ -206,11 +206,19 @@ def check_inputs(recorded: Mapping[str, str], *, source: Path) -> None:
                             f"{'; '.join(problems)}; restore them, or remove their lines from the inputs table")
 
 
+KEYED_ONLY_WHEN_SET = ("assumptions", "data_timezone", "data_time_format", "pv_site", "pv_profile")
+"""Scenario fields that enter a scenario's key only when they differ from their default (added by issue 29)."""
+
+
 def scenario_hash(scenario: Scenario, inputs: Mapping[str, str]) -> str:
     """The key of a scenario: SHA-256 of its fields (all but ``out``) and of its input files' contents.
 
     Two runs with the same key replay the same thing, wherever their run folders are."""
     fields = scenario.model_dump(mode="json", exclude={"out"})
+    defaults = Scenario().model_dump(mode="json")
+    for name in KEYED_ONLY_WHEN_SET:  # so that the keys of studies run before these fields existed still hold
+        if fields.get(name) == defaults[name]:
+            del fields[name]
     canonical = json.dumps({"scenario": fields, "inputs": sorted(inputs.values())}, sort_keys=True,
                            separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
