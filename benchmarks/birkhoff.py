@@ -30,7 +30,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", type=Engine, default=Engine.PGM)
     parser.add_argument("--no-brute-force", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: no brute force")
     args = parser.parse_args()
+    if args.quick:
+        args.no_brute_force = True
     case = cigre_case()
     model = loss_model(case)
     t0 = time.perf_counter()

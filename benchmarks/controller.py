@@ -348,7 +348,10 @@ def main() -> None:
     parser.add_argument("--replay-day", action="store_true",
                         help="also replay the default controlled day: today's settings vs the work budget")
     parser.add_argument("--no-hog", action="store_true", help="with --replay-day: skip the run beside a CPU hog")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 devices, 2 periods")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.periods, args.reference_periods, args.replay_day = [5], 2, 1, False
     weights = ControlWeights()
     first = args.first_period
     periods = min(args.periods, PERIODS_PER_DAY - first)

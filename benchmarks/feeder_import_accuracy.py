@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +37,9 @@ def _phase(feeder, p_kw, q_kvar):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="accepted for the smoke test; the run is small already")
+    parser.parse_args()
     master = write_ieee_european_lv(Path(tempfile.mkdtemp()))
     circuit = opendss.read_circuit(master)
     assert circuit.meter is not None

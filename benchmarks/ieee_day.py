@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -31,3 +32,8 @@ def pandapower_sample(
     t = time.perf_counter()
     result = engine.solve(p_kw=p_kw[sample], q_kvar=q_kvar[sample])
     return (time.perf_counter() - t) * n / len(sample), result, sample
+
+
+def load_average() -> str:
+    """The machine's load average line, printed next to every figure (the machine is shared)."""
+    return Path("/proc/loadavg").read_text().strip()

@@ -20,9 +20,11 @@ import resource
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
-from phasetwin.run.replay import load_inputs, replay
+from phasetwin.run.inputs import load_inputs
+from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 
 
@@ -32,6 +34,7 @@ def main() -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--controlled", action="store_true", help="phasetwin replay's default controlled fleet")
     mode.add_argument("--study", action="store_true", help="the controlled year as twelve monthly study tasks")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: the first day of the year, network only")
     args = parser.parse_args()
     if args.study:
         study(args.out)
@@ -41,8 +44,9 @@ def main() -> None:
     if args.controlled:
         controlled(table.start_utc.isoformat(), table.end_utc.isoformat(), args.out)
         return
+    end = table.start_utc + timedelta(days=1) if args.quick else table.end_utc
     scenario = probe.model_copy(update={"start_utc": table.start_utc.to_pydatetime(),
-                                        "end_utc": table.end_utc.to_pydatetime(), "out": args.out})
+                                        "end_utc": end.to_pydatetime(), "out": args.out})
     started = time.perf_counter()
     result = replay(scenario)
     wall_s = time.perf_counter() - started
@@ -87,7 +91,7 @@ def study(out: Path) -> None:
     """``phasetwin study run examples/liege_year.toml`` from scratch (``--force``), timed from outside."""
     import pandas as pd
 
-    from phasetwin.study.results import read_results
+    from phasetwin.studies.results import read_results
 
     spec = Path(__file__).resolve().parents[1] / "examples" / "liege_year.toml"
     command = [sys.executable, "-m", "phasetwin.cli.main", "study", "run", str(spec), "--out", str(out), "--force"]

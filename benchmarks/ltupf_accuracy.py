@@ -211,7 +211,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-cases", action="store_true", help="skip Case I / Case II")
     parser.add_argument("--liege-sample", type=int, default=30, help="infeasible Liège quarter-hours for Algorithm 1")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 4 moments, 1 move, no cases")
     args = parser.parse_args()
+    if args.quick:
+        args.states, args.moves, args.pandapower, args.no_cases, args.liege_sample = 4, 1, 1, True, 1
     rng = np.random.default_rng(args.seed)
 
     fit_table()

@@ -65,7 +65,10 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=200, help="load states timed with check()")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each build timing; the best is shown")
     parser.add_argument("--time-limit", type=float, default=10.0, help="MILP time limit, s")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 checks, one build timing, 5 s MILP limit")
     args = parser.parse_args()
+    if args.quick:
+        args.checks, args.repeat, args.time_limit = 5, 1, 5.0
 
     ieee = ieee_european_lv.load_feeder()
     day = ieee_european_lv.load_day(ieee)

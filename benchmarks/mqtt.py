@@ -201,7 +201,7 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
     """(live rate, backlog rate): the twin ingesting while the feed publishes, and draining the same number of
     messages queued by the broker for its session while it was away (its own capacity, not the feed's)."""
     from twin.feeders import open_feeder
-    from twin.grid import GridRole
+    from twin.grid.role import GridRole
     from twin.powerflow import Engine, create_powerflow
 
     feeder = open_feeder("ieee-european-lv").load_feeder()
@@ -212,7 +212,7 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
         bus = MqttBus(settings, name="bench", client_id=client_id)
         grid = GridRole(bus=bus, feeder=feeder, name=feeder_name, powerflow=create_powerflow(feeder, engine=Engine.PGM))
         bus.subscribe(topics.meters(feeder_name), lambda t, m: handled.__setitem__(0, handled[0] + 1))
-        gc.freeze()  # as phasetwin.run.replay.replay does once the roles are set up
+        gc.freeze()  # as phasetwin.run.execute.execute does once the roles are set up
         return bus, grid
 
     def ingest(bus: MqttBus, started: float) -> float:
@@ -237,7 +237,7 @@ def twin_ingest(broker: MosquittoServer, payloads: list[tuple[str, bytes]], feed
     bus.close()
     for role in (first, grid):  # no tick runs: the grid role holds or rejects what is ahead of its first tick
         c = role.counters
-        taken = c.readings_held + c.readings_rejected + c.readings_duplicate + c.readings_late + int(role._fresh.sum())
+        taken = c.readings_held + c.readings_rejected + c.readings_duplicate + c.readings_late + role.inbox.fresh
         assert taken == len(payloads), (taken, len(payloads))
     return live, backlog
 
@@ -352,7 +352,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--round-trips", type=int, default=2000)
     parser.add_argument("--protocols", default="5,3.1.1", help="comma-separated: 5, 3.1.1")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 200 messages, 20 round trips, MQTT 5 only")
     args = parser.parse_args()
+    if args.quick:
+        args.messages, args.round_trips, args.protocols = 200, 20, "5"
     protocols = [p.strip() for p in args.protocols.split(",")]
     rates: dict[str, dict[str, float]] = {}
     rtts: dict[str, dict[str, np.ndarray]] = {}

@@ -1,6 +1,11 @@
-"""The two power-flow engines on the IEEE European LV feeder's 1440 one-minute load states, in one run.
+"""The power-flow engines on the IEEE European LV feeder's 1440 one-minute load states, in one run.
 
     .venv/bin/python benchmarks/powerflow_engines.py [--pandapower-states 50] [--repeat 3] [--compare-methods]
+                                                     [--quick]
+
+First, on the IEEE circuit written as .dss and imported: OpenDSS's daily solve (OpenDSSDirect.py), the zbus fixed
+point alone, the zbus solve and the PGM solve, CPU time, with ratios to OpenDSS, and zbus's agreement with
+OpenDSS snapshots and with PGM. Then (not with ``--quick``, which runs an hour of states once):
 
 Prints wall time and states/s of
 - power-grid-model, the whole day as one batch (``solve`` with k = 1440, results included);
@@ -14,15 +19,21 @@ Batch timings are the best of ``--repeat`` runs (the machine is shared; the mini
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
-from ieee_day import ieee_day_states, pandapower_sample
+from ieee_day import ieee_day_states, load_average, pandapower_sample
+from opendss_day import daily_solve_cpu_s, snapshot_load_vm_pu, write_circuit
 from power_grid_model import CalculationMethod
 
-from twin.loaders import ieee_european_lv
+from twin.loaders import ieee_european_lv, opendss
+from twin.phasing import PhaseMap
 from twin.powerflow import Engine, PowerFlow, create_powerflow
 from twin.powerflow.pgm import PgmPowerFlow
+from twin.powerflow.zbus import ZbusPowerFlow
 
 METHODS = (CalculationMethod.newton_raphson, CalculationMethod.iterative_current)
 THREADING = (-1, 0, 2)  # sequential, all hardware threads, two threads
@@ -64,12 +75,69 @@ def compare_methods(p_kw: np.ndarray, q_kvar: np.ndarray, *, repeat: int) -> Non
             print(f"{method.name:18s} {threading:9d} {batch_s:8.3f} {n / batch_s:9.0f} {single_ms:7.2f} {dv:15.1e}")
 
 
+def cpu_s(fn: Callable[[], object], *, repeat: int) -> float:
+    """Best CPU seconds of ``repeat`` calls (process time: the machine is shared)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t)
+    return best
+
+
+def zbus_vs_opendss(quick: bool) -> None:
+    """zbus, PGM and OpenDSS's daily solve on the imported IEEE .dss circuit, in one run, CPU time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        master = write_circuit(Path(tmp))
+        circuit = opendss.read_circuit(master)
+        feeder, meter = circuit.feeder, circuit.meter
+        assert meter is not None
+        phases = PhaseMap.initial(feeder.customers)
+        p_kw, q_kvar = phases.to_phases(meter.p_kw[:1440]), phases.to_phases(meter.q_kvar[:1440])
+        steps = 60 if quick else 1440
+        p_kw, q_kvar = p_kw[:steps], q_kvar[:steps]
+        repeat = 1 if quick else 3
+        dss_s = min(daily_solve_cpu_s(master, steps=steps) for _ in range(repeat))
+        zbus = ZbusPowerFlow(feeder)
+        pgm = create_powerflow(feeder, engine=Engine.PGM)
+        topo = zbus._topology(zbus._normal_closed)
+        s_va = (p_kw + 1j * q_kvar) * 1e3
+        s_node = (topo.cust_node @ s_va.transpose(1, 2, 0).reshape(len(feeder.customers), 3 * steps)).reshape(
+            3 * topo.n_load, steps)
+        fixed_s = cpu_s(lambda: zbus._fixed_point(topo, s_node), repeat=repeat)
+        zbus_s = cpu_s(lambda: zbus.solve(p_kw=p_kw, q_kvar=q_kvar), repeat=repeat)
+        pgm_s = cpu_s(lambda: pgm.solve(p_kw=p_kw, q_kvar=q_kvar), repeat=repeat)
+        result = zbus.solve(p_kw=p_kw, q_kvar=q_kvar)
+        sample = np.linspace(0, steps - 1, 3 if quick else 24).astype(int)
+        expected = snapshot_load_vm_pu(master, feeder, p_kw[sample], q_kvar[sample])
+        bus = {b.id: i for i, b in enumerate(feeder.buses)}
+        ours = np.array([[result.vm_pu[s, bus[c.bus], int(c.phases[0])] for c in feeder.customers] for s in sample])
+        dv_dss = float(np.abs(ours - expected).max())
+        dv_pgm = float(np.abs(result.vm_pu - pgm.solve(p_kw=p_kw, q_kvar=q_kvar).vm_pu).max())
+    print(f"\nimported IEEE .dss circuit, {steps} one-minute states, CPU seconds (best of {repeat})")
+    print(f"{'what':52s} {'cpu s':>8s} {'/ OpenDSS':>10s}")
+    for label, seconds in (("OpenDSS daily solve (mode=daily)", dss_s),
+                           ("zbus fixed point alone (load voltages)", fixed_s),
+                           ("zbus solve (all buses, lines, losses)", zbus_s),
+                           ("power-grid-model solve (batch + results)", pgm_s)):
+        print(f"{label:52s} {seconds:8.3f} {seconds / dss_s:10.2f}")
+    print(f"ratio PGM / zbus: {pgm_s / zbus_s:.1f}; zbus builds {zbus.builds}, rebuilds {zbus.rebuilds}")
+    print(f"zbus vs OpenDSS snapshots, {len(sample)} states, every load phase: max |Δvm| {dv_dss:.1e} p.u.")
+    print(f"zbus vs power-grid-model, every bus and state: max |Δvm| {dv_pgm:.1e} p.u.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pandapower-states", type=int, default=50, help="sampled states for runpp_3ph")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each batch timing; the best is shown")
     parser.add_argument("--compare-methods", action="store_true", help="also time every PGM method/threading")
+    parser.add_argument("--quick", action="store_true", help="an hour of states, one run each, no pandapower")
     args = parser.parse_args()
+    print(f"load average: {load_average()}")
+    zbus_vs_opendss(args.quick)
+    if args.quick:
+        return
 
     feeder, p_kw, q_kvar = ieee_day_states()
     n = p_kw.shape[0]
@@ -78,6 +146,8 @@ def main() -> None:
     batch_s = best_batch_s(pgm, p_kw, q_kvar, repeat=args.repeat)
     day_result = pgm.solve(p_kw=p_kw, q_kvar=q_kvar)
     single_s = per_state_s(pgm, p_kw, q_kvar)
+    zbus = create_powerflow(feeder, engine=Engine.ZBUS)
+    zbus_single_s = per_state_s(zbus, p_kw, q_kvar)
 
     pp_s, pp_result, sample = pandapower_sample(feeder, p_kw, q_kvar, n_states=args.pandapower_states)
     dv = np.abs(pp_result.vm_pu - day_result.vm_pu[sample]).max()
@@ -85,18 +155,19 @@ def main() -> None:
 
     pgm_engine = pgm if isinstance(pgm, PgmPowerFlow) else None
     options = f"{pgm_engine.calculation_method.name}, threading {pgm_engine.threading}" if pgm_engine else ""
-    print(f"IEEE European LV feeder: {len(feeder.buses)} buses, {len(feeder.lines)} lines, "
-          f"{len(feeder.customers)} customers; {n} one-minute states; PGM {options}")
+    print(f"\nIEEE European LV feeder: {len(feeder.buses)} buses, {len(feeder.lines)} lines, "
+          f"{len(feeder.customers)} customers; {n} one-minute states; PGM {options}; wall time")
     print(f"{'what':52s} {'wall s':>8s} {'states/s':>9s} {'ms/state':>9s}")
     for label, seconds in (
         (f"power-grid-model, one batch of {n}", batch_s),
         (f"power-grid-model, {n} calls with k = 1", single_s),
+        (f"zbus, {n} calls with k = 1", zbus_single_s),
         (f"pandapower runpp_3ph, {len(sample)} states scaled to {n}", pp_s),
     ):
         print(f"{label:52s} {seconds:8.3f} {n / seconds:9.0f} {seconds / n * 1e3:9.3f}")
     print(f"ratio PGM k=1 loop / PGM batch:   {single_s / batch_s:7.1f}")
+    print(f"ratio PGM k=1 loop / zbus k=1:    {single_s / zbus_single_s:7.1f}")
     print(f"ratio pandapower / PGM batch:     {pp_s / batch_s:7.0f}")
-    print(f"ratio pandapower / PGM k=1 loop:  {pp_s / single_s:7.0f}")
     print(f"pandapower vs PGM on the sample: max |Δvm| {dv:.1e} p.u., max |Δloading| {di:.1e}")
 
     if args.compare_methods:

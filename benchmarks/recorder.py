@@ -124,7 +124,10 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000, help="points for the raw POST measurement")
     parser.add_argument("--controlled", action="store_true", help="also the default controlled replay (slow)")
     parser.add_argument("--detail", choices=[d.value for d in Detail], default=Detail.OPERATOR.value)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one round, 2,000 points")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.points = 1, 2000
     logging.basicConfig(level=logging.WARNING)
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,10 @@ def main() -> None:
     parser.add_argument("--check-days", default=PAPER_DAYS)
     parser.add_argument("--engine", type=Engine, default=Engine.PGM)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-rephase"))
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s planner limit, one check day")
     args = parser.parse_args()
+    if args.quick:
+        args.time_limit, args.check_days = 5.0, "1"
     feeder = liege.load_feeder()
     data = liege.load_year(feeder)
     t0 = time.perf_counter()

@@ -1,14 +1,17 @@
-"""The default one-day replay against the two engines on the same 1440 load states, all in one run.
+"""The network-only one-day replay against OpenDSS's daily solve and the engines on the same load states, in one
+run.
 
-    .venv/bin/python benchmarks/replay_day.py [--rounds R] [--pandapower-states N]
+    .venv/bin/python benchmarks/replay_day.py [--rounds R] [--pandapower-states N] [--engine zbus] [--quick]
 
-Replay and PGM batch are timed alternately for R rounds (the machine is noisy; alternating exposes both to the
-same noise) and medians are reported. Prints wall times, steps/s and the ratios:
-- replay (whole `phasetwin replay`: load feeder and data, 1440 ticks through bus, power flow, recorder, write
-  the run folder) and its tick loop alone;
-- power-grid-model's own batch solve of the 1440 states (calculate_power_flow only, same model and options);
-- pandapower runpp_3ph state by state (all 1440, or a sample of N extrapolated to 1440).
-Acceptance (issue 2): replay ≤ 2 × power-grid-model batch.
+Replay (network only: no devices, no controller, no baseline; the default engine) and OpenDSS's daily solve of
+the same circuit (``mode=daily number=1440``, OpenDSSDirect.py) are timed alternately for R rounds in CPU time
+(the machine is noisy; alternating exposes both to the same noise), medians reported. Prints CPU s, steps/s and
+the ratios:
+- replay (whole ``phasetwin replay``: load feeder and data, 1440 ticks through bus, power flow, recorder, write
+  the run folder; its ``wall_s``) and its tick loop alone;
+- OpenDSS's daily solve; power-grid-model's own batch (calculate_power_flow only); the engine's solve;
+- pandapower runpp_3ph on a sample of N states, extrapolated to 1440 (0: left out).
+Acceptance (issue 31): replay wall_s <= 1.0 x OpenDSS's daily solve. ``--quick``: one round of an hour.
 """
 
 from __future__ import annotations
@@ -16,76 +19,86 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from ieee_day import ieee_day_states, pandapower_sample
+from ieee_day import ieee_day_states, load_average, pandapower_sample
+from opendss_day import daily_solve_cpu_s, write_circuit
 
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from twin.powerflow import Engine, create_powerflow
+from twin.powerflow.pgm import ERROR_TOLERANCE_PU, MAX_ITERATIONS, OUTPUT_REQUEST, PgmPowerFlow
+
+DAY = datetime(2024, 1, 15, tzinfo=UTC)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5, help="alternating replay / PGM batch timings")
-    parser.add_argument("--pandapower-states", type=int, default=1440, help="states for runpp_3ph (sample)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating replay / OpenDSS timings")
+    parser.add_argument("--pandapower-states", type=int, default=20, help="states for runpp_3ph (sample; 0: none)")
+    parser.add_argument("--engine", type=Engine, default=Engine.ZBUS, help="the replay's power-flow engine")
+    parser.add_argument("--quick", action="store_true", help="one round of the first hour, no pandapower")
     args = parser.parse_args()
+    rounds, pp_states = (1, 0) if args.quick else (args.rounds, args.pandapower_states)
+    steps = 60 if args.quick else 1440
+    print(f"load average: {load_average()}")
 
     feeder, p_kw, q_kvar = ieee_day_states()
+    p_kw, q_kvar = p_kw[:steps], q_kvar[:steps]
     n = p_kw.shape[0]
-
-    pgm = create_powerflow(feeder, engine=Engine.PGM)
-    pgm.solve(p_kw=p_kw[:2], q_kvar=q_kvar[:2])
-    replay_s, loop_s, raw_s, engine_s = [], [], [], []
+    pgm = PgmPowerFlow(feeder)
+    engine = create_powerflow(feeder, engine=args.engine)
+    engine.solve(p_kw=p_kw[:2], q_kvar=q_kvar[:2])
+    scenario = {"start_utc": DAY, "end_utc": DAY + timedelta(minutes=steps), "engine": args.engine}
+    replay_cpu, replay_wall, loop_s, dss_s, raw_s, engine_s = [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        replay(Scenario(out=Path(tmp) / "warm"))  # imports and first-use costs out of the way
-        for _ in range(args.rounds):
-            t = time.perf_counter()
-            result = replay(Scenario(out=Path(tmp) / "run"))
-            replay_s.append(time.perf_counter() - t)
+        master = write_circuit(Path(tmp) / "dss")
+        replay(Scenario(out=Path(tmp) / "warm", **scenario))  # imports and first-use costs out of the way
+        for _ in range(rounds):
+            t = time.process_time()
+            result = replay(Scenario(out=Path(tmp) / "run", **scenario))
+            replay_cpu.append(time.process_time() - t)
+            replay_wall.append(result.summary.wall_s)
             loop_s.append(result.summary.ticks / result.summary.ticks_per_s)
+            dss_s.append(daily_solve_cpu_s(master, steps=steps))
             raw_s.append(pgm_raw_batch_s(pgm, p_kw, q_kvar))
-            t = time.perf_counter()
-            engine_result = pgm.solve(p_kw=p_kw, q_kvar=q_kvar)
-            engine_s.append(time.perf_counter() - t)
-    replay_med, loop_med, raw, pgm_engine_s = (float(np.median(x)) for x in (replay_s, loop_s, raw_s, engine_s))
-    ratios = np.array(replay_s) / np.array(raw_s)
-
-    pp_s, pp_result, sample = pandapower_sample(feeder, p_kw, q_kvar, n_states=args.pandapower_states)
-    dv = np.abs(pp_result.vm_pu - engine_result.vm_pu[sample]).max()
-
-    print(f"IEEE European LV feeder, {n} one-minute load states, {args.rounds} alternating rounds, medians")
-    print(f"{'what':48s} {'wall s':>9s} {'states/s':>10s}")
+            t = time.process_time()
+            engine.solve(p_kw=p_kw, q_kvar=q_kvar)
+            engine_s.append(time.process_time() - t)
+    med = {name: float(np.median(x)) for name, x in (("replay", replay_cpu), ("wall", replay_wall), ("loop", loop_s),
+                                                   ("dss", dss_s), ("raw", raw_s), ("engine", engine_s))}
+    print(f"IEEE European LV feeder, {n} one-minute load states, network only, engine {args.engine}, "
+          f"{rounds} alternating round(s), medians")
+    print(f"{'what':52s} {'s':>9s} {'states/s':>10s} {'/ OpenDSS':>10s}")
     rows = [
-        ("phasetwin replay (load, 1440 ticks, write)", replay_med),
-        ("  of which the tick loop", loop_med),
-        ("power-grid-model batch (calculate_power_flow)", raw),
-        ("power-grid-model engine solve (batch + results)", pgm_engine_s),
-        (f"pandapower runpp_3ph ({len(sample)} states, scaled)", pp_s),
+        ("phasetwin replay, CPU (load, ticks, write)", med["replay"]),
+        ("phasetwin replay, summary wall_s", med["wall"]),
+        ("  of which the tick loop (wall)", med["loop"]),
+        ("OpenDSS daily solve, CPU", med["dss"]),
+        ("power-grid-model batch (calculate_power_flow), wall", med["raw"]),
+        (f"{args.engine} engine solve (batch + results), CPU", med["engine"]),
     ]
+    if pp_states:
+        pp_s, _, sample = pandapower_sample(feeder, p_kw, q_kvar, n_states=pp_states)
+        rows.append((f"pandapower runpp_3ph ({len(sample)} states, scaled), wall", pp_s))
     for label, seconds in rows:
-        print(f"{label:48s} {seconds:9.3f} {n / seconds:10.0f}")
-    print(f"ratio replay / PGM batch, per round:  {' '.join(f'{r:.2f}' for r in ratios)}")
-    print(f"ratio replay / PGM batch (medians):   {replay_med / raw:6.2f}  (target <= 2)")
-    print(f"ratio replay tick loop / PGM batch:   {loop_med / raw:6.2f}")
-    print(f"ratio pandapower / replay:            {pp_s / replay_med:6.1f}")
-    print(f"max |Δvm| pandapower vs PGM on the sampled states: {dv:.2e} p.u.")
+        print(f"{label:52s} {seconds:9.3f} {n / seconds:10.0f} {seconds / med['dss']:10.2f}")
+    print(f"ratio replay wall_s / OpenDSS daily, per round: "
+          f"{' '.join(f'{w / d:.2f}' for w, d in zip(replay_wall, dss_s, strict=True))}  (target <= 1.0)")
 
 
-def pgm_raw_batch_s(pgm: object, p_kw: np.ndarray, q_kvar: np.ndarray) -> float:
+def pgm_raw_batch_s(pgm: PgmPowerFlow, p_kw: np.ndarray, q_kvar: np.ndarray) -> float:
     """Time PGM's own calculate_power_flow on the batch, with the engine's model and options."""
     from power_grid_model import ComponentType
 
-    from twin import pf_pgm
-
-    assert isinstance(pgm, pf_pgm.PgmPowerFlow)
     update = {ComponentType.asym_load: {"p_specified": p_kw * 1e3, "q_specified": q_kvar * 1e3}}
     t = time.perf_counter()
     pgm.model.calculate_power_flow(
-        symmetric=False, error_tolerance=pf_pgm.ERROR_TOLERANCE_PU, max_iterations=pf_pgm.MAX_ITERATIONS,
+        symmetric=False, error_tolerance=ERROR_TOLERANCE_PU, max_iterations=MAX_ITERATIONS,
         calculation_method=pgm.calculation_method, update_data=update, threading=pgm.threading,
-        output_component_types=pf_pgm.OUTPUT_REQUEST,
+        output_component_types=OUTPUT_REQUEST,
     )
     return time.perf_counter() - t
 

@@ -64,7 +64,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", default="1,7,28", help="comma-separated run lengths in days; the first is the base")
     parser.add_argument("--flush-ticks", type=int, default=None, help="passed to phasetwin replay")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one day only")
     args = parser.parse_args()
+    if args.quick:
+        args.days = "1"
     lengths = [int(d) for d in args.days.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

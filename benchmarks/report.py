@@ -14,6 +14,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from controllers.online.settings import ControllerSettings, Strategy
@@ -22,15 +23,21 @@ from phasetwin.report.html import write_report
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 
+QUICK_DAY = datetime(2024, 1, 15, tzinfo=UTC)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one round of two-hour replays")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 1
+    period = {"start_utc": QUICK_DAY, "end_utc": QUICK_DAY + timedelta(hours=2)} if args.quick else {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "latest"
         scenario = Scenario(fleet=FleetSpec(psd=10, pess=2), controller=ControllerSettings(
-            strategy=Strategy.ROLLING_MILP), out=out)
+            strategy=Strategy.ROLLING_MILP), out=out, **period)
         t0 = time.perf_counter()
         replay(scenario)
         t1 = time.perf_counter()

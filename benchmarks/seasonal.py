@@ -22,7 +22,10 @@ def main() -> None:
     parser.add_argument("--swarm", type=int, default=100)
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("runs/seasonal"))
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s limits, a swarm of 4 for 2 iterations")
     args = parser.parse_args()
+    if args.quick:
+        args.time_limit, args.swarm, args.iterations = 5.0, 4, 2
     start = time.perf_counter()
     net = cigre_mv_seasonal()
     tops = radial_topologies(net)

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from phasetwin.study.execute import StudyProgress, dask_client, peak_rss_mb, run_in_process, run_on_cluster
-from phasetwin.study.grid import task_grid
-from phasetwin.study.spec import FeederChoice, FleetChoice, PeriodChoice, StrategyChoice, StudySpec
+from phasetwin.studies.execute import StudyProgress, dask_client, peak_rss_mb, run_in_process, run_on_cluster
+from phasetwin.studies.grid import task_grid
+from phasetwin.studies.spec import FeederChoice, FleetChoice, PeriodChoice, StrategyChoice, StudySpec
 
 
 def _spec(*, hours: int, strategy: str) -> StudySpec:
@@ -45,7 +45,7 @@ def _spec(*, hours: int, strategy: str) -> StudySpec:
 
 
 def _warm_up() -> None:
-    importlib.import_module("phasetwin.study.task")
+    importlib.import_module("phasetwin.studies.task")
     importlib.import_module("twin.powerflow.pgm")
 
 
@@ -75,7 +75,10 @@ def main() -> None:
     parser.add_argument("--hours", type=int, default=6, help="length of each of the four periods")
     parser.add_argument("--strategy", default="greedy", help="the second strategy (none gives 4 tasks only)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each kind, interleaved; the fastest counts")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one worker, 1-h periods")
     args = parser.parse_args()
+    if args.quick:
+        args.workers, args.hours, args.repeat = 1, 1, 1
     spec = _spec(hours=args.hours, strategy=args.strategy)
     trials: dict[str, list[Trial]] = {"serial": [], "threaded": [], "study": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from devices.commands import Outcome
 from devices.device import BatteryTick, Device, TickReport, to_s
 from devices.limits import LeaseConfig, PessParams, SwitchLimits
-from devices.switch import DAY_S, SwitchCore, utc_day
+from devices.switch_mechanism import DAY_S, SwitchCore, utc_day
 from streams.messages import AckStatus, DeviceAction, DeviceCommand, DeviceKind, RejectReason
 from twin.phase import Phase
 

@@ -4,7 +4,7 @@ load between phases A, B and C, break-before-make, 60 ms by default."""
 from __future__ import annotations
 
 from devices.limits import LeaseConfig, SwitchLimits, psd_limits
-from devices.switching import SwitchDevice
+from devices.switch_device import SwitchDevice
 from streams.messages import DeviceAction, DeviceKind
 from twin.phase import Phase
 

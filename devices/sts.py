@@ -5,7 +5,7 @@ costing δ_STS (eq. 2). An STS in front of a single-phase PESS is part of the PE
 from __future__ import annotations
 
 from devices.limits import LeaseConfig, SwitchLimits, sts_limits
-from devices.switching import SwitchDevice
+from devices.switch_device import SwitchDevice
 from streams.messages import DeviceAction, DeviceKind
 from twin.phase import Phase
 

@@ -8,7 +8,7 @@ Sign convention (stated once, used everywhere): customer power is load-positive,
 p_kw < 0 (PV surplus) injects into it.
 
 Switchable lines: a line with a switch (``Line.switch``) may be opened or closed during a replay (a topology
-schedule, ``twin.switching``); normally open lines (tie switches) are open unless the schedule closes them. The
+schedule, ``twin.line_switching``); normally open lines (tie switches) are open unless the schedule closes them. The
 lines in their normal state must form a radial network, and so must every topology a schedule applies.
 
 Phase connection of a customer is an ordered string such as ``A`` or ``CAB``: terminal j of the customer (the

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -14,18 +14,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controllers.online.settings import ControllerSettings, ForecastKind, Strategy, default_solver
-from devices.fleet import FleetSpec, PessAccess, read_device_list
-from devices.limits import LeaseConfig
+import phasetwin.api
+from controllers.online.settings import ForecastKind, Strategy
+from devices.fleet import PessAccess, read_device_list
 from phasetwin.cli.identify import register as _register_identify
 from phasetwin.plan.commands import register as _register_siting
 from phasetwin.plan.rephase.command import register as _register_rephase
 from phasetwin.report.tables import print_table
 from phasetwin.run.compare import StrategyFigures
-from phasetwin.run.scenario import Scenario, TimeBase, default_control_period_s
+from phasetwin.run.options import ScenarioOptions, parse_time
+from phasetwin.run.scenario import Scenario, TimeBase
 from phasetwin.run.scenario_file import ReplayOptions as ScenarioFileOptions
 from phasetwin.run.summary import RunSummary
-from phasetwin.study.command import register as _register_study
+from phasetwin.studies.command import register as _register_study
 from streams.bus import Bus
 from streams.errors import validation_problems
 from streams.influx.settings import InfluxSettings
@@ -54,13 +55,10 @@ def _validation_text(err: ValidationError) -> str:
 
 def _parse_time(text: str | None, option: str) -> datetime | None:
     """ISO date or date-time; a naive value is taken as UTC, an offset is converted to UTC."""
-    if text is None:
-        return None
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError as err:
-        raise _fail(f"{option} {text!r} is not an ISO date or date-time (e.g. 2024-01-15 or 2024-01-15T06:00)") from err
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return parse_time(text, option)
+    except TwinError as err:
+        raise _fail(str(err)) from err
 
 
 @app.command()
@@ -116,7 +114,9 @@ def _following_the_data(scenario: Scenario, *, tick_given: bool, end_given: bool
 
     import pandas as pd
 
-    from phasetwin.run.replay import load_inputs
+    from devices.limits import LeaseConfig
+    from phasetwin.run.inputs import load_inputs
+    from phasetwin.run.scenario import default_control_period_s
 
     try:
         _, table = load_inputs(scenario)
@@ -145,17 +145,6 @@ def _following_the_data(scenario: Scenario, *, tick_given: bool, end_given: bool
         raise _fail(_validation_text(err)) from err
     console.print(f"following the data: {'; '.join(notes)}", highlight=False)
     return followed
-
-
-def _site(text: str | None) -> tuple[float, float] | None:
-    """``--site LAT,LON`` → (lat, lon); exit 2 naming the expected form."""
-    if text is None:
-        return None
-    try:
-        lat, lon = (float(part) for part in text.split(","))
-    except ValueError:
-        raise _fail(f"--site {text!r}: expected LAT,LON in degrees, e.g. --site 50.63,5.57") from None
-    return lat, lon
 
 
 def pv_site_text(scenario: Scenario) -> str | None:
@@ -213,7 +202,8 @@ TimeFormatOpt = Annotated[str | None, typer.Option(
 StartOpt = Annotated[str | None, typer.Option(help="period start, ISO, UTC if no offset; default: data start")]
 EndOpt = Annotated[str | None, typer.Option(help="period end (exclusive); default: one day after start")]
 TickOpt = Annotated[int, typer.Option(help="tick length in seconds")]
-EngineOpt = Annotated[Engine, typer.Option(help="power-flow engine")]
+EngineOpt = Annotated[Engine, typer.Option(help="power-flow engine (zbus: power-grid-model where the feeder is "
+                                                 "not radial from one transformer)")]
 PsdOpt = Annotated[int, typer.Option(help="PSDs on the N single-phase customers farthest from the transformer")]
 StsOpt = Annotated[int, typer.Option(help="STSs on the next N farthest single-phase customers")]
 PessOpt = Annotated[int, typer.Option(help="PV + battery systems (PESS) on the next N farthest customers")]
@@ -312,38 +302,11 @@ def _open_bus(url: str | None, name: str) -> Bus | None:
     return MqttBus(MqttSettings.from_url(url), name=name)
 
 
-def _scenario(
-    *, feeder: str, data: Path | None, unit: PowerUnit, naive_utc: bool, start: str | None, end: str | None,
-    tick: int, engine: Engine, psd: int, sts: int, pess: int, pess_access: PessAccess, devices: Path | None,
-    controller: Strategy, forecast: ForecastKind, time_limit: float, out: Path, speed: float = 0.0,
-    per_meter_topics: bool = False, schedule: Path | None = None, fill_gaps: int = 4, unit_check: bool = True,
-    unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
-    command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
-    assume: list[str] | None = None, timezone: str | None = None, time_format: str | None = None,
-    site: str | None = None, pv_profile: Path | None = None,
-) -> Scenario:
-    """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
+def _scenario(**options: Any) -> Scenario:
+    """The scenario the options (``ScenarioOptions``' fields) describe; a bad value exits with status 2 and a
+    message naming it."""
     try:
-        period = control_period if control_period is not None else default_control_period_s(max(tick, 1))
-        explicit = read_device_list(devices) if devices is not None else ()
-        fleet = FleetSpec(psd=psd, sts=sts, pess=pess, pess_access=pess_access, explicit=explicit,
-                          lease=LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period)))
-        control = ControllerSettings(strategy=controller, forecast=forecast, period_s=period,
-                                     command_lifetime_s=command_lifetime,
-                                     solver=default_solver(time_limit_s=time_limit))
-        from twin.loaders.assumptions import NetworkAssumptions, assumptions_from_options
-
-        assumptions = NetworkAssumptions.model_validate(assumptions_from_options(assume or []))
-        return Scenario(
-            feeder=feeder, assumptions=assumptions, data_timezone=timezone, data_time_format=time_format,
-            pv_site=_site(site), pv_profile=pv_profile,
-            data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
-            end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
-            per_meter_topics=per_meter_topics, fleet=fleet, schedule=schedule, controller=control,
-            data_fill_steps=fill_gaps, data_unit_check=unit_check, unmetered=unmetered,  # type: ignore[arg-type]
-            unknown_meters=unknown_meters,
-            on_divergence=on_divergence,
-        )
+        return ScenarioOptions(**options).scenario()
     except TwinError as err:
         raise _fail(str(err)) from err
     except ValidationError as err:
@@ -360,6 +323,32 @@ def _progress_bar(label: str) -> tuple[Progress, Callable[[int, int], None]]:
             bar.update(task, completed=done, total=total)
 
     return bar, progress
+
+
+class _LabelledBars:
+    """One progress bar per run of a command (``replay``, ``no control``), each started when its run starts."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tuple[Progress, Callable[[int, int], None]]] = {}
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        self.progress_of(label)(done, total)
+
+    def progress_of(self, label: str) -> Callable[[int, int], None]:
+        if label not in self._bars:
+            for bar, _ in self._bars.values():
+                bar.stop()
+            bar, update = _progress_bar(label)
+            bar.start()
+            self._bars[label] = (bar, update)
+        return self._bars[label][1]
+
+    def __enter__(self) -> _LabelledBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar, _ in self._bars.values():
+            bar.stop()
 
 
 @app.command()
@@ -384,7 +373,7 @@ def replay(
     start: StartOpt = None,
     end: EndOpt = None,
     tick: TickOpt = 60,
-    engine: EngineOpt = Engine.PGM,
+    engine: EngineOpt = Engine.ZBUS,
     speed: Annotated[float, typer.Option(help="simulated seconds per wall second; 0 = as fast as possible")] = 0.0,
     per_meter_topics: PerMeterTopicsOpt = False,
     out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/latest"),
@@ -427,7 +416,6 @@ def replay(
 ) -> None:
     """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
     from phasetwin.run.compare import figures
-    from phasetwin.run.replay import replay as run_replay
 
     if config is not None:
         scenario, options = _from_config(config, ctx)
@@ -446,8 +434,8 @@ def replay(
     if config is None:
         scenario = _scenario(
             feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
-        pv_profile=pv_profile,
-        data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+            pv_profile=pv_profile, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps,
+            unit_check=unit_check,
             unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
             forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
@@ -477,27 +465,22 @@ def replay(
     database = _influx(influx)
     try:
         seasonal = None
-        bar, progress = _progress_bar("replay")
-        with bar, _StopOnSigterm() as stop:
+        bars = _LabelledBars()
+        with bars, _StopOnSigterm() as stop:
             if seasonal_plan is not None and baseline and bus is None and database is None:
                 from phasetwin.plan.seasonal.compare import compare_seasonal
+                from phasetwin.run.reference import record
 
-                seasonal = compare_seasonal(scenario, progress=progress, stop_requested=stop)
-                result = seasonal.after
+                seasonal = compare_seasonal(scenario, progress=bars.progress_of("replay"), stop_requested=stop)
+                result, reference = seasonal.after, None
+                record(scenario, result.summary, baseline=baseline)
             else:
-                result = run_replay(scenario, progress=progress, bus=_open_bus(bus, "replay"), stop_requested=stop,
-                                    influx=database)
-        reference = None
-        if baseline and scenario.controller.strategy is not Strategy.NONE and not scenario.fleet.empty \
-                and speed == 0 and not result.summary.stopped_early:
-            bar, progress = _progress_bar("no control")
-            with bar:
-                reference_scenario = scenario.model_copy(update={
-                    "controller": scenario.controller.model_copy(update={"strategy": Strategy.NONE}),
-                    "out": out / "no-control", "schedule": None})
-                reference = run_replay(reference_scenario, progress=progress)
-                _record(reference_scenario, reference.summary, baseline=False)
-        _record(scenario, result.summary, baseline=baseline)
+                run = phasetwin.api.replay_scenario(scenario, baseline=baseline, progress=bars.progress,
+                                                    bus=_open_bus(bus, "replay"), influx=database,
+                                                    stop_requested=stop)
+                assert run.result is not None
+                result = run.result
+                reference = run.baseline.result if run.baseline is not None else None
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     _print_summary(result.summary)
@@ -598,15 +581,6 @@ def _from_config(path: Path, ctx: typer.Context) -> tuple[Scenario, ScenarioFile
         raise _fail(str(err)) from err
 
 
-def _record(scenario: Scenario, summary: RunSummary, *, baseline: bool) -> None:
-    """The resolved scenario into the run folder (bus and database URLs are not recorded: they may hold
-    credentials, and a replay gives the same tables in process)."""
-    from phasetwin.run.scenario_file import ReplayOptions, record_scenario
-
-    record_scenario(scenario, start_utc=summary.start_utc, end_utc=summary.end_utc,
-                    replay=ReplayOptions(baseline=baseline))
-
-
 @app.command()
 def run(
     bus: Annotated[str, typer.Option("--bus", envvar="PHASETWIN_BUS_URL",
@@ -634,7 +608,7 @@ def run(
     start: StartOpt = None,
     end: EndOpt = None,
     tick: TickOpt = 60,
-    engine: EngineOpt = Engine.PGM,
+    engine: EngineOpt = Engine.ZBUS,
     per_meter_topics: PerMeterTopicsOpt = False,
     out: Annotated[Path, typer.Option(help="run folder to write (overwritten)")] = Path("runs/hil"),
     psd: PsdOpt = 10,
@@ -773,7 +747,7 @@ def export_influx(
     """Write a finished run folder to InfluxDB with the live recorder's schema and keys (idempotent)."""
     import json
 
-    from phasetwin.run.replay import customer_bus_index
+    from phasetwin.run.inputs import customer_bus_index
     from streams.influx.export import export_run
     from twin.feeders import open_feeder
 
@@ -833,7 +807,7 @@ def compare(
     start: StartOpt = None,
     end: EndOpt = None,
     tick: TickOpt = 60,
-    engine: EngineOpt = Engine.PGM,
+    engine: EngineOpt = Engine.ZBUS,
     psd: PsdOpt = 10,
     sts: StsOpt = 0,
     pess: PessOpt = 2,
@@ -848,8 +822,6 @@ def compare(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run several controllers on the same day and print their figures side by side."""
-    from phasetwin.run.compare import compare as run_compare
-
     _logging(verbose)
     try:
         strategies = [Strategy(name.strip()) for name in controllers.split(",") if name.strip()]
@@ -869,7 +841,8 @@ def compare(
     try:
         bar, progress = _progress_bar("compare")
         with bar:
-            rows = run_compare(scenario, strategies, out=out, progress=progress)
+            done = phasetwin.api.compare_scenario(scenario, strategies, progress=progress)
+        rows = [(done.figures[name], run.result) for name, run in done.runs.items() if run.result is not None]
     except (TwinError, StreamError) as err:
         raise _fail(str(err)) from err
     table = Table(title=f"{rows[0][1].summary.feeder} · {rows[0][1].summary.start_utc} .. "
@@ -906,7 +879,7 @@ def compare(
         _print_report(r.folder, baseline=None if r.folder == reference else reference, reference_report=False)
     console.print(f"run folders: {out}/<controller>/")
     from phasetwin.run.compare import compare_scenario
-    from phasetwin.study.command import record_compare
+    from phasetwin.studies.command import record_compare
 
     record_compare(out, [(compare_scenario(scenario, Strategy(fig.strategy), out=out), result)
                          for fig, result in rows])

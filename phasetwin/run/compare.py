@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from controllers.online.settings import Strategy
-from phasetwin.run.replay import Progress, RunResult, replay
+from phasetwin.run.replay import replay
+from phasetwin.run.result import Progress, RunResult
 from phasetwin.run.scenario import Scenario
 
 

@@ -62,7 +62,8 @@ class TrueReadings:
 def true_readings(scenario: Scenario) -> TrueReadings:
     """Replay ``scenario`` (network-only unless it says otherwise) into its run folder and read back what every
     meter would see. Raises TwinError/StreamError on bad inputs."""
-    from phasetwin.run.replay import load_inputs, replay
+    from phasetwin.run.inputs import load_inputs
+    from phasetwin.run.replay import replay
 
     replay(scenario)
     feeder, table = load_inputs(scenario)

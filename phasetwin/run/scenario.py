@@ -73,7 +73,8 @@ class Scenario(BaseModel):
     start_utc: AwareDatetime | None = None
     end_utc: AwareDatetime | None = None
     tick_s: int = Field(default=60, gt=0, le=3600)
-    engine: Engine = Engine.PGM
+    engine: Engine = Field(default=Engine.ZBUS, description="power-flow engine; zbus falls back to power-grid-model "
+                           "on a feeder it cannot model (the summary says why)")
     on_divergence: DivergencePolicy = Field(
         default=DivergencePolicy.SKIP, description="a tick no power-flow engine solves: abort the run, or record it "
         "as missing and go on (the run then exits with status 3)",

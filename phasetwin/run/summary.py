@@ -36,6 +36,8 @@ class RunSummary(BaseModel):
     energy_kwh: PhaseFigures
     peak_load_kw: PhaseFigures
     max_p_unb_kw: list[float]
+    p_unb_kwh: float = Field(default=float("nan"), description="P_unb (paper 000 eq. 7) summed over the LV feeders "
+                             "and integrated over the run, kWh")
     mean_p_unb_kw: list[float]
     vm_min_pu: PhaseFigures
     vm_max_pu: PhaseFigures
@@ -92,6 +94,7 @@ def physics(totals: SeriesTotals, *, tick_s: int) -> dict[str, object]:
         "energy_kwh": PhaseFigures.of(totals.p_trafo_kwh_h * hours),
         "peak_load_kw": PhaseFigures.of(finite_or_nan(totals.p_trafo_max_kw)),
         "max_p_unb_kw": finite_or_nan(totals.p_unb_max_kw).tolist(),
+        "p_unb_kwh": float(np.nansum(totals.p_unb_sum_kw) * hours),
         "mean_p_unb_kw": mean_p_unb.tolist(),
         "vm_min_pu": PhaseFigures.of(finite_or_nan(totals.vm_min_pu)),
         "vm_max_pu": PhaseFigures.of(finite_or_nan(totals.vm_max_pu)),

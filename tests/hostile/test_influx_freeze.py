@@ -21,7 +21,8 @@ from support.influx_readback import by_measurement, influxdb_points
 from support.servers import InfluxDBServer
 
 from devices.fleet import FleetSpec
-from phasetwin.run.replay import customer_bus_index, replay
+from phasetwin.run.inputs import customer_bus_index
+from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from streams.influx.settings import influx_settings_from_url
 from twin.feeders import open_feeder

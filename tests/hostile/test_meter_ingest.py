@@ -154,7 +154,7 @@ def test_bad_meter_readings_are_quarantined_and_the_twin_runs_to_the_end(mosquit
 
 
 def test_the_default_envelope_follows_the_voltage_level() -> None:
-    from phasetwin.run.replay import HOUSEHOLD_LIMIT_KVA, default_meter_limit_kva
+    from phasetwin.run.inputs import HOUSEHOLD_LIMIT_KVA, default_meter_limit_kva
     from twin.feeders import open_feeder
 
     lv = open_feeder("ieee-european-lv").load_feeder()

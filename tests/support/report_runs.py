@@ -9,7 +9,8 @@ import pytest
 from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
 from phasetwin.report.html import Report, write_report
-from phasetwin.run.replay import RunResult, replay
+from phasetwin.run.replay import replay
+from phasetwin.run.result import RunResult
 from phasetwin.run.scenario import Scenario
 
 START, END = datetime(2024, 1, 15, 6, tzinfo=UTC), datetime(2024, 1, 15, 10, tzinfo=UTC)

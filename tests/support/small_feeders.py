@@ -47,3 +47,17 @@ def ring_feeder() -> Feeder:
                       r0x0_ratio=0.1),
         customers=(Customer(id="C2", bus="LV2", phases="A"), Customer(id="C3", bus="LV3", phases="BC")),
     )
+
+
+def one_bus_feeder(name: str, customers: tuple[tuple[str, str, float], ...]) -> Feeder:
+    """mv =trafo= lv --50 m-- b1, with the customers (id, phases, power factor) all at b1."""
+    return Feeder(
+        name=name,
+        buses=(Bus(id="mv", vn_kv=10.0), Bus(id="lv", vn_kv=0.4), Bus(id="b1", vn_kv=0.4)),
+        lines=(Line(id="l1", from_bus="lv", to_bus="b1", length_km=0.05, r1_ohm_per_km=0.2, x1_ohm_per_km=0.08,
+                    r0_ohm_per_km=0.8, x0_ohm_per_km=0.3, max_i_ka=0.2),),
+        transformer=Transformer(id="t", hv_bus="mv", lv_bus="lv", sn_kva=250.0, vn_hv_kv=10.0, vn_lv_kv=0.4,
+                                vk_percent=4.0, vkr_percent=1.0),
+        source=Source(bus="mv", vn_kv=10.0, s_sc_mva=100.0),
+        customers=tuple(Customer(id=c, bus="b1", phases=ph, power_factor=pf) for c, ph, pf in customers),
+    )

@@ -11,7 +11,7 @@ from streams.messages import GridState, Message
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
 from twin.errors import PowerFlowError
-from twin.grid import GridRole
+from twin.grid.role import GridRole
 from twin.network import Feeder
 from twin.phase import Phase
 from twin.powerflow import Engine, create_powerflow

@@ -1,5 +1,6 @@
-"""Three-phase unbalanced power flow: the interface (``interface``), the two engines (``pgm``, the fast one;
-``pandapower_3ph``, the reference) and the factory that builds one by name (``factory``).
+"""Three-phase unbalanced power flow: the interface (``interface``), the engines (``zbus``, the default for
+radial feeders with one source; ``pgm``, the general one and the first fallback; ``pandapower_3ph``, the
+reference) and the factory that builds one by name (``factory``).
 
 The engines import ``interface`` only; this package re-exports the public names so that callers write
 ``from twin.powerflow import Engine, create_powerflow``.
@@ -7,7 +8,7 @@ The engines import ``interface`` only; this package re-exports the public names 
 
 from __future__ import annotations
 
-from twin.powerflow.factory import create_powerflow
+from twin.powerflow.factory import build_engine, create_powerflow, engine_summary
 from twin.powerflow.fallback import DivergencePolicy, FallbackPowerFlow, default_rungs
 from twin.powerflow.interface import (
     Engine,
@@ -28,9 +29,11 @@ __all__ = [
     "PowerFlow",
     "PowerFlowNotConverged",
     "PowerFlowResult",
+    "build_engine",
     "check_line_states",
     "check_loads",
     "create_powerflow",
     "default_rungs",
+    "engine_summary",
     "source_impedance_ohm",
 ]

@@ -4,7 +4,8 @@ power-grid-model's default method (iterative current, 30 iterations) fails on a 
 solution exists: on the Liège year, three quarter-hours with voltages of 0.55-0.60 p.u. (2016-12-10 10:00,
 2016-12-19 14:00 and 16:45 UTC) converge with 32 iterations, or with Newton-Raphson, and agree with pandapower
 to 1e-5 p.u. ``FallbackPowerFlow`` solves a batch with the primary engine and retries only the states that did
-not converge, rung by rung:
+not converge, rung by rung (behind the zbus engine, power-grid-model's default method comes first,
+``power_grid_model``):
 
 1. ``more_iterations``: the same engine and method with ``RETRY_MAX_ITERATIONS`` iterations;
 2. ``newton_raphson``: power-grid-model's Newton-Raphson;
@@ -56,8 +57,9 @@ class Rung:
 
 def default_rungs(feeder: Feeder, *, engine: Engine) -> list[Rung]:
     """The ladder behind ``engine``: more iterations, Newton-Raphson, then pandapower for power-grid-model;
-    nothing behind pandapower, which is the reference itself."""
-    if engine is not Engine.PGM:
+    power-grid-model's own method first, then that ladder, for zbus; nothing behind pandapower, which is the
+    reference itself."""
+    if engine not in (Engine.PGM, Engine.ZBUS):
         return []
     from power_grid_model import CalculationMethod
 
@@ -68,7 +70,9 @@ def default_rungs(feeder: Feeder, *, engine: Engine) -> list[Rung]:
 
         return PandapowerPowerFlow(feeder)
 
+    first = [Rung(FallbackKind.POWER_GRID_MODEL, lambda: PgmPowerFlow(feeder))] if engine is Engine.ZBUS else []
     return [
+        *first,
         Rung(FallbackKind.MORE_ITERATIONS,
              lambda: PgmPowerFlow(feeder, calculation_method=DEFAULT_METHOD, max_iterations=RETRY_MAX_ITERATIONS)),
         Rung(FallbackKind.NEWTON_RAPHSON,

@@ -53,11 +53,13 @@ __all__ = [
 class Engine(StrEnum):
     PANDAPOWER = "pandapower"
     PGM = "power-grid-model"
+    ZBUS = "zbus"
 
 
 class FallbackKind(StrEnum):
     """Which fallback solved a state the primary engine could not (``twin.powerflow.fallback``)."""
 
+    POWER_GRID_MODEL = "power_grid_model"
     MORE_ITERATIONS = "more_iterations"
     NEWTON_RAPHSON = "newton_raphson"
     REFERENCE = "reference"
@@ -139,7 +141,7 @@ class PowerFlow(Protocol):
         """Solve k states; ``p_kw``/``q_kvar`` are [k, n_customers, 3], load-positive, per network phase A/B/C,
         customers in ``feeder.customers`` order. ``line_closed`` is [k, n_line] bool, lines in ``feeder.lines``
         order; None means every line in its normal state (normally open lines open). The caller checks that
-        each topology is radial (``twin.switching``).
+        each topology is radial (``twin.line_switching``).
 
         Raises PowerFlowError when the shapes are wrong or values are not finite, and PowerFlowNotConverged
         (with the converged states in ``.partial``) when some states do not converge.

@@ -4,7 +4,7 @@ The plan names lines by their end buses (``Bus 6-Bus 7``) and loads by name; the
 (``twin/loaders/cigre_mv.py``) has the same buses and customers. At every tick the plan's scenario of that hour
 (``scenario_index``: season, weekday/weekend, day 07–19 h UTC/night) gives the open lines, and its season the
 loads' phase connections; a step starts wherever the scenario changes. The twin checks every step itself
-(``twin.switching``): radial, every bus supplied, only switchable lines switched.
+(``twin.line_switching``): radial, every bus supplied, only switchable lines switched.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from twin.clock import TickClock
 from twin.errors import ScenarioError
+from twin.line_switching import SwitchingError, SwitchingSchedule, SwitchingStep
 from twin.loaders.cigre_mv import SCENARIO_NAMES, SEASONS, customer_id, scenario_index
 from twin.network import Feeder
 from twin.phase import Phase, parse_connection
-from twin.switching import SwitchingError, SwitchingSchedule, SwitchingStep
 
 
 class SeasonalPlanFile(BaseModel):

@@ -25,7 +25,9 @@ from rich.table import Table
 from phasetwin.plan.replay.file import ReplayPlan, head_currents_a, read_replay_plan, scenario_fields
 from phasetwin.report.html import write_report
 from phasetwin.report.tables import print_table
-from phasetwin.run.replay import RunResult, load_inputs, replay
+from phasetwin.run.inputs import load_inputs
+from phasetwin.run.replay import replay
+from phasetwin.run.result import RunResult
 from phasetwin.run.scenario import Scenario
 from twin.figures.compare import write_before_after, write_lines
 from twin.metrics import current_unbalance

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phasetwin.run.replay import Progress, RunResult, load_inputs, plan_clock, replay
+from phasetwin.run.inputs import load_inputs, plan_clock
+from phasetwin.run.replay import replay
+from phasetwin.run.result import Progress, RunResult
 from phasetwin.run.scenario import Scenario
 from streams import topics
 from streams.bus import LocalBus

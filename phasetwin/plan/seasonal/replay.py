@@ -5,7 +5,7 @@ The plan names lines by their end buses (``Bus 6-Bus 7``) and loads by name; the
 (``twin/loaders/cigre_mv.py``) has the same buses and customers. At every tick the plan's scenario of that hour
 (``scenario_index``: season, weekday/weekend, day 07–19 h UTC/night) gives the open lines, and its season the
 loads' phase connections; a step starts wherever the scenario changes. The twin checks every step itself
-(``twin.switching``): radial, every bus supplied, only switchable lines switched.
+(``twin.line_switching``): radial, every bus supplied, only switchable lines switched.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from controllers.ltupf import (
     solve_with_cuts,
 )
 from streams.meters.table import MeterTable
-from twin.loaders import ieee_european_lv, liege
+from twin.loaders import liege
 from twin.network import Feeder
 from twin.phase import Phase
 from twin.phasing import PhaseMap
@@ -60,13 +60,8 @@ TAN_PHI = math.tan(math.acos(0.95))
 
 
 @pytest.fixture(scope="module")
-def ieee() -> Feeder:
-    return ieee_european_lv.load_feeder()
-
-
-@pytest.fixture(scope="module")
-def ieee_day(ieee: Feeder) -> MeterTable:
-    return ieee_european_lv.load_day(ieee)
+def ieee(ieee_feeder: Feeder) -> Feeder:
+    return ieee_feeder
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 from support.influx_readback import by_measurement, influxdb_points, victoriametrics_points
 from support.servers import InfluxDBServer, VictoriaMetricsServer
 
-from phasetwin.run.replay import customer_bus_index
+from phasetwin.run.inputs import customer_bus_index
 from twin.feeders import open_feeder
 
 ROOT = Path(__file__).resolve().parents[3]  # tests/phasetwin/<folder>/ → the checkout

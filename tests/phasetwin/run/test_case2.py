@@ -11,7 +11,8 @@ import pytest
 
 from controllers.online.problem import ControlWeights
 from controllers.online.settings import ControllerSettings, Strategy
-from phasetwin.run.replay import RunResult, replay
+from phasetwin.run.replay import replay
+from phasetwin.run.result import RunResult
 from phasetwin.run.scenario import Scenario, named_scenario
 from twin.loaders.ieee_european_lv import load_feeder
 

@@ -11,7 +11,7 @@ from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
 from devices.limits import PessParams, psd_limits, sts_limits
 from phasetwin.run.compare import StrategyFigures, compare
-from phasetwin.run.replay import RunResult
+from phasetwin.run.result import RunResult
 from phasetwin.run.scenario import Scenario
 
 FLEET = FleetSpec(psd=10, pess=2)

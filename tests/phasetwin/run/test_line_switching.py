@@ -11,9 +11,9 @@ from support.small_feeders import ring_feeder
 
 from twin.clock import TickClock
 from twin.errors import FeederError
+from twin.line_switching import SwitchingError, SwitchingSchedule, SwitchingStep
 from twin.network import Feeder, LineSwitch
 from twin.powerflow import Engine, create_powerflow
-from twin.switching import SwitchingError, SwitchingSchedule, SwitchingStep
 
 NORMAL = frozenset({"TIE"})
 VIA_TIE = frozenset({"S1"})  # LV1 and LV2 fed through S2 and the tie

@@ -21,7 +21,7 @@ from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
-from twin.grid import GridRole
+from twin.grid.role import GridRole
 from twin.powerflow.pgm import PgmPowerFlow
 
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support.small_feeders import one_bus_feeder
 
 from streams.meters.coverage import UnknownMeters, Unmetered, UnmeteredRule, cover
 from streams.meters.data import PowerUnit, read_meter_data
 from streams.meters.plausibility import check_unit, median_customer_load_kw
 from streams.meters.table import MeterTable
 from twin.errors import DataError
-from twin.network import Bus, Customer, Feeder, Line, Source, Transformer
+from twin.network import Feeder
 
 T0 = pd.Timestamp("2024-03-01 00:00", tz="UTC")
 
@@ -22,18 +23,7 @@ T0 = pd.Timestamp("2024-03-01 00:00", tz="UTC")
 @pytest.fixture
 def three_customers() -> Feeder:
     """mv =trafo= lv --50 m-- b1, with c3 (CAB, pf 0.8), c1 (A, pf 1) and c2 (B, pf 1) at b1."""
-    return Feeder(
-        name="three",
-        buses=(Bus(id="mv", vn_kv=10.0), Bus(id="lv", vn_kv=0.4), Bus(id="b1", vn_kv=0.4)),
-        lines=(Line(id="l1", from_bus="lv", to_bus="b1", length_km=0.05, r1_ohm_per_km=0.2, x1_ohm_per_km=0.08,
-                    r0_ohm_per_km=0.8, x0_ohm_per_km=0.3, max_i_ka=0.2),),
-        transformer=Transformer(id="t", hv_bus="mv", lv_bus="lv", sn_kva=250.0, vn_hv_kv=10.0, vn_lv_kv=0.4,
-                                vk_percent=4.0, vkr_percent=1.0),
-        source=Source(bus="mv", vn_kv=10.0, s_sc_mva=100.0),
-        customers=(Customer(id="c3", bus="b1", phases="CAB", power_factor=0.8),
-                   Customer(id="c1", bus="b1", phases="A", power_factor=1.0),
-                   Customer(id="c2", bus="b1", phases="B", power_factor=1.0)),
-    )
+    return one_bus_feeder("three", (("c3", "CAB", 0.8), ("c1", "A", 1.0), ("c2", "B", 1.0)))
 
 
 def _table(p_first_terminal: dict[str, list[float]]) -> MeterTable:

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.small_feeders import one_bus_feeder
 
 from streams.meters.data import (
     DuplicateRule,
@@ -34,7 +35,7 @@ from streams.meters.data import (
     require_finite,
 )
 from twin.errors import DataError
-from twin.network import Bus, Customer, Feeder, Line, Source, Transformer
+from twin.network import Customer, Feeder
 
 METER = Path(__file__).resolve().parents[2] / "data" / "meter"
 T0 = pd.Timestamp("2024-03-01 00:00", tz="UTC")
@@ -43,17 +44,7 @@ T0 = pd.Timestamp("2024-03-01 00:00", tz="UTC")
 @pytest.fixture
 def two_customer_feeder() -> Feeder:
     """mv =trafo= lv --50 m-- b1, with c_2 (CAB) and c1 (A) at b1."""
-    return Feeder(
-        name="two-customers",
-        buses=(Bus(id="mv", vn_kv=10.0), Bus(id="lv", vn_kv=0.4), Bus(id="b1", vn_kv=0.4)),
-        lines=(Line(id="l1", from_bus="lv", to_bus="b1", length_km=0.05, r1_ohm_per_km=0.2, x1_ohm_per_km=0.08,
-                    r0_ohm_per_km=0.8, x0_ohm_per_km=0.3, max_i_ka=0.2),),
-        transformer=Transformer(id="t", hv_bus="mv", lv_bus="lv", sn_kva=250.0, vn_hv_kv=10.0, vn_lv_kv=0.4,
-                                vk_percent=4.0, vkr_percent=1.0),
-        source=Source(bus="mv", vn_kv=10.0, s_sc_mva=100.0),
-        customers=(Customer(id="c_2", bus="b1", phases="CAB", power_factor=0.8),
-                   Customer(id="c1", bus="b1", phases="A", power_factor=1.0)),
-    )
+    return one_bus_feeder("two-customers", (("c_2", "CAB", 0.8), ("c1", "A", 1.0)))
 
 
 def _write(path: Path, times: pd.DatetimeIndex, columns: dict[str, list[float]]) -> Path:

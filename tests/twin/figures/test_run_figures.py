@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from phasetwin.cli.main import app
 from phasetwin.report.html import Report
-from phasetwin.run.replay import RunResult
+from phasetwin.run.result import RunResult
 from twin.figures.chart import Panel, Series, write_figure
 from twin.network import Feeder
 

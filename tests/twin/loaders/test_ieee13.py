@@ -20,7 +20,7 @@ from controllers.planning.sts_siting.ieee13 import BUS_NAMES, ieee13_case
 from controllers.planning.sts_siting.operation_milp import reference_operation
 from devices.fleet import DeviceSpec, FleetSpec, choose_devices
 from phasetwin.plan.replay.file import head_currents_a
-from phasetwin.run.replay import _pv_source
+from phasetwin.run.control import pess_pv_source
 from streams.messages import DeviceKind
 from streams.meters.table import MeterTable
 from twin.clock import TickClock
@@ -105,7 +105,7 @@ def test_pv_is_the_planners_bell_at_any_tick() -> None:
     half = ieee13.pv_kw_per_kwp(start + pd.Timedelta(minutes=30), tick_s=3600, n_ticks=23)
     np.testing.assert_allclose(half, (ieee13.PV_SHAPE[:-1] + ieee13.PV_SHAPE[1:]) / 2)
     clock = TickClock(start_utc=start.to_pydatetime(), tick_s=3600, n_ticks=24)
-    source = _pv_source(open_feeder("ieee13"), clock, {"pess-680": 1200.0})
+    source = pess_pv_source(open_feeder("ieee13"), clock, {"pess-680": 1200.0})
     assert source is not None and source("pess-680", 12) == pytest.approx(1200.0 * ieee13.PV_SHAPE[12])
 
 

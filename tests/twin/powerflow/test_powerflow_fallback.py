@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 from power_grid_model import CalculationMethod
 
-from phasetwin.run.replay import load_inputs, plan_clock, replay
+from phasetwin.run.inputs import load_inputs, plan_clock
+from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from streams.bus import LocalBus
 from streams.meters.replay import MeterReplay
@@ -133,11 +134,11 @@ def test_a_state_without_solution_fails_after_every_rung_and_the_others_are_kept
 
 
 @pytest.mark.slow
-def test_the_hard_days_replay_with_the_default_engine_and_count_the_fallbacks(tmp_path: Path) -> None:
+def test_the_hard_days_replay_with_power_grid_model_and_count_the_fallbacks(tmp_path: Path) -> None:
     """Network only, 2016-12-10 to 12-19 with all three hard ticks: each solved by a fallback, counted, and the
     twin's recorded minimum voltage at each is pandapower's."""
     scenario = Scenario(feeder="liege-lv", start_utc=DAY, end_utc=DAY + timedelta(days=10), tick_s=900, out=tmp_path,
-                        on_divergence=DivergencePolicy.ABORT)
+                        on_divergence=DivergencePolicy.ABORT, engine=Engine.PGM)
     result = replay(scenario)
     s = result.summary
     assert s.powerflow["fallbacks"] == {"more_iterations": 3} and s.powerflow["ticks_skipped"] == 0

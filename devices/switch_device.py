@@ -1,0 +1,88 @@
+"""A device that moves a single-phase load between phases: the common part of PSD and STS."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from devices.commands import Outcome
+from devices.device import Device, TickReport, to_s
+from devices.limits import LeaseConfig, SwitchLimits
+from devices.switch_mechanism import SwitchCore
+from streams.messages import AckStatus, DeviceCommand
+from twin.phase import Phase
+
+ZERO_KW = (0.0, 0.0, 0.0)
+
+
+class SwitchDevice(Device):
+    """Carries its host customer's single-phase load; ``phase`` is the phase it is connected to."""
+
+    def __init__(
+        self, *, device_id: str, customer_id: str, phase: Phase, limits: SwitchLimits,
+        lease: LeaseConfig | None = None, v_phase_v: float = 230.0,
+    ) -> None:
+        super().__init__(device_id=device_id, customer_id=customer_id, lease=lease, v_phase_v=v_phase_v)
+        self.switch = SwitchCore(limits=limits, phase=phase)
+        self._pending: list[tuple[int, float]] = []
+
+    def decide(self, command: DeviceCommand, t_s: float, now_utc: datetime) -> Outcome:
+        assert command.phase is not None  # the message validator requires it for switching actions
+        target = Phase[command.phase]
+        refusal = self.switch.refusal(target, t_s=t_s, i_a=self.load_i_a)
+        if refusal is not None:
+            return Outcome.rejected(command.seq, refusal.reason, refusal.detail)
+        if target == self.switch.phase:
+            return Outcome(seq=command.seq, status=AckStatus.APPLIED, detail=f"no-op: already on phase {target.name}",
+                           effective_utc=now_utc)
+        self.switch.operate(target, t_s=t_s)
+        self._pending.append((command.seq, self.switch.transition_end_s))
+        return Outcome(seq=command.seq, status=AckStatus.ACCEPTED, detail=f"switching to phase {target.name}")
+
+    def step(self, start_utc: datetime, tick_s: float, *, pv_available_kw: float = 0.0) -> TickReport:
+        start_s = to_s(start_utc)
+        end_s = start_s + tick_s
+        self.now_s = max(self.now_s, start_s)
+        sw = self.switch
+        self._account_unsupplied(start_s, end_s)
+        applied = []
+        for seq, done_s in [p for p in self._pending if p[1] <= end_s]:
+            outcome = Outcome(seq=seq, status=AckStatus.APPLIED, detail=f"on phase {sw.phase.name}",
+                              effective_utc=start_utc + timedelta(seconds=done_s - start_s))
+            self.gate.update(outcome)
+            applied.append(outcome)
+        self._pending = [p for p in self._pending if p[1] > end_s]
+        return TickReport(phase=sw.supplied_phase(start_s, end_s), p_kw=ZERO_KW,
+                          in_transition=sw.in_transition(start_s), applied=applied)
+
+    def _account_unsupplied(self, start_s: float, end_s: float) -> None:
+        self.switch.unsupplied_kwh += max(self.load_kw, 0.0) * self.switch.unsupplied_s(start_s, end_s) / 3600.0
+
+    def trip(self, reason: str) -> None:
+        self.switch.trip(reason)
+
+    def reset(self) -> None:
+        self.switch.reset()
+
+    @property
+    def locked_out(self) -> bool:
+        return self.switch.locked_out
+
+    @property
+    def operations_today(self) -> int:
+        return self.switch.ops_today(self.now_s)
+
+    @property
+    def operations_total(self) -> int:
+        return self.switch.operations_total
+
+    @property
+    def dwell_remaining_s(self) -> float:
+        return self.switch.dwell_remaining_s(self.now_s)
+
+    @property
+    def unsupplied_kwh(self) -> float:
+        return self.switch.unsupplied_kwh
+
+    @property
+    def operation_cost(self) -> float:
+        return self.switch.operation_cost

@@ -1,0 +1,1 @@
+"""The grid role and its parts: the meter inbox, the batch solver, the per-tick figures."""

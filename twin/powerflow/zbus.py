@@ -1,0 +1,254 @@
+"""Z-bus engine: a fixed point on the loaded bus-phases of a radial feeder, every state of a batch at once.
+
+Method (the implicit Z-bus fixed point of radial networks, as in TensorPowerFlow, Salazar Duque et al.,
+arXiv 2403.04578, here in phase coordinates, three-phase four-wire): with the LV network's Z-bus seen from the
+transformer (``twin.powerflow.zbus_model``) and constant-power loads, the voltages of the loaded bus-phases are
+
+    V = c − Z · conj(S / V)
+
+iterated from the no-load voltages ``c``. All k states of a batch are the columns of one right-hand side
+(complex128), so an iteration is one matrix product. Z depends on the topology only: a customer whose phase is
+moved (STS), whose power is shifted (PSD) or a battery's power changes the right-hand side and nothing else.
+A new set of closed lines builds that topology's Z once (``builds``/``rebuilds`` count them).
+
+Convergence is checked per state: a state is done when no bus-phase voltage moves by more than
+``ERROR_TOLERANCE_PU`` in an iteration (power-grid-model's criterion and value); a state still moving after
+``MAX_ITERATIONS`` is reported as not converged, with NaN in its rows, for the fallback chain
+(``twin.powerflow.fallback``: power-grid-model, more iterations, Newton-Raphson, pandapower).
+
+The voltages of every bus, the series current of every line, neutral currents and losses then come from one
+backward/forward sweep over the tree, level by level (numpy over all states and all buses of a level at once).
+The circuit is the other engines' (``twin.powerflow.interface``): ideal MV source behind its sequence impedance,
+transformer without magnetising branch (Dyn or YNyn), pi-section lines, wye constant-power loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+from twin.errors import PowerFlowError
+from twin.powerflow.interface import (
+    Engine,
+    PowerFlowNotConverged,
+    PowerFlowResult,
+    check_line_states,
+    check_loads,
+)
+from twin.powerflow.zbus_model import Source, Topology, apply, apply_rows, phase_sum, source_model
+
+if TYPE_CHECKING:
+    from twin.network import Feeder
+
+log = logging.getLogger(__name__)
+
+ERROR_TOLERANCE_PU = 1e-8
+MAX_ITERATIONS = 30
+A = np.exp(2j * np.pi / 3)
+BLAS = ThreadpoolController()
+"""The fixed point's product is small (a few dozen rows): BLAS threads only contend, most on a shared machine
+(measured on the IEEE day, 2 cores, load average 9: the product 0.8 ms on one thread, 10-14 ms on two)."""
+BLAS_LIMIT_FROM_STATES = 32
+"""Below this many states OpenBLAS runs the product on one thread anyway; the limit's own cost is then saved."""
+
+
+def zbus_unsupported_reason(feeder: Feeder) -> str | None:
+    """Why the zbus engine cannot model ``feeder`` (None when it can): not radial, not one transformer from one
+    source, a transformer group without a zero-sequence path."""
+    try:
+        ZbusPowerFlow(feeder)
+    except PowerFlowError as err:
+        return str(err)
+    return None
+
+
+class ZbusPowerFlow:
+    """Z-bus fixed point of a radial feeder fed by one transformer (see the module docstring)."""
+
+    engine = Engine.ZBUS
+
+    def __init__(self, feeder: Feeder, *, max_iterations: int = MAX_ITERATIONS) -> None:
+        if max_iterations < 1:
+            raise PowerFlowError(f"max_iterations {max_iterations} must be at least 1")
+        self.feeder = feeder
+        self.max_iterations = max_iterations
+        self.n_bus = len(feeder.buses)
+        self.n_line = len(feeder.lines)
+        self.n_customers = len(feeder.customers)
+        self.max_i_ka = np.array([ln.max_i_ka for ln in feeder.lines])
+        self.v_base_v = np.array([b.vn_kv * 1e3 / np.sqrt(3) for b in feeder.buses])
+        self.source: Source = source_model(feeder)
+        self._normal_closed = np.array([ln.normally_closed for ln in feeder.lines], dtype=bool)
+        self._topologies: dict[bytes, Topology] = {}
+        self.builds = 0
+        """Topologies built (Z-bus and its reduction); the first is the normal one."""
+        self.iterations = 0
+        """Fixed-point iterations run, summed over calls (one matrix product each)."""
+        self._buffers: dict[str, np.ndarray] = {}
+        self._topology(self._normal_closed)
+
+    @property
+    def rebuilds(self) -> int:
+        """Builds after the first: a new set of closed lines. Load, PSD, STS and battery changes cause none."""
+        return max(self.builds - 1, 0)
+
+    def _topology(self, closed: np.ndarray) -> Topology:
+        key = np.packbits(closed).tobytes()
+        topo = self._topologies.get(key)
+        if topo is None:
+            topo = Topology(self.feeder, closed, self.source)
+            self._topologies[key] = topo
+            self.builds += 1
+        return topo
+
+    def solve(self, *, p_kw: np.ndarray, q_kvar: np.ndarray, line_closed: np.ndarray | None = None) -> PowerFlowResult:
+        """See ``twin.powerflow.PowerFlow.solve``."""
+        k = check_loads(p_kw=p_kw, q_kvar=q_kvar, n_customers=self.n_customers)
+        closed = check_line_states(line_closed, k=k, normal=self._normal_closed)
+        s_va = (p_kw + 1j * q_kvar) * 1e3
+        if line_closed is None or (closed == closed[0]).all():
+            result = self._solve_topology(self._topology(closed[0]), s_va)
+        else:
+            result = PowerFlowResult.empty(n_states=k, n_bus=self.n_bus, n_line=self.n_line)
+            unique, inverse = np.unique(closed, axis=0, return_inverse=True)
+            for u in range(unique.shape[0]):
+                idx = np.flatnonzero(inverse.ravel() == u)
+                part = self._solve_topology(self._topology(unique[u]), s_va[idx])
+                for name in ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar",
+                             "loss_kw", "converged"):
+                    getattr(result, name)[idx] = getattr(part, name)
+        if not result.converged.all():
+            raise PowerFlowNotConverged(engine=self.engine, failed_indices=result.failed_indices(), partial=result,
+                                        reason=f"the Z-bus fixed point did not settle within {self.max_iterations} "
+                                        "iterations")
+        return result
+
+    def _fixed_point(self, topo: Topology, s_node: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Load currents [3L, k] at the converged voltages, the active bus-phases and the converged mask [k]."""
+        k = s_node.shape[1]
+        active = np.flatnonzero(np.any(s_node != 0, axis=1))
+        current = np.zeros((s_node.shape[0], k), complex)
+        converged = np.ones(k, dtype=bool)
+        if active.size == 0:
+            return current, active, converged
+        z = topo.z_ll_full[np.ix_(active, active)]
+        c = topo.c_load_flat[active][:, None]
+        s = s_node[active]
+        inv_base = 1.0 / topo.v_base_load_flat[active][:, None]
+        v = np.repeat(c, k, axis=1)
+        todo = np.arange(k)
+        done_v = np.empty_like(v)
+        threads = BLAS.limit(limits=1, user_api="blas") if k >= BLAS_LIMIT_FROM_STATES else contextlib.nullcontext()
+        with np.errstate(all="ignore"), threads:
+            for _ in range(self.max_iterations):
+                self.iterations += 1
+                i = np.conj(s / v)
+                v_new = c - z @ i
+                step = np.max(np.abs(v_new - v) * inv_base, axis=0)
+                v = v_new
+                settled = step < ERROR_TOLERANCE_PU
+                if settled.any():
+                    done_v[:, todo[settled]] = v[:, settled]
+                    todo = todo[~settled]
+                    if todo.size == 0:
+                        break
+                    v, s = v[:, ~settled], s[:, ~settled]
+            converged[todo] = False
+            done_v[:, todo] = np.nan
+            current[active] = np.conj(s_node[active] / done_v)
+        return current, active, converged
+
+    def _solve_topology(self, topo: Topology, s_va: np.ndarray) -> PowerFlowResult:
+        k = s_va.shape[0]
+        n_load = topo.n_load
+        # Customers -> load buses, node-phase major [3L, k].
+        s_node = (topo.cust_node @ s_va.transpose(1, 2, 0).reshape(self.n_customers, 3 * k)).reshape(3 * n_load, k)
+        i_load, _, converged = self._fixed_point(topo, s_node)
+        with np.errstate(all="ignore"):
+            # Position major [n, k, 3]: a level of the tree is a contiguous block.
+            inj = self._buffer("j", (topo.n, k, 3))
+            inj.fill(0)
+            inj[topo.load_pos] = i_load.reshape(n_load, 3, k).transpose(0, 2, 1)
+            if topo.has_shunts:
+                # Voltages of every node with a shunt, from the converged load currents; shunts draw Y·V.
+                v_nodes = (topo.c_flat[:, None] - topo.z_nl_full @ i_load).reshape(-1, 3, k).transpose(0, 2, 1)
+                inj[topo.node_pos] += apply_rows((topo.y_a[topo.node_pos], topo.y_b[topo.node_pos]), v_nodes)
+            return self._sweep(topo, inj, converged)
+
+    def _sweep(self, topo: Topology, j: np.ndarray, converged: np.ndarray) -> PowerFlowResult:
+        """Backward (series currents) and forward (voltages) sweep by level over position-major [n, k, 3]
+        injections ``j`` (summed in place), then the result in feeder order."""
+        k = j.shape[1]
+        src = self.source
+        for s, e, parents, starts in reversed(topo.groups):
+            j[parents] += np.add.reduceat(j[s:e], starts, axis=0)
+        j_sum = phase_sum(j)  # [n, k] neutral (earth) return of each series branch
+        drop = self._buffer("drop", j.shape)
+        np.multiply(j, topo.z_a[:, None, None], out=drop)
+        drop += (topo.z_b[:, None] * j_sum)[..., None]
+        v = self._buffer("v", j.shape)
+        v[0] = src.e_lv_v - apply(src.th, j[0])
+        for s, e, _, _ in topo.groups:
+            np.subtract(v[topo.parent[s:e]], drop[s:e], out=v[s:e])
+
+        v_bus = self._buffer("v_bus", (self.n_bus, k, 3))
+        v_bus[topo.bus_of_pos] = v
+        v_bus[topo.mv_bus] = self._mv_voltage(j[0])
+        v_v = np.abs(v_bus)
+        vm_pu = v_v / self.v_base_v[:, None, None]
+        va_deg = np.angle(v_bus, deg=True)
+
+        lines = topo.line_of[1:]
+        i_ka = np.zeros((self.n_line, k, 3))
+        i_n_ka = np.zeros((self.n_line, k))
+        if topo.has_shunts:
+            pos = np.arange(1, topo.n)
+            sign = np.where(topo.from_is_parent[1:], 1.0, -1.0)[:, None, None]
+            end_v = np.where(topo.from_is_parent[1:, None, None], v[topo.parent[1:]], v[1:])
+            i_from = j[1:] * sign + apply_rows((topo.half_y_a[pos], topo.half_y_b[pos]), end_v)
+            i_ka[lines] = np.abs(i_from) * 1e-3
+            i_n_ka[lines] = np.abs(phase_sum(i_from)) * 1e-3
+        else:
+            # Without shunts the from-end current is the series current (its sign does not change a magnitude).
+            i_ka[lines] = np.abs(j[1:]) * 1e-3
+            i_n_ka[lines] = np.abs(j_sum[1:]) * 1e-3
+        loss_w = (drop[1:].real * j[1:].real + drop[1:].imag * j[1:].imag).sum(axis=(0, 2))
+        trafo_drop = apply(src.trafo, j[0])
+        loss_w += (trafo_drop.real * j[0].real + trafo_drop.imag * j[0].imag).sum(axis=1)
+        s_trafo = v[0] * np.conj(j[0])
+        result = PowerFlowResult(
+            vm_pu=vm_pu.transpose(1, 0, 2), va_deg=va_deg.transpose(1, 0, 2), v_v=v_v.transpose(1, 0, 2),
+            i_ka=i_ka.transpose(1, 0, 2), loading=(i_ka / self.max_i_ka[:, None, None]).transpose(1, 0, 2),
+            i_n_ka=i_n_ka.T, p_trafo_kw=s_trafo.real * 1e-3, q_trafo_kvar=s_trafo.imag * 1e-3,
+            loss_kw=loss_w * 1e-3, converged=converged,
+        )
+        if not converged.all():
+            for name in ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar",
+                         "loss_kw"):
+                getattr(result, name)[~converged] = np.nan
+        return result
+
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A complex work array kept between calls (fresh large arrays cost page faults on every call)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < int(np.prod(shape)):
+            buf = np.empty(int(np.prod(shape)), complex)
+            self._buffers[name] = buf
+        return buf[: int(np.prod(shape))].reshape(shape)
+
+    def _mv_voltage(self, i_lv: np.ndarray) -> np.ndarray:
+        """MV bus phase voltages [k, 3] behind the source impedance, from the LV phase currents [k, 3]."""
+        src = self.source
+        i0 = i_lv.mean(axis=1)
+        i1 = (i_lv[:, 0] + A * i_lv[:, 1] + A * A * i_lv[:, 2]) / 3
+        i2 = (i_lv[:, 0] + A * A * i_lv[:, 1] + A * i_lv[:, 2]) / 3
+        turn = np.exp(1j * src.shift_rad)
+        m1, m2 = src.ratio * turn * i1, src.ratio * np.conj(turn) * i2
+        m0 = src.ratio * turn * i0 if src.zero_passes else np.zeros_like(i0)
+        i_mv = np.stack([m0 + m1 + m2, m0 + A * A * m1 + A * m2, m0 + A * m1 + A * A * m2], axis=1)
+        return src.e_mv_v - apply(src.mv, i_mv)
+
