@@ -107,10 +107,52 @@ def import_network(
         console.print(f"{len(imported.notes)} note(s): give --report to list them", highlight=False)
 
 
+def _following_the_data(scenario: Scenario, *, tick_given: bool, end_given: bool, period_given: bool) -> Scenario:
+    """The defaults a file's data decide: the tick is the data's step (and the control period and lease follow
+    it); a network file's own data of more than a day and at most a week are replayed whole."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from devices.limits import LeaseConfig
+    from phasetwin.run.inputs import load_inputs
+    from phasetwin.run.scenario import default_control_period_s
+
+    try:
+        _, table = load_inputs(scenario)
+    except (TwinError, StreamError) as err:
+        raise _fail(str(err)) from err
+    update: dict[str, object] = {}
+    notes = []
+    if not tick_given and table.step_s != scenario.tick_s and table.step_s <= 3600:
+        update["tick_s"] = table.step_s
+        if not period_given:
+            period = default_control_period_s(table.step_s)
+            update["controller"] = scenario.controller.model_copy(update={"period_s": period})
+            update["fleet"] = scenario.fleet.model_copy(update={
+                "lease": LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period))})
+        notes.append(f"tick {table.step_s} s, the data's step (--tick to choose)")
+    if not end_given and scenario.feeder_file is not None and scenario.data is None:
+        start = pd.Timestamp(scenario.start_utc) if scenario.start_utc is not None else table.start_utc
+        if timedelta(days=1) < table.end_utc - start <= timedelta(days=7):
+            update["end_utc"] = table.end_utc.to_pydatetime()
+            notes.append(f"the whole of the network's data, to {table.end_utc.isoformat()} (--end to choose)")
+    if not update:
+        return scenario
+    try:
+        followed = Scenario.model_validate(dict(scenario) | update)
+    except ValidationError as err:
+        raise _fail(_validation_text(err)) from err
+    console.print(f"following the data: {'; '.join(notes)}", highlight=False)
+    return followed
+
+
 def pv_site_text(scenario: Scenario) -> str | None:
     """Where the clear-sky PV of the run's PESS comes from, for the console; None without PESS."""
     if not (scenario.fleet.pess or any(d.kind.value == "pess" for d in scenario.fleet.explicit)):
         return None
+    if scenario.pv_profile is not None:
+        return f"PESS PV: {scenario.pv_profile} (--pv-profile)"
     if scenario.pv_site is not None:
         return f"PESS PV: clear sky at {scenario.pv_site[0]:g}, {scenario.pv_site[1]:g} (--site)"
     from twin.feeders import open_feeder
@@ -150,6 +192,8 @@ NaiveOpt = Annotated[bool, typer.Option("--naive-utc", help="--data times withou
 SiteOpt = Annotated[str | None, typer.Option(
     "--site", help="LAT,LON in degrees: where the clear-sky PV of simulated PESS is computed (default: the "
                    "feeder's own PV or site; central England for a network file)")]
+PvProfileOpt = Annotated[Path | None, typer.Option(
+    "--pv-profile", help="CSV time,kw_per_kwp: the PV of simulated PESS per kWp (replaces the clear-sky model)")]
 TimezoneOpt = Annotated[str | None, typer.Option(
     "--timezone", help="time zone of --data times without offset (IANA, e.g. Europe/Brussels): daylight saving's "
                        "repeated and skipped hours are handled and counted")]
@@ -316,6 +360,7 @@ def replay(
     feeder: FeederOpt = "ieee-european-lv",
     assume: AssumeOpt = None,
     site: SiteOpt = None,
+    pv_profile: PvProfileOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -389,13 +434,19 @@ def replay(
     if config is None:
         scenario = _scenario(
             feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
-        data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
+            pv_profile=pv_profile, data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps,
+            unit_check=unit_check,
             unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
             forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
             schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
             on_divergence=on_divergence,
         )
+        tick_given = ctx.get_parameter_source("tick").name in ("COMMANDLINE", "ENVIRONMENT")  # type: ignore[union-attr]
+        if scenario_name is None and (data is not None or scenario.feeder_file is not None) and not (
+                tick_given and end is not None):
+            scenario = _following_the_data(scenario, tick_given=tick_given, end_given=end is not None,
+                                           period_given=control_period is not None)
     if scenario_name is not None:
         from phasetwin.run.scenario import named_scenario
 
@@ -544,6 +595,7 @@ def run(
     feeder: FeederOpt = "ieee-european-lv",
     assume: AssumeOpt = None,
     site: SiteOpt = None,
+    pv_profile: PvProfileOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -601,6 +653,7 @@ def run(
         raise _fail(f"--speed {speed}: a hardware-in-the-loop run needs real time (> 0; 1 = wall clock)")
     scenario = _scenario(
         feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
+        pv_profile=pv_profile,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
@@ -741,6 +794,7 @@ def compare(
     feeder: FeederOpt = "ieee-european-lv",
     assume: AssumeOpt = None,
     site: SiteOpt = None,
+    pv_profile: PvProfileOpt = None,
     data: DataOpt = None,
     unit: UnitOpt = PowerUnit.KW,
     naive_utc: NaiveOpt = False,
@@ -776,6 +830,7 @@ def compare(
                     f"{', '.join(s.value for s in Strategy)}") from err
     scenario = _scenario(
         feeder=feeder, assume=assume, timezone=timezone, time_format=time_format, site=site,
+        pv_profile=pv_profile,
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,

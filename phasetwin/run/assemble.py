@@ -237,7 +237,8 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
     run_id, scenario_name = run_tags(scenario, clock.start_utc)
     audit = AuditLog(scenario.out / "audit.jsonl", also=database.record if database is not None else None)
     pv_source = pess_pv_source(entry, clock, {d.device_id: scenario.fleet.pess_params.pv_kwp for d in specs
-                                          if d.kind == DeviceKind.PESS}, site=scenario.pv_site)
+                                          if d.kind == DeviceKind.PESS}, site=scenario.pv_site,
+                               profile=scenario.pv_profile)
     run = RunAssembly(
         scenario=scenario, feeder=feeder, table=table, data=data, clock=clock, specs=specs, bus=bus, ingest=ingest,
         meters=meters, switching=switching, grid=grid, engine=primary, engine_note=engine_note, layout=layout,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -78,12 +79,16 @@ def _forecaster(
 
 
 def pess_pv_source(entry: FeederEntry, clock: TickClock, pv_kwp: dict[str, float],
-                   site: tuple[float, float] | None = None) -> PvSource | None:
-    """PV of each PESS per tick: clear sky at ``site`` (--site) if given, else the feeder's own PV shape if it has
-    one, else clear sky at the feeder's site."""
+                   site: tuple[float, float] | None = None, profile: Path | None = None) -> PvSource | None:
+    """PV of each PESS per tick: ``profile`` (--pv-profile) if given, else clear sky at ``site`` (--site), else
+    the feeder's own PV shape if it has one, else clear sky at the feeder's site."""
     if not pv_kwp:
         return None
-    if site is not None:
+    if profile is not None:
+        from phasetwin.run.pv_profile import read_pv_profile
+
+        per_kwp = read_pv_profile(profile, clock)
+    elif site is not None:
         per_kwp = tick_mean_kw_per_kwp(pd.Timestamp(clock.start_utc), tick_s=clock.tick_s, n_ticks=clock.n_ticks,
                                        lat_deg=site[0], lon_deg=site[1])
     elif entry.pv_kw_per_kwp is not None:

@@ -84,6 +84,8 @@ class ScenarioOptions:
     """strftime format of the times in ``data`` (``--time-format``)."""
     site: str | tuple[float, float] | None = None
     """Where the PESS's clear-sky PV is computed, ``LAT,LON`` (``--site``)."""
+    pv_profile: Path | None = None
+    """CSV ``time,kw_per_kwp``: the PESS's PV per kWp instead of the clear-sky model (``--pv-profile``)."""
 
     def scenario(self) -> Scenario:
         """The scenario these options describe. Raises ScenarioError (or pydantic's ValidationError) naming the
@@ -101,7 +103,8 @@ class ScenarioOptions:
         assumptions = NetworkAssumptions.model_validate(assumptions_from_options(list(self.assume or [])))
         return Scenario(
             feeder=self.feeder, assumptions=assumptions, data_timezone=self.timezone,
-            data_time_format=self.time_format, pv_site=parse_site(self.site), data=self.data, data_unit=self.unit,
+            data_time_format=self.time_format, pv_site=parse_site(self.site), pv_profile=self.pv_profile,
+            data=self.data, data_unit=self.unit,
             data_naive_utc=self.naive_utc,
             start_utc=parse_time(self.start, "--start"), end_utc=parse_time(self.end, "--end"), tick_s=self.tick,
             engine=self.engine, speed=self.speed, out=self.out, per_meter_topics=self.per_meter_topics,

@@ -115,6 +115,9 @@ class Scenario(BaseModel):
     pv_site: tuple[float, float] | None = Field(
         default=None, description="(latitude, longitude) in degrees of the clear-sky PV of simulated PESS; None: "
         "the feeder's own PV or site (central England, 52 N 1 W, for a network file)")
+    pv_profile: Path | None = Field(
+        default=None, description="CSV time,kw_per_kwp: the PV of simulated PESS per kWp (replaces the clear-sky "
+        "model; each tick takes the value of the step it starts in)")
     scale_phase: Phase | None = Field(
         default=None, description="multiply the loads of the single-phase customers on this phase (Case II)"
     )

@@ -31,7 +31,7 @@ from twin.loaders.assumptions import split_feeder_text
 SCENARIO_FILE = "scenario.toml"
 """Name of the resolved scenario in a run folder."""
 
-PATH_FIELDS = ("data", "schedule", "rephase", "seasonal_plan", "out", "keyring", "signing_key")
+PATH_FIELDS = ("data", "schedule", "rephase", "seasonal_plan", "out", "keyring", "signing_key", "pv_profile")
 """Scenario fields holding a path, resolved against the scenario file's folder."""
 
 CLI_FIELDS: dict[str, tuple[str, ...]] = {
@@ -53,6 +53,7 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     # and those of hostile (signed commands, ingest limit)
     "keyring": ("keyring",), "signing_key": ("signing_key",), "meter_limit_kva": ("meter_limit_kva",),
     "flush_ticks": ("flush_ticks",), "site": ("pv_site",),
+    "pv_profile": ("pv_profile",),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
 }
@@ -166,7 +167,7 @@ def input_files(scenario: Scenario, replay: ReplayOptions | None = None) -> list
 
             paths.extend(referenced_files(network))
     paths += [p for p in (scenario.data, scenario.unmetered.annual_kwh_file, scenario.schedule, scenario.rephase,
-                          scenario.seasonal_plan, scenario.keyring) if p is not None]
+                          scenario.seasonal_plan, scenario.keyring, scenario.pv_profile) if p is not None]
     if replay is not None and replay.plan is not None and replay.plan.is_file():
         paths.append(replay.plan)
     return paths
@@ -205,11 +206,19 @@ def check_inputs(recorded: Mapping[str, str], *, source: Path) -> None:
                             f"{'; '.join(problems)}; restore them, or remove their lines from the inputs table")
 
 
+KEYED_ONLY_WHEN_SET = ("assumptions", "data_timezone", "data_time_format", "pv_site", "pv_profile")
+"""Scenario fields that enter a scenario's key only when they differ from their default (added by issue 29)."""
+
+
 def scenario_hash(scenario: Scenario, inputs: Mapping[str, str]) -> str:
     """The key of a scenario: SHA-256 of its fields (all but ``out``) and of its input files' contents.
 
     Two runs with the same key replay the same thing, wherever their run folders are."""
     fields = scenario.model_dump(mode="json", exclude={"out"})
+    defaults = Scenario().model_dump(mode="json")
+    for name in KEYED_ONLY_WHEN_SET:  # so that the keys of studies run before these fields existed still hold
+        if fields.get(name) == defaults[name]:
+            del fields[name]
     canonical = json.dumps({"scenario": fields, "inputs": sorted(inputs.values())}, sort_keys=True,
                            separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()

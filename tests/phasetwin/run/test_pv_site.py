@@ -39,3 +39,20 @@ def test_site_moves_the_pess_pv_and_the_console_names_it(tmp_path: Path) -> None
 def test_a_bad_site_is_one_error_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["replay", *ARGS, "--out", str(tmp_path / "x"), "--site", "north"])
     assert result.exit_code == 2 and "--site 'north': expected LAT,LON" in " ".join(result.output.split())
+
+
+def test_pv_profile_replaces_the_clear_sky_model(tmp_path: Path) -> None:
+    """A profile of 0.8 kW/kWp for the whole period: the PESS PV is then far above England's January clear sky;
+    a profile that does not cover the period is one error line."""
+    times = pd.date_range("2024-01-15T09:00", "2024-01-15T13:00", freq="15min", tz="UTC")
+    profile = tmp_path / "pv.csv"
+    pd.DataFrame({"time": times.strftime("%Y-%m-%dT%H:%M:%SZ"), "kw_per_kwp": 0.8}).to_csv(profile, index=False)
+    uk, _ = _run(tmp_path, "uk")
+    ours, text = _run(tmp_path, "ours", "--pv-profile", str(profile))
+    assert f"PESS PV: {profile} (--pv-profile)" in text
+    energy = {k: sum(s["energy_kwh"][p] for p in "abc") for k, s in (("uk", uk), ("ours", ours))}  # type: ignore[index]
+    assert energy["ours"] < energy["uk"]
+    short = tmp_path / "short.csv"
+    pd.DataFrame({"time": times[:4].strftime("%Y-%m-%dT%H:%M:%SZ"), "kw_per_kwp": 0.8}).to_csv(short, index=False)
+    result = runner.invoke(app, ["replay", *ARGS, "--out", str(tmp_path / "x"), "--pv-profile", str(short)])
+    assert result.exit_code == 2 and "--pv-profile" in result.output and "not the period" in result.output

@@ -346,3 +346,23 @@ def test_single_phase_service_lines_fold_into_their_customers(tmp_path: Path) ->
     assert open_feeder(scenario.feeder_spec).load_feeder().customer("house").bus == "b2"
     with pytest.raises(ValueError, match="service-lines=fold is for OpenDSS circuits"):
         Scenario.model_validate({"feeder": "net.json", "assumptions": {"service-lines": "fold"}})
+
+
+def test_default_tick_and_period_follow_a_weeks_shapes(tmp_path: Path) -> None:
+    """A week of 15-minute shapes once replayed one day at 60 s by default: now the whole week at 900 s."""
+    mult = np.round(0.5 + 0.4 * np.sin(np.arange(672) * 2 * np.pi / 96), 6)
+    (tmp_path / "week.txt").write_text("\n".join(map(str, mult)) + "\n")
+    path = tmp_path / "week.dss"
+    path.write_text(SMALL.replace("set voltagebases", "new loadshape.week npts=672 minterval=15 mult=(file=week.txt)\n"
+                                  "batchedit load..* yearly=week\nset voltagebases"))
+    result = runner.invoke(app, ["replay", "--feeder", str(path), "--out", str(tmp_path / "run"), *PLAIN,
+                                 "--no-baseline"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["tick_s"], summary["ticks"]) == (900, 672)
+    assert "following the data: tick 900 s" in " ".join(result.output.split())
+    chosen = runner.invoke(app, ["replay", "--feeder", str(path), "--tick", "300", "--end", "2024-01-01T06:00",
+                                 "--out", str(tmp_path / "chosen"), *PLAIN, "--no-baseline"])
+    assert chosen.exit_code == 0, chosen.output
+    summary = json.loads((tmp_path / "chosen" / "summary.json").read_text())
+    assert (summary["tick_s"], summary["ticks"]) == (300, 72)
