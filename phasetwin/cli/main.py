@@ -26,6 +26,7 @@ from phasetwin.run.scenario import Scenario, TimeBase, default_control_period_s
 from phasetwin.run.scenario_file import ReplayOptions as ScenarioFileOptions
 from phasetwin.run.summary import RunSummary
 from phasetwin.study.command import register as _register_study
+from phasetwin.view.command import register as _register_view
 from streams.bus import Bus
 from streams.errors import validation_problems
 from streams.influx.settings import InfluxSettings
@@ -563,6 +564,7 @@ _register_rephase(plan_app)
 _register_siting(plan_app)
 _register_identify(app)
 _register_study(app)
+_register_view(app)
 
 keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="Ed25519 keys for signed commands and heartbeats.")
