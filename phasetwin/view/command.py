@@ -74,13 +74,29 @@ def view(
             follower.close()
 
 
-def start_view_process(*, bus_url: str, feeder: str, tick_s: int, control_period_s: int,
-                       port: int) -> subprocess.Popen[str]:
-    """``phasetwin view --live`` in its own process (the replay keeps its own core), for ``replay --view``."""
-    return subprocess.Popen(
+def start_view_process(*, bus_url: str, feeder: str, tick_s: int, control_period_s: int, port: int,
+                       ready_timeout_s: float = 120.0) -> tuple[subprocess.Popen[str], str]:
+    """``phasetwin view --live`` in its own process (the replay keeps its own core), for ``replay --view``;
+    returns the process and its URL once it listens (and follows the bus), so that no tick is missed.
+    Raises RunFolderError when it does not come up in ``ready_timeout_s``."""
+    import select
+    import time
+
+    process = subprocess.Popen(
         [sys.executable, "-m", "phasetwin.cli.main", "view", "--live", bus_url, "--feeder", feeder,
          "--tick", str(tick_s), "--control-period", str(control_period_s), "--port", str(port)],
-        text=True)
+        stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        readable, _, _ = select.select([process.stdout], [], [], 0.5)
+        if readable:
+            line = process.stdout.readline()
+            if line.startswith("view: "):
+                return process, line.split()[1]
+    process.kill()
+    raise RunFolderError(f"the live view did not start within {ready_timeout_s:.0f} s (exit status "
+                         f"{process.poll()}); run `phasetwin view --live {bus_url}` to see why")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,8 @@ Panels: the one-line diagram (bus colour = |V| of the worst phase, line width = 
 marked in their phase colour, hover), per-phase transformer P, neutral current, P_unb and the voltage envelope
 (the no-control reference dashed), device lanes with the controller's plan for its horizon, the alarms with an
 acknowledge button, and a slider that moves the whole page to any recorded tick. A live timeline is polled
-every ``POLL_MS``; while "follow" is on the page jumps to each new tick.
+every ``POLL_MS``; while "follow" is on the page jumps to each new tick (the history charts follow every
+``CHART_REFRESH_S``: redrawing six charts per tick is most of a page update's cost in the browser).
 
 Models the browser tests read are named: ``buses``, ``lines``, ``tick``, ``alarms``, ``slider``.
 """
@@ -12,6 +13,7 @@ Models the browser tests read are named: ``buses``, ``lines``, ``tick``, ``alarm
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime
 
 import numpy as np
@@ -35,13 +37,18 @@ from phasetwin.view.timeline import PHASES, Decision, GridTick, Timeline
 from twin.figures.style import PHASE_COLOURS
 
 POLL_MS = 100
+CHART_REFRESH_S = 2.0
+"""Live: the history charts are redrawn at most this often; the diagram, values and alarms at every tick."""
 SHOWN_JS = """
 const tick = src.data.tick[0];
 const received = src.data.received_ms[0];
+const sent = src.data.sent_ms[0];
+const arrived = Date.now();
 // Two frames: the first runs before the paint of this change, the second after it.
 requestAnimationFrame(() => requestAnimationFrame(() => {
   window.__pt_shown = window.__pt_shown || [];
-  window.__pt_shown.push({tick: tick, received_ms: received, shown_ms: Date.now()});
+  window.__pt_shown.push({tick: tick, received_ms: received, sent_ms: sent, arrived_ms: arrived,
+                         shown_ms: Date.now()});
 }));
 """
 
@@ -82,6 +89,10 @@ class ViewSession:
         self.index = -1
         self.seen = 0
         self.alarm_rows = -1
+        self.lanes_upto: dict[str, int] = {}
+        self.charts_at_s = -math.inf
+        self.shown_count = 0
+        self.energy_at = -10
         d = timeline.drawing
         self.bus_index = d.bus_index()
         lo, hi = timeline.vm_limits_pu
@@ -93,7 +104,8 @@ class ViewSession:
             "xs": [[d.x[a], d.x[b]] for a, b in ends], "ys": [[d.y[a], d.y[b]] for a, b in ends],
             "line": list(d.line_ids), "loading_pct": np.zeros(len(ends)), "width": np.ones(len(ends))})
         self.customers = ColumnDataSource(data=self._customer_data(-1))
-        self.tick = ColumnDataSource(name="tick", data={"tick": [-1], "index": [-1], "received_ms": [math.nan]})
+        self.tick = ColumnDataSource(name="tick", data={"tick": [-1], "index": [-1], "received_ms": [math.nan],
+                                                        "sent_ms": [math.nan]})
         self.tick.js_on_change("data", CustomJS(args={"src": self.tick}, code=SHOWN_JS))
         self.series = ColumnDataSource(data=timeline.series())
         self.reference = ColumnDataSource(data=self._reference_data())
@@ -103,9 +115,11 @@ class ViewSession:
         self.alarm_table = ColumnDataSource(name="alarms", data=self._alarm_data(-1))
         # Tagged onto the header so that the tick source is part of the document (nothing draws it).
         self.header = Div(text=f"<h2>phasetwin — {timeline.title}</h2>", name="header", tags=[self.tick])
-        self.values = Div(text="waiting for the first tick…", name="values", css_classes=["pt-values"])
-        self.plan_text = Div(text="", name="plan")
-        self.alarm_status = Div(text="", name="alarm_status")
+        # Fixed sizes: a Div whose text changes would otherwise lay the whole page out again on every tick.
+        self.values = Div(text="waiting for the first tick…", name="values", css_classes=["pt-values"], width=1180,
+                          height=24)
+        self.plan_text = Div(text="", name="plan", width=520, height=80)
+        self.alarm_status = Div(text="", name="alarm_status", width=600, height=24)
         self.slider = Slider(start=0, end=max(1, timeline.count() - 1), value=0, step=1, title="tick",
                              name="slider", sizing_mode="stretch_width")
         self.follow = Toggle(label="follow live", active=timeline.live, name="follow", width=120)
@@ -115,7 +129,7 @@ class ViewSession:
         mapper = LinearColorMapper(palette=list(RdYlBu11), low=lo - 0.02, high=hi + 0.02, nan_color="#cccccc")
         self.diagram = self._diagram(mapper)
         charts = self._charts()
-        self.slider.on_change("value", lambda attr, old, new: self.show(int(new)))
+        self.slider.on_change("value", lambda attr, old, new: None if int(new) == self.index else self.show(int(new)))
         self.ack.on_click(self._acknowledge)
         table = DataTable(source=self.alarm_table, name="alarm_table", height=180, reorderable=False,
                           sizing_mode="stretch_width",
@@ -257,39 +271,54 @@ class ViewSession:
 
     # -- moving ----------------------------------------------------------------------------------------
     def refresh_series(self) -> None:
-        self.series.data = self.timeline.series()
-        self.reference.data = self._reference_data()
+        """Bring the charts up to the ticks recorded so far: only the new rows go to the browser."""
+        count = self.timeline.count()
+        if self.seen == 0 or count < self.seen:
+            self.series.data = self.timeline.series()
+            self.reference.data = self._reference_data()
+        elif count > self.seen:
+            self.series.stream(self.timeline.series(self.seen))  # type: ignore[arg-type]
+        self._refresh_devices()
+        self.slider.end = max(1, count - 1)
+        self.seen = count
+
+    def _refresh_devices(self) -> None:
+        if not self.timeline.count():
+            return
         tick_ms = self.timeline.tick_s * 1000.0
+        start_ms = _ms(self.timeline.at(0).time_utc) - self.timeline.at(0).tick * tick_ms
         lanes: dict[str, list[object]] = {"x": [], "width": [], "device": [], "colour": [], "phase": []}
         energy: dict[str, list[object]] = {"xs": [], "ys": [], "device": []}
-        start = self.timeline.at(0).time_utc if self.timeline.count() else None
-        for device, samples in self.timeline.device_samples().items():
+        samples_by_device = self.timeline.device_samples()
+        upto = self.lanes_upto
+        for device, samples in samples_by_device.items():
             for s in samples:
-                if start is None:
-                    break
-                x = _ms(start) + (s.tick + 0.5) * tick_ms
-                lanes["x"].append(x)
+                if s.tick <= upto.get(device, -1):
+                    continue
+                lanes["x"].append(start_ms + (s.tick + 0.5) * tick_ms)
                 lanes["width"].append(tick_ms)
                 lanes["device"].append(device)
                 lanes["phase"].append(s.phase or "off")
                 lanes["colour"].append(PHASE_COLOURS.get(s.phase or "", "#dddddd"))
-            if start is None:
-                break
-            stored = [(_ms(start) + (s.tick + 1) * tick_ms, s.e_kwh) for s in samples if s.e_kwh is not None]
+            if samples:
+                upto[device] = samples[-1].tick
+            stored = [(start_ms + (s.tick + 1) * tick_ms, s.e_kwh) for s in samples if s.e_kwh is not None]
             if stored:
                 energy["xs"].append([x for x, _ in stored])
                 energy["ys"].append([e for _, e in stored])
                 energy["device"].append(device)
-        self.lanes.data = lanes
-        self.energy.data = energy
-        names = self._device_names()
-        if names:
+        if lanes["x"]:
+            self.lanes.stream(lanes)  # type: ignore[arg-type]
+        if energy["xs"] and (self.timeline.count() - self.energy_at >= 10 or self.timeline.finished
+                             or not self.timeline.live):
+            self.energy.data = energy  # every tenth tick live: a whole redraw of a small chart
+            self.energy_at = self.timeline.count()
+        names = list(samples_by_device)
+        if names and names != list(self.lanes_figure.y_range.factors):  # type: ignore[attr-defined]
             self.lanes_figure.y_range.factors = names  # type: ignore[attr-defined]
-        self.slider.end = max(1, self.timeline.count() - 1)
-        self.seen = self.timeline.count()
 
-    def show(self, index: int) -> None:
-        """Move the page to the ``index``-th recorded tick."""
+    def show(self, index: int, *, move_cursors: bool = True) -> None:
+        """Move the page to the ``index``-th recorded tick (``move_cursors=False``: the charts stay as drawn)."""
         count = self.timeline.count()
         if not count:
             return
@@ -298,13 +327,15 @@ class ViewSession:
         self.index = index
         d = self.timeline.drawing
         vm = np.asarray(t.vm_pu, dtype=float)
+        # Only the changed columns go to the browser (never the coordinates).
         self.buses.data.update({"vm_worst_pu": worst_phase_vm_pu(vm),
                                 **{f"vm_{p.lower()}_pu": vm[:, i] for i, p in enumerate(PHASES)}})
-        self.buses.data = dict(self.buses.data)
         loading = loading_pct(np.asarray(t.i_max_ka, dtype=float), d.line_max_i_ka)
-        self.lines.data = {**self.lines.data, "loading_pct": loading, "width": line_width_px(loading)}
-        self.customers.data = self._customer_data(t.tick)
-        for cursor in self.cursors:
+        self.lines.data.update({"loading_pct": loading, "width": line_width_px(loading)})
+        customers = self._customer_data(t.tick)
+        if customers["phase"] != self.customers.data["phase"]:
+            self.customers.data = customers
+        for cursor in self.cursors if move_cursors else ():
             cursor.location = _ms(t.time_utc)
         self._show_plan(self.timeline.decision_at(t.tick), t)
         self.values.text = values_text(t)
@@ -312,7 +343,8 @@ class ViewSession:
         if self.slider.value != index:
             self.slider.value = index
         received_ms = t.received_wall_s * 1000.0 if math.isfinite(t.received_wall_s) else math.nan
-        self.tick.data = {"tick": [t.tick], "index": [index], "received_ms": [received_ms]}
+        self.tick.data = {"tick": [t.tick], "index": [index], "received_ms": [received_ms],
+                          "sent_ms": [time.time() * 1000.0]}
 
     def _show_plan(self, decision: Decision | None, t: GridTick) -> None:
         horizon = self.horizons[0]
@@ -339,12 +371,16 @@ class ViewSession:
             f"{decision.p_unb_kwh:.2f} kWh{predicted}<br>{len(moves)} planned phase move(s)")
 
     def _show_alarms(self, tick: int) -> None:
-        self.alarm_table.data = self._alarm_data(tick)
+        data = self._alarm_data(tick)
+        if data != self.alarm_table.data:  # the table redraws whole: only when a row changed
+            self.alarm_table.data = data
         alarms = self.timeline.alarms.snapshot()
         active = [a for a in alarms if a.active_at(tick)]
         unacked = [a for a in active if not a.acknowledged]
-        self.alarm_status.text = (f"<b>alarms</b>: {len(active)} active, {len(unacked)} not acknowledged, "
-                                  f"{len(alarms)} in the run so far")
+        text = (f"<b>alarms</b>: {len(active)} active, {len(unacked)} not acknowledged, "
+                f"{len(alarms)} in the run so far")
+        if text != self.alarm_status.text:
+            self.alarm_status.text = text
         self.alarm_rows = len(alarms)
 
     def _acknowledge(self) -> None:
@@ -354,13 +390,28 @@ class ViewSession:
         self._show_alarms(self.timeline.at(self.index).tick if self.index >= 0 else -1)
 
     def poll(self) -> None:
-        """Live: take the ticks that arrived since the last poll; follow the newest when asked."""
+        """Live: take the ticks that arrived since the last poll; follow the newest when asked. The changes go
+        to the browser as one message (``hold("combine")``), drawn in one frame."""
         count = self.timeline.count()
-        if count == self.seen:
+        now_s = time.monotonic()
+        new_tick = count != self.shown_count
+        charts_due = count != self.seen and now_s - self.charts_at_s >= CHART_REFRESH_S
+        if not (new_tick or charts_due):
             return
-        self.refresh_series()
-        if self.follow.active:
-            self.show(count - 1)
+        self.doc.hold("combine")
+        try:
+            if charts_due:
+                self.charts_at_s = now_s
+                self.refresh_series()
+            self.slider.end = max(1, count - 1)
+            if self.follow.active and new_tick:
+                self.show(count - 1, move_cursors=charts_due)
+            elif self.follow.active:
+                for cursor in self.cursors:
+                    cursor.location = _ms(self.timeline.at(count - 1).time_utc)
+            self.shown_count = count
+        finally:
+            self.doc.unhold()
 
 
 def make_document(timeline: Timeline, doc: Document) -> ViewSession:

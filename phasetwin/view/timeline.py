@@ -159,10 +159,10 @@ class Timeline:
         with self._lock:
             return self.ticks[index]
 
-    def series(self) -> dict[str, np.ndarray]:
-        """The time series of every tick so far (for the charts)."""
+    def series(self, first: int = 0) -> dict[str, np.ndarray]:
+        """The time series of the ticks from the ``first``-th on (for the charts)."""
         with self._lock:
-            ticks = list(self.ticks)
+            ticks = self.ticks[first:]
         n = len(ticks)
         out: dict[str, np.ndarray] = {
             "time_utc": np.array([t.time_utc.timestamp() * 1000.0 for t in ticks]),  # ms, as Bokeh's datetime axis

@@ -23,6 +23,17 @@ from phasetwin.view.timeline import Timeline
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+MODEL = "Bokeh.documents[0].get_model_by_name('{}')"
+# Bokeh 3 draws widgets inside shadow roots: find elements by walking them.
+DEEP = """
+function deep(root, test) {
+  for (const el of root.querySelectorAll('*')) {
+    if (test(el)) return el;
+    if (el.shadowRoot) { const hit = deep(el.shadowRoot, test); if (hit) return hit; }
+  }
+  return null;
+}
+"""
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import console_errors, wait_for  # type: ignore[import-not-found]
+from conftest import DEEP, MODEL, console_errors, wait_for  # type: ignore[import-not-found]
 from selenium import webdriver
 
 from controllers.online.settings import ControllerSettings, Strategy
@@ -29,17 +29,6 @@ from twin.phase import Phase
 
 pytestmark = pytest.mark.browser
 START, END = datetime(2024, 1, 15, 17, tzinfo=UTC), datetime(2024, 1, 15, 17, 30, tzinfo=UTC)
-MODEL = "Bokeh.documents[0].get_model_by_name('{}')"
-# Bokeh 3 draws widgets inside shadow roots: find elements by walking them.
-DEEP = """
-function deep(root, test) {
-  for (const el of root.querySelectorAll('*')) {
-    if (test(el)) return el;
-    if (el.shadowRoot) { const hit = deep(el.shadowRoot, test); if (hit) return hit; }
-  }
-  return null;
-}
-"""
 
 
 @pytest.fixture(scope="module")
