@@ -361,8 +361,10 @@ def replay(
             with bar:
                 reference_scenario = scenario.model_copy(update={
                     "controller": scenario.controller.model_copy(update={"strategy": Strategy.NONE}),
-                    "out": out / "no-control", "schedule": None})
-                reference = run_replay(reference_scenario, progress=progress)
+                    "out": out / "no-control", "schedule": None,
+                    # the database's reference beside the run: its own run tag, drawn dashed on the dashboard
+                    **({"run_id": f"{result.summary.run_id}-no-control"} if database is not None else {})})
+                reference = run_replay(reference_scenario, progress=progress, influx=database)
                 _record(reference_scenario, reference.summary, baseline=False)
         _record(scenario, result.summary, baseline=baseline)
     except (TwinError, StreamError) as err:

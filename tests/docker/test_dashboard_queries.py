@@ -1,6 +1,8 @@
 """Every panel query of the Grafana dashboard and every alert rule, run against a real InfluxDB 1.x holding a
 replay written by ``phasetwin replay --influx``: each returns the series the panel shows, with the values of the
-run folder (Parquet), so a panel that names a measurement, field or tag the recorder does not write fails.
+run folder (Parquet), so a panel that names a measurement, field or tag the recorder does not write fails. The
+replay's no-control reference is written too, tagged ``<run>-no-control``; the panels' dashed reference series
+are compared with its folder.
 
 Grafana's macros are replaced as Grafana does: ``$feeder``/``$run`` by the variables, ``$timeFilter`` by the
 run's simulated period, ``$__interval`` by the tick (60 s), so each point of a series is one tick.
@@ -44,7 +46,7 @@ def recorded(influxdb: InfluxDBServer, tmp_path_factory: pytest.TempPathFactory)
     out = tmp_path_factory.mktemp("dashboard") / "run"
     done = subprocess.run(
         [PHASETWIN, "replay", "--start", START[:16], "--end", END[:16], "--psd", "10", "--pess", "2",
-         "--controller", "greedy", "--no-baseline", "--out", str(out),
+         "--controller", "greedy", "--out", str(out),
          "--influx", f"influxdb+v1://{influxdb.host}:{influxdb.port}/{db}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -53,7 +55,8 @@ def recorded(influxdb: InfluxDBServer, tmp_path_factory: pytest.TempPathFactory)
 
 
 def _run_query(influxdb: InfluxDBServer, recorded: dict[str, Any], query: str, *, interval: str = "60s") -> Series:
-    text = (query.replace("$feeder", recorded["summary"]["feeder"]).replace("$run", recorded["summary"]["run_id"])
+    text = (query.replace("$feeder", recorded["summary"]["feeder"]).replace("${run}", recorded["summary"]["run_id"])
+            .replace("$run", recorded["summary"]["run_id"])
             .replace("$timeFilter", f"time >= '{START}' AND time < '{END}'").replace("$__interval", interval))
     answer = influxdb.query(text, recorded["db"], epoch="s")
     series: Series = {}
@@ -124,6 +127,10 @@ def test_every_panel_query_returns_the_run_folders_series(influxdb: InfluxDBServ
     got = _run_query(influxdb, recorded, query)
     assert got, f"{title} {ref}: no series for {query!r}"
     out, summary = recorded["out"], recorded["summary"]
+    if "-no-control'" in query:  # the reference run the replay wrote beside it, tagged <run>-no-control
+        out = out / "no-control"
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["run_id"] == f"{recorded['summary']['run_id']}-no-control"
     if title == "Run health":
         ((_, values),) = got.items()
         field = _SELECT.search(query).group(2)  # type: ignore[union-attr]
