@@ -36,7 +36,7 @@ from bokeh.plotting import figure
 from phasetwin.view.timeline import PHASES, Decision, GridTick, Timeline
 from twin.figures.style import PHASE_COLOURS
 
-POLL_MS = 100
+POLL_MS = 50
 CHART_REFRESH_S = 2.0
 """Live: the history charts are redrawn at most this often; the diagram, values and alarms at every tick."""
 SHOWN_JS = """
@@ -89,7 +89,6 @@ class ViewSession:
         self.index = -1
         self.seen = 0
         self.alarm_rows = -1
-        self.lanes_upto: dict[str, int] = {}
         self.charts_at_s = -math.inf
         self.shown_count = 0
         self.energy_at = -10
@@ -129,7 +128,7 @@ class ViewSession:
         mapper = LinearColorMapper(palette=list(RdYlBu11), low=lo - 0.02, high=hi + 0.02, nan_color="#cccccc")
         self.diagram = self._diagram(mapper)
         charts = self._charts()
-        self.slider.on_change("value", lambda attr, old, new: None if int(new) == self.index else self.show(int(new)))
+        self.slider.on_change("value", lambda attr, old, new: self._scrubbed(int(new)))
         self.ack.on_click(self._acknowledge)
         table = DataTable(source=self.alarm_table, name="alarm_table", height=180, reorderable=False,
                           sizing_mode="stretch_width",
@@ -290,25 +289,27 @@ class ViewSession:
         lanes: dict[str, list[object]] = {"x": [], "width": [], "device": [], "colour": [], "phase": []}
         energy: dict[str, list[object]] = {"xs": [], "ys": [], "device": []}
         samples_by_device = self.timeline.device_samples()
-        upto = self.lanes_upto
         for device, samples in samples_by_device.items():
-            for s in samples:
-                if s.tick <= upto.get(device, -1):
-                    continue
-                lanes["x"].append(start_ms + (s.tick + 0.5) * tick_ms)
-                lanes["width"].append(tick_ms)
+            # One bar per stretch of ticks on the same phase (a day of 1-min ticks is a few bars, not 1,440).
+            k = 0
+            while k < len(samples):
+                j = k
+                while (j + 1 < len(samples) and samples[j + 1].phase == samples[k].phase
+                       and samples[j + 1].tick == samples[j].tick + 1):
+                    j += 1
+                first, last, phase = samples[k].tick, samples[j].tick, samples[k].phase
+                lanes["x"].append(start_ms + (first + last + 1) / 2 * tick_ms)
+                lanes["width"].append((last - first + 1) * tick_ms)
                 lanes["device"].append(device)
-                lanes["phase"].append(s.phase or "off")
-                lanes["colour"].append(PHASE_COLOURS.get(s.phase or "", "#dddddd"))
-            if samples:
-                upto[device] = samples[-1].tick
+                lanes["phase"].append(phase or "off")
+                lanes["colour"].append(PHASE_COLOURS.get(phase or "", "#dddddd"))
+                k = j + 1
             stored = [(start_ms + (s.tick + 1) * tick_ms, s.e_kwh) for s in samples if s.e_kwh is not None]
             if stored:
                 energy["xs"].append([x for x, _ in stored])
                 energy["ys"].append([e for _, e in stored])
                 energy["device"].append(device)
-        if lanes["x"]:
-            self.lanes.stream(lanes)  # type: ignore[arg-type]
+        self.lanes.data = lanes
         if energy["xs"] and (self.timeline.count() - self.energy_at >= 10 or self.timeline.finished
                              or not self.timeline.live):
             self.energy.data = energy  # every tenth tick live: a whole redraw of a small chart
@@ -382,6 +383,14 @@ class ViewSession:
         if text != self.alarm_status.text:
             self.alarm_status.text = text
         self.alarm_rows = len(alarms)
+
+    def _scrubbed(self, index: int) -> None:
+        """The operator moved the slider: show that tick; away from the newest, stop following the live run."""
+        if index == self.index:
+            return
+        if index < self.timeline.count() - 1:
+            self.follow.active = False
+        self.show(index)
 
     def _acknowledge(self) -> None:
         ids = [int(self.alarm_table.data["id"][i]) for i in self.alarm_table.selected.indices]

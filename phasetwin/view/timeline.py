@@ -113,11 +113,13 @@ class Timeline:
     reference: Reference | None = None
     finished: bool = False
     late_dropped: int = 0
+    _first_tick: dict[str, int] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def add_device(self, device_id: str, sample: DeviceSample) -> None:
         with self._lock:
             self.devices.setdefault(device_id, {})[sample.tick] = sample
+            self._first_tick[device_id] = min(self._first_tick.get(device_id, sample.tick), sample.tick)
 
     def add_decision(self, decision: Decision) -> None:
         with self._lock:
@@ -134,7 +136,7 @@ class Timeline:
             self.ticks.append(tick)
             # A device is known from its first state on; silent when none came in the last ticks (a finished
             # run's states are all in ``devices`` before its ticks are appended, hence the window, not the last).
-            known = {d for d, samples in self.devices.items() if min(samples, default=tick.tick + 1) <= tick.tick}
+            known = {d for d, first in self._first_tick.items() if first <= tick.tick}
             window = range(tick.tick - DEVICE_SILENT_TICKS + 1, tick.tick + 1)
             silent = {d for d in known if not any(t in self.devices[d] for t in window)}
             self.alarms.evaluate(
