@@ -16,6 +16,16 @@ DS = {"type": "influxdb", "uid": "phasetwin-influxdb"}
 RUN = "\"feeder\" = '$feeder' AND \"run\" = '$run' AND $timeFilter"
 
 
+REFERENCE = "\"run\" = '${run}-no-control'"
+"""The no-control reference a replay writes beside its run (run tag ``<run>-no-control``), drawn dashed."""
+DASHED = {"matcher": {"id": "byRegexp", "options": "/^no control/"},
+          "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]}
+
+
+def reference(query: str) -> str:
+    return query.replace("\"run\" = '$run'", REFERENCE)
+
+
 def q(agg: str, field: str, measurement: str, group: str = "", where: str = "", fill: str = "none") -> str:
     by = f"time($__interval){', ' + group if group else ''}"
     extra = f" AND {where}" if where else ""
@@ -25,15 +35,18 @@ def q(agg: str, field: str, measurement: str, group: str = "", where: str = "", 
 # title, panel type, unit, [(query, alias)], extra field config
 PANELS: list[tuple[str, str, str, list[tuple[str, str]], dict[str, Any]]] = [
     ("Transformer load per phase", "timeseries", "kwatt",
-     [(q("mean", "p_kw", "transformer", '"phase"'), "phase $tag_phase")], {}),
+     [(q("mean", "p_kw", "transformer", '"phase"'), "phase $tag_phase"),
+      (reference(q("mean", "p_kw", "transformer", '"phase"')), "no control, phase $tag_phase")], {}),
     ("Phase unbalance P_unb", "timeseries", "kwatt",
      [(q("mean", "p_unb_kw", "network"), "total"),
-      (q("mean", "p_unb_kw", "unbalance", '"lv_feeder"'), "LV feeder $tag_lv_feeder")], {}),
+      (q("mean", "p_unb_kw", "unbalance", '"lv_feeder"'), "LV feeder $tag_lv_feeder"),
+      (reference(q("mean", "p_unb_kw", "network")), "no control, total")], {}),
     ("Voltage band per phase", "timeseries", "none",
      [(q("min", "vm_min_pu", "voltage_band", '"phase"'), "min $tag_phase"),
       (q("max", "vm_max_pu", "voltage_band", '"phase"'), "max $tag_phase")], {}),
     ("Neutral current (worst line)", "timeseries", "amp",
-     [(q("max", "i_n_max_a", "network"), "I_N max")], {}),
+     [(q("max", "i_n_max_a", "network"), "I_N max"),
+      (reference(q("max", "i_n_max_a", "network")), "no control, I_N max")], {}),
     ("Voltage unbalance factor (worst bus)", "timeseries", "percent",
      [(q("max", "vuf_max_pct", "network"), "VUF max")], {}),
     ("Feeder-head line current", "timeseries", "amp",
@@ -66,7 +79,8 @@ def panel(i: int, title: str, kind: str, unit: str, targets: list[tuple[str, str
     return {
         "id": i + 1, "type": kind, "title": title, "datasource": DS,
         "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "fieldConfig": {"defaults": {"unit": unit},
+                        "overrides": [DASHED] if any(a.startswith("no control") for _, a in targets) else []},
         "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}},
         "targets": [{"refId": chr(ord("A") + k), "datasource": DS, "rawQuery": True, "resultFormat": "time_series",
                      "query": query, "alias": alias} for k, (query, alias) in enumerate(targets)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from phasetwin.run.scenario import Scenario, TimeBase
 from phasetwin.run.scenario_file import ReplayOptions as ScenarioFileOptions
 from phasetwin.run.summary import RunSummary
 from phasetwin.studies.command import register as _register_study
+from phasetwin.view.command import register as _register_view
 from streams.bus import Bus
 from streams.errors import validation_problems
 from streams.influx.settings import InfluxSettings
@@ -413,6 +415,9 @@ def replay(
              "baseline, compare with the planner (sets feeder, period, tick, devices, schedule; no controller)",
     )] = None,
     verbose: VerboseOpt = False,
+    view: Annotated[bool, typer.Option(
+        "--view", help="open the live view (`phasetwin view --live`) of this run; needs --bus")] = False,
+    view_port: Annotated[int, typer.Option("--view-port", help="port of the --view page")] = 5006,
 ) -> None:
     """Replay meter data through the twin, its devices and controller; write a run folder (Parquet + summary)."""
     from phasetwin.run.compare import figures
@@ -463,6 +468,7 @@ def replay(
     if config is None:
         scenario = scenario.model_copy(update={"flush_ticks": flush_ticks})
     database = _influx(influx)
+    viewer = _live_view(scenario, bus=bus, port=view_port) if view else None
     try:
         seasonal = None
         bars = _LabelledBars()
@@ -482,6 +488,8 @@ def replay(
                 result = run.result
                 reference = run.baseline.result if run.baseline is not None else None
     except (TwinError, StreamError) as err:
+        if viewer is not None:
+            viewer.terminate()
         raise _fail(str(err)) from err
     _print_summary(result.summary)
     console.print(result.data.text(), highlight=False)
@@ -501,7 +509,41 @@ def replay(
         console.print(seasonal.text())
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
     _print_report(result.folder, baseline=reference.folder if reference is not None else None)
+    if viewer is not None:
+        _close_live_view(viewer)
     _end_of_run([result.summary] + ([reference.summary] if reference is not None else []))
+
+
+def _live_view(scenario: Scenario, *, bus: str | None, port: int) -> subprocess.Popen[str]:
+    """``replay --view``: the live view in its own process, listening before the first tick goes out."""
+    from phasetwin.view.command import start_view_process
+    from phasetwin.view.runfolder import RunFolderError
+
+    if bus is None:
+        raise _fail("--view follows the run on the MQTT bus; give --bus mqtt://host:port (e.g. a local mosquitto)")
+    try:
+        process, url = start_view_process(bus_url=bus, feeder=scenario.feeder, tick_s=scenario.tick_s,
+                                          control_period_s=scenario.controller.period_s
+                                          if scenario.controller.strategy is not Strategy.NONE else 0, port=port)
+    except RunFolderError as err:
+        raise _fail(str(err)) from err
+    console.print(f"live view: [bold]{url}[/]")
+    return process
+
+
+def _close_live_view(process: subprocess.Popen[str]) -> None:
+    """At a terminal the view stays open over the whole run until Ctrl-C; otherwise it ends with the replay."""
+    import sys
+
+    try:
+        if sys.stdin.isatty():
+            console.print("the live view stays open (time travel over the whole run); Ctrl-C to close it")
+            process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def _print_report(folder: Path, *, baseline: Path | None = None, reference_report: bool = True) -> None:
@@ -694,6 +736,7 @@ _register_rephase(plan_app)
 _register_siting(plan_app)
 _register_identify(app)
 _register_study(app)
+_register_view(app)
 
 keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                        help="Ed25519 keys for signed commands and heartbeats.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,12 +126,22 @@ def _time_offset_s(scenario: Scenario, start_utc: datetime) -> int:
     return round(time.time() - start_utc.timestamp())
 
 
+def _wall_scale(scenario: Scenario, start_utc: datetime) -> dict[str, float | int]:
+    """``--time-base wall``: points at the wall time their tick runs (simulated time / speed from the start), so
+    that none is ahead of the clock; the database keeps seconds, so a tick must last one wall second at least."""
+    if scenario.speed > scenario.tick_s:
+        raise ScenarioError(f"--time-base wall at --speed {scenario.speed:g} runs {scenario.speed / scenario.tick_s:g} "
+                            f"ticks of {scenario.tick_s} s per wall second, and the database stamps whole seconds; "
+                            f"use --speed {scenario.tick_s} or less")
+    return {"time_scale": scenario.speed, "time_anchor_s": math.floor(start_utc.timestamp())}
+
+
 def _influx_recorder(settings: InfluxSettings | None, *, bus: Bus, feeder: Feeder, layout: Layout,
                      scenario: Scenario, start_utc: datetime, time_offset_s: int = 0) -> InfluxRecorder | None:
     if settings is None:
         return None
     if time_offset_s:
-        settings = settings.model_copy(update={"time_offset_s": time_offset_s})
+        settings = settings.model_copy(update={"time_offset_s": time_offset_s, **_wall_scale(scenario, start_utc)})
     if settings.spool_dir is None:
         settings = settings.model_copy(update={"spool_dir": scenario.out / "influx-spool"})
     run_id, name = run_tags(scenario, start_utc)

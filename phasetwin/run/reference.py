@@ -25,14 +25,14 @@ class ReplayPair:
     reference: RunResult | None
 
 
-def reference_scenario(scenario: Scenario) -> Scenario | None:
+def reference_scenario(scenario: Scenario, *, run_id: str = "") -> Scenario | None:
     """The no-control run beside ``scenario``: None when there is nothing to compare (no controller, no devices,
-    a real-time run)."""
+    a real-time run). ``run_id``: its database tag (the run's own with ``-no-control``, drawn dashed)."""
     if scenario.controller.strategy is Strategy.NONE or scenario.fleet.empty or scenario.speed != 0:
         return None
     return scenario.model_copy(update={
         "controller": scenario.controller.model_copy(update={"strategy": Strategy.NONE}),
-        "out": scenario.out / "no-control", "schedule": None})
+        "out": scenario.out / "no-control", "schedule": None, **({"run_id": run_id} if run_id else {})})
 
 
 def replay_with_reference(scenario: Scenario, *, baseline: bool = True, progress: LabelledProgress | None = None,
@@ -43,9 +43,12 @@ def replay_with_reference(scenario: Scenario, *, baseline: bool = True, progress
     result = replay(scenario, progress=_labelled(progress, "replay"), bus=bus, influx=influx,
                     stop_requested=stop_requested)
     reference = None
-    other = reference_scenario(scenario) if baseline and not result.summary.stopped_early else None
+    other = None
+    if baseline and not result.summary.stopped_early:
+        # with a database, the reference is written beside the run under its own run tag
+        other = reference_scenario(scenario, run_id=f"{result.summary.run_id}-no-control" if influx else "")
     if other is not None:
-        reference = replay(other, progress=_labelled(progress, "no control"))
+        reference = replay(other, progress=_labelled(progress, "no control"), influx=influx)
         record(other, reference.summary, baseline=False)
     record(scenario, result.summary, baseline=baseline)
     return ReplayPair(result=result, reference=reference)

@@ -185,8 +185,11 @@ def _dashboard(run: RunAssembly) -> dict[str, object]:
     if run.influx is None:
         return {}
     shift = timedelta(seconds=run.time_offset_s)
+    span_s = (run.clock.end_utc - run.clock.start_utc).total_seconds()
+    wall_span = timedelta(seconds=span_s / (run.scenario.speed if run.time_offset_s else 1.0))
     return {"dashboard_url": dashboard_url(feeder=run.feeder.name, run_id=run.run_id,
-                                           start_utc=run.clock.start_utc + shift, end_utc=run.clock.end_utc + shift),
+                                           start_utc=run.clock.start_utc + shift,
+                                           end_utc=run.clock.start_utc + shift + wall_span),
             "time_offset_s": run.time_offset_s}
 
 

@@ -36,6 +36,17 @@ class RunTags:
     scenario: str
     feeder: str
     time_offset_s: int = 0  # added to every point's time (``--time-base wall``: wall start − simulated start)
+    time_scale: float = 1.0
+    """Simulated seconds per stamped second (``--time-base wall``: the run's speed), counted from ``time_anchor_s``:
+    a live run's points land at the wall time their tick ran, never ahead of it."""
+    time_anchor_s: int = 0
+    """Simulated epoch second of the run's start (the point that keeps its place under ``time_scale``)."""
+
+    def stamp_s(self, sim_s: int) -> int:
+        """The database time of a point at simulated epoch second ``sim_s`` (floor: second precision)."""
+        if self.time_scale == 1.0:
+            return sim_s + self.time_offset_s
+        return self.time_anchor_s + self.time_offset_s + math.floor((sim_s - self.time_anchor_s) / self.time_scale)
 
     def with_(self, **tags: str) -> dict[str, str]:
         return {"run": self.run, "scenario": self.scenario, "feeder": self.feeder, **tags}
@@ -70,7 +81,7 @@ class GridPoints:
     """
 
     def __init__(self, *, tags: RunTags, selection: GridSelection) -> None:
-        self._offset_s = tags.time_offset_s
+        self._stamp_s = tags.stamp_s
         sel = selection
         lines = [LineSpec(series("bus_voltage", tags.with_(bus=sel.bus_ids[b], phase=ph)), "bus_voltage",
                           ("vm_pu", "va_deg")) for b in sel.bus_index for ph in PHASES]
@@ -120,7 +131,7 @@ class GridPoints:
         row[nb6 + nl4:] = [p[0], q[0], p[1], q[1], p[2], q[2], *m.phase_load_kw.ravel().tolist(), *p_unb,
                            lo[0], hi[0], lo[1], hi[1], lo[2], hi[2],
                            sum(p_unb), m.loss_kw, m.vuf_max_pct, m.i_n_max_a, m.kappa_trafo]
-        self._ts.append(epoch_s(m.time_utc) + self._offset_s)
+        self._ts.append(self._stamp_s(epoch_s(m.time_utc)))
         return self.template.n_lines
 
     def take(self) -> tuple[bytes, int]:
@@ -158,7 +169,7 @@ class MessagePoints:
         if self.ratings is None:
             return "", 0
         t = tick_loading(m.p_trafo_kw, m.q_trafo_kvar, m.i_ka, self.ratings)
-        ts = epoch_s(m.time_utc) + self.tags.time_offset_s
+        ts = self.tags.stamp_s(epoch_s(m.time_utc))
         ids = [self._line_ids[i] if i >= 0 else "" for i in t.line_max_index.tolist()]
         return loading_lines(self._loading, t.trafo_pct.tolist(), t.line_max_pct.tolist(), ids, ts)
 
@@ -174,7 +185,7 @@ class MessagePoints:
         if b is not None:
             values |= {name: getattr(b, name) for name in _BATTERY}
         text = line(self.prefix("device", device=m.device_id, kind=m.kind.value), "device", values,
-                    epoch_s(m.time_utc) + self.tags.time_offset_s)
+                    self.tags.stamp_s(epoch_s(m.time_utc)))
         return text, 1 if text else 0
 
     def plan(self, m: ControllerPlan) -> tuple[str, int]:
@@ -184,7 +195,7 @@ class MessagePoints:
                               switches=m.switches, p_unb_kwh=m.p_unb_kwh,
                               predicted_vm_min_pu=m.predicted_vm_min_pu, predicted_vm_max_pu=m.predicted_vm_max_pu,
                               violations=len(m.violations), repaired=m.repaired),
-            epoch_s(m.time_utc) + self.tags.time_offset_s)
+            self.tags.stamp_s(epoch_s(m.time_utc)))
         return text, 1 if text else 0
 
     def status(self, m: TwinStatus) -> tuple[str, int]:
@@ -194,7 +205,7 @@ class MessagePoints:
             "readings_rejected": m.readings_rejected, "deadletters": m.deadletters,
             "points_written": m.points_written, "points_spooled": m.points_spooled,
             "points_dropped": m.points_dropped,
-        }, epoch_s(m.time_utc) + self.tags.time_offset_s)
+        }, self.tags.stamp_s(epoch_s(m.time_utc)))
         return text, 1 if text else 0
 
     def audit(self, m: AuditRecord) -> tuple[str, int]:
@@ -208,7 +219,7 @@ class MessagePoints:
 
     def ltupf(self, step: LtupfStep) -> tuple[str, int]:
         text = line(self.prefix("ltupf", controller=step.controller_id), "ltupf", step.fields(),
-                    step.start_s + self.tags.time_offset_s)
+                    self.tags.stamp_s(step.start_s))
         return text, 1 if text else 0
 
 

@@ -107,7 +107,9 @@ class InfluxRecorder:
                 line_index=tuple(range(len(layout.line_ids))) if full else tuple(int(i) for i in head_line_index),
             )
             self._points = MessagePoints(tags=RunTags(run=run_id, scenario=scenario, feeder=feeder,
-                                                      time_offset_s=settings.time_offset_s), selection=selection,
+                                                      time_offset_s=settings.time_offset_s,
+                                                      time_scale=settings.time_scale,
+                                                      time_anchor_s=settings.time_anchor_s), selection=selection,
                                          ratings=ratings)
             patterns = (topics.grid_state(feeder), topics.device_states(feeder), topics.controller_plan(feeder),
                         topics.twin_status(feeder))

@@ -85,6 +85,9 @@ class InfluxSettings(BaseModel):
     detail: Detail = Detail.OPERATOR
     time_offset_s: int = Field(default=0, description="seconds added to every point's time; set by --time-base wall "
                                "(wall start − simulated start) so that live runs land at the wall clock")
+    time_scale: float = Field(default=1.0, gt=0, description="simulated seconds per database second from the run's "
+                              "start (--time-base wall: the run's speed, so that no point is ahead of the wall clock)")
+    time_anchor_s: int = Field(default=0, description="simulated epoch second of the run's start (with time_scale)")
 
     @field_validator("url")
     @classmethod

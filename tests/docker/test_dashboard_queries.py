@@ -1,6 +1,8 @@
 """Every panel query of the Grafana dashboard and every alert rule, run against a real InfluxDB 1.x holding a
 replay written by ``phasetwin replay --influx``: each returns the series the panel shows, with the values of the
-run folder (Parquet), so a panel that names a measurement, field or tag the recorder does not write fails.
+run folder (Parquet), so a panel that names a measurement, field or tag the recorder does not write fails. The
+replay's no-control reference is written too, tagged ``<run>-no-control``; the panels' dashed reference series
+are compared with its folder.
 
 Grafana's macros are replaced as Grafana does: ``$feeder``/``$run`` by the variables, ``$timeFilter`` by the
 run's simulated period, ``$__interval`` by the tick (60 s), so each point of a series is one tick.
@@ -44,7 +46,7 @@ def recorded(influxdb: InfluxDBServer, tmp_path_factory: pytest.TempPathFactory)
     out = tmp_path_factory.mktemp("dashboard") / "run"
     done = subprocess.run(
         [PHASETWIN, "replay", "--start", START[:16], "--end", END[:16], "--psd", "10", "--pess", "2",
-         "--controller", "greedy", "--no-baseline", "--out", str(out),
+         "--controller", "greedy", "--out", str(out),
          "--influx", f"influxdb+v1://{influxdb.host}:{influxdb.port}/{db}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -53,7 +55,8 @@ def recorded(influxdb: InfluxDBServer, tmp_path_factory: pytest.TempPathFactory)
 
 
 def _run_query(influxdb: InfluxDBServer, recorded: dict[str, Any], query: str, *, interval: str = "60s") -> Series:
-    text = (query.replace("$feeder", recorded["summary"]["feeder"]).replace("$run", recorded["summary"]["run_id"])
+    text = (query.replace("$feeder", recorded["summary"]["feeder"]).replace("${run}", recorded["summary"]["run_id"])
+            .replace("$run", recorded["summary"]["run_id"])
             .replace("$timeFilter", f"time >= '{START}' AND time < '{END}'").replace("$__interval", interval))
     answer = influxdb.query(text, recorded["db"], epoch="s")
     series: Series = {}
@@ -124,6 +127,10 @@ def test_every_panel_query_returns_the_run_folders_series(influxdb: InfluxDBServ
     got = _run_query(influxdb, recorded, query)
     assert got, f"{title} {ref}: no series for {query!r}"
     out, summary = recorded["out"], recorded["summary"]
+    if "-no-control'" in query:  # the reference run the replay wrote beside it, tagged <run>-no-control
+        out = out / "no-control"
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["run_id"] == f"{recorded['summary']['run_id']}-no-control"
     if title == "Run health":
         ((_, values),) = got.items()
         field = _SELECT.search(query).group(2)  # type: ignore[union-attr]
@@ -217,26 +224,41 @@ def test_alert_rules_query_what_the_recorder_writes_and_fire_as_the_run_folder_s
 
 
 @pytest.mark.slow
-def test_a_live_run_with_wall_time_base_lands_in_a_now_range(influxdb: InfluxDBServer, tmp_path: Path) -> None:
+def test_a_live_run_with_wall_time_base_lands_in_a_now_range_and_never_ahead_of_the_clock(
+        influxdb: InfluxDBServer, tmp_path: Path) -> None:
     db = f"wall_{uuid.uuid4().hex[:8]}"
     influxdb.query(f'CREATE DATABASE "{db}"')
     before_s = pd.Timestamp.now(tz="UTC").timestamp()
     done = subprocess.run(
-        [PHASETWIN, "replay", "--start", "2024-01-15T06:00", "--end", "2024-01-15T06:30", "--psd", "0", "--pess",
-         "0", "--controller", "none", "--speed", "600", "--time-base", "wall", "--out", str(tmp_path / "run"),
+        [PHASETWIN, "replay", "--start", "2024-01-15T06:00", "--end", "2024-01-15T06:10", "--psd", "0", "--pess",
+         "0", "--controller", "none", "--speed", "60", "--time-base", "wall", "--out", str(tmp_path / "run"),
          "--influx", f"influxdb+v1://{influxdb.host}:{influxdb.port}/{db}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    after_s = pd.Timestamp.now(tz="UTC").timestamp()
     assert done.returncode == 0, done.stdout + done.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     offset = summary["recorder"]["time_offset_s"]
     start_s = pd.Timestamp("2024-01-15T06:00Z").timestamp()
     assert abs(start_s + offset - before_s) < 30
-    query = (f'SELECT count("p_kw") FROM "transformer" WHERE "run" = \'{summary["run_id"]}\' AND time > now() - 1h '
+    query = (f'SELECT "p_kw" FROM "transformer" WHERE "run" = \'{summary["run_id"]}\' AND time > now() - 1h '
              'GROUP BY "phase"')
-    answer = influxdb.query(query, db)
-    counts = {s["tags"]["phase"]: s["values"][0][1] for s in answer["results"][0]["series"]}
-    assert counts == {"A": 30, "B": 30, "C": 30}
-    first = influxdb.query(f'SELECT first("p_kw") FROM "transformer" WHERE "run" = \'{summary["run_id"]}\' '
-                           'AND time > now() - 1h', db, epoch="s")
-    assert first["results"][0]["series"][0]["values"][0][0] == start_s + offset
-    assert f"from={int((start_s + offset) * 1000)}" in summary["recorder"]["dashboard_url"]
+    answer = influxdb.query(query, db, epoch="s")
+    stamps = {s["tags"]["phase"]: [row[0] for row in s["values"]] for s in answer["results"][0]["series"]}
+    assert sorted(stamps) == ["A", "B", "C"]
+    # One tick of 60 s per wall second at --speed 60: the ticks one second apart from the run's wall start,
+    # the last no later than the wall clock when the run ended.
+    assert stamps["A"] == [start_s + offset + k for k in range(10)]
+    assert stamps["A"][-1] <= after_s
+    url = summary["recorder"]["dashboard_url"]
+    assert f"from={int((start_s + offset) * 1000)}" in url and f"to={int((start_s + offset + 10) * 1000)}" in url
+
+
+def test_wall_time_base_refuses_a_speed_of_more_than_one_tick_per_second(influxdb: InfluxDBServer,
+                                                                          tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PHASETWIN, "replay", "--start", "2024-01-15T06:00", "--end", "2024-01-15T06:10", "--psd", "0", "--pess",
+         "0", "--controller", "none", "--speed", "600", "--time-base", "wall", "--out", str(tmp_path / "run"),
+         "--influx", f"influxdb+v1://{influxdb.host}:{influxdb.port}/wall_refused"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "--time-base wall at --speed 600 runs 10 ticks of 60 s per wall second" in " ".join(done.stderr.split())
