@@ -22,6 +22,7 @@ from controllers.identification.assignment import (
 )
 from controllers.identification.correlation import identify_by_correlation
 from controllers.identification.energy import identify_by_energy
+from controllers.identification.identify import identify_phases
 
 __all__ = [
     "HIGH_CONFIDENCE",
@@ -31,5 +32,6 @@ __all__ = [
     "confusion_matrix",
     "identify_by_correlation",
     "identify_by_energy",
+    "identify_phases",
     "score",
 ]

@@ -9,12 +9,15 @@ daily load shape that every phase shares). What is left is each phase's own sign
 
 1. Clustering. Each customer is correlated (Pearson, over the intervals both report) with each phase's
    reference: ``REFERENCE_WEIGHT`` × the transformer's phase series plus the mean of the other customers
-   currently in that phase's cluster (a customer is never its own reference); it joins the phase of the largest
-   correlation. Repeated until no customer moves (at most ``iterations`` times).
+   currently in that phase's cluster (a customer is never its own reference, nor are the customers whose
+   consumption is collinear with its own — one scaled profile, ``identifiability.collinear_groups`` — when
+   the powers are given: their own-load drops carry its shape onto their phase); it joins the phase of the
+   largest correlation. Repeated until no customer moves (at most ``iterations`` times).
 2. Labelling. The three clusters are named A, B, C by the permutation whose cluster means correlate best, in
    sum, with the transformer's phase series (the clusters are right long before single customers' labels are).
 
-Confidence: with Fisher's z = atanh(ρ) and its standard error 1/√(n − 3) for n intervals, the probability that
+Confidence: with Fisher's z = atanh(ρ) and its standard error se = √(1/(n − 3) + MODEL_SPREAD²) for n
+intervals (the sampling error, and the reference's own error that more data do not remove), the probability that
 the chosen phase's correlation truly exceeds each other phase's, Φ((z₁ − z_k)/(√2·se)), multiplied over the
 other two phases, times the probability that the clusters' labelling is right (the same test between the best
 and the runner-up permutation). A transformer meter too coarse to tell its phases apart thus flags everyone
@@ -29,11 +32,18 @@ import math
 import numpy as np
 
 from controllers.identification.assignment import NOT_ASSIGNED, Assignment, Method
+from controllers.identification.identifiability import collinear_groups
 
-__all__ = ["MIN_INTERVALS", "REFERENCE_WEIGHT", "identify_by_correlation"]
+__all__ = ["MIN_INTERVALS", "MODEL_SPREAD", "REFERENCE_WEIGHT", "identify_by_correlation"]
 
 MIN_INTERVALS = 8
 """Intervals with a voltage reading a customer needs to be assigned."""
+MODEL_SPREAD = 0.1
+"""Spread (in Fisher z) of a customer's correlation with a phase reference that no amount of data removes: the
+reference is a model of the phase's voltage, and on long branches the neutral's shift by the other phases'
+loads moves a customer's voltage with them. Added in quadrature to the sampling error 1/√(n − 3). Measured in
+``benchmarks/phase_identification.py``: wrong best phases on the Kerber grid beat the true one by up to 0.23
+in correlation, so a margin must exceed ≈ 0.37 (2.6 σ at √2·0.1) for 0.99."""
 REFERENCE_WEIGHT = 0.3
 """Weight of the transformer's phase series beside the cluster mean (both standardised) in a phase's reference:
 the cluster of tens of customers is the stronger signal, the transformer keeps the clusters apart at the start.
@@ -73,18 +83,26 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
 
 
-def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, iterations: int = 30) -> Assignment:
+def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.ndarray | None = None,
+                            iterations: int = 30) -> Assignment:
     """Phases of the customers whose meter voltages are ``v_v[t, i]`` (V, NaN where missing), with the
-    transformer's per-phase voltages ``ref_v_v[t, φ]`` as references. Raises ValueError on mismatched shapes."""
+    transformer's per-phase voltages ``ref_v_v[t, φ]`` as references; with their own powers ``p_kw[t, i]``
+    (kW, NaN where missing) each voltage's own-load drop is taken out first and customers of one scaled profile
+    are kept out of each other's references. Raises ValueError on mismatched shapes."""
     if v_v.ndim != 2 or ref_v_v.ndim != 2 or ref_v_v.shape != (v_v.shape[0], 3):
         raise ValueError(f"voltages have shape {v_v.shape} and references {ref_v_v.shape}; expected [t, n] and "
                          "[t, 3] over the same intervals")
+    if p_kw is not None and p_kw.shape != v_v.shape:
+        raise ValueError(f"powers have shape {p_kw.shape}; expected {v_v.shape}, as the voltages")
     n_customers = v_v.shape[1]
     reported = np.isfinite(v_v)
     n_valid = reported.sum(axis=0)
     usable = n_valid >= MIN_INTERVALS
     common = _nanmean(ref_v_v, axis=1)
     own = _standardised(v_v - common)
+    group = np.full(n_customers, -1)
+    if p_kw is not None:
+        group = _profile_groups(p_kw)
     if usable.any():
         own = _standardised(own - np.nan_to_num(_nanmean(own[:, usable], axis=1)))
     ref = _standardised(ref_v_v - common)
@@ -99,6 +117,12 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, iterations:
             # leave-one-out: a customer in cluster k is taken out of k's reference before it is compared
             total = own0[:, members].sum(axis=1, keepdims=True) - np.where(members, own0, 0.0)
             size = members.sum() - members.astype(float)
+            for g in np.unique(group[group >= 0]):
+                # a customer's profile peers carry its own shape: they are no reference for it
+                peers = (group == g) & members
+                total[:, group == g] -= own0[:, peers].sum(axis=1, keepdims=True) - np.where(peers, own0, 0.0)[
+                    :, group == g]
+                size[group == g] -= peers.sum() - peers[group == g]
             reference = REFERENCE_WEIGHT * ref0[:, [k]] + total / np.maximum(size, 1.0)
             rho[:, k], count[:, k] = _pearson(own, np.broadcast_to(reference, own.shape))
         new_phase = np.where(usable, rho.argmax(axis=1), NOT_ASSIGNED)
@@ -109,7 +133,7 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, iterations:
     rho = rho[:, np.argsort(label)]
     phase = np.where(phase == NOT_ASSIGNED, NOT_ASSIGNED, label[np.maximum(phase, 0)])
     z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
-    se = 1.0 / np.sqrt(np.maximum(count.min(axis=1) - 3, 1))
+    se = np.sqrt(1.0 / np.maximum(count.min(axis=1) - 3, 1) + MODEL_SPREAD**2)
     best = np.take_along_axis(z, np.maximum(phase, 0)[:, None], axis=1)
     margins = (best - z) / (math.sqrt(2.0) * se[:, None])
     others = np.ones_like(z, dtype=bool)
@@ -121,6 +145,12 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, iterations:
                     f"only {n_valid[i]} interval(s) with voltage; at least {MIN_INTERVALS} needed")
                    for i in range(n_customers))
     return Assignment(method=Method.CORRELATION, phase=phase, confidence=confidence, scores=rho, reason=reason)
+
+
+def _profile_groups(p_kw: np.ndarray) -> np.ndarray:
+    """The customers' profile groups: ``collinear_groups`` of their powers, gaps filled by each one's mean."""
+    filled = np.where(np.isfinite(p_kw), p_kw, np.nan_to_num(_nanmean(p_kw, axis=0)))
+    return collinear_groups(filled)
 
 
 def _labels(own0: np.ndarray, ref0: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarray, float]:
