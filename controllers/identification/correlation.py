@@ -47,12 +47,13 @@ __all__ = [
 
 MIN_INTERVALS = 8
 """Intervals with a voltage reading a customer needs to be assigned."""
-MODEL_SPREAD = 0.1
+MODEL_SPREAD = 0.2
 """Spread (in Fisher z) of a customer's correlation with a phase reference that no amount of data removes: the
 reference is a model of the phase's voltage, and on long branches the neutral's shift by the other phases'
 loads moves a customer's voltage with them. Added in quadrature to the sampling error 1/√(n − 3). Measured in
-``benchmarks/phase_identification.py``: wrong best phases on the Kerber grid beat the true one by up to 0.23
-in correlation, so a margin must exceed ≈ 0.37 (2.6 σ at √2·0.1) for 0.99."""
+``benchmarks/phase_identification.py``: on the Kerber grid (r0/r1 = 4) a customer's wrong best phase beat the
+true one by 0.54 in z over 30 days of class-0.5 data (0.1 let it through at 0.9999); at 0.2 a margin must
+exceed ≈ 0.73 in z (2.6 σ at √2·0.2) for 0.99."""
 REFERENCE_WEIGHT = 0.3
 """Weight of the transformer's phase series beside the cluster mean (both standardised) in a phase's reference:
 the cluster of tens of customers is the stronger signal, the transformer keeps the clusters apart at the start.
@@ -164,11 +165,12 @@ def phase_correlations(own: np.ndarray, own0: np.ndarray, ref0: np.ndarray, *, p
     return rho, count
 
 
-def confidence_of(rho: np.ndarray, count: np.ndarray, phase: np.ndarray) -> np.ndarray:
+def confidence_of(rho: np.ndarray, count: np.ndarray, phase: np.ndarray, *,
+                  spread: float = MODEL_SPREAD) -> np.ndarray:
     """Probability that ``phase[i]``'s correlation truly exceeds each other phase's: Π_k Φ((z_φ − z_k)/(√2·se)),
-    se = √(1/(n − 3) + MODEL_SPREAD²)."""
+    se = √(1/(n − 3) + spread²)."""
     z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
-    se = np.sqrt(1.0 / np.maximum(count.min(axis=1) - 3, 1) + MODEL_SPREAD**2)
+    se = np.sqrt(1.0 / np.maximum(count.min(axis=1) - 3, 1) + spread**2)
     chosen = np.maximum(phase, 0)
     best = np.take_along_axis(z, chosen[:, None], axis=1)
     margins = (best - z) / (math.sqrt(2.0) * se[:, None])

@@ -71,7 +71,7 @@ def test_a_customer_without_data_is_reported_and_a_plan_starts_from_identified_p
     # LOAD7's load is in the transformer's phase powers but nobody measured it: energy cannot tell anyone apart,
     # the voltages still can
     assert report["methods"]["energy"]["high_confidence"] == 0
-    assert report["methods"]["both"]["high_confidence"] >= 45
+    assert report["methods"]["both"]["high_confidence"] >= 40
     with (root / "id7/phases.csv").open() as fh:
         row = next(r for r in csv.DictReader(fh) if r["customer_id"] == "LOAD7")
     assert (row["identified"], row["flagged"], row["reason"]) == ("", "True", "no meter data")
