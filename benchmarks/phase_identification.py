@@ -1,128 +1,199 @@
-"""Phase identification: accuracy of each method vs meter class, resolution, days of data and share metered.
+"""Phase identification on realistic cases: customers sharing scaled standard profiles, 15- and 60-minute data,
+7 and 30 days, meter class 0.5/1.0, 100/75/50 % of the customers metered.
 
-The twin replays the feeder once on its true phases (network-only); every case below then draws meter readings
-(``twin/smart_meter.py``) with fixed seeds and identifies. Reported per case: the worst and mean accuracy over
-the seeds (share of single-phase customers whose best phase is right), and calibration: the share flagged
-high-confidence (≥ 0.99) and how many of those are right (pooled over seeds). At the end, the confusion matrix
-of the worst case at class 1.0.
+Feeders (``benchmarks/phase_id_cases.py``): the IEEE European LV feeder (55 customers) and pandapower's Kerber
+Dorfnetz (57 customers on random phases), each with 11 profiles shared by its customers at energy-class
+scales; the twin's power flow (power-grid-model) over the whole period at a 15-minute tick; meters of
+``twin/smart_meter.py`` (the transformer's LV meter: class 0.2). In each run 20 % of the metered customers'
+records are put on a wrong phase, and ``both`` (the default) is run as ``phasetwin identify`` runs it.
 
-    .venv/bin/python benchmarks/phase_identification.py            # IEEE day, and the Liège month if present
-    .venv/bin/python benchmarks/phase_identification.py --quick    # fewer seeds
+Per case, worst over the seeds:
+
+- accuracy: share of the metered customers whose best phase (``both``: assigned phase) is right;
+- assigned: share assigned with high confidence (≥ 0.99): the customers identifiable from these data;
+- wrong hc: high-confidence answers that are wrong (acceptance: 0);
+- right of assigned: accuracy among the high-confidence answers;
+- fixed / broken: records the plan (``identified.json``) changes that were wrong / right (acceptance: broken 0).
+
+The watch (``identify --watch``): 30 days of 15-minute data, a 7-day baseline, a 1-day window stepped by an hour;
+one identifiable customer moved to another phase at noon of day 16: the delay until it is reported, and the
+false reports (any other customer, or before the move).
+
+    .venv/bin/python benchmarks/phase_identification.py            # every case, 3 seeds
+    .venv/bin/python benchmarks/phase_identification.py --quick    # one small case, seconds (a test runs it)
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import sys
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from controllers.identification import Method, confusion_matrix
-from phasetwin.run.meter_readings import TrueReadings, meter_voltages, run_identification, true_readings
-from phasetwin.run.scenario import Scenario
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from phase_id_cases import Move, case_feeder, profile_loads_kw, simulate
+
+from controllers.identification import Method
+from controllers.identification.watch import watch_phases
+from phasetwin.run.meter_readings import TrueReadings, meter_voltages, run_identification
+from streams.meters.voltages import MeterVoltages
 from twin.smart_meter import MeterModel
 
-METHODS = (Method.CORRELATION, Method.ENERGY)
+TICK_S = 900
+N_PROFILES = 11
+SCRAMBLED_SHARE = 0.2
+ENERGY_TIME_LIMIT_S = 10.0
 
 
-def _case(truth: TrueReadings, *, seeds: list[int], label: str, metered_share: float = 1.0,
-          **model: float | int) -> tuple[str, dict[str, list[float]], dict[str, tuple[int, int]], dict]:
-    true_phase = {c.id: int(c.phases[0]) for c in truth.feeder.customers if c.n_phases == 1}
-    acc: dict[str, list[float]] = {m.value: [] for m in METHODS}
-    high: dict[str, tuple[int, int]] = {m.value: (0, 0) for m in METHODS}
-    worst: dict = {}
-    for seed in seeds:
-        metered = None
-        if metered_share < 1.0:
-            rng = np.random.default_rng(1000 + seed)
-            metered = rng.random(len(truth.feeder.customers)) < metered_share
-        data = meter_voltages(truth, model=MeterModel(seed=seed, **model), metered=metered)  # type: ignore[arg-type]
-        result = run_identification(truth.feeder, data, method=Method.BOTH)
-        ids = [cid for cid in result.customer_ids if cid not in result.without_data]
-        rows = np.array([result.customer_ids.index(cid) for cid in ids])
-        t = np.array([true_phase[cid] for cid in ids])
-        for m in METHODS:
-            a = result.assignments[m]
-            right = a.phase[rows] == t
-            acc[m.value].append(float(right.mean()))
-            hi = ~a.flagged()[rows]
-            n_hi, n_ok = high[m.value]
-            high[m.value] = (n_hi + int(hi.sum()), n_ok + int(right[hi].sum()))
-            if m.value not in worst or acc[m.value][-1] < worst[m.value][0]:
-                worst[m.value] = (acc[m.value][-1], confusion_matrix(
-                    type(a)(method=a.method, phase=a.phase[rows], confidence=a.confidence[rows],
-                            scores=a.scores[rows], reason=tuple(a.reason[r] for r in rows)), t))
-    return label, acc, high, worst
+@dataclass(frozen=True)
+class Case:
+    feeder: str
+    days: int
+    resolution_s: int
+    accuracy_class: float
+    metered_share: float
+
+    @property
+    def label(self) -> str:
+        return (f"{self.feeder:<6} {self.days:>2} d {self.resolution_s // 60:>2} min class {self.accuracy_class} "
+                f"{self.metered_share:>4.0%} metered")
 
 
-def _print(rows: list[tuple[str, dict[str, list[float]], dict[str, tuple[int, int]], dict]], title: str) -> None:
-    print(f"\n{title}")
-    print(f"{'case':<34} {'method':<12} {'worst':>7} {'mean':>7} {'high-conf.':>11} {'right of those':>15}")
-    for label, acc, high, _ in rows:
-        for m in METHODS:
-            n_hi, n_ok = high[m.value]
-            total = len(acc[m.value])
-            print(f"{label:<34} {m.value:<12} {min(acc[m.value]):>7.1%} {np.mean(acc[m.value]):>7.1%} "
-                  f"{n_hi:>5} runs·c {n_ok / n_hi if n_hi else 1.0:>14.1%}" if total else "")
+@dataclass(frozen=True)
+class Outcome:
+    accuracy: float
+    assigned: float
+    wrong_high: int
+    right_of_assigned: float
+    fixed: int
+    broken: int
+
+
+def run_case(case: Case, truth: TrueReadings, *, seed: int) -> Outcome:
+    """Identify ``truth`` read by ``case``'s meters with 20 % of the records scrambled; the outcome of ``both``."""
+    feeder = truth.feeder
+    rng = np.random.default_rng([seed, 99])
+    n = len(feeder.customers)
+    metered = rng.random(n) < case.metered_share if case.metered_share < 1 else np.ones(n, dtype=bool)
+    data = meter_voltages(truth, model=MeterModel(seed=seed, accuracy_class=case.accuracy_class,
+                                                  resolution_s=case.resolution_s), metered=metered)
+    result = run_identification(feeder, data, method=Method.BOTH, time_limit_s=ENERGY_TIME_LIMIT_S)
+    rows = np.array([k for k, cid in enumerate(result.customer_ids) if cid not in result.without_data])
+    index = {c.id: i for i, c in enumerate(feeder.customers)}
+    true = np.array([int(feeder.customers[index[result.customer_ids[k]]].phases[0]) for k in rows])
+    recorded = true.copy()
+    wrong = rng.random(rows.size) < SCRAMBLED_SHARE
+    recorded[wrong] = (true[wrong] + rng.integers(1, 3, size=int(wrong.sum()))) % 3
+    a = result.assignments[Method.BOTH]
+    phase, high = a.phase[rows], ~a.flagged()[rows]
+    right = phase == true
+    changed = high & (phase != recorded)
+    return Outcome(accuracy=float(right.mean()), assigned=float(high.mean()), wrong_high=int((high & ~right).sum()),
+                   right_of_assigned=float(right[high].mean()) if high.any() else 1.0,
+                   fixed=int((changed & wrong).sum()), broken=int((changed & ~wrong).sum()))
+
+
+def truth_of(feeder_name: str, *, days: int, seed: int, move: Move | None = None) -> TrueReadings:
+    feeder = case_feeder(feeder_name, seed=seed)
+    load = profile_loads_kw(len(feeder.customers), n_profiles=N_PROFILES, days=days, tick_s=TICK_S, seed=seed)
+    return simulate(feeder, load, tick_s=TICK_S, move=move)
+
+
+def cases(quick: bool) -> list[Case]:
+    if quick:
+        return [Case("ieee", 2, 900, 1.0, 1.0), Case("ieee", 2, 900, 1.0, 0.5)]
+    out = []
+    for feeder in ("ieee", "kerber"):
+        for days, resolution in ((7, 900), (30, 900), (7, 3600), (30, 3600)):
+            for accuracy_class in (0.5, 1.0):
+                out.append(Case(feeder, days, resolution, accuracy_class, 1.0))
+        for days, resolution in ((7, 900), (30, 3600)):
+            for share in (0.75, 0.5):
+                out.append(Case(feeder, days, resolution, 1.0, share))
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 seeds instead of 5")
-    parser.add_argument("--feeders", default="ieee,liege", help="which feeders: ieee, liege or both (default)")
+    parser.add_argument("--quick", action="store_true", help="one small case on one seed (seconds)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per case (default 3)")
+    parser.add_argument("--no-watch", action="store_true", help="skip the watch benchmark")
     args = parser.parse_args()
-    seeds = [1, 2, 3] if args.quick else [1, 2, 3, 4, 5]
-    work = Path(tempfile.mkdtemp(prefix="phase-id-"))
+    seeds = [1] if args.quick else list(range(1, args.seeds + 1))
     started = time.perf_counter()
-    if "ieee" in args.feeders:
-        _ieee(work, seeds)
-    if "liege" in args.feeders:
-        _liege(work, seeds)
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
+    print(f"{'case':<42} {'accuracy':>8} {'assigned':>8} {'wrong hc':>8} {'right/assigned':>14} {'fixed':>6} "
+          f"{'broken':>6}   (worst over {len(seeds)} seed(s))")
+    truths: dict[tuple[str, int, int], TrueReadings] = {}
+    failures = 0
+    for case in cases(args.quick):
+        outcomes = []
+        for seed in seeds:
+            key = (case.feeder, case.days, seed)
+            if key not in truths:
+                truths[key] = truth_of(case.feeder, days=case.days, seed=seed)
+            outcomes.append(run_case(case, truths[key], seed=seed))
+        worst = Outcome(accuracy=min(o.accuracy for o in outcomes), assigned=min(o.assigned for o in outcomes),
+                        wrong_high=max(o.wrong_high for o in outcomes),
+                        right_of_assigned=min(o.right_of_assigned for o in outcomes),
+                        fixed=min(o.fixed for o in outcomes), broken=max(o.broken for o in outcomes))
+        failures += worst.wrong_high + worst.broken
+        print(f"{case.label:<42} {worst.accuracy:>8.1%} {worst.assigned:>8.1%} {worst.wrong_high:>8} "
+              f"{worst.right_of_assigned:>14.1%} {worst.fixed:>6} {worst.broken:>6}", flush=True)
+    if not args.no_watch:
+        failures += watch_benchmark(seeds=seeds, days=4 if args.quick else 30)
+    print(f"\n{time.perf_counter() - started:.0f} s in all; {failures} wrong high-confidence answer(s), broken "
+          "record(s) and false or missed move report(s)")
+    sys.exit(1 if failures else 0)
 
 
-def _ieee(work: Path, seeds: list[int]) -> None:
-    ieee = true_readings(Scenario(out=work / "ieee"))
-    rows = [_case(ieee, seeds=seeds, label=f"class {c}, 15 min", accuracy_class=c, resolution_s=900)
-            for c in (0.2, 0.5, 1.0, 2.0)]
-    _print(rows, f"IEEE European LV, 55 single-phase customers, 1 day, 1-minute twin; {len(seeds)} seeds")
-    res = [_case(ieee, seeds=seeds, label=f"class 1.0, {r // 60} min", accuracy_class=1.0, resolution_s=r)
-           for r in (300, 1800, 3600)]
-    _print(res, "resolution (class 1.0)")
-    cov = [_case(ieee, seeds=seeds, label=f"class 1.0, 15 min, {int(s * 100)} % metered", metered_share=s,
-                 accuracy_class=1.0, resolution_s=900) for s in (0.75, 0.5)]
-    _print(cov, "share of customers metered (accuracy among the metered; unmetered load is residual)")
-    ref = [_case(ieee, seeds=seeds, label="class 1.0, reference class 1.0", accuracy_class=1.0,
-                 reference_class=1.0, resolution_s=900)]
-    _print(ref, "transformer meter as coarse as the customers' (default reference: class 0.2)")
-    label, _, _, worst = rows[2]
-    for m in METHODS:
-        print(f"\nconfusion, {label}, {m.value}, worst seed ({worst[m.value][0]:.1%}); rows true A/B/C, "
-              f"columns A/B/C/not assigned:\n{worst[m.value][1]}")
+def watch_benchmark(*, seeds: list[int], days: int) -> int:
+    """One identifiable customer moved at noon of the middle day (after a 7-day baseline; 2 days of 4 in --quick),
+    and the same period without the move; class 1.0, 15-minute data. Returns the misses and false reports."""
+    baseline_days = 2 if days < 7 else 7
+    move_day = max(baseline_days, days // 2)  # 0-based: the move is at noon of day move_day + 1
+    per_day = 86400 // TICK_S
+    print(f"\nwatch: IEEE feeder, {days} days of 15-minute class-1.0 data, baseline {baseline_days} d, window 1 d "
+          f"stepped by 1 h, 2 windows to confirm; a move on day {move_day + 1} at noon")
+    print(f"{'seed':>4} {'moved':>8} {'noticed after':>14} {'false reports (with move)':>26} "
+          f"{'false reports (no move)':>24} {'watched':>8}")
+    failures = 0
+    for seed in seeds:
+        still = truth_of("ieee", days=days, seed=seed)
+        model = MeterModel(seed=seed, accuracy_class=1.0, resolution_s=TICK_S)
+        base = run_identification(still.feeder, _first(meter_voltages(still, model=model), baseline_days * per_day),
+                                  method=Method.BOTH, time_limit_s=ENERGY_TIME_LIMIT_S)
+        chosen = base.assignments[Method.BOTH]
+        phase = np.where(chosen.flagged(), -1, chosen.phase)
+        rng = np.random.default_rng([seed, 5])
+        if not (phase >= 0).any():
+            print(f"{seed:>4} no customer identifiable in the baseline: nothing to watch")
+            failures += 1
+            continue
+        who = int(rng.choice(np.flatnonzero(phase >= 0)))
+        to_phase = int((phase[who] + rng.integers(1, 3)) % 3)
+        at = move_day * per_day + per_day // 2
+        moved = truth_of("ieee", days=days, seed=seed, move=Move(customer=who, to_phase=to_phase, at_interval=at))
+        reports = {}
+        for name, truth in (("move", moved), ("still", still)):
+            data = meter_voltages(truth, model=model)
+            reports[name] = watch_phases(v_v=data.v_v[:, :, 0], ref_v_v=data.ref_v_v, phase=phase, window=per_day,
+                                         step=per_day // 24, p_kw=data.p_kw[:, :, 0], start=baseline_days * per_day)
+        hit = [c for c in reports["move"] if c.customer == who and c.to_phase == to_phase and c.noticed_at > at]
+        false_move = [c for c in reports["move"] if c not in hit[:1]]
+        delay_h = (hit[0].noticed_at - at) * TICK_S / 3600 if hit else float("nan")
+        failures += (0 if hit and delay_h <= 24 else 1) + len(false_move) + len(reports["still"])
+        print(f"{seed:>4} {still.feeder.customers[who].id:>8} {delay_h:>12.1f} h {len(false_move):>26} "
+              f"{len(reports['still']):>24} {int((phase >= 0).sum()):>8}", flush=True)
+    return failures
 
 
-def _liege(work: Path, seeds: list[int]) -> None:
-    try:
-        liege = true_readings(Scenario(feeder="liege-lv", tick_s=900, start_utc=datetime(2016, 6, 1, tzinfo=UTC),
-                                       end_utc=datetime(2016, 7, 1, tzinfo=UTC), out=work / "liege"))
-    except Exception as err:
-        print(f"\nLiège skipped: {err}")
-    else:
-        n = len(liege.time_utc)
-        days = []
-        for d in (1, 7, 30):
-            part = TrueReadings(feeder=liege.feeder, time_utc=liege.time_utc[: d * 96], tick_s=900,
-                                v_v=liege.v_v[: d * 96], ref_v_v=liege.ref_v_v[: d * 96],
-                                ref_p_kw=liege.ref_p_kw[: d * 96], p_kw=liege.p_kw[: d * 96], p_step_s=900)
-            days.append(_case(part, seeds=seeds[:3], label=f"class 0.5, {d} day(s)", accuracy_class=0.5,
-                              resolution_s=900))
-        days.append(_case(liege, seeds=seeds[:3], label="class 1.0, 30 days", accuracy_class=1.0,
-                          resolution_s=900))
-        _print(days, f"Liège LV, {sum(c.n_phases == 1 for c in liege.feeder.customers)} single-phase of "
-                     f"{len(liege.feeder.customers)} customers, June 2016, 15-minute data ({n} intervals)")
+def _first(data: MeterVoltages, n: int) -> MeterVoltages:
+    return replace(data, time_utc=data.time_utc[:n], v_v=data.v_v[:n], p_kw=data.p_kw[:n], ref_v_v=data.ref_v_v[:n],
+                   ref_p_kw=data.ref_p_kw[:n])
 
 
 if __name__ == "__main__":

@@ -22,14 +22,19 @@ from controllers.identification.assignment import (
 )
 from controllers.identification.correlation import identify_by_correlation
 from controllers.identification.energy import identify_by_energy
+from controllers.identification.identify import identify_phases
+from controllers.identification.watch import PhaseChange, watch_phases
 
 __all__ = [
     "HIGH_CONFIDENCE",
     "Assignment",
     "Method",
+    "PhaseChange",
     "agree",
     "confusion_matrix",
     "identify_by_correlation",
     "identify_by_energy",
+    "identify_phases",
     "score",
+    "watch_phases",
 ]

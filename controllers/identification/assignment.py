@@ -7,10 +7,13 @@ from enum import StrEnum
 
 import numpy as np
 
-__all__ = ["HIGH_CONFIDENCE", "NOT_ASSIGNED", "Assignment", "Method", "agree", "confusion_matrix", "score"]
+__all__ = ["HIGH_CONFIDENCE", "NOT_ASSIGNED", "NOT_IDENTIFIABLE", "Assignment", "Method", "abstains", "agree",
+           "confusion_matrix", "score"]
 
 NOT_ASSIGNED = -1
 """Phase code of a customer left unassigned (no data, or confidence below the threshold)."""
+NOT_IDENTIFIABLE = "not identifiable from these data"
+"""How a reason starts when the data cannot tell a customer's phase (and the method's phase is only a guess)."""
 HIGH_CONFIDENCE = 0.99
 """Confidence at or above which an assignment counts as high-confidence (calibrated in the benchmark)."""
 
@@ -35,22 +38,41 @@ class Assignment:
     reason: tuple[str, ...]
 
     def flagged(self, threshold: float = HIGH_CONFIDENCE) -> np.ndarray:
-        """Customers that are not assigned or below ``threshold``: to be checked in the field, not guessed."""
-        return (self.phase == NOT_ASSIGNED) | (self.confidence < threshold)
+        """Customers that are not assigned, not identifiable, or below ``threshold``: to be checked in the field,
+        not guessed."""
+        identifiable = np.array([not r.startswith(NOT_IDENTIFIABLE) for r in self.reason], dtype=bool)
+        return (self.phase == NOT_ASSIGNED) | (self.confidence < threshold) | ~identifiable
+
+
+def abstains(assignment: Assignment, i: int) -> bool:
+    """Whether the method says nothing about customer i: not assigned, or not identifiable from its data."""
+    return bool(assignment.phase[i] == NOT_ASSIGNED or assignment.reason[i].startswith(NOT_IDENTIFIABLE))
 
 
 def agree(first: Assignment, second: Assignment) -> Assignment:
-    """Both methods: assigned where both assign the same phase, with the larger of the two confidences;
-    where they disagree the customer is not assigned (reason names both)."""
-    same = (first.phase == second.phase) & (first.phase != NOT_ASSIGNED)
-    phase = np.where(same, first.phase, NOT_ASSIGNED)
-    confidence = np.where(same, np.maximum(first.confidence, second.confidence), 0.0)
+    """Both methods. Where both assign the same phase, that phase with the confidence of the two as independent
+    evidence: each method's odds for the phase against the other two, c/(1 − c), over the prior odds 1/2, are
+    multiplied, giving 2c₁c₂ / (2c₁c₂ + (1 − c₁)(1 − c₂)); where one abstains (not assigned, or "not
+    identifiable from these data"), the other's phase and confidence, its reason naming the abstention; where
+    they name different phases, not assigned (reason names both); where both abstain, not assigned with both
+    reasons."""
+    n = first.phase.size
+    phase = np.full(n, NOT_ASSIGNED)
+    confidence = np.zeros(n)
     reasons = []
-    for i in range(phase.size):
-        if same[i]:
+    for i in range(n):
+        skip_first, skip_second = abstains(first, i), abstains(second, i)
+        if not skip_first and not skip_second and first.phase[i] == second.phase[i]:
+            c1, c2 = float(first.confidence[i]), float(second.confidence[i])
+            phase[i] = first.phase[i]
+            confidence[i] = 2 * c1 * c2 / max(2 * c1 * c2 + (1 - c1) * (1 - c2), 1e-300)
             reasons.append("")
-        elif first.phase[i] == NOT_ASSIGNED or second.phase[i] == NOT_ASSIGNED:
-            reasons.append("; ".join(r for r in (first.reason[i], second.reason[i]) if r))
+        elif skip_first and skip_second:
+            reasons.append("; ".join(f"{a.method}: {a.reason[i]}" for a in (first, second) if a.reason[i]))
+        elif skip_first or skip_second:
+            used, other = (second, first) if skip_first else (first, second)
+            phase[i], confidence[i] = used.phase[i], used.confidence[i]
+            reasons.append(f"{used.method} alone ({other.method}: {other.reason[i] or 'not assigned'})")
         else:
             reasons.append(f"{first.method} says {'ABC'[first.phase[i]]}, {second.method} says "
                            f"{'ABC'[second.phase[i]]}")

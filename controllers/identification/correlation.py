@@ -9,12 +9,15 @@ daily load shape that every phase shares). What is left is each phase's own sign
 
 1. Clustering. Each customer is correlated (Pearson, over the intervals both report) with each phase's
    reference: ``REFERENCE_WEIGHT`` × the transformer's phase series plus the mean of the other customers
-   currently in that phase's cluster (a customer is never its own reference); it joins the phase of the largest
-   correlation. Repeated until no customer moves (at most ``iterations`` times).
+   currently in that phase's cluster (a customer is never its own reference, nor are the customers whose
+   consumption is collinear with its own — one scaled profile, ``identifiability.collinear_groups`` — when
+   the powers are given: their own-load drops carry its shape onto their phase); it joins the phase of the
+   largest correlation. Repeated until no customer moves (at most ``iterations`` times).
 2. Labelling. The three clusters are named A, B, C by the permutation whose cluster means correlate best, in
    sum, with the transformer's phase series (the clusters are right long before single customers' labels are).
 
-Confidence: with Fisher's z = atanh(ρ) and its standard error 1/√(n − 3) for n intervals, the probability that
+Confidence: with Fisher's z = atanh(ρ) and its standard error se = √(1/(n − 3) + MODEL_SPREAD²) for n
+intervals (the sampling error, and the reference's own error that more data do not remove), the probability that
 the chosen phase's correlation truly exceeds each other phase's, Φ((z₁ − z_k)/(√2·se)), multiplied over the
 other two phases, times the probability that the clusters' labelling is right (the same test between the best
 and the runner-up permutation). A transformer meter too coarse to tell its phases apart thus flags everyone
@@ -29,11 +32,28 @@ import math
 import numpy as np
 
 from controllers.identification.assignment import NOT_ASSIGNED, Assignment, Method
+from controllers.identification.identifiability import collinear_groups
 
-__all__ = ["MIN_INTERVALS", "REFERENCE_WEIGHT", "identify_by_correlation"]
+__all__ = [
+    "MIN_INTERVALS",
+    "MODEL_SPREAD",
+    "REFERENCE_WEIGHT",
+    "confidence_of",
+    "identify_by_correlation",
+    "own_signals",
+    "phase_correlations",
+    "profile_groups",
+]
 
 MIN_INTERVALS = 8
 """Intervals with a voltage reading a customer needs to be assigned."""
+MODEL_SPREAD = 0.2
+"""Spread (in Fisher z) of a customer's correlation with a phase reference that no amount of data removes: the
+reference is a model of the phase's voltage, and on long branches the neutral's shift by the other phases'
+loads moves a customer's voltage with them. Added in quadrature to the sampling error 1/√(n − 3). Measured in
+``benchmarks/phase_identification.py``: on the Kerber grid (r0/r1 = 4) a customer's wrong best phase beat the
+true one by 0.54 in z over 30 days of class-0.5 data (0.1 let it through at 0.9999); at 0.2 a margin must
+exceed ≈ 0.73 in z (2.6 σ at √2·0.2) for 0.99."""
 REFERENCE_WEIGHT = 0.3
 """Weight of the transformer's phase series beside the cluster mean (both standardised) in a phase's reference:
 the cluster of tens of customers is the stronger signal, the transformer keeps the clusters apart at the start.
@@ -73,34 +93,26 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
 
 
-def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, iterations: int = 30) -> Assignment:
+def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.ndarray | None = None,
+                            iterations: int = 30) -> Assignment:
     """Phases of the customers whose meter voltages are ``v_v[t, i]`` (V, NaN where missing), with the
-    transformer's per-phase voltages ``ref_v_v[t, φ]`` as references. Raises ValueError on mismatched shapes."""
+    transformer's per-phase voltages ``ref_v_v[t, φ]`` as references; with their own powers ``p_kw[t, i]``
+    (kW, NaN where missing) customers of one scaled profile are kept out of each other's references. Raises
+    ValueError on mismatched shapes."""
     if v_v.ndim != 2 or ref_v_v.ndim != 2 or ref_v_v.shape != (v_v.shape[0], 3):
         raise ValueError(f"voltages have shape {v_v.shape} and references {ref_v_v.shape}; expected [t, n] and "
                          "[t, 3] over the same intervals")
+    if p_kw is not None and p_kw.shape != v_v.shape:
+        raise ValueError(f"powers have shape {p_kw.shape}; expected {v_v.shape}, as the voltages")
     n_customers = v_v.shape[1]
     reported = np.isfinite(v_v)
     n_valid = reported.sum(axis=0)
     usable = n_valid >= MIN_INTERVALS
-    common = _nanmean(ref_v_v, axis=1)
-    own = _standardised(v_v - common)
-    if usable.any():
-        own = _standardised(own - np.nan_to_num(_nanmean(own[:, usable], axis=1)))
-    ref = _standardised(ref_v_v - common)
-    own0 = np.where(np.isfinite(own), own, 0.0)
-    ref0 = np.where(np.isfinite(ref), ref, 0.0)
+    group = profile_groups(p_kw) if p_kw is not None else np.full(n_customers, -1)
+    own, own0, ref0 = own_signals(v_v, ref_v_v, usable)
     phase = np.full(n_customers, NOT_ASSIGNED)
-    rho = np.zeros((n_customers, 3))
-    count = np.zeros((n_customers, 3), dtype=int)
     for _ in range(max(iterations, 1)):
-        for k in range(3):
-            members = (phase == k) & usable
-            # leave-one-out: a customer in cluster k is taken out of k's reference before it is compared
-            total = own0[:, members].sum(axis=1, keepdims=True) - np.where(members, own0, 0.0)
-            size = members.sum() - members.astype(float)
-            reference = REFERENCE_WEIGHT * ref0[:, [k]] + total / np.maximum(size, 1.0)
-            rho[:, k], count[:, k] = _pearson(own, np.broadcast_to(reference, own.shape))
+        rho, count = phase_correlations(own, own0, ref0, phase=phase, members=usable, group=group)
         new_phase = np.where(usable, rho.argmax(axis=1), NOT_ASSIGNED)
         if np.array_equal(new_phase, phase):
             break
@@ -108,19 +120,69 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, iterations:
     label, label_confidence = _labels(own0, ref0, phase)
     rho = rho[:, np.argsort(label)]
     phase = np.where(phase == NOT_ASSIGNED, NOT_ASSIGNED, label[np.maximum(phase, 0)])
-    z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
-    se = 1.0 / np.sqrt(np.maximum(count.min(axis=1) - 3, 1))
-    best = np.take_along_axis(z, np.maximum(phase, 0)[:, None], axis=1)
-    margins = (best - z) / (math.sqrt(2.0) * se[:, None])
-    others = np.ones_like(z, dtype=bool)
-    others[np.arange(n_customers), np.maximum(phase, 0)] = False
-    confidence = np.prod(np.where(others, _normal_cdf(margins), 1.0), axis=1)
+    confidence = confidence_of(rho, count, phase)
     confidence = np.where(phase == NOT_ASSIGNED, 0.0, confidence * label_confidence)
     reason = tuple("" if phase[i] != NOT_ASSIGNED else
                    ("no voltage data" if n_valid[i] == 0 else
                     f"only {n_valid[i]} interval(s) with voltage; at least {MIN_INTERVALS} needed")
                    for i in range(n_customers))
     return Assignment(method=Method.CORRELATION, phase=phase, confidence=confidence, scores=rho, reason=reason)
+
+
+def own_signals(v_v: np.ndarray, ref_v_v: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each phase's own signal: the customers' standardised voltages without the common mode and without the
+    mean over the ``usable`` customers (NaN kept, and with NaN as 0), and the transformer's phases without the
+    common mode (NaN as 0)."""
+    common = _nanmean(ref_v_v, axis=1)
+    own = _standardised(v_v - common)
+    if usable.any():
+        own = _standardised(own - np.nan_to_num(_nanmean(own[:, usable], axis=1)))
+    ref = _standardised(ref_v_v - common)
+    return own, np.where(np.isfinite(own), own, 0.0), np.where(np.isfinite(ref), ref, 0.0)
+
+
+def phase_correlations(own: np.ndarray, own0: np.ndarray, ref0: np.ndarray, *, phase: np.ndarray,
+                       members: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[i, k] correlation of customer i with phase k's reference (``REFERENCE_WEIGHT`` × the transformer's phase
+    plus the mean of the ``members`` on ``phase`` k other than i and its profile peers ``group``), and the
+    number of intervals it is taken over."""
+    n = own.shape[1]
+    rho = np.zeros((n, 3))
+    count = np.zeros((n, 3), dtype=int)
+    for k in range(3):
+        on_k = (phase == k) & members
+        # leave-one-out: a customer in cluster k is taken out of k's reference before it is compared
+        total = own0[:, on_k].sum(axis=1, keepdims=True) - np.where(on_k, own0, 0.0)
+        size = on_k.sum() - on_k.astype(float)
+        for g in np.unique(group[group >= 0]):
+            # a customer's profile peers carry its own shape: they are no reference for it
+            peers = (group == g) & on_k
+            total[:, group == g] -= own0[:, peers].sum(axis=1, keepdims=True) - np.where(peers, own0, 0.0)[
+                :, group == g]
+            size[group == g] -= peers.sum() - peers[group == g]
+        reference = REFERENCE_WEIGHT * ref0[:, [k]] + total / np.maximum(size, 1.0)
+        rho[:, k], count[:, k] = _pearson(own, np.broadcast_to(reference, own.shape))
+    return rho, count
+
+
+def confidence_of(rho: np.ndarray, count: np.ndarray, phase: np.ndarray, *,
+                  spread: float = MODEL_SPREAD) -> np.ndarray:
+    """Probability that ``phase[i]``'s correlation truly exceeds each other phase's: Π_k Φ((z_φ − z_k)/(√2·se)),
+    se = √(1/(n − 3) + spread²)."""
+    z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
+    se = np.sqrt(1.0 / np.maximum(count.min(axis=1) - 3, 1) + spread**2)
+    chosen = np.maximum(phase, 0)
+    best = np.take_along_axis(z, chosen[:, None], axis=1)
+    margins = (best - z) / (math.sqrt(2.0) * se[:, None])
+    others = np.ones_like(z, dtype=bool)
+    others[np.arange(z.shape[0]), chosen] = False
+    return np.asarray(np.prod(np.where(others, _normal_cdf(margins), 1.0), axis=1))
+
+
+def profile_groups(p_kw: np.ndarray) -> np.ndarray:
+    """The customers' profile groups: ``collinear_groups`` of their powers, gaps filled by each one's mean."""
+    filled = np.where(np.isfinite(p_kw), p_kw, np.nan_to_num(_nanmean(p_kw, axis=0)))
+    return collinear_groups(filled)
 
 
 def _labels(own0: np.ndarray, ref0: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarray, float]:

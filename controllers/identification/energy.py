@@ -10,23 +10,40 @@ missing intervals are filled with its mean over the intervals it reported (count
 where the transformer's reading is missing are left out. Customers with no power data at all stay out of the
 balance and are not assigned.
 
-Confidence: with the others fixed, moving customer i to phase φ' raises the objective by ΔJ_φ'; under Laplace
-residuals of scale b (their mean absolute value, the maximum-likelihood estimate) the posterior of the chosen
-phase is 1 / (1 + Σ_φ' exp(−ΔJ_φ'/b)).
+The solver's assignment is then polished by moves and swaps until none improves it
+(``identifiability.improve_by_moves``), so that it is a local optimum under the moves its confidence is tested
+against.
+
+Confidence (``identifiability``): moving customer i to phase φ' — alone, or together with the one other
+customer's move that best compensates it (a swap) — raises the objective by at least ΔJ_φ'. Under Laplace
+residuals of scale b (their mean absolute value) inflated by τ, the residual's autocorrelation factor (n/τ
+independent intervals), the posterior of the chosen phase is 1 / (1 + Σ_φ' exp(−ΔJ_φ'/(b·τ))). Customers whose
+consumption is collinear with customers on other phases (the same scaled profile: ``collinear_groups``) get
+confidence 0 and the reason "not identifiable from these data": group moves of equal total among them leave
+the balance unchanged, whatever the single moves and swaps say.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from controllers.identification.assignment import NOT_ASSIGNED, Assignment, Method
+from controllers.identification.assignment import NOT_ASSIGNED, NOT_IDENTIFIABLE, Assignment, Method
+from controllers.identification.identifiability import (
+    COLLINEAR,
+    collinear_groups,
+    compensated_deltas,
+    improve_by_moves,
+    variance_inflation,
+)
 from controllers.sparse_milp import Outcome, SparseModel, solve
 
 __all__ = ["identify_by_energy"]
 
 
 def identify_by_energy(p_kw: np.ndarray, n_terminals: np.ndarray, ref_p_kw: np.ndarray, *,
-                       time_limit_s: float = 120.0) -> Assignment:
+                       time_limit_s: float = 120.0, names: Sequence[str] | None = None) -> Assignment:
     """Phases of the single-phase customers (``n_terminals == 1``) from terminal powers ``p_kw[t, i, j]`` (kW, NaN
     where missing) and the transformer's per-phase power ``ref_p_kw[t, φ]``. Multi-terminal customers take part
     in the balance (their terminals' phases are free) and come back not assigned, reason "three-phase".
@@ -85,22 +102,27 @@ def identify_by_energy(p_kw: np.ndarray, n_terminals: np.ndarray, ref_p_kw: np.n
     load += filled[:, single, 0] @ x_val
     for m in range(multi.size):
         load += filled[:, multi[m], :] @ y_val[m]
-    residual = ref - load
-    scale = max(float(np.abs(residual).mean()), 1e-9)
+    series = filled[:, single, 0]
+    chosen, residual = improve_by_moves(ref - load, series, x_val.argmax(axis=1))
+    scale = max(float(np.abs(residual).mean()), 1e-9) * variance_inflation(residual)
+    delta = compensated_deltas(residual, series, chosen)
+    group = collinear_groups(series) if single.size else np.zeros(0, dtype=int)
+    label = (lambda i: names[i]) if names is not None else (lambda i: f"#{i}")
     phase = np.full(n_customers, NOT_ASSIGNED)
     confidence = np.zeros(n_customers)
     scores = np.zeros((n_customers, 3))
     for idx, row in enumerate(single.tolist()):
-        k = int(x_val[idx].argmax())
-        series = filled[:, row, 0]
-        lost = np.abs(residual[:, k] + series).sum() - np.abs(residual[:, k]).sum()
-        delta = np.zeros(3)
-        for other in range(3):
-            if other != k:
-                delta[other] = lost + np.abs(residual[:, other] - series).sum() - np.abs(residual[:, other]).sum()
+        k = int(chosen[idx])
         phase[row] = k
-        scores[row] = -delta
-        confidence[row] = 1.0 / (1.0 + sum(np.exp(-delta[o] / scale) for o in range(3) if o != k))
+        scores[row] = -delta[idx]
+        confidence[row] = 1.0 / (1.0 + sum(np.exp(-delta[idx, o] / scale) for o in range(3) if o != k))
+        peers = np.flatnonzero(group == group[idx]) if group[idx] >= 0 else np.zeros(0, dtype=int)
+        if np.unique(chosen[peers]).size > 1:
+            confidence[row] = 0.0
+            others = [label(int(single[j])) for j in peers if j != idx]
+            reasons[row] = (f"{NOT_IDENTIFIABLE}: consumption collinear (ρ ≥ {COLLINEAR}) with "
+                            f"{', '.join(others[:5])}{' …' if len(others) > 5 else ''} on other phases (same "
+                            "scaled profile); swapping them leaves the balance unchanged")
     for row in multi.tolist():
         reasons[row] = "three-phase"
     if n_t == 0:

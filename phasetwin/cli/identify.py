@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -28,6 +29,9 @@ from controllers.errors import PlanningError
 from controllers.identification import HIGH_CONFIDENCE, Assignment, Method
 from streams.errors import validation_problems
 from twin.errors import StreamError, TwinError
+
+if TYPE_CHECKING:
+    from streams.meters.voltages import MeterVoltages
 
 __all__ = ["register"]
 
@@ -137,8 +141,15 @@ def identify(
     min_confidence: Annotated[float, typer.Option(help="below this a customer is flagged, not assigned")]
     = HIGH_CONFIDENCE,
     time_limit: Annotated[float, typer.Option(help="energy-balance MILP time limit, s")] = 120.0,
+    watch: Annotated[bool, typer.Option(help="identify on the first --baseline-days, then watch the rest over a "
+                                             "rolling window for customers whose phase changed (moves.csv)")]
+    = False,
+    baseline_days: Annotated[float, typer.Option(help="--watch: days of the baseline identification")] = 7.0,
+    window_hours: Annotated[float, typer.Option(help="--watch: rolling window, h")] = 24.0,
+    step_hours: Annotated[float, typer.Option(help="--watch: the window's step, h")] = 1.0,
 ) -> None:
-    """Identify each single-phase customer's phase from its meter's voltages (and powers)."""
+    """Identify each single-phase customer's phase from its meter's voltages (and powers); with --watch, then
+    report customers whose phase changed later in the file, with the time it was noticed."""
     from controllers.planning.plan_file import read_plan, write_plan
     from phasetwin.run.meter_readings import run_identification
     from streams.meters.voltages import read_meter_voltages
@@ -149,6 +160,9 @@ def identify(
         data = read_meter_voltages(meters)
         recorded = read_plan(records) if records is not None else {c.id: c.phases for c in net.customers}
         true = read_plan(truth) if truth is not None else None
+        full = data
+        if watch:
+            data = _first_days(data, baseline_days)
         result = run_identification(net, data, method=method, time_limit_s=time_limit)
     except (TwinError, StreamError, PlanningError, ValueError) as err:
         raise _fail(str(err)) from None
@@ -191,6 +205,57 @@ def identify(
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     _print(report, chosen, ids, flagged, method)
     console.print(f"wrote {out / 'identified.json'}, {out / 'phases.csv'}, {out / 'report.json'}")
+    if watch:
+        try:
+            _watch(full, ids, np.where(flagged, -1, chosen.phase), start=len(data.time_utc), out=out,
+                   window_hours=window_hours, step_hours=step_hours, min_confidence=min_confidence)
+        except ValueError as err:
+            raise _fail(f"--watch: {err}") from None
+
+
+def _first_days(data: MeterVoltages, days: float) -> MeterVoltages:
+    """The first ``days`` of ``data``; ValueError when that leaves nothing to watch or no baseline."""
+    import pandas as pd
+
+    n = int(np.searchsorted(data.time_utc, data.time_utc[0] + pd.Timedelta(days=days)))
+    if n < 1 or n >= len(data.time_utc):
+        raise ValueError(f"--baseline-days {days}: the file covers {data.time_utc[0]} to {data.time_utc[-1]}; "
+                         "the baseline must leave intervals to watch")
+    return replace(data, time_utc=data.time_utc[:n], v_v=data.v_v[:n], p_kw=data.p_kw[:n], ref_v_v=data.ref_v_v[:n],
+                   ref_p_kw=data.ref_p_kw[:n])
+
+
+def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, start: int, out: Path,
+           window_hours: float, step_hours: float, min_confidence: float) -> None:
+    """Watch the single-phase customers ``ids`` (``phase``: their baseline, -1 = not watched) from interval
+    ``start`` on; write moves.csv and print the moves."""
+    import pandas as pd
+
+    from controllers.identification import watch_phases
+
+    interval_s = (data.time_utc[1] - data.time_utc[0]).total_seconds() if len(data.time_utc) > 1 else 1.0
+    window = round(window_hours * 3600 / interval_s)
+    step = max(round(step_hours * 3600 / interval_s), 1)
+    column = {cid: i for i, cid in enumerate(data.customer_ids)}
+    v = np.full((len(data.time_utc), len(ids)), np.nan)
+    p = np.full_like(v, np.nan)
+    for k, cid in enumerate(ids):
+        if cid in column:
+            v[:, k], p[:, k] = data.v_v[:, column[cid], 0], data.p_kw[:, column[cid], 0]
+    changes = watch_phases(v_v=v, ref_v_v=data.ref_v_v, phase=phase, window=window, step=step, p_kw=p,
+                           threshold=min_confidence, start=max(start - window, 0))
+    with (out / "moves.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["customer_id", "from", "to", "noticed_utc", "confidence"])
+        for c in changes:
+            noticed = data.time_utc[c.noticed_at - 1] + pd.Timedelta(seconds=interval_s)
+            writer.writerow([ids[c.customer], PHASE_LETTERS[c.from_phase], PHASE_LETTERS[c.to_phase],
+                             noticed.isoformat(), round(c.confidence, 6)])
+            console.print(f"moved: {ids[c.customer]} {PHASE_LETTERS[c.from_phase]} → {PHASE_LETTERS[c.to_phase]}, "
+                          f"noticed {noticed.isoformat()} (confidence {c.confidence:.4f})")
+    console.print(f"watched {int((phase >= 0).sum())} of {len(ids)} customers over "
+                  f"{len(data.time_utc) - start} intervals (window {window}, step {step}): {len(changes)} move(s); "
+                  f"{out / 'moves.csv'}")
 
 
 def _print(report: dict[str, Any], chosen: Assignment, ids: tuple[str, ...], flagged: np.ndarray,

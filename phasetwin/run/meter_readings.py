@@ -15,15 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from controllers.identification import (
-    Assignment,
-    Method,
-    agree,
-    confusion_matrix,
-    identify_by_correlation,
-    identify_by_energy,
-    score,
-)
+from controllers.identification import Assignment, Method, confusion_matrix, identify_phases, score
 from controllers.identification.assignment import NOT_ASSIGNED
 from phasetwin.run.scenario import Scenario
 from streams.errors import DataError
@@ -178,29 +170,19 @@ def run_identification(feeder: Feeder, data: MeterVoltages, *, method: Method,
     three = tuple(c.id for c in feeder.customers if terminals[c.id] > 1)
     without = tuple(c.id for c in feeder.customers if c.id not in column)
     n_t = len(data.time_utc)
-    v = np.full((n_t, len(single)), np.nan)
-    for k, cid in enumerate(single):
+    everyone = [c.id for c in feeder.customers]
+    v = np.full((n_t, len(everyone), 3), np.nan)
+    p = np.full((n_t, len(everyone), 3), np.nan)
+    for k, cid in enumerate(everyone):
         if cid in column:
-            v[:, k] = data.v_v[:, column[cid], 0]
-    results: dict[Method, Assignment] = {}
-    if method in (Method.CORRELATION, Method.BOTH):
-        results[Method.CORRELATION] = identify_by_correlation(v, data.ref_v_v)
-    if method in (Method.ENERGY, Method.BOTH):
-        everyone = [c.id for c in feeder.customers if c.id in column]
-        p = data.p_kw[:, [column[cid] for cid in everyone], :]
-        n_term = np.array([terminals[cid] for cid in everyone])
-        full = identify_by_energy(p, n_term, data.ref_p_kw, time_limit_s=time_limit_s)
-        where = {cid: i for i, cid in enumerate(everyone)}
-        rows = [where.get(cid) for cid in single]
-        results[Method.ENERGY] = Assignment(
-            method=Method.ENERGY,
-            phase=np.array([full.phase[r] if r is not None else NOT_ASSIGNED for r in rows]),
-            confidence=np.array([full.confidence[r] if r is not None else 0.0 for r in rows]),
-            scores=np.array([full.scores[r] if r is not None else np.zeros(3) for r in rows]).reshape(-1, 3),
-            reason=tuple(full.reason[r] if r is not None else "no meter data" for r in rows),
-        )
-    if method is Method.BOTH:
-        results[Method.BOTH] = agree(results[Method.CORRELATION], results[Method.ENERGY])
+            v[:, k], p[:, k] = data.v_v[:, column[cid]], data.p_kw[:, column[cid]]
+    full = identify_phases(v_v=v, p_kw=p, n_terminals=np.array([terminals[cid] for cid in everyone]),
+                           ref_v_v=data.ref_v_v, ref_p_kw=data.ref_p_kw, method=method, load_complete=not without,
+                           names=everyone, time_limit_s=time_limit_s)
+    rows = np.array([everyone.index(cid) for cid in single], dtype=int)
+    results = {m: Assignment(method=a.method, phase=a.phase[rows], confidence=a.confidence[rows],
+                             scores=a.scores[rows].reshape(-1, 3), reason=tuple(a.reason[r] for r in rows))
+               for m, a in full.items()}
     for m, a in results.items():
         reasons = tuple("no meter data" if cid in without else r for cid, r in zip(single, a.reason, strict=True))
         results[m] = Assignment(method=a.method, phase=a.phase, confidence=a.confidence, scores=a.scores,

@@ -21,7 +21,8 @@ from controllers.identification import (
     identify_by_energy,
     score,
 )
-from controllers.identification.assignment import NOT_ASSIGNED
+from controllers.identification.assignment import NOT_ASSIGNED, NOT_IDENTIFIABLE
+from controllers.identification.identifiability import collinear_groups, compensated_deltas
 
 TRUE_PHASE = np.array([0, 1, 2, 0, 1, 2])
 
@@ -96,7 +97,8 @@ def test_agreement_scores_and_confusion() -> None:
 
     both = agree(a(Method.CORRELATION, [0, 1, 2], [0.5, 0.999, 0.7]), a(Method.ENERGY, [0, 2, 2], [0.995, 1.0, 0.4]))
     np.testing.assert_array_equal(both.phase, [0, NOT_ASSIGNED, 2])
-    np.testing.assert_allclose(both.confidence, [0.995, 0.0, 0.7])
+    # odds multiply: 2·0.5·0.995 / (2·0.5·0.995 + 0.5·0.005), and 2·0.7·0.4 / (2·0.7·0.4 + 0.3·0.6)
+    np.testing.assert_allclose(both.confidence, [0.995 / 0.9975, 0.0, 0.56 / 0.74])
     assert both.reason[1] == "correlation says B, energy says C"
     s = score(both, np.array([0, 1, 1]))
     assert s["accuracy"] == pytest.approx(1 / 3) and s["accuracy_of_high_confidence"] == 1.0
@@ -105,6 +107,68 @@ def test_agreement_scores_and_confusion() -> None:
                                   [[1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]])
 
 
+def test_agreement_uses_one_method_where_the_other_cannot_tell() -> None:
+    cannot = f"{NOT_IDENTIFIABLE}: consumption collinear with #2"
+    first = Assignment(method=Method.CORRELATION, phase=np.array([1, 0]), confidence=np.array([0.999, 0.9]),
+                       scores=np.zeros((2, 3)), reason=("", ""))
+    second = Assignment(method=Method.ENERGY, phase=np.array([2, NOT_ASSIGNED]), confidence=np.array([0.0, 0.0]),
+                        scores=np.zeros((2, 3)), reason=(cannot, "no power data"))
+    both = agree(first, second)
+    np.testing.assert_array_equal(both.phase, [1, 0])
+    np.testing.assert_allclose(both.confidence, [0.999, 0.9])
+    assert both.reason[0] == f"correlation alone (energy: {cannot})"
+    # a method's own "not identifiable" answer is never high-confidence, whatever its number says
+    assert second.flagged().all() and not first.flagged()[0]
+
+
 def test_shapes_are_checked() -> None:
     with pytest.raises(ValueError, match=r"voltages have shape \(4, 2\) and references \(4, 2\)"):
         identify_by_correlation(np.zeros((4, 2)), np.zeros((4, 2)))
+
+
+def test_customers_of_one_scaled_profile_on_two_phases_are_not_identifiable_by_energy() -> None:
+    """Customers 0 and 1 follow one profile (1 at scale 1.0, 0 at 1.0 too): swapping them between A and B leaves
+    the balance exactly as it is, so energy must not be confident about either; the rest stay identified."""
+    _, _, load_kw, _ = _hand_case()
+    load_kw = load_kw.copy()
+    load_kw[:, 1] = load_kw[:, 0]
+    phase_kw = np.stack([load_kw[:, k == TRUE_PHASE].sum(axis=1) for k in range(3)], axis=1)
+    p = np.zeros((load_kw.shape[0], 6, 3))
+    p[:, :, 0] = load_kw
+    a = identify_by_energy(p, np.ones(6, dtype=int), phase_kw, names=[f"c{i}" for i in range(6)])
+    assert a.flagged()[:2].all() and a.confidence[:2].max() == 0.0
+    assert a.reason[0].startswith(NOT_IDENTIFIABLE) and "c1" in a.reason[0] and "c0" in a.reason[1]
+    np.testing.assert_array_equal(a.phase[2:], TRUE_PHASE[2:])
+    assert not a.flagged()[2:].any()
+
+
+def test_compensated_deltas_equal_brute_force_over_a_move_and_one_more() -> None:
+    rng = np.random.default_rng(5)
+    series = rng.gamma(2.0, 0.5, size=(40, 5))
+    phase = np.array([0, 1, 2, 0, 1])
+    residual = rng.normal(0, 0.3, size=(40, 3))
+    base = np.abs(residual).sum()
+    delta = compensated_deltas(residual, series, phase)
+    for i, target in itertools.product(range(5), range(3)):
+        if target == phase[i]:
+            assert delta[i, target] == 0.0
+            continue
+        moved = residual.copy()
+        moved[:, phase[i]] += series[:, i]
+        moved[:, target] -= series[:, i]
+        best = np.abs(moved).sum() - base
+        for j, other in itertools.product(range(5), range(3)):
+            if j != i and other != phase[j]:
+                twice = moved.copy()
+                twice[:, phase[j]] += series[:, j]
+                twice[:, other] -= series[:, j]
+                best = min(best, np.abs(twice).sum() - base)
+        assert delta[i, target] == pytest.approx(best)
+
+
+def test_collinear_groups_link_scaled_copies_only() -> None:
+    rng = np.random.default_rng(2)
+    shapes = rng.gamma(2.0, 0.5, size=(96, 3))
+    series = np.stack([shapes[:, 0], 2 * shapes[:, 0], shapes[:, 1], 0.5 * shapes[:, 0] + 0.01, shapes[:, 2]], axis=1)
+    group = collinear_groups(series)
+    assert group[0] == group[1] == group[3] >= 0 and group[2] == group[4] == -1

@@ -65,8 +65,13 @@ def test_a_customer_without_data_is_reported_and_a_plan_starts_from_identified_p
     root = scrambled_day
     frame = pd.read_csv(root / "meters.csv", dtype={"terminal": str})
     frame[frame["meter"] != "LOAD7"].to_csv(root / "meters_no7.csv", index=False)
-    code, output = _identify(root, root / "meters_no7.csv", "id7", "--method", "energy")
+    code, output = _identify(root, root / "meters_no7.csv", "id7")
     assert code == 0, output
+    report = json.loads((root / "id7/report.json").read_text())
+    # LOAD7's load is in the transformer's phase powers but nobody measured it: energy cannot tell anyone apart,
+    # the voltages still can
+    assert report["methods"]["energy"]["high_confidence"] == 0
+    assert report["methods"]["both"]["high_confidence"] >= 40
     with (root / "id7/phases.csv").open() as fh:
         row = next(r for r in csv.DictReader(fh) if r["customer_id"] == "LOAD7")
     assert (row["identified"], row["flagged"], row["reason"]) == ("", "True", "no meter data")
@@ -108,3 +113,35 @@ def test_bad_meter_files_get_one_message_and_exit_2(tmp_path: Path, content: str
     import re
 
     assert re.search(message, " ".join(result.output.split())), result.output
+
+
+def test_watch_reports_a_moved_customer_with_the_time_it_was_noticed(tmp_path: Path) -> None:
+    """Four days of the IEEE feeder with 11 shared profiles (benchmarks/phase_id_cases.py), LOAD45 moved to the
+    next phase on day 3 at noon; the baseline is days 1-2, the watch a 1-day window stepped by an hour."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+    from phase_id_cases import Move, case_feeder, profile_loads_kw, simulate
+
+    from phasetwin.run.meter_readings import meter_voltages
+    from streams.meters.voltages import write_meter_voltages
+    from twin.smart_meter import MeterModel
+
+    feeder = case_feeder("ieee", seed=1)
+    who = [c.id for c in feeder.customers].index("LOAD45")
+    to_phase = (int(feeder.customers[who].phases[0]) + 1) % 3
+    load = profile_loads_kw(len(feeder.customers), n_profiles=11, days=4, tick_s=900, seed=1)
+    truth = simulate(feeder, load, tick_s=900, move=Move(customer=who, to_phase=to_phase, at_interval=2 * 96 + 48))
+    path = write_meter_voltages(tmp_path / "meters.csv", meter_voltages(truth, model=MeterModel(seed=1)))
+    result = runner.invoke(app, ["identify", str(path), "--watch", "--baseline-days", "2", "--time-limit", "5",
+                                 "--out", str(tmp_path / "watch")])
+    assert result.exit_code == 0, result.output
+    moves = pd.read_csv(tmp_path / "watch/moves.csv")
+    assert moves["customer_id"].tolist() == ["LOAD45"] and moves["to"].tolist() == ["ABC"[to_phase]]
+    noticed = pd.Timestamp(moves["noticed_utc"][0])
+    moved_at = truth.time_utc[0] + pd.Timedelta(hours=60)
+    assert moved_at < noticed <= moved_at + pd.Timedelta(days=1)
+    assert "moved: LOAD45" in result.output
+    result = runner.invoke(app, ["identify", str(path), "--watch", "--baseline-days", "5", "--out",
+                                 str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "--baseline-days 5" in result.output

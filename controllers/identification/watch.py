@@ -1,0 +1,89 @@
+"""Watching for a customer whose phase changed (a PSD move, a field re-connection) over a rolling window.
+
+A baseline gives each watched customer its phase (customers the baseline could not identify with high
+confidence are not watched). A window of ``window`` intervals then slides by ``step``; in each, every watched
+customer is correlated with the three phase references of ``correlation.phase_correlations`` (the
+transformer's phase and the watched customers of that phase, leave-one-out, profile peers left out), clusters
+fixed by the current phases. A customer whose best phase in a window differs from its current one with
+confidence ≥ ``threshold`` (``correlation.confidence_of``: the same test, with ``WATCH_SPREAD``) in
+``confirm`` consecutive windows is reported as moved, noticed at the end of the window that confirmed it; its
+current phase becomes the new one (a move back is reported again).
+
+This is windowed correlation with a vote over consecutive windows, on the references of the multi-reference
+correlation; the rolling window bounds the delay: a move is seen once most of a window lies after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from controllers.identification.assignment import HIGH_CONFIDENCE, NOT_ASSIGNED
+from controllers.identification.correlation import (
+    MIN_INTERVALS,
+    confidence_of,
+    own_signals,
+    phase_correlations,
+    profile_groups,
+)
+
+__all__ = ["WATCH_SPREAD", "PhaseChange", "watch_phases"]
+
+WATCH_SPREAD = 0.1
+"""The reference error of the watch's test (identification uses ``correlation.MODEL_SPREAD``, 0.2): only
+customers the baseline identified with high confidence are watched, so the references' systematic error has
+already been found small for them, and a move must show in ``confirm`` consecutive windows. Measured in
+``benchmarks/phase_identification.py``: no false report over 30 days on 3 seeds, with and without a move."""
+
+
+@dataclass(frozen=True)
+class PhaseChange:
+    """Customer ``customer`` (column index) moved from ``from_phase`` to ``to_phase`` (0, 1, 2 = A, B, C),
+    noticed at the end of interval ``noticed_at`` (exclusive index: the window ``[noticed_at − window,
+    noticed_at)`` confirmed it) with ``confidence``."""
+
+    customer: int
+    from_phase: int
+    to_phase: int
+    noticed_at: int
+    confidence: float
+
+
+def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, window: int, step: int,
+                 p_kw: np.ndarray | None = None, threshold: float = HIGH_CONFIDENCE, confirm: int = 2,
+                 start: int = 0) -> list[PhaseChange]:
+    """Moves among the customers of ``v_v[t, i]`` (V, NaN where missing) against ``ref_v_v[t, φ]``, starting from
+    ``phase[i]`` (NOT_ASSIGNED = not watched), with windows of ``window`` intervals ending at ``start + window``,
+    ``start + window + step``, … up to the last interval; ``p_kw[t, i]`` (optional) gives the profile groups.
+    Raises ValueError on bad shapes or window settings."""
+    n_t, n = v_v.shape
+    if ref_v_v.shape != (n_t, 3) or phase.shape != (n,):
+        raise ValueError(f"v_v {v_v.shape}, ref_v_v {ref_v_v.shape}, phase {phase.shape}: expected [t, n], [t, 3], "
+                         "[n]")
+    if window < MIN_INTERVALS or step < 1 or confirm < 1:
+        raise ValueError(f"window {window} (at least {MIN_INTERVALS} intervals), step {step} and confirm {confirm} "
+                         "(at least 1) are not usable")
+    group = profile_groups(p_kw) if p_kw is not None else np.full(n, -1)
+    current = phase.copy()
+    watched = current != NOT_ASSIGNED
+    streak = np.zeros(n, dtype=int)
+    candidate = np.full(n, NOT_ASSIGNED)
+    changes: list[PhaseChange] = []
+    for end in range(start + window, n_t + 1, step):
+        part = slice(end - window, end)
+        usable = watched & (np.isfinite(v_v[part]).sum(axis=0) >= MIN_INTERVALS)
+        own, own0, ref0 = own_signals(v_v[part], ref_v_v[part], usable)
+        rho, count = phase_correlations(own, own0, ref0, phase=current, members=usable, group=group)
+        best = rho.argmax(axis=1)
+        sure = confidence_of(rho, count, best, spread=WATCH_SPREAD)
+        moved = usable & (best != current) & (sure >= threshold)
+        streak = np.where(moved & (best == candidate), streak + 1, np.where(moved, 1, 0))
+        candidate = np.where(moved, best, NOT_ASSIGNED)
+        for i in np.flatnonzero(streak >= confirm):
+            changes.append(PhaseChange(customer=int(i), from_phase=int(current[i]), to_phase=int(best[i]),
+                                       noticed_at=end, confidence=float(sure[i])))
+            current[i] = best[i]
+            streak[i] = 0
+            candidate[i] = NOT_ASSIGNED
+    return changes
