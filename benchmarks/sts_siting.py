@@ -24,10 +24,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/sts-siting"))
     parser.add_argument("--time-limit", type=float, default=300.0)
     parser.add_argument("--no-sensitivity", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s limits, no sensitivity tables")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 60 s limits, no sensitivity tables")
     args = parser.parse_args()
     if args.quick:
-        args.time_limit, args.no_sensitivity = 5.0, True
+        args.time_limit, args.no_sensitivity = 60.0, True
     case = ieee13_case()
     params = CostParams()
     start = time.perf_counter()
