@@ -65,18 +65,19 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=200, help="load states timed with check()")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each build timing; the best is shown")
     parser.add_argument("--time-limit", type=float, default=10.0, help="MILP time limit, s")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 checks, one build timing, 5 s MILP limit")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: IEEE only, 5 checks, one build timing")
     args = parser.parse_args()
     if args.quick:
         args.checks, args.repeat, args.time_limit = 5, 1, 5.0
 
     ieee = ieee_european_lv.load_feeder()
     day = ieee_european_lv.load_day(ieee)
+    run("IEEE European LV", ieee, day.p_kw, day.q_kvar, args)
+    if args.quick:
+        return
     lg = liege.load_feeder()
     year = liege.load_year(lg)
-    for name, feeder, terminal_p, terminal_q in (("IEEE European LV", ieee, day.p_kw, day.q_kvar),
-                                                 ("Liège", lg, year.p_kw, year.q_kvar)):
-        run(name, feeder, terminal_p, terminal_q, args)
+    run("Liège", lg, year.p_kw, year.q_kvar, args)
 
 
 def run(name: str, feeder: Feeder, terminal_p: np.ndarray, terminal_q: np.ndarray, args: argparse.Namespace) -> None:

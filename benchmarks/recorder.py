@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,9 @@ def timed_replay(scenario: Scenario, *, recorder_for: Callable[[LocalBus], Influ
     return time.perf_counter() - wall, time.process_time() - cpu, cpu_s_of(server_pid) - server, counts
 
 
+QUICK_DAY = datetime(2024, 1, 15, tzinfo=UTC)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="alternating plain / recorded replays")
@@ -154,12 +158,14 @@ def run(server: Any, tmp: Path, args: argparse.Namespace) -> None:
                               scenario="bench", settings=settings, transport=NullTransport() if null else None)
 
     saturated(server.url, feeder, tmp, recorder_for)
-    cases = [("default IEEE day, no devices", Scenario(out=tmp / "run"), args.rounds)]
+    # --quick: two hours of the day instead of the whole day
+    period = {"start_utc": QUICK_DAY, "end_utc": QUICK_DAY + timedelta(hours=2)} if args.quick else {}
+    cases = [("default IEEE day, no devices", Scenario(out=tmp / "run", **period), args.rounds)]
     if args.controlled:
         cases.append(("default controlled day (10 PSD, 2 PESS, MILP)",
                       Scenario(out=tmp / "run", fleet=FleetSpec(psd=10, pess=2),
                                controller=ControllerSettings(strategy=Strategy.ROLLING_MILP)), 1))
-    replay(Scenario(out=tmp / "warm"))  # imports and first-use costs out of the way
+    replay(Scenario(out=tmp / "warm", **period))  # imports and first-use costs out of the way
     for label, scenario, rounds in cases:
         rows: dict[str, list[tuple[float, float, float]]] = {"plain": [], "recorder": [], "null sink": []}
         rates = []

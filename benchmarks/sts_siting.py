@@ -24,14 +24,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/sts-siting"))
     parser.add_argument("--time-limit", type=float, default=300.0)
     parser.add_argument("--no-sensitivity", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s limits, no sensitivity tables")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: single level only, 30 s limits")
     args = parser.parse_args()
     if args.quick:
-        args.time_limit, args.no_sensitivity = 5.0, True
+        args.time_limit, args.no_sensitivity = 30.0, True
     case = ieee13_case()
     params = CostParams()
     start = time.perf_counter()
-    results = run_scenarios(case, params, time_limit_s=args.time_limit)
+    results = run_scenarios(case, params, time_limit_s=args.time_limit, with_hai=not args.quick)
     print(f"{'scen.':5} {'method':12} {'S_IN ¥/d':>9} {'M¥/yr':>6} {'ins':>6} {'cub':>6} {'lo':>6} {'ab':>6} "
           f"{'man':>5} {'κ mean':>7} {'κ max':>6} {'curt.max':>8} {'ops':>4} {'loss kWh':>8} {'#STS':>4} "
           f"{'buses (ours)':14} {'paper':12} {'opt':>3} {'s':>6}")

@@ -1,13 +1,16 @@
-"""Three-phase unbalanced power flow of a Feeder: one interface, two engines.
+"""Three-phase unbalanced power flow of a Feeder: one interface, three engines.
 
 ``create_powerflow(feeder, engine=...)`` builds the engine's network model once; ``solve`` then takes a batch of k
 load states (and, on feeders with switchable lines, the closed state of every line per state) and returns every
 bus-phase voltage, line-phase current and transformer phase power as numpy arrays.
 
-- ``Engine.PGM`` (power-grid-model) is the fast engine the twin runs every tick and for whole days at once.
+- ``Engine.ZBUS`` (a Z-bus fixed point, ``twin.powerflow.zbus``) is the default on radial feeders fed by one
+  transformer: every state of a batch in one solve, device moves without rebuilding anything.
+- ``Engine.PGM`` (power-grid-model) is the general engine (any feeder) and the first fallback behind zbus.
 - ``Engine.PANDAPOWER`` (``runpp_3ph``) is the reference it is checked against; it solves states one by one.
 
-Both engines model the same circuit, so that they agree to 1e-3 p.u. on every bus-phase voltage:
+The engines model the same circuit, so that they agree to 1e-3 p.u. on every bus-phase voltage (zbus and
+power-grid-model to 1e-6 p.u.):
 
 - the MV grid is an ideal voltage source (``Source.vm_pu``, angle 0) behind an explicit series impedance built
   from ``s_sc_mva``, ``rx_ratio``, ``x0x_ratio`` and ``r0x0_ratio`` (pandapower's ``runpp_3ph`` leaves the

@@ -67,7 +67,8 @@ def zbus_unsupported_reason(feeder: Feeder) -> str | None:
 
 
 class ZbusPowerFlow:
-    """Z-bus fixed point of a radial feeder fed by one transformer (see the module docstring)."""
+    """Z-bus fixed point of a radial feeder fed by one transformer (see the module docstring). Not thread-safe:
+    the work arrays are kept between calls."""
 
     engine = Engine.ZBUS
 

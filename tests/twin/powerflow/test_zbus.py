@@ -13,11 +13,15 @@ import numpy as np
 import opendssdirect as dss
 import pandapower as pp
 import pandapower.networks as pn
+import pandas as pd
 import pytest
 from support.opendss_circuits import write_ieee_european_lv
 from support.small_feeders import ring_feeder, two_bus_feeder
 
+from controllers.online.settings import ControllerSettings, Strategy
+from devices.fleet import FleetSpec
 from phasetwin.run.inputs import load_inputs, plan_clock
+from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from streams.bus import LocalBus
 from streams.meters.replay import MeterReplay
@@ -257,3 +261,25 @@ def test_a_feeder_zbus_cannot_model_gets_power_grid_model_and_the_reason() -> No
     p = np.array([[[2.0, 1.0, 3.0]]])
     assert_agree(radial.solve(p_kw=p, q_kvar=p * 0.2),
                  create_powerflow(two_bus_feeder(), engine=Engine.PGM).solve(p_kw=p, q_kvar=p * 0.2))
+
+
+IEEE_DAY = datetime(2024, 1, 15, tzinfo=UTC)
+
+
+def test_a_replay_runs_zbus_by_default_with_no_rebuild_for_device_moves(tmp_path: Path) -> None:
+    """Two hours of the IEEE day with 10 PSDs and 2 PESS under the greedy controller: zbus is the engine, the
+    devices move (commands applied) and the network model is never rebuilt; the same period network-only
+    records the same voltages as power-grid-model."""
+    period = {"start_utc": IEEE_DAY + timedelta(hours=17), "end_utc": IEEE_DAY + timedelta(hours=19)}
+    controlled = replay(Scenario(**period, fleet=FleetSpec(psd=10, pess=2), out=tmp_path / "controlled",
+                                 controller=ControllerSettings(strategy=Strategy.GREEDY)))
+    s = controlled.summary
+    assert s.engine == "zbus" and s.powerflow["engine"] == "zbus" and s.powerflow["engine_note"] == ""
+    assert s.commands["applied"] > 0
+    assert s.powerflow["rebuilds"] == 0
+    plain = {engine: replay(Scenario(**period, out=tmp_path / engine.value, engine=engine))
+             for engine in (Engine.ZBUS, Engine.PGM)}
+    ours, theirs = (pd.read_parquet(tmp_path / e.value / "voltages_pu.parquet") for e in (Engine.ZBUS, Engine.PGM))
+    assert plain[Engine.PGM].summary.engine == "power-grid-model"
+    np.testing.assert_allclose(ours.drop(columns="time_utc").to_numpy(), theirs.drop(columns="time_utc").to_numpy(),
+                               rtol=0, atol=1e-6)
