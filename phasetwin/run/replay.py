@@ -11,6 +11,7 @@ import gc
 import json
 import logging
 import os
+import secrets
 import time
 import urllib.parse
 from collections import Counter
@@ -44,7 +45,7 @@ from streams.bus import Bus, LocalBus
 from streams.influx.recorder import InfluxRecorder
 from streams.influx.settings import InfluxSettings
 from streams.influx.shipper import InfluxCounts
-from streams.ingest import GuardedBus, IngestGuard, MeterEnvelope
+from streams.ingest import DeviceGuard, DeviceIdentity, GuardedBus, IngestGuard, MeterEnvelope
 from streams.messages import ClockTick, ControllerHeartbeat, DeviceKind, RunState, TwinStatus
 from streams.meters.coverage import cover
 from streams.meters.data import require_finite
@@ -92,13 +93,13 @@ class RunResult:
 class ClockPublisher:
     """First stage of a tick: announces it on ``.../twin/clock``."""
 
-    def __init__(self, *, bus: Bus, name: str, tick_s: int, speed: float) -> None:
-        self._bus, self._name, self._tick_s, self._speed = bus, name, tick_s, speed
+    def __init__(self, *, bus: Bus, name: str, tick_s: int, speed: float, run: str = "") -> None:
+        self._bus, self._name, self._tick_s, self._speed, self._run = bus, name, tick_s, speed, run
         self._topic = topics.twin_clock(name)
 
     def on_tick(self, tick: int, time_utc: datetime) -> None:
         self._bus.publish(self._topic, ClockTick.trusted(
-            feeder=self._name, tick=tick, time_utc=time_utc, tick_s=self._tick_s, speed=self._speed))
+            feeder=self._name, tick=tick, time_utc=time_utc, tick_s=self._tick_s, speed=self._speed, run=self._run))
 
 
 class StatusPublisher:
@@ -244,8 +245,11 @@ def replay(
         scenario.controller.strategy is not Strategy.NONE and bool(specs) and not scenario.external_controller))
     limit_kva = scenario.meter_limit_kva or default_meter_limit_kva(feeder)
     bus, ingest = _guarded(bus or LocalBus(), feeder=feeder, clock=clock, limit_kva=limit_kva)
+    bus, device_guard = _device_guarded(bus, ingest, feeder=feeder, clock=clock, specs=specs, fleet=scenario.fleet,
+                                        limit_kva=limit_kva)
+    run_nonce = secrets.token_hex(8)  # new in every run: what is signed for it is worthless in any other
     if signer is not None:
-        bus = SigningBus(bus, signer, seq_start=time.time_ns() // 1_000_000)
+        bus = SigningBus(bus, signer, seq_start=time.time_ns() // 1_000_000, run=run_nonce)
     meters = MeterReplay(
         bus=bus, feeder=name, table=table, n_terminals=[c.n_phases for c in feeder.customers],
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
@@ -272,8 +276,8 @@ def replay(
                                 start_utc=clock.start_utc, time_offset_s=offset_s)
     status = StatusPublisher(bus=bus, name=name, n_ticks=clock.n_ticks, grid=grid,
                              recorder_counts=_point_counts(database) if database is not None else None, guard=ingest)
-    announce = ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed)
-    stages: list[TickStage] = [ingest, announce, meters]
+    announce = ClockPublisher(bus=bus, name=name, tick_s=clock.tick_s, speed=scenario.speed, run=run_nonce)
+    stages: list[TickStage] = [ingest, device_guard, announce, meters]
     scheduler = None
     if schedule:
         scheduler = ScheduleAgent(bus=bus, feeder=name, schedule=schedule, start_utc=clock.start_utc,
@@ -285,7 +289,7 @@ def replay(
     audit = AuditLog(scenario.out / "audit.jsonl", also=database.record if database is not None else None)
     agent = DeviceAgent(bus=bus, feeder=name, devices=devices, tick_s=clock.tick_s, pv_kw=pv_source,
                         external=external,
-                        verifier=Verifier(keyring=keyring, horizon_s=clock.tick_s + scenario.max_skew_s),
+                        verifier=Verifier(keyring=keyring, horizon_s=clock.tick_s + scenario.max_skew_s, run=run_nonce),
                         audit=audit.write, run_id=run_id)
     stages += [agent, grid]
     controller = None
@@ -426,6 +430,18 @@ def _guarded(bus: Bus, *, feeder: Feeder, clock: TickClock, limit_kva: float) ->
     guard = IngestGuard(bus=bus, feeder=feeder.name, envelopes=envelopes, start_utc=clock.start_utc,
                         tick_s=clock.tick_s, skew_ticks=REORDER_WINDOW_TICKS,
                         raw_payload=lambda: getattr(bus, "payload", None))
+    return GuardedBus(bus, guard), guard
+
+
+def _device_guarded(bus: Bus, ingest: IngestGuard, *, feeder: Feeder, clock: TickClock, specs: list[DeviceSpec],
+                    fleet: FleetSpec, limit_kva: float) -> tuple[Bus, DeviceGuard]:
+    """Device states, acks and plans pass the device guard first: a device speaks only for itself."""
+    identities = {d.device_id: DeviceIdentity(customer_id=d.customer_id, kind=d.kind,
+                                              max_kw=1.01 * fleet.pess_params.inverter_kva if d.kind == DeviceKind.PESS
+                                              else limit_kva) for d in specs}
+    guard = DeviceGuard(bus=bus, feeder=feeder.name, devices=identities, start_utc=clock.start_utc,
+                        tick_s=clock.tick_s, skew_ticks=REORDER_WINDOW_TICKS,
+                        raw_payload=lambda: getattr(bus, "payload", None), quarantined=ingest.counters.quarantined)
     return GuardedBus(bus, guard), guard
 
 

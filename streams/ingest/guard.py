@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -255,10 +255,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-class GuardedBus:
-    """A bus whose meter-topic subscribers receive only what the guard admits; everything else is the inner bus."""
+class Guard(Protocol):
+    def guards(self, pattern: str) -> bool: ...
 
-    def __init__(self, inner: Bus, guard: IngestGuard) -> None:
+    def wrap(self, handler: Handler) -> Handler: ...
+
+
+class GuardedBus:
+    """A bus whose guarded-topic subscribers receive only what the guard admits (meter readings for the
+    ``IngestGuard``, device messages for the ``DeviceGuard``); everything else is the inner bus."""
+
+    def __init__(self, inner: Bus, guard: Guard) -> None:
         self.inner = inner
         self.guard = guard
 
