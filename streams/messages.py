@@ -292,6 +292,10 @@ class SafeReason(StrEnum):
     """Its lease (renewed by valid commands and heartbeats, on its own clock) ran out."""
     LOCKOUT = "lockout"
     """Locked out after a fault, until a reset."""
+    OFFLINE = "offline"
+    """Its connection died: the MQTT will an external device registers when it connects (a ``DeviceState`` on
+    its own state topic, mode ``safe``), published by the broker. Not a change of phase or power: the twin keeps
+    the device's last state and takes it as unavailable until it publishes again."""
 
 
 class DeviceMode(StrEnum):

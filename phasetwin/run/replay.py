@@ -35,6 +35,7 @@ from devices.agent import DeviceAgent, PvSource
 from devices.fleet import DeviceSpec, FleetSpec, PessAccess, build_devices, choose_devices
 from devices.verifier import Verifier
 from phasetwin.hil.watch import HilMonitor
+from phasetwin.run.command_gate import CommandGate
 from phasetwin.run.command_tally import CommandTally
 from phasetwin.run.context import write_run_context
 from phasetwin.run.memory import trim_heap
@@ -293,6 +294,7 @@ def replay(
                         audit=audit.write, run_id=run_id)
     stages += [agent, grid]
     controller = None
+    gate: CommandGate | None = None
     hil = None
     if external or scenario.external_controller:
         hil = HilMonitor(bus=bus, feeder=name, clock=clock, external_devices=external,
@@ -311,14 +313,16 @@ def replay(
             guard = LtupfGuard(network=build_network_model(feeder), limits=scenario.controller.limits,
                                search_time_s=scenario.controller.repair_time_limit_s if scenario.speed > 0 else None,
                                node_limit=scenario.controller.repair_node_limit)
+        gate = CommandGate(bus, feeder=name, tick_s=clock.tick_s,
+                           probe_ticks=max(1, scenario.controller.period_s // clock.tick_s))
         controller = OnlineController(
-            bus=bus, view=_view(feeder), devices=controlled, settings=_capped(scenario.controller, threads),
+            bus=gate, view=_view(feeder), devices=controlled, settings=_capped(scenario.controller, threads),
             forecaster=_forecaster(scenario, meters, clock, controlled, pv_source), tick_s=clock.tick_s,
             start_utc=clock.start_utc, n_ticks=clock.n_ticks, guard=guard,
             tick_loads=(lambda tick, n: meters.lookahead(tick, n)[0])
             if scenario.controller.forecast is ForecastKind.PERFECT else None, real_time=scenario.speed > 0,
         )
-        stages.append(controller)
+        stages += [controller, gate]
     stages.append(status)
     # Last of the set-up, after every check that can refuse the scenario: from here on the folder is this run's.
     journal = RunJournal.begin(scenario.out, run_id=run_id, start_utc=clock.start_utc, tick_s=clock.tick_s,
@@ -375,7 +379,7 @@ def replay(
         auth=_auth_summary(agent, signer, audit),
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
-        commands_malformed=agent.counters.malformed, commands=tally.summary(),
+        commands_malformed=agent.counters.malformed, commands=tally.summary() | _lifecycle(gate),
         powerflow=_powerflow_summary(scenario, grid),
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
@@ -431,6 +435,11 @@ def _guarded(bus: Bus, *, feeder: Feeder, clock: TickClock, limit_kva: float) ->
                         tick_s=clock.tick_s, skew_ticks=REORDER_WINDOW_TICKS,
                         raw_payload=lambda: getattr(bus, "payload", None))
     return GuardedBus(bus, guard), guard
+
+
+def _lifecycle(gate: CommandGate | None) -> dict[str, object]:
+    """The end of every command of the twin's controller (applied, rejected, timed out), when it has one."""
+    return {"lifecycle": gate.summary()} if gate is not None else {}
 
 
 def _device_guarded(bus: Bus, ingest: IngestGuard, *, feeder: Feeder, clock: TickClock, specs: list[DeviceSpec],

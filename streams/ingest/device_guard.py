@@ -33,8 +33,10 @@ from streams.messages import (
     DeadLetterReason,
     DeviceAck,
     DeviceKind,
+    DeviceMode,
     DeviceState,
     Message,
+    SafeReason,
 )
 from streams.ticks import TickAxis
 
@@ -54,6 +56,8 @@ class DeviceIdentity:
 @dataclass
 class DeviceGuardCounters:
     checked: int = 0
+    wills: int = 0
+    """MQTT wills of external devices (their connection died) passed on as their last state, marked offline."""
     quarantined: Counter[DeadLetterReason] = field(default_factory=Counter)
 
     def by_reason(self) -> dict[str, int]:
@@ -96,7 +100,7 @@ class DeviceGuard:
         self._patterns = (topics.device_states(feeder), topics.device_acks(feeder), topics.controller_plan(feeder))
         self._deadletter_topic = topics.deadletter(feeder)
         self._seen: Message | None = None
-        self._passed = False
+        self._passed: Message | None = None
         self.counters = DeviceGuardCounters(quarantined=quarantined if quarantined is not None else Counter())
 
     def on_tick(self, tick: int, time_utc: datetime) -> None:
@@ -108,13 +112,15 @@ class DeviceGuard:
 
     def wrap(self, handler: Handler) -> Handler:
         def guarded(topic: str, message: Message) -> None:
-            if self.admit(topic, message):
-                handler(topic, message)
+            passed = self.admit(topic, message)
+            if passed is not None:
+                handler(topic, passed)
 
         return guarded
 
-    def admit(self, topic: str, message: Message) -> bool:
-        """Whether the roles get ``message`` (computed once per message object, reused by every handler)."""
+    def admit(self, topic: str, message: Message) -> Message | None:
+        """What the roles get for ``message``: itself, a will as the device's last state, or None (computed once
+        per message object, reused by every handler)."""
         if message is self._seen:
             return self._passed
         problem: tuple[DeadLetterReason, str] | None = None
@@ -124,10 +130,14 @@ class DeviceGuard:
             problem = self._ack(topic, message)
         elif isinstance(message, ControllerPlan):
             problem = self._plan(message)
+        passed: Message | None = message
         if problem is not None:
             self._dead_letter(topic, message, *problem)
-        self._seen, self._passed = message, problem is None
-        return problem is None
+            passed = None
+        elif isinstance(message, DeviceState) and message.safe_reason is SafeReason.OFFLINE:
+            passed = self._will(message)
+        self._seen, self._passed = message, passed
+        return passed
 
     # --- checks --------------------------------------------------------------------------------------------
     def _speaker(self, topic: str, device_id: str, feeder: str) -> tuple[DeadLetterReason, str] | None:
@@ -164,6 +174,8 @@ class DeviceGuard:
             return DeadLetterReason.IMPLAUSIBLE, (f"device {m.device_id}: |p_kw| {worst:.6g} kW on a phase; a "
                                                   f"{known.kind.value} of this fleet moves at most {known.max_kw:g} kW")
         last = self._last.get(m.device_id)
+        if m.safe_reason is SafeReason.OFFLINE:
+            return None  # a will, composed when the device connected: its counters are old by design
         if last is not None and last.tick > m.tick:
             return None  # an older state delivered late: nothing to compare it with, the roles order by tick
         if last is not None and m.operations_total < last.operations_total:
@@ -180,6 +192,15 @@ class DeviceGuard:
             self._phase_since[m.device_id] = (m.phase, m.operations_total)
             self._acted.discard(m.device_id)
         return None
+
+    def _will(self, m: DeviceState) -> DeviceState:
+        """A will says the device is gone, not that its phase or power changed: its last state, marked offline."""
+        self.counters.wills += 1
+        last = self._last.get(m.device_id)
+        if last is None:
+            return m
+        return last.model_copy(update={"tick": self._tick, "time_utc": self._axis.time_of(self._tick),
+                                       "mode": DeviceMode.SAFE, "safe_reason": SafeReason.OFFLINE})
 
     def _ack(self, topic: str, m: DeviceAck) -> tuple[DeadLetterReason, str] | None:
         self.counters.checked += 1

@@ -71,7 +71,9 @@ def test_commands_are_replay_checked_per_device_and_key() -> None:
     v = _verifier()
     first = CTL.sign(_command(100))
     assert v.command("psd-1", first, NOW) is None
-    assert v.command("psd-1", first, NOW) == (Verdict.REPLAY, "seq 100 of key 'psd-1/ctl' is not above 100")
+    assert v.command("psd-1", first, NOW) is None, "an exact repeat (a retry): the device answers a duplicate"
+    changed = CTL.sign(_command(100).model_copy(update={"phase": "C"}))
+    assert v.command("psd-1", changed, NOW) == (Verdict.REPLAY, "seq 100 of key 'psd-1/ctl' is not above 100")
     assert v.command("psd-2", CTL.sign(_command(100).model_copy(update={"device_id": "psd-2"})), NOW) is None
 
 
