@@ -412,6 +412,8 @@ class DeadLetterReason(StrEnum):
     """A heartbeat without a valid signature of a known, unrevoked key (signed mode)."""
     REPLAY = "replay"
     """A signed heartbeat whose ``(key, seq)`` was already seen."""
+    TOO_LARGE = "too_large"
+    """A payload above the receiver's maximum size: not parsed."""
     INCONSISTENT = "inconsistent"
     """Contradicts the sender's last accepted message (a device's operation counter going down, its phase
     changing without an operation)."""
