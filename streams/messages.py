@@ -414,6 +414,17 @@ class DeadLetterReason(StrEnum):
     """A signed heartbeat whose ``(key, seq)`` was already seen."""
     TOO_LARGE = "too_large"
     """A payload above the receiver's maximum size: not parsed."""
+    ABOVE_CONTRACT = "above_contract"
+    """Within the envelope but above the customer's own limit (contracted power, given or learned from its data)."""
+    EXPORT_WITHOUT_PV = "export_without_pv"
+    """Export (negative load) at a customer without generation."""
+    STEP_CHANGE = "step_change"
+    """A jump from the meter's last good value larger than the customer's data ever showed."""
+    UNIT_SCALE = "unit_scale"
+    """About 1,000 times (or a thousandth of) the meter's last good value: W sent as kW, or kW as MW."""
+    CLOCK_OFFSET = "clock_offset"
+    """Its time does not match its tick, or lies a whole number of hours behind the receiver's (a DST or time-zone
+    error of the sender's clock)."""
     INCONSISTENT = "inconsistent"
     """Contradicts the sender's last accepted message (a device's operation counter going down, its phase
     changing without an operation)."""

@@ -46,7 +46,7 @@ from streams.bus import Bus, LocalBus
 from streams.influx.recorder import InfluxRecorder
 from streams.influx.settings import InfluxSettings
 from streams.influx.shipper import InfluxCounts
-from streams.ingest import DeviceGuard, DeviceIdentity, GuardedBus, IngestGuard, MeterEnvelope
+from streams.ingest import DeviceGuard, DeviceIdentity, GuardedBus, IngestGuard, MeterEnvelope, learn_plausibility
 from streams.messages import ClockTick, ControllerHeartbeat, DeviceKind, RunState, TwinStatus
 from streams.meters.coverage import cover
 from streams.meters.data import require_finite
@@ -256,6 +256,7 @@ def replay(
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
     _check_envelope(meters, feeder, limit_kva)
+    ingest.learn(dict(zip([c.id for c in feeder.customers], learn_plausibility(meters.p_kw), strict=True)))
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
     powerflow = FallbackPowerFlow(create_powerflow(feeder, engine=scenario.engine, threads=threads),
                                   rungs=default_rungs(feeder, engine=scenario.engine))
