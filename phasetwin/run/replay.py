@@ -39,6 +39,7 @@ from phasetwin.run.command_gate import CommandGate
 from phasetwin.run.command_tally import CommandTally
 from phasetwin.run.context import write_run_context
 from phasetwin.run.memory import trim_heap
+from phasetwin.run.off_loop import DeferredBus, OffLoopController
 from phasetwin.run.scenario import Scenario, TimeBase, control_timing_problems
 from phasetwin.run.summary import RunSummary, physics
 from streams import topics
@@ -296,6 +297,7 @@ def replay(
     stages += [agent, grid]
     controller = None
     gate: CommandGate | None = None
+    off_loop: OffLoopController | None = None
     hil = None
     if external or scenario.external_controller:
         hil = HilMonitor(bus=bus, feeder=name, clock=clock, external_devices=external,
@@ -316,14 +318,16 @@ def replay(
                                node_limit=scenario.controller.repair_node_limit)
         gate = CommandGate(bus, feeder=name, tick_s=clock.tick_s,
                            probe_ticks=max(1, scenario.controller.period_s // clock.tick_s))
+        controller_bus = DeferredBus(gate) if scenario.speed > 0 else gate
         controller = OnlineController(
-            bus=gate, view=_view(feeder), devices=controlled, settings=_capped(scenario.controller, threads),
+            bus=controller_bus, view=_view(feeder), devices=controlled, settings=_capped(scenario.controller, threads),
             forecaster=_forecaster(scenario, meters, clock, controlled, pv_source), tick_s=clock.tick_s,
             start_utc=clock.start_utc, n_ticks=clock.n_ticks, guard=guard,
             tick_loads=(lambda tick, n: meters.lookahead(tick, n)[0])
             if scenario.controller.forecast is ForecastKind.PERFECT else None, real_time=scenario.speed > 0,
         )
-        stages += [controller, gate]
+        off_loop = _off_loop(controller, controller_bus, scenario, clock, name)
+        stages += [off_loop or controller, gate]
     stages.append(status)
     # Last of the set-up, after every check that can refuse the scenario: from here on the folder is this run's.
     journal = RunJournal.begin(scenario.out, run_id=run_id, start_utc=clock.start_utc, tick_s=clock.tick_s,
@@ -380,7 +384,7 @@ def replay(
         auth=_auth_summary(agent, signer, audit),
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
-        commands_malformed=agent.counters.malformed, commands=tally.summary() | _lifecycle(gate),
+        commands_malformed=agent.counters.malformed, commands=tally.summary() | _lifecycle(gate, off_loop),
         powerflow=_powerflow_summary(scenario, grid),
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
@@ -438,9 +442,30 @@ def _guarded(bus: Bus, *, feeder: Feeder, clock: TickClock, limit_kva: float) ->
     return GuardedBus(bus, guard), guard
 
 
-def _lifecycle(gate: CommandGate | None) -> dict[str, object]:
-    """The end of every command of the twin's controller (applied, rejected, timed out), when it has one."""
-    return {"lifecycle": gate.summary()} if gate is not None else {}
+def _off_loop(controller: OnlineController, bus: Bus, scenario: Scenario, clock: TickClock,
+              name: str) -> OffLoopController | None:
+    """In real time the decisions run off the loop thread; one not done within half a tick of wall time gets a
+    fallback plan at the next tick."""
+    if not isinstance(bus, DeferredBus):
+        return None
+    per_step, n_ticks = max(1, scenario.controller.period_s // clock.tick_s), clock.n_ticks
+    tick_wall_s = clock.tick_s / scenario.speed
+    return OffLoopController(
+        controller, bus, feeder=name, controller_id=scenario.controller.controller_id,
+        strategy=scenario.controller.strategy.value,
+        deciding=lambda tick: (tick + 1) % per_step == 0 and tick + 1 < n_ticks,
+        wait_s=0.5 * tick_wall_s, deadline_s=0.5 * tick_wall_s, step_s=float(scenario.controller.period_s))
+
+
+def _lifecycle(gate: CommandGate | None, off_loop: OffLoopController | None) -> dict[str, object]:
+    """The end of every command of the twin's controller (applied, rejected, timed out), when it has one, and
+    its decisions off the loop (real time)."""
+    out: dict[str, object] = {}
+    if gate is not None:
+        out["lifecycle"] = gate.summary()
+    if off_loop is not None:
+        out["off_loop"] = off_loop.summary()
+    return out
 
 
 def _device_guarded(bus: Bus, ingest: IngestGuard, *, feeder: Feeder, clock: TickClock, specs: list[DeviceSpec],
