@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from streams import topics
 from streams.bus import Bus, Handler
+from streams.ingest.guard import booleans_as_numbers
 from streams.messages import (
     AckStatus,
     ControllerPlan,
@@ -169,6 +170,9 @@ class DeviceGuard:
         bad = _non_finite("", m)
         if bad:
             return DeadLetterReason.NON_FINITE, f"device {m.device_id}: {', '.join(bad)}"
+        boolean = booleans_as_numbers(self._raw_payload(), ("p_kw",))
+        if boolean:
+            return DeadLetterReason.INVALID, f"device {m.device_id}: {boolean}"
         worst = max(abs(p) for p in m.p_kw)
         if worst > known.max_kw:
             return DeadLetterReason.IMPLAUSIBLE, (f"device {m.device_id}: |p_kw| {worst:.6g} kW on a phase; a "

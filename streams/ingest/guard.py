@@ -199,6 +199,10 @@ class IngestGuard:
         if offset:
             return self._quarantine(topic, message, DeadLetterReason.CLOCK_OFFSET, f"meter {topic_meter}: {offset}",
                                     row=None, tick=message.tick)
+        boolean = booleans_as_numbers(self._raw_payload(), ("p_kw", "q_kvar"))
+        if boolean:
+            return self._quarantine(topic, message, DeadLetterReason.INVALID, f"meter {topic_meter}: {boolean}",
+                                    row=i, tick=message.tick)
         values = (*message.p_kw, *message.q_kvar)
         if not all(math.isfinite(v) for v in values):
             return self._quarantine(topic, message, DeadLetterReason.NON_FINITE,
@@ -366,6 +370,20 @@ class IngestGuard:
         self._bus.publish(self._deadletter_topic, DeadLetter(
             topic=topic, reason=reason, detail=detail[:PAYLOAD_CHARS], payload=text[:PAYLOAD_CHARS],
             received_utc=self._wall_utc()))
+
+
+def booleans_as_numbers(raw: bytes | None, fields: tuple[str, ...]) -> str:
+    """Which of ``fields`` of the JSON payload ``raw`` hold ``true``/``false`` where numbers belong (pydantic reads
+    ``true`` as 1.0); "" when none (or no bytes: in process)."""
+    if raw is None or (b"true" not in raw and b"false" not in raw):
+        return ""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return ""
+    bad = [f"{name} {body[name]!r}" for name in fields if isinstance(body, dict) and isinstance(body.get(name), list)
+           and any(isinstance(v, bool) for v in body[name])]
+    return ("a boolean where a number belongs: " + ", ".join(bad)) if bad else ""
 
 
 def _as_json(message: Message) -> str:

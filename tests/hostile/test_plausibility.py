@@ -84,3 +84,21 @@ def test_ten_thousand_bad_readings_each_with_its_reason() -> None:
     real = [m for m in got if isinstance(m, MeterReading) and not m.estimated]
     assert len(real) == valid, "every valid reading passed"
     assert all(d.detail for d in letters), "each with what was wrong"
+
+
+def test_json_true_is_not_one_kilowatt() -> None:
+    """pydantic reads ``true`` as 1.0; the guard looks at the payload's own bytes (as an MQTT bus keeps them)."""
+    raw = {"payload": b""}
+    inner = LocalBus()
+    guard = IngestGuard(bus=inner, feeder=FEEDER, envelopes={"house": MeterEnvelope(n_terminals=1, s_max_kva=60.0)},
+                        start_utc=T0, tick_s=60, skew_ticks=2, raw_payload=lambda: raw["payload"])
+    bus = GuardedBus(inner, guard)
+    letters: list[DeadLetter] = []
+    bus.subscribe(topics.meters(FEEDER), lambda t, m: None)
+    bus.subscribe(topics.deadletter(FEEDER), lambda t, m: letters.append(m))  # type: ignore[arg-type]
+    text = ('{"feeder": "f1", "tick": 0, "time_utc": "2024-01-15T00:00:00Z", "meter_id": "house", "p_kw": [true], '
+            '"q_kvar": [0]}')
+    raw["payload"] = text.encode()
+    bus.publish(topics.meter(FEEDER, "house"), MeterReading.model_validate_json(text))
+    assert [(d.reason, d.detail) for d in letters] == [
+        (DeadLetterReason.INVALID, "meter house: a boolean where a number belongs: p_kw [True]")]
