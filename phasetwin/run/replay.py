@@ -385,11 +385,11 @@ def replay(
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **device_log.summary(), commands_unknown_device=agent.counters.unknown_device,
         commands_malformed=agent.counters.malformed, commands=tally.summary() | _lifecycle(gate, off_loop),
-        powerflow=_powerflow_summary(scenario, grid),
+        powerflow=_powerflow_summary(scenario, grid) | {"run_folder_ticks": recorder.tick_counts()},
         schedule_not_sent=(scheduler.dropped_before_start + scheduler.not_reached) if scheduler else 0,
         controller=_controller_summary(scenario, controller), stopped_early=timing.stopped,
         bus=_bus_summary(bus), hil=hil.summary() if hil is not None else {},
-        recorder=_recorder_summary(influx, final, recorder) | ({"dashboard_url": dashboard_url(
+        recorder=_recorder_summary(influx, final) | ({"dashboard_url": dashboard_url(
             feeder=name, run_id=run_id, start_utc=clock.start_utc + timedelta(seconds=offset_s),
             end_utc=clock.end_utc + timedelta(seconds=offset_s)), "time_offset_s": offset_s} if influx else {}),
         loading=loading.summary(), metering=data.metering.counts(),
@@ -671,12 +671,10 @@ def _point_counts(database: InfluxRecorder) -> Callable[[], tuple[int, int, int]
     return counts
 
 
-def _recorder_summary(settings: InfluxSettings | None, final: InfluxCounts | None,
-                      folder: ParquetRecorder) -> dict[str, object]:
-    ticks: dict[str, object] = {"run_folder_ticks": folder.tick_counts()}  # complete, late-filled, missing, dropped
+def _recorder_summary(settings: InfluxSettings | None, final: InfluxCounts | None) -> dict[str, object]:
     if settings is None or final is None:
-        return ticks
-    return {"database": settings.describe(), **dataclasses.asdict(final), **ticks}
+        return {}
+    return {"database": settings.describe(), **dataclasses.asdict(final)}
 
 
 def _powerflow_summary(scenario: Scenario, grid: GridRole) -> dict[str, object]:

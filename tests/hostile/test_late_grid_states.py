@@ -81,7 +81,7 @@ def test_a_broker_outage_in_real_time_loses_no_tick_from_the_run_folder(mosquitt
 
     result = replay(scenario, bus=bus, progress=progress)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    ticks = summary["recorder"]["run_folder_ticks"]
+    ticks = summary["powerflow"]["run_folder_ticks"]
     vm = pd.read_parquet(tmp_path / "run" / "voltages_pu.parquet")
     assert len(vm) == 30 and int(vm.iloc[:, 1:].notna().all(axis=1).sum()) == 30, ticks
     assert ticks["missing"] == 0 and ticks["late_dropped"] == 0 and ticks["late_filled"] > 0, ticks
