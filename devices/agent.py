@@ -76,10 +76,12 @@ class DeviceAgent:
         self.devices = {d.device_id: d for d in devices}
         self._external = external
         self._pv_kw = pv_kw
-        self._queue: list[tuple[str, Message, str, datetime]] = []
+        self._queue: list[tuple[str, Message, str, datetime, bytes | None]] = []
         self.verifier = verifier or Verifier(keyring=None, horizon_s=tick_s + 60.0)
         self._audit, self._run_id, self._wall_utc = audit, run_id, wall_utc
         self._now_utc: datetime | None = None
+        self._verified = False
+        """The command decided last passed every signature, run, replay and time check (signed mode)."""
         self._hosts = {d.customer_id for d in devices}
         self._frame_rows: tuple[tuple[str, ...], list[tuple[int, Device]]] | None = None
         self.counters = AgentCounters()
@@ -95,7 +97,12 @@ class DeviceAgent:
         if device_id in self._external:
             return
         self.counters.commands_received += 1
-        self._queue.append((device_id, message, topic, self._wall_utc()))
+        self._queue.append((device_id, message, topic, self._wall_utc(), self._raw()))
+
+    def _raw(self) -> bytes | None:
+        """The payload being dispatched as received (an MQTT bus keeps it; in process there are no bytes)."""
+        raw = getattr(self._bus, "payload", None)
+        return raw if isinstance(raw, bytes) else None
 
     def _on_heartbeat(self, topic: str, message: Message) -> None:
         """Renews every lease at the devices' own time of receipt (the tick they are in), never the sender's."""
@@ -106,7 +113,7 @@ class DeviceAgent:
         if self._now_utc is None:
             self.counters.heartbeats_before_start += 1
             return
-        refused = self.verifier.heartbeat(message, self._now_utc)
+        refused = self.verifier.heartbeat(message, self._now_utc, raw=self._raw())
         if refused is not None:
             log.warning("devices: heartbeat of %r refused: %s (%s)", message.controller_id, refused[0].value,
                         refused[1])
@@ -141,8 +148,8 @@ class DeviceAgent:
     def on_tick(self, tick: int, time_utc: datetime) -> None:
         self._now_utc = time_utc
         queue, self._queue = self._queue, []
-        for device_id, message, topic, received_utc in queue:
-            outcome = self._decide(device_id, message, tick, time_utc)
+        for device_id, message, topic, received_utc, raw in queue:
+            outcome = self._decide(device_id, message, tick, time_utc, raw)
             if self._audit is not None:
                 self._audit_record(device_id, message, outcome, topic=topic, received_utc=received_utc, tick=tick,
                                    time_utc=time_utc)
@@ -153,9 +160,11 @@ class DeviceAgent:
                 self._ack(device.device_id, outcome, tick, time_utc)
             self._publish_state(device, report, tick, time_utc)
 
-    def _decide(self, device_id: str, message: Message, tick: int, time_utc: datetime) -> Outcome:
+    def _decide(self, device_id: str, message: Message, tick: int, time_utc: datetime, raw: bytes | None) -> Outcome:
         device = self.devices.get(device_id)
-        refused = self.verifier.command(device_id, message, time_utc) if isinstance(message, DeviceCommand) else None
+        refused = (self.verifier.command(device_id, message, time_utc, raw=raw) if isinstance(message, DeviceCommand)
+                   else None)
+        self._verified = self.verifier.signed and isinstance(message, DeviceCommand) and refused is None
         if not isinstance(message, DeviceCommand):
             self.counters.malformed += 1
             log.warning("devices: %s on the command topic of %s is not a DeviceCommand", type(message).__name__,
@@ -194,7 +203,8 @@ class DeviceAgent:
             seq=outcome.seq, action=command.action.value if command else type(message).__name__,
             issued_utc=command.issued_utc if command else None, expires_utc=command.expires_utc if command else None,
             received_utc=received_utc, decided_utc=time_utc, tick=tick, outcome=outcome.status,
-            reason=outcome.reason, detail=outcome.detail))
+            reason=outcome.reason, detail=outcome.detail, run_nonce=command.run if command else "",
+            authentic=self._verified))
 
     def _ack(self, device_id: str, outcome: Outcome, tick: int, time_utc: datetime) -> None:
         self._bus.publish(topics.device_ack(self._feeder, device_id), DeviceAck.trusted(

@@ -84,6 +84,8 @@ class ClockTick(_Timed):
 
     tick_s: int = Field(gt=0)
     speed: float = Field(ge=0, description="simulated seconds per wall second / tick_s scale; 0 = as fast as possible")
+    run: str = Field(default="", description="this run's nonce, new in every run: signed commands and heartbeats "
+                     "carry it in their own ``run`` field, and devices refuse another run's (replay across runs)")
 
 
 class MeterReading(_Timed):
@@ -195,8 +197,8 @@ class DeviceAction(StrEnum):
 
 
 class Signature(Message):
-    """Ed25519 signature of a command or heartbeat (``devices.auth``): over the message's canonical JSON without
-    ``auth`` (keys sorted, no spaces, ``model_dump(mode="json")``)."""
+    """Ed25519 signature of a command or heartbeat: over the canonical form (RFC 8785, JCS) of the JSON object
+    as sent, without its ``auth`` member — ``docs/contract/signing.md``."""
 
     key_id: str = Field(min_length=1, description="which signing key; devices look it up in their keyring")
     signature: str = Field(min_length=1, description="base64 of the 64-byte Ed25519 signature")
@@ -220,6 +222,8 @@ class DeviceCommand(Message):
     )
     source: str = Field(default="", description="who sent it (controller id, 'schedule', operator)")
     auth: Signature | None = Field(default=None, description="signature; required when devices have a keyring")
+    run: str = Field(default="", description="the run nonce of the twin's clock (``ClockTick.run``) the command "
+                     "is meant for; signed; a device with a keyring refuses another run's as wrong_run")
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> Self:
@@ -263,6 +267,8 @@ class RejectReason(StrEnum):
     """A signed ``(key, seq)`` this device has already seen."""
     FUTURE = "future"
     """Issued further in the future than the device's clock allows (bounded skew)."""
+    WRONG_RUN = "wrong_run"
+    """Signed for another run (its ``run`` is not this run's nonce): a capture replayed across runs."""
 
 
 class DeviceAck(_Timed):
@@ -286,6 +292,10 @@ class SafeReason(StrEnum):
     """Its lease (renewed by valid commands and heartbeats, on its own clock) ran out."""
     LOCKOUT = "lockout"
     """Locked out after a fault, until a reset."""
+    OFFLINE = "offline"
+    """Its connection died: the MQTT will an external device registers when it connects (a ``DeviceState`` on
+    its own state topic, mode ``safe``), published by the broker. Not a change of phase or power: the twin keeps
+    the device's last state and takes it as unavailable until it publishes again."""
 
 
 class DeviceMode(StrEnum):
@@ -377,6 +387,8 @@ class ControllerHeartbeat(_Timed):
     controller_id: str = Field(min_length=1)
     seq: int = Field(default=0, ge=0, description="strictly increasing per signing key (replay protection)")
     auth: Signature | None = Field(default=None, description="signature; required when devices have a keyring")
+    run: str = Field(default="", description="the run nonce of the twin's clock (``ClockTick.run``); signed; "
+                     "devices with a keyring ignore another run's heartbeats")
 
 
 class DeadLetterReason(StrEnum):
@@ -400,6 +412,22 @@ class DeadLetterReason(StrEnum):
     """A heartbeat without a valid signature of a known, unrevoked key (signed mode)."""
     REPLAY = "replay"
     """A signed heartbeat whose ``(key, seq)`` was already seen."""
+    TOO_LARGE = "too_large"
+    """A payload above the receiver's maximum size: not parsed."""
+    ABOVE_CONTRACT = "above_contract"
+    """Within the envelope but above the customer's own limit (contracted power, given or learned from its data)."""
+    EXPORT_WITHOUT_PV = "export_without_pv"
+    """Export (negative load) at a customer without generation."""
+    STEP_CHANGE = "step_change"
+    """A jump from the meter's last good value larger than the customer's data ever showed."""
+    UNIT_SCALE = "unit_scale"
+    """About 1,000 times (or a thousandth of) the meter's last good value: W sent as kW, or kW as MW."""
+    CLOCK_OFFSET = "clock_offset"
+    """Its time does not match its tick, or lies a whole number of hours behind the receiver's (a DST or time-zone
+    error of the sender's clock)."""
+    INCONSISTENT = "inconsistent"
+    """Contradicts the sender's last accepted message (a device's operation counter going down, its phase
+    changing without an operation)."""
 
 
 class DeadLetter(Message):
@@ -432,6 +460,9 @@ class AuditRecord(Message):
     outcome: AckStatus
     reason: RejectReason | None = None
     detail: str = ""
+    run_nonce: str = Field(default="", description="the run the command was signed for (its ``run`` field)")
+    authentic: bool = Field(default=False, description="signature good, for this run, not a replay, in time: "
+                            "only such records are genuine commands (unsigned mode: never)")
 
 
 ALL_MESSAGES: tuple[type[Message], ...] = (

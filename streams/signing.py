@@ -5,8 +5,12 @@ into the wrong hands cannot forge commands for the other devices; with HMAC ever
 controller's secret. Revoking a controller is one line in the devices' keyring. Verification costs about
 0.1 ms per message with ``cryptography``, nothing at a command's rate.
 
-What is signed: the message's canonical JSON without ``auth`` — ``model_dump(mode="json")``, keys sorted, no
-spaces (``canonical_bytes``), reproducible in any language. ``Signature.key_id`` names the key.
+What is signed (normative: ``docs/contract/signing.md``): the canonical form of the JSON object *as sent*,
+without its top-level ``auth`` member — RFC 8785 (JSON Canonicalization Scheme): members sorted by key, no
+white space, ECMAScript number formatting, minimal string escapes, UTF-8 (``canonical_json``). A device
+verifies over the payload's own bytes (``Keyring.problem(message, raw=...)``), so a signer may omit optional
+members or write times as it likes: it signs what it sends. In process (no bytes) both sides use the message's
+``model_dump(mode="json")``, which is exactly what an MQTT bus sends. ``Signature.key_id`` names the key.
 
 Key files (never on the command line, never in the repository):
 - a signing key: JSON ``{"key_id": "ctl-1", "private_key": "<base64 of the 32-byte Ed25519 seed>"}``, from a file
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +67,109 @@ class _KeyringFile(BaseModel):
     keys: tuple[KeyEntry, ...]
 
 
-def canonical_bytes(message: DeviceCommand | ControllerHeartbeat) -> bytes:
-    """What a signature covers: the message without ``auth`` as sorted, compact JSON."""
-    body = message.model_dump(mode="json", exclude={"auth"})
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+class CanonicalError(SigningError):
+    """A value that has no canonical form (NaN, infinity, an integer beyond 2**53, a non-JSON type)."""
+
+
+_MAX_SAFE_INT = 2**53
+
+
+def _jcs_number(value: float | int) -> str:
+    """ECMAScript's Number::toString of ``value`` (RFC 8785 section 3.2.2.3): shortest round-trip digits."""
+    if isinstance(value, bool):
+        raise CanonicalError("a boolean is not a number")
+    if isinstance(value, int):
+        if abs(value) > _MAX_SAFE_INT:
+            raise CanonicalError(f"integer {value} is beyond 2**53: not exactly representable in JSON")
+        return str(value)
+    if not math.isfinite(value):
+        raise CanonicalError(f"{value} has no JSON form")
+    if value == 0:
+        return "0"  # also -0
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp = repr(abs(value)).partition("e")  # Python's repr: the shortest round-trip digits
+    whole, _, frac = mantissa.partition(".")
+    digits = whole + frac
+    stripped = digits.lstrip("0")
+    n = len(whole) - (len(digits) - len(stripped)) + int(exp or 0)  # value = 0.DIGITS × 10**n
+    digits = stripped.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = f"{digits[:n]}.{digits[n:]}"
+    elif -6 < n <= 0:
+        text = "0." + "0" * -n + digits
+    else:
+        e = n - 1
+        text = (digits if k == 1 else f"{digits[0]}.{digits[1:]}") + f"e{'+' if e >= 0 else '-'}{abs(e)}"
+    return sign + text
+
+
+def _jcs(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int | float):
+        out.append(_jcs_number(value))
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _jcs(item, out)
+        out.append("]")
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be"))):
+            if not isinstance(key, str):
+                raise CanonicalError(f"object key {key!r} is not a string")
+            if i:
+                out.append(",")
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            _jcs(value[key], out)
+        out.append("}")
+    else:
+        raise CanonicalError(f"{type(value).__name__} is not a JSON value")
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) canonical UTF-8 bytes of a parsed JSON value."""
+    out: list[str] = []
+    _jcs(value, out)
+    return "".join(out).encode()
+
+
+def signed_body(payload: bytes) -> dict[str, Any]:
+    """The JSON object of ``payload`` without its ``auth`` member (what a signature covers).
+
+    Raises:
+        CanonicalError: not a JSON object, or a NaN/Infinity in it.
+    """
+    def refuse(token: str) -> None:
+        raise CanonicalError(f"{token} is not JSON")
+
+    try:
+        body = json.loads(payload, parse_constant=refuse)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CanonicalError(f"not JSON: {err}") from err
+    if not isinstance(body, dict):
+        raise CanonicalError(f"a {type(body).__name__}, not a JSON object")
+    body.pop("auth", None)
+    return body
+
+
+def canonical_bytes(message: DeviceCommand | ControllerHeartbeat, *, raw: bytes | None = None) -> bytes:
+    """What a signature covers: the canonical form of the payload ``raw`` as received (or, in process, of the
+    message as an MQTT bus would send it) without ``auth``."""
+    body = signed_body(raw) if raw is not None else message.model_dump(mode="json", exclude={"auth"})
+    return canonical_json(body)
 
 
 def _b64(text: str, *, what: str, size: int) -> bytes:
@@ -132,8 +237,9 @@ class Keyring:
             raise SigningError(f"keyring {path}: {validation_problems(err, root='file')}") from err
         return cls(parsed.keys)
 
-    def problem(self, message: DeviceCommand | ControllerHeartbeat) -> str:
-        """Why the message's signature is not good ("" when it is)."""
+    def problem(self, message: DeviceCommand | ControllerHeartbeat, *, raw: bytes | None = None) -> str:
+        """Why the message's signature is not good ("" when it is); ``raw``: the payload as received, whose
+        canonical form the signature must cover. A mismatch says what differs when a known variant matches."""
         auth = message.auth
         if auth is None:
             return "unsigned, and this device requires a signature"
@@ -144,10 +250,52 @@ class Keyring:
             return f"key {auth.key_id!r} is not in the keyring"
         try:
             signature = base64.b64decode(auth.signature, validate=True)
-            key.verify(signature, canonical_bytes(message))
-        except (binascii.Error, ValueError, InvalidSignature):
-            return f"the signature does not match the message for key {auth.key_id!r}"
-        return ""
+            canonical = canonical_bytes(message, raw=raw)
+        except (binascii.Error, ValueError):
+            return f"the signature of key {auth.key_id!r} is not base64"
+        except CanonicalError as err:
+            return f"the payload has no canonical form: {err}"
+        if _verifies(key, signature, canonical):
+            return ""
+        return (f"the signature does not match the canonical form for key {auth.key_id!r} (RFC 8785 of the payload "
+                f"without auth, docs/contract/signing.md): sha256 {hashlib.sha256(canonical).hexdigest()[:16]}, "
+                f"{len(canonical)} bytes, {canonical[:240].decode(errors='replace')!r}"
+                f"{'…' if len(canonical) > 240 else ''}; {_mismatch(key, signature, message, raw)}")
+
+
+def _verifies(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    try:
+        key.verify(signature, data)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _mismatch(key: Ed25519PublicKey, signature: bytes, message: DeviceCommand | ControllerHeartbeat,
+              raw: bytes | None) -> str:
+    """What the signer did differently, found by checking the signature against the usual wrong forms."""
+    normalized = message.model_dump(mode="json", exclude={"auth"})
+    body = signed_body(raw) if raw is not None else normalized
+    if raw is not None and _verifies(key, signature, canonical_json(normalized)):
+        missing = sorted(set(normalized) - set(body))
+        changed = sorted(k for k in set(normalized) & set(body) if canonical_json(normalized[k]) !=
+                         canonical_json(body[k]))
+        return ("it matches the payload as phasetwin normalises it, not as sent: sign the object you send "
+                f"(members only in the normalised form: {missing or 'none'}; written differently: "
+                f"{[f'{k}: sent {body[k]!r}, normalised {normalized[k]!r}' for k in changed] or 'none'})")
+    variants = (
+        ("Python json.dumps(sort_keys=True, separators=(',', ':')): its numbers and escapes are not RFC 8785's "
+         "(1.0 must be 1, non-ASCII unescaped)", json.dumps(body, sort_keys=True, separators=(",", ":")).encode()),
+        ("sorted keys but with white space", json.dumps(body, sort_keys=True).encode()),
+        ("unsorted keys (the order of the payload)", json.dumps(body, separators=(",", ":"),
+                                                                ensure_ascii=False).encode()),
+        ("the whole payload including auth's key_id", canonical_json(
+            {**body, "auth": {"key_id": message.auth.key_id if message.auth else ""}})),
+    )
+    for what, data in variants:
+        if _verifies(key, signature, data):
+            return f"it matches {what}"
+    return "no usual variant matches: another key, or the content changed after signing"
 
 
 def signer_from(path: Path | None) -> Signer | None:
@@ -170,20 +318,23 @@ def keyring_from(path: Path | None) -> Keyring | None:
 
 class SigningBus:
     """A bus that signs every command and heartbeat its roles publish unsigned (the twin's own controller and
-    schedule); heartbeats get the signer's strictly increasing ``seq``, from ``seq_start`` (e.g. wall-clock ms,
-    so that a restarted controller continues above what devices have seen)."""
+    schedule), bound to the run's nonce; heartbeats get the signer's strictly increasing ``seq``, from
+    ``seq_start`` (e.g. wall-clock ms, so that a restarted controller continues above what devices have seen)."""
 
-    def __init__(self, inner: Bus, signer: Signer, *, seq_start: int = 1) -> None:
+    def __init__(self, inner: Bus, signer: Signer, *, seq_start: int = 1, run: str = "") -> None:
+        """``run``: the run nonce every command and heartbeat signed here is bound to (``DeviceCommand.run``)."""
         self.inner = inner
         self.signer = signer
         self._heartbeat_seq = seq_start
+        self._run = run
 
     def publish(self, topic: str, message: Message) -> None:
         if isinstance(message, ControllerHeartbeat) and message.auth is None:
-            message = self.signer.sign(message.model_copy(update={"seq": self._heartbeat_seq}))
+            message = self.signer.sign(message.model_copy(update={"seq": self._heartbeat_seq,
+                                                                  "run": message.run or self._run}))
             self._heartbeat_seq += 1
         elif isinstance(message, DeviceCommand) and message.auth is None:
-            message = self.signer.sign(message)
+            message = self.signer.sign(message.model_copy(update={"run": message.run or self._run}))
         self.inner.publish(topic, message)
 
     def subscribe(self, pattern: str, handler: Handler) -> None:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from streams import topics
 from streams.bus import Bus
-from streams.messages import ControllerHeartbeat, DeviceAck, DeviceCommand, DeviceState, Message
+from streams.messages import ControllerHeartbeat, DeviceAck, DeviceCommand, DeviceState, Message, SafeReason
 from twin.clock import TickClock
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,13 @@ class HilMonitor:
 
     def _on_state(self, topic: str, message: Message) -> None:
         if not isinstance(message, DeviceState) or message.device_id not in self._external_devices:
+            return
+        if message.safe_reason is SafeReason.OFFLINE:  # its MQTT will: the broker saw its connection die
+            if message.device_id not in self.unavailable:
+                self.unavailable.add(message.device_id)
+                self.counters.unavailable_events += 1
+                log.warning("hil: device %s went offline (its MQTT will); marked unavailable", message.device_id)
+                self._event("unavailable", message.time_utc, device_id=message.device_id, detail="MQTT will")
             return
         self._last_state_tick[message.device_id] = self._clock.tick_of(message.time_utc)
         if message.device_id in self.unavailable:

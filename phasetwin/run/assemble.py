@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,19 +18,21 @@ from controllers.online.settings import Strategy
 from controllers.scripted.agent import ScheduleAgent
 from controllers.scripted.schedule import read_schedule
 from devices.agent import DeviceAgent
-from devices.fleet import DeviceSpec, build_devices, choose_devices
+from devices.fleet import DeviceSpec, FleetSpec, build_devices, choose_devices
 from devices.verifier import Verifier
 from phasetwin.hil.watch import HilMonitor
+from phasetwin.run.command_gate import CommandGate
 from phasetwin.run.command_tally import CommandTally
 from phasetwin.run.control import build_controller, pess_pv_source
 from phasetwin.run.inputs import customer_bus_index, default_meter_limit_kva, load_run_inputs, plan_clock
 from phasetwin.run.memory import trim_heap
+from phasetwin.run.off_loop import DeferredBus, OffLoopController
 from phasetwin.run.publishers import ClockPublisher, StatusPublisher
 from phasetwin.run.scenario import Scenario, TimeBase, control_timing_problems
 from streams.bus import Bus, LocalBus
 from streams.influx.recorder import InfluxRecorder
 from streams.influx.settings import InfluxSettings
-from streams.ingest import GuardedBus, IngestGuard, MeterEnvelope
+from streams.ingest import DeviceGuard, DeviceIdentity, GuardedBus, IngestGuard, MeterEnvelope, learn_plausibility
 from streams.messages import ControllerHeartbeat, DeviceKind
 from streams.meters.data import require_finite
 from streams.meters.record import DataRecord
@@ -58,6 +61,33 @@ def _guarded(bus: Bus, *, feeder: Feeder, clock: TickClock, limit_kva: float) ->
     guard = IngestGuard(bus=bus, feeder=feeder.name, envelopes=envelopes, start_utc=clock.start_utc,
                         tick_s=clock.tick_s, skew_ticks=REORDER_WINDOW_TICKS,
                         raw_payload=lambda: getattr(bus, "payload", None))
+    return GuardedBus(bus, guard), guard
+
+
+def _off_loop(controller: OnlineController, bus: Bus, scenario: Scenario, clock: TickClock,
+              name: str) -> OffLoopController | None:
+    """In real time the decisions run off the loop thread; one not done within half a tick of wall time gets a
+    fallback plan at the next tick."""
+    if not isinstance(bus, DeferredBus):
+        return None
+    per_step, n_ticks = max(1, scenario.controller.period_s // clock.tick_s), clock.n_ticks
+    tick_wall_s = clock.tick_s / scenario.speed
+    return OffLoopController(
+        controller, bus, feeder=name, controller_id=scenario.controller.controller_id,
+        strategy=scenario.controller.strategy.value,
+        deciding=lambda tick: (tick + 1) % per_step == 0 and tick + 1 < n_ticks,
+        wait_s=0.5 * tick_wall_s, deadline_s=0.5 * tick_wall_s, step_s=float(scenario.controller.period_s))
+
+
+def _device_guarded(bus: Bus, ingest: IngestGuard, *, feeder: Feeder, clock: TickClock, specs: list[DeviceSpec],
+                    fleet: FleetSpec, limit_kva: float) -> tuple[Bus, DeviceGuard]:
+    """Device states, acks and plans pass the device guard first: a device speaks only for itself."""
+    identities = {d.device_id: DeviceIdentity(customer_id=d.customer_id, kind=d.kind,
+                                              max_kw=1.01 * fleet.pess_params.inverter_kva if d.kind == DeviceKind.PESS
+                                              else limit_kva) for d in specs}
+    guard = DeviceGuard(bus=bus, feeder=feeder.name, devices=identities, start_utc=clock.start_utc,
+                        tick_s=clock.tick_s, skew_ticks=REORDER_WINDOW_TICKS,
+                        raw_payload=lambda: getattr(bus, "payload", None), quarantined=ingest.counters.quarantined)
     return GuardedBus(bus, guard), guard
 
 
@@ -200,6 +230,13 @@ class RunAssembly:
     hil: HilMonitor | None
     run_id: str
     scenario_name: str
+    gate: CommandGate | None
+    """Every command of the twin's controller to an end (applied, rejected, timed out), retries, availability."""
+    device_guard: DeviceGuard
+    run_nonce: str
+    """New in every run: commands and heartbeats are signed for it."""
+    off_loop: OffLoopController | None = None
+    """Real time: the controller's decisions off the loop thread, with a deadline and a fallback plan."""
     stages: list[TickStage] = field(default_factory=list)
     wall_start_s: float = field(default_factory=time.perf_counter)
 
@@ -225,14 +262,18 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
     keyring, signer = _keys(scenario, sends=bool(schedule) or controlled)
     limit_kva = scenario.meter_limit_kva or default_meter_limit_kva(feeder)
     bus, ingest = _guarded(bus or LocalBus(), feeder=feeder, clock=clock, limit_kva=limit_kva)
+    bus, device_guard = _device_guarded(bus, ingest, feeder=feeder, clock=clock, specs=specs, fleet=scenario.fleet,
+                                        limit_kva=limit_kva)
+    run_nonce = secrets.token_hex(8)  # new in every run: what is signed for it is worthless in any other
     if signer is not None:
-        bus = SigningBus(bus, signer, seq_start=time.time_ns() // 1_000_000)
+        bus = SigningBus(bus, signer, seq_start=time.time_ns() // 1_000_000, run=run_nonce)
     name = feeder.name
     meters = MeterReplay(
         bus=bus, feeder=name, table=table, n_terminals=[c.n_phases for c in feeder.customers],
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
     _check_envelope(meters, feeder, limit_kva)
+    ingest.learn(dict(zip([c.id for c in feeder.customers], learn_plausibility(meters.p_kw), strict=True)))
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
     primary, engine_note = build_engine(feeder, engine=scenario.engine, threads=threads)
     powerflow = FallbackPowerFlow(primary, rungs=default_rungs(feeder, engine=primary.engine))
@@ -250,6 +291,12 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
     pv_source = pess_pv_source(entry, clock, {d.device_id: scenario.fleet.pess_params.pv_kwp for d in specs
                                           if d.kind == DeviceKind.PESS}, site=scenario.pv_site,
                                profile=scenario.pv_profile)
+    gate: CommandGate | None = None
+    controller_bus: Bus = bus
+    if controlled:
+        gate = CommandGate(bus, feeder=name, tick_s=clock.tick_s,
+                           probe_ticks=max(1, scenario.controller.period_s // clock.tick_s))
+        controller_bus = DeferredBus(gate) if scenario.speed > 0 else gate
     run = RunAssembly(
         scenario=scenario, feeder=feeder, table=table, data=data, clock=clock, specs=specs, bus=bus, ingest=ingest,
         meters=meters, switching=switching, grid=grid, engine=primary, engine_note=engine_note, layout=layout,
@@ -268,16 +315,19 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
         agent=DeviceAgent(bus=bus, feeder=name, devices=build_devices(
             feeder, [d for d in specs if d.device_id not in external], scenario.fleet), tick_s=clock.tick_s,
             pv_kw=pv_source, external=external, audit=audit.write, run_id=run_id,
-            verifier=Verifier(keyring=keyring, horizon_s=clock.tick_s + scenario.max_skew_s)),
+            verifier=Verifier(keyring=keyring, horizon_s=clock.tick_s + scenario.max_skew_s, run=run_nonce)),
         audit=audit, signer=signer,
-        controller=build_controller(scenario, bus=bus, feeder=feeder, specs=specs, meters=meters, clock=clock,
-                                    pv_source=pv_source, threads=threads) if controlled else None,
+        controller=build_controller(scenario, bus=controller_bus, feeder=feeder, specs=specs, meters=meters,
+                                    clock=clock, pv_source=pv_source, threads=threads) if controlled else None,
+        gate=gate, device_guard=device_guard, run_nonce=run_nonce,
         hil=HilMonitor(bus=bus, feeder=name, clock=clock, external_devices=external,
                        external_controller=scenario.external_controller, period_s=scenario.controller.period_s,
                        missed_heartbeats=scenario.missed_heartbeats)
         if external or scenario.external_controller else None,
         run_id=run_id, scenario_name=scenario_name, wall_start_s=wall_start_s,
     )
+    if run.controller is not None:
+        run.off_loop = _off_loop(run.controller, controller_bus, scenario, clock, name)
     run.stages = _stages(run)
     return run
 
@@ -293,10 +343,12 @@ def _check_timing(scenario: Scenario, table: MeterTable, clock: TickClock) -> No
 
 
 def _stages(run: RunAssembly) -> list[TickStage]:
-    """The tick order: (HIL watch,) ingest guard, clock, meters, (schedule,) devices, grid, (controller,) status.
+    """The tick order: (HIL watch,) ingest guard, device guard, clock, meters, (schedule,) devices, grid,
+    (controller, command gate,) status.
     The HIL watch goes first: a tick's wall start is taken before its clock message goes out."""
-    announce = ClockPublisher(bus=run.bus, name=run.feeder.name, tick_s=run.clock.tick_s, speed=run.scenario.speed)
-    optional = [run.hil], [run.scheduler], [run.controller]
-    stages: list[TickStage | None] = [*optional[0], run.ingest, announce, run.meters, *optional[1], run.agent,
-                                      run.grid, *optional[2], run.status]
+    announce = ClockPublisher(bus=run.bus, name=run.feeder.name, tick_s=run.clock.tick_s, speed=run.scenario.speed,
+                              run=run.run_nonce)
+    deciding: TickStage | None = run.off_loop or run.controller
+    stages: list[TickStage | None] = [run.hil, run.ingest, run.device_guard, announce, run.meters, run.scheduler,
+                                      run.agent, run.grid, deciding, run.gate, run.status]
     return [s for s in stages if s is not None]

@@ -35,6 +35,7 @@ _WHY: dict[RejectReason, str] = {
     RejectReason.AUTH_FAILED: "their signature was missing, forged, tampered with or by a revoked key",
     RejectReason.REPLAY: "their (key, sequence) had been seen before: a replayed message",
     RejectReason.FUTURE: "they were dated beyond the allowed clock skew ahead of the device's clock",
+    RejectReason.WRONG_RUN: "they were signed for another run (captured earlier and replayed)",
 }
 
 
@@ -113,7 +114,7 @@ class CommandTally:
     def _reason_text(self, reason: RejectReason) -> tuple[str, str]:
         """(what happened, why) of one rejection reason."""
         if reason is not RejectReason.EXPIRED:
-            return f"were rejected ({reason.value})", _WHY[reason]
+            return f"were rejected ({reason.value})", _WHY.get(reason, reason.value)
         if not self._expired_lifetime_s:
             return "expired before execution", "they reached the device after their expiry time"
         lifetime, delay = min(self._expired_lifetime_s), max(self._expired_delay_s)

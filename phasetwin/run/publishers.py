@@ -20,13 +20,13 @@ log = logging.getLogger(__name__)
 class ClockPublisher:
     """First stage of a tick: announces it on ``.../twin/clock``."""
 
-    def __init__(self, *, bus: Bus, name: str, tick_s: int, speed: float) -> None:
-        self._bus, self._name, self._tick_s, self._speed = bus, name, tick_s, speed
+    def __init__(self, *, bus: Bus, name: str, tick_s: int, speed: float, run: str = "") -> None:
+        self._bus, self._name, self._tick_s, self._speed, self._run = bus, name, tick_s, speed, run
         self._topic = topics.twin_clock(name)
 
     def on_tick(self, tick: int, time_utc: datetime) -> None:
         self._bus.publish(self._topic, ClockTick.trusted(
-            feeder=self._name, tick=tick, time_utc=time_utc, tick_s=self._tick_s, speed=self._speed))
+            feeder=self._name, tick=tick, time_utc=time_utc, tick_s=self._tick_s, speed=self._speed, run=self._run))
 
 
 class StatusPublisher:

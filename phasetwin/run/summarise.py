@@ -18,8 +18,10 @@ from controllers.online.controller import OnlineController
 from controllers.online.settings import Strategy
 from devices.agent import DeviceAgent
 from phasetwin.run.assemble import RunAssembly
+from phasetwin.run.command_gate import CommandGate
 from phasetwin.run.context import write_run_context
 from phasetwin.run.execute import Execution
+from phasetwin.run.off_loop import OffLoopController
 from phasetwin.run.publishers import deadletter_reasons
 from phasetwin.run.result import RunResult
 from phasetwin.run.scenario import Scenario
@@ -162,8 +164,10 @@ def summarise(run: RunAssembly, done: Execution) -> RunResult:
         auth=_auth_summary(run.agent, run.signer, run.audit),
         overruns=timing.overruns, max_lateness_s=timing.max_lateness_s,
         **run.device_log.summary(), commands_unknown_device=run.agent.counters.unknown_device,
-        commands_malformed=run.agent.counters.malformed, commands=run.tally.summary(),
-        powerflow={**_powerflow_summary(scenario, grid), **engine_summary(run.engine, note=run.engine_note)},
+        commands_malformed=run.agent.counters.malformed,
+        commands=run.tally.summary() | _lifecycle(run.gate, run.off_loop),
+        powerflow={**_powerflow_summary(scenario, grid), **engine_summary(run.engine, note=run.engine_note),
+                   "run_folder_ticks": run.recorder.tick_counts()},
         schedule_not_sent=(run.scheduler.dropped_before_start + run.scheduler.not_reached) if run.scheduler else 0,
         controller=_controller_summary(scenario, run.controller, run_s=clock.n_ticks * clock.tick_s),
         stopped_early=timing.stopped,
@@ -179,6 +183,17 @@ def summarise(run: RunAssembly, done: Execution) -> RunResult:
                        ticks=run.recorder.flushed_ticks)
     return RunResult(summary=summary, folder=scenario.out, files=files,
                      recorder=RunSeries(folder=scenario.out, layout=run.layout), devices=run.device_log, data=run.data)
+
+
+def _lifecycle(gate: CommandGate | None, off_loop: OffLoopController | None) -> dict[str, object]:
+    """The end of every command of the twin's controller (applied, rejected, timed out), when it has one, and
+    its decisions off the loop (real time)."""
+    out: dict[str, object] = {}
+    if gate is not None:
+        out["lifecycle"] = gate.summary()
+    if off_loop is not None:
+        out["off_loop"] = off_loop.summary()
+    return out
 
 
 def _dashboard(run: RunAssembly) -> dict[str, object]:

@@ -7,7 +7,13 @@ Checks, in this order, each with its reason code (``DeadLetterReason``):
   tick the twin is in, never the sender's timestamp);
 - ``non_finite``: a value is NaN or infinite (JSON ``NaN``, ``Infinity``, ``"NaN"``, ``1e309`` all decode so);
 - ``implausible``: outside the customer's envelope — another number of terminals than the customer has, power
-  on a terminal it does not have, or an apparent power above the terminal limit.
+  on a terminal it does not have, or an apparent power above the terminal limit;
+- ``clock_offset``: the reading's time is not its tick's, or lies a whole number of hours (≥ 1) behind the
+  receiver's tick (a sender's clock off by a DST or time-zone shift);
+- plausibility per customer (``Plausibility``, given or learned from the run's own data by ``learn``):
+  ``above_contract`` (|P| on a terminal above its contracted power), ``export_without_pv`` (export at a customer
+  whose data never exported), ``unit_scale`` (about ×1000 or ÷1000 the meter's last good value: W as kW, kW as
+  MW), ``step_change`` (a jump from the last good value larger than the customer's data ever made).
 A quarantined reading goes to the dead letters with its original payload (as received, when the bus keeps it),
 the reason code, the detail and the receive time, and is counted per reason. In its place the roles get the
 meter's last good value (zero before the first, as the grid assumes for a missing reading) marked
@@ -29,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,6 +54,41 @@ class MeterEnvelope:
 
     n_terminals: int
     s_max_kva: float
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """What one customer's readings may do, per terminal: |P| up to ``p_max_kw``, export down to
+    ``-export_max_kw`` (0 without PV), a change between two readings up to ``step_max_kw``."""
+
+    p_max_kw: float
+    export_max_kw: float
+    step_max_kw: float
+
+
+LEARN_MARGIN = 1.5
+LEARN_ALLOWANCE_KW = 2.0
+"""A learned limit is the data's extreme × ``LEARN_MARGIN`` + ``LEARN_ALLOWANCE_KW``."""
+EXPORT_NOISE_KW = 0.05
+"""Export a customer without PV may show (metering noise)."""
+UNIT_RATIO = (300.0, 3000.0)
+"""A reading this many times its meter's last good value (or that fraction of it) is a unit error."""
+UNIT_MIN_KW = 0.01
+"""... when the last good value is at least this large (near zero, ratios mean nothing)."""
+
+
+def learn_plausibility(p_kw: np.ndarray) -> list[Plausibility]:
+    """Per-customer limits from a run's own data ``p_kw`` [ticks, customers, 3] (NaN ignored)."""
+    with np.errstate(invalid="ignore"):
+        p = np.nan_to_num(np.asarray(p_kw, dtype=float))
+        peak = np.abs(p).max(axis=(0, 2)) if len(p) else np.zeros(p.shape[1])
+        export = np.maximum(0.0, -p.min(axis=(0, 2))) if len(p) else np.zeros(p.shape[1])
+        step = np.abs(np.diff(p, axis=0)).max(axis=(0, 2)) if len(p) > 1 else np.zeros(p.shape[1])
+    return [Plausibility(p_max_kw=LEARN_MARGIN * pk + LEARN_ALLOWANCE_KW,
+                         export_max_kw=LEARN_MARGIN * ex + LEARN_ALLOWANCE_KW if ex > EXPORT_NOISE_KW
+                         else EXPORT_NOISE_KW,
+                         step_max_kw=LEARN_MARGIN * st + LEARN_ALLOWANCE_KW)
+            for pk, ex, st in zip(peak, export, step, strict=True)]
 
 
 @dataclass
@@ -83,6 +124,12 @@ class IngestGuard:
         self._unused = np.arange(3)[None, :] >= self._n_terminals[:, None]
         self._last_p = np.zeros((len(self._ids), 3))
         self._last_q = np.zeros((len(self._ids), 3))
+        self._has_last = np.zeros(len(self._ids), dtype=bool)
+        n = len(self._ids)
+        self._p_max = np.full(n, np.inf)
+        self._export_max = np.full(n, np.inf)
+        self._step_max = np.full(n, np.inf)
+        self._plausibility_known = False
         self._axis, self._skew_ticks = TickAxis(start_utc=start_utc, tick_s=tick_s), skew_ticks
         self._raw_payload, self._wall_utc = raw_payload, wall_utc
         self._tick = 0
@@ -91,6 +138,13 @@ class IngestGuard:
         self._seen: Message | None = None
         self._passed: Message | None = None
         self.counters = IngestCounters()
+
+    def learn(self, limits: Mapping[str, Plausibility]) -> None:
+        """Per-customer plausibility limits (given, or ``learn_plausibility`` of the run's data)."""
+        self._plausibility_known = True
+        for meter_id, lim in limits.items():
+            i = self._index[meter_id]
+            self._p_max[i], self._export_max[i], self._step_max[i] = lim.p_max_kw, lim.export_max_kw, lim.step_max_kw
 
     # --- the clock -----------------------------------------------------------------------------------------
     def on_tick(self, tick: int, time_utc: datetime) -> None:
@@ -141,6 +195,14 @@ class IngestGuard:
         future = self._future(message.tick, message.time_utc)
         if future:
             return self._quarantine(topic, message, DeadLetterReason.FUTURE, future, row=None, tick=message.tick)
+        offset = self._clock_offset(message.tick, message.time_utc)
+        if offset:
+            return self._quarantine(topic, message, DeadLetterReason.CLOCK_OFFSET, f"meter {topic_meter}: {offset}",
+                                    row=None, tick=message.tick)
+        boolean = booleans_as_numbers(self._raw_payload(), ("p_kw", "q_kvar"))
+        if boolean:
+            return self._quarantine(topic, message, DeadLetterReason.INVALID, f"meter {topic_meter}: {boolean}",
+                                    row=i, tick=message.tick)
         values = (*message.p_kw, *message.q_kvar)
         if not all(math.isfinite(v) for v in values):
             return self._quarantine(topic, message, DeadLetterReason.NON_FINITE,
@@ -157,9 +219,63 @@ class IngestGuard:
             return self._quarantine(topic, message, DeadLetterReason.IMPLAUSIBLE,
                                     f"meter {topic_meter}: {worst:.6g} kVA on a terminal; the envelope is "
                                     f"{s_max:g} kVA", row=i, tick=message.tick)
+        p_row = np.zeros(3)
+        p_row[:n] = message.p_kw
+        found = self._implausible_rows(np.array([i]), p_row[None, :])[0] if self._plausibility_known else None
+        if found is not None:
+            return self._quarantine(topic, message, found[0], f"meter {topic_meter}: {found[1]}", row=i,
+                                    tick=message.tick)
         self._last_p[i, :n] = message.p_kw
         self._last_q[i, :n] = message.q_kvar
+        self._has_last[i] = True
         return message
+
+    def _clock_offset(self, tick: int, time_utc: datetime) -> str:
+        """Why a reading's time cannot be believed ("" when it can)."""
+        expected = self._axis.time_of(tick)
+        if time_utc != expected:
+            return (f"time {time_utc.isoformat()} is not the time of its tick {tick} ({expected.isoformat()}): "
+                    f"off by {(time_utc - expected).total_seconds():g} s")
+        behind_s = (self._axis.time_of(self._tick) - time_utc).total_seconds()
+        if behind_s >= 3600 and behind_s % 3600 == 0:
+            return (f"tick {tick} ({time_utc.isoformat()}) is exactly {behind_s / 3600:g} h behind the receiver's "
+                    f"tick {self._tick}: a clock off by whole hours (DST, time zone)")
+        return ""
+
+    def _implausible_rows(self, rows: np.ndarray, p: np.ndarray) -> list[tuple[DeadLetterReason, str] | None]:
+        """The plausibility verdict of each row of ``p`` [k, 3] (finite, inside the envelope) of meters ``rows``."""
+        last, has_last = self._last_p[rows], self._has_last[rows]
+        p_max, export_max, step_max = self._p_max[rows], self._export_max[rows], self._step_max[rows]
+        size = np.abs(p).max(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(p) / np.abs(last)
+        lo, hi = UNIT_RATIO
+        big_last = has_last[:, None] & (np.abs(last) >= UNIT_MIN_KW)
+        contract = size > p_max
+        # ×1000 only where it also breaks the contract (a legit kettle on an idle house is a big ratio too);
+        # ÷1000 only from a large last value (a kilowatt-sized load does not drop to watts by a thousandth)
+        unit = (big_last & ((((ratio >= lo) & (ratio <= hi)) & contract[:, None])
+                            | ((ratio >= 1 / hi) & (ratio <= 1 / lo) & (np.abs(last) >= 5000 * UNIT_MIN_KW)))
+                ).any(axis=1)
+        export = (-p).max(axis=1) > export_max
+        step = has_last & (np.abs(p - last).max(axis=1) > step_max)
+        out: list[tuple[DeadLetterReason, str] | None] = []
+        for k in range(len(rows)):
+            if unit[k]:
+                out.append((DeadLetterReason.UNIT_SCALE, f"p_kw {p[k].tolist()} is about 1,000 times (or a "
+                            f"thousandth of) its last good value {last[k].tolist()}: a unit error"))
+            elif export[k]:
+                out.append((DeadLetterReason.EXPORT_WITHOUT_PV, f"export {(-p[k]).max():.6g} kW; this customer "
+                            f"exports at most {export_max[k]:.6g} kW (no PV)"))
+            elif contract[k]:
+                out.append((DeadLetterReason.ABOVE_CONTRACT, f"|p_kw| {size[k]:.6g} kW on a terminal; this "
+                            f"customer's limit is {p_max[k]:.6g} kW"))
+            elif step[k]:
+                out.append((DeadLetterReason.STEP_CHANGE, f"a step of {np.abs(p[k] - last[k]).max():.6g} kW from "
+                            f"its last good value {last[k].tolist()}; its data step at most {step_max[k]:.6g} kW"))
+            else:
+                out.append(None)
+        return out
 
     def _frame(self, topic: str, message: MeterFrame) -> MeterFrame | None:
         n_rows = len(message.meter_ids)
@@ -172,6 +288,10 @@ class IngestGuard:
         if future:
             self._dead_letter(topic, message, DeadLetterReason.FUTURE, future, rows=n_rows)
             return None
+        offset = self._clock_offset(message.tick, message.time_utc)
+        if offset:
+            self._dead_letter(topic, message, DeadLetterReason.CLOCK_OFFSET, offset, rows=n_rows)
+            return None
         p, q = message.p_kw, message.q_kvar
         rows = (np.arange(n_rows) if message.meter_ids == self._ids
                 else np.array([self._index.get(m, -1) for m in message.meter_ids], dtype=int))
@@ -183,13 +303,21 @@ class IngestGuard:
         off_terminal = ((p != 0) | (q != 0)) & self._unused[r]
         too_big = (s_kva > self._s_max[r][:, None]).any(axis=1)
         bad = ~known | ~finite | off_terminal.any(axis=1) | too_big
+        plausible: dict[int, tuple[DeadLetterReason, str]] = {}
+        if self._plausibility_known:
+            ok = np.flatnonzero(~bad)
+            verdicts = self._implausible_rows(rows[ok], p[ok]) if ok.size else []
+            plausible = {int(row): v for row, v in zip(ok.tolist(), verdicts, strict=True) if v is not None}
+            bad[np.array(list(plausible), dtype=int)] = True
         if not bad.any():
             self._last_p[rows] = p
             self._last_q[rows] = q
+            self._has_last[rows] = True
             return message
         good = ~bad
         self._last_p[rows[good]] = p[good]
         self._last_q[rows[good]] = q[good]
+        self._has_last[rows[good]] = True
         out_p, out_q = p.copy(), q.copy()
         estimated = []
         for row in np.flatnonzero(bad):
@@ -199,6 +327,8 @@ class IngestGuard:
             elif not finite[row]:
                 reason, detail = DeadLetterReason.NON_FINITE, (f"meter {meter_id}: p_kw {p[row].tolist()}, "
                                                                f"q_kvar {q[row].tolist()}")
+            elif int(row) in plausible:
+                reason, detail = plausible[int(row)][0], f"meter {meter_id}: {plausible[int(row)][1]}"
             elif off_terminal[row].any():
                 reason, detail = DeadLetterReason.IMPLAUSIBLE, (f"meter {meter_id}: power on terminal(s) it does not "
                                                                 f"have ({int(self._n_terminals[rows[row]])} terminals)")
@@ -242,6 +372,20 @@ class IngestGuard:
             received_utc=self._wall_utc()))
 
 
+def booleans_as_numbers(raw: bytes | None, fields: tuple[str, ...]) -> str:
+    """Which of ``fields`` of the JSON payload ``raw`` hold ``true``/``false`` where numbers belong (pydantic reads
+    ``true`` as 1.0); "" when none (or no bytes: in process)."""
+    if raw is None or (b"true" not in raw and b"false" not in raw):
+        return ""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return ""
+    bad = [f"{name} {body[name]!r}" for name in fields if isinstance(body, dict) and isinstance(body.get(name), list)
+           and any(isinstance(v, bool) for v in body[name])]
+    return ("a boolean where a number belongs: " + ", ".join(bad)) if bad else ""
+
+
 def _as_json(message: Message) -> str:
     """An in-process message as JSON, NaN and infinities spelt as JavaScript does (pydantic would write null)."""
     return json.dumps(message.model_dump(mode="python"), default=_plain)
@@ -255,10 +399,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-class GuardedBus:
-    """A bus whose meter-topic subscribers receive only what the guard admits; everything else is the inner bus."""
+class Guard(Protocol):
+    def guards(self, pattern: str) -> bool: ...
 
-    def __init__(self, inner: Bus, guard: IngestGuard) -> None:
+    def wrap(self, handler: Handler) -> Handler: ...
+
+
+class GuardedBus:
+    """A bus whose guarded-topic subscribers receive only what the guard admits (meter readings for the
+    ``IngestGuard``, device messages for the ``DeviceGuard``); everything else is the inner bus."""
+
+    def __init__(self, inner: Bus, guard: Guard) -> None:
         self.inner = inner
         self.guard = guard
 

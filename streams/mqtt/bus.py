@@ -35,7 +35,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import queue
+import secrets
 import socket
 import threading
 import time
@@ -57,7 +59,7 @@ from streams import topics
 from streams.bus import Handler
 from streams.contract import ContractError, decode, qos_of
 from streams.errors import StreamError
-from streams.messages import DeadLetter, DeadLetterReason, Message
+from streams.messages import DeadLetter, DeadLetterReason, DeviceCommand, Message
 from streams.mqtt.loop import NetworkLoop
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,10 @@ _OUTBOUND_WINDOW = 1024
 """Unacknowledged messages above which the front of the in-flight list is pruned (and, not in real time, the
 publisher waits for the broker)."""
 _RECENT_MAX = 20_000
+FLAP_DISCONNECTS = 3
+FLAP_WINDOW_S = 60.0
+_TOO_LARGE = b"\x00too large"
+"""Put in the inbox in place of a payload above ``max_payload_bytes`` (never parsed, never kept in memory)."""
 """Payload hashes remembered to drop DUP redeliveries: a redelivery repeats what was in flight (Mosquitto keeps 20
 messages in flight per client by default, paho here 1,000), so this is ample and keeps memory flat."""
 Protocol = Literal["5", "3.1.1"]
@@ -103,6 +109,9 @@ class MqttSettings:
     protocol: Protocol = "5"
     outbound_max: int = 50_000
     """Messages sent and not yet acknowledged that paho may hold; beyond, a publish is dropped and counted."""
+    max_payload_bytes: int = 4 * 1024 * 1024
+    """Larger payloads are neither sent nor parsed (dead-lettered as too_large); the shipped broker's
+    ``max_packet_size`` is the same."""
     settle_budget_s: float | None = None
     """Real time (``MqttBus.realtime``): how long ``settle`` waits for the broker; None = as long as it takes."""
 
@@ -179,6 +188,10 @@ class MqttCounters:
     outbound_max_queued: int = 0
     outbound_dropped: int = 0
     """Messages dropped because paho's outbound queue held ``outbound_max`` already."""
+    connect_flap_alarms: int = 0
+    """Times the connection dropped ``FLAP_DISCONNECTS`` times within ``FLAP_WINDOW_S`` (a client-id takeover?)."""
+    too_large_dropped: int = 0
+    """Messages not sent because their payload was above ``max_payload_bytes``."""
 
 
 @dataclass
@@ -209,7 +222,10 @@ class MqttBus:
         self._suback = threading.Condition()
         self._pending_subacks: set[int] = set()
         self._failed_subacks: dict[int, str] = {}
-        self._sync_topic = f"{_SYNC_ROOT}/{self.client_id}"
+        # A random name, never the client id: a client that reads the sync topics must not learn the id it could
+        # take over (with use_username_as_clientid the broker would refuse that anyway).
+        self._sync_topic = f"{_SYNC_ROOT}/{secrets.token_hex(8)}"
+        self._disconnected_at: deque[float] = deque(maxlen=FLAP_DISCONNECTS)
         self._sync_seq = 0
         self._recent: OrderedDict[int, None] = OrderedDict()
         self._marker_out: int | None = None
@@ -228,7 +244,20 @@ class MqttBus:
 
     # -- Bus interface ---------------------------------------------------------------------------------
     def publish(self, topic: str, message: Message) -> None:
-        self._publish_raw(topic, message.model_dump_json().encode(), qos_of(topic))
+        payload = message.model_dump_json().encode()
+        if len(payload) > self.settings.max_payload_bytes:
+            self.counters.too_large_dropped += 1
+            log.error("mqtt: not sent: a %s of %d bytes on %s is above max_payload_bytes %d", type(message).__name__,
+                      len(payload), topic, self.settings.max_payload_bytes)
+            return
+        properties = None
+        if isinstance(message, DeviceCommand) and self.settings.mqtt5:
+            # A command nobody took before it expires must not be delivered later (a device back from a long
+            # absence, a persistent session): the broker drops it after its lifetime.
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = max(1, math.ceil(
+                (message.expires_utc - message.issued_utc).total_seconds()))
+        self._publish_raw(topic, payload, qos_of(topic), properties)
 
     def subscribe(self, pattern: str, handler: Handler) -> None:
         sub = self._subs.get(pattern)
@@ -417,6 +446,10 @@ class MqttBus:
     def _dispatch(self, topic: str, payload: bytes, sub_ids: tuple[int, ...], arrival_s: float) -> None:
         if topic == self._sync_topic:
             return
+        if payload is _TOO_LARGE:
+            self._dead_letter(topic, DeadLetterReason.TOO_LARGE, f"payload above max_payload_bytes "
+                              f"{self.settings.max_payload_bytes}; not parsed", b"")
+            return
         self.arrival_s = arrival_s
         try:
             message = decode(topic, payload)
@@ -538,8 +571,8 @@ class MqttBus:
         if failure:
             raise BusError(f"the broker {self.settings.url} refused the subscription to {pattern!r}: {failure}")
 
-    def _publish_raw(self, topic: str, payload: bytes, qos: int) -> None:
-        info = self._client.publish(topic, payload, qos=qos)
+    def _publish_raw(self, topic: str, payload: bytes, qos: int, properties: Properties | None = None) -> None:
+        info = self._client.publish(topic, payload, qos=qos, properties=properties)
         self._loop.wake()
         if qos and info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             self._in_flight.append(info)
@@ -592,13 +625,30 @@ class MqttBus:
             self._connected.clear()
             if not self._closed:
                 self.counters.disconnects += 1
+                self._flap_check()
                 self._last_connect_error = f"disconnected: {reason}"
                 log.warning("mqtt: lost the broker %s (%s); reconnecting", self.settings.url, reason)
         except Exception:
             self._guarded_failure("on_disconnect")
 
+    def _flap_check(self) -> None:
+        """Alarm when the connection drops ``FLAP_DISCONNECTS`` times within ``FLAP_WINDOW_S``: a broker that keeps
+        restarting, or another client taking over this client id."""
+        now = time.monotonic()
+        self._disconnected_at.append(now)
+        if len(self._disconnected_at) == FLAP_DISCONNECTS and now - self._disconnected_at[0] <= FLAP_WINDOW_S:
+            self.counters.connect_flap_alarms += 1
+            self._disconnected_at.clear()
+            log.error("mqtt: ALARM: the connection to %s dropped %d times within %g s (%d disconnects so far): is "
+                      "another client taking over the client id %r, or the broker restarting?", self.settings.url,
+                      FLAP_DISCONNECTS, FLAP_WINDOW_S, self.counters.disconnects, self.client_id)
+
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
+            if len(msg.payload) > self.settings.max_payload_bytes:
+                self.counters.received += 1
+                self._inbox.put((msg.topic, _TOO_LARGE, (), time.monotonic()))
+                return
             key = hash((msg.topic, msg.payload))
             if msg.dup and key in self._recent:
                 self.counters.redeliveries_dropped += 1

@@ -119,16 +119,26 @@ class _Chunk:
         for array in vars(self).values():
             array.fill(np.nan)
 
+    def shift(self, n: int) -> None:
+        """Drop the first ``n`` rows (written): the rest move to the front, the freed tail is NaN."""
+        for array in vars(self).values():
+            array[:-n] = array[n:].copy()
+            array[-n:] = np.nan
+
 
 class ParquetRecorder:
     """Subscribes to the grid state and writes it to ``folder`` in parts of at most ``flush_ticks`` ticks.
 
-    The runner calls ``flush(ticks)`` at tick boundaries (all ticks before ``ticks`` are complete) and
-    ``close(ticks)`` at the end; a state for a tick already flushed is counted in ``rejected`` and logged.
+    The runner calls ``flush(ticks)`` at tick boundaries (all ticks before ``ticks`` are due) and ``close(ticks)``
+    at the end. Nothing is lost to a late state (a broker outage delays grid states in real time): a flush
+    holds back from the first tick still without a state, for up to ``hold_ticks`` ticks, so that a state that
+    comes late is written in its row (counted ``late_filled``); a tick held longer, or still empty at the end,
+    is written empty and counted ``missing`` (its cause: no grid state reached the recorder in time); a state
+    for a tick already written is counted ``late_dropped`` (and in ``rejected``) and logged.
     """
 
     def __init__(self, *, bus: Bus, feeder: str, layout: Layout, time_utc: pd.DatetimeIndex, folder: Path,
-                 flush_ticks: int = 360) -> None:
+                 flush_ticks: int = 360, hold_ticks: int = 600) -> None:
         if flush_ticks < 1:
             raise ValueError(f"flush_ticks {flush_ticks} must be >= 1")
         self.layout = layout
@@ -139,8 +149,15 @@ class ParquetRecorder:
         self.recorded = 0
         self.rejected = 0
         self.flushed_ticks = 0
-        self._chunk = _Chunk(n=flush_ticks, layout=layout)
-        self._filled = np.zeros(flush_ticks, dtype=bool)
+        self.hold_ticks = hold_ticks
+        self.late_filled = 0
+        self.late_dropped = 0
+        self.missing = 0
+        self._due = 0
+        """The runner asked for every tick before this one: a state for such a tick is late."""
+        self._rows = flush_ticks + hold_ticks + 1
+        self._chunk = _Chunk(n=self._rows, layout=layout)
+        self._filled = np.zeros(self._rows, dtype=bool)
         self._vm_names = [f"{b}_{p.upper()}" for b in layout.bus_ids for p in PHASES]
         self._writers = {name: PartWriter(folder / f"{name}.parquet", schema=schema)
                          for name, schema in self._schemas().items()}
@@ -171,11 +188,17 @@ class ParquetRecorder:
             return
         if message.tick < self.flushed_ticks:
             self.rejected += 1
-            log.warning("recorder: grid state of tick %d arrived after its part was written (%d ticks written); "
-                        "dropped", message.tick, self.flushed_ticks)
+            self.late_dropped += 1
+            log.warning("recorder: grid state of tick %d arrived after its part was written (%d ticks written, "
+                        "held up to %d ticks); dropped", message.tick, self.flushed_ticks, self.hold_ticks)
             return
-        while message.tick >= self.flushed_ticks + self.flush_ticks:
+        while message.tick >= self.flushed_ticks + self.flush_ticks:  # a full part behind it: write it
+            before = self.flushed_ticks
             self.flush(self.flushed_ticks + self.flush_ticks)
+            if self.flushed_ticks == before:
+                break  # held back for a late state
+        if message.tick >= self.flushed_ticks + self._rows:
+            self._write_through(message.tick - self._rows + 1)
         r, c = message.tick - self.flushed_ticks, self._chunk
         c.vm_pu[r] = message.vm_pu
         c.i_max_ka[r] = message.i_ka.max(axis=1)
@@ -192,17 +215,35 @@ class ParquetRecorder:
         if not self._filled[r]:
             self._filled[r] = True
             self.recorded += 1
+            if message.tick < self._due:
+                self.late_filled += 1
 
     def flush(self, ticks: int) -> None:
-        """Write ticks ``flushed_ticks .. ticks - 1`` (NaN rows where no state came) as one part of each table."""
+        """Write the ticks before ``ticks`` that are complete, in parts of at most ``flush_ticks``: up to the first
+        tick without a state, unless that one has waited ``hold_ticks`` already (then NaN rows where none came)."""
         ticks = min(ticks, len(self.time_utc))
-        n = ticks - self.flushed_ticks
-        if n <= 0:
-            return
-        if n > self.flush_ticks:
-            self.flush(self.flushed_ticks + self.flush_ticks)
-            self.flush(ticks)
-            return
+        self._due = max(self._due, ticks)
+        end = ticks
+        empty = np.flatnonzero(~self._filled[:max(0, ticks - self.flushed_ticks)])
+        if empty.size:
+            first_empty = self.flushed_ticks + int(empty[0])
+            if ticks - first_empty <= self.hold_ticks:
+                end = first_empty
+        self._write_through(end)
+
+    def _write_through(self, ticks: int) -> None:
+        while self.flushed_ticks < ticks:
+            self._write(min(ticks - self.flushed_ticks, self.flush_ticks))
+
+    def _write(self, n: int) -> None:
+        """Write the first ``n`` rows (ticks ``flushed_ticks ..``) as one part of each table."""
+        ticks = self.flushed_ticks + n
+        missing = int((~self._filled[:n]).sum())
+        if missing:
+            self.missing += missing
+            log.warning("recorder: %d tick(s) of %s .. %s written without a grid state: none reached the recorder "
+                        "in time", missing, self.time_utc[self.flushed_ticks].isoformat(),
+                        self.time_utc[ticks - 1].isoformat())
         c = self._chunk
         time_col = pa.array(self.time_utc[self.flushed_ticks:ticks].as_unit("ns"), type=_TIME)
         # One column-major buffer, sliced per bus-phase: thousands of columns without thousands of conversions.
@@ -224,12 +265,20 @@ class ParquetRecorder:
             {"time_utc": time_col, **self._metrics_columns(n)}, schema=self._writers["metrics"].schema))
         self.totals.add(c, n)
         self.flushed_ticks = ticks
-        c.clear()
-        self._filled[:] = False
+        c.shift(n)
+        self._filled[:-n] = self._filled[n:].copy()
+        self._filled[-n:] = False
+
+    def tick_counts(self) -> dict[str, int]:
+        """Ticks of the run folder: complete (state in time), late-filled, missing (written empty), and states
+        that came after their tick was written (dropped)."""
+        return {"complete": self.recorded - self.late_filled, "late_filled": self.late_filled,
+                "missing": self.missing, "late_dropped": self.late_dropped}
 
     def close(self, ticks: int) -> list[Path]:
-        """Flush up to ``ticks`` and turn each table's parts into its single file; returns the paths written."""
-        self.flush(ticks)
+        """Write every tick up to ``ticks`` and turn each table's parts into its single file; returns the paths."""
+        self._due = max(self._due, min(ticks, len(self.time_utc)))
+        self._write_through(min(ticks, len(self.time_utc)))
         return [p for w in self._writers.values() if (p := w.finish()) is not None]
 
     def _metrics_columns(self, n: int) -> dict[str, np.ndarray]:

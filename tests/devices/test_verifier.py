@@ -41,33 +41,39 @@ def test_a_signed_heartbeat_passes_once_and_its_replay_is_refused() -> None:
 
 @pytest.mark.parametrize(("message", "why"), [
     (_beat(1), "unsigned, and this device requires a signature"),
-    (Signer.generate("ctl").sign(_beat(1)), "the signature does not match the message for key 'ctl'"),
+    (Signer.generate("ctl").sign(_beat(1)), "the signature does not match the canonical form for key 'ctl'"),
     (OLD.sign(_beat(1)), "key 'old' is revoked"),
     (Signer.generate("who").sign(_beat(1)), "key 'who' is not in the keyring"),
     (CTL.sign(_beat(1)).model_copy(update={"time_utc": NOW + timedelta(seconds=1)}),
-     "the signature does not match the message for key 'ctl'"),
+     "the signature does not match the canonical form for key 'ctl'"),
 ])
 def test_a_bad_heartbeat_signature_is_refused_with_the_reason(message: ControllerHeartbeat, why: str) -> None:
     v = _verifier()
-    assert v.heartbeat(message, NOW) == (Verdict.AUTH_FAILED, why)
+    verdict, detail = v.heartbeat(message, NOW) or (None, "")
+    assert verdict is Verdict.AUTH_FAILED and detail.startswith(why)
     assert v.heartbeats_refused == {Verdict.AUTH_FAILED: 1}
 
 
 def test_a_future_dated_message_is_refused_even_when_signed_and_cannot_be_replayed_later() -> None:
     v = _verifier()
-    beat = CTL.sign(_beat(3, at=NOW + timedelta(seconds=121)))
+    beat = CTL.sign(_beat(30, at=NOW + timedelta(seconds=121)))
     found = v.heartbeat(beat, NOW)
     assert found is not None and found[0] is Verdict.FUTURE
     later = v.heartbeat(beat, NOW + timedelta(hours=1))
-    assert later is not None and later[0] is Verdict.REPLAY
+    assert later is not None and later[0] is Verdict.EXPIRED, "stale by then"
     assert v.heartbeat(CTL.sign(_beat(4, at=NOW + timedelta(seconds=120))), NOW) is None, "the horizon is inclusive"
+    assert v.heartbeat(CTL.sign(_beat(5, at=NOW - timedelta(seconds=121))), NOW) == (
+        Verdict.EXPIRED, "dated 2024-01-15T06:07:59+00:00, more than 120 s before the device's clock "
+        "2024-01-15T06:10:00+00:00 when it arrived (stale)"), "a refused seq 30 blocked none of the genuine ones"
 
 
 def test_commands_are_replay_checked_per_device_and_key() -> None:
     v = _verifier()
     first = CTL.sign(_command(100))
     assert v.command("psd-1", first, NOW) is None
-    assert v.command("psd-1", first, NOW) == (Verdict.REPLAY, "seq 100 of key 'psd-1/ctl' is not above 100")
+    assert v.command("psd-1", first, NOW) is None, "an exact repeat (a retry): the device answers a duplicate"
+    changed = CTL.sign(_command(100).model_copy(update={"phase": "C"}))
+    assert v.command("psd-1", changed, NOW) == (Verdict.REPLAY, "seq 100 of key 'psd-1/ctl' is not above 100")
     assert v.command("psd-2", CTL.sign(_command(100).model_copy(update={"device_id": "psd-2"})), NOW) is None
 
 
