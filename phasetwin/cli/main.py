@@ -427,6 +427,7 @@ def replay(
         baseline, bus, influx, plan, scenario_name = (options.baseline, options.bus, options.influx, options.plan,
                                                       options.scenario)
         verbose, out, speed = options.verbose, scenario.out, scenario.speed
+        view, view_port = options.view, options.view_port
     _logging(verbose)
     if plan is not None:
         from phasetwin.plan.replay.run import print_report, replay_plan

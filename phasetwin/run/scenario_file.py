@@ -56,6 +56,7 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     "pv_profile": ("pv_profile",),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
+    "view": ("replay", "view"), "view_port": ("replay", "view_port"),
 }
 """Where each ``replay`` option lands in a scenario file (``devices`` is read into ``fleet.explicit``)."""
 
@@ -70,6 +71,8 @@ class ReplayOptions(BaseModel):
     scenario: str | None = Field(default=None, description="a named scenario (as --scenario)")
     plan: Path | None = Field(default=None, description="a plan folder (as --plan)")
     verbose: bool = False
+    view: bool = Field(default=False, description="open the live view of the run (as --view; needs bus)")
+    view_port: int = Field(default=5006, ge=1, le=65535, description="port of the live view's page (as --view-port)")
 
 
 class ScenarioFile(BaseModel):
