@@ -32,6 +32,7 @@ from streams.influx.settings import InfluxSettings
 from streams.meters.coverage import UnknownMeters
 from streams.meters.data import PowerUnit
 from twin.errors import StreamError, TwinError
+from twin.metrics import KPI_LABELS, KpiChange
 from twin.powerflow import DivergencePolicy, Engine
 
 # Plain click help (rich_markup_mode=None): at 80 columns rich's option table leaves the help ~18 characters.
@@ -373,6 +374,10 @@ def replay(
             f"{ctl.switch_operations} switch operations, battery throughput {ctl.battery_throughput_kwh:.1f} kWh, "
             f"solve p95 {ctl.solve_s_p95:.2f} s, fallbacks {ctl.fallbacks}"
         )
+        from phasetwin.run.summary import kpis_against
+
+        _print_kpis(scenario.controller.strategy.value,
+                    kpis_against(result.folder, reference.folder, limits=scenario.controller.limits))
     if seasonal is not None:
         console.print(seasonal.text())
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
@@ -734,9 +739,15 @@ def compare(
         ("solve p50 / p95 / max, s", lambda f: f"{f.solve_s_p50:.2f} / {f.solve_s_p95:.2f} / {f.solve_s_max:.2f}"),
         ("wall time, s", lambda f: f"{f.wall_s:.1f}"),
     ]
+    lines += [(f"{KPI_LABELS[name]} (vs none)", _kpi_column(name)) for name in KPI_LABELS]
+    lines.append(("worse than none on", _worse_cell))
     for label, cell in lines:
         table.add_row(label, *[cell(fig) for fig, _ in rows])
     print_table(console, table)
+    for fig, _ in rows:
+        if fig.worsened:
+            console.print(f"[bold red]flagged:[/] {fig.strategy} is worse than no control on: "
+                          f"{'; '.join(fig.worsened)}", highlight=False)
     reference = next((r.folder for f, r in rows if f.strategy == Strategy.NONE.value), None)
     for _, r in rows:
         _print_report(r.folder, baseline=None if r.folder == reference else reference, reference_report=False)
@@ -747,6 +758,23 @@ def compare(
     record_compare(out, [(compare_scenario(scenario, Strategy(fig.strategy), out=out), result)
                          for fig, result in rows])
     _end_of_run([result.summary for _, result in rows])
+
+
+def _kpi_column(name: str) -> Callable[[StrategyFigures], str]:
+    """The cell of KPI ``name``: its value and change against none (red when worse)."""
+    def cell(f: StrategyFigures) -> str:
+        value = getattr(f.kpis, name) if f.kpis is not None else float("nan")
+        change = next((c for c in f.changes if c.name == name), None)
+        text = f"{value:.4g}" + (f" ({change.change_text()})" if change is not None else "")
+        return f"[bold red]{text}[/]" if change is not None and change.worse else text
+    return cell
+
+
+def _worse_cell(f: StrategyFigures) -> str:
+    if f.strategy == Strategy.NONE.value:
+        return "—"
+    bad = [c.name for c in f.changes if c.worse]
+    return f"[bold red]{', '.join(bad)}[/]" if bad else "nothing"
 
 
 def _end_of_run(summaries: list[RunSummary]) -> None:
@@ -818,6 +846,26 @@ def _print_transport(s: RunSummary) -> None:
         from streams.runfolder.journal import PreviousRun
 
         console.print(f"[yellow]warning:[/] {PreviousRun(**s.previous_run).text()}", highlight=False)
+
+
+def _print_kpis(strategy: str, changes: list[KpiChange]) -> None:
+    """Every KPI against no control; a KPI the controller made worse is flagged."""
+    from phasetwin.run.summary import worsened
+
+    table = Table(title=f"KPIs: {strategy} vs no control (same devices)")
+    for name in ("KPI", strategy, "no control", "change", ""):
+        table.add_column(name, justify="left" if name in ("KPI", "") else "right")
+    for c in changes:
+        flag = "[bold red]WORSE[/]" if c.worse else ""
+        table.add_row(c.label, f"{c.value:.4g}", f"{c.baseline:.4g}", c.change_text(),
+                      " ".join(x for x in (flag, c.note) if x))
+    print_table(console, table)
+    bad = worsened(changes)
+    if bad:
+        console.print(f"[bold red]flagged:[/] {strategy} is worse than no control on {len(bad)} KPI(s): "
+                      f"{'; '.join(bad)}", highlight=False)
+    else:
+        console.print(f"{strategy} is no worse than no control on any KPI")
 
 
 def _print_summary(s: RunSummary) -> None:
