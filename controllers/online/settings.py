@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.ltupf import OperatingLimits
 from controllers.online.problem import ControlWeights, SolverSettings
+from devices.limits import SwitchLimits
 
 
 class Strategy(StrEnum):
@@ -38,6 +39,30 @@ def default_solver(**overrides: object) -> SolverSettings:
     return SolverSettings.model_validate(base | overrides)
 
 
+class SwitchingBudget(BaseModel):
+    """How often the plan may switch each PSD/STS: a hard constraint of every plan (the MILP, its descent and the
+    LTUPF repair), below the device's own interlocks. Unset: the device's own limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ops_per_day: int | None = Field(
+        default=None, ge=0, description="switch operations per device per UTC day at most; None: the device's "
+        "max_operations_per_day (a PSD's default is 12); a lower device limit still applies",
+    )
+    min_dwell_s: float | None = Field(
+        default=None, ge=0, description="time between two operations of a device at least, s; None: the device's "
+        "min_dwell_s (900 s by default); a longer device dwell still applies",
+    )
+
+    def limits(self, device: SwitchLimits) -> SwitchLimits:
+        """The limits the plan keeps for a device whose own limits are ``device``: the tighter of both."""
+        ops = device.max_operations_per_day if self.ops_per_day is None else min(self.ops_per_day,
+                                                                                 device.max_operations_per_day)
+        dwell = device.min_dwell_s if self.min_dwell_s is None else max(self.min_dwell_s, device.min_dwell_s)
+        if ops == device.max_operations_per_day and dwell == device.min_dwell_s:
+            return device
+        return device.model_copy(update={"max_operations_per_day": ops, "min_dwell_s": dwell})
+
+
 class ControllerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     strategy: Strategy = Strategy.ROLLING_MILP
@@ -57,6 +82,8 @@ class ControllerSettings(BaseModel):
         "the end of the control period it was decided for (period_s + one tick: a command is issued in the last tick "
         "before its period and executed in the first tick of it)",
     )
+    budget: SwitchingBudget = Field(default_factory=SwitchingBudget,
+                                    description="switch operations per device per day and minimum dwell of the plan")
     controller_id: str = Field(default="phasetwin-controller", min_length=1)
     ltupf_check: bool = Field(default=True, description="check every first step with LTUPF; repair by PSD moves")
     limits: OperatingLimits = Field(default_factory=OperatingLimits, description="voltage and thermal limits")

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controllers.online.settings import ControllerSettings, ForecastKind, Strategy, default_solver
+from controllers.online.settings import ControllerSettings, ForecastKind, Strategy, SwitchingBudget, default_solver
 from devices.fleet import FleetSpec, PessAccess, read_device_list
 from devices.limits import LeaseConfig
 from phasetwin.cli.identify import register as _register_identify
@@ -106,6 +106,12 @@ ForecastOpt = Annotated[ForecastKind, typer.Option(help="controller load forecas
 TimeLimitOpt = Annotated[float, typer.Option(
     help="wall-clock limit of one controller decision, s: the safety net in real time (--speed > 0); in virtual "
          "time a decision is bounded by work, not time, and a replay decides the same on any machine")]
+OpsPerDayOpt = Annotated[int | None, typer.Option(
+    "--ops-per-day", min=0, help="switching budget: operations per PSD/STS per UTC day the controller may plan "
+                                 "(default: the device's own limit, 12)")]
+MinDwellOpt = Annotated[float | None, typer.Option(
+    "--min-dwell", min=0, help="switching budget: seconds between two operations of a device at least "
+                               "(default: the device's own, 900)")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")]
 ControlPeriodOpt = Annotated[int | None, typer.Option(
     "--control-period", help="seconds between controller decisions, a whole number of ticks (default: 900, or the "
@@ -200,6 +206,7 @@ def _scenario(
     per_meter_topics: bool = False, schedule: Path | None = None, fill_gaps: int = 4, unit_check: bool = True,
     unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
     command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
+    ops_per_day: int | None = None, min_dwell: float | None = None,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
@@ -209,7 +216,8 @@ def _scenario(
                           lease=LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period)))
         control = ControllerSettings(strategy=controller, forecast=forecast, period_s=period,
                                      command_lifetime_s=command_lifetime,
-                                     solver=default_solver(time_limit_s=time_limit))
+                                     solver=default_solver(time_limit_s=time_limit),
+                                     budget=SwitchingBudget(ops_per_day=ops_per_day, min_dwell_s=min_dwell))
         return Scenario(
             feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
@@ -269,6 +277,8 @@ def replay(
     time_limit: TimeLimitOpt = 0.5,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
+    ops_per_day: OpsPerDayOpt = None,
+    min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     scenario_name: Annotated[str | None, typer.Option(
         "--scenario", help="a named scenario (case2-ieee: paper 001 Case II); other options are ignored")] = None,
@@ -319,6 +329,7 @@ def replay(
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
             forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
             schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
+            ops_per_day=ops_per_day, min_dwell=min_dwell,
             on_divergence=on_divergence,
         )
     if scenario_name is not None:
@@ -500,6 +511,8 @@ def run(
     time_limit: TimeLimitOpt = 0.5,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
+    ops_per_day: OpsPerDayOpt = None,
+    min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
@@ -535,6 +548,7 @@ def run(
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
         control_period=control_period, command_lifetime=command_lifetime, on_divergence=on_divergence,
+        ops_per_day=ops_per_day, min_dwell=min_dwell,
     )
     scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     try:
@@ -686,6 +700,8 @@ def compare(
     time_limit: TimeLimitOpt = 0.5,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
+    ops_per_day: OpsPerDayOpt = None,
+    min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     out: Annotated[Path, typer.Option(help="folder for one run folder per controller")] = Path("runs/compare"),
     verbose: VerboseOpt = False,
@@ -705,7 +721,7 @@ def compare(
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,
         controller=next((s for s in strategies if s is not Strategy.NONE), Strategy.NONE),  # checks its timing
         forecast=forecast, time_limit=time_limit, out=out, control_period=control_period,
-        command_lifetime=command_lifetime, on_divergence=on_divergence,
+        command_lifetime=command_lifetime, on_divergence=on_divergence, ops_per_day=ops_per_day, min_dwell=min_dwell,
     )
     try:
         bar, progress = _progress_bar("compare")

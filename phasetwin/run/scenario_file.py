@@ -50,6 +50,8 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     # and those of hostile (signed commands, ingest limit)
     "keyring": ("keyring",), "signing_key": ("signing_key",), "meter_limit_kva": ("meter_limit_kva",),
     "flush_ticks": ("flush_ticks",),
+    # and the switching budget of issue 28
+    "ops_per_day": ("controller", "budget", "ops_per_day"), "min_dwell": ("controller", "budget", "min_dwell_s"),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
 }
