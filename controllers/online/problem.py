@@ -91,6 +91,16 @@ class ControlWeights(BaseModel):
     unbalance_per_kwh: float = Field(
         default=0.05, ge=0, description="λP: price of one kWh of phase deviation Σ_φ|A_φ − μ|·Δt (paper 000 eq. 7)"
     )
+    transformer_unbalance_per_kwh: float = Field(
+        default=0.0, ge=0, description="λT: price of one kWh of phase deviation at the transformer, eq. 7 on the "
+        "sum of all LV feeders' phase loads (the transformer's phase currents and neutral; equal to the feeder "
+        "term on a one-feeder network)",
+    )
+    peak_phase_per_kw: float = Field(
+        default=0.0, ge=0, description="λM: price of one kW of the horizon's highest transformer-phase load "
+        "(max over steps and phases of Σ_f A_φ): holds down the peak phase loading and with it the peak neutral "
+        "current",
+    )
     switch_per_operation: float = Field(
         default=0.1, ge=0, description="λΨ: price of one switch operation, added to the device's cost_per_operation"
     )
@@ -395,10 +405,15 @@ class ObjectiveParts:
     throughput: float
     curtailment: float
     terminal: float
+    transformer: float = 0.0
+    """λT · the transformer's P_unb (kWh)."""
+    peak: float = 0.0
+    """λM · the highest transformer-phase load of the horizon (kW)."""
 
     @property
     def total(self) -> float:
-        return self.unbalance + self.switching + self.throughput + self.curtailment + self.terminal
+        return (self.unbalance + self.switching + self.throughput + self.curtailment + self.terminal
+                + self.transformer + self.peak)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,6 +31,36 @@ class ForecastKind(StrEnum):
     SAME_TIME_YESTERDAY = "yesterday"
 
 
+class Objective(StrEnum):
+    """What the controller minimises besides the price of switching and of battery use: presets of the
+    ``ControlWeights`` unbalance prices (``objective_weights``). Voltage limits stay constraints (the LTUPF check)."""
+
+    P_UNB = "p-unb"
+    """P_unb per LV feeder (paper 000 eq. 7; the feeder's head line), λP = 0.05 per kWh: the default."""
+    TRANSFORMER = "transformer"
+    """The same index at the transformer (all LV feeders summed per phase: its phase currents and neutral),
+    λT = 0.05 per kWh, and the feeders' at a fifth of it."""
+    PEAK = "peak"
+    """P_unb per feeder (λP = 0.05) and the horizon's highest transformer-phase load, λM = 0.05 per kW."""
+    COMBINED = "combined"
+    """Feeders, transformer and peak together (λP = λT = 0.05 per kWh, λM = 0.05 per kW)."""
+
+
+_OBJECTIVE_WEIGHTS: dict[Objective, dict[str, float]] = {
+    Objective.P_UNB: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.0, "peak_phase_per_kw": 0.0},
+    Objective.TRANSFORMER: {"unbalance_per_kwh": 0.01, "transformer_unbalance_per_kwh": 0.05,
+                            "peak_phase_per_kw": 0.0},
+    Objective.PEAK: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.0, "peak_phase_per_kw": 0.05},
+    Objective.COMBINED: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.05, "peak_phase_per_kw": 0.05},
+}
+
+
+def objective_weights(objective: Objective, base: ControlWeights | None = None) -> ControlWeights:
+    """``base`` (default ``ControlWeights()``) with the unbalance prices of ``objective``; switching, battery and
+    terminal prices kept."""
+    return (base or ControlWeights()).model_copy(update=_OBJECTIVE_WEIGHTS[objective])
+
+
 def default_solver(**overrides: object) -> SolverSettings:
     """The online controller's solver settings (see ``ControllerSettings.solver``) with ``overrides``: what the
     CLI and studies start from, so that an option such as ``--time-limit`` changes that one value only."""

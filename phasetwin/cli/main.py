@@ -14,7 +14,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controllers.online.settings import ControllerSettings, ForecastKind, Strategy, SwitchingBudget, default_solver
+from controllers.online.settings import (
+    ControllerSettings,
+    ForecastKind,
+    Objective,
+    Strategy,
+    SwitchingBudget,
+    default_solver,
+    objective_weights,
+)
 from devices.fleet import FleetSpec, PessAccess, read_device_list
 from devices.limits import LeaseConfig
 from phasetwin.cli.identify import register as _register_identify
@@ -106,6 +114,9 @@ ForecastOpt = Annotated[ForecastKind, typer.Option(help="controller load forecas
 TimeLimitOpt = Annotated[float, typer.Option(
     help="wall-clock limit of one controller decision, s: the safety net in real time (--speed > 0); in virtual "
          "time a decision is bounded by work, not time, and a replay decides the same on any machine")]
+ObjectiveOpt = Annotated[Objective, typer.Option(
+    "--objective", help="what the controller minimises: P_unb per feeder (paper 000 eq. 7), the transformer's "
+                        "unbalance, the peak transformer-phase load, or all three (docs/controller/)")]
 OpsPerDayOpt = Annotated[int | None, typer.Option(
     "--ops-per-day", min=0, help="switching budget: operations per PSD/STS per UTC day the controller may plan "
                                  "(default: the device's own limit, 12)")]
@@ -206,7 +217,7 @@ def _scenario(
     per_meter_topics: bool = False, schedule: Path | None = None, fill_gaps: int = 4, unit_check: bool = True,
     unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
     command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
-    ops_per_day: int | None = None, min_dwell: float | None = None,
+    ops_per_day: int | None = None, min_dwell: float | None = None, objective: Objective = Objective.P_UNB,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
@@ -217,7 +228,8 @@ def _scenario(
         control = ControllerSettings(strategy=controller, forecast=forecast, period_s=period,
                                      command_lifetime_s=command_lifetime,
                                      solver=default_solver(time_limit_s=time_limit),
-                                     budget=SwitchingBudget(ops_per_day=ops_per_day, min_dwell_s=min_dwell))
+                                     budget=SwitchingBudget(ops_per_day=ops_per_day, min_dwell_s=min_dwell),
+                                     weights=objective_weights(objective))
         return Scenario(
             feeder=feeder, data=data, data_unit=unit, data_naive_utc=naive_utc, start_utc=_parse_time(start, "--start"),
             end_utc=_parse_time(end, "--end"), tick_s=tick, engine=engine, speed=speed, out=out,
@@ -278,6 +290,7 @@ def replay(
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
+    objective: ObjectiveOpt = Objective.P_UNB,
     min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     scenario_name: Annotated[str | None, typer.Option(
@@ -329,7 +342,7 @@ def replay(
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
             forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
             schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
-            ops_per_day=ops_per_day, min_dwell=min_dwell,
+            ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective,
             on_divergence=on_divergence,
         )
     if scenario_name is not None:
@@ -452,6 +465,8 @@ def _from_config(path: Path, ctx: typer.Context) -> tuple[Scenario, ScenarioFile
             raise _fail(f"--{name.replace('_', '-')} has no place in a scenario file yet; set it without --config")
         if name in ("start", "end"):
             value = _parse_time(value, f"--{name}")
+        elif name == "objective":
+            value = objective_weights(value).model_dump()
         elif name == "devices":
             try:
                 value = read_device_list(value)
@@ -512,6 +527,7 @@ def run(
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
+    objective: ObjectiveOpt = Objective.P_UNB,
     min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     influx: InfluxOpt = None,
@@ -548,7 +564,7 @@ def run(
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
         control_period=control_period, command_lifetime=command_lifetime, on_divergence=on_divergence,
-        ops_per_day=ops_per_day, min_dwell=min_dwell,
+        ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective,
     )
     scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     try:
@@ -701,6 +717,7 @@ def compare(
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
+    objective: ObjectiveOpt = Objective.P_UNB,
     min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     out: Annotated[Path, typer.Option(help="folder for one run folder per controller")] = Path("runs/compare"),
@@ -722,6 +739,7 @@ def compare(
         controller=next((s for s in strategies if s is not Strategy.NONE), Strategy.NONE),  # checks its timing
         forecast=forecast, time_limit=time_limit, out=out, control_period=control_period,
         command_lifetime=command_lifetime, on_divergence=on_divergence, ops_per_day=ops_per_day, min_dwell=min_dwell,
+        objective=objective,
     )
     try:
         bar, progress = _progress_bar("compare")
