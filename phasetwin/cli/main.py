@@ -23,7 +23,7 @@ from controllers.online.settings import (
     default_solver,
     objective_weights,
 )
-from devices.fleet import FleetSpec, PessAccess, read_device_list
+from devices.fleet import FleetSpec, PessAccess, Placement, read_device_list
 from devices.limits import LeaseConfig
 from phasetwin.cli.identify import register as _register_identify
 from phasetwin.plan.commands import register as _register_siting
@@ -114,6 +114,9 @@ ForecastOpt = Annotated[ForecastKind, typer.Option(help="controller load forecas
 TimeLimitOpt = Annotated[float, typer.Option(
     help="wall-clock limit of one controller decision, s: the safety net in real time (--speed > 0); in virtual "
          "time a decision is bounded by work, not time, and a replay decides the same on any machine")]
+PlacementOpt = Annotated[Placement, typer.Option(
+    "--placement", help="where --psd/--sts put switches: on the farthest single-phase customers, or where their "
+                        "phase choice moves P_unb most in the run's data (docs/controller/)")]
 ObjectiveOpt = Annotated[Objective, typer.Option(
     "--objective", help="what the controller minimises: P_unb per feeder (paper 000 eq. 7), the transformer's "
                         "unbalance, the peak transformer-phase load, or all three (docs/controller/)")]
@@ -218,12 +221,13 @@ def _scenario(
     unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
     command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
     ops_per_day: int | None = None, min_dwell: float | None = None, objective: Objective = Objective.P_UNB,
+    placement: Placement = Placement.FARTHEST,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
     try:
         period = control_period if control_period is not None else default_control_period_s(max(tick, 1))
         explicit = read_device_list(devices) if devices is not None else ()
-        fleet = FleetSpec(psd=psd, sts=sts, pess=pess, pess_access=pess_access, explicit=explicit,
+        fleet = FleetSpec(psd=psd, sts=sts, pess=pess, pess_access=pess_access, explicit=explicit, placement=placement,
                           lease=LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period)))
         control = ControllerSettings(strategy=controller, forecast=forecast, period_s=period,
                                      command_lifetime_s=command_lifetime,
@@ -291,6 +295,7 @@ def replay(
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
     objective: ObjectiveOpt = Objective.P_UNB,
+    placement: PlacementOpt = Placement.FARTHEST,
     min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     scenario_name: Annotated[str | None, typer.Option(
@@ -342,7 +347,7 @@ def replay(
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
             forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
             schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
-            ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective,
+            ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective, placement=placement,
             on_divergence=on_divergence,
         )
     if scenario_name is not None:
@@ -528,6 +533,7 @@ def run(
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
     objective: ObjectiveOpt = Objective.P_UNB,
+    placement: PlacementOpt = Placement.FARTHEST,
     min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     influx: InfluxOpt = None,
@@ -564,7 +570,7 @@ def run(
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
         control_period=control_period, command_lifetime=command_lifetime, on_divergence=on_divergence,
-        ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective,
+        ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective, placement=placement,
     )
     scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     try:
@@ -718,6 +724,7 @@ def compare(
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
     objective: ObjectiveOpt = Objective.P_UNB,
+    placement: PlacementOpt = Placement.FARTHEST,
     min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     out: Annotated[Path, typer.Option(help="folder for one run folder per controller")] = Path("runs/compare"),
@@ -739,7 +746,7 @@ def compare(
         controller=next((s for s in strategies if s is not Strategy.NONE), Strategy.NONE),  # checks its timing
         forecast=forecast, time_limit=time_limit, out=out, control_period=control_period,
         command_lifetime=command_lifetime, on_divergence=on_divergence, ops_per_day=ops_per_day, min_dwell=min_dwell,
-        objective=objective,
+        objective=objective, placement=placement,
     )
     try:
         bar, progress = _progress_bar("compare")

@@ -31,7 +31,7 @@ from controllers.online.settings import ControllerSettings, ForecastKind, Strate
 from controllers.scripted.agent import ScheduleAgent
 from controllers.scripted.schedule import read_schedule
 from devices.agent import DeviceAgent, PvSource
-from devices.fleet import DeviceSpec, FleetSpec, PessAccess, build_devices, choose_devices
+from devices.fleet import DeviceSpec, FleetSpec, PessAccess, Placement, build_devices, choose_devices
 from devices.verifier import Verifier
 from phasetwin.hil.watch import HilMonitor
 from phasetwin.run.command_tally import CommandTally
@@ -207,6 +207,16 @@ def plan_clock(scenario: Scenario, table: MeterTable) -> TickClock:
     return TickClock(start_utc=start, tick_s=scenario.tick_s, n_ticks=int(span_s // scenario.tick_s))
 
 
+def _period_load_kw(feeder: Feeder, table: MeterTable, clock: TickClock) -> np.ndarray:
+    """[steps, customers] each customer's load (its terminals summed) over the run's period, in feeder order: what
+    ``Placement.IMPACT`` places devices by."""
+    inside = (table.time_utc >= clock.start_utc) & (table.time_utc < clock.end_utc)
+    column = {cid: i for i, cid in enumerate(table.customer_ids)}
+    total = table.p_kw[inside].sum(axis=2)
+    return np.stack([total[:, column[c.id]] if c.id in column else np.zeros(int(inside.sum()))
+                     for c in feeder.customers], axis=1)
+
+
 def replay(
     scenario: Scenario, *, progress: Progress | None = None, bus: Bus | None = None,
     stop_requested: Callable[[], bool] | None = None, influx: InfluxSettings | None = None,
@@ -232,7 +242,8 @@ def replay(
         if problems:
             raise ScenarioError("; ".join(problems))
     schedule = read_schedule(scenario.schedule) if scenario.schedule is not None else []
-    specs = choose_devices(feeder, scenario.fleet)
+    specs = choose_devices(feeder, scenario.fleet, load_kw=_period_load_kw(feeder, table, clock)
+                           if scenario.fleet.placement is Placement.IMPACT else None)
     external = frozenset(scenario.external_devices)
     unknown = sorted(external - {d.device_id for d in specs})
     if unknown:

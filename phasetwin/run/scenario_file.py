@@ -53,6 +53,7 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     # and the switching budget of issue 28
     "ops_per_day": ("controller", "budget", "ops_per_day"), "min_dwell": ("controller", "budget", "min_dwell_s"),
     "objective": ("controller", "weights"),  # the preset's weights (controllers.online.settings.objective_weights)
+    "placement": ("fleet", "placement"),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
 }
