@@ -420,6 +420,7 @@ class OnlineController:
             "commands": len(commands), "predicted_vm_min_pu": message.predicted_vm_min_pu,
             "predicted_vm_max_pu": message.predicted_vm_max_pu, "violations": len(message.violations),
             "repaired": message.repaired, "infeasible": bool(check and check.infeasible),
+            "lp_bound": plan.lp_bound, "bound_gap": plan.bound_gap,
         })
         self._bus.publish(topics.controller_plan(self._view.name), message)
 

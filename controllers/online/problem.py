@@ -162,6 +162,10 @@ class SolverSettings(BaseModel):
                     "node was most of their cost (~4,000 cuts for 96 binaries); on 60 neighbourhoods of a Liège "
                     "winter day half the time, one objective 0.01 % worse",
     )
+    lp_bound: bool = Field(
+        default=True, description="solve the LP relaxation of the whole problem every period for a lower bound "
+        "(Plan.lp_bound, the gap in controller.parquet): a proof of how far from optimal a plan can be",
+    )
     log: bool = Field(default=False, description="print the HiGHS log")
 
 
@@ -437,6 +441,16 @@ class Plan:
     solver_objective: float | None = None
     reused: int = 0
     """periods in a row that kept the shifted previous plan without a search (``SolverSettings.reuse_periods``)."""
+    lp_bound: float | None = None
+    """The LP relaxation's optimum of the whole problem: no plan costs less (``SolverSettings.lp_bound``)."""
+
+    @property
+    def bound_gap(self) -> float | None:
+        """(objective − LP bound) / |objective|: how far the plan can be from optimal at most."""
+        if self.lp_bound is None:
+            return None
+        total = self.objective.total
+        return max(0.0, total - self.lp_bound) / max(abs(total), 1e-9)
 
     @property
     def n_steps(self) -> int:

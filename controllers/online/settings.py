@@ -50,7 +50,7 @@ _OBJECTIVE_WEIGHTS: dict[Objective, dict[str, float]] = {
     Objective.P_UNB: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.0, "peak_phase_per_kw": 0.0},
     Objective.TRANSFORMER: {"unbalance_per_kwh": 0.01, "transformer_unbalance_per_kwh": 0.05,
                             "peak_phase_per_kw": 0.0},
-    Objective.PEAK: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.0, "peak_phase_per_kw": 0.05},
+    Objective.PEAK: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.0, "peak_phase_per_kw": 0.5},
     Objective.COMBINED: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.05, "peak_phase_per_kw": 0.05},
 }
 

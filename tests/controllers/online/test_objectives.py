@@ -106,6 +106,9 @@ def test_the_full_milp_equals_brute_force_for_every_objective(seed: int, w: Cont
     brute = Decisions(phase=best_phase, pess_phase=np.zeros((problem.n_steps, 0)), charge_kw=np.zeros((3, 0)),
                       discharge_kw=np.zeros((3, 0)), curtail_kw=np.zeros((3, 0)))
     assert evaluate(problem, brute, w).total == pytest.approx(best, rel=1e-12)
+    # the LP bound recorded with every plan is a lower bound of the brute-force optimum
+    assert plan.lp_bound is not None and plan.lp_bound <= best + 1e-9
+    assert plan.bound_gap is not None and 0.0 <= plan.bound_gap <= 1.0 + 1e-9
 
 
 def test_the_objectives_pick_different_plans() -> None:

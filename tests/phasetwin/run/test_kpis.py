@@ -64,3 +64,13 @@ def test_compare_sets_every_kpi_of_a_controller_against_none(
     assert runs["none"][0].changes == ()
     # the flags are the KPIs whose change is worse, by the rule of twin.metrics.kpi_changes
     assert len(milp.worsened) == sum(c.worse for c in milp.changes)
+
+
+def test_controller_parquet_records_an_lp_bound_below_every_plan(
+        runs: dict[str, tuple[StrategyFigures, RunResult]]) -> None:
+    table = pd.read_parquet(runs["rolling-milp"][1].folder / "controller.parquet")
+    decided = table[table["status"] != "hold"]
+    assert len(decided) and decided["lp_bound"].notna().all()
+    assert (decided["lp_bound"] <= decided["objective"] + 1e-9).all()
+    gap = (decided["objective"] - decided["lp_bound"]) / decided["objective"].abs()
+    assert np.allclose(decided["bound_gap"], gap.clip(lower=0.0))
