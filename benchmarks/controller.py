@@ -32,6 +32,7 @@ compare CPU times: a wall-clock budget buys less CPU the busier the machine is.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -444,6 +445,44 @@ def placement_study(out: Path, *, quick: bool, psd: int) -> None:
                   f"({time.perf_counter() - started:.0f} s)")
 
 
+DECISION_CASES = {
+    "ieee-day": [],
+    "liege-jan": ["--feeder", "liege-lv", "--start", "2016-01-12T00:00Z", "--end", "2016-01-14T00:00Z",
+                  "--tick", "900"],
+    "liege-jun": ["--feeder", "liege-lv", "--start", "2016-06-14T00:00Z", "--end", "2016-06-16T00:00Z",
+                  "--tick", "900"],
+}
+"""The replays of ``--decision-time``: phasetwin replay's default controlled fleet (10 PSD + 2 PESS) on the IEEE day
+and on Liège January and June two-day windows at 900 s."""
+
+
+def decision_time(out: Path, *, anchor: Path, cases: list[str]) -> None:
+    """Each case replayed by this code and by the code at ``anchor`` (a worktree of an earlier commit), one after
+    the other in this run, through ``phasetwin replay`` in a subprocess: decision time p50 / p95 / max (wall, from
+    controller.parquet), decision CPU (summary.json), P_unb and the LP gap where recorded."""
+    env = dict(os.environ, PHASETWIN_SHARED_DATA=os.environ.get("PHASETWIN_SHARED_DATA", "/work/shared/data"))
+    here = Path(__file__).resolve().parents[1]
+    print(f"\n{'case':10s} {'code':7s} {'p50 ms':>7s} {'p95 ms':>7s} {'max ms':>7s} {'cpu s':>7s} {'P_unb kWh':>10s} "
+          f"{'gap p50':>8s} {'wall s':>7s}")
+    for case in cases:
+        for code, root in (("anchor", anchor), ("this", here)):
+            folder = out / f"{case}-{code}"
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "phasetwin.cli.main", "replay", *DECISION_CASES[case],
+                            "--no-baseline", "--out", str(folder)], cwd=root, env=env | {"PYTHONPATH": str(root)},
+                           check=True, capture_output=True)
+            wall = time.perf_counter() - started
+            table = pd.read_parquet(folder / "controller.parquet")
+            summary = json.loads((folder / "summary.json").read_text())
+            ms = table["solve_s"].to_numpy() * 1e3
+            p_unb = float(np.nansum(pd.read_parquet(folder / "metrics.parquet").filter(like="p_unb_kw_f").to_numpy())
+                          * summary["tick_s"] / 3600.0)
+            gap = f"{100 * table['bound_gap'].median():.1f} %" if "bound_gap" in table else "—"
+            print(f"{case:10s} {code:7s} {np.percentile(ms, 50):7.0f} {np.percentile(ms, 95):7.0f} {ms.max():7.0f} "
+                  f"{summary['controller'].get('decide_cpu_s_total', float('nan')):7.1f} {p_unb:10.2f} {gap:>8s} "
+                  f"{wall:7.0f}", flush=True)
+
+
 def differing_tables(a: Path, b: Path) -> list[str]:
     """The Parquet tables (and controller.parquet columns) of two run folders that differ; ``solve_s`` (measured
     wall time) is left out."""
@@ -472,12 +511,22 @@ def main() -> None:
     parser.add_argument("--kpi-rule", action="store_true",
                         help="only: no control vs the controller on the IEEE day, Liège January and June two-day "
                              "windows and the Kerber Dorfnetz, every KPI (issue 28)")
-    parser.add_argument("--objective", default="p-unb", help="with --kpi-rule: the controller's objective preset")
+    parser.add_argument("--objective", default="peak", help="with --kpi-rule: the controller's objective preset")
     parser.add_argument("--quick", action="store_true", help="with --kpi-rule: two evening hours of each network")
     parser.add_argument("--out", type=Path, default=None, help="with --kpi-rule: keep the run folders here")
     parser.add_argument("--placement", type=int, default=None, metavar="N",
                         help="only: N PSDs placed farthest vs by impact on the networks of --kpi-rule")
+    parser.add_argument("--decision-time", nargs="*", default=None, metavar="CASE",
+                        help=f"only: decision times of this code and of --anchor on {', '.join(DECISION_CASES)}")
+    parser.add_argument("--anchor", type=Path, default=None,
+                        help="with --decision-time: a worktree of the anchor commit (git worktree add … 2d0630c)")
     args = parser.parse_args()
+    if args.decision_time is not None:
+        if args.anchor is None:
+            parser.error("--decision-time needs --anchor")
+        with tempfile.TemporaryDirectory() as tmp:
+            decision_time(args.out or Path(tmp), anchor=args.anchor, cases=args.decision_time or list(DECISION_CASES))
+        return
     if args.placement is not None:
         with tempfile.TemporaryDirectory() as tmp:
             placement_study(args.out or Path(tmp), quick=args.quick, psd=args.placement)

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from controllers.online.settings import (
+    DEFAULT_OBJECTIVE,
     ControllerSettings,
     ForecastKind,
     Objective,
@@ -220,7 +221,7 @@ def _scenario(
     per_meter_topics: bool = False, schedule: Path | None = None, fill_gaps: int = 4, unit_check: bool = True,
     unmetered: str = "error", unknown_meters: UnknownMeters = UnknownMeters.ERROR, control_period: int | None = None,
     command_lifetime: float | None = None, on_divergence: DivergencePolicy = DivergencePolicy.SKIP,
-    ops_per_day: int | None = None, min_dwell: float | None = None, objective: Objective = Objective.P_UNB,
+    ops_per_day: int | None = None, min_dwell: float | None = None, objective: Objective = DEFAULT_OBJECTIVE,
     placement: Placement = Placement.FARTHEST,
 ) -> Scenario:
     """The scenario the options describe; a bad value exits with status 2 and a message naming it."""
@@ -294,7 +295,7 @@ def replay(
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
-    objective: ObjectiveOpt = Objective.P_UNB,
+    objective: ObjectiveOpt = DEFAULT_OBJECTIVE,
     placement: PlacementOpt = Placement.FARTHEST,
     min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
@@ -532,7 +533,7 @@ def run(
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
-    objective: ObjectiveOpt = Objective.P_UNB,
+    objective: ObjectiveOpt = DEFAULT_OBJECTIVE,
     placement: PlacementOpt = Placement.FARTHEST,
     min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
@@ -723,7 +724,7 @@ def compare(
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
-    objective: ObjectiveOpt = Objective.P_UNB,
+    objective: ObjectiveOpt = DEFAULT_OBJECTIVE,
     placement: PlacementOpt = Placement.FARTHEST,
     min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,

@@ -24,7 +24,7 @@ from controllers.online.problem import (
     SwitchDevice,
     SwitchState,
 )
-from controllers.online.settings import Objective, objective_weights
+from controllers.online.settings import ControllerSettings, Objective, objective_weights
 from controllers.online.solve import solve
 from devices.limits import PessParams, SwitchLimits
 from twin.phase import Phase
@@ -132,7 +132,8 @@ def test_the_objective_presets_set_only_the_unbalance_prices() -> None:
     for objective in Objective:
         w = objective_weights(objective, base)
         assert (w.switch_per_operation, w.terminal_shortfall_per_kwh) == (0.3, 0.7)
-    assert objective_weights(Objective.P_UNB) == ControlWeights()  # the default objective is today's
+    assert objective_weights(Objective.P_UNB) == ControlWeights()  # the weights before issue 28
+    assert ControllerSettings().weights == objective_weights(Objective.PEAK)  # the controller's default
     assert objective_weights(Objective.TRANSFORMER).transformer_unbalance_per_kwh > 0
     assert objective_weights(Objective.PEAK).peak_phase_per_kw > 0
 
