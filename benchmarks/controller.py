@@ -511,7 +511,7 @@ def main() -> None:
     parser.add_argument("--kpi-rule", action="store_true",
                         help="only: no control vs the controller on the IEEE day, Liège January and June two-day "
                              "windows and the Kerber Dorfnetz, every KPI (issue 28)")
-    parser.add_argument("--objective", default="peak", help="with --kpi-rule: the controller's objective preset")
+    parser.add_argument("--objective", default="p-unb", help="with --kpi-rule: the controller's objective preset")
     parser.add_argument("--quick", action="store_true", help="with --kpi-rule: two evening hours of each network")
     parser.add_argument("--out", type=Path, default=None, help="with --kpi-rule: keep the run folders here")
     parser.add_argument("--placement", type=int, default=None, metavar="N",
