@@ -32,6 +32,7 @@ compare CPU times: a wall-clock budget buys less CPU the busier the machine is.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -323,6 +324,165 @@ def replay_day(out: Path, *, hog: bool) -> None:
               else f"tables differ: {differ}"))
 
 
+SINGLE_PHASE_ASSUMPTION = ("zero-sequence=r0/r1=4,x0/x1=4,c0/c1=1;"
+                           "ext-grid=s_sc_max_mva=100,rx_max=0.1,x0x_max=1,r0x0_max=0.1")
+"""What the stock pandapower network is given that it lacks (zero-sequence lines, short-circuit data)."""
+RULE_KPIS = ("p_unb_kwh", "peak_neutral_a", "peak_trafo_loading_pct", "max_vuf_pct")
+"""The KPIs the default controller must not make worse than no control (issue 28, item 2)."""
+
+
+def kerber_single_phase(folder: Path) -> tuple[str, Path]:
+    """pandapower's Kerber Dorfnetz (57 households, 6 feeders) with assumptions: each household a single-phase
+    ``asymmetric_load`` on phase A, B, C in turn along the load table, 1-minute data from the IEEE European LV
+    day's 55 shapes in turn (scaled ×1.5: Kerber's households are rated higher). Returns the ``--feeder`` text and
+    the data CSV."""
+    import pandapower as pp
+    import pandapower.networks as pn
+
+    from twin.loaders import ieee_european_lv
+
+    net = pn.create_kerber_dorfnetz()
+    rows = []
+    for k, (i, load) in enumerate(net.load.iterrows()):
+        p = {ph: 0.0 for ph in "abc"}
+        p["abc"[k % 3]] = float(load["p_mw"])
+        rows.append({"name": f"H{i}", "bus": int(load["bus"]), "p_a_mw": p["a"], "p_b_mw": p["b"], "p_c_mw": p["c"],
+                     "q_a_mvar": 0.0, "q_b_mvar": 0.0, "q_c_mvar": 0.0, "sn_mva": np.nan, "scaling": 1.0,
+                     "in_service": True, "type": "wye"})
+    net.load = net.load.iloc[0:0]
+    for r in rows:
+        pp.create_asymmetric_load(net, bus=r["bus"], p_a_mw=r["p_a_mw"], p_b_mw=r["p_b_mw"], p_c_mw=r["p_c_mw"],
+                                  name=r["name"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "kerber_dorfnetz_1ph.json"
+    pp.to_json(net, str(path))
+    ieee = ieee_european_lv.load_feeder()
+    day = ieee_european_lv.load_day(ieee)
+    data = {"time": day.time_utc.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    for k, r in enumerate(rows):
+        data[f"{r['name']}_1"] = np.round(1.5 * day.p_kw[:, k % len(ieee.customers), 0], 4)
+    csv = folder / "kerber_day.csv"
+    pd.DataFrame(data).to_csv(csv, index=False)
+    return f"{path};{SINGLE_PHASE_ASSUMPTION}", csv
+
+
+def rule_cases(folder: Path, *, quick: bool) -> list[tuple[str, Scenario]]:
+    """The networks of the rule: IEEE day, Liège January and June two-day windows at 900 s (when the shared data
+    are there), the Kerber Dorfnetz with single-phase households; ``quick``: two evening hours of each."""
+    from twin.errors import DataError
+    from twin.loaders.liege import default_folder
+
+    fleet = FleetSpec(psd=10, pess=2)
+    cases: list[tuple[str, Scenario]] = []
+
+    def window(day: datetime, hours: float) -> dict[str, object]:
+        return {"start_utc": day, "end_utc": day + timedelta(hours=hours)}
+
+    ieee = window(DAY + timedelta(hours=17), 2) if quick else {}
+    cases.append(("ieee-day", Scenario(fleet=fleet, **ieee)))  # type: ignore[arg-type]
+    try:
+        default_folder()
+        liege = True
+    except DataError:  # the Liège data are not bundled
+        liege = False
+    if liege:
+        for name, day in (("liege-jan", datetime(2016, 1, 12, tzinfo=UTC)), ("liege-jun", datetime(2016, 6, 14,
+                                                                                                   tzinfo=UTC))):
+            span = window(day + timedelta(hours=17), 2) if quick else window(day, 48)
+            cases.append((name, Scenario(feeder="liege-lv", tick_s=900, fleet=fleet, **span)))  # type: ignore[arg-type]
+    feeder, data = kerber_single_phase(folder)
+    span = window(DAY + timedelta(hours=17), 2) if quick else {}
+    cases.append(("kerber-dorfnetz", Scenario(feeder=feeder, data=data, fleet=fleet, **span)))  # type: ignore[arg-type]
+    return cases
+
+
+def kpi_rule(out: Path, *, quick: bool, objective: str) -> bool:
+    """No control vs the controller (``objective`` preset) on every network of ``rule_cases``: every KPI, its
+    change, and whether the rule holds (P_unb, peak neutral current, peak transformer-phase loading and max VUF no
+    worse; voltages inside the limits wherever no control keeps them). Returns True when it holds everywhere."""
+    from controllers.online.settings import Objective, Strategy, objective_weights
+    from phasetwin.run.compare import compare
+    from twin.metrics import breaks_limit
+
+    holds = True
+    weights = objective_weights(Objective(objective))
+    for name, scenario in rule_cases(out, quick=quick):
+        scenario = scenario.model_copy(update={"controller": ControllerSettings(strategy=Strategy.NONE,
+                                                                                weights=weights)})
+        started = time.perf_counter()
+        rows = compare(scenario, [Strategy.ROLLING_MILP], out=out / name)
+        fig = rows[-1][0]
+        bad = [c.name for c in fig.changes if (c.name in RULE_KPIS and c.worse) or breaks_limit(c)]
+        holds &= not bad
+        print(f"\n{name} ({scenario.start_utc or 'data start'} .. {scenario.end_utc or '+1 day'}, tick "
+              f"{scenario.tick_s} s, objective {objective}), {time.perf_counter() - started:.0f} s: rule "
+              + ("holds" if not bad else f"BROKEN on {', '.join(bad)}"))
+        print(f"  {'KPI':38s} {'no control':>11s} {'controller':>11s} {'change':>10s}")
+        for c in fig.changes:
+            print(f"  {c.label:38s} {c.baseline:11.4g} {c.value:11.4g} {c.change_text():>10s} "
+                  f"{'WORSE ' if c.worse else ''}{c.note}")
+        print(f"  decision time p50 / p95 / max: {fig.solve_s_p50 * 1e3:.0f} / {fig.solve_s_p95 * 1e3:.0f} / "
+              f"{fig.solve_s_max * 1e3:.0f} ms")
+    return holds
+
+
+def placement_study(out: Path, *, quick: bool, psd: int) -> None:
+    """``--psd N`` farthest vs impact on the networks of ``rule_cases`` (no PESS): each against no control with the
+    same devices, P_unb reduction and every KPI's change."""
+    from controllers.online.settings import Strategy
+    from devices.fleet import Placement
+    from phasetwin.run.compare import compare
+
+    print(f"\nplacement of {psd} PSDs (no PESS), rolling MILP vs no control with the same devices")
+    for name, scenario in rule_cases(out, quick=quick):
+        for placement in Placement:
+            fleet = FleetSpec(psd=psd, placement=placement)
+            sc = scenario.model_copy(update={"fleet": fleet, "controller": ControllerSettings(strategy=Strategy.NONE)})
+            started = time.perf_counter()
+            fig = compare(sc, [Strategy.ROLLING_MILP], out=out / f"{name}-{placement.value}")[-1][0]
+            changes = ", ".join(f"{c.name} {c.change_text()}" for c in fig.changes if c.name != "p_unb_kwh")
+            print(f"  {name:16s} {placement.value:9s} P_unb −{fig.reduction_pct or 0.0:5.1f} %  {changes}  "
+                  f"({time.perf_counter() - started:.0f} s)")
+
+
+DECISION_CASES = {
+    "ieee-day": [],
+    "liege-jan": ["--feeder", "liege-lv", "--start", "2016-01-12T00:00Z", "--end", "2016-01-14T00:00Z",
+                  "--tick", "900"],
+    "liege-jun": ["--feeder", "liege-lv", "--start", "2016-06-14T00:00Z", "--end", "2016-06-16T00:00Z",
+                  "--tick", "900"],
+}
+"""The replays of ``--decision-time``: phasetwin replay's default controlled fleet (10 PSD + 2 PESS) on the IEEE day
+and on Liège January and June two-day windows at 900 s."""
+
+
+def decision_time(out: Path, *, anchor: Path, cases: list[str]) -> None:
+    """Each case replayed by this code and by the code at ``anchor`` (a worktree of an earlier commit), one after
+    the other in this run, through ``phasetwin replay`` in a subprocess: decision time p50 / p95 / max (wall, from
+    controller.parquet), decision CPU (summary.json), P_unb and the LP gap where recorded."""
+    env = dict(os.environ, PHASETWIN_SHARED_DATA=os.environ.get("PHASETWIN_SHARED_DATA", "/work/shared/data"))
+    here = Path(__file__).resolve().parents[1]
+    print(f"\n{'case':10s} {'code':7s} {'p50 ms':>7s} {'p95 ms':>7s} {'max ms':>7s} {'cpu s':>7s} {'P_unb kWh':>10s} "
+          f"{'gap p50':>8s} {'wall s':>7s}")
+    for case in cases:
+        for code, root in (("anchor", anchor), ("this", here)):
+            folder = out / f"{case}-{code}"
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "phasetwin.cli.main", "replay", *DECISION_CASES[case],
+                            "--no-baseline", "--out", str(folder)], cwd=root, env=env | {"PYTHONPATH": str(root)},
+                           check=True, capture_output=True)
+            wall = time.perf_counter() - started
+            table = pd.read_parquet(folder / "controller.parquet")
+            summary = json.loads((folder / "summary.json").read_text())
+            ms = table["solve_s"].to_numpy() * 1e3
+            p_unb = float(np.nansum(pd.read_parquet(folder / "metrics.parquet").filter(like="p_unb_kw_f").to_numpy())
+                          * summary["tick_s"] / 3600.0)
+            gap = f"{100 * table['bound_gap'].median():.1f} %" if "bound_gap" in table else "—"
+            print(f"{case:10s} {code:7s} {np.percentile(ms, 50):7.0f} {np.percentile(ms, 95):7.0f} {ms.max():7.0f} "
+                  f"{summary['controller'].get('decide_cpu_s_total', float('nan')):7.1f} {p_unb:10.2f} {gap:>8s} "
+                  f"{wall:7.0f}", flush=True)
+
+
 def differing_tables(a: Path, b: Path) -> list[str]:
     """The Parquet tables (and controller.parquet columns) of two run folders that differ; ``solve_s`` (measured
     wall time) is left out."""
@@ -348,8 +508,35 @@ def main() -> None:
     parser.add_argument("--replay-day", action="store_true",
                         help="also replay the default controlled day: today's settings vs the work budget")
     parser.add_argument("--no-hog", action="store_true", help="with --replay-day: skip the run beside a CPU hog")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 devices, 2 periods")
+    parser.add_argument("--kpi-rule", action="store_true",
+                        help="only: no control vs the controller on the IEEE day, Liège January and June two-day "
+                             "windows and the Kerber Dorfnetz, every KPI (issue 28)")
+    parser.add_argument("--objective", default="p-unb", help="with --kpi-rule: the controller's objective preset")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 5 devices, 2 periods (with --kpi-rule: two evening hours of each network)")
+    parser.add_argument("--out", type=Path, default=None, help="with --kpi-rule: keep the run folders here")
+    parser.add_argument("--placement", type=int, default=None, metavar="N",
+                        help="only: N PSDs placed farthest vs by impact on the networks of --kpi-rule")
+    parser.add_argument("--decision-time", nargs="*", default=None, metavar="CASE",
+                        help=f"only: decision times of this code and of --anchor on {', '.join(DECISION_CASES)}")
+    parser.add_argument("--anchor", type=Path, default=None,
+                        help="with --decision-time: a worktree of the anchor commit (git worktree add … 2d0630c)")
     args = parser.parse_args()
+    if args.decision_time is not None:
+        if args.anchor is None:
+            parser.error("--decision-time needs --anchor")
+        with tempfile.TemporaryDirectory() as tmp:
+            decision_time(args.out or Path(tmp), anchor=args.anchor, cases=args.decision_time or list(DECISION_CASES))
+        return
+    if args.placement is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            placement_study(args.out or Path(tmp), quick=args.quick, psd=args.placement)
+        return
+    if args.kpi_rule:
+        with tempfile.TemporaryDirectory() as tmp:
+            ok = kpi_rule(args.out or Path(tmp), quick=args.quick, objective=args.objective)
+        print(f"\nrule holds on every network: {ok}")
+        sys.exit(0 if ok else 1)
     if args.quick:
         args.sizes, args.periods, args.reference_periods, args.replay_day = [5], 2, 1, False
     weights = ControlWeights()

@@ -84,6 +84,10 @@ class SparseModel:
         self.obj_cols.append(c.ravel().astype(np.int64))
         self.obj_coefs.append(v.ravel())
 
+    def relax(self) -> None:
+        """Make every variable continuous: the model becomes its LP relaxation (a lower bound of the MILP)."""
+        self.integer = [np.zeros_like(flags) for flags in self.integer]
+
     def objective_of(self, x: np.ndarray) -> float:
         """The objective at a full assignment ``x`` [n_vars]."""
         if not self.obj_cols:

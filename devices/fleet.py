@@ -3,7 +3,8 @@
 A fleet is an explicit list (a CSV: ``customer_id,kind[,access]``; an STS may also sit at a two-phase customer,
 a line-to-line load it turns as a unit, A→B→C→A) or a rule: ``psd=10`` puts PSDs on the 10
 single-phase customers farthest from the transformer, then ``sts`` on the next farthest, then ``pess`` on the
-next farthest (any connection). Device ids are ``<kind>-<customer id>``.
+next farthest (any connection); ``placement=impact`` puts the switches where their phase choice moves P_unb most
+instead (``impact_scores``, from the data). Device ids are ``<kind>-<customer id>``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from devices.device import Device
@@ -35,6 +37,16 @@ class PessAccess(StrEnum):
     SWITCHABLE = "switchable"
 
 
+class Placement(StrEnum):
+    """Where the ``psd``/``sts``/``pess`` rules put devices."""
+
+    FARTHEST = "farthest"
+    """On the customers farthest from the transformer (``Customer.distance_km``)."""
+    IMPACT = "impact"
+    """On the single-phase customers whose phase choice moves P_unb most (``impact_scores``, from the run's data);
+    PESS then on the farthest of the rest."""
+
+
 class DeviceSpec(BaseModel):
     model_config = FROZEN
     customer_id: str = Field(min_length=1)
@@ -54,6 +66,7 @@ class FleetSpec(BaseModel):
     sts: int = Field(default=0, ge=0, description="STSs on the next farthest single-phase customers")
     pess: int = Field(default=0, ge=0, description="PESS on the next farthest customers")
     pess_access: PessAccess = PessAccess.SWITCHABLE
+    placement: Placement = Field(default=Placement.FARTHEST, description="where the psd/sts rules put switches")
     explicit: tuple[DeviceSpec, ...] = Field(default=(), description="devices listed by customer (replaces rules)")
     psd_limits: SwitchLimits = Field(default_factory=psd_limits)
     sts_limits: SwitchLimits = Field(default_factory=sts_limits)
@@ -65,12 +78,57 @@ class FleetSpec(BaseModel):
         return not (self.psd or self.sts or self.pess or self.explicit)
 
 
-def choose_devices(feeder: Feeder, spec: FleetSpec) -> list[DeviceSpec]:
-    """The device list of a fleet on a feeder; ScenarioError when the feeder cannot host it."""
+def impact_scores(feeder: Feeder, load_kw: np.ndarray) -> np.ndarray:
+    """Per customer, the P_unb (paper 000 eq. 7, kWh per step hour) its phase choice alone could save: at every
+    step of ``load_kw`` [T, n_customers] (each customer's total load, in ``feeder.customers`` order, on its
+    present phase), the feeder's Σ_φ |A_φ − μ| with the customer where it is, minus the least of it with the
+    customer on any phase, summed over the steps. 0 for customers not single-phase."""
+    customers = feeder.customers
+    n_t = load_kw.shape[0]
+    feeder_of = np.array([c.feeder for c in customers])
+    phase_of = np.array([int(c.phases[0]) for c in customers])
+    n_f = int(feeder_of.max()) + 1 if len(customers) else 1
+    a = np.zeros((n_t, n_f, 3))
+    for j, c in enumerate(customers):  # every terminal's load shared equally over a multi-phase customer's phases
+        for ph in c.phases:
+            a[:, c.feeder, int(ph)] += load_kw[:, j] / c.n_phases
+
+    def unbalance(x: np.ndarray) -> np.ndarray:
+        return np.abs(x - x.mean(axis=-1, keepdims=True)).sum(axis=-1)
+
+    scores = np.zeros(len(customers))
+    single = np.array([c.n_phases == 1 for c in customers])
+    for k in np.flatnonzero(single):
+        i = int(k)
+        own = a[:, feeder_of[i], :]  # [T, 3]
+        u0 = unbalance(own)
+        best = u0.copy()
+        for phi in range(3):
+            if phi == phase_of[i]:
+                continue
+            moved = own.copy()
+            moved[:, phase_of[i]] -= load_kw[:, i]
+            moved[:, phi] += load_kw[:, i]
+            best = np.minimum(best, unbalance(moved))
+        scores[i] = float((u0 - best).sum())
+    return scores
+
+
+def choose_devices(feeder: Feeder, spec: FleetSpec, *, load_kw: np.ndarray | None = None) -> list[DeviceSpec]:
+    """The device list of a fleet on a feeder; ScenarioError when the feeder cannot host it. ``load_kw``
+    [T, n_customers] (``impact_scores``) is required by ``Placement.IMPACT``."""
     if spec.explicit:
         return _checked(feeder, list(spec.explicit))
     by_distance = sorted(feeder.customers, key=lambda c: (-c.distance_km, c.id))
-    single = [c for c in by_distance if c.n_phases == 1]
+    if spec.placement is Placement.IMPACT and (spec.psd or spec.sts):
+        if load_kw is None or load_kw.shape[1:] != (len(feeder.customers),):
+            raise ScenarioError("placement 'impact' needs the customers' load data [steps, customers]; "
+                                f"got {None if load_kw is None else load_kw.shape}")
+        score = dict(zip((c.id for c in feeder.customers), impact_scores(feeder, load_kw), strict=True))
+        switch_order = sorted(feeder.customers, key=lambda c: (-score[c.id], -c.distance_km, c.id))
+    else:
+        switch_order = by_distance
+    single = [c for c in switch_order if c.n_phases == 1]
     if spec.psd + spec.sts > len(single):
         raise ScenarioError(
             f"psd={spec.psd} + sts={spec.sts} switches need that many single-phase customers; "

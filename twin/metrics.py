@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 _A = np.exp(2j * np.pi / 3)
@@ -71,3 +73,108 @@ def voltage_unbalance_factor_pct(vm_pu: np.ndarray, va_deg: np.ndarray) -> np.nd
 def neutral_current(i_complex: np.ndarray) -> np.ndarray:
     """|I_A + I_B + I_C| from complex phase currents [..., 3] -> [...]."""
     return np.abs(i_complex.sum(axis=-1))
+
+
+# --- Key performance indicators of a run and their change against no control ------------------------------------
+
+KPI_LABELS: dict[str, str] = {
+    "p_unb_kwh": "P_unb, kWh (Σ_t eq. 7 · Δt)",
+    "peak_neutral_a": "peak neutral current, A",
+    "mean_neutral_a": "mean neutral current, A",
+    "peak_trafo_loading_pct": "peak transformer-phase loading, %",
+    "vm_min_pu": "V_min, p.u.",
+    "vm_max_pu": "V_max, p.u.",
+    "max_vuf_pct": "max VUF, %",
+    "switch_operations": "switch operations",
+}
+"""Every KPI, in the order tables show them."""
+
+LOWER_IS_BETTER = ("p_unb_kwh", "peak_neutral_a", "mean_neutral_a", "peak_trafo_loading_pct", "max_vuf_pct")
+REL_TOL = 1e-3
+"""A lower-is-better KPI is worse when it rises by more than this fraction of no control's value (float noise and
+rounding of the recorded float32 series stay below it)."""
+V_TOL_PU = 1e-3
+"""A voltage extreme is worse when it moves towards its limit by more than this (p.u.)."""
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """The KPIs of one run. Neutral currents are the highest over the lines at each tick (``i_n_max_a``); the
+    mean is over ticks; transformer loading is the highest phase's peak current over its rating."""
+
+    p_unb_kwh: float
+    peak_neutral_a: float
+    mean_neutral_a: float
+    peak_trafo_loading_pct: float
+    vm_min_pu: float
+    vm_max_pu: float
+    max_vuf_pct: float
+    switch_operations: int
+
+
+@dataclass(frozen=True)
+class KpiChange:
+    """One KPI of a run against the same KPI without control."""
+
+    name: str
+    value: float
+    baseline: float
+    worse: bool
+    note: str
+    """Why it is flagged (or, for voltages, where it stands against its limit)."""
+
+    @property
+    def label(self) -> str:
+        return KPI_LABELS[self.name]
+
+    @property
+    def change(self) -> float:
+        return self.value - self.baseline
+
+    @property
+    def change_pct(self) -> float | None:
+        return 100.0 * self.change / self.baseline if self.baseline and np.isfinite(self.baseline) else None
+
+    def change_text(self) -> str:
+        if not (np.isfinite(self.value) and np.isfinite(self.baseline)):
+            return "—"
+        if self.name in ("vm_min_pu", "vm_max_pu"):
+            return f"{self.change:+.4f}"
+        if self.name == "switch_operations":
+            return f"{self.change:+.0f}"
+        pct = self.change_pct
+        return f"{pct:+.1f} %" if pct is not None else f"{self.change:+.3g}"
+
+
+def kpi_changes(run: Kpis, base: Kpis, *, vm_min_limit_pu: float, vm_max_limit_pu: float) -> list[KpiChange]:
+    """Each KPI of ``run`` against ``base`` (no control), flagged ``worse`` when it moves the wrong way:
+    a lower-is-better KPI rising by more than ``REL_TOL``; V_min falling or V_max rising by more than ``V_TOL_PU``
+    (the note says whether the run stays inside the limits, and whether no control did). Switch operations are
+    the price of control, shown but never flagged."""
+    out: list[KpiChange] = []
+    for name in KPI_LABELS:
+        value, ref = float(getattr(run, name)), float(getattr(base, name))
+        worse, note = False, ""
+        if name in LOWER_IS_BETTER:
+            worse = bool(np.isfinite(value) and np.isfinite(ref) and value > ref + REL_TOL * abs(ref) + 1e-9)
+            note = "higher than without control" if worse else ""
+        elif name in ("vm_min_pu", "vm_max_pu"):
+            low = name == "vm_min_pu"
+            limit = vm_min_limit_pu if low else vm_max_limit_pu
+            towards = (ref - value) if low else (value - ref)
+            worse = bool(np.isfinite(value) and np.isfinite(ref) and towards > V_TOL_PU)
+            outside = value < limit if low else value > limit
+            ref_outside = ref < limit if low else ref > limit
+            where = "below" if low else "above"
+            if outside:
+                note = f"{where} the limit {limit:g}" + (" (so is no control)" if ref_outside else
+                                                          " where no control is inside: LIMIT BROKEN")
+            else:
+                note = f"inside the limit {limit:g}"
+        out.append(KpiChange(name=name, value=value, baseline=ref, worse=worse, note=note))
+    return out
+
+
+def breaks_limit(change: KpiChange) -> bool:
+    """A voltage outside its limit where no control is inside."""
+    return change.note.endswith("LIMIT BROKEN")

@@ -145,6 +145,8 @@ class OnlineController:
         self._aggregator = StepAggregator(n_series=3 * n + len(self._pess), ticks_per_step=self._ticks_per_step)
         self._terminal_kw = np.zeros((n, 3))
         self._states: dict[str, DeviceState] = {}
+        self._last_switch_utc: dict[str, datetime] = {}
+        """When each device last switched (the state of the tick it switched in), for the budget's dwell."""
         self._seq = int(start_utc.timestamp() * 1000)
         self._previous: Plan | None = None
         self._static_target: np.ndarray | None = None
@@ -198,6 +200,9 @@ class OnlineController:
 
     def _on_state(self, topic: str, message: Message) -> None:
         if isinstance(message, DeviceState):
+            before = self._states.get(message.device_id)
+            if before is not None and message.operations_total > before.operations_total:
+                self._last_switch_utc[message.device_id] = message.time_utc
             self._states[message.device_id] = message
 
     def _on_ack(self, topic: str, message: Message) -> None:
@@ -297,15 +302,21 @@ class OnlineController:
         return self._view.connections[self._index[device.customer_id]][0]
 
     def _switch_state(self, device: ControlledDevice, limits: SwitchLimits, step_start: datetime) -> SwitchState:
+        """The device's state at ``step_start`` with the plan's limits: its own, tightened by the budget."""
+        limits = self._settings.budget.limits(limits)
         state = self._states.get(device.device_id)
         if state is None:
             return SwitchState(phase_now=self._phase_now(device), limits=limits)
         ahead_s = (step_start - state.time_utc).total_seconds()
         same_day = step_start.date() == state.time_utc.date()
         used = state.operations_today if same_day else 0
+        dwell_s = state.dwell_remaining_s - ahead_s
+        last = self._last_switch_utc.get(device.device_id)
+        if last is not None:  # the budget's dwell, when longer than the device's
+            dwell_s = max(dwell_s, limits.min_dwell_s - (step_start - last).total_seconds())
         return SwitchState(
             phase_now=self._phase_now(device), limits=limits,
-            dwell_remaining_s=max(0.0, state.dwell_remaining_s - ahead_s),
+            dwell_remaining_s=max(0.0, dwell_s),
             ops_left_today=max(0, limits.max_operations_per_day - used),
             locked=state.mode == DeviceMode.LOCKOUT,
         )
@@ -409,6 +420,7 @@ class OnlineController:
             "commands": len(commands), "predicted_vm_min_pu": message.predicted_vm_min_pu,
             "predicted_vm_max_pu": message.predicted_vm_max_pu, "violations": len(message.violations),
             "repaired": message.repaired, "infeasible": bool(check and check.infeasible),
+            "lp_bound": plan.lp_bound, "bound_gap": plan.bound_gap,
         })
         self._bus.publish(topics.controller_plan(self._view.name), message)
 

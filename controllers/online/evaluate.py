@@ -96,7 +96,13 @@ def evaluate(problem: ControlProblem, d: Decisions, weights: ControlWeights) -> 
     if shape:
         raise ProblemError(shape)
     h = problem.step_h
-    p_unb = float(p_unb_kw(phase_loads_kw(problem, d)).sum() * h)
+    loads = phase_loads_kw(problem, d)
+    p_unb = float(p_unb_kw(loads).sum() * h)
+    transformer = peak = 0.0
+    if weights.transformer_unbalance_per_kwh or weights.peak_phase_per_kw:
+        total = loads.sum(axis=1)  # [T, 3] the transformer's phases
+        transformer = weights.transformer_unbalance_per_kwh * float(p_unb_kw(total).sum() * h)
+        peak = weights.peak_phase_per_kw * float(total.max())
     n_sw = 0
     switching = 0.0
     for c, dev in enumerate(problem.switch_devices):
@@ -125,6 +131,8 @@ def evaluate(problem: ControlProblem, d: Decisions, weights: ControlWeights) -> 
         throughput=throughput,
         curtailment=curtailment,
         terminal=terminal,
+        transformer=transformer,
+        peak=peak,
     )
 
 

@@ -12,9 +12,11 @@ is the same as solving one at a time, with the same work limits and seeds.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
+from pybind11_abseil.status import StatusNotOk
 
 from controllers.online.evaluate import evaluate, violations
 from controllers.online.incumbent import BETTER, MIN_SOLVE_S, Budget, Incumbent
@@ -24,6 +26,8 @@ from controllers.online.problem import ControlProblem, ControlWeights, Decisions
 from controllers.online.search import improve_phases
 from controllers.sparse_milp import Outcome
 from controllers.sparse_milp import solve as solve_model
+
+log = logging.getLogger(__name__)
 
 _DESCENT_ROUNDS = 6
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -203,11 +207,15 @@ def _neighbourhood(
     for modes_binary in (False, True):
         built = build_model(problem, weights, incumbent=incumbent, free=free, sts_free=sts_free,
                             modes_binary=modes_binary, constant_phases=constant_phases)
-        out = solve_model(built.sm, time_limit_s=budget.solver_s(settings.neighbourhood_time_limit_s),
-                          hint=built.hint(incumbent), relative_gap=settings.relative_gap,
-                          random_seed=settings.random_seed, node_limit=settings.neighbourhood_node_limit,
-                          threads=settings.threads, log=settings.log,
-                          lean_root=settings.lean_root)
+        try:
+            out = solve_model(built.sm, time_limit_s=budget.solver_s(settings.neighbourhood_time_limit_s),
+                              hint=built.hint(incumbent), relative_gap=settings.relative_gap,
+                              random_seed=settings.random_seed, node_limit=settings.neighbourhood_node_limit,
+                              threads=settings.threads, log=settings.log,
+                              lean_root=settings.lean_root)
+        except StatusNotOk as err:  # HiGHS's own failure (seen with the peak objective): this neighbourhood only
+            log.warning("neighbourhood MILP of %d customer(s) failed in HiGHS (%s); incumbent kept", free.size, err)
+            return None, False
         if out.values is None:
             return None, False
         if modes_binary or not built.simultaneous(out.values):

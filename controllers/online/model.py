@@ -113,6 +113,10 @@ class BuiltModel:
     inj: dict[int, np.ndarray]
     dev: np.ndarray
     """[T, n_feeders, 3] ids of (A − μ)^+."""
+    dev_t: np.ndarray
+    """[T, 3] ids of the transformer's (Σ_f A − μ)^+ (empty without λT)."""
+    peak: int
+    """id of the highest transformer-phase load (-1 without λM)."""
 
     def hint(self, d: Decisions) -> np.ndarray:
         """A full variable assignment equal to the (feasible) plan ``d``."""
@@ -141,6 +145,11 @@ class BuiltModel:
             x[self.short[soft]] = np.maximum(0.0, target - e[-1])[soft]
         loads = phase_loads_kw(p, d)
         x[self.dev] = np.maximum(0.0, loads - loads.mean(axis=-1, keepdims=True))
+        total = loads.sum(axis=1)
+        if self.dev_t.size:
+            x[self.dev_t] = np.maximum(0.0, total - total.mean(axis=-1, keepdims=True))
+        if self.peak >= 0:
+            x[self.peak] = total.max()
         return x
 
     def simultaneous(self, values: np.ndarray) -> bool:
@@ -333,10 +342,52 @@ def build_model(
     flat = unb.ravel()
     for row_index, cols, coefs in var_terms:
         sm.add_terms(flat[row_index], cols, coefs)
+    dev_t, peak = _transformer_terms(sm, p, weights, rhs, var_terms, pess=(curt, pd, pc))
     return BuiltModel(
         sm=sm, problem=p, incumbent=incumbent, free=free_idx, switch=blocks, pess_switch=pess_blocks,
-        pc=pc, pd=pd, mode=mode, curt=curt, e=e, short=short, inj=inj, dev=dev,
+        pc=pc, pd=pd, mode=mode, curt=curt, e=e, short=short, inj=inj, dev=dev, dev_t=dev_t, peak=peak,
     )
+
+
+def _transformer_terms(
+    sm: SparseModel, p: ControlProblem, weights: ControlWeights, rhs: np.ndarray,
+    var_terms: list[tuple[np.ndarray, np.ndarray, np.ndarray]], *, pess: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, int]:
+    """The transformer's unbalance (λT) and peak phase load (λM): rows on Σ_f (A − μ)_{t,f,φ}, which are the feeder
+    rows' terms summed at (t, φ); the peak adds μ of the transformer, Σ load / 3, which a PESS moves by −net/3.
+    Returns the ids of (Σ_f A − μ)^+ [T, 3] (empty without λT) and of the peak (-1 without λM)."""
+    n_t, n_f = p.n_steps, p.n_feeders
+    empty = np.zeros((n_t, 0), dtype=np.int64)
+    if not (weights.transformer_unbalance_per_kwh or weights.peak_phase_per_kw):
+        return empty, -1
+    rhs_t = rhs.sum(axis=1)  # [T, 3]
+
+    def at_transformer(row_index: np.ndarray) -> np.ndarray:
+        return (row_index // (3 * n_f)) * 3 + row_index % 3
+
+    dev_t = empty
+    if weights.transformer_unbalance_per_kwh:
+        dev_t = sm.add_vars((n_t, 3), lb=0.0, ub=np.inf)
+        sm.add_objective(dev_t, 2.0 * weights.transformer_unbalance_per_kwh * p.step_h)
+        rows = sm.add_rows((n_t, 3), lb=rhs_t).ravel()
+        sm.add_terms(rows.reshape(n_t, 3), dev_t, 1.0)
+        for row_index, cols, coefs in var_terms:
+            sm.add_terms(rows[at_transformer(row_index)], cols, coefs)
+    peak = -1
+    if weights.peak_phase_per_kw:
+        peak = int(sm.add_vars(1, lb=0.0, ub=np.inf)[0])
+        sm.add_objective(np.array([peak]), weights.peak_phase_per_kw)
+        # z − A_φ ≥ 0 with A_φ = (A − μ)_φ + μ, μ = (Σ fixed + Σ switch loads − Σ PV)/3 + Σ_u (curt − P_d + P_c)/3
+        mu = (p.fixed_load_kw.sum(axis=(1, 2)) + p.switch_load_kw.sum(axis=1) - p.pv_kw.sum(axis=1)) / 3.0
+        rows = sm.add_rows((n_t, 3), lb=rhs_t + mu[:, None]).ravel()
+        sm.add_terms(rows.reshape(n_t, 3), np.full((n_t, 3), peak), 1.0)
+        for row_index, cols, coefs in var_terms:
+            sm.add_terms(rows[at_transformer(row_index)], cols, coefs)
+        curt, pd, pc = pess
+        for ids, sign in ((curt, -1.0), (pd, 1.0), (pc, -1.0)):  # net = PV − curt + P_d − P_c
+            for u in range(p.n_pess):
+                sm.add_terms(rows.reshape(n_t, 3), np.repeat(ids[u][:, None], 3, axis=1), sign / 3.0)
+    return dev_t, peak
 
 
 def _dev_index(t: np.ndarray, f: int, phase: np.ndarray, n_feeders: int) -> np.ndarray:

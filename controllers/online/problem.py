@@ -91,6 +91,16 @@ class ControlWeights(BaseModel):
     unbalance_per_kwh: float = Field(
         default=0.05, ge=0, description="λP: price of one kWh of phase deviation Σ_φ|A_φ − μ|·Δt (paper 000 eq. 7)"
     )
+    transformer_unbalance_per_kwh: float = Field(
+        default=0.0, ge=0, description="λT: price of one kWh of phase deviation at the transformer, eq. 7 on the "
+        "sum of all LV feeders' phase loads (the transformer's phase currents and neutral; equal to the feeder "
+        "term on a one-feeder network)",
+    )
+    peak_phase_per_kw: float = Field(
+        default=0.0, ge=0, description="λM: price of one kW of the horizon's highest transformer-phase load "
+        "(max over steps and phases of Σ_f A_φ): holds down the peak phase loading and with it the peak neutral "
+        "current",
+    )
     switch_per_operation: float = Field(
         default=0.1, ge=0, description="λΨ: price of one switch operation, added to the device's cost_per_operation"
     )
@@ -151,6 +161,10 @@ class SolverSettings(BaseModel):
         description="neighbourhood MILPs without HiGHS's sub-MIP heuristics and with a cut pool of 20: their root "
                     "node was most of their cost (~4,000 cuts for 96 binaries); on 60 neighbourhoods of a Liège "
                     "winter day half the time, one objective 0.01 % worse",
+    )
+    lp_bound: bool = Field(
+        default=True, description="solve the LP relaxation of the whole problem every period for a lower bound "
+        "(Plan.lp_bound, the gap in controller.parquet): a proof of how far from optimal a plan can be",
     )
     log: bool = Field(default=False, description="print the HiGHS log")
 
@@ -395,10 +409,15 @@ class ObjectiveParts:
     throughput: float
     curtailment: float
     terminal: float
+    transformer: float = 0.0
+    """λT · the transformer's P_unb (kWh)."""
+    peak: float = 0.0
+    """λM · the highest transformer-phase load of the horizon (kW)."""
 
     @property
     def total(self) -> float:
-        return self.unbalance + self.switching + self.throughput + self.curtailment + self.terminal
+        return (self.unbalance + self.switching + self.throughput + self.curtailment + self.terminal
+                + self.transformer + self.peak)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -422,6 +441,16 @@ class Plan:
     solver_objective: float | None = None
     reused: int = 0
     """periods in a row that kept the shifted previous plan without a search (``SolverSettings.reuse_periods``)."""
+    lp_bound: float | None = None
+    """The LP relaxation's optimum of the whole problem: no plan costs less (``SolverSettings.lp_bound``)."""
+
+    @property
+    def bound_gap(self) -> float | None:
+        """(objective − LP bound) / |objective|: how far the plan can be from optimal at most."""
+        if self.lp_bound is None:
+            return None
+        total = self.objective.total
+        return max(0.0, total - self.lp_bound) / max(abs(total), 1e-9)
 
     @property
     def n_steps(self) -> int:

@@ -66,6 +66,7 @@ def improve_phases(
     cost_sw = np.array([weights.switch_per_operation + m[2].cost_per_operation for m in movers])
     allowed = np.stack([m[2].allowed for m in movers])  # [m, 3]
     k_unb = weights.unbalance_per_kwh * problem.step_h
+    k_tr = weights.transformer_unbalance_per_kwh * problem.step_h  # the peak term (λM) is left to the MILPs
     n_m = len(movers)
     t0_idx, t1_idx = np.meshgrid(np.arange(n_t + 1), np.arange(n_t + 1), indexing="ij")
     window_ok = t1_idx > t0_idx
@@ -78,11 +79,19 @@ def improve_phases(
         m_idx = np.arange(n_m)[:, None]
         t_idx = np.arange(n_t)[None, :]
         delta = np.empty((n_m, 3, n_t))
+        total = np.broadcast_to(loads.sum(axis=1), (n_m, n_t, 3)) if k_tr else None
+        ut0 = _unbalance(total) if total is not None else None
         for phi in range(3):
             moved = a.copy()
             moved[m_idx, t_idx, seq] -= load
             moved[:, :, phi] += load
-            delta[:, phi, :] = np.where(seq == phi, 0.0, _unbalance(moved) - u0)
+            change = k_unb * (_unbalance(moved) - u0)
+            if total is not None and ut0 is not None:
+                moved_t = total.copy()
+                moved_t[m_idx, t_idx, seq] -= load
+                moved_t[:, :, phi] += load
+                change += k_tr * (_unbalance(moved_t) - ut0)
+            delta[:, phi, :] = np.where(seq == phi, 0.0, change)
         cum = np.concatenate([np.zeros((n_m, 3, 1)), np.cumsum(delta, axis=2)], axis=2)  # [m, 3, T+1]
         d_unb = cum[:, :, None, :] - cum[:, :, :, None]  # [m, 3, t0, t1]
         sw = np.stack([switch_steps(seq[i], int(now[i])) for i in range(n_m)]).astype(np.int64)
@@ -94,7 +103,7 @@ def improve_phases(
         new_start_ext = np.concatenate([new_start, np.zeros((n_m, 3, 1), dtype=bool)], axis=2)
         old = csw[:, None, np.minimum(t1_idx + 1, n_t)] - csw[:, None, t0_idx]  # [m, 1, t0, t1]
         new = new_start_ext[:, :, :, None].astype(np.int64) + new_end[:, :, None, :]
-        gain = k_unb * d_unb + cost_sw[:, None, None, None] * (new - old)
+        gain = d_unb + cost_sw[:, None, None, None] * (new - old)
         gain = np.where(window_ok[None, None] & allowed[:, :, None, None], gain, np.inf)
         order = np.argsort(gain, axis=None)
         applied = False

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.ltupf import OperatingLimits
 from controllers.online.problem import ControlWeights, SolverSettings
+from devices.limits import SwitchLimits
 
 
 class Strategy(StrEnum):
@@ -30,6 +31,44 @@ class ForecastKind(StrEnum):
     SAME_TIME_YESTERDAY = "yesterday"
 
 
+class Objective(StrEnum):
+    """What the controller minimises besides the price of switching and of battery use: presets of the
+    ``ControlWeights`` unbalance prices (``objective_weights``). Voltage limits stay constraints (the LTUPF check)."""
+
+    P_UNB = "p-unb"
+    """P_unb per LV feeder (paper 000 eq. 7; the feeder's head line), λP = 0.05 per kWh alone: the default (the
+    weights before issue 28)."""
+    TRANSFORMER = "transformer"
+    """The same index at the transformer (all LV feeders summed per phase: its phase currents and neutral),
+    λT = 0.05 per kWh, and the feeders' at a fifth of it."""
+    PEAK = "peak"
+    """P_unb per feeder (λP = 0.05 per kWh) and the horizon's highest transformer-phase load (λM = 0.5 per kW).
+    P_unb alone raised the peak transformer-phase loading on Liège evenings (+10 % in January,
+    +5.5 % in June, the batteries recharging into the evening peak); with λM neither (benchmarks/controller.py
+    --kpi-rule). Not the default yet (``DEFAULT_OBJECTIVE``)."""
+    COMBINED = "combined"
+    """Feeders, transformer and peak together (λP = λT = 0.05 per kWh, λM = 0.05 per kW)."""
+
+
+_OBJECTIVE_WEIGHTS: dict[Objective, dict[str, float]] = {
+    Objective.P_UNB: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.0, "peak_phase_per_kw": 0.0},
+    Objective.TRANSFORMER: {"unbalance_per_kwh": 0.01, "transformer_unbalance_per_kwh": 0.05,
+                            "peak_phase_per_kw": 0.0},
+    Objective.PEAK: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.0, "peak_phase_per_kw": 0.5},
+    Objective.COMBINED: {"unbalance_per_kwh": 0.05, "transformer_unbalance_per_kwh": 0.05, "peak_phase_per_kw": 0.5},
+}
+DEFAULT_OBJECTIVE = Objective.P_UNB
+"""The controller's default. ``PEAK`` keeps every KPI no worse than no control on the windows measured
+(docs/controller/) but costs ~4.5× the decision CPU and met HiGHS internal errors in neighbourhood MILPs on a
+Liège June week: opt-in for now."""
+
+
+def objective_weights(objective: Objective, base: ControlWeights | None = None) -> ControlWeights:
+    """``base`` (default ``ControlWeights()``) with the unbalance prices of ``objective``; switching, battery and
+    terminal prices kept."""
+    return (base or ControlWeights()).model_copy(update=_OBJECTIVE_WEIGHTS[objective])
+
+
 def default_solver(**overrides: object) -> SolverSettings:
     """The online controller's solver settings (see ``ControllerSettings.solver``) with ``overrides``: what the
     CLI and studies start from, so that an option such as ``--time-limit`` changes that one value only."""
@@ -38,13 +77,38 @@ def default_solver(**overrides: object) -> SolverSettings:
     return SolverSettings.model_validate(base | overrides)
 
 
+class SwitchingBudget(BaseModel):
+    """How often the plan may switch each PSD/STS: a hard constraint of every plan (the MILP, its descent and the
+    LTUPF repair), below the device's own interlocks. Unset: the device's own limit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ops_per_day: int | None = Field(
+        default=None, ge=0, description="switch operations per device per UTC day at most; None: the device's "
+        "max_operations_per_day (a PSD's default is 12); a lower device limit still applies",
+    )
+    min_dwell_s: float | None = Field(
+        default=None, ge=0, description="time between two operations of a device at least, s; None: the device's "
+        "min_dwell_s (900 s by default); a longer device dwell still applies",
+    )
+
+    def limits(self, device: SwitchLimits) -> SwitchLimits:
+        """The limits the plan keeps for a device whose own limits are ``device``: the tighter of both."""
+        ops = device.max_operations_per_day if self.ops_per_day is None else min(self.ops_per_day,
+                                                                                 device.max_operations_per_day)
+        dwell = device.min_dwell_s if self.min_dwell_s is None else max(self.min_dwell_s, device.min_dwell_s)
+        if ops == device.max_operations_per_day and dwell == device.min_dwell_s:
+            return device
+        return device.model_copy(update={"max_operations_per_day": ops, "min_dwell_s": dwell})
+
+
 class ControllerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     strategy: Strategy = Strategy.ROLLING_MILP
     forecast: ForecastKind = ForecastKind.PERFECT
     period_s: int = Field(default=900, gt=0, description="control period = horizon step length, s")
     horizon_steps: int = Field(default=16, ge=1, description="steps in the rolling horizon (16 × 15 min = 4 h)")
-    weights: ControlWeights = Field(default_factory=ControlWeights)
+    weights: ControlWeights = Field(default_factory=lambda: objective_weights(DEFAULT_OBJECTIVE),
+                                    description="the objective's prices (default: the 'p-unb' preset, Objective)")
     solver: SolverSettings = Field(
         default_factory=lambda: default_solver(),
         description="descent and one pass of neighbourhood MILPs of 3 customers (no full MILP), stopped at a 1 % "
@@ -57,6 +121,8 @@ class ControllerSettings(BaseModel):
         "the end of the control period it was decided for (period_s + one tick: a command is issued in the last tick "
         "before its period and executed in the first tick of it)",
     )
+    budget: SwitchingBudget = Field(default_factory=SwitchingBudget,
+                                    description="switch operations per device per day and minimum dwell of the plan")
     controller_id: str = Field(default="phasetwin-controller", min_length=1)
     ltupf_check: bool = Field(default=True, description="check every first step with LTUPF; repair by PSD moves")
     limits: OperatingLimits = Field(default_factory=OperatingLimits, description="voltage and thermal limits")

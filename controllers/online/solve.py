@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from controllers.errors import ControllerError
 from controllers.online.evaluate import evaluate, plan_from_decisions, violations
@@ -97,9 +98,11 @@ def solve(
                                   best=best)
             if kept is not None:
                 assert best.decisions is not None and previous is not None
-                return plan_from_decisions(problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
-                                           reason=f"{best.source}; {kept}", solve_s=timer() - t_start,
-                                           reused=previous.reused + 1)
+                return _bounded(plan_from_decisions(
+                    problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
+                    reason=f"{best.source}; {kept}", solve_s=timer() - t_start, reused=previous.reused + 1),
+                    problem, weights=weights, settings=settings, constant_phases=constant_phases, budget=budget,
+                    t_start=t_start)
     n_free = sum(not lock.frozen for lock in locks)
     small = n_free <= settings.full_milp_max_free
     reasons = []
@@ -117,9 +120,33 @@ def solve(
         why = f"no feasible plan found ({reason}); hold the last safe plan"
         return plan_from_decisions(problem, hold, weights=weights, status=PlanStatus.FALLBACK, reason=why,
                                    solve_s=solve_s)
-    return plan_from_decisions(problem, best.decisions, weights=weights, status=best.status,
-                               reason=f"{best.source}; {reason}", solve_s=solve_s, mip_gap=best.gap,
-                               solver_objective=best.solver_objective)
+    return _bounded(plan_from_decisions(problem, best.decisions, weights=weights, status=best.status,
+                                        reason=f"{best.source}; {reason}", solve_s=solve_s, mip_gap=best.gap,
+                                        solver_objective=best.solver_objective),
+                    problem, weights=weights, settings=settings, constant_phases=constant_phases, budget=budget,
+                    t_start=t_start)
+
+
+def _bounded(plan: Plan, problem: ControlProblem, *, weights: ControlWeights, settings: SolverSettings,
+             constant_phases: bool, budget: Budget, t_start: float) -> Plan:
+    """``plan`` with the LP bound of the whole problem (``SolverSettings.lp_bound``) and the time it took; in real
+    time only within what is left of the time limit (else no bound)."""
+    if not settings.lp_bound or budget.solver_s() < MIN_SOLVE_S:
+        return plan
+    bound = lp_bound(problem, weights=weights, constant_phases=constant_phases, threads=settings.threads,
+                     time_limit_s=budget.solver_s() if budget.wall_clock else None)
+    return replace(plan, lp_bound=bound, solve_s=budget.timer() - t_start)
+
+
+def lp_bound(problem: ControlProblem, *, weights: ControlWeights, constant_phases: bool = False,
+             threads: int | None = 1, time_limit_s: float | None = None) -> float | None:
+    """The optimum of the LP relaxation of the whole MILP (phases, switches and battery modes continuous): no
+    feasible plan costs less. None when the LP stops before its optimum (``time_limit_s``)."""
+    built = build_model(problem, weights, incumbent=hold_decisions(problem), constant_phases=constant_phases,
+                        modes_binary=False)
+    built.sm.relax()
+    out = solve_model(built.sm, time_limit_s=time_limit_s, threads=threads)
+    return out.objective if out.outcome is Outcome.OPTIMAL else None
 
 
 def _kept_previous(

@@ -16,8 +16,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import phasetwin.api
-from controllers.online.settings import ForecastKind, Strategy
-from devices.fleet import PessAccess, read_device_list
+from controllers.online.settings import (
+    DEFAULT_OBJECTIVE,
+    ForecastKind,
+    Objective,
+    Strategy,
+    objective_weights,
+)
+from devices.fleet import PessAccess, Placement, read_device_list
+from devices.limits import LeaseConfig
 from phasetwin.cli.identify import register as _register_identify
 from phasetwin.plan.commands import register as _register_siting
 from phasetwin.plan.rephase.command import register as _register_rephase
@@ -35,6 +42,7 @@ from streams.influx.settings import InfluxSettings
 from streams.meters.coverage import UnknownMeters
 from streams.meters.data import PowerUnit
 from twin.errors import StreamError, TwinError
+from twin.metrics import KPI_LABELS, KpiChange
 from twin.powerflow import DivergencePolicy, Engine
 
 # Plain click help (rich_markup_mode=None): at 80 columns rich's option table leaves the help ~18 characters.
@@ -116,7 +124,6 @@ def _following_the_data(scenario: Scenario, *, tick_given: bool, end_given: bool
 
     import pandas as pd
 
-    from devices.limits import LeaseConfig
     from phasetwin.run.inputs import load_inputs
     from phasetwin.run.scenario import default_control_period_s
 
@@ -217,6 +224,18 @@ ForecastOpt = Annotated[ForecastKind, typer.Option(help="controller load forecas
 TimeLimitOpt = Annotated[float, typer.Option(
     help="wall-clock limit of one controller decision, s: the safety net in real time (--speed > 0); in virtual "
          "time a decision is bounded by work, not time, and a replay decides the same on any machine")]
+PlacementOpt = Annotated[Placement, typer.Option(
+    "--placement", help="where --psd/--sts put switches: on the farthest single-phase customers, or where their "
+                        "phase choice moves P_unb most in the run's data (docs/controller/)")]
+ObjectiveOpt = Annotated[Objective, typer.Option(
+    "--objective", help="what the controller minimises: P_unb per feeder (paper 000 eq. 7), the transformer's "
+                        "unbalance, the peak transformer-phase load, or all three (docs/controller/)")]
+OpsPerDayOpt = Annotated[int | None, typer.Option(
+    "--ops-per-day", min=0, help="switching budget: operations per PSD/STS per UTC day the controller may plan "
+                                 "(default: the device's own limit, 12)")]
+MinDwellOpt = Annotated[float | None, typer.Option(
+    "--min-dwell", min=0, help="switching budget: seconds between two operations of a device at least "
+                               "(default: the device's own, 900)")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="log warnings and details")]
 ControlPeriodOpt = Annotated[int | None, typer.Option(
     "--control-period", help="seconds between controller decisions, a whole number of ticks (default: 900, or the "
@@ -391,6 +410,10 @@ def replay(
     time_limit: TimeLimitOpt = 0.5,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
+    ops_per_day: OpsPerDayOpt = None,
+    objective: ObjectiveOpt = DEFAULT_OBJECTIVE,
+    placement: PlacementOpt = Placement.FARTHEST,
+    min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     scenario_name: Annotated[str | None, typer.Option(
         "--scenario", help="a named scenario (case2-ieee: paper 001 Case II); other options are ignored")] = None,
@@ -446,6 +469,7 @@ def replay(
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
             forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
             schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
+            ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective, placement=placement,
             on_divergence=on_divergence,
         )
         tick_given = ctx.get_parameter_source("tick").name in ("COMMANDLINE", "ENVIRONMENT")  # type: ignore[union-attr]
@@ -506,6 +530,10 @@ def replay(
             f"{ctl.switch_operations} switch operations, battery throughput {ctl.battery_throughput_kwh:.1f} kWh, "
             f"solve p95 {ctl.solve_s_p95:.2f} s, fallbacks {ctl.fallbacks}"
         )
+        from phasetwin.run.summary import kpis_against
+
+        _print_kpis(scenario.controller.strategy.value,
+                    kpis_against(result.folder, reference.folder, limits=scenario.controller.limits))
     if seasonal is not None:
         console.print(seasonal.text())
     console.print(f"run folder: [bold]{result.folder}[/] ({', '.join(p.name for p in result.files)})")
@@ -610,6 +638,8 @@ def _from_config(path: Path, ctx: typer.Context) -> tuple[Scenario, ScenarioFile
                 value = assumptions_from_options(value)
             except TwinError as err:
                 raise _fail(str(err)) from err
+        elif name == "objective":
+            value = objective_weights(value).model_dump()
         elif name == "devices":
             try:
                 value = read_device_list(value)
@@ -665,6 +695,10 @@ def run(
     time_limit: TimeLimitOpt = 0.5,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
+    ops_per_day: OpsPerDayOpt = None,
+    objective: ObjectiveOpt = DEFAULT_OBJECTIVE,
+    placement: PlacementOpt = Placement.FARTHEST,
+    min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     influx: InfluxOpt = None,
     run_id: RunIdOpt = None,
@@ -702,6 +736,7 @@ def run(
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
         control_period=control_period, command_lifetime=command_lifetime, on_divergence=on_divergence,
+        ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective, placement=placement,
     )
     scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     try:
@@ -861,6 +896,10 @@ def compare(
     time_limit: TimeLimitOpt = 0.5,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
+    ops_per_day: OpsPerDayOpt = None,
+    objective: ObjectiveOpt = DEFAULT_OBJECTIVE,
+    placement: PlacementOpt = Placement.FARTHEST,
+    min_dwell: MinDwellOpt = None,
     on_divergence: DivergenceOpt = DivergencePolicy.SKIP,
     out: Annotated[Path, typer.Option(help="folder for one run folder per controller")] = Path("runs/compare"),
     verbose: VerboseOpt = False,
@@ -880,7 +919,8 @@ def compare(
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,
         controller=next((s for s in strategies if s is not Strategy.NONE), Strategy.NONE),  # checks its timing
         forecast=forecast, time_limit=time_limit, out=out, control_period=control_period,
-        command_lifetime=command_lifetime, on_divergence=on_divergence,
+        command_lifetime=command_lifetime, on_divergence=on_divergence, ops_per_day=ops_per_day, min_dwell=min_dwell,
+        objective=objective, placement=placement,
     )
     try:
         bar, progress = _progress_bar("compare")
@@ -915,9 +955,15 @@ def compare(
         ("solve p50 / p95 / max, s", lambda f: f"{f.solve_s_p50:.2f} / {f.solve_s_p95:.2f} / {f.solve_s_max:.2f}"),
         ("wall time, s", lambda f: f"{f.wall_s:.1f}"),
     ]
+    lines += [(f"{KPI_LABELS[name]} (vs none)", _kpi_column(name)) for name in KPI_LABELS]
+    lines.append(("worse than none on", _worse_cell))
     for label, cell in lines:
         table.add_row(label, *[cell(fig) for fig, _ in rows])
     print_table(console, table)
+    for fig, _ in rows:
+        if fig.worsened:
+            console.print(f"[bold red]flagged:[/] {fig.strategy} is worse than no control on: "
+                          f"{'; '.join(fig.worsened)}", highlight=False)
     reference = next((r.folder for f, r in rows if f.strategy == Strategy.NONE.value), None)
     for _, r in rows:
         _print_report(r.folder, baseline=None if r.folder == reference else reference, reference_report=False)
@@ -928,6 +974,23 @@ def compare(
     record_compare(out, [(compare_scenario(scenario, Strategy(fig.strategy), out=out), result)
                          for fig, result in rows])
     _end_of_run([result.summary for _, result in rows])
+
+
+def _kpi_column(name: str) -> Callable[[StrategyFigures], str]:
+    """The cell of KPI ``name``: its value and change against none (red when worse)."""
+    def cell(f: StrategyFigures) -> str:
+        value = getattr(f.kpis, name) if f.kpis is not None else float("nan")
+        change = next((c for c in f.changes if c.name == name), None)
+        text = f"{value:.4g}" + (f" ({change.change_text()})" if change is not None else "")
+        return f"[bold red]{text}[/]" if change is not None and change.worse else text
+    return cell
+
+
+def _worse_cell(f: StrategyFigures) -> str:
+    if f.strategy == Strategy.NONE.value:
+        return "—"
+    bad = [c.name for c in f.changes if c.worse]
+    return f"[bold red]{', '.join(bad)}[/]" if bad else "nothing"
 
 
 def _end_of_run(summaries: list[RunSummary]) -> None:
@@ -999,6 +1062,26 @@ def _print_transport(s: RunSummary) -> None:
         from streams.runfolder.journal import PreviousRun
 
         console.print(f"[yellow]warning:[/] {PreviousRun(**s.previous_run).text()}", highlight=False)
+
+
+def _print_kpis(strategy: str, changes: list[KpiChange]) -> None:
+    """Every KPI against no control; a KPI the controller made worse is flagged."""
+    from phasetwin.run.summary import worsened
+
+    table = Table(title=f"KPIs: {strategy} vs no control (same devices)")
+    for name in ("KPI", strategy, "no control", "change", ""):
+        table.add_column(name, justify="left" if name in ("KPI", "") else "right")
+    for c in changes:
+        flag = "[bold red]WORSE[/]" if c.worse else ""
+        table.add_row(c.label, f"{c.value:.4g}", f"{c.baseline:.4g}", c.change_text(),
+                      " ".join(x for x in (flag, c.note) if x))
+    print_table(console, table)
+    bad = worsened(changes)
+    if bad:
+        console.print(f"[bold red]flagged:[/] {strategy} is worse than no control on {len(bad)} KPI(s): "
+                      f"{'; '.join(bad)}", highlight=False)
+    else:
+        console.print(f"{strategy} is no worse than no control on any KPI")
 
 
 def _print_summary(s: RunSummary) -> None:

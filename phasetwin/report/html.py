@@ -55,7 +55,7 @@ def write_report(folder: Path, *, baseline: Path | None = None, tz: str = "UTC",
         f'<p class="meta">run <code>{escape(str(s.get("run_id", "")))}</code> · engine {escape(s["engine"])} · '
         f"controller {escape(run.strategy)} · {s['ticks']} ticks · folder <code>{escape(str(folder))}</code>"
         + (f" · reference without control: <code>{escape(baseline.name)}/</code>" if baseline else "") + "</p>",
-        "<h2>Summary</h2>", _summary_table(s, baseline),
+        "<h2>Summary</h2>", _summary_table(s, baseline, folder),
         "<h2>Figures</h2>",
     ]
     for d in drawn:
@@ -91,7 +91,7 @@ def _phases(v: dict[str, float], fmt: str) -> tuple[str, str, str]:
     return (format(v["a"], fmt), format(v["b"], fmt), format(v["c"], fmt))
 
 
-def _summary_table(s: dict[str, Any], baseline: Path | None) -> str:
+def _summary_table(s: dict[str, Any], baseline: Path | None, folder: Path) -> str:
     rows = [
         ("energy (kWh)", *_phases(s["energy_kwh"], ".1f")),
         ("peak load (kW)", *_phases(s["peak_load_kw"], ".2f")),
@@ -114,7 +114,22 @@ def _summary_table(s: dict[str, Any], baseline: Path | None) -> str:
         gain = f" ({100.0 * (base - ctl) / base:.1f} % less)" if base > 0 else ""
         other.append(("P_unb over the period, with vs without control (kWh)", f"{ctl:.1f} vs {base:.1f}{gain}"))
     tables.append(_table(other, ("figure", "value")))
+    if baseline is not None:
+        tables.append(_kpi_table(folder, baseline))
     return "".join(tables)
+
+
+def _kpi_table(folder: Path, baseline: Path) -> str:
+    """Every KPI of the run against no control; a KPI the controller made worse is marked."""
+    from phasetwin.run.summary import kpis_against, worsened
+
+    changes = kpis_against(folder, baseline)
+    rows = [(c.label, f"{c.value:.4g}", f"{c.baseline:.4g}", c.change_text(),
+             " ".join(x for x in ("WORSE" if c.worse else "", c.note) if x)) for c in changes]
+    bad = worsened(changes)
+    note = (f"<p><strong>Worse than no control on {len(bad)} KPI(s):</strong> {escape('; '.join(bad))}.</p>" if bad
+            else "<p>No worse than no control on any KPI.</p>")
+    return _table(rows, ("KPI", "this run", "no control", "change", "")) + note
 
 
 def _loading(loading: dict[str, Any], tz: str) -> str:

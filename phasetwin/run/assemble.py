@@ -18,7 +18,7 @@ from controllers.online.settings import Strategy
 from controllers.scripted.agent import ScheduleAgent
 from controllers.scripted.schedule import read_schedule
 from devices.agent import DeviceAgent
-from devices.fleet import DeviceSpec, FleetSpec, build_devices, choose_devices
+from devices.fleet import DeviceSpec, FleetSpec, Placement, build_devices, choose_devices
 from devices.verifier import Verifier
 from phasetwin.hil.watch import HilMonitor
 from phasetwin.run.command_gate import CommandGate
@@ -252,7 +252,8 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
     clock = plan_clock(scenario, table)
     _check_timing(scenario, table, clock)
     schedule = read_schedule(scenario.schedule) if scenario.schedule is not None else []
-    specs = choose_devices(feeder, scenario.fleet)
+    specs = choose_devices(feeder, scenario.fleet, load_kw=_period_load_kw(feeder, table, clock)
+                           if scenario.fleet.placement is Placement.IMPACT else None)
     external = frozenset(scenario.external_devices)
     unknown = sorted(external - {d.device_id for d in specs})
     if unknown:
@@ -330,6 +331,16 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
         run.off_loop = _off_loop(run.controller, controller_bus, scenario, clock, name)
     run.stages = _stages(run)
     return run
+
+
+def _period_load_kw(feeder: Feeder, table: MeterTable, clock: TickClock) -> np.ndarray:
+    """[steps, customers] each customer's load (its terminals summed) over the run's period, in feeder order: what
+    ``Placement.IMPACT`` places devices by."""
+    inside = (table.time_utc >= clock.start_utc) & (table.time_utc < clock.end_utc)
+    column = {cid: i for i, cid in enumerate(table.customer_ids)}
+    total = table.p_kw[inside].sum(axis=2)
+    return np.stack([total[:, column[c.id]] if c.id in column else np.zeros(int(inside.sum()))
+                     for c in feeder.customers], axis=1)
 
 
 def _check_timing(scenario: Scenario, table: MeterTable, clock: TickClock) -> None:

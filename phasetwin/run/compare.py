@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,8 @@ from controllers.online.settings import Strategy
 from phasetwin.run.replay import replay
 from phasetwin.run.result import Progress, RunResult
 from phasetwin.run.scenario import Scenario
+from phasetwin.run.summary import run_kpis, worsened
+from twin.metrics import KpiChange, Kpis, kpi_changes
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,15 @@ class StrategyFigures:
     """Ticks a power-flow fallback solved."""
     ticks_missing: int
     """Ticks no power-flow engine solved."""
+    kpis: Kpis | None = None
+    """Every KPI of the run (``phasetwin.run.summary.run_kpis``)."""
+    changes: tuple[KpiChange, ...] = field(default=())
+    """Every KPI against no control (empty for no control itself)."""
+
+    @property
+    def worsened(self) -> list[str]:
+        """The KPIs this controller made worse than no control."""
+        return worsened(list(self.changes))
 
 
 def figures(result: RunResult, *, baseline_p_unb_kwh: float | None = None) -> StrategyFigures:
@@ -68,8 +79,17 @@ def figures(result: RunResult, *, baseline_p_unb_kwh: float | None = None) -> St
         solve_s_p50=float(ctl.get("solve_s_p50", 0.0)), solve_s_p95=float(ctl.get("solve_s_p95", 0.0)),
         solve_s_max=float(ctl.get("solve_s_max", 0.0)), wall_s=s.wall_s,
         powerflow_fallbacks=sum(int(n) for n in s.powerflow.get("fallbacks", {}).values()),
-        ticks_missing=int(s.powerflow.get("ticks_skipped", 0)),
+        ticks_missing=int(s.powerflow.get("ticks_skipped", 0)), kpis=run_kpis(result.folder),
     )
+
+
+def against(fig: StrategyFigures, base: StrategyFigures, *, vm_min_limit_pu: float,
+            vm_max_limit_pu: float) -> StrategyFigures:
+    """``fig`` with its KPIs set against ``base`` (no control)."""
+    if fig.kpis is None or base.kpis is None:
+        return fig
+    return replace(fig, changes=tuple(kpi_changes(fig.kpis, base.kpis, vm_min_limit_pu=vm_min_limit_pu,
+                                                  vm_max_limit_pu=vm_max_limit_pu)))
 
 
 def compare(
@@ -80,12 +100,17 @@ def compare(
     order = [Strategy.NONE, *[s for s in strategies if s is not Strategy.NONE]]
     rows: list[tuple[StrategyFigures, RunResult]] = []
     baseline: float | None = None
+    base_fig: StrategyFigures | None = None
+    limits = scenario.controller.limits
     for strategy in order:
         result = replay(compare_scenario(scenario, strategy, out=out), progress=progress)
         fig = figures(result, baseline_p_unb_kwh=baseline)
         if strategy is Strategy.NONE:
             baseline = fig.p_unb_kwh
             fig = figures(result, baseline_p_unb_kwh=baseline)
+            base_fig = fig
+        elif base_fig is not None:
+            fig = against(fig, base_fig, vm_min_limit_pu=limits.vm_min_pu, vm_max_limit_pu=limits.vm_max_pu)
         rows.append((fig, result))
     return rows
 

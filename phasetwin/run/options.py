@@ -11,8 +11,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from controllers.online.settings import ControllerSettings, ForecastKind, Strategy, default_solver
-from devices.fleet import FleetSpec, PessAccess, read_device_list
+from controllers.online.settings import (
+    DEFAULT_OBJECTIVE,
+    ControllerSettings,
+    ForecastKind,
+    Objective,
+    Strategy,
+    SwitchingBudget,
+    default_solver,
+    objective_weights,
+)
+from devices.fleet import FleetSpec, PessAccess, Placement, read_device_list
 from devices.limits import LeaseConfig
 from phasetwin.run.scenario import Scenario, default_control_period_s
 from streams.meters.coverage import UnknownMeters
@@ -84,6 +93,14 @@ class ScenarioOptions:
     """strftime format of the times in ``data`` (``--time-format``)."""
     site: str | tuple[float, float] | None = None
     """Where the PESS's clear-sky PV is computed, ``LAT,LON`` (``--site``)."""
+    ops_per_day: int | None = None
+    """Switching budget: operations per device per UTC day (``--ops-per-day``; None: the device's own limit)."""
+    min_dwell: float | None = None
+    """Switching budget: seconds between two operations of a device (``--min-dwell``)."""
+    objective: Objective = DEFAULT_OBJECTIVE
+    """What the controller minimises (``--objective``: a preset of ``controllers.online.settings``)."""
+    placement: Placement = Placement.FARTHEST
+    """Where ``psd``/``sts``/``pess`` devices go: the farthest customers, or where they move the objective most."""
     pv_profile: Path | None = None
     """CSV ``time,kw_per_kwp``: the PESS's PV per kWp instead of the clear-sky model (``--pv-profile``)."""
 
@@ -94,10 +111,13 @@ class ScenarioOptions:
             max(self.tick, 1))
         explicit = read_device_list(self.devices) if self.devices is not None else ()
         fleet = FleetSpec(psd=self.psd, sts=self.sts, pess=self.pess, pess_access=self.pess_access,
-                          explicit=explicit, lease=LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period)))
+                          explicit=explicit, placement=self.placement,
+                          lease=LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period)))
         control = ControllerSettings(strategy=self.controller, forecast=self.forecast, period_s=period,
                                      command_lifetime_s=self.command_lifetime,
-                                     solver=default_solver(time_limit_s=self.time_limit))
+                                     solver=default_solver(time_limit_s=self.time_limit),
+                                     budget=SwitchingBudget(ops_per_day=self.ops_per_day, min_dwell_s=self.min_dwell),
+                                     weights=objective_weights(self.objective))
         from twin.loaders.assumptions import NetworkAssumptions, assumptions_from_options
 
         assumptions = NetworkAssumptions.model_validate(assumptions_from_options(list(self.assume or [])))

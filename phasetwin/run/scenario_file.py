@@ -54,6 +54,10 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     "keyring": ("keyring",), "signing_key": ("signing_key",), "meter_limit_kva": ("meter_limit_kva",),
     "flush_ticks": ("flush_ticks",), "site": ("pv_site",),
     "pv_profile": ("pv_profile",),
+    # and the switching budget, objective and placement of issue 28
+    "ops_per_day": ("controller", "budget", "ops_per_day"), "min_dwell": ("controller", "budget", "min_dwell_s"),
+    "objective": ("controller", "weights"),  # the preset's weights (controllers.online.settings.objective_weights)
+    "placement": ("fleet", "placement"),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
     "view": ("replay", "view"), "view_port": ("replay", "view_port"),

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from controllers.ltupf import OperatingLimits
 from streams.runfolder.recorder import SeriesTotals, finite_or_nan
+from twin.metrics import KpiChange, Kpis, breaks_limit, kpi_changes
 
 
 class PhaseFigures(BaseModel):
@@ -103,3 +108,40 @@ def physics(totals: SeriesTotals, *, tick_s: int) -> dict[str, object]:
         "peak_neutral_current_a": float(finite_or_nan(totals.i_n_max_a)),
         "losses_kwh": totals.loss_sum_kw * hours,
     }
+
+
+def run_kpis(folder: Path) -> Kpis:
+    """The KPIs of the run folder ``folder`` (``summary.json`` and the ``metrics`` table; see ``twin.metrics.Kpis``):
+    what the summary, ``compare``, studies and the report set against no control."""
+    s = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    names = pq.ParquetDataset(folder / "metrics.parquet").schema.names
+    p_unb = [n for n in names if n.startswith("p_unb_kw_f")]
+    table = pq.read_table(folder / "metrics.parquet", columns=[*p_unb, "i_n_max_a"])
+    p_unb_kw = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in p_unb]) if p_unb else \
+        np.zeros((table.num_rows, 0))
+    i_n_a = table.column("i_n_max_a").to_numpy(zero_copy_only=False).astype(float)
+    peak_pct = s.get("loading", {}).get("transformer_peak_pct", {})
+    with np.errstate(invalid="ignore"):
+        mean_neutral = float(np.nanmean(i_n_a)) if np.isfinite(i_n_a).any() else float("nan")
+    return Kpis(
+        p_unb_kwh=float(np.nansum(p_unb_kw) * s["tick_s"] / 3600.0),
+        peak_neutral_a=float(s["peak_neutral_current_a"]), mean_neutral_a=mean_neutral,
+        peak_trafo_loading_pct=max(peak_pct.values()) if peak_pct else float("nan"),
+        vm_min_pu=float(np.nanmin([s["vm_min_pu"][p] for p in "abc"])),
+        vm_max_pu=float(np.nanmax([s["vm_max_pu"][p] for p in "abc"])),
+        max_vuf_pct=float(s["max_vuf_pct"]),
+        switch_operations=sum(int(d.get("operations", 0)) for d in s.get("devices", {}).values()),
+    )
+
+
+def kpis_against(folder: Path, baseline: Path, *, limits: OperatingLimits | None = None) -> list[KpiChange]:
+    """Every KPI of the run in ``folder`` against the run without control in ``baseline``; voltages against
+    ``limits`` (default ``OperatingLimits()``)."""
+    lim = limits or OperatingLimits()
+    return kpi_changes(run_kpis(folder), run_kpis(baseline), vm_min_limit_pu=lim.vm_min_pu,
+                       vm_max_limit_pu=lim.vm_max_pu)
+
+
+def worsened(changes: list[KpiChange]) -> list[str]:
+    """The labels of the KPIs a controller made worse than no control (empty: none)."""
+    return [c.label + (f" ({c.note})" if c.note else "") for c in changes if c.worse or breaks_limit(c)]

@@ -175,7 +175,8 @@ def record_compare(out: Path, runs: list[tuple[Scenario, RunResult]]) -> None:
 
 def print_comparison(table: pd.DataFrame, *, title: str) -> None:
     out = Table("feeder", "fleet", "strategy", "tasks (failed)", "P_unb, kWh", "reduction vs none",
-                "switch ops", "voltage violations (ticks)", "battery, kWh", "rejected", title=title)
+                "switch ops", "voltage violations (ticks)", "battery, kWh", "rejected", "worse than none on",
+                title=title)
 
     def num(value: object, fmt: str) -> str:
         return "—" if value is None or pd.isna(value) else format(value, fmt)
@@ -185,5 +186,8 @@ def print_comparison(table: pd.DataFrame, *, title: str) -> None:
                     "—" if r.strategy == "none" else num(r.p_unb_reduction_pct, ".1f") + (
                         " %" if not pd.isna(r.p_unb_reduction_pct) else ""),
                     num(r.switch_operations, ".0f"), num(r.voltage_violation_ticks, ".0f"),
-                    num(r.battery_throughput_kwh, ".1f"), num(r.rejected, ".0f"))
+                    num(r.battery_throughput_kwh, ".1f"), num(r.rejected, ".0f"),
+                    "—" if r.strategy == "none" else (f"[bold red]{r.worse_than_none}[/]"
+                                                      if isinstance(r.worse_than_none, str) and r.worse_than_none
+                                                      else "nothing"))
     print_table(console, out)

@@ -32,6 +32,7 @@ SCHEMA = pa.schema([
     ("solve_s_p50", pa.float64()), ("solve_s_p95", pa.float64()), ("ticks", pa.int64()),
     ("replay_s", pa.float64()), ("task_s", pa.float64()), ("task_cpu_s", pa.float64()),
     ("inputs_cached", pa.bool_()), ("worker", pa.string()), ("run_folder", pa.string()),
+    ("mean_neutral_a", pa.float64()), ("peak_trafo_loading_pct", pa.float64()), ("max_vuf_pct", pa.float64()),
 ])
 """One row per task. ``replay_s``: the replay's wall time (as ``phasetwin replay``'s, with writing the run
 folder); ``task_s``: the task's, on its worker (inputs,
@@ -58,6 +59,8 @@ def figures_row(result: RunResult, *, limits: OperatingLimits) -> dict[str, Any]
         "voltage_violation_ticks": int(violating.sum()), "peak_neutral_a": f.peak_neutral_a,
         "rejected": sum(by_reason.values()), "rejected_by_reason": json.dumps(by_reason), "fallbacks": f.fallbacks,
         "solve_s_p50": f.solve_s_p50, "solve_s_p95": f.solve_s_p95, "ticks": s.ticks, "replay_s": s.wall_s,
+        **({"mean_neutral_a": f.kpis.mean_neutral_a, "peak_trafo_loading_pct": f.kpis.peak_trafo_loading_pct,
+            "max_vuf_pct": f.kpis.max_vuf_pct} if f.kpis is not None else {}),
     }
 
 

@@ -51,3 +51,35 @@ def test_sequence_components_rebuild_the_phase_values() -> None:
     a = np.exp(2j * np.pi / 3)
     rebuilt = np.array([v0 + v1 + v2, v0 + a**2 * v1 + a * v2, v0 + a * v1 + a**2 * v2])
     assert np.allclose(rebuilt, v)
+
+
+def _kpis(**overrides: float) -> metrics.Kpis:
+    base = dict(p_unb_kwh=100.0, peak_neutral_a=100.0, mean_neutral_a=30.0, peak_trafo_loading_pct=50.0,
+                vm_min_pu=0.95, vm_max_pu=1.05, max_vuf_pct=1.0, switch_operations=0)
+    return metrics.Kpis(**(base | overrides))  # type: ignore[arg-type]
+
+
+def _changes(run: metrics.Kpis, base: metrics.Kpis) -> dict[str, metrics.KpiChange]:
+    return {c.name: c for c in metrics.kpi_changes(run, base, vm_min_limit_pu=0.9, vm_max_limit_pu=1.1)}
+
+
+def test_a_kpi_that_rises_beyond_the_tolerance_is_worse_and_one_within_it_is_not() -> None:
+    # the SimBench case of issue 28: P_unb falls, the peak neutral current rises from 101 to 120 A
+    changes = _changes(_kpis(p_unb_kwh=80.0, peak_neutral_a=120.0, mean_neutral_a=30.02, switch_operations=40),
+                       _kpis(peak_neutral_a=101.0))
+    assert changes["peak_neutral_a"].worse and changes["peak_neutral_a"].change_pct == pytest.approx(100 * 19 / 101)
+    assert not changes["p_unb_kwh"].worse and changes["p_unb_kwh"].change_text() == "-20.0 %"
+    assert not changes["mean_neutral_a"].worse  # +0.07 % < REL_TOL
+    assert not changes["switch_operations"].worse and changes["switch_operations"].change_text() == "+40"
+
+
+def test_voltages_are_worse_when_they_move_towards_a_limit_and_broken_when_they_leave_it() -> None:
+    # V_min 0.990 -> 0.983 (issue 28): worse, inside the limit
+    c = _changes(_kpis(vm_min_pu=0.983), _kpis(vm_min_pu=0.990))["vm_min_pu"]
+    assert c.worse and c.note == "inside the limit 0.9" and not metrics.breaks_limit(c)
+    # V_max 1.09 -> 1.12 breaks 1.1 where no control is inside
+    c = _changes(_kpis(vm_max_pu=1.12), _kpis(vm_max_pu=1.09))["vm_max_pu"]
+    assert c.worse and metrics.breaks_limit(c)
+    # below the limit with and without control, but less deep: better, not broken
+    c = _changes(_kpis(vm_min_pu=0.89), _kpis(vm_min_pu=0.88))["vm_min_pu"]
+    assert not c.worse and not metrics.breaks_limit(c) and "so is no control" in c.note

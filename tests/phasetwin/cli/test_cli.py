@@ -168,3 +168,5 @@ def test_default_replay_runs_the_controlled_fleet_and_reports_its_gain(tmp_path:
     p_unb = {name: pd.read_parquet(folder / "metrics.parquet")["p_unb_kw_f0"].sum() / 60.0
              for name, folder in (("ctl", tmp_path), ("ref", tmp_path / "no-control"))}
     assert reported == pytest.approx(100 * (1 - p_unb["ctl"] / p_unb["ref"]), abs=0.06)
+    assert "KPIs: rolling-milp vs no control" in text and "max VUF, %" in text
+    assert ("is no worse than no control on any KPI" in text) != ("flagged: rolling-milp is worse" in text)

@@ -90,5 +90,12 @@ def test_compare_is_a_one_feeder_study(tmp_path: Path) -> None:
     expected = 100 * (1 - p_unb_kwh("static") / p_unb_kwh("none"))
     assert table.set_index("strategy").loc["static", "p_unb_reduction_pct"] == pytest.approx(expected, rel=1e-5)
     assert (out / "static" / "scenario.toml").is_file() and len(list((out / "results").iterdir())) == 2
+    peak_n = {s: float(pd.read_parquet(out / s / "metrics.parquet")["i_n_max_a"].max()) for s in ("none", "static")}
+    row = table.set_index("strategy").loc["static"]
+    assert row["peak_neutral_a"] == pytest.approx(peak_n["static"]) and \
+        row["peak_neutral_a_none"] == pytest.approx(peak_n["none"])
+    text = " ".join(result.output.split())
+    assert "peak neutral current, A (vs none)" in text and "worse than none on" in text
+    assert ("peak_neutral_a" in str(row["worse_than_none"])) == (peak_n["static"] > 1.001 * peak_n["none"])
     again = runner.invoke(app, ["study", "report", str(out)])
     assert again.exit_code == 0 and pd.read_csv(out / "comparison.csv").equals(table)

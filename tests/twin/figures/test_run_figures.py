@@ -147,6 +147,8 @@ def test_report_html_is_self_contained(runs: tuple[RunResult, RunResult, Report]
     assert "LOAD53" in html and "voltages_pu.parquet" in html  # customers table
     assert "controller.strategy" in html and "greedy" in html  # options used
     assert "meter data: rows read" in html and "readings missing" in html  # data quality
+    assert "peak transformer-phase loading, %" in html and "mean neutral current, A" in html  # KPIs vs no control
+    assert ("No worse than no control on any KPI" in html) != ("Worse than no control on" in html)
 
 
 def test_report_command_and_its_user_errors(runs: tuple[RunResult, RunResult, Report], tmp_path: Path) -> None:
