@@ -213,7 +213,7 @@ def paper_002(quick: bool) -> Section:
 
 
 # ------------------------------------------------------------------------------------------ 003 STS siting
-def paper_003(quick: bool) -> Section:
+def paper_003(quick: bool, time_limit_s: float) -> Section:
     from controllers.planning.sts_siting.case import CostParams, Scenario
     from controllers.planning.sts_siting.ieee13 import ieee13_case
     from phasetwin.plan.siting.study import PAPER_SITES, PAPER_TABLE_3, PAPER_TABLE_4, run_scenarios, sensitivity
@@ -221,7 +221,7 @@ def paper_003(quick: bool) -> Section:
     watch = Stopwatch()
     case = ieee13_case()
     params = CostParams()
-    limit = 20.0 if quick else 300.0
+    limit = 20.0 if quick else time_limit_s
     results = run_scenarios(case, params, time_limit_s=limit, with_hai=not quick)
     section = Section(
         "003_sts_siting", "Paper 003 — STS siting with PV-storage (Zhang et al., IEEE 13-node)",
@@ -331,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated paper numbers")
     parser.add_argument("--out", type=Path, default=Path("docs/papers"))
     parser.add_argument("--rephase-cpu-s", type=float, default=600.0, help="paper 000: CPU seconds of the planner")
+    parser.add_argument("--sts-time-limit-s", type=float, default=300.0,
+                        help="paper 003: wall-clock limit of each MILP solve")
     args = parser.parse_args(argv)
     wanted = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = [p for p in wanted if p not in SECTIONS]
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         elif paper == "002":
             section = paper_002(args.quick)
         elif paper == "003":
-            section = paper_003(args.quick)
+            section = paper_003(args.quick, args.sts_time_limit_s)
         else:
             section = paper_004(args.quick)
         path = write_section(args.out, section, command=command.strip())
