@@ -98,6 +98,7 @@ def register(plan_app: typer.Typer) -> None:
     ) -> None:
         """Seasonal phase arrangement + radial topology per scenario on CIGRE MV: PSO vs exact MILP with bound."""
         from controllers.planning.seasonal.case import cigre_mv_seasonal
+        from controllers.planning.seasonal.database import topology_database
         from controllers.planning.seasonal.evaluation import evaluate, original_plan, radial_topologies
         from controllers.planning.seasonal.milp import solve_exact
         from controllers.planning.seasonal.pso import solve_pso
@@ -114,10 +115,11 @@ def register(plan_app: typer.Typer) -> None:
         net = cigre_mv_seasonal()
         tops = radial_topologies(net)
         ref = evaluate(net, tops, original_plan(net))
+        database = topology_database(net, tops)  # the paper's loss filter (PSO draws from it)
         rows = [CaseRow("original", "-", float("nan"), None, ref, original_plan(net), 0.0)]
         for name in (CASE_WEIGHTS if case == "all" else [case]):
             w = np.array(CASE_WEIGHTS[name])
-            pso = solve_pso(net, tops, w, reference=ref, swarm=swarm, iterations=iterations)
+            pso = solve_pso(net, tops, w, reference=ref, swarm=swarm, iterations=iterations, database=database)
             rows.append(CaseRow(name, "PSO", pso.value, None, pso.objectives, pso.plan, pso.wall_s))
             ex = solve_exact(net, tops, w, reference=ref, time_limit_s=time_limit, start_plan=pso.plan)
             rows.append(CaseRow(name, "MILP", ex.value, ex.bound, ex.objectives, ex.plan, ex.wall_s))

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from controllers.errors import PlanningError
 from streams.meters.table import MeterTable
 from twin.network import Feeder
 from twin.phase import Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import Engine, PowerFlow, create_powerflow
 
-__all__ = ["FeederCheck", "PowerFlowCheck", "check_plan"]
+__all__ = ["FeederCheck", "PowerFlowCheck", "check_plan", "feeder_of_branch"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,30 @@ class PowerFlowCheck:
         return out
 
 
+def feeder_of_branch(feeder: Feeder) -> dict[int, int]:
+    """The customers' feeder label of each branch of the radial tree (``tree.branch_of`` numbers the root's
+    lines in search order, which need not follow the feeder labels of the data).
+
+    Raises PlanningError when one branch holds customers of two feeders.
+    """
+    tree = feeder.tree()
+    out: dict[int, int] = {}
+    for c in feeder.customers:
+        branch = tree.branch_of.get(c.bus)
+        if branch is None:
+            continue
+        if out.setdefault(branch, c.feeder) != c.feeder:
+            raise PlanningError(f"customer {c.id!r}: feeder {c.feeder} shares branch {branch} of the radial tree "
+                                f"with feeder {out[branch]}; expected one feeder per branch")
+    return out
+
+
 def _state(pf: PowerFlow, feeder: Feeder, data: MeterTable, steps: np.ndarray,
            connections: list[tuple[Phase, ...]], batch: int) -> tuple[FeederCheck, ...]:
     tree = feeder.tree()
-    bus_branch = np.array([tree.branch_of.get(b.id, -1) for b in feeder.buses])
-    line_branch = np.array([tree.branch_of.get(ln.to_bus, -1) for ln in feeder.lines])
+    label = feeder_of_branch(feeder)
+    bus_branch = np.array([label.get(tree.branch_of.get(b.id, -1), -1) for b in feeder.buses])
+    line_branch = np.array([label.get(tree.branch_of.get(ln.to_bus, -1), -1) for ln in feeder.lines])
     r1_ohm = np.array([ln.r1_ohm_per_km * ln.length_km for ln in feeder.lines])
     rn_ohm = np.array([(ln.r0_ohm_per_km - ln.r1_ohm_per_km) / 3.0 * ln.length_km for ln in feeder.lines])
     ids = feeder.feeder_ids()

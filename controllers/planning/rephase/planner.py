@@ -52,7 +52,9 @@ class PlannerSettings(BaseModel):
     n_clusters: int = Field(default=12, ge=6, description="initial clusters of the compressed master")
     max_clusters: int = Field(default=12, ge=6, description="clusters are split up to this many")
     master_time_s: float = Field(default=30.0, gt=0, description="time limit of one compressed master solve")
-    starts: int = Field(default=3, ge=0, description="random starts of the local search besides the initial plan")
+    starts: int = Field(default=3, ge=0, description="random starts of the local search besides the initial plan; "
+                        "the master starts with the cuts exact at every local optimum they reach")
+    symmetric: bool = Field(default=False, description="masters in the symmetry-broken form (rephase.milp)")
     seed: int = 0
 
 
@@ -159,6 +161,8 @@ class _Search:
     best: np.ndarray
     best_value: float
     seen: set[bytes] = field(default_factory=set)
+    local_optima: list[np.ndarray] = field(default_factory=list)
+    """Every plan the local search ended on (cuts exact there tighten the master where good plans are)."""
 
     def offer(self, choice: np.ndarray, deadline: float) -> float:
         """Evaluate ``choice``, improve it by local search, keep the best; returns its own value."""
@@ -167,6 +171,7 @@ class _Search:
         if key not in self.seen:
             self.seen.add(key)
             improved = local_search(self.fp, choice, deadline=deadline, clock=self.clock)
+            self.local_optima.append(improved)
             better = self.fp.objective(improved)
             if better < self.best_value:
                 self.best, self.best_value = improved, better
@@ -196,8 +201,13 @@ def _plan_feeder(fp: FeederProblem, settings: PlannerSettings, deadline: float,
         return FeederOutcome(fp.feeder, search.best, search.best_value, min(bound, search.best_value),
                              f"direct MILP ({out.outcome.value})", clock() - start)
     clusters = sign_clusters(fp.deviation_of(search.best), settings.n_clusters)
-    master = build_master(fp, clusters, _images(positive_part(fp.deviation_of(search.best))))
-    keys = {search.best.tobytes()}
+    keys: set[bytes] = set()
+    first: list[np.ndarray] = []
+    for c in [search.best, *search.local_optima]:
+        if c.tobytes() not in keys:
+            keys.add(c.tobytes())
+            first += _images(positive_part(fp.deviation_of(c)))
+    master = build_master(fp, clusters, first, symmetric=settings.symmetric)
     lower = -np.inf
     log: list[IterationLog] = []
     while deadline - clock() - _RESERVE_S >= _MIN_MASTER_S:
@@ -215,8 +225,8 @@ def _plan_feeder(fp: FeederProblem, settings: PlannerSettings, deadline: float,
             break
         if clusters.n < settings.max_clusters:
             clusters = _split(clusters, fp.deviation_of(found), settings.max_clusters)
-            master = build_master(fp, clusters, master.signs[1:])
-        for c in (found, search.best):
+            master = build_master(fp, clusters, master.signs[1:], symmetric=settings.symmetric)
+        for c in (found, search.best, *search.local_optima[-1:]):
             if c.tobytes() not in keys:
                 keys.add(c.tobytes())
                 for signs in _images(positive_part(fp.deviation_of(c))):

@@ -36,18 +36,27 @@ class PsoResult:
 
 def solve_pso(net: SeasonalNetwork, topologies: list[Topology], weights: np.ndarray, *,
               reference: Objectives | None = None, p: float = 100.0, swarm: int = 100, iterations: int = 100,
-              phi_p: float = 0.5, phi_g: float = 0.5, seed: int = 0) -> PsoResult:
-    """Minimise eq. 3 by PSO; the original plan is one of the initial particles (so PSO never ends worse)."""
+              phi_p: float = 0.5, phi_g: float = 0.5, seed: int = 0,
+              database: tuple[np.ndarray, ...] | None = None) -> PsoResult:
+    """Minimise eq. 3 by PSO; the original plan is one of the initial particles (so PSO never ends worse).
+
+    ``database``: per scenario, the topology indices PSO may draw from (the paper's loss-filtered database,
+    ``seasonal.database``; index 0 first); None: every topology in every scenario.
+    """
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
     ref = reference if reference is not None else evaluate(net, topologies, original_plan(net))
     n_s, n_sg, n_d = len(net.hours), net.n_seasons, len(net.loads)
-    upper = np.concatenate([np.full(n_s, len(topologies)), np.full(n_sg * n_d, len(SCHEMES))]).astype(float)
+    allowed = database if database is not None else tuple(np.arange(len(topologies)) for _ in range(n_s))
+    if len(allowed) != n_s or any(a.size == 0 or a[0] != 0 for a in allowed):
+        raise ValueError(f"database: expected {n_s} non-empty index arrays starting with the normal topology 0")
+    upper = np.concatenate([[a.size for a in allowed], np.full(n_sg * n_d, len(SCHEMES))]).astype(float)
     dim = len(upper)
 
     def decode(pos: np.ndarray) -> SeasonalPlan:
         idx = np.minimum(np.floor(pos), upper - 1).astype(int)
-        return SeasonalPlan(idx[:n_s], idx[n_s:].reshape(n_sg, n_d))
+        topo = np.array([allowed[s][idx[s]] for s in range(n_s)])
+        return SeasonalPlan(topo, idx[n_s:].reshape(n_sg, n_d))
 
     def score(pos: np.ndarray) -> float:
         return tchebycheff(evaluate(net, topologies, decode(pos)).vector(), ref.vector(), weights, p)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from controllers.planning.seasonal.case import SCHEMES, SeasonalNetwork
+from controllers.planning.seasonal.database import topology_database
 from controllers.planning.seasonal.evaluation import (
     Objectives,
     SeasonalPlan,
@@ -46,10 +47,12 @@ class CaseRow:
 def run_cases(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float = 120.0,
               swarm: int = 100, iterations: int = 100, seed: int = 0) -> list[CaseRow]:
     ref = evaluate(net, topologies, original_plan(net))
+    database = topology_database(net, topologies)  # the paper's loss filter (PSO draws from it)
     rows = [CaseRow("original", "-", float("nan"), None, ref, original_plan(net), 0.0)]
     for name, w in CASE_WEIGHTS.items():
         weights = np.array(w)
-        pso = solve_pso(net, topologies, weights, reference=ref, swarm=swarm, iterations=iterations, seed=seed)
+        pso = solve_pso(net, topologies, weights, reference=ref, swarm=swarm, iterations=iterations, seed=seed,
+                        database=database)
         rows.append(CaseRow(name, "PSO", pso.value, None, pso.objectives, pso.plan, pso.wall_s))
         ex = solve_exact(net, topologies, weights, reference=ref, time_limit_s=time_limit_s, start_plan=pso.plan)
         rows.append(CaseRow(name, "MILP", ex.value, ex.bound, ex.objectives, ex.plan, ex.wall_s))

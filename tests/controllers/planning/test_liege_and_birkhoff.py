@@ -108,6 +108,22 @@ def test_powerflow_check_line_losses_equal_pandapower() -> None:
     assert ours_kw == pytest.approx(pandapower_kw, rel=0.01)
 
 
+@needs_liege
+def test_powerflow_check_labels_each_feeder_by_its_customers() -> None:
+    """Table III's feeder labels are the customers' (the data's feeder 0 has 19 customers on 34 lines, feeder 1
+    4 on 8), not the radial tree's branch numbers, which run the other way on the Liège network: moving only a
+    feeder-1 customer changes feeder 1's losses far more than feeder 0's (which move only through the shared
+    transformer's voltage)."""
+    feeder = liege.load_feeder(LIEGE_FOLDER)
+    data = liege.load_year(feeder, LIEGE_FOLDER)
+    mover = next(c for c in feeder.customers if c.feeder == 1 and c.n_phases == 1)
+    other = next(ph for ph in CONFIGURATIONS if len(ph) == 1 and ph != mover.phases)
+    check = check_plan(feeder, data, after={mover.id: other}, steps=np.arange(40 * 96, 41 * 96))
+    by_label = {f.feeder: (b, f) for b, f in zip(check.before, check.after, strict=True)}
+    change = {f: abs(b.line_loss_kwh - a.line_loss_kwh) / b.line_loss_kwh for f, (b, a) in by_label.items()}
+    assert change[1] > 20 * change[0], change
+
+
 def test_birkhoff_equals_brute_force_on_four_nodes() -> None:
     case = cigre_case().subset(4)
     model = loss_model(case)

@@ -11,7 +11,7 @@ import pytest
 from controllers.errors import PlanningError
 from controllers.planning.configurations import CONFIGURATIONS, feasible_configurations
 from controllers.planning.plan_file import apply_plan, plan_changes, read_plan, read_plan_file, write_plan
-from controllers.planning.rephase.milp import Clusters, build_master
+from controllers.planning.rephase.milp import Clusters, build_master, option_relabelling
 from controllers.planning.rephase.planner import PlannerSettings, plan_rephase
 from controllers.planning.rephase.problem import RephaseWeights, build_problem
 from controllers.planning.rephase.report import p_unb_per_feeder_kw
@@ -53,7 +53,7 @@ def test_objective_equals_twin_metrics(two_feeder_network: Feeder, two_feeder_da
             _objective_by_metrics(two_feeder_network, two_feeder_data, configs, weights), rel=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["exhaustive", "direct", "compressed"])
+@pytest.mark.parametrize("mode", ["exhaustive", "direct", "compressed", "compressed-symmetric"])
 def test_planner_finds_the_brute_force_optimum(two_feeder_network: Feeder, two_feeder_data: MeterTable,
                                                weights: RephaseWeights, mode: str) -> None:
     problem = build_problem(two_feeder_network, two_feeder_data, weights=weights)
@@ -61,6 +61,8 @@ def test_planner_finds_the_brute_force_optimum(two_feeder_network: Feeder, two_f
         "exhaustive": PlannerSettings(time_limit_s=30),
         "direct": PlannerSettings(time_limit_s=30, exhaustive_limit=0),
         "compressed": PlannerSettings(time_limit_s=30, exhaustive_limit=0, exact_max_steps=0, n_clusters=6),
+        "compressed-symmetric": PlannerSettings(time_limit_s=30, exhaustive_limit=0, exact_max_steps=0,
+                                                n_clusters=6, symmetric=True),
     }[mode]
     outcome = plan_rephase(problem, settings)
     best = _brute_force(two_feeder_network, two_feeder_data, weights)
@@ -86,6 +88,23 @@ def test_compressed_master_is_a_lower_bound_everywhere(two_feeder_network: Feede
         assert master.value(choice) <= fp.objective(choice) + 1e-12
     out, _ = master.solve(time_limit_s=10)
     assert out.bound is not None and out.bound <= exhaustive(fp)[1] + 1e-9
+
+
+def test_symmetry_broken_master_has_the_plain_optimum(two_feeder_network: Feeder, two_feeder_data: MeterTable,
+                                                      weights: RephaseWeights) -> None:
+    """The exact master (one step per cluster) in the symmetry-broken form returns the brute-force optimum as a
+    real plan (relabelled back, with its change costs), with the same bound as the plain form; the relabelling
+    maps are permutations of each customer's options."""
+    fp = build_problem(two_feeder_network, two_feeder_data, weights=weights).feeders[0]
+    maps = option_relabelling(fp)
+    assert all(sorted(m) == list(range(fp.n_options)) for m in maps)
+    best_choice, best = exhaustive(fp)
+    plain, _ = build_master(fp, Clusters.each_step(fp.n_steps)).solve(time_limit_s=20, relative_gap=1e-9)
+    master = build_master(fp, Clusters.each_step(fp.n_steps), symmetric=True)
+    assert master.canonical is not None
+    out, found = master.solve(time_limit_s=20, hint=best_choice, relative_gap=1e-9)
+    assert found is not None and fp.objective(found) == pytest.approx(best, rel=1e-9)
+    assert out.bound == pytest.approx(best, rel=1e-6) and plain.bound == pytest.approx(best, rel=1e-6)
 
 
 def test_local_search_never_worsens(two_feeder_network: Feeder, two_feeder_data: MeterTable,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from controllers.planning.seasonal.case import SCHEMES, SeasonalLoad, SeasonalNetwork, cigre_mv_seasonal
+from controllers.planning.seasonal.database import topology_database
 from controllers.planning.seasonal.evaluation import (
     NotRadialError,
     SeasonalPlan,
@@ -61,6 +62,28 @@ def test_exact_equals_brute_force(weights: tuple[float, float, float]) -> None:
     assert best < 1.0  # the original plan is not optimal: the test could fail on a do-nothing planner
     pso = solve_pso(net, tops, w, swarm=10, iterations=10)
     assert pso.value >= best - 1e-12
+
+
+def test_topology_database_keeps_the_lower_loss_topologies_and_pso_stays_inside() -> None:
+    """Per scenario, the database holds the normal topology and exactly the topologies whose loss (original
+    phases) is below it, checked one by one on the five-bus case (where the normal topology is best in every
+    scenario) and on CIGRE MV's first scenario; PSO drawing from it only ever picks those."""
+    net = five_bus_two_heads()
+    assert all(k.tolist() == [0] for k in topology_database(net, radial_topologies(net)))
+    net = cigre_mv_seasonal()
+    tops = radial_topologies(net)
+    base = original_plan(net)
+    db = topology_database(net, tops)
+    assert len(db) == len(net.hours)
+    for s, kept in enumerate(db[:1]):
+        loss = [evaluate(net, tops, SeasonalPlan(np.full(len(net.hours), k), base.scheme)).loss_kw[s]
+                for k in range(len(tops))]
+        assert kept[0] == 0 and set(kept[1:].tolist()) == {k for k in range(len(tops)) if loss[k] < loss[0]}
+    assert any(k.size > 1 for k in db)  # something to choose from: the test could fail on an empty filter
+    pso = solve_pso(net, tops, np.array([1.0, 0.0, 0.0]), swarm=10, iterations=10, database=db)
+    assert all(int(t) in db[s] for s, t in enumerate(pso.plan.topology))
+    with pytest.raises(ValueError, match="database: expected"):
+        solve_pso(net, tops, np.array([1.0, 0.0, 0.0]), swarm=2, iterations=1, database=(np.array([1]),) * 2)
 
 
 def test_topology_of_rejects_loops_and_islands() -> None:

@@ -107,6 +107,19 @@ def test_single_level_never_worse_than_hai() -> None:
             assert single.cost <= hai.cost * (1 + 1e-6) + 1e-9
 
 
+def test_hai_with_the_costs_in_its_lower_level_reaches_the_single_level_optimum() -> None:
+    """With the lower level carrying S_IN (count fixed), G(n) is the best cost with n STS; on the four-bus cases
+    the iteration visits the optimal count and so lands on the single level's cost, while the κ-only lower level
+    is never cheaper."""
+    for case in (four_bus_feeder(with_pess=True), four_bus_feeder(with_pess=True, heavy_c=2.5)):
+        for scenario in (Scenario.S3, Scenario.S4):
+            single = solve_single_level(case, PARAMS, scenario=scenario, time_limit_s=30)
+            hai = solve_hai(case, PARAMS, scenario=scenario, time_limit_s=30)
+            literal = solve_hai(case, PARAMS, scenario=scenario, time_limit_s=30, lower=Objective.KAPPA)
+            assert hai.cost == pytest.approx(single.cost, rel=1e-5, abs=1e-6)
+            assert hai.cost <= literal.cost + 1e-6
+
+
 def test_sts_with_pess_needs_no_more_sts_than_sts_alone() -> None:
     case = four_bus_feeder(with_pess=True, heavy_c=2.5)
     s3 = solve_single_level(case, PARAMS, scenario=Scenario.S3, time_limit_s=30)

@@ -1,0 +1,363 @@
+"""The five papers' reproduction tables, one Markdown file per paper in docs/papers/, from this run's planners.
+
+    .venv/bin/python benchmarks/papers.py [--quick] [--only 000,002] [--out docs/papers]
+                                          [--rephase-cpu-s 600]
+
+Each table has a row per figure of the paper: the paper's figure, phasetwin's (computed in this run by the
+planner on the paper's case as far as phasetwin supports it), whether they agree within the row's tolerance and,
+when not, why, with a measurement from the same run (an exhaustive bound, a count in the data, a gap). Nothing
+in docs/papers/ is typed by hand: run this again to refresh it. ``--quick`` shrinks every budget (seconds in
+all; the figures are then those of the short run and the file says so) and is what the test runs.
+Needs ../shared/data (PHASETWIN_SHARED_DATA) for paper 000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from paper_tables import Section, Stopwatch, within, write_section
+
+__all__ = ["main"]
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+# --------------------------------------------------------------------------------------------- 000 re-phasing
+PAPER_000_REDUCTION = (0.46, 0.44)
+PAPER_000_CHANGES = (7, 1)
+PAPER_000_DER = {"pv": 20, "ev": 17, "hp": 16}
+
+
+def paper_000(quick: bool, cpu_s: float) -> Section:
+    import pandas as pd
+
+    from controllers.planning.plan_file import plan_changes
+    from controllers.planning.rephase.check import check_plan
+    from controllers.planning.rephase.planner import PlannerSettings, plan_rephase
+    from controllers.planning.rephase.problem import build_problem
+    from controllers.planning.rephase.report import p_unb_per_feeder_kw
+    from twin.loaders import liege
+
+    watch = Stopwatch()
+    feeder = liege.load_feeder()
+    data = liege.load_year(feeder)
+    budget = 20.0 if quick else cpu_s
+    steps = None if not quick else np.arange(0, data.n_steps, 8)
+    problem = build_problem(feeder, data, steps=steps)
+    settings = (PlannerSettings(time_limit_s=budget) if quick else
+                PlannerSettings(time_limit_s=budget, gap_target=0.05, starts=12, master_time_s=150.0,
+                                max_clusters=24))
+    outcome = plan_rephase(problem, settings, clock=time.process_time)
+    configs = problem.configurations(outcome.choices)
+    before = {c.id: c.phases for c in feeder.customers}
+    p_before = p_unb_per_feeder_kw(feeder, data, before, steps)
+    p_after = p_unb_per_feeder_kw(feeder, data, configs, steps)
+    changes = plan_changes(before, configs)
+    section = Section(
+        "000_rephase", "Paper 000 — yearly customer re-phasing (Vassallo et al., Liège)",
+        f"the bundled Liège stand-in data (`../shared/data/liege_lv`, 23 customers, 2 LV feeders), "
+        f"{problem.n_steps} quarter-hours{' (every 8th of the year: --quick)' if quick else ' (the year)'}, "
+        f"the authors' weights; the planner `plan_rephase` with a {budget:.0f} s CPU budget "
+        f"(process time, all threads).")
+    for f in range(len(outcome.feeders)):
+        red = 1.0 - p_after[f] / p_before[f]
+        why = ""
+        if not within(red, PAPER_000_REDUCTION[f], abs_=0.05):
+            why = _best_possible_000(problem.feeders[f], outcome.feeders[f])
+        section.add(f"P_unb reduction, feeder {f + 1}", _pct(PAPER_000_REDUCTION[f]), _pct(red),
+                    within(red, PAPER_000_REDUCTION[f], abs_=0.05), why)
+    for f in range(len(outcome.feeders)):
+        n = sum(1 for c in changes if feeder.customer(c[0]).feeder == f)
+        section.add(f"customers moved, feeder {f + 1}", str(PAPER_000_CHANGES[f]), str(n),
+                    n == PAPER_000_CHANGES[f], "the moves follow the data (see the reduction rows)"
+                    if n != PAPER_000_CHANGES[f] else "")
+    for fo in outcome.feeders:
+        section.add(f"proven optimality gap, feeder {fo.feeder + 1} (issue 27: ≤ 5 %)", "– (GA, no bound)",
+                    f"{fo.gap:.1%} ({fo.method}, objective {fo.objective:.4f}, bound {fo.lower_bound:.4f}, "
+                    f"{fo.elapsed_s:.0f} s CPU)", None)
+    days = [40] if quick else [15, 40, 162, 241, 324]
+    per_day = 86_400 // data.step_s
+    check_steps = np.concatenate([np.arange((d - 1) * per_day, d * per_day) for d in days])
+    check = check_plan(feeder, data, after=configs, steps=check_steps)
+    b = sum(x.line_loss_kwh for x in check.before)
+    a = sum(x.line_loss_kwh for x in check.after)
+    losses_agree = within(1 - a / b, 0.12, abs_=0.04)
+    section.add(f"line losses, after vs before (power flow, days {','.join(map(str, days))})", "−12 %",
+                f"{a / b - 1:+.1%} ({b:.1f} → {a:.1f} kWh)", losses_agree,
+                "" if losses_agree else "losses follow the unbalance reduction, which the data bound (rows above)")
+    customers = pd.read_csv(liege.default_folder() / "customers.csv")
+    for tech in ("pv", "ev", "hp"):
+        n = int(customers[f"{tech}_source"].notna().sum())
+        section.add(f"customers with {tech.upper()}", str(PAPER_000_DER[tech]), str(n), n == PAPER_000_DER[tech],
+                    "the bundled data follow the authors' network file (its DER assignment), not the paper's text; "
+                    "the authors' load and EV/HP series are not public (data README)" if n != PAPER_000_DER[tech]
+                    else "")
+    section.notes.append("The paper's DER scenario rebuilt by its Appendix A (Table IV sizes, 17 EV / 16 HP) as a "
+                         "second dataset is not built in this round; only the bundled data are measured.")
+    watch.stop(section)
+    return section
+
+
+def _best_possible_000(fp: object, fo: object) -> str:
+    """Why a reduction is missed: the best reduction any plan reaches (exhaustive when small, else the bound)."""
+    from controllers.planning.rephase.problem import FeederProblem
+
+    assert isinstance(fp, FeederProblem)
+    p0 = float(np.abs(fp.deviation_of(fp.initial)).sum())
+    if fp.n_choices <= 200_000:
+        best = min(float(np.abs(fp.deviation_of(np.array(c))).sum())
+                   for c in itertools.product(*(range(len(o)) for o in fp.options)))
+        return (f"exhaustive search over all {fp.n_choices} plans: the largest P_unb reduction any plan reaches on "
+                f"these data is {1 - best / p0:.1%}")
+    import dataclasses
+
+    from controllers.planning.rephase.search import local_search, random_choice
+
+    free = dataclasses.replace(fp, change_cost=np.zeros_like(fp.change_cost))  # moves cost nothing
+    rng = np.random.default_rng(0)
+    starts = [fp.initial, *(random_choice(free, rng) for _ in range(8))]
+    best = min(float(np.abs(free.deviation_of(local_search(free, c))).sum()) for c in starts)
+    gap = getattr(fo, "gap", float("nan"))
+    return (f"with every move free (λΨ = λD = 0) local search from 9 starts reaches at most a {1 - best / p0:.1%} "
+            f"P_unb reduction on these data (a search, not a proof: the planner's proven gap is {gap:.1%})")
+
+
+# ----------------------------------------------------------------------------------------- 001 PSD Case II
+def paper_001(quick: bool) -> Section:
+    from phasetwin.plan.case_two import paper_case_two
+    from twin.loaders import liege
+
+    watch = Stopwatch()
+    feeder = liege.load_feeder()
+    year = liege.load_year(feeder)
+    data = year.between(year.time_utc[9_984], year.time_utc[9_984 + 96]) if quick else year
+    case = paper_case_two(feeder, data)
+    section = Section(
+        "001_psd_case_two", "Paper 001 — Case II: phase-switching devices restore a diverging power flow (Liu et al.)",
+        f"the Liège network ({len(feeder.customers)} customers; the paper's 77-customer Australian feeder is not "
+        f"published) {'on day 105 (--quick)' if quick else 'over the year'}: every quarter-hour with its most loaded "
+        "phase doubled, the lightest that diverges with power-grid-model and pandapower alike, PSDs at the 2 "
+        "single-phase customers farthest from the transformer (`phasetwin/plan/case_two.py`).")
+    section.add("doubled-load moment whose power flow diverges", "yes (loads on one phase doubled)",
+                f"yes: quarter-hour {case.moment}, phase {case.phase.name} doubled ({case.n_divergent} divergent "
+                f"moments with power-grid-model; skipped before it: {case.skipped or 'none'})", True)
+    section.add("PSD customers", "2", f"2 ({', '.join(case.psd_ids)})", True)
+    section.add("PSD switches to restore convergence", "2", f"{case.fewest_switches} ({', '.join(case.repair)})",
+                case.fewest_switches == 2,
+                "" if case.fewest_switches == 2 else f"exhaustive over all {3 ** len(case.psd_ids)} PSD positions: "
+                f"{case.converging_positions} converge and the fewest switches among them is {case.fewest_switches}")
+    section.add("power flow after the repair", "converges, within limits",
+                f"converges (pandapower: {case.repair_confirmed.summary()})",
+                case.repair_confirmed.feasible,
+                "" if case.repair_confirmed.feasible else "the Liège feeder doubled stays far below 0.9 p.u. at "
+                "every converging PSD position; Algorithm 1 (limits enforced) answers "
+                f"'{case.algorithm.outcome.value}'")
+    watch.stop(section)
+    return section
+
+
+# ---------------------------------------------------------------------------------------------- 002 Birkhoff
+def paper_002(quick: bool) -> Section:
+    from controllers.planning.birkhoff.balancing import (
+        PERMUTATIONS,
+        loss_model,
+        paper_matrix_number,
+        solve_birkhoff,
+    )
+    from controllers.planning.birkhoff.case import PAPER_PERMUTATIONS, cigre_case
+
+    watch = Stopwatch()
+    case = cigre_case()
+    model = loss_model(case)
+    outcome = solve_birkhoff(model)
+    configs = outcome.configurations()
+    paper = [PERMUTATIONS[[paper_matrix_number(p) for p in PERMUTATIONS].index(PAPER_PERMUTATIONS[int(n)])]
+             for n in case.node_labels]
+    paper_value = model.value([PERMUTATIONS.index(p) for p in paper])
+    section = Section(
+        "002_birkhoff", "Paper 002 — Birkhoff phase balancing (Garces et al., CIGRE LV)",
+        "the CIGRE LV residential feeder with the case of `controllers/planning/birkhoff/case.py` (node mapping, "
+        "loads, PV and the 9 scenarios with the paper's probabilities; the paper's loads are not published), "
+        f"solved exactly (HiGHS, gap {outcome.gap:.1e}).")
+    from controllers.planning.configurations import relabelled
+    from controllers.planning.rephase.milp import RELABELLINGS
+
+    def matches(pi: tuple) -> int:  # type: ignore[type-arg]
+        return sum(paper_matrix_number(relabelled(c, pi)) == PAPER_PERMUTATIONS[int(n)]
+                   for c, n in zip(configs, case.node_labels, strict=True))
+
+    best_pi = max(RELABELLINGS, key=matches)
+    section.notes.append(
+        f"The paper's loads are not published, so the case's loads are assumed: on this case the paper's "
+        f"permutations give an expected loss of {paper_value:.4f} kW against the certified optimum "
+        f"{outcome.expected_loss_kw:.4f} kW ({paper_value / outcome.expected_loss_kw - 1:+.1%}), so they are not "
+        f"optimal here. Losses do not change under a global phase relabelling; under the relabelling that matches "
+        f"the paper best, {matches(best_pi)} of 9 nodes agree.")
+    for label, cfg in zip(case.node_labels, configs, strict=True):
+        ours = paper_matrix_number(cfg)
+        agrees = ours == PAPER_PERMUTATIONS[int(label)]
+        section.add(f"permutation at node {label}", f"M{PAPER_PERMUTATIONS[int(label)]}", f"M{ours}", agrees,
+                    "" if agrees else f"assumed loads (note 1): the paper's choice costs {paper_value:.4f} kW here, "
+                    f"ours {outcome.expected_loss_kw:.4f} kW (certified optimum)")
+    section.add("expected loss reduction (linearised)", "– (figure only)",
+                _pct(1 - outcome.expected_loss_kw / outcome.initial_loss_kw), None)
+    watch.stop(section)
+    return section
+
+
+# ------------------------------------------------------------------------------------------ 003 STS siting
+def paper_003(quick: bool, time_limit_s: float) -> Section:
+    from controllers.planning.sts_siting.case import CostParams, Scenario
+    from controllers.planning.sts_siting.ieee13 import ieee13_case
+    from phasetwin.plan.siting.study import PAPER_SITES, PAPER_TABLE_3, PAPER_TABLE_4, run_scenarios, sensitivity
+
+    watch = Stopwatch()
+    case = ieee13_case()
+    params = CostParams()
+    limit = 20.0 if quick else time_limit_s
+    results = run_scenarios(case, params, time_limit_s=limit, with_hai=not quick)
+    section = Section(
+        "003_sts_siting", "Paper 003 — STS siting with PV-storage (Zhang et al., IEEE 13-node)",
+        "the IEEE 13-node feeder of `controllers/planning/sts_siting/ieee13.py` (bus map, prices and PESS "
+        f"parameters as documented there), one day, single-level MILP{' only (--quick)' if quick else ' and HAI'}, "
+        f"{limit:.0f} s per solve.")
+    by = {(r.scenario, r.method): r for r in results}
+    for scen in (Scenario.S3, Scenario.S4):
+        for method in ("single-level", "HAI"):
+            r = by.get((scen, method))
+            if r is None:
+                continue
+            sites = tuple(b + 1 for b in r.site_buses(case))
+            paper = PAPER_SITES[scen]
+            section.add(f"{scen.value} STS buses ({method})", ",".join(map(str, paper)),
+                        ",".join(map(str, sites)) or "-", set(sites) == set(paper),
+                        "" if set(sites) == set(paper) else
+                        f"{len(set(sites) & set(paper))} of {len(paper)} buses shared; plan cost "
+                        f"{r.evaluation.total:.1f} ¥/day, κ mean {r.evaluation.kappa.mean():.3f}, PV curtailment "
+                        f"max {r.evaluation.curtailment_rate.max():.0%}")
+    s3 = by.get((Scenario.S3, "single-level"))
+    s4 = by.get((Scenario.S4, "single-level"))
+    if s3 is not None and s4 is not None:
+        n3, n4 = len(s3.operation.sites), len(s4.operation.sites)
+        pess = case.pess is not None and any(b + 1 == 11 for b in s4.site_buses(case))
+        section.add("S4 sites fewer STS than S3 and sites the PESS (single level)", "yes (4 → 3, bus 11)",
+                    f"{n3} → {n4}, PESS {'sited' if pess else 'not sited'}", n4 < n3 and pess,
+                    "" if n4 < n3 and pess else "the single level's optimum on this case (solved to its gap) "
+                    "needs no STS at the PESS")
+    if not quick:
+        for title, rows, paper_rows in zip(("Table 3", "Table 4"), sensitivity(case, params, time_limit_s=limit),
+                                           (PAPER_TABLE_3, PAPER_TABLE_4), strict=True):
+            for row, (alpha, price, n_paper, cost_paper) in zip(rows, paper_rows, strict=True):
+                section.add(f"{title}: α {alpha:.2f}, π {price:.2f} M¥ — #STS", str(n_paper), str(row.n_sts),
+                            row.n_sts == n_paper, "" if row.n_sts == n_paper else
+                            f"single-level optimum ({'proven' if row.optimal else 'not proven'}) at "
+                            f"{row.cost_myuan_per_year:.3f} M¥/yr")
+                section.add(f"{title}: α {alpha:.2f}, π {price:.2f} M¥ — cost M¥", f"{cost_paper:.2f}",
+                            f"{row.cost_myuan_per_year:.3f}", within(row.cost_myuan_per_year, cost_paper, rel=0.1),
+                            "most prices are not stated in the paper and are not calibrated in this round")
+    watch.stop(section)
+    return section
+
+
+# ------------------------------------------------------------------------ 004 seasonal phases and topology
+def paper_004(quick: bool) -> Section:
+    from controllers.planning.seasonal.case import cigre_mv_seasonal
+    from controllers.planning.seasonal.evaluation import radial_topologies
+    from phasetwin.plan.seasonal.study import PAPER_TABLE_4, run_cases
+
+    watch = Stopwatch()
+    net = cigre_mv_seasonal()
+    tops = radial_topologies(net)
+    swarm, iterations, limit = (10, 5, 10.0) if quick else (100, 100, 120.0)
+    rows = run_cases(net, tops, time_limit_s=limit, swarm=swarm, iterations=iterations)
+    section = Section(
+        "004_seasonal", "Paper 004 — seasonal phase arrangement with topology per scenario (Taiwan)",
+        f"the CIGRE MV stand-in of `controllers/planning/seasonal/case.py` ({net.n_bus} buses, {len(tops)} radial "
+        f"topologies, 16 scenarios; the paper's 70-bus, 4-feeder system is not published), PSO (swarm {swarm}, "
+        f"{iterations} iterations) and the exact MILP warm-started from it ({limit:.0f} s).")
+    section.notes.append("Absolute losses, voltage drops and neutral currents belong to the network; the rows "
+                         "compare the changes against the original plan, in the paper and here.")
+    original = rows[0].objectives
+    paper_orig = PAPER_TABLE_4["original"]
+    for name, key, idx in (("E_loss", "e_loss_kwh", 1), ("ΔV", "dv_pu", 2), ("I_n", "i_n_a", 3)):
+        for r in rows[1:]:
+            if r.method != "MILP":
+                continue
+            ours = getattr(r.objectives, key) / getattr(original, key) - 1
+            paper = PAPER_TABLE_4[r.case][idx] / paper_orig[idx] - 1
+            ok = within(ours, paper, abs_=0.02)
+            section.add(f"{r.case}: {name} change vs original (exact planner)", f"{paper:+.1%}", f"{ours:+.1%}", ok,
+                        "" if ok else "a different network (CIGRE MV stand-in): the change is its optimum's, "
+                        f"gap {(r.value - (r.bound or 0)) / max(r.value, 1e-12):.1%}")
+    from controllers.planning.seasonal.database import topology_database
+
+    database = topology_database(net, tops)
+    kept = sorted({int(k) for d in database for k in d})
+    section.add("topology database (loss below the original topology's, per scenario)", "– (size not given)",
+                f"{len(kept)} of {len(tops)} topologies in some scenario; per scenario "
+                f"{min(d.size for d in database)}–{max(d.size for d in database)}", None)
+    by_case = {(r.case, r.method): r for r in rows}
+    for name in ("case 1", "case 2", "case 3", "case 4"):
+        pso, ex = by_case[(name, "PSO")], by_case[(name, "MILP")]
+        section.add(f"{name}: exact planner never worse than PSO (issue 27)", "–",
+                    f"MILP {ex.value:.4f} vs PSO {pso.value:.4f}", ex.value <= pso.value + 1e-9,
+                    "" if ex.value <= pso.value + 1e-9 else "the MILP's own plan is evaluated on the surrogate; "
+                    "it is warm-started from PSO's plan but returned its own")
+    for r in rows[1:]:
+        moved = int((r.plan.topology != 0).sum())
+        section.add(f"{r.case} ({r.method}): scenarios off the normal topology", "–", f"{moved} of "
+                    f"{len(r.plan.topology)}", None)
+        if r.method == "MILP":
+            gap = (r.value - (r.bound or 0.0)) / max(r.value, 1e-12)
+            section.add(f"{r.case}: exact planner's proven gap (issue 27: ≤ 5 %)", "–",
+                        f"{gap:.1%} (value {r.value:.4f}, bound {r.bound or 0:.4f})", None)
+    watch.stop(section)
+    return section
+
+
+SECTIONS = {"000": "rephase", "001": "case_two", "002": "birkhoff", "003": "sts_siting", "004": "seasonal"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="seconds-long budgets (the test's mode)")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated paper numbers")
+    parser.add_argument("--out", type=Path, default=Path("docs/papers"))
+    parser.add_argument("--rephase-cpu-s", type=float, default=600.0, help="paper 000: CPU seconds of the planner")
+    parser.add_argument("--sts-time-limit-s", type=float, default=300.0,
+                        help="paper 003: wall-clock limit of each MILP solve")
+    args = parser.parse_args(argv)
+    wanted = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in SECTIONS]
+    if unknown:
+        parser.error(f"--only: unknown paper(s) {unknown}; expected some of {sorted(SECTIONS)}")
+    command = "python benchmarks/papers.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    for paper in wanted:
+        if paper == "000":
+            section = paper_000(args.quick, args.rephase_cpu_s)
+        elif paper == "001":
+            section = paper_001(args.quick)
+        elif paper == "002":
+            section = paper_002(args.quick)
+        elif paper == "003":
+            section = paper_003(args.quick, args.sts_time_limit_s)
+        else:
+            section = paper_004(args.quick)
+        path = write_section(args.out, section, command=command.strip())
+        print(f"{path}: {section.cpu_s:.0f} s CPU, {section.wall_s:.0f} s wall")
+        for row in section.rows:
+            print(f"  {row.quantity}: paper {row.paper} | ours {row.ours} | "
+                  f"{'-' if row.agrees is None else 'agrees' if row.agrees else 'DIFFERS'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
