@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from streams.messages import Message
 from streams.topics import matches
@@ -70,3 +70,26 @@ class LocalBus:
         self._routes.clear()
         if self.unrouted:
             log.debug("LocalBus closed; %d topic(s) had messages with no subscriber", len(self.unrouted))
+
+
+class BusWrapper:
+    """A bus in front of another (``inner``): it delegates what it does not change, attributes included (an MQTT
+    bus's counters stay readable through any number of wrappers)."""
+
+    def __init__(self, inner: Bus) -> None:
+        self.inner = inner
+
+    def publish(self, topic: str, message: Message) -> None:
+        self.inner.publish(topic, message)
+
+    def subscribe(self, pattern: str, handler: Handler) -> None:
+        self.inner.subscribe(pattern, handler)
+
+    def settle(self) -> None:
+        self.inner.settle()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

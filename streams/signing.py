@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from streams.bus import Bus, Handler
+from streams.bus import Bus, BusWrapper
 from streams.errors import StreamError, validation_problems
 from streams.messages import ControllerHeartbeat, DeviceCommand, Message, Signature
 
@@ -316,14 +316,14 @@ def keyring_from(path: Path | None) -> Keyring | None:
     return Keyring.read(path) if path is not None else None
 
 
-class SigningBus:
+class SigningBus(BusWrapper):
     """A bus that signs every command and heartbeat its roles publish unsigned (the twin's own controller and
     schedule), bound to the run's nonce; heartbeats get the signer's strictly increasing ``seq``, from
     ``seq_start`` (e.g. wall-clock ms, so that a restarted controller continues above what devices have seen)."""
 
     def __init__(self, inner: Bus, signer: Signer, *, seq_start: int = 1, run: str = "") -> None:
         """``run``: the run nonce every command and heartbeat signed here is bound to (``DeviceCommand.run``)."""
-        self.inner = inner
+        super().__init__(inner)
         self.signer = signer
         self._heartbeat_seq = seq_start
         self._run = run
@@ -337,14 +337,3 @@ class SigningBus:
             message = self.signer.sign(message.model_copy(update={"run": message.run or self._run}))
         self.inner.publish(topic, message)
 
-    def subscribe(self, pattern: str, handler: Handler) -> None:
-        self.inner.subscribe(pattern, handler)
-
-    def settle(self) -> None:
-        self.inner.settle()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)

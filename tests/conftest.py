@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # Fixtures used by tests in more than one folder live in tests/support and are loaded for every test.
 pytest_plugins = ["support.ieee_fixtures", "support.two_feeder_fixtures", "support.device_commands",
-                  "support.report_runs"]
+                  "support.report_runs", "support.secure_broker"]
 
 _Server = TypeVar("_Server", bound=ServerProcess)
 _RUNNING_SERVERS = pytest.StashKey[list[ServerProcess]]()

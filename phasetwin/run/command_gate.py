@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from streams import topics
-from streams.bus import Bus, Handler
+from streams.bus import Bus, BusWrapper, Handler
 from streams.messages import (
     AckStatus,
     DeviceAck,
@@ -50,7 +50,7 @@ class _Tracked:
     """Any ack (accepted included) came for it."""
 
 
-class CommandGate:
+class CommandGate(BusWrapper):
     """A bus for the controller (commands tracked to their end) and a tick stage (run it after the devices)."""
 
     def __init__(self, inner: Bus, *, feeder: str, tick_s: int, retries: int = 2, retry_ticks: int = 2,
@@ -104,14 +104,6 @@ class CommandGate:
 
         return seen
 
-    def settle(self) -> None:
-        self.inner.settle()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     # --- answers -------------------------------------------------------------------------------------------
     def _on_ack(self, topic: str, message: Message) -> None:

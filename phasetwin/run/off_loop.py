@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 from streams import topics
-from streams.bus import Bus, Handler
+from streams.bus import Bus, BusWrapper, Handler
 from streams.messages import ControllerPlan, Message
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,11 @@ class Stage(Protocol):
     def on_tick(self, tick: int, time_utc: datetime) -> None: ...
 
 
-class DeferredBus:
+class DeferredBus(BusWrapper):
     """The controller's bus: while ``holding``, messages for it wait and what it publishes off the loop waits."""
 
     def __init__(self, inner: Bus) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.holding = False
         self._loop_thread = threading.get_ident()
         self._inbox: list[tuple[Handler, str, Message]] = []
@@ -69,14 +69,6 @@ class DeferredBus:
         for handler, topic, message in inbox:
             handler(topic, message)
 
-    def settle(self) -> None:
-        self.inner.settle()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 class OffLoopController:

@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from streams import topics
-from streams.bus import Bus, Handler
+from streams.bus import Bus, BusWrapper, Handler
 from streams.messages import DeadLetter, DeadLetterReason, Message, MeterFrame, MeterReading
 from streams.ticks import TickAxis
 
@@ -405,12 +405,12 @@ class Guard(Protocol):
     def wrap(self, handler: Handler) -> Handler: ...
 
 
-class GuardedBus:
+class GuardedBus(BusWrapper):
     """A bus whose guarded-topic subscribers receive only what the guard admits (meter readings for the
     ``IngestGuard``, device messages for the ``DeviceGuard``); everything else is the inner bus."""
 
     def __init__(self, inner: Bus, guard: Guard) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.guard = guard
 
     def publish(self, topic: str, message: Message) -> None:
@@ -419,11 +419,3 @@ class GuardedBus:
     def subscribe(self, pattern: str, handler: Handler) -> None:
         self.inner.subscribe(pattern, self.guard.wrap(handler) if self.guard.guards(pattern) else handler)
 
-    def settle(self) -> None:
-        self.inner.settle()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,13 +32,8 @@ FLEET = FleetSpec(psd=1, pess=0)
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureMosquittoServer]:
-    server = SecureMosquittoServer(workdir=tmp_path_factory.mktemp("mosquitto-secure"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def broker(secure_broker: SecureMosquittoServer) -> SecureMosquittoServer:
+    return secure_broker
 
 
 def _client(broker: SecureMosquittoServer, user: str) -> mqtt.Client:

@@ -79,3 +79,23 @@ def write_ieee_european_lv(folder: Path, *, with_shapes: bool = True) -> Path:
     master = folder / "Master.dss"
     master.write_text("\n".join(out) + "\n")
     return master
+
+
+# A small circuit with a line code of 3×3 matrices in kft, a line in km, an open tie switch, a one-phase and a
+# three-phase load.
+SMALL = """clear
+set defaultbasefrequency=50
+new circuit.small basekv=11 pu=1.02 mvasc3=100 mvasc1=80 x1r1=8 x0r0=3
+new linecode.mat nphases=3 units=kft rmatrix=[0.30 | 0.10 0.30 | 0.10 0.10 0.30]
+~ xmatrix=[0.25 | 0.09 0.25 | 0.09 0.09 0.25] cmatrix=[3 | -0.5 3 | -0.5 -0.5 3] normamps=250
+new transformer.t1 phases=3 windings=2 buses=[sourcebus lv] conns=[delta wye] kvs=[11 0.4] kvas=[400 400]
+~ %rs=[0.5 0.7] xhl=4.5 leadlag=euro
+new line.l1 bus1=lv bus2=b1 phases=3 linecode=mat length=300 units=ft
+new line.l2 bus1=b1 bus2=b2 phases=3 r1=0.2 x1=0.08 r0=0.8 x0=0.3 c1=0 c0=0 units=km length=0.25
+new line.tie bus1=b2 bus2=lv phases=3 switch=yes
+open line.tie 1
+new load.house bus1=b2.2 phases=1 kv=0.23 kw=3 kvar=1 model=1 vminpu=0.5 vmaxpu=1.5
+new load.shop bus1=b1 phases=3 kv=0.4 kw=9 kvar=3 model=1 vminpu=0.5 vmaxpu=1.5
+set voltagebases=[11 0.4]
+calcvoltagebases
+"""

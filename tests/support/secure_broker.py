@@ -14,7 +14,10 @@ import os
 import pwd
 import secrets
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from support.servers import MosquittoServer, ServerError
 
@@ -120,3 +123,14 @@ class SecureMosquittoServer(MosquittoServer):
     def _config(self) -> str:
         return secure_config(SHIPPED_CONFIG.read_text(), port=self.port, host=self.host, workdir=self.workdir,
                              password_file=self.password_file, log_path=self.log_path)
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureMosquittoServer]:
+    """Mosquitto started from the shipped secured configuration (TLS, users, ACL), for one test module."""
+    server = SecureMosquittoServer(workdir=tmp_path_factory.mktemp("mosquitto-secure"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

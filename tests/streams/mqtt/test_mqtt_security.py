@@ -38,13 +38,8 @@ SUCCESS = 0x00
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureMosquittoServer]:
-    server = SecureMosquittoServer(workdir=tmp_path_factory.mktemp("mosquitto-secure"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def broker(secure_broker: SecureMosquittoServer) -> SecureMosquittoServer:
+    return secure_broker
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import queue
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -29,13 +28,8 @@ T0 = datetime(2024, 1, 15, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureMosquittoServer]:
-    server = SecureMosquittoServer(workdir=tmp_path_factory.mktemp("mosquitto-secure"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def broker(secure_broker: SecureMosquittoServer) -> SecureMosquittoServer:
+    return secure_broker
 
 
 def _client(host: str, port: int, user: str | None, password: str | None, client_id: str,

@@ -15,7 +15,7 @@ import pandapower as pp
 import pandapower.networks as pn
 import pandas as pd
 import pytest
-from support.opendss_circuits import write_ieee_european_lv
+from support.opendss_circuits import SMALL, write_ieee_european_lv
 from support.small_feeders import ring_feeder, two_bus_feeder
 
 from controllers.online.settings import ControllerSettings, Strategy
@@ -52,11 +52,8 @@ ASSUME = "zero-sequence=r0/r1=4,x0/x1=4,c0/c1=1;ext-grid=s_sc_max_mva=100,rx_max
 
 def _phase_loads(feeder: Feeder, p_kw: np.ndarray, q_kvar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Meter rows [t, customer, terminal] → power-flow states [t, customer, network phase]."""
-    p, q = np.zeros_like(p_kw), np.zeros_like(q_kvar)
-    for i, c in enumerate(feeder.customers):
-        for j, ph in enumerate(c.phases):
-            p[:, i, int(ph)], q[:, i, int(ph)] = p_kw[:, i, j], q_kvar[:, i, j]
-    return p, q
+    phases = PhaseMap.initial(feeder.customers)
+    return phases.to_phases(p_kw), phases.to_phases(q_kvar)
 
 
 def assert_agree(ours: PowerFlowResult, theirs: PowerFlowResult) -> None:
@@ -151,22 +148,7 @@ def test_zbus_agrees_with_pgm_on_pandapower_lv_networks(family: str, tmp_path: P
                  create_powerflow(feeder, engine=Engine.PGM).solve(p_kw=p, q_kvar=q))
 
 
-SMALL_DSS = """clear
-set defaultbasefrequency=50
-new circuit.small basekv=11 pu=1.02 mvasc3=100 mvasc1=80 x1r1=8 x0r0=3
-new linecode.mat nphases=3 units=kft rmatrix=[0.30 | 0.10 0.30 | 0.10 0.10 0.30]
-~ xmatrix=[0.25 | 0.09 0.25 | 0.09 0.09 0.25] cmatrix=[3 | -0.5 3 | -0.5 -0.5 3] normamps=250
-new transformer.t1 phases=3 windings=2 buses=[sourcebus lv] conns=[delta wye] kvs=[11 0.4] kvas=[400 400]
-~ %rs=[0.5 0.7] xhl=4.5 leadlag=euro
-new line.l1 bus1=lv bus2=b1 phases=3 linecode=mat length=300 units=ft
-new line.l2 bus1=b2 bus2=b1 phases=3 r1=0.2 x1=0.08 r0=0.8 x0=0.3 c1=0 c0=0 units=km length=0.25
-new line.tie bus1=b2 bus2=lv phases=3 switch=yes
-open line.tie 1
-new load.house bus1=b2.2 phases=1 kv=0.23 kw=3 kvar=1 model=1 vminpu=0.5 vmaxpu=1.5
-new load.shop bus1=b1 phases=3 kv=0.4 kw=9 kvar=3 model=1 vminpu=0.5 vmaxpu=1.5
-set voltagebases=[11 0.4]
-calcvoltagebases
-"""
+SMALL_DSS = SMALL.replace("new line.l2 bus1=b1 bus2=b2", "new line.l2 bus1=b2 bus2=b1")  # a reversed line
 
 
 def test_imported_dss_with_capacitance_a_reversed_line_and_a_switch_agrees_with_pgm(tmp_path: Path) -> None:
