@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from controllers.errors import PlanningError
 from controllers.identification import HIGH_CONFIDENCE, Assignment, Method
+from phasetwin.report.console import console
+from phasetwin.report.console import fail as _fail
 from streams.errors import validation_problems
 from twin.errors import StreamError, TwinError
 
@@ -35,14 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-console = Console()
-err_console = Console(stderr=True)
 PHASE_LETTERS = "ABC"
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -28,6 +27,8 @@ from devices.limits import LeaseConfig
 from phasetwin.cli.identify import register as _register_identify
 from phasetwin.plan.commands import register as _register_siting
 from phasetwin.plan.rephase.command import register as _register_rephase
+from phasetwin.report.console import console, err_console
+from phasetwin.report.console import fail as _fail
 from phasetwin.report.tables import print_table
 from phasetwin.run.compare import StrategyFigures
 from phasetwin.run.options import ScenarioOptions, parse_time
@@ -48,15 +49,8 @@ from twin.powerflow import DivergencePolicy, Engine
 # Plain click help (rich_markup_mode=None): at 80 columns rich's option table leaves the help ~18 characters.
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Digital twin of LV three-phase feeders.")
-console = Console()
-err_console = Console(stderr=True)
 EXIT_TICKS_MISSING = 3
 """Exit status of a run that went to its end with ticks no power-flow engine solved (``--on-divergence skip``)."""
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def _validation_text(err: ValidationError) -> str:

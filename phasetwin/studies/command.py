@@ -9,29 +9,21 @@ from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from phasetwin.report.console import console, err_console
+from phasetwin.report.console import fail as _fail
 from phasetwin.report.tables import print_table
 from phasetwin.run.result import RunResult
 from phasetwin.run.scenario import Scenario
 from phasetwin.studies.grid import Task
 from twin.errors import StreamError, TwinError
 
-console = Console()
-err_console = Console(stderr=True)
-
 study_app = typer.Typer(no_args_is_help=True, help="Studies: many replays fanned out on Dask, one comparison.")
 
 StudyFileArg = Annotated[Path, typer.Argument(help="study file (TOML; see README, section Studies)")]
 OutOpt = Annotated[Path | None, typer.Option(help="study folder (default: the file's `out`, or runs/<file stem>)")]
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,24 +19,18 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from controllers.errors import PlanningError
+from phasetwin.report.console import console
+from phasetwin.report.console import fail as _fail
 from phasetwin.report.tables import print_table
 from twin.errors import TwinError
 from twin.powerflow import Engine
 
 __all__ = ["parse_days", "register"]
 
-console = Console()
-err_console = Console(stderr=True)
 PAPER_DAYS = "15,40,162,241,324"
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def parse_days(text: str, *, n_days: int) -> list[int]:
