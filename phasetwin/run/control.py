@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from controllers.ltupf import build_network_model
-from controllers.online.controller import ControlledDevice, FeederView, OnlineController
+from controllers.online.controller import OnlineController
+from controllers.online.decision import ControlledDevice, FeederView
 from controllers.online.feasibility import LtupfGuard
 from controllers.online.forecast import Forecaster, PerfectForesight, Persistence, SameTimeYesterday, step_means
 from controllers.online.problem import PessConnection

@@ -1,0 +1,471 @@
+"""The online controller's decision, with no bus: it reads meters, grid states, device states and acks, decides
+every control period, and gives the heartbeat, the commands and the plan to publish
+(``controllers.online.controller.OnlineController`` puts it on the bus).
+
+Timing: a tick stage after the grid. At the end of the last tick of a control period it folds the period's
+readings into the forecaster, builds the ``ControlProblem`` for the horizon that starts with the next tick,
+decides, and gives a heartbeat, the commands and the plan; the devices execute the commands at the start of
+that next tick. The first period of a run has no decision (nothing observed yet): devices run on their own
+until the end of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from controllers.online.baseline import greedy_plan, static_phases, static_plan
+from controllers.online.evaluate import plan_from_decisions
+from controllers.online.feasibility import FirstStepCheck, LtupfGuard, PredictionBasis, prediction_error
+from controllers.online.forecast import Forecaster, StepAggregator
+from controllers.online.problem import (
+    ControlProblem,
+    PessConnection,
+    PessUnit,
+    Plan,
+    PlanStatus,
+    SolverSettings,
+    SwitchDevice,
+    SwitchState,
+)
+from controllers.online.settings import ControllerSettings, Strategy
+from controllers.online.solve import solve
+from controllers.online.start import shift_previous
+from devices.limits import PessParams, SwitchLimits
+from streams import topics
+from streams.messages import (
+    AckStatus,
+    ControllerHeartbeat,
+    ControllerPlan,
+    DeviceAck,
+    DeviceAction,
+    DeviceCommand,
+    DeviceKind,
+    DeviceMode,
+    DeviceState,
+    GridState,
+    Message,
+    MeterFrame,
+    MeterReading,
+    PhaseLetter,
+    PlannedCommand,
+)
+from streams.reading_order import NewestTick
+from twin.phase import Phase
+from twin.phasing import PhaseMap
+
+log = logging.getLogger(__name__)
+
+
+def _letter(phase: Phase) -> PhaseLetter:
+    letters: tuple[PhaseLetter, PhaseLetter, PhaseLetter] = ("A", "B", "C")
+    return letters[phase]
+
+
+@dataclass(frozen=True)
+class FeederView:
+    """What a controller knows of the network: customers, their LV feeder and their fixed connections."""
+
+    name: str
+    customer_ids: tuple[str, ...]
+    feeder_of: tuple[int, ...]
+    connections: tuple[tuple[Phase, ...], ...]
+    v_ln_v: float
+    lv_buses: tuple[int, ...]
+    """Indices of the LV buses in the grid state's bus order (the MV bus left out)."""
+
+    @property
+    def n_feeders(self) -> int:
+        return max(self.feeder_of) + 1 if self.feeder_of else 1
+
+
+@dataclass(frozen=True)
+class ControlledDevice:
+    """A device the controller may command, with the limits it plans with (the device enforces the same)."""
+
+    device_id: str
+    kind: DeviceKind
+    customer_id: str
+    switch: SwitchLimits | None = None
+    pess: PessParams | None = None
+    connection: PessConnection = PessConnection.SINGLE_PHASE
+
+
+@dataclass
+class ControllerCounters:
+    periods: int = 0
+    decisions: int = 0
+    fallbacks: int = 0
+    errors: int = 0
+    commands_sent: int = 0
+    switch_commands: int = 0
+    solve_s: list[float] = field(default_factory=list)
+    decide_cpu_s: float = 0.0
+    """process CPU time spent deciding (solve and LTUPF check), s: what a decision costs on a loaded machine."""
+    rejections: Counter[str] = field(default_factory=Counter)
+
+
+class ControllerDecision:
+    """Observations in (``on_frame``, ``on_grid``, ``on_reading``, ``on_state``, ``on_ack``), every tick's
+    messages out (``step``); see the module docstring."""
+
+    def __init__(
+        self, *, view: FeederView, devices: list[ControlledDevice], settings: ControllerSettings,
+        forecaster: Forecaster, tick_s: int, start_utc: datetime, n_ticks: int, guard: LtupfGuard | None = None,
+        tick_loads: Callable[[int, int], np.ndarray] | None = None, timer: Callable[[], float] = time.perf_counter,
+        real_time: bool = False,
+    ) -> None:
+        """``tick_loads(tick, n)``: per-terminal loads [n, n_customers, 3] of the coming ticks when the forecast
+        has tick resolution (perfect foresight); the LTUPF check then covers every tick of the first step.
+        ``real_time``: the twin keeps pace with the wall clock (``--speed > 0``, HIL), so the solver's time limit
+        applies as a safety net; in virtual time only its work limits do, and a replay decides the same on any
+        machine at any load (unless ``settings.solver.wall_clock`` says otherwise)."""
+        if settings.period_s % tick_s:
+            raise ValueError(f"control period_s {settings.period_s} must be a whole number of {tick_s} s ticks")
+        self._view, self._settings = view, settings
+        self._out: list[tuple[str, Message]] = []
+        self._devices = devices
+        self._forecaster = forecaster
+        self._tick_s, self._n_ticks, self._timer = tick_s, n_ticks, timer
+        solver = settings.solver
+        self._solver = solver if solver.wall_clock is not None else solver.model_copy(update={"wall_clock": real_time})
+        self._ticks_per_step = settings.period_s // tick_s
+        self._index = {c: i for i, c in enumerate(view.customer_ids)}
+        unknown = [d.customer_id for d in devices if d.customer_id not in self._index]
+        if unknown:
+            raise ValueError(f"controlled devices sit at customers not in {view.name!r}: {unknown}")
+        self._switches = [d for d in devices if d.kind in (DeviceKind.PSD, DeviceKind.STS)]
+        self._pess = [d for d in devices if d.kind == DeviceKind.PESS]
+        self._switch_rows = {self._index[d.customer_id] for d in self._switches}
+        n = len(view.customer_ids)
+        self._aggregator = StepAggregator(n_series=3 * n + len(self._pess), ticks_per_step=self._ticks_per_step)
+        self._terminal_kw = np.zeros((n, 3))
+        self._states: dict[str, DeviceState] = {}
+        self._last_switch_utc: dict[str, datetime] = {}
+        """When each device last switched (the state of the tick it switched in), for the budget's dwell."""
+        self._seq = int(start_utc.timestamp() * 1000)
+        self._previous: Plan | None = None
+        self._static_target: np.ndarray | None = None
+        self.counters = ControllerCounters()
+        self.plans: list[ControllerPlan] = []
+        self.guard = guard
+        """The LTUPF check and repair (its counters), None without the check."""
+        self._tick_loads = tick_loads
+        self._q_ratio = np.zeros((n, 3))
+        self._vm_sum: np.ndarray | None = None
+        self._vm_count = 0
+        self._tick_extremes: list[tuple[int, float, float]] = []
+        self._checked: tuple[int, FirstStepCheck] | None = None
+        """First tick and LTUPF check of the step whose twin states are being collected."""
+        self._basis = PredictionBasis.TICKS if tick_loads is not None else PredictionBasis.STEP_MEAN
+        self.records: list[dict[str, object]] = []
+        """Per control period: predicted (LTUPF) and actual (twin) voltage extremes of its first step, compared
+        like for like (``feasibility.prediction_error``)."""
+        self._newest = NewestTick()
+
+    @property
+    def feeder(self) -> str:
+        return self._view.name
+
+    # --- inputs ---------------------------------------------------------------------------------------------
+    def on_frame(self, topic: str, message: Message) -> None:
+        if isinstance(message, MeterFrame) and message.meter_ids == self._view.customer_ids \
+                and not self._newest.late(message.tick):
+            self._terminal_kw = message.p_kw
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = message.q_kvar / message.p_kw
+            self._q_ratio = np.where(np.isfinite(ratio), ratio, self._q_ratio)
+
+    def on_grid(self, topic: str, message: Message) -> None:
+        if not isinstance(message, GridState):
+            return
+        if self.guard is not None:
+            self.guard.observe(message)
+        self._vm_sum = message.vm_pu.copy() if self._vm_sum is None else self._vm_sum + message.vm_pu
+        self._vm_count += 1
+        self._tick_extremes.append((message.tick, min(message.vm_min_pu), max(message.vm_max_pu)))
+
+    def on_reading(self, topic: str, message: Message) -> None:
+        i = self._index.get(message.meter_id) if isinstance(message, MeterReading) else None
+        if isinstance(message, MeterReading) and i is not None and not self._newest.late(message.tick):
+            row = np.zeros(3)
+            row[:len(message.p_kw)] = message.p_kw
+            self._terminal_kw = self._terminal_kw.copy()
+            self._terminal_kw[i] = row
+
+    def on_state(self, topic: str, message: Message) -> None:
+        if isinstance(message, DeviceState):
+            before = self._states.get(message.device_id)
+            if before is not None and message.operations_total > before.operations_total:
+                self._last_switch_utc[message.device_id] = message.time_utc
+            self._states[message.device_id] = message
+
+    def on_ack(self, topic: str, message: Message) -> None:
+        if isinstance(message, DeviceAck) and message.status == AckStatus.REJECTED and message.reason is not None:
+            self.counters.rejections[message.reason.value] += 1
+            log.warning("controller: %s rejected seq %d: %s (%s)", message.device_id, message.seq,
+                        message.reason.value, message.detail)
+
+    # --- the tick -------------------------------------------------------------------------------------------
+    def step(self, tick: int, time_utc: datetime) -> list[tuple[str, Message]]:
+        """What the tick gives to publish, in order (heartbeat, commands, plan at the end of a period)."""
+        self._tick(tick, time_utc)
+        out, self._out = self._out, []
+        return out
+
+    def _emit(self, topic: str, message: Message) -> None:
+        self._out.append((topic, message))
+
+    def _tick(self, tick: int, time_utc: datetime) -> None:
+        pv = [self._pv_now(d.device_id) for d in self._pess]
+        row = np.concatenate([self._terminal_kw.reshape(-1), np.asarray(pv, dtype=float)])
+        for step, mean in self._aggregator.add(tick, row):
+            self._forecaster.observe(step, mean)
+        if tick + 1 >= self._n_ticks:
+            self._close_actual()
+        if (tick + 1) % self._ticks_per_step or tick + 1 >= self._n_ticks:
+            return
+        step = (tick + 1) // self._ticks_per_step
+        step_start = time_utc + timedelta(seconds=self._tick_s)
+        self._close_actual()
+        self.counters.periods += 1
+        self._emit(topics.controller_heartbeat(self._view.name), ControllerHeartbeat(
+            feeder=self._view.name, tick=tick, time_utc=time_utc, controller_id=self._settings.controller_id))
+        cpu_start = time.process_time()
+        try:
+            problem = self._problem(step, step_start)
+            plan = self._decide(problem)
+        except Exception as err:  # a failed decision must not stop the twin: hold, count, log
+            self.counters.errors += 1
+            log.exception("controller: decision for %s failed; holding the last plan", step_start.isoformat())
+            self._hold(tick, time_utc, step_start, f"error: {err}")
+            self.counters.decide_cpu_s += time.process_time() - cpu_start
+            return
+        self.counters.solve_s.append(plan.solve_s)
+        if plan.status is PlanStatus.FALLBACK:
+            self.counters.decide_cpu_s += time.process_time() - cpu_start
+            self._hold(tick, time_utc, step_start, plan.reason, problem=problem)
+            return
+        self.counters.decisions += 1
+        self._previous = plan
+        check = self._check(plan, problem, step) if self.guard is not None else None
+        self._checked = (step * self._ticks_per_step, check) if check is not None else None
+        self.counters.decide_cpu_s += time.process_time() - cpu_start
+        self._act(plan, problem, tick, time_utc, step_start, check=check)
+
+    def _close_actual(self) -> None:
+        """The twin's voltages over the step that just ended, beside what LTUPF predicted for the same ticks."""
+        if self._vm_sum is not None and self._vm_count and self.records and "actual_vm_min_pu" not in self.records[-1]:
+            lv = (self._vm_sum / self._vm_count)[list(self._view.lv_buses)]
+            first, check = self._checked if self._checked is not None else (0, None)
+            self.records[-1].update(prediction_error(
+                check, basis=self._basis, first_tick=first, tick_extremes=self._tick_extremes,
+                mean_vm_min_pu=float(lv.min()), mean_vm_max_pu=float(lv.max())))
+        self._vm_sum, self._vm_count, self._tick_extremes, self._checked = None, 0, [], None
+
+    def _check(self, plan: Plan, problem: ControlProblem, step: int) -> FirstStepCheck:
+        """LTUPF check of the plan's first step at the forecast step-mean loads; repair by PSD moves if needed."""
+        assert self.guard is not None
+        view, n = self._view, len(self._view.customer_ids)
+        if self._tick_loads is not None:
+            terminal = self._tick_loads(step * self._ticks_per_step, self._ticks_per_step)
+        else:
+            terminal = self._forecaster.forecast(step, 1)[:, :3 * n].reshape(1, n, 3)
+        connections = list(view.connections)
+        switchable = []
+        for c, dev in enumerate(problem.switch_devices):
+            i = self._index[self._switches[c].customer_id]
+            connections[i] = (Phase(int(plan.decisions.phase[0, c])),)
+            lock = dev.switch
+            if not lock.locked and lock.dwell_remaining_s <= 0 and lock.ops_left > 0:
+                switchable.append(i)
+        pess_kw = np.zeros((n, 3))
+        d = plan.decisions
+        for u, unit in enumerate(problem.pess_units):
+            i = self._index[self._pess[u].customer_id]
+            net = float(problem.pv_kw[0, u] - d.curtail_kw[0, u] + d.discharge_kw[0, u] - d.charge_kw[0, u])
+            if unit.connection is PessConnection.THREE_PHASE:
+                pess_kw[i] -= net / 3.0
+            else:
+                pess_kw[i, int(d.pess_phase[0, u])] -= net
+        return self.guard.check(
+            terminal_p_kw=terminal, terminal_q_kvar=terminal * self._q_ratio[None],
+            connections=PhaseMap.of(connections), pess_p_kw=pess_kw, switchable=switchable,
+            customer_ids=view.customer_ids,
+        )
+
+    def _pv_now(self, device_id: str) -> float:
+        state = self._states.get(device_id)
+        return state.battery.pv_available_kw if state is not None and state.battery is not None else 0.0
+
+    # --- problem --------------------------------------------------------------------------------------------
+    def _phase_now(self, device: ControlledDevice) -> Phase:
+        state = self._states.get(device.device_id)
+        if state is not None and state.phase is not None:
+            return Phase[state.phase]
+        return self._view.connections[self._index[device.customer_id]][0]
+
+    def _switch_state(self, device: ControlledDevice, limits: SwitchLimits, step_start: datetime) -> SwitchState:
+        """The device's state at ``step_start`` with the plan's limits: its own, tightened by the budget."""
+        limits = self._settings.budget.limits(limits)
+        state = self._states.get(device.device_id)
+        if state is None:
+            return SwitchState(phase_now=self._phase_now(device), limits=limits)
+        ahead_s = (step_start - state.time_utc).total_seconds()
+        same_day = step_start.date() == state.time_utc.date()
+        used = state.operations_today if same_day else 0
+        dwell_s = state.dwell_remaining_s - ahead_s
+        last = self._last_switch_utc.get(device.device_id)
+        if last is not None:  # the budget's dwell, when longer than the device's
+            dwell_s = max(dwell_s, limits.min_dwell_s - (step_start - last).total_seconds())
+        return SwitchState(
+            phase_now=self._phase_now(device), limits=limits,
+            dwell_remaining_s=max(0.0, dwell_s),
+            ops_left_today=max(0, limits.max_operations_per_day - used),
+            locked=state.mode == DeviceMode.LOCKOUT,
+        )
+
+    def _problem(self, step: int, step_start: datetime, horizon: int | None = None) -> ControlProblem:
+        view, n = self._view, len(self._view.customer_ids)
+        h = horizon or self._settings.horizon_steps
+        fc = self._forecaster.forecast(step, h)
+        terminal = fc[:, :3 * n].reshape(h, n, 3)
+        fixed = np.zeros((h, view.n_feeders, 3))
+        for i, phases in enumerate(view.connections):
+            if i in self._switch_rows:
+                continue
+            for j, ph in enumerate(phases):
+                fixed[:, view.feeder_of[i], ph] += terminal[:, i, j]
+        switch_devices, switch_load = [], []
+        for d in self._switches:
+            i = self._index[d.customer_id]
+            assert d.switch is not None
+            switch_devices.append(SwitchDevice(id=d.device_id, feeder=view.feeder_of[i],
+                                               switch=self._switch_state(d, d.switch, step_start)))
+            switch_load.append(terminal[:, i, 0])
+        units = []
+        for d in self._pess:
+            assert d.pess is not None
+            state = self._states.get(d.device_id)
+            e_now = state.battery.e_kwh if state is not None and state.battery is not None else d.pess.e_initial_kwh
+            i = self._index[d.customer_id]
+            units.append(PessUnit(
+                id=d.device_id, feeder=view.feeder_of[i], params=d.pess, connection=d.connection,
+                phase=self._phase_now(d) if d.connection is PessConnection.SINGLE_PHASE else None,
+                switch=self._switch_state(d, d.switch, step_start)
+                if d.connection is PessConnection.SWITCHABLE and d.switch is not None else None,
+                e_now_kwh=min(max(e_now, 0.0), d.pess.energy_kwh),
+            ))
+        return ControlProblem(
+            start_utc=step_start, step_s=float(self._settings.period_s), fixed_load_kw=fixed,
+            switch_devices=tuple(switch_devices),
+            switch_load_kw=np.stack(switch_load, axis=1) if switch_load else np.zeros((h, 0)),
+            pess_units=tuple(units), pv_kw=np.clip(fc[:, 3 * n:], 0.0, None), nominal_v_ln_v=view.v_ln_v,
+        )
+
+    def _decide(self, problem: ControlProblem) -> Plan:
+        s = self._settings
+        if s.strategy is Strategy.ROLLING_MILP:
+            return solve(problem, weights=s.weights, settings=self._solver, previous=self._previous, timer=self._timer)
+        if s.strategy is Strategy.GREEDY:
+            return greedy_plan(problem, weights=s.weights, timer=self._timer)
+        if s.strategy is Strategy.STATIC:
+            if self._static_target is None:
+                steps_per_day = max(1, 86400 // s.period_s)
+                step = int((problem.start_utc - problem.start_utc.replace(hour=0, minute=0, second=0))
+                           .total_seconds() // s.period_s)
+                day = self._problem(step, problem.start_utc, horizon=steps_per_day)
+                day_settings = SolverSettings(time_limit_s=min(10.0, 0.5 * day.step_s),
+                                              wall_clock=self._solver.wall_clock)
+                self._static_target = static_phases(day, weights=s.weights, settings=day_settings, timer=self._timer)
+            return static_plan(problem, self._static_target, weights=s.weights, timer=self._timer)
+        raise ValueError(f"strategy {s.strategy.value} has no decision to make")
+
+    # --- output ---------------------------------------------------------------------------------------------
+    def _act(self, plan: Plan, problem: ControlProblem, tick: int, time_utc: datetime, step_start: datetime,
+             status: str | None = None, reason: str | None = None, check: FirstStepCheck | None = None) -> None:
+        commands: list[PlannedCommand] = []
+        d = plan.decisions
+        for c, dev in enumerate(problem.switch_devices):
+            target = Phase(int(d.phase[0, c]))
+            if check is not None and check.repaired:
+                target = check.connections.connections[self._index[self._switches[c].customer_id]][0]
+            if target != dev.switch.phase_now:
+                commands.append(PlannedCommand(device_id=dev.id, phase=_letter(target)))
+        if self._settings.strategy is Strategy.ROLLING_MILP:
+            for u, unit in enumerate(problem.pess_units):
+                pv0 = float(problem.pv_kw[0, u])
+                phase = None
+                if unit.connection is PessConnection.SWITCHABLE and unit.switch is not None:
+                    target = Phase(int(d.pess_phase[0, u]))
+                    phase = _letter(target) if target != unit.switch.phase_now else None
+                commands.append(PlannedCommand(
+                    device_id=unit.id, phase=phase,
+                    battery_kw=float(d.discharge_kw[0, u] - d.charge_kw[0, u]),
+                    curtailment=min(1.0, float(d.curtail_kw[0, u]) / pv0) if pv0 > 1e-9 else 0.0,
+                ))
+        kinds = {dev.device_id: dev.kind for dev in self._devices}
+        for planned in commands:
+            self._send(planned, kinds[planned.device_id], time_utc)
+        message = ControllerPlan(
+            feeder=self._view.name, tick=tick, time_utc=time_utc, controller_id=self._settings.controller_id,
+            strategy=self._settings.strategy.value, status=status or plan.status.value, reason=reason or plan.reason,
+            step_start_utc=step_start, step_s=plan.step_s, n_steps=plan.n_steps, objective=plan.objective.total,
+            p_unb_kwh=plan.objective.p_unb_kwh, switches=plan.objective.n_switches, solve_s=plan.solve_s,
+            commands=tuple(commands), fallbacks=self.counters.fallbacks,
+            predicted_vm_min_pu=check.predicted_vm_min_pu if check else None,
+            predicted_vm_max_pu=check.predicted_vm_max_pu if check else None,
+            violations=check.violations if check else (), repaired=check.repaired if check else False,
+        )
+        self.plans.append(message)
+        self.records.append({
+            "step_start_utc": step_start, "status": message.status, "objective": message.objective,
+            "p_unb_kwh": message.p_unb_kwh, "switches": message.switches, "solve_s": message.solve_s,
+            "commands": len(commands), "predicted_vm_min_pu": message.predicted_vm_min_pu,
+            "predicted_vm_max_pu": message.predicted_vm_max_pu, "violations": len(message.violations),
+            "repaired": message.repaired, "infeasible": bool(check and check.infeasible),
+            "lp_bound": plan.lp_bound, "bound_gap": plan.bound_gap,
+        })
+        self._emit(topics.controller_plan(self._view.name), message)
+
+    def _send(self, planned: PlannedCommand, kind: DeviceKind, time_utc: datetime) -> None:
+        self._seq += 1
+        if kind == DeviceKind.PESS:
+            action = DeviceAction.SET_BATTERY
+        else:
+            action = DeviceAction.SET_PHASE if kind == DeviceKind.PSD else DeviceAction.TRANSFER
+            self.counters.switch_commands += 1
+        command = DeviceCommand(
+            device_id=planned.device_id, seq=self._seq, issued_utc=time_utc,
+            expires_utc=time_utc + timedelta(seconds=self._settings.lifetime_s(self._tick_s)), action=action,
+            phase=planned.phase, battery_kw=planned.battery_kw, curtailment=planned.curtailment,
+            source=self._settings.controller_id,
+        )
+        self._emit(topics.device_cmd(self._view.name, planned.device_id), command)
+        self.counters.commands_sent += 1
+
+    def _hold(self, tick: int, time_utc: datetime, step_start: datetime, why: str,
+              problem: ControlProblem | None = None) -> None:
+        """No usable plan in time: keep following the last safe plan (shifted), else hold every device."""
+        self.counters.fallbacks += 1
+        log.warning("controller: no plan for %s (%s); holding the last safe plan", step_start.isoformat(), why)
+        if problem is not None and self._previous is not None:
+            shifted = shift_previous(self._previous, problem)
+            if shifted is not None:
+                held = plan_from_decisions(problem, shifted, weights=self._settings.weights,
+                                           status=PlanStatus.HEURISTIC, reason="last safe plan", solve_s=0.0)
+                self._act(held, problem, tick, time_utc, step_start, status="fallback", reason=why)
+                return
+        self.plans.append(ControllerPlan(
+            feeder=self._view.name, tick=tick, time_utc=time_utc, controller_id=self._settings.controller_id,
+            strategy=self._settings.strategy.value, status="hold", reason=why, step_start_utc=step_start,
+            step_s=float(self._settings.period_s), n_steps=0, objective=0.0, p_unb_kwh=0.0, switches=0,
+            solve_s=0.0, commands=(), fallbacks=self.counters.fallbacks,
+        ))
+        self._emit(topics.controller_plan(self._view.name), self.plans[-1])
