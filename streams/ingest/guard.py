@@ -252,13 +252,16 @@ class IngestGuard:
         lo, hi = UNIT_RATIO
         big_last = has_last[:, None] & (np.abs(last) >= UNIT_MIN_KW)
         contract = size > p_max
+        beyond_steps = np.abs(p - last).max(axis=1) > step_max
         # ×1000 only where it also breaks the contract (a legit kettle on an idle house is a big ratio too);
-        # ÷1000 only from a large last value (a kilowatt-sized load does not drop to watts by a thousandth)
+        # ÷1000 only from a large last value (a kilowatt-sized load does not drop to watts by a thousandth) and by a
+        # step larger than any in the meter's data (a drop its own data show is no unit error)
         unit = (big_last & ((((ratio >= lo) & (ratio <= hi)) & contract[:, None])
-                            | ((ratio >= 1 / hi) & (ratio <= 1 / lo) & (np.abs(last) >= 5000 * UNIT_MIN_KW)))
+                            | ((ratio >= 1 / hi) & (ratio <= 1 / lo) & (np.abs(last) >= 5000 * UNIT_MIN_KW)
+                               & beyond_steps[:, None]))
                 ).any(axis=1)
         export = (-p).max(axis=1) > export_max
-        step = has_last & (np.abs(p - last).max(axis=1) > step_max)
+        step = has_last & beyond_steps
         out: list[tuple[DeadLetterReason, str] | None] = []
         for k in range(len(rows)):
             if unit[k]:

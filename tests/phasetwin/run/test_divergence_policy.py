@@ -54,6 +54,6 @@ def test_abort_stops_at_the_first_such_tick_with_one_message(impossible_data: Pa
                                  "--on-divergence", "abort", *PLAIN])
     assert result.exit_code == 2
     text = " ".join(result.output.split())
-    assert ("power flow (power-grid-model) did not converge at tick 4 (2024-01-15T00:04:00+00:00), nor did any "
+    assert ("power flow (zbus) did not converge at tick 4 (2024-01-15T00:04:00+00:00), nor did any "
             "fallback") in text
     assert "Traceback" not in result.output
