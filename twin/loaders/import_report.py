@@ -62,9 +62,18 @@ def collected() -> Iterator[list[str]]:
     logger.addHandler(collector)
     if logger.getEffectiveLevel() > logging.WARNING:
         logger.setLevel(logging.WARNING)
+    # a logging configuration made elsewhere in the process (e.g. dictConfig's disable_existing_loggers) may have
+    # disabled the loaders' loggers: their notes are the report's content, so they speak inside the block
+    family = [lg for name, lg in logging.root.manager.loggerDict.items()
+              if isinstance(lg, logging.Logger) and (name == LOGGER or name.startswith(LOGGER + "."))]
+    disabled = [lg for lg in family if lg.disabled]
+    for lg in disabled:
+        lg.disabled = False
     try:
         yield collector.messages
     finally:
+        for lg in disabled:
+            lg.disabled = True
         logger.removeHandler(collector)
         logger.setLevel(level)
 
