@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pydantic import BaseModel
 
 from streams import topics
-from streams.bus import Bus, Handler
-from streams.ingest.guard import booleans_as_numbers
+from streams.bus import Bus
+from streams.ingest.guard import TopicGuard, booleans_as_numbers
 from streams.messages import (
     AckStatus,
     ControllerPlan,
@@ -80,7 +80,7 @@ def _non_finite(name: str, value: object) -> list[str]:
         return [bad for k, inner in enumerate(value) for bad in _non_finite(f"{name}[{k}]", inner)]
     return []
 
-class DeviceGuard:
+class DeviceGuard(TopicGuard):
     """Checks device states, acks and plans of one feeder. A tick stage (run it first: it needs the tick)."""
 
     def __init__(
@@ -104,26 +104,9 @@ class DeviceGuard:
         self._passed: Message | None = None
         self.counters = DeviceGuardCounters(quarantined=quarantined if quarantined is not None else Counter())
 
-    def on_tick(self, tick: int, time_utc: datetime) -> None:
-        self._tick = tick
-
     # --- the bus -------------------------------------------------------------------------------------------
-    def guards(self, pattern: str) -> bool:
-        return pattern in self._patterns
-
-    def wrap(self, handler: Handler) -> Handler:
-        def guarded(topic: str, message: Message) -> None:
-            passed = self.admit(topic, message)
-            if passed is not None:
-                handler(topic, passed)
-
-        return guarded
-
-    def admit(self, topic: str, message: Message) -> Message | None:
-        """What the roles get for ``message``: itself, a will as the device's last state, or None (computed once
-        per message object, reused by every handler)."""
-        if message is self._seen:
-            return self._passed
+    def _verdict(self, topic: str, message: Message) -> Message | None:
+        """What the roles get for ``message``: itself, a will as the device's last state, or None."""
         problem: tuple[DeadLetterReason, str] | None = None
         if isinstance(message, DeviceState):
             problem = self._state(topic, message)
@@ -137,7 +120,6 @@ class DeviceGuard:
             passed = None
         elif isinstance(message, DeviceState) and message.safe_reason is SafeReason.OFFLINE:
             passed = self._will(message)
-        self._seen, self._passed = message, passed
         return passed
 
     # --- checks --------------------------------------------------------------------------------------------

@@ -107,7 +107,40 @@ def _wall_utc() -> datetime:
     return datetime.now(UTC)
 
 
-class IngestGuard:
+class TopicGuard:
+    """What the guards share: the tick they check against, the topics they guard, and one verdict per message
+    object (a message delivered to several handlers is checked and counted once)."""
+
+    _patterns: tuple[str, ...] = ()
+    _tick: int = 0
+    _seen: Message | None = None
+    _passed: Message | None = None
+
+    def on_tick(self, tick: int, time_utc: datetime) -> None:
+        self._tick = tick
+
+    def guards(self, pattern: str) -> bool:
+        return pattern in self._patterns
+
+    def wrap(self, handler: Handler) -> Handler:
+        def guarded(topic: str, message: Message) -> None:
+            passed = self.admit(topic, message)
+            if passed is not None:
+                handler(topic, passed)
+
+        return guarded
+
+    def admit(self, topic: str, message: Message) -> Message | None:
+        """What the roles get for ``message`` (None: nothing), computed once per message object."""
+        if message is not self._seen:
+            self._seen, self._passed = message, self._verdict(topic, message)
+        return self._passed
+
+    def _verdict(self, topic: str, message: Message) -> Message | None:
+        raise NotImplementedError
+
+
+class IngestGuard(TopicGuard):
     """Checks meter readings against the feeder's envelopes and the receiver's clock. A tick stage: run it first
     in every tick, so that it knows the tick the twin is in."""
 
@@ -147,32 +180,15 @@ class IngestGuard:
             self._p_max[i], self._export_max[i], self._step_max[i] = lim.p_max_kw, lim.export_max_kw, lim.step_max_kw
 
     # --- the clock -----------------------------------------------------------------------------------------
-    def on_tick(self, tick: int, time_utc: datetime) -> None:
-        self._tick = tick
-
     # --- the bus -------------------------------------------------------------------------------------------
-    def guards(self, pattern: str) -> bool:
-        return pattern in self._patterns
-
-    def wrap(self, handler: Handler) -> Handler:
-        def guarded(topic: str, message: Message) -> None:
-            passed = self.admit(topic, message)
-            if passed is not None:
-                handler(topic, passed)
-
-        return guarded
-
-    def admit(self, topic: str, message: Message) -> Message | None:
+    def _verdict(self, topic: str, message: Message) -> Message | None:
         """What the roles get for ``message``: itself, a copy with estimates in place of quarantined rows, or None."""
-        if message is self._seen:
-            return self._passed
         if isinstance(message, MeterFrame):
             passed: Message | None = self._frame(topic, message)
         elif isinstance(message, MeterReading):
             passed = self._reading(topic, message)
         else:
             passed = message  # another type on a meter topic: the roles count it as rejected
-        self._seen, self._passed = message, passed
         return passed
 
     # --- checks --------------------------------------------------------------------------------------------
