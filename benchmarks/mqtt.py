@@ -347,7 +347,8 @@ def round_trips(broker: MosquittoServer, n: int, protocol: str) -> dict[str, np.
 def main() -> None:
     # The ingest measurement sends readings far ahead of the grid role's tick on purpose (it rejects and would
     # log each one); logging 40,000 warnings to a terminal would be what is measured.
-    logging.disable(logging.WARNING)
+    logging.getLogger("twin").setLevel(logging.ERROR)
+    logging.getLogger("streams").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--round-trips", type=int, default=2000)

@@ -7,8 +7,10 @@ after the other (``runpy``, as ``__main__`` with ``--quick``), so that the heavy
 
 from __future__ import annotations
 
+import logging
 import runpy
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,22 @@ SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if 'if __name__ == "__main__
 def test_every_benchmark_script_is_found_and_has_a_quick_mode() -> None:
     assert {p.name for p in SCRIPTS} >= {"powerflow_engines.py", "replay_day.py"}
     assert [p.name for p in SCRIPTS if "--quick" not in p.read_text()] == []
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A script configures logging for its own process; the tests after it get the logging they had."""
+    loggers = [logging.root, *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    levels = {lg: (lg.level, lg.disabled) for lg in loggers}
+    disable = logging.root.manager.disable
+    yield
+    logging.disable(disable)
+    for lg, (level, disabled) in levels.items():
+        lg.setLevel(level)
+        lg.disabled = disabled
+    for lg in logging.root.manager.loggerDict.values():
+        if isinstance(lg, logging.Logger) and lg not in levels:
+            lg.setLevel(logging.NOTSET)
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])

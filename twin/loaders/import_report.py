@@ -69,9 +69,15 @@ def collected() -> Iterator[list[str]]:
     disabled = [lg for lg in family if lg.disabled]
     for lg in disabled:
         lg.disabled = False
+    # ... and so may ``logging.disable`` (process-wide): lifted inside the block only
+    process_disable = logging.root.manager.disable
+    if process_disable >= logging.WARNING:
+        logging.disable(logging.NOTSET)
     try:
         yield collector.messages
     finally:
+        if process_disable >= logging.WARNING:
+            logging.disable(process_disable)
         for lg in disabled:
             lg.disabled = True
         logger.removeHandler(collector)
