@@ -35,9 +35,9 @@ def _logging_restored() -> Iterator[None]:
     for lg, (level, disabled) in levels.items():
         lg.setLevel(level)
         lg.disabled = disabled
-    for lg in logging.root.manager.loggerDict.values():
-        if isinstance(lg, logging.Logger) and lg not in levels:
-            lg.setLevel(logging.NOTSET)
+    for added in logging.root.manager.loggerDict.values():
+        if isinstance(added, logging.Logger) and added not in levels:
+            added.setLevel(logging.NOTSET)
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
