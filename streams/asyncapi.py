@@ -145,6 +145,23 @@ _PARAMETERS: dict[str, str] = {
 # A '+' in a PAYLOADS pattern is named by the segment before it.
 _WILDCARD_NAMES: dict[str, str] = {"meter": "meter_id", "device": "device_id"}
 
+def _delivery_text() -> str:
+    """The QoS sentence of the description, from ``streams.contract.QOS`` (the bindings read the same table)."""
+    by_qos: dict[int, list[str]] = {}
+    for pattern, qos in QOS.items():
+        by_qos.setdefault(qos, []).append(f"`{pattern}`")
+    meaning = {0: "at most once", 1: "at least once", 2: "exactly once"}
+    if len(by_qos) == 1:
+        (qos, _), = by_qos.items()
+        return f"Every topic travels at QoS {qos} ({meaning[qos]}), the per-tick snapshots too."
+    return "; ".join(f"QoS {qos} ({meaning[qos]}) for {', '.join(names)}" for qos, names in sorted(by_qos.items())) \
+        + "."
+
+
+# The lease the twin gives its simulated devices (devices.limits.LeaseConfig and the run options; a test keeps
+# this text and them alike: streams may not import devices).
+_SIMULATED_LEASE = "a lease of 30 min or two control periods, whichever is longer"
+
 _DESCRIPTION = f"""\
 The MQTT interface of a phasetwin digital twin of one LV feeder. Every role talks only through these topics, \
 below the versioned root `{topics.ROOT}/{{feeder}}/`. Payloads are JSON objects validated against the schemas \
@@ -166,9 +183,7 @@ controller logs in as MQTT user `controller`, a real device as its device id, an
 `meters` or `meter/{{meter_id}}`. Recorders and dashboards (users `recorder`, `dashboard`) only read.
 
 ## Delivery
-QoS 1 (at least once) for meter data, device commands, acks and states, controller plans and heartbeats and \
-dead letters; QoS 0 for `grid/state`, `twin/clock` and `twin/status`, per-tick snapshots that the next tick \
-replaces. Within a tick the order is fixed: clock, meter readings, device states, grid state, then (every \
+{_delivery_text()} Within a tick the order is fixed: clock, meter readings, device states, grid state, then (every \
 control period) the controller's plan and commands, then the twin's status; a command is decided at the start \
 of the next tick and takes effect then (or after the device's operating time). Sequence numbers of commands \
 increase strictly per device; a device executes a sequence number at most once, acknowledges a repeat of it \
@@ -181,6 +196,16 @@ counted (`TwinStatus.deadletters`).
 and power flow (`TwinStatus.readings_late`).
 - A duplicate (same meter, same tick) is dropped and counted.
 - Out-of-order readings within the window are reordered.
+
+## Start-up: a device's phase and its lease
+- **Phase.** The twin starts every customer on the phase(s) its network file gives. A PSD or STS reports the \
+phase in force in every `device/{{device_id}}/state` (`DeviceState.phase`), and from its first state on the \
+twin's power flow uses that phase; nothing on the bus tells a device its phase. A real device reads its own \
+switch position; a device emulated for a test starts on its customer's phase in the network file.
+- **Lease.** A device's lease is its own setting: without a valid command or controller heartbeat for that long \
+(on the device's clock) it goes to its safe state (`safe_reason: lease_expired`). A controller sends \
+`controller/heartbeat` every control period. The twin's simulated devices use {_SIMULATED_LEASE}; a real device \
+should use at least two control periods, so that one lost heartbeat does not make it safe.
 """
 
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -28,6 +27,7 @@ from controllers.errors import PlanningError
 from controllers.identification import HIGH_CONFIDENCE, Assignment, Method
 from phasetwin.report.console import console
 from phasetwin.report.console import fail as _fail
+from phasetwin.report.json_file import write_json
 from streams.errors import validation_problems
 from twin.errors import StreamError, TwinError
 
@@ -196,7 +196,7 @@ def identify(
         writer.writeheader()
         writer.writerows(rows)
     report = result.report(true=true, min_confidence=min_confidence, recorded=recorded)
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_json(out / "report.json", report)
     _print(report, chosen, ids, flagged, method)
     console.print(f"wrote {out / 'identified.json'}, {out / 'phases.csv'}, {out / 'report.json'}")
     if watch:

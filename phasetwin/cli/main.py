@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -30,11 +30,9 @@ from phasetwin.plan.rephase.command import register as _register_rephase
 from phasetwin.report.console import console, err_console
 from phasetwin.report.console import fail as _fail
 from phasetwin.report.tables import print_table
-from phasetwin.run.compare import StrategyFigures
 from phasetwin.run.options import ScenarioOptions, parse_time
 from phasetwin.run.scenario import Scenario, TimeBase
 from phasetwin.run.scenario_file import ReplayOptions as ScenarioFileOptions
-from phasetwin.run.summary import RunSummary
 from phasetwin.studies.command import register as _register_study
 from phasetwin.view.command import register as _register_view
 from streams.bus import Bus
@@ -45,6 +43,10 @@ from streams.meters.data import PowerUnit
 from twin.errors import StreamError, TwinError
 from twin.metrics import KPI_LABELS, KpiChange
 from twin.powerflow import DivergencePolicy, Engine
+
+if TYPE_CHECKING:
+    from phasetwin.run.compare import StrategyFigures
+    from phasetwin.run.summary import RunSummary
 
 # Plain click help (rich_markup_mode=None): at 80 columns rich's option table leaves the help ~18 characters.
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -540,7 +542,7 @@ def replay(
 def _live_view(scenario: Scenario, *, bus: str | None, port: int) -> subprocess.Popen[str]:
     """``replay --view``: the live view in its own process, listening before the first tick goes out."""
     from phasetwin.view.command import start_view_process
-    from phasetwin.view.runfolder import RunFolderError
+    from phasetwin.view.errors import RunFolderError
 
     if bus is None:
         raise _fail("--view follows the run on the MQTT bus; give --bus mqtt://host:port (e.g. a local mosquitto)")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -15,10 +14,14 @@ from rich.table import Table
 from phasetwin.report.console import console, err_console
 from phasetwin.report.console import fail as _fail
 from phasetwin.report.tables import print_table
-from phasetwin.run.result import RunResult
-from phasetwin.run.scenario import Scenario
-from phasetwin.studies.grid import Task
 from twin.errors import StreamError, TwinError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from phasetwin.run.result import RunResult
+    from phasetwin.run.scenario import Scenario
+    from phasetwin.studies.grid import Task
 
 study_app = typer.Typer(no_args_is_help=True, help="Studies: many replays fanned out on Dask, one comparison.")
 
@@ -169,6 +172,8 @@ def print_comparison(table: pd.DataFrame, *, title: str) -> None:
     out = Table("feeder", "fleet", "strategy", "tasks (failed)", "P_unb, kWh", "reduction vs none",
                 "switch ops", "voltage violations (ticks)", "battery, kWh", "rejected", "worse than none on",
                 title=title)
+
+    import pandas as pd
 
     def num(value: object, fmt: str) -> str:
         return "—" if value is None or pd.isna(value) else format(value, fmt)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from phasetwin.view.runfolder import RunFolderError, empty_timeline, read_run_folder
-from phasetwin.view.timeline import Timeline
+from phasetwin.view.errors import RunFolderError
 from twin.errors import TwinError
+
+if TYPE_CHECKING:
+    from phasetwin.view.timeline import Timeline
 
 console = Console(stderr=True)
 DEFAULT_PORT = 5006
@@ -31,7 +33,10 @@ def open_view(folder: Path | None = None, *, live: str | None = None, feeder: st
     if live is None:
         if folder is None:
             raise RunFolderError("give a run folder to open, or --live mqtt://host:port to follow a live run")
+        from phasetwin.view.runfolder import read_run_folder
+
         return read_run_folder(folder)
+    from phasetwin.view.runfolder import empty_timeline
     from twin.feeders import open_feeder
 
     entry = open_feeder(feeder)

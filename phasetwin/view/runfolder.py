@@ -13,16 +13,13 @@ import pandas as pd
 
 from phasetwin.report.html import find_baseline
 from phasetwin.view.alarms import AlarmBook, grid_rules
+from phasetwin.view.errors import RunFolderError
 from phasetwin.view.geometry import OneLine, one_line
 from phasetwin.view.timeline import Customer, Decision, DeviceSample, GridTick, Reference, Timeline
 from twin.feeders import open_feeder
 from twin.network import Feeder
 
 PHASES = ("a", "b", "c")
-
-
-class RunFolderError(ValueError):
-    """A folder the view cannot show; the message names the folder and what is missing."""
 
 
 def _scenario(folder: Path) -> dict[str, Any]:

@@ -12,6 +12,7 @@ streams/contract.py ─┘                │
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -307,3 +308,22 @@ def test_a_wrong_type_nested_in_a_message_is_invalid() -> None:
 def test_contract_documents_lists_the_asyncapi_file_and_one_schema_per_message() -> None:
     assert sorted(contract_documents()) == sorted(
         [ASYNCAPI_FILE, *(f"schemas/{m.__name__}.json" for m in ALL_MESSAGES)])
+
+
+def test_the_delivery_text_states_the_qos_every_channel_binds() -> None:
+    # issue 29, item 10: the text said QoS 0 for the snapshots while every binding said QoS 1
+    text = asyncapi_document()["info"]["description"]
+    delivery = text[text.index("## Delivery"):text.index("## Invalid")]
+    assert {int(q) for q in re.findall(r"QoS (\d)", delivery)} == set(QOS.values())
+
+
+@pytest.mark.parametrize(("period_s", "lease_s"), [(900, 1800.0), (300, 1800.0), (3600, 7200.0)])
+def test_the_start_up_text_gives_the_lease_simulated_devices_get(period_s: int, lease_s: float) -> None:
+    # issue 29, item 10: the contract never said how a device learns its phase or how long its lease is
+    from phasetwin.run.options import ScenarioOptions
+
+    text = " ".join(asyncapi_document()["info"]["description"].split())
+    assert "a lease of 30 min or two control periods, whichever is longer" in text
+    assert "`DeviceState.phase`" in text and "nothing on the bus tells a device its phase" in text
+    scenario = ScenarioOptions(tick=60, control_period=period_s).scenario()
+    assert scenario.fleet.lease.lease_s == lease_s == max(30 * 60, 2 * period_s)

@@ -13,7 +13,6 @@ Each command prints a table and writes its files into ``--out``:
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +23,7 @@ from rich.table import Table
 from controllers.errors import PlanningError
 from phasetwin.report.console import console
 from phasetwin.report.console import fail as _fail
+from phasetwin.report.json_file import write_json
 from phasetwin.report.tables import print_table
 from twin.errors import TwinError
 from twin.powerflow import Engine
@@ -160,7 +160,7 @@ def rephase(
         raise _fail(f"power-flow check failed: {err}") from None
     _write_csv(out / "table3.csv", check.rows())
     report["powerflow_check"] = {"days": shown_days, "engine": engine.value, "rows": check.rows()}
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_json(out / "report.json", report)
     before_loads = feeder_phase_loads_kw(net, table, initial, check_steps)
     after_loads = feeder_phase_loads_kw(net, table, after, check_steps)
     seps = [k * steps_per_day for k in range(1, len(shown_days))]
@@ -178,7 +178,7 @@ def rephase(
     t = Table("feeder", "method", "objective", "lower bound", "gap", "P_unb before kW", "after kW", "reduction",
               "changes")
     for r in feeders_report:
-        t.add_row(str(r["feeder"] + 1), r["method"], f"{r['objective']:.4f}", f"{r['lower_bound']:.4f}",
+        t.add_row(str(r["feeder"]), r["method"], f"{r['objective']:.4f}", f"{r['lower_bound']:.4f}",
                   f"{r['gap']:.1%}", f"{r['p_unb_before_kw']:.0f}", f"{r['p_unb_after_kw']:.0f}",
                   f"{r['p_unb_reduction']:.1%}", str(r["changes"]))
     print_table(console, t)
@@ -225,7 +225,7 @@ def birkhoff(
               "linearised_loss_after_kw": result.expected_loss_kw, "lower_bound_kw": result.lower_bound_kw,
               "gap": result.gap, "nonlinear_loss_before_kw": before, "nonlinear_loss_after_kw": after,
               "engine": engine.value, "solver": result.solver_detail}
-    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    write_json(out / "report.json", report)
     t = Table("node", "bus", "ours", "paper")
     for r in rows:
         t.add_row(r["node"], r["bus"], f"{r['matrix']} ({r['configuration']})", r["paper_matrix"])

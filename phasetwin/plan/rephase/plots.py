@@ -20,7 +20,7 @@ def write_phase_loads(path: Path, loads_kw: np.ndarray, *, feeders: list[int], t
                       x_label: str, separators: list[int] | None = None) -> Drawn:
     """``loads_kw`` [k, n_feeders, 3]: one panel per feeder with the three phases and their mean (dashed)."""
     marks = tuple(float(s) for s in separators or [])
-    panels = [Panel(f"feeder {f + 1} (kW)", x_marks=marks, series=(
+    panels = [Panel(f"feeder {f} (kW)", x_marks=marks, series=(
         *(Series(f"phase {p}", loads_kw[:, f, i], phase=p) for i, p in enumerate("ABC")),
         Series("mean of the phases", loads_kw[:, f, :].mean(axis=1), colour=style.PHASE_COLOURS["N"], dashed=True)))
         for f in feeders]
@@ -32,7 +32,7 @@ def write_unbalance(path: Path, before_kw: np.ndarray, after_kw: np.ndarray, *, 
                     x_label: str, separators: list[int] | None = None) -> Drawn:
     """``before_kw``/``after_kw`` [k, n_feeders] P_unb: one panel per feeder, before (dashed) and after."""
     marks = tuple(float(s) for s in separators or [])
-    panels = [Panel(f"feeder {f + 1}: P_unb (kW)", x_marks=marks, y_min=0.0, series=(
+    panels = [Panel(f"feeder {f}: P_unb (kW)", x_marks=marks, y_min=0.0, series=(
         Series("after", after_kw[:, f], colour=style.OTHER_COLOURS[0]),
         Series("before", before_kw[:, f], colour=style.PHASE_COLOURS["N"], dashed=True))) for f in feeders]
     return write_figure(path, panels, title="P_unb (eq. 7) per LV feeder, before and after re-phasing",

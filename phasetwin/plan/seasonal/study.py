@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from controllers.planning.seasonal.evaluation import (
 from controllers.planning.seasonal.milp import solve_exact
 from controllers.planning.seasonal.plan_file import SeasonalPlanFile
 from controllers.planning.seasonal.pso import solve_pso
+from phasetwin.report.json_file import write_json
 from twin.figures.compare import write_before_after
 
 CASE_WEIGHTS: dict[str, tuple[float, float, float]] = {
@@ -116,7 +116,7 @@ def write_outputs(folder: Path, net: SeasonalNetwork, topologies: list[Topology]
     table = [{"case": r.case, "method": r.method, "objective": r.value, "bound": r.bound,
               "e_loss_kwh": r.objectives.e_loss_kwh, "dv_pu": r.objectives.dv_pu, "i_n_a": r.objectives.i_n_a,
               "wall_s": r.wall_s} for r in rows]
-    (folder / "table4.json").write_text(json.dumps(table, indent=2), encoding="utf-8")
+    write_json(folder / "table4.json", table, indent=2)
     before = rows[0].objectives
     after = f"{chosen.case}, {chosen.method}"
     write_before_after(folder / "neutral_current.svg", before={"I_N max": before.i_n_scenario_a},

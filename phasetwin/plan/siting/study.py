@@ -4,7 +4,6 @@ and the files the twin replays them with."""
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from controllers.planning.sts_siting.case import Candidate, CandidateKind, CostP
 from controllers.planning.sts_siting.planner import SitingResult, solve_hai, solve_single_level
 from devices.limits import LeaseConfig, PessParams, sts_limits
 from phasetwin.plan.replay.file import REPLAY_FILE, PlannedFigures, ReplayPlan
+from phasetwin.report.json_file import write_json
 from twin.figures.compare import write_before_after, write_lines
 from twin.loaders import ieee13 as ieee13_data
 from twin.phase import Phase
@@ -258,7 +258,7 @@ def write_outputs(folder: Path, case: SitingCase, results: list[SitingResult], c
     summary = [plan_of(case, r).model_dump(mode="json") | {"optimal": r.optimal, "wall_s": r.wall_s,
                                                             "hai_iterations": list(r.iterations)}
                for r in results]
-    (folder / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_json(folder / "results.json", summary, indent=2)
     before = next(r for r in results if r.scenario is Scenario.S1)
     write_before_after(folder / "head_currents.svg",
                        before={f"phase {ph}": before.evaluation.head_current_a[:, k] for k, ph in enumerate(phases)},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -85,6 +86,12 @@ def test_a_customer_without_data_is_reported_and_a_plan_starts_from_identified_p
     assert result.exit_code == 0, result.output
     plan = read_plan_file(root / "plan/plan.json")
     assert plan.initial == identified and plan.initial != recorded
+    # the report is strict JSON, and the console, report.json and table3.csv number the LV feeders alike
+    report = json.loads((root / "plan/report.json").read_text(), parse_constant=lambda token: pytest.fail(token))
+    with (root / "plan/table3.csv").open() as fh:
+        table3 = {int(r["feeder"]) for r in csv.DictReader(fh)}
+    shown = {int(n) for n in re.findall(r"^\W*feeder\s+(\d+)\s*$", result.output, flags=re.MULTILINE)}
+    assert {f["feeder"] for f in report["feeders"]} == table3 == shown == {0}
 
 
 @pytest.mark.parametrize(
