@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import opendssdirect as dss
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+# the repository first: tests/ holds folders named like the packages (tests/phasetwin, ...), which would
+# otherwise shadow them when the script runs from another folder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 from support.opendss_circuits import write_ieee_european_lv
 
 from twin.network import Feeder

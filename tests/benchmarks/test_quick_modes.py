@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import runpy
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,3 +50,15 @@ def test_quick_mode_runs(script: Path, tmp_path: Path, monkeypatch: pytest.Monke
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as end:  # a script that ends with sys.exit(status) ran to its end: status 0 passes
         assert end.code in (0, None), f"{script.name} --quick exited with status {end.code}"
+
+
+WITH_TEST_SUPPORT = [p for p in SCRIPTS if '/ "tests"' in p.read_text() or "opendss_day" in p.read_text()]
+
+
+@pytest.mark.parametrize("script", WITH_TEST_SUPPORT, ids=lambda p: p.stem)
+def test_scripts_that_use_the_test_servers_start_from_any_folder(script: Path, tmp_path: Path) -> None:
+    # tests/ holds folders named like the packages (tests/phasetwin, tests/twin): put first on sys.path they
+    # shadowed the packages, and `python benchmarks/replay_day.py` from another folder could not import phasetwin
+    done = subprocess.run([sys.executable, str(script), "--help"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
