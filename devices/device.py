@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from devices.commands import CommandGate, Outcome
 from devices.lease import Lease
@@ -75,6 +75,21 @@ class Device(ABC):
         self.load_s_pole_kva: float | None = None
         self.now_s = -math.inf
         """Time of the last command or tick seen; day counters are reported for this time."""
+        self._pending: list[tuple[int, float]] = []
+        """Accepted switch operations still in progress: (command seq, end of the operation, s)."""
+
+    def _finish_operations(self, phase: Phase, start_utc: datetime, end_s: float) -> list[Outcome]:
+        """The ``applied`` outcomes (recorded by the gate) of the pending operations to ``phase`` that end by
+        ``end_s``, in the tick starting at ``start_utc``; they are no longer pending."""
+        start_s = to_s(start_utc)
+        applied = []
+        for seq, done_s in [p for p in self._pending if p[1] <= end_s]:
+            outcome = Outcome(seq=seq, status=AckStatus.APPLIED, detail=f"on phase {phase.name}",
+                              effective_utc=start_utc + timedelta(seconds=done_s - start_s))
+            self.gate.update(outcome)
+            applied.append(outcome)
+        self._pending = [p for p in self._pending if p[1] > end_s]
+        return applied
 
     @property
     def load_i_a(self) -> float:

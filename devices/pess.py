@@ -16,7 +16,7 @@ phases equally (three-phase PESS) or on one phase (eqs. 25–29), switchable thr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from devices.commands import Outcome
 from devices.device import BatteryTick, Device, TickReport, to_s
@@ -68,7 +68,6 @@ class Pess(Device):
         self.ac_kw = 0.0
         self._locked = False
         self._lock_reason = ""
-        self._pending: list[tuple[int, float]] = []
 
     # --- commands -------------------------------------------------------------------------------------------
     def decide(self, command: DeviceCommand, t_s: float, now_utc: datetime) -> Outcome:
@@ -128,12 +127,7 @@ class Pess(Device):
             # while the transfer switch is open the inverter cannot export or import: count what it would have
             sw.unsupplied_kwh += abs(self.ac_kw) * lost_s / 3600.0
             phase = sw.supplied_phase(start_s, end_s)
-            for seq, done_s in [q for q in self._pending if q[1] <= end_s]:
-                outcome = Outcome(seq=seq, status=AckStatus.APPLIED, detail=f"on phase {sw.phase.name}",
-                                  effective_utc=start_utc + timedelta(seconds=done_s - start_s))
-                self.gate.update(outcome)
-                applied.append(outcome)
-            self._pending = [q for q in self._pending if q[1] > end_s]
+            applied = self._finish_operations(sw.phase, start_utc, end_s)
         p_kw = [0.0, 0.0, 0.0]
         if phase is not None:
             for ph in (self.phases if len(self.phases) == 3 else (phase,)):
