@@ -3,7 +3,7 @@ load between phases A, B and C, break-before-make, 60 ms by default."""
 
 from __future__ import annotations
 
-from devices.limits import SwitchLimits, psd_limits
+from devices.limits import psd_limits
 from devices.switch_device import SwitchDevice
 from streams.messages import DeviceAction, DeviceKind
 
@@ -11,7 +11,4 @@ from streams.messages import DeviceAction, DeviceKind
 class Psd(SwitchDevice):
     kind = DeviceKind.PSD
     actions = frozenset({DeviceAction.SET_PHASE, DeviceAction.RESET})
-
-    @classmethod
-    def default_limits(cls) -> SwitchLimits:
-        return psd_limits()
+    default_limits = psd_limits()

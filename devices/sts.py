@@ -4,7 +4,7 @@ costing δ_STS (eq. 2). An STS in front of a single-phase PESS is part of the PE
 
 from __future__ import annotations
 
-from devices.limits import SwitchLimits, sts_limits
+from devices.limits import sts_limits
 from devices.switch_device import SwitchDevice
 from streams.messages import DeviceAction, DeviceKind
 
@@ -12,7 +12,4 @@ from streams.messages import DeviceAction, DeviceKind
 class Sts(SwitchDevice):
     kind = DeviceKind.STS
     actions = frozenset({DeviceAction.TRANSFER, DeviceAction.RESET})
-
-    @classmethod
-    def default_limits(cls) -> SwitchLimits:
-        return sts_limits()
+    default_limits = sts_limits()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from datetime import datetime
+from typing import ClassVar
 
 from devices.commands import Outcome
 from devices.device import Device, TickReport, to_s
@@ -18,17 +18,15 @@ ZERO_KW = (0.0, 0.0, 0.0)
 class SwitchDevice(Device):
     """Carries its host customer's single-phase load; ``phase`` is the phase it is connected to."""
 
+    default_limits: ClassVar[SwitchLimits]
+    """The limits of a device of this kind when none are given."""
+
     def __init__(
         self, *, device_id: str, customer_id: str, phase: Phase, limits: SwitchLimits | None = None,
         lease: LeaseConfig | None = None, v_phase_v: float = 230.0,
     ) -> None:
         super().__init__(device_id=device_id, customer_id=customer_id, lease=lease, v_phase_v=v_phase_v)
-        self.switch = SwitchCore(limits=limits or self.default_limits(), phase=phase)
-
-    @classmethod
-    @abstractmethod
-    def default_limits(cls) -> SwitchLimits:
-        """The limits of a device of this kind when none are given."""
+        self.switch = SwitchCore(limits=limits or self.default_limits, phase=phase)
 
     def decide(self, command: DeviceCommand, t_s: float, now_utc: datetime) -> Outcome:
         assert command.phase is not None  # the message validator requires it for switching actions
