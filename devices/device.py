@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from devices.commands import CommandGate, Outcome
 from devices.lease import Lease
 from devices.limits import LeaseConfig
+from devices.switch_mechanism import SwitchCore
 from streams.messages import (
     AckStatus,
     DeviceAction,
@@ -75,6 +76,8 @@ class Device(ABC):
         self.load_s_pole_kva: float | None = None
         self.now_s = -math.inf
         """Time of the last command or tick seen; day counters are reported for this time."""
+        self.switch: SwitchCore | None = None
+        """The switching mechanism of a device that moves a load between phases (PSD, STS, a PESS behind one)."""
         self._pending: list[tuple[int, float]] = []
         """Accepted switch operations still in progress: (command seq, end of the operation, s)."""
 
@@ -157,23 +160,24 @@ class Device(ABC):
     @abstractmethod
     def locked_out(self) -> bool: ...
 
+    # --- the switch's counters, reported as zeros by a device without one -------------------------------------
     @property
-    @abstractmethod
-    def operations_today(self) -> int: ...
+    def operations_today(self) -> int:
+        return self.switch.ops_today(self.now_s) if self.switch is not None else 0
 
     @property
-    @abstractmethod
-    def operations_total(self) -> int: ...
+    def operations_total(self) -> int:
+        return self.switch.operations_total if self.switch is not None else 0
 
     @property
-    @abstractmethod
     def dwell_remaining_s(self) -> float:
         """Seconds from the last seen time until a switch operation is allowed again (0 without a switch)."""
+        return self.switch.dwell_remaining_s(self.now_s) if self.switch is not None else 0.0
 
     @property
-    @abstractmethod
-    def unsupplied_kwh(self) -> float: ...
+    def unsupplied_kwh(self) -> float:
+        return self.switch.unsupplied_kwh if self.switch is not None else 0.0
 
     @property
-    @abstractmethod
-    def operation_cost(self) -> float: ...
+    def operation_cost(self) -> float:
+        return self.switch.operation_cost if self.switch is not None else 0.0

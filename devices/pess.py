@@ -195,7 +195,7 @@ class Pess(Device):
         if at_midnight and abs(self.e_kwh - self.params.e_initial_kwh) > 1e-6:
             self.ledger.target_misses += 1
 
-    # --- faults and counters --------------------------------------------------------------------------------
+    # --- faults ---------------------------------------------------------------------------------------------
     def trip(self, reason: str) -> None:
         """A fault: the battery idles (PV still flows) and commands are refused until reset."""
         self._locked, self._lock_reason = True, reason
@@ -207,23 +207,3 @@ class Pess(Device):
     @property
     def locked_out(self) -> bool:
         return self._locked
-
-    @property
-    def operations_today(self) -> int:
-        return self.switch.ops_today(self.now_s) if self.switch is not None else 0
-
-    @property
-    def operations_total(self) -> int:
-        return self.switch.operations_total if self.switch is not None else 0
-
-    @property
-    def dwell_remaining_s(self) -> float:
-        return self.switch.dwell_remaining_s(self.now_s) if self.switch is not None else 0.0
-
-    @property
-    def unsupplied_kwh(self) -> float:
-        return self.switch.unsupplied_kwh if self.switch is not None else 0.0
-
-    @property
-    def operation_cost(self) -> float:
-        return self.switch.operation_cost if self.switch is not None else 0.0

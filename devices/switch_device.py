@@ -20,6 +20,7 @@ class SwitchDevice(Device):
 
     default_limits: ClassVar[SwitchLimits]
     """The limits of a device of this kind when none are given."""
+    switch: SwitchCore  # always one (a PESS may have none)
 
     def __init__(
         self, *, device_id: str, customer_id: str, phase: Phase, limits: SwitchLimits | None = None,
@@ -63,23 +64,3 @@ class SwitchDevice(Device):
     @property
     def locked_out(self) -> bool:
         return self.switch.locked_out
-
-    @property
-    def operations_today(self) -> int:
-        return self.switch.ops_today(self.now_s)
-
-    @property
-    def operations_total(self) -> int:
-        return self.switch.operations_total
-
-    @property
-    def dwell_remaining_s(self) -> float:
-        return self.switch.dwell_remaining_s(self.now_s)
-
-    @property
-    def unsupplied_kwh(self) -> float:
-        return self.switch.unsupplied_kwh
-
-    @property
-    def operation_cost(self) -> float:
-        return self.switch.operation_cost
