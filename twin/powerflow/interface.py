@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Engine",
     "FallbackKind",
-    "FeederEngine",
     "PowerFlow",
     "PowerFlowNotConverged",
     "PowerFlowResult",
@@ -151,18 +150,6 @@ class PowerFlow(Protocol):
         (with the converged states in ``.partial``) when some states do not converge.
         """
         ...
-
-
-class FeederEngine:
-    """What every engine keeps of its feeder: the counts, the lines' ratings and their normal states."""
-
-    def __init__(self, feeder: Feeder) -> None:
-        self.feeder = feeder
-        self.n_bus = len(feeder.buses)
-        self.n_line = len(feeder.lines)
-        self.n_customers = len(feeder.customers)
-        self.max_i_ka = np.array([ln.max_i_ka for ln in feeder.lines])
-        self._normal_closed = np.array([ln.normally_closed for ln in feeder.lines], dtype=bool)
 
 
 def check_loads(*, p_kw: np.ndarray, q_kvar: np.ndarray, n_customers: int) -> int:

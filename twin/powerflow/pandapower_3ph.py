@@ -27,9 +27,9 @@ from scipy.sparse.linalg import MatrixRankWarning
 
 from twin.errors import PowerFlowError
 from twin.network import VectorGroup
+from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
     Engine,
-    FeederEngine,
     PowerFlowNotConverged,
     PowerFlowResult,
     check_line_states,

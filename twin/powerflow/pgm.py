@@ -34,9 +34,9 @@ from power_grid_model.validation import ValidationException, assert_valid_input_
 
 from twin.errors import PowerFlowError
 from twin.network import VectorGroup
+from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
     Engine,
-    FeederEngine,
     PowerFlowNotConverged,
     PowerFlowResult,
     check_line_states,

@@ -32,9 +32,9 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from twin.errors import PowerFlowError
+from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
     Engine,
-    FeederEngine,
     PowerFlowNotConverged,
     PowerFlowResult,
     check_line_states,
