@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 from ieee_day import ieee_day_states, load_average, pandapower_sample
-from opendss_day import daily_solve_cpu_s, snapshot_load_vm_pu, write_circuit
+from opendss_day import daily_solve_cpu_s, write_circuit
 from power_grid_model import CalculationMethod
+from support.opendss_snapshots import snapshot_load_vm_pu  # on the path by opendss_day
 
 from twin.loaders import ieee_european_lv, opendss
 from twin.phasing import PhaseMap
@@ -110,7 +111,9 @@ def zbus_vs_opendss(quick: bool) -> None:
         pgm_s = cpu_s(lambda: pgm.solve(p_kw=p_kw, q_kvar=q_kvar), repeat=repeat)
         result = zbus.solve(p_kw=p_kw, q_kvar=q_kvar)
         sample = np.linspace(0, steps - 1, 3 if quick else 24).astype(int)
-        expected = snapshot_load_vm_pu(master, feeder, p_kw[sample], q_kvar[sample])
+        snapshots = snapshot_load_vm_pu(master, feeder, p_kw[sample], q_kvar[sample], tolerance=1e-12)
+        first_phase = [int(c.phases[0]) for c in feeder.customers]
+        expected = snapshots[:, np.arange(len(feeder.customers)), first_phase]
         bus = {b.id: i for i, b in enumerate(feeder.buses)}
         ours = np.array([[result.vm_pu[s, bus[c.bus], int(c.phases[0])] for c in feeder.customers] for s in sample])
         dv_dss = float(np.abs(ours - expected).max())

@@ -13,12 +13,10 @@ browser's console errors over the run. Target (issue 32): p95 ≤ 1 s and no pag
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.append(str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.servers import MosquittoServer
+from support.view_thread import serve_in_thread
 
 from phasetwin.view.command import open_view
 from phasetwin.view.live import LiveFollower
-from phasetwin.view.server import view_server
 from streams import topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,19 +68,7 @@ def main() -> None:
         broker.start()
         timeline = open_view(live=broker.url, feeder="ieee-european-lv", tick_s=60, control_period_s=300)
         follower = LiveFollower(timeline, url=broker.url, feeder=timeline.feeder_name)
-        box: dict[str, object] = {}
-        ready = threading.Event()
-
-        def serve() -> None:
-            asyncio.set_event_loop(asyncio.new_event_loop())
-            server = view_server(timeline, port=0)
-            box["server"] = server
-            ready.set()
-            server.io_loop.start()
-
-        threading.Thread(target=serve, daemon=True).start()
-        ready.wait(30)
-        server = box["server"]
+        server, _ = serve_in_thread(timeline)
         arrivals: dict[int, float] = {}
         client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         client.on_message = lambda c, u, m: arrivals.setdefault(int(json.loads(m.payload)["tick"]), time.time() * 1e3)
@@ -91,7 +77,7 @@ def main() -> None:
         client.loop_start()
         driver = _chrome(work / "profile")
         try:
-            driver.get(f"http://127.0.0.1:{server.port}/")  # type: ignore[attr-defined]
+            driver.get(f"http://127.0.0.1:{server.port}/")
             while not driver.execute_script("return Bokeh.documents.length > 0"):
                 time.sleep(0.1)
             time.sleep(1.0)
@@ -112,7 +98,7 @@ def main() -> None:
             driver.quit()
             client.loop_stop()
             follower.close()
-            server.io_loop.add_callback(server.io_loop.stop)  # type: ignore[attr-defined]
+            server.io_loop.add_callback(server.io_loop.stop)
             broker.stop()
     ticks = sorted(arrivals)
     latency = np.array([shown[t] - arrivals[t] for t in ticks if t in shown])

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from devices.commands import CommandGate, Outcome
 from devices.lease import Lease
 from devices.limits import LeaseConfig
+from devices.switch_mechanism import SwitchCore
 from streams.messages import (
     AckStatus,
     DeviceAction,
@@ -75,6 +76,23 @@ class Device(ABC):
         self.load_s_pole_kva: float | None = None
         self.now_s = -math.inf
         """Time of the last command or tick seen; day counters are reported for this time."""
+        self.switch: SwitchCore | None = None
+        """The switching mechanism of a device that moves a load between phases (PSD, STS, a PESS behind one)."""
+        self._pending: list[tuple[int, float]] = []
+        """Accepted switch operations still in progress: (command seq, end of the operation, s)."""
+
+    def _finish_operations(self, phase: Phase, start_utc: datetime, end_s: float) -> list[Outcome]:
+        """The ``applied`` outcomes (recorded by the gate) of the pending operations to ``phase`` that end by
+        ``end_s``, in the tick starting at ``start_utc``; they are no longer pending."""
+        start_s = to_s(start_utc)
+        applied = []
+        for seq, done_s in [p for p in self._pending if p[1] <= end_s]:
+            outcome = Outcome(seq=seq, status=AckStatus.APPLIED, detail=f"on phase {phase.name}",
+                              effective_utc=start_utc + timedelta(seconds=done_s - start_s))
+            self.gate.update(outcome)
+            applied.append(outcome)
+        self._pending = [p for p in self._pending if p[1] > end_s]
+        return applied
 
     @property
     def load_i_a(self) -> float:
@@ -142,23 +160,24 @@ class Device(ABC):
     @abstractmethod
     def locked_out(self) -> bool: ...
 
+    # --- the switch's counters, reported as zeros by a device without one -------------------------------------
     @property
-    @abstractmethod
-    def operations_today(self) -> int: ...
+    def operations_today(self) -> int:
+        return self.switch.ops_today(self.now_s) if self.switch is not None else 0
 
     @property
-    @abstractmethod
-    def operations_total(self) -> int: ...
+    def operations_total(self) -> int:
+        return self.switch.operations_total if self.switch is not None else 0
 
     @property
-    @abstractmethod
     def dwell_remaining_s(self) -> float:
         """Seconds from the last seen time until a switch operation is allowed again (0 without a switch)."""
+        return self.switch.dwell_remaining_s(self.now_s) if self.switch is not None else 0.0
 
     @property
-    @abstractmethod
-    def unsupplied_kwh(self) -> float: ...
+    def unsupplied_kwh(self) -> float:
+        return self.switch.unsupplied_kwh if self.switch is not None else 0.0
 
     @property
-    @abstractmethod
-    def operation_cost(self) -> float: ...
+    def operation_cost(self) -> float:
+        return self.switch.operation_cost if self.switch is not None else 0.0

@@ -16,7 +16,7 @@ phases equally (three-phase PESS) or on one phase (eqs. 25–29), switchable thr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from devices.commands import Outcome
 from devices.device import BatteryTick, Device, TickReport, to_s
@@ -68,7 +68,6 @@ class Pess(Device):
         self.ac_kw = 0.0
         self._locked = False
         self._lock_reason = ""
-        self._pending: list[tuple[int, float]] = []
 
     # --- commands -------------------------------------------------------------------------------------------
     def decide(self, command: DeviceCommand, t_s: float, now_utc: datetime) -> Outcome:
@@ -128,12 +127,7 @@ class Pess(Device):
             # while the transfer switch is open the inverter cannot export or import: count what it would have
             sw.unsupplied_kwh += abs(self.ac_kw) * lost_s / 3600.0
             phase = sw.supplied_phase(start_s, end_s)
-            for seq, done_s in [q for q in self._pending if q[1] <= end_s]:
-                outcome = Outcome(seq=seq, status=AckStatus.APPLIED, detail=f"on phase {sw.phase.name}",
-                                  effective_utc=start_utc + timedelta(seconds=done_s - start_s))
-                self.gate.update(outcome)
-                applied.append(outcome)
-            self._pending = [q for q in self._pending if q[1] > end_s]
+            applied = self._finish_operations(sw.phase, start_utc, end_s)
         p_kw = [0.0, 0.0, 0.0]
         if phase is not None:
             for ph in (self.phases if len(self.phases) == 3 else (phase,)):
@@ -201,7 +195,7 @@ class Pess(Device):
         if at_midnight and abs(self.e_kwh - self.params.e_initial_kwh) > 1e-6:
             self.ledger.target_misses += 1
 
-    # --- faults and counters --------------------------------------------------------------------------------
+    # --- faults ---------------------------------------------------------------------------------------------
     def trip(self, reason: str) -> None:
         """A fault: the battery idles (PV still flows) and commands are refused until reset."""
         self._locked, self._lock_reason = True, reason
@@ -213,23 +207,3 @@ class Pess(Device):
     @property
     def locked_out(self) -> bool:
         return self._locked
-
-    @property
-    def operations_today(self) -> int:
-        return self.switch.ops_today(self.now_s) if self.switch is not None else 0
-
-    @property
-    def operations_total(self) -> int:
-        return self.switch.operations_total if self.switch is not None else 0
-
-    @property
-    def dwell_remaining_s(self) -> float:
-        return self.switch.dwell_remaining_s(self.now_s) if self.switch is not None else 0.0
-
-    @property
-    def unsupplied_kwh(self) -> float:
-        return self.switch.unsupplied_kwh if self.switch is not None else 0.0
-
-    @property
-    def operation_cost(self) -> float:
-        return self.switch.operation_cost if self.switch is not None else 0.0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import ClassVar
 
 from devices.commands import Outcome
 from devices.device import Device, TickReport, to_s
@@ -17,13 +18,16 @@ ZERO_KW = (0.0, 0.0, 0.0)
 class SwitchDevice(Device):
     """Carries its host customer's single-phase load; ``phase`` is the phase it is connected to."""
 
+    default_limits: ClassVar[SwitchLimits]
+    """The limits of a device of this kind when none are given."""
+    switch: SwitchCore  # always one (a PESS may have none)
+
     def __init__(
-        self, *, device_id: str, customer_id: str, phase: Phase, limits: SwitchLimits,
+        self, *, device_id: str, customer_id: str, phase: Phase, limits: SwitchLimits | None = None,
         lease: LeaseConfig | None = None, v_phase_v: float = 230.0,
     ) -> None:
         super().__init__(device_id=device_id, customer_id=customer_id, lease=lease, v_phase_v=v_phase_v)
-        self.switch = SwitchCore(limits=limits, phase=phase)
-        self._pending: list[tuple[int, float]] = []
+        self.switch = SwitchCore(limits=limits or self.default_limits, phase=phase)
 
     def decide(self, command: DeviceCommand, t_s: float, now_utc: datetime) -> Outcome:
         assert command.phase is not None  # the message validator requires it for switching actions
@@ -44,13 +48,7 @@ class SwitchDevice(Device):
         self.now_s = max(self.now_s, start_s)
         sw = self.switch
         self._account_unsupplied(start_s, end_s)
-        applied = []
-        for seq, done_s in [p for p in self._pending if p[1] <= end_s]:
-            outcome = Outcome(seq=seq, status=AckStatus.APPLIED, detail=f"on phase {sw.phase.name}",
-                              effective_utc=start_utc + timedelta(seconds=done_s - start_s))
-            self.gate.update(outcome)
-            applied.append(outcome)
-        self._pending = [p for p in self._pending if p[1] > end_s]
+        applied = self._finish_operations(sw.phase, start_utc, end_s)
         return TickReport(phase=sw.supplied_phase(start_s, end_s), p_kw=ZERO_KW,
                           in_transition=sw.in_transition(start_s), applied=applied)
 
@@ -66,23 +64,3 @@ class SwitchDevice(Device):
     @property
     def locked_out(self) -> bool:
         return self.switch.locked_out
-
-    @property
-    def operations_today(self) -> int:
-        return self.switch.ops_today(self.now_s)
-
-    @property
-    def operations_total(self) -> int:
-        return self.switch.operations_total
-
-    @property
-    def dwell_remaining_s(self) -> float:
-        return self.switch.dwell_remaining_s(self.now_s)
-
-    @property
-    def unsupplied_kwh(self) -> float:
-        return self.switch.unsupplied_kwh
-
-    @property
-    def operation_cost(self) -> float:
-        return self.switch.operation_cost

@@ -14,19 +14,15 @@ from itertools import pairwise
 import numpy as np
 
 from twin.clock import TickClock
-from twin.errors import ScenarioError
+from twin.errors import ListsProblems, ScenarioError
 from twin.network import Feeder
 from twin.phase import Phase, connection_text
 
 
-class SwitchingError(ScenarioError):
+class SwitchingError(ListsProblems, ScenarioError):
     """A switching schedule the feeder cannot take. ``problems`` holds every problem found, not only the first."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        numbered = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.problems, start=1))
-        super().__init__(f"{source}: {len(self.problems)} problem(s) in the switching schedule:\n{numbered}")
+    checked = "the switching schedule"
 
 
 @dataclass(frozen=True)

@@ -95,15 +95,20 @@ def _absolute(value: object, folder: Path) -> object:
     return str(path if path.is_absolute() else (folder / path).resolve())
 
 
+def read_toml(path: Path, *, named: str) -> dict[str, Any]:
+    """The TOML file at ``path`` parsed; ScenarioError starting with ``named`` (how the user gave the file, e.g.
+    ``--config PATH``) when it cannot be read or is not TOML."""
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as err:
+        raise ScenarioError(f"{named}: cannot read it ({err.strerror or err})") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ScenarioError(f"{named}: not valid TOML ({err})") from err
+
+
 def read_scenario_file(path: Path) -> ScenarioFile:
     """Read and validate a scenario file. Raises ScenarioError naming the file and every bad field."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as err:
-        raise ScenarioError(f"--config {path}: cannot read it ({err.strerror or err})") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"--config {path}: not valid TOML ({err})") from err
-    return scenario_file_from_dict(raw, source=path)
+    return scenario_file_from_dict(read_toml(path, named=f"--config {path}"), source=path)
 
 
 def scenario_file_from_dict(raw: Mapping[str, Any], *, source: Path) -> ScenarioFile:

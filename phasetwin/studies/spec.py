@@ -26,7 +26,6 @@ time_limit_s = 0.5
 
 from __future__ import annotations
 
-import tomllib
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -36,6 +35,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from controllers.online.settings import ForecastKind, Strategy
 from devices.fleet import PessAccess
+from phasetwin.run.scenario_file import read_toml
 from streams.errors import validation_problems
 from streams.meters.coverage import UnknownMeters, Unmetered
 from streams.meters.data import PowerUnit
@@ -153,12 +153,7 @@ def read_study(path: Path) -> tuple[StudySpec, Path]:
     """The study file validated, relative paths made absolute (against its folder), and its study folder.
 
     Raises ScenarioError naming the file and every bad field."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as err:
-        raise ScenarioError(f"study file {path}: cannot read it ({err.strerror or err})") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"study file {path}: not valid TOML ({err})") from err
+    raw = read_toml(path, named=f"study file {path}")
     folder = path.parent.resolve()
 
     def absolute(value: object) -> object:

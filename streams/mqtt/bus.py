@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import math
 import queue
@@ -43,9 +44,10 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -199,6 +201,24 @@ class _Subscription:
     pattern: str
     sub_id: int
     handlers: list[Handler]
+
+
+_P = ParamSpec("_P")
+
+
+def _guarded(callback: Callable[Concatenate[MqttBus, _P], None]) -> Callable[Concatenate[MqttBus, _P], None]:
+    """A paho callback that cannot end paho's network thread: an exception it raises is counted and logged
+    (``MqttBus._guarded_failure``, naming the callback) instead of escaping into the thread."""
+    where = callback.__name__.removeprefix("_")
+
+    @functools.wraps(callback)
+    def guarded(bus: MqttBus, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            callback(bus, *args, **kwargs)
+        except Exception:
+            bus._guarded_failure(where)
+
+    return guarded
 
 
 class MqttBus:
@@ -383,13 +403,19 @@ class MqttBus:
             if not fresh or self.counters.published == published_before + 1 or now >= deadline:
                 return
 
+    def _next_arrival(self, deadline_s: float) -> tuple[str, bytes, tuple[int, ...], float] | None:
+        """The next message of the inbox, waited for until ``deadline_s`` (monotonic) at the most; None if none."""
+        remaining = deadline_s - time.monotonic()
+        try:
+            return self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+        except queue.Empty:
+            return None
+
     def _drain_realtime(self, deadline_s: float) -> bool:
         """Dispatch arrivals until the marker out comes back (True) or ``deadline_s`` passes (False)."""
         while True:
-            remaining = deadline_s - time.monotonic()
-            try:
-                item = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
-            except queue.Empty:
+            item = self._next_arrival(deadline_s)
+            if item is None:
                 return False
             topic, payload, _, _ = item
             if topic != self._sync_topic:
@@ -409,14 +435,10 @@ class MqttBus:
         """Dispatch messages as they arrive for up to ``timeout_s`` (0: only what is already here)."""
         deadline = time.monotonic() + timeout_s
         n = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                item = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
-            except queue.Empty:
-                return n
+        while (item := self._next_arrival(deadline)) is not None:
             self._dispatch(*item)
             n += 1
+        return n
 
     def _drain_until(self, marker: int) -> None:
         started = time.monotonic()
@@ -592,44 +614,38 @@ class MqttBus:
             return
         self.counters.published += 1
 
+    @_guarded
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        try:
-            if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except Exception:
-            self._guarded_failure("on_socket_open")
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    @_guarded
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                     properties: Any) -> None:
-        try:
-            if reason.is_failure:
-                self._last_connect_error = f"refused: {reason}"
-                log.error("mqtt: %s refused the connection: %s", self.settings.url, reason)
-                return
-            self.counters.connects += 1
-            if self.counters.connects > 1:
-                log.warning("mqtt: reconnected to %s (session present: %s)", self.settings.url,
-                            flags.session_present)
-            self._last_connect_error = ""
-            # Renew every subscription: the broker may have lost the session (expired, or not persisted).
-            self._broker_subscribe(self._sync_topic, 1, wait=False)
-            for sub in list(self._subs.values()):
-                self._broker_subscribe(sub.pattern, sub.sub_id, wait=False)
-            self._connected.set()
-        except Exception:
-            self._guarded_failure("on_connect")
+        if reason.is_failure:
+            self._last_connect_error = f"refused: {reason}"
+            log.error("mqtt: %s refused the connection: %s", self.settings.url, reason)
+            return
+        self.counters.connects += 1
+        if self.counters.connects > 1:
+            log.warning("mqtt: reconnected to %s (session present: %s)", self.settings.url,
+                        flags.session_present)
+        self._last_connect_error = ""
+        # Renew every subscription: the broker may have lost the session (expired, or not persisted).
+        self._broker_subscribe(self._sync_topic, 1, wait=False)
+        for sub in list(self._subs.values()):
+            self._broker_subscribe(sub.pattern, sub.sub_id, wait=False)
+        self._connected.set()
 
+    @_guarded
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Any) -> None:
-        try:
-            self._connected.clear()
-            if not self._closed:
-                self.counters.disconnects += 1
-                self._flap_check()
-                self._last_connect_error = f"disconnected: {reason}"
-                log.warning("mqtt: lost the broker %s (%s); reconnecting", self.settings.url, reason)
-        except Exception:
-            self._guarded_failure("on_disconnect")
+        self._connected.clear()
+        if not self._closed:
+            self.counters.disconnects += 1
+            self._flap_check()
+            self._last_connect_error = f"disconnected: {reason}"
+            log.warning("mqtt: lost the broker %s (%s); reconnecting", self.settings.url, reason)
 
     def _flap_check(self) -> None:
         """Alarm when the connection drops ``FLAP_DISCONNECTS`` times within ``FLAP_WINDOW_S``: a broker that keeps
@@ -643,52 +659,46 @@ class MqttBus:
                       "another client taking over the client id %r, or the broker restarting?", self.settings.url,
                       FLAP_DISCONNECTS, FLAP_WINDOW_S, self.counters.disconnects, self.client_id)
 
+    @_guarded
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            if len(msg.payload) > self.settings.max_payload_bytes:
-                self.counters.received += 1
-                self._inbox.put((msg.topic, _TOO_LARGE, (), time.monotonic()))
-                return
-            key = hash((msg.topic, msg.payload))
-            if msg.dup and key in self._recent:
-                self.counters.redeliveries_dropped += 1
-                return
-            self._recent[key] = None
-            if len(self._recent) > _RECENT_MAX:
-                self._recent.popitem(last=False)
-            ids = getattr(msg.properties, "SubscriptionIdentifier", None) if msg.properties is not None else None
+        if len(msg.payload) > self.settings.max_payload_bytes:
             self.counters.received += 1
-            if self._immediate and msg.topic != self._sync_topic:
-                self._dispatch(msg.topic, bytes(msg.payload), tuple(ids or ()), time.monotonic())
-                return
-            self._inbox.put((msg.topic, bytes(msg.payload), tuple(ids or ()), time.monotonic()))
-        except Exception:
-            self._guarded_failure("on_message")
+            self._inbox.put((msg.topic, _TOO_LARGE, (), time.monotonic()))
+            return
+        key = hash((msg.topic, msg.payload))
+        if msg.dup and key in self._recent:
+            self.counters.redeliveries_dropped += 1
+            return
+        self._recent[key] = None
+        if len(self._recent) > _RECENT_MAX:
+            self._recent.popitem(last=False)
+        ids = getattr(msg.properties, "SubscriptionIdentifier", None) if msg.properties is not None else None
+        self.counters.received += 1
+        if self._immediate and msg.topic != self._sync_topic:
+            self._dispatch(msg.topic, bytes(msg.payload), tuple(ids or ()), time.monotonic())
+            return
+        self._inbox.put((msg.topic, bytes(msg.payload), tuple(ids or ()), time.monotonic()))
 
+    @_guarded
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:
-        try:
-            if reason.is_failure:
-                log.error("mqtt: the broker refused a publish (mid %d): %s", mid, reason)
-        except Exception:
-            self._guarded_failure("on_publish")
+        if reason.is_failure:
+            log.error("mqtt: the broker refused a publish (mid %d): %s", mid, reason)
 
+    @_guarded
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode],
                       properties: Any) -> None:
-        try:
-            failed = [str(r) for r in reasons if r.is_failure]
-            with self._suback:
-                if mid not in self._pending_subacks:
-                    if failed:
-                        log.error("mqtt: renewed subscription refused (mid %d): %s", mid, failed)
-                    return
+        failed = [str(r) for r in reasons if r.is_failure]
+        with self._suback:
+            if mid not in self._pending_subacks:
                 if failed:
-                    self._failed_subacks[mid] = ", ".join(failed)
-                    log.error("mqtt: subscription refused (mid %d): %s", mid, failed)
-                self._pending_subacks.discard(mid)
-                self._suback.notify_all()
-        except Exception:
-            self._guarded_failure("on_subscribe")
+                    log.error("mqtt: renewed subscription refused (mid %d): %s", mid, failed)
+                return
+            if failed:
+                self._failed_subacks[mid] = ", ".join(failed)
+                log.error("mqtt: subscription refused (mid %d): %s", mid, failed)
+            self._pending_subacks.discard(mid)
+            self._suback.notify_all()
 
     def _count_loop_error(self) -> None:
         self.counters.loop_errors += 1

@@ -98,12 +98,17 @@ class ServerProcess(abc.ABC):
 
     name = "server"
     ready_pattern = re.compile("(?!)")
+    binary_name = ""
+    package = ""
+    """The binary and the Debian package that has it."""
 
-    def __init__(self, *, workdir: Path) -> None:
+    def __init__(self, *, workdir: Path, port: int | None = None) -> None:
         self.host = HOST
         self.workdir = workdir
         self.log_path = workdir / "server.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self.binary = find_binary(self.binary_name, package=self.package)
+        self.port = free_port() if port is None else port
 
     # -- to be provided by each server -----------------------------------------------------------------
     @abc.abstractmethod
@@ -229,11 +234,10 @@ class MosquittoServer(ServerProcess):
 
     name = "mosquitto"
     ready_pattern = re.compile(r"mosquitto version \S+ running")
+    binary_name = package = "mosquitto"
 
     def __init__(self, *, workdir: Path, port: int | None = None) -> None:
-        super().__init__(workdir=workdir)
-        self.binary = find_binary("mosquitto", package="mosquitto")
-        self.port = free_port() if port is None else port
+        super().__init__(workdir=workdir, port=port)
         self.config_path = workdir / "mosquitto.conf"
         self.config_path.write_text(self._config())
 
@@ -276,7 +280,23 @@ class MosquittoServer(ServerProcess):
         return _port_accepts(self.port)
 
 
-class InfluxDBServer(ServerProcess):
+class _HttpServer(ServerProcess):
+    """A server whose API is HTTP on ``port``."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _answers(self, path: str, status: int) -> bool:
+        """Whether ``GET path`` answers with ``status`` within a second."""
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=1.0) as response:
+                return bool(response.status == status)
+        except OSError:
+            return False
+
+
+class InfluxDBServer(_HttpServer):
     """An InfluxDB 1.x server (``influxd``) on 127.0.0.1, HTTP API only, no authentication.
 
     Attributes:
@@ -287,20 +307,15 @@ class InfluxDBServer(ServerProcess):
         workdir: holds ``influxdb.conf``, ``server.log`` and the ``meta``, ``data`` and ``wal`` folders.
     """
 
-    name = "influxd"
+    name = binary_name = "influxd"
+    package = "influxdb"
     ready_pattern = re.compile(r'msg="Listening on HTTP"')
 
     def __init__(self, *, workdir: Path, port: int | None = None) -> None:
-        super().__init__(workdir=workdir)
-        self.binary = find_binary("influxd", package="influxdb")
-        self.port = free_port() if port is None else port
+        super().__init__(workdir=workdir, port=port)
         self.rpc_port = free_port()
         self.config_path = workdir / "influxdb.conf"
         self.config_path.write_text(self._config())
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def _config(self) -> str:
         # Keys as influxd 1.6 prints them with `influxd config`; it ignores keys it does not know. Debian's
@@ -365,11 +380,7 @@ bind-address = "{self.host}:{self.rpc_port}"
         return [self.binary, "-config", str(self.config_path)]
 
     def _is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=1.0) as response:
-                return bool(response.status == 204)
-        except OSError:
-            return False
+        return self._answers("/ping", 204)
 
     def query(self, q: str, db: str | None = None, *, epoch: str | None = None) -> dict[str, Any]:
         """Run InfluxQL ``q`` through the HTTP API (``POST /query``) and return the parsed JSON answer.
@@ -401,7 +412,7 @@ bind-address = "{self.host}:{self.rpc_port}"
         return answer
 
 
-class VictoriaMetricsServer(ServerProcess):
+class VictoriaMetricsServer(_HttpServer):
     """A single-node VictoriaMetrics on 127.0.0.1, which takes InfluxDB line protocol on ``/write`` (v1) and
     ``/api/v2/write`` (v2) of its HTTP port, no authentication.
 
@@ -418,18 +429,12 @@ class VictoriaMetricsServer(ServerProcess):
         workdir: holds ``server.log`` and the ``data`` folder.
     """
 
-    name = "victoria-metrics"
+    name = binary_name = package = "victoria-metrics"
     ready_pattern = re.compile(r"starting http server at")
 
     def __init__(self, *, workdir: Path, port: int | None = None) -> None:
-        super().__init__(workdir=workdir)
-        self.binary = find_binary("victoria-metrics", package="victoria-metrics")
-        self.port = free_port() if port is None else port
+        super().__init__(workdir=workdir, port=port)
         self.data_path = workdir / "data"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def _argv(self) -> list[str]:
         return [
@@ -441,11 +446,7 @@ class VictoriaMetricsServer(ServerProcess):
         ]
 
     def _is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=1.0) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return self._answers("/health", 200)
 
     def force_flush(self) -> None:
         """Make everything written so far searchable now (``/internal/force_flush``)."""

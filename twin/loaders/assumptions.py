@@ -19,6 +19,7 @@ assumption used is logged once per network (a warning) and listed in ``Feeder``-
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, Self
 
@@ -83,20 +84,30 @@ def _pairs(key: str, text: str) -> dict[str, str]:
     return out
 
 
-def parse_feeder_spec(spec: str) -> FeederSpec:
-    """``PATH[;key=value…]`` → FeederSpec; ScenarioError naming the bad part and the expected form."""
-    path_text, *parts = spec.split(";")
-    fields: dict[str, object] = {"path": Path(path_text.strip())}
-    models: dict[str, tuple[str, type[BaseModel]]] = {
-        "zero-sequence": ("zero_sequence", ZeroSequence), "ext-grid": ("short_circuit", ShortCircuit)}
-    for part in parts:
+def _path_text(text: str) -> str:
+    """The PATH of ``PATH[;key=value…]``."""
+    return text.split(";")[0].strip()
+
+
+def _key_values(text: str) -> Iterator[tuple[str, str]]:
+    """(key, value) of each ``;key=value`` part of ``PATH[;key=value…]``, in order, the key stripped; empty parts
+    are skipped. ScenarioError when the part reached is not key=value."""
+    for part in text.split(";")[1:]:
         if not part.strip():
             continue
         key, sep, value = part.partition("=")
-        key = key.strip()
         if not sep:
-            raise ScenarioError(f"--feeder {spec!r}: {part!r} is not key=value; expected zero-sequence=…, "
+            raise ScenarioError(f"--feeder {text!r}: {part!r} is not key=value; expected zero-sequence=…, "
                                 "ext-grid=…, vector-group=… or transformer=…")
+        yield key.strip(), value
+
+
+def parse_feeder_spec(spec: str) -> FeederSpec:
+    """``PATH[;key=value…]`` → FeederSpec; ScenarioError naming the bad part and the expected form."""
+    fields: dict[str, object] = {"path": Path(_path_text(spec))}
+    models: dict[str, tuple[str, type[BaseModel]]] = {
+        "zero-sequence": ("zero_sequence", ZeroSequence), "ext-grid": ("short_circuit", ShortCircuit)}
+    for key, value in _key_values(spec):
         if key == "service-lines":
             if value.strip() != "fold":
                 raise ScenarioError(f"--feeder service-lines={value!r}: expected service-lines=fold")
@@ -150,21 +161,13 @@ class NetworkAssumptions(BaseModel):
 def split_feeder_text(text: str) -> tuple[str, dict[str, str]]:
     """``PATH;key=value…`` → (PATH, {key: value}); ScenarioError for a part that is not key=value or a key
     that is not an assumption."""
-    path_text, *parts = text.split(";")
     found: dict[str, str] = {}
-    for part in parts:
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep:
-            raise ScenarioError(f"--feeder {text!r}: {part!r} is not key=value; expected zero-sequence=…, "
-                                "ext-grid=…, vector-group=… or transformer=…")
+    for key, value in _key_values(text):
         if key not in ASSUMPTION_KEYS:
             raise ScenarioError(f"--feeder {text!r}: unknown key {key!r}; expected zero-sequence, ext-grid, "
                                 "vector-group or transformer")
         found[key] = value.strip()
-    return path_text.strip(), found
+    return _path_text(text), found
 
 
 def assumptions_from_options(values: list[str]) -> dict[str, str]:

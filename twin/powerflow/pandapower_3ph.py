@@ -27,6 +27,7 @@ from scipy.sparse.linalg import MatrixRankWarning
 
 from twin.errors import PowerFlowError
 from twin.network import VectorGroup
+from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
     Engine,
     PowerFlowNotConverged,
@@ -51,20 +52,15 @@ VECTOR_GROUPS = {VectorGroup.DYN: "Dyn", VectorGroup.YNYN: "YNyn"}
 PHASES = ("a", "b", "c")
 
 
-class PandapowerPowerFlow:
+class PandapowerPowerFlow(FeederEngine):
     """pandapower ``runpp_3ph`` model of a Feeder. Not thread-safe: ``solve`` mutates the one net."""
 
     engine = Engine.PANDAPOWER
 
     def __init__(self, feeder: Feeder) -> None:
-        self.feeder = feeder
-        self.n_bus = len(feeder.buses)
-        self.n_line = len(feeder.lines)
-        self.n_customers = len(feeder.customers)
-        self.max_i_ka = np.array([ln.max_i_ka for ln in feeder.lines])
+        super().__init__(feeder)
         self._vn_ln_v = np.array([b.vn_kv for b in feeder.buses]) * 1e3 / math.sqrt(3)
         self.net = _build_net(feeder)
-        self._normal_closed = np.array([ln.normally_closed for ln in feeder.lines], dtype=bool)
         self._net_closed = self._normal_closed.copy()
         self._load_cols_p = [f"p_{ph}_mw" for ph in PHASES]
         self._load_cols_q = [f"q_{ph}_mvar" for ph in PHASES]

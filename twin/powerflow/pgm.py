@@ -34,6 +34,7 @@ from power_grid_model.validation import ValidationException, assert_valid_input_
 
 from twin.errors import PowerFlowError
 from twin.network import VectorGroup
+from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
     Engine,
     PowerFlowNotConverged,
@@ -85,7 +86,7 @@ OUTPUT_ATTRIBUTES: dict[ComponentType, list[str]] = {
 OUTPUT_REQUEST: ComponentAttributeMapping = {comp: list(attrs) for comp, attrs in OUTPUT_ATTRIBUTES.items()}
 
 
-class PgmPowerFlow:
+class PgmPowerFlow(FeederEngine):
     """power-grid-model asymmetric power flow of a Feeder. Not thread-safe: the update buffers are shared."""
 
     engine = Engine.PGM
@@ -100,14 +101,10 @@ class PgmPowerFlow:
     ) -> None:
         if max_iterations < 1:
             raise PowerFlowError(f"max_iterations {max_iterations} must be at least 1")
-        self.feeder = feeder
+        super().__init__(feeder)
         self.calculation_method = calculation_method
         self.threading = threading
         self.max_iterations = max_iterations
-        self.n_bus = len(feeder.buses)
-        self.n_line = len(feeder.lines)
-        self.n_customers = len(feeder.customers)
-        self.max_i_ka = np.array([ln.max_i_ka for ln in feeder.lines])
         index = {b.id: i for i, b in enumerate(feeder.buses)}
         self._from_node = np.array([index[ln.from_bus] for ln in feeder.lines])
         input_data = _build_input(feeder)
@@ -117,7 +114,6 @@ class PgmPowerFlow:
             raise PowerFlowError(f"feeder {feeder.name!r} is not a valid power-grid-model network: {err}") from err
         self.model = PowerGridModel(input_data)
         self._line_ids = input_data[ComponentType.line]["id"][: self.n_line].copy()
-        self._normal_closed = np.array([ln.normally_closed for ln in feeder.lines], dtype=bool)
         self._model_closed = self._normal_closed.copy()
         # Grown on demand and reused; solve() writes the loads of k states into the first k rows.
         self._p_w = np.zeros((0, self.n_customers, 3))

@@ -32,6 +32,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from twin.errors import PowerFlowError
+from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
     Engine,
     PowerFlowNotConverged,
@@ -66,7 +67,7 @@ def zbus_unsupported_reason(feeder: Feeder) -> str | None:
     return None
 
 
-class ZbusPowerFlow:
+class ZbusPowerFlow(FeederEngine):
     """Z-bus fixed point of a radial feeder fed by one transformer (see the module docstring). Not thread-safe:
     the work arrays are kept between calls."""
 
@@ -75,15 +76,10 @@ class ZbusPowerFlow:
     def __init__(self, feeder: Feeder, *, max_iterations: int = MAX_ITERATIONS) -> None:
         if max_iterations < 1:
             raise PowerFlowError(f"max_iterations {max_iterations} must be at least 1")
-        self.feeder = feeder
+        super().__init__(feeder)
         self.max_iterations = max_iterations
-        self.n_bus = len(feeder.buses)
-        self.n_line = len(feeder.lines)
-        self.n_customers = len(feeder.customers)
-        self.max_i_ka = np.array([ln.max_i_ka for ln in feeder.lines])
         self.v_base_v = np.array([b.vn_kv * 1e3 / np.sqrt(3) for b in feeder.buses])
         self.source: Source = source_model(feeder)
-        self._normal_closed = np.array([ln.normally_closed for ln in feeder.lines], dtype=bool)
         self._topologies: dict[bytes, Topology] = {}
         self.builds = 0
         """Topologies built (Z-bus and its reduction); the first is the normal one."""

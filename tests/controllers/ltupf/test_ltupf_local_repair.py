@@ -76,13 +76,26 @@ def _assignments(start: PhaseMap, switchable: list[int]) -> list[PhaseMap]:
     return out
 
 
+@dataclass(frozen=True)
+class Peak:
+    """The evening peak's loads on the initial positions, the 5 farthest customers switchable."""
+
+    start: PhaseMap
+    p: np.ndarray
+    q: np.ndarray
+    switchable: list[int]
+
+
+@pytest.fixture(scope="module")
+def peak(ieee: Feeder, loads: tuple[np.ndarray, np.ndarray]) -> Peak:
+    return Peak(PhaseMap.initial(ieee.customers), *loads, farthest_customers(ieee, 5))
+
+
 @pytest.mark.parametrize("share", [0.5, 0.9])
 def test_moves_reach_a_feasible_assignment_no_better_balanced_than_brute_force(
-    ieee: Feeder, ltupf: LtupfModel, loads: tuple[np.ndarray, np.ndarray], share: float
+    ieee: Feeder, ltupf: LtupfModel, peak: Peak, share: float
 ) -> None:
-    p, q = loads
-    start = PhaseMap.initial(ieee.customers)
-    switchable = farthest_customers(ieee, 5)
+    start, p, q, switchable = peak.start, peak.p, peak.q, peak.switchable
     everything = _assignments(start, switchable)
     lows = np.array([_vm_min(ltupf, conn, p, q) for conn in everything])
     initial = _vm_min(ltupf, start, p, q)
@@ -102,12 +115,8 @@ def test_moves_reach_a_feasible_assignment_no_better_balanced_than_brute_force(
                for i in range(len(ieee.customers)) if i not in moved)
 
 
-def test_moves_return_nothing_when_no_assignment_meets_the_limits(
-    ieee: Feeder, ltupf: LtupfModel, loads: tuple[np.ndarray, np.ndarray]
-) -> None:
-    p, q = loads
-    start = PhaseMap.initial(ieee.customers)
-    switchable = farthest_customers(ieee, 5)
+def test_moves_return_nothing_when_no_assignment_meets_the_limits(ltupf: LtupfModel, peak: Peak) -> None:
+    start, p, q, switchable = peak.start, peak.p, peak.q, peak.switchable
     best = max(_vm_min(ltupf, conn, p, q) for conn in _assignments(start, switchable))
     limits = _voltage_floor(best + 1e-3)
     found = repair_by_moves(ltupf, terminal_p_kw=p, terminal_q_kvar=q, connections=start, switchable=switchable,
@@ -194,15 +203,11 @@ def test_on_case_two_the_moves_restore_feasibility_about_as_balanced_as_the_milp
     assert _spread(found.connections, p) <= milp.spread_kw + 1.0
 
 
-def test_a_batterys_planned_power_is_held_in_both_searches(
-    ieee: Feeder, ltupf: LtupfModel, loads: tuple[np.ndarray, np.ndarray]
-) -> None:
+def test_a_batterys_planned_power_is_held_in_both_searches(ieee: Feeder, ltupf: LtupfModel, peak: Peak) -> None:
     # A battery charging at 8 kW on phase A of the customer nearest the transformer (not switchable): the
     # positions found must meet the limit with that load, as the controller's check sees the plan. Before, the
     # search left it out, returned positions that met the limit without it, and the check failed again.
-    p, q = loads
-    start = PhaseMap.initial(ieee.customers)
-    switchable = farthest_customers(ieee, 5)
+    start, p, q, switchable = peak.start, peak.p, peak.q, peak.switchable
     pess = np.zeros((len(ieee.customers), 3))
     pess[int(np.argmin([c.distance_km for c in ieee.customers])), Phase.A] = 8.0
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from support.control_problems import START, STEP_S, switch_device
 
 from controllers.online.baseline import greedy_plan, hold_plan, static_phases, static_plan
 from controllers.online.evaluate import violations
@@ -15,19 +16,11 @@ from controllers.online.problem import (
     ControlProblem,
     ControlWeights,
     PessUnit,
-    SwitchDevice,
-    SwitchState,
 )
 from devices.limits import PessParams, SwitchLimits
 from twin.phase import Phase
 
-START = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
-STEP_S = 900.0
 W = ControlWeights(unbalance_per_kwh=1.0, switch_per_operation=0.1)
-
-
-def device(name: str, phase: Phase, feeder: int = 0, **state: object) -> SwitchDevice:
-    return SwitchDevice(id=name, feeder=feeder, switch=SwitchState.model_validate({"phase_now": phase, **state}))
 
 
 def three_customers(n_steps: int = 4, **c1_state: object) -> ControlProblem:
@@ -37,7 +30,8 @@ def three_customers(n_steps: int = 4, **c1_state: object) -> ControlProblem:
     """
     return ControlProblem(
         start_utc=START, step_s=STEP_S, fixed_load_kw=np.tile([6.0, 2.0, 1.0], (n_steps, 1, 1)),
-        switch_devices=(device("c0", Phase.A), device("c1", Phase.A, **c1_state), device("c2", Phase.B)),
+        switch_devices=(switch_device("c0", Phase.A), switch_device("c1", Phase.A, **c1_state),
+                        switch_device("c2", Phase.B)),
         switch_load_kw=np.tile([1.0, 2.0, 3.0], (n_steps, 1)),
     )
 
@@ -45,7 +39,7 @@ def three_customers(n_steps: int = 4, **c1_state: object) -> ControlProblem:
 def test_none_holds_every_phase_and_idles_batteries_curtailing_only_above_the_inverter() -> None:
     problem = ControlProblem(
         start_utc=START, step_s=STEP_S, fixed_load_kw=np.ones((2, 1, 3)),
-        switch_devices=(device("c0", Phase.C),), switch_load_kw=np.ones((2, 1)),
+        switch_devices=(switch_device("c0", Phase.C),), switch_load_kw=np.ones((2, 1)),
         pess_units=(PessUnit(id="p", feeder=0, phase=Phase.B, e_now_kwh=5.0, params=PessParams(inverter_kva=6.0)),),
         pv_kw=np.array([[7.0], [2.0]]),
     )
@@ -87,8 +81,8 @@ def test_greedy_makes_one_move_per_feeder() -> None:
     fixed = np.tile([[6.0, 2.0, 1.0], [1.0, 1.0, 7.0]], (4, 1, 1))
     problem = ControlProblem(
         start_utc=START, step_s=STEP_S, fixed_load_kw=fixed,
-        switch_devices=(device("a0", Phase.A), device("a1", Phase.A), device("b0", Phase.C, feeder=1),
-                        device("b1", Phase.C, feeder=1)),
+        switch_devices=(switch_device("a0", Phase.A), switch_device("a1", Phase.A),
+                        switch_device("b0", Phase.C, feeder=1), switch_device("b1", Phase.C, feeder=1)),
         switch_load_kw=np.full((4, 4), 2.0),
     )
     plan = greedy_plan(problem, weights=W)
@@ -105,7 +99,7 @@ def test_static_reassignment_is_one_phase_per_customer_and_matches_enumeration()
     loads = rng.uniform(0.0, 2.5, (n_t, 4))
     problem = ControlProblem(
         start_utc=datetime(2024, 1, 15, tzinfo=UTC), step_s=STEP_S, fixed_load_kw=fixed,
-        switch_devices=tuple(device(f"c{i}", Phase.A) for i in range(4)), switch_load_kw=loads,
+        switch_devices=tuple(switch_device(f"c{i}", Phase.A) for i in range(4)), switch_load_kw=loads,
     )
     target = static_phases(problem, weights=W)
     h = STEP_S / 3600
@@ -124,7 +118,7 @@ def test_static_reassignment_counts_the_idle_pv_of_batteries() -> None:
     """Fixed 4/4/4 kW, a 3 kW customer on B, 3 kW of PV exported on A: only moving the customer to A balances."""
     problem = ControlProblem(
         start_utc=START, step_s=STEP_S, fixed_load_kw=np.full((8, 1, 3), 4.0),
-        switch_devices=(device("c0", Phase.B),), switch_load_kw=np.full((8, 1), 3.0),
+        switch_devices=(switch_device("c0", Phase.B),), switch_load_kw=np.full((8, 1), 3.0),
         pess_units=(PessUnit(id="p", feeder=0, phase=Phase.A, e_now_kwh=5.0),), pv_kw=np.full((8, 1), 3.0),
     )
     assert static_phases(problem, weights=W).tolist() == [int(Phase.A)]

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from support.control_problems import START, STEP_S, switch_device
 
 from controllers.online.evaluate import evaluate, violations
 from controllers.online.problem import (
@@ -38,8 +39,6 @@ from controllers.sparse_milp import solve as solve_sparse
 from devices.limits import PessParams, SwitchLimits
 from twin.phase import Phase
 
-START = datetime(2024, 1, 15, 10, 0, tzinfo=UTC)
-STEP_S = 900.0
 EXACT = SolverSettings(time_limit_s=20.0, relative_gap=1e-9)
 
 
@@ -169,11 +168,7 @@ def assert_consistent(problem: ControlProblem, plan: Plan, w: ControlWeights) ->
 # --- instances ------------------------------------------------------------------------------------------------
 def customers(n: int, *, phases: list[int], states: list[dict[str, object]] | None = None) -> tuple[SwitchDevice, ...]:
     states = states or [{} for _ in range(n)]
-    return tuple(
-        SwitchDevice(id=f"c{i}", feeder=0, switch=SwitchState.model_validate({"phase_now": Phase(phases[i]),
-                                                                                **states[i]}))
-        for i in range(n)
-    )
+    return tuple(switch_device(f"c{i}", Phase(phases[i]), **states[i]) for i in range(n))
 
 
 def tiny_problem(seed: int) -> ControlProblem:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from ortools.math_opt.python import mathopt
+from support.liege_data import LIEGE_FOLDER, needs_liege
 
 from controllers.planning.birkhoff.balancing import (
     PERMUTATIONS,
@@ -23,17 +24,10 @@ from controllers.planning.rephase.check import check_plan
 from controllers.planning.rephase.planner import plan_rephase
 from controllers.planning.rephase.problem import build_problem
 from controllers.planning.rephase.report import p_unb_per_feeder_kw
-from twin.errors import DataError
 from twin.loaders import liege
 from twin.network import Feeder
 from twin.phasing import PhaseMap
 from twin.powerflow import Engine, create_powerflow
-
-try:
-    LIEGE_FOLDER = liege.default_folder()
-except DataError:  # the shared data folder is not part of the checkout
-    LIEGE_FOLDER = None
-needs_liege = pytest.mark.skipif(LIEGE_FOLDER is None, reason="../shared/data/liege_lv not found")
 
 
 def _direct_milp(feeder: Feeder, p_kw: np.ndarray, *, lambda_p: float, lambda_psi: float, lambda_d: float) -> float:

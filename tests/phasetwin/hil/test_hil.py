@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from support.paho_clients import started_client, stop_client
 from support.servers import MosquittoServer
 
 from streams import topics
@@ -34,13 +33,8 @@ class FakeDevice:
         self.device_id, self.customer_id, self.silent_after = device_id, customer_id, silent_after
         self.phase = "A"
         self.ticks_seen = 0
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=f"{device_id}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(topics.twin_clock(FEEDER), qos=1)
-        self.client.subscribe(topics.device_cmd(FEEDER, device_id), qos=1)
-        self.client.loop_start()
+        self.client = started_client(broker.host, broker.port, name=device_id, on_message=self._on_message,
+                                     topics=(topics.twin_clock(FEEDER), topics.device_cmd(FEEDER, device_id)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         payload = json.loads(msg.payload)
@@ -62,8 +56,7 @@ class FakeDevice:
         self.client.publish(f"{topics.ROOT}/{FEEDER}/device/{self.device_id}/{kind}", json.dumps(payload), qos=1)
 
     def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        stop_client(self.client)
 
 
 class _StatusWatch:
@@ -71,12 +64,8 @@ class _StatusWatch:
 
     def __init__(self, broker: MosquittoServer) -> None:
         self.ticks: list[int] = []
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=f"watch-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
-        self.client.on_message = lambda c, u, msg: self.ticks.append(json.loads(msg.payload)["tick"])
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(topics.twin_status(FEEDER), qos=1)
-        self.client.loop_start()
+        self.client = started_client(broker.host, broker.port, name="watch", topics=(topics.twin_status(FEEDER),),
+                                     on_message=lambda c, u, msg: self.ticks.append(json.loads(msg.payload)["tick"]))
 
     def wait_for(self, n: int, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -88,8 +77,7 @@ class _StatusWatch:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        stop_client(self.client)
 
 
 def _run(broker: MosquittoServer, out: Path, *extra: str, end: str = "2024-01-15T08:00") -> subprocess.Popen[str]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pandas as pd
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from support.paho_clients import started_client, stop_client
 from support.secure_broker import SecureMosquittoServer
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -35,11 +35,10 @@ PERIOD_TICKS = 15
 BASE = f"phasetwin/v1/{FEEDER}"
 
 
-def _client(broker: SecureMosquittoServer, user: str) -> mqtt.Client:
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                         client_id=f"{user}-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
-    client.username_pw_set(user, broker.passwords[user])
-    return client
+def _client(broker: SecureMosquittoServer, user: str, topics: tuple[str, ...],
+            on_message: Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None]) -> mqtt.Client:
+    return started_client(broker.host, broker.port, name=user, topics=topics, on_message=on_message,
+                          login=(user, broker.passwords[user]))
 
 
 class ContractDevice:
@@ -49,12 +48,8 @@ class ContractDevice:
         self.phase = "A"
         self.applied: list[str] = []
         self.heartbeats = 0
-        self.client = _client(broker, DEVICE)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *a: [c.subscribe(t, qos=1) for t in (
-            f"{BASE}/twin/clock", f"{BASE}/device/{DEVICE}/cmd", f"{BASE}/controller/heartbeat")]
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
+        self.client = _client(broker, DEVICE, (
+            f"{BASE}/twin/clock", f"{BASE}/device/{DEVICE}/cmd", f"{BASE}/controller/heartbeat"), self._on_message)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         payload = json.loads(msg.payload)
@@ -77,8 +72,7 @@ class ContractDevice:
         self.client.publish(f"{BASE}/device/{DEVICE}/{kind}", json.dumps(payload), qos=1)
 
     def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        stop_client(self.client)
 
 
 class ContractController:
@@ -92,12 +86,8 @@ class ContractController:
         self.ticks = 0
         self.seq = int(time.time())
         self.lock = threading.Lock()
-        self.client = _client(broker, "controller")
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *a: [c.subscribe(t, qos=1) for t in (
-            f"{BASE}/twin/clock", f"{BASE}/device/+/state", f"{BASE}/device/+/ack")]
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
+        self.client = _client(broker, "controller", (
+            f"{BASE}/twin/clock", f"{BASE}/device/+/state", f"{BASE}/device/+/ack"), self._on_message)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         payload = json.loads(msg.payload)
@@ -129,8 +119,7 @@ class ContractController:
         self.client.publish(topic, json.dumps(payload), qos=1)
 
     def stop(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        stop_client(self.client)
 
 
 @pytest.fixture

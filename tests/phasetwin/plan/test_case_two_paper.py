@@ -7,24 +7,19 @@ import itertools
 
 import numpy as np
 import pandas as pd
-import pytest
+from support.liege_data import LIEGE_FOLDER, needs_liege
 
 from controllers.ltupf import OperatingLimits, build_network_model, ntupf_check
 from phasetwin.plan.case_two import paper_case_two
-from twin.errors import DataError
 from twin.loaders import liege
 from twin.phase import Phase
 from twin.phasing import PhaseMap
 from twin.powerflow import Engine, create_powerflow
 
-try:
-    LIEGE_FOLDER = liege.default_folder()
-except DataError:  # the shared data folder is not part of the checkout
-    LIEGE_FOLDER = None
 DAY_START = 9_984  # day 105, which holds moment 10 046 of the year scan
 
 
-@pytest.mark.skipif(LIEGE_FOLDER is None, reason="../shared/data/liege_lv not found")
+@needs_liege
 def test_liege_case_two_diverges_and_one_psd_switch_makes_it_converge() -> None:
     """On a day of the year's divergent doubled moments: the case diverges with power-grid-model and pandapower
     alike; the repair moves the fewest PSDs of all 9 positions that converge, and pandapower converges there

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from bokeh.server.server import Server
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from support.view_thread import serve_in_thread
 
-from phasetwin.view.server import view_server
 from phasetwin.view.timeline import Timeline
 
 CHROMIUM = "/usr/bin/chromium"
@@ -65,32 +66,17 @@ def chrome(tmp_path: Path) -> Iterator[webdriver.Chrome]:
 
 @pytest.fixture
 def serve_timeline() -> Iterator[Callable[[Timeline], str]]:
-    started: list[tuple[object, threading.Thread]] = []
+    started: list[tuple[Server, threading.Thread]] = []
 
     def serve(timeline: Timeline) -> str:
-        ready = threading.Event()
-        box: dict[str, object] = {}
-
-        def run() -> None:
-            import asyncio
-
-            asyncio.set_event_loop(asyncio.new_event_loop())
-            server = view_server(timeline, port=0)
-            box["server"] = server
-            ready.set()
-            server.io_loop.start()
-
-        thread = threading.Thread(target=run, name="view-server", daemon=True)
-        thread.start()
-        assert ready.wait(30), "the view server did not start within 30 s"
-        server = box["server"]
+        server, thread = serve_in_thread(timeline)
         started.append((server, thread))
-        return f"http://127.0.0.1:{server.port}/"  # type: ignore[attr-defined]
+        return f"http://127.0.0.1:{server.port}/"
 
     yield serve
     for server, thread in started:
-        loop = server.io_loop  # type: ignore[attr-defined]
-        loop.add_callback(server.stop)  # type: ignore[attr-defined]
+        loop = server.io_loop
+        loop.add_callback(server.stop)
         loop.add_callback(loop.stop)
         thread.join(10)
 

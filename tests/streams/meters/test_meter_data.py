@@ -13,11 +13,16 @@ tests/data/meter/wide_gaps.csv (15-min grid 00:00-02:45 UTC, 12 steps; columns c
 tests/data/meter/long.csv (5-min grid, +01:00 offsets, customers a: terminal 1, b: terminals 1-2, p and q):
 b-1 at 00:05 comes after 00:10 (out of order), a-1 at 00:10 appears twice (last wins), b-2 has no row at
 00:05 (2 absent cells: p, q), a-1 q at 00:15 is empty (1 NaN).
+
+The expected reading of each (counts, grid, series) is kept as data beside it: ``NAME.expected.json``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +39,7 @@ from streams.meters.data import (
     read_meter_data,
     require_finite,
 )
+from streams.meters.table import MeterTable
 from twin.errors import DataError
 from twin.network import Customer, Feeder
 
@@ -56,19 +62,29 @@ def _write(path: Path, times: pd.DatetimeIndex, columns: dict[str, list[float]])
 # --- planted counts -------------------------------------------------------------------------------------------
 
 
+def _golden(name: str) -> dict[str, Any]:
+    """The expected reading of ``tests/data/meter/NAME.csv``, kept beside it as ``NAME.expected.json``."""
+    return json.loads((METER / f"{name}.expected.json").read_text())
+
+
+def _assert_reads_as_golden(table: MeterTable, golden: dict[str, Any], compare: Callable[..., None]) -> None:
+    """Counts, grid and customers equal the golden ones; each golden series [step] agrees by ``compare`` (null in
+    the file: NaN)."""
+    assert {name: getattr(table.quality, name) for name in golden["quality"]} == golden["quality"]
+    assert table.time_utc[0] == pd.Timestamp(golden["first_utc"])
+    assert (table.step_s, table.n_steps, table.customer_ids) == (golden["step_s"], golden["n_steps"],
+                                                                  tuple(golden["customer_ids"]))
+    for quantity in ("p_kw", "q_kvar"):
+        for series in golden.get(quantity, []):
+            values = getattr(table, quantity)[:, table.customer_ids.index(series["customer"]), series["terminal"] - 1]
+            compare(values, np.array(series["values"], dtype=float), err_msg=f"{quantity} {series}")
+
+
 def test_wide_gaps_counts_and_values() -> None:
     table = read_meter_data(METER / "wide_gaps.csv", unit=PowerUnit.KW)
     q = table.quality
-    assert (q.rows_read, q.duplicate_timestamps, q.non_monotonic_rows, q.off_grid_rows) == (13, 1, 1, 1)
-    assert (q.missing_steps, q.nan_values, q.filled_values, q.unfilled_values) == (1, 6, 5, 5)
-    assert (q.dropped_rows, q.absent_values) == (0, 0)
+    _assert_reads_as_golden(table, _golden("wide_gaps"), np.testing.assert_array_equal)
     assert q.nan_values + q.missing_steps * 4 == q.filled_values + q.unfilled_values
-    assert table.step_s == 900
-    assert table.time_utc[0] == T0 and table.n_steps == 12
-    assert table.customer_ids == ("c1", "c_2")
-    np.testing.assert_array_equal(table.p_kw[:, 0, 0], [0, 0, 2, 2, 4, 5, 6, 7, 8, 9, 10, 11])
-    np.testing.assert_array_equal(table.p_kw[:7, 1, 2], [30, 31, 32, 32, 34, 35, 36])
-    assert np.isnan(table.p_kw[7:, 1, 2]).all()
     assert not table.p_kw[:, 0, 1:].any()
     assert not table.q_kvar.any()
     assert "no reactive power in the data and no customers given: q_kvar = 0" in q.notes
@@ -93,14 +109,7 @@ def test_period_drops_rows_outside() -> None:
 
 def test_long_counts_values_and_utc() -> None:
     table = read_meter_data(METER / "long.csv", unit=PowerUnit.KW)
-    q = table.quality
-    assert (q.rows_read, q.duplicate_timestamps, q.non_monotonic_rows, q.absent_values) == (12, 1, 1, 2)
-    assert (q.nan_values, q.missing_steps, q.filled_values, q.unfilled_values) == (1, 0, 3, 0)
-    assert table.time_utc[0] == pd.Timestamp("2024-02-29 23:00", tz="UTC")
-    assert (table.step_s, table.n_steps, table.customer_ids) == (300, 4, ("a", "b"))
-    np.testing.assert_allclose(table.p_kw[:, 0, 0], [1.0, 1.1, 1.25, 1.3])
-    np.testing.assert_allclose(table.p_kw[:, 1, 1], [3.0, 3.0, 3.2, 3.3])
-    np.testing.assert_allclose(table.q_kvar[:, 0, 0], [0.1, 0.11, 0.125, 0.125])
+    _assert_reads_as_golden(table, _golden("long"), np.testing.assert_allclose)
 
 
 def test_duplicates_keep_first_or_reject() -> None:

@@ -15,11 +15,19 @@ import pytest
 from typer.testing import CliRunner
 
 from phasetwin.cli.main import app
+from streams.meters.table import MeterTable
 from twin.feeders import open_feeder
 
 runner = CliRunner()
 ASSUME = "zero-sequence=r0/r1=4,x0/x1=4;ext-grid=s_sc_max_mva=100,rx_max=0.1,x0x_max=1,r0x0_max=0.1"
 PLAIN = ["--psd", "0", "--pess", "0", "--controller", "none", "--no-baseline"]
+
+
+def _meter_data(path: Path, assumptions: str = ASSUME) -> MeterTable:
+    """The meter data of the pandapower network at ``path``, as the feeder catalogue reads them."""
+    entry = open_feeder(f"{path};{assumptions}")
+    assert entry.load_data is not None
+    return entry.load_data(entry.load_feeder())
 
 
 def test_hand_made_profiles_become_meter_data(tmp_path: Path) -> None:
@@ -36,10 +44,7 @@ def test_hand_made_profiles_become_meter_data(tmp_path: Path) -> None:
     pp.create_sgen(net, bus=net.load.bus.iloc[1], p_mw=0.006, profile="PV1")
     path = tmp_path / "net.json"
     pp.to_json(net, str(path))
-    entry = open_feeder(f"{path};{ASSUME}")
-    feeder = entry.load_feeder()
-    assert entry.load_data is not None
-    table = entry.load_data(feeder)
+    table = _meter_data(path)
     assert table.step_s == 900 and str(table.time_utc[0]) == "2016-01-01 00:00:00+00:00"
     p_mw = net.load.p_mw.to_numpy()
     first = table.p_kw[:, 0, :].sum(axis=1)
@@ -67,9 +72,7 @@ def test_a_network_without_profiles_replays_its_static_loads_with_a_note(tmp_pat
     assert "the network carries no profiles: its static loads" in " ".join(result.output.split())
     quality = json.loads((tmp_path / "run" / "data_quality.json").read_text())
     assert "static loads" in json.dumps(quality)
-    entry = open_feeder(f"{path};{ASSUME}")
-    assert entry.load_data is not None
-    table = entry.load_data(entry.load_feeder())
+    table = _meter_data(path)
     np.testing.assert_allclose(table.p_kw.sum(axis=(1, 2)), net.load.p_mw.sum() * 1e3)
 
 
@@ -79,10 +82,7 @@ def test_simbench_profiles_match_simbench_own_absolute_values(tmp_path: Path) ->
     net = sb.get_simbench_net("1-LV-rural1--0-sw")
     path = tmp_path / "rural1.json"
     pp.to_json(net, str(path))
-    entry = open_feeder(f"{path};{ASSUME};vector-group=Dyn5")
-    feeder = entry.load_feeder()
-    assert entry.load_data is not None
-    table = entry.load_data(feeder)
+    table = _meter_data(path, f"{ASSUME};vector-group=Dyn5")
     absolute = sb.get_absolute_values(net, profiles_instead_of_study_cases=True)
     load_kw = absolute[("load", "p_mw")].to_numpy() * 1e3
     sgen_kw = absolute[("sgen", "p_mw")].to_numpy() * 1e3

@@ -11,6 +11,7 @@ import numpy as np
 import opendssdirect as dss
 import pytest
 from support.opendss_circuits import SMALL, write_ieee_european_lv
+from support.opendss_snapshots import snapshot_load_vm_pu
 from typer.testing import CliRunner
 
 from phasetwin.cli.main import app
@@ -19,7 +20,7 @@ from twin.loaders import ieee_european_lv, opendss
 from twin.network import Feeder, LineSwitch, VectorGroup
 from twin.phasing import PhaseMap
 from twin.powerflow.factory import create_powerflow
-from twin.powerflow.interface import Engine
+from twin.powerflow.interface import Engine, PowerFlowResult
 
 runner = CliRunner()
 PLAIN = ["--psd", "0", "--pess", "0", "--controller", "none"]
@@ -106,35 +107,11 @@ def test_ieee_circuit_gives_the_bundled_voltages(circuit: opendss.Circuit) -> No
     assert theirs.vm_pu.min() < 1.03  # loaded states, not the 1.05 p.u. of no load
 
 
-def _opendss_load_voltages(master: Path, feeder: Feeder, p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """OpenDSS's own snapshot solution at each state: |V| p.u. of every load's phase, [state, customer, phase]."""
-    dss.Text.Command("clear")
-    dss.Text.Command(f'redirect "{master}"')
-    # constant power at every voltage, as the twin's loads (OpenDSS's default band 0.95–1.05 p.u. of load kV)
-    for command in ("set mode=snapshot", "set tolerance=1e-10", "set maxiterations=100",
-                    "batchedit load..* vminpu=0.5 vmaxpu=1.5"):
-        dss.Text.Command(command)
-    out = np.full(p.shape, np.nan)
-    for s in range(p.shape[0]):
-        for i, c in enumerate(feeder.customers):
-            dss.Loads.Name(c.id)
-            dss.Loads.kW(float(p[s, i].sum()))
-            dss.Loads.kvar(float(q[s, i].sum()))
-        dss.Solution.Solve()
-        assert dss.Solution.Converged()
-        for i, c in enumerate(feeder.customers):
-            dss.Circuit.SetActiveBus(c.bus)
-            nodes, mags = list(dss.Bus.Nodes()), dss.Bus.puVmagAngle()[0::2]
-            for ph in c.phases:
-                out[s, i, int(ph)] = mags[nodes.index(int(ph) + 1)]
-    return out
-
-
 def test_twin_agrees_with_opendss_at_three_load_states(master: Path, circuit: opendss.Circuit) -> None:
     feeder = circuit.feeder
     assert circuit.meter is not None
     p, q = _phase_loads(feeder, circuit.meter.p_kw[list(TICKS)], circuit.meter.q_kvar[list(TICKS)])
-    expected = _opendss_load_voltages(master, feeder, p, q)
+    expected = snapshot_load_vm_pu(master, feeder, p, q, tolerance=1e-10)
     twin = create_powerflow(feeder, engine=Engine.PGM).solve(p_kw=p, q_kvar=q)
     bus = {b.id: k for k, b in enumerate(feeder.buses)}
     checked = 0
@@ -168,10 +145,9 @@ def test_matrix_impedances_units_and_switches(tmp_path: Path) -> None:
     assert feeder.customers[0].power_factor == pytest.approx(3 / math.hypot(3, 1))
 
 
-def test_small_circuit_agrees_with_opendss(tmp_path: Path) -> None:
-    path = tmp_path / "small.dss"
-    path.write_text(SMALL)
-    feeder = opendss.read_circuit(path).feeder
+def _small_state_agrees_with_opendss(path: Path, feeder: Feeder) -> PowerFlowResult:
+    """The twin's solution of one load state of the SMALL circuit (``feeder``, read from ``path``), checked against
+    OpenDSS's own solution of ``path`` at every bus but the source."""
     p = np.array([[[0.0, 3.0, 0.0], [3.0, 3.0, 3.0]]])
     q = np.array([[[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])
     twin = create_powerflow(feeder, engine=Engine.PGM).solve(p_kw=p, q_kvar=q)
@@ -185,6 +161,14 @@ def test_small_circuit_agrees_with_opendss(tmp_path: Path) -> None:
         dss.Circuit.SetActiveBus(b.id)
         mags = dss.Bus.puVmagAngle()[0::2]
         np.testing.assert_allclose(twin.vm_pu[0, k], mags[:3], atol=TOLERANCE_PU)
+    return twin
+
+
+def test_small_circuit_agrees_with_opendss(tmp_path: Path) -> None:
+    path = tmp_path / "small.dss"
+    path.write_text(SMALL)
+    feeder = opendss.read_circuit(path).feeder
+    twin = _small_state_agrees_with_opendss(path, feeder)
     assert twin.vm_pu[0, 1:].min() < feeder.source.vm_pu - 0.01  # loaded, not the no-load voltage
 
 
@@ -307,18 +291,7 @@ def test_single_phase_service_lines_fold_into_their_customers(tmp_path: Path) ->
     house = next(c for c in feeder.customers if c.id == "house")
     assert house.bus == "b2" and [p.name for p in house.phases] == ["B"]
     assert {b.id for b in feeder.buses} >= {"b1", "b2"} and not {"b3", "b4"} & {b.id for b in feeder.buses}
-    p = np.array([[[0.0, 3.0, 0.0], [3.0, 3.0, 3.0]]])
-    q = np.array([[[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])
-    twin = create_powerflow(feeder, engine=Engine.PGM).solve(p_kw=p, q_kvar=q)
-    dss.Text.Command("clear")
-    dss.Text.Command(f'redirect "{path}"')
-    dss.Text.Command("set tolerance=1e-10")
-    dss.Solution.Solve()
-    for k, b in enumerate(feeder.buses):
-        if b.id == "sourcebus":
-            continue
-        dss.Circuit.SetActiveBus(b.id)
-        np.testing.assert_allclose(twin.vm_pu[0, k], dss.Bus.puVmagAngle()[0::2][:3], atol=TOLERANCE_PU)
+    _small_state_agrees_with_opendss(path, feeder)
     from phasetwin.run.scenario import Scenario
     from twin.feeders import open_feeder
 

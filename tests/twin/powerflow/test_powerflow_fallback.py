@@ -16,14 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from power_grid_model import CalculationMethod
+from support.network_loads import network_loads
 
-from phasetwin.run.inputs import load_inputs, plan_clock
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
-from streams.bus import LocalBus
-from streams.meters.replay import MeterReplay
 from twin.network import Feeder
-from twin.phasing import PhaseMap
 from twin.powerflow import (
     DivergencePolicy,
     Engine,
@@ -41,18 +38,6 @@ DAY = datetime(2016, 12, 10, tzinfo=UTC)
 HARD_TICK = 40
 """2016-12-10 10:00 UTC at 15-minute ticks."""
 AGREE_PU = 1e-4
-
-
-def network_loads(scenario: Scenario) -> tuple[Feeder, np.ndarray, np.ndarray]:
-    """The scenario's feeder and its loads [ticks, n, 3] per network phase, straight from the meter data."""
-    feeder, table = load_inputs(scenario)
-    clock = plan_clock(scenario, table)
-    meters = MeterReplay(bus=LocalBus(), feeder=feeder.name, table=table,
-                         n_terminals=[c.n_phases for c in feeder.customers], start_utc=clock.start_utc,
-                         tick_s=clock.tick_s, n_ticks=clock.n_ticks)
-    terminal_p, terminal_q = meters.lookahead(0, clock.n_ticks)
-    phases = PhaseMap.initial(feeder.customers)
-    return feeder, phases.to_phases(terminal_p), phases.to_phases(terminal_q)
 
 
 @pytest.fixture(scope="module")

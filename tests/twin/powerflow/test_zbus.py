@@ -10,21 +10,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import opendssdirect as dss
 import pandapower as pp
 import pandapower.networks as pn
 import pandas as pd
 import pytest
+from support.network_loads import network_loads
 from support.opendss_circuits import SMALL, write_ieee_european_lv
+from support.opendss_snapshots import snapshot_load_vm_pu
 from support.small_feeders import ring_feeder, two_bus_feeder
 
 from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
-from phasetwin.run.inputs import load_inputs, plan_clock
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
-from streams.bus import LocalBus
-from streams.meters.replay import MeterReplay
 from twin.errors import PowerFlowError
 from twin.loaders import ieee_european_lv, opendss, pandapower_json
 from twin.loaders.assumptions import parse_feeder_spec
@@ -94,26 +92,14 @@ def test_zbus_agrees_with_opendss_on_every_load_phase(tmp_path: Path) -> None:
     cust = {c.id: i for i, c in enumerate(bundled.customers)}
     order = [cust[c.id] if c.id in cust else cust[c.id.upper()] for c in feeder.customers]
     p, q = _phase_loads(feeder, day.p_kw[list(TICKS)][:, order], day.q_kvar[list(TICKS)][:, order])
-    dss.Text.Command("clear")
-    dss.Text.Command(f'redirect "{master}"')
-    for command in ("set mode=snapshot", "set tolerance=1e-12", "set maxiterations=100",
-                    "batchedit load..* vminpu=0.5 vmaxpu=1.5"):
-        dss.Text.Command(command)
+    expected = snapshot_load_vm_pu(master, feeder, p, q, tolerance=1e-12)
     ours = ZbusPowerFlow(feeder).solve(p_kw=p, q_kvar=q)
     bus = {b.id: k for k, b in enumerate(feeder.buses)}
     worst = 0.0
     for s in range(p.shape[0]):
         for i, c in enumerate(feeder.customers):
-            dss.Loads.Name(c.id)
-            dss.Loads.kW(float(p[s, i].sum()))
-            dss.Loads.kvar(float(q[s, i].sum()))
-        dss.Solution.Solve()
-        assert dss.Solution.Converged()
-        for c in feeder.customers:
-            dss.Circuit.SetActiveBus(c.bus)
-            nodes, mags = list(dss.Bus.Nodes()), dss.Bus.puVmagAngle()[0::2]
             ph = int(c.phases[0])
-            worst = max(worst, abs(ours.vm_pu[s, bus[c.bus], ph] - mags[nodes.index(ph + 1)]))
+            worst = max(worst, abs(ours.vm_pu[s, bus[c.bus], ph] - expected[s, i, ph]))
     assert worst <= OPENDSS_PU
     assert ours.vm_pu[:, 1:].min() < 1.03  # loaded states, not the 1.05 p.u. of no load
 
@@ -208,15 +194,9 @@ LIEGE_HARD = 40  # 2016-12-10 10:00 UTC, 0.55-0.59 p.u.
 
 def test_liege_winter_ticks_agree_with_pgm_and_the_hard_one_goes_to_the_fallback() -> None:
     scenario = Scenario(feeder="liege-lv", start_utc=LIEGE_DAY, end_utc=LIEGE_DAY + timedelta(days=1), tick_s=900)
-    feeder, table = load_inputs(scenario)
-    clock = plan_clock(scenario, table)
-    meters = MeterReplay(bus=LocalBus(), feeder=feeder.name, table=table,
-                         n_terminals=[c.n_phases for c in feeder.customers], start_utc=clock.start_utc,
-                         tick_s=clock.tick_s, n_ticks=clock.n_ticks)
-    terminal_p, terminal_q = meters.lookahead(0, clock.n_ticks)
-    phases = PhaseMap.initial(feeder.customers)
+    feeder, day_p, day_q = network_loads(scenario)
     ticks = [0, 20, LIEGE_HARD - 1, LIEGE_HARD, LIEGE_HARD + 1, 70]
-    p, q = phases.to_phases(terminal_p)[ticks], phases.to_phases(terminal_q)[ticks]
+    p, q = day_p[ticks], day_q[ticks]
     with pytest.raises(PowerFlowNotConverged) as failed:
         ZbusPowerFlow(feeder).solve(p_kw=p, q_kvar=q)
     assert failed.value.failed_indices == [ticks.index(LIEGE_HARD)]
