@@ -30,8 +30,10 @@ import itertools
 import math
 
 import numpy as np
+from scipy.special import log_ndtr
 
 from controllers.identification.assignment import NOT_ASSIGNED, Assignment, Method
+from controllers.identification.difference import difference_log_probabilities
 from controllers.identification.identifiability import collinear_groups
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "REFERENCE_WEIGHT",
     "confidence_of",
     "identify_by_correlation",
+    "log_probabilities",
     "own_signals",
     "phase_correlations",
     "profile_groups",
@@ -118,10 +121,12 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
             break
         phase = new_phase
     label, label_confidence = _labels(own0, ref0, phase)
-    rho = rho[:, np.argsort(label)]
-    phase = np.where(phase == NOT_ASSIGNED, NOT_ASSIGNED, label[np.maximum(phase, 0)])
-    confidence = confidence_of(rho, count, phase)
-    confidence = np.where(phase == NOT_ASSIGNED, 0.0, confidence * label_confidence)
+    rho, count = rho[:, np.argsort(label)], count[:, np.argsort(label)]
+    log_p = log_probabilities(rho, count) + difference_log_probabilities(v_v, ref_v_v, p_kw)[0]
+    posterior = np.exp(log_p - log_p.max(axis=1, keepdims=True))
+    posterior /= posterior.sum(axis=1, keepdims=True)
+    phase = np.where(usable, posterior.argmax(axis=1), NOT_ASSIGNED)
+    confidence = np.where(phase == NOT_ASSIGNED, 0.0, posterior.max(axis=1) * label_confidence)
     reason = tuple("" if phase[i] != NOT_ASSIGNED else
                    ("no voltage data" if n_valid[i] == 0 else
                     f"only {n_valid[i]} interval(s) with voltage; at least {MIN_INTERVALS} needed")
@@ -177,6 +182,16 @@ def confidence_of(rho: np.ndarray, count: np.ndarray, phase: np.ndarray, *,
     others = np.ones_like(z, dtype=bool)
     others[np.arange(z.shape[0]), chosen] = False
     return np.asarray(np.prod(np.where(others, _normal_cdf(margins), 1.0), axis=1))
+
+
+def log_probabilities(rho: np.ndarray, count: np.ndarray, *, spread: float = MODEL_SPREAD) -> np.ndarray:
+    """[i, k] ln Π_{j ≠ k} Φ((z_k − z_j)/(√2·se)): the log-probability that phase k's correlation truly exceeds
+    the other two (``confidence_of``'s test, for every phase)."""
+    z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
+    se = np.sqrt(1.0 / np.maximum(count.min(axis=1) - 3, 1) + spread**2)
+    margins = (z[:, :, None] - z[:, None, :]) / (math.sqrt(2.0) * se[:, None, None])
+    pair = log_ndtr(margins)
+    return np.asarray(pair.sum(axis=2) - np.diagonal(pair, axis1=1, axis2=2))
 
 
 def profile_groups(p_kw: np.ndarray) -> np.ndarray:
