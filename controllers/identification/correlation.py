@@ -120,13 +120,16 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
         if np.array_equal(new_phase, phase):
             break
         phase = new_phase
-    label, label_confidence = _labels(own0, ref0, phase)
-    rho, count = rho[:, np.argsort(label)], count[:, np.argsort(label)]
-    log_p = log_probabilities(rho, count) + difference_log_probabilities(v_v, ref_v_v, p_kw)[0]
-    posterior = np.exp(log_p - log_p.max(axis=1, keepdims=True))
-    posterior /= posterior.sum(axis=1, keepdims=True)
+    labellings = _labels(own0, ref0, phase)
+    # the correlation's evidence per phase under each labelling of the clusters, weighted by how probable the
+    # labelling is; the difference test needs no labelling
+    mixed = sum(weight * np.exp(log_probabilities(rho[:, np.argsort(perm)], count[:, np.argsort(perm)]))
+                for perm, weight in labellings)
+    posterior = mixed * np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw)[0])
+    posterior /= np.maximum(posterior.sum(axis=1, keepdims=True), 1e-300)
+    rho = rho[:, np.argsort(labellings[0][0])]
     phase = np.where(usable, posterior.argmax(axis=1), NOT_ASSIGNED)
-    confidence = np.where(phase == NOT_ASSIGNED, 0.0, posterior.max(axis=1) * label_confidence)
+    confidence = np.where(phase == NOT_ASSIGNED, 0.0, posterior.max(axis=1))
     reason = tuple("" if phase[i] != NOT_ASSIGNED else
                    ("no voltage data" if n_valid[i] == 0 else
                     f"only {n_valid[i]} interval(s) with voltage; at least {MIN_INTERVALS} needed")
@@ -200,15 +203,19 @@ def profile_groups(p_kw: np.ndarray) -> np.ndarray:
     return collinear_groups(filled)
 
 
-def _labels(own0: np.ndarray, ref0: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarray, float]:
-    """Phase of each cluster: the permutation maximising Σ z(corr(cluster mean, transformer phase)), and the
-    probability that it beats the runner-up permutation (Fisher z, the sum's spread taken as √6·se)."""
+def _labels(own0: np.ndarray, ref0: np.ndarray, cluster: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """The six namings of the clusters (permutation: cluster → phase), best first, each with its probability:
+    S = Σ z(corr(cluster mean, transformer phase)) per permutation, and, as for the phases, Π over the other
+    permutations of Φ((S − S')/(√6·se)), normalised."""
     means = np.stack([own0[:, cluster == k].mean(axis=1) if (cluster == k).any() else np.zeros(own0.shape[0])
                       for k in range(3)], axis=1)
     corr = np.array([[_pearson(means[:, [a]], ref0[:, [b]])[0][0] for b in range(3)] for a in range(3)])
     z = np.arctanh(np.clip(corr, -0.999999, 0.999999))
-    ranked = sorted(itertools.permutations(range(3)), key=lambda perm: -sum(z[a, perm[a]] for a in range(3)))
-    first, second = (sum(z[a, perm[a]] for a in range(3)) for perm in ranked[:2])
+    perms = sorted(itertools.permutations(range(3)), key=lambda perm: -sum(z[a, perm[a]] for a in range(3)))
+    total = np.array([sum(z[a, perm[a]] for a in range(3)) for perm in perms])
     se = 1.0 / math.sqrt(max(own0.shape[0] - 3, 1))
-    margin = (first - second) / (math.sqrt(6.0) * se)
-    return np.array(ranked[0]), float(_normal_cdf(np.array([margin]))[0])
+    pair = log_ndtr((total[:, None] - total[None, :]) / (math.sqrt(6.0) * se))
+    log_w = pair.sum(axis=1) - np.diagonal(pair)
+    weight = np.exp(log_w - log_w.max())
+    weight /= weight.sum()
+    return [(np.array(perm), float(w)) for perm, w in zip(perms, weight, strict=True)]
