@@ -1,5 +1,6 @@
-"""Phase identification by voltage correlation against the phase references and the customers already
-assigned (multi-reference correlation), then labelled against the transformer's phases.
+"""Phase identification from the meter voltages: correlation against the phase references and the customers
+already assigned (multi-reference correlation), labelled against the transformer's phases, together with the
+voltage-difference test (``difference``).
 
 The voltage a customer's meter reports falls with the load of its own phase upstream of it; so do the other
 customers' voltages on that phase and the transformer's LV voltage on that phase. Two components common to all
@@ -13,15 +14,19 @@ daily load shape that every phase shares). What is left is each phase's own sign
    consumption is collinear with its own — one scaled profile, ``identifiability.collinear_groups`` — when
    the powers are given: their own-load drops carry its shape onto their phase); it joins the phase of the
    largest correlation. Repeated until no customer moves (at most ``iterations`` times).
-2. Labelling. The three clusters are named A, B, C by the permutation whose cluster means correlate best, in
-   sum, with the transformer's phase series (the clusters are right long before single customers' labels are).
+2. Labelling. The three clusters are named A, B, C by the permutations of cluster means against the
+   transformer's phase series: S = Σ z(corr) per permutation, each permutation's probability the product over
+   the others of Φ((S − S')/(√6·se)), normalised (the clusters are right long before single customers' labels
+   are).
+3. The voltage-difference test (``difference``) on the same voltages.
 
 Confidence: with Fisher's z = atanh(ρ) and its standard error se = √(1/(n − 3) + MODEL_SPREAD²) for n
 intervals (the sampling error, and the reference's own error that more data do not remove), the probability that
-the chosen phase's correlation truly exceeds each other phase's, Φ((z₁ − z_k)/(√2·se)), multiplied over the
-other two phases, times the probability that the clusters' labelling is right (the same test between the best
-and the runner-up permutation). A transformer meter too coarse to tell its phases apart thus flags everyone
-instead of naming the clusters wrongly with confidence.
+phase k's correlation truly exceeds each other phase's, Π_j Φ((z_k − z_j)/(√2·se)); mixed over the namings by
+their probabilities; multiplied by the difference test's probability for k, and normalised over the phases. A
+customer's phase is the most probable one, its confidence that posterior. A transformer meter too coarse to tell
+its phases apart thus leaves both the naming and the difference test undecided and flags everyone instead of
+naming the clusters wrongly with confidence.
 """
 
 from __future__ import annotations
