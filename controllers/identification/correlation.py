@@ -126,15 +126,19 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
             break
         phase = new_phase
     labellings = _labels(own0, ref0, phase)
-    # the correlation's evidence per phase under each labelling of the clusters, weighted by how probable the
-    # labelling is; the difference test needs no labelling
-    mixed = sum(weight * np.exp(log_probabilities(rho[:, np.argsort(perm)], count[:, np.argsort(perm)]))
-                for perm, weight in labellings)
-    posterior = mixed * np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw)[0])
+    difference = np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw)[0])
+    by_naming = [np.exp(log_probabilities(rho[:, np.argsort(perm)], count[:, np.argsort(perm)]))
+                 for perm, _ in labellings]
+    # the phase: the best under the most probable naming of the clusters (they are right long before single
+    # customers are); its confidence: the posterior with the correlation's evidence mixed over every naming by
+    # its probability (the difference test needs no naming)
+    guess = by_naming[0] * difference
+    posterior = sum(weight * e for (_, weight), e in zip(labellings, by_naming, strict=True)) * difference
     posterior /= np.maximum(posterior.sum(axis=1, keepdims=True), 1e-300)
     rho = rho[:, np.argsort(labellings[0][0])]
-    phase = np.where(usable, posterior.argmax(axis=1), NOT_ASSIGNED)
-    confidence = np.where(phase == NOT_ASSIGNED, 0.0, posterior.max(axis=1))
+    phase = np.where(usable, guess.argmax(axis=1), NOT_ASSIGNED)
+    confidence = np.where(phase == NOT_ASSIGNED, 0.0, np.take_along_axis(posterior, np.maximum(phase, 0)[:, None],
+                                                                         axis=1)[:, 0])
     reason = tuple("" if phase[i] != NOT_ASSIGNED else
                    ("no voltage data" if n_valid[i] == 0 else
                     f"only {n_valid[i]} interval(s) with voltage; at least {MIN_INTERVALS} needed")
