@@ -9,7 +9,8 @@ records are put on a wrong phase, and ``both`` (the default) is run as ``phasetw
 
 Per case, worst over the seeds:
 
-- accuracy: share of the metered customers whose best phase (``both``: assigned phase) is right;
+- accuracy: share of the metered customers whose best phase (``both``'s phase, a flagged best guess included) is
+  right;
 - assigned: share assigned with high confidence (≥ 0.99): the customers identifiable from these data;
 - wrong hc: high-confidence answers that are wrong (acceptance: 0);
 - right of assigned: accuracy among the high-confidence answers;
