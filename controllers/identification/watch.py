@@ -4,9 +4,8 @@ A baseline gives each watched customer its phase (customers the baseline could n
 confidence are not watched). A window of ``window`` intervals then slides by ``step``; in each, every watched
 customer is correlated with the three phase references of ``correlation.phase_correlations`` (the
 transformer's phase and the watched customers of that phase, leave-one-out, profile peers left out), clusters
-fixed by the current phases, and by the voltage-difference test (``difference``) on the window; the two
-tests' log-probabilities per phase are added as in identification (the correlation's with ``WATCH_SPREAD``). A
-customer whose best phase in a window differs from its current one with posterior ≥ ``threshold`` in
+fixed by the current phases. A customer whose best phase in a window differs from its current one with
+confidence ≥ ``threshold`` (``correlation.confidence_of``: the same test, with ``WATCH_SPREAD``) in
 ``confirm`` consecutive windows is reported as moved, noticed at the end of the window that confirmed it; its
 current phase becomes the new one (a move back is reported again).
 
@@ -23,12 +22,11 @@ import numpy as np
 from controllers.identification.assignment import HIGH_CONFIDENCE, NOT_ASSIGNED
 from controllers.identification.correlation import (
     MIN_INTERVALS,
-    log_probabilities,
+    confidence_of,
     own_signals,
     phase_correlations,
     profile_groups,
 )
-from controllers.identification.difference import difference_log_probabilities
 
 __all__ = ["WATCH_SPREAD", "PhaseChange", "watch_phases"]
 
@@ -77,11 +75,8 @@ def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, win
         usable = watched & (np.isfinite(v_v[part]).sum(axis=0) >= MIN_INTERVALS)
         own, own0, ref0 = own_signals(v_v[part], ref_v_v[part], usable)
         rho, count = phase_correlations(own, own0, ref0, phase=current, members=usable, group=group)
-        log_p = log_probabilities(rho, count, spread=WATCH_SPREAD) + difference_log_probabilities(
-            v_v[part], ref_v_v[part], None if p_kw is None else p_kw[part])[0]
-        best = log_p.argmax(axis=1)
-        posterior = np.exp(log_p - log_p.max(axis=1, keepdims=True))
-        sure = posterior.max(axis=1) / posterior.sum(axis=1)
+        best = rho.argmax(axis=1)
+        sure = confidence_of(rho, count, best, spread=WATCH_SPREAD)
         moved = usable & (best != current) & (sure >= threshold)
         streak = np.where(moved & (best == candidate), streak + 1, np.where(moved, 1, 0))
         candidate = np.where(moved, best, NOT_ASSIGNED)
