@@ -50,12 +50,13 @@ def abstains(assignment: Assignment, i: int) -> bool:
 
 
 def agree(first: Assignment, second: Assignment) -> Assignment:
-    """Both methods. Where both assign the same phase, that phase with the confidence of the two as independent
-    evidence: each method's odds for the phase against the other two, c/(1 − c), over the prior odds 1/2, are
-    multiplied, giving 2c₁c₂ / (2c₁c₂ + (1 − c₁)(1 − c₂)); where one abstains (not assigned, or "not
-    identifiable from these data"), the other's phase and confidence, its reason naming the abstention; where
-    they name different phases, not assigned (reason names both); where both abstain, not assigned with both
-    reasons."""
+    """Both methods, as independent evidence: a method of confidence c for its phase gives each other phase
+    (1 − c)/2, and the two methods' probabilities multiply (uniform prior). Where both assign the same phase,
+    that phase with 2c₁c₂ / (2c₁c₂ + (1 − c₁)(1 − c₂)); where one abstains (not assigned, or "not identifiable
+    from these data"), the other's phase and confidence, its reason naming the abstention; where they name
+    different phases, the more probable of the two (c₁(1 − c₂) against c₂(1 − c₁)) as a best guess, "not
+    identifiable from these data" (the methods contradict each other), with the probability the other method
+    leaves it, (1 − c)/2 ≤ 1/2: never high confidence; where both abstain, not assigned with both reasons."""
     n = first.phase.size
     phase = np.full(n, NOT_ASSIGNED)
     confidence = np.zeros(n)
@@ -74,8 +75,12 @@ def agree(first: Assignment, second: Assignment) -> Assignment:
             phase[i], confidence[i] = used.phase[i], used.confidence[i]
             reasons.append(f"{used.method} alone ({other.method}: {other.reason[i] or 'not assigned'})")
         else:
-            reasons.append(f"{first.method} says {'ABC'[first.phase[i]]}, {second.method} says "
-                           f"{'ABC'[second.phase[i]]}")
+            c1, c2 = float(first.confidence[i]), float(second.confidence[i])
+            first_wins = c1 * (1 - c2) >= c2 * (1 - c1)
+            phase[i] = first.phase[i] if first_wins else second.phase[i]
+            confidence[i] = min(c1, (1 - c2) / 2) if first_wins else min(c2, (1 - c1) / 2)
+            reasons.append(f"{NOT_IDENTIFIABLE}: {first.method} says {'ABC'[first.phase[i]]}, {second.method} "
+                           f"says {'ABC'[second.phase[i]]}")
     return Assignment(method=Method.BOTH, phase=phase, confidence=confidence,
                       scores=(first.scores + second.scores) / 2, reason=tuple(reasons))
 

@@ -1,5 +1,6 @@
-"""Phase identification by voltage correlation against the phase references and the customers already
-assigned (multi-reference correlation), then labelled against the transformer's phases.
+"""Phase identification from the meter voltages: correlation against the phase references and the customers
+already assigned (multi-reference correlation), labelled against the transformer's phases, together with the
+voltage-difference test (``difference``).
 
 The voltage a customer's meter reports falls with the load of its own phase upstream of it; so do the other
 customers' voltages on that phase and the transformer's LV voltage on that phase. Two components common to all
@@ -13,15 +14,19 @@ daily load shape that every phase shares). What is left is each phase's own sign
    consumption is collinear with its own — one scaled profile, ``identifiability.collinear_groups`` — when
    the powers are given: their own-load drops carry its shape onto their phase); it joins the phase of the
    largest correlation. Repeated until no customer moves (at most ``iterations`` times).
-2. Labelling. The three clusters are named A, B, C by the permutation whose cluster means correlate best, in
-   sum, with the transformer's phase series (the clusters are right long before single customers' labels are).
+2. Labelling. The three clusters are named A, B, C by the permutations of cluster means against the
+   transformer's phase series: S = Σ z(corr) per permutation, each permutation's probability the product over
+   the others of Φ((S − S')/(√6·se)), normalised (the clusters are right long before single customers' labels
+   are).
+3. The voltage-difference test (``difference``) on the same voltages.
 
 Confidence: with Fisher's z = atanh(ρ) and its standard error se = √(1/(n − 3) + MODEL_SPREAD²) for n
 intervals (the sampling error, and the reference's own error that more data do not remove), the probability that
-the chosen phase's correlation truly exceeds each other phase's, Φ((z₁ − z_k)/(√2·se)), multiplied over the
-other two phases, times the probability that the clusters' labelling is right (the same test between the best
-and the runner-up permutation). A transformer meter too coarse to tell its phases apart thus flags everyone
-instead of naming the clusters wrongly with confidence.
+phase k's correlation truly exceeds each other phase's, Π_j Φ((z_k − z_j)/(√2·se)); mixed over the namings by
+their probabilities; multiplied by the difference test's probability for k, and normalised over the phases. A
+customer's phase is the most probable one, its confidence that posterior. A transformer meter too coarse to tell
+its phases apart thus leaves both the naming and the difference test undecided and flags everyone instead of
+naming the clusters wrongly with confidence.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ import itertools
 import math
 
 import numpy as np
+from scipy.special import log_ndtr
 
 from controllers.identification.assignment import NOT_ASSIGNED, Assignment, Method
+from controllers.identification.difference import difference_log_probabilities
 from controllers.identification.identifiability import collinear_groups
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "REFERENCE_WEIGHT",
     "confidence_of",
     "identify_by_correlation",
+    "log_probabilities",
     "own_signals",
     "phase_correlations",
     "profile_groups",
@@ -117,11 +125,20 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
         if np.array_equal(new_phase, phase):
             break
         phase = new_phase
-    label, label_confidence = _labels(own0, ref0, phase)
-    rho = rho[:, np.argsort(label)]
-    phase = np.where(phase == NOT_ASSIGNED, NOT_ASSIGNED, label[np.maximum(phase, 0)])
-    confidence = confidence_of(rho, count, phase)
-    confidence = np.where(phase == NOT_ASSIGNED, 0.0, confidence * label_confidence)
+    labellings = _labels(own0, ref0, phase)
+    difference = np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw)[0])
+    by_naming = [np.exp(log_probabilities(rho[:, np.argsort(perm)], count[:, np.argsort(perm)]))
+                 for perm, _ in labellings]
+    # the phase: the best under the most probable naming of the clusters (they are right long before single
+    # customers are); its confidence: the posterior with the correlation's evidence mixed over every naming by
+    # its probability (the difference test needs no naming)
+    guess = by_naming[0] * difference
+    posterior = sum(weight * e for (_, weight), e in zip(labellings, by_naming, strict=True)) * difference
+    posterior /= np.maximum(posterior.sum(axis=1, keepdims=True), 1e-300)
+    rho = rho[:, np.argsort(labellings[0][0])]
+    phase = np.where(usable, guess.argmax(axis=1), NOT_ASSIGNED)
+    confidence = np.where(phase == NOT_ASSIGNED, 0.0, np.take_along_axis(posterior, np.maximum(phase, 0)[:, None],
+                                                                         axis=1)[:, 0])
     reason = tuple("" if phase[i] != NOT_ASSIGNED else
                    ("no voltage data" if n_valid[i] == 0 else
                     f"only {n_valid[i]} interval(s) with voltage; at least {MIN_INTERVALS} needed")
@@ -179,21 +196,35 @@ def confidence_of(rho: np.ndarray, count: np.ndarray, phase: np.ndarray, *,
     return np.asarray(np.prod(np.where(others, _normal_cdf(margins), 1.0), axis=1))
 
 
+def log_probabilities(rho: np.ndarray, count: np.ndarray, *, spread: float = MODEL_SPREAD) -> np.ndarray:
+    """[i, k] ln Π_{j ≠ k} Φ((z_k − z_j)/(√2·se)): the log-probability that phase k's correlation truly exceeds
+    the other two (``confidence_of``'s test, for every phase)."""
+    z = np.arctanh(np.clip(rho, -0.999999, 0.999999))
+    se = np.sqrt(1.0 / np.maximum(count.min(axis=1) - 3, 1) + spread**2)
+    margins = (z[:, :, None] - z[:, None, :]) / (math.sqrt(2.0) * se[:, None, None])
+    pair = log_ndtr(margins)
+    return np.asarray(pair.sum(axis=2) - np.diagonal(pair, axis1=1, axis2=2))
+
+
 def profile_groups(p_kw: np.ndarray) -> np.ndarray:
     """The customers' profile groups: ``collinear_groups`` of their powers, gaps filled by each one's mean."""
     filled = np.where(np.isfinite(p_kw), p_kw, np.nan_to_num(_nanmean(p_kw, axis=0)))
     return collinear_groups(filled)
 
 
-def _labels(own0: np.ndarray, ref0: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarray, float]:
-    """Phase of each cluster: the permutation maximising Σ z(corr(cluster mean, transformer phase)), and the
-    probability that it beats the runner-up permutation (Fisher z, the sum's spread taken as √6·se)."""
+def _labels(own0: np.ndarray, ref0: np.ndarray, cluster: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """The six namings of the clusters (permutation: cluster → phase), best first, each with its probability:
+    S = Σ z(corr(cluster mean, transformer phase)) per permutation, and, as for the phases, Π over the other
+    permutations of Φ((S − S')/(√6·se)), normalised."""
     means = np.stack([own0[:, cluster == k].mean(axis=1) if (cluster == k).any() else np.zeros(own0.shape[0])
                       for k in range(3)], axis=1)
     corr = np.array([[_pearson(means[:, [a]], ref0[:, [b]])[0][0] for b in range(3)] for a in range(3)])
     z = np.arctanh(np.clip(corr, -0.999999, 0.999999))
-    ranked = sorted(itertools.permutations(range(3)), key=lambda perm: -sum(z[a, perm[a]] for a in range(3)))
-    first, second = (sum(z[a, perm[a]] for a in range(3)) for perm in ranked[:2])
+    perms = sorted(itertools.permutations(range(3)), key=lambda perm: -sum(z[a, perm[a]] for a in range(3)))
+    total = np.array([sum(z[a, perm[a]] for a in range(3)) for perm in perms])
     se = 1.0 / math.sqrt(max(own0.shape[0] - 3, 1))
-    margin = (first - second) / (math.sqrt(6.0) * se)
-    return np.array(ranked[0]), float(_normal_cdf(np.array([margin]))[0])
+    pair = log_ndtr((total[:, None] - total[None, :]) / (math.sqrt(6.0) * se))
+    log_w = pair.sum(axis=1) - np.diagonal(pair)
+    weight = np.exp(log_w - log_w.max())
+    weight /= weight.sum()
+    return [(np.array(perm), float(w)) for perm, w in zip(perms, weight, strict=True)]

@@ -4,8 +4,9 @@
 the default). With ``load_complete=False`` (some of the feeder's customers have no meter) the transformer's
 phase powers contain load nobody measured: the energy balance cannot tell which metered customer is on which
 phase, so every customer is "not identifiable from these data" by energy and ``both`` rests on the voltages
-(the unmetered load is unknown, not residual error; the voltage references are the transformer's phases and
-the metered customers, which the unmetered load does not disturb).
+(the unmetered load is unknown, not residual error; the voltage-difference test uses only the customer's own
+meter and the transformer's, and the correlation's references are the transformer's phases and the metered
+customers, which the unmetered load does not disturb).
 """
 
 from __future__ import annotations

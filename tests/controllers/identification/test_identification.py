@@ -96,15 +96,18 @@ def test_agreement_scores_and_confusion() -> None:
                           reason=("", "", ""))
 
     both = agree(a(Method.CORRELATION, [0, 1, 2], [0.5, 0.999, 0.7]), a(Method.ENERGY, [0, 2, 2], [0.995, 1.0, 0.4]))
-    np.testing.assert_array_equal(both.phase, [0, NOT_ASSIGNED, 2])
+    # customer 1: the methods contradict each other; energy's C (1.0 against 0.999) is the best guess, with the
+    # (1 − 0.999)/2 correlation leaves it, and not identifiable
+    np.testing.assert_array_equal(both.phase, [0, 2, 2])
     # odds multiply: 2·0.5·0.995 / (2·0.5·0.995 + 0.5·0.005), and 2·0.7·0.4 / (2·0.7·0.4 + 0.3·0.6)
-    np.testing.assert_allclose(both.confidence, [0.995 / 0.9975, 0.0, 0.56 / 0.74])
-    assert both.reason[1] == "correlation says B, energy says C"
+    np.testing.assert_allclose(both.confidence, [0.995 / 0.9975, 0.0005, 0.56 / 0.74])
+    assert both.reason[1] == f"{NOT_IDENTIFIABLE}: correlation says B, energy says C"
+    np.testing.assert_array_equal(both.flagged(), [False, True, True])
     s = score(both, np.array([0, 1, 1]))
     assert s["accuracy"] == pytest.approx(1 / 3) and s["accuracy_of_high_confidence"] == 1.0
     assert s["high_confidence_share"] == pytest.approx(1 / 3)
     np.testing.assert_array_equal(confusion_matrix(both, np.array([0, 1, 1])),
-                                  [[1, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]])
+                                  [[1, 0, 0, 0], [0, 0, 2, 0], [0, 0, 0, 0]])
 
 
 def test_agreement_uses_one_method_where_the_other_cannot_tell() -> None:
