@@ -55,7 +55,17 @@ def _ingest_summary(guard: IngestGuard, grid: GridRole, bus: Bus) -> dict[str, o
     c = guard.counters
     return {"checked": c.checked, "quarantined": c.by_reason(), "quarantined_total": sum(c.quarantined.values()),
             "deadletter_reasons": deadletter_reasons(guard, getattr(bus, "counters", None)),
-            "estimated": c.estimated, "late_unrecorded": grid.counters.readings_late_unrecorded}
+            "estimated": c.estimated, "late_unrecorded": grid.counters.readings_late_unrecorded,
+            "used_in_tick": grid.counters.readings_used, **_window_summary(grid)}
+
+
+def _window_summary(grid: GridRole) -> dict[str, object]:
+    """Real time: the reorder window, how often a tick waited in it and what arrived meanwhile."""
+    w = grid.window
+    if w is None:
+        return {}
+    return {"reorder_window_s": w.window_s, "window_waits": w.waits, "window_waited_s": round(w.waited_s, 3),
+            "used_in_window": grid.counters.readings_in_window, "window_closed_incomplete": w.closed_incomplete}
 
 
 def _recorder_summary(settings: InfluxSettings | None, final: InfluxCounts | None) -> dict[str, object]:

@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -395,15 +396,39 @@ class MqttBus:
             if topic != self._sync_topic:
                 self._dispatch(*item)
                 continue
-            if payload == str(self._marker_out).encode():
-                self._marker_out = None
-                if not self.counters.broker_ok:
-                    assert self._stalled_since_s is not None
-                    stalled_s = time.monotonic() - self._stalled_since_s
-                    self.counters.broker_stalled_s += stalled_s
-                    self.counters.broker_ok = True
-                    log.warning("mqtt: the broker %s answers again after %.1f s", self.settings.url, stalled_s)
+            if self._marker_back(payload):
                 return True
+
+    def _marker_back(self, payload: bytes) -> bool:
+        """Whether ``payload`` (on the sync topic) is the real-time marker out; if so, it is no longer out and a
+        stalled broker answers again."""
+        if self._marker_out is None or payload != str(self._marker_out).encode():
+            return False
+        self._marker_out = None
+        if not self.counters.broker_ok:
+            assert self._stalled_since_s is not None
+            stalled_s = time.monotonic() - self._stalled_since_s
+            self.counters.broker_stalled_s += stalled_s
+            self.counters.broker_ok = True
+            log.warning("mqtt: the broker %s answers again after %.1f s", self.settings.url, stalled_s)
+        return True
+
+    def pump_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Dispatch messages as they arrive until ``done()`` or ``timeout_s`` passes; whether ``done()`` (a role
+        waiting in real time for what it still lacks, e.g. the grid for its tick's readings). A real-time marker
+        that comes back meanwhile is taken as ``settle`` would."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                return done()
+            if item[0] == self._sync_topic:
+                self._marker_back(item[1])
+                continue
+            self._dispatch(*item)
+        return True
 
     def pump(self, timeout_s: float) -> int:
         """Dispatch messages as they arrive for up to ``timeout_s`` (0: only what is already here)."""
