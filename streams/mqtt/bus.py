@@ -420,8 +420,10 @@ class MqttBus:
         deadline = time.monotonic() + timeout_s
         while not done():
             remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
             try:
-                item = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+                item = self._inbox.get(timeout=remaining)
             except queue.Empty:
                 return done()
             if item[0] == self._sync_topic:
