@@ -113,6 +113,9 @@ class Scenario(BaseModel):
         default=None, ge=0, description="real time: how long (simulated seconds after a tick starts) its power flow "
         "waits for meter readings still missing, so that readings arriving slightly out of order are used in their "
         "tick; later ones are late (counted). None: a quarter of the tick; at most half the tick")
+    stale_after_s: float = Field(
+        default=300.0, gt=0, description="the built-in controller takes a customer whose last real meter reading is "
+        "older than this (simulated s) as stale: it plans with the forecast's load for it instead, and counts it")
     meter_limit_kva: float | None = Field(
         default=None, gt=0,
         description="plausibility envelope of a meter reading, kVA per terminal; None: the feeder's default")
