@@ -110,11 +110,11 @@ class Scenario(BaseModel):
     max_skew_s: float = Field(default=60.0, ge=0, description="how far beyond the end of the current tick a "
                               "command or heartbeat may be dated")
     reorder_window_s: float | None = Field(
-        default=None, ge=0, description="real time: how long (simulated seconds after a tick starts) its power flow "
+        default=None, description="real time: how long (simulated seconds after a tick starts) its power flow "
         "waits for meter readings still missing, so that readings arriving slightly out of order are used in their "
         "tick; later ones are late (counted). None: a quarter of the tick; at most half the tick")
     stale_after_s: float = Field(
-        default=300.0, gt=0, description="the built-in controller takes a customer whose last real meter reading is "
+        default=300.0, description="the built-in controller takes a customer whose last real meter reading is "
         "older than this (simulated s) as stale: it plans with the forecast's load for it instead, and counts it")
     meter_limit_kva: float | None = Field(
         default=None, gt=0,
@@ -197,8 +197,11 @@ class Scenario(BaseModel):
 
     @model_validator(mode="after")
     def _window_inside_the_tick(self) -> Scenario:
-        if self.reorder_window_s is not None and self.reorder_window_s > self.tick_s / 2:
-            raise ValueError(f"reorder_window_s {self.reorder_window_s:g}: expected at most half the tick "
+        if not self.stale_after_s > 0:
+            raise ValueError(f"stale_after_s {self.stale_after_s:g}: expected a positive number of seconds (how old "
+                             "a customer's last real reading may be before the controller plans with its forecast)")
+        if self.reorder_window_s is not None and not 0 <= self.reorder_window_s <= self.tick_s / 2:
+            raise ValueError(f"reorder_window_s {self.reorder_window_s:g}: expected 0 up to half the tick "
                              f"({self.tick_s / 2:g} s of the {self.tick_s} s tick): the rest of the tick is the power "
                              "flow's, the devices' and the controller's")
         return self

@@ -134,6 +134,8 @@ def test_a_real_time_replay_over_mqtt_has_the_window(mosquitto: MosquittoServer,
     assert s.ingest["used_in_tick"] == s.readings_published and s.readings_late == 0
 
 
-def test_a_window_longer_than_half_the_tick_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"reorder_window_s 31: expected at most half the tick \(30 s of the 60 s"):
-        Scenario(reorder_window_s=31.0)
+@pytest.mark.parametrize("window_s", [31.0, -1.0])
+def test_a_window_outside_the_tick_is_refused(window_s: float) -> None:
+    with pytest.raises(ValueError, match=rf"reorder_window_s {window_s:g}: expected 0 up to half the tick \(30 s of "
+                                         r"the 60 s tick\)"):
+        Scenario(reorder_window_s=window_s)

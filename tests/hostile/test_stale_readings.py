@@ -70,3 +70,8 @@ def test_stale_readings_give_way_to_the_forecast(tmp_path: Path, caplog: pytest.
                for m in logged)
     assert any("readings stale: their loads are the forecast's" in m for m in logged)
     assert any(f"tick {DEAD.stop}: every customer's readings are fresh again" in m for m in logged)
+
+
+def test_a_staleness_limit_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"stale_after_s 0: expected a positive number of seconds"):
+        ScenarioOptions(stale_after=0.0).scenario()
