@@ -139,8 +139,8 @@ def _attack(spec: dict[str, Any], out: Path) -> None:
     deadline = time.monotonic() + 60
     while len(letters) < len(sent) and time.monotonic() < deadline:
         time.sleep(0.01)
-    client.loop_stop()
     client.disconnect()
+    client.loop_stop()
     with lock:
         out.write_text(json.dumps({"sent": sent, "letters": letters, "first_tick": first_tick,
                                    "last_tick": last_tick, "sent_s": sent_s}))

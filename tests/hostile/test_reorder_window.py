@@ -77,8 +77,8 @@ class _Feed:
     def close(self) -> None:
         self.ticks.put(None)
         self._thread.join(5)
+        self._client.disconnect()  # while the loop runs: it sends the DISCONNECT and closes the socket
         self._client.loop_stop()
-        self._client.disconnect()
 
 
 def _run(broker: MosquittoServer, *, window: bool) -> tuple[GridRole, list[GridState]]:
