@@ -49,6 +49,10 @@ class TickStage(Protocol):
     def on_tick(self, tick: int, time_utc: datetime) -> None: ...
 
 
+IDLE_MARGIN_S = 0.001
+"""Real time: ``idle`` returns this long before the next tick is due."""
+
+
 @dataclass
 class Timing:
     """Wall-clock bookkeeping of a run."""
@@ -70,13 +74,16 @@ def run_ticks(
     after_tick: Callable[[int, Timing], None] | None = None,
     settle: Callable[[], None] | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    idle: Callable[[float], None] | None = None,
 ) -> Timing:
     """Run every stage for every tick on a SimPy environment; return the timing record.
 
     ``settle`` runs after every stage (a bus delivers what the stage published); ``after_tick`` after each
     tick's stages (progress bars, status). ``stop_requested`` is asked before each tick; when it answers True
     (SIGTERM) the run ends there, cleanly, with ``timing.stopped`` set. Real-time lateness is measured against
-    the schedule set at the first tick.
+    the schedule set at the first tick. ``idle(seconds)`` (real time) spends the wall time left until the next tick
+    is due, returning by then: a bus dispatches what arrives meanwhile, so that a tick does not begin behind a
+    backlog of everything that arrived while the loop slept.
     """
     if speed < 0:
         raise ScenarioError(f"speed {speed} must be >= 0 (0 = as fast as possible)")
@@ -111,6 +118,10 @@ def run_ticks(
                     log.warning("tick %d (%s) overran its %.3f s slot by %.3f s", tick, time_utc, period_s, lateness)
             if after_tick is not None:
                 after_tick(tick, timing)
+            if idle is not None and speed > 0 and tick + 1 < clock.n_ticks:
+                left_s = t0 + (tick + 1) * period_s - wall_clock() - IDLE_MARGIN_S
+                if left_s > 0:
+                    idle(left_s)
         timing.wall_s = wall_clock() - t0
 
     env.process(process(env))

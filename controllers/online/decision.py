@@ -23,7 +23,7 @@ import numpy as np
 from controllers.online.baseline import greedy_plan, static_phases, static_plan
 from controllers.online.evaluate import plan_from_decisions
 from controllers.online.feasibility import FirstStepCheck, LtupfGuard, PredictionBasis, prediction_error
-from controllers.online.forecast import Forecaster, StepAggregator
+from controllers.online.forecast import Forecaster, ForecastError, StepAggregator
 from controllers.online.problem import (
     ControlProblem,
     PessConnection,
@@ -109,6 +109,12 @@ class ControllerCounters:
     decide_cpu_s: float = 0.0
     """process CPU time spent deciding (solve and LTUPF check), s: what a decision costs on a loaded machine."""
     rejections: Counter[str] = field(default_factory=Counter)
+    stale_ticks: int = 0
+    """Ticks in which some customer's last real reading was older than the staleness limit."""
+    stale_readings: int = 0
+    """Customer-ticks whose load the forecast gave in place of a stale reading."""
+    stale_decisions: int = 0
+    """Decisions taken while some customer's readings were stale (their loads the forecast's)."""
 
 
 class ControllerDecision:
@@ -119,13 +125,16 @@ class ControllerDecision:
         self, *, view: FeederView, devices: list[ControlledDevice], settings: ControllerSettings,
         forecaster: Forecaster, tick_s: int, start_utc: datetime, n_ticks: int, guard: LtupfGuard | None = None,
         tick_loads: Callable[[int, int], np.ndarray] | None = None, timer: Callable[[], float] = time.perf_counter,
-        real_time: bool = False,
+        real_time: bool = False, stale_after_ticks: int | None = None,
     ) -> None:
         """``tick_loads(tick, n)``: per-terminal loads [n, n_customers, 3] of the coming ticks when the forecast
         has tick resolution (perfect foresight); the LTUPF check then covers every tick of the first step.
         ``real_time``: the twin keeps pace with the wall clock (``--speed > 0``, HIL), so the solver's time limit
         applies as a safety net; in virtual time only its work limits do, and a replay decides the same on any
-        machine at any load (unless ``settings.solver.wall_clock`` says otherwise)."""
+        machine at any load (unless ``settings.solver.wall_clock`` says otherwise).
+        ``stale_after_ticks``: a customer without a real (not estimated) reading for more ticks than this is stale:
+        the controller does not take its last value as what it draws now, but the forecast's (see ``_fresh``),
+        counts it and says so; None: readings never go stale."""
         if settings.period_s % tick_s:
             raise ValueError(f"control period_s {settings.period_s} must be a whole number of {tick_s} s ticks")
         self._view, self._settings = view, settings
@@ -168,6 +177,10 @@ class ControllerDecision:
         """Per control period: predicted (LTUPF) and actual (twin) voltage extremes of its first step, compared
         like for like (``feasibility.prediction_error``)."""
         self._newest = NewestTick()
+        self._stale_after = stale_after_ticks
+        self._fresh_tick = np.full(n, -1)
+        """The tick of each customer's last real reading (-1: none yet)."""
+        self._stale_now = 0
 
     @property
     def feeder(self) -> str:
@@ -178,6 +191,10 @@ class ControllerDecision:
         if isinstance(message, MeterFrame) and message.meter_ids == self._view.customer_ids \
                 and not self._newest.late(message.tick):
             self._terminal_kw = message.p_kw
+            real = np.ones(len(message.meter_ids), dtype=bool)
+            if message.estimated:
+                real[[self._index[m] for m in message.estimated if m in self._index]] = False
+            self._fresh_tick[real] = message.tick
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = message.q_kvar / message.p_kw
             self._q_ratio = np.where(np.isfinite(ratio), ratio, self._q_ratio)
@@ -198,6 +215,8 @@ class ControllerDecision:
             row[:len(message.p_kw)] = message.p_kw
             self._terminal_kw = self._terminal_kw.copy()
             self._terminal_kw[i] = row
+            if not message.estimated:
+                self._fresh_tick[i] = message.tick
 
     def on_state(self, topic: str, message: Message) -> None:
         if isinstance(message, DeviceState):
@@ -222,9 +241,38 @@ class ControllerDecision:
     def _emit(self, topic: str, message: Message) -> None:
         self._out.append((topic, message))
 
+    def _fresh(self, tick: int) -> np.ndarray:
+        """The customers' loads [n, 3] to take as this tick's: their readings, except for a customer whose last
+        real reading is older than the staleness limit — a broker outage, a dead meter feed, a meter the ingest
+        guard keeps replacing. For those the forecast of the current step stands in (a forecaster that has not
+        observed anything yet cannot: then the last values stay, still counted as stale)."""
+        if self._stale_after is None:
+            return self._terminal_kw
+        stale = tick - self._fresh_tick > self._stale_after
+        n_stale = int(stale.sum())
+        if n_stale != self._stale_now:
+            if n_stale:
+                names = [self._view.customer_ids[i] for i in np.flatnonzero(stale)[:5]]
+                log.warning("controller: tick %d: %d customer(s) without a real reading for more than %d tick(s) "
+                            "(%s%s): planning with the forecast's loads for them", tick, n_stale, self._stale_after,
+                            ", ".join(names), " …" if n_stale > 5 else "")
+            else:
+                log.warning("controller: tick %d: every customer's readings are fresh again", tick)
+            self._stale_now = n_stale
+        if not n_stale:
+            return self._terminal_kw
+        self.counters.stale_ticks += 1
+        self.counters.stale_readings += n_stale
+        n = len(self._view.customer_ids)
+        try:
+            forecast = self._forecaster.forecast(tick // self._ticks_per_step, 1)[0, :3 * n].reshape(n, 3)
+        except ForecastError:
+            return self._terminal_kw
+        return np.where(stale[:, None], forecast, self._terminal_kw)
+
     def _tick(self, tick: int, time_utc: datetime) -> None:
         pv = [self._pv_now(d.device_id) for d in self._pess]
-        row = np.concatenate([self._terminal_kw.reshape(-1), np.asarray(pv, dtype=float)])
+        row = np.concatenate([self._fresh(tick).reshape(-1), np.asarray(pv, dtype=float)])
         for step, mean in self._aggregator.add(tick, row):
             self._forecaster.observe(step, mean)
         if tick + 1 >= self._n_ticks:
@@ -235,6 +283,10 @@ class ControllerDecision:
         step_start = time_utc + timedelta(seconds=self._tick_s)
         self._close_actual()
         self.counters.periods += 1
+        if self._stale_now:
+            self.counters.stale_decisions += 1
+            log.warning("controller: deciding for %s with %d customer(s)' readings stale: their loads are the "
+                        "forecast's", step_start.isoformat(), self._stale_now)
         self._emit(topics.controller_heartbeat(self._view.name), ControllerHeartbeat(
             feeder=self._view.name, tick=tick, time_utc=time_utc, controller_id=self._settings.controller_id))
         cpu_start = time.process_time()

@@ -199,6 +199,13 @@ SiteOpt = Annotated[str | None, typer.Option(
                    "feeder's own PV or site; central England for a network file)")]
 PvProfileOpt = Annotated[Path | None, typer.Option(
     "--pv-profile", help="CSV time,kw_per_kwp: the PV of simulated PESS per kWp (replaces the clear-sky model)")]
+StaleAfterOpt = Annotated[float, typer.Option(
+    "--stale-after", help="simulated seconds without a real meter reading after which the built-in controller plans "
+                          "with the forecast's load for that customer (counted, logged)")]
+ReorderWindowOpt = Annotated[float | None, typer.Option(
+    "--reorder-window", help="real time: simulated seconds after a tick starts that its power flow waits for meter "
+                             "readings still missing (readings arriving out of order within it are used in their "
+                             "tick, later ones are late); default a quarter of the tick, at most half")]
 TimezoneOpt = Annotated[str | None, typer.Option(
     "--timezone", help="time zone of --data times without offset (IANA, e.g. Europe/Brussels): daylight saving's "
                        "repeated and skipped hours are handled and counted")]
@@ -422,6 +429,8 @@ def replay(
     keyring: KeyringOpt = None,
     signing_key: SigningKeyOpt = None,
     meter_limit_kva: MeterLimitOpt = None,
+    reorder_window: ReorderWindowOpt = None,
+    stale_after: StaleAfterOpt = 300.0,
     flush_ticks: FlushTicksOpt = 360,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
@@ -466,7 +475,7 @@ def replay(
             forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
             schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
             ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective, placement=placement,
-            on_divergence=on_divergence,
+            on_divergence=on_divergence, reorder_window=reorder_window, stale_after=stale_after,
         )
         tick_given = ctx.get_parameter_source("tick").name in ("COMMANDLINE", "ENVIRONMENT")  # type: ignore[union-attr]
         if scenario_name is None and (data is not None or scenario.feeder_file is not None) and not (
@@ -702,6 +711,8 @@ def run(
     keyring: KeyringOpt = None,
     signing_key: SigningKeyOpt = None,
     meter_limit_kva: MeterLimitOpt = None,
+    reorder_window: ReorderWindowOpt = None,
+    stale_after: StaleAfterOpt = 300.0,
     flush_ticks: FlushTicksOpt = 360,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -733,6 +744,7 @@ def run(
         forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
         control_period=control_period, command_lifetime=command_lifetime, on_divergence=on_divergence,
         ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective, placement=placement,
+        reorder_window=reorder_window, stale_after=stale_after,
     )
     scenario = _hardened(scenario, keyring=keyring, signing_key=signing_key, meter_limit_kva=meter_limit_kva)
     try:

@@ -48,6 +48,7 @@ from twin.errors import ScenarioError
 from twin.feeders import open_feeder
 from twin.grid.inbox import REORDER_WINDOW_TICKS
 from twin.grid.role import GridRole
+from twin.grid.window import ReorderWindow, default_window_s
 from twin.line_switching import SwitchingSchedule
 from twin.network import Feeder
 from twin.powerflow import FallbackPowerFlow, PowerFlow, build_engine, default_rungs
@@ -77,6 +78,17 @@ def _off_loop(controller: OnlineController, bus: Bus, scenario: Scenario, clock:
         strategy=scenario.controller.strategy.value,
         deciding=lambda tick: (tick + 1) % per_step == 0 and tick + 1 < n_ticks,
         wait_s=0.5 * tick_wall_s, deadline_s=0.5 * tick_wall_s, step_s=float(scenario.controller.period_s))
+
+
+def _reorder_window(scenario: Scenario, bus: Bus) -> ReorderWindow | None:
+    """Real time on a transport that can wait (MQTT): the grid waits for its tick's straggling readings until the
+    tick's reorder window closes. In virtual time every stage settles completely: no window."""
+    pump_until = getattr(bus, "pump_until", None)
+    if scenario.speed <= 0 or pump_until is None:
+        return None
+    window_s = scenario.reorder_window_s if scenario.reorder_window_s is not None else default_window_s(
+        scenario.tick_s)
+    return ReorderWindow(window_s=window_s, speed=scenario.speed, pump_until=pump_until) if window_s > 0 else None
 
 
 def _device_guarded(bus: Bus, ingest: IngestGuard, *, feeder: Feeder, clock: TickClock, specs: list[DeviceSpec],
@@ -278,9 +290,10 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
     primary, engine_note = build_engine(feeder, engine=scenario.engine, threads=threads)
     powerflow = FallbackPowerFlow(primary, rungs=default_rungs(feeder, engine=primary.engine))
+    window = _reorder_window(scenario, bus)
     grid = GridRole(bus=bus, feeder=feeder, name=name, powerflow=powerflow, lookahead=meters.lookahead,
                     batch_ticks=scenario.batch_ticks if scenario.speed == 0 else 1, switching=switching,
-                    on_divergence=scenario.on_divergence)
+                    on_divergence=scenario.on_divergence, window=window)
     layout = Layout(bus_ids=tuple(feeder.bus_ids()), line_ids=tuple(ln.id for ln in feeder.lines),
                     n_lv_feeders=grid.n_lv_feeders)
     time_index = pd.date_range(clock.start_utc, periods=clock.n_ticks, freq=f"{clock.tick_s}s")
@@ -354,12 +367,13 @@ def _check_timing(scenario: Scenario, table: MeterTable, clock: TickClock) -> No
 
 
 def _stages(run: RunAssembly) -> list[TickStage]:
-    """The tick order: (HIL watch,) ingest guard, device guard, clock, meters, (schedule,) devices, grid,
-    (controller, command gate,) status.
-    The HIL watch goes first: a tick's wall start is taken before its clock message goes out."""
+    """The tick order: (HIL watch, reorder window,) ingest guard, device guard, clock, meters, (schedule,) devices,
+    grid, (controller, command gate,) status.
+    The HIL watch and the reorder window go first: a tick's wall start is taken before its clock message goes
+    out."""
     announce = ClockPublisher(bus=run.bus, name=run.feeder.name, tick_s=run.clock.tick_s, speed=run.scenario.speed,
                               run=run.run_nonce)
     deciding: TickStage | None = run.off_loop or run.controller
-    stages: list[TickStage | None] = [run.hil, run.ingest, run.device_guard, announce, run.meters, run.scheduler,
-                                      run.agent, run.grid, deciding, run.gate, run.status]
+    stages: list[TickStage | None] = [run.hil, run.grid.window, run.ingest, run.device_guard, announce, run.meters,
+                                      run.scheduler, run.agent, run.grid, deciding, run.gate, run.status]
     return [s for s in stages if s is not None]

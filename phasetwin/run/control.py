@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -132,4 +133,5 @@ def build_controller(scenario: Scenario, *, bus: Bus, feeder: Feeder, specs: lis
         start_utc=clock.start_utc, n_ticks=clock.n_ticks, guard=guard,
         tick_loads=(lambda tick, n: meters.lookahead(tick, n)[0])
         if scenario.controller.forecast is ForecastKind.PERFECT else None, real_time=scenario.speed > 0,
+        stale_after_ticks=max(1, math.ceil(scenario.stale_after_s / clock.tick_s)),
     )

@@ -76,6 +76,10 @@ def _close_transports(bus: Bus, database: InfluxRecorder | None) -> InfluxCounts
     return final
 
 
+def _never() -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Execution:
     """How the ticks went: their timing, the database's final counts, the tables written, the run's journal."""
@@ -107,16 +111,21 @@ def execute(run: RunAssembly, *, progress: Callable[[int, int], None] | None = N
         if progress is not None:
             progress(tick + 1, clock.n_ticks)
 
+    idle: Callable[[float], None] | None = None
     if scenario.speed > 0:
         realtime = getattr(bus, "realtime", None)
         if realtime is not None:  # a transport that can wait: never longer than this per stage
             realtime(budget_s=min(REALTIME_SETTLE_BUDGET_S, clock.tick_s / scenario.speed / 20))
+        pump_until = getattr(bus, "pump_until", None)
+        if pump_until is not None:  # between ticks, dispatch what arrives (a flood does not pile up for the tick)
+            def idle(seconds: float) -> None:
+                pump_until(_never, seconds)
     # The network, tables and models live for the whole run; freezing them keeps the cyclic collector from
     # rescanning them on every full collection (benchmarks/mqtt.py: about a tenth of the ingest time).
     gc.freeze()
     try:
         timing = run_ticks(clock=clock, stages=run.stages, speed=scenario.speed, after_tick=after_tick,
-                           settle=bus.settle, stop_requested=stop_requested)
+                           settle=bus.settle, stop_requested=stop_requested, idle=idle)
     except BaseException as err:
         try:
             _close_transports(bus, run.database)

@@ -103,6 +103,12 @@ class ScenarioOptions:
     """Where ``psd``/``sts``/``pess`` devices go: the farthest customers, or where they move the objective most."""
     pv_profile: Path | None = None
     """CSV ``time,kw_per_kwp``: the PESS's PV per kWp instead of the clear-sky model (``--pv-profile``)."""
+    stale_after: float = 300.0
+    """Simulated seconds without a real reading after which the controller plans with the forecast's load for a
+    customer (``--stale-after``)."""
+    reorder_window: float | None = None
+    """Real time: simulated seconds after a tick starts that its power flow waits for missing meter readings
+    (``--reorder-window``; None: a quarter of the tick)."""
 
     def scenario(self) -> Scenario:
         """The scenario these options describe. Raises ScenarioError (or pydantic's ValidationError) naming the
@@ -131,4 +137,5 @@ class ScenarioOptions:
             fleet=fleet, schedule=self.schedule, controller=control, data_fill_steps=self.fill_gaps,
             data_unit_check=self.unit_check, unmetered=self.unmetered,  # type: ignore[arg-type]
             unknown_meters=self.unknown_meters, on_divergence=self.on_divergence,
+            reorder_window_s=self.reorder_window, stale_after_s=self.stale_after,
         )

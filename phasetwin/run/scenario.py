@@ -109,6 +109,13 @@ class Scenario(BaseModel):
                                      "None: $PHASETWIN_SIGNING_KEY")
     max_skew_s: float = Field(default=60.0, ge=0, description="how far beyond the end of the current tick a "
                               "command or heartbeat may be dated")
+    reorder_window_s: float | None = Field(
+        default=None, description="real time: how long (simulated seconds after a tick starts) its power flow "
+        "waits for meter readings still missing, so that readings arriving slightly out of order are used in their "
+        "tick; later ones are late (counted). None: a quarter of the tick; at most half the tick")
+    stale_after_s: float = Field(
+        default=300.0, description="the built-in controller takes a customer whose last real meter reading is "
+        "older than this (simulated s) as stale: it plans with the forecast's load for it instead, and counts it")
     meter_limit_kva: float | None = Field(
         default=None, gt=0,
         description="plausibility envelope of a meter reading, kVA per terminal; None: the feeder's default")
@@ -186,6 +193,17 @@ class Scenario(BaseModel):
     def _site_on_earth(self) -> Scenario:
         if self.pv_site is not None and not (-90 <= self.pv_site[0] <= 90 and -180 <= self.pv_site[1] <= 180):
             raise ValueError(f"pv_site {self.pv_site}: expected latitude -90..90 and longitude -180..180 degrees")
+        return self
+
+    @model_validator(mode="after")
+    def _window_inside_the_tick(self) -> Scenario:
+        if not self.stale_after_s > 0:
+            raise ValueError(f"stale_after_s {self.stale_after_s:g}: expected a positive number of seconds (how old "
+                             "a customer's last real reading may be before the controller plans with its forecast)")
+        if self.reorder_window_s is not None and not 0 <= self.reorder_window_s <= self.tick_s / 2:
+            raise ValueError(f"reorder_window_s {self.reorder_window_s:g}: expected 0 up to half the tick "
+                             f"({self.tick_s / 2:g} s of the {self.tick_s} s tick): the rest of the tick is the power "
+                             "flow's, the devices' and the controller's")
         return self
 
     @model_validator(mode="after")

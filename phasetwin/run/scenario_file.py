@@ -58,6 +58,7 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     "ops_per_day": ("controller", "budget", "ops_per_day"), "min_dwell": ("controller", "budget", "min_dwell_s"),
     "objective": ("controller", "weights"),  # the preset's weights (controllers.online.settings.objective_weights)
     "placement": ("fleet", "placement"),
+    "reorder_window": ("reorder_window_s",), "stale_after": ("stale_after_s",),
     "scenario_name": ("replay", "scenario"), "baseline": ("replay", "baseline"), "bus": ("replay", "bus"),
     "influx": ("replay", "influx"), "plan": ("replay", "plan"), "verbose": ("replay", "verbose"),
     "view": ("replay", "view"), "view_port": ("replay", "view_port"),
@@ -218,8 +219,10 @@ def check_inputs(recorded: Mapping[str, str], *, source: Path) -> None:
                             f"{'; '.join(problems)}; restore them, or remove their lines from the inputs table")
 
 
-KEYED_ONLY_WHEN_SET = ("assumptions", "data_timezone", "data_time_format", "pv_site", "pv_profile")
-"""Scenario fields that enter a scenario's key only when they differ from their default (added by issue 29)."""
+KEYED_ONLY_WHEN_SET = ("assumptions", "data_timezone", "data_time_format", "pv_site", "pv_profile",
+                       "reorder_window_s", "stale_after_s")
+"""Scenario fields that enter a scenario's key only when they differ from their default (added by issue 29 and
+later)."""
 
 
 def scenario_hash(scenario: Scenario, inputs: Mapping[str, str]) -> str:

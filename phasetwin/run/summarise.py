@@ -55,7 +55,17 @@ def _ingest_summary(guard: IngestGuard, grid: GridRole, bus: Bus) -> dict[str, o
     c = guard.counters
     return {"checked": c.checked, "quarantined": c.by_reason(), "quarantined_total": sum(c.quarantined.values()),
             "deadletter_reasons": deadletter_reasons(guard, getattr(bus, "counters", None)),
-            "estimated": c.estimated, "late_unrecorded": grid.counters.readings_late_unrecorded}
+            "estimated": c.estimated, "late_unrecorded": grid.counters.readings_late_unrecorded,
+            "used_in_tick": grid.counters.readings_used, **_window_summary(grid)}
+
+
+def _window_summary(grid: GridRole) -> dict[str, object]:
+    """Real time: the reorder window, how often a tick waited in it and what arrived meanwhile."""
+    w = grid.window
+    if w is None:
+        return {}
+    return {"reorder_window_s": w.window_s, "window_waits": w.waits, "window_waited_s": round(w.waited_s, 3),
+            "used_in_window": grid.counters.readings_in_window, "window_closed_incomplete": w.closed_incomplete}
 
 
 def _recorder_summary(settings: InfluxSettings | None, final: InfluxCounts | None) -> dict[str, object]:
@@ -102,6 +112,8 @@ def _controller_summary(scenario: Scenario, controller: OnlineController | None,
         "solve_s_p50": float(np.percentile(solve_s, 50)), "solve_s_p95": float(np.percentile(solve_s, 95)),
         "solve_s_max": float(solve_s.max()), "solve_s_total": float(sum(c.solve_s)),
         "decide_cpu_s_total": c.decide_cpu_s, "rejections": dict(c.rejections),
+        "stale_after_s": scenario.stale_after_s, "stale_ticks": c.stale_ticks, "stale_readings": c.stale_readings,
+        "stale_decisions": c.stale_decisions,
         "ltupf_violating_plans": sum(1 for r in controller.records if r.get("violations")),
         "ltupf_repairs": sum(1 for r in controller.records if r.get("repaired")),
         "ltupf_infeasible": sum(1 for r in controller.records if r.get("infeasible")),

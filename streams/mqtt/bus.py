@@ -63,6 +63,7 @@ from streams.contract import ContractError, decode, qos_of
 from streams.errors import StreamError
 from streams.messages import DeadLetter, DeadLetterReason, DeviceCommand, Message
 from streams.mqtt.loop import NetworkLoop
+from streams.ticks import TickGaps
 
 log = logging.getLogger(__name__)
 _SYNC_ROOT = f"{topics.ROOT}/_bus/sync"
@@ -194,6 +195,13 @@ class MqttCounters:
     """Times the connection dropped ``FLAP_DISCONNECTS`` times within ``FLAP_WINDOW_S`` (a client-id takeover?)."""
     too_large_dropped: int = 0
     """Messages not sent because their payload was above ``max_payload_bytes``."""
+    sessions_lost: int = 0
+    """Reconnects that found no session at the broker (restarted without persistence, or the session expired):
+    what the broker held for this client, and what was published before it subscribed again, is lost."""
+    tick_gaps: int = 0
+    """Gaps in the per-tick streams this bus watches (``watch_ticks``)."""
+    ticks_missed: int = 0
+    """Ticks those gaps skipped."""
 
 
 @dataclass
@@ -225,10 +233,13 @@ class MqttBus:
     """``Bus`` over MQTT. Use ``settle()`` to dispatch; ``pump(timeout_s)`` to dispatch whatever arrives."""
 
     def __init__(self, settings: MqttSettings, *, client_id: str | None = None, name: str = "twin",
-                 immediate: bool = False) -> None:
+                 immediate: bool = False, resume_session: bool = False) -> None:
         """``immediate``: dispatch each message in paho's network thread as it arrives, without barriers — for a
-        process with one role that answers at once (a device adapter); handlers must then be thread-safe."""
+        process with one role that answers at once (a device adapter); handlers must then be thread-safe.
+        ``resume_session``: ``client_id``'s session of an earlier connection is expected at the broker (a
+        persistent subscriber back after a restart): finding none at the first connect is a lost session too."""
         self.settings = settings
+        self._resume_session = resume_session
         self._immediate = immediate
         self.client_id = client_id or f"phasetwin-{name}-{uuid.uuid4().hex[:12]}"
         self.counters = MqttCounters()
@@ -298,6 +309,22 @@ class MqttBus:
         self._by_id[sub.sub_id] = sub
         self._routes.clear()
         self._broker_subscribe(pattern, sub.sub_id, wait=True)
+
+    def watch_ticks(self, pattern: str, gaps: TickGaps | None = None) -> TickGaps:
+        """Check that every tick of the per-tick stream on ``pattern`` (messages with a ``tick``) arrives: a gap is
+        counted (``tick_gaps``, ``ticks_missed``) and logged. A persistent subscriber thus hears of ticks a broker
+        restart without persistence lost, not only of the lost session. ``gaps``: the record of an earlier
+        connection of the same subscriber, continued."""
+        gaps = gaps if gaps is not None else TickGaps(what=f"{pattern} at {self.client_id}")
+
+        def seen(topic: str, message: Message) -> None:
+            tick = getattr(message, "tick", None)
+            if isinstance(tick, int) and (missed := gaps.seen(tick)):
+                self.counters.tick_gaps += 1
+                self.counters.ticks_missed += missed
+
+        self.subscribe(pattern, seen)
+        return gaps
 
     def close(self, *, end_session: bool = True) -> None:
         """Wait until the broker acknowledged every QoS 1 message sent, then disconnect and end the session
@@ -421,15 +448,41 @@ class MqttBus:
             if topic != self._sync_topic:
                 self._dispatch(*item)
                 continue
-            if payload == str(self._marker_out).encode():
-                self._marker_out = None
-                if not self.counters.broker_ok:
-                    assert self._stalled_since_s is not None
-                    stalled_s = time.monotonic() - self._stalled_since_s
-                    self.counters.broker_stalled_s += stalled_s
-                    self.counters.broker_ok = True
-                    log.warning("mqtt: the broker %s answers again after %.1f s", self.settings.url, stalled_s)
+            if self._marker_back(payload):
                 return True
+
+    def _marker_back(self, payload: bytes) -> bool:
+        """Whether ``payload`` (on the sync topic) is the real-time marker out; if so, it is no longer out and a
+        stalled broker answers again."""
+        if self._marker_out is None or payload != str(self._marker_out).encode():
+            return False
+        self._marker_out = None
+        if not self.counters.broker_ok:
+            assert self._stalled_since_s is not None
+            stalled_s = time.monotonic() - self._stalled_since_s
+            self.counters.broker_stalled_s += stalled_s
+            self.counters.broker_ok = True
+            log.warning("mqtt: the broker %s answers again after %.1f s", self.settings.url, stalled_s)
+        return True
+
+    def pump_until(self, done: Callable[[], bool], timeout_s: float) -> bool:
+        """Dispatch messages as they arrive until ``done()`` or ``timeout_s`` passes; whether ``done()`` (a role
+        waiting in real time for what it still lacks, e.g. the grid for its tick's readings). A real-time marker
+        that comes back meanwhile is taken as ``settle`` would."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                item = self._inbox.get(timeout=remaining)
+            except queue.Empty:
+                return done()
+            if item[0] == self._sync_topic:
+                self._marker_back(item[1])
+                continue
+            self._dispatch(*item)
+        return True
 
     def pump(self, timeout_s: float) -> int:
         """Dispatch messages as they arrive for up to ``timeout_s`` (0: only what is already here)."""
@@ -630,6 +683,12 @@ class MqttBus:
         if self.counters.connects > 1:
             log.warning("mqtt: reconnected to %s (session present: %s)", self.settings.url,
                         flags.session_present)
+        if (self.counters.connects > 1 or self._resume_session) and not flags.session_present:
+            self.counters.sessions_lost += 1
+            log.error("mqtt: gap: the broker %s kept no session for %s (restarted without persistence, or the "
+                      "session expired): messages it held for this client, and those published before the "
+                      "subscriptions are renewed, are lost (%d session(s) lost so far)",
+                      self.settings.url, self.client_id, self.counters.sessions_lost)
         self._last_connect_error = ""
         # Renew every subscription: the broker may have lost the session (expired, or not persisted).
         self._broker_subscribe(self._sync_topic, 1, wait=False)

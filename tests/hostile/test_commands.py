@@ -114,6 +114,7 @@ def test_forged_unsigned_revoked_tampered_and_replayed_commands_never_actuate(mo
     scenario = _scenario(tmp_path / "run", schedule, keyring=ring, signing_key=good_key)
     _run(mosquitto, scenario, 10, attack)
     client.loop_stop()
+    client.disconnect()  # closes the socket (an open one is reported at a later garbage collection)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["auth"]["signed"] and summary["auth"]["commands_refused"] == expected
     # an exact replay of the accepted command is answered as a duplicate of it (applied once, acknowledged again)
@@ -156,6 +157,7 @@ def test_future_dated_heartbeat_and_command_change_nothing(mosquitto: MosquittoS
 
     _run(mosquitto, _scenario(tmp_path / "run", schedule), 10, attack)
     client.loop_stop()
+    client.disconnect()  # closes the socket (an open one is reported at a later garbage collection)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["auth"]["heartbeats_refused"] == {"future": 1} and summary["auth"]["heartbeats_accepted"] == 0
     assert summary["acks"] == {"accepted": 1, "applied": 1, "rejected:future": 1}

@@ -73,6 +73,7 @@ def test_commands_captured_in_earlier_runs_are_refused_in_a_later_one(broker: Se
     _run(broker, tmp_path, "earlier", START, evil, keys)
     _run(broker, tmp_path, "an-hour-later", START + timedelta(hours=1), evil, keys)
     spy.loop_stop()
+    spy.disconnect()  # closes the socket (an open one is reported at a later garbage collection)
     assert len(captured) == 2, "one signed command captured from each earlier run"
     attacker = _client(broker, "controller")
 
@@ -84,6 +85,7 @@ def test_commands_captured_in_earlier_runs_are_refused_in_a_later_one(broker: Se
 
     folder = _run(broker, tmp_path, "later", START, target, keys, progress=replay_captures)
     attacker.loop_stop()
+    attacker.disconnect()
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["acks"] == {"accepted": 1, "applied": 1, "rejected:wrong_run": 2}
     states = pd.read_parquet(folder / "devices.parquet")

@@ -52,6 +52,15 @@ class MortalDevice:
                 "commands_executed": 0, "rejections": 0, "unsupplied_kwh": 0, "operation_cost": 0,
                 "battery": None}
 
+    def bury(self) -> None:
+        """End the client for good: paho reconnected the dead device on its own, and that connection would stay
+        open until garbage collection reported it, in whichever later test (an unclosed-socket warning)."""
+        self.client.disconnect()
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
+
     def _on_clock(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         clock = json.loads(msg.payload)
         if self.dead:
@@ -77,7 +86,7 @@ def test_the_will_of_a_dead_device_marks_it_unavailable_at_once(mosquitto: Mosqu
     try:
         replay(scenario, bus=MqttBus(MqttSettings(host=mosquitto.host, port=mosquitto.port)))
     finally:
-        device.client.loop_stop()
+        device.bury()
     events = pd.read_parquet(tmp_path / "run" / "hil.parquet")
     gone = events[events["kind"] == "unavailable"]
     assert len(gone) == 1 and gone.iloc[0]["detail"] == "MQTT will"

@@ -63,3 +63,19 @@ def test_real_time_counts_overruns_without_drifting() -> None:
     assert timing.overruns == 2
     assert 0.1 < timing.max_lateness_s < 0.4
     assert 0.5 <= elapsed < 0.9
+
+
+def test_real_time_spends_the_rest_of_each_tick_in_idle() -> None:
+    """Between ticks the loop hands its spare wall time to ``idle`` (a bus dispatches what arrives meanwhile),
+    and idle ends before the next tick is due: no tick is late for it."""
+    spent: list[float] = []
+
+    def idle(seconds: float) -> None:
+        spent.append(seconds)
+        time.sleep(seconds)
+
+    timing = run_ticks(clock=TickClock(start_utc=T0, tick_s=60, n_ticks=4), stages=[Recorder()], speed=60 / 0.05,
+                       idle=idle)
+    assert len(spent) == 3, "after every tick but the last"
+    assert all(0 < s < 0.05 for s in spent), spent
+    assert timing.ticks_done == 4

@@ -18,6 +18,10 @@ class GridCounters:
     readings_estimated: int = 0
     readings_duplicate: int = 0
     readings_held: int = 0
+    readings_used: int = 0
+    """Real (not estimated) readings used in their own tick."""
+    readings_in_window: int = 0
+    """... of which arrived while the tick waited in its reorder window (real time)."""
     powerflow_failures: int = 0
     """Ticks that no engine (primary or fallback) solved."""
     fallbacks: Counter[str] = field(default_factory=Counter)

@@ -6,6 +6,9 @@ Meter data policy, by the reading's own ``tick`` against the tick about to be so
 - earlier tick (late): not used by the power flow or control, kept in ``late`` and counted;
 - up to ``REORDER_WINDOW_TICKS`` ahead (out of order): held and used when its tick comes;
 - further ahead: rejected and counted.
+In real time the role waits for its tick's missing readings until the tick's reorder window closes
+(``twin.grid.window``), so a reading that arrives slightly out of order is still "same tick"; real readings used in
+their tick are counted in ``readings_used``.
 A customer whose reading did not arrive in the tick keeps its last value (zero before the first); each such case
 is counted in ``readings_missing``. Those customers, and those whose reading the ingest guard replaced by the
 last good value (``estimated``, counted in ``readings_estimated``), are what ``close_tick`` returns. At most
@@ -73,6 +76,15 @@ class MeterInbox:
         """Meters with a reading for the tick about to be solved."""
         return int(self._fresh.sum())
 
+    def complete(self) -> bool:
+        """Every meter has its real reading for the tick about to be solved (none missing, none an estimate)."""
+        return bool(self._fresh.all()) and not self._estimated
+
+    @property
+    def real(self) -> int:
+        """Meters with a real (not estimated) reading for the tick about to be solved."""
+        return int(self._fresh.sum()) - len(self._estimated)
+
     def open_tick(self, tick: int) -> None:
         """The tick about to be solved; readings held for it are taken now."""
         self._tick = tick
@@ -83,6 +95,7 @@ class MeterInbox:
         """The meters whose values this tick are estimates (missing or replaced by the guard); the next tick
         starts with every meter stale."""
         missing = int((~self._fresh).sum())
+        self.counters.readings_used += self.real
         estimated = self._estimated
         if missing:
             self.counters.readings_missing += missing

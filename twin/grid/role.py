@@ -21,6 +21,7 @@ from twin.grid.batch import BatchSolver, Lookahead
 from twin.grid.counters import GridCounters
 from twin.grid.inbox import LateReading, MeterInbox
 from twin.grid.tick_metrics import TickMetrics
+from twin.grid.window import ReorderWindow
 from twin.line_switching import SwitchingSchedule, SwitchingStep
 from twin.network import Feeder
 from twin.phase import Phase
@@ -34,7 +35,8 @@ class GridRole:
     """Tick stage after the meters: readings in, ``GridState`` out on ``.../grid/state``.
 
     Which reading counts for which tick is the inbox's policy (``twin.grid.inbox``); the meters whose values
-    were missing or estimated are listed in the tick's ``GridState.estimated_meters``.
+    were missing or estimated are listed in the tick's ``GridState.estimated_meters``. With a ``window`` (real
+    time) the role waits for its tick's missing readings until the window closes (``twin.grid.window``).
 
     A tick the power flow does not solve (after its fallbacks, ``twin.powerflow.fallback``) is counted in
     ``powerflow_failures``; then ``on_divergence`` ABORT raises PowerFlowError naming the tick and its timestamp,
@@ -45,9 +47,10 @@ class GridRole:
     def __init__(
         self, *, bus: Bus, feeder: Feeder, name: str, powerflow: PowerFlow, lookahead: Lookahead | None = None,
         batch_ticks: int = 1, switching: SwitchingSchedule | None = None,
-        on_divergence: DivergencePolicy = DivergencePolicy.ABORT,
+        on_divergence: DivergencePolicy = DivergencePolicy.ABORT, window: ReorderWindow | None = None,
     ) -> None:
         self._bus = bus
+        self.window = window
         self._on_divergence = on_divergence
         self.skipped: list[tuple[int, datetime]] = []
         """Ticks no engine solved (SKIP policy): no grid state was published for them."""
@@ -121,6 +124,10 @@ class GridRole:
         if step is not None:
             self._apply(step, time_utc)
         self.inbox.open_tick(tick)
+        if self.window is not None and not self.inbox.complete():
+            before = self.inbox.real
+            self.window.wait(self.inbox.complete)
+            self.counters.readings_in_window += self.inbox.real - before
         estimated = self.inbox.close_tick(tick)
         p, q = self._injections(self.inbox.term_p_kw, self.inbox.term_q_kvar)
         block, row = self._batch.solved(tick, p, q, injections=self._injections,
