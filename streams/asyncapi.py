@@ -383,30 +383,17 @@ def _message(model: type[Message]) -> dict[str, Any]:
 
 
 def _servers() -> dict[str, Any]:
-    security = [{"$ref": "#/components/securitySchemes/userPassword"}]
+    def server(protocol: str, description: str, host: str, port: str, port_description: str) -> dict[str, Any]:
+        return {"host": "{host}:{port}", "protocol": protocol, "protocolVersion": "5", "description": description,
+                "variables": {"host": {"default": "localhost", "description": host},
+                              "port": {"default": port, "description": port_description}},
+                "security": [{"$ref": "#/components/securitySchemes/userPassword"}]}
+
     return {
-        "broker": {
-            "host": "{host}:{port}",
-            "protocol": "mqtt",
-            "protocolVersion": "5",
-            "description": "Mosquitto 2 (docker/mosquitto/mosquitto.conf): no anonymous clients, per-user ACL.",
-            "variables": {
-                "host": {"default": "localhost", "description": "broker host name (`mosquitto` in docker/compose)"},
-                "port": {"default": "1883", "description": "plain MQTT listener"},
-            },
-            "security": security,
-        },
-        "brokerTls": {
-            "host": "{host}:{port}",
-            "protocol": "secure-mqtt",
-            "protocolVersion": "5",
-            "description": "The optional TLS listener of docker/mosquitto/mosquitto.conf (commented out there).",
-            "variables": {
-                "host": {"default": "localhost", "description": "broker host name, as in its certificate"},
-                "port": {"default": "8883", "description": "MQTT over TLS listener"},
-            },
-            "security": security,
-        },
+        "broker": server("mqtt", "Mosquitto 2 (docker/mosquitto/mosquitto.conf): no anonymous clients, per-user ACL.",
+                         "broker host name (`mosquitto` in docker/compose)", "1883", "plain MQTT listener"),
+        "brokerTls": server("secure-mqtt", "The optional TLS listener of docker/mosquitto/mosquitto.conf (commented "
+                            "out there).", "broker host name, as in its certificate", "8883", "MQTT over TLS listener"),
     }
 
 
