@@ -27,6 +27,10 @@ def _unbalance(a: np.ndarray) -> np.ndarray:
     return np.abs(a - a.mean(axis=-1, keepdims=True)).sum(axis=-1)
 
 
+def _above(a: np.ndarray, level: float) -> np.ndarray:
+    return np.maximum(0.0, a - level).sum(axis=-1)
+
+
 def improve_phases(
     problem: ControlProblem,
     weights: ControlWeights,
@@ -67,6 +71,8 @@ def improve_phases(
     allowed = np.stack([m[2].allowed for m in movers])  # [m, 3]
     k_unb = weights.unbalance_per_kwh * problem.step_h
     k_tr = weights.transformer_unbalance_per_kwh * problem.step_h  # the peak term (λM) is left to the MILPs
+    k_ex = weights.peak_excess_per_kwh * problem.step_h  # the excess is step by step: exact here
+    level = problem.balanced_peak_kw if k_ex else 0.0
     n_m = len(movers)
     t0_idx, t1_idx = np.meshgrid(np.arange(n_t + 1), np.arange(n_t + 1), indexing="ij")
     window_ok = t1_idx > t0_idx
@@ -79,18 +85,22 @@ def improve_phases(
         m_idx = np.arange(n_m)[:, None]
         t_idx = np.arange(n_t)[None, :]
         delta = np.empty((n_m, 3, n_t))
-        total = np.broadcast_to(loads.sum(axis=1), (n_m, n_t, 3)) if k_tr else None
-        ut0 = _unbalance(total) if total is not None else None
+        total = np.broadcast_to(loads.sum(axis=1), (n_m, n_t, 3)) if k_tr or k_ex else None
+        ut0 = _unbalance(total) if total is not None and k_tr else None
+        ex0 = _above(total, level) if total is not None and k_ex else None
         for phi in range(3):
             moved = a.copy()
             moved[m_idx, t_idx, seq] -= load
             moved[:, :, phi] += load
             change = k_unb * (_unbalance(moved) - u0)
-            if total is not None and ut0 is not None:
+            if total is not None:
                 moved_t = total.copy()
                 moved_t[m_idx, t_idx, seq] -= load
                 moved_t[:, :, phi] += load
-                change += k_tr * (_unbalance(moved_t) - ut0)
+                if ut0 is not None:
+                    change += k_tr * (_unbalance(moved_t) - ut0)
+                if ex0 is not None:
+                    change += k_ex * (_above(moved_t, level) - ex0)
             delta[:, phi, :] = np.where(seq == phi, 0.0, change)
         cum = np.concatenate([np.zeros((n_m, 3, 1)), np.cumsum(delta, axis=2)], axis=2)  # [m, 3, T+1]
         d_unb = cum[:, :, None, :] - cum[:, :, :, None]  # [m, 3, t0, t1]
