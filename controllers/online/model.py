@@ -399,7 +399,9 @@ def _transformer_terms(
 
     peak = -1
     if weights.peak_phase_per_kw:  # z − A_φ ≥ 0
-        peak = int(sm.add_vars(1, lb=0.0, ub=np.inf)[0])
+        # free: under PV export every phase load of the horizon can be negative, and so its peak (a hint of it
+        # below a bound of 0 made HiGHS fail with an internal error on Liège June days)
+        peak = int(sm.add_vars(1, lb=-np.inf, ub=np.inf)[0])
         sm.add_objective(np.array([peak]), weights.peak_phase_per_kw)
         above_rows(np.full((n_t, 3), peak), 0.0)
     excess = empty

@@ -190,3 +190,19 @@ def test_the_local_search_prices_the_peak_terms(w: ControlWeights) -> None:
                     trial[t0:t1, c] = phi
                     if sequence_ok(lock, trial[:, c]):
                         assert loop_cost(problem, trial, w) >= end - 1e-9
+
+
+def test_the_peak_objective_survives_pv_export() -> None:
+    """Under PV export every transformer-phase load of the horizon is negative, and so is its peak: the peak
+    variable bounded at 0 was hinted below its bound and HiGHS failed with an internal error (kError), the whole
+    decision with it (seen on Liège June days). The MILP must solve and agree with the evaluation."""
+    from dataclasses import replace
+
+    problem = two_feeders(3, pess=True)
+    problem = replace(problem, fixed_load_kw=problem.fixed_load_kw * 0.05, switch_load_kw=problem.switch_load_kw * 0.05,
+                      pv_kw=problem.pv_kw + 3.0)
+    w = objective_weights(Objective.PEAK)
+    plan = solve(problem, weights=w, settings=EXACT)
+    assert plan.objective.peak < 0  # the case itself: the peak is an export
+    assert plan.status is PlanStatus.OPTIMAL and plan.solver_objective is not None
+    assert plan.solver_objective == pytest.approx(plan.objective.total, rel=1e-6, abs=1e-7)
