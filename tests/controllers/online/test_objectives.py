@@ -141,7 +141,8 @@ def test_the_objective_presets_set_only_the_unbalance_prices() -> None:
         w = objective_weights(objective, base)
         assert (w.switch_per_operation, w.terminal_shortfall_per_kwh) == (0.3, 0.7)
     assert objective_weights(Objective.P_UNB) == ControlWeights()  # the weights before issue 28
-    assert ControllerSettings().weights == objective_weights(Objective.P_UNB)  # the controller's default
+    assert ControllerSettings().weights == objective_weights(Objective.SHAVE)  # the controller's default
+    assert objective_weights(Objective.SHAVE).peak_excess_per_kwh > 0
     assert objective_weights(Objective.TRANSFORMER).transformer_unbalance_per_kwh > 0
     assert objective_weights(Objective.PEAK).peak_phase_per_kw > 0
 
