@@ -61,7 +61,7 @@ from controllers.online.problem import (
     SwitchDevice,
     SwitchState,
 )
-from controllers.online.settings import ControllerSettings
+from controllers.online.settings import DEFAULT_OBJECTIVE, ControllerSettings
 from controllers.online.solve import solve
 from devices.fleet import FleetSpec
 from devices.limits import PessParams, SwitchLimits, sts_limits
@@ -511,7 +511,8 @@ def main() -> None:
     parser.add_argument("--kpi-rule", action="store_true",
                         help="only: no control vs the controller on the IEEE day, Liège January and June two-day "
                              "windows and the Kerber Dorfnetz, every KPI (issue 28)")
-    parser.add_argument("--objective", default="p-unb", help="with --kpi-rule: the controller's objective preset")
+    parser.add_argument("--objective", default=None,
+                        help="with --kpi-rule: the controller's objective preset (default: the controller's default)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 5 devices, 2 periods (with --kpi-rule: two evening hours of each network)")
     parser.add_argument("--out", type=Path, default=None, help="with --kpi-rule: keep the run folders here")
@@ -534,7 +535,7 @@ def main() -> None:
         return
     if args.kpi_rule:
         with tempfile.TemporaryDirectory() as tmp:
-            ok = kpi_rule(args.out or Path(tmp), quick=args.quick, objective=args.objective)
+            ok = kpi_rule(args.out or Path(tmp), quick=args.quick, objective=args.objective or DEFAULT_OBJECTIVE.value)
         print(f"\nrule holds on every network: {ok}")
         sys.exit(0 if ok else 1)
     if args.quick:

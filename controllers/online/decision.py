@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -35,7 +35,7 @@ from controllers.online.problem import (
     SwitchState,
 )
 from controllers.online.settings import ControllerSettings, Strategy
-from controllers.online.solve import solve
+from controllers.online.solve import lp_bound, solve
 from controllers.online.start import shift_previous
 from devices.limits import PessParams, SwitchLimits
 from streams import topics
@@ -143,7 +143,10 @@ class ControllerDecision:
         self._forecaster = forecaster
         self._tick_s, self._n_ticks, self._timer = tick_s, n_ticks, timer
         solver = settings.solver
-        self._solver = solver if solver.wall_clock is not None else solver.model_copy(update={"wall_clock": real_time})
+        solver = solver if solver.wall_clock is not None else solver.model_copy(update={"wall_clock": real_time})
+        # the LP bound proves nothing the plan needs: it is solved after the commands are out (``_bound``)
+        self._lp_bound = solver.lp_bound
+        self._solver = solver.model_copy(update={"lp_bound": False})
         self._ticks_per_step = settings.period_s // tick_s
         self._index = {c: i for i, c in enumerate(view.customer_ids)}
         unknown = [d.customer_id for d in devices if d.customer_id not in self._index]
@@ -310,6 +313,20 @@ class ControllerDecision:
         self._checked = (step * self._ticks_per_step, check) if check is not None else None
         self.counters.decide_cpu_s += time.process_time() - cpu_start
         self._act(plan, problem, tick, time_utc, step_start, check=check)
+        self._bound(plan, problem)
+
+    def _bound(self, plan: Plan, problem: ControlProblem) -> None:
+        """The LP bound of a rolling-MILP plan (``SolverSettings.lp_bound``) into its record, once its commands are
+        out: its CPU counts in ``decide_cpu_s``, its time not in the plan's ``solve_s`` (nothing in the plan waits
+        for it). In real time within the solver's time limit, else no bound."""
+        if not self._lp_bound or self._settings.strategy is not Strategy.ROLLING_MILP:
+            return
+        cpu_start = time.process_time()
+        limit = self._solver.time_limit_s if self._solver.wall_clock else None
+        bound = lp_bound(problem, weights=self._settings.weights, threads=self._solver.threads, time_limit_s=limit)
+        bounded = replace(plan, lp_bound=bound)
+        self.records[-1].update({"lp_bound": bounded.lp_bound, "bound_gap": bounded.bound_gap})
+        self.counters.decide_cpu_s += time.process_time() - cpu_start
 
     def _close_actual(self) -> None:
         """The twin's voltages over the step that just ended, beside what LTUPF predicted for the same ticks."""

@@ -98,11 +98,14 @@ def evaluate(problem: ControlProblem, d: Decisions, weights: ControlWeights) -> 
     h = problem.step_h
     loads = phase_loads_kw(problem, d)
     p_unb = float(p_unb_kw(loads).sum() * h)
-    transformer = peak = 0.0
-    if weights.transformer_unbalance_per_kwh or weights.peak_phase_per_kw:
+    transformer = peak = excess = 0.0
+    if weights.transformer_unbalance_per_kwh or weights.peak_phase_per_kw or weights.peak_excess_per_kwh:
         total = loads.sum(axis=1)  # [T, 3] the transformer's phases
         transformer = weights.transformer_unbalance_per_kwh * float(p_unb_kw(total).sum() * h)
         peak = weights.peak_phase_per_kw * float(total.max())
+        if weights.peak_excess_per_kwh:
+            above = np.maximum(0.0, total - problem.balanced_peak_kw).sum()
+            excess = weights.peak_excess_per_kwh * float(above * h)
     n_sw = 0
     switching = 0.0
     for c, dev in enumerate(problem.switch_devices):
@@ -133,6 +136,7 @@ def evaluate(problem: ControlProblem, d: Decisions, weights: ControlWeights) -> 
         terminal=terminal,
         transformer=transformer,
         peak=peak,
+        excess=excess,
     )
 
 

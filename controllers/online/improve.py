@@ -50,12 +50,16 @@ def descend(
     best: Incumbent,
     budget: Budget,
     constant_phases: bool,
-) -> None:
-    """Alternate the battery LP and the phase local search from ``start``; offer every plan on the way."""
+) -> float:
+    """Alternate the battery LP and the phase local search from ``start``; offer every plan on the way. Returns
+    the objective of ``start`` with its batteries rescheduled by the first battery LP (``start``'s own without
+    batteries or when that LP finds nothing better; inf when ``start`` is infeasible): what the phases of
+    ``start`` are worth before any phase moves."""
     current = start if not violations(problem, start) else None
     if current is not None:
         best.offer(problem, weights, current, source)
     current_total = evaluate(problem, current, weights).total if current is not None else np.inf
+    rescheduled = None
     for _ in range(_DESCENT_ROUNDS):
         before = current_total
         if problem.n_pess and budget.solver_s() > MIN_SOLVE_S:
@@ -66,6 +70,8 @@ def descend(
                 if total < current_total:
                     current, current_total = batteries, total
                     best.offer(problem, weights, current, f"{source} + descent")
+        if rescheduled is None:
+            rescheduled = current_total
         if current is None or not settings.local_search or budget.left() <= 0:
             break
         moved = improve_phases(problem, weights, current, locks, deadline=budget.deadline, timer=budget.timer,
@@ -76,6 +82,7 @@ def descend(
             best.offer(problem, weights, current, f"{source} + descent")
         if not current_total < before - BETTER * max(1.0, abs(before)):
             break
+    return current_total if rescheduled is None else rescheduled
 
 
 def _battery_schedule(

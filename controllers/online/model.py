@@ -117,6 +117,8 @@ class BuiltModel:
     """[T, 3] ids of the transformer's (Σ_f A − μ)^+ (empty without λT)."""
     peak: int
     """id of the highest transformer-phase load (-1 without λM)."""
+    excess: np.ndarray
+    """[T, 3] ids of (Σ_f A − balanced peak)^+ (empty without λE)."""
 
     def hint(self, d: Decisions) -> np.ndarray:
         """A full variable assignment equal to the (feasible) plan ``d``."""
@@ -150,6 +152,8 @@ class BuiltModel:
             x[self.dev_t] = np.maximum(0.0, total - total.mean(axis=-1, keepdims=True))
         if self.peak >= 0:
             x[self.peak] = total.max()
+        if self.excess.size:
+            x[self.excess] = np.maximum(0.0, total - p.balanced_peak_kw)
         return x
 
     def simultaneous(self, values: np.ndarray) -> bool:
@@ -342,24 +346,30 @@ def build_model(
     flat = unb.ravel()
     for row_index, cols, coefs in var_terms:
         sm.add_terms(flat[row_index], cols, coefs)
-    dev_t, peak = _transformer_terms(sm, p, weights, rhs, var_terms, pess=(curt, pd, pc))
+    dev_t, peak, excess = _transformer_terms(sm, p, weights, rhs, var_terms, pess=(curt, pd, pc))
     return BuiltModel(
         sm=sm, problem=p, incumbent=incumbent, free=free_idx, switch=blocks, pess_switch=pess_blocks,
         pc=pc, pd=pd, mode=mode, curt=curt, e=e, short=short, inj=inj, dev=dev, dev_t=dev_t, peak=peak,
+        excess=excess,
     )
 
 
 def _transformer_terms(
     sm: SparseModel, p: ControlProblem, weights: ControlWeights, rhs: np.ndarray,
     var_terms: list[tuple[np.ndarray, np.ndarray, np.ndarray]], *, pess: tuple[np.ndarray, np.ndarray, np.ndarray],
-) -> tuple[np.ndarray, int]:
-    """The transformer's unbalance (λT) and peak phase load (λM): rows on Σ_f (A − μ)_{t,f,φ}, which are the feeder
-    rows' terms summed at (t, φ); the peak adds μ of the transformer, Σ load / 3, which a PESS moves by −net/3.
-    Returns the ids of (Σ_f A − μ)^+ [T, 3] (empty without λT) and of the peak (-1 without λM)."""
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """The transformer's unbalance (λT), peak phase load (λM) and draw above the balanced peak (λE): rows on
+    Σ_f (A − μ)_{t,f,φ}, which are the feeder rows' terms summed at (t, φ); the peak and the excess add μ of the
+    transformer, Σ load / 3, which a PESS moves by −net/3. Returns the ids of (Σ_f A − μ)^+ [T, 3] (empty without
+    λT), of the peak (-1 without λM) and of (Σ_f A − balanced peak)^+ [T, 3] (empty without λE).
+
+    The peak is one variable above 3·T rows: every step's loads reach it, so each neighbourhood MILP couples the
+    whole horizon through it and its LP optimum is degenerate (only the highest step counts); the excess is one
+    variable per row, step by step like the unbalance terms."""
     n_t, n_f = p.n_steps, p.n_feeders
     empty = np.zeros((n_t, 0), dtype=np.int64)
-    if not (weights.transformer_unbalance_per_kwh or weights.peak_phase_per_kw):
-        return empty, -1
+    if not (weights.transformer_unbalance_per_kwh or weights.peak_phase_per_kw or weights.peak_excess_per_kwh):
+        return empty, -1, empty
     rhs_t = rhs.sum(axis=1)  # [T, 3]
 
     def at_transformer(row_index: np.ndarray) -> np.ndarray:
@@ -373,21 +383,33 @@ def _transformer_terms(
         sm.add_terms(rows.reshape(n_t, 3), dev_t, 1.0)
         for row_index, cols, coefs in var_terms:
             sm.add_terms(rows[at_transformer(row_index)], cols, coefs)
-    peak = -1
-    if weights.peak_phase_per_kw:
-        peak = int(sm.add_vars(1, lb=0.0, ub=np.inf)[0])
-        sm.add_objective(np.array([peak]), weights.peak_phase_per_kw)
-        # z − A_φ ≥ 0 with A_φ = (A − μ)_φ + μ, μ = (Σ fixed + Σ switch loads − Σ PV)/3 + Σ_u (curt − P_d + P_c)/3
-        mu = (p.fixed_load_kw.sum(axis=(1, 2)) + p.switch_load_kw.sum(axis=1) - p.pv_kw.sum(axis=1)) / 3.0
-        rows = sm.add_rows((n_t, 3), lb=rhs_t + mu[:, None]).ravel()
-        sm.add_terms(rows.reshape(n_t, 3), np.full((n_t, 3), peak), 1.0)
+    # A_φ = (A − μ)_φ + μ, μ = (Σ fixed + Σ switch loads − Σ PV)/3 + Σ_u (curt − P_d + P_c)/3
+    mu = (p.fixed_load_kw.sum(axis=(1, 2)) + p.switch_load_kw.sum(axis=1) - p.pv_kw.sum(axis=1)) / 3.0
+
+    def above_rows(upper: np.ndarray, level: float) -> None:
+        """Rows upper_{t,φ} − A_{t,φ} ≥ −level (``upper`` [T, 3] variable ids)."""
+        rows = sm.add_rows((n_t, 3), lb=rhs_t + mu[:, None] - level).ravel()
+        sm.add_terms(rows.reshape(n_t, 3), upper, 1.0)
         for row_index, cols, coefs in var_terms:
             sm.add_terms(rows[at_transformer(row_index)], cols, coefs)
         curt, pd, pc = pess
         for ids, sign in ((curt, -1.0), (pd, 1.0), (pc, -1.0)):  # net = PV − curt + P_d − P_c
             for u in range(p.n_pess):
                 sm.add_terms(rows.reshape(n_t, 3), np.repeat(ids[u][:, None], 3, axis=1), sign / 3.0)
-    return dev_t, peak
+
+    peak = -1
+    if weights.peak_phase_per_kw:  # z − A_φ ≥ 0
+        # free: under PV export every phase load of the horizon can be negative, and so its peak (a hint of it
+        # below a bound of 0 made HiGHS fail with an internal error on Liège June days)
+        peak = int(sm.add_vars(1, lb=-np.inf, ub=np.inf)[0])
+        sm.add_objective(np.array([peak]), weights.peak_phase_per_kw)
+        above_rows(np.full((n_t, 3), peak), 0.0)
+    excess = empty
+    if weights.peak_excess_per_kwh:  # x_{t,φ} − A_{t,φ} ≥ −balanced peak, x ≥ 0
+        excess = sm.add_vars((n_t, 3), lb=0.0, ub=np.inf)
+        sm.add_objective(excess, weights.peak_excess_per_kwh * p.step_h)
+        above_rows(excess, p.balanced_peak_kw)
+    return dev_t, peak, excess
 
 
 def _dev_index(t: np.ndarray, f: int, phase: np.ndarray, n_feeders: int) -> np.ndarray:

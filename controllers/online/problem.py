@@ -101,6 +101,13 @@ class ControlWeights(BaseModel):
         "(max over steps and phases of Σ_f A_φ): holds down the peak phase loading and with it the peak neutral "
         "current",
     )
+    peak_excess_per_kwh: float = Field(
+        default=0.0, ge=0, description="λE: price of one kWh a transformer phase draws above the horizon's balanced "
+        "peak (ControlProblem.balanced_peak_kw: the highest step mean of the transformer's load over three phases, "
+        "batteries idle), Σ_t Σ_φ (Σ_f A_φ − that)^+ · Δt. Step by step, so cheap for the MILP and exact in the "
+        "local search (unlike λM's max over the horizon); above the terminal price it keeps the batteries from "
+        "recharging into a peak and makes them shave it",
+    )
     switch_per_operation: float = Field(
         default=0.1, ge=0, description="λΨ: price of one switch operation, added to the device's cost_per_operation"
     )
@@ -323,6 +330,14 @@ class ControlProblem:
     def step_start_utc(self, step: int) -> datetime:
         return self.start_utc + timedelta(seconds=step * self.step_s)
 
+    @property
+    def balanced_peak_kw(self) -> float:
+        """The highest step mean of the transformer's load spread evenly over three phases with the batteries idle
+        (all loads, less the PV forecast, over 3): the level above which λE prices a phase's draw. No plan of
+        switches alone lowers a phase below it at that step."""
+        total = self.fixed_load_kw.sum(axis=(1, 2)) + self.switch_load_kw.sum(axis=1) - self.pv_kw.sum(axis=1)
+        return float(total.max() / 3.0)
+
 
 def _problems(p: ControlProblem, fixed: np.ndarray, switch: np.ndarray, pv: np.ndarray) -> list[str]:
     out: list[str] = []
@@ -413,11 +428,13 @@ class ObjectiveParts:
     """λT · the transformer's P_unb (kWh)."""
     peak: float = 0.0
     """λM · the highest transformer-phase load of the horizon (kW)."""
+    excess: float = 0.0
+    """λE · the energy the transformer's phases draw above the horizon's balanced peak (kWh)."""
 
     @property
     def total(self) -> float:
         return (self.unbalance + self.switching + self.throughput + self.curtailment + self.terminal
-                + self.transformer + self.peak)
+                + self.transformer + self.peak + self.excess)
 
 
 @dataclass(frozen=True, kw_only=True)

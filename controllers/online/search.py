@@ -27,6 +27,24 @@ def _unbalance(a: np.ndarray) -> np.ndarray:
     return np.abs(a - a.mean(axis=-1, keepdims=True)).sum(axis=-1)
 
 
+def _peak_change(now: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """[m, 3, t0, t1] change of the horizon's highest transformer-phase load when device m is on φ during steps
+    [t0, t1): the highest of the steps before t0 and from t1 on (``now`` [T], per step, unchanged) and of the
+    window's steps after the move (``moved`` [m, 3, T]); entries with t1 ≤ t0 are not used."""
+    n_m, _, n_t = moved.shape
+    before = np.concatenate([[-np.inf], np.maximum.accumulate(now)])  # [T+1] max over steps < t0
+    after = np.concatenate([np.maximum.accumulate(now[::-1])[::-1], [-np.inf]])  # [T+1] max over steps ≥ t1
+    inside = np.full((n_m, 3, n_t + 1, n_t + 1), -np.inf)
+    for t0 in range(n_t):
+        inside[:, :, t0, t0 + 1:] = np.maximum.accumulate(moved[:, :, t0:], axis=2)
+    outside = np.maximum(before[:, None], after[None, :])  # [t0, t1]
+    return np.maximum(inside, outside[None, None]) - now.max()
+
+
+def _above(a: np.ndarray, level: float) -> np.ndarray:
+    return np.maximum(0.0, a - level).sum(axis=-1)
+
+
 def improve_phases(
     problem: ControlProblem,
     weights: ControlWeights,
@@ -66,7 +84,10 @@ def improve_phases(
     cost_sw = np.array([weights.switch_per_operation + m[2].cost_per_operation for m in movers])
     allowed = np.stack([m[2].allowed for m in movers])  # [m, 3]
     k_unb = weights.unbalance_per_kwh * problem.step_h
-    k_tr = weights.transformer_unbalance_per_kwh * problem.step_h  # the peak term (λM) is left to the MILPs
+    k_tr = weights.transformer_unbalance_per_kwh * problem.step_h
+    k_pk = weights.peak_phase_per_kw  # the horizon's peak: from prefix, suffix and window maxima below
+    k_ex = weights.peak_excess_per_kwh * problem.step_h  # the excess is step by step: exact here
+    level = problem.balanced_peak_kw if k_ex else 0.0
     n_m = len(movers)
     t0_idx, t1_idx = np.meshgrid(np.arange(n_t + 1), np.arange(n_t + 1), indexing="ij")
     window_ok = t1_idx > t0_idx
@@ -79,21 +100,30 @@ def improve_phases(
         m_idx = np.arange(n_m)[:, None]
         t_idx = np.arange(n_t)[None, :]
         delta = np.empty((n_m, 3, n_t))
-        total = np.broadcast_to(loads.sum(axis=1), (n_m, n_t, 3)) if k_tr else None
-        ut0 = _unbalance(total) if total is not None else None
+        total = np.broadcast_to(loads.sum(axis=1), (n_m, n_t, 3)) if k_tr or k_ex or k_pk else None
+        step_max = np.full((n_m, 3, n_t), -np.inf) if k_pk else None  # [m, φ, t] highest phase after the move
+        ut0 = _unbalance(total) if total is not None and k_tr else None
+        ex0 = _above(total, level) if total is not None and k_ex else None
         for phi in range(3):
             moved = a.copy()
             moved[m_idx, t_idx, seq] -= load
             moved[:, :, phi] += load
             change = k_unb * (_unbalance(moved) - u0)
-            if total is not None and ut0 is not None:
+            if total is not None:
                 moved_t = total.copy()
                 moved_t[m_idx, t_idx, seq] -= load
                 moved_t[:, :, phi] += load
-                change += k_tr * (_unbalance(moved_t) - ut0)
+                if ut0 is not None:
+                    change += k_tr * (_unbalance(moved_t) - ut0)
+                if ex0 is not None:
+                    change += k_ex * (_above(moved_t, level) - ex0)
+                if step_max is not None:
+                    step_max[:, phi, :] = moved_t.max(axis=-1)
             delta[:, phi, :] = np.where(seq == phi, 0.0, change)
         cum = np.concatenate([np.zeros((n_m, 3, 1)), np.cumsum(delta, axis=2)], axis=2)  # [m, 3, T+1]
         d_unb = cum[:, :, None, :] - cum[:, :, :, None]  # [m, 3, t0, t1]
+        if step_max is not None and total is not None:
+            d_unb = d_unb + k_pk * _peak_change(total[0].max(axis=-1), step_max)
         sw = np.stack([switch_steps(seq[i], int(now[i])) for i in range(n_m)]).astype(np.int64)
         csw = np.concatenate([np.zeros((n_m, 1), dtype=np.int64), np.cumsum(sw, axis=1)], axis=1)
         prev = np.concatenate([now[:, None], seq[:, :-1]], axis=1)  # phase before each step

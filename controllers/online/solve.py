@@ -90,12 +90,13 @@ def solve(
     starts = [(hold, "hold")] if shifted is None else [(shifted, _PREVIOUS), (hold, "hold")]
     best = Incumbent()
     for d, source in starts:
+        rescheduled = math.inf
         if not violations(problem, d) or problem.n_pess:
-            descend(problem, weights=weights, settings=settings, locks=locks, start=d, source=source, best=best,
-                    budget=budget, constant_phases=constant_phases)
+            rescheduled = descend(problem, weights=weights, settings=settings, locks=locks, start=d, source=source,
+                                  best=best, budget=budget, constant_phases=constant_phases)
         if source == _PREVIOUS:
             kept = _kept_previous(problem, weights=weights, settings=settings, previous=previous, shifted=shifted,
-                                  best=best)
+                                  best=best, rescheduled=rescheduled)
             if kept is not None:
                 assert best.decisions is not None and previous is not None
                 return _bounded(plan_from_decisions(
@@ -157,14 +158,17 @@ def _kept_previous(
     previous: Plan | None,
     shifted: Decisions | None,
     best: Incumbent,
+    rescheduled: float,
 ) -> str | None:
-    """Why the search can be skipped: the descent from the shifted previous plan improves it by less than
-    ``reuse_gain`` — the previous search's plan is still (nearly) a local optimum, so a new search mostly repeats
-    it. None when the search must run."""
+    """Why the search can be skipped: the phase moves of the descent from the shifted previous plan improve it by
+    less than ``reuse_gain`` — the previous search's phases are still (nearly) a local optimum, so a new search
+    mostly repeats them. What the batteries gain by being rescheduled (``rescheduled``: the shifted plan's
+    objective after the descent's first battery LP) does not count: a step entering the horizon mostly asks for
+    that, which the descent has done. None when the search must run."""
     if (previous is None or shifted is None or previous.reused >= settings.reuse_periods
             or best.objective is None or violations(problem, shifted)):
         return None
-    before = evaluate(problem, shifted, weights).total
+    before = min(evaluate(problem, shifted, weights).total, rescheduled)
     gain = (before - best.objective.total) / max(abs(before), 1e-9)
     if gain >= settings.reuse_gain:
         return None

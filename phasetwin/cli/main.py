@@ -231,8 +231,9 @@ PlacementOpt = Annotated[Placement, typer.Option(
     "--placement", help="where --psd/--sts put switches: on the farthest single-phase customers, or where their "
                         "phase choice moves P_unb most in the run's data (docs/controller/)")]
 ObjectiveOpt = Annotated[Objective, typer.Option(
-    "--objective", help="what the controller minimises: P_unb per feeder (paper 000 eq. 7), the transformer's "
-                        "unbalance, the peak transformer-phase load, or all three (docs/controller/)")]
+    "--objective", help="what the controller minimises: P_unb per feeder (paper 000 eq. 7) alone, with the "
+                        "draw above the balanced peak (shave, the default), the transformer's unbalance, the peak "
+                        "transformer-phase load, or combined (docs/controller/)")]
 OpsPerDayOpt = Annotated[int | None, typer.Option(
     "--ops-per-day", min=0, help="switching budget: operations per PSD/STS per UTC day the controller may plan "
                                  "(default: the device's own limit, 12)")]

@@ -512,3 +512,26 @@ def test_sparse_model_sums_duplicate_terms_and_honours_bounds() -> None:
     np.testing.assert_allclose(out.values, [1.0, 2.0])
     assert out.objective == pytest.approx(-7.0)
     assert math.isclose(sm.objective_of(out.values), -7.0)
+
+
+def test_a_step_that_only_asks_the_batteries_for_a_new_schedule_does_not_rerun_the_search() -> None:
+    """The previous plan shifted by one step, a new last step with 4 kW more on the single-phase battery's phase:
+    the descent reschedules the batteries and its phase moves gain nothing, so the neighbourhood search is skipped
+    (it ran before: the batteries' gain counted as the plan's staleness), and on this instance the search would
+    have found nothing better."""
+    settings = SolverSettings(time_limit_s=0.5, wall_clock=False, full_milp_max_free=0, neighbourhood_passes=1,
+                              neighbourhood_size=3)
+    w = ControlWeights(unbalance_per_kwh=0.05)
+    first_problem = random_pess_problem(1, n_switch=6, n_steps=8)
+    first = solve(first_problem, weights=w, settings=settings)
+    fixed = np.vstack([first_problem.fixed_load_kw[1:], first_problem.fixed_load_kw[-1:]])
+    fixed[-1, 0, int(Phase.B)] += 4.0
+    later = replace(first_problem, start_utc=START + timedelta(seconds=STEP_S), fixed_load_kw=fixed,
+                    switch_load_kw=np.vstack([first_problem.switch_load_kw[1:], first_problem.switch_load_kw[-1:]]),
+                    pv_kw=np.vstack([first_problem.pv_kw[1:], np.zeros((1, 3))]))
+    kept = solve(later, weights=w, settings=settings, previous=first)
+    assert "previous plan kept" in kept.reason
+    assert_consistent(later, kept, w)
+    searched = solve(later, weights=w, settings=settings.model_copy(update={"reuse_periods": 0}), previous=first)
+    assert "previous plan kept" not in searched.reason
+    assert kept.objective.total == pytest.approx(searched.objective.total, rel=1e-9)
