@@ -53,16 +53,19 @@ def test_objective_equals_twin_metrics(two_feeder_network: Feeder, two_feeder_da
             _objective_by_metrics(two_feeder_network, two_feeder_data, configs, weights), rel=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["exhaustive", "direct", "compressed", "compressed-symmetric"])
+@pytest.mark.parametrize("mode", ["exhaustive", "direct", "branch-and-bound", "compressed", "compressed-symmetric"])
 def test_planner_finds_the_brute_force_optimum(two_feeder_network: Feeder, two_feeder_data: MeterTable,
                                                weights: RephaseWeights, mode: str) -> None:
     problem = build_problem(two_feeder_network, two_feeder_data, weights=weights)
     settings = {
         "exhaustive": PlannerSettings(time_limit_s=30),
         "direct": PlannerSettings(time_limit_s=30, exhaustive_limit=0),
-        "compressed": PlannerSettings(time_limit_s=30, exhaustive_limit=0, exact_max_steps=0, n_clusters=6),
+        "branch-and-bound": PlannerSettings(time_limit_s=30, exhaustive_limit=0, exact_max_steps=0,
+                                            node_limit=500),
+        "compressed": PlannerSettings(time_limit_s=30, exhaustive_limit=0, exact_max_steps=0, n_clusters=6,
+                                      long_method="outer-approximation"),
         "compressed-symmetric": PlannerSettings(time_limit_s=30, exhaustive_limit=0, exact_max_steps=0,
-                                                n_clusters=6, symmetric=True),
+                                                n_clusters=6, symmetric=True, long_method="outer-approximation"),
     }[mode]
     outcome = plan_rephase(problem, settings)
     best = _brute_force(two_feeder_network, two_feeder_data, weights)
