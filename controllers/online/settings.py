@@ -53,7 +53,7 @@ class Objective(StrEnum):
     not recharge into a peak. No KPI worse than no control on the IEEE day, Liège January and June two-day windows
     and the Kerber Dorfnetz (benchmarks/controller.py --kpi-rule, docs/controller/)."""
     COMBINED = "combined"
-    """Feeders, transformer and peak together (λP = λT = 0.05 per kWh, λM = 0.05 per kW)."""
+    """Feeders, transformer and peak together (λP = λT = 0.05 per kWh, λM = 0.5 per kW)."""
 
 
 _OBJECTIVE_WEIGHTS: dict[Objective, dict[str, float]] = {
