@@ -1065,6 +1065,10 @@ def _print_transport(s: RunSummary) -> None:
                       f"{r['dropped']} dropped, {r['rejected']} rejected, {r['retries']} retries")
         if "dashboard_url" in r:
             console.print(f"dashboard (the run's period): {r['dashboard_url']}", soft_wrap=True)
+    from phasetwin.report.run_notes import degraded_notes
+
+    for note in degraded_notes(ingest=s.ingest, bus=s.bus, controller=s.controller):
+        console.print(f"[yellow]warning:[/] {note}", highlight=False)
     if s.stopped_early:
         console.print(f"[yellow]stopped early[/] after {s.ticks} ticks (stop requested)")
     if s.previous_run:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from support.servers import MosquittoServer
 
+from phasetwin.report.run_notes import degraded_notes
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from streams import topics
@@ -90,12 +91,16 @@ def test_ticks_lost_over_a_restart_are_a_counted_logged_gap(tmp_path: Path, pers
         assert (again.counters.sessions_lost, gaps.gaps, gaps.ticks_missed) == (0, 0, 0)
         assert summary.bus["sessions_lost"] == 0
         assert not [r for r in caplog.records if "gap" in r.getMessage()]
+        notes = degraded_notes(ingest=summary.ingest, bus=summary.bus, controller=summary.controller)
+        assert not [n for n in notes if "session" in n or "never arrived" in n], notes
         return
     assert again.counters.sessions_lost == 1, "the subscriber is told its session was lost"
     assert gaps.gaps == 1 and again.counters.tick_gaps == 1
     first, last = gaps.ranges[0]
     assert AWAY_AT <= first <= last < BACK_AT + 1 and gaps.ticks_missed == last - first + 1 >= 2
     assert summary.bus["sessions_lost"] == 1, "the twin's own session was lost too: in its summary"
+    notes = degraded_notes(ingest=summary.ingest, bus=summary.bus, controller=summary.controller)
+    assert any(n.startswith("the broker kept no session 1 time(s)") for n in notes), notes  # on the console too
     logged = [r.getMessage() for r in caplog.records]
     assert any("kept no session for recorder-1" in m for m in logged)
     assert any(f"ticks {first}..{last} never arrived" in m for m in logged)

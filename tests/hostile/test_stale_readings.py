@@ -15,6 +15,7 @@ import pytest
 
 from controllers.online.forecast import Forecaster
 from controllers.online.settings import ForecastKind, Strategy
+from phasetwin.report.run_notes import degraded_notes
 from phasetwin.run.assemble import assemble
 from phasetwin.run.execute import execute
 from phasetwin.run.options import ScenarioOptions
@@ -61,6 +62,9 @@ def test_stale_readings_give_way_to_the_forecast(tmp_path: Path, caplog: pytest.
     stale = range(DEAD.start + 5, DEAD.stop)  # stale once the last real reading (tick 19) is more than 5 ticks old
     n = len(run.feeder.customers)
     assert (c["stale_ticks"], c["stale_readings"], c["stale_decisions"]) == (len(stale), n * len(stale), 1)
+    assert degraded_notes(ingest=s.ingest, bus=s.bus, controller=c) == [  # what the console prints of it
+        f"1 control decision(s) taken while readings were stale (no real reading for more than 300 s): the forecast "
+        f"stood in for {n * len(stale)} customer-tick(s)"]
     p = run.meters.p_kw  # [ticks, customers, 3]: what the meters sent
     step0 = p[0:15].mean(axis=0)  # the persistence forecast of step 1
     expected = (p[15:20].sum(axis=0) + 5 * p[19] + 5 * step0) / 15  # real, frozen within the limit, forecast
