@@ -65,7 +65,7 @@ def main() -> None:
           f"({'planner at least as good' if outcome.objective <= ga.objective + 1e-9 else 'GA BETTER'})")
     for fo, fp in zip(outcome.feeders, problem.feeders, strict=True):
         print(f"  feeder {fp.feeder + 1}: {fo.method}, objective {fo.objective:.4f}, bound {fo.lower_bound:.4f}, "
-              f"gap {fo.gap:.1%}, {fo.elapsed_s:.1f} s")
+              f"gap {fo.gap:.1%}, {fo.elapsed_s:.1f} s" + (f", {fo.nodes} branch-and-bound nodes" if fo.nodes else ""))
         for it in fo.iterations:
             print(f"    {it.elapsed_s:6.1f} s  clusters {it.n_clusters:3d}  cuts {it.n_cuts:3d}  master bound "
                   f"{it.master_bound:8.4f}  best {it.upper_bound:8.4f}  lower {it.lower_bound:8.4f}")
