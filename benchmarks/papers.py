@@ -251,7 +251,7 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
     watch = Stopwatch()
     case = ieee13_case()
     params = CostParams()
-    limit = 20.0 if quick else time_limit_s
+    limit = 8.0 if quick else time_limit_s
     results = run_scenarios(case, params, time_limit_s=limit, with_hai=not quick)
     section = Section(
         "003_sts_siting", "Paper 003 — STS siting with PV-storage (Zhang et al., IEEE 13-node)",
@@ -307,7 +307,7 @@ def paper_004(quick: bool) -> Section:
     watch = Stopwatch()
     net = cigre_mv_seasonal()
     tops = radial_topologies(net)
-    swarm, iterations, limit = (10, 5, 10.0) if quick else (100, 100, 120.0)
+    swarm, iterations, limit = (10, 5, 4.0) if quick else (100, 100, 120.0)
     rows = run_cases(net, tops, time_limit_s=limit, swarm=swarm, iterations=iterations)
     section = Section(
         "004_seasonal", "Paper 004 — seasonal phase arrangement with topology per scenario (Taiwan)",
