@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ def _wall_utc() -> datetime:
     return datetime.now(UTC)
 
 
-class TopicGuard:
+class TopicGuard(ABC):
     """What the guards share: the tick they check against, the topics they guard, and one verdict per message
     object (a message delivered to several handlers is checked and counted once)."""
 
@@ -136,8 +137,9 @@ class TopicGuard:
             self._seen, self._passed = message, self._verdict(topic, message)
         return self._passed
 
+    @abstractmethod
     def _verdict(self, topic: str, message: Message) -> Message | None:
-        raise NotImplementedError
+        """The message the roles get (possibly repaired), or None when it is quarantined."""
 
 
 class IngestGuard(TopicGuard):
