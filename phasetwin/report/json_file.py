@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["strict_json", "write_json"]
 
 
@@ -18,7 +20,7 @@ def _finite(value: Any) -> Any:
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # a numpy scalar
+    if isinstance(value, np.generic):  # a numpy scalar
         return _finite(value.item())
     return value
 
