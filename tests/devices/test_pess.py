@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.device_commands import at, command
+from support.property_examples import DEVICE_SEQUENCES
 
 from devices.limits import PessParams, sts_limits
 from devices.pess import Pess
@@ -109,7 +110,7 @@ ticks = st.builds(
 )
 
 
-@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=DEVICE_SEQUENCES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequence=st.lists(ticks, min_size=1, max_size=30), target=st.booleans(), switchable=st.booleans())
 def test_pess_never_leaves_its_limits_and_its_energy_balance_closes(
     sequence: list[Tick], target: bool, switchable: bool

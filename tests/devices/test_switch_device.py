@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.device_commands import at, command
+from support.property_examples import DEVICE_SEQUENCES
 
 from devices.limits import psd_limits, sts_limits
 from devices.psd import Psd
@@ -179,13 +180,13 @@ def _drive(device: SwitchDevice, action: DeviceAction, sequence: list[Event]) ->
         assert report.phase in (phase, None)
 
 
-@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=DEVICE_SEQUENCES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequence=st.lists(events, min_size=1, max_size=25))
 def test_psd_never_violates_a_limit_or_executes_twice(sequence: list[Event]) -> None:
     _drive(Psd(device_id="psd-x", customer_id="c", phase=Phase.A), DeviceAction.SET_PHASE, sequence)
 
 
-@settings(max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=DEVICE_SEQUENCES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequence=st.lists(events, min_size=1, max_size=25))
 def test_sts_never_violates_a_limit_or_executes_twice(sequence: list[Event]) -> None:
     _drive(Sts(device_id="sts-x", customer_id="c", phase=Phase.B), DeviceAction.TRANSFER, sequence)

@@ -1,4 +1,4 @@
-"""Acceptance checks on real data: two Liège days against the paper's MILP solved directly, the power-flow
+"""Acceptance checks on real data: a Liège day against the paper's MILP solved directly, the power-flow
 check, and the Birkhoff planner against brute force and the nonlinear power flow."""
 
 from __future__ import annotations
@@ -62,14 +62,15 @@ def _direct_milp(feeder: Feeder, p_kw: np.ndarray, *, lambda_p: float, lambda_ps
 
 @needs_liege
 @pytest.mark.slow
-def test_two_liege_days_equal_the_direct_milp() -> None:
+def test_a_liege_day_equals_the_direct_milp() -> None:
+    """One day (96 quarter-hours): two days cost the direct MILP a minute of the suite for no extra coverage."""
     feeder = liege.load_feeder(LIEGE_FOLDER)
     data = liege.load_year(feeder, LIEGE_FOLDER)
-    steps = np.arange(2 * 96)
+    steps = np.arange(96)
     problem = build_problem(feeder, data, steps=steps)
     outcome = plan_rephase(problem)
     w = problem.weights
-    assert w.lambda_p == pytest.approx(80 / (192 * 23))
+    assert w.lambda_p == pytest.approx(80 / (96 * 23))
     reference = _direct_milp(feeder, data.select([c.id for c in feeder.customers]).p_kw[steps],
                              lambda_p=w.lambda_p, lambda_psi=w.lambda_psi, lambda_d=w.lambda_d)
     assert outcome.objective == pytest.approx(reference, rel=1e-6)
