@@ -23,6 +23,7 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from phasetwin.run.code_version import code_fingerprint
 from phasetwin.run.scenario import Scenario
 from streams.errors import validation_problems
 from twin.errors import ScenarioError
@@ -219,23 +220,14 @@ def check_inputs(recorded: Mapping[str, str], *, source: Path) -> None:
                             f"{'; '.join(problems)}; restore them, or remove their lines from the inputs table")
 
 
-KEYED_ONLY_WHEN_SET = ("assumptions", "data_timezone", "data_time_format", "pv_site", "pv_profile",
-                       "reorder_window_s", "stale_after_s")
-"""Scenario fields that enter a scenario's key only when they differ from their default (added by issue 29 and
-later)."""
-
-
 def scenario_hash(scenario: Scenario, inputs: Mapping[str, str]) -> str:
-    """The key of a scenario: SHA-256 of its fields (all but ``out``) and of its input files' contents.
+    """The key of a scenario: SHA-256 of its fields (all but ``out``), of its input files' contents and of the code
+    that replays it (``code_fingerprint``: phasetwin's sources and its solvers' releases).
 
-    Two runs with the same key replay the same thing, wherever their run folders are."""
+    Two runs with the same key replay the same thing with the same code, wherever their run folders are."""
     fields = scenario.model_dump(mode="json", exclude={"out"})
-    defaults = Scenario().model_dump(mode="json")
-    for name in KEYED_ONLY_WHEN_SET:  # so that the keys of studies run before these fields existed still hold
-        if fields.get(name) == defaults[name]:
-            del fields[name]
-    canonical = json.dumps({"scenario": fields, "inputs": sorted(inputs.values())}, sort_keys=True,
-                           separators=(",", ":"))
+    canonical = json.dumps({"scenario": fields, "inputs": sorted(inputs.values()), "code": code_fingerprint()},
+                           sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -254,3 +254,29 @@ def test_every_kind_of_input_file_is_in_the_key(tmp_path: Path) -> None:
         assert scenario_hash(scenario, input_hashes(scenario)) != before, name
         path.write_text(original)
     assert scenario_hash(scenario, input_hashes(scenario)) == before
+
+
+def test_the_code_is_in_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study filled by other code is run again: an edit to any source file, not a cache file, changes the code
+    fingerprint, and a scenario's key follows the fingerprint."""
+    from phasetwin.run import code_version, scenario_file
+
+    package = tmp_path / "pkg"
+    (package / "sub" / "__pycache__").mkdir(parents=True)
+    (package / "a.py").write_text("X = 1\n")
+    (package / "sub" / "b.py").write_text("Y = 2\n")
+    before = code_version.source_fingerprint([package])
+    (package / "sub" / "__pycache__" / "b.cpython-312.pyc").write_bytes(b"\0")
+    (package / "notes.txt").write_text("not code")
+    assert code_version.source_fingerprint([package]) == before
+    (package / "sub" / "b.py").write_text("Y = 3\n")
+    assert code_version.source_fingerprint([package]) != before
+    edited = code_version.source_fingerprint([package])
+    (package / "sub" / "b.py").rename(package / "b.py")  # same content, moved: another module
+    assert code_version.source_fingerprint([package]) not in (before, edited)
+    assert len(code_version.code_fingerprint()) == 64
+    assert set(code_version.library_versions()) == set(code_version.RESULT_LIBRARIES)
+    scenario = Scenario()
+    key = scenario_file.scenario_hash(scenario, {})
+    monkeypatch.setattr(scenario_file, "code_fingerprint", lambda: "0" * 64)
+    assert scenario_file.scenario_hash(scenario, {}) != key
