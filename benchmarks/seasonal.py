@@ -1,4 +1,4 @@
-"""Seasonal phase arrangement + topology (paper 004) on CIGRE MV: Table 4, PSO (paper's parameters) vs the exact planner.
+"""Seasonal phases + topology (paper 004) on CIGRE MV: Table 4, PSO (paper's parameters) vs the exact planner.
 
     .venv/bin/python benchmarks/seasonal.py [--time-limit 120] [--swarm 100] [--iterations 100] [--out DIR]
 """

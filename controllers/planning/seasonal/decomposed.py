@@ -341,7 +341,7 @@ def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_
         trial_topo = plan_topo.copy()
         for s in scenarios:
             ks = cls_list[int(np.argmax([val[v] for v in z[s]]))][1]
-            trial_topo[s] = min(ks, key=lambda k, s=s: balanced[k, s])
+            trial_topo[s] = ks[int(np.argmin(balanced[ks, s]))]
         trial_scheme = plan_scheme.copy()
         trial_scheme[sg] = [int(np.argmax([val[x[d, m]] for m in range(len(SCHEMES))])) for d in range(len(net.loads))]
         old = evaluate(net, topologies, SeasonalPlan(plan_topo, plan_scheme)).i_n_scenario_a[scenarios].max()

@@ -1,4 +1,5 @@
-"""Paper 004's study: original network and cases 1–4 by PSO and by the exact planner (per-season decomposition), Table 4, checks, plan files."""
+"""Paper 004's study: original network and cases 1–4 by PSO and by the exact planner (per-season
+decomposition), Table 4, checks, plan files."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from controllers.planning.seasonal.case import SCHEMES, SeasonalNetwork
 from controllers.planning.seasonal.database import topology_database
+from controllers.planning.seasonal.decomposed import ObjectiveBound, solve_decomposed
 from controllers.planning.seasonal.evaluation import (
     Objectives,
     SeasonalPlan,
@@ -18,7 +20,6 @@ from controllers.planning.seasonal.evaluation import (
     original_plan,
     tchebycheff,
 )
-from controllers.planning.seasonal.decomposed import ObjectiveBound, solve_decomposed
 from controllers.planning.seasonal.plan_file import SeasonalPlanFile
 from controllers.planning.seasonal.pso import solve_pso
 from phasetwin.report.json_file import write_json
