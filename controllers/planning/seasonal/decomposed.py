@@ -234,7 +234,8 @@ def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: 
             s, buses, ph = key
             at = sum(tables[s][d, best_scheme[d], ph] for d in _loads_at(net, buses))
             _square_cut(model, u[key], re, im, complex(at))
-        bound = 0.0
+        # Without any MILP solve, the balanced losses alone bound the season (U ≥ 0).
+        bound = float(sum(net.hours[s] * balanced[:, s].min() for s in scenarios))
         for _ in range(max_rounds):
             left = time_limit_s * (sg + 1) / net.n_seasons - (time.perf_counter() - t0)
             if left <= 0.5:
@@ -386,11 +387,10 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
         if key in found:
             bounds[m] = found[key].bound
     bound = float((w * bounds / ref_vec).max())
-    _, drop = balanced_tables(net, topologies) if len(active) > 1 else (None, None)
     candidates = [original_plan(net), base] + [f.plan for f in found.values()]
     best: tuple[float, SeasonalPlan, Objectives] | None = None
     for cand in candidates:
-        for plan in ([cand] if drop is None else [cand, _retopologise(net, topologies, cand, w, ref_vec, p)]):
+        for plan in (cand, _retopologise(net, topologies, cand, w, ref_vec, p)):
             obj = evaluate(net, topologies, plan)
             value = tchebycheff(obj.vector(), ref_vec, w, p)
             if best is None or value < best[0]:

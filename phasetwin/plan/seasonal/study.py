@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +26,9 @@ from controllers.planning.seasonal.plan_file import SeasonalPlanFile
 from controllers.planning.seasonal.pso import solve_pso
 from phasetwin.report.json_file import write_json
 from twin.figures.compare import write_before_after
+
+if TYPE_CHECKING:
+    from phasetwin.plan.seasonal.compare import SeasonalComparison
 
 CASE_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "case 1": (1.0, 0.0, 0.0), "case 2": (0.0, 1.0, 0.0), "case 3": (0.0, 0.0, 1.0), "case 4": (0.4, 0.3, 0.3)}
@@ -139,6 +144,21 @@ def write_outputs(folder: Path, net: SeasonalNetwork, topologies: list[Topology]
                        after={"losses": chosen.objectives.loss_kw}, before_label="original", after_label=after,
                        title="Line losses per scenario", subtitle="CIGRE MV, the 16 operating scenarios",
                        y_label="losses (kW)", x_label="scenario (Table 2 order − 1)")
+
+
+def price_by_replay(net: SeasonalNetwork, topologies: list[Topology], row: CaseRow, folder: Path, *,
+                    start_utc: datetime, end_utc: datetime) -> SeasonalComparison:
+    """A plan priced by the twin, not by scenario means: its plan file replayed on ``cigre-mv`` at hourly ticks
+    from ``start_utc`` to ``end_utc`` (nonlinear three-phase flow, the year's hourly profiles) beside the same
+    replay without the plan (``compare_seasonal``; runs in ``folder``)."""
+    from phasetwin.plan.seasonal.compare import compare_seasonal
+    from phasetwin.run.scenario import Scenario
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "plan.json"
+    path.write_text(plan_file(net, topologies, row).model_dump_json(indent=2), encoding="utf-8")
+    return compare_seasonal(Scenario(feeder="cigre-mv", start_utc=start_utc, end_utc=end_utc, tick_s=3600,
+                                     out=folder / "replay", seasonal_plan=path))
 
 
 def reference_value(rows: list[CaseRow], case: str) -> float:
