@@ -124,10 +124,15 @@ class _SeasonModel:
     x: dict[tuple[int, int], mathopt.Variable]
     y: dict[int, list[mathopt.Variable]]
 
-    def delta(self, table: np.ndarray, loads: list[int]) -> tuple[mathopt.LinearExpression, mathopt.LinearExpression]:
-        """Re and Im of Σ_{d∈loads} Σ_m x[d, m]·table[d, m] (table complex [D, M])."""
+    def delta(self, table: np.ndarray, loads: list[int]) -> tuple[mathopt.Variable, mathopt.Variable]:
+        """Two free variables held equal to Re and Im of Σ_{d∈loads} Σ_m x[d, m]·table[d, m] (table complex
+        [D, M]): the cuts on them then have two terms, not one per load and scheme."""
         terms = [(table[d, m], self.x[d, m]) for d in loads for m in range(len(SCHEMES)) if table[d, m] != 0]
-        return (mathopt.fast_sum(c.real * v for c, v in terms), mathopt.fast_sum(c.imag * v for c, v in terms))
+        re = self.model.add_variable(lb=-math.inf)
+        im = self.model.add_variable(lb=-math.inf)
+        self.model.add_linear_constraint(re == mathopt.fast_sum(c.real * v for c, v in terms))
+        self.model.add_linear_constraint(im == mathopt.fast_sum(c.imag * v for c, v in terms))
+        return re, im
 
     def plan_part(self, values: dict[mathopt.Variable, float], n_loads: int,
                   scenarios: list[int]) -> tuple[np.ndarray, dict[int, int]]:
@@ -193,7 +198,7 @@ def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: 
         sm = _season_model(net, topologies, scenarios, f"loss{sg}")
         model = sm.model
         u: dict[tuple[int, frozenset[int], int], mathopt.Variable] = {}
-        dexpr: dict[tuple[int, frozenset[int], int], tuple[mathopt.LinearExpression, mathopt.LinearExpression]] = {}
+        dexpr: dict[tuple[int, frozenset[int], int], tuple[mathopt.Variable, mathopt.Variable]] = {}
         tables = {s: _unbalance(net, s) for s in scenarios}
         objective = []
         for s in scenarios:
@@ -267,8 +272,8 @@ def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: 
     return ObjectiveBound(plan, evaluate(net, topologies, plan).e_loss_kwh, total_bound)
 
 
-def _square_cut(model: mathopt.Model, u: mathopt.Variable, re: mathopt.LinearExpression,
-                im: mathopt.LinearExpression, a: complex) -> None:
+def _square_cut(model: mathopt.Model, u: mathopt.Variable, re: mathopt.Variable, im: mathopt.Variable,
+                a: complex) -> None:
     """u ≥ |Δ|² linearised at a: 2·Re(ā·Δ) − |a|²."""
     model.add_linear_constraint(u >= 2 * a.real * re + 2 * a.imag * im - abs(a) ** 2)
 
@@ -436,15 +441,23 @@ def _retopologise(net: SeasonalNetwork, topologies: list[Topology], plan: Season
 
     topo = plan.topology.copy()
     best = value(topo)
+    scale = w / ref_vec
     for _ in range(passes):
         improved = False
         for s in range(len(h)):
-            for k in range(len(topologies)):
-                trial = topo.copy()
-                trial[s] = k
-                v = value(trial)
-                if v < best - 1e-12:
-                    topo, best, improved = trial, v, True
+            rest = cols != s
+            e_all = (h[rest] * loss[topo[rest], cols[rest]]).sum() + h[s] * loss[:, s]
+            d_all = ((h[rest] * drop[topo[rest], cols[rest]]).sum() + h[s] * drop[:, s]) / h.sum()
+            n_all = np.maximum(neutral[topo[rest], cols[rest]].max(), neutral[:, s])
+            terms = scale[None, :] * np.stack([e_all, d_all, n_all], axis=1)  # [K, 3]
+            top = terms.max(axis=1, keepdims=True)
+            safe = np.where(top > 0, top, 1.0)
+            values = np.where(top[:, 0] > 0, top[:, 0] * ((terms / safe) ** p).sum(axis=1) ** (1.0 / p), 0.0)
+            k = int(values.argmin())
+            if k != topo[s] and values[k] < best - 1e-12:
+                topo[s] = k
+                best = value(topo)
+                improved = True
         if not improved:
             break
     return SeasonalPlan(topo, plan.scheme.copy())
