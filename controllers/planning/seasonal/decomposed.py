@@ -428,36 +428,43 @@ def scenario_tables(net: SeasonalNetwork, topologies: list[Topology],
     return loss, drop, neutral
 
 
+def _eq3_by_topology(tables: tuple[np.ndarray, np.ndarray, np.ndarray], hours: np.ndarray, topo: np.ndarray,
+                     s: int, scale: np.ndarray, p: float) -> np.ndarray:
+    """[K] eq. 3 of the plan with scenario s's topology replaced by each topology k (``tables``: scenario_tables;
+    ``scale``: w / f_orig)."""
+    loss, drop, neutral = tables
+    cols = np.arange(len(hours))
+    rest = cols != s
+    e_all = (hours[rest] * loss[topo[rest], cols[rest]]).sum() + hours[s] * loss[:, s]
+    d_all = ((hours[rest] * drop[topo[rest], cols[rest]]).sum() + hours[s] * drop[:, s]) / hours.sum()
+    n_all = np.maximum(neutral[topo[rest], cols[rest]].max(initial=0.0), neutral[:, s])
+    terms = scale[None, :] * np.stack([e_all, d_all, n_all], axis=1)  # [K, 3]
+    top = terms.max(axis=1, keepdims=True)
+    safe = np.where(top > 0, top, 1.0)
+    return np.where(top[:, 0] > 0, top[:, 0] * ((terms / safe) ** p).sum(axis=1) ** (1.0 / p), 0.0)
+
+
 def _retopologise(net: SeasonalNetwork, topologies: list[Topology], plan: SeasonalPlan, w: np.ndarray,
                   ref_vec: np.ndarray, p: float, passes: int = 3) -> SeasonalPlan:
-    """Coordinate descent on eq. 3 over each scenario's topology, the schemes kept (a cheap improvement)."""
-    loss, drop, neutral = scenario_tables(net, topologies, plan.scheme)
+    """Coordinate descent on eq. 3 over each scenario's topology, the schemes kept (a cheap improvement); then,
+    scenario by scenario, the topology of least loss among those that do not raise eq. 3 (a tie-break: case 3's
+    optimum leaves many topologies free, and they should not cost losses)."""
+    tables = scenario_tables(net, topologies, plan.scheme)
     h = net.hours
-    cols = np.arange(len(h))
-
-    def value(topo: np.ndarray) -> float:
-        f = np.array([(h * loss[topo, cols]).sum(), (h * drop[topo, cols]).sum() / h.sum(), neutral[topo, cols].max()])
-        return tchebycheff(f, ref_vec, w, p)
-
-    topo = plan.topology.copy()
-    best = value(topo)
     scale = w / ref_vec
+    topo = plan.topology.copy()
     for _ in range(passes):
         improved = False
         for s in range(len(h)):
-            rest = cols != s
-            e_all = (h[rest] * loss[topo[rest], cols[rest]]).sum() + h[s] * loss[:, s]
-            d_all = ((h[rest] * drop[topo[rest], cols[rest]]).sum() + h[s] * drop[:, s]) / h.sum()
-            n_all = np.maximum(neutral[topo[rest], cols[rest]].max(), neutral[:, s])
-            terms = scale[None, :] * np.stack([e_all, d_all, n_all], axis=1)  # [K, 3]
-            top = terms.max(axis=1, keepdims=True)
-            safe = np.where(top > 0, top, 1.0)
-            values = np.where(top[:, 0] > 0, top[:, 0] * ((terms / safe) ** p).sum(axis=1) ** (1.0 / p), 0.0)
+            values = _eq3_by_topology(tables, h, topo, s, scale, p)
             k = int(values.argmin())
-            if k != topo[s] and values[k] < best - 1e-12:
+            if values[k] < values[topo[s]] - 1e-12 * max(values[topo[s]], 1e-300):
                 topo[s] = k
-                best = value(topo)
                 improved = True
         if not improved:
             break
+    for s in range(len(h)):
+        values = _eq3_by_topology(tables, h, topo, s, scale, p)
+        allowed = np.flatnonzero(values <= values[topo[s]])
+        topo[s] = int(allowed[np.argmin(tables[0][allowed, s])])
     return SeasonalPlan(topo, plan.scheme.copy())
