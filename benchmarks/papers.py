@@ -19,9 +19,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from paper_tables import Section, Stopwatch, within, write_section
+
+if TYPE_CHECKING:
+    from phasetwin.plan.seasonal.study import CaseRow
 
 __all__ = ["main"]
 
@@ -299,59 +303,101 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
 
 
 # ------------------------------------------------------------------------ 004 seasonal phases and topology
+PAPER_004_SYSTEM = "70 buses, 78 branches (11 tie), 4 feeders, 2 substations, 19 switches, 11 kV"
+GAP_TARGET_004 = 0.05
+
+
 def paper_004(quick: bool) -> Section:
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
     from controllers.planning.seasonal.case import cigre_mv_seasonal
+    from controllers.planning.seasonal.database import topology_database
     from controllers.planning.seasonal.evaluation import radial_topologies
-    from phasetwin.plan.seasonal.study import PAPER_TABLE_4, run_cases
+    from phasetwin.plan.seasonal.study import PAPER_TABLE_4, price_by_replay, run_cases
 
     watch = Stopwatch()
     net = cigre_mv_seasonal()
     tops = radial_topologies(net)
-    swarm, iterations, limit = (10, 5, 4.0) if quick else (100, 100, 120.0)
+    swarm, iterations, limit, days = (10, 5, 4.0, 2) if quick else (100, 100, 120.0, 365)
     rows = run_cases(net, tops, time_limit_s=limit, swarm=swarm, iterations=iterations)
     section = Section(
         "004_seasonal", "Paper 004 — seasonal phase arrangement with topology per scenario (Taiwan)",
         f"the CIGRE MV stand-in of `controllers/planning/seasonal/case.py` ({net.n_bus} buses, {len(tops)} radial "
-        f"topologies, 16 scenarios; the paper's 70-bus, 4-feeder system is not published), PSO (swarm {swarm}, "
-        f"{iterations} iterations) and the exact MILP warm-started from it ({limit:.0f} s).")
+        f"topologies, 16 scenarios), PSO as the paper runs it (swarm {swarm}, {iterations} iterations, over the "
+        f"paper's loss-filtered topology database) and the exact planner (per-season decomposition over every "
+        f"radial topology, started from PSO's plan, {limit:.0f} s of MILP per objective); the case-4 plan priced "
+        f"by a {days}-day replay of the twin.")
     section.notes.append("Absolute losses, voltage drops and neutral currents belong to the network; the rows "
                          "compare the changes against the original plan, in the paper and here.")
+    section.notes.append("Gap = (value − bound) / value of eq. 3; the bound is proven (the season MILPs under-"
+                         "estimate every plan's objective, and eq. 3 with p = 100 is at least its largest term).")
+    section.add("test system", PAPER_004_SYSTEM, f"CIGRE MV: {net.n_bus} buses, {len(net.lines)} lines (3 tie), "
+                f"2 feeders, 1 station, a switch on every line, 20 kV", False,
+                "the 70-bus system's line and load data are in the paper's reference [10], which its text does not "
+                "carry (the reference list is cut off); each transformer's unbalance, the four weekly load patterns "
+                "(Fig. 2), the DER patterns (Fig. 3) and the reduced topology (Fig. 8) are figures only")
     original = rows[0].objectives
     paper_orig = PAPER_TABLE_4["original"]
+    by_case = {(r.case, r.method): r for r in rows}
     for name, key, idx in (("E_loss", "e_loss_kwh", 1), ("ΔV", "dv_pu", 2), ("I_n", "i_n_a", 3)):
-        for r in rows[1:]:
-            if r.method != "MILP":
-                continue
+        for case in ("case 1", "case 2", "case 3", "case 4"):
+            r = by_case[(case, "exact")]
             ours = getattr(r.objectives, key) / getattr(original, key) - 1
-            paper = PAPER_TABLE_4[r.case][idx] / paper_orig[idx] - 1
+            paper = PAPER_TABLE_4[case][idx] / paper_orig[idx] - 1
             ok = within(ours, paper, abs_=0.02)
-            section.add(f"{r.case}: {name} change vs original (exact planner)", f"{paper:+.1%}", f"{ours:+.1%}", ok,
-                        "" if ok else "a different network (CIGRE MV stand-in): the change is its optimum's, "
-                        f"gap {(r.value - (r.bound or 0)) / max(r.value, 1e-12):.1%}")
-    from controllers.planning.seasonal.database import topology_database
-
+            section.add(f"{case}: {name} change vs original (exact planner)", f"{paper:+.1%}", f"{ours:+.1%}", ok,
+                        "" if ok else "a different network (CIGRE MV stand-in): the change is its proven optimum's "
+                        f"(gap {_gap(r):.1%})")
     database = topology_database(net, tops)
     kept = sorted({int(k) for d in database for k in d})
     section.add("topology database (loss below the original topology's, per scenario)", "– (size not given)",
                 f"{len(kept)} of {len(tops)} topologies in some scenario; per scenario "
                 f"{min(d.size for d in database)}–{max(d.size for d in database)}", None)
-    by_case = {(r.case, r.method): r for r in rows}
-    for name in ("case 1", "case 2", "case 3", "case 4"):
-        pso, ex = by_case[(name, "PSO")], by_case[(name, "MILP")]
-        section.add(f"{name}: exact planner never worse than PSO (issue 27)", "–",
-                    f"MILP {ex.value:.4f} vs PSO {pso.value:.4f}", ex.value <= pso.value + 1e-9,
-                    "" if ex.value <= pso.value + 1e-9 else "the MILP's own plan is evaluated on the surrogate; "
-                    "it is warm-started from PSO's plan but returned its own")
-    for r in rows[1:]:
-        moved = int((r.plan.topology != 0).sum())
-        section.add(f"{r.case} ({r.method}): scenarios off the normal topology", "–", f"{moved} of "
-                    f"{len(r.plan.topology)}", None)
-        if r.method == "MILP":
-            gap = (r.value - (r.bound or 0.0)) / max(r.value, 1e-12)
-            section.add(f"{r.case}: exact planner's proven gap (issue 27: ≤ 5 %)", "–",
-                        f"{gap:.1%} (value {r.value:.4f}, bound {r.bound or 0:.4f})", None)
+    for case in ("case 1", "case 2", "case 3", "case 4"):
+        pso, ex = by_case[(case, "PSO")], by_case[(case, "exact")]
+        moved = int((pso.plan.topology != 0).sum())
+        section.add(f"{case}: PSO reconfigures (paper: loads move between feeders, Fig. 12)", "yes",
+                    f"{moved} of {len(pso.plan.topology)} scenarios off the normal topology", moved > 0,
+                    "" if moved else f"PSO ({swarm} × {iterations}) kept the normal topology")
+        section.add(f"{case}: exact planner never worse than PSO (issue 27)", "–",
+                    f"exact {ex.value:.4f} vs PSO {pso.value:.4f}", ex.value <= pso.value + 1e-9,
+                    "" if ex.value <= pso.value + 1e-9 else "the exact planner's incumbent lost PSO's plan")
+    for case in ("case 1", "case 2", "case 3", "case 4"):
+        ex = by_case[(case, "exact")]
+        gap = _gap(ex)
+        why = ""
+        if gap > GAP_TARGET_004:
+            why = (f"the MILP's bound is {ex.bound or 0:.4f} after {ex.wall_s:.0f} s"
+                   + (f": the plan's I_n is {ex.objectives.i_n_a:.2f} A, {ex.objectives.i_n_a / original.i_n_a:.1%} "
+                      "of the original's, and no bound above 0 is proven (near-perfect balance is a number-"
+                      "partitioning question over 6^14 schemes a season)" if case == "case 3" else ""))
+        section.add(f"{case}: exact planner's proven gap (issue 27: ≤ 5 %)", "–",
+                    f"{gap:.1%} (value {ex.value:.4f}, bound {ex.bound or 0:.4f}, {ex.wall_s:.0f} s)",
+                    gap <= GAP_TARGET_004, why)
+    chosen = by_case[("case 4", "exact")]
+    start_utc = datetime(2023, 1, 1, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        priced = price_by_replay(net, tops, chosen, Path(tmp), start_utc=start_utc,
+                                 end_utc=start_utc + timedelta(days=days))
+    before, after = priced.before_figures, priced.after_figures
+    for name, idx, b, a, sb, sa in (
+            ("E_loss", 1, before.e_loss_kwh, after.e_loss_kwh, original.e_loss_kwh, chosen.objectives.e_loss_kwh),
+            ("ΔV", 2, before.dv_pu, after.dv_pu, original.dv_pu, chosen.objectives.dv_pu),
+            ("I_n", 3, before.i_n_head_max_a, after.i_n_head_max_a, original.i_n_a, chosen.objectives.i_n_a)):
+        paper = PAPER_TABLE_4["case 4"][idx] / paper_orig[idx] - 1
+        ours = a / b - 1
+        ok = within(ours, paper, abs_=0.02)
+        section.add(f"case 4 (exact plan): {name} change priced by the twin's {days}-day replay (hourly, nonlinear)",
+                    f"{paper:+.1%}", f"{ours:+.1%} ({b:.4g} → {a:.4g}); scenario surrogate {sa / sb - 1:+.1%}", ok,
+                    "" if ok else "a different network (CIGRE MV stand-in)")
     watch.stop(section)
     return section
+
+
+def _gap(row: CaseRow) -> float:
+    """The exact planner's proven relative gap on eq. 3."""
+    return (row.value - (row.bound or 0.0)) / max(row.value, 1e-12)
 
 
 SECTIONS = {"000": "rephase", "001": "case_two", "002": "birkhoff", "003": "sts_siting", "004": "seasonal"}

@@ -91,22 +91,21 @@ def register(plan_app: typer.Typer) -> None:
     def seasonal(
         case: Annotated[str, typer.Option(help="case 1 (losses), 2 (ΔV), 3 (neutral), 4 (all three), or all")] = "all",
         out: Annotated[Path, typer.Option(help="folder for plan.json, table4.json, plots")] = _SEASONAL_OUT,
-        time_limit: Annotated[float, typer.Option(min=1.0, help="MILP seconds per case")] = 120.0,
+        time_limit: Annotated[float, typer.Option(
+            min=1.0, help="exact planner: MILP seconds per objective (E_loss, I_n)")] = 120.0,
         swarm: Annotated[int, typer.Option(min=2, help="PSO swarm size (paper: 100)")] = 100,
         iterations: Annotated[int, typer.Option(min=1, help="PSO iterations (paper: 100)")] = 100,
         check: Annotated[bool, typer.Option(help="check every topology with pandapower (graph + AC flow)")] = True,
     ) -> None:
-        """Seasonal phase arrangement + radial topology per scenario on CIGRE MV: PSO vs exact MILP with bound."""
+        """Seasonal phase arrangement + radial topology per scenario on CIGRE MV: PSO vs the exact planner (per-season
+        decomposition) with a proven bound."""
         from controllers.planning.seasonal.case import cigre_mv_seasonal
-        from controllers.planning.seasonal.database import topology_database
-        from controllers.planning.seasonal.evaluation import evaluate, original_plan, radial_topologies
-        from controllers.planning.seasonal.milp import solve_exact
-        from controllers.planning.seasonal.pso import solve_pso
+        from controllers.planning.seasonal.evaluation import radial_topologies
         from phasetwin.plan.seasonal.study import (
             CASE_WEIGHTS,
             PAPER_TABLE_4,
-            CaseRow,
             check_with_pandapower,
+            run_cases,
             write_outputs,
         )
 
@@ -114,15 +113,8 @@ def register(plan_app: typer.Typer) -> None:
             raise typer.BadParameter(f"case {case!r} is not one of {', '.join(_CASES)}")
         net = cigre_mv_seasonal()
         tops = radial_topologies(net)
-        ref = evaluate(net, tops, original_plan(net))
-        database = topology_database(net, tops)  # the paper's loss filter (PSO draws from it)
-        rows = [CaseRow("original", "-", float("nan"), None, ref, original_plan(net), 0.0)]
-        for name in (CASE_WEIGHTS if case == "all" else [case]):
-            w = np.array(CASE_WEIGHTS[name])
-            pso = solve_pso(net, tops, w, reference=ref, swarm=swarm, iterations=iterations, database=database)
-            rows.append(CaseRow(name, "PSO", pso.value, None, pso.objectives, pso.plan, pso.wall_s))
-            ex = solve_exact(net, tops, w, reference=ref, time_limit_s=time_limit, start_plan=pso.plan)
-            rows.append(CaseRow(name, "MILP", ex.value, ex.bound, ex.objectives, ex.plan, ex.wall_s))
+        rows = run_cases(net, tops, time_limit_s=time_limit, swarm=swarm, iterations=iterations,
+                         cases=tuple(CASE_WEIGHTS) if case == "all" else (case,))
         table = Table(title="Seasonal plan, CIGRE MV, 16 scenarios (Table 4 of paper 004 beside)")
         for col in ("case", "method", "objective", "bound", "E_loss MWh/yr", "ΔV p.u.", "I_n A", "s",
                     "paper obj.", "paper E_loss kWh", "paper ΔV", "paper I_n"):
@@ -135,7 +127,7 @@ def register(plan_app: typer.Typer) -> None:
                           "-" if p[0] is None else f"{p[0]:.4f}", f"{p[1]:.1f}", f"{p[2]:.4f}", f"{p[3]:.2f}")
         console = Console()
         print_table(console, table)
-        chosen = min((r for r in rows[1:] if r.method == "MILP"), key=lambda r: r.case != "case 4")
+        chosen = min((r for r in rows[1:] if r.method == "exact"), key=lambda r: r.case != "case 4")
         write_outputs(out, net, tops, rows, chosen)
         if check:
             for r in rows[1:]:

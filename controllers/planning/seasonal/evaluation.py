@@ -1,6 +1,6 @@
 """Radial topologies and the surrogate power flow that prices a seasonal plan (paper 004, eq. 3).
 
-Surrogate (the same one the exact MILP optimises, so the two can be compared and brute-forced):
+Surrogate (the same one the exact planner optimises, so the two can be compared and brute-forced):
 - loads draw constant currents at nominal voltage, I = (P − jQ)/V per phase in the phase's own frame; line
   currents are sums of the currents fed through them (exact for a radial network at nominal voltage);
 - E_loss = Σ_s h_s Σ_lines Σ_φ r·|I|² (kWh a year; neutral-conductor losses not counted);
