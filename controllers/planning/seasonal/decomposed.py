@@ -168,12 +168,19 @@ def _loads_at(net: SeasonalNetwork, buses: frozenset[int]) -> list[int]:
     return [d for d, ld in enumerate(net.loads) if ld.bus in buses]
 
 
-def _solve(model: mathopt.Model, left_s: float, hint: dict[mathopt.Variable, float] | None,
+def _solve(model: mathopt.Model, left_s: float | None, hint: dict[mathopt.Variable, float] | None,
            gap: float) -> mathopt.SolveResult:
+    """One MILP solve to ``gap``; ``left_s`` None: no wall-clock limit (the answer depends on the problem only)."""
     model_params = mathopt.ModelSolveParameters(
         solution_hints=[mathopt.SolutionHint(variable_values=hint)] if hint else [])
+    limit = None if left_s is None else timedelta(seconds=max(left_s, 0.5))
     return solve_quietly(model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
-        time_limit=timedelta(seconds=max(left_s, 0.5)), relative_gap_tolerance=gap), model_params=model_params)
+        time_limit=limit, relative_gap_tolerance=gap), model_params=model_params)
+
+
+def _left_s(time_limit_s: float | None, done_share: float, t0: float) -> float | None:
+    """Wall-clock seconds left for a season when ``done_share`` of the budget is spent at its end; None: no limit."""
+    return None if time_limit_s is None else time_limit_s * done_share - (time.perf_counter() - t0)
 
 
 def _hint(sm: _SeasonModel, scheme: np.ndarray, topo: dict[int, int]) -> dict[mathopt.Variable, float]:
@@ -183,7 +190,7 @@ def _hint(sm: _SeasonModel, scheme: np.ndarray, topo: dict[int, int]) -> dict[ma
     return out
 
 
-def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float = 60.0, gap: float = 1e-3,
+def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float | None = 60.0, gap: float = 1e-3,
              start: SeasonalPlan | None = None, max_rounds: int = 40) -> ObjectiveBound:
     """E_loss minimised season by season (module docstring); value and bound in kWh a year."""
     t0 = time.perf_counter()
@@ -242,8 +249,8 @@ def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: 
         # Without any MILP solve, the balanced losses alone bound the season (U ≥ 0).
         bound = float(sum(net.hours[s] * balanced[:, s].min() for s in scenarios))
         for _ in range(max_rounds):
-            left = time_limit_s * (sg + 1) / net.n_seasons - (time.perf_counter() - t0)
-            if left <= 0.5:
+            left = _left_s(time_limit_s, (sg + 1) / net.n_seasons, t0)
+            if left is not None and left <= 0.5:
                 break
             res = _solve(model, left, _hint(sm, best_scheme, best_topo), gap / 2)
             if not res.has_primal_feasible_solution():
@@ -287,7 +294,7 @@ def _head_classes(topologies: list[Topology]) -> dict[tuple[frozenset[int], ...]
     return out
 
 
-def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float = 60.0,
+def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float | None = 60.0,
                 gap: float = 1e-3, start: SeasonalPlan | None = None, angles: int = 32) -> ObjectiveBound:
     """I_n (the largest feeder-head neutral current over the year) minimised season by season; A.
 
@@ -334,7 +341,7 @@ def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_
                     th = 2 * math.pi * i / angles
                     model.add_linear_constraint(math.cos(th) * re + math.sin(th) * im <= t_a + big * off)
         model.minimize(t_a)
-        left = time_limit_s * (sg + 1) / net.n_seasons - (time.perf_counter() - t0)
+        left = _left_s(time_limit_s, (sg + 1) / net.n_seasons, t0)
         hint = {v: float(plan_scheme[sg, d] == m) for (d, m), v in x.items()}
         for s in scenarios:
             here = next(c for c, (_sets, ks) in enumerate(cls_list) if int(plan_topo[s]) in ks)
@@ -359,7 +366,7 @@ def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_
 
 
 def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: np.ndarray, *,
-                     reference: Objectives | None = None, p: float = 100.0, time_limit_s: float = 120.0,
+                     reference: Objectives | None = None, p: float = 100.0, time_limit_s: float | None = 120.0,
                      gap: float = 1e-3, start_plan: SeasonalPlan | None = None,
                      solved: dict[str, ObjectiveBound] | None = None) -> DecomposedResult:
     """Eq. 3 with ``weights`` by the per-season decomposition (module docstring): the best plan found, never worse
@@ -367,7 +374,8 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
 
     ``solved``: single-objective results already at hand (keys ``e_loss_kwh``, ``dv_pu``, ``i_n_a``), reused
     instead of solved again (the four cases of the paper share them). ``time_limit_s`` is the budget of each
-    objective still to solve by MILP (E_loss, I_n; ΔV is enumerated).
+    objective still to solve by MILP (E_loss, I_n; ΔV is enumerated), in wall-clock seconds: a bound found within it
+    depends on the machine's load; None solves each season to ``gap`` (reproducible, as the tests run it).
     """
     t0 = time.perf_counter()
     w = np.asarray(weights, dtype=float)
