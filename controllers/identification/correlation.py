@@ -37,8 +37,8 @@ import math
 import numpy as np
 from scipy.special import log_ndtr
 
-from controllers.identification.assignment import HIGH_CONFIDENCE, NOT_ASSIGNED, Assignment, Method
-from controllers.identification.difference import GUESS_CROSS, difference_evidence
+from controllers.identification.assignment import NOT_ASSIGNED, Assignment, Method
+from controllers.identification.difference import difference_log_probabilities
 from controllers.identification.identifiability import collinear_groups
 
 __all__ = [
@@ -126,21 +126,17 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
             break
         phase = new_phase
     labellings = _labels(own0, ref0, phase)
-    evidence = difference_evidence(v_v, ref_v_v, p_kw)
-    difference = np.exp(evidence.log_probabilities())
+    difference = np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw)[0])
     by_naming = [np.exp(log_probabilities(rho[:, np.argsort(perm)], count[:, np.argsort(perm)]))
                  for perm, _ in labellings]
-    # the confidence: the posterior with the correlation's evidence mixed over every naming by its probability
-    # (the difference test needs no naming); the phase: the best under the most probable naming of the clusters
-    # (they are right long before single customers are), and where its posterior stays below HIGH_CONFIDENCE
-    # the best with the difference test's cross term (``difference.GUESS_CROSS``) in its error: a best guess
+    # the phase: the best under the most probable naming of the clusters (they are right long before single
+    # customers are); its confidence: the posterior with the correlation's evidence mixed over every naming by
+    # its probability (the difference test needs no naming)
+    guess = by_naming[0] * difference
     posterior = sum(weight * e for (_, weight), e in zip(labellings, by_naming, strict=True)) * difference
     posterior /= np.maximum(posterior.sum(axis=1, keepdims=True), 1e-300)
     rho = rho[:, np.argsort(labellings[0][0])]
-    best = (by_naming[0] * difference).argmax(axis=1)
-    sure = np.take_along_axis(posterior, best[:, None], axis=1)[:, 0] >= HIGH_CONFIDENCE
-    guess = (by_naming[0] * np.exp(evidence.log_probabilities(cross=GUESS_CROSS))).argmax(axis=1)
-    phase = np.where(usable, np.where(sure, best, guess), NOT_ASSIGNED)
+    phase = np.where(usable, guess.argmax(axis=1), NOT_ASSIGNED)
     confidence = np.where(phase == NOT_ASSIGNED, 0.0, np.take_along_axis(posterior, np.maximum(phase, 0)[:, None],
                                                                          axis=1)[:, 0])
     reason = tuple("" if phase[i] != NOT_ASSIGNED else

@@ -20,47 +20,18 @@ voltage follows its phase's almost exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.special import log_ndtr
 
 from controllers.identification.identifiability import variance_inflation
 
-__all__ = ["DIFFERENCE_SPREAD", "GUESS_CROSS", "DifferenceEvidence", "difference_evidence", "difference_log_probabilities"]
+__all__ = ["DIFFERENCE_SPREAD", "difference_log_probabilities"]
 
 DIFFERENCE_SPREAD = 0.03
 """Spread of the log variance ratio ln(s_j/s_k) that no amount of data removes (taken √2 × in a pair). Measured in
 ``benchmarks/phase_identification.py``: on the IEEE feeder the wrong phase's residual variance was below the true
 one's by up to 0.053 in log (a month of hourly class-1.0 data; far customers whose drop moves with the
 transformer's imbalance); at 0.03 a margin must exceed ≈ 0.11 for 0.99, twice that."""
-GUESS_CROSS = 0.2
-"""Correlation bound ρ of the cross term between a customer's unexplained drop (the other customers' loads on its
-path) and the transformer's phase imbalance, used for the best guess of a customer no test is sure of. On a wrong
-phase j the residual variance is s_k + var(δ) + 2 cov(r_k, δ), δ the imbalance, and |2 cov| ≤ 2ρ √(s_k var(δ)):
-relative to s_k, 2ρ √(s_j/s_k − 1), added in quadrature to the standard error of ln(s_j/s_k). Not used for the
-confidence: with it the identifiable share on the Kerber grid fell from 61 to 37 % (30 days of hourly data, half
-metered) without any wrong high-confidence answer to remove. Measured in ``benchmarks/phase_identification.py``
-(IEEE feeder, 7 days of hourly class-1.0 data: best phase right for 94.5–100 % instead of 92.7–94.5 %)."""
-
-
-@dataclass(frozen=True)
-class DifferenceEvidence:
-    """The test's data-side evidence, independent of the model spread: ``log_ratio[i, k, j]`` = ln(s_j / s_k) (phase
-    k beats phase j by it), ``sampling[i, k, j]`` its sampling error (NaN where customer i has fewer than 4 common
-    intervals: no evidence) and ``variance[i, k]`` the residual variances s_k (V²)."""
-
-    log_ratio: np.ndarray
-    sampling: np.ndarray
-    variance: np.ndarray
-
-    def log_probabilities(self, spread: float = DIFFERENCE_SPREAD, *, cross: float = 0.0) -> np.ndarray:
-        """[i, k] ln P(phase k is customer i's best) with the model spread ``spread`` and the cross-term
-        correlation ``cross`` (``GUESS_CROSS``; 0: none) in the standard error (0 where no evidence)."""
-        variance = self.sampling**2 + 2.0 * spread**2 + 4.0 * cross**2 * np.abs(np.expm1(self.log_ratio))
-        margin = self.log_ratio / np.sqrt(variance)
-        pair = np.where(np.isfinite(margin), log_ndtr(np.nan_to_num(margin)), 0.0)
-        return np.asarray(pair.sum(axis=2))
 
 
 def difference_log_probabilities(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray | None, *,
@@ -69,14 +40,6 @@ def difference_log_probabilities(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.
     meter voltages ``v_v[t, i]`` (V, NaN where missing), the transformer's ``ref_v_v[t, φ]`` and the customers'
     powers ``p_kw[t, i]`` (kW, NaN where missing; None: no own-load term). A customer with fewer than 4 common
     intervals gets log-probabilities 0 (no evidence)."""
-    evidence = difference_evidence(v_v, ref_v_v, p_kw)
-    return evidence.log_probabilities(spread), evidence.variance
-
-
-def difference_evidence(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray | None) -> DifferenceEvidence:
-    """The test's evidence for meter voltages ``v_v[t, i]`` (V, NaN where missing), the transformer's
-    ``ref_v_v[t, φ]`` and the customers' powers ``p_kw[t, i]`` (kW, NaN where missing; None: no own-load
-    term)."""
     n = v_v.shape[1]
     d = v_v[:, :, None] - ref_v_v[:, None, :]
     ok = np.isfinite(d)
@@ -94,8 +57,7 @@ def difference_evidence(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray |
         resid = resid - slope * x
     square = resid * resid
     s = square.sum(axis=0) / np.maximum(count, 1)
-    log_ratio = np.zeros((n, 3, 3))
-    sampling = np.full((n, 3, 3), np.nan)
+    log_p = np.zeros((n, 3))
     for i in range(n):
         n_i = int(count[i].min())
         if n_i < 4 or (s[i] <= 0).any():
@@ -106,6 +68,7 @@ def difference_evidence(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray |
                 if j == k:
                     continue
                 g = (square[:, i, j] - square[:, i, k])[both]
-                sampling[i, k, j] = float(g.std()) * np.sqrt(variance_inflation(g[:, None]) / g.size) / s[i, k]
-                log_ratio[i, k, j] = np.log(s[i, j] / s[i, k])
-    return DifferenceEvidence(log_ratio=log_ratio, sampling=sampling, variance=s)
+                sampling = float(g.std()) * np.sqrt(variance_inflation(g[:, None]) / g.size) / s[i, k]
+                margin = np.log(s[i, j] / s[i, k]) / np.sqrt(sampling**2 + 2.0 * spread**2)
+                log_p[i, k] += float(log_ndtr(margin))
+    return log_p, s

@@ -8,12 +8,7 @@ import math
 import numpy as np
 from scipy.stats import norm
 
-from controllers.identification.difference import (
-    DIFFERENCE_SPREAD,
-    GUESS_CROSS,
-    difference_evidence,
-    difference_log_probabilities,
-)
+from controllers.identification.difference import DIFFERENCE_SPREAD, difference_log_probabilities
 from controllers.identification.identifiability import variance_inflation
 
 
@@ -71,29 +66,3 @@ def test_phases_the_transformer_cannot_tell_apart_give_no_confidence() -> None:
     posterior = np.exp(log_p[0]) / np.exp(log_p[0]).sum()
     assert posterior[2] < 1e-6
     np.testing.assert_allclose(posterior[:2], 0.5)  # A or B: an even guess, never a confident answer
-
-
-def test_the_cross_term_widens_each_pair_by_the_bound_on_the_drop_imbalance_covariance() -> None:
-    """With ρ: se² + 2·spread² + 4ρ²·|s_j/s_k − 1| per pair, computed directly from the residual variances (on a
-    wrong phase s_j = s_k + var δ + 2 cov(r_k, δ), |2 cov| ≤ 2ρ √(s_k var δ))."""
-    rng = np.random.default_rng(9)
-    n_t = 80
-    ref = _phases(rng, n_t)
-    p = rng.gamma(2.0, 0.5, size=(n_t, 1))
-    v = ref[:, [1]] - 1.2 * p + rng.normal(0, 0.4, size=(n_t, 1))
-    evidence = difference_evidence(v, ref, p)
-    plain, _ = difference_log_probabilities(v, ref, p)
-    crossed = evidence.log_probabilities(cross=GUESS_CROSS)
-    s = evidence.variance[0]
-    for k in range(3):
-        expected = 0.0
-        for j in range(3):
-            if j != k:
-                widened = (evidence.sampling[0, k, j] ** 2 + 2 * DIFFERENCE_SPREAD**2
-                           + 4 * GUESS_CROSS**2 * abs(s[j] / s[k] - 1))
-                expected += norm.logcdf(math.log(s[j] / s[k]) / math.sqrt(widened))
-        assert abs(crossed[0, k] - expected) < 1e-9
-    np.testing.assert_allclose(evidence.log_probabilities(), plain)
-    best = int(plain[0].argmax())
-    assert best == 1
-    assert crossed[0, best] < plain[0, best]  # the cross term only makes the test less sure of its best phase
