@@ -3,7 +3,8 @@ already assigned (multi-reference correlation), labelled against the transformer
 voltage-difference test (``difference``).
 
 The voltage a customer's meter reports falls with the load of its own phase upstream of it; so do the other
-customers' voltages on that phase and the transformer's LV voltage on that phase. Two components common to all
+customers' voltages on that phase and the transformer's LV voltage on that phase (given its phase powers, with
+the meter's noise projected out: ``reference.denoised_reference``). Two components common to all
 phases are taken out first: the mean of the transformer's three phase voltages (the MV voltage, the tap: common
 mode) from every series, then, from every customer's standardised series, the mean over all customers (the
 daily load shape that every phase shares). What is left is each phase's own signal.
