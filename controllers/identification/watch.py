@@ -6,14 +6,14 @@ customer is correlated with the three phase references of ``correlation.phase_co
 transformer's phase and the customers of that phase, leave-one-out, profile peers left out), clusters fixed by
 the current phases. The references' members are the watched customers and, when ``reference_phase`` gives them,
 the others at the baseline's best guess: a cluster of a few watched customers is a noisy reference (on the IEEE
-feeder, seed 2 of the benchmark, a move to C among 32 watched customers was never confirmed; with the 55 it was
-noticed after 11 h), and a flagged customer's guess is right far more often than not (98–100 % over a week of
-15-minute data), so it adds to its phase's reference more than it takes away.
+feeder, seed 2 of the benchmark, a move to C among 32 watched customers was never confirmed; with all 55 in the
+references it was noticed after 12 h), and a flagged customer's guess is right far more often than not (98–100 %
+over a week of 15-minute data), so it adds to its phase's reference more than it takes away.
 
-A customer whose best phase in a window differs from its current one with
-confidence ≥ ``threshold`` (``correlation.confidence_of``: the same test, with ``WATCH_SPREAD``) in
-``confirm`` consecutive windows is reported as moved, noticed at the end of the window that confirmed it; its
-current phase becomes the new one (a move back is reported again).
+A customer whose best phase in a window differs from its current one with confidence ≥ ``threshold``
+(``correlation.confidence_of``: the same test, with ``WATCH_SPREAD``) in ``confirm`` consecutive windows is
+reported as moved, noticed at the end of the window that confirmed it; its current phase becomes the new one (a
+move back is reported again).
 
 This is windowed correlation with a vote over consecutive windows, on the references of the multi-reference
 correlation; the rolling window bounds the delay: a move is seen once most of a window lies after it.
