@@ -182,7 +182,8 @@ def watch_benchmark(*, seeds: list[int], days: int) -> int:
         reports = {}
         for name, truth in (("move", moved), ("still", still)):
             data = meter_voltages(truth, model=model)
-            reports[name] = watch_phases(v_v=data.v_v[:, :, 0], ref_v_v=data.ref_v_v, phase=phase, window=per_day,
+            reports[name] = watch_phases(v_v=data.v_v[:, :, 0], ref_v_v=data.ref_v_v, phase=phase,
+                                         reference_phase=chosen.phase, window=per_day,
                                          step=per_day // 24, p_kw=data.p_kw[:, :, 0], start=baseline_days * per_day)
         hit = [c for c in reports["move"] if c.customer == who and c.to_phase == to_phase and c.noticed_at > at]
         false_move = [c for c in reports["move"] if c not in hit[:1]]

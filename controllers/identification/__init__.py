@@ -2,6 +2,8 @@
 
 - ``correlation``: voltage correlation against the transformer's per-phase LV voltages, refined with the
   customers already assigned to each phase as further references (multi-reference correlation);
+- ``reference``: the transformer's phase voltages with its meter's noise projected out (their imbalance fitted
+  on its phase powers), the voltage tests' reference;
 - ``energy``: the transformer's per-phase energy balanced by the customers' energies, an exact MILP over the
   assignments (HiGHS through OR-Tools MathOpt);
 - ``assignment``: the result of either (a phase or none per customer, a confidence), the agreement of both,

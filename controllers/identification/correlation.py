@@ -3,7 +3,8 @@ already assigned (multi-reference correlation), labelled against the transformer
 voltage-difference test (``difference``).
 
 The voltage a customer's meter reports falls with the load of its own phase upstream of it; so do the other
-customers' voltages on that phase and the transformer's LV voltage on that phase. Two components common to all
+customers' voltages on that phase and the transformer's LV voltage on that phase (given its phase powers, with
+the meter's noise projected out: ``reference.denoised_reference``). Two components common to all
 phases are taken out first: the mean of the transformer's three phase voltages (the MV voltage, the tap: common
 mode) from every series, then, from every customer's standardised series, the mean over all customers (the
 daily load shape that every phase shares). What is left is each phase's own signal.
@@ -40,6 +41,7 @@ from scipy.special import log_ndtr
 from controllers.identification.assignment import NOT_ASSIGNED, Assignment, Method
 from controllers.identification.difference import difference_log_probabilities
 from controllers.identification.identifiability import collinear_groups
+from controllers.identification.reference import denoised_reference
 
 __all__ = [
     "MIN_INTERVALS",
@@ -102,16 +104,19 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
 
 
 def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.ndarray | None = None,
-                            iterations: int = 30) -> Assignment:
+                            ref_p_kw: np.ndarray | None = None, iterations: int = 30) -> Assignment:
     """Phases of the customers whose meter voltages are ``v_v[t, i]`` (V, NaN where missing), with the
     transformer's per-phase voltages ``ref_v_v[t, φ]`` as references; with their own powers ``p_kw[t, i]``
-    (kW, NaN where missing) customers of one scaled profile are kept out of each other's references. Raises
-    ValueError on mismatched shapes."""
+    (kW, NaN where missing) customers of one scaled profile are kept out of each other's references; with the
+    transformer's phase powers ``ref_p_kw[t, φ]`` (kW) the references' meter noise is projected out
+    (``reference.denoised_reference``). Raises ValueError on mismatched shapes."""
     if v_v.ndim != 2 or ref_v_v.ndim != 2 or ref_v_v.shape != (v_v.shape[0], 3):
         raise ValueError(f"voltages have shape {v_v.shape} and references {ref_v_v.shape}; expected [t, n] and "
                          "[t, 3] over the same intervals")
     if p_kw is not None and p_kw.shape != v_v.shape:
         raise ValueError(f"powers have shape {p_kw.shape}; expected {v_v.shape}, as the voltages")
+    if ref_p_kw is not None:
+        ref_v_v = denoised_reference(ref_v_v, ref_p_kw)
     n_customers = v_v.shape[1]
     reported = np.isfinite(v_v)
     n_valid = reported.sum(axis=0)

@@ -44,7 +44,7 @@ def identify_phases(*, v_v: np.ndarray, p_kw: np.ndarray, n_terminals: np.ndarra
     single = np.flatnonzero(n_terminals == 1)
     results: dict[Method, Assignment] = {}
     if method in (Method.CORRELATION, Method.BOTH):
-        part = identify_by_correlation(v_v[:, single, 0], ref_v_v, p_kw=p_kw[:, single, 0])
+        part = identify_by_correlation(v_v[:, single, 0], ref_v_v, p_kw=p_kw[:, single, 0], ref_p_kw=ref_p_kw)
         results[Method.CORRELATION] = _spread(part, single, n)
     if method in (Method.ENERGY, Method.BOTH):
         if load_complete:

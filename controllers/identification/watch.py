@@ -3,11 +3,17 @@
 A baseline gives each watched customer its phase (customers the baseline could not identify with high
 confidence are not watched). A window of ``window`` intervals then slides by ``step``; in each, every watched
 customer is correlated with the three phase references of ``correlation.phase_correlations`` (the
-transformer's phase and the watched customers of that phase, leave-one-out, profile peers left out), clusters
-fixed by the current phases. A customer whose best phase in a window differs from its current one with
-confidence ≥ ``threshold`` (``correlation.confidence_of``: the same test, with ``WATCH_SPREAD``) in
-``confirm`` consecutive windows is reported as moved, noticed at the end of the window that confirmed it; its
-current phase becomes the new one (a move back is reported again).
+transformer's phase and the customers of that phase, leave-one-out, profile peers left out), clusters fixed by
+the current phases. The references' members are the watched customers and, when ``reference_phase`` gives them,
+the others at the baseline's best guess: a cluster of a few watched customers is a noisy reference (on the IEEE
+feeder, seed 2 of the benchmark, a move to C among 32 watched customers was never confirmed; with all 55 in the
+references it was noticed after 12 h), and a flagged customer's guess is right far more often than not (98–100 %
+over a week of 15-minute data), so it adds to its phase's reference more than it takes away.
+
+A customer whose best phase in a window differs from its current one with confidence ≥ ``threshold``
+(``correlation.confidence_of``: the same test, with ``WATCH_SPREAD``) in ``confirm`` consecutive windows is
+reported as moved, noticed at the end of the window that confirmed it; its current phase becomes the new one (a
+move back is reported again).
 
 This is windowed correlation with a vote over consecutive windows, on the references of the multi-reference
 correlation; the rolling window bounds the delay: a move is seen once most of a window lies after it.
@@ -51,16 +57,20 @@ class PhaseChange:
 
 
 def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, window: int, step: int,
-                 p_kw: np.ndarray | None = None, threshold: float = HIGH_CONFIDENCE, confirm: int = 2,
-                 start: int = 0) -> list[PhaseChange]:
+                 p_kw: np.ndarray | None = None, reference_phase: np.ndarray | None = None,
+                 threshold: float = HIGH_CONFIDENCE, confirm: int = 2, start: int = 0) -> list[PhaseChange]:
     """Moves among the customers of ``v_v[t, i]`` (V, NaN where missing) against ``ref_v_v[t, φ]``, starting from
     ``phase[i]`` (NOT_ASSIGNED = not watched), with windows of ``window`` intervals ending at ``start + window``,
-    ``start + window + step``, … up to the last interval; ``p_kw[t, i]`` (optional) gives the profile groups.
-    Raises ValueError on bad shapes or window settings."""
+    ``start + window + step``, … up to the last interval; ``p_kw[t, i]`` (optional) gives the profile groups;
+    ``reference_phase[i]`` (optional; NOT_ASSIGNED = none) the phase at which an unwatched customer joins the
+    references. Raises ValueError on bad shapes or window settings."""
     n_t, n = v_v.shape
     if ref_v_v.shape != (n_t, 3) or phase.shape != (n,):
         raise ValueError(f"v_v {v_v.shape}, ref_v_v {ref_v_v.shape}, phase {phase.shape}: expected [t, n], [t, 3], "
                          "[n]")
+    if reference_phase is not None and reference_phase.shape != (n,):
+        raise ValueError(f"reference_phase {reference_phase.shape}: expected ({n},), one per customer")
+    others = np.full(n, NOT_ASSIGNED) if reference_phase is None else reference_phase
     if window < MIN_INTERVALS or step < 1 or confirm < 1:
         raise ValueError(f"window {window} (at least {MIN_INTERVALS} intervals), step {step} and confirm {confirm} "
                          "(at least 1) are not usable")
@@ -72,9 +82,12 @@ def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, win
     changes: list[PhaseChange] = []
     for end in range(start + window, n_t + 1, step):
         part = slice(end - window, end)
-        usable = watched & (np.isfinite(v_v[part]).sum(axis=0) >= MIN_INTERVALS)
-        own, own0, ref0 = own_signals(v_v[part], ref_v_v[part], usable)
-        rho, count = phase_correlations(own, own0, ref0, phase=current, members=usable, group=group)
+        enough = np.isfinite(v_v[part]).sum(axis=0) >= MIN_INTERVALS
+        usable = watched & enough
+        clusters = np.where(watched, current, others)
+        members = enough & (clusters != NOT_ASSIGNED)
+        own, own0, ref0 = own_signals(v_v[part], ref_v_v[part], members)
+        rho, count = phase_correlations(own, own0, ref0, phase=clusters, members=members, group=group)
         best = rho.argmax(axis=1)
         sure = confidence_of(rho, count, best, spread=WATCH_SPREAD)
         moved = usable & (best != current) & (sure >= threshold)

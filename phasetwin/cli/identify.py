@@ -201,8 +201,9 @@ def identify(
     console.print(f"wrote {out / 'identified.json'}, {out / 'phases.csv'}, {out / 'report.json'}")
     if watch:
         try:
-            _watch(full, ids, np.where(flagged, -1, chosen.phase), start=len(data.time_utc), out=out,
-                   window_hours=window_hours, step_hours=step_hours, min_confidence=min_confidence)
+            _watch(full, ids, np.where(flagged, -1, chosen.phase), reference_phase=chosen.phase,
+                   start=len(data.time_utc), out=out, window_hours=window_hours, step_hours=step_hours,
+                   min_confidence=min_confidence)
         except ValueError as err:
             raise _fail(f"--watch: {err}") from None
 
@@ -219,10 +220,11 @@ def _first_days(data: MeterVoltages, days: float) -> MeterVoltages:
                    ref_p_kw=data.ref_p_kw[:n])
 
 
-def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, start: int, out: Path,
-           window_hours: float, step_hours: float, min_confidence: float) -> None:
-    """Watch the single-phase customers ``ids`` (``phase``: their baseline, -1 = not watched) from interval
-    ``start`` on; write moves.csv and print the moves."""
+def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, reference_phase: np.ndarray,
+           start: int, out: Path, window_hours: float, step_hours: float, min_confidence: float) -> None:
+    """Watch the single-phase customers ``ids`` (``phase``: their baseline, -1 = not watched; ``reference_phase``:
+    the baseline's best guess, with which the unwatched ones join the references) from interval ``start`` on;
+    write moves.csv and print the moves."""
     import pandas as pd
 
     from controllers.identification import watch_phases
@@ -236,8 +238,8 @@ def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, star
     for k, cid in enumerate(ids):
         if cid in column:
             v[:, k], p[:, k] = data.v_v[:, column[cid], 0], data.p_kw[:, column[cid], 0]
-    changes = watch_phases(v_v=v, ref_v_v=data.ref_v_v, phase=phase, window=window, step=step, p_kw=p,
-                           threshold=min_confidence, start=max(start - window, 0))
+    changes = watch_phases(v_v=v, ref_v_v=data.ref_v_v, phase=phase, reference_phase=reference_phase, window=window,
+                           step=step, p_kw=p, threshold=min_confidence, start=max(start - window, 0))
     with (out / "moves.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["customer_id", "from", "to", "noticed_utc", "confidence"])

@@ -56,6 +56,21 @@ def test_an_unwatched_customer_is_never_reported_and_bad_windows_are_refused() -
         watch_phases(v_v=v, ref_v_v=ref_v, phase=PHASE, window=4, step=1)
 
 
+def test_unwatched_customers_join_the_references_at_their_guess_and_are_never_reported() -> None:
+    """Customer 0 alone is watched; the others are references at their (true) guessed phases. Without them its
+    phase's reference is the transformer's alone."""
+    v, ref_v = _moving_case(move_at=300)
+    only_first = np.full(PHASE.size, -1)
+    only_first[0] = PHASE[0]
+    changes = watch_phases(v_v=v, ref_v_v=ref_v, phase=only_first, reference_phase=PHASE, window=96, step=4)
+    assert [(c.customer, c.from_phase, c.to_phase) for c in changes] == [(0, 0, 2)]
+    assert 300 < changes[0].noticed_at <= 300 + 96
+    v, ref_v = _moving_case(move_at=None)
+    assert watch_phases(v_v=v, ref_v_v=ref_v, phase=only_first, reference_phase=PHASE, window=96, step=4) == []
+    with pytest.raises(ValueError, match=r"reference_phase \(5,\): expected \(6,\)"):
+        watch_phases(v_v=v, ref_v_v=ref_v, phase=PHASE, reference_phase=PHASE[:5], window=96, step=4)
+
+
 def test_the_quick_benchmark_finds_no_wrong_high_confidence_answer_no_broken_record_and_the_move() -> None:
     result = subprocess.run([sys.executable, "benchmarks/phase_identification.py", "--quick"], cwd=ROOT,
                             capture_output=True, text=True, timeout=600, check=False)
