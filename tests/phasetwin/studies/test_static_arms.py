@@ -136,3 +136,52 @@ def test_the_fleet_placement_reaches_the_tasks_and_their_keys(tmp_path: Path) ->
     placements = {t.fleet: t.scenario.fleet.placement for t in tasks}
     assert placements == {"4psd-0sts-0pess": Placement.FARTHEST, "4psd-0sts-0pess-impact": Placement.IMPACT}
     assert len({t.key for t in tasks}) == len(tasks) == 4
+
+
+def test_the_pareto_front_is_the_set_no_other_strategy_dominates() -> None:
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    from phasetwin.studies.tables import pareto_front
+
+    rng = np.random.default_rng(5)
+    table = pd.DataFrame({"feeder": "f", "fleet": "x", "strategy": [f"s{i}" for i in range(9)],
+                          "p_unb_reduction_pct": rng.integers(0, 5, 9).astype(float),
+                          "operations_per_year": rng.integers(0, 5, 9).astype(float)})
+    brute = []
+    for i, a in table.iterrows():  # brute force: dominated by some other row in both, strictly in one
+        dominated = any(b["p_unb_reduction_pct"] >= a["p_unb_reduction_pct"]
+                        and b["operations_per_year"] <= a["operations_per_year"]
+                        and (b["p_unb_reduction_pct"], b["operations_per_year"])
+                        != (a["p_unb_reduction_pct"], a["operations_per_year"])
+                        for j, b in table.iterrows() if j != i)
+        brute.append(not dominated)
+    assert pareto_front(table).tolist() == brute
+    assert any(brute) and not all(brute)
+    assert list(itertools.compress(table["strategy"], brute)) == table["strategy"][pareto_front(table)].tolist()
+
+
+def test_study_tables_puts_the_comparison_into_the_page_and_draws_the_front(planned: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from phasetwin.cli.main import app
+    from phasetwin.studies.report import write_comparison
+
+    _, study_dir = read_study(planned / "study.toml")
+    table = comparison(read_results(study_dir))
+    write_comparison(study_dir, table)
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n\ntext before\n<!-- study-table:dvs -->\nold\n<!-- /study-table:dvs -->\ntext after\n")
+    result = CliRunner().invoke(app, ["study", "tables", str(study_dir), "--page", str(page), "--name", "dvs"])
+    assert result.exit_code == 0, result.output
+    body = page.read_text()
+    assert "old" not in body and body.startswith("# Page\n\ntext before\n") and body.endswith("text after\n")
+    rows = {line.split(" | ")[1]: line for line in body.splitlines() if line.startswith("| liege")}
+    assert set(rows) == {"none", "static-yearly", "static-seasonal"}
+    moves = int(table.set_index("strategy").loc["static-seasonal", "plan_operations_per_year"])
+    assert rows["static-seasonal"].split(" | ")[6] == str(moves)
+    assert (tmp_path / "dvs-pareto.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+    missing = CliRunner().invoke(app, ["study", "tables", str(study_dir), "--page", str(page), "--name", "other"])
+    assert missing.exit_code != 0 and "study-table:other" in missing.output
