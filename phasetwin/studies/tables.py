@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -71,7 +72,7 @@ def markdown_table(table: pd.DataFrame) -> str:
     front = pareto_front(table)
     head = ("| feeder · fleet | strategy | periods | P_unb kWh (vs none) | P_unb reduction | switch operations | "
             "re-phasing moves a year | operations a year | peak neutral A | mean neutral A | peak phase loading % | "
-            "V_min p.u. | V_max p.u. | max VUF % | worse than none | Pareto |")
+            "V_min p.u. | V_max p.u. | voltage violations, ticks | max VUF % | losses kWh | worse than none | Pareto |")
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for i, r in table.iterrows():
         none = r["strategy"] == "none"
@@ -85,7 +86,9 @@ def markdown_table(table: pd.DataFrame) -> str:
               for c in ("peak_neutral_a", "mean_neutral_a", "peak_trafo_loading_pct")],
             *[_num(r[c], ".3f") if none else _change(r[c], r[f"{c}_none"], pct=False)
               for c in ("vm_min_pu", "vm_max_pu")],
+            _num(r["voltage_violation_ticks"], ".0f"),
             _num(r["max_vuf_pct"], ".2f") if none else _change(r["max_vuf_pct"], r["max_vuf_pct_none"]),
+            _num(r["losses_kwh"], ".1f"),
             str(r["worse_than_none"] or "—").replace(";", ", "), "yes" if front[i] else ""]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -114,7 +117,8 @@ def write_pareto(table: pd.DataFrame, path: Path, *, title: str) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path)
+    with rc_context({"svg.hashsalt": "phasetwin"}):  # the same figure from the same table: no random ids, no date
+        fig.savefig(path, metadata={"Date": None} if path.suffix.lower() == ".svg" else None)
     return path
 
 

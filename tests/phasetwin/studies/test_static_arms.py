@@ -181,7 +181,7 @@ def test_study_tables_puts_the_comparison_into_the_page_and_draws_the_front(plan
     rows = {line.split(" | ")[1]: line for line in body.splitlines() if line.startswith("| liege")}
     assert set(rows) == {"none", "static-yearly", "static-seasonal"}
     moves = int(table.set_index("strategy").loc["static-seasonal", "plan_operations_per_year"])
-    assert rows["static-seasonal"].split(" | ")[6] == str(moves)
+    assert rows["static-seasonal"].split(" | ")[6] == str(moves)  # the re-phasing moves a year column
     assert (tmp_path / "dvs-pareto.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     missing = CliRunner().invoke(app, ["study", "tables", str(study_dir), "--page", str(page), "--name", "other"])
     assert missing.exit_code != 0 and "study-table:other" in missing.output
