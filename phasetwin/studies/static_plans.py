@@ -25,6 +25,7 @@ from phasetwin.run.inputs import load_inputs
 from phasetwin.run.scenario import Scenario
 from phasetwin.run.scenario_file import input_hashes
 from phasetwin.studies.spec import RephaseChoice, Season
+from streams.meters.table import MeterTable
 from twin.errors import ScenarioError
 from twin.feeders import open_feeder
 from twin.network import Feeder
@@ -121,7 +122,8 @@ def static_plans(choice: RephaseChoice, *, fields: dict[str, Any], span: tuple[d
                                                                                  seasonal=choice.seasonal))
 
 
-def _plan(feeder: Feeder, table: Any, steps: np.ndarray, *, choice: RephaseChoice, path: Path, what: str) -> None:
+def _plan(feeder: Feeder, table: MeterTable, steps: np.ndarray, *, choice: RephaseChoice, path: Path,
+          what: str) -> None:
     """Plan over ``steps`` and write the plan file and its report (objective, bound, gap, nodes) beside it."""
     from controllers.errors import PlanningError
     from controllers.planning.plan_file import plan_changes, write_plan
