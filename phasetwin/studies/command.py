@@ -131,6 +131,27 @@ def report(study_dir: Annotated[Path, typer.Argument(help="a study folder (holds
     _report(study_dir)
 
 
+@study_app.command("tables")
+def tables(
+    study_dir: Annotated[Path, typer.Argument(help="a study folder (holds comparison.csv)")],
+    page: Annotated[Path, typer.Option(help="Markdown page holding <!-- study-table:NAME --> … "
+                                            "<!-- /study-table:NAME -->: the table goes between them")],
+    name: Annotated[str, typer.Option(help="the block's NAME; the figure is NAME-pareto.svg beside the page")],
+    title: Annotated[str, typer.Option(help="the figure's title")] = "P_unb reduction against operations a year",
+) -> None:
+    """Put the study's comparison (every KPI per strategy, the Pareto front) into a docs page, and write the Pareto
+    figure of the P_unb reduction against operations a year beside it."""
+    from phasetwin.studies.tables import insert_table, markdown_table, read_comparison, write_pareto
+
+    try:
+        table = read_comparison(study_dir)
+        insert_table(page, name, markdown_table(table))
+        figure = write_pareto(table, page.parent / f"{name}-pareto.svg", title=title)
+    except TwinError as err:
+        raise _fail(str(err)) from err
+    console.print(f"table: [bold]{page}[/] · figure: [bold]{figure}[/]")
+
+
 def _report(study_dir: Path, *, keys: set[str] | None = None) -> None:
     """The comparison of the study's rows (of ``keys`` only: a study file's current tasks)."""
     from phasetwin.studies.report import comparison, write_comparison

@@ -14,8 +14,17 @@ from controllers.online.settings import ControllerSettings, Strategy, default_so
 from devices.fleet import FleetSpec
 from phasetwin.run.inputs import load_inputs
 from phasetwin.run.scenario import Scenario
-from phasetwin.run.scenario_file import input_hashes, scenario_hash
-from phasetwin.studies.spec import Every, FeederChoice, PeriodChoice, StrategyChoice, StudySpec, period_label
+from phasetwin.run.scenario_file import file_sha256, input_hashes, scenario_hash
+from phasetwin.studies.spec import (
+    Every,
+    FeederChoice,
+    PeriodChoice,
+    RephaseChoice,
+    StrategyChoice,
+    StudySpec,
+    period_label,
+)
+from phasetwin.studies.static_plans import StaticPlans, static_plans
 from twin.errors import ScenarioError
 
 
@@ -30,6 +39,8 @@ class Task:
     period: str
     fleet: str
     strategy: str
+    plan_operations_per_year: int | None = None
+    """Customer moves a year of the task's static re-phasing (``static_plans.StaticPlans``); None without one."""
 
     @property
     def ticks(self) -> int:
@@ -86,12 +97,16 @@ def _periods(choice: PeriodChoice, fields: dict[str, Any], *, label: str) -> lis
     return spans
 
 
-def _controllers(spec: StudySpec) -> list[tuple[str, ControllerSettings]]:
-    """Every controller variant: none once, others × forecasts, rolling-milp also × seeds."""
+Controller = tuple[str, ControllerSettings, RephaseChoice | None]
+
+
+def _controllers(spec: StudySpec) -> list[Controller]:
+    """Every controller variant: none once, others × forecasts, rolling-milp also × seeds; each with the static
+    re-phasing it runs on (None: the recorded phases). A plain ``none`` (no re-phasing) is added when missing."""
     choices = list(spec.strategies)
-    if not any(c.strategy is Strategy.NONE for c in choices):
+    if not any(c.strategy is Strategy.NONE and c.rephase is None for c in choices):
         choices.insert(0, StrategyChoice(strategy=Strategy.NONE))
-    out: list[tuple[str, ControllerSettings]] = []
+    out: list[Controller] = []
     for c in choices:
         forecasts = [spec.forecasts[0]] if c.strategy is Strategy.NONE else list(spec.forecasts)
         seeds = list(spec.seeds) if c.strategy is Strategy.ROLLING_MILP else [spec.seeds[0]]
@@ -105,16 +120,31 @@ def _controllers(spec: StudySpec) -> list[tuple[str, ControllerSettings]]:
                                                  random_seed=seed)})
                 except ValueError as err:
                     raise ScenarioError(f"strategies: {c.strategy.value}: {err}") from err
-                label = c.name or c.strategy.value
+                label = c.name or (c.rephase.label if c.rephase is not None and c.strategy is Strategy.NONE
+                                   else c.strategy.value + (f"+{c.rephase.label}" if c.rephase is not None else ""))
                 if c.strategy is not Strategy.NONE and len(spec.forecasts) > 1:
                     label += f"/{forecast.value}"
                 if c.strategy is Strategy.ROLLING_MILP and len(spec.seeds) > 1:
                     label += f"/seed{seed}"
-                out.append((label, settings))
-    labels = [label for label, _ in out]
+                out.append((label, settings, c.rephase))
+    labels = [label for label, _, _ in out]
     if len(set(labels)) != len(labels):
         raise ScenarioError(f"strategies: labels repeat ({', '.join(labels)}); give each variant a name")
     return out
+
+
+def task_key(scenario: Scenario) -> str:
+    """The scenario's key (``scenario_hash``) with a re-phasing plan keyed by its content, not by its path: the
+    same plan written elsewhere (another study folder, a copy) gives the same key."""
+    try:
+        inputs = input_hashes(scenario)
+    except ScenarioError:
+        return scenario_hash(scenario, {})  # the task fails when it runs and says why; the others go on
+    if scenario.rephase is None:
+        return scenario_hash(scenario, inputs)
+    inputs.pop(str(scenario.rephase.resolve()), None)
+    return scenario_hash(scenario.model_copy(update={"rephase": Path(f"sha256:{file_sha256(scenario.rephase)}")}),
+                         inputs)
 
 
 def task_grid(spec: StudySpec, *, study_dir: Path) -> list[Task]:
@@ -126,26 +156,31 @@ def task_grid(spec: StudySpec, *, study_dir: Path) -> list[Task]:
         fields = feeder_fields(spec, feeder)
         spans = [span for choice in feeder.periods or spec.periods
                  for span in _periods(choice, fields, label=feeder_label)]
+        plans: dict[str, StaticPlans] = {}  # by the choice's JSON (a dict field makes it unhashable)
+        for _, _, choice in controllers:
+            if choice is not None and choice.model_dump_json() not in plans and spans:
+                plans[choice.model_dump_json()] = static_plans(choice, fields=fields, span=(min(a for a, _ in spans),
+                                                                          max(b for _, b in spans)),
+                                             study_dir=study_dir, label=feeder_label)
         for start, end in spans:
             for fleet in spec.fleets:
-                for label, settings in controllers:
+                for label, settings, choice in controllers:
+                    where = f"study task {feeder_label} {period_label(start, end)} {fleet.label} {label}"
+                    plan = plans[choice.model_dump_json()] if choice is not None else None
+                    rephase = {"rephase": plan.plan_for(start, end, label=where)} if plan is not None else {}
                     try:
                         scenario = Scenario.model_validate({
                             **fields, "start_utc": start, "end_utc": end,
                             "fleet": FleetSpec(psd=fleet.psd, sts=fleet.sts, pess=fleet.pess,
-                                               pess_access=fleet.pess_access),
-                            "controller": settings})
+                                               pess_access=fleet.pess_access, placement=fleet.placement),
+                            "controller": settings, **rephase})
                     except ValueError as err:
-                        raise ScenarioError(f"study task {feeder_label} {period_label(start, end)} "
-                                            f"{fleet.label} {label}: {err}") from err
-                    try:
-                        inputs = input_hashes(scenario)
-                    except ScenarioError:
-                        inputs = {}  # the task fails when it runs and says why; the others go on
-                    key = scenario_hash(scenario, inputs)
+                        raise ScenarioError(f"{where}: {err}") from err
+                    key = task_key(scenario)
                     tasks.append(Task(key=key, scenario=scenario.model_copy(update={
                         "out": study_dir / "runs" / key[:16]}), feeder=feeder_label,
-                        period=period_label(start, end), fleet=fleet.label, strategy=label))
+                        period=period_label(start, end), fleet=fleet.label, strategy=label,
+                        plan_operations_per_year=plan.operations_per_year if plan is not None else None))
     keys = [t.key for t in tasks]
     if len(set(keys)) != len(keys):
         raise ScenarioError("the study grid holds the same scenario twice (repeated feeders, periods or fleets)")

@@ -1,6 +1,11 @@
 """The answer of a study: per feeder and fleet, each strategy's P_unb reduction against none, switch operations
 and voltage violations, summed over the periods that both it and none completed; every KPI of the strategy and of
-none over those periods, and the KPIs it made worse (``worse_than_none``)."""
+none over those periods, and the KPIs it made worse (``worse_than_none``).
+
+``operations_per_year`` puts dynamic switching and static re-phasing on one scale: the devices' switch operations
+over the compared days scaled to 365 days, plus the customer moves a year of the strategy's static re-phasing
+(``plan_operations_per_year``: a yearly plan's moves, applied once; a seasonal plan's moves at the four season
+changes). A device operation and a crew's move are not the same cost: both columns stay in the table."""
 
 from __future__ import annotations
 
@@ -23,10 +28,14 @@ def comparison(results: pd.DataFrame) -> pd.DataFrame:
     """One row per feeder, fleet and strategy (``none`` first). ``p_unb_reduction_pct`` is
     100·(1 − Σ P_unb / Σ P_unb of none) over the periods both finished; NaN without such a period."""
     columns = [*KEYS, "tasks", "failed", "periods_compared", "p_unb_kwh", "p_unb_none_kwh", "p_unb_reduction_pct",
-               "switch_operations", "voltage_violation_ticks", "battery_throughput_kwh", "rejected", "losses_kwh",
+               "switch_operations", "days_compared", "plan_operations_per_year", "operations_per_year",
+               "voltage_violation_ticks", "battery_throughput_kwh", "rejected", "losses_kwh",
                "solve_s_p95_max", *KPI_COLUMNS, *[f"{c}_none" for c in KPI_COLUMNS], "worse_than_none"]
     if results.empty:
         return pd.DataFrame(columns=columns)
+    for column in ("period_days", "plan_operations_per_year"):  # results written before these columns existed
+        if column not in results:
+            results = results.assign(**{column: float("nan")})
     counts = results.groupby(KEYS, sort=False).agg(
         tasks=("key", "size"), failed=("status", lambda s: int((s != "ok").sum()))).reset_index()
     ok = results[results["status"] == "ok"]
@@ -42,6 +51,7 @@ def comparison(results: pd.DataFrame) -> pd.DataFrame:
         voltage_violation_ticks=("voltage_violation_ticks", "sum"),
         battery_throughput_kwh=("battery_throughput_kwh", "sum"), rejected=("rejected", "sum"),
         losses_kwh=("losses_kwh", "sum"), solve_s_p95_max=("solve_s_p95", "max"),
+        days_compared=("period_days", "sum"), plan_operations_per_year=("plan_operations_per_year", "max"),
         **{f"{c}{suffix}": (f"{c}{suffix}", how) for c, how in KPI_REDUCTIONS.items() for suffix in ("", "_none")},
         neutral_a_ticks=("neutral_a_ticks", "sum"), neutral_a_ticks_none=("neutral_a_ticks_none", "sum"),
         ticks=("ticks", "sum"), ticks_none=("ticks_none", "sum")).reset_index()
@@ -51,6 +61,8 @@ def comparison(results: pd.DataFrame) -> pd.DataFrame:
     table["periods_compared"] = table["periods_compared"].fillna(0).astype(int)
     reduction = 100.0 * (1.0 - table["p_unb_kwh"] / table["p_unb_none_kwh"])
     table["p_unb_reduction_pct"] = reduction.where(table["p_unb_none_kwh"] > 0)
+    yearly = table["switch_operations"] * 365.0 / table["days_compared"].where(table["days_compared"] > 0)
+    table["operations_per_year"] = yearly + table["plan_operations_per_year"].fillna(0)
     table["worse_than_none"] = [_worse(row) for row in table.to_dict("records")]
     order = {"none": 0}
     table = table.sort_values(by=["feeder", "fleet", "strategy"],

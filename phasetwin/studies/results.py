@@ -33,12 +33,14 @@ SCHEMA = pa.schema([
     ("replay_s", pa.float64()), ("task_s", pa.float64()), ("task_cpu_s", pa.float64()),
     ("inputs_cached", pa.bool_()), ("worker", pa.string()), ("run_folder", pa.string()),
     ("mean_neutral_a", pa.float64()), ("peak_trafo_loading_pct", pa.float64()), ("max_vuf_pct", pa.float64()),
+    ("period_days", pa.float64()), ("plan_operations_per_year", pa.int64()),
 ])
 """One row per task. ``replay_s``: the replay's wall time (as ``phasetwin replay``'s, with writing the run
 folder); ``task_s``: the task's, on its worker (inputs,
 replay, run folder, scenario.toml); ``task_cpu_s``: CPU time of the worker process over the task;
 ``inputs_cached``: the worker had the feeder and its data loaded already (by an earlier task);
-``rejected_by_reason``: JSON object reason -> count."""
+``rejected_by_reason``: JSON object reason -> count; ``period_days``: the replayed span in days;
+``plan_operations_per_year``: customer moves a year of the task's static re-phasing (null without one)."""
 
 
 def figures_row(result: RunResult, *, limits: OperatingLimits) -> dict[str, Any]:

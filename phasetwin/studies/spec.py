@@ -16,11 +16,15 @@ every = "week"
 limit = 4
 [[fleets]]
 psd = 10
+placement = "impact"             # or "farthest" (default): where the psd/sts rules put the switches
 [[strategies]]
 strategy = "none"
 [[strategies]]
 strategy = "rolling-milp"
 time_limit_s = 0.5
+[[strategies]]                   # the best yearly static re-phasing, planned on the study's data, applied once
+strategy = "none"
+rephase = { plan = "yearly" }    # "seasonal": a plan per season; or file = "plan.json" / files = {winter = ...}
 ```
 """
 
@@ -34,7 +38,7 @@ from typing import Any, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controllers.online.settings import ForecastKind, Strategy
-from devices.fleet import PessAccess
+from devices.fleet import PessAccess, Placement
 from phasetwin.run.scenario_file import read_toml
 from streams.errors import validation_problems
 from streams.meters.coverage import UnknownMeters, Unmetered
@@ -104,10 +108,67 @@ class FleetChoice(BaseModel):
     sts: int = Field(default=0, ge=0)
     pess: int = Field(default=0, ge=0)
     pess_access: PessAccess = PessAccess.SWITCHABLE
+    placement: Placement = Field(default=Placement.FARTHEST, description="where the psd/sts rules put switches")
 
     @property
     def label(self) -> str:
-        return self.name or f"{self.psd}psd-{self.sts}sts-{self.pess}pess"
+        """``name``, else e.g. ``10psd-0sts-2pess`` (``-impact`` added for impact placement)."""
+        if self.name:
+            return self.name
+        return f"{self.psd}psd-{self.sts}sts-{self.pess}pess" + (
+            f"-{self.placement.value}" if self.placement is not Placement.FARTHEST else "")
+
+
+class Season(StrEnum):
+    """Meteorological seasons of the UTC calendar: winter December-February, spring March-May, summer
+    June-August, autumn September-November."""
+
+    WINTER = "winter"
+    SPRING = "spring"
+    SUMMER = "summer"
+    AUTUMN = "autumn"
+
+
+class StaticPlanKind(StrEnum):
+    YEARLY = "yearly"
+    """One re-phasing plan over the study's span of the feeder's data, applied once (paper 000)."""
+    SEASONAL = "seasonal"
+    """A plan per season (over that season's data in the study's span), each applied at its season's start."""
+
+
+class RephaseChoice(BaseModel):
+    """A static re-phasing a strategy runs on: planned by the study (``plan``: ``phasetwin plan rephase`` on the
+    feeder's data over the span of the study's periods, with a node budget), or read from ``file`` (one plan) or
+    ``files`` (a plan per season, all four). Tasks are keyed by the plan's content, not by its path."""
+
+    model_config = FROZEN
+    plan: StaticPlanKind | None = Field(default=None, description="yearly or seasonal, planned by the study")
+    file: Path | None = Field(default=None, description="a plan.json of `phasetwin plan rephase`, applied once")
+    files: dict[Season, Path] | None = Field(default=None, description="a plan.json per season")
+    node_limit: int = Field(default=1000, ge=1, description="branch-and-bound node bounds per LV feeder of a "
+                            "planned re-phasing (a work budget: the plan does not depend on the machine)")
+    starts: int = Field(default=3, ge=0, description="random starts of the planner's local search")
+    p_scale: float = Field(default=80.0, gt=0, description="the planner's λP = p_scale / (T·N)")
+    psi_scale: float = Field(default=4.0, ge=0, description="the planner's λΨ = psi_scale / N (a phase change)")
+    d_scale: float = Field(default=1.0, ge=0, description="the planner's λD = d_scale / N (distances in km)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        given = [name for name in ("plan", "file", "files") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of plan, file, files (got {', '.join(given) or 'none'})")
+        if self.files is not None and set(self.files) != set(Season):
+            missing = sorted(s.value for s in set(Season) - set(self.files))
+            raise ValueError(f"files: a plan for every season is needed; missing {', '.join(missing)}")
+        return self
+
+    @property
+    def seasonal(self) -> bool:
+        return self.plan is StaticPlanKind.SEASONAL or self.files is not None
+
+    @property
+    def label(self) -> str:
+        return "static-seasonal" if self.seasonal else "static-yearly"
 
 
 class StrategyChoice(BaseModel):
@@ -120,6 +181,8 @@ class StrategyChoice(BaseModel):
     period_s: int = Field(default=900, gt=0)
     horizon_steps: int = Field(default=16, ge=1)
     settings: dict[str, Any] = Field(default_factory=dict, description="further ControllerSettings fields")
+    rephase: RephaseChoice | None = Field(default=None, description="the static re-phasing the feeder runs "
+                                          "with under this strategy; None: the customers as recorded")
 
 
 class StudySpec(BaseModel):
@@ -146,6 +209,10 @@ class StudySpec(BaseModel):
         if clash:
             raise ValueError(f"scenario.{clash[0]}: set by the study's grid (feeders, periods, fleets, strategies, "
                              "tick_s, out), not in [scenario]")
+        planned = [c.name or c.strategy.value for c in self.strategies if c.rephase is not None]
+        if planned and self.scenario.get("rephase") is not None:
+            raise ValueError(f"strategies {', '.join(planned)}: a strategy's rephase and scenario.rephase exclude "
+                             "each other")
         return self
 
 
@@ -184,6 +251,13 @@ def read_study(path: Path) -> tuple[StudySpec, Path]:
     for name in ("schedule", "rephase", "seasonal_plan", "keyring", "signing_key"):
         if isinstance(raw.get("scenario"), dict) and name in raw["scenario"]:
             raw["scenario"][name] = absolute(raw["scenario"][name])
+    for strategy in raw.get("strategies", []) if isinstance(raw.get("strategies"), list) else []:
+        rephase = strategy.get("rephase") if isinstance(strategy, dict) else None
+        if isinstance(rephase, dict):
+            if "file" in rephase:
+                rephase["file"] = absolute(rephase["file"])
+            if isinstance(rephase.get("files"), dict):
+                rephase["files"] = {k: absolute(v) for k, v in rephase["files"].items()}
     if "out" in raw:
         raw["out"] = absolute(raw["out"])
     try:

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 def task_meta(task: Task) -> dict[str, Any]:
     return {"key": task.key, "feeder": task.feeder, "period": task.period, "fleet": task.fleet,
-            "strategy": task.strategy, "run_folder": str(task.scenario.out)}
+            "strategy": task.strategy, "run_folder": str(task.scenario.out),
+            "period_days": task.ticks * task.scenario.tick_s / 86_400,
+            "plan_operations_per_year": task.plan_operations_per_year}
 
 
 class InputCache:

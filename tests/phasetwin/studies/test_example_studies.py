@@ -5,18 +5,27 @@ from __future__ import annotations
 
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from controllers.online.settings import Strategy
 from phasetwin.studies.grid import task_grid
-from phasetwin.studies.spec import read_study
+from phasetwin.studies.spec import RephaseChoice, read_study
+from phasetwin.studies.static_plans import StaticPlans
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.toml")))
-def test_every_example_study_lays_out_its_tasks(name: str, tmp_path: Path) -> None:
+def test_every_example_study_lays_out_its_tasks(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from phasetwin.studies import grid
+    from phasetwin.studies.static_plans import static_plans
+
+    def cheap(choice: RephaseChoice, **kwargs: Any) -> StaticPlans:  # the layout, not the plan's quality
+        return static_plans(choice.model_copy(update={"node_limit": 2, "starts": 0}), **kwargs)
+
+    monkeypatch.setattr(grid, "static_plans", cheap)
     spec, _ = read_study(EXAMPLES / name)
     tasks = task_grid(spec, study_dir=tmp_path)
     assert tasks and all(t.scenario.out.is_relative_to(tmp_path) for t in tasks)
