@@ -1,4 +1,4 @@
-"""The Z-bus engine's network model of one radial topology: the tree by depth level and the reduced impedances.
+"""The Z-bus engine's network model of one radial topology: the tree, its contracted chains and the reduced impedances.
 
 Every impedance and admittance of the circuit (``twin.powerflow.interface``) is a sequence-domain model, so in
 phase coordinates it has the form ``a·I₃ + b·J₃`` (J₃ the all-ones 3×3 matrix): ``a = z1`` and ``b = (z0 − z1)/3``.
@@ -24,6 +24,7 @@ import numpy as np
 from twin.errors import PowerFlowError
 from twin.network import VectorGroup
 from twin.powerflow.interface import source_impedance_ohm
+from twin.powerflow.zbus_chains import ChainTree
 
 if TYPE_CHECKING:
     from twin.network import Feeder
@@ -125,8 +126,8 @@ class Topology:
     """The tree of one set of closed lines in breadth-first order from the LV bus, and its reduced Z-bus.
 
     Positions: ``pos`` 0 is the LV bus; every other position is a bus whose series branch (the closed line
-    from its parent) shares its position. Levels are contiguous runs of positions; within a level, parents
-    do not decrease, so children of one parent are contiguous (what the backward sweep sums with reduceat).
+    from its parent) shares its position; parents come before their children. The sweep runs on ``chains``
+    (``twin.powerflow.zbus_chains``).
     """
 
     def __init__(self, feeder: Feeder, closed: np.ndarray, source: Source) -> None:
@@ -143,7 +144,7 @@ class Topology:
                                          "models one transformer feeding a radial LV network")
                 adjacent[a].append((b, j))
                 adjacent[b].append((a, j))
-        order, parent, line_of, level = [lv], [-1], [-1], [0]
+        order, parent, line_of = [lv], [-1], [-1]
         seen = {lv: 0}
         used: set[int] = set()
         queue = deque([lv])
@@ -159,7 +160,6 @@ class Topology:
                 seen[other] = len(order)
                 parent.append(seen[bus])
                 line_of.append(j)
-                level.append(level[seen[bus]] + 1)
                 order.append(other)
                 queue.append(other)
         missing = [feeder.buses[i].id for i in range(n_bus) if i != mv and i not in seen]
@@ -173,15 +173,6 @@ class Topology:
         self.mv_bus = mv
         self.parent = np.array(parent)
         self.line_of = np.array(line_of)
-        lv_arr = np.array(level)
-        self.level_starts = np.searchsorted(lv_arr, np.arange(lv_arr[-1] + 2))
-        # Per level (deepest first in the backward sweep): the distinct parents and where their children start.
-        self.groups: list[tuple[int, int, np.ndarray, np.ndarray]] = []
-        for d in range(1, int(lv_arr[-1]) + 1):
-            s, e = int(self.level_starts[d]), int(self.level_starts[d + 1])
-            par = self.parent[s:e]
-            starts = np.flatnonzero(np.r_[True, par[1:] != par[:-1]])
-            self.groups.append((s, e, par[starts], starts))
 
         lines = feeder.lines
         z1 = np.zeros(n, complex)
@@ -243,6 +234,7 @@ class Topology:
         self.c_load_flat = c[load].reshape(-1)
         v_base = np.array([feeder.buses[int(self.bus_of_pos[at])].vn_kv * 1e3 / math.sqrt(3) for at in load_pos])
         self.v_base_load_flat = np.repeat(v_base, 3)
+        self.chains = ChainTree(feeder, self)
 
     def _zbus(self, source: Source) -> Pair:
         """Z of the fixed point's nodes: row of each bus down the tree, columns the nodes."""
