@@ -34,6 +34,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from twin.errors import PowerFlowError
+from twin.metrics import voltage_unbalance_factor_pct_of_phasors
 from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
     Engine,
@@ -120,7 +121,7 @@ class ZbusPowerFlow(FeederEngine):
                 idx = np.flatnonzero(inverse.ravel() == u)
                 part = self._solve_topology(self._topology(unique[u]), s_va[idx])
                 for name in ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar",
-                             "loss_kw", "converged"):
+                             "loss_kw", "vuf_pct", "converged"):
                     getattr(result, name)[idx] = getattr(part, name)
         if not result.converged.all():
             raise PowerFlowNotConverged(engine=self.engine, failed_indices=result.failed_indices(), partial=result,
@@ -207,6 +208,7 @@ class ZbusPowerFlow(FeederEngine):
         vm_pu, va_deg, v_v = (np.empty((k, self.n_bus, 3)) for _ in range(3))
         i_ka = np.empty((k, self.n_line, 3))
         i_n_ka = np.empty((k, self.n_line))
+        vuf_pct = np.empty((k, self.n_bus))
         inv_base = 1.0 / self.v_base_v[:, None]
         shunts = bool(np.any(chains.line_half_y_a != 0) or np.any(chains.line_half_y_b != 0))
         bus_z = (chains.bus_z_a[:, None], chains.bus_z_b)
@@ -220,6 +222,7 @@ class ZbusPowerFlow(FeederEngine):
             np.abs(v_bus, out=v_v[a:b])
             np.multiply(v_v[a:b], inv_base, out=vm_pu[a:b])
             va_deg[a:b] = np.angle(v_bus, deg=True)
+            vuf_pct[a:b] = voltage_unbalance_factor_pct_of_phasors(v_bus)
             i_from = j_k[a:b].take(chains.line_down, axis=1)
             if shunts:
                 i_from *= chains.line_sign[:, None]
@@ -235,11 +238,11 @@ class ZbusPowerFlow(FeederEngine):
         result = PowerFlowResult(
             vm_pu=vm_pu, va_deg=va_deg, v_v=v_v, i_ka=i_ka, loading=i_ka / self.max_i_ka[:, None],
             i_n_ka=i_n_ka, p_trafo_kw=s_trafo.real * 1e-3, q_trafo_kvar=s_trafo.imag * 1e-3,
-            loss_kw=loss_w * 1e-3, converged=converged,
+            loss_kw=loss_w * 1e-3, vuf_pct=vuf_pct, converged=converged,
         )
         if not converged.all():
             for name in ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar",
-                         "loss_kw"):
+                         "loss_kw", "vuf_pct"):
                 getattr(result, name)[~converged] = np.nan
         return result
 
