@@ -45,10 +45,9 @@ class TickMetrics:
         self, tick: int, p: np.ndarray, q: np.ndarray, result: PowerFlowResult, failed: frozenset[int]
     ) -> Block:
         phase_load = metrics.phase_loads_kw(p, self._feeder_of, self.n_lv_feeders)
-        # Extremes over the LV buses, run by run of them: no copy of the [k, n_bus, 3] voltages.
-        vm_min = np.minimum.reduce([result.vm_pu[:, a:b].min(axis=1) for a, b in self._lv_runs])
-        vm_max = np.maximum.reduce([result.vm_pu[:, a:b].max(axis=1) for a, b in self._lv_runs])
-        vuf_max = np.maximum.reduce([result.vuf_pct[:, a:b].max(axis=1) for a, b in self._lv_runs])
+        vm_min = self._lv_extreme(np.minimum, result.vm_pu)
+        vm_max = self._lv_extreme(np.maximum, result.vm_pu)
+        vuf_max = self._lv_extreme(np.maximum, result.vuf_pct[..., None])[:, 0]
         i_n = result.i_n_ka.max(axis=1) * 1000.0 if result.i_n_ka.shape[1] else np.zeros(p.shape[0])
         # phase currents of the transformer LV side are proportional to |S_φ| / |V_φ| at its LV bus
         i_trafo = np.hypot(result.p_trafo_kw, result.q_trafo_kvar) / result.vm_pu[:, self._trafo_lv_index, :]
@@ -58,3 +57,9 @@ class TickMetrics:
             vm_max_pu=vm_max.tolist(), vuf_max_pct=vuf_max.tolist(), i_n_max_a=i_n.tolist(),
             kappa_trafo=metrics.current_unbalance(i_trafo).tolist(),
         )
+
+    def _lv_extreme(self, ufunc: np.ufunc, x: np.ndarray) -> np.ndarray:
+        """[k, phases] extreme over the LV buses of [k, n_bus, phases], phase by phase and run by run of LV buses:
+        no copy of x, and no reduction with an inner loop over the 3 phases (ten times slower, measured)."""
+        return np.stack([ufunc.reduce([ufunc.reduce(x[:, a:b, ph], axis=1) for a, b in self._lv_runs])
+                         for ph in range(x.shape[2])], axis=1)
