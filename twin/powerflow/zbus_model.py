@@ -210,11 +210,9 @@ class Topology:
         self.load_pos = load_pos
         self.node_pos = np.r_[load_pos, shunt_only].astype(int)
         self.n_load = int(load_pos.size)
-        # Customer -> load node incidence, to sum the customers of one bus.
-        node_index = {int(p): i for i, p in enumerate(load_pos)}
-        self.cust_node = np.zeros((self.n_load, len(feeder.customers)))
-        for ci, at in enumerate(cust_pos):
-            self.cust_node[node_index[int(at)], ci] = 1.0
+        # Customers grouped by load node (in load node order), to sum the customers of one bus with reduceat.
+        self.cust_by_node = np.argsort(np.searchsorted(load_pos, cust_pos), kind="stable")
+        self.node_first_cust = np.flatnonzero(np.r_[True, np.diff(cust_pos[self.cust_by_node]) != 0])
 
         z = self._zbus(source)
         e_v = np.broadcast_to(source.e_lv_v, (self.node_pos.size, 3))
