@@ -62,8 +62,9 @@ def test_batched_solving_equals_tick_by_tick(ieee_feeder: Feeder, ieee_day: Mete
     batched, g1 = _run(ieee_feeder, ieee_day, batch_ticks=1440)
     single, g2 = _run(ieee_feeder, ieee_day, batch_ticks=1)
     _same(batched, single)
-    assert (g1.counters.solves, g1.counters.cache_hits) == (1, N_TICKS - 1)
-    assert g2.counters.solves == N_TICKS
+    assert (g1.counters.solves, g1.counters.cache_hits, g1.counters.resolves) == (1, N_TICKS - 1, 0)
+    assert g2.counters.solves == N_TICKS and g2.counters.resolves == 0  # no pre-solved row: solves, not re-solves
+    assert g1.counters.solve_cpu_s > 0 and g1.counters.resolve_cpu_s == 0
 
 
 def test_per_meter_readings_equal_meter_frames(ieee_feeder: Feeder, ieee_day: MeterTable) -> None:
@@ -94,7 +95,8 @@ def test_a_phase_change_invalidates_the_batch(ieee_feeder: Feeder, ieee_day: Met
     batched, g1 = _run(ieee_feeder, ieee_day, batch_ticks=1440, move_at=25)
     single, _ = _run(ieee_feeder, ieee_day, batch_ticks=1, move_at=25)
     _same(batched, single)
-    assert g1.counters.solves == 2
+    assert g1.counters.solves == 2 and g1.counters.resolves == 1
+    assert 0 < g1.counters.resolve_cpu_s <= g1.counters.solve_cpu_s
     # customer 0 (LOAD1, on A) moved to C at tick 25: phase A load drops and C rises by its reading
     p_before, p_after = batched[24].phase_load_kw[0], batched[25].phase_load_kw[0]
     moved = ieee_day.p_kw[18 * 60 + 25, 0, 0]
