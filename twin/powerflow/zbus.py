@@ -168,9 +168,7 @@ class ZbusPowerFlow(FeederEngine):
     def _solve_topology(self, topo: Topology, s_va: np.ndarray) -> PowerFlowResult:
         k = s_va.shape[0]
         n_load, chains = topo.n_load, topo.chains
-        # Customers -> load buses, node-phase major [3L, k] (a sum, not a product: BLAS threads would only spin).
-        s_node = np.add.reduceat(s_va.transpose(1, 2, 0)[topo.cust_by_node], topo.node_first_cust,
-                                 axis=0).reshape(3 * n_load, k)
+        s_node = topo.load_power_va(s_va)
         i_load, _, converged = self._fixed_point(topo, s_node)
         with np.errstate(all="ignore"):
             # Key-bus major [n_key + 1, k, 3]: a level of the contracted tree is a contiguous block; the last row

@@ -234,6 +234,13 @@ class Topology:
         self.v_base_load_flat = np.repeat(v_base, 3)
         self.chains = ChainTree(feeder, self)
 
+    def load_power_va(self, s_va: np.ndarray) -> np.ndarray:
+        """The customers' complex powers [k, n_customers, 3] summed onto their load buses, node-phase major
+        [3·n_load, k] (a sum by reduceat, not a product: BLAS threads would only spin on it)."""
+        k = s_va.shape[0]
+        return np.add.reduceat(s_va.transpose(1, 2, 0)[self.cust_by_node], self.node_first_cust,
+                               axis=0).reshape(3 * self.n_load, k)
+
     def _zbus(self, source: Source) -> Pair:
         """Z of the fixed point's nodes: row of each bus down the tree, columns the nodes."""
         cols = self.node_pos
