@@ -86,7 +86,7 @@ class ZbusPowerFlow(FeederEngine):
         self.max_iterations = max_iterations
         self.v_base_v = np.array([b.vn_kv * 1e3 / np.sqrt(3) for b in feeder.buses])
         self.source: Source = source_model(feeder)
-        self._topologies: dict[bytes, Topology] = {}
+        self._topologies: dict[bytes, tuple[Topology, ChainTree]] = {}
         self.builds = 0
         """Topologies built (Z-bus and its reduction); the first is the normal one."""
         self.iterations = 0
@@ -100,13 +100,17 @@ class ZbusPowerFlow(FeederEngine):
         return max(self.builds - 1, 0)
 
     def _topology(self, closed: np.ndarray) -> Topology:
+        """The Z-bus model of a set of closed lines (built once)."""
+        return self._model(closed)[0]
+
+    def _model(self, closed: np.ndarray) -> tuple[Topology, ChainTree]:
         key = np.packbits(closed).tobytes()
-        topo = self._topologies.get(key)
-        if topo is None:
+        model = self._topologies.get(key)
+        if model is None:
             topo = Topology(self.feeder, closed, self.source)
-            self._topologies[key] = topo
+            model = self._topologies[key] = (topo, ChainTree(self.feeder, topo))
             self.builds += 1
-        return topo
+        return model
 
     def solve(self, *, p_kw: np.ndarray, q_kvar: np.ndarray, line_closed: np.ndarray | None = None) -> PowerFlowResult:
         """See ``twin.powerflow.PowerFlow.solve``."""
@@ -114,13 +118,13 @@ class ZbusPowerFlow(FeederEngine):
         closed = check_line_states(line_closed, k=k, normal=self._normal_closed)
         s_va = (p_kw + 1j * q_kvar) * 1e3
         if line_closed is None or (closed == closed[0]).all():
-            result = self._solve_topology(self._topology(closed[0]), s_va)
+            result = self._solve_topology(*self._model(closed[0]), s_va)
         else:
             result = PowerFlowResult.empty(n_states=k, n_bus=self.n_bus, n_line=self.n_line)
             unique, inverse = np.unique(closed, axis=0, return_inverse=True)
             for u in range(unique.shape[0]):
                 idx = np.flatnonzero(inverse.ravel() == u)
-                part = self._solve_topology(self._topology(unique[u]), s_va[idx])
+                part = self._solve_topology(*self._model(unique[u]), s_va[idx])
                 for name in ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar",
                              "loss_kw", "vuf_pct", "converged"):
                     getattr(result, name)[idx] = getattr(part, name)
@@ -165,9 +169,9 @@ class ZbusPowerFlow(FeederEngine):
             current[active] = np.conj(s_node[active] / done_v)
         return current, active, converged
 
-    def _solve_topology(self, topo: Topology, s_va: np.ndarray) -> PowerFlowResult:
+    def _solve_topology(self, topo: Topology, chains: ChainTree, s_va: np.ndarray) -> PowerFlowResult:
         k = s_va.shape[0]
-        n_load, chains = topo.n_load, topo.chains
+        n_load = topo.n_load
         s_node = topo.load_power_va(s_va)
         i_load, _, converged = self._fixed_point(topo, s_node)
         with np.errstate(all="ignore"):

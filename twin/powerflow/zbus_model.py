@@ -24,7 +24,6 @@ import numpy as np
 from twin.errors import PowerFlowError
 from twin.network import VectorGroup
 from twin.powerflow.interface import source_impedance_ohm
-from twin.powerflow.zbus_chains import ChainTree
 
 if TYPE_CHECKING:
     from twin.network import Feeder
@@ -126,8 +125,8 @@ class Topology:
     """The tree of one set of closed lines in breadth-first order from the LV bus, and its reduced Z-bus.
 
     Positions: ``pos`` 0 is the LV bus; every other position is a bus whose series branch (the closed line
-    from its parent) shares its position; parents come before their children. The sweep runs on ``chains``
-    (``twin.powerflow.zbus_chains``).
+    from its parent) shares its position; parents come before their children. The sweep runs on the tree with
+    its chains contracted (``twin.powerflow.zbus_chains``).
     """
 
     def __init__(self, feeder: Feeder, closed: np.ndarray, source: Source) -> None:
@@ -232,7 +231,6 @@ class Topology:
         self.c_load_flat = c[load].reshape(-1)
         v_base = np.array([feeder.buses[int(self.bus_of_pos[at])].vn_kv * 1e3 / math.sqrt(3) for at in load_pos])
         self.v_base_load_flat = np.repeat(v_base, 3)
-        self.chains = ChainTree(feeder, self)
 
     def load_power_va(self, s_va: np.ndarray) -> np.ndarray:
         """The customers' complex powers [k, n_customers, 3] summed onto their load buses, node-phase major
