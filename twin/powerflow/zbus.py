@@ -56,6 +56,9 @@ ERROR_TOLERANCE_PU = 1e-8
 MAX_ITERATIONS = 30
 A = np.exp(2j * np.pi / 3)
 DEG_PER_RAD = 180.0 / np.pi
+CHUNK_STATES = 16
+"""States per chunk of the all-bus results: a chunk's complex temporaries ([16, 907, 3] on the IEEE feeder, 0.7 MB) stay
+below the 1 MiB mmap threshold the commands set (phasetwin/run/memory.py), so they are reused, not mapped afresh."""
 BLAS = ThreadpoolController()
 """The fixed point's product is small (a few dozen rows): BLAS threads only contend, most on a shared machine
 (measured on the IEEE day, 2 cores, load average 9: the product 0.8 ms on one thread, 10-14 ms on two)."""
@@ -146,24 +149,39 @@ class ZbusPowerFlow(FeederEngine):
         c = topo.c_load_flat[active][:, None]
         s = s_node[active]
         inv_base = 1.0 / topo.v_base_load_flat[active][:, None]
-        v = np.repeat(c, k, axis=1)
+        n = active.size
+        # Work arrays kept between calls and used in place: no fresh mapping (and page faults) per iteration.
+        v, v_new, i = (self._buffer(name, (n, k)) for name in ("fp_v", "fp_v_new", "fp_i"))
+        size = self._buffer("fp_size", (n, k), dtype=float)
+        v[:] = c
         todo = np.arange(k)
-        done_v = np.empty_like(v)
+        done_v = np.empty((n, k), complex)
         threads = BLAS.limit(limits=1, user_api="blas") if k >= BLAS_LIMIT_FROM_STATES else contextlib.nullcontext()
         with np.errstate(all="ignore"), threads:
             for _ in range(self.max_iterations):
                 self.iterations += 1
-                i = np.conj(s / v)
-                v_new = c - z @ i
-                step = np.max(np.abs(v_new - v) * inv_base, axis=0)
-                v = v_new
+                np.divide(s, v, out=i)
+                np.conj(i, out=i)
+                np.matmul(z, i, out=v_new)
+                np.subtract(c, v_new, out=v_new)
+                np.subtract(v_new, v, out=i)
+                np.abs(i, out=size)
+                size *= inv_base
+                step = size.max(axis=0)
+                v, v_new = v_new, v
                 settled = step < ERROR_TOLERANCE_PU
                 if settled.any():
                     done_v[:, todo[settled]] = v[:, settled]
                     todo = todo[~settled]
                     if todo.size == 0:
                         break
-                    v, s = v[:, ~settled], s[:, ~settled]
+                    m = todo.size
+                    v_new = v_new.reshape(-1)[: n * m].reshape(n, m)
+                    np.compress(~settled, v, axis=1, out=v_new)
+                    v, v_new = v_new, v.reshape(-1)[: n * m].reshape(n, m)
+                    i = i.reshape(-1)[: n * m].reshape(n, m)
+                    size = size.reshape(-1)[: n * m].reshape(n, m)
+                    s = s[:, ~settled]
             converged[todo] = False
             done_v[:, todo] = np.nan
             current[active] = np.conj(s_node[active] / done_v)
@@ -241,7 +259,7 @@ class ZbusPowerFlow(FeederEngine):
             i_n_ka[a:b] *= 1e-3
 
         with np.errstate(all="ignore"):
-            for_row_chunks(k, rows)
+            for_row_chunks(k, rows, chunk=CHUNK_STATES)
         result = PowerFlowResult(
             vm_pu=vm_pu, va_deg=va_deg, v_v=v_v, i_ka=i_ka, loading=loading,
             i_n_ka=i_n_ka, p_trafo_kw=s_trafo.real * 1e-3, q_trafo_kvar=s_trafo.imag * 1e-3,
@@ -253,11 +271,11 @@ class ZbusPowerFlow(FeederEngine):
                 getattr(result, name)[~converged] = np.nan
         return result
 
-    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A complex work array kept between calls (fresh large arrays cost page faults on every call)."""
+    def _buffer(self, name: str, shape: tuple[int, ...], *, dtype: type = complex) -> np.ndarray:
+        """A work array kept between calls (fresh large arrays cost page faults on every call)."""
         buf = self._buffers.get(name)
         if buf is None or buf.size < int(np.prod(shape)):
-            buf = np.empty(int(np.prod(shape)), complex)
+            buf = np.empty(int(np.prod(shape)), dtype)
             self._buffers[name] = buf
         return buf[: int(np.prod(shape))].reshape(shape)
 
