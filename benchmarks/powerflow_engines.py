@@ -104,8 +104,7 @@ def zbus_vs_opendss(quick: bool) -> None:
         pgm = create_powerflow(feeder, engine=Engine.PGM)
         topo = zbus._topology(zbus._normal_closed)
         s_va = (p_kw + 1j * q_kvar) * 1e3
-        s_node = (topo.cust_node @ s_va.transpose(1, 2, 0).reshape(len(feeder.customers), 3 * steps)).reshape(
-            3 * topo.n_load, steps)
+        s_node = topo.load_power_va(s_va)
         fixed_s = cpu_s(lambda: zbus._fixed_point(topo, s_node), repeat=repeat)
         zbus_s = cpu_s(lambda: zbus.solve(p_kw=p_kw, q_kvar=q_kvar), repeat=repeat)
         pgm_s = cpu_s(lambda: pgm.solve(p_kw=p_kw, q_kvar=q_kvar), repeat=repeat)

@@ -10,8 +10,16 @@ the ratios:
 - replay (whole ``phasetwin replay``: load feeder and data, 1440 ticks through bus, power flow, recorder, write
   the run folder; its ``wall_s``) and its tick loop alone;
 - OpenDSS's daily solve; power-grid-model's own batch (calculate_power_flow only); the engine's solve;
-- pandapower runpp_3ph on a sample of N states, extrapolated to 1440 (0: left out).
-Acceptance (issue 31): replay wall_s <= 1.0 x OpenDSS's daily solve. ``--quick``: one round of an hour.
+- pandapower runpp_3ph on a sample of N states, extrapolated to 1440 (0: left out);
+- the controlled default day (``--controlled``: 10 PSDs and 2 PESS under the default controller, once): the
+  power-flow re-solves' share of the run's CPU (summary ``powerflow.resolve_cpu_s``; a re-solve is a tick whose
+  inputs a device changed after it was solved ahead) and the engine's rebuilds.
+- ``--tiled-days N`` (with ``--anchor-code DIR``): the day tiled to N days, network only, each replayed in a fresh
+  process (``replay_length.py``) with this code and with the anchor code (an earlier checkout), alternately: CPU
+  ratio of the two and peak RSS N days / 1 day.
+Acceptance (issue 31): replay wall_s <= 1.0 x OpenDSS's daily solve; the zbus solve <= 0.1 x; re-solves <= 10 % of
+the controlled run, 0 rebuilds; 28 days in <= 1/5 of the anchor code's CPU, peak RSS 28 d / 1 d <= 1.10.
+``--quick``: one round of an hour (the controlled run too), no tiled days.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ from pathlib import Path
 import numpy as np
 from ieee_day import ieee_day_states, load_average, pandapower_sample
 from opendss_day import daily_solve_cpu_s, write_circuit
+from replay_length import ROOT, replay_peak_rss, tiled_day
 
+from phasetwin.run.options import ScenarioOptions
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from twin.powerflow import Engine, create_powerflow
@@ -39,6 +49,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating replay / OpenDSS timings")
     parser.add_argument("--pandapower-states", type=int, default=20, help="states for runpp_3ph (sample; 0: none)")
     parser.add_argument("--engine", type=Engine, default=Engine.ZBUS, help="the replay's power-flow engine")
+    parser.add_argument("--controlled", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the controlled default day's re-solve share")
+    parser.add_argument("--tiled-days", type=int, default=0, help="also the day tiled to this many days (0: no)")
+    parser.add_argument("--anchor-code", type=Path, default=None, help="earlier checkout to time the tiled run")
     parser.add_argument("--quick", action="store_true", help="one round of the first hour, no pandapower")
     args = parser.parse_args()
     rounds, pp_states = (1, 0) if args.quick else (args.rounds, args.pandapower_states)
@@ -87,6 +101,51 @@ def main() -> None:
         print(f"{label:52s} {seconds:9.3f} {n / seconds:10.0f} {seconds / med['dss']:10.2f}")
     print(f"ratio replay wall_s / OpenDSS daily, per round: "
           f"{' '.join(f'{w / d:.2f}' for w, d in zip(replay_wall, dss_s, strict=True))}  (target <= 1.0)")
+    print(f"ratio replay CPU / OpenDSS daily, per round: "
+          f"{' '.join(f'{c / d:.2f}' for c, d in zip(replay_cpu, dss_s, strict=True))}")
+    if args.controlled:
+        controlled_share(steps=steps)
+    if args.tiled_days and not args.quick:
+        tiled(args.tiled_days, anchor=args.anchor_code)
+    print(f"load average: {load_average()}")
+
+
+def tiled(days: int, *, anchor: Path | None) -> None:
+    """1 and ``days`` days network only, each in a fresh process, this code then the anchor code."""
+    codes = [("this code", ROOT)] + ([("anchor code", anchor.resolve())] if anchor is not None else [])
+    runs: dict[tuple[str, int], tuple[float, float, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (1, days):
+            data = Path(tmp) / f"ieee_{n}d.parquet"
+            end = tiled_day(n, data)
+            for label, code in codes:
+                out = Path(tmp) / f"{label[:4]}_{n}d"
+                runs[label, n] = replay_peak_rss(data, end, out, flush_ticks=None, code=code)
+                rss, wall, cpu = runs[label, n]
+                print(f"  {n:3d} day(s), {label}: CPU {cpu:7.1f} s, wall {wall:7.1f} s, peak RSS {rss:7.1f} MB "
+                      f"(load {load_average()})", flush=True)
+    ours = runs["this code", days]
+    print(f"tiled {days} days: peak RSS {days} d / 1 d = {ours[0] / runs['this code', 1][0]:.3f} (target <= 1.10)")
+    if anchor is not None:
+        print(f"tiled {days} days: CPU this code / anchor code = {ours[2] / runs['anchor code', days][2]:.3f} "
+              f"(target <= 0.2); 1 day: {runs['this code', 1][2] / runs['anchor code', 1][2]:.3f}")
+
+
+def controlled_share(*, steps: int) -> None:
+    """The controlled default day (``phasetwin replay``'s defaults: 10 PSDs, 2 PESS, rolling MILP): what its
+    power-flow solves and re-solves cost of the run's CPU."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scenario = ScenarioOptions(start=DAY, end=DAY + timedelta(minutes=steps), out=Path(tmp) / "controlled")
+        t = time.process_time()
+        result = replay(scenario.scenario())
+        run_cpu_s = time.process_time() - t
+    s, pf = result.summary, result.summary.powerflow
+    print(f"controlled day ({scenario.psd} PSD, {scenario.pess} PESS, {s.controller.get('strategy')}): "
+          f"run CPU {run_cpu_s:.2f} s, "
+          f"{s.powerflow_solves} solves of {s.states_solved} states, {pf['resolves']} re-solves, "
+          f"{pf['rebuilds']} rebuilds")
+    print(f"  power flow {pf['solve_cpu_s']:.3f} s CPU ({100 * pf['solve_cpu_s'] / run_cpu_s:.1f} % of the run), "
+          f"re-solves {pf['resolve_cpu_s']:.3f} s ({100 * pf['resolve_cpu_s'] / run_cpu_s:.1f} %, target <= 10 %)")
 
 
 def pgm_raw_batch_s(pgm: PgmPowerFlow, p_kw: np.ndarray, q_kvar: np.ndarray) -> float:

@@ -1,11 +1,16 @@
 """Run length costs time, not memory: peak RSS of a network-only replay of 1, 7 and 28 days (issue 16).
 
-    .venv/bin/python benchmarks/replay_length.py [--days 1,7,28] [--flush-ticks N]
+    .venv/bin/python benchmarks/replay_length.py [--days 1,7,28] [--flush-ticks N] [--anchor-code DIR]
 
 Tiles the bundled IEEE European LV day (1-minute data) into 1, 7 and 28 days in a temporary Parquet file each,
 replays each with `phasetwin replay --controller none --psd 0 --pess 0 --no-baseline` in a fresh subprocess, and
-reads that child's peak RSS from the kernel (``os.wait4``). Prints ticks, peak RSS, wall time and the ratios to
-the first length. Acceptance: peak RSS of 28 days ≤ 1.25 × that of 1 day.
+reads that child's peak RSS and CPU time from the kernel (``os.wait4``). Prints ticks, peak RSS, CPU and wall
+time and the ratios to the first length. Acceptance: peak RSS of 28 days ≤ 1.25 × that of 1 day (issue 16),
+≤ 1.10 × (issue 31).
+
+``--anchor-code DIR``: the same replays, alternating, with another checkout's code (e.g. ``git archive`` of an
+earlier commit unpacked in DIR), and the CPU ratio of this code to it per length (issue 31: the 28 days in ≤ 1/5
+of the earlier code's time, measured in the same run).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from twin.loaders import ieee_european_lv
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 1.25
+LIMIT_31 = 1.10
 
 
 def tiled_day(days: int, path: Path) -> pd.Timestamp:
@@ -40,13 +46,14 @@ def tiled_day(days: int, path: Path) -> pd.Timestamp:
     return time_utc[-1] + pd.Timedelta(seconds=day.step_s)
 
 
-def replay_peak_rss(data: Path, end: pd.Timestamp, out: Path, *, flush_ticks: int | None) -> tuple[float, float]:
-    """(peak RSS in MB, wall s) of one `phasetwin replay` child process."""
+def replay_peak_rss(data: Path, end: pd.Timestamp, out: Path, *, flush_ticks: int | None,
+                    code: Path = ROOT) -> tuple[float, float, float]:
+    """(peak RSS in MB, wall s, CPU s) of one `phasetwin replay` child process running the code in ``code``."""
     command = [sys.executable, "-m", "phasetwin.cli.main", "replay", "--data", str(data), "--end", end.isoformat(),
                "--controller", "none", "--psd", "0", "--pess", "0", "--no-baseline", "--out", str(out)]
     if flush_ticks is not None:
         command += ["--flush-ticks", str(flush_ticks)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")])}
     log = out.with_name(out.name + ".log")
     t = time.perf_counter()
     with log.open("w") as sink:  # a file, not a pipe: nobody reads a pipe until the child ends
@@ -57,36 +64,51 @@ def replay_peak_rss(data: Path, end: pd.Timestamp, out: Path, *, flush_ticks: in
     if child.returncode != 0:
         raise SystemExit(f"replay of {data.name} failed (status {child.returncode}):\n"
                          f"{log.read_text()}")
-    return usage.ru_maxrss / 1024.0, wall_s  # ru_maxrss is in KiB on Linux
+    return usage.ru_maxrss / 1024.0, wall_s, usage.ru_utime + usage.ru_stime  # ru_maxrss is in KiB on Linux
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", default="1,7,28", help="comma-separated run lengths in days; the first is the base")
     parser.add_argument("--flush-ticks", type=int, default=None, help="passed to phasetwin replay")
+    parser.add_argument("--anchor-code", type=Path, default=None, help="another checkout to time the same replays")
     parser.add_argument("--quick", action="store_true", help="a smoke run: one day only")
     args = parser.parse_args()
     if args.quick:
         args.days = "1"
     lengths = [int(d) for d in args.days.split(",")]
-    rows = []
+    rows, anchors = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for days in lengths:
             data = Path(tmp) / f"ieee_{days}d.parquet"
             end = tiled_day(days, data)
-            peak_mb, wall_s = replay_peak_rss(data, end, Path(tmp) / f"run_{days}d", flush_ticks=args.flush_ticks)
-            rows.append((days, days * 1440, peak_mb, wall_s))
-            print(f"  {days:3d} day(s): {days * 1440:6d} ticks, peak RSS {peak_mb:7.1f} MB, wall {wall_s:7.1f} s",
-                  flush=True)
+            peak_mb, wall_s, cpu_s = replay_peak_rss(data, end, Path(tmp) / f"run_{days}d",
+                                                     flush_ticks=args.flush_ticks)
+            rows.append((days, days * 1440, peak_mb, wall_s, cpu_s))
+            print(f"  {days:3d} day(s): {days * 1440:6d} ticks, peak RSS {peak_mb:7.1f} MB, wall {wall_s:7.1f} s, "
+                  f"CPU {cpu_s:7.1f} s  (load {os.getloadavg()[0]:.1f})", flush=True)
+            if args.anchor_code is not None:
+                anchors.append(replay_peak_rss(data, end, Path(tmp) / f"anchor_{days}d", flush_ticks=args.flush_ticks,
+                                               code=args.anchor_code.resolve()))
+                print(f"  {days:3d} day(s), anchor code: peak RSS {anchors[-1][0]:7.1f} MB, wall {anchors[-1][1]:7.1f} "
+                      f"s, CPU {anchors[-1][2]:7.1f} s  (load {os.getloadavg()[0]:.1f})", flush=True)
     base = rows[0]
     print("\nIEEE European LV, network-only replay, bundled day tiled, one subprocess per length")
-    print(f"{'days':>5s} {'ticks':>7s} {'peak RSS MB':>12s} {'× base':>7s} {'wall s':>8s} {'× base':>7s}")
-    for days, ticks, peak_mb, wall_s in rows:
-        print(f"{days:5d} {ticks:7d} {peak_mb:12.1f} {peak_mb / base[2]:7.3f} {wall_s:8.1f} {wall_s / base[3]:7.2f}")
+    print(f"{'days':>5s} {'ticks':>7s} {'peak RSS MB':>12s} {'× base':>7s} {'wall s':>8s} {'CPU s':>8s} {'× base':>7s}"
+          + (f" {'anchor CPU s':>13s} {'÷ anchor':>9s}" if anchors else ""))
+    for i, (days, ticks, peak_mb, wall_s, cpu_s) in enumerate(rows):
+        anchor = f" {anchors[i][2]:13.1f} {cpu_s / anchors[i][2]:9.3f}" if anchors else ""
+        print(f"{days:5d} {ticks:7d} {peak_mb:12.1f} {peak_mb / base[2]:7.3f} {wall_s:8.1f} {cpu_s:8.1f} "
+              f"{cpu_s / base[4]:7.2f}{anchor}")
     if 28 in lengths and base[0] == 1:
         ratio = rows[lengths.index(28)][2] / base[2]
         verdict = "PASS" if ratio <= LIMIT else "FAIL"
-        print(f"acceptance: peak RSS 28 days / 1 day = {ratio:.3f} (limit {LIMIT}): {verdict}")
+        print(f"acceptance: peak RSS 28 days / 1 day = {ratio:.3f} (limit {LIMIT}: {verdict}; issue 31 limit "
+              f"{LIMIT_31}: {'PASS' if ratio <= LIMIT_31 else 'FAIL'})")
+        if anchors:
+            cpu_ratio = rows[lengths.index(28)][4] / anchors[lengths.index(28)][2]
+            print(f"acceptance: 28 days CPU / anchor code's = {cpu_ratio:.3f} (issue 31 limit 0.2: "
+                  f"{'PASS' if cpu_ratio <= 0.2 else 'FAIL'})")
 
 
 if __name__ == "__main__":

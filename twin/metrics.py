@@ -70,6 +70,17 @@ def voltage_unbalance_factor_pct(vm_pu: np.ndarray, va_deg: np.ndarray) -> np.nd
     return np.divide(100.0 * v2, v1, out=np.zeros_like(v1), where=v1 > 0)
 
 
+def voltage_unbalance_factor_pct_of_phasors(v: np.ndarray) -> np.ndarray:
+    """VUF = 100·|V2|/|V1| per bus from complex phase voltages [..., 3] -> [...] (0 where V1 is 0): what an
+    engine that has the phasors gives without the trigonometry of ``voltage_unbalance_factor_pct``."""
+    va, vb, vc = v[..., 0], v[..., 1], v[..., 2]
+    common = va - 0.5 * (vb + vc)
+    rot = (0.5j * np.sqrt(3.0)) * (vb - vc)  # a·Vb + a²·Vc = common − Va + rot
+    v1 = np.abs(common + rot)
+    v2 = np.abs(common - rot)
+    return np.divide(100.0 * v2, v1, out=np.zeros_like(v1), where=v1 > 0)
+
+
 def neutral_current(i_complex: np.ndarray) -> np.ndarray:
     """|I_A + I_B + I_C| from complex phase currents [..., 3] -> [...]."""
     return np.abs(i_complex.sum(axis=-1))

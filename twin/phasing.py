@@ -20,6 +20,8 @@ class PhaseMap:
 
     connections: tuple[tuple[Phase, ...], ...]
     inverse: np.ndarray
+    flat: np.ndarray
+    """``inverse`` as indices into the flattened [n_customers·3] terminal axis: one take per call."""
 
     @classmethod
     def of(cls, connections: list[tuple[Phase, ...]] | tuple[tuple[Phase, ...], ...]) -> PhaseMap:
@@ -32,16 +34,21 @@ class PhaseMap:
             for j, p in zip(spare, free, strict=True):
                 inverse[i, p] = j
         inverse.setflags(write=False)
-        return cls(connections=tuple(tuple(c) for c in connections), inverse=inverse)
+        flat = (3 * np.arange(len(connections))[:, None] + inverse).ravel()
+        flat.setflags(write=False)
+        return cls(connections=tuple(tuple(c) for c in connections), inverse=inverse, flat=flat)
 
     @classmethod
     def initial(cls, customers: tuple[Customer, ...] | list[Customer]) -> PhaseMap:
         return cls.of([c.phases for c in customers])
 
     def to_phases(self, terminal: np.ndarray) -> np.ndarray:
-        """[..., n_customers, 3] per terminal -> [..., n_customers, 3] per network phase."""
-        index = np.broadcast_to(self.inverse, terminal.shape)
-        return np.take_along_axis(terminal, index, axis=-1)
+        """[..., n_customers, 3] per terminal -> [..., n_customers, 3] per network phase (a new array)."""
+        if terminal.shape[-2:] != self.inverse.shape:
+            raise ValueError(f"terminal data of shape {list(terminal.shape)}: expected "
+                             f"[..., {self.inverse.shape[0]}, 3] (customers in feeder order, terminals)")
+        lead = terminal.shape[:-2]
+        return np.take(terminal.reshape(*lead, -1), self.flat, axis=-1).reshape(terminal.shape)
 
     def with_connection(self, customer_index: int, phases: tuple[Phase, ...]) -> PhaseMap:
         if len(phases) != len(self.connections[customer_index]):

@@ -75,7 +75,8 @@ def _recorder_summary(settings: InfluxSettings | None, final: InfluxCounts | Non
 
 
 def _powerflow_summary(scenario: Scenario, grid: GridRole) -> dict[str, object]:
-    """Fallbacks by kind and the ticks they solved; ticks no engine solved (missing from the run folder)."""
+    """Fallbacks by kind and the ticks they solved; ticks no engine solved (missing from the run folder); re-solves
+    (a tick whose inputs differed from its pre-solved row) and the CPU seconds of all solves and of re-solves."""
     shown = 100  # a list for a person to read; the counts are complete
     return {
         "on_divergence": scenario.on_divergence.value,
@@ -84,6 +85,9 @@ def _powerflow_summary(scenario: Scenario, grid: GridRole) -> dict[str, object]:
                            for t, at, kind in grid.fallback_ticks[:shown]],
         "ticks_skipped": len(grid.skipped),
         "skipped_utc": [at.isoformat() for _, at in grid.skipped[:shown]],
+        "resolves": grid.counters.resolves,
+        "solve_cpu_s": round(grid.counters.solve_cpu_s, 6),
+        "resolve_cpu_s": round(grid.counters.resolve_cpu_s, 6),
     }
 
 

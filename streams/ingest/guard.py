@@ -43,6 +43,7 @@ import numpy as np
 from streams import topics
 from streams.bus import Bus, BusWrapper, Handler
 from streams.messages import DeadLetter, DeadLetterReason, Message, MeterFrame, MeterReading
+from streams.phases import phase_max
 from streams.ticks import TickAxis
 
 log = logging.getLogger(__name__)
@@ -264,13 +265,13 @@ class IngestGuard(TopicGuard):
         """The plausibility verdict of each row of ``p`` [k, 3] (finite, inside the envelope) of meters ``rows``."""
         last, has_last = self._last_p[rows], self._has_last[rows]
         p_max, export_max, step_max = self._p_max[rows], self._export_max[rows], self._step_max[rows]
-        size = np.abs(p).max(axis=1)
+        size = phase_max(np.abs(p))
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.abs(p) / np.abs(last)
         lo, hi = UNIT_RATIO
         big_last = has_last[:, None] & (np.abs(last) >= UNIT_MIN_KW)
         contract = size > p_max
-        beyond_steps = np.abs(p - last).max(axis=1) > step_max
+        beyond_steps = phase_max(np.abs(p - last)) > step_max
         # ×1000 only where it also breaks the contract (a legit kettle on an idle house is a big ratio too);
         # ÷1000 only from a large last value (a kilowatt-sized load does not drop to watts by a thousandth) and by a
         # step larger than any in the meter's data (a drop its own data show is no unit error)
@@ -278,24 +279,22 @@ class IngestGuard(TopicGuard):
                             | ((ratio >= 1 / hi) & (ratio <= 1 / lo) & (np.abs(last) >= 5000 * UNIT_MIN_KW)
                                & beyond_steps[:, None]))
                 ).any(axis=1)
-        export = (-p).max(axis=1) > export_max
+        export = phase_max(-p) > export_max
         step = has_last & beyond_steps
-        out: list[tuple[DeadLetterReason, str] | None] = []
-        for k in range(len(rows)):
+        out: list[tuple[DeadLetterReason, str] | None] = [None] * len(rows)
+        for k in np.flatnonzero(unit | export | contract | step).tolist():  # the words only where a verdict is due
             if unit[k]:
-                out.append((DeadLetterReason.UNIT_SCALE, f"p_kw {p[k].tolist()} is about 1,000 times (or a "
-                            f"thousandth of) its last good value {last[k].tolist()}: a unit error"))
+                out[k] = (DeadLetterReason.UNIT_SCALE, f"p_kw {p[k].tolist()} is about 1,000 times (or a "
+                          f"thousandth of) its last good value {last[k].tolist()}: a unit error")
             elif export[k]:
-                out.append((DeadLetterReason.EXPORT_WITHOUT_PV, f"export {(-p[k]).max():.6g} kW; this customer "
-                            f"exports at most {export_max[k]:.6g} kW (no PV)"))
+                out[k] = (DeadLetterReason.EXPORT_WITHOUT_PV, f"export {(-p[k]).max():.6g} kW; this customer "
+                          f"exports at most {export_max[k]:.6g} kW (no PV)")
             elif contract[k]:
-                out.append((DeadLetterReason.ABOVE_CONTRACT, f"|p_kw| {size[k]:.6g} kW on a terminal; this "
-                            f"customer's limit is {p_max[k]:.6g} kW"))
-            elif step[k]:
-                out.append((DeadLetterReason.STEP_CHANGE, f"a step of {np.abs(p[k] - last[k]).max():.6g} kW from "
-                            f"its last good value {last[k].tolist()}; its data step at most {step_max[k]:.6g} kW"))
+                out[k] = (DeadLetterReason.ABOVE_CONTRACT, f"|p_kw| {size[k]:.6g} kW on a terminal; this "
+                          f"customer's limit is {p_max[k]:.6g} kW")
             else:
-                out.append(None)
+                out[k] = (DeadLetterReason.STEP_CHANGE, f"a step of {np.abs(p[k] - last[k]).max():.6g} kW from "
+                          f"its last good value {last[k].tolist()}; its data step at most {step_max[k]:.6g} kW")
         return out
 
     def _frame(self, topic: str, message: MeterFrame) -> MeterFrame | None:

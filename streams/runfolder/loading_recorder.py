@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from streams import topics
 from streams.bus import Bus
 from streams.messages import GridState, Message
+from streams.phases import phase_max
 
 log = logging.getLogger(__name__)
 PHASES = ("a", "b", "c")
@@ -110,7 +111,7 @@ class LoadingRecorder:
         if pct.size:
             self.line_max_index[t] = loading.line_max_index
             self.line_max_pct[t] = loading.line_max_pct
-            peak = pct.max(axis=1)
+            peak = phase_max(pct)
             higher = peak > self.line_peak_pct
             self.line_peak_pct[higher] = peak[higher]
             self.line_peak_tick[higher] = t

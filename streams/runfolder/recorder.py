@@ -26,6 +26,7 @@ import pyarrow as pa
 from streams import topics
 from streams.bus import Bus
 from streams.messages import GridState, Message
+from streams.phases import phase_max
 from streams.runfolder.parts import PartWriter
 
 log = logging.getLogger(__name__)
@@ -201,7 +202,7 @@ class ParquetRecorder:
             self._write_through(message.tick - self._rows + 1)
         r, c = message.tick - self.flushed_ticks, self._chunk
         c.vm_pu[r] = message.vm_pu
-        c.i_max_ka[r] = message.i_ka.max(axis=1)
+        c.i_max_ka[r] = phase_max(message.i_ka)
         c.vm_min_pu[r] = message.vm_min_pu
         c.vm_max_pu[r] = message.vm_max_pu
         c.vuf_max_pct[r] = message.vuf_max_pct

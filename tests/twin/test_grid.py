@@ -4,17 +4,20 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from support.small_feeders import ring_feeder
 
 from streams import topics
 from streams.bus import LocalBus
 from streams.messages import GridState, Message
 from streams.meters.replay import MeterReplay
 from streams.meters.table import MeterTable
+from twin import metrics
 from twin.errors import PowerFlowError
 from twin.grid.role import GridRole
+from twin.grid.tick_metrics import TickMetrics
 from twin.network import Feeder
 from twin.phase import Phase
-from twin.powerflow import Engine, create_powerflow
+from twin.powerflow import Engine, PowerFlowResult, create_powerflow
 
 T0 = datetime(2024, 1, 15, tzinfo=UTC)
 N_TICKS = 40
@@ -59,8 +62,9 @@ def test_batched_solving_equals_tick_by_tick(ieee_feeder: Feeder, ieee_day: Mete
     batched, g1 = _run(ieee_feeder, ieee_day, batch_ticks=1440)
     single, g2 = _run(ieee_feeder, ieee_day, batch_ticks=1)
     _same(batched, single)
-    assert (g1.counters.solves, g1.counters.cache_hits) == (1, N_TICKS - 1)
-    assert g2.counters.solves == N_TICKS
+    assert (g1.counters.solves, g1.counters.cache_hits, g1.counters.resolves) == (1, N_TICKS - 1, 0)
+    assert g2.counters.solves == N_TICKS and g2.counters.resolves == 0  # no pre-solved row: solves, not re-solves
+    assert g1.counters.solve_cpu_s > 0 and g1.counters.resolve_cpu_s == 0
 
 
 def test_per_meter_readings_equal_meter_frames(ieee_feeder: Feeder, ieee_day: MeterTable) -> None:
@@ -91,7 +95,8 @@ def test_a_phase_change_invalidates_the_batch(ieee_feeder: Feeder, ieee_day: Met
     batched, g1 = _run(ieee_feeder, ieee_day, batch_ticks=1440, move_at=25)
     single, _ = _run(ieee_feeder, ieee_day, batch_ticks=1, move_at=25)
     _same(batched, single)
-    assert g1.counters.solves == 2
+    assert g1.counters.solves == 2 and g1.counters.resolves == 1
+    assert 0 < g1.counters.resolve_cpu_s <= g1.counters.solve_cpu_s
     # customer 0 (LOAD1, on A) moved to C at tick 25: phase A load drops and C rises by its reading
     p_before, p_after = batched[24].phase_load_kw[0], batched[25].phase_load_kw[0]
     moved = ieee_day.p_kw[18 * 60 + 25, 0, 0]
@@ -172,3 +177,30 @@ def test_meter_policy_late_duplicate_out_of_order_and_too_early(ieee_feeder: Fee
 
     used = [sum(s.p_trafo_kw) for s in states]
     assert used == pytest.approx([trafo_kw(3.0), trafo_kw(3.0), trafo_kw(5.0)], abs=1e-9)
+
+
+def test_tick_metrics_extremes_are_those_of_the_lv_buses_wherever_the_mv_bus_sits() -> None:
+    """The MV bus in the middle of the bus list: the LV buses are two runs; extremes checked against a masked
+    brute force, VUF against the polar formula."""
+    base = ring_feeder()
+    buses = list(base.buses)
+    mv = next(i for i, b in enumerate(buses) if b.id == base.transformer.hv_bus)
+    buses.insert(2, buses.pop(mv))
+    feeder = base.model_copy(update={"buses": tuple(buses)})
+    rng = np.random.default_rng(11)
+    k, n = 5, len(buses)
+    vm = 0.9 + 0.2 * rng.random((k, n, 3))
+    va = np.array([0.0, -120.0, 120.0]) + 5 * rng.random((k, n, 3))
+    vm[:, 2] = [2.0, 0.1, 1.0]  # the MV bus: extremes no LV bus has
+    result = PowerFlowResult.empty(n_states=k, n_bus=n, n_line=len(feeder.lines))
+    result.vm_pu[:], result.va_deg[:] = vm, va
+    result.vuf_pct[:] = metrics.voltage_unbalance_factor_pct(vm, va)
+    result.i_n_ka[:], result.p_trafo_kw[:], result.q_trafo_kvar[:] = 0.01, 5.0, 1.0
+    block = TickMetrics(feeder).block(0, np.zeros((k, len(feeder.customers), 3)),
+                                      np.zeros((k, len(feeder.customers), 3)), result, frozenset())
+    lv = np.array([b.id != feeder.transformer.hv_bus for b in feeder.buses])
+    assert not lv[2] and lv.sum() == n - 1
+    np.testing.assert_array_equal(block.vm_min_pu, vm[:, lv].min(axis=1))
+    np.testing.assert_array_equal(block.vm_max_pu, vm[:, lv].max(axis=1))
+    polar = metrics.voltage_unbalance_factor_pct(vm[:, lv], va[:, lv])
+    np.testing.assert_allclose(block.vuf_max_pct, polar.max(axis=1), rtol=1e-12)

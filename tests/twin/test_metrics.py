@@ -39,6 +39,19 @@ def test_vuf_of_a_balanced_set_is_zero_whatever_the_rotation() -> None:
     assert vuf == pytest.approx(0.0, abs=1e-9)
 
 
+def test_vuf_of_phasors_is_the_sequence_ratio_and_the_polar_form() -> None:
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=(4, 7, 3)) + 1j * rng.normal(size=(4, 7, 3))
+    _, v1, v2 = metrics.sequence_components(v)
+    ours = metrics.voltage_unbalance_factor_pct_of_phasors(v)
+    np.testing.assert_allclose(ours, 100 * np.abs(v2) / np.abs(v1), rtol=1e-12)
+    np.testing.assert_allclose(ours, metrics.voltage_unbalance_factor_pct(np.abs(v), np.angle(v, deg=True)),
+                               rtol=1e-12)
+    lost_phase = np.array([1.0, np.exp(-2j * np.pi / 3), 0.0])
+    assert metrics.voltage_unbalance_factor_pct_of_phasors(lost_phase) == pytest.approx(50.0)
+    assert metrics.voltage_unbalance_factor_pct_of_phasors(np.zeros(3)) == 0.0
+
+
 def test_neutral_current_of_two_equal_phases_equals_one_phase() -> None:
     a = np.exp(-2j * np.pi / 3)
     assert metrics.neutral_current(np.array([10.0, 10.0 * a, 0.0])) == pytest.approx(10.0)

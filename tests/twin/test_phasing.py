@@ -28,3 +28,16 @@ def test_moving_a_customer_keeps_its_number_of_phases() -> None:
     assert pm.with_connection(0, (Phase.C,)).to_phases(np.array([[4.0, 0, 0]])).tolist() == [[0.0, 0.0, 4.0]]
     with pytest.raises(ValueError, match="new connection has 3 phase"):
         pm.with_connection(0, parse_connection("ABC"))
+
+
+def test_a_batch_maps_as_its_states_one_by_one_and_a_wrong_shape_is_named() -> None:
+    pm = PhaseMap.of([parse_connection(c) for c in ("B", "CA", "BCA")])
+    batch = np.random.default_rng(1).normal(size=(4, 2, 3, 3))
+    mapped = pm.to_phases(batch)
+    for i in range(4):
+        for j in range(2):
+            for customer, conn in enumerate(pm.connections):
+                for terminal, phase in enumerate(conn):
+                    assert mapped[i, j, customer, phase] == batch[i, j, customer, terminal]
+    with pytest.raises(ValueError, match=r"shape \[4, 3\]: expected \[\.\.\., 3, 3\]"):
+        pm.to_phases(np.zeros((4, 3)))

@@ -7,6 +7,7 @@ from that tick. So results equal tick-by-tick solving, and a decision that chang
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -40,12 +41,15 @@ class BatchSolver:
     def solved(self, tick: int, p: np.ndarray, q: np.ndarray, *, injections: Injections,
                line_closed: LineClosed) -> tuple[Block, int]:
         b = self._block
+        resolve = False
         if b is not None:
             row = tick - b.first_tick
             if 0 <= row < b.p_kw.shape[0] and np.array_equal(b.p_kw[row], p) and np.array_equal(b.q_kvar[row], q):
                 self.counters.cache_hits += 1
                 return b, row
+            resolve = 0 <= row < b.p_kw.shape[0]
             self._adapt_lookahead(tick=tick, used=row, size=b.p_kw.shape[0])
+        cpu_start_s = time.process_time()
         # The spent block goes before the next is solved: one block's results at the peak, not two.
         self._block = b = None
         if self._ahead == 1 and tick >= self._retry_tick:
@@ -62,9 +66,14 @@ class BatchSolver:
                                            line_closed=line_closed(tick, batch_p.shape[0]))
         except PowerFlowNotConverged as err:
             result, failed = err.partial, frozenset(err.failed_indices)
-        self.counters.solves += 1
-        self.counters.states_solved += batch_p.shape[0]
         self._block = self._metrics.block(tick, batch_p, batch_q, result, failed)
+        c, cpu_s = self.counters, time.process_time() - cpu_start_s
+        c.solves += 1
+        c.states_solved += batch_p.shape[0]
+        c.solve_cpu_s += cpu_s
+        if resolve:
+            c.resolves += 1
+            c.resolve_cpu_s += cpu_s
         return self._block, 0
 
     def _adapt_lookahead(self, *, tick: int, used: int, size: int) -> None:

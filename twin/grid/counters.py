@@ -11,6 +11,12 @@ class GridCounters:
     solves: int = 0
     states_solved: int = 0
     cache_hits: int = 0
+    resolves: int = 0
+    """Solves because a tick's inputs differed from its pre-solved row (a device moved or changed power)."""
+    solve_cpu_s: float = 0.0
+    """Process CPU seconds in the power flow and its block metrics, every solve (a measurement, not a budget)."""
+    resolve_cpu_s: float = 0.0
+    """... of which in re-solves."""
     readings_missing: int = 0
     readings_rejected: int = 0
     readings_late: int = 0

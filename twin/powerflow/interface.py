@@ -2,7 +2,7 @@
 
 ``create_powerflow(feeder, engine=...)`` builds the engine's network model once; ``solve`` then takes a batch of k
 load states (and, on feeders with switchable lines, the closed state of every line per state) and returns every
-bus-phase voltage, line-phase current and transformer phase power as numpy arrays.
+bus-phase voltage, line-phase current, transformer phase power and bus voltage unbalance as numpy arrays.
 
 - ``Engine.ZBUS`` (a Z-bus fixed point, ``twin.powerflow.zbus``) is the default on radial feeders fed by one
   transformer: every state of a batch in one solve, device moves without rebuilding anything.
@@ -82,6 +82,7 @@ class PowerFlowResult:
     p_trafo_kw: np.ndarray  # [k, 3] active power the transformer delivers into the LV bus, per phase
     q_trafo_kvar: np.ndarray  # [k, 3] reactive power the transformer delivers into the LV bus, per phase
     loss_kw: np.ndarray  # [k] active losses of all lines and the transformer (not the MV source impedance)
+    vuf_pct: np.ndarray  # [k, n_bus] voltage unbalance factor 100·|V2|/|V1| of each bus, percent
     converged: np.ndarray  # [k] bool
     fallbacks: Mapping[int, FallbackKind] = field(default_factory=dict)
     """States (batch positions) that a fallback solved, and which one; empty when the engine solved them all."""
@@ -107,6 +108,7 @@ class PowerFlowResult:
             p_trafo_kw=nan(n_states, 3),
             q_trafo_kvar=nan(n_states, 3),
             loss_kw=nan(n_states),
+            vuf_pct=nan(n_states, n_bus),
             converged=np.zeros(n_states, dtype=bool),
         )
 

@@ -26,6 +26,7 @@ from pandapower.auxiliary import LoadflowNotConverged
 from scipy.sparse.linalg import MatrixRankWarning
 
 from twin.errors import PowerFlowError
+from twin.metrics import voltage_unbalance_factor_pct
 from twin.network import VectorGroup
 from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
@@ -114,6 +115,7 @@ class PandapowerPowerFlow(FeederEngine):
         vm = bus[[f"vm_{ph}_pu" for ph in PHASES]].to_numpy()[:nb]
         out.vm_pu[s] = vm
         out.va_deg[s] = bus[[f"va_{ph}_degree" for ph in PHASES]].to_numpy()[:nb]
+        out.vuf_pct[s] = voltage_unbalance_factor_pct(vm, out.va_deg[s])
         out.v_v[s] = vm * self._vn_ln_v[:, None]
         line = net.res_line_3ph
         # pandapower may leave NaN in the rows of out-of-service (open) lines; an open line carries nothing.

@@ -33,6 +33,7 @@ from power_grid_model.typing import ComponentAttributeMapping
 from power_grid_model.validation import ValidationException, assert_valid_input_data
 
 from twin.errors import PowerFlowError
+from twin.metrics import voltage_unbalance_factor_pct
 from twin.network import VectorGroup
 from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
@@ -226,12 +227,14 @@ class PgmPowerFlow(FeederEngine):
         p_from_w, q_from_var = line["p_from"][:, :nl], line["q_from"][:, :nl]
         i_from_a, p_to_w = line["i_from"][:, :nl], line["p_to"][:, :nl]
         out_va = np.empty((k, nb, 3))
+        out_vuf = np.empty((k, nb))
         out_i, out_loading, out_i_n = np.empty((k, nl, 3)), np.empty((k, nl, 3)), np.empty((k, nl))
         line_loss_w = np.empty(k)
         inv_max_i_ka = 1.0 / self.max_i_ka[:, None]
 
         def work(a: int, b: int) -> None:
             np.degrees(angle_rad[a:b], out=out_va[a:b])
+            out_vuf[a:b] = voltage_unbalance_factor_pct(vm_pu[a:b], out_va[a:b])
             np.multiply(i_from_a[a:b], 1e-3, out=out_i[a:b])
             np.multiply(out_i[a:b], inv_max_i_ka, out=out_loading[a:b])
             p, q = p_from_w[a:b], q_from_var[a:b]
@@ -252,6 +255,7 @@ class PgmPowerFlow(FeederEngine):
             p_trafo_kw=-trafo["p_to"][:, 0] * 1e-3,
             q_trafo_kvar=-trafo["q_to"][:, 0] * 1e-3,
             loss_kw=(line_loss_w + trafo_loss_w) * 1e-3,
+            vuf_pct=out_vuf,
             converged=~failed,
         )
 

@@ -17,7 +17,9 @@ Convergence is checked per state: a state is done when no bus-phase voltage move
 (``twin.powerflow.fallback``: power-grid-model, more iterations, Newton-Raphson, pandapower).
 
 The voltages of every bus, the series current of every line, neutral currents and losses then come from one
-backward/forward sweep over the tree, level by level (numpy over all states and all buses of a level at once).
+backward/forward sweep over the tree with its load-free chains contracted (``twin.powerflow.zbus_chains``), level
+by level (numpy over all states and all key buses of a level at once), and one gather and multiply-add per bus and
+line over all states, in chunks of states that stay in cache.
 The circuit is the other engines' (``twin.powerflow.interface``): ideal MV source behind its sequence impedance,
 transformer without magnetising branch (Dyn or YNyn), pi-section lines, wye constant-power loads.
 """
@@ -32,6 +34,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from twin.errors import PowerFlowError
+from twin.metrics import voltage_unbalance_factor_pct_of_phasors
 from twin.powerflow.feeder_engine import FeederEngine
 from twin.powerflow.interface import (
     Engine,
@@ -40,7 +43,9 @@ from twin.powerflow.interface import (
     check_line_states,
     check_loads,
 )
+from twin.powerflow.zbus_chains import ChainTree
 from twin.powerflow.zbus_model import Source, Topology, apply, apply_rows, phase_sum, source_model
+from twin.row_chunks import for_row_chunks
 
 if TYPE_CHECKING:
     from twin.network import Feeder
@@ -50,6 +55,10 @@ log = logging.getLogger(__name__)
 ERROR_TOLERANCE_PU = 1e-8
 MAX_ITERATIONS = 30
 A = np.exp(2j * np.pi / 3)
+DEG_PER_RAD = 180.0 / np.pi
+CHUNK_STATES = 16
+"""States per chunk of the all-bus results: a chunk's complex temporaries ([16, 907, 3] on the IEEE feeder, 0.7 MB) stay
+below the 1 MiB mmap threshold the commands set (phasetwin/run/memory.py), so they are reused, not mapped afresh."""
 BLAS = ThreadpoolController()
 """The fixed point's product is small (a few dozen rows): BLAS threads only contend, most on a shared machine
 (measured on the IEEE day, 2 cores, load average 9: the product 0.8 ms on one thread, 10-14 ms on two)."""
@@ -80,7 +89,7 @@ class ZbusPowerFlow(FeederEngine):
         self.max_iterations = max_iterations
         self.v_base_v = np.array([b.vn_kv * 1e3 / np.sqrt(3) for b in feeder.buses])
         self.source: Source = source_model(feeder)
-        self._topologies: dict[bytes, Topology] = {}
+        self._topologies: dict[bytes, tuple[Topology, ChainTree]] = {}
         self.builds = 0
         """Topologies built (Z-bus and its reduction); the first is the normal one."""
         self.iterations = 0
@@ -94,13 +103,17 @@ class ZbusPowerFlow(FeederEngine):
         return max(self.builds - 1, 0)
 
     def _topology(self, closed: np.ndarray) -> Topology:
+        """The Z-bus model of a set of closed lines (built once)."""
+        return self._model(closed)[0]
+
+    def _model(self, closed: np.ndarray) -> tuple[Topology, ChainTree]:
         key = np.packbits(closed).tobytes()
-        topo = self._topologies.get(key)
-        if topo is None:
+        model = self._topologies.get(key)
+        if model is None:
             topo = Topology(self.feeder, closed, self.source)
-            self._topologies[key] = topo
+            model = self._topologies[key] = (topo, ChainTree(self.feeder, topo))
             self.builds += 1
-        return topo
+        return model
 
     def solve(self, *, p_kw: np.ndarray, q_kvar: np.ndarray, line_closed: np.ndarray | None = None) -> PowerFlowResult:
         """See ``twin.powerflow.PowerFlow.solve``."""
@@ -108,15 +121,15 @@ class ZbusPowerFlow(FeederEngine):
         closed = check_line_states(line_closed, k=k, normal=self._normal_closed)
         s_va = (p_kw + 1j * q_kvar) * 1e3
         if line_closed is None or (closed == closed[0]).all():
-            result = self._solve_topology(self._topology(closed[0]), s_va)
+            result = self._solve_topology(*self._model(closed[0]), s_va)
         else:
             result = PowerFlowResult.empty(n_states=k, n_bus=self.n_bus, n_line=self.n_line)
             unique, inverse = np.unique(closed, axis=0, return_inverse=True)
             for u in range(unique.shape[0]):
                 idx = np.flatnonzero(inverse.ravel() == u)
-                part = self._solve_topology(self._topology(unique[u]), s_va[idx])
+                part = self._solve_topology(*self._model(unique[u]), s_va[idx])
                 for name in ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar",
-                             "loss_kw", "converged"):
+                             "loss_kw", "vuf_pct", "converged"):
                     getattr(result, name)[idx] = getattr(part, name)
         if not result.converged.all():
             raise PowerFlowNotConverged(engine=self.engine, failed_indices=result.failed_indices(), partial=result,
@@ -136,104 +149,133 @@ class ZbusPowerFlow(FeederEngine):
         c = topo.c_load_flat[active][:, None]
         s = s_node[active]
         inv_base = 1.0 / topo.v_base_load_flat[active][:, None]
-        v = np.repeat(c, k, axis=1)
+        n = active.size
+        # Work arrays kept between calls and used in place: no fresh mapping (and page faults) per iteration.
+        v, v_new, i = (self._buffer(name, (n, k)) for name in ("fp_v", "fp_v_new", "fp_i"))
+        size = self._buffer("fp_size", (n, k), dtype=float)
+        v[:] = c
         todo = np.arange(k)
-        done_v = np.empty_like(v)
+        done_v = np.empty((n, k), complex)
         threads = BLAS.limit(limits=1, user_api="blas") if k >= BLAS_LIMIT_FROM_STATES else contextlib.nullcontext()
         with np.errstate(all="ignore"), threads:
             for _ in range(self.max_iterations):
                 self.iterations += 1
-                i = np.conj(s / v)
-                v_new = c - z @ i
-                step = np.max(np.abs(v_new - v) * inv_base, axis=0)
-                v = v_new
+                np.divide(s, v, out=i)
+                np.conj(i, out=i)
+                np.matmul(z, i, out=v_new)
+                np.subtract(c, v_new, out=v_new)
+                np.subtract(v_new, v, out=i)
+                np.abs(i, out=size)
+                size *= inv_base
+                step = size.max(axis=0)
+                v, v_new = v_new, v
                 settled = step < ERROR_TOLERANCE_PU
                 if settled.any():
                     done_v[:, todo[settled]] = v[:, settled]
                     todo = todo[~settled]
                     if todo.size == 0:
                         break
-                    v, s = v[:, ~settled], s[:, ~settled]
+                    m = todo.size
+                    v_new = v_new.reshape(-1)[: n * m].reshape(n, m)
+                    np.compress(~settled, v, axis=1, out=v_new)
+                    v, v_new = v_new, v.reshape(-1)[: n * m].reshape(n, m)
+                    i = i.reshape(-1)[: n * m].reshape(n, m)
+                    size = size.reshape(-1)[: n * m].reshape(n, m)
+                    s = s[:, ~settled]
             converged[todo] = False
             done_v[:, todo] = np.nan
             current[active] = np.conj(s_node[active] / done_v)
         return current, active, converged
 
-    def _solve_topology(self, topo: Topology, s_va: np.ndarray) -> PowerFlowResult:
+    def _solve_topology(self, topo: Topology, chains: ChainTree, s_va: np.ndarray) -> PowerFlowResult:
         k = s_va.shape[0]
         n_load = topo.n_load
-        # Customers -> load buses, node-phase major [3L, k].
-        s_node = (topo.cust_node @ s_va.transpose(1, 2, 0).reshape(self.n_customers, 3 * k)).reshape(3 * n_load, k)
+        s_node = topo.load_power_va(s_va)
         i_load, _, converged = self._fixed_point(topo, s_node)
         with np.errstate(all="ignore"):
-            # Position major [n, k, 3]: a level of the tree is a contiguous block.
-            inj = self._buffer("j", (topo.n, k, 3))
-            inj.fill(0)
-            inj[topo.load_pos] = i_load.reshape(n_load, 3, k).transpose(0, 2, 1)
+            # Key-bus major [n_key + 1, k, 3]: a level of the contracted tree is a contiguous block; the last row
+            # stays zero (open lines, the MV bus).
+            j = self._buffer("j", (chains.n_key + 1, k, 3))
+            j.fill(0)
+            j[chains.key_of_load] = i_load.reshape(n_load, 3, k).transpose(0, 2, 1)
             if topo.has_shunts:
                 # Voltages of every node with a shunt, from the converged load currents; shunts draw Y·V.
                 v_nodes = (topo.c_flat[:, None] - topo.z_nl_full @ i_load).reshape(-1, 3, k).transpose(0, 2, 1)
-                inj[topo.node_pos] += apply_rows((topo.y_a[topo.node_pos], topo.y_b[topo.node_pos]), v_nodes)
-            return self._sweep(topo, inj, converged)
+                j[chains.key_of_node] += apply_rows((topo.y_a[topo.node_pos], topo.y_b[topo.node_pos]), v_nodes)
+            return self._sweep(chains, j, converged)
 
-    def _sweep(self, topo: Topology, j: np.ndarray, converged: np.ndarray) -> PowerFlowResult:
-        """Backward (series currents) and forward (voltages) sweep by level over position-major [n, k, 3]
-        injections ``j`` (summed in place), then the result in feeder order."""
+    def _sweep(self, chains: ChainTree, j: np.ndarray, converged: np.ndarray) -> PowerFlowResult:
+        """Backward (series currents) and forward (voltages) sweep by level over the contracted tree's key-bus
+        injections ``j`` (summed in place), then every bus and line from its key buses, in feeder order."""
         k = j.shape[1]
         src = self.source
-        for s, e, parents, starts in reversed(topo.groups):
+        for s, e, parents, starts in reversed(chains.groups):
             j[parents] += np.add.reduceat(j[s:e], starts, axis=0)
-        j_sum = phase_sum(j)  # [n, k] neutral (earth) return of each series branch
-        drop = self._buffer("drop", j.shape)
-        np.multiply(j, topo.z_a[:, None, None], out=drop)
-        drop += (topo.z_b[:, None] * j_sum)[..., None]
-        v = self._buffer("v", j.shape)
+        v = self._buffer("v", (chains.n_key, k, 3))
         v[0] = src.e_lv_v - apply(src.th, j[0])
-        for s, e, _, _ in topo.groups:
-            np.subtract(v[topo.parent[s:e]], drop[s:e], out=v[s:e])
-
-        v_bus = self._buffer("v_bus", (self.n_bus, k, 3))
-        v_bus[topo.bus_of_pos] = v
-        v_bus[topo.mv_bus] = self._mv_voltage(j[0])
-        v_v = np.abs(v_bus)
-        vm_pu = v_v / self.v_base_v[:, None, None]
-        va_deg = np.angle(v_bus, deg=True)
-
-        lines = topo.line_of[1:]
-        i_ka = np.zeros((self.n_line, k, 3))
-        i_n_ka = np.zeros((self.n_line, k))
-        if topo.has_shunts:
-            pos = np.arange(1, topo.n)
-            sign = np.where(topo.from_is_parent[1:], 1.0, -1.0)[:, None, None]
-            end_v = np.where(topo.from_is_parent[1:, None, None], v[topo.parent[1:]], v[1:])
-            i_from = j[1:] * sign + apply_rows((topo.half_y_a[pos], topo.half_y_b[pos]), end_v)
-            i_ka[lines] = np.abs(i_from) * 1e-3
-            i_n_ka[lines] = np.abs(phase_sum(i_from)) * 1e-3
-        else:
-            # Without shunts the from-end current is the series current (its sign does not change a magnitude).
-            i_ka[lines] = np.abs(j[1:]) * 1e-3
-            i_n_ka[lines] = np.abs(j_sum[1:]) * 1e-3
-        loss_w = (drop[1:].real * j[1:].real + drop[1:].imag * j[1:].imag).sum(axis=(0, 2))
+        for s, e, _, _ in chains.groups:
+            np.subtract(v[chains.parent[s:e]], apply_rows((chains.z_a[s:e], chains.z_b[s:e]), j[s:e]), out=v[s:e])
+        j_sum = phase_sum(j)
+        loss_w = (chains.z_a.real[1:, None] * (j[1:chains.n_key].real ** 2 + j[1:chains.n_key].imag ** 2).sum(axis=2)
+                  + chains.z_b.real[1:, None] * (j_sum[1:chains.n_key].real ** 2 + j_sum[1:chains.n_key].imag ** 2)
+                  ).sum(axis=0)
         trafo_drop = apply(src.trafo, j[0])
         loss_w += (trafo_drop.real * j[0].real + trafo_drop.imag * j[0].imag).sum(axis=1)
         s_trafo = v[0] * np.conj(j[0])
+        v_mv = self._mv_voltage(j[0])
+
+        # State major from here: [k, key, 3] and the results [k, bus|line, 3].
+        j_k = np.ascontiguousarray(j.transpose(1, 0, 2))
+        v_k = np.ascontiguousarray(v.transpose(1, 0, 2))
+        vm_pu, va_deg, v_v = (np.empty((k, self.n_bus, 3)) for _ in range(3))
+        i_ka, loading = np.empty((k, self.n_line, 3)), np.empty((k, self.n_line, 3))
+        inv_max_i_ka = 1.0 / self.max_i_ka[:, None]
+        i_n_ka = np.empty((k, self.n_line))
+        vuf_pct = np.empty((k, self.n_bus))
+        inv_base = 1.0 / self.v_base_v[:, None]
+        shunts = bool(np.any(chains.line_half_y_a != 0) or np.any(chains.line_half_y_b != 0))
+        bus_z = (chains.bus_z_a[:, None], chains.bus_z_b)
+
+        def rows(a: int, b: int) -> None:
+            j_bus = j_k[a:b].take(chains.bus_down, axis=1)
+            v_bus = v_k[a:b].take(chains.bus_up, axis=1)
+            v_bus -= bus_z[0] * j_bus
+            v_bus -= (bus_z[1] * phase_sum(j_bus))[..., None]
+            v_bus[:, chains.mv_bus] = v_mv[a:b]
+            np.abs(v_bus, out=v_v[a:b])
+            np.multiply(v_v[a:b], inv_base, out=vm_pu[a:b])
+            np.arctan2(v_bus.imag, v_bus.real, out=va_deg[a:b])
+            va_deg[a:b] *= DEG_PER_RAD
+            vuf_pct[a:b] = voltage_unbalance_factor_pct_of_phasors(v_bus)
+            i_from = j_k[a:b].take(chains.line_down, axis=1)
+            if shunts:
+                i_from *= chains.line_sign[:, None]
+                i_from += apply_rows((chains.line_half_y_a, chains.line_half_y_b),
+                                     v_bus.take(chains.line_from_bus, axis=1).transpose(1, 0, 2)).transpose(1, 0, 2)
+            np.abs(i_from, out=i_ka[a:b])
+            i_ka[a:b] *= 1e-3
+            np.multiply(i_ka[a:b], inv_max_i_ka, out=loading[a:b])
+            np.abs(phase_sum(i_from), out=i_n_ka[a:b])
+            i_n_ka[a:b] *= 1e-3
+
+        with np.errstate(all="ignore"):
+            for_row_chunks(k, rows, chunk=CHUNK_STATES)
         result = PowerFlowResult(
-            vm_pu=vm_pu.transpose(1, 0, 2), va_deg=va_deg.transpose(1, 0, 2), v_v=v_v.transpose(1, 0, 2),
-            i_ka=i_ka.transpose(1, 0, 2), loading=(i_ka / self.max_i_ka[:, None, None]).transpose(1, 0, 2),
-            i_n_ka=i_n_ka.T, p_trafo_kw=s_trafo.real * 1e-3, q_trafo_kvar=s_trafo.imag * 1e-3,
-            loss_kw=loss_w * 1e-3, converged=converged,
+            vm_pu=vm_pu, va_deg=va_deg, v_v=v_v, i_ka=i_ka, loading=loading,
+            i_n_ka=i_n_ka, p_trafo_kw=s_trafo.real * 1e-3, q_trafo_kvar=s_trafo.imag * 1e-3,
+            loss_kw=loss_w * 1e-3, vuf_pct=vuf_pct, converged=converged,
         )
         if not converged.all():
             for name in ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar",
-                         "loss_kw"):
+                         "loss_kw", "vuf_pct"):
                 getattr(result, name)[~converged] = np.nan
         return result
 
-    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A complex work array kept between calls (fresh large arrays cost page faults on every call)."""
+    def _buffer(self, name: str, shape: tuple[int, ...], *, dtype: type = complex) -> np.ndarray:
+        """A work array kept between calls (fresh large arrays cost page faults on every call)."""
         buf = self._buffers.get(name)
         if buf is None or buf.size < int(np.prod(shape)):
-            buf = np.empty(int(np.prod(shape)), complex)
+            buf = np.empty(int(np.prod(shape)), dtype)
             self._buffers[name] = buf
         return buf[: int(np.prod(shape))].reshape(shape)
 

@@ -1,4 +1,4 @@
-"""The Z-bus engine's network model of one radial topology: the tree by depth level and the reduced impedances.
+"""The Z-bus engine's network model of one radial topology: the tree, its contracted chains and the reduced impedances.
 
 Every impedance and admittance of the circuit (``twin.powerflow.interface``) is a sequence-domain model, so in
 phase coordinates it has the form ``a·I₃ + b·J₃`` (J₃ the all-ones 3×3 matrix): ``a = z1`` and ``b = (z0 − z1)/3``.
@@ -125,8 +125,8 @@ class Topology:
     """The tree of one set of closed lines in breadth-first order from the LV bus, and its reduced Z-bus.
 
     Positions: ``pos`` 0 is the LV bus; every other position is a bus whose series branch (the closed line
-    from its parent) shares its position. Levels are contiguous runs of positions; within a level, parents
-    do not decrease, so children of one parent are contiguous (what the backward sweep sums with reduceat).
+    from its parent) shares its position; parents come before their children. The sweep runs on the tree with
+    its chains contracted (``twin.powerflow.zbus_chains``).
     """
 
     def __init__(self, feeder: Feeder, closed: np.ndarray, source: Source) -> None:
@@ -143,7 +143,7 @@ class Topology:
                                          "models one transformer feeding a radial LV network")
                 adjacent[a].append((b, j))
                 adjacent[b].append((a, j))
-        order, parent, line_of, level = [lv], [-1], [-1], [0]
+        order, parent, line_of = [lv], [-1], [-1]
         seen = {lv: 0}
         used: set[int] = set()
         queue = deque([lv])
@@ -159,7 +159,6 @@ class Topology:
                 seen[other] = len(order)
                 parent.append(seen[bus])
                 line_of.append(j)
-                level.append(level[seen[bus]] + 1)
                 order.append(other)
                 queue.append(other)
         missing = [feeder.buses[i].id for i in range(n_bus) if i != mv and i not in seen]
@@ -173,15 +172,6 @@ class Topology:
         self.mv_bus = mv
         self.parent = np.array(parent)
         self.line_of = np.array(line_of)
-        lv_arr = np.array(level)
-        self.level_starts = np.searchsorted(lv_arr, np.arange(lv_arr[-1] + 2))
-        # Per level (deepest first in the backward sweep): the distinct parents and where their children start.
-        self.groups: list[tuple[int, int, np.ndarray, np.ndarray]] = []
-        for d in range(1, int(lv_arr[-1]) + 1):
-            s, e = int(self.level_starts[d]), int(self.level_starts[d + 1])
-            par = self.parent[s:e]
-            starts = np.flatnonzero(np.r_[True, par[1:] != par[:-1]])
-            self.groups.append((s, e, par[starts], starts))
 
         lines = feeder.lines
         z1 = np.zeros(n, complex)
@@ -219,11 +209,9 @@ class Topology:
         self.load_pos = load_pos
         self.node_pos = np.r_[load_pos, shunt_only].astype(int)
         self.n_load = int(load_pos.size)
-        # Customer -> load node incidence, to sum the customers of one bus.
-        node_index = {int(p): i for i, p in enumerate(load_pos)}
-        self.cust_node = np.zeros((self.n_load, len(feeder.customers)))
-        for ci, at in enumerate(cust_pos):
-            self.cust_node[node_index[int(at)], ci] = 1.0
+        # Customers grouped by load node (in load node order), to sum the customers of one bus with reduceat.
+        self.cust_by_node = np.argsort(np.searchsorted(load_pos, cust_pos), kind="stable")
+        self.node_first_cust = np.flatnonzero(np.r_[True, np.diff(cust_pos[self.cust_by_node]) != 0])
 
         z = self._zbus(source)
         e_v = np.broadcast_to(source.e_lv_v, (self.node_pos.size, 3))
@@ -243,6 +231,13 @@ class Topology:
         self.c_load_flat = c[load].reshape(-1)
         v_base = np.array([feeder.buses[int(self.bus_of_pos[at])].vn_kv * 1e3 / math.sqrt(3) for at in load_pos])
         self.v_base_load_flat = np.repeat(v_base, 3)
+
+    def load_power_va(self, s_va: np.ndarray) -> np.ndarray:
+        """The customers' complex powers [k, n_customers, 3] summed onto their load buses, node-phase major
+        [3·n_load, k] (a sum by reduceat, not a product: BLAS threads would only spin on it)."""
+        k = s_va.shape[0]
+        return np.add.reduceat(s_va.transpose(1, 2, 0)[self.cust_by_node], self.node_first_cust,
+                               axis=0).reshape(3 * self.n_load, k)
 
     def _zbus(self, source: Source) -> Pair:
         """Z of the fixed point's nodes: row of each bus down the tree, columns the nodes."""

@@ -44,6 +44,7 @@ from twin.powerflow.zbus import ZbusPowerFlow, zbus_unsupported_reason
 OPENDSS_PU = 1e-6
 AGREE_PU = 1e-6
 AGREE_KA = 1e-6  # currents: 1 mA
+AGREE_VUF_PCT = 2e-4  # what 1e-6 p.u. on the voltages allows
 TICKS = (0, 700, 1140)  # midnight, midday, the evening peak
 ASSUME = "zero-sequence=r0/r1=4,x0/x1=4,c0/c1=1;ext-grid=s_sc_max_mva=100,rx_max=0.1,x0x_max=1,r0x0_max=0.1"
 
@@ -61,6 +62,7 @@ def assert_agree(ours: PowerFlowResult, theirs: PowerFlowResult) -> None:
     np.testing.assert_allclose(ours.p_trafo_kw, theirs.p_trafo_kw, rtol=0, atol=1e-4)
     np.testing.assert_allclose(ours.q_trafo_kvar, theirs.q_trafo_kvar, rtol=0, atol=1e-4)
     np.testing.assert_allclose(ours.loss_kw, theirs.loss_kw, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ours.vuf_pct, theirs.vuf_pct, rtol=0, atol=AGREE_VUF_PCT)
     angle = np.angle(np.exp(1j * np.radians(ours.va_deg - theirs.va_deg)), deg=True)
     assert np.abs(angle).max() < 1e-4
 
