@@ -20,6 +20,7 @@ When a server binary is missing the fixture fails (never skips) and says to run 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
@@ -35,6 +36,25 @@ pytest_plugins = ["support.ieee_fixtures", "support.two_feeder_fixtures", "suppo
 _Server = TypeVar("_Server", bound=ServerProcess)
 _RUNNING_SERVERS = pytest.StashKey[list[ServerProcess]]()
 _SERVER_FIXTURES = ("mosquitto", "influxdb", "victoriametrics")
+_TESTS = Path(__file__).resolve().parent
+_REALTIME_FOLDERS = ("hostile", "docs", "docker", "phasetwin/hil", "phasetwin/view", "streams/mqtt", "streams/influx")
+_REALTIME_FILES = ("twin/test_clock.py",)
+_REALTIME_BENCHMARKS = ("mqtt", "hostile_flood", "broker_outage", "view_live")
+"""Quick modes of benchmarks that pace a replay by the wall clock (tests/benchmarks/test_quick_modes.py)."""
+
+
+def _is_realtime(item: pytest.Item) -> bool:
+    """Paced by the wall clock or timed against it, or served by a real server or browser: CI runs these one at a
+    time after the rest, which runs on every core (.ci/run), so that no other test's CPU delays their ticks."""
+    fixtures = getattr(item, "fixturenames", ())
+    if any(name in fixtures for name in (*_SERVER_FIXTURES, "secure_broker", "chrome")) or item.get_closest_marker(
+            "browser"):
+        return True
+    where = item.path.relative_to(_TESTS).as_posix() if item.path.is_relative_to(_TESTS) else ""
+    if where.startswith(tuple(f"{folder}/" for folder in _REALTIME_FOLDERS)) or where in _REALTIME_FILES:
+        return True
+    script = getattr(getattr(item, "callspec", None), "params", {}).get("script")
+    return where == "benchmarks/test_quick_modes.py" and getattr(script, "stem", None) in _REALTIME_BENCHMARKS
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,6 +62,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in _SERVER_FIXTURES:
             if name in getattr(item, "fixturenames", ()):
                 item.add_marker(name)
+        if _is_realtime(item):
+            item.add_marker("realtime")
 
 
 def _serve(

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # a path in a message stays whole: the terminal wraps it
 
 
 def fail(message: str) -> typer.Exit:
