@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from streams.influx.settings import InfluxSettings
     from streams.meters.record import DataRecord
 
-__all__ = ["Comparison", "Run", "compare", "identify", "replay", "study"]
+__all__ = ["Comparison", "Run", "compare", "identify", "replay", "study", "study_tables"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,15 @@ def study(*, file: str | Path, out: str | Path | None = None, workers: int | Non
     run = run_study(Path(file), out=Path(out) if out is not None else None, workers=workers, scheduler=scheduler,
                     force=force, retry_failed=retry_failed)
     return comparison(read_results(run.study_dir))
+
+
+def study_tables(*, study_dir: str | Path, page: str | Path, name: str,
+                 title: str = "P_unb reduction against operations a year") -> Path:
+    """``phasetwin study tables``: the study's comparison (every KPI per strategy, the Pareto front) written into
+    ``page`` between ``<!-- study-table:NAME -->`` markers, and the Pareto figure beside it; returns the figure."""
+    from phasetwin.studies.tables import write_study_tables
+
+    return write_study_tables(Path(study_dir), Path(page), name, title=title)
 
 
 def identify(*, meters: str | Path, feeder: str = "ieee-european-lv", method: str = "both",

@@ -141,12 +141,10 @@ def tables(
 ) -> None:
     """Put the study's comparison (every KPI per strategy, the Pareto front) into a docs page, and write the Pareto
     figure of the P_unb reduction against operations a year beside it."""
-    from phasetwin.studies.tables import insert_table, markdown_table, read_comparison, write_pareto
+    from phasetwin.studies.tables import write_study_tables
 
     try:
-        table = read_comparison(study_dir)
-        insert_table(page, name, markdown_table(table))
-        figure = write_pareto(table, page.parent / f"{name}-pareto.svg", title=title)
+        figure = write_study_tables(study_dir, page, name, title=title)
     except TwinError as err:
         raise _fail(str(err)) from err
     console.print(f"table: [bold]{page}[/] · figure: [bold]{figure}[/]")

@@ -135,3 +135,12 @@ def insert_table(page: Path, name: str, text: str) -> Path:
         raise ScenarioError(f"{page}: no {start} … {end} block to put the table in; add the two lines")
     page.write_text(pattern.sub(lambda _: f"{start}\n{text}{end}", body, count=1), encoding="utf-8")
     return page
+
+
+def write_study_tables(study_dir: Path, page: Path, name: str, *,
+                       title: str = "P_unb reduction against operations a year") -> Path:
+    """The study's comparison written into ``page`` between its ``NAME`` markers and the Pareto figure
+    ``NAME-pareto.svg`` beside it (``phasetwin study tables``); returns the figure's path."""
+    table = read_comparison(study_dir)
+    insert_table(page, name, markdown_table(table))
+    return write_pareto(table, page.parent / f"{name}-pareto.svg", title=title)

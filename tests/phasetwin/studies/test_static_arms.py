@@ -185,3 +185,10 @@ def test_study_tables_puts_the_comparison_into_the_page_and_draws_the_front(plan
     assert (tmp_path / "dvs-pareto.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     missing = CliRunner().invoke(app, ["study", "tables", str(study_dir), "--page", str(page), "--name", "other"])
     assert missing.exit_code != 0 and "study-table:other" in missing.output
+    import phasetwin  # the Python API writes the same page
+
+    again = tmp_path / "api" / "page.md"
+    again.parent.mkdir()
+    again.write_text("<!-- study-table:dvs -->\n<!-- /study-table:dvs -->\n")
+    assert phasetwin.study_tables(study_dir=study_dir, page=again, name="dvs") == again.parent / "dvs-pareto.svg"
+    assert again.read_text().strip() in body
