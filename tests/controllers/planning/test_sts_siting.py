@@ -24,7 +24,15 @@ from controllers.planning.sts_siting.case import (
     SitingNetwork,
 )
 from controllers.planning.sts_siting.evaluation import evaluate
-from controllers.planning.sts_siting.ieee13 import BUS_NAMES, ieee13_case, segment_impedance_ohm
+from controllers.planning.sts_siting.ieee13 import (
+    BUS_NAMES,
+    PAPER_PESS_BUS,
+    PAPER_STS_BUSES,
+    depth_first_orders,
+    ieee13_case,
+    paper_map_orders,
+    segment_impedance_ohm,
+)
 from controllers.planning.sts_siting.operation_milp import Objective, solve_operation
 from controllers.planning.sts_siting.planner import solve_hai, solve_single_level
 from phasetwin.plan.siting.study import write_outputs
@@ -146,10 +154,23 @@ def test_ieee13_data() -> None:
     # Data-sheet totals: spot 1158 + 973 + 1135 kW and distributed 200 kW (every shape peaks at 1.0).
     assert total_p == pytest.approx(1158 + 973 + 1135 + 200, abs=1.0)
     assert len(BUS_NAMES) == 13
-    assert [case.candidates[i].bus + 1 for i in range(6)] == [3, 4, 9, 10, 12, 11]
+    assert [case.candidates[i].bus + 1 for i in range(6)] == [5, 6, 9, 10, 12, 11]
     z = segment_impedance_ohm(2000.0, "601")
     assert z[0] == pytest.approx((0.3465 + 1.0179j) * 2000 / 5280)
     assert case.pess is not None and case.pess.pv_kw.max() == pytest.approx(1200.0, rel=0.01)
+
+
+def test_bus_map_puts_every_paper_site_on_a_candidate() -> None:
+    """Of the feeder's depth-first numberings, only ours and its 611 ⇄ 652 twin put the paper's S3 and S4 sites on
+    single-phase loads and the PESS; the planner's candidates are exactly those buses."""
+    orders = depth_first_orders()
+    assert len(orders) == len(set(orders)) == 72  # 632: 3! child orders, 645: 1, 671: 3!, 684: 2! → 6·6·2
+    assert all(len(o) == 13 and set(o) == set(BUS_NAMES) for o in orders)
+    assert paper_map_orders() == sorted([BUS_NAMES, (*BUS_NAMES[:8], BUS_NAMES[9], BUS_NAMES[8], *BUS_NAMES[10:])])
+    case = ieee13_case()
+    candidate_buses = {c.bus + 1 for c in case.candidates}
+    assert set(PAPER_STS_BUSES) <= candidate_buses
+    assert case.pess is not None and case.pess.bus + 1 == PAPER_PESS_BUS
 
 
 def test_plan_files_written(tmp_path: Path) -> None:
