@@ -24,7 +24,15 @@ from enum import StrEnum
 import numpy as np
 from ortools.math_opt.python import mathopt
 
-from controllers.planning.sts_siting.case import CandidateKind, CostParams, Operation, Scenario, SitingCase, SitingError
+from controllers.planning.sts_siting.case import (
+    Candidate,
+    CandidateKind,
+    CostParams,
+    Operation,
+    Scenario,
+    SitingCase,
+    SitingError,
+)
 from controllers.planning.sts_siting.evaluation import breakpoints, flow_ranges, rotate
 from controllers.solver_output import solve_quietly
 
@@ -55,6 +63,14 @@ def _allows(scenario: Scenario) -> tuple[bool, bool, bool, bool]:
     }[scenario]
 
 
+def may_carry_sts(candidate: Candidate, params: CostParams, scenario: Scenario) -> bool:
+    """Eqs. 6–7 per scenario: an STS needs a scenario with STS devices and a current within its rating; the PESS's
+    access is a site only where the PESS takes part in the governance (S4; in S3 it stays on its home phase)."""
+    sts_ok, _, _, battery_ok = _allows(scenario)
+    return (sts_ok and candidate.current_a <= params.sts_rating_a
+            and (candidate.kind is CandidateKind.LOAD or battery_ok))
+
+
 def reference_operation(case: SitingCase, sites: tuple[int, ...] = ()) -> Operation:
     """S1: every load at home, PV all used, battery idle."""
     n_steps = case.n_steps
@@ -80,7 +96,7 @@ def solve_operation(
 
     Raises ``SitingError`` when the model is infeasible or no solution is found within the time limit.
     """
-    sts_ok, manual, curtail_ok, battery_ok = _allows(scenario)
+    _, manual, curtail_ok, battery_ok = _allows(scenario)
     n_steps = case.n_steps
     cands = case.candidates
     n_cand = len(cands)
@@ -93,7 +109,7 @@ def solve_operation(
     # Sites (eqs. 6-7).
     z: list[mathopt.Variable | float] = []
     for i, c in enumerate(cands):
-        allowed = sts_ok and c.current_a <= params.sts_rating_a
+        allowed = may_carry_sts(c, params, scenario)
         if sites is not None:
             if i in sites and not allowed:
                 raise SitingError(f"candidate {i} (bus {net.bus_names[c.bus]}) cannot carry an STS in {scenario}: "

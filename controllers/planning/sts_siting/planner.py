@@ -22,9 +22,14 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from controllers.planning.sts_siting.case import CandidateKind, CostParams, Operation, Scenario, SitingCase
+from controllers.planning.sts_siting.case import CostParams, Operation, Scenario, SitingCase
 from controllers.planning.sts_siting.evaluation import Evaluation, evaluate
-from controllers.planning.sts_siting.operation_milp import Objective, reference_operation, solve_operation
+from controllers.planning.sts_siting.operation_milp import (
+    Objective,
+    may_carry_sts,
+    reference_operation,
+    solve_operation,
+)
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,9 @@ class SitingResult:
         return tuple(sorted(case.candidates[i].bus for i in self.operation.sites))
 
 
-def max_sites(case: SitingCase, params: CostParams) -> int:
-    """Eq. 6 with eq. 7 applied: candidates (loads and PESS) whose current the STS rating allows."""
-    return sum(1 for c in case.candidates if c.current_a <= params.sts_rating_a)
+def max_sites(case: SitingCase, params: CostParams, scenario: Scenario) -> int:
+    """Eq. 6 with eq. 7 applied: the candidates that may carry an STS in ``scenario`` (``may_carry_sts``)."""
+    return sum(1 for c in case.candidates if may_carry_sts(c, params, scenario))
 
 
 def solve_single_level(case: SitingCase, params: CostParams, *, scenario: Scenario, time_limit_s: float = 300.0,
@@ -74,7 +79,7 @@ def solve_hai(case: SitingCase, params: CostParams, *, scenario: Scenario, n_sta
               relative_gap: float = 1e-6, lower: Objective = Objective.COST) -> SitingResult:
     """The alternating iteration for S3/S4 (see the module docstring); returns the best count visited."""
     start = time.perf_counter()
-    n_max = max_sites(case, params)
+    n_max = max_sites(case, params, scenario)
     cache: dict[int, tuple[Operation, Evaluation, bool]] = {}
     visits: list[tuple[int, float]] = []
 
@@ -119,8 +124,7 @@ def solve_brute_force(case: SitingCase, params: CostParams, *, scenario: Scenari
     from itertools import combinations
 
     start = time.perf_counter()
-    allowed = [i for i, c in enumerate(case.candidates) if c.current_a <= params.sts_rating_a
-               and (c.kind is CandidateKind.LOAD or case.pess is not None)]
+    allowed = [i for i, c in enumerate(case.candidates) if may_carry_sts(c, params, scenario)]
     best: SitingResult | None = None
     for k in range(len(allowed) + 1):
         for sites in combinations(allowed, k):

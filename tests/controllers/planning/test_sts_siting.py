@@ -21,6 +21,7 @@ from controllers.planning.sts_siting.case import (
     PessSpec,
     Scenario,
     SitingCase,
+    SitingError,
     SitingNetwork,
 )
 from controllers.planning.sts_siting.evaluation import evaluate
@@ -33,8 +34,8 @@ from controllers.planning.sts_siting.ieee13 import (
     paper_map_orders,
     segment_impedance_ohm,
 )
-from controllers.planning.sts_siting.operation_milp import Objective, solve_operation
-from controllers.planning.sts_siting.planner import solve_hai, solve_single_level
+from controllers.planning.sts_siting.operation_milp import Objective, may_carry_sts, solve_operation
+from controllers.planning.sts_siting.planner import max_sites, solve_hai, solve_single_level
 from phasetwin.plan.siting.study import write_outputs
 
 T = 3
@@ -158,6 +159,19 @@ def test_ieee13_data() -> None:
     z = segment_impedance_ohm(2000.0, "601")
     assert z[0] == pytest.approx((0.3465 + 1.0179j) * 2000 / 5280)
     assert case.pess is not None and case.pess.pv_kw.max() == pytest.approx(1200.0, rel=0.01)
+
+
+def test_pess_access_is_a_site_only_where_the_pess_governs() -> None:
+    """S3 is "STS only": the PESS stays on its home phase, so its access cannot carry an STS; in S4 it can."""
+    case = ieee13_case()
+    pess = next(i for i, c in enumerate(case.candidates) if c.kind is CandidateKind.PESS)
+    params = CostParams()
+    assert [may_carry_sts(c, params, Scenario.S3) for c in case.candidates] == [True] * 5 + [False]
+    assert all(may_carry_sts(c, params, Scenario.S4) for c in case.candidates)
+    assert not any(may_carry_sts(c, params, s) for c in case.candidates for s in (Scenario.S1, Scenario.S2))
+    assert (max_sites(case, params, Scenario.S3), max_sites(case, params, Scenario.S4)) == (5, 6)
+    with pytest.raises(SitingError, match="cannot carry an STS in S3"):
+        solve_operation(case, params, scenario=Scenario.S3, objective=Objective.COST, sites=(pess,))
 
 
 def test_bus_map_puts_every_paper_site_on_a_candidate() -> None:
