@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from controllers.planning.sts_siting.case import CostParams, Operation, Scenario, SitingCase
+from controllers.planning.sts_siting.case import CandidateKind, CostParams, Operation, Scenario, SitingCase
 from controllers.planning.sts_siting.evaluation import Evaluation, evaluate
 from controllers.planning.sts_siting.operation_milp import (
     Objective,
@@ -44,6 +45,7 @@ class SitingResult:
     bound: float | None
     wall_s: float
     iterations: tuple[tuple[int, float], ...] = field(default_factory=tuple)  # HAI: (n, G(n)) in visit order
+    by_count: Mapping[int, Operation] = field(default_factory=dict)  # HAI: the lower level's plan of each count
 
     @property
     def cost(self) -> float:
@@ -59,25 +61,113 @@ def max_sites(case: SitingCase, params: CostParams, scenario: Scenario) -> int:
     return sum(1 for c in case.candidates if may_carry_sts(c, params, scenario))
 
 
+def with_sites(case: SitingCase, params: CostParams, scenario: Scenario, op: Operation, n: int) -> Operation | None:
+    """``op`` with exactly ``n`` sites: extra sites are added idle (rotation 0, PESS on its home phase), surplus
+    ones dropped with their loads sent home; a feasible start for a count-fixed solve. None when no candidate is
+    left to add."""
+    allowed = [i for i, c in enumerate(case.candidates) if may_carry_sts(c, params, scenario)]
+    sites = [i for i in op.sites if i in allowed]
+    if len(sites) > n:
+        sites = sites[:n]
+    for i in allowed:
+        if len(sites) >= n:
+            break
+        if i not in sites:
+            sites.append(i)
+    if len(sites) != n:
+        return None
+    rotation = op.rotation.copy()
+    pess_phase = op.pess_phase.copy()
+    for i, c in enumerate(case.candidates):
+        if i in sites:
+            continue
+        if c.kind is CandidateKind.LOAD:
+            rotation[:, i] = 0
+        elif case.pess is not None:
+            pess_phase[:] = case.pess.home_phase
+    return Operation(tuple(sorted(sites)), rotation, pess_phase, op.pv_used_kw, op.charge_kw, op.discharge_kw)
+
+
 def solve_single_level(case: SitingCase, params: CostParams, *, scenario: Scenario, time_limit_s: float = 300.0,
-                       relative_gap: float = 1e-6) -> SitingResult:
-    """Min S_IN over sites and operation (S2: over one manual phase per load; S1: nothing to choose)."""
+                       relative_gap: float = 1e-6, hint: Operation | None = None) -> SitingResult:
+    """Min S_IN over sites and operation (S2: over one manual phase per load; S1: nothing to choose); ``hint``: a
+    known feasible operation to start from (see ``solve_operation``)."""
     start = time.perf_counter()
     if scenario is Scenario.S1:
         op = reference_operation(case)
         return SitingResult(scenario, "reference", op, evaluate(case, op, params), True, None,
                             time.perf_counter() - start)
     res = solve_operation(case, params, scenario=scenario, objective=Objective.COST, time_limit_s=time_limit_s,
-                          relative_gap=relative_gap)
+                          relative_gap=relative_gap, hint=hint)
     ev = evaluate(case, res.operation, params, manual=scenario is Scenario.S2)
     return SitingResult(scenario, "single-level", res.operation, ev, res.optimal, res.bound,
                         time.perf_counter() - start)
 
 
+def hai_search(g: Callable[[int], float], n_max: int, *, n_start: int | None = None, eta: float = 1.0,
+               rho: float = 1e-3, max_iter: int = 10) -> int:
+    """Eq. 37–39's iteration over the count on the upper-level cost ``g`` (see the module docstring); returns the
+    best count it visited."""
+    seen: dict[int, float] = {}
+
+    def cost(k: int) -> float:
+        if k not in seen:
+            seen[k] = g(k)
+        return seen[k]
+
+    n = min(n_max, max(0, n_start if n_start is not None else math.ceil(n_max / 2)))
+    for _ in range(max_iter):
+        lo, hi = max(n - 1, 0), min(n + 1, n_max)
+        g_n, g_lo, g_hi = cost(n), cost(lo), cost(hi)
+        if g_lo >= g_n and g_hi >= g_n:
+            break  # neither neighbour is better: a discrete stationary point
+        grad = (g_hi - g_lo) / max(hi - lo, 1)
+        if abs(g_hi - g_lo) < rho * abs(g_n):
+            break  # eq. 39
+        step = max(1, round(eta * abs(grad) / (abs(g_n) + 1e-9) * n_max))
+        n_new = min(n_max, max(0, n - int(math.copysign(step, grad))))
+        if cost(n_new) < g_n:
+            n = n_new
+        else:
+            eta /= 2.0
+            n = lo if g_lo < g_hi else hi
+    return min(seen, key=lambda k: seen[k])
+
+
+def solve_counts(case: SitingCase, params: CostParams, *, scenario: Scenario, counts: Iterable[int],
+                 time_limit_s: float = 120.0, relative_gap: float = 1e-6,
+                 hints: Mapping[int, Operation] | None = None) -> dict[int, SitingResult]:
+    """HAI's lower level (all of S_IN, count fixed) for every count in ``counts``: the curve G(n) that HAI
+    samples, in full (exhaustive over counts). Each count starts from ``hints[n]``, else from the previous one's
+    plan with a site added idle (``with_sites``)."""
+    out: dict[int, SitingResult] = {}
+    prev: Operation | None = None
+    for n in counts:
+        start = time.perf_counter()
+        start_op = (hints or {}).get(n)
+        if start_op is None and prev is not None:
+            start_op = with_sites(case, params, scenario, prev, n)
+        if n == 0 and case.pess is None:
+            op, optimal, bound = reference_operation(case), True, None
+        else:
+            res = solve_operation(case, params, scenario=scenario, objective=Objective.COST, n_sites=n,
+                                  time_limit_s=time_limit_s, relative_gap=relative_gap, hint=start_op)
+            op, optimal, bound = res.operation, res.optimal, res.bound
+        out[n] = SitingResult(scenario, f"{n} STS", op, evaluate(case, op, params), optimal, bound,
+                              time.perf_counter() - start)
+        prev = op
+    return out
+
+
 def solve_hai(case: SitingCase, params: CostParams, *, scenario: Scenario, n_start: int | None = None,
               eta: float = 1.0, rho: float = 1e-3, max_iter: int = 10, time_limit_s: float = 120.0,
-              relative_gap: float = 1e-6, lower: Objective = Objective.COST) -> SitingResult:
-    """The alternating iteration for S3/S4 (see the module docstring); returns the best count visited."""
+              relative_gap: float = 1e-6, lower: Objective = Objective.COST,
+              hints: Mapping[int, Operation] | None = None) -> SitingResult:
+    """The alternating iteration for S3/S4 (see the module docstring); returns the best count visited.
+
+    Each count's lower level starts from ``hints[n]`` when given (e.g. S3's plans for S4), else from the nearest
+    count already solved, with sites added idle or dropped (``with_sites``). ``iterations`` lists (n, G(n)).
+    """
     start = time.perf_counter()
     n_max = max_sites(case, params, scenario)
     cache: dict[int, tuple[Operation, Evaluation, bool]] = {}
@@ -90,32 +180,22 @@ def solve_hai(case: SitingCase, params: CostParams, *, scenario: Scenario, n_sta
                 # pytest-timeout's SIGALRM: presolve empties the model and MathOpt reports INFEASIBLE.)
                 op, optimal = reference_operation(case), True
             else:
+                start_op = (hints or {}).get(n)
+                if start_op is None and cache:
+                    near = min(cache, key=lambda k: (abs(k - n), cache[k][1].total))
+                    start_op = with_sites(case, params, scenario, cache[near][0], n)
                 res = solve_operation(case, params, scenario=scenario, objective=lower, n_sites=n,
-                                      time_limit_s=time_limit_s, relative_gap=relative_gap)
+                                      time_limit_s=time_limit_s, relative_gap=relative_gap, hint=start_op)
                 op, optimal = res.operation, res.optimal
             cache[n] = (op, evaluate(case, op, params), optimal)
             visits.append((n, cache[n][1].total))
         return cache[n][1].total
 
-    n = min(n_max, max(0, n_start if n_start is not None else math.ceil(n_max / 2)))
-    for _ in range(max_iter):
-        lo, hi = max(n - 1, 0), min(n + 1, n_max)
-        g_n, g_lo, g_hi = g(n), g(lo), g(hi)
-        if g_lo >= g_n and g_hi >= g_n:
-            break  # neither neighbour is better: a discrete stationary point
-        grad = (g_hi - g_lo) / max(hi - lo, 1)
-        if abs(g_hi - g_lo) < rho * abs(g_n):
-            break  # eq. 39
-        step = max(1, round(eta * abs(grad) / (abs(g_n) + 1e-9) * n_max))
-        n_new = min(n_max, max(0, n - int(math.copysign(step, grad))))
-        if g(n_new) < g_n:
-            n = n_new
-        else:
-            eta /= 2.0
-            n = lo if g_lo < g_hi else hi
+    hai_search(g, n_max, n_start=n_start, eta=eta, rho=rho, max_iter=max_iter)
     best = min(cache, key=lambda k: cache[k][1].total)
     op, ev, optimal = cache[best]
-    return SitingResult(scenario, "HAI", op, ev, optimal, None, time.perf_counter() - start, tuple(visits))
+    return SitingResult(scenario, "HAI", op, ev, optimal, None, time.perf_counter() - start, tuple(visits),
+                        {k: v[0] for k, v in cache.items()})
 
 
 def solve_brute_force(case: SitingCase, params: CostParams, *, scenario: Scenario,
