@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from itertools import combinations, product
 from pathlib import Path
 
@@ -35,7 +36,15 @@ from controllers.planning.sts_siting.ieee13 import (
     segment_impedance_ohm,
 )
 from controllers.planning.sts_siting.operation_milp import Objective, may_carry_sts, solve_operation
-from controllers.planning.sts_siting.planner import max_sites, solve_hai, solve_single_level
+from controllers.planning.sts_siting.planner import (
+    hai_search,
+    max_sites,
+    solve_brute_force,
+    solve_counts,
+    solve_hai,
+    solve_single_level,
+    with_sites,
+)
 from phasetwin.plan.siting.study import write_outputs
 
 T = 3
@@ -201,3 +210,65 @@ def test_plan_files_written(tmp_path: Path) -> None:
     # one replay folder per result; replay.json only for a case the twin has a feeder for
     assert (tmp_path / "S1" / "devices.csv").read_text().splitlines() == ["customer_id,kind,access", "3,pess,single"]
     assert (tmp_path / "S4" / "schedule.csv").is_file() and not (tmp_path / "S4" / "replay.json").exists()
+
+
+@pytest.mark.parametrize("low", range(7))
+def test_hai_search_reaches_the_minimum_of_a_convex_count_curve(low: int) -> None:
+    """On a convex G(n) a discrete stationary point is the minimum; checked against every count."""
+    for curvature in (0.3, 1.0, 40.0):
+        costs = [100.0 + curvature * (n - low) ** 2 for n in range(7)]
+        assert hai_search(lambda n, c=costs: c[n], 6) == min(range(7), key=costs.__getitem__)
+
+
+def test_count_curve_minimum_is_the_brute_force_optimum() -> None:
+    """G(n) over every count (HAI's lower level, count fixed) bottoms out at the enumerated optimum."""
+    case = four_bus_feeder(heavy_c=2.5)
+    best_cost, best_sites = enumerate_all(case, PARAMS)
+    curve = solve_counts(case, PARAMS, scenario=Scenario.S3, counts=range(3), time_limit_s=30)
+    assert all(r.optimal for r in curve.values())
+    n_best = min(curve, key=lambda n: curve[n].cost)
+    assert curve[n_best].cost == pytest.approx(best_cost, rel=1e-6)
+    assert n_best == len(best_sites)
+    assert [len(r.operation.sites) for r in curve.values()] == [0, 1, 2]
+
+
+def test_sts_price_shifts_the_count_curve_exactly() -> None:
+    """With the count fixed, the unit price only adds n · annuity · π: the sensitivity's shortcut for Table 4."""
+    case = four_bus_feeder(with_pess=True, heavy_c=2.5)
+    dearer = PARAMS.model_copy(update={"sts_unit_price": PARAMS.sts_unit_price + 5000.0})
+    base = solve_counts(case, PARAMS, scenario=Scenario.S4, counts=range(1, 3), time_limit_s=30)
+    moved = solve_counts(case, dearer, scenario=Scenario.S4, counts=range(1, 3), time_limit_s=30)
+    for n in (1, 2):
+        assert moved[n].cost == pytest.approx(base[n].cost + n * 5000.0 * PARAMS.annuity_per_day, rel=1e-6)
+
+
+def test_with_sites_adds_idle_sites_and_sends_dropped_loads_home() -> None:
+    case = four_bus_feeder()
+    rotation = np.array([[1, 2], [2, 0], [0, 1]])
+    op = Operation((0, 1), rotation, np.zeros(T, dtype=int), np.zeros(T), np.zeros(T), np.zeros(T))
+    one = with_sites(case, PARAMS, Scenario.S3, op, 1)
+    assert one is not None and one.sites == (0,)
+    assert one.rotation[:, 0].tolist() == [1, 2, 0] and one.rotation[:, 1].tolist() == [0, 0, 0]
+    none = Operation((), np.zeros((T, 2), dtype=int), np.zeros(T, dtype=int), np.zeros(T), np.zeros(T), np.zeros(T))
+    two = with_sites(case, PARAMS, Scenario.S3, none, 2)
+    assert two is not None and two.sites == (0, 1) and not two.rotation.any()
+    assert with_sites(case, PARAMS, Scenario.S3, none, 3) is None
+
+
+def test_single_level_on_the_ieee13_evening_peak_equals_enumeration_over_sites() -> None:
+    """Independent check on the paper's feeder: hours 17–18, the STS rating (eq. 7) at 70 A so that three loads
+    (buses 6, 10, 12) may carry one; every subset of them with its best operation (fixed-site MILPs) against the
+    single-level MILP. At 0.02 M¥ an STS all three are sited, so the check is not on an empty plan."""
+    day = ieee13_case()
+    hours = slice(17, 19)
+    assert day.pess is not None
+    case = replace(day, fixed_p_kw=day.fixed_p_kw[hours], fixed_q_kvar=day.fixed_q_kvar[hours],
+                   candidates=tuple(replace(c, p_kw=c.p_kw[hours], q_kvar=c.q_kvar[hours]) for c in day.candidates),
+                   pess=replace(day.pess, pv_kw=day.pess.pv_kw[hours]))
+    params = CostParams(sts_unit_price=0.02e6, sts_rating_a=70.0)
+    assert max_sites(case, params, Scenario.S3) == 3
+    single = solve_single_level(case, params, scenario=Scenario.S3, time_limit_s=60)
+    every = solve_brute_force(case, params, scenario=Scenario.S3, time_limit_s=60)
+    assert single.optimal and every.optimal
+    assert single.cost == pytest.approx(every.cost, rel=1e-5)
+    assert single.operation.sites == every.operation.sites and len(every.operation.sites) == 3
