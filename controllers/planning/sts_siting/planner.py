@@ -88,6 +88,21 @@ def with_sites(case: SitingCase, params: CostParams, scenario: Scenario, op: Ope
     return Operation(tuple(sorted(sites)), rotation, pess_phase, op.pv_used_kw, op.charge_kw, op.discharge_kw)
 
 
+def cheapest_start(case: SitingCase, params: CostParams, starts: Iterable[Operation | None]) -> Operation | None:
+    """The cheapest of the known feasible plans (priced by ``evaluate``): the solve's starting solution."""
+    known = [op for op in starts if op is not None]
+    return min(known, key=lambda op: evaluate(case, op, params).total) if known else None
+
+
+def no_worse_than_start(case: SitingCase, params: CostParams, found: Operation, optimal: bool,
+                        start: Operation | None) -> tuple[Operation, bool]:
+    """The solve's plan, or its starting plan when the solver stopped on something dearer (a start it did not
+    take up); the start is then not proven optimal."""
+    if start is not None and evaluate(case, start, params).total < evaluate(case, found, params).total - 1e-9:
+        return start, False
+    return found, optimal
+
+
 def solve_single_level(case: SitingCase, params: CostParams, *, scenario: Scenario, time_limit_s: float = 300.0,
                        relative_gap: float = 1e-6, hint: Operation | None = None) -> SitingResult:
     """Min S_IN over sites and operation (S2: over one manual phase per load; S1: nothing to choose); ``hint``: a
@@ -99,9 +114,11 @@ def solve_single_level(case: SitingCase, params: CostParams, *, scenario: Scenar
                             time.perf_counter() - start)
     res = solve_operation(case, params, scenario=scenario, objective=Objective.COST, time_limit_s=time_limit_s,
                           relative_gap=relative_gap, hint=hint)
-    ev = evaluate(case, res.operation, params, manual=scenario is Scenario.S2)
-    return SitingResult(scenario, "single-level", res.operation, ev, res.optimal, res.bound,
-                        time.perf_counter() - start)
+    op, optimal = res.operation, res.optimal
+    if scenario is not Scenario.S2:
+        op, optimal = no_worse_than_start(case, params, op, optimal, hint)
+    ev = evaluate(case, op, params, manual=scenario is Scenario.S2)
+    return SitingResult(scenario, "single-level", op, ev, optimal, res.bound, time.perf_counter() - start)
 
 
 def hai_search(g: Callable[[int], float], n_max: int, *, n_start: int | None = None, eta: float = 1.0,
@@ -138,21 +155,21 @@ def solve_counts(case: SitingCase, params: CostParams, *, scenario: Scenario, co
                  time_limit_s: float = 120.0, relative_gap: float = 1e-6,
                  hints: Mapping[int, Operation] | None = None) -> dict[int, SitingResult]:
     """HAI's lower level (all of S_IN, count fixed) for every count in ``counts``: the curve G(n) that HAI
-    samples, in full (exhaustive over counts). Each count starts from ``hints[n]``, else from the previous one's
-    plan with a site added idle (``with_sites``)."""
+    samples, in full (exhaustive over counts). Each count starts from the cheaper of ``hints[n]`` and the previous
+    count's plan with a site added idle (``with_sites``), and never returns a plan dearer than that start."""
     out: dict[int, SitingResult] = {}
     prev: Operation | None = None
     for n in counts:
         start = time.perf_counter()
-        start_op = (hints or {}).get(n)
-        if start_op is None and prev is not None:
-            start_op = with_sites(case, params, scenario, prev, n)
+        start_op = cheapest_start(case, params, ((hints or {}).get(n),
+                                                 with_sites(case, params, scenario, prev, n) if prev else None))
         if n == 0 and case.pess is None:
             op, optimal, bound = reference_operation(case), True, None
         else:
             res = solve_operation(case, params, scenario=scenario, objective=Objective.COST, n_sites=n,
                                   time_limit_s=time_limit_s, relative_gap=relative_gap, hint=start_op)
-            op, optimal, bound = res.operation, res.optimal, res.bound
+            op, optimal = no_worse_than_start(case, params, res.operation, res.optimal, start_op)
+            bound = res.bound
         out[n] = SitingResult(scenario, f"{n} STS", op, evaluate(case, op, params), optimal, bound,
                               time.perf_counter() - start)
         prev = op
@@ -165,8 +182,9 @@ def solve_hai(case: SitingCase, params: CostParams, *, scenario: Scenario, n_sta
               hints: Mapping[int, Operation] | None = None) -> SitingResult:
     """The alternating iteration for S3/S4 (see the module docstring); returns the best count visited.
 
-    Each count's lower level starts from ``hints[n]`` when given (e.g. S3's plans for S4), else from the nearest
-    count already solved, with sites added idle or dropped (``with_sites``). ``iterations`` lists (n, G(n)).
+    Each count's lower level starts from the cheapest of ``hints[n]`` (e.g. S3's plans for S4) and the plans of
+    the neighbouring counts already solved, with a site added idle or dropped (``with_sites``); it never returns
+    a plan dearer than that start. ``iterations`` lists (n, G(n)).
     """
     start = time.perf_counter()
     n_max = max_sites(case, params, scenario)
@@ -180,13 +198,13 @@ def solve_hai(case: SitingCase, params: CostParams, *, scenario: Scenario, n_sta
                 # pytest-timeout's SIGALRM: presolve empties the model and MathOpt reports INFEASIBLE.)
                 op, optimal = reference_operation(case), True
             else:
-                start_op = (hints or {}).get(n)
-                if start_op is None and cache:
-                    near = min(cache, key=lambda k: (abs(k - n), cache[k][1].total))
-                    start_op = with_sites(case, params, scenario, cache[near][0], n)
+                start_op = cheapest_start(case, params, [(hints or {}).get(n)] + [
+                    with_sites(case, params, scenario, cache[k][0], n) for k in cache if abs(k - n) == 1])
                 res = solve_operation(case, params, scenario=scenario, objective=lower, n_sites=n,
                                       time_limit_s=time_limit_s, relative_gap=relative_gap, hint=start_op)
                 op, optimal = res.operation, res.optimal
+                if lower is Objective.COST:
+                    op, optimal = no_worse_than_start(case, params, op, optimal, start_op)
             cache[n] = (op, evaluate(case, op, params), optimal)
             visits.append((n, cache[n][1].total))
         return cache[n][1].total
