@@ -37,8 +37,10 @@ from controllers.planning.sts_siting.ieee13 import (
 )
 from controllers.planning.sts_siting.operation_milp import Objective, may_carry_sts, solve_operation
 from controllers.planning.sts_siting.planner import (
+    cheapest_start,
     hai_search,
     max_sites,
+    no_worse_than_start,
     solve_brute_force,
     solve_counts,
     solve_hai,
@@ -272,3 +274,15 @@ def test_single_level_on_the_ieee13_evening_peak_equals_enumeration_over_sites()
     assert single.optimal and every.optimal
     assert single.cost == pytest.approx(every.cost, rel=1e-5)
     assert single.operation.sites == every.operation.sites and len(every.operation.sites) == 3
+
+
+def test_a_solve_starts_from_the_cheapest_known_plan_and_keeps_it_over_a_dearer_find() -> None:
+    case = four_bus_feeder(heavy_c=2.5)
+    best = solve_single_level(case, PARAMS, scenario=Scenario.S3, time_limit_s=30).operation
+    home = Operation(best.sites, np.zeros_like(best.rotation), best.pess_phase, best.pv_used_kw, best.charge_kw,
+                     best.discharge_kw)
+    assert evaluate(case, best, PARAMS).total < evaluate(case, home, PARAMS).total  # the sited loads do move
+    assert cheapest_start(case, PARAMS, [home, None, best]) is best
+    assert cheapest_start(case, PARAMS, [None]) is None
+    assert no_worse_than_start(case, PARAMS, home, True, best) == (best, False)
+    assert no_worse_than_start(case, PARAMS, best, True, home) == (best, True)
