@@ -32,11 +32,11 @@ def register(plan_app: typer.Typer) -> None:
                                                   "(replay.json, devices.csv, schedule.csv)")] = _STS_OUT,
         time_limit: Annotated[float, typer.Option(min=1.0, help="solver seconds per MILP")] = 300.0,
         hai: Annotated[bool, typer.Option(help="also run the paper's alternating iteration (S3, S4)")] = True,
-        sensitivity: Annotated[bool, typer.Option(help="also the paper's Tables 3-4 (nine S4 solves)")] = False,
+        sensitivity: Annotated[bool, typer.Option(help="also the paper's Tables 3-4 (S4's G(n), 4 α)")] = False,
     ) -> None:
         """STS siting with PV-storage on the IEEE 13-node feeder (Zhang et al. 2025): HAI vs single level."""
         from controllers.planning.sts_siting.ieee13 import ieee13_case
-        from controllers.planning.sts_siting.planner import solve_hai, solve_single_level
+        from controllers.planning.sts_siting.planner import SitingResult, solve_hai, solve_single_level
         from phasetwin.plan.siting.study import PAPER_SITES, result_folder, write_outputs
         from phasetwin.plan.siting.study import sensitivity as run_sensitivity
         from twin.loaders import ieee13 as ieee13_feeder
@@ -49,10 +49,16 @@ def register(plan_app: typer.Typer) -> None:
         if Scenario.S1 not in wanted:
             wanted.insert(0, Scenario.S1)  # the "before" of every plot
         try:
-            results = [solve_single_level(case, params, scenario=s, time_limit_s=time_limit) for s in wanted]
+            results: list[SitingResult] = []
+            for s in wanted:  # S4 starts from S3's plan when both are wanted (every S3 plan is an S4 plan)
+                s3 = next((r.operation for r in results if r.scenario is Scenario.S3), None)
+                results.append(solve_single_level(case, params, scenario=s, time_limit_s=time_limit,
+                                                  hint=s3 if s is Scenario.S4 else None))
             if hai:
-                results += [solve_hai(case, params, scenario=s, time_limit_s=time_limit)
-                            for s in wanted if s in (Scenario.S3, Scenario.S4)]
+                for s in (s for s in wanted if s in (Scenario.S3, Scenario.S4)):
+                    s3_hai = next((r for r in results if r.scenario is Scenario.S3 and r.method == "HAI"), None)
+                    results.append(solve_hai(case, params, scenario=s, time_limit_s=time_limit,
+                                             hints=s3_hai.by_count if s3_hai is not None else None))
         except SitingError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
@@ -74,15 +80,18 @@ def register(plan_app: typer.Typer) -> None:
         chosen = next(r for r in results if r.scenario is last and r.method != "HAI")
         write_outputs(out, case, results, chosen, params=params, feeder=ieee13_feeder.NAME)
         if sensitivity:
-            for title, rows in zip(("Table 3", "Table 4"), run_sensitivity(case, params, time_limit_s=time_limit),
-                                   strict=True):
-                t = Table(title=f"{title}: S4 (ours vs paper)")
-                for col in ("α M¥", "π M¥", "#STS", "buses", "M¥/yr", "paper #STS", "paper M¥"):
+            s4 = next((r for r in results if r.scenario is Scenario.S4 and r.method == "single-level"), None)
+            for title, rows in zip(("Table 3", "Table 4"),
+                                   run_sensitivity(case, params, time_limit_s=time_limit,
+                                                   start=s4.operation if s4 is not None else None), strict=True):
+                t = Table(title=f"{title}: S4 by HAI on the count curve (ours vs paper)")
+                for col in ("α M¥", "π M¥", "#STS", "best #STS", "buses", "M¥/yr", "M¥ comprehensive",
+                            "paper #STS", "paper M¥"):
                     t.add_column(col)
                 for row in rows:
                     t.add_row(f"{row.unbalance_cost_myuan:.2f}", f"{row.sts_price_myuan:.2f}", str(row.n_sts),
-                              ",".join(map(str, row.sites)), f"{row.cost_myuan_per_year:.3f}",
-                              str(row.paper_n_sts), f"{row.paper_cost_myuan:.2f}")
+                              str(row.n_best), ",".join(map(str, row.sites)), f"{row.cost_myuan_per_year:.3f}",
+                              f"{row.comprehensive_myuan:.2f}", str(row.paper_n_sts), f"{row.paper_cost_myuan:.2f}")
                 print_table(console, t)
         console.print(f"plan ({chosen.scenario.value}, {chosen.method}) written to {out}; replay one with "
                       f"`phasetwin replay --plan {out / result_folder(chosen)}` (one folder per scenario)")

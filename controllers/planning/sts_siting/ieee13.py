@@ -4,12 +4,15 @@ The data-sheet tables (segments, self impedances, spot loads, load and PV shapes
 ``twin/loaders/ieee13.py``, which replays the same feeder; this module builds the planner's LinDistFlow case from
 them. The twin models each segment with the mean of these per-phase impedances and XFM-1 referred to 4.16 kV.
 
-Bus numbering. The paper labels buses 1–13 with the transformer at bus 1 and the PESS at bus 11 but does not
-print the map. We number 650, 632, 645, 646, 633, 634, 671, 684, 611, 652, 680, 692, 675 as 1–13: the order of a
-depth-first walk of the data sheet's segment list, which puts the five single-phase loads (645, 646, 611, 652,
-692) at buses 3, 4, 9, 10, 12 and the PESS at 680 (bus 11, the end of the 671–680 line, which carries no load).
-The paper's STS buses {5, 9, 10, 12} (S3) and {9, 11, 12} (S4) then fall on single-phase loads and the PESS, as its
-text says they should, except bus 5 (633, no load).
+Bus numbering. The paper labels buses 1–13 with the transformer at bus 1 and the PESS at bus 11 but prints the
+map only in its Figure 6 (lost in the extraction). We number 650, 632, 633, 634, 645, 646, 671, 684, 611, 652, 680,
+692, 675 as 1–13: a depth-first walk of the data sheet's feeder (632's branches in the order 633, 645, 671), which
+puts the five single-phase loads (645, 646, 611, 652, 692) at buses 5, 6, 9, 10, 12 and the PESS at 680 (bus 11,
+the end of the 671–680 line, which carries no load). Every site the paper chooses, {5, 9, 10, 12} in S3 and
+{9, 11, 12} in S4, is then a single-phase load or the PESS, as its text says they must be. Of the 72 depth-first
+orders only two have that property (``paper_map_orders``): this one and the one with 611 and 652 swapped (buses 9
+and 10, both single-phase loads; the paper's sites do not tell them apart). The previous map (645, 646 at 3, 4)
+left the paper's bus 5 on 633, which carries no load.
 
 Simplifications the paper's model makes and we follow (its eqs. 10–12 are written per phase, without coupling):
 - each segment is modelled per phase with the self impedance of its configuration (mutual terms dropped); a
@@ -22,6 +25,8 @@ Simplifications the paper's model makes and we follow (its eqs. 10–12 are writ
 """
 
 from __future__ import annotations
+
+from itertools import permutations
 
 import numpy as np
 
@@ -39,13 +44,14 @@ from twin.loaders.ieee13 import (
     segment_impedance_ohm,
 )
 
-__all__ = ["BUS_NAMES", "V_SOURCE_PU", "ieee13_case", "load_profile_kw", "paper_bus", "segment_impedance_ohm"]
+__all__ = ["BUS_NAMES", "PAPER_PESS_BUS", "PAPER_STS_BUSES", "V_SOURCE_PU", "depth_first_orders", "ieee13_case",
+           "load_profile_kw", "paper_bus", "paper_map_orders", "segment_impedance_ohm"]
 
 V_LN_MV_KV = MV_KV / np.sqrt(3.0)
 V_LN_LV_KV = XFM1_LV_KV / np.sqrt(3.0)
 V_SOURCE_PU = V_REGULATED_PU
 
-BUS_NAMES: tuple[str, ...] = ("650", "632", "645", "646", "633", "634", "671", "684", "611", "652", "680", "692",
+BUS_NAMES: tuple[str, ...] = ("650", "632", "633", "634", "645", "646", "671", "684", "611", "652", "680", "692",
                               "675")
 
 
@@ -93,6 +99,39 @@ def ieee13_case(*, hours: int = 24, pv_kw: float = 1200.0, battery_kwh: float = 
     return SitingCase(network=network, fixed_p_kw=fixed_p, fixed_q_kvar=fixed_q, candidates=tuple(candidates),
                       pess=pess, period_h=24.0 / hours, v_source_pu=V_SOURCE_PU, v_min_pu=0.9, v_max_pu=1.1,
                       head_branch=index["632"], name="ieee13")
+
+
+PAPER_STS_BUSES: tuple[int, ...] = (5, 9, 10, 11, 12)  # every bus the paper sites an STS at (S3 ∪ S4)
+PAPER_PESS_BUS = 11
+
+
+def depth_first_orders(root: str = "650") -> list[tuple[str, ...]]:
+    """Every depth-first numbering of the data sheet's feeder from ``root`` (children visited in any order)."""
+    children: dict[str, list[str]] = {}
+    for a, b, _, _ in SEGMENTS:
+        children.setdefault(a, []).append(b)
+
+    def walks(bus: str) -> list[tuple[str, ...]]:
+        out = []
+        for kids in permutations(children.get(bus, [])):
+            partial: list[tuple[str, ...]] = [(bus,)]
+            for kid in kids:
+                partial = [p + w for p in partial for w in walks(kid)]
+            out += partial
+        return out
+
+    return walks(root)
+
+
+def paper_map_orders() -> list[tuple[str, ...]]:
+    """The depth-first numberings under which every paper STS bus is a single-phase load, except bus 11 = the PESS."""
+    fits = []
+    for order in depth_first_orders():
+        names = {i + 1: name for i, name in enumerate(order)}
+        if names[PAPER_PESS_BUS] == PESS_BUS and all(
+                names[b] in SINGLE_PHASE_LOAD_BUSES for b in PAPER_STS_BUSES if b != PAPER_PESS_BUS):
+            fits.append(order)
+    return fits
 
 
 def paper_bus(case: SitingCase, bus: int) -> int:

@@ -24,7 +24,15 @@ from enum import StrEnum
 import numpy as np
 from ortools.math_opt.python import mathopt
 
-from controllers.planning.sts_siting.case import CandidateKind, CostParams, Operation, Scenario, SitingCase, SitingError
+from controllers.planning.sts_siting.case import (
+    Candidate,
+    CandidateKind,
+    CostParams,
+    Operation,
+    Scenario,
+    SitingCase,
+    SitingError,
+)
 from controllers.planning.sts_siting.evaluation import breakpoints, flow_ranges, rotate
 from controllers.solver_output import solve_quietly
 
@@ -55,6 +63,14 @@ def _allows(scenario: Scenario) -> tuple[bool, bool, bool, bool]:
     }[scenario]
 
 
+def may_carry_sts(candidate: Candidate, params: CostParams, scenario: Scenario) -> bool:
+    """Eqs. 6–7 per scenario: an STS needs a scenario with STS devices and a current within its rating; the PESS's
+    access is a site only where the PESS takes part in the governance (S4; in S3 it stays on its home phase)."""
+    sts_ok, _, _, battery_ok = _allows(scenario)
+    return (sts_ok and candidate.current_a <= params.sts_rating_a
+            and (candidate.kind is CandidateKind.LOAD or battery_ok))
+
+
 def reference_operation(case: SitingCase, sites: tuple[int, ...] = ()) -> Operation:
     """S1: every load at home, PV all used, battery idle."""
     n_steps = case.n_steps
@@ -75,12 +91,16 @@ def solve_operation(
     n_sites: int | None = None,
     time_limit_s: float = 60.0,
     relative_gap: float = 1e-6,
+    hint: Operation | None = None,
 ) -> OperationResult:
     """Solve the day; ``sites`` fixes the STS sites, ``n_sites`` fixes their number, neither leaves them free.
 
+    ``hint`` is a known operation handed to HiGHS as a starting solution (its sites, rotations, PESS phase and
+    dispatch; e.g. an S3 plan for S4, which S4 can always repeat with the battery idle).
+
     Raises ``SitingError`` when the model is infeasible or no solution is found within the time limit.
     """
-    sts_ok, manual, curtail_ok, battery_ok = _allows(scenario)
+    _, manual, curtail_ok, battery_ok = _allows(scenario)
     n_steps = case.n_steps
     cands = case.candidates
     n_cand = len(cands)
@@ -93,7 +113,7 @@ def solve_operation(
     # Sites (eqs. 6-7).
     z: list[mathopt.Variable | float] = []
     for i, c in enumerate(cands):
-        allowed = sts_ok and c.current_a <= params.sts_rating_a
+        allowed = may_carry_sts(c, params, scenario)
         if sites is not None:
             if i in sites and not allowed:
                 raise SitingError(f"candidate {i} (bus {net.bus_names[c.bus]}) cannot carry an STS in {scenario}: "
@@ -144,6 +164,7 @@ def solve_operation(
     pv_used: list[mathopt.Variable | float] = []
     charge: list[mathopt.Variable | float] = []
     discharge: list[mathopt.Variable | float] = []
+    modes: list[mathopt.Variable] = []
     if case.pess is not None:
         s = case.pess
         z_p = z[pess_cand] if pess_cand is not None else 0.0
@@ -170,6 +191,7 @@ def solve_operation(
                                               if curtail_ok and pv_t > 0 else pv_t)
             if battery_ok:
                 mu = model.add_binary_variable(name=f"mu{t}")
+                modes.append(mu)
                 ch: mathopt.Variable | float = model.add_variable(lb=0.0, ub=s.charge_max_kw, name=f"ch{t}")
                 dis: mathopt.Variable | float = model.add_variable(lb=0.0, ub=s.discharge_max_kw, name=f"dis{t}")
                 model.add_linear_constraint(ch <= s.charge_max_kw * mu)
@@ -301,13 +323,17 @@ def solve_operation(
 
     solve_params = mathopt.SolveParameters(time_limit=timedelta(seconds=max(time_limit_s, 1e-3)),
                                            relative_gap_tolerance=relative_gap)
-    result = solve_quietly(model, mathopt.SolverType.HIGHS, params=solve_params)
+    model_params = None
+    if hint is not None:
+        model_params = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(variable_values=_hint_values(
+            hint, z=z, w=w, y=y, gamma=gamma, pv_used=pv_used, charge=charge, discharge=discharge, modes=modes))])
+    result = solve_quietly(model, mathopt.SolverType.HIGHS, params=solve_params, model_params=model_params)
     reason = result.termination.reason
     if reason in (mathopt.TerminationReason.INFEASIBLE, mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED):
         # ortools 9.15 + HiGHS: when presolve reduces a MIP to the empty model (every binary fixed) HiGHS logs
         # "Optimal" but MathOpt reports INFEASIBLE. Solving again without presolve gives the true status.
         solve_params.presolve = mathopt.Emphasis.OFF
-        result = solve_quietly(model, mathopt.SolverType.HIGHS, params=solve_params)
+        result = solve_quietly(model, mathopt.SolverType.HIGHS, params=solve_params, model_params=model_params)
         reason = result.termination.reason
     if reason in (mathopt.TerminationReason.INFEASIBLE, mathopt.TerminationReason.INFEASIBLE_OR_UNBOUNDED):
         raise SitingError(f"{case.name} {scenario}: the operation model is infeasible ({reason.name}: "
@@ -340,6 +366,36 @@ def solve_operation(
     return OperationResult(operation, float(result.objective_value()),
                            float(result.termination.objective_bounds.dual_bound), optimal,
                            result.solve_time().total_seconds())
+
+
+def _hint_values(hint: Operation, *, z: list[mathopt.Variable | float], w: mathopt.Variable | float,
+                 y: dict[tuple[int, int, int], mathopt.Variable],
+                 gamma: dict[tuple[int, int], mathopt.Variable | float], pv_used: list[mathopt.Variable | float],
+                 charge: list[mathopt.Variable | float], discharge: list[mathopt.Variable | float],
+                 modes: list[mathopt.Variable]) -> dict[mathopt.Variable, float]:
+    """The decision variables' values of a known operation (auxiliaries are left to the solver)."""
+    values: dict[mathopt.Variable, float] = {}
+
+    def put(var: object, value: float) -> None:
+        if isinstance(var, mathopt.Variable):
+            values[var] = value
+
+    for i, v in enumerate(z):
+        put(v, 1.0 if i in hint.sites else 0.0)
+    put(w, 1.0 if hint.sites else 0.0)
+    for (i, t, r), v in y.items():
+        put(v, 1.0 if int(hint.rotation[t, i]) == r else 0.0)
+    for (t, x), v in gamma.items():
+        put(v, 1.0 if int(hint.pess_phase[t]) == x else 0.0)
+    for t, v in enumerate(pv_used):
+        put(v, float(hint.pv_used_kw[t]))
+    for t, v in enumerate(charge):
+        put(v, float(hint.charge_kw[t]))
+    for t, v in enumerate(discharge):
+        put(v, float(hint.discharge_kw[t]))
+    for t, v in enumerate(modes):
+        put(v, 1.0 if hint.charge_kw[t] > 0 else 0.0)
+    return values
 
 
 def _operations(model: mathopt.Model, params: CostParams, rows: list[list[mathopt.Variable | float]],

@@ -11,10 +11,19 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from controllers.planning.sts_siting.case import Candidate, CandidateKind, CostParams, Scenario, SitingCase
-from controllers.planning.sts_siting.planner import SitingResult, solve_hai, solve_single_level
+from controllers.planning.sts_siting.case import Candidate, CandidateKind, CostParams, Operation, Scenario, SitingCase
+from controllers.planning.sts_siting.planner import (
+    SitingResult,
+    hai_search,
+    max_sites,
+    solve_counts,
+    solve_hai,
+    solve_single_level,
+    with_sites,
+)
 from devices.limits import LeaseConfig, PessParams, sts_limits
 from phasetwin.plan.replay.file import REPLAY_FILE, PlannedFigures, ReplayPlan
+from phasetwin.plan.siting.paper_figures import horizon_years
 from phasetwin.report.json_file import write_json
 from twin.figures.compare import write_before_after, write_lines
 from twin.loaders import ieee13 as ieee13_data
@@ -32,39 +41,81 @@ PAPER_TABLE_4: tuple[tuple[float, float, int, float], ...] = (
 
 @dataclass(frozen=True)
 class SensitivityRow:
+    """One row of Table 3 or 4: HAI's count on the count curve at the row's prices, beside every count's best."""
+
     unbalance_cost_myuan: float
     sts_price_myuan: float
-    n_sts: int
+    n_sts: int  # HAI's count
     sites: tuple[int, ...]  # paper labels (bus index + 1)
-    cost_myuan_per_year: float
+    cost_per_day: float  # S_IN of HAI's plan at the row's prices, yuan per day
+    comprehensive_myuan: float  # cost_per_day · 365 · horizon_years / 1e6 (the paper's "comprehensive" cost)
+    n_best: int  # the cheapest count on the curve (exhaustive over counts)
     paper_n_sts: int
     paper_cost_myuan: float
-    optimal: bool
+    paper_count_cost_per_day: float  # the best plan with the paper's count, at the row's prices
+    optimal: bool  # every count's lower level proven optimal
+
+    @property
+    def cost_myuan_per_year(self) -> float:
+        return self.cost_per_day * 365.0 / 1e6
 
 
 def run_scenarios(case: SitingCase, params: CostParams, *, time_limit_s: float = 300.0,
                   with_hai: bool = True) -> list[SitingResult]:
-    """S1 (reference), S2 (manual, single level), S3 and S4 by single level and, with ``with_hai``, by HAI."""
+    """S1 (reference), S2 (manual, single level), S3 and S4 by single level and, with ``with_hai``, by HAI.
+
+    Every S3 plan is an S4 plan (battery idle, PESS at home), so S4 starts from S3's: the single level from S3's
+    plan, each HAI count from S3's plan of that count.
+    """
     out = [solve_single_level(case, params, scenario=s, time_limit_s=time_limit_s)
-           for s in (Scenario.S1, Scenario.S2, Scenario.S3, Scenario.S4)]
+           for s in (Scenario.S1, Scenario.S2, Scenario.S3)]
+    out.append(solve_single_level(case, params, scenario=Scenario.S4, time_limit_s=time_limit_s,
+                                  hint=out[-1].operation))
     if with_hai:
-        out += [solve_hai(case, params, scenario=s, time_limit_s=time_limit_s) for s in (Scenario.S3, Scenario.S4)]
+        s3 = solve_hai(case, params, scenario=Scenario.S3, time_limit_s=time_limit_s)
+        out += [s3, solve_hai(case, params, scenario=Scenario.S4, time_limit_s=time_limit_s, hints=s3.by_count)]
     return out
 
 
 def sensitivity(case: SitingCase, base: CostParams, *, scenario: Scenario = Scenario.S4,
-                time_limit_s: float = 300.0, relative_gap: float = 1e-4) -> tuple[list[SensitivityRow], ...]:
-    """Tables 3 and 4: single-level optimum for each (unbalance cost, STS price) pair of the paper."""
+                time_limit_s: float = 300.0, relative_gap: float = 1e-4,
+                start: Operation | None = None) -> tuple[list[SensitivityRow], ...]:
+    """Tables 3 and 4 by HAI on the count curve G(n) of each unbalance cost α.
+
+    G(n) (``solve_counts``: HAI's lower level, count fixed) is solved for every count once per α, each count
+    starting from the previous α's plan of that count (``start``, e.g. the base S4 plan, seeds the first). The STS
+    price π enters G(n) only as n · annuity · π, so each π row shifts one curve exactly; HAI's iteration
+    (``hai_search``) then runs on the shifted curve, and its count is compared with the cheapest one.
+    """
+    horizon = horizon_years(PAPER_TABLE_4, base)
+    n_max = max_sites(case, base, scenario)
+    curves: dict[float, dict[int, SitingResult]] = {}
+    hints: dict[int, Operation] = {}
+    if start is not None:
+        hints = {n: op for n in range(n_max + 1)
+                 if (op := with_sites(case, base, scenario, start, n)) is not None}
     tables = []
     for paper in (PAPER_TABLE_3, PAPER_TABLE_4):
         rows = []
         for alpha, price, n_paper, cost_paper in paper:
             params = base.model_copy(update={"unbalance_cost": alpha * 1e6, "sts_unit_price": price * 1e6})
-            res = solve_single_level(case, params, scenario=scenario, time_limit_s=time_limit_s,
-                                     relative_gap=relative_gap)
-            rows.append(SensitivityRow(alpha, price, len(res.operation.sites),
-                                       tuple(b + 1 for b in res.site_buses(case)), res.cost * 365 / 1e6,
-                                       n_paper, cost_paper, res.optimal))
+            if alpha not in curves:
+                curves[alpha] = solve_counts(case, params, scenario=scenario, counts=range(n_max + 1),
+                                             time_limit_s=time_limit_s, relative_gap=relative_gap, hints=hints)
+                hints = {n: r.operation for n, r in curves[alpha].items()}
+            curve = curves[alpha]
+            shift = params.annuity_per_day * (params.sts_unit_price - base.sts_unit_price)
+
+            def g(n: int, curve: dict[int, SitingResult] = curve, shift: float = shift) -> float:
+                return curve[n].evaluation.total + shift * n
+
+            n_hai = hai_search(g, n_max)
+            n_best = min(curve, key=g)
+            res = curve[n_hai]
+            rows.append(SensitivityRow(
+                alpha, price, n_hai, tuple(b + 1 for b in res.site_buses(case)), g(n_hai),
+                g(n_hai) * 365.0 * horizon / 1e6, n_best, n_paper, cost_paper,
+                g(n_paper) if n_paper in curve else float("nan"), all(r.optimal for r in curve.values())))
         tables.append(rows)
     return tables[0], tables[1]
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from itertools import combinations, product
 from pathlib import Path
 
@@ -21,12 +22,31 @@ from controllers.planning.sts_siting.case import (
     PessSpec,
     Scenario,
     SitingCase,
+    SitingError,
     SitingNetwork,
 )
 from controllers.planning.sts_siting.evaluation import evaluate
-from controllers.planning.sts_siting.ieee13 import BUS_NAMES, ieee13_case, segment_impedance_ohm
-from controllers.planning.sts_siting.operation_milp import Objective, solve_operation
-from controllers.planning.sts_siting.planner import solve_hai, solve_single_level
+from controllers.planning.sts_siting.ieee13 import (
+    BUS_NAMES,
+    PAPER_PESS_BUS,
+    PAPER_STS_BUSES,
+    depth_first_orders,
+    ieee13_case,
+    paper_map_orders,
+    segment_impedance_ohm,
+)
+from controllers.planning.sts_siting.operation_milp import Objective, may_carry_sts, solve_operation
+from controllers.planning.sts_siting.planner import (
+    cheapest_start,
+    hai_search,
+    max_sites,
+    no_worse_than_start,
+    solve_brute_force,
+    solve_counts,
+    solve_hai,
+    solve_single_level,
+    with_sites,
+)
 from phasetwin.plan.siting.study import write_outputs
 
 T = 3
@@ -146,10 +166,36 @@ def test_ieee13_data() -> None:
     # Data-sheet totals: spot 1158 + 973 + 1135 kW and distributed 200 kW (every shape peaks at 1.0).
     assert total_p == pytest.approx(1158 + 973 + 1135 + 200, abs=1.0)
     assert len(BUS_NAMES) == 13
-    assert [case.candidates[i].bus + 1 for i in range(6)] == [3, 4, 9, 10, 12, 11]
+    assert [case.candidates[i].bus + 1 for i in range(6)] == [5, 6, 9, 10, 12, 11]
     z = segment_impedance_ohm(2000.0, "601")
     assert z[0] == pytest.approx((0.3465 + 1.0179j) * 2000 / 5280)
     assert case.pess is not None and case.pess.pv_kw.max() == pytest.approx(1200.0, rel=0.01)
+
+
+def test_pess_access_is_a_site_only_where_the_pess_governs() -> None:
+    """S3 is "STS only": the PESS stays on its home phase, so its access cannot carry an STS; in S4 it can."""
+    case = ieee13_case()
+    pess = next(i for i, c in enumerate(case.candidates) if c.kind is CandidateKind.PESS)
+    params = CostParams()
+    assert [may_carry_sts(c, params, Scenario.S3) for c in case.candidates] == [True] * 5 + [False]
+    assert all(may_carry_sts(c, params, Scenario.S4) for c in case.candidates)
+    assert not any(may_carry_sts(c, params, s) for c in case.candidates for s in (Scenario.S1, Scenario.S2))
+    assert (max_sites(case, params, Scenario.S3), max_sites(case, params, Scenario.S4)) == (5, 6)
+    with pytest.raises(SitingError, match="cannot carry an STS in S3"):
+        solve_operation(case, params, scenario=Scenario.S3, objective=Objective.COST, sites=(pess,))
+
+
+def test_bus_map_puts_every_paper_site_on_a_candidate() -> None:
+    """Of the feeder's depth-first numberings, only ours and its 611 ⇄ 652 twin put the paper's S3 and S4 sites on
+    single-phase loads and the PESS; the planner's candidates are exactly those buses."""
+    orders = depth_first_orders()
+    assert len(orders) == len(set(orders)) == 72  # 632: 3! child orders, 645: 1, 671: 3!, 684: 2! → 6·6·2
+    assert all(len(o) == 13 and set(o) == set(BUS_NAMES) for o in orders)
+    assert paper_map_orders() == sorted([BUS_NAMES, (*BUS_NAMES[:8], BUS_NAMES[9], BUS_NAMES[8], *BUS_NAMES[10:])])
+    case = ieee13_case()
+    candidate_buses = {c.bus + 1 for c in case.candidates}
+    assert set(PAPER_STS_BUSES) <= candidate_buses
+    assert case.pess is not None and case.pess.bus + 1 == PAPER_PESS_BUS
 
 
 def test_plan_files_written(tmp_path: Path) -> None:
@@ -166,3 +212,77 @@ def test_plan_files_written(tmp_path: Path) -> None:
     # one replay folder per result; replay.json only for a case the twin has a feeder for
     assert (tmp_path / "S1" / "devices.csv").read_text().splitlines() == ["customer_id,kind,access", "3,pess,single"]
     assert (tmp_path / "S4" / "schedule.csv").is_file() and not (tmp_path / "S4" / "replay.json").exists()
+
+
+@pytest.mark.parametrize("low", range(7))
+def test_hai_search_reaches_the_minimum_of_a_convex_count_curve(low: int) -> None:
+    """On a convex G(n) a discrete stationary point is the minimum; checked against every count."""
+    for curvature in (0.3, 1.0, 40.0):
+        costs = [100.0 + curvature * (n - low) ** 2 for n in range(7)]
+        assert hai_search(lambda n, c=costs: c[n], 6) == min(range(7), key=costs.__getitem__)
+
+
+def test_count_curve_minimum_is_the_brute_force_optimum() -> None:
+    """G(n) over every count (HAI's lower level, count fixed) bottoms out at the enumerated optimum."""
+    case = four_bus_feeder(heavy_c=2.5)
+    best_cost, best_sites = enumerate_all(case, PARAMS)
+    curve = solve_counts(case, PARAMS, scenario=Scenario.S3, counts=range(3), time_limit_s=30)
+    assert all(r.optimal for r in curve.values())
+    n_best = min(curve, key=lambda n: curve[n].cost)
+    assert curve[n_best].cost == pytest.approx(best_cost, rel=1e-6)
+    assert n_best == len(best_sites)
+    assert [len(r.operation.sites) for r in curve.values()] == [0, 1, 2]
+
+
+def test_sts_price_shifts_the_count_curve_exactly() -> None:
+    """With the count fixed, the unit price only adds n · annuity · π: the sensitivity's shortcut for Table 4."""
+    case = four_bus_feeder(with_pess=True, heavy_c=2.5)
+    dearer = PARAMS.model_copy(update={"sts_unit_price": PARAMS.sts_unit_price + 5000.0})
+    base = solve_counts(case, PARAMS, scenario=Scenario.S4, counts=range(1, 3), time_limit_s=30)
+    moved = solve_counts(case, dearer, scenario=Scenario.S4, counts=range(1, 3), time_limit_s=30)
+    for n in (1, 2):
+        assert moved[n].cost == pytest.approx(base[n].cost + n * 5000.0 * PARAMS.annuity_per_day, rel=1e-6)
+
+
+def test_with_sites_adds_idle_sites_and_sends_dropped_loads_home() -> None:
+    case = four_bus_feeder()
+    rotation = np.array([[1, 2], [2, 0], [0, 1]])
+    op = Operation((0, 1), rotation, np.zeros(T, dtype=int), np.zeros(T), np.zeros(T), np.zeros(T))
+    one = with_sites(case, PARAMS, Scenario.S3, op, 1)
+    assert one is not None and one.sites == (0,)
+    assert one.rotation[:, 0].tolist() == [1, 2, 0] and one.rotation[:, 1].tolist() == [0, 0, 0]
+    none = Operation((), np.zeros((T, 2), dtype=int), np.zeros(T, dtype=int), np.zeros(T), np.zeros(T), np.zeros(T))
+    two = with_sites(case, PARAMS, Scenario.S3, none, 2)
+    assert two is not None and two.sites == (0, 1) and not two.rotation.any()
+    assert with_sites(case, PARAMS, Scenario.S3, none, 3) is None
+
+
+def test_single_level_on_the_ieee13_evening_peak_equals_enumeration_over_sites() -> None:
+    """Independent check on the paper's feeder: hours 17–18, the STS rating (eq. 7) at 70 A so that three loads
+    (buses 6, 10, 12) may carry one; every subset of them with its best operation (fixed-site MILPs) against the
+    single-level MILP. At 0.02 M¥ an STS all three are sited, so the check is not on an empty plan."""
+    day = ieee13_case()
+    hours = slice(17, 19)
+    assert day.pess is not None
+    case = replace(day, fixed_p_kw=day.fixed_p_kw[hours], fixed_q_kvar=day.fixed_q_kvar[hours],
+                   candidates=tuple(replace(c, p_kw=c.p_kw[hours], q_kvar=c.q_kvar[hours]) for c in day.candidates),
+                   pess=replace(day.pess, pv_kw=day.pess.pv_kw[hours]))
+    params = CostParams(sts_unit_price=0.02e6, sts_rating_a=70.0)
+    assert max_sites(case, params, Scenario.S3) == 3
+    single = solve_single_level(case, params, scenario=Scenario.S3, time_limit_s=60)
+    every = solve_brute_force(case, params, scenario=Scenario.S3, time_limit_s=60)
+    assert single.optimal and every.optimal
+    assert single.cost == pytest.approx(every.cost, rel=1e-5)
+    assert single.operation.sites == every.operation.sites and len(every.operation.sites) == 3
+
+
+def test_a_solve_starts_from_the_cheapest_known_plan_and_keeps_it_over_a_dearer_find() -> None:
+    case = four_bus_feeder(heavy_c=2.5)
+    best = solve_single_level(case, PARAMS, scenario=Scenario.S3, time_limit_s=30).operation
+    home = Operation(best.sites, np.zeros_like(best.rotation), best.pess_phase, best.pv_used_kw, best.charge_kw,
+                     best.discharge_kw)
+    assert evaluate(case, best, PARAMS).total < evaluate(case, home, PARAMS).total  # the sited loads do move
+    assert cheapest_start(case, PARAMS, [home, None, best]) is best
+    assert cheapest_start(case, PARAMS, [None]) is None
+    assert no_worse_than_start(case, PARAMS, home, True, best) == (best, False)
+    assert no_worse_than_start(case, PARAMS, best, True, home) == (best, True)
