@@ -35,7 +35,7 @@ from controllers.online.problem import (
     SwitchState,
 )
 from controllers.online.settings import ControllerSettings, Strategy
-from controllers.online.solve import lp_bound, solve
+from controllers.online.solve import continue_search, lp_bound, solve
 from controllers.online.start import shift_previous
 from devices.limits import PessParams, SwitchLimits
 from streams import topics
@@ -313,7 +313,24 @@ class ControllerDecision:
         self._checked = (step * self._ticks_per_step, check) if check is not None else None
         self.counters.decide_cpu_s += time.process_time() - cpu_start
         self._act(plan, problem, tick, time_utc, step_start, check=check)
+        self._search(plan, problem)
         self._bound(plan, problem)
+
+    def _search(self, plan: Plan, problem: ControlProblem) -> None:
+        """The rest of the solve a plan deferred (``SolverSettings.defer_search``), once its commands are out: its
+        plan warm-starts the next period (``self._previous``); its CPU counts in ``decide_cpu_s``, its time in the
+        record's ``deferred_s``, not in the plan's ``solve_s`` (the commands did not wait for it)."""
+        if plan.deferred is None:
+            return
+        cpu_start = time.process_time()
+        searched = continue_search(problem, plan, weights=self._settings.weights, settings=self._solver,
+                                   timer=self._timer)
+        self._previous = searched if searched.status is not PlanStatus.FALLBACK else replace(plan, deferred=None)
+        self.records[-1].update({
+            "deferred_s": searched.solve_s, "searched": "fix-and-optimise" in searched.reason,
+            "deferred_gain": (plan.objective.total - searched.objective.total) / max(abs(plan.objective.total), 1e-9),
+        })
+        self.counters.decide_cpu_s += time.process_time() - cpu_start
 
     def _bound(self, plan: Plan, problem: ControlProblem) -> None:
         """The LP bound of a rolling-MILP plan (``SolverSettings.lp_bound``) into its record, once its commands are
@@ -499,7 +516,8 @@ class ControllerDecision:
             "commands": len(commands), "predicted_vm_min_pu": message.predicted_vm_min_pu,
             "predicted_vm_max_pu": message.predicted_vm_max_pu, "violations": len(message.violations),
             "repaired": message.repaired, "infeasible": bool(check and check.infeasible),
-            "lp_bound": plan.lp_bound, "bound_gap": plan.bound_gap,
+            "lp_bound": plan.lp_bound, "bound_gap": plan.bound_gap, "deferred_s": None, "searched": None,
+            "deferred_gain": None,
         })
         self._emit(topics.controller_plan(self._view.name), message)
 
