@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from threadpoolctl import ThreadpoolController
 
 from controllers.errors import LtupfError
 from controllers.ltupf.fit import PAPER_REGION, CurrentFit, FitRegion, Linearisation, fit_current
@@ -67,6 +68,9 @@ class OperatingLimits(BaseModel):
         if self.vm_min_pu >= self.vm_max_pu:
             raise ValueError(f"vm_min_pu {self.vm_min_pu} must be below vm_max_pu {self.vm_max_pu}")
         return self
+
+_BLAS = ThreadpoolController()
+"""One BLAS thread for the batched products of ``check_states`` (see ``_matmul``)."""
 
 
 @dataclass(frozen=True)
@@ -361,8 +365,11 @@ def _matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
 
 
 def _matmul(matrix: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """matrix @ columns without BLAS (see ``_matvec``)."""
-    return np.asarray(np.einsum("ij,jk->ik", matrix, columns))
+    """matrix @ columns on one BLAS thread (see ``_matvec``; einsum has no fast matrix-matrix loop): a 2718 × 165
+    matrix times 15 columns took 2.3 ms of CPU, against 7.6 ms for 15 einsum products and 20 ms for einsum's
+    "ij,jk" (IEEE network, load average 8.6)."""
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return np.asarray(matrix @ columns)
 
 
 def violations(net: NetworkModel, prediction: Prediction, limits: OperatingLimits) -> tuple[Violation, ...]:
