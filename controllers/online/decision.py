@@ -62,6 +62,10 @@ from twin.phasing import PhaseMap
 
 log = logging.getLogger(__name__)
 
+MEASURED_COLUMNS = ("solve_s", "deferred_s", "decision_cpu_s")
+"""The columns of a decision record (controller.parquet) that are measured time, a property of the machine and its
+load, not of the replay: the rest is the same at any load in virtual time."""
+
 
 def _letter(phase: Phase) -> PhaseLetter:
     letters: tuple[PhaseLetter, PhaseLetter, PhaseLetter] = ("A", "B", "C")
@@ -311,8 +315,11 @@ class ControllerDecision:
         self._previous = plan
         check = self._check(plan, problem, step) if self.guard is not None else None
         self._checked = (step * self._ticks_per_step, check) if check is not None else None
-        self.counters.decide_cpu_s += time.process_time() - cpu_start
+        decision_cpu_s = time.process_time() - cpu_start
+        self.counters.decide_cpu_s += decision_cpu_s
         self._act(plan, problem, tick, time_utc, step_start, check=check)
+        # what the commands waited for in CPU (problem, solve, LTUPF check): solve_s is wall time, load-dependent
+        self.records[-1]["decision_cpu_s"] = decision_cpu_s
         self._search(plan, problem)
         self._bound(plan, problem)
 

@@ -30,7 +30,7 @@ from controllers.sparse_milp import solve as solve_model
 
 log = logging.getLogger(__name__)
 
-_DESCENT_ROUNDS = 6
+DESCENT_ROUNDS = 6
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def descend(
     best: Incumbent,
     budget: Budget,
     constant_phases: bool,
-    rounds: int = _DESCENT_ROUNDS,
+    rounds: int = DESCENT_ROUNDS,
 ) -> Descent:
     """Alternate the battery LP and the phase local search from ``start``, ``rounds`` times at most (or until neither
     improves); offer every plan on the way. Returns (``Descent``) the objective of ``start`` with its batteries

@@ -180,6 +180,10 @@ class SolverSettings(BaseModel):
         "(Plan.deferred), which the controller runs once the period's commands are out and whose plan warm-starts "
         "the next period: no period's commands wait for a search; the same work is done, one period later",
     )
+    deferred_descent_rounds: int | None = Field(
+        default=1, ge=1, description="with defer_search: descent rounds (battery LP, local search) before ``solve`` "
+        "returns; None: the descent to its end",
+    )
     log: bool = Field(default=False, description="print the HiGHS log")
 
 

@@ -38,7 +38,7 @@ from dataclasses import replace
 
 from controllers.errors import ControllerError
 from controllers.online.evaluate import evaluate, plan_from_decisions, violations
-from controllers.online.improve import descend, fix_and_optimise
+from controllers.online.improve import DESCENT_ROUNDS, descend, fix_and_optimise
 from controllers.online.incumbent import BETTER, MIN_SOLVE_S, Budget, Incumbent
 from controllers.online.interlocks import Interlock, switch_interlocks
 from controllers.online.model import build_model
@@ -93,7 +93,8 @@ def solve(
         rescheduled, converged = math.inf, False
         if not violations(problem, start) or problem.n_pess:
             fast = descend(problem, weights=weights, settings=settings, locks=locks, start=start, source=source,
-                           best=best, budget=budget, constant_phases=constant_phases, rounds=1)
+                           best=best, budget=budget, constant_phases=constant_phases,
+                           rounds=settings.deferred_descent_rounds or DESCENT_ROUNDS)
             rescheduled, converged = fast.rescheduled, fast.converged
         if best.decisions is not None:
             return plan_from_decisions(problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
