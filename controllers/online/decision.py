@@ -36,7 +36,7 @@ from controllers.online.problem import (
 )
 from controllers.online.settings import ControllerSettings, Strategy
 from controllers.online.solve import continue_search, lp_bound, solve
-from controllers.online.start import shift_previous
+from controllers.online.start import predicted_next, shift_previous
 from devices.limits import PessParams, SwitchLimits
 from streams import topics
 from streams.messages import (
@@ -320,22 +320,42 @@ class ControllerDecision:
         self._act(plan, problem, tick, time_utc, step_start, check=check)
         # what the commands waited for in CPU (problem, solve, LTUPF check): solve_s is wall time, load-dependent
         self.records[-1]["decision_cpu_s"] = decision_cpu_s
-        self._search(plan, problem)
+        self._search(plan, problem, step, step_start, check)
         self._bound(plan, problem)
 
-    def _search(self, plan: Plan, problem: ControlProblem) -> None:
-        """The rest of the solve a plan deferred (``SolverSettings.defer_search``), once its commands are out: its
-        plan warm-starts the next period (``self._previous``); its CPU counts in ``decide_cpu_s``, its time in the
-        record's ``deferred_s``, not in the plan's ``solve_s`` (the commands did not wait for it)."""
+    def _search(self, plan: Plan, problem: ControlProblem, step: int, step_start: datetime,
+                check: FirstStepCheck | None) -> None:
+        """The search a plan deferred (``SolverSettings.defer_search``), once its commands are out, run ahead: the
+        whole solve of the next period's problem as this plan leaves it (``start.predicted_next``), from this plan;
+        its plan warm-starts the next period, whose own solve then starts where this one ended. Without a next
+        problem (the forecast ends) the rest of this period's solve (``continue_search``). Its CPU counts in
+        ``decide_cpu_s``, its time in the record's ``deferred_s``, not in the plan's ``solve_s`` (the commands did
+        not wait for it)."""
         if plan.deferred is None:
             return
         cpu_start = time.process_time()
-        searched = continue_search(problem, plan, weights=self._settings.weights, settings=self._solver,
-                                   timer=self._timer)
-        self._previous = searched if searched.status is not PlanStatus.FALLBACK else replace(plan, deferred=None)
+        settled = replace(plan, deferred=None)
+        try:
+            nxt = self._problem(step + 1, step_start + timedelta(seconds=self._settings.period_s))
+        except ForecastError as err:
+            log.info("controller: no next problem to search ahead for (%s); finishing this period's search", err)
+            nxt = None
+        if nxt is None:
+            searched = continue_search(problem, plan, weights=self._settings.weights, settings=self._solver,
+                                       timer=self._timer)
+        else:
+            phase_first = np.array(plan.decisions.phase[0], copy=True)
+            if check is not None and check.repaired:
+                for c, dev in enumerate(self._switches):
+                    phase_first[c] = check.connections.connections[self._index[dev.customer_id]][0]
+            ahead = predicted_next(nxt, problem, plan.decisions, phase_first=phase_first)
+            searched = solve(ahead, weights=self._settings.weights, previous=settled, timer=self._timer,
+                             settings=self._solver.model_copy(update={"defer_search": False}))
+        self._previous = searched if searched.status is not PlanStatus.FALLBACK else settled
         self.records[-1].update({
             "deferred_s": searched.solve_s, "searched": "fix-and-optimise" in searched.reason,
-            "deferred_gain": (plan.objective.total - searched.objective.total) / max(abs(plan.objective.total), 1e-9),
+            "deferred_gain": None if nxt is not None else
+            (plan.objective.total - searched.objective.total) / max(abs(plan.objective.total), 1e-9),
         })
         self.counters.decide_cpu_s += time.process_time() - cpu_start
 

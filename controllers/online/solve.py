@@ -99,6 +99,7 @@ def solve(
         if best.decisions is not None:
             return plan_from_decisions(problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
                                        reason=f"{best.source}; search deferred", solve_s=timer() - t_start,
+                                       reused=previous.reused if previous is not None else 0,
                                        deferred=DeferredSearch(previous=previous, shifted=shifted,
                                                                rescheduled=rescheduled, source=source,
                                                                descended=converged))
