@@ -352,11 +352,7 @@ class ControllerDecision:
             searched = solve(ahead, weights=self._settings.weights, previous=settled, timer=self._timer,
                              settings=self._solver.model_copy(update={"defer_search": False}))
         self._previous = searched if searched.status is not PlanStatus.FALLBACK else settled
-        self.records[-1].update({
-            "deferred_s": searched.solve_s, "searched": "fix-and-optimise" in searched.reason,
-            "deferred_gain": None if nxt is not None else
-            (plan.objective.total - searched.objective.total) / max(abs(plan.objective.total), 1e-9),
-        })
+        self.records[-1].update({"deferred_s": searched.solve_s, "searched": "fix-and-optimise" in searched.reason})
         self.counters.decide_cpu_s += time.process_time() - cpu_start
 
     def _bound(self, plan: Plan, problem: ControlProblem) -> None:
@@ -544,7 +540,6 @@ class ControllerDecision:
             "predicted_vm_max_pu": message.predicted_vm_max_pu, "violations": len(message.violations),
             "repaired": message.repaired, "infeasible": bool(check and check.infeasible),
             "lp_bound": plan.lp_bound, "bound_gap": plan.bound_gap, "deferred_s": None, "searched": None,
-            "deferred_gain": None,
         })
         self._emit(topics.controller_plan(self._view.name), message)
 
