@@ -174,11 +174,11 @@ class SolverSettings(BaseModel):
         "(Plan.lp_bound, the gap in controller.parquet): a proof of how far from optimal a plan can be",
     )
     defer_search: bool = Field(
-        default=False, description="return after one descent round (a battery LP and a local search) from the "
-        "shifted previous plan (holding everything without one), leaving the rest of the solve — the descent to its "
-        "end, the reuse test, the descent from holding and the neighbourhood MILPs — to ``continue_search`` "
-        "(Plan.deferred), which the controller runs once the period's commands are out and whose plan warm-starts "
-        "the next period: no period's commands wait for a search; the same work is done, one period later",
+        default=False, description="with a previous plan, return after one descent round (a battery LP and a local "
+        "search) from it, shifted, and leave the search (Plan.deferred) to the caller: the controller, once the "
+        "period's commands are out, solves the next period's problem as this plan leaves it with the whole search "
+        "and starts the next period from that plan (``continue_search`` finishes this period's search instead); "
+        "no period's commands wait for a search. Without a previous plan (the first period) the whole solve",
     )
     deferred_descent_rounds: int | None = Field(
         default=1, ge=1, description="with defer_search: descent rounds (battery LP, local search) before ``solve`` "

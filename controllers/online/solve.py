@@ -88,7 +88,7 @@ def solve(
     shifted = shift_previous(previous, problem) if previous is not None else None
     starts = [(hold, "hold")] if shifted is None else [(shifted, _PREVIOUS), (hold, "hold")]
     best = Incumbent()
-    if settings.defer_search:
+    if settings.defer_search and shifted is not None:  # the first period (nothing to start from) searches at once
         start, source = starts[0]
         rescheduled, converged = math.inf, False
         if not violations(problem, start) or problem.n_pess:

@@ -132,23 +132,24 @@ def test_a_previous_plan_that_the_descent_improves_much_is_not_kept() -> None:
 
 @pytest.mark.parametrize("seed", [5, 6])
 def test_a_deferred_search_ends_at_the_plan_of_the_whole_solve(seed: int) -> None:
-    """``solve`` with ``defer_search`` returns after one descent round; ``continue_search`` then does the rest of
-    the same work: the plan of the solve that never deferred (checked on the first period, from holding, and the
-    next, from the previous plan, with the reuse test forced to search)."""
+    """``solve`` with ``defer_search`` returns after one descent round from the previous plan; ``continue_search``
+    then does the rest of the same work: the plan of the solve that never deferred (the reuse test forced to
+    search). The first period, with no previous plan, searches at once."""
     searching = {"reuse_gain": 0.0}
-    previous_whole = previous_deferred = None
-    for k in range(2):
-        problem = rolled(START, seed, k)
-        whole = solve(problem, weights=W, settings=WORK.model_copy(update=searching), previous=previous_whole)
-        fast = solve(problem, weights=W, settings=DEFERRED.model_copy(update=searching), previous=previous_deferred)
-        assert fast.deferred is not None and "search deferred" in fast.reason
-        assert "fix-and-optimise" in whole.reason and "fix-and-optimise" not in fast.reason
-        searched = continue_search(problem, fast, weights=W, settings=DEFERRED.model_copy(update=searching))
-        assert searched.deferred is None and "fix-and-optimise" in searched.reason
-        assert searched.objective.total <= fast.objective.total + 1e-12
-        for field in ("phase", "pess_phase", "charge_kw", "discharge_kw", "curtail_kw"):
-            np.testing.assert_array_equal(getattr(searched.decisions, field), getattr(whole.decisions, field))
-        previous_whole, previous_deferred = whole, searched
+    first = rolled(START, seed, 0)
+    whole = solve(first, weights=W, settings=WORK.model_copy(update=searching))
+    at_once = solve(first, weights=W, settings=DEFERRED.model_copy(update=searching))
+    assert at_once.deferred is None and same_plan(whole, at_once)
+    problem = rolled(START, seed, 1)
+    whole = solve(problem, weights=W, settings=WORK.model_copy(update=searching), previous=whole)
+    fast = solve(problem, weights=W, settings=DEFERRED.model_copy(update=searching), previous=at_once)
+    assert fast.deferred is not None and "search deferred" in fast.reason
+    assert "fix-and-optimise" in whole.reason and "fix-and-optimise" not in fast.reason
+    searched = continue_search(problem, fast, weights=W, settings=DEFERRED.model_copy(update=searching))
+    assert searched.deferred is None and "fix-and-optimise" in searched.reason
+    assert searched.objective.total <= fast.objective.total + 1e-12
+    for field in ("phase", "pess_phase", "charge_kw", "discharge_kw", "curtail_kw"):
+        np.testing.assert_array_equal(getattr(searched.decisions, field), getattr(whole.decisions, field))
 
 
 def tables(folder: Path) -> dict[str, pd.DataFrame]:
