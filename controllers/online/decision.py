@@ -325,13 +325,13 @@ class ControllerDecision:
 
     def _search(self, plan: Plan, problem: ControlProblem, step: int, step_start: datetime,
                 check: FirstStepCheck | None) -> None:
-        """The search a plan deferred (``SolverSettings.defer_search``), once its commands are out, run ahead: the
+        """The search (``SolverSettings.defer_search``), once a period's commands are out, run ahead: the
         whole solve of the next period's problem as this plan leaves it (``start.predicted_next``), from this plan;
         its plan warm-starts the next period, whose own solve then starts where this one ended. Without a next
         problem (the forecast ends) the rest of this period's solve (``continue_search``). Its CPU counts in
         ``decide_cpu_s``, its time in the record's ``deferred_s``, not in the plan's ``solve_s`` (the commands did
         not wait for it)."""
-        if plan.deferred is None:
+        if not self._solver.defer_search:
             return
         cpu_start = time.process_time()
         settled = replace(plan, deferred=None)
@@ -340,7 +340,7 @@ class ControllerDecision:
         except ForecastError as err:
             log.info("controller: no next problem to search ahead for (%s); finishing this period's search", err)
             nxt = None
-        if nxt is None:
+        if nxt is None:  # ``plan`` itself when it deferred nothing (the first period's)
             searched = continue_search(problem, plan, weights=self._settings.weights, settings=self._solver,
                                        timer=self._timer)
         else:
