@@ -109,15 +109,11 @@ def solve(
             rescheduled = descend(problem, weights=weights, settings=settings, locks=locks, start=d, source=source,
                                   best=best, budget=budget, constant_phases=constant_phases).rescheduled
         if source == _PREVIOUS:
-            kept = _kept_previous(problem, weights=weights, settings=settings, previous=previous, shifted=shifted,
-                                  best=best, rescheduled=rescheduled)
+            kept = _kept_plan(problem, weights=weights, settings=settings, previous=previous, shifted=shifted,
+                              best=best, rescheduled=rescheduled, constant_phases=constant_phases, budget=budget,
+                              t_start=t_start)
             if kept is not None:
-                assert best.decisions is not None and previous is not None
-                return _bounded(plan_from_decisions(
-                    problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
-                    reason=f"{best.source}; {kept}", solve_s=timer() - t_start, reused=previous.reused + 1),
-                    problem, weights=weights, settings=settings, constant_phases=constant_phases, budget=budget,
-                    t_start=t_start)
+                return kept
     return _search(problem, weights=weights, settings=settings, locks=locks, best=best, budget=budget,
                    constant_phases=constant_phases, t_start=t_start)
 
@@ -159,15 +155,11 @@ def continue_search(
                 source=f"{deferred.source} + descent", best=best, budget=budget, constant_phases=constant_phases)
     previous = deferred.previous
     if deferred.source == _PREVIOUS:
-        kept = _kept_previous(problem, weights=weights, settings=settings, previous=previous,
-                              shifted=deferred.shifted, best=best, rescheduled=deferred.rescheduled)
+        kept = _kept_plan(problem, weights=weights, settings=settings, previous=previous, shifted=deferred.shifted,
+                          best=best, rescheduled=deferred.rescheduled, constant_phases=constant_phases,
+                          budget=budget, t_start=t_start)
         if kept is not None:
-            assert best.decisions is not None and previous is not None
-            return _bounded(plan_from_decisions(
-                problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
-                reason=f"{best.source}; {kept}", solve_s=timer() - t_start, reused=previous.reused + 1),
-                problem, weights=weights, settings=settings, constant_phases=constant_phases, budget=budget,
-                t_start=t_start)
+            return kept
         hold = hold_decisions(problem)
         if not violations(problem, hold) or problem.n_pess:
             descend(problem, weights=weights, settings=settings, locks=locks, start=hold, source="hold", best=best,
@@ -225,7 +217,7 @@ def lp_bound(problem: ControlProblem, *, weights: ControlWeights, constant_phase
     return out.objective if out.outcome is Outcome.OPTIMAL else None
 
 
-def _kept_previous(
+def _kept_plan(
     problem: ControlProblem,
     *,
     weights: ControlWeights,
@@ -234,20 +226,27 @@ def _kept_previous(
     shifted: Decisions | None,
     best: Incumbent,
     rescheduled: float,
-) -> str | None:
-    """Why the search can be skipped: the phase moves of the descent from the shifted previous plan improve it by
-    less than ``reuse_gain`` — the previous search's phases are still (nearly) a local optimum, so a new search
-    mostly repeats them. What the batteries gain by being rescheduled (``rescheduled``: the shifted plan's
-    objective after the descent's first battery LP) does not count: a step entering the horizon mostly asks for
-    that, which the descent has done. None when the search must run."""
+    constant_phases: bool,
+    budget: Budget,
+    t_start: float,
+) -> Plan | None:
+    """The descent's plan, kept without a search, when the phase moves of the descent from the shifted previous plan
+    improve it by less than ``reuse_gain`` — the previous search's phases are still (nearly) a local optimum, so a
+    new search mostly repeats them. What the batteries gain by being rescheduled (``rescheduled``: the shifted
+    plan's objective after the descent's first battery LP) does not count: a step entering the horizon mostly asks
+    for that, which the descent has done. None when the search must run."""
     if (previous is None or shifted is None or previous.reused >= settings.reuse_periods
-            or best.objective is None or violations(problem, shifted)):
+            or best.objective is None or best.decisions is None or violations(problem, shifted)):
         return None
     before = min(evaluate(problem, shifted, weights).total, rescheduled)
     gain = (before - best.objective.total) / max(abs(before), 1e-9)
     if gain >= settings.reuse_gain:
         return None
-    return f"previous plan kept ({100 * gain:.2f} % gain by descent, below {100 * settings.reuse_gain:g} %)"
+    kept = f"previous plan kept ({100 * gain:.2f} % gain by descent, below {100 * settings.reuse_gain:g} %)"
+    return _bounded(plan_from_decisions(
+        problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC, reason=f"{best.source}; {kept}",
+        solve_s=budget.timer() - t_start, reused=previous.reused + 1),
+        problem, weights=weights, settings=settings, constant_phases=constant_phases, budget=budget, t_start=t_start)
 
 
 def _full_milp(
