@@ -188,6 +188,8 @@ class ControllerDecision:
         self._fresh_tick = np.full(n, -1)
         """The tick of each customer's last real reading (-1: none yet)."""
         self._stale_now = 0
+        self._pending: Callable[[], None] | None = None
+        """Work the last decision left until its commands are published (``after_publish``)."""
 
     @property
     def feeder(self) -> str:
@@ -240,10 +242,20 @@ class ControllerDecision:
 
     # --- the tick -------------------------------------------------------------------------------------------
     def step(self, tick: int, time_utc: datetime) -> list[tuple[str, Message]]:
-        """What the tick gives to publish, in order (heartbeat, commands, plan at the end of a period)."""
+        """What the tick gives to publish, in order (heartbeat, commands, plan at the end of a period). Work a
+        decision left for after publishing (``after_publish``) and that nobody ran is run first."""
+        self.after_publish()
         self._tick(tick, time_utc)
         out, self._out = self._out, []
         return out
+
+    def after_publish(self) -> None:
+        """The work a decision leaves until its commands are published — the search ahead (``_search``) and the
+        LP bound (``_bound``) — so that in real time the commands do not wait for it. ``OnlineController`` runs it
+        right after publishing a tick's messages; in virtual time the result is the same either way."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending()
 
     def _emit(self, topic: str, message: Message) -> None:
         self._out.append((topic, message))
@@ -320,8 +332,12 @@ class ControllerDecision:
         self._act(plan, problem, tick, time_utc, step_start, check=check)
         # what the commands waited for in CPU (problem, solve, LTUPF check): solve_s is wall time, load-dependent
         self.records[-1]["decision_cpu_s"] = decision_cpu_s
-        self._search(plan, problem, step, step_start, check)
-        self._bound(plan, problem)
+
+        def after_publish() -> None:
+            self._search(plan, problem, step, step_start, check)
+            self._bound(plan, problem)
+
+        self._pending = after_publish
 
     def _search(self, plan: Plan, problem: ControlProblem, step: int, step_start: datetime,
                 check: FirstStepCheck | None) -> None:
