@@ -48,6 +48,7 @@ import pandas as pd
 from ieee_day import ieee_day_states
 
 from controllers.online.baseline import greedy_plan, hold_plan, static_phases, static_plan
+from controllers.online.decision import MEASURED_COLUMNS
 from controllers.online.evaluate import evaluate
 from controllers.online.forecast import PerfectForesight, step_means
 from controllers.online.problem import (
@@ -457,16 +458,21 @@ and on Liège January and June two-day windows at 900 s."""
 
 
 def decision_time(out: Path, *, anchor: Path, cases: list[str]) -> None:
-    """Each case replayed by this code and by the code at ``anchor`` (a worktree of an earlier commit), one after
-    the other in this run, through ``phasetwin replay`` in a subprocess: decision time p50 / p95 / max (wall, from
-    controller.parquet), decision CPU (summary.json), P_unb and the LP gap where recorded."""
+    """Each case replayed by this code and by the code at ``anchor`` (a worktree or ``git archive`` of an earlier
+    commit), one after the other in this run, through ``phasetwin replay`` in a subprocess: decision time p50 / p95
+    / max (wall, ``solve_s`` from controller.parquet), the CPU the commands waited for per period (problem, solve,
+    LTUPF check: ``decision_cpu_s``, where recorded), the deferred search's wall time p95 / max (``deferred_s``),
+    the whole decision CPU (summary.json: also the deferred search and the LP bound), P_unb and the LP gap; the
+    load average before and after each replay."""
     env = dict(os.environ, PHASETWIN_SHARED_DATA=os.environ.get("PHASETWIN_SHARED_DATA", "/work/shared/data"))
     here = Path(__file__).resolve().parents[1]
-    print(f"\n{'case':10s} {'code':7s} {'p50 ms':>7s} {'p95 ms':>7s} {'max ms':>7s} {'cpu s':>7s} {'P_unb kWh':>10s} "
-          f"{'gap p50':>8s} {'wall s':>7s}")
+    print(f"\n{'case':10s} {'code':7s} {'p50 ms':>7s} {'p95 ms':>7s} {'max ms':>7s} {'cpu p50':>8s} {'cpu p95':>8s} "
+          f"{'cpu max':>8s} {'defer p95':>9s} {'defer max':>9s} {'cpu s':>7s} {'P_unb kWh':>10s} {'gap p50':>8s} "
+          f"{'wall s':>7s}  load before/after")
     for case in cases:
         for code, root in (("anchor", anchor), ("this", here)):
             folder = out / f"{case}-{code}"
+            load_before = os.getloadavg()[0]
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "phasetwin.cli.main", "replay", *DECISION_CASES[case],
                             "--no-baseline", "--out", str(folder)], cwd=root, env=env | {"PYTHONPATH": str(root)},
@@ -478,18 +484,30 @@ def decision_time(out: Path, *, anchor: Path, cases: list[str]) -> None:
             p_unb = float(np.nansum(pd.read_parquet(folder / "metrics.parquet").filter(like="p_unb_kw_f").to_numpy())
                           * summary["tick_s"] / 3600.0)
             gap = f"{100 * table['bound_gap'].median():.1f} %" if "bound_gap" in table else "—"
+            cpu = _percentiles_ms(table, "decision_cpu_s", (50, 95, 100))
+            deferred = _percentiles_ms(table, "deferred_s", (95, 100))
             print(f"{case:10s} {code:7s} {np.percentile(ms, 50):7.0f} {np.percentile(ms, 95):7.0f} {ms.max():7.0f} "
+                  f"{cpu[0]:>8s} {cpu[1]:>8s} {cpu[2]:>8s} {deferred[0]:>9s} {deferred[1]:>9s} "
                   f"{summary['controller'].get('decide_cpu_s_total', float('nan')):7.1f} {p_unb:10.2f} {gap:>8s} "
-                  f"{wall:7.0f}", flush=True)
+                  f"{wall:7.0f}  {load_before:.1f}/{os.getloadavg()[0]:.1f}", flush=True)
+
+
+def _percentiles_ms(table: pd.DataFrame, column: str, qs: tuple[float, ...]) -> list[str]:
+    """Percentiles of a seconds column in ms, as text; "—" when the code did not record it."""
+    if column not in table or table[column].isna().all():
+        return ["—"] * len(qs)
+    values = table[column].dropna().to_numpy(dtype=float) * 1e3
+    return [f"{np.percentile(values, q):.0f}" for q in qs]
 
 
 def differing_tables(a: Path, b: Path) -> list[str]:
-    """The Parquet tables (and controller.parquet columns) of two run folders that differ; ``solve_s`` (measured
-    wall time) is left out."""
+    """The Parquet tables (and controller.parquet columns) of two run folders that differ; measured times
+    (``MEASURED_COLUMNS``) are left out."""
     out = []
     for path in sorted(a.glob("*.parquet")):
         left, right = pd.read_parquet(path), pd.read_parquet(b / path.name)
-        left, right = left.drop(columns=["solve_s"], errors="ignore"), right.drop(columns=["solve_s"], errors="ignore")
+        measured = list(MEASURED_COLUMNS)
+        left, right = left.drop(columns=measured, errors="ignore"), right.drop(columns=measured, errors="ignore")
         if not left.equals(right):
             out.append(path.name)
     return out
@@ -521,7 +539,8 @@ def main() -> None:
     parser.add_argument("--decision-time", nargs="*", default=None, metavar="CASE",
                         help=f"only: decision times of this code and of --anchor on {', '.join(DECISION_CASES)}")
     parser.add_argument("--anchor", type=Path, default=None,
-                        help="with --decision-time: a worktree of the anchor commit (git worktree add … 2d0630c)")
+                        help="with --decision-time: a checkout of the anchor commit (git worktree add --detach DIR "
+                             "417289c, or git archive 417289c | tar -x -C DIR)")
     args = parser.parse_args()
     if args.decision_time is not None:
         if args.anchor is None:

@@ -30,6 +30,7 @@ class OnlineController:
     def on_tick(self, tick: int, time_utc: datetime) -> None:
         for topic, message in self.decision.step(tick, time_utc):
             self._bus.publish(topic, message)
+        self.decision.after_publish()  # the search ahead and the LP bound, once the commands are out
 
     @property
     def counters(self) -> ControllerCounters:

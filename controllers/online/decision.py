@@ -35,8 +35,8 @@ from controllers.online.problem import (
     SwitchState,
 )
 from controllers.online.settings import ControllerSettings, Strategy
-from controllers.online.solve import lp_bound, solve
-from controllers.online.start import shift_previous
+from controllers.online.solve import continue_search, lp_bound, solve
+from controllers.online.start import predicted_next, shift_previous
 from devices.limits import PessParams, SwitchLimits
 from streams import topics
 from streams.messages import (
@@ -61,6 +61,10 @@ from twin.phase import Phase
 from twin.phasing import PhaseMap
 
 log = logging.getLogger(__name__)
+
+MEASURED_COLUMNS = ("solve_s", "deferred_s", "decision_cpu_s")
+"""The columns of a decision record (controller.parquet) that are measured time, a property of the machine and its
+load, not of the replay: the rest is the same at any load in virtual time."""
 
 
 def _letter(phase: Phase) -> PhaseLetter:
@@ -184,6 +188,8 @@ class ControllerDecision:
         self._fresh_tick = np.full(n, -1)
         """The tick of each customer's last real reading (-1: none yet)."""
         self._stale_now = 0
+        self._pending: Callable[[], None] | None = None
+        """Work the last decision left until its commands are published (``after_publish``)."""
 
     @property
     def feeder(self) -> str:
@@ -236,10 +242,20 @@ class ControllerDecision:
 
     # --- the tick -------------------------------------------------------------------------------------------
     def step(self, tick: int, time_utc: datetime) -> list[tuple[str, Message]]:
-        """What the tick gives to publish, in order (heartbeat, commands, plan at the end of a period)."""
+        """What the tick gives to publish, in order (heartbeat, commands, plan at the end of a period). Work a
+        decision left for after publishing (``after_publish``) and that nobody ran is run first."""
+        self.after_publish()
         self._tick(tick, time_utc)
         out, self._out = self._out, []
         return out
+
+    def after_publish(self) -> None:
+        """The work a decision leaves until its commands are published — the search ahead (``_search``) and the
+        LP bound (``_bound``) — so that in real time the commands do not wait for it. ``OnlineController`` runs it
+        right after publishing a tick's messages; in virtual time the result is the same either way."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending()
 
     def _emit(self, topic: str, message: Message) -> None:
         self._out.append((topic, message))
@@ -311,9 +327,49 @@ class ControllerDecision:
         self._previous = plan
         check = self._check(plan, problem, step) if self.guard is not None else None
         self._checked = (step * self._ticks_per_step, check) if check is not None else None
-        self.counters.decide_cpu_s += time.process_time() - cpu_start
+        decision_cpu_s = time.process_time() - cpu_start
+        self.counters.decide_cpu_s += decision_cpu_s
         self._act(plan, problem, tick, time_utc, step_start, check=check)
-        self._bound(plan, problem)
+        # what the commands waited for in CPU (problem, solve, LTUPF check): solve_s is wall time, load-dependent
+        self.records[-1]["decision_cpu_s"] = decision_cpu_s
+
+        def after_publish() -> None:
+            self._search(plan, problem, step, step_start, check)
+            self._bound(plan, problem)
+
+        self._pending = after_publish
+
+    def _search(self, plan: Plan, problem: ControlProblem, step: int, step_start: datetime,
+                check: FirstStepCheck | None) -> None:
+        """The search (``SolverSettings.defer_search``), once a period's commands are out, run ahead: the
+        whole solve of the next period's problem as this plan leaves it (``start.predicted_next``), from this plan;
+        its plan warm-starts the next period, whose own solve then starts where this one ended. Without a next
+        problem (the forecast ends) the rest of this period's solve (``continue_search``). Its CPU counts in
+        ``decide_cpu_s``, its time in the record's ``deferred_s``, not in the plan's ``solve_s`` (the commands did
+        not wait for it)."""
+        if not self._solver.defer_search:
+            return
+        cpu_start = time.process_time()
+        settled = replace(plan, deferred=None)
+        try:
+            nxt = self._problem(step + 1, step_start + timedelta(seconds=self._settings.period_s))
+        except ForecastError as err:
+            log.info("controller: no next problem to search ahead for (%s); finishing this period's search", err)
+            nxt = None
+        if nxt is None:  # ``plan`` itself when it deferred nothing (the first period's)
+            searched = continue_search(problem, plan, weights=self._settings.weights, settings=self._solver,
+                                       timer=self._timer)
+        else:
+            phase_first = np.array(plan.decisions.phase[0], copy=True)
+            if check is not None and check.repaired:
+                for c, dev in enumerate(self._switches):
+                    phase_first[c] = check.connections.connections[self._index[dev.customer_id]][0]
+            ahead = predicted_next(nxt, problem, plan.decisions, phase_first=phase_first)
+            searched = solve(ahead, weights=self._settings.weights, previous=settled, timer=self._timer,
+                             settings=self._solver.model_copy(update={"defer_search": False}))
+        self._previous = searched if searched.status is not PlanStatus.FALLBACK else settled
+        self.records[-1].update({"deferred_s": searched.solve_s, "searched": "fix-and-optimise" in searched.reason})
+        self.counters.decide_cpu_s += time.process_time() - cpu_start
 
     def _bound(self, plan: Plan, problem: ControlProblem) -> None:
         """The LP bound of a rolling-MILP plan (``SolverSettings.lp_bound``) into its record, once its commands are
@@ -499,7 +555,7 @@ class ControllerDecision:
             "commands": len(commands), "predicted_vm_min_pu": message.predicted_vm_min_pu,
             "predicted_vm_max_pu": message.predicted_vm_max_pu, "violations": len(message.violations),
             "repaired": message.repaired, "infeasible": bool(check and check.infeasible),
-            "lp_bound": plan.lp_bound, "bound_gap": plan.bound_gap,
+            "lp_bound": plan.lp_bound, "bound_gap": plan.bound_gap, "deferred_s": None, "searched": None,
         })
         self._emit(topics.controller_plan(self._view.name), message)
 

@@ -21,6 +21,7 @@ from controllers.online.problem import (
     ControlProblem,
     ControlWeights,
     Decisions,
+    DeferredSearch,
     ObjectiveParts,
     PessConnection,
     Plan,
@@ -205,6 +206,7 @@ def plan_from_decisions(
     mip_gap: float | None = None,
     solver_objective: float | None = None,
     reused: int = 0,
+    deferred: DeferredSearch | None = None,
 ) -> Plan:
     """A Plan of ``d`` for ``problem`` with its objective evaluated here."""
     return Plan(
@@ -220,4 +222,5 @@ def plan_from_decisions(
         mip_gap=mip_gap,
         solver_objective=solver_objective,
         reused=reused,
+        deferred=deferred,
     )

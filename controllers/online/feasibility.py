@@ -93,8 +93,8 @@ class LtupfGuard:
         ltupf = linearise(self._network, method=Linearisation.CBM, operating_point=self._point)
 
         def reports(conn: PhaseMap) -> list[FeasibilityReport]:
-            return [ltupf.check(p_kw=conn.to_phases(p), q_kvar=conn.to_phases(q), pess_p_kw=pess_p_kw,
-                                limits=self._limits) for p, q in zip(terminal_p_kw, terminal_q_kvar, strict=True)]
+            return ltupf.check_states(p_kw=conn.to_phases(terminal_p_kw), q_kvar=conn.to_phases(terminal_q_kvar),
+                                      pess_p_kw=pess_p_kw, limits=self._limits)
 
         first = reports(connections)
         found = tuple(dict.fromkeys(str(v) for r in first for v in r.violations))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import numpy as np
 from pybind11_abseil.status import StatusNotOk
@@ -29,7 +30,17 @@ from controllers.sparse_milp import solve as solve_model
 
 log = logging.getLogger(__name__)
 
-_DESCENT_ROUNDS = 6
+DESCENT_ROUNDS = 6
+
+
+@dataclass(frozen=True)
+class Descent:
+    rescheduled: float
+    """the start's objective with its batteries rescheduled by the first battery LP (see ``descend``)."""
+    converged: bool
+    """the descent stopped before its last round (nothing improved, no local search, no time, no feasible plan):
+    more rounds would change nothing."""
+
 _pools: dict[int, ThreadPoolExecutor] = {}
 
 
@@ -50,17 +61,20 @@ def descend(
     best: Incumbent,
     budget: Budget,
     constant_phases: bool,
-) -> float:
-    """Alternate the battery LP and the phase local search from ``start``; offer every plan on the way. Returns
-    the objective of ``start`` with its batteries rescheduled by the first battery LP (``start``'s own without
-    batteries or when that LP finds nothing better; inf when ``start`` is infeasible): what the phases of
-    ``start`` are worth before any phase moves."""
+    rounds: int = DESCENT_ROUNDS,
+) -> Descent:
+    """Alternate the battery LP and the phase local search from ``start``, ``rounds`` times at most (or until neither
+    improves); offer every plan on the way. Returns (``Descent``) the objective of ``start`` with its batteries
+    rescheduled by the first battery LP (``start``'s own without batteries or when that LP finds nothing better;
+    inf when ``start`` is infeasible): what the phases of ``start`` are worth before any phase moves; and whether
+    the descent ended for another reason than ``rounds``."""
     current = start if not violations(problem, start) else None
     if current is not None:
         best.offer(problem, weights, current, source)
     current_total = evaluate(problem, current, weights).total if current is not None else np.inf
     rescheduled = None
-    for _ in range(_DESCENT_ROUNDS):
+    converged = False
+    for _ in range(rounds):
         before = current_total
         if problem.n_pess and budget.solver_s() > MIN_SOLVE_S:
             batteries = _battery_schedule(problem, weights=weights, settings=settings, d=current or start,
@@ -73,6 +87,7 @@ def descend(
         if rescheduled is None:
             rescheduled = current_total
         if current is None or not settings.local_search or budget.left() <= 0:
+            converged = current is not None
             break
         moved = improve_phases(problem, weights, current, locks, deadline=budget.deadline, timer=budget.timer,
                                constant_phases=constant_phases, max_moves=settings.local_search_moves)
@@ -81,8 +96,9 @@ def descend(
             current, current_total = moved, total
             best.offer(problem, weights, current, f"{source} + descent")
         if not current_total < before - BETTER * max(1.0, abs(before)):
+            converged = True
             break
-    return current_total if rescheduled is None else rescheduled
+    return Descent(rescheduled=current_total if rescheduled is None else rescheduled, converged=converged)
 
 
 def _battery_schedule(

@@ -173,6 +173,17 @@ class SolverSettings(BaseModel):
         default=True, description="solve the LP relaxation of the whole problem every period for a lower bound "
         "(Plan.lp_bound, the gap in controller.parquet): a proof of how far from optimal a plan can be",
     )
+    defer_search: bool = Field(
+        default=False, description="with a previous plan, return after one descent round (a battery LP and a local "
+        "search) from it, shifted, and leave the search (Plan.deferred) to the caller: the controller, once the "
+        "period's commands are out, solves the next period's problem as this plan leaves it with the whole search "
+        "and starts the next period from that plan (``continue_search`` finishes this period's search instead); "
+        "no period's commands wait for a search. Without a previous plan (the first period) the whole solve",
+    )
+    deferred_descent_rounds: int | None = Field(
+        default=1, ge=1, description="with defer_search: descent rounds (battery LP, local search) before ``solve`` "
+        "returns; None: the descent to its end",
+    )
     log: bool = Field(default=False, description="print the HiGHS log")
 
 
@@ -438,6 +449,22 @@ class ObjectiveParts:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeferredSearch:
+    """The state ``continue_search`` resumes a deferred solve from (``SolverSettings.defer_search``)."""
+
+    previous: Plan | None
+    """the previous period's plan the solve started from (None: it started from holding everything)."""
+    shifted: Decisions | None
+    """``previous`` shifted to this problem's steps."""
+    rescheduled: float
+    """the shifted plan's objective after the first battery LP of the descent (inf: none)."""
+    source: str
+    """where the descent started: "previous plan" or "hold"."""
+    descended: bool
+    """the descent had ended (nothing left to improve by it) when ``solve`` returned."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Plan:
     """A controller decision over the horizon. Only step 0 is acted on; the rest warm-starts the next solve.
 
@@ -460,6 +487,8 @@ class Plan:
     """periods in a row that kept the shifted previous plan without a search (``SolverSettings.reuse_periods``)."""
     lp_bound: float | None = None
     """The LP relaxation's optimum of the whole problem: no plan costs less (``SolverSettings.lp_bound``)."""
+    deferred: DeferredSearch | None = None
+    """What ``solve`` left for ``continue_search`` (``SolverSettings.defer_search``); None when nothing."""
 
     @property
     def bound_gap(self) -> float | None:

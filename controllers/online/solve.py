@@ -38,14 +38,15 @@ from dataclasses import replace
 
 from controllers.errors import ControllerError
 from controllers.online.evaluate import evaluate, plan_from_decisions, violations
-from controllers.online.improve import descend, fix_and_optimise
+from controllers.online.improve import DESCENT_ROUNDS, descend, fix_and_optimise
 from controllers.online.incumbent import BETTER, MIN_SOLVE_S, Budget, Incumbent
-from controllers.online.interlocks import switch_interlocks
+from controllers.online.interlocks import Interlock, switch_interlocks
 from controllers.online.model import build_model
 from controllers.online.problem import (
     ControlProblem,
     ControlWeights,
     Decisions,
+    DeferredSearch,
     Plan,
     PlanStatus,
     SolverSettings,
@@ -81,29 +82,95 @@ def solve(
             f"time_limit_s {settings.time_limit_s} must be below the control period step_s {problem.step_s}"
         )
     t_start = timer()
-    wall_clock = settings.wall_clock is not False
-    budget = Budget(t_start + settings.time_limit_s if wall_clock else math.inf, timer,
-                    margin_s=0.005 + 0.02 * settings.time_limit_s, wall_clock=wall_clock)
+    budget = _budget(settings, timer, t_start)
     locks = switch_interlocks(problem)
     hold = hold_decisions(problem)
     shifted = shift_previous(previous, problem) if previous is not None else None
     starts = [(hold, "hold")] if shifted is None else [(shifted, _PREVIOUS), (hold, "hold")]
     best = Incumbent()
+    if settings.defer_search and shifted is not None:  # the first period (nothing to start from) searches at once
+        start, source = starts[0]
+        rescheduled, converged = math.inf, False
+        if not violations(problem, start) or problem.n_pess:
+            fast = descend(problem, weights=weights, settings=settings, locks=locks, start=start, source=source,
+                           best=best, budget=budget, constant_phases=constant_phases,
+                           rounds=settings.deferred_descent_rounds or DESCENT_ROUNDS)
+            rescheduled, converged = fast.rescheduled, fast.converged
+        if best.decisions is not None:
+            return plan_from_decisions(problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
+                                       reason=f"{best.source}; search deferred", solve_s=timer() - t_start,
+                                       reused=previous.reused if previous is not None else 0,
+                                       deferred=DeferredSearch(previous=previous, shifted=shifted,
+                                                               rescheduled=rescheduled, source=source,
+                                                               descended=converged))
     for d, source in starts:
         rescheduled = math.inf
         if not violations(problem, d) or problem.n_pess:
             rescheduled = descend(problem, weights=weights, settings=settings, locks=locks, start=d, source=source,
-                                  best=best, budget=budget, constant_phases=constant_phases)
+                                  best=best, budget=budget, constant_phases=constant_phases).rescheduled
         if source == _PREVIOUS:
-            kept = _kept_previous(problem, weights=weights, settings=settings, previous=previous, shifted=shifted,
-                                  best=best, rescheduled=rescheduled)
+            kept = _kept_plan(problem, weights=weights, settings=settings, previous=previous, shifted=shifted,
+                              best=best, rescheduled=rescheduled, constant_phases=constant_phases, budget=budget,
+                              t_start=t_start)
             if kept is not None:
-                assert best.decisions is not None and previous is not None
-                return _bounded(plan_from_decisions(
-                    problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC,
-                    reason=f"{best.source}; {kept}", solve_s=timer() - t_start, reused=previous.reused + 1),
-                    problem, weights=weights, settings=settings, constant_phases=constant_phases, budget=budget,
-                    t_start=t_start)
+                return kept
+    return _search(problem, weights=weights, settings=settings, locks=locks, best=best, budget=budget,
+                   constant_phases=constant_phases, t_start=t_start)
+
+
+def _budget(settings: SolverSettings, timer: Callable[[], float], t_start: float) -> Budget:
+    wall_clock = settings.wall_clock is not False
+    return Budget(t_start + settings.time_limit_s if wall_clock else math.inf, timer,
+                  margin_s=0.005 + 0.02 * settings.time_limit_s, wall_clock=wall_clock)
+
+
+def continue_search(
+    problem: ControlProblem,
+    plan: Plan,
+    *,
+    weights: ControlWeights | None = None,
+    settings: SolverSettings | None = None,
+    constant_phases: bool = False,
+    timer: Callable[[], float] = time.perf_counter,
+) -> Plan:
+    """The rest of the solve that ``plan`` deferred (``Plan.deferred``, ``SolverSettings.defer_search``): the
+    descent from ``plan`` to its end, then — unless the previous plan is kept (``reuse_gain``, ``reuse_periods``,
+    as in ``solve``) — the descent from holding everything and the neighbourhood MILPs (the full MILP on small
+    problems), with the same work limits as ``solve``. Never worse than ``plan``; its ``solve_s`` is the time of
+    this part alone. The controller runs it once the period's commands are out and warm-starts the next period
+    from it. ``plan`` itself when it deferred nothing."""
+    deferred = plan.deferred
+    if deferred is None:
+        return plan
+    weights = weights or ControlWeights()
+    settings = settings or SolverSettings()
+    t_start = timer()
+    budget = _budget(settings, timer, t_start)
+    locks = switch_interlocks(problem)
+    best = Incumbent()
+    if deferred.descended:
+        best.offer(problem, weights, plan.decisions, f"{deferred.source} + descent")
+    else:
+        descend(problem, weights=weights, settings=settings, locks=locks, start=plan.decisions,
+                source=f"{deferred.source} + descent", best=best, budget=budget, constant_phases=constant_phases)
+    previous = deferred.previous
+    if deferred.source == _PREVIOUS:
+        kept = _kept_plan(problem, weights=weights, settings=settings, previous=previous, shifted=deferred.shifted,
+                          best=best, rescheduled=deferred.rescheduled, constant_phases=constant_phases,
+                          budget=budget, t_start=t_start)
+        if kept is not None:
+            return kept
+        hold = hold_decisions(problem)
+        if not violations(problem, hold) or problem.n_pess:
+            descend(problem, weights=weights, settings=settings, locks=locks, start=hold, source="hold", best=best,
+                    budget=budget, constant_phases=constant_phases)
+    return _search(problem, weights=weights, settings=settings, locks=locks, best=best, budget=budget,
+                   constant_phases=constant_phases, t_start=t_start)
+
+
+def _search(problem: ControlProblem, *, weights: ControlWeights, settings: SolverSettings, locks: list[Interlock],
+            best: Incumbent, budget: Budget, constant_phases: bool, t_start: float) -> Plan:
+    """Fix-and-optimise from the incumbent ``best`` (the full MILP after it on small problems): the plan."""
     n_free = sum(not lock.frozen for lock in locks)
     small = n_free <= settings.full_milp_max_free
     reasons = []
@@ -116,11 +183,11 @@ def solve(
         reasons.append(_full_milp(problem, weights=weights, settings=settings, best=best, budget=budget,
                                   constant_phases=constant_phases))
     reason = "; ".join(reasons)
-    solve_s = timer() - t_start
+    solve_s = budget.timer() - t_start
     if best.decisions is None:
         why = f"no feasible plan found ({reason}); hold the last safe plan"
-        return plan_from_decisions(problem, hold, weights=weights, status=PlanStatus.FALLBACK, reason=why,
-                                   solve_s=solve_s)
+        return plan_from_decisions(problem, hold_decisions(problem), weights=weights, status=PlanStatus.FALLBACK,
+                                   reason=why, solve_s=solve_s)
     return _bounded(plan_from_decisions(problem, best.decisions, weights=weights, status=best.status,
                                         reason=f"{best.source}; {reason}", solve_s=solve_s, mip_gap=best.gap,
                                         solver_objective=best.solver_objective),
@@ -150,7 +217,7 @@ def lp_bound(problem: ControlProblem, *, weights: ControlWeights, constant_phase
     return out.objective if out.outcome is Outcome.OPTIMAL else None
 
 
-def _kept_previous(
+def _kept_plan(
     problem: ControlProblem,
     *,
     weights: ControlWeights,
@@ -159,20 +226,27 @@ def _kept_previous(
     shifted: Decisions | None,
     best: Incumbent,
     rescheduled: float,
-) -> str | None:
-    """Why the search can be skipped: the phase moves of the descent from the shifted previous plan improve it by
-    less than ``reuse_gain`` — the previous search's phases are still (nearly) a local optimum, so a new search
-    mostly repeats them. What the batteries gain by being rescheduled (``rescheduled``: the shifted plan's
-    objective after the descent's first battery LP) does not count: a step entering the horizon mostly asks for
-    that, which the descent has done. None when the search must run."""
+    constant_phases: bool,
+    budget: Budget,
+    t_start: float,
+) -> Plan | None:
+    """The descent's plan, kept without a search, when the phase moves of the descent from the shifted previous plan
+    improve it by less than ``reuse_gain`` — the previous search's phases are still (nearly) a local optimum, so a
+    new search mostly repeats them. What the batteries gain by being rescheduled (``rescheduled``: the shifted
+    plan's objective after the descent's first battery LP) does not count: a step entering the horizon mostly asks
+    for that, which the descent has done. None when the search must run."""
     if (previous is None or shifted is None or previous.reused >= settings.reuse_periods
-            or best.objective is None or violations(problem, shifted)):
+            or best.objective is None or best.decisions is None or violations(problem, shifted)):
         return None
     before = min(evaluate(problem, shifted, weights).total, rescheduled)
     gain = (before - best.objective.total) / max(abs(before), 1e-9)
     if gain >= settings.reuse_gain:
         return None
-    return f"previous plan kept ({100 * gain:.2f} % gain by descent, below {100 * settings.reuse_gain:g} %)"
+    kept = f"previous plan kept ({100 * gain:.2f} % gain by descent, below {100 * settings.reuse_gain:g} %)"
+    return _bounded(plan_from_decisions(
+        problem, best.decisions, weights=weights, status=PlanStatus.HEURISTIC, reason=f"{best.source}; {kept}",
+        solve_s=budget.timer() - t_start, reused=previous.reused + 1),
+        problem, weights=weights, settings=settings, constant_phases=constant_phases, budget=budget, t_start=t_start)
 
 
 def _full_milp(

@@ -1,12 +1,16 @@
-"""Start plans for a solve: hold everything (always allowed by the interlocks) and the previous plan shifted."""
+"""Start plans for a solve: hold everything (always allowed by the interlocks) and the previous plan shifted; the
+next period's problem as a plan leaves it (``predicted_next``, for the search ahead)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from controllers.online.evaluate import violations
+from controllers.online.evaluate import energy_kwh, violations
 from controllers.online.interlocks import pess_interlocks, sequence_ok, switch_interlocks
-from controllers.online.problem import NO_PHASE, ControlProblem, Decisions, PessConnection, Plan
+from controllers.online.problem import NO_PHASE, ControlProblem, Decisions, PessConnection, Plan, SwitchState
+from twin.phase import Phase
 
 
 def pess_phase_now(problem: ControlProblem) -> np.ndarray:
@@ -93,3 +97,37 @@ def shift_previous(previous: Plan, problem: ControlProblem) -> Decisions | None:
         shifted = Decisions(phase=phase, pess_phase=pess_phase, charge_kw=hold.charge_kw,
                             discharge_kw=hold.discharge_kw, curtail_kw=hold.curtail_kw)
     return shifted
+
+
+def _advanced(state: SwitchState, target: int, step_s: float, new_day: bool) -> SwitchState:
+    """``state`` one step later, the device on ``target`` during that step."""
+    switched = target != int(state.phase_now)
+    dwell_s = (state.limits.min_dwell_s if switched else state.dwell_remaining_s) - step_s
+    ops = state.ops_left_today
+    if ops is not None:
+        ops = state.limits.max_operations_per_day if new_day else max(0, ops - int(switched))
+    return state.model_copy(update={"phase_now": Phase(target), "dwell_remaining_s": max(0.0, dwell_s),
+                                    "ops_left_today": ops})
+
+
+def predicted_next(next_problem: ControlProblem, now: ControlProblem, d: Decisions, *,
+                   phase_first: np.ndarray) -> ControlProblem:
+    """The next period's problem as the plan ``d`` of ``now`` leaves it: ``next_problem``'s loads and forecast, one
+    step after ``now``, with the device states its first step leads to — each switch on ``phase_first`` (the
+    phases commanded, after any LTUPF repair), its dwell and operations counted, each battery at the energy the
+    plan gives it (``evaluate.energy_kwh``). What the controller searches ahead for once a period's commands are
+    out; the devices' own states, read again next period, replace these predictions."""
+    step_s = now.step_s
+    new_day = next_problem.start_utc.date() != now.start_utc.date()
+    devices = tuple(
+        nxt.model_copy(update={"switch": _advanced(cur.switch, int(phase_first[c]), step_s, new_day)})
+        for c, (nxt, cur) in enumerate(zip(next_problem.switch_devices, now.switch_devices, strict=True))
+    )
+    e_kwh = energy_kwh(now, d)[1]
+    units = []
+    for u, (nxt_unit, cur_unit) in enumerate(zip(next_problem.pess_units, now.pess_units, strict=True)):
+        update: dict[str, object] = {"e_now_kwh": float(min(max(e_kwh[u], 0.0), cur_unit.params.energy_kwh))}
+        if cur_unit.switch is not None:
+            update["switch"] = _advanced(cur_unit.switch, int(d.pess_phase[0, u]), step_s, new_day)
+        units.append(nxt_unit.model_copy(update=update))
+    return replace(next_problem, switch_devices=devices, pess_units=tuple(units))

@@ -31,6 +31,7 @@ from controllers.ltupf import (
     Outcome,
     SearchOptions,
     SearchStatus,
+    Violation,
     ViolationKind,
     add_ltupf_constraints,
     build_network_model,
@@ -497,6 +498,39 @@ def test_check_lists_violations_worst_first(ieee_net: NetworkModel, phase_map: P
     assert worst.kind is ViolationKind.LINE_OVERLOAD
     line = ieee_net.line_ids.index(worst.element)
     assert worst.value == pytest.approx(abs(report.prediction.i_line_a[line, worst.phase]) / 200.0)
+
+
+def test_check_states_equals_one_check_per_state(ieee_net: NetworkModel, phase_map: PhaseMap,
+                                               ieee_day: MeterTable) -> None:
+    """The batched check of a control step's ticks against ``check`` of each tick alone (the per-state path):
+    same voltages, currents and violations, including an overloaded state among feasible ones."""
+    ltupf = linearise(ieee_net, method=Linearisation.CBM)
+    minutes = [560, 565, 570]
+    p_kw = np.stack([ieee_day.p_kw[m] for m in minutes])
+    q_kvar = np.stack([ieee_day.q_kvar[m] for m in minutes])
+    p_kw[1] *= 3.0
+    pess = np.zeros((55, 3))
+    pess[7, 2] = -4.0
+    batched = ltupf.check_states(p_kw=phase_map.to_phases(p_kw), q_kvar=phase_map.to_phases(q_kvar),
+                                 pess_p_kw=pess, limits=OperatingLimits())
+    assert [r.feasible for r in batched] == [True, False, True]
+    for k, report in enumerate(batched):
+        alone = ltupf.check(p_kw=phase_map.to_phases(p_kw[k]), q_kvar=phase_map.to_phases(q_kvar[k]),
+                            pess_p_kw=pess, limits=OperatingLimits())
+        np.testing.assert_allclose(report.prediction.v_pu, alone.prediction.v_pu, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(report.prediction.i_line_a, alone.prediction.i_line_a, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(report.prediction.s_trafo_kva, alone.prediction.s_trafo_kva, rtol=0, atol=1e-9)
+        # the same violations with the same values (order may differ only between ties: the products round apart)
+        def keyed(violations: tuple[Violation, ...]) -> dict[tuple[str, str, int], float]:
+            return {(v.kind.value, v.element, int(v.phase)): v.value for v in violations}
+
+        batched_found, alone_found = keyed(report.violations), keyed(alone.violations)
+        assert batched_found.keys() == alone_found.keys() and len(report.violations) == len(alone.violations)
+        np.testing.assert_allclose([batched_found[k] for k in alone_found], list(alone_found.values()), atol=1e-12)
+    bad = phase_map.to_phases(p_kw)
+    bad[2, 4, 1] = np.nan
+    with pytest.raises(LtupfError, match=r"state 2: .*p_kw has a non-finite value at \[customer, phase\] = \[4, 1\]"):
+        ltupf.check_states(p_kw=bad, q_kvar=phase_map.to_phases(q_kvar), limits=OperatingLimits())
 
 
 def test_operating_point_from_a_failed_state_is_refused(ieee_net: NetworkModel) -> None:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from controllers.online.problem import ControlProblem, ControlWeights, SwitchDevice, SwitchState
 from controllers.online.settings import ControllerSettings, Strategy, SwitchingBudget, default_solver
-from controllers.online.solve import solve
+from controllers.online.solve import continue_search, solve
 from devices.fleet import FleetSpec
 from devices.limits import SwitchLimits, psd_limits
 from phasetwin.run.replay import replay
@@ -71,7 +71,8 @@ def test_a_rolling_loop_never_exceeds_the_budget(seed: int, n_switch: int, ops: 
             switch_devices=tuple(SwitchDevice(id=f"psd-{c}", feeder=0, switch=states[c]) for c in range(n_switch)),
             switch_load_kw=movable[k:k + horizon])
         plan = solve(problem, weights=EAGER, settings=SOLVER, previous=previous)
-        previous = plan
+        # as the controller: the commands from the plan, the deferred search then warm-starts the next period
+        previous = continue_search(problem, plan, weights=EAGER, settings=SOLVER)
         for c in range(n_switch):
             target = Phase(int(plan.decisions.phase[0, c]))
             if target != phase[c]:
@@ -107,9 +108,10 @@ def test_the_budget_binds_where_the_device_limits_alone_would_switch_more() -> N
                                      switch_devices=tuple(SwitchDevice(id=f"psd-{c}", feeder=0, switch=states[c])
                                                           for c in range(2)),
                                      switch_load_kw=movable[k:k + 8])
-            previous = solve(problem, weights=EAGER, settings=SOLVER, previous=previous)
+            plan = solve(problem, weights=EAGER, settings=SOLVER, previous=previous)
+            previous = continue_search(problem, plan, weights=EAGER, settings=SOLVER)
             for c in range(2):
-                target = Phase(int(previous.decisions.phase[0, c]))
+                target = Phase(int(plan.decisions.phase[0, c]))
                 if target != phase[c]:
                     phase[c], n_ops[c], last[c] = target, n_ops[c] + 1, now
         counts[name] = max(n_ops)

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from controllers.online.decision import MEASURED_COLUMNS
 from controllers.online.evaluate import evaluate
 from controllers.online.problem import ControlProblem, ControlWeights, Plan
 from controllers.online.settings import ControllerSettings
-from controllers.online.solve import solve
+from controllers.online.solve import continue_search, solve
 from controllers.online.start import shift_previous
 from devices.fleet import FleetSpec
 from phasetwin.run.replay import replay
@@ -26,7 +27,9 @@ from phasetwin.run.scenario import Scenario
 from tests.controllers.online.test_milp import START, STEP_S, random_pess_problem
 
 W = ControlWeights(unbalance_per_kwh=1.0)
-WORK = ControllerSettings().solver.model_copy(update={"wall_clock": False})
+DEFERRED = ControllerSettings().solver.model_copy(update={"wall_clock": False})
+WORK = DEFERRED.model_copy(update={"defer_search": False})
+"""The controller's solver settings with the whole search in ``solve`` (the controller defers it)."""
 
 
 def jumping_timer(step_s: float) -> Callable[[], float]:
@@ -127,11 +130,33 @@ def test_a_previous_plan_that_the_descent_improves_much_is_not_kept() -> None:
     assert second.reused == 0
 
 
+@pytest.mark.parametrize("seed", [5, 6])
+def test_a_deferred_search_ends_at_the_plan_of_the_whole_solve(seed: int) -> None:
+    """``solve`` with ``defer_search`` returns after one descent round from the previous plan; ``continue_search``
+    then does the rest of the same work: the plan of the solve that never deferred (the reuse test forced to
+    search). The first period, with no previous plan, searches at once."""
+    searching = {"reuse_gain": 0.0}
+    first = rolled(START, seed, 0)
+    whole = solve(first, weights=W, settings=WORK.model_copy(update=searching))
+    at_once = solve(first, weights=W, settings=DEFERRED.model_copy(update=searching))
+    assert at_once.deferred is None and same_plan(whole, at_once)
+    problem = rolled(START, seed, 1)
+    whole = solve(problem, weights=W, settings=WORK.model_copy(update=searching), previous=whole)
+    fast = solve(problem, weights=W, settings=DEFERRED.model_copy(update=searching), previous=at_once)
+    assert fast.deferred is not None and "search deferred" in fast.reason
+    assert "fix-and-optimise" in whole.reason and "fix-and-optimise" not in fast.reason
+    searched = continue_search(problem, fast, weights=W, settings=DEFERRED.model_copy(update=searching))
+    assert searched.deferred is None and "fix-and-optimise" in searched.reason
+    assert searched.objective.total <= fast.objective.total + 1e-12
+    for field in ("phase", "pess_phase", "charge_kw", "discharge_kw", "curtail_kw"):
+        np.testing.assert_array_equal(getattr(searched.decisions, field), getattr(whole.decisions, field))
+
+
 def tables(folder: Path) -> dict[str, pd.DataFrame]:
     out = {}
     for path in sorted(folder.glob("*.parquet")):
-        # solve_s is the measured wall time of each decision: a property of the machine, not of the replay
-        out[path.name] = pd.read_parquet(path).drop(columns=["solve_s"], errors="ignore")
+        # measured times of each decision: a property of the machine, not of the replay
+        out[path.name] = pd.read_parquet(path).drop(columns=list(MEASURED_COLUMNS), errors="ignore")
     return out
 
 

@@ -25,6 +25,7 @@ import pytest
 from support.dask_cluster import DaskClusterProcesses
 from typer.testing import CliRunner
 
+from controllers.online.decision import MEASURED_COLUMNS
 from phasetwin.cli.main import app
 from phasetwin.studies.execute import StudyProgress, dask_client, pending, run_on_cluster
 from phasetwin.studies.grid import Task, task_grid
@@ -225,6 +226,6 @@ def test_a_controlled_study_task_and_the_same_replay_alone_send_identical_comman
     for name in (*TABLES, "acks.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(folder / name), pd.read_parquet(tmp_path / "alone" / name),
                                       check_exact=True)
-    decisions = [pd.read_parquet(f / "controller.parquet").drop(columns="solve_s")
+    decisions = [pd.read_parquet(f / "controller.parquet").drop(columns=list(MEASURED_COLUMNS))
                  for f in (folder, tmp_path / "alone")]
     pd.testing.assert_frame_equal(*decisions, check_exact=True)
