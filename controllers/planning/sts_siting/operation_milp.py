@@ -90,6 +90,7 @@ def solve_operation(
     sites: tuple[int, ...] | None = None,
     n_sites: int | None = None,
     time_limit_s: float = 60.0,
+    node_limit: int | None = None,
     relative_gap: float = 1e-6,
     hint: Operation | None = None,
 ) -> OperationResult:
@@ -322,7 +323,7 @@ def solve_operation(
         model.minimize(s_cub + params.kappa_tiebreak * rest)
 
     solve_params = mathopt.SolveParameters(time_limit=timedelta(seconds=max(time_limit_s, 1e-3)),
-                                           relative_gap_tolerance=relative_gap)
+                                           relative_gap_tolerance=relative_gap, node_limit=node_limit)
     model_params = None
     if hint is not None:
         model_params = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(variable_values=_hint_values(

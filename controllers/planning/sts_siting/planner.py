@@ -104,16 +104,18 @@ def no_worse_than_start(case: SitingCase, params: CostParams, found: Operation, 
 
 
 def solve_single_level(case: SitingCase, params: CostParams, *, scenario: Scenario, time_limit_s: float = 300.0,
-                       relative_gap: float = 1e-6, hint: Operation | None = None) -> SitingResult:
+                       relative_gap: float = 1e-6, hint: Operation | None = None,
+                       node_limit: int | None = None) -> SitingResult:
     """Min S_IN over sites and operation (S2: over one manual phase per load; S1: nothing to choose); ``hint``: a
-    known feasible operation to start from (see ``solve_operation``)."""
+    known feasible operation to start from (see ``solve_operation``); ``node_limit``: branch-and-bound nodes at
+    most, a budget of work whose plan does not depend on the machine's load (unlike ``time_limit_s``)."""
     start = time.perf_counter()
     if scenario is Scenario.S1:
         op = reference_operation(case)
         return SitingResult(scenario, "reference", op, evaluate(case, op, params), True, None,
                             time.perf_counter() - start)
     res = solve_operation(case, params, scenario=scenario, objective=Objective.COST, time_limit_s=time_limit_s,
-                          relative_gap=relative_gap, hint=hint)
+                          relative_gap=relative_gap, hint=hint, node_limit=node_limit)
     op, optimal = res.operation, res.optimal
     if scenario is not Scenario.S2:
         op, optimal = no_worse_than_start(case, params, op, optimal, hint)
