@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from phasetwin.run.code_version import code_fingerprint
 from phasetwin.run.inputs import load_inputs
 from phasetwin.run.scenario import Scenario
 from phasetwin.run.scenario_file import input_hashes
@@ -37,8 +38,6 @@ SEASON_OF_MONTH = {12: Season.WINTER, 1: Season.WINTER, 2: Season.WINTER, 3: Sea
                    5: Season.SPRING, 6: Season.SUMMER, 7: Season.SUMMER, 8: Season.SUMMER, 9: Season.AUTUMN,
                    10: Season.AUTUMN, 11: Season.AUTUMN}
 SEASON_ORDER = (Season.WINTER, Season.SPRING, Season.SUMMER, Season.AUTUMN)
-PLANNER_VERSION = 1
-"""Part of a cached plan's key: raise it when the planner's result for the same inputs changes."""
 
 
 def season_of(t_utc: datetime) -> Season:
@@ -95,7 +94,7 @@ def static_plans(choice: RephaseChoice, *, fields: dict[str, Any], span: tuple[d
     seasons: list[Season | None] = list(SEASON_ORDER) if choice.seasonal else [None]
     folder = study_dir / PLANS
     folder.mkdir(parents=True, exist_ok=True)
-    recipe = {"version": PLANNER_VERSION, "inputs": sorted(input_hashes(base).values()),
+    recipe = {"code": code_fingerprint(), "inputs": sorted(input_hashes(base).values()),
               "scenario": base.model_dump(mode="json", exclude={"out", "fleet", "controller"}),
               "span": [span[0].isoformat(), span[1].isoformat()],
               "planner": choice.model_dump(mode="json", include={"node_limit", "starts", "p_scale", "psi_scale",
