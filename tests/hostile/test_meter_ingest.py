@@ -101,6 +101,7 @@ def _attack(host: str, port: int, n_each: int, out: str, sent_all: Any) -> None:
     deadline = time.monotonic() + 120
     while len(letters) < 7 * n_each and time.monotonic() < deadline:
         time.sleep(0.05)
+    client.disconnect()
     client.loop_stop()
     with lock:
         Path(out).write_text(json.dumps({"sent": sent, "letters": letters}))

@@ -17,6 +17,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from support.paho_clients import stop_client
 from support.servers import MosquittoServer
 
 from phasetwin.run.replay import replay
@@ -73,8 +74,8 @@ def test_replay_messages_round_trip_through_mosquitto(mosquitto: MosquittoServer
     for topic, message in bus.sent:
         pub.publish(topic, message.model_dump_json(), qos=1).wait_for_publish(timeout=10)
     got = [received.get(timeout=10) for _ in bus.sent]
-    pub.loop_stop()
-    sub.loop_stop()
+    stop_client(pub)
+    stop_client(sub)
     # clock, meters (one frame or 55 readings), grid state, status per tick
     assert len(bus.sent) == 10 * (1 + (55 if per_meter else 1) + 1 + 1)
     for (topic, original), (wire_topic, payload) in zip(bus.sent, got, strict=True):

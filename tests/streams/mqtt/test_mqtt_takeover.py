@@ -16,6 +16,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from support.paho_clients import stop_client
 from support.secure_broker import SecureMosquittoServer
 from support.servers import MosquittoServer
 
@@ -68,7 +69,7 @@ def test_the_recorder_cannot_learn_nor_take_over_the_twins_client_id(broker: Sec
         thief.disconnect()
     bus.settle()
     assert bus.counters.disconnects == 0 and bus.counters.connect_flap_alarms == 0
-    spy.loop_stop()
+    stop_client(spy)
     bus.close()
 
 
@@ -116,9 +117,9 @@ def test_a_payload_above_the_limit_reaches_no_subscriber(broker: SecureMosquitto
     sender, _ = _client(broker.host, broker.port, "twin", broker.passwords["twin"], "sender")
     sender.publish(topics.grid_state(feeder), b"[" + b"0," * (5 * 1024 * 1024) + b"0]", qos=1)
     time.sleep(1.0)
-    sender.loop_stop()
+    stop_client(sender)
     sender, _ = _client(broker.host, broker.port, "twin", broker.passwords["twin"], "sender")
     sender.publish(topics.grid_state(feeder), b"small", qos=1).wait_for_publish(5)
     assert got.get(timeout=5).payload == b"small", "the 10 MB payload never arrived; the one after it did"
-    sender.loop_stop()
-    reader.loop_stop()
+    stop_client(sender)
+    stop_client(reader)
