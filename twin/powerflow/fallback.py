@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from twin.errors import PowerFlowError
-from twin.powerflow.interface import Engine, FallbackKind, PowerFlow, PowerFlowNotConverged, PowerFlowResult
+from twin.powerflow.interface import (
+    RESULT_ARRAYS,
+    Engine,
+    FallbackKind,
+    PowerFlow,
+    PowerFlowNotConverged,
+    PowerFlowResult,
+)
 
 if TYPE_CHECKING:
     from twin.network import Feeder
@@ -98,8 +105,7 @@ class FallbackPowerFlow:
         except PowerFlowNotConverged as err:
             first = err
         failed = list(first.failed_indices)
-        arrays = {f.name: np.array(getattr(first.partial, f.name), copy=True)
-                  for f in dataclasses.fields(PowerFlowResult) if f.name != "fallbacks"}
+        arrays = {name: np.array(getattr(first.partial, name), copy=True) for name in RESULT_ARRAYS}
         solved_by: dict[int, FallbackKind] = {}
         for rung in self._rungs:
             if not failed:

@@ -30,7 +30,6 @@ Sign convention: customer p_kw/q_kvar are load-positive (positive draws from the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -42,6 +41,8 @@ if TYPE_CHECKING:
     from twin.network import Feeder
 
 __all__ = [
+    "RESULT_ARRAYS",
+    "DeferredArrays",
     "Engine",
     "FallbackKind",
     "PowerFlow",
@@ -68,24 +69,119 @@ class FallbackKind(StrEnum):
     REFERENCE = "reference"
 
 
-@dataclass(frozen=True)
+RESULT_ARRAYS = ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar", "loss_kw",
+                 "vuf_pct", "converged")
+"""The array fields of a ``PowerFlowResult``, in constructor order."""
+
+
+@runtime_checkable
+class DeferredArrays(Protocol):
+    """Computes result arrays on first access (``PowerFlowResult.deferred``)."""
+
+    def compute(self, name: str) -> dict[str, np.ndarray]:
+        """The array ``name`` (one of ``RESULT_ARRAYS``), and any others computed on the way; rows of states
+        that did not converge need not be NaN (the result sets them)."""
+        ...
+
+
+class _ResultArray:
+    """A read-only field of ``PowerFlowResult``: the stored array, computed by the result's ``DeferredArrays``
+    on first access when the engine deferred it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: PowerFlowResult | None, objtype: type | None = None) -> np.ndarray:
+        if obj is None:
+            raise AttributeError(self.name)
+        values = obj._values
+        if self.name not in values:
+            obj._compute(self.name)
+        return values[self.name]
+
+    def __set__(self, obj: PowerFlowResult, value: np.ndarray) -> None:
+        raise AttributeError(f"PowerFlowResult.{self.name} cannot be reassigned (write into the array instead)")
+
+
 class PowerFlowResult:
     """Results of k load states. Buses in ``feeder.buses`` order (MV bus included), lines in ``feeder.lines``
-    order, phases A, B, C in the last axis. Rows of states that did not converge hold NaN."""
+    order, phases A, B, C in the last axis. Rows of states that did not converge hold NaN.
 
-    vm_pu: np.ndarray  # [k, n_bus, 3] line-to-neutral voltage magnitude, p.u. of vn_kv/√3
-    va_deg: np.ndarray  # [k, n_bus, 3] voltage angle, degrees; source phase A at 0, LV lags by shift_deg
-    v_v: np.ndarray  # [k, n_bus, 3] line-to-neutral voltage magnitude, V
-    i_ka: np.ndarray  # [k, n_line, 3] phase current magnitude at the from end, kA (0 on open lines)
-    loading: np.ndarray  # [k, n_line, 3] i_ka / max_i_ka, a fraction (1.0 = at rating)
-    i_n_ka: np.ndarray  # [k, n_line] |Ia + Ib + Ic| at the from end (neutral/earth return), kA
-    p_trafo_kw: np.ndarray  # [k, 3] active power the transformer delivers into the LV bus, per phase
-    q_trafo_kvar: np.ndarray  # [k, 3] reactive power the transformer delivers into the LV bus, per phase
-    loss_kw: np.ndarray  # [k] active losses of all lines and the transformer (not the MV source impedance)
-    vuf_pct: np.ndarray  # [k, n_bus] voltage unbalance factor 100·|V2|/|V1| of each bus, percent
-    converged: np.ndarray  # [k] bool
-    fallbacks: Mapping[int, FallbackKind] = field(default_factory=dict)
-    """States (batch positions) that a fallback solved, and which one; empty when the engine solved them all."""
+    An engine may defer the costly per-bus and per-line arrays (``deferred``): each is then computed on its
+    first access, so a caller that reads only the transformer power or the losses does not pay for them. The
+    fields read the same either way."""
+
+    vm_pu = _ResultArray()  # [k, n_bus, 3] line-to-neutral voltage magnitude, p.u. of vn_kv/√3
+    va_deg = _ResultArray()  # [k, n_bus, 3] voltage angle, degrees; source phase A at 0, LV lags by shift_deg
+    v_v = _ResultArray()  # [k, n_bus, 3] line-to-neutral voltage magnitude, V
+    i_ka = _ResultArray()  # [k, n_line, 3] phase current magnitude at the from end, kA (0 on open lines)
+    loading = _ResultArray()  # [k, n_line, 3] i_ka / max_i_ka, a fraction (1.0 = at rating)
+    i_n_ka = _ResultArray()  # [k, n_line] |Ia + Ib + Ic| at the from end (neutral/earth return), kA
+    p_trafo_kw = _ResultArray()  # [k, 3] active power the transformer delivers into the LV bus, per phase
+    q_trafo_kvar = _ResultArray()  # [k, 3] reactive power the transformer delivers into the LV bus, per phase
+    loss_kw = _ResultArray()  # [k] active losses of all lines and the transformer (not the MV source impedance)
+    vuf_pct = _ResultArray()  # [k, n_bus] voltage unbalance factor 100·|V2|/|V1| of each bus, percent
+    converged = _ResultArray()  # [k] bool
+
+    __slots__ = ("_deferred", "_values", "fallbacks")
+    _values: dict[str, np.ndarray]
+    _deferred: DeferredArrays | None
+    fallbacks: Mapping[int, FallbackKind]
+
+    def __init__(self, *, vm_pu: np.ndarray, va_deg: np.ndarray, v_v: np.ndarray, i_ka: np.ndarray,
+                 loading: np.ndarray, i_n_ka: np.ndarray, p_trafo_kw: np.ndarray, q_trafo_kvar: np.ndarray,
+                 loss_kw: np.ndarray, vuf_pct: np.ndarray, converged: np.ndarray,
+                 fallbacks: Mapping[int, FallbackKind] | None = None) -> None:
+        values = dict(vm_pu=vm_pu, va_deg=va_deg, v_v=v_v, i_ka=i_ka, loading=loading, i_n_ka=i_n_ka,
+                      p_trafo_kw=p_trafo_kw, q_trafo_kvar=q_trafo_kvar, loss_kw=loss_kw, vuf_pct=vuf_pct,
+                      converged=converged)
+        self._init(values, None, fallbacks)
+
+    def _init(self, values: dict[str, np.ndarray], deferred: DeferredArrays | None,
+              fallbacks: Mapping[int, FallbackKind] | None) -> None:
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_deferred", deferred)
+        object.__setattr__(self, "fallbacks", {} if fallbacks is None else fallbacks)
+        """States (batch positions) that a fallback solved, and which one; empty when the engine solved them
+        all."""
+
+    @classmethod
+    def deferred(cls, arrays: DeferredArrays, *, converged: np.ndarray, **ready: np.ndarray) -> PowerFlowResult:
+        """A result whose arrays other than ``converged`` and ``ready`` come from ``arrays`` on first access."""
+        unknown = sorted(set(ready) - set(RESULT_ARRAYS))
+        if unknown:
+            raise TypeError(f"PowerFlowResult.deferred: unknown arrays {unknown}; expected names from {RESULT_ARRAYS}")
+        result = cls.__new__(cls)
+        result._init({**ready, "converged": converged}, arrays, None)
+        return result
+
+    def _compute(self, name: str) -> None:
+        deferred = self._deferred
+        if deferred is None:
+            raise AttributeError(f"PowerFlowResult has no array {name!r}")
+        computed = deferred.compute(name)
+        converged = self._values["converged"]
+        failed = None if converged.all() else ~converged
+        for key, arr in computed.items():
+            if key not in self._values:
+                if failed is not None:
+                    arr[failed] = np.nan
+                self._values[key] = arr
+        if len(self._values) == len(RESULT_ARRAYS):
+            object.__setattr__(self, "_deferred", None)  # let go of the engine's intermediate arrays
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"PowerFlowResult is read-only: cannot set {name!r}")
+
+    def __getstate__(self) -> tuple[dict[str, np.ndarray], Mapping[int, FallbackKind]]:
+        return {name: getattr(self, name) for name in RESULT_ARRAYS}, self.fallbacks
+
+    def __setstate__(self, state: tuple[dict[str, np.ndarray], Mapping[int, FallbackKind]]) -> None:
+        self._init(dict(state[0]), None, state[1])
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{n}={list(getattr(self, n).shape)}" for n in ("vm_pu", "i_ka"))
+        return f"PowerFlowResult(k={self.n_states}, {shapes}, fallbacks={len(self.fallbacks)})"
 
     @property
     def n_states(self) -> int:

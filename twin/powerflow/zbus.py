@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -77,8 +78,8 @@ def zbus_unsupported_reason(feeder: Feeder) -> str | None:
 
 
 class ZbusPowerFlow(FeederEngine):
-    """Z-bus fixed point of a radial feeder fed by one transformer (see the module docstring). Not thread-safe:
-    the work arrays are kept between calls."""
+    """Z-bus fixed point of a radial feeder fed by one transformer (see the module docstring). Threads may
+    solve on one engine at once: each keeps its own work arrays, and a result owns what it still computes."""
 
     engine = Engine.ZBUS
 
@@ -94,7 +95,7 @@ class ZbusPowerFlow(FeederEngine):
         """Topologies built (Z-bus and its reduction); the first is the normal one."""
         self.iterations = 0
         """Fixed-point iterations run, summed over calls (one matrix product each)."""
-        self._buffers: dict[str, np.ndarray] = {}
+        self._local = threading.local()
         self._topology(self._normal_closed)
 
     @property
@@ -188,95 +189,37 @@ class ZbusPowerFlow(FeederEngine):
         return current, active, converged
 
     def _solve_topology(self, topo: Topology, chains: ChainTree, s_va: np.ndarray) -> PowerFlowResult:
+        """The fixed point and the transformer's powers now; every per-bus and per-line array, and the losses,
+        on first access (``SweepArrays``)."""
         k = s_va.shape[0]
         n_load = topo.n_load
         s_node = topo.load_power_va(s_va)
         i_load, _, converged = self._fixed_point(topo, s_node)
         with np.errstate(all="ignore"):
-            # Key-bus major [n_key + 1, k, 3]: a level of the contracted tree is a contiguous block; the last row
-            # stays zero (open lines, the MV bus).
-            j = self._buffer("j", (chains.n_key + 1, k, 3))
-            j.fill(0)
-            j[chains.key_of_load] = i_load.reshape(n_load, 3, k).transpose(0, 2, 1)
+            # Injections of the fixed point's nodes, node major [n_node, k, 3]: loads, then the shunts' Y·V.
+            inj = np.zeros((topo.node_pos.size, k, 3), complex)
+            inj[:n_load] = i_load.reshape(n_load, 3, k).transpose(0, 2, 1)
             if topo.has_shunts:
-                # Voltages of every node with a shunt, from the converged load currents; shunts draw Y·V.
                 v_nodes = (topo.c_flat[:, None] - topo.z_nl_full @ i_load).reshape(-1, 3, k).transpose(0, 2, 1)
-                j[chains.key_of_node] += apply_rows((topo.y_a[topo.node_pos], topo.y_b[topo.node_pos]), v_nodes)
-            return self._sweep(chains, j, converged)
-
-    def _sweep(self, chains: ChainTree, j: np.ndarray, converged: np.ndarray) -> PowerFlowResult:
-        """Backward (series currents) and forward (voltages) sweep by level over the contracted tree's key-bus
-        injections ``j`` (summed in place), then every bus and line from its key buses, in feeder order."""
-        k = j.shape[1]
-        src = self.source
-        for s, e, parents, starts in reversed(chains.groups):
-            j[parents] += np.add.reduceat(j[s:e], starts, axis=0)
-        v = self._buffer("v", (chains.n_key, k, 3))
-        v[0] = src.e_lv_v - apply(src.th, j[0])
-        for s, e, _, _ in chains.groups:
-            np.subtract(v[chains.parent[s:e]], apply_rows((chains.z_a[s:e], chains.z_b[s:e]), j[s:e]), out=v[s:e])
-        j_sum = phase_sum(j)
-        loss_w = (chains.z_a.real[1:, None] * (j[1:chains.n_key].real ** 2 + j[1:chains.n_key].imag ** 2).sum(axis=2)
-                  + chains.z_b.real[1:, None] * (j_sum[1:chains.n_key].real ** 2 + j_sum[1:chains.n_key].imag ** 2)
-                  ).sum(axis=0)
-        trafo_drop = apply(src.trafo, j[0])
-        loss_w += (trafo_drop.real * j[0].real + trafo_drop.imag * j[0].imag).sum(axis=1)
-        s_trafo = v[0] * np.conj(j[0])
-        v_mv = self._mv_voltage(j[0])
-
-        # State major from here: [k, key, 3] and the results [k, bus|line, 3].
-        j_k = np.ascontiguousarray(j.transpose(1, 0, 2))
-        v_k = np.ascontiguousarray(v.transpose(1, 0, 2))
-        vm_pu, va_deg, v_v = (np.empty((k, self.n_bus, 3)) for _ in range(3))
-        i_ka, loading = np.empty((k, self.n_line, 3)), np.empty((k, self.n_line, 3))
-        inv_max_i_ka = 1.0 / self.max_i_ka[:, None]
-        i_n_ka = np.empty((k, self.n_line))
-        vuf_pct = np.empty((k, self.n_bus))
-        inv_base = 1.0 / self.v_base_v[:, None]
-        shunts = bool(np.any(chains.line_half_y_a != 0) or np.any(chains.line_half_y_b != 0))
-        bus_z = (chains.bus_z_a[:, None], chains.bus_z_b)
-
-        def rows(a: int, b: int) -> None:
-            j_bus = j_k[a:b].take(chains.bus_down, axis=1)
-            v_bus = v_k[a:b].take(chains.bus_up, axis=1)
-            v_bus -= bus_z[0] * j_bus
-            v_bus -= (bus_z[1] * phase_sum(j_bus))[..., None]
-            v_bus[:, chains.mv_bus] = v_mv[a:b]
-            np.abs(v_bus, out=v_v[a:b])
-            np.multiply(v_v[a:b], inv_base, out=vm_pu[a:b])
-            np.arctan2(v_bus.imag, v_bus.real, out=va_deg[a:b])
-            va_deg[a:b] *= DEG_PER_RAD
-            vuf_pct[a:b] = voltage_unbalance_factor_pct_of_phasors(v_bus)
-            i_from = j_k[a:b].take(chains.line_down, axis=1)
-            if shunts:
-                i_from *= chains.line_sign[:, None]
-                i_from += apply_rows((chains.line_half_y_a, chains.line_half_y_b),
-                                     v_bus.take(chains.line_from_bus, axis=1).transpose(1, 0, 2)).transpose(1, 0, 2)
-            np.abs(i_from, out=i_ka[a:b])
-            i_ka[a:b] *= 1e-3
-            np.multiply(i_ka[a:b], inv_max_i_ka, out=loading[a:b])
-            np.abs(phase_sum(i_from), out=i_n_ka[a:b])
-            i_n_ka[a:b] *= 1e-3
-
-        with np.errstate(all="ignore"):
-            for_row_chunks(k, rows, chunk=CHUNK_STATES)
-        result = PowerFlowResult(
-            vm_pu=vm_pu, va_deg=va_deg, v_v=v_v, i_ka=i_ka, loading=loading,
-            i_n_ka=i_n_ka, p_trafo_kw=s_trafo.real * 1e-3, q_trafo_kvar=s_trafo.imag * 1e-3,
-            loss_kw=loss_w * 1e-3, vuf_pct=vuf_pct, converged=converged,
-        )
+                inj += apply_rows((topo.y_a[topo.node_pos], topo.y_b[topo.node_pos]), v_nodes)
+            j_lv = inj.sum(axis=0)  # [k, 3] what the transformer delivers
+            src = self.source
+            s_trafo = (src.e_lv_v - apply(src.th, j_lv)) * np.conj(j_lv)
+        result = PowerFlowResult.deferred(SweepArrays(self, chains, inj, j_lv), converged=converged,
+                                          p_trafo_kw=s_trafo.real * 1e-3, q_trafo_kvar=s_trafo.imag * 1e-3)
         if not converged.all():
-            for name in ("vm_pu", "va_deg", "v_v", "i_ka", "loading", "i_n_ka", "p_trafo_kw", "q_trafo_kvar",
-                         "loss_kw", "vuf_pct"):
-                getattr(result, name)[~converged] = np.nan
+            result.p_trafo_kw[~converged] = np.nan
+            result.q_trafo_kvar[~converged] = np.nan
         return result
 
     def _buffer(self, name: str, shape: tuple[int, ...], *, dtype: type = complex) -> np.ndarray:
-        """A work array kept between calls (fresh large arrays cost page faults on every call)."""
-        buf = self._buffers.get(name)
+        """A work array kept between calls of this thread (fresh large arrays cost page faults on every call;
+        threads solving on one engine each have their own)."""
+        buffers: dict[str, np.ndarray] = self._local.__dict__
+        buf = buffers.get(name)
         if buf is None or buf.size < int(np.prod(shape)):
             buf = np.empty(int(np.prod(shape)), dtype)
-            self._buffers[name] = buf
+            buffers[name] = buf
         return buf[: int(np.prod(shape))].reshape(shape)
 
     def _mv_voltage(self, i_lv: np.ndarray) -> np.ndarray:
@@ -291,3 +234,131 @@ class ZbusPowerFlow(FeederEngine):
         i_mv = np.stack([m0 + m1 + m2, m0 + A * A * m1 + A * m2, m0 + A * m1 + A * A * m2], axis=1)
         return src.e_mv_v - apply(src.mv, i_mv)
 
+
+
+class SweepArrays:
+    """The per-bus and per-line arrays and the losses of one solve, computed on first access from the fixed
+    point's injections (``PowerFlowResult.deferred``): one backward/forward sweep by level over the contracted
+    tree (``twin.powerflow.zbus_chains``), then every bus and line from its key buses, in chunks of states.
+
+    Groups computed together: ``vm_pu``, ``va_deg``, ``vuf_pct`` (one pass over the bus voltages); ``i_ka``,
+    ``i_n_ka`` (one pass over the line currents); ``v_v`` from ``vm_pu``, ``loading`` from ``i_ka``; ``loss_kw``.
+    Owns its arrays: later solves of the engine do not touch them."""
+
+    def __init__(self, engine: ZbusPowerFlow, chains: ChainTree, inj: np.ndarray, j_lv: np.ndarray) -> None:
+        self.engine, self.chains = engine, chains
+        self.inj, self.j_lv = inj, j_lv
+        self._swept: tuple[np.ndarray, np.ndarray] | None = None
+        self._done: dict[str, np.ndarray] = {}
+
+    def compute(self, name: str) -> dict[str, np.ndarray]:
+        """See ``twin.powerflow.interface.DeferredArrays``."""
+        if name in self._done:
+            return {name: self._done[name]}
+        with np.errstate(all="ignore"):
+            if name in ("vm_pu", "va_deg", "vuf_pct"):
+                new = self._buses()
+            elif name == "v_v":
+                vm = self.compute("vm_pu")["vm_pu"] if "vm_pu" not in self._done else self._done["vm_pu"]
+                new = {"v_v": vm * self.engine.v_base_v[:, None]}
+            elif name in ("i_ka", "i_n_ka"):
+                new = self._lines()
+            elif name == "loading":
+                i_ka = self._done["i_ka"] if "i_ka" in self._done else self.compute("i_ka")["i_ka"]
+                new = {"loading": i_ka * (1.0 / self.engine.max_i_ka[:, None])}
+            elif name == "loss_kw":
+                new = {"loss_kw": self._loss_w() * 1e-3}
+            else:
+                raise AttributeError(f"PowerFlowResult has no array {name!r}")
+        self._done.update(new)
+        return new
+
+    def _sweep(self) -> tuple[np.ndarray, np.ndarray]:
+        """Key-bus series currents j [n_key + 1, k, 3] (the last row zero: open lines, inactive buses, the MV
+        bus) and key-bus voltages v [n_key, k, 3], by level over the contracted tree."""
+        if self._swept is not None:
+            return self._swept
+        chains, src = self.chains, self.engine.source
+        k = self.j_lv.shape[0]
+        j = np.zeros((chains.n_key + 1, k, 3), complex)
+        j[chains.key_of_node] = self.inj  # every node is a key bus of its own
+        for s, e, parents, starts in reversed(chains.groups):
+            j[parents] += np.add.reduceat(j[s:e], starts, axis=0)
+        v = np.empty((chains.n_key, k, 3), complex)
+        v[0] = src.e_lv_v - apply(src.th, j[0])
+        for s, e, _, _ in chains.groups:
+            np.subtract(v[chains.parent[s:e]], apply_rows((chains.z_a[s:e], chains.z_b[s:e]), j[s:e]), out=v[s:e])
+        self._swept = j, v
+        return j, v
+
+    def _bus_voltages(self, j: np.ndarray, v: np.ndarray, mv: np.ndarray, a: int, b: int) -> np.ndarray:
+        """Complex voltages [b − a, n_bus, 3] of every bus for states a..b."""
+        chains = self.chains
+        j_bus = state_major(j, a, b).take(chains.bus_down, axis=1)
+        v_bus = state_major(v, a, b).take(chains.bus_up, axis=1)
+        v_bus -= chains.bus_z_a[:, None] * j_bus
+        v_bus -= (chains.bus_z_b * phase_sum(j_bus))[..., None]
+        v_bus[:, chains.mv_bus] = mv[a:b]
+        return v_bus
+
+    def _buses(self) -> dict[str, np.ndarray]:
+        engine = self.engine
+        j, v = self._sweep()
+        mv = engine._mv_voltage(self.j_lv)
+        k = self.j_lv.shape[0]
+        vm_pu, va_deg = np.empty((k, engine.n_bus, 3)), np.empty((k, engine.n_bus, 3))
+        vuf_pct = np.empty((k, engine.n_bus))
+        inv_base = 1.0 / engine.v_base_v[:, None]
+
+        def rows(a: int, b: int) -> None:
+            with np.errstate(all="ignore"):
+                v_bus = self._bus_voltages(j, v, mv, a, b)
+                np.abs(v_bus, out=vm_pu[a:b])
+                vm_pu[a:b] *= inv_base
+                np.arctan2(v_bus.imag, v_bus.real, out=va_deg[a:b])
+                va_deg[a:b] *= DEG_PER_RAD
+                vuf_pct[a:b] = voltage_unbalance_factor_pct_of_phasors(v_bus)
+
+        for_row_chunks(k, rows, chunk=CHUNK_STATES)
+        return {"vm_pu": vm_pu, "va_deg": va_deg, "vuf_pct": vuf_pct}
+
+    def _lines(self) -> dict[str, np.ndarray]:
+        engine, chains = self.engine, self.chains
+        j, v = self._sweep()
+        mv = engine._mv_voltage(self.j_lv)
+        k = self.j_lv.shape[0]
+        i_ka, i_n_ka = np.empty((k, engine.n_line, 3)), np.empty((k, engine.n_line))
+        shunts = bool(np.any(chains.line_half_y_a != 0) or np.any(chains.line_half_y_b != 0))
+
+        def rows(a: int, b: int) -> None:
+            with np.errstate(all="ignore"):
+                i_from = state_major(j, a, b).take(chains.line_down, axis=1)
+                if shunts:
+                    v_from = self._bus_voltages(j, v, mv, a, b).take(chains.line_from_bus, axis=1)
+                    i_from *= chains.line_sign[:, None]
+                    i_from += apply_rows((chains.line_half_y_a, chains.line_half_y_b),
+                                         v_from.transpose(1, 0, 2)).transpose(1, 0, 2)
+                np.abs(i_from, out=i_ka[a:b])
+                i_ka[a:b] *= 1e-3
+                np.abs(phase_sum(i_from), out=i_n_ka[a:b])
+                i_n_ka[a:b] *= 1e-3
+
+        for_row_chunks(k, rows, chunk=CHUNK_STATES)
+        return {"i_ka": i_ka, "i_n_ka": i_n_ka}
+
+    def _loss_w(self) -> np.ndarray:
+        """Active losses [k] of the key branches (a chain's one current through its whole impedance) and of the
+        transformer, W."""
+        chains, src = self.chains, self.engine.source
+        j, _ = self._sweep()
+        body = j[1:chains.n_key]
+        j_sum = phase_sum(body)
+        loss_w = (chains.z_a.real[1:] @ (body.real**2 + body.imag**2).sum(axis=2)
+                  + chains.z_b.real[1:] @ (j_sum.real**2 + j_sum.imag**2))
+        drop = apply(src.trafo, self.j_lv)
+        return np.asarray(loss_w + (drop.real * self.j_lv.real + drop.imag * self.j_lv.imag).sum(axis=1))
+
+
+def state_major(x: np.ndarray, a: int, b: int) -> np.ndarray:
+    """States a..b of a key-major array [n, k, 3] as a state-major copy [b − a, n, 3] (small: a chunk of states)."""
+    return np.ascontiguousarray(x[:, a:b].transpose(1, 0, 2))

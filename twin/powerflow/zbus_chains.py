@@ -1,15 +1,18 @@
-"""The radial tree of a Z-bus topology with its chains contracted: the sweep runs on the key buses only.
+"""The radial tree of a Z-bus topology with its load-free parts contracted: the sweep runs on the key buses only.
 
-A key bus is the LV bus, a bus with an injection (customers, line shunts) or a bus that does not have exactly one
-child (a branch point or a leaf). Every other bus lies on a chain: one parent, one child, nothing drawn, so the
-same series current flows through every branch of the chain. Hence, with ``up(q)`` the nearest key ancestor of
-``q``, ``down(q)`` the first key bus at or below it and ``Z_q`` the chain impedance from ``up(q)`` to ``q``:
+A bus is active when an injection (customers, line shunts) lies at or below it; the lines of an inactive bus
+carry no current, so it has the voltage of its nearest active ancestor. A key bus is the LV bus, a bus with an
+injection or an active bus that does not have exactly one active child (a branch point of the current). Every
+other active bus lies on a chain: one active child, nothing drawn, so the same series current flows through
+every branch of the chain. Hence, with ``up(q)`` the nearest key ancestor of ``q``, ``down(q)`` the first key bus
+at or below it (none, a zero current, for an inactive bus) and ``Z_q`` the chain impedance from ``up(q)`` to
+``q`` (to its nearest active ancestor for an inactive bus):
 
-    J_q = J_down(q)        V_q = V_up(q) − Z_q · J_q
+    J_q = J_down(q)        V_q = V_up(q) − Z_q · J_down(q)
 
 The backward/forward sweep by level therefore runs over the contracted tree (the IEEE European LV feeder: 906
-buses in 157 levels become about 130 key buses in far fewer levels), and every bus and line is then one gather
-and one multiply-add over all states. The contraction is exact: the same circuit, the same equations.
+buses in 157 levels become 110 key buses), and every bus and line is then one gather and one multiply-add over
+all states. The contraction is exact: the same circuit, the same equations.
 """
 
 from __future__ import annotations
@@ -32,24 +35,36 @@ class ChainTree:
 
     def __init__(self, feeder: Feeder, topo: Topology) -> None:
         n, parent = topo.n, topo.parent
-        children = np.bincount(parent[1:], minlength=n)
-        key = children != 1
+        active = np.zeros(n, dtype=bool)
+        active[topo.node_pos] = True
+        active[0] = True
+        for q in range(n - 1, 0, -1):  # children come later in breadth-first order
+            if active[q]:
+                active[parent[q]] = True
+        children = np.bincount(parent[1:][active[1:]], minlength=n)
+        key = active & (children != 1)
         key[0] = True
         key[topo.node_pos] = True
         only_child = np.zeros(n, dtype=int)
-        only_child[parent[1:]] = np.arange(1, n)  # the one child of a chain bus (others are overwritten, unused)
+        only_child[parent[1:][active[1:]]] = np.flatnonzero(active[1:]) + 1  # the active child of a chain bus
         up = np.zeros(n, dtype=int)
         z_a = np.zeros(n, complex)
         z_b = np.zeros(n, complex)
         for q in range(1, n):  # parents come first in breadth-first order
             p = int(parent[q])
+            own_a, own_b = (topo.z_a[q], topo.z_b[q]) if active[q] else (0.0, 0.0)
             up[q] = p if key[p] else up[p]
-            z_a[q] = topo.z_a[q] + (0.0 if key[p] else z_a[p])
-            z_b[q] = topo.z_b[q] + (0.0 if key[p] else z_b[p])
-        down = np.arange(n)
+            z_a[q] = own_a + (0.0 if key[p] else z_a[p])
+            z_b[q] = own_b + (0.0 if key[p] else z_b[p])
+        down = np.where(active, np.arange(n), n)  # n: no current
         for q in range(n - 1, -1, -1):  # children come later
-            if not key[q]:
+            if active[q] and not key[q]:
                 down[q] = down[only_child[q]]
+        v_down = down.copy()  # the current in the voltage drop from up(q): an inactive bus takes its ancestor's
+        for q in range(1, n):
+            if not active[q]:
+                p = int(parent[q])
+                v_down[q] = n if key[p] else v_down[p]
 
         kids: dict[int, list[int]] = {}
         for q in np.flatnonzero(key)[1:]:
@@ -76,7 +91,7 @@ class ChainTree:
         self.key_of_node = index[topo.node_pos]
         self.mv_bus = topo.mv_bus
         bus_pos = np.where(topo.pos_of_bus >= 0, topo.pos_of_bus, n)
-        self.bus_down = index[np.r_[down, n][bus_pos]]
+        self.bus_down = index[np.r_[v_down, n][bus_pos]]
         self.bus_up = index[np.r_[up, 0][bus_pos]]
         self.bus_z_a = np.r_[z_a, 0][bus_pos]
         self.bus_z_b = np.r_[z_b, 0][bus_pos]
