@@ -11,6 +11,8 @@ from __future__ import annotations
 from twin.powerflow.factory import build_engine, create_powerflow, engine_summary
 from twin.powerflow.fallback import DivergencePolicy, FallbackPowerFlow, default_rungs
 from twin.powerflow.interface import (
+    RESULT_ARRAYS,
+    DeferredArrays,
     Engine,
     FallbackKind,
     PowerFlow,
@@ -22,6 +24,8 @@ from twin.powerflow.interface import (
 )
 
 __all__ = [
+    "RESULT_ARRAYS",
+    "DeferredArrays",
     "DivergencePolicy",
     "Engine",
     "FallbackKind",

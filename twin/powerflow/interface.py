@@ -99,9 +99,6 @@ class _ResultArray:
             obj._compute(self.name)
         return values[self.name]
 
-    def __set__(self, obj: PowerFlowResult, value: np.ndarray) -> None:
-        raise AttributeError(f"PowerFlowResult.{self.name} cannot be reassigned (write into the array instead)")
-
 
 class PowerFlowResult:
     """Results of k load states. Buses in ``feeder.buses`` order (MV bus included), lines in ``feeder.lines``

@@ -227,7 +227,7 @@ def collapsing_batch(feeder: Feeder) -> tuple[np.ndarray, np.ndarray]:
 def test_collapse_raises_with_failing_index_and_keeps_the_others(
     ieee_feeder: Feeder, pgm: PowerFlow, pandapower: PowerFlow, engine: Engine
 ) -> None:
-    pf = pgm if engine is Engine.PGM else pandapower
+    pf = {Engine.PGM: pgm, Engine.PANDAPOWER: pandapower}.get(engine) or create_powerflow(ieee_feeder, engine=engine)
     p_kw, q_kvar = collapsing_batch(ieee_feeder)
     with pytest.raises(PowerFlowNotConverged, match=r"did not converge for 1 of 3 state\(s\), batch index 1: ") as info:
         pf.solve(p_kw=p_kw, q_kvar=q_kvar)
