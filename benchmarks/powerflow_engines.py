@@ -172,8 +172,11 @@ def liege_vs_pgm(quick: bool) -> None:
           f"{len(feeder.buses)} buses, CPU s: zbus {seconds[Engine.ZBUS]:.2f}, power-grid-model "
           f"{seconds[Engine.PGM]:.2f}")
     print(f"zbus vs power-grid-model, every bus and state: max |Δvm| {dv:.1e} p.u., max |Δi| {di * 1e3:.1e} A; "
-          f"fallbacks zbus {sorted(collections.Counter(ours.fallbacks.values()).items())}, "
-          f"power-grid-model {sorted(collections.Counter(theirs.fallbacks.values()).items())}")
+          f"fallbacks zbus {fallback_counts(ours)}, power-grid-model {fallback_counts(theirs)}")
+
+
+def fallback_counts(result: PowerFlowResult) -> dict[str, int]:
+    return dict(sorted(collections.Counter(kind.value for kind in result.fallbacks.values()).items()))
 
 
 def main() -> None:
