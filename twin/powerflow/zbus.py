@@ -294,10 +294,13 @@ class SweepArrays:
     def _bus_voltages(self, j: np.ndarray, v: np.ndarray, mv: np.ndarray, a: int, b: int) -> np.ndarray:
         """Complex voltages [b − a, n_bus, 3] of every bus for states a..b."""
         chains = self.chains
-        j_bus = state_major(j, a, b).take(chains.bus_down, axis=1)
+        drop = state_major(j, a, b).take(chains.bus_down, axis=1)  # (a·I₃ + b·J₃)·J in place: no temporaries
+        common = phase_sum(drop)
+        common *= chains.bus_z_b
+        drop *= chains.bus_z_a[:, None]
+        drop += common[..., None]
         v_bus = state_major(v, a, b).take(chains.bus_up, axis=1)
-        v_bus -= chains.bus_z_a[:, None] * j_bus
-        v_bus -= (chains.bus_z_b * phase_sum(j_bus))[..., None]
+        v_bus -= drop
         v_bus[:, chains.mv_bus] = mv[a:b]
         return v_bus
 
