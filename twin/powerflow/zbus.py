@@ -120,7 +120,9 @@ class ZbusPowerFlow(FeederEngine):
         """See ``twin.powerflow.PowerFlow.solve``."""
         k = check_loads(p_kw=p_kw, q_kvar=q_kvar, n_customers=self.n_customers)
         closed = check_line_states(line_closed, k=k, normal=self._normal_closed)
-        s_va = (p_kw + 1j * q_kvar) * 1e3
+        s_va = self._buffer("s_va", p_kw.shape)
+        s_va.real, s_va.imag = p_kw, q_kvar
+        s_va *= 1e3
         if line_closed is None or (closed == closed[0]).all():
             result = self._solve_topology(*self._model(closed[0]), s_va)
         else:
@@ -139,24 +141,29 @@ class ZbusPowerFlow(FeederEngine):
         return result
 
     def _fixed_point(self, topo: Topology, s_node: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Load currents [3L, k] at the converged voltages, the active bus-phases and the converged mask [k]."""
+        """Load currents [3L, k] at the converged voltages, the active bus-phases and the converged mask [k].
+
+        The currents are a work array of this thread, valid until its next solve: copy what is kept. Every array
+        of the iteration is such a work array too: under the replay's allocator (``phasetwin/run/memory.py``) a
+        fresh array above 1 MiB is a fresh mapping, paid in page faults (a day's batch: 930 pages each)."""
         k = s_node.shape[1]
         active = np.flatnonzero(np.any(s_node != 0, axis=1))
-        current = np.zeros((s_node.shape[0], k), complex)
+        current = self._buffer("fp_current", (s_node.shape[0], k))
+        current.fill(0)
         converged = np.ones(k, dtype=bool)
         if active.size == 0:
             return current, active, converged
         z = topo.z_ll_full[np.ix_(active, active)]
         c = topo.c_load_flat[active][:, None]
-        s = s_node[active]
-        inv_base = 1.0 / topo.v_base_load_flat[active][:, None]
         n = active.size
-        # Work arrays kept between calls and used in place: no fresh mapping (and page faults) per iteration.
+        s_all = np.take(s_node, active, axis=0, out=self._buffer("fp_s_all", (n, k)))
+        s = s_all
+        inv_base = 1.0 / topo.v_base_load_flat[active][:, None]
         v, v_new, i = (self._buffer(name, (n, k)) for name in ("fp_v", "fp_v_new", "fp_i"))
         size = self._buffer("fp_size", (n, k), dtype=float)
         v[:] = c
         todo = np.arange(k)
-        done_v = np.empty((n, k), complex)
+        done_v = self._buffer("fp_done_v", (n, k))
         threads = BLAS.limit(limits=1, user_api="blas") if k >= BLAS_LIMIT_FROM_STATES else contextlib.nullcontext()
         with np.errstate(all="ignore"), threads:
             for _ in range(self.max_iterations):
@@ -182,10 +189,11 @@ class ZbusPowerFlow(FeederEngine):
                     v, v_new = v_new, v.reshape(-1)[: n * m].reshape(n, m)
                     i = i.reshape(-1)[: n * m].reshape(n, m)
                     size = size.reshape(-1)[: n * m].reshape(n, m)
-                    s = s[:, ~settled]
+                    s = np.take(s_all, todo, axis=1, out=self._buffer("fp_s", (n, m)))
             converged[todo] = False
             done_v[:, todo] = np.nan
-            current[active] = np.conj(s_node[active] / done_v)
+            np.divide(s_all, done_v, out=done_v)
+            current[active] = np.conj(done_v, out=done_v)
         return current, active, converged
 
     def _solve_topology(self, topo: Topology, chains: ChainTree, s_va: np.ndarray) -> PowerFlowResult:
@@ -193,7 +201,8 @@ class ZbusPowerFlow(FeederEngine):
         on first access (``SweepArrays``)."""
         k = s_va.shape[0]
         n_load = topo.n_load
-        s_node = topo.load_power_va(s_va)
+        s_node = topo.load_power_va(s_va, out=self._buffer("s_node", (3 * n_load, k)),
+                                    work=self._buffer("s_cust", (self.n_customers, 3, k)))
         i_load, _, converged = self._fixed_point(topo, s_node)
         with np.errstate(all="ignore"):
             # Injections of the fixed point's nodes, node major [n_node, k, 3]: loads, then the shunts' Y·V.
@@ -355,9 +364,12 @@ class SweepArrays:
         chains, src = self.chains, self.engine.source
         j, _ = self._sweep()
         body = j[1:chains.n_key]
+        n, k = body.shape[0], body.shape[1]
         j_sum = phase_sum(body)
-        loss_w = (chains.z_a.real[1:] @ (body.real**2 + body.imag**2).sum(axis=2)
-                  + chains.z_b.real[1:] @ (j_sum.real**2 + j_sum.imag**2))
+        # Σ over phases (and real, imaginary parts) of squares, on float views: no [n, k, 3] temporaries.
+        squares = np.einsum("nkc,nkc->nk", body.view(float), body.view(float))
+        sum_squares = np.einsum("nkc,nkc->nk", j_sum.view(float).reshape(n, k, 2), j_sum.view(float).reshape(n, k, 2))
+        loss_w = chains.z_a.real[1:] @ squares + chains.z_b.real[1:] @ sum_squares
         drop = apply(src.trafo, self.j_lv)
         return np.asarray(loss_w + (drop.real * self.j_lv.real + drop.imag * self.j_lv.imag).sum(axis=1))
 

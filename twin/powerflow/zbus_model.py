@@ -212,6 +212,7 @@ class Topology:
         # Customers grouped by load node (in load node order), to sum the customers of one bus with reduceat.
         self.cust_by_node = np.argsort(np.searchsorted(load_pos, cust_pos), kind="stable")
         self.node_first_cust = np.flatnonzero(np.r_[True, np.diff(cust_pos[self.cust_by_node]) != 0])
+        self.one_customer_per_node = self.node_first_cust.size == len(feeder.customers)
 
         z = self._zbus(source)
         e_v = np.broadcast_to(source.e_lv_v, (self.node_pos.size, 3))
@@ -232,12 +233,20 @@ class Topology:
         v_base = np.array([feeder.buses[int(self.bus_of_pos[at])].vn_kv * 1e3 / math.sqrt(3) for at in load_pos])
         self.v_base_load_flat = np.repeat(v_base, 3)
 
-    def load_power_va(self, s_va: np.ndarray) -> np.ndarray:
+    def load_power_va(self, s_va: np.ndarray, *, out: np.ndarray | None = None,
+                      work: np.ndarray | None = None) -> np.ndarray:
         """The customers' complex powers [k, n_customers, 3] summed onto their load buses, node-phase major
-        [3·n_load, k] (a sum by reduceat, not a product: BLAS threads would only spin on it)."""
-        k = s_va.shape[0]
-        return np.add.reduceat(s_va.transpose(1, 2, 0)[self.cust_by_node], self.node_first_cust,
-                               axis=0).reshape(3 * self.n_load, k)
+        [3·n_load, k] (a sum by reduceat, not a product: BLAS threads would only spin on it). ``out`` [3·n_load, k]
+        and ``work`` [n_customers, 3, k]: arrays to write into instead of fresh ones."""
+        k, n_cust = s_va.shape[0], s_va.shape[1]
+        by_cust = np.empty((n_cust, 3, k), complex) if work is None else work
+        np.copyto(by_cust.reshape(3 * n_cust, k), s_va.reshape(k, 3 * n_cust).T)
+        target = np.empty((self.n_load, 3, k), complex) if out is None else out.reshape(self.n_load, 3, k)
+        if self.one_customer_per_node:
+            np.take(by_cust, self.cust_by_node, axis=0, out=target)
+        else:
+            np.add.reduceat(by_cust[self.cust_by_node], self.node_first_cust, axis=0, out=target)
+        return target.reshape(3 * self.n_load, k)
 
     def _zbus(self, source: Source) -> Pair:
         """Z of the fixed point's nodes: row of each bus down the tree, columns the nodes."""
