@@ -5,6 +5,12 @@ batch arrays come from the heap, which fragments and is rarely returned: RSS the
 batch although nothing is kept. Fixing the threshold keeps every large array in its own mapping, returned to
 the system when freed: between batches of a 7-day IEEE replay RSS stayed at 413 MB instead of wandering
 between 490 and 773 MB (benchmarks/replay_length.py measures the peaks).
+
+Fixing the mmap threshold also fixes the trim threshold at glibc's 128 KiB: every freed block of a few hundred
+KiB at the top of the heap (numpy temporaries of the chunked per-bus work, e.g. [16, 907, 3] complex, 0.7 MB)
+handed the pages back, and the next chunk faulted them in again. The trim threshold is therefore set to 4 MiB:
+the IEEE day's zbus solve with every array went from 60,000 to 6,600 page faults and from 0.2-0.4 s to
+0.03-0.14 s of system time (benchmarks/powerflow_engines.py).
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ import logging
 log = logging.getLogger(__name__)
 M_MMAP_THRESHOLD = -3
 """mallopt parameter number (glibc malloc.h)."""
+M_TRIM_THRESHOLD = -1
+"""mallopt parameter number (glibc malloc.h)."""
 MMAP_THRESHOLD_BYTES = 1 << 20
+TRIM_THRESHOLD_BYTES = 4 << 20
 
 
 def return_large_blocks_to_the_system() -> bool:
@@ -36,6 +45,7 @@ def return_large_blocks_to_the_system() -> bool:
         return False
     if not mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
         return False
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)  # keep the heap's top for the next small temporaries
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
