@@ -2,7 +2,8 @@
 
 ``create_powerflow(feeder, engine=...)`` builds the engine's network model once; ``solve`` then takes a batch of k
 load states (and, on feeders with switchable lines, the closed state of every line per state) and returns every
-bus-phase voltage, line-phase current, transformer phase power and bus voltage unbalance as numpy arrays.
+bus-phase voltage, line-phase current, transformer phase power and bus voltage unbalance as numpy arrays (an
+engine may compute the costly ones on first access: ``PowerFlowResult.deferred``; they read the same).
 
 - ``Engine.ZBUS`` (a Z-bus fixed point, ``twin.powerflow.zbus``) is the default on radial feeders fed by one
   transformer: every state of a batch in one solve, device moves without rebuilding anything.

@@ -16,10 +16,11 @@ Convergence is checked per state: a state is done when no bus-phase voltage move
 ``MAX_ITERATIONS`` is reported as not converged, with NaN in its rows, for the fallback chain
 (``twin.powerflow.fallback``: power-grid-model, more iterations, Newton-Raphson, pandapower).
 
-The voltages of every bus, the series current of every line, neutral currents and losses then come from one
-backward/forward sweep over the tree with its load-free chains contracted (``twin.powerflow.zbus_chains``), level
-by level (numpy over all states and all key buses of a level at once), and one gather and multiply-add per bus and
-line over all states, in chunks of states that stay in cache.
+``solve`` returns after the fixed point (converged states, transformer powers). The voltages of every bus, the
+series current of every line, neutral currents and losses come on first access (``SweepArrays``) from one
+backward/forward sweep over the tree with its load-free parts and chains contracted (``twin.powerflow.zbus_chains``),
+level by level (numpy over all states and all key buses of a level at once), and one gather and multiply-add per
+bus and line over all states, in chunks of states that stay in cache.
 The circuit is the other engines' (``twin.powerflow.interface``): ideal MV source behind its sequence impedance,
 transformer without magnetising branch (Dyn or YNyn), pi-section lines, wye constant-power loads.
 """
