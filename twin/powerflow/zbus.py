@@ -257,7 +257,8 @@ class SweepArrays:
 
     def __init__(self, engine: ZbusPowerFlow, chains: ChainTree, inj: np.ndarray, j_lv: np.ndarray) -> None:
         self.engine, self.chains = engine, chains
-        self.inj, self.j_lv = inj, j_lv
+        self.inj: np.ndarray | None = inj
+        self.j_lv = j_lv
         self._swept: tuple[np.ndarray, np.ndarray] | None = None
         self._done: dict[str, np.ndarray] = {}
 
@@ -281,6 +282,9 @@ class SweepArrays:
             else:
                 raise AttributeError(f"PowerFlowResult has no array {name!r}")
         self._done.update(new)
+        if {"vm_pu", "i_ka", "loss_kw"} <= self._done.keys():  # v_v and loading need only those: let go of the rest
+            self._swept = None
+            self.inj = None
         return new
 
     def _sweep(self) -> tuple[np.ndarray, np.ndarray]:
@@ -291,6 +295,8 @@ class SweepArrays:
         chains, src = self.chains, self.engine.source
         k = self.j_lv.shape[0]
         j = np.zeros((chains.n_key + 1, k, 3), complex)
+        if self.inj is None:
+            raise RuntimeError("zbus: the sweep's injections were released before every array was computed")
         j[chains.key_of_node] = self.inj  # every node is a key bus of its own
         for s, e, parents, starts in reversed(chains.groups):
             j[parents] += np.add.reduceat(j[s:e], starts, axis=0)
