@@ -58,9 +58,11 @@ ERROR_TOLERANCE_PU = 1e-8
 MAX_ITERATIONS = 30
 A = np.exp(2j * np.pi / 3)
 DEG_PER_RAD = 180.0 / np.pi
-CHUNK_STATES = 16
-"""States per chunk of the all-bus results: a chunk's complex temporaries ([16, 907, 3] on the IEEE feeder, 0.7 MB) stay
-below the 1 MiB mmap threshold the commands set (phasetwin/run/memory.py), so they are reused, not mapped afresh."""
+CHUNK_BUS_PHASES = 16 * 907 * 3
+"""Bus-phases (states × buses or lines × 3) per chunk of the all-bus results: a chunk's complex temporaries (16 states
+of the IEEE feeder, [16, 907, 3], 0.7 MB) stay below the 1 MiB mmap threshold the commands set
+(phasetwin/run/memory.py), so they are reused, not mapped afresh. A small feeder takes more states per chunk: on
+Liège (44 buses) 16 states a chunk made 2,190 chunks of the year, whose Python overhead cost more than the work."""
 BLAS = ThreadpoolController()
 """The fixed point's product is small (a few dozen rows): BLAS threads only contend, most on a shared machine
 (measured on the IEEE day, 2 cores, load average 9: the product 0.8 ms on one thread, 10-14 ms on two)."""
@@ -338,7 +340,7 @@ class SweepArrays:
                 va_deg[a:b] *= DEG_PER_RAD
                 vuf_pct[a:b] = voltage_unbalance_factor_pct_of_phasors(v_bus)
 
-        for_row_chunks(k, rows, chunk=CHUNK_STATES)
+        for_row_chunks(k, rows, chunk=chunk_states(engine.n_bus))
         return {"vm_pu": vm_pu, "va_deg": va_deg, "vuf_pct": vuf_pct}
 
     def _lines(self) -> dict[str, np.ndarray]:
@@ -362,7 +364,7 @@ class SweepArrays:
                 np.abs(phase_sum(i_from), out=i_n_ka[a:b])
                 i_n_ka[a:b] *= 1e-3
 
-        for_row_chunks(k, rows, chunk=CHUNK_STATES)
+        for_row_chunks(k, rows, chunk=chunk_states(max(engine.n_bus, engine.n_line)))
         return {"i_ka": i_ka, "i_n_ka": i_n_ka}
 
     def _loss_w(self) -> np.ndarray:
@@ -384,3 +386,8 @@ class SweepArrays:
 def state_major(x: np.ndarray, a: int, b: int) -> np.ndarray:
     """States a..b of a key-major array [n, k, 3] as a state-major copy [b − a, n, 3] (small: a chunk of states)."""
     return np.ascontiguousarray(x[:, a:b].transpose(1, 0, 2))
+
+
+def chunk_states(n_rows: int) -> int:
+    """States per chunk of the per-bus or per-line work on ``n_rows`` buses or lines (``CHUNK_BUS_PHASES``)."""
+    return max(1, CHUNK_BUS_PHASES // (3 * max(n_rows, 1)))

@@ -13,7 +13,7 @@ from twin.loaders import ieee_european_lv
 from twin.network import Feeder
 from twin.phasing import PhaseMap
 from twin.powerflow import RESULT_ARRAYS, PowerFlowResult
-from twin.powerflow.zbus import CHUNK_STATES, ZbusPowerFlow
+from twin.powerflow.zbus import ZbusPowerFlow, chunk_states
 
 MINUTES = slice(1100, 1150)  # 50 evening states: more than three chunks of states
 
@@ -41,7 +41,7 @@ def assert_same(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray], *, a
         np.testing.assert_allclose(ours[name], theirs[name], rtol=0, atol=atol, err_msg=name)
 
 
-@pytest.mark.parametrize("width", [1, 7, CHUNK_STATES + 1])
+@pytest.mark.parametrize("width", [1, 7, chunk_states(907) + 1])
 def test_every_array_is_the_same_whatever_the_batch_width(
     ieee: tuple[Feeder, np.ndarray, np.ndarray], whole: dict[str, np.ndarray], width: int
 ) -> None:
