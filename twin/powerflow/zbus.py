@@ -208,16 +208,15 @@ class ZbusPowerFlow(FeederEngine):
                                     work=self._buffer("s_cust", (self.n_customers, 3, k)))
         i_load, _, converged = self._fixed_point(topo, s_node)
         with np.errstate(all="ignore"):
-            # Injections of the fixed point's nodes, node major [n_node, k, 3]: loads, then the shunts' Y·V.
-            inj = np.zeros((topo.node_pos.size, k, 3), complex)
-            inj[:n_load] = i_load.reshape(n_load, 3, k).transpose(0, 2, 1)
+            # The transformer's current: the loads' and the shunts' (their Y·V, through the Z-bus, summed).
+            j_lv_t = i_load.reshape(n_load, 3, k).sum(axis=0)
             if topo.has_shunts:
-                v_nodes = (topo.c_flat[:, None] - topo.z_nl_full @ i_load).reshape(-1, 3, k).transpose(0, 2, 1)
-                inj += apply_rows((topo.y_a[topo.node_pos], topo.y_b[topo.node_pos]), v_nodes)
-            j_lv = inj.sum(axis=0)  # [k, 3] what the transformer delivers
+                j_lv_t += topo.shunt_i_const[:, None] - topo.shunt_i_of_load @ i_load
+            j_lv = np.ascontiguousarray(j_lv_t.T)  # [k, 3]
             src = self.source
             s_trafo = (src.e_lv_v - apply(src.th, j_lv)) * np.conj(j_lv)
-        result = PowerFlowResult.deferred(SweepArrays(self, chains, inj, j_lv), converged=converged,
+            i_load_k = np.ascontiguousarray(i_load.reshape(n_load, 3, k).transpose(0, 2, 1))  # [L, k, 3], owned
+        result = PowerFlowResult.deferred(SweepArrays(self, topo, chains, i_load_k, j_lv), converged=converged,
                                           p_trafo_kw=s_trafo.real * 1e-3, q_trafo_kvar=s_trafo.imag * 1e-3)
         if not converged.all():
             result.p_trafo_kw[~converged] = np.nan
@@ -250,16 +249,17 @@ class ZbusPowerFlow(FeederEngine):
 
 class SweepArrays:
     """The per-bus and per-line arrays and the losses of one solve, computed on first access from the fixed
-    point's injections (``PowerFlowResult.deferred``): one backward/forward sweep by level over the contracted
+    point's load currents (``PowerFlowResult.deferred``): one backward/forward sweep by level over the contracted
     tree (``twin.powerflow.zbus_chains``), then every bus and line from its key buses, in chunks of states.
 
     Groups computed together: ``vm_pu``, ``va_deg``, ``vuf_pct`` (one pass over the bus voltages); ``i_ka``,
     ``i_n_ka`` (one pass over the line currents); ``v_v`` from ``vm_pu``, ``loading`` from ``i_ka``; ``loss_kw``.
     Owns its arrays: later solves of the engine do not touch them."""
 
-    def __init__(self, engine: ZbusPowerFlow, chains: ChainTree, inj: np.ndarray, j_lv: np.ndarray) -> None:
-        self.engine, self.chains = engine, chains
-        self.inj: np.ndarray | None = inj
+    def __init__(self, engine: ZbusPowerFlow, topo: Topology, chains: ChainTree, i_load: np.ndarray,
+                 j_lv: np.ndarray) -> None:
+        self.engine, self.topo, self.chains = engine, topo, chains
+        self.i_load: np.ndarray | None = i_load
         self.j_lv = j_lv
         self._swept: tuple[np.ndarray, np.ndarray] | None = None
         self._done: dict[str, np.ndarray] = {}
@@ -286,7 +286,7 @@ class SweepArrays:
         self._done.update(new)
         if {"vm_pu", "i_ka", "loss_kw"} <= self._done.keys():  # v_v and loading need only those: let go of the rest
             self._swept = None
-            self.inj = None
+            self.i_load = None
         return new
 
     def _sweep(self) -> tuple[np.ndarray, np.ndarray]:
@@ -297,9 +297,15 @@ class SweepArrays:
         chains, src = self.chains, self.engine.source
         k = self.j_lv.shape[0]
         j = np.zeros((chains.n_key + 1, k, 3), complex)
-        if self.inj is None:
-            raise RuntimeError("zbus: the sweep's injections were released before every array was computed")
-        j[chains.key_of_node] = self.inj  # every node is a key bus of its own
+        if self.i_load is None:
+            raise RuntimeError("zbus: the load currents were released before every array was computed")
+        topo, n_load = self.topo, self.topo.n_load
+        j[chains.key_of_load] = self.i_load  # every node is a key bus of its own
+        if topo.has_shunts:
+            # Voltages of every node with a shunt, from the converged load currents; shunts draw Y·V.
+            i_flat = self.i_load.transpose(0, 2, 1).reshape(3 * n_load, k)
+            v_nodes = (topo.c_flat[:, None] - topo.z_nl_full @ i_flat).reshape(-1, 3, k).transpose(0, 2, 1)
+            j[chains.key_of_node] += apply_rows((topo.y_a[topo.node_pos], topo.y_b[topo.node_pos]), v_nodes)
         for s, e, parents, starts in reversed(chains.groups):
             j[parents] += np.add.reduceat(j[s:e], starts, axis=0)
         v = np.empty((chains.n_key, k, 3), complex)

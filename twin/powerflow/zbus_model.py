@@ -229,6 +229,16 @@ class Topology:
         self.z_ll_full = expand(z_eff.rows(load).cols(load))
         self.z_nl_full = expand(z_eff.cols(load)) if self.has_shunts else np.zeros((0, 3 * self.n_load), complex)
         self.c_flat = c.reshape(-1)
+        # What the shunts draw in total, per phase, as a function of the load currents (V_nodes = c − Z_nl·I_L):
+        # the transformer's current without the shunt nodes' voltages.
+        if self.has_shunts:
+            y_full = expand(Pair(np.diag(self.y_a[self.node_pos]), np.diag(self.y_b[self.node_pos])))
+            total_y = np.tile(np.eye(3), self.node_pos.size) @ y_full  # [3, 3N]: Y·V summed over the nodes
+            self.shunt_i_const = total_y @ self.c_flat
+            self.shunt_i_of_load = total_y @ self.z_nl_full
+        else:
+            self.shunt_i_const = np.zeros(3, complex)
+            self.shunt_i_of_load = np.zeros((3, 3 * self.n_load), complex)
         self.c_load_flat = c[load].reshape(-1)
         v_base = np.array([feeder.buses[int(self.bus_of_pos[at])].vn_kv * 1e3 / math.sqrt(3) for at in load_pos])
         self.v_base_load_flat = np.repeat(v_base, 3)
