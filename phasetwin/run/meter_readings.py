@@ -20,6 +20,7 @@ from controllers.identification.assignment import NOT_ASSIGNED
 from phasetwin.run.scenario import Scenario
 from streams.errors import DataError
 from streams.meters.voltages import MeterVoltages, read_meter_voltages, write_meter_voltages
+from streams.runfolder.matrix import read_frame
 from twin.network import Feeder
 from twin.phase import Phase
 from twin.smart_meter import MeterModel, interval_means, measure
@@ -59,7 +60,7 @@ def true_readings(scenario: Scenario) -> TrueReadings:
 
     replay(scenario)
     feeder, table = load_inputs(scenario)
-    voltages = pd.read_parquet(scenario.out / "voltages_pu.parquet")
+    voltages = read_frame(scenario.out / "voltages_pu.parquet")
     transformer = pd.read_parquet(scenario.out / "transformer.parquet")
     time_utc = pd.DatetimeIndex(voltages["time_utc"])
     v_base_v = feeder.transformer.vn_lv_kv * 1000.0 / math.sqrt(3.0)
