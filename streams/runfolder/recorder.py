@@ -49,6 +49,26 @@ class Layout:
     n_lv_feeders: int
 
 
+@dataclass(frozen=True)
+class StateRows:
+    """The grid states of several ticks at once, first axis the tick (``tick``, ascending): what k
+    ``GridState`` messages would carry, for the network-only ticks a run takes in blocks."""
+
+    tick: np.ndarray
+    vm_pu: np.ndarray
+    i_ka: np.ndarray
+    p_trafo_kw: np.ndarray
+    q_trafo_kvar: np.ndarray
+    loss_kw: np.ndarray
+    phase_load_kw: np.ndarray
+    p_unb_kw: np.ndarray
+    vm_min_pu: np.ndarray
+    vm_max_pu: np.ndarray
+    vuf_max_pct: np.ndarray
+    i_n_max_a: np.ndarray
+    kappa_trafo: np.ndarray
+
+
 @dataclass
 class SeriesTotals:
     """Running figures over the flushed rows; NaN cells are skipped, as numpy's nan-reductions do."""
@@ -200,13 +220,7 @@ class ParquetRecorder:
             log.warning("recorder: grid state of tick %d arrived after its part was written (%d ticks written, "
                         "held up to %d ticks); dropped", message.tick, self.flushed_ticks, self.hold_ticks)
             return
-        while message.tick >= self.flushed_ticks + self.flush_ticks:  # a full part behind it: write it
-            before = self.flushed_ticks
-            self.flush(self.flushed_ticks + self.flush_ticks)
-            if self.flushed_ticks == before:
-                break  # held back for a late state
-        if message.tick >= self.flushed_ticks + self._rows:
-            self._write_through(message.tick - self._rows + 1)
+        self._make_room(message.tick)
         r, c = message.tick - self.flushed_ticks, self._chunk
         c.vm_pu[r] = message.vm_pu
         c.i_max_ka[r] = phase_max(message.i_ka)
@@ -225,6 +239,49 @@ class ParquetRecorder:
             self.recorded += 1
             if message.tick < self._due:
                 self.late_filled += 1
+
+    def record_rows(self, rows: StateRows) -> None:
+        """The grid states of ``rows`` (ticks ascending, inside the run, none written yet), as the same states
+        published one by one would be recorded."""
+        ticks = rows.tick
+        if not ticks.size:
+            return
+        last = int(ticks[-1])
+        if int(ticks[0]) < self.flushed_ticks or last >= len(self.time_utc):
+            raise ValueError(f"record_rows: ticks {int(ticks[0])}..{last} are not inside the run's unwritten "
+                             f"ticks {self.flushed_ticks}..{len(self.time_utc) - 1}")
+        self._make_room(last)
+        r, c = ticks - self.flushed_ticks, self._chunk
+        if r[0] < 0:  # more rows than the recorder holds: one by one, each making its room
+            for k in range(ticks.size):
+                self.record_rows(StateRows(**{f: getattr(rows, f)[k:k + 1] for f in StateRows.__dataclass_fields__}))
+            return
+        c.vm_pu[r] = rows.vm_pu
+        c.i_max_ka[r] = phase_max(rows.i_ka)
+        c.vm_min_pu[r] = rows.vm_min_pu
+        c.vm_max_pu[r] = rows.vm_max_pu
+        c.vuf_max_pct[r] = rows.vuf_max_pct
+        c.i_n_max_a[r] = rows.i_n_max_a
+        c.kappa_trafo[r] = rows.kappa_trafo
+        c.p_trafo_kw[r] = rows.p_trafo_kw
+        c.q_trafo_kvar[r] = rows.q_trafo_kvar
+        c.loss_kw[r] = rows.loss_kw
+        c.phase_load_kw[r] = rows.phase_load_kw
+        c.p_unb_kw[r] = rows.p_unb_kw
+        new = ~self._filled[r]
+        self._filled[r] = True
+        self.recorded += int(new.sum())
+        self.late_filled += int((new & (ticks < self._due)).sum())
+
+    def _make_room(self, tick: int) -> None:
+        """Write what must go before a state of ``tick`` has a row: every full part behind it."""
+        while tick >= self.flushed_ticks + self.flush_ticks:  # a full part behind it: write it
+            before = self.flushed_ticks
+            self.flush(self.flushed_ticks + self.flush_ticks)
+            if self.flushed_ticks == before:
+                break  # held back for a late state
+        if tick >= self.flushed_ticks + self._rows:
+            self._write_through(tick - self._rows + 1)
 
     def flush(self, ticks: int) -> None:
         """Write the ticks before ``ticks`` that are complete, in parts of at most ``flush_ticks``: up to the first
