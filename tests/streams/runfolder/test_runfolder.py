@@ -61,7 +61,7 @@ def test_parts_are_readable_while_the_run_lasts_and_after(tmp_path: Path) -> Non
     assert len(early) == 20 and early["time_utc"].is_monotonic_increasing
     np.testing.assert_array_equal(early["b1_C"], np.float32([s.vm_pu[1, 2] for s in sent[:20]]))
     # pandas reads the list layout as it is: a time column and one array of 9 bus-phase values per tick
-    raw = read_frame(tmp_path / "voltages_pu.parquet")
+    raw = pd.read_parquet(tmp_path / "voltages_pu.parquet")
     assert list(raw.columns) == ["time_utc", "vm_pu"]
     np.testing.assert_array_equal(raw["vm_pu"].iloc[7], np.float32(sent[7].vm_pu.reshape(-1)))
 
