@@ -57,7 +57,8 @@ def replay_peak_rss(data: Path, end: pd.Timestamp, out: Path, *, flush_ticks: in
     log = out.with_name(out.name + ".log")
     t = time.perf_counter()
     with log.open("w") as sink:  # a file, not a pipe: nobody reads a pipe until the child ends
-        child = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
+        # cwd: the code's own directory, which ``-m`` puts first on sys.path (else the caller's checkout wins)
+        child = subprocess.Popen(command, env=env, cwd=code, stdout=sink, stderr=sink)
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait for it again
     wall_s = time.perf_counter() - t
