@@ -11,6 +11,7 @@ from pathlib import Path
 
 from phasetwin.run.assemble import RunAssembly
 from phasetwin.run.blocks import run_blocks, why_not_blocks
+from phasetwin.run.memory import batches_on_the_heap
 from streams.bus import Bus
 from streams.influx.recorder import InfluxRecorder
 from streams.influx.shipper import InfluxCounts
@@ -128,7 +129,8 @@ def execute(run: RunAssembly, *, progress: Callable[[int, int], None] | None = N
     try:
         why_not = why_not_blocks(run) if tick_blocks else "a bus given by the caller"
         if not why_not:
-            timing = run_blocks(run, after_tick=after_tick, stop_requested=stop_requested)
+            with batches_on_the_heap():  # blocks of equal size: each reuses the last one's pages
+                timing = run_blocks(run, after_tick=after_tick, stop_requested=stop_requested)
         else:
             log.debug("tick by tick: %s", why_not)
             timing = run_ticks(clock=clock, stages=run.stages, speed=scenario.speed, after_tick=after_tick,
