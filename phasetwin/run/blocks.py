@@ -11,6 +11,8 @@ a run nobody but the recorders listens. Where the guard or the inbox would treat
 frame (a reading to quarantine, one held for a later tick), that block's ticks go tick by tick, every stage in
 order, exactly as without blocks.
 
+A stop request (SIGTERM) is answered at the next part's start: the ticks recorded so far are the run.
+
 Real time, devices, a controller or schedule, an outside bus, a switching schedule, InfluxDB, per-meter topics
 or ``--no-tick-blocks``: every tick goes tick by tick (``twin.clock.run_ticks``).
 """
@@ -60,11 +62,15 @@ def run_blocks(run: RunAssembly, *, after_tick: Callable[[int, Timing], None],
     block_ticks, part_ticks = max(1, run.scenario.batch_ticks), max(1, run.scenario.flush_ticks)
     n_meters = len(run.feeder.customers)
     tick = 0
-    while tick < clock.n_ticks:
-        if stop_requested is not None and stop_requested():
-            timing.stopped = True
-            log.warning("stop requested: ending the run before tick %d (%s)", tick, clock.time_of(tick))
-            break
+
+    def stopping() -> bool:
+        if stop_requested is None or not stop_requested():
+            return False
+        timing.stopped = True
+        log.warning("stop requested: ending the run before tick %d (%s)", tick, clock.time_of(tick))
+        return True
+
+    while tick < clock.n_ticks and not (timing.stopped or stopping()):
         end = min(clock.n_ticks, tick + block_ticks)
         p_kw, q_kvar = meters.lookahead(tick, end - tick)
         block = None
@@ -74,11 +80,13 @@ def run_blocks(run: RunAssembly, *, after_tick: Callable[[int, Timing], None],
         if block is None:
             log.info("tick blocks: ticks %d..%d go tick by tick (the guard or the inbox has a reading to treat)",
                      tick, end - 1)
-            for t in range(tick, end):
-                _one_tick(run, t, timing, after_tick)
-            tick = end
+            while tick < end:
+                _one_tick(run, tick, timing, after_tick)
+                tick += 1
+                if tick < end and stopping():
+                    break
             continue
-        while tick < end:
+        while tick < end and not (tick > block.first_tick and stopping()):  # SIGTERM: at the next part
             part_end = min(end, (tick // part_ticks + 1) * part_ticks)
             _record(run, block, range(tick - block.first_tick, part_end - block.first_tick))
             run.device_guard.on_tick(part_end - 1, clock.time_of(part_end - 1))

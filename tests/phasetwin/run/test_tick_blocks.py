@@ -93,3 +93,16 @@ def test_a_block_the_guard_would_quarantine_a_row_of_is_refused_unchanged() -> N
     assert not guard.admit_block(first_tick=5, p_kw=jump, q_kvar=np.zeros_like(p))
     assert guard.counters.checked == 5
     np.testing.assert_array_equal(guard._last_p[0], [5.0, 0.0, 0.0])
+
+
+def test_a_stop_request_ends_a_block_at_the_next_part(tmp_path: Path) -> None:
+    """SIGTERM's stop request, asked before each part of 30 ticks: the third answer is yes, so two parts stay."""
+    from phasetwin.run.replay import replay
+    from phasetwin.run.scenario import Scenario
+
+    answers = iter([False, False, True])
+    start = datetime(2024, 1, 15, 6, tzinfo=UTC)
+    result = replay(Scenario(start_utc=start, end_utc=start.replace(hour=8), flush_ticks=30, out=tmp_path),
+                    stop_requested=lambda: next(answers, True))
+    assert result.summary.ticks == 60 and result.summary.stopped_early
+    assert pq.read_table(tmp_path / "metrics.parquet").num_rows == 60
