@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streams.errors import StreamError
+from streams.runfolder.parts import PART_GLOB
 
 NAMES_KEY = b"phasetwin.columns"
 TIME_COLUMN = "time_utc"
@@ -59,36 +60,72 @@ class Matrix:
 
     def columns(self, names: Sequence[str]) -> np.ndarray:
         """[tick, len(names)] of the named columns; StreamError naming the first missing one."""
+        return self.values[:, self.index_of(names)]
+
+    def index_of(self, names: Sequence[str]) -> list[int]:
+        """Positions of ``names``; StreamError naming the first missing one."""
         index = {n: j for j, n in enumerate(self.names)}
         missing = [n for n in names if n not in index]
         if missing:
             raise StreamError(f"{len(missing)} column(s) not in the table (first {missing[0]!r}); it has "
                               f"{len(self.names)} named {', '.join(self.names[:3])}…")
-        return self.values[:, [index[n] for n in names]]
+        return [index[n] for n in names]
 
 
 def is_list_table(schema: pa.Schema) -> bool:
     return schema.metadata is not None and NAMES_KEY in schema.metadata
 
 
-def read_matrix(path: Path) -> Matrix:
-    """A per-bus or per-line table (a file or a directory of parts) in either layout; raises StreamError when it
-    cannot be read."""
+def read_matrix(path: Path, names: Sequence[str] | None = None) -> Matrix:
+    """A per-bus or per-line table (a file or a directory of parts) in either layout: every column, or only
+    ``names`` (then a list table is read part by part, holding one part's lists at a time: 28 days of IEEE
+    voltages are 439 MB, one part 4 MB). Raises StreamError when it cannot be read or lacks a name."""
     try:
-        table = pq.read_table(path)
+        schema = pq.read_schema(_first_part(path))
+        if is_list_table(schema):
+            return _read_list(path, schema, names)
+        columns = None if names is None else [TIME_COLUMN, *names]
+        missing = [] if names is None else [n for n in names if n not in schema.names]
+        if missing:
+            raise StreamError(f"{path}: {len(missing)} column(s) not in the table (first {missing[0]!r})")
+        table = pq.read_table(path, columns=columns)
     except (OSError, ValueError, pa.ArrowException) as err:
         raise StreamError(f"cannot read {path}: {err}") from err
     times = pd.DatetimeIndex(table.column(TIME_COLUMN).to_pandas())
-    if is_list_table(table.schema):
-        names = tuple(json.loads(table.schema.metadata[NAMES_KEY]))
-        column = table.column(1)
-        chunks = [c.flatten().to_numpy() for c in column.chunks]
-        flat = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float32)
-        return Matrix(time_utc=times, names=names, values=flat.reshape(table.num_rows, len(names)))
-    names = tuple(n for n in table.column_names if n != TIME_COLUMN)
-    values = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in names]) if names else \
+    found = tuple(n for n in table.column_names if n != TIME_COLUMN)
+    values = np.column_stack([table.column(n).to_numpy(zero_copy_only=False) for n in found]) if found else \
         np.empty((table.num_rows, 0), dtype=np.float32)
-    return Matrix(time_utc=times, names=names, values=values)
+    return Matrix(time_utc=times, names=found, values=values)
+
+
+def _first_part(path: Path) -> Path:
+    if not path.is_dir():
+        return path
+    parts = sorted(path.glob(PART_GLOB))
+    if not parts:
+        raise StreamError(f"{path}: a table directory without parts")
+    return parts[0]
+
+
+def _read_list(path: Path, schema: pa.Schema, names: Sequence[str] | None) -> Matrix:
+    every = tuple(json.loads(schema.metadata[NAMES_KEY]))
+    if names is None:
+        table = pq.read_table(path)
+        chunks = [c.flatten().to_numpy() for c in table.column(1).chunks]
+        flat = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.float32)
+        return Matrix(time_utc=pd.DatetimeIndex(table.column(TIME_COLUMN).to_pandas()), names=every,
+                      values=flat.reshape(table.num_rows, len(every)))
+    keep = Matrix(time_utc=pd.DatetimeIndex([]), names=every, values=np.empty((0, len(every)))).index_of(names)
+    parts = sorted(path.glob(PART_GLOB)) if path.is_dir() else [path]
+    times, rows = [], []
+    for part in parts:
+        file = pq.ParquetFile(part)
+        for batch in file.iter_batches():
+            times.append(batch.column(0).to_pandas())
+            rows.append(batch.column(1).flatten().to_numpy().reshape(batch.num_rows, len(every))[:, keep])
+    values = np.concatenate(rows) if rows else np.empty((0, len(keep)), dtype=np.float32)
+    time_utc = pd.DatetimeIndex(pd.concat(times, ignore_index=True)) if times else pd.DatetimeIndex([], tz="UTC")
+    return Matrix(time_utc=time_utc, names=tuple(names), values=values)
 
 
 def read_frame(path: Path) -> pd.DataFrame:

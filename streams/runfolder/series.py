@@ -47,8 +47,11 @@ class RunSeries:
         return self._voltages.columns(names).reshape(-1, len(self.layout.bus_ids), 3)
 
     def bus_vm_pu(self, bus_id: str) -> np.ndarray:
-        """[tick, phase] |V| of one bus."""
-        return self._voltages.columns([f"{bus_id}_{p.upper()}" for p in PHASES]).astype(float)
+        """[tick, phase] |V| of one bus, reading the table part by part (not all of it at once)."""
+        names = [f"{bus_id}_{p.upper()}" for p in PHASES]
+        if "_voltages" in self.__dict__:
+            return self._voltages.columns(names).astype(float)
+        return read_matrix(self.folder / "voltages_pu.parquet", names).values.astype(float)
 
     @cached_property
     def i_max_ka(self) -> np.ndarray:

@@ -18,6 +18,7 @@ import pytest
 from phasetwin.run.summary import physics
 from streams import topics
 from streams.bus import LocalBus
+from streams.errors import StreamError
 from streams.messages import GridState
 from streams.runfolder.journal import JOURNAL, JournalEvent, RunFolderBusy, RunJournal, read_journal
 from streams.runfolder.matrix import read_frame, read_matrix
@@ -109,7 +110,7 @@ def test_running_totals_equal_numpy_over_the_whole_series_with_missing_ticks(tmp
 def test_a_folder_in_the_wide_layout_of_earlier_runs_still_reads(tmp_path: Path) -> None:
     """Before the list layout every bus-phase was a float32 column ``<bus>_<A|B|C>``: such tables read the same."""
     rng = np.random.default_rng(4)
-    bus, rec = _recorder(tmp_path / "list", n_ticks=5, flush_ticks=5)
+    bus, rec = _recorder(tmp_path / "list", n_ticks=5, flush_ticks=2)  # three parts
     sent = [_state(t, rng) for t in range(5)]
     for state in sent:
         bus.publish(topics.grid_state("f"), state)
@@ -127,6 +128,12 @@ def test_a_folder_in_the_wide_layout_of_earlier_runs_still_reads(tmp_path: Path)
     assert listed.time_utc.equals(old.time_utc)
     pd.testing.assert_frame_equal(read_frame(tmp_path / "list" / "voltages_pu.parquet"),
                                   read_frame(tmp_path / "wide" / "voltages_pu.parquet"))
+    for folder in ("list", "wide"):  # a few names: the list layout read part by part, the wide one by column
+        some = read_matrix(tmp_path / folder / "voltages_pu.parquet", ["b2_C", "b0_A"])
+        assert some.names == ("b2_C", "b0_A") and some.time_utc.equals(old.time_utc)
+        np.testing.assert_array_equal(some.values, old.values[:, [8, 0]])
+        with pytest.raises(StreamError, match=r"1 column\(s\) not in the table \(first 'b9_A'\)"):
+            read_matrix(tmp_path / folder / "voltages_pu.parquet", ["b9_A"])
     from streams.runfolder.series import RunSeries
 
     np.testing.assert_array_equal(RunSeries(folder=tmp_path / "wide", layout=LAYOUT).bus_vm_pu("b2"),
