@@ -35,7 +35,6 @@ STOP_AT_TICK = 5
 
 
 def outage_run(*, outage_s: float, speed: float, after: int, workdir: Path) -> dict[str, object]:
-    import pandas as pd
     from support.servers import InfluxDBServer, MosquittoServer
 
     from devices.fleet import FleetSpec
@@ -43,6 +42,7 @@ def outage_run(*, outage_s: float, speed: float, after: int, workdir: Path) -> d
     from phasetwin.run.scenario import Scenario
     from streams.influx.settings import influx_settings_from_url
     from streams.mqtt.bus import MqttBus, MqttSettings
+    from streams.runfolder.matrix import read_frame
 
     (workdir / "broker").mkdir()
     (workdir / "influxd").mkdir()
@@ -71,7 +71,7 @@ def outage_run(*, outage_s: float, speed: float, after: int, workdir: Path) -> d
 
         bus = MqttBus(MqttSettings(host=broker.host, port=broker.port, keepalive_s=5))
         summary = replay(scenario, bus=bus, progress=progress, influx=influx).summary
-        vm = pd.read_parquet(workdir / "run" / "voltages_pu.parquet")
+        vm = read_frame(workdir / "run" / "voltages_pu.parquet")
         folder_ticks = {int(t) for t, ok in zip(range(len(vm)), vm.iloc[:, 1:].notna().all(axis=1), strict=True) if ok}
         answer = influxd.query(f"SELECT \"loss_kw\" FROM \"network\" WHERE \"run\" = '{run_id}'", db=db, epoch="s")
         times = [int(row[0]) for result in answer["results"] for serie in result.get("series", [])

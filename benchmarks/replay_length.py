@@ -46,25 +46,42 @@ def tiled_day(days: int, path: Path) -> pd.Timestamp:
     return time_utc[-1] + pd.Timedelta(seconds=day.step_s)
 
 
+PEAK_RSS_WRAPPER = """
+import atexit, os, runpy, sys
+def _peak():
+    with open("/proc/self/status") as f, open(os.environ["PHASETWIN_PEAK_RSS_FILE"], "w") as out:
+        out.write(next(ln for ln in f if ln.startswith("VmHWM:")).split()[1])
+atexit.register(_peak)
+sys.argv[0] = "phasetwin"
+runpy.run_module("phasetwin.cli.main", run_name="__main__", alter_sys=True)
+"""
+"""Runs the command in the child and writes its peak RSS (VmHWM, KiB) at exit: the kernel's ``ru_maxrss`` of a
+child counts the RSS of the parent it was forked from (kept across exec), so a benchmark process that replayed
+in process itself first (``replay_day.py``) gave every child its own peak, 603 MB for both codes."""
+
+
 def replay_peak_rss(data: Path, end: pd.Timestamp, out: Path, *, flush_ticks: int | None,
                     code: Path = ROOT) -> tuple[float, float, float]:
     """(peak RSS in MB, wall s, CPU s) of one `phasetwin replay` child process running the code in ``code``."""
-    command = [sys.executable, "-m", "phasetwin.cli.main", "replay", "--data", str(data), "--end", end.isoformat(),
+    command = [sys.executable, "-c", PEAK_RSS_WRAPPER, "replay", "--data", str(data), "--end", end.isoformat(),
                "--controller", "none", "--psd", "0", "--pess", "0", "--no-baseline", "--out", str(out)]
     if flush_ticks is not None:
         command += ["--flush-ticks", str(flush_ticks)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")])}
     log = out.with_name(out.name + ".log")
+    peak = out.with_name(out.name + ".peak_kib")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")]),
+           "PHASETWIN_PEAK_RSS_FILE": str(peak)}
     t = time.perf_counter()
     with log.open("w") as sink:  # a file, not a pipe: nobody reads a pipe until the child ends
-        child = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
+        # cwd: the code's own directory, which ``-c`` puts first on sys.path (else the caller's checkout wins)
+        child = subprocess.Popen(command, env=env, cwd=code, stdout=sink, stderr=sink)
         _, status, usage = os.wait4(child.pid, 0)
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait for it again
     wall_s = time.perf_counter() - t
     if child.returncode != 0:
         raise SystemExit(f"replay of {data.name} failed (status {child.returncode}):\n"
                          f"{log.read_text()}")
-    return usage.ru_maxrss / 1024.0, wall_s, usage.ru_utime + usage.ru_stime  # ru_maxrss is in KiB on Linux
+    return int(peak.read_text()) / 1024.0, wall_s, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

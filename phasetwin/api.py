@@ -60,12 +60,18 @@ class Run:
         return tuple(sorted(p.name.removesuffix(".parquet") for p in self.folder.glob("*.parquet")))
 
     def table(self, name: str) -> pd.DataFrame:
-        """One table of the run folder as a DataFrame; ValueError naming the tables there when it has no such one."""
+        """One table of the run folder as a DataFrame (``voltages_pu`` and ``line_currents_ka`` wide: ``time_utc``, then
+        one column per bus-phase or line); ValueError naming the tables there when it has no such one."""
         import pandas as pd
+
+        from streams.runfolder.matrix import read_frame
+        from streams.runfolder.recorder import LIST_TABLES
 
         path = self.folder / f"{name}.parquet"
         if not path.exists():
             raise ValueError(f"run folder {self.folder} has no table {name!r}; it has {', '.join(self.tables)}")
+        if name in LIST_TABLES:  # one column per bus-phase (line), as stored before the list layout
+            return read_frame(path)
         return pd.read_parquet(path)
 
 

@@ -433,6 +433,10 @@ def replay(
     reorder_window: ReorderWindowOpt = None,
     stale_after: StaleAfterOpt = 300.0,
     flush_ticks: FlushTicksOpt = 360,
+    tick_blocks: Annotated[bool, typer.Option(
+        "--tick-blocks/--no-tick-blocks",
+        help="network-only ticks (no devices, controller, schedule, real time) in blocks: guard, power flow, "
+             "metrics and recording for many ticks at once; the same tables as tick by tick")] = True,
     rephase: Annotated[Path | None, typer.Option(
         help="plan.json of `phasetwin plan rephase`: replay with the planned phase connections")] = None,
     seasonal_plan: Annotated[Path | None, typer.Option(
@@ -498,6 +502,8 @@ def replay(
                                                "seasonal_plan": seasonal_plan, "time_base": time_base})
     if config is None:
         scenario = scenario.model_copy(update={"flush_ticks": flush_ticks})
+    if not tick_blocks:
+        scenario = scenario.model_copy(update={"tick_blocks": False})
     database = _influx(influx)
     viewer = _live_view(scenario, bus=bus, port=view_port) if view else None
     try:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phasetwin.run.assemble import RunAssembly
+from phasetwin.run.blocks import run_blocks, why_not_blocks
+from phasetwin.run.memory import batches_on_the_heap
 from streams.bus import Bus
 from streams.influx.recorder import InfluxRecorder
 from streams.influx.shipper import InfluxCounts
@@ -91,10 +93,11 @@ class Execution:
 
 
 def execute(run: RunAssembly, *, progress: Callable[[int, int], None] | None = None,
-            stop_requested: Callable[[], bool] | None = None) -> Execution:
+            stop_requested: Callable[[], bool] | None = None, tick_blocks: bool = False) -> Execution:
     """Run every tick (or until ``stop_requested()``), writing the tables as the run goes. From the first line on
     the folder is this run's; an error (or Ctrl-C) keeps every tick run so far: the tables are flushed and
-    closed and the journal says why, then the error goes on."""
+    closed and the journal says why, then the error goes on. ``tick_blocks``: the run's bus is its own (nobody
+    outside listens), so network-only ticks may go in blocks (``phasetwin.run.blocks``)."""
     scenario, clock, bus = run.scenario, run.clock, run.bus
     journal = RunJournal.begin(scenario.out, run_id=run.run_id, start_utc=clock.start_utc, tick_s=clock.tick_s,
                                n_ticks=clock.n_ticks, tables=RUN_TABLES)
@@ -124,8 +127,14 @@ def execute(run: RunAssembly, *, progress: Callable[[int, int], None] | None = N
     # rescanning them on every full collection (benchmarks/mqtt.py: about a tenth of the ingest time).
     gc.freeze()
     try:
-        timing = run_ticks(clock=clock, stages=run.stages, speed=scenario.speed, after_tick=after_tick,
-                           settle=bus.settle, stop_requested=stop_requested, idle=idle)
+        why_not = why_not_blocks(run) if tick_blocks else "a bus given by the caller"
+        if not why_not:
+            with batches_on_the_heap():  # blocks of equal size: each reuses the last one's pages
+                timing = run_blocks(run, after_tick=after_tick, stop_requested=stop_requested)
+        else:
+            log.debug("tick by tick: %s", why_not)
+            timing = run_ticks(clock=clock, stages=run.stages, speed=scenario.speed, after_tick=after_tick,
+                               settle=bus.settle, stop_requested=stop_requested, idle=idle)
     except BaseException as err:
         try:
             _close_transports(bus, run.database)

@@ -20,6 +20,7 @@ from controllers.identification.assignment import NOT_ASSIGNED
 from phasetwin.run.scenario import Scenario
 from streams.errors import DataError
 from streams.meters.voltages import MeterVoltages, read_meter_voltages, write_meter_voltages
+from streams.runfolder.matrix import read_matrix
 from twin.network import Feeder
 from twin.phase import Phase
 from twin.smart_meter import MeterModel, interval_means, measure
@@ -59,15 +60,18 @@ def true_readings(scenario: Scenario) -> TrueReadings:
 
     replay(scenario)
     feeder, table = load_inputs(scenario)
-    voltages = pd.read_parquet(scenario.out / "voltages_pu.parquet")
+    wanted = sorted({f"{c.bus}_{phase.name}" for c in feeder.customers for phase in c.phases}
+                    | {f"{feeder.lv_bus}_{p.name}" for p in Phase})
+    read = read_matrix(scenario.out / "voltages_pu.parquet", wanted)  # the meters' bus-phases only
+    voltages = dict(zip(read.names, read.values.T, strict=True))
     transformer = pd.read_parquet(scenario.out / "transformer.parquet")
-    time_utc = pd.DatetimeIndex(voltages["time_utc"])
+    time_utc = read.time_utc
     v_base_v = feeder.transformer.vn_lv_kv * 1000.0 / math.sqrt(3.0)
     v_v = np.full((len(time_utc), len(feeder.customers), 3), np.nan)
     for i, c in enumerate(feeder.customers):
         for j, phase in enumerate(c.phases):
-            v_v[:, i, j] = voltages[f"{c.bus}_{phase.name}"].to_numpy() * v_base_v
-    ref_v_v = np.stack([voltages[f"{feeder.lv_bus}_{p.name}"].to_numpy() for p in Phase], axis=1) * v_base_v
+            v_v[:, i, j] = voltages[f"{c.bus}_{phase.name}"] * v_base_v
+    ref_v_v = np.stack([voltages[f"{feeder.lv_bus}_{p.name}"] for p in Phase], axis=1) * v_base_v
     period = table.between(time_utc[0], time_utc[-1] + pd.Timedelta(seconds=scenario.tick_s))
     n_terminals = np.array([c.n_phases for c in feeder.customers])
     p_kw = np.where((np.arange(3)[None, :] < n_terminals[:, None])[None], period.p_kw, np.nan)

@@ -34,4 +34,4 @@ def replay(
     TwinError/StreamError on user errors. The bus is closed at the end (an MQTT bus flushes first).
     """
     run = assemble(scenario, bus=bus, influx=influx, threads=threads, inputs=inputs)
-    return summarise(run, execute(run, progress=progress, stop_requested=stop_requested))
+    return summarise(run, execute(run, progress=progress, stop_requested=stop_requested, tick_blocks=bus is None))

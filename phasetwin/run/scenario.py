@@ -82,6 +82,8 @@ class Scenario(BaseModel):
     speed: float = Field(default=0.0, ge=0, description="simulated s per wall s; 0 = as fast as possible")
     per_meter_topics: bool = Field(default=False, description="one message per meter instead of one frame per tick")
     batch_ticks: int = Field(default=1440, ge=1, description="ticks solved ahead as one batch when nothing can change")
+    tick_blocks: bool = Field(default=True, description="network-only ticks in blocks of batch_ticks: meter frames, "
+                              "guard, power flow, metrics and recording at once (same tables as tick by tick)")
     flush_ticks: int = Field(default=360, ge=1, description="ticks held by the recorders before they write a part "
                              "of the run folder: the most a killed run loses (streams.runfolder)")
     out: Path = Path("runs/latest")

@@ -53,7 +53,7 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     "on_divergence": ("on_divergence",), "time_base": ("time_base",),
     # and those of hostile (signed commands, ingest limit)
     "keyring": ("keyring",), "signing_key": ("signing_key",), "meter_limit_kva": ("meter_limit_kva",),
-    "flush_ticks": ("flush_ticks",), "site": ("pv_site",),
+    "flush_ticks": ("flush_ticks",), "tick_blocks": ("tick_blocks",), "site": ("pv_site",),
     "pv_profile": ("pv_profile",),
     # and the switching budget, objective and placement of issue 28
     "ops_per_day": ("controller", "budget", "ops_per_day"), "min_dwell": ("controller", "budget", "min_dwell_s"),

@@ -16,6 +16,8 @@ from phasetwin.view.alarms import AlarmBook, grid_rules
 from phasetwin.view.errors import RunFolderError
 from phasetwin.view.geometry import OneLine, one_line
 from phasetwin.view.timeline import Customer, Decision, DeviceSample, GridTick, Reference, Timeline
+from streams.errors import StreamError
+from streams.runfolder.matrix import Matrix, read_matrix
 from twin.feeders import open_feeder
 from twin.network import Feeder
 
@@ -37,6 +39,17 @@ def _table(folder: Path, name: str, *, required: bool = True) -> pd.DataFrame | 
             raise RunFolderError(f"{folder}: no {name}.parquet; expected a run folder written by phasetwin replay/run")
         return None
     return pd.read_parquet(path)
+
+
+def _matrix(folder: Path, name: str) -> Matrix:
+    """A per-bus or per-line table (``streams.runfolder.matrix``, either layout)."""
+    path = folder / f"{name}.parquet"
+    if not path.exists():
+        raise RunFolderError(f"{folder}: no {name}.parquet; expected a run folder written by phasetwin replay/run")
+    try:
+        return read_matrix(path)
+    except StreamError as err:
+        raise RunFolderError(f"{folder}: {err}") from err
 
 
 def empty_timeline(*, feeder: Feeder, title: str, tick_s: float, vm_limits_pu: tuple[float, float],
@@ -89,17 +102,18 @@ def read_run_folder(folder: Path, *, feeder: Feeder | None = None) -> Timeline:
         customers=_customers(folder, feeder))
     metrics = _table(folder, "metrics")
     transformer = _table(folder, "transformer")
-    voltages = _table(folder, "voltages_pu")
-    currents = _table(folder, "line_currents_ka")
-    assert metrics is not None and transformer is not None and voltages is not None and currents is not None
+    voltages = _matrix(folder, "voltages_pu")
+    currents = _matrix(folder, "line_currents_ka")
+    assert metrics is not None and transformer is not None
     drawing = timeline.drawing
     vm_names = [f"{b}_{p.upper()}" for b in drawing.bus_ids for p in PHASES]
-    missing = [c for c in vm_names if c not in voltages.columns]
+    known = set(voltages.names)
+    missing = [c for c in vm_names if c not in known]
     if missing:
         raise RunFolderError(f"{folder}: voltages_pu.parquet lacks {len(missing)} column(s) of feeder "
                              f"{feeder.name!r} (first {missing[0]!r}); the folder is of another feeder")
-    vm = voltages[vm_names].to_numpy(dtype=np.float32).reshape(len(voltages), len(drawing.bus_ids), 3)
-    i_max = currents[list(drawing.line_ids)].to_numpy(dtype=np.float32)
+    vm = voltages.columns(vm_names).astype(np.float32).reshape(len(voltages.time_utc), len(drawing.bus_ids), 3)
+    i_max = currents.columns(list(drawing.line_ids)).astype(np.float32)
     times = pd.DatetimeIndex(metrics["time_utc"])
     start = times[0] if len(times) else pd.Timestamp(scenario["start_utc"])
     p_unb = metrics[[c for c in metrics.columns if c.startswith("p_unb_kw_f")]].sum(axis=1, min_count=1).to_numpy()

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from streams.errors import StreamError
 from streams.influx.line_protocol import LineSpec, LineTemplate, line, series
 from streams.influx.points import (
     PHASES,
@@ -46,6 +47,7 @@ from streams.influx.settings import Detail, InfluxError, InfluxSettings
 from streams.influx.shipper import InfluxCounts, Shipper
 from streams.influx.spool import Spool
 from streams.influx.transport import create_transport
+from streams.runfolder.matrix import read_matrix
 
 log = logging.getLogger(__name__)
 _PHASE_INDEX = {"A": 0, "B": 1, "C": 2}
@@ -167,10 +169,10 @@ def _rows(template: LineTemplate, values: np.ndarray, times_s: np.ndarray, measu
 def _voltages(run_dir: Path, tags: RunTags, buses: set[str] | None) -> Iterator[Chunk]:
     path = run_dir / "voltages_pu.parquet"
     try:
-        names = pq.ParquetDataset(path).schema.names  # a file, or a run folder's directory of parts
-    except (OSError, ValueError) as err:
-        raise InfluxError(f"cannot read {path}: {err}") from err
-    columns = [c for c in names if c != "time_utc" and (buses is None or c.rsplit("_", 1)[0] in buses)]
+        matrix = read_matrix(path)  # a file or a run folder's directory of parts, either layout
+    except StreamError as err:
+        raise InfluxError(str(err)) from err
+    columns = [c for c in matrix.names if buses is None or c.rsplit("_", 1)[0] in buses]
     if buses is not None:
         found = {c.rsplit("_", 1)[0] for c in columns}
         if buses - found:
@@ -183,9 +185,8 @@ def _voltages(run_dir: Path, tags: RunTags, buses: set[str] | None) -> Iterator[
         lines.append(LineSpec(series("bus_voltage", tags.with_(bus=bus, phase=phase)), "bus_voltage", ("vm_pu",)))
     if not columns:
         return
-    data = _table(path, ["time_utc", *columns])
-    values = np.column_stack([data[c].astype(np.float64) for c in columns])
-    yield from _rows(LineTemplate(lines), values, _epoch_s(data["time_utc"]), "bus_voltage")
+    values = matrix.columns(columns).astype(np.float64)
+    yield from _rows(LineTemplate(lines), values, _epoch_s(matrix.time_utc.tz_convert(None).to_numpy()), "bus_voltage")
 
 
 def _grid_figures(run_dir: Path, tags: RunTags) -> Iterator[Chunk]:

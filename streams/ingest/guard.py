@@ -261,9 +261,12 @@ class IngestGuard(TopicGuard):
                     f"tick {self._tick}: a clock off by whole hours (DST, time zone)")
         return ""
 
-    def _implausible_rows(self, rows: np.ndarray, p: np.ndarray) -> list[tuple[DeadLetterReason, str] | None]:
-        """The plausibility verdict of each row of ``p`` [k, 3] (finite, inside the envelope) of meters ``rows``."""
-        last, has_last = self._last_p[rows], self._has_last[rows]
+    def _implausible_rows(self, rows: np.ndarray, p: np.ndarray, *, last: np.ndarray | None = None,
+                          has_last: np.ndarray | None = None) -> list[tuple[DeadLetterReason, str] | None]:
+        """The plausibility verdict of each row of ``p`` [k, 3] (finite, inside the envelope) of meters ``rows``,
+        against their last good values (given, or the guard's)."""
+        last = self._last_p[rows] if last is None else last
+        has_last = self._has_last[rows] if has_last is None else has_last
         p_max, export_max, step_max = self._p_max[rows], self._export_max[rows], self._step_max[rows]
         size = phase_max(np.abs(p))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -296,6 +299,34 @@ class IngestGuard(TopicGuard):
                 out[k] = (DeadLetterReason.STEP_CHANGE, f"a step of {np.abs(p[k] - last[k]).max():.6g} kW from "
                           f"its last good value {last[k].tolist()}; its data step at most {step_max[k]:.6g} kW")
         return out
+
+    def admit_block(self, *, first_tick: int, p_kw: np.ndarray, q_kvar: np.ndarray) -> bool:
+        """Whether the frames of ticks ``first_tick ..`` (``p_kw``/``q_kvar`` [k, meters, 3], every meter in
+        envelope order, from the twin's own replay) pass every check as k frames one by one would: finite, no
+        power on missing terminals, inside the envelope and plausible against the previous tick's values. When
+        they do, the guard counts and remembers them as if it had checked them one by one and True is returned;
+        otherwise nothing changes (the caller sends them frame by frame, and the frame path says what failed)."""
+        k, n = p_kw.shape[0], len(self._ids)
+        if k == 0 or p_kw.shape[1] != n:
+            return False
+        finite = np.isfinite(p_kw).all() and np.isfinite(q_kvar).all()
+        if not finite or ((p_kw != 0) | (q_kvar != 0))[:, self._unused].any():
+            return False
+        if (np.hypot(p_kw, q_kvar) > self._s_max[None, :, None]).any():
+            return False
+        if self._plausibility_known:
+            rows = np.tile(np.arange(n), k)
+            last = np.concatenate([self._last_p[None], p_kw[:-1]]).reshape(k * n, 3)
+            has_last = np.concatenate([self._has_last[None], np.ones((k - 1, n), dtype=bool)]).reshape(-1)
+            if any(v is not None for v in self._implausible_rows(rows, p_kw.reshape(k * n, 3), last=last,
+                                                                  has_last=has_last)):
+                return False
+        self.counters.checked += k * n
+        self._last_p[:] = p_kw[-1]
+        self._last_q[:] = q_kvar[-1]
+        self._has_last[:] = True
+        self._tick = first_tick + k - 1
+        return True
 
     def _frame(self, topic: str, message: MeterFrame) -> MeterFrame | None:
         n_rows = len(message.meter_ids)

@@ -27,6 +27,7 @@ from streams import topics
 from streams.bus import Bus
 from streams.messages import GridState, Message
 from streams.phases import phase_max
+from streams.runfolder.recorder import StateRows
 
 log = logging.getLogger(__name__)
 PHASES = ("a", "b", "c")
@@ -117,6 +118,28 @@ class LoadingRecorder:
             self.line_peak_tick[higher] = t
             if self.head_lines:
                 self.head_pct[t] = pct[list(self.head_lines)]
+
+    def record_rows(self, rows: StateRows) -> None:
+        """The loading of several ticks' grid states at once, as their states one by one would record it."""
+        t = rows.tick
+        if not t.size:
+            return
+        s_kva = np.hypot(np.asarray(rows.p_trafo_kw, dtype=float), np.asarray(rows.q_trafo_kvar, dtype=float))
+        self.trafo_pct[t] = s_kva / (self.ratings.trafo_sn_kva / 3.0) * 100.0
+        pct = np.asarray(rows.i_ka, dtype=float) * (100.0 / self.ratings.line_max_i_ka)[:, None]
+        if not pct.shape[1]:
+            return
+        worst = pct.argmax(axis=1)
+        self.line_max_index[t] = worst
+        self.line_max_pct[t] = np.take_along_axis(pct, worst[:, None, :], axis=1)[:, 0, :]
+        peak = phase_max(pct)
+        first = peak.argmax(axis=0)  # the first tick of the block's peak, as strict '>' one by one keeps it
+        block_peak = peak[first, np.arange(peak.shape[1])]
+        higher = block_peak > self.line_peak_pct
+        self.line_peak_pct[higher] = block_peak[higher]
+        self.line_peak_tick[higher] = t[first[higher]]
+        if self.head_lines:
+            self.head_pct[t] = pct[:, list(self.head_lines)]
 
     def write(self, folder: Path) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,10 @@ PART_GLOB = "part-*.parquet"
 class PartWriter:
     """Appends tables of one schema as part files under ``path`` (a directory until ``finish``)."""
 
-    def __init__(self, path: Path, *, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, *, schema: pa.Schema, compression: str | None = "snappy") -> None:
         self.path = path
         self.schema = schema
+        self.compression = compression
         self.rows = 0
         self.parts = 0
         self._finished = False
@@ -45,7 +46,8 @@ class PartWriter:
         final = self.path / f"part-{self.parts:06d}.parquet"
         staging = self.path / f".part-{self.parts:06d}.parquet.tmp"
         # Statistics and dictionaries cost more than they give on float series read whole.
-        pq.write_table(table, staging, use_dictionary=False, write_statistics=False)
+        pq.write_table(table, staging, use_dictionary=False, write_statistics=False,
+                       compression=self.compression or "none")
         staging.replace(final)
         self.parts += 1
         self.rows += table.num_rows

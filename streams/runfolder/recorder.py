@@ -1,8 +1,10 @@
 """The embedded recorder: writes every ``GridState`` of a run to the Parquet run folder as the run goes.
 
 Run folder layout (every table has a ``time_utc`` column, aware UTC, one row per tick run):
-- ``voltages_pu.parquet``: one float32 column per bus and phase, ``<bus>_<A|B|C>``, |V| in p.u.
-- ``line_currents_ka.parquet``: one float32 column per line, the largest phase current at its from end, kA.
+- ``voltages_pu.parquet``: |V| in p.u. of every bus and phase, one ``vm_pu`` list of float32 per tick, positions
+  named ``<bus>_<A|B|C>`` in the schema metadata (``streams.runfolder.matrix``: layout and readers).
+- ``line_currents_ka.parquet``: the largest phase current of every line at its from end, kA, one ``i_max_ka`` list
+  of float32 per tick, positions named by line id.
 - ``transformer.parquet``: ``p_<a|b|c>_kw``, ``q_<a|b|c>_kvar`` into the LV side, ``loss_kw`` of the network.
 - ``metrics.parquet``: per LV feeder ``p_unb_kw_f<f>`` and ``load_<a|b|c>_kw_f<f>``; per phase ``vm_min_<a|b|c>_pu``
   and ``vm_max_<a|b|c>_pu`` over LV buses; ``vuf_max_pct``, ``i_n_max_a``, ``kappa_trafo``.
@@ -27,12 +29,15 @@ from streams import topics
 from streams.bus import Bus
 from streams.messages import GridState, Message
 from streams.phases import phase_max
+from streams.runfolder.matrix import TIME_TYPE, list_schema, list_table
 from streams.runfolder.parts import PartWriter
 
 log = logging.getLogger(__name__)
 PHASES = ("a", "b", "c")
 TABLES = ("voltages_pu", "line_currents_ka", "transformer", "metrics")
-_TIME = pa.timestamp("ns", tz="UTC")
+_TIME = TIME_TYPE
+LIST_TABLES = {"voltages_pu": "vm_pu", "line_currents_ka": "i_max_ka"}
+"""The list tables and their list column."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,26 @@ class Layout:
     bus_ids: tuple[str, ...]
     line_ids: tuple[str, ...]
     n_lv_feeders: int
+
+
+@dataclass(frozen=True)
+class StateRows:
+    """The grid states of several ticks at once, first axis the tick (``tick``, ascending): what k
+    ``GridState`` messages would carry, for the network-only ticks a run takes in blocks."""
+
+    tick: np.ndarray
+    vm_pu: np.ndarray
+    i_ka: np.ndarray
+    p_trafo_kw: np.ndarray
+    q_trafo_kvar: np.ndarray
+    loss_kw: np.ndarray
+    phase_load_kw: np.ndarray
+    p_unb_kw: np.ndarray
+    vm_min_pu: np.ndarray
+    vm_max_pu: np.ndarray
+    vuf_max_pct: np.ndarray
+    i_n_max_a: np.ndarray
+    kappa_trafo: np.ndarray
 
 
 @dataclass
@@ -160,15 +185,17 @@ class ParquetRecorder:
         self._chunk = _Chunk(n=self._rows, layout=layout)
         self._filled = np.zeros(self._rows, dtype=bool)
         self._vm_names = [f"{b}_{p.upper()}" for b in layout.bus_ids for p in PHASES]
-        self._writers = {name: PartWriter(folder / f"{name}.parquet", schema=schema)
+        # The list tables uncompressed: compressing these floats costs more than writing the bytes saved.
+        self._writers = {name: PartWriter(folder / f"{name}.parquet", schema=schema,
+                                          compression=None if name in LIST_TABLES else "snappy")
                          for name, schema in self._schemas().items()}
         bus.subscribe(topics.grid_state(feeder), self._on_state)
 
     def _schemas(self) -> dict[str, pa.Schema]:
-        f32, f64 = pa.float32(), pa.float64()
+        f64 = pa.float64()
         return {
-            "voltages_pu": pa.schema([("time_utc", _TIME), *((n, f32) for n in self._vm_names)]),
-            "line_currents_ka": pa.schema([("time_utc", _TIME), *((n, f32) for n in self.layout.line_ids)]),
+            "voltages_pu": list_schema(LIST_TABLES["voltages_pu"], self._vm_names),
+            "line_currents_ka": list_schema(LIST_TABLES["line_currents_ka"], self.layout.line_ids),
             "transformer": pa.schema([("time_utc", _TIME), *((f"p_{p}_kw", f64) for p in PHASES),
                                       *((f"q_{p}_kvar", f64) for p in PHASES), ("loss_kw", f64)]),
             "metrics": pa.schema([("time_utc", _TIME), *((n, f64) for n in self._metric_names())]),
@@ -193,13 +220,7 @@ class ParquetRecorder:
             log.warning("recorder: grid state of tick %d arrived after its part was written (%d ticks written, "
                         "held up to %d ticks); dropped", message.tick, self.flushed_ticks, self.hold_ticks)
             return
-        while message.tick >= self.flushed_ticks + self.flush_ticks:  # a full part behind it: write it
-            before = self.flushed_ticks
-            self.flush(self.flushed_ticks + self.flush_ticks)
-            if self.flushed_ticks == before:
-                break  # held back for a late state
-        if message.tick >= self.flushed_ticks + self._rows:
-            self._write_through(message.tick - self._rows + 1)
+        self._make_room(message.tick)
         r, c = message.tick - self.flushed_ticks, self._chunk
         c.vm_pu[r] = message.vm_pu
         c.i_max_ka[r] = phase_max(message.i_ka)
@@ -218,6 +239,49 @@ class ParquetRecorder:
             self.recorded += 1
             if message.tick < self._due:
                 self.late_filled += 1
+
+    def record_rows(self, rows: StateRows) -> None:
+        """The grid states of ``rows`` (ticks ascending, inside the run, none written yet), as the same states
+        published one by one would be recorded."""
+        ticks = rows.tick
+        if not ticks.size:
+            return
+        last = int(ticks[-1])
+        if int(ticks[0]) < self.flushed_ticks or last >= len(self.time_utc):
+            raise ValueError(f"record_rows: ticks {int(ticks[0])}..{last} are not inside the run's unwritten "
+                             f"ticks {self.flushed_ticks}..{len(self.time_utc) - 1}")
+        self._make_room(last)
+        r, c = ticks - self.flushed_ticks, self._chunk
+        if r[0] < 0:  # more rows than the recorder holds: one by one, each making its room
+            for k in range(ticks.size):
+                self.record_rows(StateRows(**{f: getattr(rows, f)[k:k + 1] for f in StateRows.__dataclass_fields__}))
+            return
+        c.vm_pu[r] = rows.vm_pu
+        c.i_max_ka[r] = phase_max(rows.i_ka)
+        c.vm_min_pu[r] = rows.vm_min_pu
+        c.vm_max_pu[r] = rows.vm_max_pu
+        c.vuf_max_pct[r] = rows.vuf_max_pct
+        c.i_n_max_a[r] = rows.i_n_max_a
+        c.kappa_trafo[r] = rows.kappa_trafo
+        c.p_trafo_kw[r] = rows.p_trafo_kw
+        c.q_trafo_kvar[r] = rows.q_trafo_kvar
+        c.loss_kw[r] = rows.loss_kw
+        c.phase_load_kw[r] = rows.phase_load_kw
+        c.p_unb_kw[r] = rows.p_unb_kw
+        new = ~self._filled[r]
+        self._filled[r] = True
+        self.recorded += int(new.sum())
+        self.late_filled += int((new & (ticks < self._due)).sum())
+
+    def _make_room(self, tick: int) -> None:
+        """Write what must go before a state of ``tick`` has a row: every full part behind it."""
+        while tick >= self.flushed_ticks + self.flush_ticks:  # a full part behind it: write it
+            before = self.flushed_ticks
+            self.flush(self.flushed_ticks + self.flush_ticks)
+            if self.flushed_ticks == before:
+                break  # held back for a late state
+        if tick >= self.flushed_ticks + self._rows:
+            self._write_through(tick - self._rows + 1)
 
     def flush(self, ticks: int) -> None:
         """Write the ticks before ``ticks`` that are complete, in parts of at most ``flush_ticks``: up to the first
@@ -247,15 +311,8 @@ class ParquetRecorder:
                         self.time_utc[ticks - 1].isoformat())
         c = self._chunk
         time_col = pa.array(self.time_utc[self.flushed_ticks:ticks].as_unit("ns"), type=_TIME)
-        # One column-major buffer, sliced per bus-phase: thousands of columns without thousands of conversions.
-        vm = pa.array(np.asfortranarray(c.vm_pu[:n].reshape(n, -1)).reshape(-1, order="F"))
-        i_max = pa.array(np.asfortranarray(c.i_max_ka[:n]).reshape(-1, order="F"))
-        self._writers["voltages_pu"].append(pa.Table.from_arrays(
-            [time_col, *(vm.slice(j * n, n) for j in range(len(self._vm_names)))],
-            schema=self._writers["voltages_pu"].schema))
-        self._writers["line_currents_ka"].append(pa.Table.from_arrays(
-            [time_col, *(i_max.slice(j * n, n) for j in range(len(self.layout.line_ids)))],
-            schema=self._writers["line_currents_ka"].schema))
+        for name, values in (("voltages_pu", c.vm_pu[:n].reshape(n, -1)), ("line_currents_ka", c.i_max_ka[:n])):
+            self._writers[name].append(list_table(time_col, values, self._writers[name].schema))
         self._writers["transformer"].append(pa.Table.from_pydict({
             "time_utc": time_col,
             **{f"p_{p}_kw": c.p_trafo_kw[:n, i] for i, p in enumerate(PHASES)},

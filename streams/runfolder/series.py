@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from streams.runfolder.matrix import Matrix, read_matrix
 from streams.runfolder.recorder import PHASES, Layout
 
 
@@ -36,19 +37,26 @@ class RunSeries:
         return pd.DatetimeIndex(times.to_pandas())
 
     @cached_property
+    def _voltages(self) -> Matrix:
+        return read_matrix(self.folder / "voltages_pu.parquet")
+
+    @cached_property
     def vm_pu(self) -> np.ndarray:
         """[tick, bus, phase] |V| in p.u. (float32): the whole voltages table."""
         names = [f"{b}_{p.upper()}" for b in self.layout.bus_ids for p in PHASES]
-        return self._columns("voltages_pu", names).reshape(-1, len(self.layout.bus_ids), 3)
+        return self._voltages.columns(names).reshape(-1, len(self.layout.bus_ids), 3)
 
     def bus_vm_pu(self, bus_id: str) -> np.ndarray:
-        """[tick, phase] |V| of one bus, reading only its three columns."""
-        return self._columns("voltages_pu", [f"{bus_id}_{p.upper()}" for p in PHASES]).astype(float)
+        """[tick, phase] |V| of one bus, reading the table part by part (not all of it at once)."""
+        names = [f"{bus_id}_{p.upper()}" for p in PHASES]
+        if "_voltages" in self.__dict__:
+            return self._voltages.columns(names).astype(float)
+        return read_matrix(self.folder / "voltages_pu.parquet", names).values.astype(float)
 
     @cached_property
     def i_max_ka(self) -> np.ndarray:
         """[tick, line] largest phase current (float32)."""
-        return self._columns("line_currents_ka", list(self.layout.line_ids))
+        return read_matrix(self.folder / "line_currents_ka.parquet").columns(list(self.layout.line_ids))
 
     @cached_property
     def p_trafo_kw(self) -> np.ndarray:

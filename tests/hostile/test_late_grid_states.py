@@ -23,6 +23,7 @@ from streams import topics
 from streams.bus import LocalBus
 from streams.messages import GridState
 from streams.mqtt.bus import MqttBus, MqttSettings
+from streams.runfolder.matrix import read_frame
 from streams.runfolder.recorder import Layout, ParquetRecorder
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -56,7 +57,7 @@ def test_late_states_fill_their_rows_and_missing_ticks_are_counted(tmp_path: Pat
     bus.publish(topics.grid_state("f"), _state(0))  # long written: dropped and counted
     rec.close(20)
     assert rec.tick_counts() == {"complete": 16, "late_filled": 3, "missing": 1, "late_dropped": 1}
-    vm = pd.read_parquet(tmp_path / "voltages_pu.parquet")
+    vm = read_frame(tmp_path / "voltages_pu.parquet")
     assert len(vm) == 20 and vm["time_utc"].is_monotonic_increasing
     filled = vm["b0_A"].to_numpy()
     expected = np.float32([1.0 + t / 1000 for t in range(20)])
@@ -82,7 +83,7 @@ def test_a_broker_outage_in_real_time_loses_no_tick_from_the_run_folder(mosquitt
     result = replay(scenario, bus=bus, progress=progress)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     ticks = summary["powerflow"]["run_folder_ticks"]
-    vm = pd.read_parquet(tmp_path / "run" / "voltages_pu.parquet")
+    vm = read_frame(tmp_path / "run" / "voltages_pu.parquet")
     assert len(vm) == 30 and int(vm.iloc[:, 1:].notna().all(axis=1).sum()) == 30, ticks
     assert ticks["missing"] == 0 and ticks["late_dropped"] == 0 and ticks["late_filled"] > 0, ticks
     assert ticks["complete"] + ticks["late_filled"] == 30

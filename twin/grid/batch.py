@@ -49,7 +49,6 @@ class BatchSolver:
                 return b, row
             resolve = 0 <= row < b.p_kw.shape[0]
             self._adapt_lookahead(tick=tick, used=row, size=b.p_kw.shape[0])
-        cpu_start_s = time.process_time()
         # The spent block goes before the next is solved: one block's results at the peak, not two.
         self._block = b = None
         if self._ahead == 1 and tick >= self._retry_tick:
@@ -60,13 +59,26 @@ class BatchSolver:
             batch_p[0], batch_q[0] = p, q
         else:
             batch_p, batch_q = p[None], q[None]
+        self._block = self._solve(tick, batch_p, batch_q, line_closed=line_closed, resolve=resolve)
+        return self._block, 0
+
+    def solve_block(self, tick: int, p: np.ndarray, q: np.ndarray, *, line_closed: LineClosed) -> Block:
+        """Ticks ``tick ..`` whose injections ``p``/``q`` [k, customers, 3] are known to be final (no device, no
+        controller): one solve, the same batch the tick-by-tick path would solve ahead."""
+        self._block = None
+        self.counters.cache_hits += p.shape[0] - 1  # as tick by tick: every tick after the first from the block
+        return self._solve(tick, p, q, line_closed=line_closed, resolve=False)
+
+    def _solve(self, tick: int, batch_p: np.ndarray, batch_q: np.ndarray, *, line_closed: LineClosed,
+               resolve: bool) -> Block:
+        cpu_start_s = time.process_time()
         failed: frozenset[int] = frozenset()
         try:
             result = self._powerflow.solve(p_kw=batch_p, q_kvar=batch_q,
                                            line_closed=line_closed(tick, batch_p.shape[0]))
         except PowerFlowNotConverged as err:
             result, failed = err.partial, frozenset(err.failed_indices)
-        self._block = self._metrics.block(tick, batch_p, batch_q, result, failed)
+        block = self._metrics.block(tick, batch_p, batch_q, result, failed)
         c, cpu_s = self.counters, time.process_time() - cpu_start_s
         c.solves += 1
         c.states_solved += batch_p.shape[0]
@@ -74,7 +86,7 @@ class BatchSolver:
         if resolve:
             c.resolves += 1
             c.resolve_cpu_s += cpu_s
-        return self._block, 0
+        return block
 
     def _adapt_lookahead(self, *, tick: int, used: int, size: int) -> None:
         """Solve as far ahead as the inputs have lately stayed predictable. A block invalidated after ``used``

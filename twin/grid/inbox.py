@@ -106,6 +106,27 @@ class MeterInbox:
         self._fresh[:] = False
         return estimated
 
+    def block_ready(self, *, first_tick: int, p_kw: np.ndarray, q_kvar: np.ndarray) -> bool:
+        """Whether ``take_block`` would take these rows (nothing changes)."""
+        if (self._held or self._fresh.any() or self._estimated
+                or (self._tick is not None and self._tick != first_tick)):
+            return False
+        return not (p_kw[:, self._unused].any() or q_kvar[:, self._unused].any())
+
+    def take_block(self, *, first_tick: int, p_kw: np.ndarray, q_kvar: np.ndarray) -> bool:
+        """Every meter's real reading for ticks ``first_tick ..`` at once (``p_kw``/``q_kvar`` [k, customers, 3], in
+        feeder order), as k complete frames one by one would be taken: True, and the inbox stands after the last
+        of them. False (nothing changed) when the inbox holds anything for a tick (held, fresh or estimated
+        readings) or a row has power on a terminal its customer does not have: then the frames go one by one."""
+        if not self.block_ready(first_tick=first_tick, p_kw=p_kw, q_kvar=q_kvar):
+            return False
+        k = p_kw.shape[0]
+        self.counters.readings_used += k * len(self.ids)
+        self._term_p[:] = p_kw[-1]
+        self._term_q[:] = q_kvar[-1]
+        self._tick = first_tick + k
+        return True
+
     def next_tick(self, tick: int) -> None:
         """Readings for ``tick`` count as current from now on (the previous one is done, solved or skipped)."""
         self._tick = tick

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 
 from streams import topics
 from streams.bus import Bus
@@ -20,7 +21,7 @@ from twin.errors import PowerFlowError
 from twin.grid.batch import BatchSolver, Lookahead
 from twin.grid.counters import GridCounters
 from twin.grid.inbox import LateReading, MeterInbox
-from twin.grid.tick_metrics import TickMetrics
+from twin.grid.tick_metrics import Block, TickMetrics
 from twin.grid.window import ReorderWindow
 from twin.line_switching import SwitchingSchedule, SwitchingStep
 from twin.network import Feeder
@@ -29,6 +30,15 @@ from twin.phasing import PhaseMap
 from twin.powerflow import DivergencePolicy, PowerFlow
 
 log = logging.getLogger(__name__)
+
+
+class BlockAbort(Exception):
+    """A block's row no engine solved under the ABORT policy: ``ok`` marks the rows before it (to record), and
+    ``error`` is the PowerFlowError the tick-by-tick path would raise."""
+
+    def __init__(self, ok: np.ndarray, error: PowerFlowError) -> None:
+        super().__init__(str(error))
+        self.ok, self.error = ok, error
 
 
 class GridRole:
@@ -135,11 +145,7 @@ class GridRole:
         if row in block.failed:
             self.counters.powerflow_failures += 1
             if self._on_divergence is DivergencePolicy.ABORT:
-                raise PowerFlowError(
-                    f"power flow ({self._powerflow.engine}) did not converge at tick {tick} ({time_utc.isoformat()}), "
-                    "nor did any fallback; check the loads of that tick, or replay with --on-divergence skip to "
-                    "record such ticks as missing and keep running"
-                )
+                raise self._unsolved(tick, time_utc)
             self.skipped.append((tick, time_utc))
             log.error("grid: no engine solved tick %d (%s); recorded as missing, the run goes on", tick,
                       time_utc.isoformat())
@@ -163,6 +169,58 @@ class GridRole:
         )
         self.inbox.next_tick(tick + 1)
         self._bus.publish(self._topic, state)
+
+    def solve_block(self, first_tick: int, term_p_kw: np.ndarray, term_q_kvar: np.ndarray) -> Block | None:
+        """Ticks ``first_tick ..`` at once, every meter's real readings given (``term_p_kw``/``term_q_kvar``
+        [k, customers, 3]): the block of their solved states, as the ticks one by one would solve them; None
+        (nothing changed) where ticks must go one by one: a reorder window, a switching schedule, or an inbox
+        that holds readings of its own. The caller publishes nothing per tick: it takes the rows from the block
+        (``block_rows`` first)."""
+        if not self.takes_block(first_tick, term_p_kw, term_q_kvar):
+            return None
+        if not self.inbox.take_block(first_tick=first_tick, p_kw=term_p_kw, q_kvar=term_q_kvar):
+            return None
+        p, q = self._injections(term_p_kw, term_q_kvar)
+        return self._batch.solve_block(first_tick, p, q, line_closed=self._line_closed)
+
+    def takes_block(self, first_tick: int, term_p_kw: np.ndarray, term_q_kvar: np.ndarray) -> bool:
+        """Whether ``solve_block`` would solve these ticks as a block (nothing changes)."""
+        return self.window is None and self._switching is None and self.inbox.block_ready(
+            first_tick=first_tick, p_kw=term_p_kw, q_kvar=term_q_kvar)
+
+    def block_rows(self, block: Block, rows: range, time_utc: pd.DatetimeIndex) -> np.ndarray:
+        """Account rows ``rows`` of ``block`` (ticks ``block.first_tick + row``, at ``time_utc[row - rows.start]``)
+        as ``on_tick`` accounts its tick: fallbacks counted and listed, unsolved ticks counted and skipped (SKIP)
+        or raised as PowerFlowError (ABORT, after the rows before it: the caller records those first, see
+        ``BlockAbort``). Returns which of the rows have a grid state."""
+        ok = np.ones(len(rows), dtype=bool)
+        fallbacks = block.result.fallbacks
+        for k in sorted({r - rows.start for r in block.failed if r in rows}
+                        | {r - rows.start for r in fallbacks if r in rows}):
+            row, tick, when = rows.start + k, block.first_tick + rows.start + k, time_utc[k].to_pydatetime()
+            if row in block.failed:
+                self.counters.powerflow_failures += 1
+                if self._on_divergence is DivergencePolicy.ABORT:
+                    ok[k:] = False
+                    raise BlockAbort(ok, self._unsolved(tick, when))
+                ok[k] = False
+                self.skipped.append((tick, when))
+                log.error("grid: no engine solved tick %d (%s); recorded as missing, the run goes on", tick,
+                          when.isoformat())
+                continue
+            kind = fallbacks[row]
+            self.counters.fallbacks[kind.value] += 1
+            self.fallback_ticks.append((tick, when, kind.value))
+            log.warning("grid: tick %d (%s) solved by the %s fallback of the power flow", tick, when.isoformat(),
+                        kind.value)
+        return ok
+
+    def _unsolved(self, tick: int, time_utc: datetime) -> PowerFlowError:
+        return PowerFlowError(
+            f"power flow ({self._powerflow.engine}) did not converge at tick {tick} ({time_utc.isoformat()}), "
+            "nor did any fallback; check the loads of that tick, or replay with --on-divergence skip to "
+            "record such ticks as missing and keep running"
+        )
 
     def _apply(self, step: SwitchingStep, time_utc: datetime) -> None:
         changed = sum(1 for a, b in zip(self.phase_map.connections, step.connections, strict=True) if a != b)

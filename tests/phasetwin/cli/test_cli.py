@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from phasetwin.cli.main import app
+from streams.runfolder.matrix import read_frame
 from twin.loaders.ieee_european_lv import bundled_dir
 
 runner = CliRunner()
@@ -47,7 +48,7 @@ def test_default_replay_writes_the_run_folder(default_run: tuple[Path, str]) -> 
     assert "report.html" in "".join(output.split())  # where the report is (rich may wrap the path)
     assert sorted(p.name for p in (out / "voltages_pu.parquet").iterdir()) == [
         f"part-{k:06d}.parquet" for k in range(4)]  # 1440 ticks in parts of 360
-    volts = pd.read_parquet(out / "voltages_pu.parquet")
+    volts = read_frame(out / "voltages_pu.parquet")
     assert volts.shape == (1440, 1 + 907 * 3)
     assert str(volts["time_utc"].dt.tz) == "UTC"
     assert "energy, kWh" in output and "max P_unb" in output
@@ -69,7 +70,7 @@ def test_transformer_energy_equals_the_data_plus_line_losses(default_run: tuple[
 def test_summary_extremes_match_the_recorded_series(default_run: tuple[Path, str]) -> None:
     out, _ = default_run
     summary = json.loads((out / "summary.json").read_text())
-    volts = pd.read_parquet(out / "voltages_pu.parquet").drop(columns=["time_utc", "SourceBus_A", "SourceBus_B",
+    volts = read_frame(out / "voltages_pu.parquet").drop(columns=["time_utc", "SourceBus_A", "SourceBus_B",
                                                                        "SourceBus_C"])
     for phase in "ABC":
         cols = [c for c in volts.columns if c.endswith(f"_{phase}")]
@@ -78,7 +79,7 @@ def test_summary_extremes_match_the_recorded_series(default_run: tuple[Path, str
     trafo = pd.read_parquet(out / "transformer.parquet")
     assert summary["peak_load_kw"]["b"] == pytest.approx(trafo["p_b_kw"].max())
     # κ of the transformer by hand: phase currents ∝ |S|/|V| at its LV bus "1"; max over mean minus one
-    lv = pd.read_parquet(out / "voltages_pu.parquet")
+    lv = read_frame(out / "voltages_pu.parquet")
     amps = pd.DataFrame({ph: (trafo[f"p_{ph}_kw"] ** 2 + trafo[f"q_{ph}_kvar"] ** 2) ** 0.5 / lv[f"1_{ph.upper()}"]
                          for ph in "abc"})
     kappa = amps.max(axis=1) / amps.mean(axis=1) - 1

@@ -19,6 +19,7 @@ from support.influx_readback import by_measurement, influxdb_points, victoriamet
 from support.servers import InfluxDBServer, VictoriaMetricsServer
 
 from phasetwin.run.inputs import customer_bus_index
+from streams.runfolder.matrix import read_frame
 from twin.feeders import open_feeder
 
 ROOT = Path(__file__).resolve().parents[3]  # tests/phasetwin/<folder>/ → the checkout
@@ -88,7 +89,7 @@ def test_export_influx_pushes_a_run_folder_to_influxdb_1_and_again_without_dupli
     counts = by_measurement(got)
     assert counts["network"] == summary["ticks"] == 60
     assert counts["bus_voltage"] == 3 * _operator_buses() * 60
-    voltages = pd.read_parquet(out / "voltages_pu.parquet")
+    voltages = read_frame(out / "voltages_pu.parquet")
     first = int(voltages["time_utc"].iloc[0].timestamp())
     bus = open_feeder("ieee-european-lv").load_feeder().transformer.lv_bus  # always an operator bus
     stored = [v["vm_pu"] for k, v in got.items() if k[0] == "bus_voltage" and k[2] == first

@@ -20,6 +20,7 @@ from support.paho_clients import started_client, stop_client
 from support.servers import MosquittoServer
 
 from streams import topics
+from streams.runfolder.matrix import read_frame
 
 ROOT = Path(__file__).resolve().parents[3]  # tests/phasetwin/<folder>/ → the checkout
 PHASETWIN = str(Path(sys.executable).with_name("phasetwin"))
@@ -136,7 +137,7 @@ def test_sigterm_ends_a_run_cleanly_with_its_run_folder(mosquitto: MosquittoServ
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["stopped_early"] is True
     assert 0 < summary["ticks"] < 1080
-    voltages = pd.read_parquet(tmp_path / "voltages_pu.parquet")
+    voltages = read_frame(tmp_path / "voltages_pu.parquet")
     assert voltages.notna().all(axis=1).sum() == summary["ticks"]
     assert "stopped early" in output
     assert (tmp_path / "transformer.parquet").exists()

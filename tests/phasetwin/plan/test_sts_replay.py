@@ -25,6 +25,7 @@ from controllers.planning.sts_siting.planner import SitingResult, solve_single_l
 from phasetwin.cli.main import app
 from phasetwin.plan.replay.run import PlanReplayReport, replay_plan
 from phasetwin.plan.siting.study import write_outputs
+from streams.runfolder.matrix import read_frame
 from twin.loaders import ieee13
 from twin.metrics import current_unbalance
 
@@ -66,7 +67,7 @@ def replays(plans: tuple[Path, dict[Scenario, SitingResult]],
 def twin_kappa(run_folder: Path) -> np.ndarray:
     """κ per hour from the transformer's phase powers and bus 650's voltages in the run folder."""
     tr = pd.read_parquet(run_folder / "transformer.parquet")
-    vm = pd.read_parquet(run_folder / "voltages_pu.parquet")
+    vm = read_frame(run_folder / "voltages_pu.parquet")
     s_kva = np.hypot(tr[["p_a_kw", "p_b_kw", "p_c_kw"]].to_numpy(), tr[["q_a_kvar", "q_b_kvar", "q_c_kvar"]].to_numpy())
     i_a = s_kva / vm[["650_A", "650_B", "650_C"]].to_numpy()
     return current_unbalance(i_a)

@@ -20,6 +20,7 @@ from controllers.online.settings import ControllerSettings, ForecastKind, defaul
 from devices.fleet import FleetSpec
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
+from streams.runfolder.matrix import read_frame
 from twin.phasing import PhaseMap
 
 PERIOD_S = 900
@@ -59,7 +60,7 @@ def test_perfect_foresight_is_compared_tick_by_tick_over_the_same_ticks(tmp_path
 @pytest.mark.slow
 def test_a_step_mean_forecast_is_compared_with_the_mean_voltages(tmp_path: Path) -> None:
     records, folder, summary = run(tmp_path, ForecastKind.PERSISTENCE)
-    volts = pd.read_parquet(folder / "voltages_pu.parquet").set_index("time_utc")
+    volts = read_frame(folder / "voltages_pu.parquet").set_index("time_utc")
     lv = volts.drop(columns=[c for c in volts.columns if c.startswith("SourceBus_")])
     checked = records[records["predicted_vm_min_pu"].notna()]
     assert len(checked) == 11 and (checked["ltupf_basis"] == "step_mean").all()

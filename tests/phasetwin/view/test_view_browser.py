@@ -25,6 +25,7 @@ from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from phasetwin.view.runfolder import read_run_folder
 from phasetwin.view.timeline import Timeline
+from streams.runfolder.matrix import read_frame
 from twin.phase import Phase
 
 pytestmark = pytest.mark.browser
@@ -80,7 +81,7 @@ def test_page_loads_every_bus_without_console_error(controlled_run: Path, chrome
                                                     artefacts: Path) -> None:
     url = serve_timeline(read_run_folder(controlled_run))
     _open(chrome, url)
-    voltages = pd.read_parquet(controlled_run / "voltages_pu.parquet")
+    voltages = read_frame(controlled_run / "voltages_pu.parquet")
     buses_in_table = sorted({c.rsplit("_", 1)[0] for c in voltages.columns if c != "time_utc"})
     drawn = _js(chrome, f"{MODEL.format('buses')}.data.bus")
     assert isinstance(drawn, list)
@@ -89,7 +90,7 @@ def test_page_loads_every_bus_without_console_error(controlled_run: Path, chrome
     xs = np.array(_js(chrome, f"Array.from({MODEL.format('buses')}.data.x)"), dtype=float)
     assert np.isfinite(xs).all() and len(xs) == 907
     n_lines = _js(chrome, f"{MODEL.format('lines')}.data.line.length")
-    assert n_lines == len(pd.read_parquet(controlled_run / "line_currents_ka.parquet").columns) - 1
+    assert n_lines == len(read_frame(controlled_run / "line_currents_ka.parquet").columns) - 1
     chrome.save_screenshot(str(artefacts / "view_finished.png"))
     assert console_errors(chrome) == []
 
@@ -99,9 +100,9 @@ def test_scrubbing_shows_the_ticks_values(controlled_run: Path, chrome: webdrive
     timeline = read_run_folder(controlled_run)
     url = serve_timeline(timeline)
     _open(chrome, url)
-    voltages = pd.read_parquet(controlled_run / "voltages_pu.parquet")
+    voltages = read_frame(controlled_run / "voltages_pu.parquet")
     transformer = pd.read_parquet(controlled_run / "transformer.parquet")
-    currents = pd.read_parquet(controlled_run / "line_currents_ka.parquet")
+    currents = read_frame(controlled_run / "line_currents_ka.parquet")
     bus_ids = list(_js(chrome, f"{MODEL.format('buses')}.data.bus"))  # type: ignore[call-overload]
     for index in (17, 3):
         _scrub(chrome, index)

@@ -17,6 +17,7 @@ from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
 from phasetwin.view.document import worst_phase_vm_pu
 from phasetwin.view.runfolder import RunFolderError, read_run_folder
+from streams.runfolder.matrix import read_frame
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def ieee13_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_timeline_holds_the_tables_tick_by_tick(ieee13_run: Path) -> None:
     timeline = read_run_folder(ieee13_run)
     metrics = pd.read_parquet(ieee13_run / "metrics.parquet")
-    voltages = pd.read_parquet(ieee13_run / "voltages_pu.parquet")
+    voltages = read_frame(ieee13_run / "voltages_pu.parquet")
     assert timeline.count() == len(metrics) == 24
     assert not timeline.drawing.from_coordinates and len(timeline.drawing.bus_ids) == 14
     assert timeline.control_period_s is None and timeline.reference is None and timeline.finished

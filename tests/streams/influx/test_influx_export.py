@@ -28,6 +28,7 @@ from support.influx_readback import (
 )
 
 from streams.influx.recorder import Detail, InfluxError, InfluxSettings, export_run
+from streams.runfolder.matrix import read_frame
 
 if TYPE_CHECKING:
     from conftest import RecordedRun
@@ -40,7 +41,7 @@ def _folder_points(r: RecordedRun, run: str, feeder: str) -> Points:
     """What the run folder holds, as points (every bus: detail full), read with pandas."""
     common = {"run": run, "scenario": r.scenario, "feeder": feeder}
     out: Points = {}
-    volts = pd.read_parquet(r.folder / "voltages_pu.parquet")
+    volts = read_frame(r.folder / "voltages_pu.parquet")
     stamps = [int(t.timestamp()) for t in volts["time_utc"]]
     for column in volts.columns.drop("time_utc"):
         bus, phase = column.rsplit("_", 1)

@@ -18,8 +18,10 @@ import pytest
 from phasetwin.run.summary import physics
 from streams import topics
 from streams.bus import LocalBus
+from streams.errors import StreamError
 from streams.messages import GridState
 from streams.runfolder.journal import JOURNAL, JournalEvent, RunFolderBusy, RunJournal, read_journal
+from streams.runfolder.matrix import read_frame, read_matrix
 from streams.runfolder.recorder import Layout, ParquetRecorder, finite_or_nan
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -56,9 +58,13 @@ def test_parts_are_readable_while_the_run_lasts_and_after(tmp_path: Path) -> Non
     assert rec.flushed_ticks == 20
     parts = sorted(p.name for p in (tmp_path / "voltages_pu.parquet").iterdir())
     assert parts == ["part-000000.parquet", "part-000001.parquet"]
-    early = pd.read_parquet(tmp_path / "voltages_pu.parquet")
+    early = read_frame(tmp_path / "voltages_pu.parquet")
     assert len(early) == 20 and early["time_utc"].is_monotonic_increasing
     np.testing.assert_array_equal(early["b1_C"], np.float32([s.vm_pu[1, 2] for s in sent[:20]]))
+    # pandas reads the list layout as it is: a time column and one array of 9 bus-phase values per tick
+    raw = pd.read_parquet(tmp_path / "voltages_pu.parquet")
+    assert list(raw.columns) == ["time_utc", "vm_pu"]
+    np.testing.assert_array_equal(raw["vm_pu"].iloc[7], np.float32(sent[7].vm_pu.reshape(-1)))
 
     files = rec.close(23)
     assert {p.name for p in files} == {"voltages_pu.parquet", "line_currents_ka.parquet", "transformer.parquet",
@@ -67,7 +73,8 @@ def test_parts_are_readable_while_the_run_lasts_and_after(tmp_path: Path) -> Non
     assert len(list((tmp_path / "voltages_pu.parquet").glob("part-*.parquet"))) == 3
     whole = pq.read_table(tmp_path / "voltages_pu.parquet")
     assert whole.num_rows == 23 and whole.column("time_utc").to_pandas().is_monotonic_increasing
-    lines = pd.read_parquet(tmp_path / "line_currents_ka.parquet")
+    lines = read_frame(tmp_path / "line_currents_ka.parquet")
+    assert list(lines.columns) == ["time_utc", "l0", "l1"]
     np.testing.assert_array_equal(lines["l1"], np.float32([s.i_ka[1].max() for s in sent]))
     metrics = pd.read_parquet(tmp_path / "metrics.parquet")
     np.testing.assert_array_equal(metrics["p_unb_kw_f1"], [s.p_unb_kw[1] for s in sent])
@@ -98,6 +105,39 @@ def test_running_totals_equal_numpy_over_the_whole_series_with_missing_ticks(tmp
     assert rec.recorded == 36
     metrics = pd.read_parquet(tmp_path / "metrics.parquet")
     assert len(metrics) == 40 and metrics.loc[sorted(missing), "vuf_max_pct"].isna().all()
+
+
+def test_a_folder_in_the_wide_layout_of_earlier_runs_still_reads(tmp_path: Path) -> None:
+    """Before the list layout every bus-phase was a float32 column ``<bus>_<A|B|C>``: such tables read the same."""
+    rng = np.random.default_rng(4)
+    bus, rec = _recorder(tmp_path / "list", n_ticks=5, flush_ticks=2)  # three parts
+    sent = [_state(t, rng) for t in range(5)]
+    for state in sent:
+        bus.publish(topics.grid_state("f"), state)
+        bus.settle()
+    rec.close(5)
+    wide = {"time_utc": pd.date_range(START, periods=5, freq="60s")}
+    wide |= {f"{b}_{p}": np.float32([s.vm_pu[i, j] for s in sent]) for i, b in enumerate(LAYOUT.bus_ids)
+             for j, p in enumerate("ABC")}
+    (tmp_path / "wide").mkdir()
+    pd.DataFrame(wide).to_parquet(tmp_path / "wide" / "voltages_pu.parquet", index=False)
+    listed, old = read_matrix(tmp_path / "list" / "voltages_pu.parquet"), read_matrix(tmp_path / "wide" /
+                                                                                     "voltages_pu.parquet")
+    assert listed.names == old.names == tuple(f"{b}_{p}" for b in LAYOUT.bus_ids for p in "ABC")
+    np.testing.assert_array_equal(listed.values, old.values)
+    assert listed.time_utc.equals(old.time_utc)
+    pd.testing.assert_frame_equal(read_frame(tmp_path / "list" / "voltages_pu.parquet"),
+                                  read_frame(tmp_path / "wide" / "voltages_pu.parquet"))
+    for folder in ("list", "wide"):  # a few names: the list layout read part by part, the wide one by column
+        some = read_matrix(tmp_path / folder / "voltages_pu.parquet", ["b2_C", "b0_A"])
+        assert some.names == ("b2_C", "b0_A") and some.time_utc.equals(old.time_utc)
+        np.testing.assert_array_equal(some.values, old.values[:, [8, 0]])
+        with pytest.raises(StreamError, match=r"1 column\(s\) not in the table \(first 'b9_A'\)"):
+            read_matrix(tmp_path / folder / "voltages_pu.parquet", ["b9_A"])
+    from streams.runfolder.series import RunSeries
+
+    np.testing.assert_array_equal(RunSeries(folder=tmp_path / "wide", layout=LAYOUT).bus_vm_pu("b2"),
+                                  np.array([s.vm_pu[2] for s in sent], dtype=np.float32))
 
 
 def test_nothing_recorded_gives_nan_figures_not_infinities() -> None:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from phasetwin.cli.main import app
 from phasetwin.report.html import Report
 from phasetwin.run.result import RunResult
+from streams.runfolder.matrix import read_frame
 from twin.figures.chart import Panel, Series, write_figure
 from twin.network import Feeder
 
@@ -52,7 +53,7 @@ def test_per_phase_load_is_the_transformer_table_of_both_runs(runs: tuple[RunRes
 def test_voltage_envelope_is_the_lowest_and_highest_bus_voltage(runs: tuple[RunResult, RunResult, Report]) -> None:
     controlled, _, report = runs
     drawn = _drawn(report, "voltage_envelope")
-    vm = pd.read_parquet(controlled.folder / "voltages_pu.parquet")
+    vm = read_frame(controlled.folder / "voltages_pu.parquet")
     customers = pd.read_csv(controlled.folder / "customers.csv")
     for p in "ABC":
         columns = [c for c in vm.columns if c.endswith(f"_{p}") and not c.startswith("SourceBus")]

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandapower as pp
 import pandapower.networks as pn
-import pandas as pd
 import pytest
 from support.network_loads import network_loads
 from support.opendss_circuits import SMALL, write_ieee_european_lv
@@ -23,6 +22,7 @@ from controllers.online.settings import ControllerSettings, Strategy
 from devices.fleet import FleetSpec
 from phasetwin.run.replay import replay
 from phasetwin.run.scenario import Scenario
+from streams.runfolder.matrix import read_frame
 from twin.errors import PowerFlowError
 from twin.loaders import ieee_european_lv, opendss, pandapower_json
 from twin.loaders.assumptions import parse_feeder_spec
@@ -243,7 +243,7 @@ def test_a_replay_runs_zbus_by_default_with_no_rebuild_for_device_moves(tmp_path
     assert s.powerflow["rebuilds"] == 0
     plain = {engine: replay(Scenario(**period, out=tmp_path / engine.value, engine=engine))
              for engine in (Engine.ZBUS, Engine.PGM)}
-    ours, theirs = (pd.read_parquet(tmp_path / e.value / "voltages_pu.parquet") for e in (Engine.ZBUS, Engine.PGM))
+    ours, theirs = (read_frame(tmp_path / e.value / "voltages_pu.parquet") for e in (Engine.ZBUS, Engine.PGM))
     assert plain[Engine.PGM].summary.engine == "power-grid-model"
     np.testing.assert_allclose(ours.drop(columns="time_utc").to_numpy(), theirs.drop(columns="time_utc").to_numpy(),
                                rtol=0, atol=1e-6)
