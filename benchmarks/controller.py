@@ -27,6 +27,10 @@ the settings before issue 16 (``TODAY``: 0.5 s of wall clock per decision) and w
 work budget again beside a CPU hog; prints solve wall time, decision CPU time (solve + LTUPF check, from
 ``summary.json``), P_unb and whether the two work-budget runs wrote identical tables. On a loaded machine
 compare CPU times: a wall-clock budget buys less CPU the busier the machine is.
+
+``--year-projection --anchor DIR`` (issue 28): the controlled Liège year projected from 12 two-day windows, one a
+month, each replayed by the code at DIR and by this code in the same run (and without control, for the KPI rule):
+wall and CPU time, decision CPU, decision CPU p95, P_unb, every KPI against no control, and the year's ratios.
 """
 
 from __future__ import annotations

@@ -340,9 +340,6 @@ class ControllerDecision:
         self.records[-1]["check_prepared"] = prepared
 
         def after_publish() -> None:
-            if self.guard is not None and self._settings.repair_ahead:
-                self.guard.freeze()
-                self._q_ratio_frozen = self._q_ratio  # the q/p of the loads, as the operating point: known now
             self._search(plan, problem, step, step_start, check)
             self._bound(plan, problem)
 
@@ -358,6 +355,9 @@ class ControllerDecision:
         not wait for it)."""
         if not self._solver.defer_search:
             return
+        if self.guard is not None and self._settings.repair_ahead:  # the next check's operating point: known now
+            self.guard.freeze()
+            self._q_ratio_frozen = self._q_ratio
         cpu_start = time.process_time()
         settled = replace(plan, deferred=None)
         try:

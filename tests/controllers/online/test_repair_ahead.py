@@ -91,3 +91,4 @@ def test_the_operating_point_is_the_one_frozen_when_the_check_was_prepared(
     frozen, at_frozen, at_latest = (g.check(**inputs) for g in (guard, same, latest))  # type: ignore[arg-type]
     assert frozen.predicted_vm_min_pu == at_frozen.predicted_vm_min_pu
     assert frozen.predicted_vm_min_pu != at_latest.predicted_vm_min_pu
+
