@@ -27,6 +27,10 @@ the settings before issue 16 (``TODAY``: 0.5 s of wall clock per decision) and w
 work budget again beside a CPU hog; prints solve wall time, decision CPU time (solve + LTUPF check, from
 ``summary.json``), P_unb and whether the two work-budget runs wrote identical tables. On a loaded machine
 compare CPU times: a wall-clock budget buys less CPU the busier the machine is.
+
+``--year-projection --anchor DIR`` (issue 28): the controlled Liège year projected from 12 two-day windows, one a
+month, each replayed by the code at DIR and by this code in the same run (and without control, for the KPI rule):
+wall and CPU time, decision CPU, decision CPU p95, P_unb, every KPI against no control, and the year's ratios.
 """
 
 from __future__ import annotations
@@ -492,6 +496,94 @@ def decision_time(out: Path, *, anchor: Path, cases: list[str]) -> None:
                   f"{wall:7.0f}  {load_before:.1f}/{os.getloadavg()[0]:.1f}", flush=True)
 
 
+YEAR_DAYS = 366
+"""2016, the Liège year."""
+
+
+def year_windows(quick: bool) -> list[tuple[str, list[str]]]:
+    """``--year-projection``'s windows: 2016-MM-12 00:00 – MM-14 00:00 UTC of every month at 900 s (``quick``: the
+    first 3 hours of January's), as ``phasetwin replay`` arguments."""
+    out = []
+    for month in range(1, 13):
+        start = datetime(2016, month, 12, tzinfo=UTC)
+        end = start + (timedelta(hours=3) if quick else timedelta(days=2))
+        out.append((start.strftime("%b"), ["--feeder", "liege-lv", "--start", start.strftime("%Y-%m-%dT%H:%MZ"),
+                                           "--end", end.strftime("%Y-%m-%dT%H:%MZ"), "--tick", "900"]))
+        if quick:
+            break
+    return out
+
+
+def year_projection(out: Path, *, anchor: Path, quick: bool) -> None:
+    """The controlled Liège year projected from 12 two-day windows (one a month), each replayed by the code at
+    ``anchor`` and by this code, one after the other in this run (``phasetwin replay`` in a subprocess, the default
+    controlled fleet; this code with its no-control baseline too, for the KPI rule): per window and in all, the
+    replay's wall time, its process CPU time (user + system of the subprocess), the whole decision CPU
+    (``decide_cpu_s_total``), the decision CPU p95 (``decision_cpu_s``), P_unb, and every KPI of this code against
+    no control (``phasetwin.run.summary.kpis_against``; "worse" as the printed summary flags it). The year's
+    figures are the windows' sums × 366 / (2 · 12): a projection, not a replay of the year."""
+    from phasetwin.run.summary import kpis_against, worsened
+
+    env = dict(os.environ, PHASETWIN_SHARED_DATA=os.environ.get("PHASETWIN_SHARED_DATA", "/work/shared/data"))
+    here = Path(__file__).resolve().parents[1]
+    windows = year_windows(quick)
+    days = len(windows) * (0.125 if quick else 2.0)
+    totals: dict[str, dict[str, float]] = {code: {"wall": 0.0, "cpu": 0.0, "decide": 0.0, "p_unb": 0.0}
+                                           for code in ("anchor", "this")}
+    cpu_p95: dict[str, list[float]] = {"anchor": [], "this": []}
+    broken: list[str] = []
+    print(f"\n{'window':7s} {'code':7s} {'wall s':>7s} {'cpu s':>7s} {'decide s':>9s} {'time p95 ms':>11s} "
+          f"{'cpu p95 ms':>10s} {'P_unb kWh':>10s}  load before/after")
+    for name, args in windows:
+        for code, root in (("anchor", anchor), ("this", here)):
+            folder = out / f"{name}-{code}"
+            load_before = os.getloadavg()[0]
+            usage = os.times()
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "phasetwin.cli.main", "replay", *args, "--no-baseline", "--out",
+                            str(folder)], cwd=root, env=env | {"PYTHONPATH": str(root)}, check=True,
+                           capture_output=True)
+            wall = time.perf_counter() - started
+            after = os.times()
+            cpu = (after.children_user - usage.children_user) + (after.children_system - usage.children_system)
+            summary = json.loads((folder / "summary.json").read_text())
+            table = pd.read_parquet(folder / "controller.parquet")
+            p_unb = float(np.nansum(pd.read_parquet(folder / "metrics.parquet").filter(like="p_unb_kw_f")
+                                    .to_numpy()) * summary["tick_s"] / 3600.0)
+            decide = float(summary["controller"].get("decide_cpu_s_total", float("nan")))
+            p95 = _percentiles_ms(table, "decision_cpu_s", (95,))[0]
+            if "decision_cpu_s" in table:
+                cpu_p95[code] += table["decision_cpu_s"].dropna().tolist()
+            for key, value in (("wall", wall), ("cpu", cpu), ("decide", decide), ("p_unb", p_unb)):
+                totals[code][key] += value
+            waited = _percentiles_ms(table, "solve_s", (95,))[0]
+            print(f"{name:7s} {code:7s} {wall:7.0f} {cpu:7.0f} {decide:9.1f} {waited:>11s} {p95:>10s} {p_unb:10.2f}  "
+                  f"{load_before:.1f}/{os.getloadavg()[0]:.1f}", flush=True)
+        base = out / f"{name}-none"
+        subprocess.run([sys.executable, "-m", "phasetwin.cli.main", "replay", *args, "--controller", "none",
+                        "--no-baseline", "--out", str(base)], cwd=here, env=env | {"PYTHONPATH": str(here)},
+                       check=True, capture_output=True)
+        changes = kpis_against(out / f"{name}-this", base)
+        bad = worsened(changes)
+        broken += [f"{name}: {b}" for b in bad]
+        print("        KPIs against no control: " + ", ".join(f"{c.name} {c.change_text()}" for c in changes)
+              + (f"  WORSE: {'; '.join(bad)}" if bad else ""), flush=True)
+    scale = YEAR_DAYS / days
+    a, t = totals["anchor"], totals["this"]
+    print(f"\nprojected to the year (× {scale:.2f}):")
+    for key, label in (("wall", "replay wall time, min"), ("cpu", "replay CPU time, min"),
+                       ("decide", "decision CPU (all of it), min")):
+        print(f"  {label:32s} anchor {a[key] * scale / 60:8.1f}   this {t[key] * scale / 60:8.1f}   "
+              f"ratio {a[key] / max(t[key], 1e-9):5.2f}×")
+    print(f"  P_unb of the windows, kWh        anchor {a['p_unb']:8.2f}   this {t['p_unb']:8.2f}   "
+          f"({100 * (t['p_unb'] / a['p_unb'] - 1):+.2f} %)")
+    for code in ("anchor", "this"):
+        if cpu_p95[code]:
+            print(f"  decision CPU p95 over every period ({code}): {1e3 * np.percentile(cpu_p95[code], 95):.0f} ms")
+    print("  KPI rule (no KPI worse than no control) on every window: "
+          + ("holds" if not broken else "BROKEN: " + "; ".join(broken)))
+
+
 def _percentiles_ms(table: pd.DataFrame, column: str, qs: tuple[float, ...]) -> list[str]:
     """Percentiles of a seconds column in ms, as text; "—" when the code did not record it."""
     if column not in table or table[column].isna().all():
@@ -541,7 +633,16 @@ def main() -> None:
     parser.add_argument("--anchor", type=Path, default=None,
                         help="with --decision-time: a checkout of the anchor commit (git worktree add --detach DIR "
                              "417289c, or git archive 417289c | tar -x -C DIR)")
+    parser.add_argument("--year-projection", action="store_true",
+                        help="only: the controlled Liège year projected from 12 two-day windows, this code and "
+                             "--anchor in the same run (--quick: 3 hours of January)")
     args = parser.parse_args()
+    if args.year_projection:
+        if args.anchor is None:
+            parser.error("--year-projection needs --anchor")
+        with tempfile.TemporaryDirectory() as tmp:
+            year_projection(args.out or Path(tmp), anchor=args.anchor, quick=args.quick)
+        return
     if args.decision_time is not None:
         if args.anchor is None:
             parser.error("--decision-time needs --anchor")

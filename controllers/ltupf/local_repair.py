@@ -10,7 +10,8 @@ voltage row depends on every load current) its root node alone costs 0.4–3 s: 
 2. once every limit is met, keep moving single customers while a move narrows the spread (plus the switch
    penalty) and breaks no limit.
 
-Every candidate is checked with ``LtupfModel.check`` (the exact linear model, ~0.3 ms on the Liège feeder), so
+Every candidate is checked with the LTUPF itself (the exact linear model; a round's candidates in one
+``LtupfModel.check_states``, whose sensitivity products take all of them at once), so
 what it returns meets the limits in the LTUPF just as the MILP's answer does; it is not proven the most balanced.
 None when neither a single move nor a pair reduces the excess: the MILP decides then (it finds fixes of more
 moves at once, or proves that none exists).
@@ -43,10 +44,10 @@ from controllers.ltupf.search import (
 from controllers.sparse_milp import Outcome, SparseModel
 from controllers.sparse_milp import solve as solve_model
 from twin.phase import Phase
+from twin.phasing import PhaseMap
 
 if TYPE_CHECKING:
     from controllers.ltupf.model import FeasibilityReport, LtupfModel, OperatingLimits
-    from twin.phasing import PhaseMap
 
 __all__ = ["MAX_MOVES", "MAX_PAIRS", "REACH_MARGIN_PU", "REACH_MARGIN_SHARE", "beyond_reach", "repair_by_moves"]
 
@@ -66,8 +67,24 @@ class _Scored:
     objective: float
     """Phase-load spread plus the switch penalty (eq. 29)."""
     spread: float
-    conn: PhaseMap
+    conn: tuple[tuple[Phase, ...], ...]
+    """Every customer's connection (a ``PhaseMap`` is built only for the answer: building one per candidate was a
+    quarter of a repair's time)."""
+    p_kw: np.ndarray
+    """[n_customers, 3] per network phase at ``conn``."""
+    q_kvar: np.ndarray
     report: FeasibilityReport
+
+
+def _terminal_order(cand: tuple[Phase, ...]) -> np.ndarray:
+    """[3]: the terminal of one customer on each network phase, as ``PhaseMap.of`` orders it (phases without a
+    terminal point at an unused terminal column), so ``terminal[i, order]`` is its row of ``PhaseMap.to_phases``."""
+    order = np.empty(3, dtype=np.intp)
+    for j, p in enumerate(cand):
+        order[p] = j
+    for j, p in zip(range(len(cand), 3), [p for p in Phase if p not in cand], strict=True):
+        order[p] = j
+    return order
 
 
 def repair_by_moves(
@@ -94,42 +111,48 @@ def repair_by_moves(
     ids = list(customer_ids) if customer_ids is not None else [str(i) for i in range(ltupf.n_customers)]
     moves_left = MAX_MOVES if max_moves is None else max_moves
     fixed_p = np.zeros(3) if pess_p_kw is None else pess_p_kw.sum(axis=0)
-
-    def check(conn: PhaseMap) -> FeasibilityReport:
-        return ltupf.check(p_kw=conn.to_phases(terminal_p_kw), q_kvar=conn.to_phases(terminal_q_kvar),
-                           pess_p_kw=pess_p_kw, limits=limits)
+    orders: dict[tuple[Phase, ...], np.ndarray] = {}
 
     def excess(report: FeasibilityReport) -> float:
         return sum(v.excess for v in report.violations if v.excess > VIOLATION_TOLERANCE)
 
-    def objective(conn: PhaseMap) -> tuple[float, float]:
-        phase_p = fixed_p + conn.to_phases(terminal_p_kw).sum(axis=0)
-        moved = sum(conn.connections[i] != connections.connections[i] for i in switchable)
+    def objective(conn: tuple[tuple[Phase, ...], ...], p_kw: np.ndarray) -> tuple[float, float]:
+        phase_p = fixed_p + p_kw.sum(axis=0)
+        moved = sum(conn[i] != connections.connections[i] for i in switchable)
         spread = float(phase_p.max() - phase_p.min())
         return spread + options.switch_penalty_kw * moved, spread
 
-    def score(conn: PhaseMap) -> _Scored:
-        report = check(conn)
-        return _Scored(excess(report), *objective(conn), conn, report)
-
-    def scored_moves(moves: Sequence[tuple[tuple[int, tuple[Phase, ...]], ...]], base: PhaseMap) -> list[_Scored]:
-        out = []
-        for move in moves:
-            conn = base
+    def scored_moves(moves: Sequence[tuple[tuple[int, tuple[Phase, ...]], ...]], base: _Scored) -> list[_Scored]:
+        """Every move from ``base`` scored by one LTUPF check of all their states (``check_states``: the
+        sensitivity matrices applied to all candidates in one product, not one product per candidate)."""
+        if not moves:
+            return []
+        p_kw = np.repeat(base.p_kw[None], len(moves), axis=0)
+        q_kvar = np.repeat(base.q_kvar[None], len(moves), axis=0)
+        conns = []
+        for k, move in enumerate(moves):
+            conn = list(base.conn)
             for i, cand in move:
-                conn = conn.with_connection(i, cand)
-            out.append(score(conn))
-        return out
+                order = orders.setdefault(cand, _terminal_order(cand))
+                p_kw[k, i], q_kvar[k, i] = terminal_p_kw[i, order], terminal_q_kvar[i, order]
+                conn[i] = cand
+            conns.append(tuple(conn))
+        reports = ltupf.check_states(p_kw=p_kw, q_kvar=q_kvar, pess_p_kw=pess_p_kw, limits=limits)
+        return [_Scored(excess(r), *objective(c, p_kw[k]), c, p_kw[k], q_kvar[k], r)
+                for k, (c, r) in enumerate(zip(conns, reports, strict=True))]
 
     def best(scored: Sequence[_Scored]) -> _Scored | None:
         return min(scored, key=lambda s: (s.excess, s.objective), default=None)
 
-    current = score(connections)
+    p0, q0 = connections.to_phases(terminal_p_kw), connections.to_phases(terminal_q_kvar)
+    report0 = ltupf.check(p_kw=p0, q_kvar=q0, pess_p_kw=pess_p_kw, limits=limits)
+    current = _Scored(excess(report0), *objective(connections.connections, p0), connections.connections, p0, q0,
+                      report0)
     first_round = True
     while moves_left > 0:
-        singles = [((i, cand),) for i in switchable for cand in candidate_connections(len(current.conn.connections[i]))
-                   if cand != current.conn.connections[i]]
-        scored = scored_moves(singles, current.conn)
+        singles = [((i, cand),) for i in switchable for cand in candidate_connections(len(current.conn[i]))
+                   if cand != current.conn[i]]
+        scored = scored_moves(singles, current)
         if first_round and bound and current.excess > 0.0:
             why = beyond_reach(current.report, [(m[0][0], s.report) for m, s in zip(singles, scored, strict=True)])
             if why is not None:
@@ -143,14 +166,14 @@ def repair_by_moves(
                 break  # balancing: no move narrows the spread without breaking a limit
         elif chosen.excess >= current.excess - 1e-12:
             pairs = [a + b for a, b in combinations(singles, 2) if a[0][0] != b[0][0]]
-            chosen = best(scored_moves(pairs, current.conn)) if len(pairs) <= MAX_PAIRS else None
+            chosen = best(scored_moves(pairs, current)) if len(pairs) <= MAX_PAIRS else None
             if chosen is None or chosen.excess >= current.excess - 1e-12:
                 break  # repairing: stuck, neither a move nor a pair reduces the excess
         current = chosen
         moves_left -= 1
     if current.excess > 0.0:
         return None
-    conn, spread, report = current.conn, current.spread, current.report
+    conn, spread, report = PhaseMap.of(current.conn), current.spread, current.report
     elapsed = time.perf_counter() - start
     switches = tuple(Switch(i, ids[i], connections.connections[i], conn.connections[i])
                      for i in switchable if conn.connections[i] != connections.connections[i])

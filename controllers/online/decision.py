@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -174,6 +175,8 @@ class ControllerDecision:
         """The LTUPF check and repair (its counters), None without the check."""
         self._tick_loads = tick_loads
         self._q_ratio = np.zeros((n, 3))
+        self._q_ratio_frozen: np.ndarray | None = None
+        """The q/p ratios the LTUPF check takes with ``repair_ahead``: those known when the last commands went out."""
         self._vm_sum: np.ndarray | None = None
         self._vm_count = 0
         self._tick_extremes: list[tuple[int, float, float]] = []
@@ -325,13 +328,16 @@ class ControllerDecision:
             return
         self.counters.decisions += 1
         self._previous = plan
+        taken = self.guard.prepared_taken if self.guard is not None else 0
         check = self._check(plan, problem, step) if self.guard is not None else None
+        prepared = self.guard is not None and self.guard.prepared_taken > taken
         self._checked = (step * self._ticks_per_step, check) if check is not None else None
         decision_cpu_s = time.process_time() - cpu_start
         self.counters.decide_cpu_s += decision_cpu_s
         self._act(plan, problem, tick, time_utc, step_start, check=check)
         # what the commands waited for in CPU (problem, solve, LTUPF check): solve_s is wall time, load-dependent
         self.records[-1]["decision_cpu_s"] = decision_cpu_s
+        self.records[-1]["check_prepared"] = prepared
 
         def after_publish() -> None:
             self._search(plan, problem, step, step_start, check)
@@ -349,6 +355,9 @@ class ControllerDecision:
         not wait for it)."""
         if not self._solver.defer_search:
             return
+        if self.guard is not None and self._settings.repair_ahead:  # the next check's operating point: known now
+            self.guard.freeze()
+            self._q_ratio_frozen = self._q_ratio
         cpu_start = time.process_time()
         settled = replace(plan, deferred=None)
         try:
@@ -367,9 +376,24 @@ class ControllerDecision:
             ahead = predicted_next(nxt, problem, plan.decisions, phase_first=phase_first)
             searched = solve(ahead, weights=self._settings.weights, previous=settled, timer=self._timer,
                              settings=self._solver.model_copy(update={"defer_search": False}))
+            if self.guard is not None and self._settings.repair_ahead and searched.status is not PlanStatus.FALLBACK:
+                self._prepare_check(searched, ahead, step + 1)
         self._previous = searched if searched.status is not PlanStatus.FALLBACK else settled
         self.records[-1].update({"deferred_s": searched.solve_s, "searched": "fix-and-optimise" in searched.reason})
         self.counters.decide_cpu_s += time.process_time() - cpu_start
+
+    def _prepare_check(self, plan: Plan, problem: ControlProblem, step: int) -> None:
+        """The next decision's LTUPF check and repair on the first step of ``plan`` (the search ahead's), which
+        that decision takes when its inputs are the same (``LtupfGuard.prepare``). A failure here only costs the
+        next decision its own check."""
+        assert self.guard is not None
+        try:
+            inputs = self._check_inputs(plan, problem, step)
+            if inputs["terminal_p_kw"].shape[0]:  # no ticks left: the run ends before that step
+                self.guard.prepare(**inputs)
+        except Exception:  # a forecast that ends, an LTUPF error: the decision checks for itself
+            log.exception("controller: preparing the LTUPF check of %s failed; the decision will check itself",
+                          problem.start_utc.isoformat())
 
     def _bound(self, plan: Plan, problem: ControlProblem) -> None:
         """The LP bound of a rolling-MILP plan (``SolverSettings.lp_bound``) into its record, once its commands are
@@ -397,6 +421,10 @@ class ControllerDecision:
     def _check(self, plan: Plan, problem: ControlProblem, step: int) -> FirstStepCheck:
         """LTUPF check of the plan's first step at the forecast step-mean loads; repair by PSD moves if needed."""
         assert self.guard is not None
+        return self.guard.check(**self._check_inputs(plan, problem, step))
+
+    def _check_inputs(self, plan: Plan, problem: ControlProblem, step: int) -> dict[str, Any]:
+        """What the LTUPF check of the plan's first step takes (``LtupfGuard.check``)."""
         view, n = self._view, len(self._view.customer_ids)
         if self._tick_loads is not None:
             terminal = self._tick_loads(step * self._ticks_per_step, self._ticks_per_step)
@@ -419,11 +447,10 @@ class ControllerDecision:
                 pess_kw[i] -= net / 3.0
             else:
                 pess_kw[i, int(d.pess_phase[0, u])] -= net
-        return self.guard.check(
-            terminal_p_kw=terminal, terminal_q_kvar=terminal * self._q_ratio[None],
-            connections=PhaseMap.of(connections), pess_p_kw=pess_kw, switchable=switchable,
-            customer_ids=view.customer_ids,
-        )
+        q_ratio = self._q_ratio_frozen if self._q_ratio_frozen is not None else self._q_ratio
+        return {"terminal_p_kw": terminal, "terminal_q_kvar": terminal * q_ratio[None],
+                "connections": PhaseMap.of(connections), "pess_p_kw": pess_kw, "switchable": switchable,
+                "customer_ids": view.customer_ids}
 
     def _pv_now(self, device_id: str) -> float:
         state = self._states.get(device_id)

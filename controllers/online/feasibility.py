@@ -2,13 +2,22 @@
 with the LTUPF linearised at the last grid state; when it violates a voltage or thermal limit, Algorithm 1's
 search moves the PSDs that may switch now to the most balanced positions (eq. 29) that meet the limits — tried
 first by single moves checked with the LTUPF (``ltupf.local_repair``), which also show when no positions can
-meet a voltage limit, then by the MILP when those get stuck."""
+meet a voltage limit, then by the MILP when those get stuck.
+
+Repairs prepared one period ahead (``ControllerSettings.repair_ahead``): once a period's commands are out, the
+controller ``freeze``s the last grid state as the operating point of the next decision's check and ``prepare``s that
+check on the first step of the plan its search ahead predicts for the next period. When the next decision's check has
+the very same inputs (loads, connections, movable customers, battery set-points to 1e-6 kW; the operating point is
+the frozen one by construction) it takes the prepared outcome — the same repair, or the same proof that none exists,
+that it would have computed — without waiting for the search; otherwise it checks and repairs as before. Linearising
+at the state frozen one period earlier, not at the latest one, is the price (measured in docs/controller/README.md).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import numpy as np
@@ -16,6 +25,7 @@ import numpy as np
 from controllers.ltupf import (
     FeasibilityReport,
     Linearisation,
+    LtupfModel,
     NetworkModel,
     OperatingLimits,
     OperatingPoint,
@@ -58,6 +68,17 @@ class FirstStepCheck:
     note: str
 
 
+@dataclass
+class _Prepared:
+    """A check made ahead (``LtupfGuard.prepare``): its inputs' key, outcome, and what it counted and logged, to be
+    counted and logged when a decision takes it."""
+
+    key: tuple[object, ...]
+    check: FirstStepCheck | None
+    counts: dict[str, int] = field(default_factory=dict)
+    logs: list[tuple[int, str, tuple[object, ...]]] = field(default_factory=list)
+
+
 class LtupfGuard:
     def __init__(self, *, network: NetworkModel, limits: OperatingLimits, search_time_s: float | None,
                  node_limit: int | None = None) -> None:
@@ -77,10 +98,65 @@ class LtupfGuard:
         """Repairs that single moves could not make and went to the MILP."""
         self.beyond_reach = 0
         """Plans found infeasible by the single moves' bound (``local_repair.beyond_reach``), without a MILP."""
+        self.prepared = 0
+        """Checks prepared one period ahead (``prepare``)."""
+        self.prepared_taken = 0
+        """Decisions whose check was the prepared one (same inputs): no check or repair waited for."""
+        self._frozen: OperatingPoint | None = None
+        self._models: tuple[OperatingPoint | None, LtupfModel] | None = None
+        self._ahead: _Prepared | None = None
+        self._recording: _Prepared | None = None
 
     def observe(self, state: GridState) -> None:
-        """The latest solved grid state: the operating point of the next linearisation."""
+        """The latest solved grid state: the operating point of the next linearisation (unless ``freeze``)."""
         self._point = OperatingPoint(vm_pu=np.asarray(state.vm_pu), va_deg=np.asarray(state.va_deg))
+
+    def freeze(self) -> None:
+        """Linearise the next checks (the next decision's and ``prepare``'s) at the latest grid state observed
+        now, whatever is observed before that decision."""
+        self._frozen = self._point
+
+    def _count(self, name: str) -> None:
+        if self._recording is not None:
+            self._recording.counts[name] = self._recording.counts.get(name, 0) + 1
+        else:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        if self._recording is not None:
+            self._recording.logs.append((level, message, args))
+        else:
+            log.log(level, message, *args)
+
+    @staticmethod
+    def _key(terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap, pess_p_kw: np.ndarray,
+             switchable: Sequence[int]) -> tuple[object, ...]:
+        return (terminal_p_kw.shape, terminal_p_kw.tobytes(), terminal_q_kvar.tobytes(), connections.connections,
+                np.round(pess_p_kw, 6).tobytes(), tuple(switchable))
+
+    def prepare(
+        self, *, terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap,
+        pess_p_kw: np.ndarray, switchable: Sequence[int], customer_ids: Sequence[str],
+    ) -> None:
+        """``check`` these inputs now (a predicted first step of the next period), counting and logging nothing
+        until a decision's ``check`` with the same inputs takes the outcome."""
+        self.prepared += 1
+        entry = _Prepared(key=self._key(terminal_p_kw, terminal_q_kvar, connections, pess_p_kw, switchable),
+                          check=None)
+        self._recording = entry
+        try:
+            entry.check = self._check(terminal_p_kw=terminal_p_kw, terminal_q_kvar=terminal_q_kvar,
+                                      connections=connections, pess_p_kw=pess_p_kw, switchable=switchable,
+                                      customer_ids=customer_ids)
+        finally:
+            self._recording = None
+        self._ahead = entry
+
+    def _ltupf(self) -> LtupfModel:
+        point = self._frozen if self._frozen is not None else self._point
+        if self._models is None or self._models[0] is not point:
+            self._models = (point, linearise(self._network, method=Linearisation.CBM, operating_point=point))
+        return self._models[1]
 
     def check(
         self, *, terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap,
@@ -88,9 +164,27 @@ class LtupfGuard:
     ) -> FirstStepCheck:
         """Check the states [k, n_customers, 3] (per terminal) of the first step — its ticks when the forecast
         has them, else its mean — and repair the worst violating one by Algorithm 1's search, re-checking all
-        states with the new positions (up to ``max_rounds`` searches)."""
-        self.checks += 1
-        ltupf = linearise(self._network, method=Linearisation.CBM, operating_point=self._point)
+        states with the new positions (up to ``max_rounds`` searches). The prepared outcome when ``prepare`` had
+        these very inputs (see the module docstring)."""
+        ahead, self._ahead = self._ahead, None
+        key = self._key(terminal_p_kw, terminal_q_kvar, connections, pess_p_kw, switchable)
+        if ahead is not None and ahead.check is not None and ahead.key == key:
+            self.prepared_taken += 1
+            for name, n in ahead.counts.items():
+                setattr(self, name, getattr(self, name) + n)
+            for level, message, args in ahead.logs:
+                log.log(level, message, *args)
+            return ahead.check
+        return self._check(terminal_p_kw=terminal_p_kw, terminal_q_kvar=terminal_q_kvar, connections=connections,
+                           pess_p_kw=pess_p_kw, switchable=switchable, customer_ids=customer_ids,
+                           max_rounds=max_rounds)
+
+    def _check(
+        self, *, terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap,
+        pess_p_kw: np.ndarray, switchable: Sequence[int], customer_ids: Sequence[str], max_rounds: int = 3,
+    ) -> FirstStepCheck:
+        self._count("checks")
+        ltupf = self._ltupf()
 
         def reports(conn: PhaseMap) -> list[FeasibilityReport]:
             return ltupf.check_states(p_kw=conn.to_phases(terminal_p_kw), q_kvar=conn.to_phases(terminal_q_kvar),
@@ -109,9 +203,9 @@ class LtupfGuard:
             # single moves first (milliseconds); the MILP (up to seconds) when they get stuck
             search = repair_by_moves(ltupf, **inputs)
             if search is not None and not search.feasible:
-                self.beyond_reach += 1
+                self._count("beyond_reach")
             if search is None:
-                self.milp_searches += 1
+                self._count("milp_searches")
                 search = find_feasible_phases(ltupf, **inputs)
             rounds += 1
             if not search.feasible or search.connections is None:
@@ -122,9 +216,9 @@ class LtupfGuard:
         vm = np.array([r.prediction.vm_pu for r in worst])
         lows, highs = vm.min(axis=(1, 2)), vm.max(axis=(1, 2))
         if rounds:
-            self.repairs += 1
-            log.warning("controller: first step violated %d limit(s) (worst: %s); repaired by %s", len(found),
-                        found[0], ", ".join(moves))
+            self._count("repairs")
+            self._log(logging.WARNING, "controller: first step violated %d limit(s) (worst: %s); repaired by %s",
+                      len(found), found[0], ", ".join(moves))
         return FirstStepCheck(predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
                               predicted_vm_min_states_pu=tuple(lows.tolist()),
                               predicted_vm_max_states_pu=tuple(highs.tolist()),
@@ -134,9 +228,9 @@ class LtupfGuard:
     def _infeasible(
         self, first: list[FeasibilityReport], found: tuple[str, ...], connections: PhaseMap, why: str
     ) -> FirstStepCheck:
-        self.infeasible += 1
-        log.error("controller: first step violates %d limit(s) (worst: %s) and no PSD positions fix it: %s",
-                  len(found), found[0], why)
+        self._count("infeasible")
+        self._log(logging.ERROR, "controller: first step violates %d limit(s) (worst: %s) and no PSD positions fix "
+                  "it: %s", len(found), found[0], why)
         vm = np.array([r.prediction.vm_pu for r in first])
         return FirstStepCheck(predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
                               predicted_vm_min_states_pu=tuple(vm.min(axis=(1, 2)).tolist()),

@@ -135,6 +135,13 @@ class ControllerSettings(BaseModel):
     controller_id: str = Field(default="phasetwin-controller", min_length=1)
     ltupf_check: bool = Field(default=True, description="check every first step with LTUPF; repair by PSD moves")
     limits: OperatingLimits = Field(default_factory=OperatingLimits, description="voltage and thermal limits")
+    repair_ahead: bool = Field(
+        default=True,
+        description="prepare the next period's LTUPF check and repair once this period's commands are out, on the "
+        "first step the search ahead predicts, linearised at the grid state of now; the next decision takes it when "
+        "its inputs are the same (controllers/online/feasibility.py). False: check and repair at the decision, "
+        "linearised at the latest grid state",
+    )
     repair_time_limit_s: float = Field(
         default=5.0, gt=0,
         description="wall-clock limit of one LTUPF repair search in real time (run only when a plan violates limits)",

@@ -123,6 +123,7 @@ def _controller_summary(scenario: Scenario, controller: OnlineController | None,
         "ltupf_infeasible": sum(1 for r in controller.records if r.get("infeasible")),
         "ltupf_milp_searches": controller.guard.milp_searches if controller.guard is not None else 0,
         "ltupf_beyond_reach": controller.guard.beyond_reach if controller.guard is not None else 0,
+        "ltupf_prepared_taken": controller.guard.prepared_taken if controller.guard is not None else 0,
         **_ltupf_errors(controller.records),
     }
 
