@@ -177,7 +177,7 @@ def _pair_order(tables: dict[int, np.ndarray]) -> list[tuple[int, int]]:
 
 def min_neutral_enumerated(net: SeasonalNetwork, topologies: list[Topology], balanced: np.ndarray, *,
                            start: SeasonalPlan | None = None, max_pairs: int = 6,
-                           gap: float = 0.01) -> EnumeratedNeutral:
+                           gap: float = 0.02) -> EnumeratedNeutral:
     """I_n minimised season by season by enumeration (module docstring): the plan (a split's topology: the one of
     least ``balanced`` loss [K, S], ``decomposed.balanced_tables``), and a bound from up to
     ``max_pairs`` scenario pairs a season (a work budget: the bound holds for any number), the seasons of highest
@@ -192,8 +192,10 @@ def min_neutral_enumerated(net: SeasonalNetwork, topologies: list[Topology], bal
     season_bounds = np.zeros(net.n_seasons)
     n_tuples = n_pairs = 0
     tables_of = []
-    # The plan: per season one split for its scenarios, the splits over fewer heads (then the more even) first,
-    # so that the incumbent is small early and caps the rest.
+    singles = []
+    # The plan: per season one split for its scenarios. The splits over fewer heads (then the more even) first,
+    # so that the incumbent is small early and caps the rest; a split whose one-scenario minimum already reaches
+    # the incumbent in one of the season's scenarios cannot beat it and is skipped.
     by_promise = sorted(range(len(parts)), key=lambda c: (len(heads_of[c]), -min(len(h) for h in heads_of[c])))
     for sg in range(net.n_seasons):
         scen = [int(s) for s in np.flatnonzero(net.scenario_season == sg)]
@@ -202,27 +204,35 @@ def min_neutral_enumerated(net: SeasonalNetwork, topologies: list[Topology], bal
         incumbent = incumbent_0 = float(base_obj.i_n_scenario_a[scen].max())
         best_c: int | None = None
         best_x: np.ndarray | None = None
+        single: dict[int, list[float]] | None = None
         for c in by_promise:
+            if single is not None and max(single[s][c] for s in scen) >= incumbent:
+                continue
             val, x, n = tuple_minimum(_components([tables[s] for s in scen], [heads_of[c]] * len(scen)), incumbent,
                                       start=min(incumbent, 0.01 * incumbent_0))
             n_tuples += 1
             n_pairs += n
             if x is not None:
                 incumbent, best_c, best_x = val, c, x
+            if single is None:  # every split's one-scenario minima, capped by the first incumbent
+                single = {s: [tuple_minimum(_components([tables[s]], [h]), incumbent)[0] for h in heads_of]
+                          for s in scen}
+                n_tuples += len(scen) * len(heads_of)
         if best_x is not None and best_c is not None:
             plan_scheme[sg] = best_x
             ks = parts[best_c][1]
             for s in scen:
                 plan_topo[s] = ks[int(np.argmin(balanced[ks, s]))]
         season_values[sg] = incumbent
+        singles.append(single)
     value = float(season_values.max())
     # The bound: a split per scenario, a pair of scenarios at a time; the seasons of highest I_n first.
     for sg in np.argsort(-season_values):
-        if season_bounds.max() >= (1 - gap) * value:
+        single = singles[sg]
+        if season_bounds.max() >= (1 - gap) * value or single is None:
             break
         tables = tables_of[sg]
         cap = float(season_values[sg])
-        single = {s: [tuple_minimum(_components([tables[s]], [h]), cap)[0] for h in heads_of] for s in tables}
         bound = max(min(single[s]) for s in tables)
         for s1, s2 in _pair_order(tables)[:max_pairs]:
             pair_bound = cap
