@@ -373,7 +373,7 @@ def paper_004(quick: bool) -> Section:
     net = cigre_mv_seasonal()
     tops = radial_topologies(net)
     swarm, iterations, limit, days = (10, 5, 4.0, 2) if quick else (100, 100, 120.0, 365)
-    rows = run_cases(net, tops, time_limit_s=limit, swarm=swarm, iterations=iterations)
+    rows = run_cases(net, tops, time_limit_s=limit, swarm=swarm, iterations=iterations, neutral="enumerate")
     section = Section(
         "004_seasonal", "Paper 004 — seasonal phase arrangement with topology per scenario (Taiwan)",
         f"the CIGRE MV stand-in of `controllers/planning/seasonal/case.py` ({net.n_bus} buses, {len(tops)} radial "

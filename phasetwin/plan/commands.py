@@ -106,7 +106,7 @@ def register(plan_app: typer.Typer) -> None:
         iterations: Annotated[int, typer.Option(min=1, help="PSO iterations (paper: 100)")] = 100,
         check: Annotated[bool, typer.Option(help="check every topology with pandapower (graph + AC flow)")] = True,
         neutral: Annotated[str, typer.Option(
-            help="I_n: 'enumerate' (exact, meet-in-the-middle; proven bound) or 'milp' (bound near 0)")] = "enumerate",
+            help="I_n: 'milp' (bound near 0) or 'enumerate' (exact; a proven bound; minutes)")] = "milp",
         neutral_pairs: Annotated[int, typer.Option(
             min=1, help="I_n by enumeration: scenario pairs a season tried for the bound (a work budget)")] = 6,
     ) -> None:

@@ -356,7 +356,7 @@ def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_
 def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: np.ndarray, *,
                      reference: Objectives | None = None, p: float = 100.0, time_limit_s: float | None = 120.0,
                      gap: float = 1e-3, start_plan: SeasonalPlan | None = None,
-                     solved: dict[str, ObjectiveBound] | None = None, neutral: str = "enumerate",
+                     solved: dict[str, ObjectiveBound] | None = None, neutral: str = "milp",
                      neutral_pairs: int = 6) -> DecomposedResult:
     """Eq. 3 with ``weights`` by the per-season decomposition (module docstring): the best plan found, never worse
     than ``start_plan`` nor the original plan, and a proven lower bound.

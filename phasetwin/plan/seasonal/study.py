@@ -52,7 +52,7 @@ class CaseRow:
 
 def run_cases(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float = 120.0,
               swarm: int = 100, iterations: int = 100, seed: int = 0,
-              cases: tuple[str, ...] = tuple(CASE_WEIGHTS), neutral: str = "enumerate",
+              cases: tuple[str, ...] = tuple(CASE_WEIGHTS), neutral: str = "milp",
               neutral_pairs: int = 6) -> list[CaseRow]:
     """The original plan, then per case PSO over the paper's database and the exact planner (per-season
     decomposition, ``seasonal.decomposed``) started from PSO's plan. ``time_limit_s`` is the exact planner's
