@@ -105,6 +105,10 @@ def register(plan_app: typer.Typer) -> None:
         swarm: Annotated[int, typer.Option(min=2, help="PSO swarm size (paper: 100)")] = 100,
         iterations: Annotated[int, typer.Option(min=1, help="PSO iterations (paper: 100)")] = 100,
         check: Annotated[bool, typer.Option(help="check every topology with pandapower (graph + AC flow)")] = True,
+        neutral: Annotated[str, typer.Option(
+            help="I_n: 'milp' (bound near 0) or 'enumerate' (exact; a proven bound; minutes)")] = "milp",
+        neutral_pairs: Annotated[int, typer.Option(
+            min=1, help="I_n by enumeration: scenario pairs a season tried for the bound (a work budget)")] = 6,
     ) -> None:
         """Seasonal phase arrangement + radial topology per scenario on CIGRE MV: PSO vs the exact planner (per-season
         decomposition) with a proven bound."""
@@ -123,7 +127,8 @@ def register(plan_app: typer.Typer) -> None:
         net = cigre_mv_seasonal()
         tops = radial_topologies(net)
         rows = run_cases(net, tops, time_limit_s=time_limit, swarm=swarm, iterations=iterations,
-                         cases=tuple(CASE_WEIGHTS) if case == "all" else (case,))
+                         cases=tuple(CASE_WEIGHTS) if case == "all" else (case,), neutral=neutral,
+                         neutral_pairs=neutral_pairs)
         table = Table(title="Seasonal plan, CIGRE MV, 16 scenarios (Table 4 of paper 004 beside)")
         for col in ("case", "method", "objective", "bound", "E_loss MWh/yr", "ΔV p.u.", "I_n A", "s",
                     "paper obj.", "paper E_loss kWh", "paper ΔV", "paper I_n"):

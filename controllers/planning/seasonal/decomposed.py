@@ -47,6 +47,7 @@ from controllers.planning.seasonal.evaluation import (
     original_plan,
     tchebycheff,
 )
+from controllers.planning.seasonal.neutral_enum import head_classes, loads_at, min_neutral_enumerated
 from controllers.solver_output import solve_quietly
 
 __all__ = ["DecomposedResult", "ObjectiveBound", "balanced_tables", "min_dv", "min_loss", "min_neutral",
@@ -164,10 +165,6 @@ def _feeds(topologies: list[Topology], heads_only: bool) -> dict[tuple[int, froz
     return out
 
 
-def _loads_at(net: SeasonalNetwork, buses: frozenset[int]) -> list[int]:
-    return [d for d, ld in enumerate(net.loads) if ld.bus in buses]
-
-
 def _solve(model: mathopt.Model, left_s: float | None, hint: dict[mathopt.Variable, float] | None,
            gap: float) -> mathopt.SolveResult:
     """One MILP solve to ``gap``; ``left_s`` None: no wall-clock limit (the answer depends on the problem only)."""
@@ -211,7 +208,7 @@ def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: 
         for s in scenarios:
             objective.append(net.hours[s] * mathopt.fast_sum(float(balanced[k, s]) * v for k, v in enumerate(sm.y[s])))
             for (e, buses), ks in feeds.items():
-                loads = _loads_at(net, buses)
+                loads = loads_at(net, buses)
                 if not loads:
                     continue
                 worst = 0.0
@@ -244,7 +241,7 @@ def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: 
         best_val = season_loss(best_scheme, best_topo)
         for key, (re, im) in dexpr.items():  # a first tangent at the start plan and at zero
             s, buses, ph = key
-            at = sum(tables[s][d, best_scheme[d], ph] for d in _loads_at(net, buses))
+            at = sum(tables[s][d, best_scheme[d], ph] for d in loads_at(net, buses))
             _square_cut(model, u[key], re, im, complex(at))
         # Without any MILP solve, the balanced losses alone bound the season (U ≥ 0).
         bound = float(sum(net.hours[s] * balanced[:, s].min() for s in scenarios))
@@ -265,7 +262,7 @@ def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: 
                 break
             added = 0
             for key, (re, im) in dexpr.items():
-                at = complex(sum(tables[key[0]][d, scheme[d], key[2]] for d in _loads_at(net, key[1])))
+                at = complex(sum(tables[key[0]][d, scheme[d], key[2]] for d in loads_at(net, key[1])))
                 if abs(at) ** 2 > val[u[key]] * (1 + 1e-7) + 1e-7:
                     _square_cut(model, u[key], re, im, at)
                     added += 1
@@ -285,15 +282,6 @@ def _square_cut(model: mathopt.Model, u: mathopt.Variable, re: mathopt.Variable,
     model.add_linear_constraint(u >= 2 * a.real * re + 2 * a.imag * im - abs(a) ** 2)
 
 
-def _head_classes(topologies: list[Topology]) -> dict[tuple[frozenset[int], ...], list[int]]:
-    """The sets of buses the feeder heads carry (sorted) -> the topologies that give them."""
-    out: dict[tuple[frozenset[int], ...], list[int]] = {}
-    for k, t in enumerate(topologies):
-        sets = sorted((frozenset(np.flatnonzero(t.below[e]).tolist()) for e in t.head_lines), key=sorted)
-        out.setdefault(tuple(sets), []).append(k)
-    return out
-
-
 def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float | None = 60.0,
                 gap: float = 1e-3, start: SeasonalPlan | None = None, angles: int = 32) -> ObjectiveBound:
     """I_n (the largest feeder-head neutral current over the year) minimised season by season; A.
@@ -303,7 +291,7 @@ def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_
     |N| ≤ t; the bound is HiGHS's dual bound of that relaxation, so it holds for any number of angles.
     """
     t0 = time.perf_counter()
-    classes = _head_classes(topologies)
+    classes = head_classes(topologies)
     balanced, _ = balanced_tables(net, topologies)
     base = start if start is not None else original_plan(net)
     plan_topo = base.topology.copy()
@@ -327,7 +315,7 @@ def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_
                 for buses in sets:
                     users.setdefault(buses, []).append(c)
             for buses, cs in users.items():
-                loads = _loads_at(net, buses)
+                loads = loads_at(net, buses)
                 if not loads:
                     continue
                 re = model.add_variable(lb=-math.inf)
@@ -368,7 +356,8 @@ def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_
 def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: np.ndarray, *,
                      reference: Objectives | None = None, p: float = 100.0, time_limit_s: float | None = 120.0,
                      gap: float = 1e-3, start_plan: SeasonalPlan | None = None,
-                     solved: dict[str, ObjectiveBound] | None = None) -> DecomposedResult:
+                     solved: dict[str, ObjectiveBound] | None = None, neutral: str = "milp",
+                     neutral_pairs: int = 6) -> DecomposedResult:
     """Eq. 3 with ``weights`` by the per-season decomposition (module docstring): the best plan found, never worse
     than ``start_plan`` nor the original plan, and a proven lower bound.
 
@@ -376,7 +365,12 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
     instead of solved again (the four cases of the paper share them). ``time_limit_s`` is the budget of each
     objective still to solve by MILP (E_loss, I_n; ΔV is enumerated), in wall-clock seconds: a bound found within it
     depends on the machine's load; None solves each season to ``gap`` (reproducible, as the tests run it).
+    ``neutral``: how I_n is minimised, "enumerate" (exact, ``seasonal.neutral_enum``, its bound from up to
+    ``neutral_pairs`` scenario pairs a season) or "milp" (``min_neutral``: its bound stays near 0 when the
+    optimum is near-perfect balance).
     """
+    if neutral not in ("enumerate", "milp"):
+        raise ValueError(f"neutral: expected 'enumerate' or 'milp', got {neutral!r}")
     t0 = time.perf_counter()
     w = np.asarray(weights, dtype=float)
     if w.shape != (3,) or (w < 0).any() or not (w > 0).any():
@@ -394,7 +388,12 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
     if w[1] > 0 and "dv_pu" not in found:
         found["dv_pu"] = min_dv(net, topologies, base.scheme)
     if 2 in to_solve:
-        found["i_n_a"] = min_neutral(net, topologies, time_limit_s=share, gap=gap, start=base)
+        if neutral == "milp":
+            found["i_n_a"] = min_neutral(net, topologies, time_limit_s=share, gap=gap, start=base)
+        else:
+            enum = min_neutral_enumerated(net, topologies, balanced_tables(net, topologies)[0], start=base,
+                                          max_pairs=neutral_pairs)
+            found["i_n_a"] = ObjectiveBound(enum.plan, enum.value, enum.bound)
     bounds = np.zeros(3)
     for m, key in enumerate(keys):
         if key in found:
