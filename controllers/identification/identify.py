@@ -36,8 +36,8 @@ def identify_phases(*, v_v: np.ndarray, p_kw: np.ndarray, n_terminals: np.ndarra
     - ``names``: customer names for the reasons (default ``#i``);
     - ``time_limit_s``: the energy MILP's limit;
     - ``sensitivity[i, k, j, φ]``: the feeder's voltage sensitivities over the n customers
-      (``sensitivity.voltage_sensitivities``); used with ``load_complete=False``, where the voltage-difference
-      test then models the drops the other metered customers and the unmetered load cause.
+      (``sensitivity.voltage_sensitivities``): the voltage-difference test then models the drops the other
+      metered customers (and, with ``load_complete=False``, the unmetered load) cause.
 
     Returns {method: Assignment over the n customers}; multi-terminal customers are not assigned ("three-phase").
     Raises ValueError on mismatched shapes."""
@@ -51,7 +51,7 @@ def identify_phases(*, v_v: np.ndarray, p_kw: np.ndarray, n_terminals: np.ndarra
     single = np.flatnonzero(n_terminals == 1)
     results: dict[Method, Assignment] = {}
     if method in (Method.CORRELATION, Method.BOTH):
-        drops = None if sensitivity is None or load_complete else sensitivity[single][:, :, single]
+        drops = None if sensitivity is None else sensitivity[single][:, :, single]
         part = identify_by_correlation(v_v[:, single, 0], ref_v_v, p_kw=p_kw[:, single, 0], ref_p_kw=ref_p_kw,
                                        sensitivity=drops)
         results[Method.CORRELATION] = _spread(part, single, n)

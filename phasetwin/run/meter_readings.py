@@ -180,7 +180,7 @@ def run_identification(feeder: Feeder, data: MeterVoltages, *, method: Method,
     full = identify_phases(v_v=v, p_kw=p, n_terminals=np.array([terminals[cid] for cid in everyone]),
                            ref_v_v=data.ref_v_v, ref_p_kw=data.ref_p_kw, method=method, load_complete=not without,
                            names=everyone, time_limit_s=time_limit_s,
-                           sensitivity=voltage_sensitivities(feeder) if without else None)
+                           sensitivity=voltage_sensitivities(feeder))
     rows = np.array([everyone.index(cid) for cid in single], dtype=int)
     results = {m: Assignment(method=a.method, phase=a.phase[rows], confidence=a.confidence[rows],
                              scores=a.scores[rows].reshape(-1, 3), reason=tuple(a.reason[r] for r in rows))
