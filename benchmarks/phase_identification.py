@@ -121,17 +121,26 @@ def cases(quick: bool) -> list[Case]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one small case on one seed (seconds)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per case (default 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per case: 1 … SEEDS (default 3)")
+    parser.add_argument("--seed-list", type=_seed_list, default=None,
+                        help="comma-separated seeds, e.g. 1,2,3,7,11,13 (overrides --seeds)")
+    parser.add_argument("--feeder", choices=("ieee", "kerber"), default=None, help="only this feeder's cases")
+    parser.add_argument("--metered", type=float, default=None,
+                        help="only the cases with this metered share (e.g. 0.5)")
+    parser.add_argument("--days", type=int, default=None, help="only the cases of this many days (7 or 30)")
     parser.add_argument("--no-watch", action="store_true", help="skip the watch benchmark")
     parser.add_argument("--only-watch", action="store_true", help="the watch benchmark alone")
     args = parser.parse_args()
-    seeds = [1] if args.quick else list(range(1, args.seeds + 1))
+    seeds = [1] if args.quick else (args.seed_list or list(range(1, args.seeds + 1)))
+    chosen = [c for c in cases(args.quick) if (args.feeder is None or c.feeder == args.feeder)
+              and (args.metered is None or abs(c.metered_share - args.metered) < 1e-9)
+              and (args.days is None or c.days == args.days)]
     started = time.perf_counter()
     print(f"{'case':<42} {'accuracy':>8} {'assigned':>8} {'wrong hc':>8} {'right/assigned':>14} {'fixed':>6} "
-          f"{'broken':>6}   (worst over {len(seeds)} seed(s))")
+          f"{'broken':>6}   (worst over seeds {','.join(map(str, seeds))})")
     truths: dict[tuple[str, int, int], TrueReadings] = {}
     failures = 0
-    for case in [] if args.only_watch else cases(args.quick):
+    for case in [] if args.only_watch else chosen:
         outcomes = []
         for seed in seeds:
             key = (case.feeder, case.days, seed)
@@ -150,6 +159,17 @@ def main() -> None:
     print(f"\n{time.perf_counter() - started:.0f} s in all; {failures} wrong high-confidence answer(s), broken "
           "record(s) and false or missed move report(s)")
     sys.exit(1 if failures else 0)
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seed-list {text!r}: expected comma-separated integers, e.g. 1,2,3,7") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"--seed-list {text!r}: expected at least one seed")
+    return seeds
 
 
 def watch_benchmark(*, seeds: list[int], days: int) -> int:

@@ -56,7 +56,8 @@ def agree(first: Assignment, second: Assignment) -> Assignment:
     from these data"), the other's phase and confidence, its reason naming the abstention; where they name
     different phases, the more probable of the two (c₁(1 − c₂) against c₂(1 − c₁)) as a best guess, "not
     identifiable from these data" (the methods contradict each other), with the probability the other method
-    leaves it, (1 − c)/2 ≤ 1/2: never high confidence; where both abstain, not assigned with both reasons."""
+    leaves it, (1 − c)/2 ≤ 1/2: never high confidence; where both abstain, both reasons, with a method's phase as
+    a best guess where one has it (its confidence capped at 1/2), else not assigned."""
     n = first.phase.size
     phase = np.full(n, NOT_ASSIGNED)
     confidence = np.zeros(n)
@@ -69,6 +70,9 @@ def agree(first: Assignment, second: Assignment) -> Assignment:
             confidence[i] = 2 * c1 * c2 / max(2 * c1 * c2 + (1 - c1) * (1 - c2), 1e-300)
             reasons.append("")
         elif skip_first and skip_second:
+            # a best guess where a method has one (flagged all the same: both reasons say why)
+            guess = first if first.phase[i] != NOT_ASSIGNED else second
+            phase[i], confidence[i] = guess.phase[i], min(float(guess.confidence[i]), 0.5)
             reasons.append("; ".join(f"{a.method}: {a.reason[i]}" for a in (first, second) if a.reason[i]))
         elif skip_first or skip_second:
             used, other = (second, first) if skip_first else (first, second)

@@ -38,10 +38,11 @@ import math
 import numpy as np
 from scipy.special import log_ndtr
 
-from controllers.identification.assignment import NOT_ASSIGNED, Assignment, Method
+from controllers.identification.assignment import NOT_ASSIGNED, NOT_IDENTIFIABLE, Assignment, Method
 from controllers.identification.difference import difference_log_probabilities
 from controllers.identification.identifiability import collinear_groups
 from controllers.identification.reference import denoised_reference
+from controllers.identification.sensitivity import joint_phases, other_drops_v
 
 __all__ = [
     "MIN_INTERVALS",
@@ -104,12 +105,18 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
 
 
 def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.ndarray | None = None,
-                            ref_p_kw: np.ndarray | None = None, iterations: int = 30) -> Assignment:
+                            ref_p_kw: np.ndarray | None = None, iterations: int = 30,
+                            sensitivity: np.ndarray | None = None) -> Assignment:
     """Phases of the customers whose meter voltages are ``v_v[t, i]`` (V, NaN where missing), with the
     transformer's per-phase voltages ``ref_v_v[t, φ]`` as references; with their own powers ``p_kw[t, i]``
     (kW, NaN where missing) customers of one scaled profile are kept out of each other's references; with the
     transformer's phase powers ``ref_p_kw[t, φ]`` (kW) the references' meter noise is projected out
-    (``reference.denoised_reference``). Raises ValueError on mismatched shapes."""
+    (``reference.denoised_reference``); with both and the feeder's ``sensitivity[i, k, j, φ]``
+    (``sensitivity.voltage_sensitivities``, over these customers) the difference test adds back the drop the
+    other customers cause (``sensitivity.other_drops_v``: the metered ones at their current best phases, the
+    unmetered load spread over the customers without data), at the joint assignment it fits best
+    (``sensitivity.joint_phases``: coordinate descent on the joint assignment). Raises ValueError on mismatched
+    shapes."""
     if v_v.ndim != 2 or ref_v_v.ndim != 2 or ref_v_v.shape != (v_v.shape[0], 3):
         raise ValueError(f"voltages have shape {v_v.shape} and references {ref_v_v.shape}; expected [t, n] and "
                          "[t, 3] over the same intervals")
@@ -134,6 +141,16 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
     difference = np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw)[0])
     by_naming = [np.exp(log_probabilities(rho[:, np.argsort(perm)], count[:, np.argsort(perm)]))
                  for perm, _ in labellings]
+    unsure = np.zeros(n_customers, dtype=bool)
+    if sensitivity is not None and p_kw is not None and ref_p_kw is not None:
+        metered = usable & np.isfinite(p_kw).any(axis=0)
+        starts = [np.where(usable, (by_naming[0] * difference).argmax(axis=1), NOT_ASSIGNED),
+                  np.where(usable, difference.argmax(axis=1), NOT_ASSIGNED)]
+        current, disagree = joint_phases(v_v, ref_v_v, p_kw, ref_p_kw, starts=starts, metered=metered,
+                                         sensitivity=sensitivity)
+        unsure = unsure | disagree
+        drops = other_drops_v(p_kw, ref_p_kw, current, metered, sensitivity)
+        difference = np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw, drop_v=drops)[0])
     # the phase: the best under the most probable naming of the clusters (they are right long before single
     # customers are); its confidence: the posterior with the correlation's evidence mixed over every naming by
     # its probability (the difference test needs no naming)
@@ -144,7 +161,8 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
     phase = np.where(usable, guess.argmax(axis=1), NOT_ASSIGNED)
     confidence = np.where(phase == NOT_ASSIGNED, 0.0, np.take_along_axis(posterior, np.maximum(phase, 0)[:, None],
                                                                          axis=1)[:, 0])
-    reason = tuple("" if phase[i] != NOT_ASSIGNED else
+    reason = tuple((f"{NOT_IDENTIFIABLE}: its neighbours' phases fit two ways (the modelled drops have two local "
+                    "optima that disagree on it)" if unsure[i] else "") if phase[i] != NOT_ASSIGNED else
                    ("no voltage data" if n_valid[i] == 0 else
                     f"only {n_valid[i]} interval(s) with voltage; at least {MIN_INTERVALS} needed")
                    for i in range(n_customers))

@@ -24,7 +24,8 @@ __all__ = ["identify_phases"]
 
 def identify_phases(*, v_v: np.ndarray, p_kw: np.ndarray, n_terminals: np.ndarray, ref_v_v: np.ndarray,
                     ref_p_kw: np.ndarray, method: Method = Method.BOTH, load_complete: bool = True,
-                    names: Sequence[str] | None = None, time_limit_s: float = 120.0) -> dict[Method, Assignment]:
+                    names: Sequence[str] | None = None, time_limit_s: float = 120.0,
+                    sensitivity: np.ndarray | None = None) -> dict[Method, Assignment]:
     """Phases of the single-phase customers among n metered ones.
 
     - ``v_v[t, i, j]``, ``p_kw[t, i, j]``: customer i's terminal j voltage (V) and power (kW), NaN where missing
@@ -33,7 +34,10 @@ def identify_phases(*, v_v: np.ndarray, p_kw: np.ndarray, n_terminals: np.ndarra
     - ``method``: correlation, energy, or both (the default: their agreement, ``assignment.agree``);
     - ``load_complete``: False when the feeder has customers without a meter (energy then abstains);
     - ``names``: customer names for the reasons (default ``#i``);
-    - ``time_limit_s``: the energy MILP's limit.
+    - ``time_limit_s``: the energy MILP's limit;
+    - ``sensitivity[i, k, j, φ]``: the feeder's voltage sensitivities over the n customers
+      (``sensitivity.voltage_sensitivities``): the voltage-difference test then models the drops the other
+      metered customers (and, with ``load_complete=False``, the unmetered load) cause.
 
     Returns {method: Assignment over the n customers}; multi-terminal customers are not assigned ("three-phase").
     Raises ValueError on mismatched shapes."""
@@ -41,10 +45,15 @@ def identify_phases(*, v_v: np.ndarray, p_kw: np.ndarray, n_terminals: np.ndarra
         raise ValueError(f"v_v {v_v.shape}, p_kw {p_kw.shape} and n_terminals {n_terminals.shape}: expected "
                          "[t, n, 3], [t, n, 3] and [n]")
     n = v_v.shape[1]
+    if sensitivity is not None and sensitivity.shape != (n, 3, n, 3):
+        raise ValueError(f"sensitivity {sensitivity.shape}: expected ({n}, 3, {n}, 3), one per customer pair and "
+                         "phase pair")
     single = np.flatnonzero(n_terminals == 1)
     results: dict[Method, Assignment] = {}
     if method in (Method.CORRELATION, Method.BOTH):
-        part = identify_by_correlation(v_v[:, single, 0], ref_v_v, p_kw=p_kw[:, single, 0], ref_p_kw=ref_p_kw)
+        drops = None if sensitivity is None else sensitivity[single][:, :, single]
+        part = identify_by_correlation(v_v[:, single, 0], ref_v_v, p_kw=p_kw[:, single, 0], ref_p_kw=ref_p_kw,
+                                       sensitivity=drops)
         results[Method.CORRELATION] = _spread(part, single, n)
     if method in (Method.ENERGY, Method.BOTH):
         if load_complete:

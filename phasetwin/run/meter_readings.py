@@ -17,6 +17,7 @@ import pandas as pd
 
 from controllers.identification import Assignment, Method, confusion_matrix, identify_phases, score
 from controllers.identification.assignment import NOT_ASSIGNED
+from controllers.identification.sensitivity import voltage_sensitivities
 from phasetwin.run.scenario import Scenario
 from streams.errors import DataError
 from streams.meters.voltages import MeterVoltages, read_meter_voltages, write_meter_voltages
@@ -182,7 +183,8 @@ def run_identification(feeder: Feeder, data: MeterVoltages, *, method: Method,
             v[:, k], p[:, k] = data.v_v[:, column[cid]], data.p_kw[:, column[cid]]
     full = identify_phases(v_v=v, p_kw=p, n_terminals=np.array([terminals[cid] for cid in everyone]),
                            ref_v_v=data.ref_v_v, ref_p_kw=data.ref_p_kw, method=method, load_complete=not without,
-                           names=everyone, time_limit_s=time_limit_s)
+                           names=everyone, time_limit_s=time_limit_s,
+                           sensitivity=voltage_sensitivities(feeder))
     rows = np.array([everyone.index(cid) for cid in single], dtype=int)
     results = {m: Assignment(method=a.method, phase=a.phase[rows], confidence=a.confidence[rows],
                              scores=a.scores[rows].reshape(-1, 3), reason=tuple(a.reason[r] for r in rows))
