@@ -152,6 +152,19 @@ class _Chunk:
             array[-n:] = np.nan
 
 
+_STATE_FIELDS = ("vm_pu", "vm_min_pu", "vm_max_pu", "vuf_max_pct", "i_n_max_a", "kappa_trafo", "p_trafo_kw",
+                 "q_trafo_kvar", "loss_kw", "phase_load_kw", "p_unb_kw")
+"""What a chunk row takes from a grid state (one ``GridState``, or ``StateRows`` of many) as it is."""
+
+
+def _store_state(chunk: _Chunk, rows: int | np.ndarray, state: GridState | StateRows) -> None:
+    """The recorded columns of ``state`` into ``chunk`` at ``rows``: the per-line maximum of ``i_ka`` over the
+    phases, every other field as it is."""
+    chunk.i_max_ka[rows] = phase_max(state.i_ka)
+    for name in _STATE_FIELDS:
+        getattr(chunk, name)[rows] = getattr(state, name)
+
+
 class ParquetRecorder:
     """Subscribes to the grid state and writes it to ``folder`` in parts of at most ``flush_ticks`` ticks.
 
@@ -222,18 +235,7 @@ class ParquetRecorder:
             return
         self._make_room(message.tick)
         r, c = message.tick - self.flushed_ticks, self._chunk
-        c.vm_pu[r] = message.vm_pu
-        c.i_max_ka[r] = phase_max(message.i_ka)
-        c.vm_min_pu[r] = message.vm_min_pu
-        c.vm_max_pu[r] = message.vm_max_pu
-        c.vuf_max_pct[r] = message.vuf_max_pct
-        c.i_n_max_a[r] = message.i_n_max_a
-        c.kappa_trafo[r] = message.kappa_trafo
-        c.p_trafo_kw[r] = message.p_trafo_kw
-        c.q_trafo_kvar[r] = message.q_trafo_kvar
-        c.loss_kw[r] = message.loss_kw
-        c.phase_load_kw[r] = message.phase_load_kw
-        c.p_unb_kw[r] = message.p_unb_kw
+        _store_state(c, r, message)
         if not self._filled[r]:
             self._filled[r] = True
             self.recorded += 1
@@ -256,18 +258,7 @@ class ParquetRecorder:
             for k in range(ticks.size):
                 self.record_rows(StateRows(**{f: getattr(rows, f)[k:k + 1] for f in StateRows.__dataclass_fields__}))
             return
-        c.vm_pu[r] = rows.vm_pu
-        c.i_max_ka[r] = phase_max(rows.i_ka)
-        c.vm_min_pu[r] = rows.vm_min_pu
-        c.vm_max_pu[r] = rows.vm_max_pu
-        c.vuf_max_pct[r] = rows.vuf_max_pct
-        c.i_n_max_a[r] = rows.i_n_max_a
-        c.kappa_trafo[r] = rows.kappa_trafo
-        c.p_trafo_kw[r] = rows.p_trafo_kw
-        c.q_trafo_kvar[r] = rows.q_trafo_kvar
-        c.loss_kw[r] = rows.loss_kw
-        c.phase_load_kw[r] = rows.phase_load_kw
-        c.p_unb_kw[r] = rows.p_unb_kw
+        _store_state(c, r, rows)
         new = ~self._filled[r]
         self._filled[r] = True
         self.recorded += int(new.sum())
