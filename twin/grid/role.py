@@ -27,7 +27,7 @@ from twin.line_switching import SwitchingSchedule, SwitchingStep
 from twin.network import Feeder
 from twin.phase import Phase
 from twin.phasing import PhaseMap
-from twin.powerflow import DivergencePolicy, PowerFlow
+from twin.powerflow import DivergencePolicy, FallbackKind, PowerFlow
 
 log = logging.getLogger(__name__)
 
@@ -143,21 +143,13 @@ class GridRole:
         block, row = self._batch.solved(tick, p, q, injections=self._injections,
                                              line_closed=self._line_closed)
         if row in block.failed:
-            self.counters.powerflow_failures += 1
-            if self._on_divergence is DivergencePolicy.ABORT:
-                raise self._unsolved(tick, time_utc)
-            self.skipped.append((tick, time_utc))
-            log.error("grid: no engine solved tick %d (%s); recorded as missing, the run goes on", tick,
-                      time_utc.isoformat())
+            self._count_unsolved(tick, time_utc)
             self.inbox.next_tick(tick + 1)
             return
         r = block.result
         kind = r.fallbacks.get(row)
         if kind is not None:
-            self.counters.fallbacks[kind.value] += 1
-            self.fallback_ticks.append((tick, time_utc, kind.value))
-            log.warning("grid: tick %d (%s) solved by the %s fallback of the power flow", tick, time_utc.isoformat(),
-                        kind.value)
+            self._count_fallback(kind, tick, time_utc)
         state = GridState.trusted(
             feeder=self._name, tick=tick, time_utc=time_utc, engine=str(self._powerflow.engine),
             vm_pu=r.vm_pu[row], va_deg=r.va_deg[row], i_ka=r.i_ka[row], i_n_ka=r.i_n_ka[row],
@@ -176,7 +168,7 @@ class GridRole:
         (nothing changed) where ticks must go one by one: a reorder window, a switching schedule, or an inbox
         that holds readings of its own. The caller publishes nothing per tick: it takes the rows from the block
         (``block_rows`` first)."""
-        if not self.takes_block(first_tick, term_p_kw, term_q_kvar):
+        if self.window is not None or self._switching is not None:
             return None
         if not self.inbox.take_block(first_tick=first_tick, p_kw=term_p_kw, q_kvar=term_q_kvar):
             return None
@@ -199,28 +191,34 @@ class GridRole:
                         | {r - rows.start for r in fallbacks if r in rows}):
             row, tick, when = rows.start + k, block.first_tick + rows.start + k, time_utc[k].to_pydatetime()
             if row in block.failed:
-                self.counters.powerflow_failures += 1
-                if self._on_divergence is DivergencePolicy.ABORT:
+                try:
+                    self._count_unsolved(tick, when)
+                except PowerFlowError as err:
                     ok[k:] = False
-                    raise BlockAbort(ok, self._unsolved(tick, when))
+                    raise BlockAbort(ok, err) from None
                 ok[k] = False
-                self.skipped.append((tick, when))
-                log.error("grid: no engine solved tick %d (%s); recorded as missing, the run goes on", tick,
-                          when.isoformat())
                 continue
-            kind = fallbacks[row]
-            self.counters.fallbacks[kind.value] += 1
-            self.fallback_ticks.append((tick, when, kind.value))
-            log.warning("grid: tick %d (%s) solved by the %s fallback of the power flow", tick, when.isoformat(),
-                        kind.value)
+            self._count_fallback(fallbacks[row], tick, when)
         return ok
 
-    def _unsolved(self, tick: int, time_utc: datetime) -> PowerFlowError:
-        return PowerFlowError(
-            f"power flow ({self._powerflow.engine}) did not converge at tick {tick} ({time_utc.isoformat()}), "
-            "nor did any fallback; check the loads of that tick, or replay with --on-divergence skip to "
-            "record such ticks as missing and keep running"
-        )
+    def _count_unsolved(self, tick: int, time_utc: datetime) -> None:
+        """A tick no engine solved: counted, then raised as PowerFlowError (ABORT) or listed as skipped (SKIP)."""
+        self.counters.powerflow_failures += 1
+        if self._on_divergence is DivergencePolicy.ABORT:
+            raise PowerFlowError(
+                f"power flow ({self._powerflow.engine}) did not converge at tick {tick} ({time_utc.isoformat()}), "
+                "nor did any fallback; check the loads of that tick, or replay with --on-divergence skip to "
+                "record such ticks as missing and keep running"
+            )
+        self.skipped.append((tick, time_utc))
+        log.error("grid: no engine solved tick %d (%s); recorded as missing, the run goes on", tick,
+                  time_utc.isoformat())
+
+    def _count_fallback(self, kind: FallbackKind, tick: int, time_utc: datetime) -> None:
+        self.counters.fallbacks[kind.value] += 1
+        self.fallback_ticks.append((tick, time_utc, kind.value))
+        log.warning("grid: tick %d (%s) solved by the %s fallback of the power flow", tick, time_utc.isoformat(),
+                    kind.value)
 
     def _apply(self, step: SwitchingStep, time_utc: datetime) -> None:
         changed = sum(1 for a, b in zip(self.phase_map.connections, step.connections, strict=True) if a != b)
