@@ -7,9 +7,10 @@ meet a voltage limit, then by the MILP when those get stuck.
 Repairs prepared one period ahead (``ControllerSettings.repair_ahead``): once a period's commands are out, the
 controller ``freeze``s the last grid state as the operating point of the next decision's check and ``prepare``s that
 check on the first step of the plan its search ahead predicts for the next period. When the next decision's check has
-the very same inputs (loads, connections, movable customers, battery set-points to 1e-6 kW; the operating point is
-the frozen one by construction) it takes the prepared outcome — the same repair, or the same proof that none exists,
-that it would have computed — without waiting for the search; otherwise it checks and repairs as before. Linearising
+the very same inputs (loads, connections, movable customers and their ids, battery set-points to 1e-6 kW, the
+repair's rounds, and the very linearisation it was made with) it takes the prepared outcome — the same repair, or
+the same proof that none exists, that it would have computed — without waiting for the search; otherwise it checks
+and repairs as before. Linearising
 at the state frozen one period earlier, not at the latest one, is the price (measured in docs/controller/README.md).
 """
 
@@ -75,6 +76,8 @@ class _Prepared:
 
     key: tuple[object, ...]
     check: FirstStepCheck | None
+    model: LtupfModel | None = None
+    """The linearisation it was checked with: taken only while a decision checks with the same one."""
     counts: dict[str, int] = field(default_factory=dict)
     logs: list[tuple[int, str, tuple[object, ...]]] = field(default_factory=list)
 
@@ -130,24 +133,24 @@ class LtupfGuard:
 
     @staticmethod
     def _key(terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap, pess_p_kw: np.ndarray,
-             switchable: Sequence[int]) -> tuple[object, ...]:
+             switchable: Sequence[int], customer_ids: Sequence[str], max_rounds: int) -> tuple[object, ...]:
         return (terminal_p_kw.shape, terminal_p_kw.tobytes(), terminal_q_kvar.tobytes(), connections.connections,
-                np.round(pess_p_kw, 6).tobytes(), tuple(switchable))
+                np.round(pess_p_kw, 6).tobytes(), tuple(switchable), tuple(customer_ids), max_rounds)
 
     def prepare(
         self, *, terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap,
-        pess_p_kw: np.ndarray, switchable: Sequence[int], customer_ids: Sequence[str],
+        pess_p_kw: np.ndarray, switchable: Sequence[int], customer_ids: Sequence[str], max_rounds: int = 3,
     ) -> None:
         """``check`` these inputs now (a predicted first step of the next period), counting and logging nothing
         until a decision's ``check`` with the same inputs takes the outcome."""
         self.prepared += 1
-        entry = _Prepared(key=self._key(terminal_p_kw, terminal_q_kvar, connections, pess_p_kw, switchable),
-                          check=None)
+        entry = _Prepared(key=self._key(terminal_p_kw, terminal_q_kvar, connections, pess_p_kw, switchable,
+                                        customer_ids, max_rounds), check=None, model=self._ltupf())
         self._recording = entry
         try:
             entry.check = self._check(terminal_p_kw=terminal_p_kw, terminal_q_kvar=terminal_q_kvar,
                                       connections=connections, pess_p_kw=pess_p_kw, switchable=switchable,
-                                      customer_ids=customer_ids)
+                                      customer_ids=customer_ids, max_rounds=max_rounds)
         finally:
             self._recording = None
         self._ahead = entry
@@ -167,8 +170,8 @@ class LtupfGuard:
         states with the new positions (up to ``max_rounds`` searches). The prepared outcome when ``prepare`` had
         these very inputs (see the module docstring)."""
         ahead, self._ahead = self._ahead, None
-        key = self._key(terminal_p_kw, terminal_q_kvar, connections, pess_p_kw, switchable)
-        if ahead is not None and ahead.check is not None and ahead.key == key:
+        key = self._key(terminal_p_kw, terminal_q_kvar, connections, pess_p_kw, switchable, customer_ids, max_rounds)
+        if ahead is not None and ahead.check is not None and ahead.key == key and ahead.model is self._ltupf():
             self.prepared_taken += 1
             for name, n in ahead.counts.items():
                 setattr(self, name, getattr(self, name) + n)
