@@ -37,7 +37,7 @@ from controllers.online.problem import (
 )
 from controllers.online.settings import ControllerSettings, Strategy
 from controllers.online.solve import continue_search, lp_bound, solve
-from controllers.online.start import predicted_next, shift_previous
+from controllers.online.start import predicted_next, same_problem, shift_previous
 from devices.limits import PessParams, SwitchLimits
 from streams import topics
 from streams.messages import (
@@ -192,6 +192,9 @@ class ControllerDecision:
         """The tick of each customer's last real reading (-1: none yet)."""
         self._stale_now = 0
         self._pending: Callable[[], None] | None = None
+        self._ahead: tuple[ControlProblem, Plan] | None = None
+        """The problem the last search ahead predicted for the next period and its plan (``_search``)."""
+        self._took_ahead = False
         """Work the last decision left until its commands are published (``after_publish``)."""
 
     @property
@@ -338,6 +341,7 @@ class ControllerDecision:
         # what the commands waited for in CPU (problem, solve, LTUPF check): solve_s is wall time, load-dependent
         self.records[-1]["decision_cpu_s"] = decision_cpu_s
         self.records[-1]["check_prepared"] = prepared
+        self.records[-1]["plan_ahead"] = self._took_ahead
 
         def after_publish() -> None:
             self._search(plan, problem, step, step_start, check)
@@ -359,6 +363,7 @@ class ControllerDecision:
             self.guard.freeze()
             self._q_ratio_frozen = self._q_ratio
         cpu_start = time.process_time()
+        self._ahead = None
         settled = replace(plan, deferred=None)
         try:
             nxt = self._problem(step + 1, step_start + timedelta(seconds=self._settings.period_s))
@@ -376,8 +381,10 @@ class ControllerDecision:
             ahead = predicted_next(nxt, problem, plan.decisions, phase_first=phase_first)
             searched = solve(ahead, weights=self._settings.weights, previous=settled, timer=self._timer,
                              settings=self._solver.model_copy(update={"defer_search": False}))
-            if self.guard is not None and self._settings.repair_ahead and searched.status is not PlanStatus.FALLBACK:
-                self._prepare_check(searched, ahead, step + 1)
+            if searched.status is not PlanStatus.FALLBACK:
+                self._ahead = (ahead, searched)
+                if self.guard is not None and self._settings.repair_ahead:
+                    self._prepare_check(searched, ahead, step + 1)
         self._previous = searched if searched.status is not PlanStatus.FALLBACK else settled
         self.records[-1].update({"deferred_s": searched.solve_s, "searched": "fix-and-optimise" in searched.reason})
         self.counters.decide_cpu_s += time.process_time() - cpu_start
@@ -523,7 +530,11 @@ class ControllerDecision:
 
     def _decide(self, problem: ControlProblem) -> Plan:
         s = self._settings
+        self._took_ahead = False
         if s.strategy is Strategy.ROLLING_MILP:
+            taken = self._plan_ahead(problem)
+            if taken is not None:
+                return taken
             return solve(problem, weights=s.weights, settings=self._solver, previous=self._previous, timer=self._timer)
         if s.strategy is Strategy.GREEDY:
             return greedy_plan(problem, weights=s.weights, timer=self._timer)
@@ -538,6 +549,20 @@ class ControllerDecision:
                 self._static_target = static_phases(day, weights=s.weights, settings=day_settings, timer=self._timer)
             return static_plan(problem, self._static_target, weights=s.weights, timer=self._timer)
         raise ValueError(f"strategy {s.strategy.value} has no decision to make")
+
+    def _plan_ahead(self, problem: ControlProblem) -> Plan | None:
+        """The plan the search ahead made for this very problem (``start.same_problem``: a perfect forecast and
+        devices that did what the last plan said), taken as it is: the decision's own descent round would start from
+        it and, the search having ended in a local optimum, mostly find nothing. None when the problem differs."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        t_start = self._timer()
+        predicted, plan = ahead
+        if not same_problem(predicted, problem):
+            return None
+        self._took_ahead = True
+        return replace(plan, reason=f"{plan.reason}; searched ahead", solve_s=self._timer() - t_start)
 
     # --- output ---------------------------------------------------------------------------------------------
     def _act(self, plan: Plan, problem: ControlProblem, tick: int, time_utc: datetime, step_start: datetime,

@@ -82,7 +82,8 @@ def default_solver(**overrides: object) -> SolverSettings:
     """The online controller's solver settings (see ``ControllerSettings.solver``) with ``overrides``: what the
     CLI and studies start from, so that an option such as ``--time-limit`` changes that one value only."""
     base = {"time_limit_s": 0.5, "full_milp_max_free": 0, "neighbourhood_passes": 1, "neighbourhood_size": 3,
-            "neighbourhood_node_limit": 20, "defer_search": True}
+            "neighbourhood_node_limit": 20, "defer_search": True,
+            "neighbourhood_threads": 1}
     return SolverSettings.model_validate(base | overrides)
 
 

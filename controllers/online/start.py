@@ -131,3 +131,34 @@ def predicted_next(next_problem: ControlProblem, now: ControlProblem, d: Decisio
             update["switch"] = _advanced(cur_unit.switch, int(d.pess_phase[0, u]), step_s, new_day)
         units.append(nxt_unit.model_copy(update=update))
     return replace(next_problem, switch_devices=devices, pess_units=tuple(units))
+
+
+SAME_STATE_TOL = 1e-6
+"""How far a device's state (stored energy kWh, dwell s) may differ for two problems to count as the same."""
+
+
+def same_problem(a: ControlProblem, b: ControlProblem, *, tol: float = SAME_STATE_TOL) -> bool:
+    """Whether ``a`` and ``b`` are the same decision: the same start, step, loads and forecasts (exactly), the same
+    devices with the same states (stored energy and dwell within ``tol``). The controller takes the plan it searched
+    ahead for ``a`` (``predicted_next``) as the decision of ``b`` when they are."""
+    if (a.start_utc != b.start_utc or a.step_s != b.step_s or a.nominal_v_ln_v != b.nominal_v_ln_v
+            or not np.array_equal(a.fixed_load_kw, b.fixed_load_kw)
+            or not np.array_equal(a.switch_load_kw, b.switch_load_kw) or not np.array_equal(a.pv_kw, b.pv_kw)
+            or len(a.switch_devices) != len(b.switch_devices) or len(a.pess_units) != len(b.pess_units)):
+        return False
+    for da, db in zip(a.switch_devices, b.switch_devices, strict=True):
+        if da.id != db.id or da.feeder != db.feeder or not _same_switch(da.switch, db.switch, tol):
+            return False
+    for ua, ub in zip(a.pess_units, b.pess_units, strict=True):
+        if ua.model_copy(update={"e_now_kwh": 0.0, "switch": None}) != ub.model_copy(
+                update={"e_now_kwh": 0.0, "switch": None}) or abs(ua.e_now_kwh - ub.e_now_kwh) > tol:
+            return False
+        if (ua.switch is None) != (ub.switch is None) or (
+                ua.switch is not None and ub.switch is not None and not _same_switch(ua.switch, ub.switch, tol)):
+            return False
+    return True
+
+
+def _same_switch(a: SwitchState, b: SwitchState, tol: float) -> bool:
+    return (a.model_copy(update={"dwell_remaining_s": 0.0}) == b.model_copy(update={"dwell_remaining_s": 0.0})
+            and abs(a.dwell_remaining_s - b.dwell_remaining_s) <= tol)

@@ -9,7 +9,7 @@ from datetime import timedelta
 import numpy as np
 
 from controllers.online.problem import Decisions
-from controllers.online.start import hold_decisions, predicted_next
+from controllers.online.start import hold_decisions, predicted_next, same_problem
 from tests.controllers.online.test_milp import STEP_S, random_pess_problem
 from twin.phase import Phase
 
@@ -49,3 +49,27 @@ def test_the_next_problem_counts_the_first_step_switches_dwell_operations_and_ba
                               phase_first=np.array([int(Phase.B), int(Phase.A), int(Phase.A)]))
     limit = now.switch_devices[0].switch.limits.max_operations_per_day
     assert [dev.switch.ops_left_today for dev in tomorrow.switch_devices] == [limit] * 3
+
+
+def test_a_problem_is_the_predicted_one_only_when_loads_and_device_states_match() -> None:
+    now = random_pess_problem(4, n_switch=3, n_steps=4)
+    same = replace(now, fixed_load_kw=now.fixed_load_kw.copy())
+    assert same_problem(now, same)
+    # a stored energy or a dwell a hair off (float rounding of the devices' own bookkeeping) is the same state
+    unit = now.pess_units[0]
+    hair = replace(now, pess_units=(unit.model_copy(update={"e_now_kwh": unit.e_now_kwh + 1e-9}),
+                                    *now.pess_units[1:]))
+    assert same_problem(now, hair)
+    # anything more is not: a battery 1 Wh off, a switch on another phase or with one operation less, a load moved
+    off = replace(now, pess_units=(unit.model_copy(update={"e_now_kwh": unit.e_now_kwh + 1e-3}),
+                                   *now.pess_units[1:]))
+    dev = now.switch_devices[0]
+    moved = replace(now, switch_devices=(dev.model_copy(update={"switch": dev.switch.model_copy(update={
+        "phase_now": Phase((int(dev.switch.phase_now) + 1) % 3)})}), *now.switch_devices[1:]))
+    used = replace(now, switch_devices=(dev.model_copy(update={"switch": dev.switch.model_copy(update={
+        "ops_left_today": 0})}), *now.switch_devices[1:]))
+    loads = now.fixed_load_kw.copy()
+    loads[2, 0, 1] += 0.01
+    later = replace(now, start_utc=now.start_utc + timedelta(seconds=STEP_S))
+    for other in (off, moved, used, replace(now, fixed_load_kw=loads), later):
+        assert not same_problem(now, other)

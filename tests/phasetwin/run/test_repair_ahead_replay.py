@@ -1,6 +1,7 @@
 """A replay prepares the LTUPF check one period ahead (``ControllerSettings.repair_ahead``) and every decision but
 the first (which has no search ahead before it) takes the prepared one: the perfect forecast and the devices doing
-what they are told make its inputs the predicted ones. Off, none is prepared."""
+what they are told make its inputs the predicted ones. Off, none is prepared. Likewise every decision but the first
+takes the plan searched ahead for it (``start.same_problem``)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,5 @@ def test_a_replay_takes_every_check_but_the_first_prepared_unless_told_not_to(tm
     checked = int(records["predicted_vm_min_pu"].notna().sum())
     assert checked >= 3
     assert summary["ltupf_prepared_taken"] == int(records["check_prepared"].sum()) == (checked - 1 if ahead else 0)
+    # the same holds for the plan: every decision but the first takes the one searched ahead for its problem
+    assert records["plan_ahead"].tolist() == [False] + [True] * (len(records) - 1)
