@@ -223,7 +223,8 @@ def min_neutral_enumerated(net: SeasonalNetwork, topologies: list[Topology], bal
     """I_n minimised season by season, exactly (``season_minimum``; module docstring). The plan: the minimiser's
     schemes and, per scenario, the topology of least ``balanced`` loss [K, S] (``decomposed.balanced_tables``)
     among those of the split it takes. A season whose minimum is not below the start plan's keeps the start plan's
-    part. ``first_radius`` (share of the start plan's season value) sets where the radius starts; ``max_schemes``
+    part. ``first_radius`` (share of the start plan's season value) sets where the first season's radius starts
+    (the next start at the season before's minimum, the seasons being alike); ``max_schemes``
     (a work budget per season) where it stops, the bound then the last radius searched."""
     parts = _partitions(net, topologies)
     heads_of = [h for h, _ks in parts]
@@ -234,11 +235,13 @@ def min_neutral_enumerated(net: SeasonalNetwork, topologies: list[Topology], bal
     season_values = np.zeros(net.n_seasons)
     season_bounds = np.zeros(net.n_seasons)
     priced = rounds = 0
+    last: float | None = None  # the previous season's minimum: where the next season's radius starts
     for sg in range(net.n_seasons):
         scen = [int(s) for s in np.flatnonzero(net.scenario_season == sg)]
         cap = float(base_obj.i_n_scenario_a[scen].max())
-        found = season_minimum([neutral_table(net, s) for s in scen], heads_of, cap, start=first_radius * cap,
-                               max_schemes=max_schemes)
+        found = season_minimum([neutral_table(net, s) for s in scen], heads_of, cap,
+                               start=first_radius * cap if last is None else last, max_schemes=max_schemes)
+        last = found.value if found.scheme is not None else None
         priced += found.schemes_priced
         rounds += found.rounds
         season_bounds[sg] = found.value
