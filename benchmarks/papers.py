@@ -388,6 +388,10 @@ def paper_004(quick: bool) -> Section:
         f"the case-4 plan priced by a {days}-day replay of the twin.")
     section.notes.append("Absolute losses, voltage drops and neutral currents belong to the network; the rows "
                          "compare the changes against the original plan, in the paper and here.")
+    section.notes.append("E_loss's MILPs stop at a wall-clock limit, so its bound (cases 1 and 4) depends on the "
+                         "machine's load; MathOpt's HiGHS offers a node limit, but 200 nodes a solve had not settled "
+                         "the four seasons after 4 CPU minutes at a load average of 15, so the limit stays in "
+                         "seconds. I_n's enumeration and ΔV's are work-bound and reproducible.")
     section.notes.append("Gap = (value − bound) / value of eq. 3; the bound is proven (the season MILPs under-"
                          "estimate every plan's objective, and eq. 3 with p = 100 is at least its largest term).")
     section.notes.append("I_n's bound: the MILP's LP relaxation balances anything (its bound stays 0), so I_n is "

@@ -166,14 +166,13 @@ def _feeds(topologies: list[Topology], heads_only: bool) -> dict[tuple[int, froz
 
 
 def _solve(model: mathopt.Model, left_s: float | None, hint: dict[mathopt.Variable, float] | None,
-           gap: float, node_limit: int | None = None) -> mathopt.SolveResult:
-    """One MILP solve to ``gap``; ``left_s`` None: no wall-clock limit; ``node_limit``: at most that many
-    branch-and-bound nodes (a work limit: the answer depends on the problem only, not on the machine's load)."""
+           gap: float) -> mathopt.SolveResult:
+    """One MILP solve to ``gap``; ``left_s`` None: no wall-clock limit (the answer depends on the problem only)."""
     model_params = mathopt.ModelSolveParameters(
         solution_hints=[mathopt.SolutionHint(variable_values=hint)] if hint else [])
     limit = None if left_s is None else timedelta(seconds=max(left_s, 0.5))
     return solve_quietly(model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
-        time_limit=limit, relative_gap_tolerance=gap, node_limit=node_limit), model_params=model_params)
+        time_limit=limit, relative_gap_tolerance=gap), model_params=model_params)
 
 
 def _left_s(time_limit_s: float | None, done_share: float, t0: float) -> float | None:
@@ -189,9 +188,8 @@ def _hint(sm: _SeasonModel, scheme: np.ndarray, topo: dict[int, int]) -> dict[ma
 
 
 def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float | None = 60.0, gap: float = 1e-3,
-             start: SeasonalPlan | None = None, max_rounds: int = 40, node_limit: int | None = None) -> ObjectiveBound:
-    """E_loss minimised season by season (module docstring); value and bound in kWh a year. ``node_limit``: the
-    branch-and-bound nodes each MILP solve may take (with ``time_limit_s`` None, a reproducible work budget)."""
+             start: SeasonalPlan | None = None, max_rounds: int = 40) -> ObjectiveBound:
+    """E_loss minimised season by season (module docstring); value and bound in kWh a year."""
     t0 = time.perf_counter()
     balanced, _ = balanced_tables(net, topologies)
     feeds = _feeds(topologies, heads_only=False)
@@ -251,7 +249,7 @@ def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: 
             left = _left_s(time_limit_s, (sg + 1) / net.n_seasons, t0)
             if left is not None and left <= 0.5:
                 break
-            res = _solve(model, left, _hint(sm, best_scheme, best_topo), gap / 2, node_limit)
+            res = _solve(model, left, _hint(sm, best_scheme, best_topo), gap / 2)
             if not res.has_primal_feasible_solution():
                 break
             bound = max(bound, float(res.termination.objective_bounds.dual_bound))
