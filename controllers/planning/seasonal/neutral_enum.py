@@ -195,6 +195,8 @@ def season_minimum(tables: list[np.ndarray], splits: list[list[list[int]]], cap:
     """
     spread = [float((np.abs(t) ** 2).max(axis=1).sum()) for t in tables]
     i0 = int(np.argmax(spread))
+    if spread[i0] == 0:  # no load unbalanced in any scenario: every scheme is at 0
+        return SeasonMinimum(0.0, np.zeros(tables[0].shape[0], dtype=int), np.zeros(len(tables), dtype=int), 0, 0)
     radius = min(start, cap)
     bound = 0.0
     priced = rounds = 0

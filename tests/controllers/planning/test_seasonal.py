@@ -114,6 +114,7 @@ def test_season_minimum_against_brute_force() -> None:
     assert below.scheme is None and below.value == pytest.approx(0.999 * best)
     budget = season_minimum(tables, splits, cap=100.0, start=0.01, max_schemes=1)
     assert budget.scheme is None and budget.value <= best
+    assert season_minimum([0 * t for t in tables], splits, cap=1.0, start=0.1).value == 0.0  # nothing listed
 
 
 def test_scenario_tables_price_every_topology_as_evaluate_does() -> None:
