@@ -71,6 +71,7 @@ class DecomposedResult:
     bound: float  # no plan has a lower eq.-3 value
     per_objective: dict[str, ObjectiveBound]
     wall_s: float
+    cpu_s: float  # this process's CPU seconds (the machine may be shared: wall time says little)
 
 
 def balanced_tables(net: SeasonalNetwork, topologies: list[Topology]) -> tuple[np.ndarray, np.ndarray]:
@@ -372,7 +373,7 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
     """
     if neutral not in ("enumerate", "milp"):
         raise ValueError(f"neutral: expected 'enumerate' or 'milp', got {neutral!r}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     w = np.asarray(weights, dtype=float)
     if w.shape != (3,) or (w < 0).any() or not (w > 0).any():
         raise ValueError(f"weights: expected three non-negative numbers, not all 0, got {weights!r}")
@@ -409,7 +410,8 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
             if best is None or value < best[0]:
                 best = (value, plan, obj)
     assert best is not None
-    return DecomposedResult(best[1], best[2], best[0], min(bound, best[0]), found, time.perf_counter() - t0)
+    return DecomposedResult(best[1], best[2], best[0], min(bound, best[0]), found, time.perf_counter() - t0,
+                            time.process_time() - c0)
 
 
 def scenario_tables(net: SeasonalNetwork, topologies: list[Topology],

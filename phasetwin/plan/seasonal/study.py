@@ -48,6 +48,7 @@ class CaseRow:
     objectives: Objectives
     plan: SeasonalPlan
     wall_s: float
+    cpu_s: float | None = None  # the exact planner's CPU seconds (None: not measured)
 
 
 def run_cases(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float = 120.0,
@@ -74,7 +75,8 @@ def run_cases(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s:
                               start_plan=pso.plan, solved=solved, neutral=neutral,
                               neutral_budget=neutral_budget)
         solved.update(ex.per_objective)
-        rows.append(CaseRow(name, "exact", ex.value, ex.bound, ex.objectives, ex.plan, ex.wall_s))
+        rows.append(CaseRow(name, "exact", ex.value, ex.bound, ex.objectives, ex.plan, ex.wall_s,
+                            ex.cpu_s))
     return rows
 
 
