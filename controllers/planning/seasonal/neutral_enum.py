@@ -26,7 +26,14 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from controllers.planning.seasonal.case import SCHEMES, SeasonalNetwork
-from controllers.planning.seasonal.evaluation import ROT, SeasonalPlan, Topology, evaluate, original_plan
+from controllers.planning.seasonal.evaluation import (
+    ROT,
+    SeasonalPlan,
+    Topology,
+    bus_currents,
+    evaluate,
+    original_plan,
+)
 
 __all__ = ["EnumeratedNeutral", "SeasonMinimum", "head_classes", "loads_at", "min_neutral_enumerated",
            "neutral_table", "season_minimum"]
@@ -182,6 +189,47 @@ def _season_values(tables: list[np.ndarray], splits: list[list[list[int]]], code
     return values, chosen
 
 
+def _listed(tables: list[np.ndarray], splits: list[list[list[int]]], radius: float) -> np.ndarray:
+    """Sorted codes of every scheme whose season value may be ≤ ``radius`` (a superset): the schemes at most
+    ``radius`` under some split in the scenario of widest spread (the fewest schemes near balance)."""
+    i0 = int(np.argmax([float((np.abs(t) ** 2).max(axis=1).sum()) for t in tables]))
+    return np.unique(np.concatenate([_below(tables[i0], split, radius) for split in splits]))
+
+
+def _least_loss(net: SeasonalNetwork, topologies: list[Topology], parts: list[tuple[list[list[int]], list[int]]],
+                scen: list[int], cap: float, max_candidates: int) -> tuple[np.ndarray, list[int]] | None:
+    """Among the season's schemes of season value ≤ ``cap`` (at most ``max_candidates``, the lowest), the one
+    of least hour-weighted losses, each scenario taking the least-loss topology among the splits at most ``cap``
+    there: (schemes [D], topology per scenario); None if there is none."""
+    tables = [neutral_table(net, s) for s in scen]
+    splits = [h for h, _ks in parts]
+    codes = _listed(tables, splits, cap)
+    values, _ = _season_values(tables, splits, codes)
+    keep = np.flatnonzero(values <= cap)
+    if not len(keep):
+        return None
+    codes = codes[keep[np.argsort(values[keep], kind="stable")][:max_candidates]]
+    n_d = len(net.loads)
+    below = np.array([t.below for t in topologies], dtype=float)  # [K, E, n]
+    r = net.z_ohm.real
+    best: tuple[float, np.ndarray, list[int]] | None = None
+    for x in _decode(codes, n_d):
+        total = 0.0
+        topo = []
+        for s, table in zip(scen, tables, strict=True):
+            allowed = sorted({k for c, (heads, ks) in enumerate(parts)
+                              if max(abs(complex(table[h, x[h]].sum())) for h in heads) <= cap for k in ks})
+            i_line = below[allowed] @ bus_currents(net, s, x)  # [k, E, 3]
+            loss = (r[None, :, None] * np.abs(i_line) ** 2).sum(axis=(1, 2))
+            k = int(loss.argmin())
+            topo.append(allowed[k])
+            total += float(net.hours[s] * loss[k])
+        if best is None or total < best[0]:
+            best = (total, x, topo)
+    assert best is not None
+    return best[1], best[2]
+
+
 def season_minimum(tables: list[np.ndarray], splits: list[list[list[int]]], cap: float, *, start: float,
                    growth: float = 1.5, max_schemes: int = 40_000_000) -> SeasonMinimum:
     """min over schemes x of max_i min_c max_{H∈splits[c]} |Σ_{d∈H} tables[i][d, x_d]|: the season's I_n when
@@ -193,16 +241,14 @@ def season_minimum(tables: list[np.ndarray], splits: list[list[list[int]]], cap:
     least value the set held) up to ``cap``. i0 is the scenario with the widest spread (the fewest schemes near
     balance). ``max_schemes`` (a work budget) stops the growth: the last radius searched is then the bound.
     """
-    spread = [float((np.abs(t) ** 2).max(axis=1).sum()) for t in tables]
-    i0 = int(np.argmax(spread))
-    if spread[i0] == 0:  # no load unbalanced in any scenario: every scheme is at 0
+    if all(not np.any(t) for t in tables):  # no load unbalanced in any scenario: every scheme is at 0
         return SeasonMinimum(0.0, np.zeros(tables[0].shape[0], dtype=int), np.zeros(len(tables), dtype=int), 0, 0)
     radius = min(start, cap)
     bound = 0.0
     priced = rounds = 0
     while True:
         rounds += 1
-        codes = np.unique(np.concatenate([_below(tables[i0], split, radius) for split in splits]))
+        codes = _listed(tables, splits, radius)
         priced += len(codes)
         if len(codes):
             values, chosen = _season_values(tables, splits, codes)
@@ -221,13 +267,16 @@ def season_minimum(tables: list[np.ndarray], splits: list[list[list[int]]], cap:
 
 def min_neutral_enumerated(net: SeasonalNetwork, topologies: list[Topology], balanced: np.ndarray, *,
                            start: SeasonalPlan | None = None, max_schemes: int = 40_000_000,
-                           first_radius: float = 0.002) -> EnumeratedNeutral:
+                           first_radius: float = 0.002, tie_break: bool = True,
+                           tie_candidates: int = 2000) -> EnumeratedNeutral:
     """I_n minimised season by season, exactly (``season_minimum``; module docstring). The plan: the minimiser's
     schemes and, per scenario, the topology of least ``balanced`` loss [K, S] (``decomposed.balanced_tables``)
     among those of the split it takes. A season whose minimum is not below the start plan's keeps the start plan's
     part. ``first_radius`` (share of the start plan's season value) sets where the first season's radius starts
     (the next start at the season before's minimum, the seasons being alike); ``max_schemes``
-    (a work budget per season) where it stops, the bound then the last radius searched."""
+    (a work budget per season) where it stops, the bound then the last radius searched. ``tie_break``: then
+    every season takes, among its schemes whose season value is at most the year's I_n (the lowest
+    ``tie_candidates`` of them), the one and the topologies of least losses — the year's I_n unchanged."""
     parts = _partitions(net, topologies)
     heads_of = [h for h, _ks in parts]
     base = start if start is not None else original_plan(net)
@@ -236,7 +285,7 @@ def min_neutral_enumerated(net: SeasonalNetwork, topologies: list[Topology], bal
     plan_scheme = base.scheme.copy()
     season_values = np.zeros(net.n_seasons)
     season_bounds = np.zeros(net.n_seasons)
-    priced = rounds = 0
+    priced = rounds = exact = 0
     last: float | None = None  # the previous season's minimum: where the next season's radius starts
     for sg in range(net.n_seasons):
         scen = [int(s) for s in np.flatnonzero(net.scenario_season == sg)]
@@ -244,6 +293,7 @@ def min_neutral_enumerated(net: SeasonalNetwork, topologies: list[Topology], bal
         found = season_minimum([neutral_table(net, s) for s in scen], heads_of, cap,
                                start=first_radius * cap if last is None else last, max_schemes=max_schemes)
         last = found.value if found.scheme is not None else None
+        exact += found.scheme is not None
         priced += found.schemes_priced
         rounds += found.rounds
         season_bounds[sg] = found.value
@@ -254,6 +304,16 @@ def min_neutral_enumerated(net: SeasonalNetwork, topologies: list[Topology], bal
                 ks = parts[int(c)][1]
                 plan_topo[s] = ks[int(np.argmin(balanced[ks, s]))]
             season_values[sg] = found.value
+    # Ties: I_n is the worst season's, so every season may take, among its schemes and splits at most that, the
+    # ones of least losses (I_n alone leaves them free; the worst season keeps its minimisers).
+    worst = float(season_values.max()) * (1 + 1e-9)
+    # (Only when every season's minimum is exact: the listing is then at a radius where it was already done.)
+    for sg in range(net.n_seasons if tie_break and exact == net.n_seasons else 0):
+        scen = [int(s) for s in np.flatnonzero(net.scenario_season == sg)]
+        least = _least_loss(net, topologies, parts, scen, worst, max_candidates=tie_candidates)
+        if least is not None:
+            plan_scheme[sg] = least[0]
+            plan_topo[scen] = least[1]
     plan = SeasonalPlan(plan_topo, plan_scheme)
     return EnumeratedNeutral(plan, evaluate(net, topologies, plan).i_n_a, float(season_bounds.max()),
                              season_values, season_bounds, priced, rounds)

@@ -7,6 +7,7 @@ radiality of every topology by graph and AC power flow on CIGRE MV.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from itertools import product
 
@@ -15,7 +16,7 @@ import pytest
 
 from controllers.planning.seasonal.case import SCHEMES, SeasonalLoad, SeasonalNetwork, cigre_mv_seasonal
 from controllers.planning.seasonal.database import topology_database
-from controllers.planning.seasonal.decomposed import scenario_tables, solve_decomposed
+from controllers.planning.seasonal.decomposed import balanced_tables, scenario_tables, solve_decomposed
 from controllers.planning.seasonal.evaluation import (
     NotRadialError,
     SeasonalPlan,
@@ -26,7 +27,7 @@ from controllers.planning.seasonal.evaluation import (
     tchebycheff,
     topology_of,
 )
-from controllers.planning.seasonal.neutral_enum import season_minimum
+from controllers.planning.seasonal.neutral_enum import min_neutral_enumerated, season_minimum
 from controllers.planning.seasonal.pso import solve_pso
 from phasetwin.plan.seasonal.study import check_with_pandapower
 
@@ -115,6 +116,29 @@ def test_season_minimum_against_brute_force() -> None:
     budget = season_minimum(tables, splits, cap=100.0, start=0.01, max_schemes=1)
     assert budget.scheme is None and budget.value <= best
     assert season_minimum([0 * t for t in tables], splits, cap=1.0, start=0.1).value == 0.0  # nothing listed
+
+
+def test_neutral_ties_broken_by_the_least_losses() -> None:
+    """I_n by enumeration on the five-bus case split into two one-scenario seasons (L1 less unbalanced): the plan
+    is at the I_n optimum and, among every plan there, of the least losses (brute force: the seasons are
+    independent once the year's I_n is fixed); without the tie-break the losses are higher."""
+    base = five_bus_two_heads()
+    loads = (*base.loads[:2], replace(base.loads[2], shares=np.array([0.5, 0.3, 0.2])))
+    net = replace(base, scenario_season=np.array([0, 1]), loads=loads)
+    tops = radial_topologies(net)
+    tables = [scenario_tables(net, tops, np.array([x, x])) for x in product(range(len(SCHEMES)), repeat=3)]
+    loss = np.stack([t[0] for t in tables])  # [X, K, S]
+    neutral = np.stack([t[2] for t in tables])
+    i_n_best = neutral.min(axis=(0, 1)).max()
+    least = sum(net.hours[s] * loss[:, :, s][neutral[:, :, s] <= i_n_best * (1 + 1e-9)].min() for s in range(2))
+    balanced = balanced_tables(net, tops)[0]
+    for tie_break in (True, False):
+        obj = evaluate(net, tops, min_neutral_enumerated(net, tops, balanced, tie_break=tie_break).plan)
+        assert obj.i_n_a == pytest.approx(i_n_best, rel=1e-9)
+        if tie_break:
+            assert obj.e_loss_kwh == pytest.approx(least, rel=1e-9)
+        else:
+            assert obj.e_loss_kwh > least * (1 + 1e-6)
 
 
 def test_scenario_tables_price_every_topology_as_evaluate_does() -> None:
