@@ -15,6 +15,10 @@ range query; a pair outside the box has a head sum above r), the pairs priced ex
 every scenario of the season, holds every scheme of V ≤ r: its least V is the season's exact minimum if it is
 ≤ r; if not, no scheme reaches r, and r is a proven lower bound. The radius grows until one or the other
 settles the season; I_n is the year's worst season, so the seasons' minima give the year's exact minimum.
+
+I_n alone leaves the other seasons (and the worst one's topologies) free; ``min_neutral_enumerated`` breaks the
+ties by losses: every season takes, among its schemes of season value at most the year's I_n, the one whose
+least-loss topologies (among the splits at most that value) lose least.
 """
 
 from __future__ import annotations
