@@ -107,8 +107,8 @@ def register(plan_app: typer.Typer) -> None:
         check: Annotated[bool, typer.Option(help="check every topology with pandapower (graph + AC flow)")] = True,
         neutral: Annotated[str, typer.Option(
             help="I_n: 'milp' (bound near 0) or 'enumerate' (exact; a proven bound; minutes)")] = "milp",
-        neutral_pairs: Annotated[int, typer.Option(
-            min=1, help="I_n by enumeration: scenario pairs a season tried for the bound (a work budget)")] = 6,
+        neutral_budget: Annotated[int, typer.Option(
+            min=1, help="I_n by enumeration: schemes a season may price (a work budget)")] = 40_000_000,
     ) -> None:
         """Seasonal phase arrangement + radial topology per scenario on CIGRE MV: PSO vs the exact planner (per-season
         decomposition) with a proven bound."""
@@ -128,7 +128,7 @@ def register(plan_app: typer.Typer) -> None:
         tops = radial_topologies(net)
         rows = run_cases(net, tops, time_limit_s=time_limit, swarm=swarm, iterations=iterations,
                          cases=tuple(CASE_WEIGHTS) if case == "all" else (case,), neutral=neutral,
-                         neutral_pairs=neutral_pairs)
+                         neutral_budget=neutral_budget)
         table = Table(title="Seasonal plan, CIGRE MV, 16 scenarios (Table 4 of paper 004 beside)")
         for col in ("case", "method", "objective", "bound", "E_loss MWh/yr", "ΔV p.u.", "I_n A", "s",
                     "paper obj.", "paper E_loss kWh", "paper ΔV", "paper I_n"):

@@ -71,6 +71,7 @@ class DecomposedResult:
     bound: float  # no plan has a lower eq.-3 value
     per_objective: dict[str, ObjectiveBound]
     wall_s: float
+    cpu_s: float  # this process's CPU seconds (the machine may be shared: wall time says little)
 
 
 def balanced_tables(net: SeasonalNetwork, topologies: list[Topology]) -> tuple[np.ndarray, np.ndarray]:
@@ -357,7 +358,7 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
                      reference: Objectives | None = None, p: float = 100.0, time_limit_s: float | None = 120.0,
                      gap: float = 1e-3, start_plan: SeasonalPlan | None = None,
                      solved: dict[str, ObjectiveBound] | None = None, neutral: str = "milp",
-                     neutral_pairs: int = 6) -> DecomposedResult:
+                     neutral_budget: int = 40_000_000) -> DecomposedResult:
     """Eq. 3 with ``weights`` by the per-season decomposition (module docstring): the best plan found, never worse
     than ``start_plan`` nor the original plan, and a proven lower bound.
 
@@ -365,13 +366,14 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
     instead of solved again (the four cases of the paper share them). ``time_limit_s`` is the budget of each
     objective still to solve by MILP (E_loss, I_n; ΔV is enumerated), in wall-clock seconds: a bound found within it
     depends on the machine's load; None solves each season to ``gap`` (reproducible, as the tests run it).
-    ``neutral``: how I_n is minimised, "enumerate" (exact, ``seasonal.neutral_enum``, its bound from up to
-    ``neutral_pairs`` scenario pairs a season) or "milp" (``min_neutral``: its bound stays near 0 when the
+    ``neutral``: how I_n is minimised, "enumerate" (exact, ``seasonal.neutral_enum``; ``neutral_budget``: the
+    schemes a season may price, a work budget that leaves a proven bound if it runs out) or "milp"
+    (``min_neutral``: its bound stays near 0 when the
     optimum is near-perfect balance).
     """
     if neutral not in ("enumerate", "milp"):
         raise ValueError(f"neutral: expected 'enumerate' or 'milp', got {neutral!r}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     w = np.asarray(weights, dtype=float)
     if w.shape != (3,) or (w < 0).any() or not (w > 0).any():
         raise ValueError(f"weights: expected three non-negative numbers, not all 0, got {weights!r}")
@@ -392,7 +394,7 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
             found["i_n_a"] = min_neutral(net, topologies, time_limit_s=share, gap=gap, start=base)
         else:
             enum = min_neutral_enumerated(net, topologies, balanced_tables(net, topologies)[0], start=base,
-                                          max_pairs=neutral_pairs)
+                                          max_schemes=neutral_budget)
             found["i_n_a"] = ObjectiveBound(enum.plan, enum.value, enum.bound)
     bounds = np.zeros(3)
     for m, key in enumerate(keys):
@@ -408,7 +410,8 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
             if best is None or value < best[0]:
                 best = (value, plan, obj)
     assert best is not None
-    return DecomposedResult(best[1], best[2], best[0], min(bound, best[0]), found, time.perf_counter() - t0)
+    return DecomposedResult(best[1], best[2], best[0], min(bound, best[0]), found, time.perf_counter() - t0,
+                            time.process_time() - c0)
 
 
 def scenario_tables(net: SeasonalNetwork, topologies: list[Topology],

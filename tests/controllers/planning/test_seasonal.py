@@ -7,6 +7,7 @@ radiality of every topology by graph and AC power flow on CIGRE MV.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from itertools import product
 
@@ -15,7 +16,7 @@ import pytest
 
 from controllers.planning.seasonal.case import SCHEMES, SeasonalLoad, SeasonalNetwork, cigre_mv_seasonal
 from controllers.planning.seasonal.database import topology_database
-from controllers.planning.seasonal.decomposed import scenario_tables, solve_decomposed
+from controllers.planning.seasonal.decomposed import balanced_tables, scenario_tables, solve_decomposed
 from controllers.planning.seasonal.evaluation import (
     NotRadialError,
     SeasonalPlan,
@@ -26,7 +27,7 @@ from controllers.planning.seasonal.evaluation import (
     tchebycheff,
     topology_of,
 )
-from controllers.planning.seasonal.neutral_enum import tuple_minimum
+from controllers.planning.seasonal.neutral_enum import min_neutral_enumerated, season_minimum
 from controllers.planning.seasonal.pso import solve_pso
 from phasetwin.plan.seasonal.study import check_with_pandapower
 
@@ -89,18 +90,55 @@ def test_decomposed_planner_against_brute_force(weights: tuple[float, float, flo
         assert best <= res.value + 1e-12
 
 
-def test_tuple_minimum_against_brute_force() -> None:
-    """The meet-in-the-middle minimum of max_k |Σ_d comp[d, x_d, k]| equals the one found by listing all 6^5
-    scheme choices of a random instance; below a cap under the minimum it reports none."""
+def test_season_minimum_against_brute_force() -> None:
+    """The season's exact I_n minimum (schemes shared, a split chosen per scenario) equals the one found by listing
+    all 6^5 schemes of a random three-scenario instance with four splits, and its minimiser reproduces it; below
+    a cap under the minimum, or when the work budget runs out, it reports none and a bound not above it."""
     rng = np.random.default_rng(3)
-    comp = rng.normal(size=(5, len(SCHEMES), 3)) + 1j * rng.normal(size=(5, len(SCHEMES), 3))
-    comp[4, :, 2] = 0.0  # a load that does not reach one of the sums
-    every = np.array([np.abs(sum(comp[d, m] for d, m in enumerate(x))).max()
-                      for x in product(range(len(SCHEMES)), repeat=5)])
-    value, x, _ = tuple_minimum(comp, cap=100.0, start=0.01)
-    assert value == pytest.approx(every.min(), rel=1e-12) and x is not None
-    assert np.abs(comp[np.arange(5), x].sum(axis=0)).max() == pytest.approx(value, rel=1e-12)
-    assert tuple_minimum(comp, cap=0.999 * every.min())[1] is None
+    tables = [rng.normal(size=(5, len(SCHEMES))) + 1j * rng.normal(size=(5, len(SCHEMES))) for _ in range(3)]
+    splits = [[[0, 1, 2, 3, 4]], [[0, 1], [2, 3, 4]], [[0, 2, 4], [1, 3]], [[4], [0, 1, 2, 3]]]
+
+    def split_value(i: int, c: int, x: tuple[int, ...]) -> float:
+        return max(abs(sum(tables[i][d, x[d]] for d in head)) for head in splits[c])
+
+    every = {x: max(min(split_value(i, c, x) for c in range(len(splits))) for i in range(3))
+             for x in product(range(len(SCHEMES)), repeat=5)}
+    best = min(every.values())
+    # The minimiser takes different splits in different scenarios (the single-split plan could not reach it).
+    assert best < min(max(split_value(i, c, x) for i in range(3)) for x in every for c in range(len(splits)))
+    found = season_minimum(tables, splits, cap=100.0, start=0.01)
+    assert found.scheme is not None and found.splits is not None
+    assert found.value == pytest.approx(best, rel=1e-12)
+    x = tuple(int(m) for m in found.scheme)
+    assert max(split_value(i, int(c), x) for i, c in enumerate(found.splits)) == pytest.approx(best, rel=1e-12)
+    below = season_minimum(tables, splits, cap=0.999 * best, start=0.01)
+    assert below.scheme is None and below.value == pytest.approx(0.999 * best)
+    budget = season_minimum(tables, splits, cap=100.0, start=0.01, max_schemes=1)
+    assert budget.scheme is None and budget.value <= best
+    assert season_minimum([0 * t for t in tables], splits, cap=1.0, start=0.1).value == 0.0  # nothing listed
+
+
+def test_neutral_ties_broken_by_the_least_losses() -> None:
+    """I_n by enumeration on the five-bus case split into two one-scenario seasons (L1 less unbalanced): the plan
+    is at the I_n optimum and, among every plan there, of the least losses (brute force: the seasons are
+    independent once the year's I_n is fixed); without the tie-break the losses are higher."""
+    base = five_bus_two_heads()
+    loads = (*base.loads[:2], replace(base.loads[2], shares=np.array([0.5, 0.3, 0.2])))
+    net = replace(base, scenario_season=np.array([0, 1]), loads=loads)
+    tops = radial_topologies(net)
+    tables = [scenario_tables(net, tops, np.array([x, x])) for x in product(range(len(SCHEMES)), repeat=3)]
+    loss = np.stack([t[0] for t in tables])  # [X, K, S]
+    neutral = np.stack([t[2] for t in tables])
+    i_n_best = neutral.min(axis=(0, 1)).max()
+    least = sum(net.hours[s] * loss[:, :, s][neutral[:, :, s] <= i_n_best * (1 + 1e-9)].min() for s in range(2))
+    balanced = balanced_tables(net, tops)[0]
+    for tie_break in (True, False):
+        obj = evaluate(net, tops, min_neutral_enumerated(net, tops, balanced, tie_break=tie_break).plan)
+        assert obj.i_n_a == pytest.approx(i_n_best, rel=1e-9)
+        if tie_break:
+            assert obj.e_loss_kwh == pytest.approx(least, rel=1e-9)
+        else:
+            assert obj.e_loss_kwh > least * (1 + 1e-6)
 
 
 def test_scenario_tables_price_every_topology_as_evaluate_does() -> None:
