@@ -16,6 +16,7 @@ from streams import topics
 from streams.bus import Bus
 from streams.errors import DataError
 from streams.messages import MeterFrame, MeterReading
+from streams.meters.held import SPILL_BYTES, HeldRows
 from streams.meters.table import MeterTable
 
 
@@ -70,7 +71,8 @@ class MeterReplay:
 
     def __init__(
         self, *, bus: Bus, feeder: str, table: MeterTable, n_terminals: list[int], start_utc: datetime,
-        tick_s: int, n_ticks: int, per_meter: bool = False,
+        tick_s: int, n_ticks: int, per_meter: bool = False, window_ticks: int = 1440,
+        spill_bytes: int = SPILL_BYTES,
     ) -> None:
         start = pd.Timestamp(start_utc)
         kwargs = {"data_start_utc": table.start_utc, "step_s": table.step_s, "start_utc": start,
@@ -87,8 +89,16 @@ class MeterReplay:
         self._columns = np.flatnonzero(used.reshape(-1))
         """Flat (customer · 3 + terminal) index of each held column."""
         self._customer_of_column = self._columns // 3
-        self._p_kw = p_kw.reshape(n_ticks, n_c * 3)[:, self._columns]
-        self._q_kvar = q_kvar.reshape(n_ticks, n_c * 3)[:, self._columns]
+        n_held = len(self._columns)
+
+        def window(first: int, stop: int) -> np.ndarray:
+            rows = np.empty((stop - first, 2 * n_held))
+            rows[:, :n_held] = p_kw[first:stop].reshape(stop - first, n_c * 3)[:, self._columns]
+            rows[:, n_held:] = q_kvar[first:stop].reshape(stop - first, n_c * 3)[:, self._columns]
+            return rows
+
+        self._held = HeldRows(n_ticks, 2 * n_held, window, window_rows=window_ticks, spill_bytes=spill_bytes)
+        """Per tick: the held columns of p, then of q."""
         self._bus = bus
         self._feeder = feeder
         self._ids = table.customer_ids
@@ -104,55 +114,60 @@ class MeterReplay:
 
     @property
     def n_ticks(self) -> int:
-        return len(self._p_kw)
+        return self._held.n_rows
 
-    def _expanded(self, columns: np.ndarray) -> np.ndarray:
-        """Held columns [k, n_columns] as [k, customers, 3], zeros on the terminals not held."""
-        out = np.zeros((len(columns), self.n_customers * 3))
-        out[:, self._columns] = columns
-        return out.reshape(len(columns), self.n_customers, 3)
+    def _expanded(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Held rows [k, 2 · n_held] as (p_kw, q_kvar) [k, customers, 3], zeros on the terminals not held."""
+        n_held = len(self._columns)
+        p_kw, q_kvar = np.zeros((len(rows), self.n_customers * 3)), np.zeros((len(rows), self.n_customers * 3))
+        p_kw[:, self._columns], q_kvar[:, self._columns] = rows[:, :n_held], rows[:, n_held:]
+        return p_kw.reshape(len(rows), self.n_customers, 3), q_kvar.reshape(len(rows), self.n_customers, 3)
 
     @property
     def p_kw(self) -> np.ndarray:
         """The whole run's active power [ticks, customers, 3], built on each access (a long run's full size:
         prefer ``lookahead`` or ``by_customers``)."""
-        return self._expanded(self._p_kw)
+        return self.lookahead(0, self.n_ticks)[0]
 
     @property
     def q_kvar(self) -> np.ndarray:
         """As ``p_kw``, reactive power."""
-        return self._expanded(self._q_kvar)
+        return self.lookahead(0, self.n_ticks)[1]
 
     def lookahead(self, tick: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Terminal data the meters will publish for ticks [tick, tick + n) (clipped to the run)."""
-        return self._expanded(self._p_kw[tick : tick + n]), self._expanded(self._q_kvar[tick : tick + n])
+        return self._expanded(self._held.rows(tick, tick + n))
 
     def by_customers(self, size: int = 8) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The whole run's (p_kw, q_kvar) [ticks, k, 3] of at most ``size`` customers at a time, in order: what
         a per-customer reduction over the run needs, without the whole [ticks, customers, 3] at once."""
+        n_held, window = len(self._columns), self._held.window_rows
         for first in range(0, self.n_customers, size):
             stop = min(self.n_customers, first + size)
-            take = (self._customer_of_column >= first) & (self._customer_of_column < stop)
+            take = np.flatnonzero((self._customer_of_column >= first) & (self._customer_of_column < stop))
             flat = self._columns[take] - 3 * first
             p_kw, q_kvar = (np.zeros((self.n_ticks, (stop - first) * 3)) for _ in range(2))
-            p_kw[:, flat], q_kvar[:, flat] = self._p_kw[:, take], self._q_kvar[:, take]
+            for a in range(0, self.n_ticks, window):
+                rows = self._held.rows(a, a + window)
+                p_kw[a:a + len(rows), flat], q_kvar[a:a + len(rows), flat] = rows[:, take], rows[:, n_held + take]
             yield p_kw.reshape(self.n_ticks, stop - first, 3), q_kvar.reshape(self.n_ticks, stop - first, 3)
 
     def on_tick(self, tick: int, time_utc: datetime) -> None:
-        p_kw, q_kvar = self._expanded(self._p_kw[tick : tick + 1])[0], self._expanded(self._q_kvar[tick : tick + 1])[0]
+        p_rows, q_rows = self._expanded(self._held.rows(tick, tick + 1))
+        p_kw, q_kvar = p_rows[0], q_rows[0]
         if not self._per_meter:
             self._bus.publish(self._frame_topic, MeterFrame.trusted(
                 feeder=self._feeder, tick=tick, time_utc=time_utc, meter_ids=self._ids,
                 p_kw=p_kw, q_kvar=q_kvar, estimated=()))
             self.published += len(self._ids)
             return
-        p_rows, q_rows = p_kw.tolist(), q_kvar.tolist()
+        p_list, q_list = p_kw.tolist(), q_kvar.tolist()
         for i, topic in enumerate(self._topics):
             n = self._n_terminals[i]
             # model_construct: these values were validated when the data were read; this is the hot loop.
             reading = MeterReading.trusted(
                 feeder=self._feeder, tick=tick, time_utc=time_utc, meter_id=self._ids[i],
-                p_kw=tuple(p_rows[i][:n]), q_kvar=tuple(q_rows[i][:n]), estimated=False,
+                p_kw=tuple(p_list[i][:n]), q_kvar=tuple(q_list[i][:n]), estimated=False,
             )
             self._bus.publish(topic, reading)
         self.published += len(self._topics)
