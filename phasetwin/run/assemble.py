@@ -105,7 +105,7 @@ def _device_guarded(bus: Bus, ingest: IngestGuard, *, feeder: Feeder, clock: Tic
 
 def _check_envelope(meters: MeterReplay, feeder: Feeder, limit_kva: float) -> None:
     """The replayed data must pass the guard themselves: otherwise the twin would quarantine its own meters."""
-    s_kva = np.hypot(meters.p_kw, meters.q_kvar).max(axis=(0, 2))
+    s_kva = np.concatenate([np.hypot(p_kw, q_kvar).max(axis=(0, 2)) for p_kw, q_kvar in meters.by_customers()])
     over = [f"{c.id} ({s:.1f} kVA)" for c, s in zip(feeder.customers, s_kva, strict=True) if s > limit_kva]
     if over:
         raise ScenarioError(f"meter data above the plausibility envelope of {limit_kva:g} kVA per terminal: "
@@ -213,7 +213,6 @@ class RunAssembly:
 
     scenario: Scenario
     feeder: Feeder
-    table: MeterTable
     data: DataRecord
     clock: TickClock
     specs: list[DeviceSpec]
@@ -286,7 +285,8 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
         start_utc=clock.start_utc, tick_s=clock.tick_s, n_ticks=clock.n_ticks, per_meter=scenario.per_meter_topics,
     )
     _check_envelope(meters, feeder, limit_kva)
-    ingest.learn(dict(zip([c.id for c in feeder.customers], learn_plausibility(meters.p_kw), strict=True)))
+    learned = [limits for p_kw, _ in meters.by_customers() for limits in learn_plausibility(p_kw)]
+    ingest.learn(dict(zip([c.id for c in feeder.customers], learned, strict=True)))
     switching = _switching(scenario, feeder, clock, controlled=bool(specs))
     primary, engine_note = build_engine(feeder, engine=scenario.engine, threads=threads)
     powerflow = FallbackPowerFlow(primary, rungs=default_rungs(feeder, engine=primary.engine))
@@ -312,7 +312,7 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
                            probe_ticks=max(1, scenario.controller.period_s // clock.tick_s))
         controller_bus = DeferredBus(gate) if scenario.speed > 0 else gate
     run = RunAssembly(
-        scenario=scenario, feeder=feeder, table=table, data=data, clock=clock, specs=specs, bus=bus, ingest=ingest,
+        scenario=scenario, feeder=feeder, data=data, clock=clock, specs=specs, bus=bus, ingest=ingest,
         meters=meters, switching=switching, grid=grid, engine=primary, engine_note=engine_note, layout=layout,
         recorder=ParquetRecorder(bus=bus, feeder=name, layout=layout, time_utc=time_index, folder=scenario.out,
                                  flush_ticks=scenario.flush_ticks),
@@ -349,10 +349,10 @@ def assemble(scenario: Scenario, *, bus: Bus | None = None, influx: InfluxSettin
 def _period_load_kw(feeder: Feeder, table: MeterTable, clock: TickClock) -> np.ndarray:
     """[steps, customers] each customer's load (its terminals summed) over the run's period, in feeder order: what
     ``Placement.IMPACT`` places devices by."""
-    inside = (table.time_utc >= clock.start_utc) & (table.time_utc < clock.end_utc)
+    first, stop = table.time_utc.searchsorted([pd.Timestamp(clock.start_utc), pd.Timestamp(clock.end_utc)])
     column = {cid: i for i, cid in enumerate(table.customer_ids)}
-    total = table.p_kw[inside].sum(axis=2)
-    return np.stack([total[:, column[c.id]] if c.id in column else np.zeros(int(inside.sum()))
+    total = table.p_kw[first:stop].sum(axis=2)  # a slice, not a mask: a long run's data are not copied
+    return np.stack([total[:, column[c.id]] if c.id in column else np.zeros(len(total))
                      for c in feeder.customers], axis=1)
 
 

@@ -63,7 +63,7 @@ def _forecaster(
     pv_source: PvSource | None,
 ) -> Forecaster:
     """Series: every customer's three terminals, then each PESS's available PV."""
-    n_series = meters.p_kw.shape[1] * 3 + sum(1 for d in controlled if d.kind == DeviceKind.PESS)
+    n_series = meters.n_customers * 3 + sum(1 for d in controlled if d.kind == DeviceKind.PESS)
     ticks_per_step = scenario.controller.period_s // clock.tick_s
     kind = scenario.controller.forecast
     if kind is ForecastKind.PERSISTENCE:

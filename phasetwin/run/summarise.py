@@ -233,7 +233,7 @@ def _write_files(run: RunAssembly, summary: RunSummary) -> list[Path]:
     path.write_text(json.dumps(summary.model_dump(mode="json"), indent=2, default=str) + "\n")
     (out / DATA_RECORD_FILE).write_text(run.data.model_dump_json(indent=2) + "\n")
     files = [path, out / DATA_RECORD_FILE, run.loading.write(out),
-             *write_run_context(out, feeder=run.feeder, scenario=run.scenario, table=run.table, devices=run.specs)]
+             *write_run_context(out, feeder=run.feeder, scenario=run.scenario, devices=run.specs)]
     if run.hil is not None:
         files += run.hil.write(out)
     if run.switching is not None:

@@ -167,6 +167,12 @@ def cover(table: MeterTable, feeder: Feeder, *, unmetered: Unmetered = DEFAULT_U
                         "no profile to take; give data for some or use --unmetered zero")
     raise_data_problems(f"{table.source}: meter data do not match feeder {feeder.name!r}", problems)
 
+    coverage = Coverage(customers=len(ids), metered=len(metered), unmetered=len(missing),
+                        unmetered_policy=unmetered.text(), unknown_meters=len(unknown),
+                        unknown_meters_policy=unknown_meters, unmetered_ids=tuple(missing),
+                        unknown_meter_ids=tuple(unknown))
+    if table.customer_ids == tuple(ids):  # exactly the feeder's customers in its order: the table itself
+        return table, coverage
     n_t = table.n_steps
     p_kw = np.zeros((n_t, len(ids), 3))
     q_kvar = np.zeros_like(p_kw)
@@ -194,10 +200,6 @@ def cover(table: MeterTable, feeder: Feeder, *, unmetered: Unmetered = DEFAULT_U
         source += f", {len(missing)} unmetered on {unmetered.text()}"
     elif missing:
         source += f", {len(missing)} unmetered at zero"
-    coverage = Coverage(customers=len(ids), metered=len(metered), unmetered=len(missing),
-                        unmetered_policy=unmetered.text(), unknown_meters=len(unknown),
-                        unknown_meters_policy=unknown_meters, unmetered_ids=tuple(missing),
-                        unknown_meter_ids=tuple(unknown))
     covered = MeterTable(time_utc=table.time_utc, step_s=table.step_s, customer_ids=tuple(ids), p_kw=p_kw,
                          q_kvar=q_kvar, source=source, quality=table.quality)
     return covered, coverage

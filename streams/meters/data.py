@@ -731,9 +731,12 @@ def read_meter_data(
     is_long = "customer" in columns
     parse = _parse_long if is_long else _parse_wide
     parsed = parse(frame, times_ns, columns, csv=csv, problems=problems)
+    rows_read = len(frame)
+    del frame, raw_times  # the parsed numbers are what the rows had: a long file is not held twice (issue 31)
     order, terminal = _terminal_map(parsed.keys, customers, problems, exact=exact)
     raise_data_problems(source, problems)
     grid = _align(parsed, step_s=step_s, policy=policy, start_ns=start_ns, end_ns=end_ns, source=source)
+    parsed.values = np.empty((0, *parsed.values.shape[1:]))  # on the grid now: not held twice
 
     factor = unit.kw_factor(grid.step_s)
     n_steps = len(grid.values)
@@ -757,7 +760,7 @@ def read_meter_data(
         notes.append("';'-separated values, decimal comma")
     if local is not None:
         notes.append(local.note())
-    quality = DataQuality(rows_read=len(frame), notes=tuple(notes), **grid.counts)
+    quality = DataQuality(rows_read=rows_read, notes=tuple(notes), **grid.counts)
     step_ns = grid.step_s * 1_000_000_000
     time_utc = pd.DatetimeIndex(pd.to_datetime(grid.anchor_ns + step_ns * np.arange(n_steps), unit="ns",
                                                utc=True))

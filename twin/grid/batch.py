@@ -67,10 +67,12 @@ class BatchSolver:
         controller): one solve, the same batch the tick-by-tick path would solve ahead."""
         self._block = None
         self.counters.cache_hits += p.shape[0] - 1  # as tick by tick: every tick after the first from the block
-        return self._solve(tick, p, q, line_closed=line_closed, resolve=False)
+        return self._solve(tick, p, q, line_closed=line_closed, resolve=False, angles=False)
 
     def _solve(self, tick: int, batch_p: np.ndarray, batch_q: np.ndarray, *, line_closed: LineClosed,
-               resolve: bool) -> Block:
+               resolve: bool, angles: bool = True) -> Block:
+        """``angles=False``: a block's rows are recorded without voltage angles (``StateRows``), so the engine may
+        leave them out of its bus pass (``PowerFlowResult.leave_out``)."""
         cpu_start_s = time.process_time()
         failed: frozenset[int] = frozenset()
         try:
@@ -78,6 +80,8 @@ class BatchSolver:
                                            line_closed=line_closed(tick, batch_p.shape[0]))
         except PowerFlowNotConverged as err:
             result, failed = err.partial, frozenset(err.failed_indices)
+        if not angles:
+            result.leave_out("va_deg")
         block = self._metrics.block(tick, batch_p, batch_q, result, failed)
         c, cpu_s = self.counters, time.process_time() - cpu_start_s
         c.solves += 1

@@ -168,6 +168,14 @@ class PowerFlowResult:
         if len(self._values) == len(RESULT_ARRAYS):
             object.__setattr__(self, "_deferred", None)  # let go of the engine's intermediate arrays
 
+    def leave_out(self, *names: str) -> None:
+        """A hint that arrays ``names`` will likely not be read: an engine that computes several arrays in one
+        pass (zbus: magnitudes, angles and VUF of every bus) leaves them out of it and computes them alone if they
+        are read after all. The values read do not change."""
+        hint = getattr(self._deferred, "leave_out", None)
+        if hint is not None:
+            hint(names)
+
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"PowerFlowResult is read-only: cannot set {name!r}")
 

@@ -263,14 +263,23 @@ class SweepArrays:
         self.j_lv = j_lv
         self._swept: tuple[np.ndarray, np.ndarray] | None = None
         self._done: dict[str, np.ndarray] = {}
+        self._angles_alone = False
+        """``va_deg`` is left out of the bus pass (``leave_out``) and computed by a pass of its own if read."""
+
+    def leave_out(self, names: tuple[str, ...]) -> None:
+        """See ``PowerFlowResult.leave_out``: only ``va_deg`` can be (its arctan2 is a third of the bus pass)."""
+        if "va_deg" in names and "vm_pu" not in self._done:
+            self._angles_alone = True
 
     def compute(self, name: str) -> dict[str, np.ndarray]:
         """See ``twin.powerflow.interface.DeferredArrays``."""
         if name in self._done:
             return {name: self._done[name]}
         with np.errstate(all="ignore"):
-            if name in ("vm_pu", "va_deg", "vuf_pct"):
-                new = self._buses()
+            if name in ("vm_pu", "vuf_pct"):
+                new = self._buses(magnitudes=True, angles=not self._angles_alone)
+            elif name == "va_deg":
+                new = self._buses(magnitudes="vm_pu" not in self._done, angles=True)
             elif name == "v_v":
                 vm = self.compute("vm_pu")["vm_pu"] if "vm_pu" not in self._done else self._done["vm_pu"]
                 new = {"v_v": vm * self.engine.v_base_v[:, None]}
@@ -284,7 +293,7 @@ class SweepArrays:
             else:
                 raise AttributeError(f"PowerFlowResult has no array {name!r}")
         self._done.update(new)
-        if {"vm_pu", "i_ka", "loss_kw"} <= self._done.keys():  # v_v and loading need only those: let go of the rest
+        if {"vm_pu", "va_deg", "i_ka", "loss_kw"} <= self._done.keys():  # v_v, loading need only those: let go
             self._swept = None
             self.i_load = None
         return new
@@ -328,26 +337,34 @@ class SweepArrays:
         v_bus[:, chains.mv_bus] = mv[a:b]
         return v_bus
 
-    def _buses(self) -> dict[str, np.ndarray]:
+    def _buses(self, *, magnitudes: bool, angles: bool) -> dict[str, np.ndarray]:
+        """One pass over every bus's phasors: ``magnitudes`` (vm_pu and vuf_pct), ``angles`` (va_deg)."""
         engine = self.engine
         j, v = self._sweep()
         mv = engine._mv_voltage(self.j_lv)
         k = self.j_lv.shape[0]
-        vm_pu, va_deg = np.empty((k, engine.n_bus, 3)), np.empty((k, engine.n_bus, 3))
-        vuf_pct = np.empty((k, engine.n_bus))
+        out: dict[str, np.ndarray] = {}
+        if magnitudes:
+            out["vm_pu"], out["vuf_pct"] = np.empty((k, engine.n_bus, 3)), np.empty((k, engine.n_bus))
+        if angles:
+            out["va_deg"] = np.empty((k, engine.n_bus, 3))
         inv_base = 1.0 / engine.v_base_v[:, None]
 
         def rows(a: int, b: int) -> None:
             with np.errstate(all="ignore"):
                 v_bus = self._bus_voltages(j, v, mv, a, b)
-                np.abs(v_bus, out=vm_pu[a:b])
-                vm_pu[a:b] *= inv_base
-                np.arctan2(v_bus.imag, v_bus.real, out=va_deg[a:b])
-                va_deg[a:b] *= DEG_PER_RAD
-                vuf_pct[a:b] = voltage_unbalance_factor_pct_of_phasors(v_bus)
+                if magnitudes:
+                    vm_pu = out["vm_pu"][a:b]
+                    np.abs(v_bus, out=vm_pu)
+                    vm_pu *= inv_base
+                    out["vuf_pct"][a:b] = voltage_unbalance_factor_pct_of_phasors(v_bus)
+                if angles:
+                    va_deg = out["va_deg"][a:b]
+                    np.arctan2(v_bus.imag, v_bus.real, out=va_deg)
+                    va_deg *= DEG_PER_RAD
 
         for_row_chunks(k, rows, chunk=chunk_states(engine.n_bus))
-        return {"vm_pu": vm_pu, "va_deg": va_deg, "vuf_pct": vuf_pct}
+        return out
 
     def _lines(self) -> dict[str, np.ndarray]:
         engine, chains = self.engine, self.chains

@@ -73,3 +73,30 @@ def test_frames_carry_the_same_values_as_readings() -> None:
     (frame,) = got
     assert frame.meter_ids == ("c1",)
     assert frame.p_kw.tolist() == [[2.0, 0.0, 0.0]] and frame.q_kvar.tolist() == [[1.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("spill_bytes", [10**6, 0])
+def test_the_held_columns_give_back_the_table_terminal_for_terminal(spill_bytes: int) -> None:
+    """Only used terminals are held (issue 31, memory), in memory or in the spill file read by windows of 3 ticks;
+    a spare terminal that is not zero is held too."""
+    rng = np.random.default_rng(3)
+    p = rng.uniform(-1, 4, size=(6, 3, 3))
+    p[:, 0, 1:] = 0.0  # single-phase customer: spare terminals zero
+    p[:, 1, 2] = 0.0
+    p[:, 1, 1] = 0.0
+    p[2, 1, 1] = 0.7  # ...except one value on a spare terminal
+    table = MeterTable(time_utc=pd.date_range(T0, periods=6, freq="60s"), step_s=60, customer_ids=("a", "b", "c"),
+                       p_kw=p, q_kvar=p * 0.3, source="test")
+    replay = MeterReplay(bus=LocalBus(), feeder="f", table=table, n_terminals=[1, 1, 3],
+                         start_utc=(T0 + pd.Timedelta(minutes=1)).to_pydatetime(), tick_s=60, n_ticks=4,
+                         window_ticks=3, spill_bytes=spill_bytes)
+    assert (replay._held.n_columns, replay._held.spilled) == (2 * (1 + 2 + 3), spill_bytes == 0)
+    for tick, n in [(1, 2), (3, 1), (0, 4), (2, 9)]:  # in the window, after it, longer than it, clipped
+        got_p, got_q = replay.lookahead(tick, n)
+        assert np.array_equal(got_p, p[1 + tick:1 + min(4, tick + n)])
+        assert np.array_equal(got_q, p[1 + tick:1 + min(4, tick + n)] * 0.3)
+    assert np.array_equal(replay.p_kw, p[1:5]) and np.array_equal(replay.q_kvar, p[1:5] * 0.3)
+    chunks = list(replay.by_customers(size=2))
+    assert [c[0].shape for c in chunks] == [(4, 2, 3), (4, 1, 3)]
+    assert np.array_equal(np.concatenate([c[0] for c in chunks], axis=1), p[1:5])
+    assert np.array_equal(np.concatenate([c[1] for c in chunks], axis=1), p[1:5] * 0.3)
