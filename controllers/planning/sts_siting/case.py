@@ -8,6 +8,7 @@ candidate's base connection is its load per phase; rotation r ∈ {0, 1, 2} move
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -62,6 +63,9 @@ class PessSpec:
     inverter_kva: float
     home_phase: int = 0
     pv_kwp: float | None = None  # PV rating (pv_kw = pv_kwp × a per-kWp shape); None = the largest pv_kw
+    # Q_CC^max of eqs. 28–29: reactive power the inverter may inject (+) or absorb (−) on the phase it is connected
+    # to, within its apparent-power limit; only where the PESS takes part in the governance (S4). 0: unity pf.
+    q_max_kvar: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,10 +111,32 @@ class SitingCase:
     head_branch: int = 1
     name: str = "case"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The branches l whose unbalance κ_l enters S_cub (eq. 3, "unbalance of distribution branches"); each is
+    # weighted by its share of the head's current (see ``evaluation``). Empty: the head branch alone.
+    unbalance_branches: tuple[int, ...] = ()
 
     @property
     def n_steps(self) -> int:
         return int(self.fixed_p_kw.shape[0])
+
+    @property
+    def kappa_branches(self) -> tuple[int, ...]:
+        return self.unbalance_branches or (self.head_branch,)
+
+
+def governed_branches(network: SitingNetwork, fixed_p_kw: np.ndarray, candidate_buses: Iterable[int]) -> tuple[int, ...]:
+    """The branches whose unbalance the STS can change: they feed at least one candidate and at least one other
+    load (a second candidate or a fixed load); a branch feeding a single candidate has the same κ whatever its
+    phase (a lone single-phase load is always fully unbalanced)."""
+    sub = network.subtree()
+    cands = list(candidate_buses)
+    loaded = np.abs(fixed_p_kw).sum(axis=(0, 2)) > 0
+    out = []
+    for e in range(1, network.n_bus):
+        n_cand = sum(1 for b in cands if sub[e, b])
+        if n_cand >= 2 or (n_cand == 1 and bool((sub[e] & loaded).any())):
+            out.append(e)
+    return tuple(out)
 
 
 _SITING = ConfigDict(frozen=True, extra="forbid")
@@ -169,3 +195,4 @@ class Operation:
     pv_used_kw: np.ndarray  # [T]
     charge_kw: np.ndarray  # [T]
     discharge_kw: np.ndarray  # [T]
+    pess_q_kvar: np.ndarray | None = None  # [T] reactive power injected by the PESS on its phase (eq. 28); None = 0

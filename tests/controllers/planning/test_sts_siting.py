@@ -286,3 +286,22 @@ def test_a_solve_starts_from_the_cheapest_known_plan_and_keeps_it_over_a_dearer_
     assert cheapest_start(case, PARAMS, [None]) is None
     assert no_worse_than_start(case, PARAMS, home, True, best) == (best, False)
     assert no_worse_than_start(case, PARAMS, best, True, home) == (best, True)
+
+
+def test_pess_reactive_power_of_eqs_28_29_is_priced_as_the_milp_prices_it_and_kept_in_the_inverter() -> None:
+    """S4 with Q_CC^max > 0: the MILP's objective is ``evaluate``'s total of its plan (Q on the PESS's phase), Q
+    stays within its bounds and the inverter's circle, and the plan is no dearer than at unity power factor."""
+    unity = four_bus_feeder(with_pess=True, heavy_c=2.5)
+    assert unity.pess is not None
+    case = replace(unity, pess=replace(unity.pess, q_max_kvar=8.0))
+    res = solve_operation(case, PARAMS, scenario=Scenario.S4, objective=Objective.COST, time_limit_s=30)
+    op = res.operation
+    assert res.optimal and op.pess_q_kvar is not None and np.abs(op.pess_q_kvar).max() > 1e-3
+    assert res.objective == pytest.approx(evaluate(case, op, PARAMS).total, rel=1e-6)
+    assert np.abs(op.pess_q_kvar).max() <= 8.0 + 1e-6
+    p_net = op.pv_used_kw + op.discharge_kw - op.charge_kw
+    assert np.all(np.hypot(p_net, op.pess_q_kvar) <= case.pess.inverter_kva + 1e-6)
+    flat = solve_operation(unity, PARAMS, scenario=Scenario.S4, objective=Objective.COST, time_limit_s=30)
+    assert flat.operation.pess_q_kvar is None
+    assert res.objective < flat.objective - 1e-6
+    assert solve_operation(case, PARAMS, scenario=Scenario.S3, objective=Objective.COST).operation.pess_q_kvar is None
