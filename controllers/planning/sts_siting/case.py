@@ -124,7 +124,8 @@ class SitingCase:
         return self.unbalance_branches or (self.head_branch,)
 
 
-def governed_branches(network: SitingNetwork, fixed_p_kw: np.ndarray, candidate_buses: Iterable[int]) -> tuple[int, ...]:
+def governed_branches(network: SitingNetwork, fixed_p_kw: np.ndarray,
+                      candidate_buses: Iterable[int]) -> tuple[int, ...]:
     """The branches whose unbalance the STS can change: they feed at least one candidate and at least one other
     load (a second candidate or a fixed load); a branch feeding a single candidate has the same κ whatever its
     phase (a lone single-phase load is always fully unbalanced)."""
@@ -158,7 +159,7 @@ class CostParams(BaseModel):
         default=0.20e6, ge=0, description="α·365: yearly cost of one unit of daily Σ_t κ_t (S_cub = α·Σ_t κ_t a day)"
     )
     loss_price_per_kwh: float = Field(
-        default=1.6, ge=0, description="λ, price of a kWh of branch losses. Not stated by the paper: calibrated once "
+        default=1.30, ge=0, description="λ, price of a kWh of branch losses. Not stated by the paper: calibrated once "
         "so that S4 on IEEE 13 at the base prices costs Table 3 row 1's 11.10 M¥ over the horizon H that Table 4's "
         "slope implies (phasetwin/plan/siting/paper_figures.py); measured 10.9–11.8 M¥ for λ 1.52–1.66 with 45 s "
         "solves")

@@ -5,8 +5,8 @@ brute-force enumeration:
 
 - flows: lossless linearised DistFlow (eqs. 10–12 without the I²·r terms): P_e = Σ_{b below e} p_b per phase;
   squared voltage u_b = u_0 − Σ_{e on the path} 2·(r_e·P_e + x_e·Q_e)/V_e² (eq. 12);
-- κ (eq. 9) at the head branch (or summed over ``case.unbalance_branches``, each branch's unbalanced current
-  3·max − Σ on its own reference direction, divided by the head's D̂_t: a lateral counts by its share of the
+- κ (eq. 9) at the head branch (or averaged over ``case.unbalance_branches``: each branch's unbalanced current
+  3·max − Σ on its own reference direction, divided by the head's D̂_t, so a lateral counts by its share of the
   head's current), linearised: the phase currents |I_X| = |S_X|/V are replaced by their projection
   Ĩ_X = (P_X·cos φ_t + Q_X·sin φ_t)/V on the direction φ_t of the head's total power in the reference
   operation (no governance), and the denominator Σ|I_X| by that reference total D̂_t:
@@ -187,7 +187,7 @@ def evaluate(case: SitingCase, op: Operation, params: CostParams, *, manual: boo
     for e in case.kappa_branches:
         cos_e, sin_e = (ranges.cos_t, ranges.sin_t) if e == h else (ranges.cos_te[:, e], ranges.sin_te[:, e])
         proj = (fp[:, e, :] * cos_e[:, None] + fq[:, e, :] * sin_e[:, None]) / net.v_ln_kv[e]
-        kappa_lin += (3.0 * proj.max(axis=1) - proj.sum(axis=1)) / ranges.d_ref_a
+        kappa_lin += (3.0 * proj.max(axis=1) - proj.sum(axis=1)) / ranges.d_ref_a / len(case.kappa_branches)
     head_i = np.hypot(fp[:, h, :], fq[:, h, :]) / v_head
     kappa = current_unbalance(head_i)
 

@@ -318,7 +318,8 @@ def solve_operation(
             proj = [(fp[e, x] * float(cos_e) + fq[e, x] * float(sin_e)) * (1.0 / net.v_ln_kv[e]) for x in range(3)]
             for x in range(3):
                 model.add_linear_constraint(m >= proj[x])
-            kappa_terms.append((3.0 * m - mathopt.fast_sum(proj)) * (1.0 / float(ranges.d_ref_a[t])))
+            kappa_terms.append((3.0 * m - mathopt.fast_sum(proj))
+                               * (1.0 / (float(ranges.d_ref_a[t]) * len(case.kappa_branches))))
 
     currents = [c.current_a for c in cands]
     s_ins = (params.annuity_per_day * (params.communication_price * w + params.sts_unit_price * n_installed)

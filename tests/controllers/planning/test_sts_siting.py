@@ -260,14 +260,14 @@ def test_with_sites_adds_idle_sites_and_sends_dropped_loads_home() -> None:
 def test_single_level_on_the_ieee13_evening_peak_equals_enumeration_over_sites() -> None:
     """Independent check on the paper's feeder: hours 17–18, the STS rating (eq. 7) at 70 A so that three loads
     (buses 6, 10, 12) may carry one; every subset of them with its best operation (fixed-site MILPs) against the
-    single-level MILP. At 0.02 M¥ an STS all three are sited, so the check is not on an empty plan."""
+    single-level MILP. At 0.02 M¥ an STS and α 1 M¥ all three are sited, so the check is not on an empty plan."""
     day = ieee13_case()
     hours = slice(17, 19)
     assert day.pess is not None
     case = replace(day, fixed_p_kw=day.fixed_p_kw[hours], fixed_q_kvar=day.fixed_q_kvar[hours],
                    candidates=tuple(replace(c, p_kw=c.p_kw[hours], q_kvar=c.q_kvar[hours]) for c in day.candidates),
                    pess=replace(day.pess, pv_kw=day.pess.pv_kw[hours]))
-    params = CostParams(sts_unit_price=0.02e6, sts_rating_a=70.0)
+    params = CostParams(sts_unit_price=0.02e6, sts_rating_a=70.0, unbalance_cost=1.0e6)
     assert max_sites(case, params, Scenario.S3) == 3
     single = solve_single_level(case, params, scenario=Scenario.S3, time_limit_s=60)
     every = solve_brute_force(case, params, scenario=Scenario.S3, time_limit_s=60)
