@@ -300,7 +300,7 @@ def test_pess_reactive_power_of_eqs_28_29_is_priced_as_the_milp_prices_it_and_ke
     assert res.objective == pytest.approx(evaluate(case, op, PARAMS).total, rel=1e-6)
     assert np.abs(op.pess_q_kvar).max() <= 8.0 + 1e-6
     p_net = op.pv_used_kw + op.discharge_kw - op.charge_kw
-    assert np.all(np.hypot(p_net, op.pess_q_kvar) <= case.pess.inverter_kva + 1e-6)
+    assert case.pess is not None and np.all(np.hypot(p_net, op.pess_q_kvar) <= case.pess.inverter_kva + 1e-6)
     flat = solve_operation(unity, PARAMS, scenario=Scenario.S4, objective=Objective.COST, time_limit_s=30)
     assert flat.operation.pess_q_kvar is None
     assert res.objective < flat.objective - 1e-6
