@@ -305,3 +305,25 @@ def test_pess_reactive_power_of_eqs_28_29_is_priced_as_the_milp_prices_it_and_ke
     assert flat.operation.pess_q_kvar is None
     assert res.objective < flat.objective - 1e-6
     assert solve_operation(case, PARAMS, scenario=Scenario.S3, objective=Objective.COST).operation.pess_q_kvar is None
+
+
+def test_unbalance_is_priced_on_the_branches_the_sts_can_change_and_the_milp_prices_it_as_evaluate() -> None:
+    """The governed branches of IEEE 13 (each feeds a candidate and another load); on two evening hours the
+    MILP's objective over them equals ``evaluate``'s total of its plan, and the head-only case prices less κ."""
+    day = ieee13_case()
+    names = day.network.bus_names
+    assert [(names[day.network.parent[e]], names[e]) for e in day.unbalance_branches] == [
+        ("650", "632"), ("632", "645"), ("632", "671"), ("671", "684"), ("671", "692")]
+    assert ieee13_case(branch_unbalance=False).kappa_branches == (day.head_branch,)
+    hours = slice(17, 19)
+    assert day.pess is not None
+    case = replace(day, fixed_p_kw=day.fixed_p_kw[hours], fixed_q_kvar=day.fixed_q_kvar[hours],
+                   candidates=tuple(replace(c, p_kw=c.p_kw[hours], q_kvar=c.q_kvar[hours]) for c in day.candidates),
+                   pess=replace(day.pess, pv_kw=day.pess.pv_kw[hours]))
+    params = CostParams(unbalance_cost=1.0e6)
+    res = solve_operation(case, params, scenario=Scenario.S3, objective=Objective.COST, time_limit_s=60)
+    assert res.optimal and res.operation.sites
+    ev = evaluate(case, res.operation, params)
+    assert res.objective == pytest.approx(ev.total, rel=1e-6)
+    head = evaluate(replace(case, unbalance_branches=()), res.operation, params)
+    assert not np.allclose(head.kappa_lin, ev.kappa_lin)
