@@ -161,8 +161,8 @@ class CostParams(BaseModel):
     loss_price_per_kwh: float = Field(
         default=1.30, ge=0, description="λ, price of a kWh of branch losses. Not stated by the paper: calibrated once "
         "so that S4 on IEEE 13 at the base prices costs Table 3 row 1's 11.10 M¥ over the horizon H that Table 4's "
-        "slope implies (phasetwin/plan/siting/paper_figures.py); measured 10.9–11.8 M¥ for λ 1.52–1.66 with 45 s "
-        "solves")
+        "slope implies (phasetwin/plan/siting/paper_figures.py); measured 10.81 M¥ at λ 1.30 with κ averaged over the "
+        "governed branches and 40 s solves (1.52–1.66 gave 10.9–11.8 M¥ with the head's κ alone)")
     curtailment_cost: float = Field(
         default=600.0, ge=0, description="γ, cost of one hour at curtailment rate 1 (≈ price × PV rating)"
     )
