@@ -8,6 +8,7 @@ candidate's base connection is its load per phase; rotation r ∈ {0, 1, 2} move
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -62,6 +63,9 @@ class PessSpec:
     inverter_kva: float
     home_phase: int = 0
     pv_kwp: float | None = None  # PV rating (pv_kw = pv_kwp × a per-kWp shape); None = the largest pv_kw
+    # Q_CC^max of eqs. 28–29: reactive power the inverter may inject (+) or absorb (−) on the phase it is connected
+    # to, within its apparent-power limit; only where the PESS takes part in the governance (S4). 0: unity pf.
+    q_max_kvar: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,10 +111,33 @@ class SitingCase:
     head_branch: int = 1
     name: str = "case"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The branches l whose unbalance κ_l enters S_cub (eq. 3, "unbalance of distribution branches"); each is
+    # weighted by its share of the head's current (see ``evaluation``). Empty: the head branch alone.
+    unbalance_branches: tuple[int, ...] = ()
 
     @property
     def n_steps(self) -> int:
         return int(self.fixed_p_kw.shape[0])
+
+    @property
+    def kappa_branches(self) -> tuple[int, ...]:
+        return self.unbalance_branches or (self.head_branch,)
+
+
+def governed_branches(network: SitingNetwork, fixed_p_kw: np.ndarray,
+                      candidate_buses: Iterable[int]) -> tuple[int, ...]:
+    """The branches whose unbalance the STS can change: they feed at least one candidate and at least one other
+    load (a second candidate or a fixed load); a branch feeding a single candidate has the same κ whatever its
+    phase (a lone single-phase load is always fully unbalanced)."""
+    sub = network.subtree()
+    cands = list(candidate_buses)
+    loaded = np.abs(fixed_p_kw).sum(axis=(0, 2)) > 0
+    out = []
+    for e in range(1, network.n_bus):
+        n_cand = sum(1 for b in cands if sub[e, b])
+        if n_cand >= 2 or (n_cand == 1 and bool((sub[e] & loaded).any())):
+            out.append(e)
+    return tuple(out)
 
 
 _SITING = ConfigDict(frozen=True, extra="forbid")
@@ -132,10 +159,10 @@ class CostParams(BaseModel):
         default=0.20e6, ge=0, description="α·365: yearly cost of one unit of daily Σ_t κ_t (S_cub = α·Σ_t κ_t a day)"
     )
     loss_price_per_kwh: float = Field(
-        default=1.6, ge=0, description="λ, price of a kWh of branch losses. Not stated by the paper: calibrated once "
+        default=1.30, ge=0, description="λ, price of a kWh of branch losses. Not stated by the paper: calibrated once "
         "so that S4 on IEEE 13 at the base prices costs Table 3 row 1's 11.10 M¥ over the horizon H that Table 4's "
-        "slope implies (phasetwin/plan/siting/paper_figures.py); measured 10.9–11.8 M¥ for λ 1.52–1.66 with 45 s "
-        "solves")
+        "slope implies (phasetwin/plan/siting/paper_figures.py); measured 10.81 M¥ at λ 1.30 with κ averaged over the "
+        "governed branches and 40 s solves (1.52–1.66 gave 10.9–11.8 M¥ with the head's κ alone)")
     curtailment_cost: float = Field(
         default=600.0, ge=0, description="γ, cost of one hour at curtailment rate 1 (≈ price × PV rating)"
     )
@@ -169,3 +196,4 @@ class Operation:
     pv_used_kw: np.ndarray  # [T]
     charge_kw: np.ndarray  # [T]
     discharge_kw: np.ndarray  # [T]
+    pess_q_kvar: np.ndarray | None = None  # [T] reactive power injected by the PESS on its phase (eq. 28); None = 0

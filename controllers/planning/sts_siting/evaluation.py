@@ -5,7 +5,9 @@ brute-force enumeration:
 
 - flows: lossless linearised DistFlow (eqs. 10–12 without the I²·r terms): P_e = Σ_{b below e} p_b per phase;
   squared voltage u_b = u_0 − Σ_{e on the path} 2·(r_e·P_e + x_e·Q_e)/V_e² (eq. 12);
-- κ (eq. 9) at the head branch, linearised: the phase currents |I_X| = |S_X|/V are replaced by their projection
+- κ (eq. 9) at the head branch (or averaged over ``case.unbalance_branches``: each branch's unbalanced current
+  3·max − Σ on its own reference direction, divided by the head's D̂_t, so a lateral counts by its share of the
+  head's current), linearised: the phase currents |I_X| = |S_X|/V are replaced by their projection
   Ĩ_X = (P_X·cos φ_t + Q_X·sin φ_t)/V on the direction φ_t of the head's total power in the reference
   operation (no governance), and the denominator Σ|I_X| by that reference total D̂_t:
       κ̃_t = (3·max_X Ĩ_X,t − Σ_X Ĩ_X,t) / D̂_t.
@@ -47,6 +49,8 @@ class FlowRanges:
     cos_t: np.ndarray  # [T]
     sin_t: np.ndarray  # [T]
     d_ref_a: np.ndarray  # [T] Σ_X |I_X| of the reference operation at the head
+    cos_te: np.ndarray  # [T, n] direction of each branch's total power in the reference operation (1 where none)
+    sin_te: np.ndarray  # [T, n]
 
 
 def flow_ranges(case: SitingCase) -> FlowRanges:
@@ -74,6 +78,8 @@ def flow_ranges(case: SitingCase) -> FlowRanges:
         gen_max = np.minimum(s.pv_kw + s.discharge_max_kw, s.inverter_kva)
         p_lo -= col * gen_max[:, None, None]
         p_hi += col * s.charge_max_kw
+        q_lo -= col * s.q_max_kvar
+        q_hi += col * s.q_max_kvar
         ref = np.zeros((case.n_steps, 3))
         ref[:, s.home_phase] = s.pv_kw
         ref_p -= col * ref[:, None, :]
@@ -84,7 +90,12 @@ def flow_ranges(case: SitingCase) -> FlowRanges:
     if np.any(norm <= 0):
         raise SitingError(f"case {case.name}: the head branch carries no power in some step; κ is undefined")
     d_ref = np.hypot(ref_p[:, h, :], ref_q[:, h, :]).sum(axis=1) / case.network.v_ln_kv[h]
-    return FlowRanges(p_lo, p_hi, q_lo, q_hi, tot_p / norm, tot_q / norm, d_ref)
+    all_p, all_q = ref_p.sum(axis=2), ref_q.sum(axis=2)
+    all_n = np.hypot(all_p, all_q)
+    safe = np.where(all_n > 0, all_n, 1.0)
+    cos_te = np.where(all_n > 0, all_p / safe, 1.0)
+    sin_te = np.where(all_n > 0, all_q / safe, 0.0)
+    return FlowRanges(p_lo, p_hi, q_lo, q_hi, tot_p / norm, tot_q / norm, d_ref, cos_te, sin_te)
 
 
 def breakpoints(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -136,8 +147,10 @@ def injections(case: SitingCase, op: Operation) -> tuple[np.ndarray, np.ndarray]
             q[t, c.bus] += rotate(c.q_kvar[t], r)
     if case.pess is not None:
         gen = op.pv_used_kw + op.discharge_kw - op.charge_kw
+        q_gen = op.pess_q_kvar if op.pess_q_kvar is not None else np.zeros(case.n_steps)
         for t in range(case.n_steps):
             p[t, case.pess.bus, int(op.pess_phase[t])] -= gen[t]
+            q[t, case.pess.bus, int(op.pess_phase[t])] -= q_gen[t]
     return p, q
 
 
@@ -170,8 +183,11 @@ def evaluate(case: SitingCase, op: Operation, params: CostParams, *, manual: boo
 
     h = case.head_branch
     v_head = net.v_ln_kv[h]
-    proj = (fp[:, h, :] * ranges.cos_t[:, None] + fq[:, h, :] * ranges.sin_t[:, None]) / v_head
-    kappa_lin = (3.0 * proj.max(axis=1) - proj.sum(axis=1)) / ranges.d_ref_a
+    kappa_lin = np.zeros(case.n_steps)
+    for e in case.kappa_branches:
+        cos_e, sin_e = (ranges.cos_t, ranges.sin_t) if e == h else (ranges.cos_te[:, e], ranges.sin_te[:, e])
+        proj = (fp[:, e, :] * cos_e[:, None] + fq[:, e, :] * sin_e[:, None]) / net.v_ln_kv[e]
+        kappa_lin += (3.0 * proj.max(axis=1) - proj.sum(axis=1)) / ranges.d_ref_a / len(case.kappa_branches)
     head_i = np.hypot(fp[:, h, :], fq[:, h, :]) / v_head
     kappa = current_unbalance(head_i)
 

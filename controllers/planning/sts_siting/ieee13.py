@@ -30,7 +30,14 @@ from itertools import permutations
 
 import numpy as np
 
-from controllers.planning.sts_siting.case import Candidate, CandidateKind, PessSpec, SitingCase, SitingNetwork
+from controllers.planning.sts_siting.case import (
+    Candidate,
+    CandidateKind,
+    PessSpec,
+    SitingCase,
+    SitingNetwork,
+    governed_branches,
+)
 from devices.limits import PessParams
 from twin.loaders.ieee13 import (
     MV_KV,
@@ -55,8 +62,15 @@ BUS_NAMES: tuple[str, ...] = ("650", "632", "633", "634", "645", "646", "671", "
                               "675")
 
 
-def ieee13_case(*, hours: int = 24, pv_kw: float = 1200.0, battery_kwh: float = 1000.0) -> SitingCase:
+def ieee13_case(*, hours: int = 24, pv_kw: float = 1200.0, battery_kwh: float = 1000.0,
+                branch_unbalance: bool = True, pess_phase: int = 0, pess_reactive: bool = False) -> SitingCase:
     """The paper's study feeder: loads from the data sheet, PESS (PV ``pv_kw`` + ``battery_kwh``) at 680 (bus 11).
+
+    ``branch_unbalance``: S_cub prices κ averaged over the branches the STS can change (``governed_branches``:
+    650–632, 632–645, 632–671, 671–684, 671–692), else the head's alone. ``pess_phase``: the PESS's home phase
+    (0 = A; the paper does not say). ``pess_reactive``: the inverter's reactive power per phase of eqs. 28–29, up
+    to its kVA (off by default: the twin's PESS runs at unity power factor, so a plan using it cannot be replayed;
+    measured with it on, the PESS is still not sited in S4).
 
     Battery ratios (usable window, initial energy, charge rate, inverter size, efficiencies) are those of the
     twin's ``PessParams`` scaled to the paper's 1 MWh; PV on phase A of the PESS bus unless an STS moves it.
@@ -90,15 +104,16 @@ def ieee13_case(*, hours: int = 24, pv_kw: float = 1200.0, battery_kwh: float = 
         bus=index[PESS_BUS], pv_kw=pv_kw * PV_SHAPE[idx], energy_kwh=battery_kwh, e_min_kwh=ref.e_min_kwh * scale,
         e_initial_kwh=ref.e_initial_kwh * scale, charge_max_kw=ref.charge_max_kw * scale,
         discharge_max_kw=ref.discharge_max_kw * scale, eta_charge=ref.eta_charge,
-        eta_discharge=ref.eta_discharge, inverter_kva=ref.inverter_kva / ref.pv_kwp * pv_kw, home_phase=0,
-        pv_kwp=pv_kw,
+        eta_discharge=ref.eta_discharge, inverter_kva=ref.inverter_kva / ref.pv_kwp * pv_kw, home_phase=pess_phase,
+        pv_kwp=pv_kw, q_max_kvar=ref.inverter_kva / ref.pv_kwp * pv_kw if pess_reactive else 0.0,
     )
     pess_current = max(pv_kw, pess.discharge_max_kw) / V_LN_MV_KV
     candidates.append(Candidate(index[PESS_BUS], CandidateKind.PESS, np.zeros((hours, 3)), np.zeros((hours, 3)),
                                 float(pess_current)))
+    branches = governed_branches(network, fixed_p, (c.bus for c in candidates)) if branch_unbalance else ()
     return SitingCase(network=network, fixed_p_kw=fixed_p, fixed_q_kvar=fixed_q, candidates=tuple(candidates),
                       pess=pess, period_h=24.0 / hours, v_source_pu=V_SOURCE_PU, v_min_pu=0.9, v_max_pu=1.1,
-                      head_branch=index["632"], name="ieee13")
+                      head_branch=index["632"], name="ieee13", unbalance_branches=branches)
 
 
 PAPER_STS_BUSES: tuple[int, ...] = (5, 9, 10, 11, 12)  # every bus the paper sites an STS at (S3 ∪ S4)

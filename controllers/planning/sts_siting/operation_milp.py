@@ -29,6 +29,7 @@ from controllers.planning.sts_siting.case import (
     CandidateKind,
     CostParams,
     Operation,
+    PessSpec,
     Scenario,
     SitingCase,
     SitingError,
@@ -160,6 +161,8 @@ def solve_operation(
 
     # PESS (eqs. 23-36).
     p_cc: dict[tuple[int, int], mathopt.Variable | float] = {}
+    q_cc: dict[tuple[int, int], mathopt.Variable | float] = {}
+    q_tot: list[mathopt.LinearExpression | float] = []
     curtail_rate: list[mathopt.LinearExpression] = []
     gamma: dict[tuple[int, int], mathopt.Variable | float] = {}
     pv_used: list[mathopt.Variable | float] = []
@@ -224,6 +227,10 @@ def solve_operation(
                     p_cc[t, x] = 0.0
             if terms:
                 model.add_linear_constraint(mathopt.fast_sum(terms) - gen == 0.0)
+            q_terms = _reactive(model, s, g_row, t, gen) if battery_ok and s.q_max_kvar > 0 else [0.0, 0.0, 0.0]
+            for x in range(3):
+                q_cc[t, x] = q_terms[x]
+            q_tot.append(mathopt.fast_sum(q_terms))
             for x in range(3):
                 gamma[t, x] = g_row[x]
             pv_used.append(used)
@@ -279,6 +286,9 @@ def solve_operation(
                         cp -= v
                     else:
                         ep.append(-1.0 * v)
+                    vq = q_cc[t, x]
+                    if isinstance(vq, mathopt.Variable):
+                        eq.append(-1.0 * vq)
                 fp[e, x] = mathopt.fast_sum(ep) + cp
                 fq[e, x] = mathopt.fast_sum(eq) + cq
                 if params.loss_price_per_kwh > 0 and scale[e, x] > 0:
@@ -301,12 +311,15 @@ def solve_operation(
                 u = case.v_source_pu**2 - drop
                 model.add_linear_constraint(u >= case.v_min_pu**2)
                 model.add_linear_constraint(u <= case.v_max_pu**2)
-        m = model.add_variable(lb=0.0, name=f"m{t}")
-        proj = [(fp[h, x] * float(ranges.cos_t[t]) + fq[h, x] * float(ranges.sin_t[t])) * (1.0 / net.v_ln_kv[h])
-                for x in range(3)]
-        for x in range(3):
-            model.add_linear_constraint(m >= proj[x])
-        kappa_terms.append((3.0 * m - mathopt.fast_sum(proj)) * (1.0 / float(ranges.d_ref_a[t])))
+        for e in case.kappa_branches:
+            cos_e, sin_e = ((ranges.cos_t[t], ranges.sin_t[t]) if e == h else
+                            (ranges.cos_te[t, e], ranges.sin_te[t, e]))
+            m = model.add_variable(lb=-np.inf, name=f"m{t}_{e}")
+            proj = [(fp[e, x] * float(cos_e) + fq[e, x] * float(sin_e)) * (1.0 / net.v_ln_kv[e]) for x in range(3)]
+            for x in range(3):
+                model.add_linear_constraint(m >= proj[x])
+            kappa_terms.append((3.0 * m - mathopt.fast_sum(proj))
+                               * (1.0 / (float(ranges.d_ref_a[t]) * len(case.kappa_branches))))
 
     currents = [c.current_a for c in cands]
     s_ins = (params.annuity_per_day * (params.communication_price * w + params.sts_unit_price * n_installed)
@@ -360,6 +373,9 @@ def solve_operation(
         pv_used_kw=np.array([num(v) for v in pv_used]) if pv_used else np.zeros(n_steps),
         charge_kw=np.array([num(v) for v in charge]) if charge else np.zeros(n_steps),
         discharge_kw=np.array([num(v) for v in discharge]) if discharge else np.zeros(n_steps),
+        pess_q_kvar=(np.array([sum(num(q_cc[t, x]) for x in range(3)) for t in range(n_steps)])
+                     if q_tot and any(isinstance(q_cc[t, x], mathopt.Variable) for t in range(n_steps)
+                                      for x in range(3)) else None),
     )
     optimal = reason == mathopt.TerminationReason.OPTIMAL
     if not optimal:
@@ -397,6 +413,31 @@ def _hint_values(hint: Operation, *, z: list[mathopt.Variable | float], w: matho
     for t, v in enumerate(modes):
         put(v, 1.0 if hint.charge_kw[t] > 0 else 0.0)
     return values
+
+
+def _reactive(model: mathopt.Model, s: PessSpec, g_row: list[mathopt.Variable | float], t: int,
+              gen: mathopt.LinearExpression | mathopt.Variable | float) -> list[mathopt.Variable | float]:
+    """Eqs. 28–29: the PESS's reactive power per phase, q_X ∈ γ_X·[−Q_max, Q_max] (load-negative: injected), and
+    the inverter's circle P² + Q² ≤ S² kept by its inscribed octagon (8 half-planes, exact at the axes)."""
+    q_max = min(s.q_max_kvar, s.inverter_kva)
+    out: list[mathopt.Variable | float] = []
+    for x in range(3):
+        g = g_row[x]
+        if isinstance(g, mathopt.Variable):
+            qx = model.add_variable(lb=-q_max, ub=q_max, name=f"qcc{t}_{x}")
+            model.add_linear_constraint(qx <= q_max * g)
+            model.add_linear_constraint(qx >= -q_max * g)
+            out.append(qx)
+        elif g == 1.0:
+            out.append(model.add_variable(lb=-q_max, ub=q_max, name=f"qcc{t}_{x}"))
+        else:
+            out.append(0.0)
+    q = mathopt.fast_sum(out)
+    apothem = s.inverter_kva * np.cos(np.pi / 8.0)
+    for k in range(8):
+        angle = (k + 0.5) * np.pi / 4.0
+        model.add_linear_constraint(float(np.cos(angle)) * gen + float(np.sin(angle)) * q <= apothem)
+    return out
 
 
 def _operations(model: mathopt.Model, params: CostParams, rows: list[list[mathopt.Variable | float]],

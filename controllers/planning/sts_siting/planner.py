@@ -85,7 +85,8 @@ def with_sites(case: SitingCase, params: CostParams, scenario: Scenario, op: Ope
             rotation[:, i] = 0
         elif case.pess is not None:
             pess_phase[:] = case.pess.home_phase
-    return Operation(tuple(sorted(sites)), rotation, pess_phase, op.pv_used_kw, op.charge_kw, op.discharge_kw)
+    return Operation(tuple(sorted(sites)), rotation, pess_phase, op.pv_used_kw, op.charge_kw, op.discharge_kw,
+                     op.pess_q_kvar)
 
 
 def cheapest_start(case: SitingCase, params: CostParams, starts: Iterable[Operation | None]) -> Operation | None:

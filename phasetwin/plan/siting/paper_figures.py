@@ -61,3 +61,34 @@ def below_chord(table: tuple[PaperRow, ...], column: int, *, tolerance_myuan: fl
         if c1 < chord - tolerance_myuan:
             out.append(ChordGap(k, c1, chord))
     return out
+
+
+@dataclass(frozen=True)
+class CheaperOwnPlan:
+    """Row ``row`` (0-based) of a price table, beaten by row ``by``'s plan priced at ``row``'s STS price, M¥."""
+
+    row: int
+    by: int
+    cost_myuan: float
+    own_plan_myuan: float
+
+
+def beaten_by_own_plan(table: tuple[PaperRow, ...], *, tolerance_myuan: float = 0.01) -> list[CheaperOwnPlan]:
+    """Rows of an STS-price table (Table 4) that an earlier row's plan undercuts at the row's own price.
+
+    π enters a plan's comprehensive cost only as n · slope · π (eq. 2; slope from ``price_slope_per_sts``), so
+    row j's plan costs c_j + n_j · slope · (π_k − π_j) at row k's price. Where that is below the paper's c_k by
+    more than ``tolerance_myuan`` (the table's rounding), row k's plan, and so its count, is not the cheapest of
+    the paper's own plans: no minimiser of the paper's cost reports it.
+    """
+    slope = price_slope_per_sts(table)
+    out = []
+    for k, (_, price_k, _, cost_k) in enumerate(table):
+        best: CheaperOwnPlan | None = None
+        for j, (_, price_j, n_j, cost_j) in enumerate(table[:k]):
+            own = cost_j + n_j * slope * (price_k - price_j)
+            if own < cost_k - tolerance_myuan and (best is None or own < best.own_plan_myuan):
+                best = CheaperOwnPlan(k, j, cost_k, own)
+        if best is not None:
+            out.append(best)
+    return out

@@ -260,14 +260,14 @@ def test_with_sites_adds_idle_sites_and_sends_dropped_loads_home() -> None:
 def test_single_level_on_the_ieee13_evening_peak_equals_enumeration_over_sites() -> None:
     """Independent check on the paper's feeder: hours 17–18, the STS rating (eq. 7) at 70 A so that three loads
     (buses 6, 10, 12) may carry one; every subset of them with its best operation (fixed-site MILPs) against the
-    single-level MILP. At 0.02 M¥ an STS all three are sited, so the check is not on an empty plan."""
+    single-level MILP. At 0.02 M¥ an STS and α 1 M¥ all three are sited, so the check is not on an empty plan."""
     day = ieee13_case()
     hours = slice(17, 19)
     assert day.pess is not None
     case = replace(day, fixed_p_kw=day.fixed_p_kw[hours], fixed_q_kvar=day.fixed_q_kvar[hours],
                    candidates=tuple(replace(c, p_kw=c.p_kw[hours], q_kvar=c.q_kvar[hours]) for c in day.candidates),
                    pess=replace(day.pess, pv_kw=day.pess.pv_kw[hours]))
-    params = CostParams(sts_unit_price=0.02e6, sts_rating_a=70.0)
+    params = CostParams(sts_unit_price=0.02e6, sts_rating_a=70.0, unbalance_cost=1.0e6)
     assert max_sites(case, params, Scenario.S3) == 3
     single = solve_single_level(case, params, scenario=Scenario.S3, time_limit_s=60)
     every = solve_brute_force(case, params, scenario=Scenario.S3, time_limit_s=60)
@@ -286,3 +286,44 @@ def test_a_solve_starts_from_the_cheapest_known_plan_and_keeps_it_over_a_dearer_
     assert cheapest_start(case, PARAMS, [None]) is None
     assert no_worse_than_start(case, PARAMS, home, True, best) == (best, False)
     assert no_worse_than_start(case, PARAMS, best, True, home) == (best, True)
+
+
+def test_pess_reactive_power_of_eqs_28_29_is_priced_as_the_milp_prices_it_and_kept_in_the_inverter() -> None:
+    """S4 with Q_CC^max > 0: the MILP's objective is ``evaluate``'s total of its plan (Q on the PESS's phase), Q
+    stays within its bounds and the inverter's circle, and the plan is no dearer than at unity power factor."""
+    unity = four_bus_feeder(with_pess=True, heavy_c=2.5)
+    assert unity.pess is not None
+    case = replace(unity, pess=replace(unity.pess, q_max_kvar=8.0))
+    res = solve_operation(case, PARAMS, scenario=Scenario.S4, objective=Objective.COST, time_limit_s=30)
+    op = res.operation
+    assert res.optimal and op.pess_q_kvar is not None and np.abs(op.pess_q_kvar).max() > 1e-3
+    assert res.objective == pytest.approx(evaluate(case, op, PARAMS).total, rel=1e-6)
+    assert np.abs(op.pess_q_kvar).max() <= 8.0 + 1e-6
+    p_net = op.pv_used_kw + op.discharge_kw - op.charge_kw
+    assert case.pess is not None and np.all(np.hypot(p_net, op.pess_q_kvar) <= case.pess.inverter_kva + 1e-6)
+    flat = solve_operation(unity, PARAMS, scenario=Scenario.S4, objective=Objective.COST, time_limit_s=30)
+    assert flat.operation.pess_q_kvar is None
+    assert res.objective < flat.objective - 1e-6
+    assert solve_operation(case, PARAMS, scenario=Scenario.S3, objective=Objective.COST).operation.pess_q_kvar is None
+
+
+def test_unbalance_is_priced_on_the_branches_the_sts_can_change_and_the_milp_prices_it_as_evaluate() -> None:
+    """The governed branches of IEEE 13 (each feeds a candidate and another load); on two evening hours the
+    MILP's objective over them equals ``evaluate``'s total of its plan, and the head-only case prices less κ."""
+    day = ieee13_case()
+    names = day.network.bus_names
+    assert [(names[day.network.parent[e]], names[e]) for e in day.unbalance_branches] == [
+        ("650", "632"), ("632", "645"), ("632", "671"), ("671", "684"), ("671", "692")]
+    assert ieee13_case(branch_unbalance=False).kappa_branches == (day.head_branch,)
+    hours = slice(17, 19)
+    assert day.pess is not None
+    case = replace(day, fixed_p_kw=day.fixed_p_kw[hours], fixed_q_kvar=day.fixed_q_kvar[hours],
+                   candidates=tuple(replace(c, p_kw=c.p_kw[hours], q_kvar=c.q_kvar[hours]) for c in day.candidates),
+                   pess=replace(day.pess, pv_kw=day.pess.pv_kw[hours]))
+    params = CostParams(unbalance_cost=1.0e6)
+    res = solve_operation(case, params, scenario=Scenario.S3, objective=Objective.COST, time_limit_s=60)
+    assert res.optimal and res.operation.sites
+    ev = evaluate(case, res.operation, params)
+    assert res.objective == pytest.approx(ev.total, rel=1e-6)
+    head = evaluate(replace(case, unbalance_branches=()), res.operation, params)
+    assert not np.allclose(head.kappa_lin, ev.kappa_lin)

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 
 from controllers.planning.sts_siting.case import CostParams
-from phasetwin.plan.siting.paper_figures import below_chord, horizon_years, price_slope_per_sts
+from phasetwin.plan.siting.paper_figures import (
+    beaten_by_own_plan,
+    below_chord,
+    horizon_years,
+    price_slope_per_sts,
+)
 from phasetwin.plan.siting.study import PAPER_TABLE_3, PAPER_TABLE_4
 
 
@@ -35,3 +40,14 @@ def test_rows_below_the_chord_of_their_neighbours() -> None:
     assert t4[0].gap_myuan == pytest.approx(0.045)
     concave = ((0.1, 0.0, 1, 1.0), (0.2, 0.0, 1, 1.8), (0.3, 0.0, 1, 2.4), (0.4, 0.0, 1, 2.9))
     assert below_chord(concave, 0) == []
+
+
+def test_table_4_rows_beaten_by_the_papers_own_plan() -> None:
+    # Slope 1.5 M¥ per STS per M¥. Row π 0.35 (3 STS, 11.55) priced at 0.45: 11.55 + 3 · 1.5 · 0.10 = 12.00 <
+    # 12.10 by 0.10; at 0.50: 11.55 + 3 · 1.5 · 0.15 = 12.225 < 12.25 by 0.025 (row 0.40's plan: 12.005, 12.23).
+    # The 3-STS rows are not beaten: row 0.30's plan at 0.40 costs 11.33 + 0.45 = 11.78, the paper's figure.
+    found = beaten_by_own_plan(PAPER_TABLE_4)
+    assert [(c.row, c.by) for c in found] == [(3, 1), (4, 1)]
+    assert found[0].own_plan_myuan == pytest.approx(12.00)
+    assert found[1].own_plan_myuan == pytest.approx(12.225)
+    assert beaten_by_own_plan(PAPER_TABLE_4, tolerance_myuan=0.05) == [found[0]]
