@@ -50,7 +50,7 @@ WATCH_DIFFERENCE_SPREAD = 0.05
 0.03, over a month). Its drops modelled from the feeder's sensitivities, it adds the level evidence the
 correlation lacks near the transformer: on the IEEE feeder (seed 3) a move of LOAD2 was confirmed after 26 h by
 the correlation alone, 24 h with the difference test at 0.05; without a move the largest one-window confidence
-in a wrong phase over 23 days was 0.981 (below 0.99, never twice in a row) on seeds 1 and 3."""
+in a wrong phase over 23 days was 0.970–0.983 (below 0.99, never twice in a row) on seeds 1, 2 and 3."""
 
 
 @dataclass(frozen=True)
