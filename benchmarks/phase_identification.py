@@ -16,8 +16,7 @@ Per case, worst over the seeds:
 - right of assigned: accuracy among the high-confidence answers;
 - fixed / broken: records the plan (``identified.json``) changes that were wrong / right (acceptance: broken 0).
 
-The watch (``identify --watch``, the correlation and the modelled voltage-difference test): 30 days of 15-minute
-data, a 7-day baseline, a 1-day window stepped by an hour;
+The watch (``identify --watch``): 30 days of 15-minute data, a 7-day baseline, a 1-day window stepped by an hour;
 one identifiable customer moved to another phase at noon of day 16: the delay until it is reported, and the
 false reports (any other customer, or before the move).
 
@@ -40,7 +39,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phase_id_cases import Move, case_feeder, profile_loads_kw, simulate
 
 from controllers.identification import Method
-from controllers.identification.sensitivity import voltage_sensitivities
 from controllers.identification.watch import watch_phases
 from phasetwin.run.meter_readings import TrueReadings, meter_voltages, run_identification
 from streams.meters.voltages import MeterVoltages
@@ -204,13 +202,11 @@ def watch_benchmark(*, seeds: list[int], days: int) -> int:
         at = move_day * per_day + per_day // 2
         moved = truth_of("ieee", days=days, seed=seed, move=Move(customer=who, to_phase=to_phase, at_interval=at))
         reports = {}
-        sensitivity = voltage_sensitivities(still.feeder)
         for name, truth in (("move", moved), ("still", still)):
             data = meter_voltages(truth, model=model)
             reports[name] = watch_phases(v_v=data.v_v[:, :, 0], ref_v_v=data.ref_v_v, phase=phase,
                                          reference_phase=chosen.phase, window=per_day,
-                                         step=per_day // 24, p_kw=data.p_kw[:, :, 0], ref_p_kw=data.ref_p_kw,
-                                         sensitivity=sensitivity, start=baseline_days * per_day)
+                                         step=per_day // 24, p_kw=data.p_kw[:, :, 0], start=baseline_days * per_day)
         hit = [c for c in reports["move"] if c.customer == who and c.to_phase == to_phase and c.noticed_at > at]
         false_move = [c for c in reports["move"] if c not in hit[:1]]
         delay_h = (hit[0].noticed_at - at) * TICK_S / 3600 if hit else float("nan")

@@ -11,8 +11,7 @@ references it was noticed after 12 h), and a flagged customer's guess is right f
 over a week of 15-minute data), so it adds to its phase's reference more than it takes away.
 
 A customer whose best phase in a window differs from its current one with confidence ≥ ``threshold``
-(``correlation.log_probabilities`` with ``WATCH_SPREAD``, normalised over the phases; with the powers and
-the feeder's sensitivities, times the voltage-difference test's) in ``confirm`` consecutive windows is
+(``correlation.confidence_of``: the same test, with ``WATCH_SPREAD``) in ``confirm`` consecutive windows is
 reported as moved, noticed at the end of the window that confirmed it; its current phase becomes the new one (a
 move back is reported again).
 
@@ -29,28 +28,19 @@ import numpy as np
 from controllers.identification.assignment import HIGH_CONFIDENCE, NOT_ASSIGNED
 from controllers.identification.correlation import (
     MIN_INTERVALS,
-    log_probabilities,
+    confidence_of,
     own_signals,
     phase_correlations,
     profile_groups,
 )
-from controllers.identification.difference import difference_log_probabilities
-from controllers.identification.reference import denoised_reference
-from controllers.identification.sensitivity import other_drops_v
 
-__all__ = ["WATCH_DIFFERENCE_SPREAD", "WATCH_SPREAD", "PhaseChange", "watch_phases"]
+__all__ = ["WATCH_SPREAD", "PhaseChange", "watch_phases"]
 
 WATCH_SPREAD = 0.1
 """The reference error of the watch's test (identification uses ``correlation.MODEL_SPREAD``, 0.2): only
 customers the baseline identified with high confidence are watched, so the references' systematic error has
 already been found small for them, and a move must show in ``confirm`` consecutive windows. Measured in
 ``benchmarks/phase_identification.py``: no false report over 30 days on 3 seeds, with and without a move."""
-WATCH_DIFFERENCE_SPREAD = 0.05
-"""The model error of the watch's voltage-difference test (identification: ``difference.DIFFERENCE_SPREAD``,
-0.03, over a month). Its drops modelled from the feeder's sensitivities, it adds the level evidence the
-correlation lacks near the transformer: on the IEEE feeder (seed 3) a move of LOAD2 was confirmed after 26 h by
-the correlation alone, 24 h with the difference test at 0.05; without a move the largest one-window confidence
-in a wrong phase over 23 days was 0.970–0.983 (below 0.99, never twice in a row) on seeds 1, 2 and 3."""
 
 
 @dataclass(frozen=True)
@@ -68,16 +58,12 @@ class PhaseChange:
 
 def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, window: int, step: int,
                  p_kw: np.ndarray | None = None, reference_phase: np.ndarray | None = None,
-                 ref_p_kw: np.ndarray | None = None, sensitivity: np.ndarray | None = None,
                  threshold: float = HIGH_CONFIDENCE, confirm: int = 2, start: int = 0) -> list[PhaseChange]:
     """Moves among the customers of ``v_v[t, i]`` (V, NaN where missing) against ``ref_v_v[t, φ]``, starting from
     ``phase[i]`` (NOT_ASSIGNED = not watched), with windows of ``window`` intervals ending at ``start + window``,
     ``start + window + step``, … up to the last interval; ``p_kw[t, i]`` (optional) gives the profile groups;
     ``reference_phase[i]`` (optional; NOT_ASSIGNED = none) the phase at which an unwatched customer joins the
-    references; with ``p_kw``, the transformer's phase powers ``ref_p_kw[t, φ]`` and the feeder's
-    ``sensitivity[i, k, j, φ]`` (``sensitivity.voltage_sensitivities``) the voltage-difference test with the
-    other customers' drops modelled adds its evidence (``WATCH_DIFFERENCE_SPREAD``). Raises ValueError on bad
-    shapes or window settings."""
+    references. Raises ValueError on bad shapes or window settings."""
     n_t, n = v_v.shape
     if ref_v_v.shape != (n_t, 3) or phase.shape != (n,):
         raise ValueError(f"v_v {v_v.shape}, ref_v_v {ref_v_v.shape}, phase {phase.shape}: expected [t, n], [t, 3], "
@@ -88,10 +74,6 @@ def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, win
     if window < MIN_INTERVALS or step < 1 or confirm < 1:
         raise ValueError(f"window {window} (at least {MIN_INTERVALS} intervals), step {step} and confirm {confirm} "
                          "(at least 1) are not usable")
-    if sensitivity is not None and (p_kw is None or ref_p_kw is None or sensitivity.shape != (n, 3, n, 3)
-                                    or ref_p_kw.shape != (n_t, 3)):
-        raise ValueError(f"sensitivity {sensitivity.shape}: needs p_kw [t, n] and ref_p_kw [t, 3] and shape "
-                         f"({n}, 3, {n}, 3)")
     group = profile_groups(p_kw) if p_kw is not None else np.full(n, -1)
     current = phase.copy()
     watched = current != NOT_ASSIGNED
@@ -106,16 +88,8 @@ def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, win
         members = enough & (clusters != NOT_ASSIGNED)
         own, own0, ref0 = own_signals(v_v[part], ref_v_v[part], members)
         rho, count = phase_correlations(own, own0, ref0, phase=clusters, members=members, group=group)
-        log_p = log_probabilities(rho, count, spread=WATCH_SPREAD)
-        if sensitivity is not None and p_kw is not None and ref_p_kw is not None:
-            drops = other_drops_v(p_kw[part], ref_p_kw[part], clusters, np.ones(n, dtype=bool), sensitivity)
-            log_p = log_p + difference_log_probabilities(v_v[part], denoised_reference(ref_v_v[part], ref_p_kw[part]),
-                                                         p_kw[part], spread=WATCH_DIFFERENCE_SPREAD,
-                                                         drop_v=drops)[0]
-        posterior = np.exp(log_p - log_p.max(axis=1, keepdims=True))
-        posterior /= posterior.sum(axis=1, keepdims=True)
-        best = posterior.argmax(axis=1)
-        sure = posterior[np.arange(n), best]
+        best = rho.argmax(axis=1)
+        sure = confidence_of(rho, count, best, spread=WATCH_SPREAD)
         moved = usable & (best != current) & (sure >= threshold)
         streak = np.where(moved & (best == candidate), streak + 1, np.where(moved, 1, 0))
         candidate = np.where(moved, best, NOT_ASSIGNED)

@@ -144,7 +144,6 @@ def identify(
 ) -> None:
     """Identify each single-phase customer's phase from its meter's voltages (and powers); with --watch, then
     report customers whose phase changed later in the file, with the time it was noticed."""
-    from controllers.identification.sensitivity import voltage_sensitivities
     from controllers.planning.plan_file import read_plan, write_plan
     from phasetwin.run.meter_readings import run_identification
     from streams.meters.voltages import read_meter_voltages
@@ -202,12 +201,9 @@ def identify(
     console.print(f"wrote {out / 'identified.json'}, {out / 'phases.csv'}, {out / 'report.json'}")
     if watch:
         try:
-            # the modelled drops need every customer's load: with a customer unmetered or three-phase the
-            # watch rests on the correlation alone
-            complete = not result.without_data and not result.three_phase
             _watch(full, ids, np.where(flagged, -1, chosen.phase), reference_phase=chosen.phase,
                    start=len(data.time_utc), out=out, window_hours=window_hours, step_hours=step_hours,
-                   min_confidence=min_confidence, sensitivity=voltage_sensitivities(net) if complete else None)
+                   min_confidence=min_confidence)
         except ValueError as err:
             raise _fail(f"--watch: {err}") from None
 
@@ -225,11 +221,10 @@ def _first_days(data: MeterVoltages, days: float) -> MeterVoltages:
 
 
 def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, reference_phase: np.ndarray,
-           start: int, out: Path, window_hours: float, step_hours: float, min_confidence: float,
-           sensitivity: np.ndarray | None) -> None:
+           start: int, out: Path, window_hours: float, step_hours: float, min_confidence: float) -> None:
     """Watch the single-phase customers ``ids`` (``phase``: their baseline, -1 = not watched; ``reference_phase``:
-    the baseline's best guess, with which the unwatched ones join the references) from interval ``start`` on,
-    with the feeder's ``sensitivity`` over them (None: correlation alone); write moves.csv and print the moves."""
+    the baseline's best guess, with which the unwatched ones join the references) from interval ``start`` on;
+    write moves.csv and print the moves."""
     import pandas as pd
 
     from controllers.identification import watch_phases
@@ -244,8 +239,7 @@ def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, refe
         if cid in column:
             v[:, k], p[:, k] = data.v_v[:, column[cid], 0], data.p_kw[:, column[cid], 0]
     changes = watch_phases(v_v=v, ref_v_v=data.ref_v_v, phase=phase, reference_phase=reference_phase, window=window,
-                           step=step, p_kw=p, ref_p_kw=data.ref_p_kw if sensitivity is not None else None,
-                           sensitivity=sensitivity, threshold=min_confidence, start=max(start - window, 0))
+                           step=step, p_kw=p, threshold=min_confidence, start=max(start - window, 0))
     with (out / "moves.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["customer_id", "from", "to", "noticed_utc", "confidence"])

@@ -81,9 +81,3 @@ def test_the_quick_benchmark_finds_no_wrong_high_confidence_answer_no_broken_rec
     for row in rows:  # ... accuracy assigned wrong-hc right/assigned fixed broken
         assert row[-4] == "0" and row[-1] == "0" and int(row[-2]) > 0
     assert "0 wrong high-confidence answer(s), broken record(s) and false or missed move report(s)" in lines[-1]
-
-
-def test_the_modelled_difference_test_needs_the_powers_and_a_sensitivity_per_customer() -> None:
-    v, ref_v = _moving_case(None)
-    with pytest.raises(ValueError, match=r"sensitivity \(2, 3, 2, 3\): needs p_kw"):
-        watch_phases(v_v=v, ref_v_v=ref_v, phase=PHASE, window=96, step=4, sensitivity=np.zeros((2, 3, 2, 3)))
