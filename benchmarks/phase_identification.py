@@ -128,13 +128,15 @@ def main() -> None:
     parser.add_argument("--metered", type=float, default=None,
                         help="only the cases with this metered share (e.g. 0.5)")
     parser.add_argument("--days", type=int, default=None, help="only the cases of this many days (7 or 30)")
+    parser.add_argument("--minutes", type=int, default=None, help="only the cases of this resolution (15 or 60)")
     parser.add_argument("--no-watch", action="store_true", help="skip the watch benchmark")
     parser.add_argument("--only-watch", action="store_true", help="the watch benchmark alone")
     args = parser.parse_args()
     seeds = [1] if args.quick else (args.seed_list or list(range(1, args.seeds + 1)))
     chosen = [c for c in cases(args.quick) if (args.feeder is None or c.feeder == args.feeder)
               and (args.metered is None or abs(c.metered_share - args.metered) < 1e-9)
-              and (args.days is None or c.days == args.days)]
+              and (args.days is None or c.days == args.days)
+              and (args.minutes is None or c.resolution_s == 60 * args.minutes)]
     started = time.perf_counter()
     print(f"{'case':<42} {'accuracy':>8} {'assigned':>8} {'wrong hc':>8} {'right/assigned':>14} {'fixed':>6} "
           f"{'broken':>6}   (worst over seeds {','.join(map(str, seeds))})")

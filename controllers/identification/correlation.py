@@ -146,10 +146,10 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
         metered = usable & np.isfinite(p_kw).any(axis=0)
         starts = [np.where(usable, (by_naming[0] * difference).argmax(axis=1), NOT_ASSIGNED),
                   np.where(usable, difference.argmax(axis=1), NOT_ASSIGNED)]
-        current, disagree = joint_phases(v_v, ref_v_v, p_kw, ref_p_kw, starts=starts, metered=metered,
-                                         sensitivity=sensitivity)
+        current, disagree, shares = joint_phases(v_v, ref_v_v, p_kw, ref_p_kw, starts=starts, metered=metered,
+                                                 sensitivity=sensitivity)
         unsure = unsure | disagree
-        drops = other_drops_v(p_kw, ref_p_kw, current, metered, sensitivity)
+        drops = other_drops_v(p_kw, ref_p_kw, current, metered, sensitivity, shares)
         difference = np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw, drop_v=drops)[0])
     # the phase: the best under the most probable naming of the clusters (they are right long before single
     # customers are); its confidence: the posterior with the correlation's evidence mixed over every naming by

@@ -24,16 +24,19 @@ import numpy as np
 
 from controllers.identification.assignment import NOT_ASSIGNED
 from controllers.identification.difference import residual_variances
+from controllers.identification.unmetered import shares_of, unmetered_phases
 
 if TYPE_CHECKING:
     from twin.network import Feeder
     from twin.powerflow.interface import Engine
 
-__all__ = ["DESCENT_MOVES", "NEIGHBOURHOODS", "POWER_FACTOR", "STEP_KW", "joint_phases", "other_drops_v",
-           "voltage_sensitivities"]
+__all__ = ["DESCENT_MOVES", "NEIGHBOURHOODS", "POWER_FACTOR", "SHARE_ROUNDS", "STEP_KW", "joint_phases",
+           "other_drops_v", "unmetered_kw", "voltage_sensitivities"]
 
 NEIGHBOURHOODS = (2, 4, 8, 16)
 """Sizes of the neighbourhoods ``joint_phases`` relabels as one."""
+SHARE_ROUNDS = 2
+"""Rounds of ``joint_phases``: fit the unmetered customers' phases at the best assignment, descend again."""
 DESCENT_MOVES = 20
 """Most moves of the steepest descent in ``joint_phases``."""
 
@@ -71,12 +74,13 @@ def voltage_sensitivities(feeder: Feeder, *, engine: Engine | None = None,
 
 
 def other_drops_v(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, metered: np.ndarray,
-                  sensitivity: np.ndarray) -> np.ndarray:
+                  sensitivity: np.ndarray, shares: np.ndarray | None = None) -> np.ndarray:
     """[t, i, k] the drop (V) customer i would see on phase k from everybody but itself: the ``metered``
     customers j ≠ i at ``phase[j]`` (NOT_ASSIGNED: left out) with their powers ``p_kw[t, j]`` (kW; NaN as 0), and
     the unmetered load on each phase φ, U_φ(t) = ``ref_p_kw[t, φ]`` less the metered customers' on φ (i counted
-    on k), spread evenly over the customers not ``metered``. ``sensitivity[i, k, j, φ]`` from
-    ``voltage_sensitivities``. Raises ValueError on mismatched shapes."""
+    on k), spread over the customers not ``metered`` by ``shares[j, φ]`` (``unmetered.unmetered_shares``; None:
+    evenly). ``sensitivity[i, k, j, φ]`` from ``voltage_sensitivities``. Raises ValueError on mismatched
+    shapes."""
     n_t, n = p_kw.shape
     if sensitivity.shape != (n, 3, n, 3) or ref_p_kw.shape != (n_t, 3) or phase.shape != (n,) or \
             metered.shape != (n,):
@@ -92,8 +96,11 @@ def other_drops_v(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, met
     gain[np.arange(n), :, np.arange(n)] = 0.0
     drop = (p @ gain.transpose(2, 0, 1).reshape(n, 3 * n)).reshape(-1, n, 3)
     if (~metered).any():
-        spread = sensitivity[:, :, ~metered, :].mean(axis=2)  # [i, k, φ]
-        unmetered = np.where(np.isfinite(ref_p_kw), ref_p_kw, 0.0) - p @ on  # [t, φ], every metered one at its guess
+        if shares is None:
+            spread = sensitivity[:, :, ~metered, :].mean(axis=2)  # [i, k, φ]
+        else:
+            spread = np.einsum("ikjf,jf->ikf", sensitivity, np.where(metered[:, None], 0.0, shares))
+        unmetered = unmetered_kw(p_kw, ref_p_kw, phase, metered)
         drop += np.einsum("tf,ikf->tik", unmetered, spread)
         # i itself: at its guess in `unmetered`; on hypothesis k it is on k instead
         own_guess = np.einsum("if,ikf->ik", on, spread)
@@ -101,9 +108,19 @@ def other_drops_v(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, met
     return np.asarray(drop)
 
 
+def unmetered_kw(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, metered: np.ndarray) -> np.ndarray:
+    """[t, φ] the load nobody measured (kW): the transformer's phase power less the ``metered`` customers' at
+    their ``phase`` (NOT_ASSIGNED: not counted; NaN as 0)."""
+    p = np.where(np.isfinite(p_kw), p_kw, 0.0)
+    known = metered & (phase != NOT_ASSIGNED)
+    on = np.zeros((p.shape[1], 3))
+    on[np.flatnonzero(known), phase[known]] = 1.0
+    return np.asarray(np.where(np.isfinite(ref_p_kw), ref_p_kw, 0.0) - p @ on)
+
+
 def joint_phases(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, ref_p_kw: np.ndarray, *,
                  starts: list[np.ndarray], metered: np.ndarray,
-                 sensitivity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 sensitivity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The joint assignment of the ``metered`` customers that the voltage-difference test with the other customers'
     drops modelled fits best, and where the searches disagree.
 
@@ -115,22 +132,26 @@ def joint_phases(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, ref_p_k
     cause each other, ``NEIGHBOURHOODS`` in all, their phases permuted, e.g. A and C swapped): a branch whose
     customers are all relabelled alike fits itself and no single move mends it (the Kerber grid, seed 11, 75 %
     metered: a branch of five with A and C swapped, at 0.997–1.0 confidence). At most ``DESCENT_MOVES``
-    moves per start. Returns the best end state and, per customer, whether the starts' end states disagree on
-    it (such a customer's phase rests on which local optimum was found: not identifiable)."""
+    moves per start. With unmetered customers, their phases (``unmetered.unmetered_phases``: where the load
+    nobody measured is drawn) are then fitted at the best end state and the descents continue from the end
+    states with them, ``SHARE_ROUNDS`` times. Returns the best end state, per customer whether the end states
+    disagree on it (such a customer's phase rests on which local optimum was found: not identifiable), and the
+    unmetered load's shares (``unmetered.shares_of``; None: every customer metered)."""
     movable = np.flatnonzero(metered & (starts[0] != NOT_ASSIGNED))
     n = sensitivity.shape[0]
     mutual = np.einsum("ikjk->ij", sensitivity) / 3.0
     groups = sorted({tuple(sorted(movable[np.argsort(-mutual[i, movable])][:size].tolist()))
                      for i in movable for size in NEIGHBOURHOODS})
 
+    shares: np.ndarray | None = None
+
     def evaluate(assignment: np.ndarray) -> tuple[float, np.ndarray]:
         s, count = residual_variances(v_v, ref_v_v, p_kw,
-                                      other_drops_v(p_kw, ref_p_kw, assignment, metered, sensitivity))
+                                      other_drops_v(p_kw, ref_p_kw, assignment, metered, sensitivity, shares))
         log_s = count * np.log(np.maximum(s, 1e-12))
         return float(log_s[movable, assignment[movable]].sum()), log_s
 
-    ends = []
-    for start in starts:
+    def descend(start: np.ndarray) -> tuple[float, np.ndarray]:
         phase = start.copy()
         best, log_s = evaluate(phase)
         for _ in range(DESCENT_MOVES):
@@ -148,12 +169,24 @@ def joint_phases(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, ref_p_k
             if found is None:
                 break
             best, phase, log_s = found
-        ends.append((best, phase))
-    ends.sort(key=lambda pair: pair[0])
+        return best, phase
+
+    ends = sorted((descend(start) for start in starts), key=lambda pair: pair[0])
+    if (~metered).any():
+        for _ in range(SHARE_ROUNDS):
+            at = ends[0][1]
+
+            def fit_of(trial: np.ndarray, at: np.ndarray = at) -> float:
+                s, count = residual_variances(v_v, ref_v_v, p_kw,
+                                              other_drops_v(p_kw, ref_p_kw, at, metered, sensitivity, trial))
+                return float((count * np.log(np.maximum(s, 1e-12)))[movable, at[movable]].sum())
+
+            shares = shares_of(unmetered_phases(fit_of, metered), metered)
+            ends = sorted((descend(end) for _, end in ends), key=lambda pair: pair[0])
     disagree = np.zeros(n, dtype=bool)
     for _, other in ends[1:]:
         disagree |= other != ends[0][1]
-    return ends[0][1], disagree
+    return ends[0][1], disagree, shares
 
 
 def _best(candidates: list[np.ndarray], evaluate: Callable[[np.ndarray], tuple[float, np.ndarray]],
