@@ -181,11 +181,14 @@ def fallback_counts(result: PowerFlowResult) -> dict[str, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pandapower-states", type=int, default=50, help="sampled states for runpp_3ph")
+    parser.add_argument("--pandapower-states", type=int, default=50,
+                        help="sampled states for runpp_3ph (0 leaves pandapower out)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each batch timing; the best is shown")
     parser.add_argument("--compare-methods", action="store_true", help="also time every PGM method/threading")
     parser.add_argument("--quick", action="store_true", help="an hour of states, one run each, no pandapower")
     args = parser.parse_args()
+    if args.pandapower_states < 0:
+        parser.error(f"--pandapower-states is {args.pandapower_states}; expected 0 (leave pandapower out) or more")
     print(f"load average: {load_average()}")
     if not args.quick:
         return_large_blocks_to_the_system()  # as a replay does
@@ -205,26 +208,33 @@ def main() -> None:
     zbus = create_powerflow(feeder, engine=Engine.ZBUS)
     zbus_single_s = per_state_s(zbus, p_kw, q_kvar)
 
-    pp_s, pp_result, sample = pandapower_sample(feeder, p_kw, q_kvar, n_states=args.pandapower_states)
-    dv = np.abs(pp_result.vm_pu - day_result.vm_pu[sample]).max()
-    di = np.abs(pp_result.loading - day_result.loading[sample]).max()
+    pandapower = None
+    if args.pandapower_states > 0:
+        pp_s, pp_result, sample = pandapower_sample(feeder, p_kw, q_kvar, n_states=args.pandapower_states)
+        dv = np.abs(pp_result.vm_pu - day_result.vm_pu[sample]).max()
+        di = np.abs(pp_result.loading - day_result.loading[sample]).max()
+        pandapower = (pp_s, len(sample), dv, di)
 
     pgm_engine = pgm if isinstance(pgm, PgmPowerFlow) else None
     options = f"{pgm_engine.calculation_method.name}, threading {pgm_engine.threading}" if pgm_engine else ""
     print(f"\nIEEE European LV feeder: {len(feeder.buses)} buses, {len(feeder.lines)} lines, "
           f"{len(feeder.customers)} customers; {n} one-minute states; PGM {options}; wall time")
     print(f"{'what':52s} {'wall s':>8s} {'states/s':>9s} {'ms/state':>9s}")
-    for label, seconds in (
+    rows = [
         (f"power-grid-model, one batch of {n}", batch_s),
         (f"power-grid-model, {n} calls with k = 1", single_s),
         (f"zbus, {n} calls with k = 1", zbus_single_s),
-        (f"pandapower runpp_3ph, {len(sample)} states scaled to {n}", pp_s),
-    ):
+    ]
+    if pandapower is not None:
+        rows.append((f"pandapower runpp_3ph, {pandapower[1]} states scaled to {n}", pandapower[0]))
+    for label, seconds in rows:
         print(f"{label:52s} {seconds:8.3f} {n / seconds:9.0f} {seconds / n * 1e3:9.3f}")
     print(f"ratio PGM k=1 loop / PGM batch:   {single_s / batch_s:7.1f}")
     print(f"ratio PGM k=1 loop / zbus k=1:    {single_s / zbus_single_s:7.1f}")
-    print(f"ratio pandapower / PGM batch:     {pp_s / batch_s:7.0f}")
-    print(f"pandapower vs PGM on the sample: max |Δvm| {dv:.1e} p.u., max |Δloading| {di:.1e}")
+    if pandapower is not None:
+        pp_s, _, dv, di = pandapower
+        print(f"ratio pandapower / PGM batch:     {pp_s / batch_s:7.0f}")
+        print(f"pandapower vs PGM on the sample: max |Δvm| {dv:.1e} p.u., max |Δloading| {di:.1e}")
 
     if args.compare_methods:
         compare_methods(p_kw, q_kvar, repeat=args.repeat)
