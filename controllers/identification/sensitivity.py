@@ -78,7 +78,7 @@ def other_drops_v(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, met
     """[t, i, k] the drop (V) customer i would see on phase k from everybody but itself: the ``metered``
     customers j ≠ i at ``phase[j]`` (NOT_ASSIGNED: left out) with their powers ``p_kw[t, j]`` (kW; NaN as 0), and
     the unmetered load on each phase φ, U_φ(t) = ``ref_p_kw[t, φ]`` less the metered customers' on φ (i counted
-    on k), spread over the customers not ``metered`` by ``shares[j, φ]`` (``unmetered.unmetered_shares``; None:
+    on k), spread over the customers not ``metered`` by ``shares[j, φ]`` (``unmetered.shares_of``; None:
     evenly). ``sensitivity[i, k, j, φ]`` from ``voltage_sensitivities``. Raises ValueError on mismatched
     shapes."""
     n_t, n = p_kw.shape
@@ -88,9 +88,7 @@ def other_drops_v(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, met
                          f"{metered.shape}, sensitivity {sensitivity.shape}: expected [t, n], [t, 3], [n], [n], "
                          "[n, 3, n, 3]")
     p = np.where(np.isfinite(p_kw), p_kw, 0.0)
-    known = metered & (phase != NOT_ASSIGNED)
-    on = np.zeros((n, 3))
-    on[np.flatnonzero(known), phase[known]] = 1.0
+    on = _metered_on(phase, metered)
     # metered: Σ_j S[i, k, j, φ_j] p_j(t), j ≠ i
     gain = np.einsum("ikjf,jf->ikj", sensitivity, on)
     gain[np.arange(n), :, np.arange(n)] = 0.0
@@ -100,7 +98,7 @@ def other_drops_v(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, met
             spread = sensitivity[:, :, ~metered, :].mean(axis=2)  # [i, k, φ]
         else:
             spread = np.einsum("ikjf,jf->ikf", sensitivity, np.where(metered[:, None], 0.0, shares))
-        unmetered = unmetered_kw(p_kw, ref_p_kw, phase, metered)
+        unmetered = np.where(np.isfinite(ref_p_kw), ref_p_kw, 0.0) - p @ on  # [t, φ], as ``unmetered_kw``
         drop += np.einsum("tf,ikf->tik", unmetered, spread)
         # i itself: at its guess in `unmetered`; on hypothesis k it is on k instead
         own_guess = np.einsum("if,ikf->ik", on, spread)
@@ -112,10 +110,15 @@ def unmetered_kw(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, mete
     """[t, φ] the load nobody measured (kW): the transformer's phase power less the ``metered`` customers' at
     their ``phase`` (NOT_ASSIGNED: not counted; NaN as 0)."""
     p = np.where(np.isfinite(p_kw), p_kw, 0.0)
+    return np.asarray(np.where(np.isfinite(ref_p_kw), ref_p_kw, 0.0) - p @ _metered_on(phase, metered))
+
+
+def _metered_on(phase: np.ndarray, metered: np.ndarray) -> np.ndarray:
+    """[n, 3] one where a ``metered`` customer is taken to be on that phase (NOT_ASSIGNED: a zero row)."""
     known = metered & (phase != NOT_ASSIGNED)
-    on = np.zeros((p.shape[1], 3))
+    on = np.zeros((phase.size, 3))
     on[np.flatnonzero(known), phase[known]] = 1.0
-    return np.asarray(np.where(np.isfinite(ref_p_kw), ref_p_kw, 0.0) - p @ on)
+    return on
 
 
 def joint_phases(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, ref_p_kw: np.ndarray, *,
@@ -145,11 +148,14 @@ def joint_phases(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, ref_p_k
 
     shares: np.ndarray | None = None
 
-    def evaluate(assignment: np.ndarray) -> tuple[float, np.ndarray]:
+    def score(assignment: np.ndarray, with_shares: np.ndarray | None) -> tuple[float, np.ndarray]:
         s, count = residual_variances(v_v, ref_v_v, p_kw,
-                                      other_drops_v(p_kw, ref_p_kw, assignment, metered, sensitivity, shares))
+                                      other_drops_v(p_kw, ref_p_kw, assignment, metered, sensitivity, with_shares))
         log_s = count * np.log(np.maximum(s, 1e-12))
         return float(log_s[movable, assignment[movable]].sum()), log_s
+
+    def evaluate(assignment: np.ndarray) -> tuple[float, np.ndarray]:
+        return score(assignment, shares)
 
     def descend(start: np.ndarray) -> tuple[float, np.ndarray]:
         phase = start.copy()
@@ -177,9 +183,7 @@ def joint_phases(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, ref_p_k
             at = ends[0][1]
 
             def fit_of(trial: np.ndarray, at: np.ndarray = at) -> float:
-                s, count = residual_variances(v_v, ref_v_v, p_kw,
-                                              other_drops_v(p_kw, ref_p_kw, at, metered, sensitivity, trial))
-                return float((count * np.log(np.maximum(s, 1e-12)))[movable, at[movable]].sum())
+                return score(at, trial)[0]
 
             shares = shares_of(unmetered_phases(fit_of, metered), metered)
             ends = sorted((descend(end) for _, end in ends), key=lambda pair: pair[0])
