@@ -92,9 +92,13 @@ def descend(
         moved = improve_phases(problem, weights, current, locks, deadline=budget.deadline, timer=budget.timer,
                                constant_phases=constant_phases, max_moves=settings.local_search_moves)
         total = evaluate(problem, moved, weights).total
-        if total < current_total:
-            current, current_total = moved, total
-            best.offer(problem, weights, current, f"{source} + descent")
+        if not total < current_total:
+            # no phase moved: the next round's battery LP would see the phases this round's LP saw (it depends on
+            # nothing else), find the same schedule, and the local search the same plan — converged already
+            converged = True
+            break
+        current, current_total = moved, total
+        best.offer(problem, weights, current, f"{source} + descent")
         if not current_total < before - BETTER * max(1.0, abs(before)):
             converged = True
             break
