@@ -428,7 +428,8 @@ def paper_004(quick: bool, replay_cache: Path | None = None) -> Section:
     swarm, iterations, days = (10, 5, 2) if quick else (100, 100, 365)
     # --quick keeps the MILP for I_n: the enumeration takes ~6 CPU minutes, too long for the tests' smoke run
     neutral = "milp" if quick else "enumerate"
-    rows = run_cases(net, tops, gap=GAP_STOP_004, node_limit=NODE_LIMIT_004, swarm=swarm, iterations=iterations,
+    nodes = 20 if quick else NODE_LIMIT_004
+    rows = run_cases(net, tops, gap=GAP_STOP_004, node_limit=nodes, swarm=swarm, iterations=iterations,
                      neutral=neutral)
     section = Section(
         "004_seasonal", "Paper 004 — seasonal phase arrangement with topology per scenario (Taiwan)",
@@ -445,7 +446,7 @@ def paper_004(quick: bool, replay_cache: Path | None = None) -> Section:
                          "compare the changes against the original plan, in the paper and here.")
     section.notes.append("No result depends on the machine's speed or load: every limit is a work budget (PSO's "
                          "swarm and iterations with a fixed seed, the local search's moves, the MILPs' "
-                         f"{NODE_LIMIT_004} nodes a solve, the enumeration's schemes), never wall-clock time. E_loss: "
+                         f"{nodes} nodes a solve, the enumeration's schemes), never wall-clock time. E_loss: "
                          "a season's schemes by best-improvement local search (single and pair moves, every scenario "
                          "at its best topology, `controllers/planning/seasonal/loss_search.py`), its bound the "
                          "balanced losses alone (the unbalanced part U ≥ 0); the MILP (outer approximation) runs "
