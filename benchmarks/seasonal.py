@@ -65,7 +65,7 @@ def main() -> None:
     write_outputs(args.out, net, tops, rows, chosen)
     start_utc = datetime(2023, 1, 1, tzinfo=UTC)
     replay = price_by_replay(net, tops, chosen, args.out / "replay-priced", start_utc=start_utc,
-                             end_utc=start_utc + timedelta(days=args.replay_days))
+                             end_utc=start_utc + timedelta(days=args.replay_days), charts=True)
     before, after = replay.before_figures, replay.after_figures
     orig = rows[0].objectives
     print(f"case 4 exact plan, change vs the original — twin replay of {args.replay_days} days (hourly, nonlinear) | "

@@ -153,19 +153,25 @@ def write_outputs(folder: Path, net: SeasonalNetwork, topologies: list[Topology]
 
 
 def price_by_replay(net: SeasonalNetwork, topologies: list[Topology], row: CaseRow, folder: Path, *,
-                    start_utc: datetime, end_utc: datetime, cache: Path | None = None) -> PricedFigures:
+                    start_utc: datetime, end_utc: datetime, cache: Path | None = None,
+                    charts: bool = False) -> PricedFigures:
     """A plan priced by the twin, not by scenario means: its plan file replayed on ``cigre-mv`` at hourly ticks
     from ``start_utc`` to ``end_utc`` (nonlinear three-phase flow, the year's hourly profiles) beside the same
     replay without the plan (``seasonal_figures``; runs in ``folder``; ``cache``: a folder of replays' figures by
-    content key, reused when the plan, the period, the inputs and the code are the same)."""
-    from phasetwin.plan.seasonal.compare import seasonal_figures
+    content key, reused when the plan, the period, the inputs and the code are the same; ``charts``: replay both
+    with ``compare_seasonal`` instead, which also writes the before/after charts, no cache)."""
+    from phasetwin.plan.seasonal.compare import PricedFigures, compare_seasonal, seasonal_figures
     from phasetwin.run.scenario import Scenario
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "plan.json"
     path.write_text(plan_file(net, topologies, row).model_dump_json(indent=2), encoding="utf-8")
-    return seasonal_figures(Scenario(feeder="cigre-mv", start_utc=start_utc, end_utc=end_utc, tick_s=3600,
-                                     out=folder / "replay", seasonal_plan=path), cache=cache)
+    scenario = Scenario(feeder="cigre-mv", start_utc=start_utc, end_utc=end_utc, tick_s=3600, out=folder / "replay",
+                        seasonal_plan=path)
+    if charts:
+        both = compare_seasonal(scenario)
+        return PricedFigures(before_figures=both.before_figures, after_figures=both.after_figures, replayed=2)
+    return seasonal_figures(scenario, cache=cache)
 
 
 def reference_value(rows: list[CaseRow], case: str) -> float:
