@@ -1,7 +1,9 @@
 """Seasonal phases + topology (paper 004) on CIGRE MV: Table 4, PSO (paper's parameters) vs the exact planner.
 
-    .venv/bin/python benchmarks/seasonal.py [--time-limit 120] [--swarm 100] [--iterations 100] [--out DIR]
-                                            [--replay-days 365]
+    .venv/bin/python benchmarks/seasonal.py [--gap 0.01] [--node-limit 200] [--swarm 100] [--iterations 100]
+                                            [--out DIR] [--replay-days 365]
+
+Every budget is work (nodes, moves, iterations), never seconds: two runs print the same table.
 
 The case-4 exact plan is then priced by the twin: a replay of ``--replay-days`` days from 1 January (hourly
 ticks, nonlinear three-phase flow) beside the same replay without the plan.
@@ -29,22 +31,24 @@ from phasetwin.plan.seasonal.study import (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--time-limit", type=float, default=120.0)
+    parser.add_argument("--gap", type=float, default=0.01, help="exact planner: stop once proven within this")
+    parser.add_argument("--node-limit", type=int, default=200, help="exact planner: MILP nodes a solve")
     parser.add_argument("--swarm", type=int, default=100)
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("runs/seasonal"))
     parser.add_argument("--replay-days", type=int, default=365, help="days of the twin's replay pricing the plan")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 5 s limits, a small swarm, one plan checked, a 2-day replay")
+                        help="a smoke run: 20-node MILPs, a small swarm, one plan checked, a 2-day replay")
     args = parser.parse_args()
     if args.quick:
-        args.time_limit, args.swarm, args.iterations, args.replay_days = 5.0, 4, 2, 2
+        args.node_limit, args.swarm, args.iterations, args.replay_days = 20, 4, 2, 2
     start = time.perf_counter()
     net = cigre_mv_seasonal()
     tops = radial_topologies(net)
     print(f"CIGRE MV: {net.n_bus} MV buses, {len(net.lines)} lines, {len(net.loads)} arranged loads, "
           f"{len(tops)} radial topologies, 16 scenarios")
-    rows = run_cases(net, tops, time_limit_s=args.time_limit, swarm=args.swarm, iterations=args.iterations)
+    rows = run_cases(net, tops, gap=args.gap, node_limit=args.node_limit, swarm=args.swarm,
+                     iterations=args.iterations)
     print(f"{'case':8} {'method':6} {'objective':>9} {'bound':>7} {'E_loss MWh':>10} {'ΔV pu':>7} {'I_n A':>6} "
           f"{'s':>5} | paper: {'obj':>6} {'E_loss kWh':>10} {'ΔV':>6} {'I_n':>6}")
     for r in rows:
@@ -61,7 +65,7 @@ def main() -> None:
     write_outputs(args.out, net, tops, rows, chosen)
     start_utc = datetime(2023, 1, 1, tzinfo=UTC)
     replay = price_by_replay(net, tops, chosen, args.out / "replay-priced", start_utc=start_utc,
-                             end_utc=start_utc + timedelta(days=args.replay_days))
+                             end_utc=start_utc + timedelta(days=args.replay_days), charts=True)
     before, after = replay.before_figures, replay.after_figures
     orig = rows[0].objectives
     print(f"case 4 exact plan, change vs the original — twin replay of {args.replay_days} days (hourly, nonlinear) | "

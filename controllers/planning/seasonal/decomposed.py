@@ -18,8 +18,11 @@ not only the paper's database) and:
   w_{s,e,B} ≥ r_e·Σ_φ u − M·(1 − Σ_{k: e feeds B in k} y_sk); minimise Σ_s h_s·(Σ_k y_sk·B_s(k) + Σ w);
 - I_n: Re(e^{−jθ}·N_{s,H}(x)) ≤ t + M·(1 − Σ_{k: a head of k feeds H} y_sk) for θ on ``angles`` directions
   (a relaxation of |N| ≤ t); minimise t.
-Both MILPs under-estimate their objective for every (x, y), so HiGHS's dual bound, time-limited or not, bounds the
-season's optimum from below; the season's plan is priced exactly by ``evaluate``. A weighted case (eq. 3) is
+Both MILPs under-estimate their objective for every (x, y), so HiGHS's dual bound, node-limited or not, bounds the
+season's optimum from below; the season's plan is priced exactly by ``evaluate``. E_loss's plan comes first from a
+local search over the schemes (``seasonal.loss_search``) and its bound from U ≥ 0 (the balanced losses alone); the
+MILP runs only while that leaves a gap above ``gap``. Every limit is a work budget (moves, MILP nodes, rounds), never
+wall-clock time, so a plan and its bound depend on the data only, not on the machine's load. A weighted case (eq. 3) is
 bounded by max_m w_m·f_m*/f_m,orig (every objective at its own bound; the p = 100 value is at least the largest
 term), and its plan is the best eq.-3 value among the single-objective optima, the start plan (PSO's) and the
 original plan, each with its topologies re-chosen per scenario when that lowers eq. 3.
@@ -30,7 +33,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 from ortools.math_opt.python import mathopt
@@ -47,6 +49,7 @@ from controllers.planning.seasonal.evaluation import (
     original_plan,
     tchebycheff,
 )
+from controllers.planning.seasonal.loss_search import search_season
 from controllers.planning.seasonal.neutral_enum import head_classes, loads_at, min_neutral_enumerated
 from controllers.solver_output import solve_quietly
 
@@ -166,19 +169,14 @@ def _feeds(topologies: list[Topology], heads_only: bool) -> dict[tuple[int, froz
     return out
 
 
-def _solve(model: mathopt.Model, left_s: float | None, hint: dict[mathopt.Variable, float] | None,
+def _solve(model: mathopt.Model, node_limit: int | None, hint: dict[mathopt.Variable, float] | None,
            gap: float) -> mathopt.SolveResult:
-    """One MILP solve to ``gap``; ``left_s`` None: no wall-clock limit (the answer depends on the problem only)."""
+    """One MILP solve to ``gap`` or ``node_limit`` branch-and-bound nodes (None: no limit), seed fixed: a work
+    budget, so the answer depends on the problem only, never on the machine's load."""
     model_params = mathopt.ModelSolveParameters(
         solution_hints=[mathopt.SolutionHint(variable_values=hint)] if hint else [])
-    limit = None if left_s is None else timedelta(seconds=max(left_s, 0.5))
     return solve_quietly(model, mathopt.SolverType.HIGHS, params=mathopt.SolveParameters(
-        time_limit=limit, relative_gap_tolerance=gap), model_params=model_params)
-
-
-def _left_s(time_limit_s: float | None, done_share: float, t0: float) -> float | None:
-    """Wall-clock seconds left for a season when ``done_share`` of the budget is spent at its end; None: no limit."""
-    return None if time_limit_s is None else time_limit_s * done_share - (time.perf_counter() - t0)
+        node_limit=node_limit, relative_gap_tolerance=gap, random_seed=0), model_params=model_params)
 
 
 def _hint(sm: _SeasonModel, scheme: np.ndarray, topo: dict[int, int]) -> dict[mathopt.Variable, float]:
@@ -188,87 +186,30 @@ def _hint(sm: _SeasonModel, scheme: np.ndarray, topo: dict[int, int]) -> dict[ma
     return out
 
 
-def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float | None = 60.0, gap: float = 1e-3,
-             start: SeasonalPlan | None = None, max_rounds: int = 40) -> ObjectiveBound:
-    """E_loss minimised season by season (module docstring); value and bound in kWh a year."""
-    t0 = time.perf_counter()
+def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, gap: float = 1e-3, node_limit: int | None = None,
+             start: SeasonalPlan | None = None, max_rounds: int = 40, search_moves: int = 200) -> ObjectiveBound:
+    """E_loss minimised season by season (module docstring); value and bound in kWh a year.
+
+    Per season: the local search (``search_moves`` moves) from the start plan's schemes and from the original
+    ones, the better kept; its bound is the balanced losses' minimum (U ≥ 0). While the season's gap is above
+    ``gap``, MILP rounds (at most ``max_rounds``, each at most ``node_limit`` nodes; None: each to ``gap``) add
+    tangent cuts, raise the bound and may improve the plan."""
     balanced, _ = balanced_tables(net, topologies)
-    feeds = _feeds(topologies, heads_only=False)
-    r = net.z_ohm.real
     plan_topo = np.zeros(len(net.hours), dtype=int)
     plan_scheme = np.zeros((net.n_seasons, len(net.loads)), dtype=int)
+    base = start if start is not None else original_plan(net)
     total_bound = 0.0
     for sg in range(net.n_seasons):
         scenarios = [int(s) for s in np.flatnonzero(net.scenario_season == sg)]
-        sm = _season_model(net, topologies, scenarios, f"loss{sg}")
-        model = sm.model
-        u: dict[tuple[int, frozenset[int], int], mathopt.Variable] = {}
-        dexpr: dict[tuple[int, frozenset[int], int], tuple[mathopt.Variable, mathopt.Variable]] = {}
-        tables = {s: _unbalance(net, s) for s in scenarios}
-        objective = []
-        for s in scenarios:
-            objective.append(net.hours[s] * mathopt.fast_sum(float(balanced[k, s]) * v for k, v in enumerate(sm.y[s])))
-            for (e, buses), ks in feeds.items():
-                loads = loads_at(net, buses)
-                if not loads:
-                    continue
-                worst = 0.0
-                for ph in range(3):
-                    key = (s, buses, ph)
-                    if key not in u:
-                        u[key] = model.add_variable(lb=0.0)
-                        dexpr[key] = sm.delta(tables[s][:, :, ph], loads)
-                    worst += sum(float(np.abs(tables[s][d, :, ph]).max()) for d in loads) ** 2
-                on = mathopt.fast_sum(sm.y[s][k] for k in ks)
-                w = model.add_variable(lb=0.0)
-                big = r[e] / 1000.0 * worst
-                model.add_linear_constraint(
-                    w >= r[e] / 1000.0 * mathopt.fast_sum(u[s, buses, ph] for ph in range(3)) - big * (1 - on))
-                objective.append(net.hours[s] * w)
-        model.minimize(mathopt.fast_sum(objective))
-        base = start if start is not None else original_plan(net)
-        best_scheme = base.scheme[sg].copy()
-        best_topo = {s: int(base.topology[s]) for s in scenarios}
-
-        def season_loss(scheme: np.ndarray, topo: dict[int, int], sg: int = sg) -> float:
-            t = plan_topo.copy()
-            for s, k in topo.items():
-                t[s] = k
-            sch = plan_scheme.copy()
-            sch[sg] = scheme
-            loss = evaluate(net, topologies, SeasonalPlan(t, sch)).loss_kw
-            return float(sum(net.hours[s] * loss[s] for s in topo))
-
-        best_val = season_loss(best_scheme, best_topo)
-        for key, (re, im) in dexpr.items():  # a first tangent at the start plan and at zero
-            s, buses, ph = key
-            at = sum(tables[s][d, best_scheme[d], ph] for d in loads_at(net, buses))
-            _square_cut(model, u[key], re, im, complex(at))
+        found = [search_season(net, topologies, scenarios, x0, max_moves=search_moves)
+                 for x0 in (base.scheme[sg], np.zeros(len(net.loads), dtype=int))]
+        best_scheme, best_topo, best_val = min(found, key=lambda f: f[2])
         # Without any MILP solve, the balanced losses alone bound the season (U ≥ 0).
         bound = float(sum(net.hours[s] * balanced[:, s].min() for s in scenarios))
-        for _ in range(max_rounds):
-            left = _left_s(time_limit_s, (sg + 1) / net.n_seasons, t0)
-            if left is not None and left <= 0.5:
-                break
-            res = _solve(model, left, _hint(sm, best_scheme, best_topo), gap / 2)
-            if not res.has_primal_feasible_solution():
-                break
-            bound = max(bound, float(res.termination.objective_bounds.dual_bound))
-            val = res.variable_values()
-            scheme, topo = sm.plan_part(val, len(net.loads), scenarios)
-            value = season_loss(scheme, topo)
-            if value < best_val:
-                best_val, best_scheme, best_topo = value, scheme, topo
-            if best_val - bound <= gap * best_val:
-                break
-            added = 0
-            for key, (re, im) in dexpr.items():
-                at = complex(sum(tables[key[0]][d, scheme[d], key[2]] for d in loads_at(net, key[1])))
-                if abs(at) ** 2 > val[u[key]] * (1 + 1e-7) + 1e-7:
-                    _square_cut(model, u[key], re, im, at)
-                    added += 1
-            if added == 0:
-                break
+        if best_val - bound > gap * best_val and max_rounds > 0:
+            best_scheme, best_topo, best_val, bound = _loss_milp(
+                net, topologies, scenarios, balanced, (best_scheme, best_topo, best_val), bound,
+                gap=gap, node_limit=node_limit, max_rounds=max_rounds, name=f"loss{sg}")
         total_bound += bound
         plan_scheme[sg] = best_scheme
         for s, k in best_topo.items():
@@ -277,21 +218,95 @@ def min_loss(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: 
     return ObjectiveBound(plan, evaluate(net, topologies, plan).e_loss_kwh, total_bound)
 
 
+def _season_loss(net: SeasonalNetwork, topologies: list[Topology], scheme: np.ndarray, topo: dict[int, int],
+                 sg: int) -> float:
+    """Σ_s h_s·L_s (kWh) of season ``sg``'s scenarios under its schemes and their topologies."""
+    t = np.zeros(len(net.hours), dtype=int)
+    for s, k in topo.items():
+        t[s] = k
+    sch = np.zeros((net.n_seasons, len(net.loads)), dtype=int)
+    sch[sg] = scheme
+    loss = evaluate(net, topologies, SeasonalPlan(t, sch)).loss_kw
+    return float(sum(net.hours[s] * loss[s] for s in topo))
+
+
+def _loss_milp(net: SeasonalNetwork, topologies: list[Topology], scenarios: list[int], balanced: np.ndarray,
+               incumbent: tuple[np.ndarray, dict[int, int], float], bound: float, *, gap: float,
+               node_limit: int | None, max_rounds: int, name: str) -> tuple[np.ndarray, dict[int, int], float, float]:
+    """A season's E_loss MILP by outer approximation from ``incumbent`` (schemes, topologies, loss): the best
+    plan found and the season's proven bound."""
+    sg = int(net.scenario_season[scenarios[0]])
+    feeds = _feeds(topologies, heads_only=False)
+    r = net.z_ohm.real
+    sm = _season_model(net, topologies, scenarios, name)
+    model = sm.model
+    u: dict[tuple[int, frozenset[int], int], mathopt.Variable] = {}
+    dexpr: dict[tuple[int, frozenset[int], int], tuple[mathopt.Variable, mathopt.Variable]] = {}
+    tables = {s: _unbalance(net, s) for s in scenarios}
+    objective = []
+    for s in scenarios:
+        objective.append(net.hours[s] * mathopt.fast_sum(float(balanced[k, s]) * v for k, v in enumerate(sm.y[s])))
+        for (e, buses), ks in feeds.items():
+            loads = loads_at(net, buses)
+            if not loads:
+                continue
+            worst = 0.0
+            for ph in range(3):
+                key = (s, buses, ph)
+                if key not in u:
+                    u[key] = model.add_variable(lb=0.0)
+                    dexpr[key] = sm.delta(tables[s][:, :, ph], loads)
+                worst += sum(float(np.abs(tables[s][d, :, ph]).max()) for d in loads) ** 2
+            on = mathopt.fast_sum(sm.y[s][k] for k in ks)
+            w = model.add_variable(lb=0.0)
+            big = r[e] / 1000.0 * worst
+            model.add_linear_constraint(
+                w >= r[e] / 1000.0 * mathopt.fast_sum(u[s, buses, ph] for ph in range(3)) - big * (1 - on))
+            objective.append(net.hours[s] * w)
+    model.minimize(mathopt.fast_sum(objective))
+    best_scheme, best_topo, best_val = incumbent
+    for key, (re, im) in dexpr.items():  # a first tangent at the incumbent
+        s, buses, ph = key
+        at = sum(tables[s][d, best_scheme[d], ph] for d in loads_at(net, buses))
+        _square_cut(model, u[key], re, im, complex(at))
+    for _ in range(max_rounds):
+        res = _solve(model, node_limit, _hint(sm, best_scheme, best_topo), gap / 2)
+        if not res.has_primal_feasible_solution():
+            break
+        bound = max(bound, float(res.termination.objective_bounds.dual_bound))
+        val = res.variable_values()
+        scheme, topo = sm.plan_part(val, len(net.loads), scenarios)
+        value = _season_loss(net, topologies, scheme, topo, sg)
+        if value < best_val:
+            best_val, best_scheme, best_topo = value, scheme, topo
+        if best_val - bound <= gap * best_val:
+            break
+        added = 0
+        for key, (re, im) in dexpr.items():
+            at = complex(sum(tables[key[0]][d, scheme[d], key[2]] for d in loads_at(net, key[1])))
+            if abs(at) ** 2 > val[u[key]] * (1 + 1e-7) + 1e-7:
+                _square_cut(model, u[key], re, im, at)
+                added += 1
+        if added == 0:
+            break
+    return best_scheme, best_topo, best_val, bound
+
+
 def _square_cut(model: mathopt.Model, u: mathopt.Variable, re: mathopt.Variable, im: mathopt.Variable,
                 a: complex) -> None:
     """u ≥ |Δ|² linearised at a: 2·Re(ā·Δ) − |a|²."""
     model.add_linear_constraint(u >= 2 * a.real * re + 2 * a.imag * im - abs(a) ** 2)
 
 
-def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float | None = 60.0,
+def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, node_limit: int | None = None,
                 gap: float = 1e-3, start: SeasonalPlan | None = None, angles: int = 32) -> ObjectiveBound:
     """I_n (the largest feeder-head neutral current over the year) minimised season by season; A.
 
     Only the sets of buses on each head matter, so a scenario chooses among the topology classes that give the
     same sets (z_sc); the plan takes the class's topology of least balanced loss. ``angles`` directions relax
-    |N| ≤ t; the bound is HiGHS's dual bound of that relaxation, so it holds for any number of angles.
+    |N| ≤ t; the bound is HiGHS's dual bound of that relaxation, so it holds for any number of angles and nodes
+    (``node_limit``: a season's MILP stops there; None: at ``gap``).
     """
-    t0 = time.perf_counter()
     classes = head_classes(topologies)
     balanced, _ = balanced_tables(net, topologies)
     base = start if start is not None else original_plan(net)
@@ -330,12 +345,11 @@ def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_
                     th = 2 * math.pi * i / angles
                     model.add_linear_constraint(math.cos(th) * re + math.sin(th) * im <= t_a + big * off)
         model.minimize(t_a)
-        left = _left_s(time_limit_s, (sg + 1) / net.n_seasons, t0)
         hint = {v: float(plan_scheme[sg, d] == m) for (d, m), v in x.items()}
         for s in scenarios:
             here = next(c for c, (_sets, ks) in enumerate(cls_list) if int(plan_topo[s]) in ks)
             hint.update({v: float(c == here) for c, v in enumerate(z[s])})
-        res = _solve(model, left, hint, gap)
+        res = _solve(model, node_limit, hint, gap)
         if not res.has_primal_feasible_solution():
             continue  # the start plan's part stays; this season adds nothing to the bound
         bound = max(bound, float(res.termination.objective_bounds.dual_bound))
@@ -355,7 +369,7 @@ def min_neutral(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_
 
 
 def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: np.ndarray, *,
-                     reference: Objectives | None = None, p: float = 100.0, time_limit_s: float | None = 120.0,
+                     reference: Objectives | None = None, p: float = 100.0, node_limit: int | None = None,
                      gap: float = 1e-3, start_plan: SeasonalPlan | None = None,
                      solved: dict[str, ObjectiveBound] | None = None, neutral: str = "milp",
                      neutral_budget: int = 40_000_000) -> DecomposedResult:
@@ -363,9 +377,10 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
     than ``start_plan`` nor the original plan, and a proven lower bound.
 
     ``solved``: single-objective results already at hand (keys ``e_loss_kwh``, ``dv_pu``, ``i_n_a``), reused
-    instead of solved again (the four cases of the paper share them). ``time_limit_s`` is the budget of each
-    objective still to solve by MILP (E_loss, I_n; ΔV is enumerated), in wall-clock seconds: a bound found within it
-    depends on the machine's load; None solves each season to ``gap`` (reproducible, as the tests run it).
+    instead of solved again (the four cases of the paper share them). ``gap``: each objective's search stops once
+    proven within it; ``node_limit``: the branch-and-bound nodes of each MILP solve (E_loss's rounds, I_n's
+    seasons; None: each solve to ``gap``). Both are work budgets: the result depends on the data, never on the
+    machine's load or speed.
     ``neutral``: how I_n is minimised, "enumerate" (exact, ``seasonal.neutral_enum``; ``neutral_budget``: the
     schemes a season may price, a work budget that leaves a proven bound if it runs out) or "milp"
     (``min_neutral``: its bound stays near 0 when the
@@ -383,15 +398,14 @@ def solve_decomposed(net: SeasonalNetwork, topologies: list[Topology], weights: 
     keys = ("e_loss_kwh", "dv_pu", "i_n_a")
     found = {keys[m]: solved[keys[m]] for m in active if solved is not None and keys[m] in solved}
     to_solve = [m for m in active if keys[m] not in found and m != 1]
-    share = time_limit_s
     base = start_plan if start_plan is not None else original_plan(net)
     if 0 in to_solve:
-        found["e_loss_kwh"] = min_loss(net, topologies, time_limit_s=share, gap=gap, start=base)
+        found["e_loss_kwh"] = min_loss(net, topologies, gap=gap, node_limit=node_limit, start=base)
     if w[1] > 0 and "dv_pu" not in found:
         found["dv_pu"] = min_dv(net, topologies, base.scheme)
     if 2 in to_solve:
         if neutral == "milp":
-            found["i_n_a"] = min_neutral(net, topologies, time_limit_s=share, gap=gap, start=base)
+            found["i_n_a"] = min_neutral(net, topologies, node_limit=node_limit, gap=gap, start=base)
         else:
             enum = min_neutral_enumerated(net, topologies, balanced_tables(net, topologies)[0], start=base,
                                           max_schemes=neutral_budget)

@@ -11,8 +11,10 @@ Figures of a replay (the planner's three objectives, measured on the twin's nonl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -140,3 +142,47 @@ def compare_seasonal(scenario: Scenario, *, progress: Progress | None = None,
                        title="Largest neutral current leaving a feeder head, twin", y_label="A")
     return SeasonalComparison(before=before, after=after, before_figures=figures(before, before_heads),
                               after_figures=figures(after, after_heads))
+
+
+def replay_key(scenario: Scenario) -> str:
+    """A replay's content key: ``scenario_hash`` (every field but ``out``, every input file's content, the code's
+    fingerprint) with the seasonal plan keyed by its content, not its path."""
+    from phasetwin.run.scenario_file import file_sha256, input_hashes, scenario_hash
+
+    inputs = input_hashes(scenario)
+    if scenario.seasonal_plan is None:
+        return scenario_hash(scenario, inputs)
+    inputs.pop(str(scenario.seasonal_plan.resolve()), None)
+    keyed = scenario.model_copy(update={"seasonal_plan": Path(f"sha256:{file_sha256(scenario.seasonal_plan)}")})
+    return scenario_hash(keyed, inputs)
+
+
+@dataclass(frozen=True)
+class PricedFigures:
+    """The figures of a plan's replay and of the same replay without the plan; ``replayed``: how many of the two
+    ran (the others came from the cache)."""
+
+    before_figures: PlanFigures
+    after_figures: PlanFigures
+    replayed: int
+
+
+def seasonal_figures(scenario: Scenario, *, cache: Path | None = None) -> PricedFigures:
+    """``compare_seasonal``'s figures only, each replay's figures taken from ``cache`` (a folder, one
+    ``<replay_key>.json`` a replay) when they are there, else replayed and stored there: a replay is
+    deterministic, so the same key gives the same figures."""
+
+    def one(sc: Scenario) -> tuple[PlanFigures, int]:
+        path = None if cache is None else cache / f"{replay_key(sc)}.json"
+        if path is not None and path.is_file():
+            return PlanFigures(**json.loads(path.read_text(encoding="utf-8"))), 0
+        result, heads = replay_with_heads(sc)
+        found = figures(result, heads)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(asdict(found)), encoding="utf-8")
+        return found, 1
+
+    after, n_after = one(scenario)
+    before, n_before = one(scenario.model_copy(update={"seasonal_plan": None, "out": scenario.out / "no-plan"}))
+    return PricedFigures(before_figures=before, after_figures=after, replayed=n_after + n_before)

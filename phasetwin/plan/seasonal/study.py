@@ -28,7 +28,7 @@ from phasetwin.report.json_file import write_json
 from twin.figures.compare import write_before_after
 
 if TYPE_CHECKING:
-    from phasetwin.plan.seasonal.compare import SeasonalComparison
+    from phasetwin.plan.seasonal.compare import PricedFigures
 
 CASE_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "case 1": (1.0, 0.0, 0.0), "case 2": (0.0, 1.0, 0.0), "case 3": (0.0, 0.0, 1.0), "case 4": (0.4, 0.3, 0.3)}
@@ -51,13 +51,14 @@ class CaseRow:
     cpu_s: float | None = None  # the exact planner's CPU seconds (None: not measured)
 
 
-def run_cases(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s: float = 120.0,
+def run_cases(net: SeasonalNetwork, topologies: list[Topology], *, gap: float = 1e-3, node_limit: int | None = 200,
               swarm: int = 100, iterations: int = 100, seed: int = 0,
               cases: tuple[str, ...] = tuple(CASE_WEIGHTS), neutral: str = "milp",
               neutral_budget: int = 40_000_000) -> list[CaseRow]:
     """The original plan, then per case PSO over the paper's database and the exact planner (per-season
-    decomposition, ``seasonal.decomposed``) started from PSO's plan. ``time_limit_s`` is the exact planner's
-    budget per single objective; the objectives' optima found for one case are reused by the later ones.
+    decomposition, ``seasonal.decomposed``) started from PSO's plan. ``gap``, ``node_limit``: the exact planner's
+    work budget (``solve_decomposed``; no wall-clock limit, so the rows depend on the data only); the objectives'
+    optima found for one case are reused by the later ones.
     ``neutral``, ``neutral_budget``: how I_n is minimised (``solve_decomposed``)."""
     unknown = [c for c in cases if c not in CASE_WEIGHTS]
     if unknown:
@@ -71,7 +72,7 @@ def run_cases(net: SeasonalNetwork, topologies: list[Topology], *, time_limit_s:
         pso = solve_pso(net, topologies, weights, reference=ref, swarm=swarm, iterations=iterations, seed=seed,
                         database=database)
         rows.append(CaseRow(name, "PSO", pso.value, None, pso.objectives, pso.plan, pso.wall_s))
-        ex = solve_decomposed(net, topologies, weights, reference=ref, time_limit_s=time_limit_s,
+        ex = solve_decomposed(net, topologies, weights, reference=ref, gap=gap, node_limit=node_limit,
                               start_plan=pso.plan, solved=solved, neutral=neutral,
                               neutral_budget=neutral_budget)
         solved.update(ex.per_objective)
@@ -152,18 +153,25 @@ def write_outputs(folder: Path, net: SeasonalNetwork, topologies: list[Topology]
 
 
 def price_by_replay(net: SeasonalNetwork, topologies: list[Topology], row: CaseRow, folder: Path, *,
-                    start_utc: datetime, end_utc: datetime) -> SeasonalComparison:
+                    start_utc: datetime, end_utc: datetime, cache: Path | None = None,
+                    charts: bool = False) -> PricedFigures:
     """A plan priced by the twin, not by scenario means: its plan file replayed on ``cigre-mv`` at hourly ticks
     from ``start_utc`` to ``end_utc`` (nonlinear three-phase flow, the year's hourly profiles) beside the same
-    replay without the plan (``compare_seasonal``; runs in ``folder``)."""
-    from phasetwin.plan.seasonal.compare import compare_seasonal
+    replay without the plan (``seasonal_figures``; runs in ``folder``; ``cache``: a folder of replays' figures by
+    content key, reused when the plan, the period, the inputs and the code are the same; ``charts``: replay both
+    with ``compare_seasonal`` instead, which also writes the before/after charts, no cache)."""
+    from phasetwin.plan.seasonal.compare import PricedFigures, compare_seasonal, seasonal_figures
     from phasetwin.run.scenario import Scenario
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "plan.json"
     path.write_text(plan_file(net, topologies, row).model_dump_json(indent=2), encoding="utf-8")
-    return compare_seasonal(Scenario(feeder="cigre-mv", start_utc=start_utc, end_utc=end_utc, tick_s=3600,
-                                     out=folder / "replay", seasonal_plan=path))
+    scenario = Scenario(feeder="cigre-mv", start_utc=start_utc, end_utc=end_utc, tick_s=3600, out=folder / "replay",
+                        seasonal_plan=path)
+    if charts:
+        both = compare_seasonal(scenario)
+        return PricedFigures(before_figures=both.before_figures, after_figures=both.after_figures, replayed=2)
+    return seasonal_figures(scenario, cache=cache)
 
 
 def reference_value(rows: list[CaseRow], case: str) -> float:

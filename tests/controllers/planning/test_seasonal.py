@@ -73,7 +73,7 @@ def test_decomposed_planner_against_brute_force(weights: tuple[float, float, flo
     w = np.array(weights)
     best = brute_force(net, tops, w)
     pso = solve_pso(net, tops, w, swarm=6, iterations=4, seed=1)
-    res = solve_decomposed(net, tops, w, time_limit_s=None, gap=1e-6, start_plan=pso.plan, neutral=neutral)
+    res = solve_decomposed(net, tops, w, node_limit=None, gap=1e-6, start_plan=pso.plan, neutral=neutral)
     assert res.bound <= best * (1 + 1e-6) + 1e-9
     assert res.value <= pso.value + 1e-12
     again = tchebycheff(evaluate(net, tops, res.plan).vector(), evaluate(net, tops, original_plan(net)).vector(), w)
@@ -195,3 +195,82 @@ def test_cigre_topologies_radial_by_graph_and_ac_power_flow() -> None:
     loop = Topology(np.ones(len(net.lines), dtype=bool), tops[0].below, tops[0].head_lines)
     problems = check_with_pandapower(net, [loop], SeasonalPlan(np.zeros(16, dtype=int), plan.scheme))
     assert problems and "loop" in problems[0]
+
+
+def _season_loss_at(net: SeasonalNetwork, tops: list[Topology], scheme: tuple[int, ...]) -> float:
+    """Σ_s h_s·min_k L_s(k) of a one-season case under ``scheme``, every topology priced by ``evaluate``."""
+    return sum(net.hours[s] * min(evaluate(net, tops, SeasonalPlan(np.full(len(net.hours), k),
+                                                                    np.array([scheme]))).loss_kw[s]
+                                  for k in range(len(tops)))
+               for s in range(len(net.hours)))
+
+
+def test_loss_search_ends_where_no_single_or_pair_move_improves() -> None:
+    """The local search on a four-load variant of the five-bus case: its value is ``evaluate``'s for its plan,
+    and no scheme change of one or two loads (all 6·4 + 36·6 listed, each priced by ``evaluate`` at every
+    scenario's best topology) lowers it; from the worst start it improves."""
+    from controllers.planning.seasonal.loss_search import search_season
+
+    base = five_bus_two_heads()
+    extra = SeasonalLoad("L2b", 2, np.array([80.0, 200.0]), np.array([20.0, 60.0]), np.array([0.1, 0.1, 0.8]))
+    net = replace(base, loads=(*base.loads, extra))
+    tops = radial_topologies(net)
+    start = (0, 0, 3, 3)  # the scheme of most loss, by enumeration of all 6^4
+    scheme, topo, value = search_season(net, tops, [0, 1], np.array(start))
+    x = tuple(int(m) for m in scheme)
+    plan = SeasonalPlan(np.array([topo[0], topo[1]]), np.array([x]))
+    assert value == pytest.approx(float((net.hours * evaluate(net, tops, plan).loss_kw).sum()), rel=1e-9)
+    assert value == pytest.approx(_season_loss_at(net, tops, x), rel=1e-9)
+    assert value < _season_loss_at(net, tops, start) * (1 - 1e-6)
+    for d1 in range(len(x)):
+        for d2 in range(d1, len(x)):
+            for m1, m2 in product(range(len(SCHEMES)), repeat=2):
+                y = list(x)
+                y[d1], y[d2] = m1, (m2 if d2 != d1 else m1)
+                assert _season_loss_at(net, tops, tuple(y)) >= value * (1 - 1e-9)
+
+
+class _RacingClock:
+    """A clock that jumps an hour at every reading: a planner with a wall-clock limit would stop at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 3600.0
+        return self.now
+
+    def process_time(self) -> float:
+        return self.perf_counter()
+
+    def monotonic(self) -> float:
+        return self.perf_counter()
+
+    def time(self) -> float:
+        return self.perf_counter()
+
+
+def test_exact_planner_does_not_depend_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Case 4 (all three objectives; E_loss's MILP with a 1-node work budget, I_n's MILP) on the five-bus case
+    gives the same plan, value and bound on a normal clock and on one that jumps an hour at every reading, and
+    twice in a row: only work budgets stop it."""
+    from controllers.planning.seasonal import decomposed, loss_search, neutral_enum
+
+    net = five_bus_two_heads()
+    tops = radial_topologies(net)
+    w = np.array([0.4, 0.3, 0.3])
+
+    def run() -> tuple[object, ...]:
+        res = solve_decomposed(net, tops, w, gap=1e-6, node_limit=1, neutral="milp")
+        per = {k: (v.value, v.bound, v.plan.topology.tolist(), v.plan.scheme.tolist())
+               for k, v in res.per_objective.items()}
+        return res.value, res.bound, res.plan.topology.tolist(), res.plan.scheme.tolist(), per
+
+    first = run()
+    assert first == run()
+    clock = _RacingClock()
+    for module in (decomposed, loss_search, neutral_enum):
+        if hasattr(module, "time"):
+            monkeypatch.setattr(module, "time", clock)
+    assert run() == first
+    assert clock.now > 0  # the clock was read: the patch reached the planner

@@ -20,7 +20,7 @@ def test_case_two_plan_reaches_the_least_voltage_drop_of_every_scenario(tmp_path
     app = typer.Typer()
     register(app)
     result = CliRunner().invoke(app, ["seasonal", "--case", "case 2", "--swarm", "2", "--iterations", "1",
-                                      "--time-limit", "1", "--no-check", "--out", str(tmp_path)])
+                                      "--node-limit", "20", "--no-check", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     plan = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))
     assert (plan["case"], plan["method"]) == ("case 2", "exact")

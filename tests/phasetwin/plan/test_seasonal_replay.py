@@ -141,3 +141,32 @@ def test_twin_agrees_with_the_planner_per_scenario() -> None:
     assert np.abs(loss / planner.loss_kw - 1).max() < 0.10
     i_n = pgm.i_n_ka[:, h.head_lines].max(axis=1) * 1000
     assert np.abs(i_n / planner.i_n_scenario_a - 1).max() < 0.10
+
+
+def test_replay_figures_cached_by_content(tmp_path: Path) -> None:
+    """``seasonal_figures`` with a cache: the same plan written elsewhere replays nothing and gives the same
+    figures as ``compare_seasonal``; a plan changed by one phase connection has another key and is replayed."""
+    from phasetwin.plan.seasonal.compare import replay_key, seasonal_figures
+
+    day = (datetime(2023, 1, 12, tzinfo=UTC), datetime(2023, 1, 12, 6, tzinfo=UTC))
+    cache = tmp_path / "cache"
+    first = seasonal_figures(_scenario(CASE4_PLAN, tmp_path / "a", day), cache=cache)
+    assert first.replayed == 2
+    copy = tmp_path / "elsewhere" / "plan.json"
+    copy.parent.mkdir()
+    copy.write_text(CASE4_PLAN.read_text(encoding="utf-8"), encoding="utf-8")
+    again = seasonal_figures(_scenario(copy, tmp_path / "b", day), cache=cache)
+    assert again.replayed == 0
+    assert (again.before_figures, again.after_figures) == (first.before_figures, first.after_figures)
+    full = compare_seasonal(_scenario(CASE4_PLAN, tmp_path / "c", day))
+    assert full.after_figures == first.after_figures and full.before_figures == first.before_figures
+    plan = json.loads(CASE4_PLAN.read_text(encoding="utf-8"))
+    season = plan["phase_connection"]["winter"]
+    load = sorted(season)[0]
+    season[load] = season[load][1:] + season[load][:1]  # the load's terminals rotated: another plan
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps(plan), encoding="utf-8")
+    assert replay_key(_scenario(changed, tmp_path / "d", day)) != replay_key(_scenario(copy, tmp_path / "e", day))
+    other = seasonal_figures(_scenario(changed, tmp_path / "d", day), cache=cache)
+    assert other.replayed == 1  # the no-plan replay is the same one
+    assert other.after_figures != first.after_figures
