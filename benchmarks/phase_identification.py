@@ -17,7 +17,8 @@ Per case, worst over the seeds:
 - fixed / broken: records the plan (``identified.json``) changes that were wrong / right (acceptance: broken 0).
 
 The watch (``identify --watch``): 30 days of 15-minute data, a 7-day baseline, a 1-day window stepped by an hour;
-one identifiable customer moved to another phase at noon of day 16: the delay until it is reported, and the
+one identifiable customer moved to another phase at noon of day 16, on the IEEE feeder and the Kerber grid
+(``--feeder`` picks one): the delay until it is reported, and the
 false reports (any other customer, or before the move).
 
     .venv/bin/python benchmarks/phase_identification.py            # every case, 3 seeds
@@ -27,6 +28,7 @@ false reports (any other customer, or before the move).
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -157,7 +159,8 @@ def main() -> None:
         print(f"{case.label:<42} {worst.accuracy:>8.1%} {worst.assigned:>8.1%} {worst.wrong_high:>8} "
               f"{worst.right_of_assigned:>14.1%} {worst.fixed:>6} {worst.broken:>6}", flush=True)
     if not args.no_watch:
-        failures += watch_benchmark(seeds=seeds, days=4 if args.quick else 30)
+        feeders = ("ieee",) if args.quick else ((args.feeder,) if args.feeder else ("ieee", "kerber"))
+        failures += watch_benchmark(seeds=seeds, days=4 if args.quick else 30, feeders=feeders)
     print(f"\n{time.perf_counter() - started:.0f} s in all; {failures} wrong high-confidence answer(s), broken "
           "record(s) and false or missed move report(s)")
     sys.exit(1 if failures else 0)
@@ -174,19 +177,19 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def watch_benchmark(*, seeds: list[int], days: int) -> int:
+def watch_benchmark(*, seeds: list[int], days: int, feeders: tuple[str, ...] = ("ieee",)) -> int:
     """One identifiable customer moved at noon of the middle day (after a 7-day baseline; 2 days of 4 in --quick),
     and the same period without the move; class 1.0, 15-minute data. Returns the misses and false reports."""
     baseline_days = 2 if days < 7 else 7
     move_day = max(baseline_days, days // 2)  # 0-based: the move is at noon of day move_day + 1
     per_day = 86400 // TICK_S
-    print(f"\nwatch: IEEE feeder, {days} days of 15-minute class-1.0 data, baseline {baseline_days} d, window 1 d "
-          f"stepped by 1 h, 2 windows to confirm; a move on day {move_day + 1} at noon")
-    print(f"{'seed':>4} {'moved':>8} {'noticed after':>14} {'false reports (with move)':>26} "
+    print(f"\nwatch: {' and '.join(feeders)}, {days} days of 15-minute class-1.0 data, baseline {baseline_days} d, "
+          f"window 1 d stepped by 1 h, 2 windows to confirm; a move on day {move_day + 1} at noon")
+    print(f"{'feeder':<7} {'seed':>4} {'moved':>8} {'noticed after':>14} {'false reports (with move)':>26} "
           f"{'false reports (no move)':>24} {'watched':>8}")
     failures = 0
-    for seed in seeds:
-        still = truth_of("ieee", days=days, seed=seed)
+    for feeder_name, seed in itertools.product(feeders, seeds):
+        still = truth_of(feeder_name, days=days, seed=seed)
         model = MeterModel(seed=seed, accuracy_class=1.0, resolution_s=TICK_S)
         base = run_identification(still.feeder, _first(meter_voltages(still, model=model), baseline_days * per_day),
                                   method=Method.BOTH, time_limit_s=ENERGY_TIME_LIMIT_S)
@@ -194,13 +197,14 @@ def watch_benchmark(*, seeds: list[int], days: int) -> int:
         phase = np.where(chosen.flagged(), -1, chosen.phase)
         rng = np.random.default_rng([seed, 5])
         if not (phase >= 0).any():
-            print(f"{seed:>4} no customer identifiable in the baseline: nothing to watch")
+            print(f"{feeder_name:<7} {seed:>4} no customer identifiable in the baseline: nothing to watch")
             failures += 1
             continue
         who = int(rng.choice(np.flatnonzero(phase >= 0)))
         to_phase = int((phase[who] + rng.integers(1, 3)) % 3)
         at = move_day * per_day + per_day // 2
-        moved = truth_of("ieee", days=days, seed=seed, move=Move(customer=who, to_phase=to_phase, at_interval=at))
+        moved = truth_of(feeder_name, days=days, seed=seed,
+                         move=Move(customer=who, to_phase=to_phase, at_interval=at))
         reports = {}
         for name, truth in (("move", moved), ("still", still)):
             data = meter_voltages(truth, model=model)
@@ -211,8 +215,8 @@ def watch_benchmark(*, seeds: list[int], days: int) -> int:
         false_move = [c for c in reports["move"] if c not in hit[:1]]
         delay_h = (hit[0].noticed_at - at) * TICK_S / 3600 if hit else float("nan")
         failures += (0 if hit and delay_h <= 24 else 1) + len(false_move) + len(reports["still"])
-        print(f"{seed:>4} {still.feeder.customers[who].id:>8} {delay_h:>12.1f} h {len(false_move):>26} "
-              f"{len(reports['still']):>24} {int((phase >= 0).sum()):>8}", flush=True)
+        print(f"{feeder_name:<7} {seed:>4} {still.feeder.customers[who].id:>8} {delay_h:>12.1f} h "
+              f"{len(false_move):>26} {len(reports['still']):>24} {int((phase >= 0).sum()):>8}", flush=True)
     return failures
 
 
