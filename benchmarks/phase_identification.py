@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phase_id_cases import Move, case_feeder, profile_loads_kw, simulate
 
 from controllers.identification import Method
-from controllers.identification.watch import watch_phases
+from controllers.identification.correlation import profile_groups
+from controllers.identification.watch import STEADY_LEVEL, watch_phases, wavering
 from phasetwin.run.meter_readings import TrueReadings, meter_voltages, run_identification
 from streams.meters.voltages import MeterVoltages
 from twin.smart_meter import MeterModel
@@ -178,15 +179,16 @@ def _seed_list(text: str) -> list[int]:
 
 
 def watch_benchmark(*, seeds: list[int], days: int, feeders: tuple[str, ...] = ("ieee",)) -> int:
-    """One identifiable customer moved at noon of the middle day (after a 7-day baseline; 2 days of 4 in --quick),
-    and the same period without the move; class 1.0, 15-minute data. Returns the misses and false reports."""
+    """One watched customer (identified in the baseline and steady over the days before the watch,
+    ``watch.wavering``) moved at noon of the middle day (after a 7-day baseline; 2 days of 4 in --quick), and the
+    same period without the move; class 1.0, 15-minute data. Returns the misses and false reports."""
     baseline_days = 2 if days < 7 else 7
     move_day = max(baseline_days, days // 2)  # 0-based: the move is at noon of day move_day + 1
     per_day = 86400 // TICK_S
     print(f"\nwatch: {' and '.join(feeders)}, {days} days of 15-minute class-1.0 data, baseline {baseline_days} d, "
           f"window 1 d stepped by 1 h, 2 windows to confirm; a move on day {move_day + 1} at noon")
     print(f"{'feeder':<7} {'seed':>4} {'moved':>8} {'noticed after':>14} {'false reports (with move)':>26} "
-          f"{'false reports (no move)':>24} {'watched':>8}")
+          f"{'false reports (no move)':>24} {'watched':>8} {'identified':>10}")
     failures = 0
     for feeder_name, seed in itertools.product(feeders, seeds):
         still = truth_of(feeder_name, days=days, seed=seed)
@@ -196,11 +198,18 @@ def watch_benchmark(*, seeds: list[int], days: int, feeders: tuple[str, ...] = (
         chosen = base.assignments[Method.BOTH]
         phase = np.where(chosen.flagged(), -1, chosen.phase)
         rng = np.random.default_rng([seed, 5])
-        if not (phase >= 0).any():
-            print(f"{feeder_name:<7} {seed:>4} no customer identifiable in the baseline: nothing to watch")
+        quiet = meter_voltages(still, model=model)
+        start = baseline_days * per_day
+        # the customers watch_phases watches: identified, and steady over the windows before the first watched one
+        steady = (phase >= 0) & ~wavering(v_v=quiet.v_v[:start + per_day - 1, :, 0],
+                                          ref_v_v=quiet.ref_v_v[:start + per_day - 1], phase=phase, window=per_day,
+                                          step=per_day // 24, group=profile_groups(quiet.p_kw[:, :, 0]),
+                                          others=chosen.phase, level=STEADY_LEVEL)
+        if not steady.any():
+            print(f"{feeder_name:<7} {seed:>4} no customer identifiable and steady in the baseline: nothing to watch")
             failures += 1
             continue
-        who = int(rng.choice(np.flatnonzero(phase >= 0)))
+        who = int(rng.choice(np.flatnonzero(steady)))
         to_phase = int((phase[who] + rng.integers(1, 3)) % 3)
         at = move_day * per_day + per_day // 2
         moved = truth_of(feeder_name, days=days, seed=seed,
@@ -210,13 +219,14 @@ def watch_benchmark(*, seeds: list[int], days: int, feeders: tuple[str, ...] = (
             data = meter_voltages(truth, model=model)
             reports[name] = watch_phases(v_v=data.v_v[:, :, 0], ref_v_v=data.ref_v_v, phase=phase,
                                          reference_phase=chosen.phase, window=per_day,
-                                         step=per_day // 24, p_kw=data.p_kw[:, :, 0], start=baseline_days * per_day)
+                                         step=per_day // 24, p_kw=data.p_kw[:, :, 0], start=start)
         hit = [c for c in reports["move"] if c.customer == who and c.to_phase == to_phase and c.noticed_at > at]
         false_move = [c for c in reports["move"] if c not in hit[:1]]
         delay_h = (hit[0].noticed_at - at) * TICK_S / 3600 if hit else float("nan")
         failures += (0 if hit and delay_h <= 24 else 1) + len(false_move) + len(reports["still"])
         print(f"{feeder_name:<7} {seed:>4} {still.feeder.customers[who].id:>8} {delay_h:>12.1f} h "
-              f"{len(false_move):>26} {len(reports['still']):>24} {int((phase >= 0).sum()):>8}", flush=True)
+              f"{len(false_move):>26} {len(reports['still']):>24} {int(steady.sum()):>8} {int((phase >= 0).sum()):>10}",
+              flush=True)
     return failures
 
 
