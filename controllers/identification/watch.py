@@ -15,6 +15,10 @@ A customer whose best phase in a window differs from its current one with confid
 reported as moved, noticed at the end of the window that confirmed it; its current phase becomes the new one (a
 move back is reported again).
 
+Before the watch, the same windows are run over the baseline (``wavering``): a customer to whom one of them
+gives another phase with confidence ≥ ``STEADY_LEVEL`` is not watched, its evidence wobbling from day to day as a
+move would show (on the Kerber grid such customers were reported moved in 30 days without a move).
+
 This is windowed correlation with a vote over consecutive windows, on the references of the multi-reference
 correlation; the rolling window bounds the delay: a move is seen once most of a window lies after it.
 """
