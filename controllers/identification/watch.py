@@ -15,6 +15,10 @@ A customer whose best phase in a window differs from its current one with confid
 reported as moved, noticed at the end of the window that confirmed it; its current phase becomes the new one (a
 move back is reported again).
 
+Before the watch, the same windows are run over the baseline (``wavering``): a customer to whom one of them
+gives another phase with confidence ≥ ``STEADY_LEVEL`` is not watched, its evidence wobbling from day to day as a
+move would show (on the Kerber grid such customers were reported moved in 30 days without a move).
+
 This is windowed correlation with a vote over consecutive windows, on the references of the multi-reference
 correlation; the rolling window bounds the delay: a move is seen once most of a window lies after it.
 """
@@ -34,13 +38,20 @@ from controllers.identification.correlation import (
     profile_groups,
 )
 
-__all__ = ["WATCH_SPREAD", "PhaseChange", "watch_phases"]
+__all__ = ["STEADY_LEVEL", "WATCH_SPREAD", "PhaseChange", "watch_phases", "wavering"]
 
 WATCH_SPREAD = 0.1
 """The reference error of the watch's test (identification uses ``correlation.MODEL_SPREAD``, 0.2): only
 customers the baseline identified with high confidence are watched, so the references' systematic error has
 already been found small for them, and a move must show in ``confirm`` consecutive windows. Measured in
 ``benchmarks/phase_identification.py``: no false report over 30 days on 3 seeds, with and without a move."""
+
+
+STEADY_LEVEL = 0.5
+"""Confidence for another phase that, reached in any window of the baseline, leaves a customer unwatched
+(``wavering``). Measured in ``benchmarks/phase_identification.py``: on the Kerber grid (r0/r1 = 4) customers
+identified with high confidence over the week still had days on which another phase won with ≥ 0.99, and the
+watch reported them moved in 30 days without a move; see docs/identification/README.md."""
 
 
 @dataclass(frozen=True)
@@ -58,12 +69,16 @@ class PhaseChange:
 
 def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, window: int, step: int,
                  p_kw: np.ndarray | None = None, reference_phase: np.ndarray | None = None,
-                 threshold: float = HIGH_CONFIDENCE, confirm: int = 2, start: int = 0) -> list[PhaseChange]:
+                 threshold: float = HIGH_CONFIDENCE, confirm: int = 2, start: int = 0,
+                 steady_level: float | None = STEADY_LEVEL) -> list[PhaseChange]:
     """Moves among the customers of ``v_v[t, i]`` (V, NaN where missing) against ``ref_v_v[t, φ]``, starting from
     ``phase[i]`` (NOT_ASSIGNED = not watched), with windows of ``window`` intervals ending at ``start + window``,
     ``start + window + step``, … up to the last interval; ``p_kw[t, i]`` (optional) gives the profile groups;
     ``reference_phase[i]`` (optional; NOT_ASSIGNED = none) the phase at which an unwatched customer joins the
-    references. Raises ValueError on bad shapes or window settings."""
+    references. With ``steady_level``, a customer is watched only if no window of the baseline (the windows
+    ending at ``window``, ``window + step``, … up to ``start + window − 1``: those that end before the first
+    watched one) gives another phase a confidence ≥ ``steady_level`` (``wavering``). Raises ValueError on bad
+    shapes or window settings."""
     n_t, n = v_v.shape
     if ref_v_v.shape != (n_t, 3) or phase.shape != (n,):
         raise ValueError(f"v_v {v_v.shape}, ref_v_v {ref_v_v.shape}, phase {phase.shape}: expected [t, n], [t, 3], "
@@ -77,20 +92,16 @@ def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, win
     group = profile_groups(p_kw) if p_kw is not None else np.full(n, -1)
     current = phase.copy()
     watched = current != NOT_ASSIGNED
+    if steady_level is not None:
+        watched &= ~wavering(v_v=v_v[:start + window - 1], ref_v_v=ref_v_v[:start + window - 1], phase=phase,
+                             window=window, step=step, group=group, others=others, level=steady_level)
     streak = np.zeros(n, dtype=int)
     candidate = np.full(n, NOT_ASSIGNED)
     changes: list[PhaseChange] = []
     for end in range(start + window, n_t + 1, step):
-        part = slice(end - window, end)
-        enough = np.isfinite(v_v[part]).sum(axis=0) >= MIN_INTERVALS
-        usable = watched & enough
-        clusters = np.where(watched, current, others)
-        members = enough & (clusters != NOT_ASSIGNED)
-        own, own0, ref0 = own_signals(v_v[part], ref_v_v[part], members)
-        rho, count = phase_correlations(own, own0, ref0, phase=clusters, members=members, group=group)
-        best = rho.argmax(axis=1)
-        sure = confidence_of(rho, count, best, spread=WATCH_SPREAD)
-        moved = usable & (best != current) & (sure >= threshold)
+        best, sure, enough = _window(v_v[end - window:end], ref_v_v[end - window:end],
+                                     np.where(current != NOT_ASSIGNED, current, others), group)
+        moved = watched & enough & (best != current) & (sure >= threshold)
         streak = np.where(moved & (best == candidate), streak + 1, np.where(moved, 1, 0))
         candidate = np.where(moved, best, NOT_ASSIGNED)
         for i in np.flatnonzero(streak >= confirm):
@@ -100,3 +111,28 @@ def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, win
             streak[i] = 0
             candidate[i] = NOT_ASSIGNED
     return changes
+
+
+def wavering(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, window: int, step: int,
+             group: np.ndarray, others: np.ndarray, level: float) -> np.ndarray:
+    """[i] whether some window of ``v_v`` (windows of ``window`` intervals stepped by ``step`` from the start)
+    gives customer i a phase other than ``phase[i]`` with confidence ≥ ``level``: its phase evidence does not
+    hold steady over a window, so a move could not be told from its everyday wobble."""
+    out = np.zeros(phase.shape, dtype=bool)
+    clusters = np.where(phase != NOT_ASSIGNED, phase, others)
+    for end in range(window, v_v.shape[0] + 1, step):
+        best, sure, enough = _window(v_v[end - window:end], ref_v_v[end - window:end], clusters, group)
+        out |= (phase != NOT_ASSIGNED) & enough & (best != phase) & (sure >= level)
+    return out
+
+
+def _window(v_v: np.ndarray, ref_v_v: np.ndarray, clusters: np.ndarray, group: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One window's best phase per customer against the references of ``clusters``, its confidence (the watch's
+    test), and whether the customer has enough data in the window."""
+    enough = np.isfinite(v_v).sum(axis=0) >= MIN_INTERVALS
+    members = enough & (clusters != NOT_ASSIGNED)
+    own, own0, ref0 = own_signals(v_v, ref_v_v, members)
+    rho, count = phase_correlations(own, own0, ref0, phase=clusters, members=members, group=group)
+    best = rho.argmax(axis=1)
+    return best, confidence_of(rho, count, best, spread=WATCH_SPREAD), enough

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from controllers.errors import PlanningError
 from controllers.identification import HIGH_CONFIDENCE, Assignment, Method
+from controllers.identification.watch import STEADY_LEVEL
 from phasetwin.report.console import console
 from phasetwin.report.console import fail as _fail
 from phasetwin.report.json_file import write_json
@@ -141,6 +142,9 @@ def identify(
     baseline_days: Annotated[float, typer.Option(help="--watch: days of the baseline identification")] = 7.0,
     window_hours: Annotated[float, typer.Option(help="--watch: rolling window, h")] = 24.0,
     step_hours: Annotated[float, typer.Option(help="--watch: the window's step, h")] = 1.0,
+    steady_level: Annotated[float, typer.Option(help="--watch: a customer to whom a window of the baseline gives "
+                                                     "another phase with this confidence is not watched (1: watch "
+                                                     "every identified customer)")] = STEADY_LEVEL,
 ) -> None:
     """Identify each single-phase customer's phase from its meter's voltages (and powers); with --watch, then
     report customers whose phase changed later in the file, with the time it was noticed."""
@@ -203,7 +207,7 @@ def identify(
         try:
             _watch(full, ids, np.where(flagged, -1, chosen.phase), reference_phase=chosen.phase,
                    start=len(data.time_utc), out=out, window_hours=window_hours, step_hours=step_hours,
-                   min_confidence=min_confidence)
+                   min_confidence=min_confidence, steady_level=steady_level)
         except ValueError as err:
             raise _fail(f"--watch: {err}") from None
 
@@ -221,13 +225,17 @@ def _first_days(data: MeterVoltages, days: float) -> MeterVoltages:
 
 
 def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, reference_phase: np.ndarray,
-           start: int, out: Path, window_hours: float, step_hours: float, min_confidence: float) -> None:
+           start: int, out: Path, window_hours: float, step_hours: float, min_confidence: float,
+           steady_level: float) -> None:
     """Watch the single-phase customers ``ids`` (``phase``: their baseline, -1 = not watched; ``reference_phase``:
-    the baseline's best guess, with which the unwatched ones join the references) from interval ``start`` on;
-    write moves.csv and print the moves."""
+    the baseline's best guess, with which the unwatched ones join the references) from interval ``start`` on,
+    except those whose evidence wavered in the baseline (``watch.wavering`` at ``steady_level``); write moves.csv
+    and print the moves."""
     import pandas as pd
 
     from controllers.identification import watch_phases
+    from controllers.identification.correlation import profile_groups
+    from controllers.identification.watch import wavering
 
     interval_s = (data.time_utc[1] - data.time_utc[0]).total_seconds() if len(data.time_utc) > 1 else 1.0
     window = round(window_hours * 3600 / interval_s)
@@ -238,8 +246,15 @@ def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, refe
     for k, cid in enumerate(ids):
         if cid in column:
             v[:, k], p[:, k] = data.v_v[:, column[cid], 0], data.p_kw[:, column[cid], 0]
+    if not 0 < steady_level <= 1:
+        raise ValueError(f"--steady-level {steady_level}: expected a confidence in (0, 1]")
+    group = profile_groups(p)
+    unsteady = wavering(v_v=v[:start - 1], ref_v_v=data.ref_v_v[:start - 1], phase=phase, window=window, step=step,
+                        group=group, others=reference_phase, level=steady_level)
+    phase = np.where(unsteady, -1, phase)
     changes = watch_phases(v_v=v, ref_v_v=data.ref_v_v, phase=phase, reference_phase=reference_phase, window=window,
-                           step=step, p_kw=p, threshold=min_confidence, start=max(start - window, 0))
+                           step=step, p_kw=p, threshold=min_confidence, start=max(start - window, 0),
+                           steady_level=None)
     with (out / "moves.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["customer_id", "from", "to", "noticed_utc", "confidence"])
@@ -249,6 +264,9 @@ def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, refe
                              noticed.isoformat(), round(c.confidence, 6)])
             console.print(f"moved: {ids[c.customer]} {PHASE_LETTERS[c.from_phase]} → {PHASE_LETTERS[c.to_phase]}, "
                           f"noticed {noticed.isoformat()} (confidence {c.confidence:.4f})")
+    if unsteady.any():
+        console.print(f"not watched, their phase evidence wavered in the baseline (another phase at confidence ≥ "
+                      f"{steady_level}): " + ", ".join(ids[i] for i in np.flatnonzero(unsteady)))
     console.print(f"watched {int((phase >= 0).sum())} of {len(ids)} customers over "
                   f"{len(data.time_utc) - start} intervals (window {window}, step {step}): {len(changes)} move(s); "
                   f"{out / 'moves.csv'}")
