@@ -276,10 +276,9 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
            "check, ")
         + f"{limit:.0f} s per MILP solve. Money: S_IN ¥/day × 365 × H = the paper's comprehensive cost, H = "
         f"{horizon:.2f} years from Table 4's own slope ({price_slope_per_sts(PAPER_TABLE_4):.2f} M¥ per STS per "
-        "M¥ of unit price ÷ eq. 2's annuity). Two scales the paper does not state are calibrated once "
-        f"(CostParams): α's unit s = {params.unbalance_scale:.2f} (S_cub = s·α/365·Σκ; from the count intervals "
-        "Tables 3–4 imply for the n-th STS's value) and the loss price λ = "
-        f"{params.loss_price_per_kwh:.2f} ¥/kWh (S4 at the base prices on Table 3 row 1).")
+        "M¥ of unit price ÷ eq. 2's annuity). The loss price λ = "
+        f"{params.loss_price_per_kwh:.2f} ¥/kWh, which the paper does not state, is calibrated once (S4 at the base "
+        f"prices on Table 3 row 1); α's unit s = {params.unbalance_scale:.2f} (S_cub = s·α/365·Σκ, CostParams).")
     by = {(r.scenario, r.method): r for r in results}
 
     def myuan(cost_per_day: float) -> float:
@@ -362,7 +361,8 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
                 count_why = [] if row.n_sts == n_paper else [
                     f"on the count curve G(n) ({'every count proven' if row.optimal else 'not all proven'}) the "
                     f"paper's {n_paper} STS cost {gap:+.1%} against HAI's {row.n_sts}; cheapest count {row.n_best}; "
-                    "G(n) M¥ for n = 0…: " + ", ".join(f"{myuan(g):.2f}" for g in row.curve_per_day)]
+                    "G(n) M¥ for n = 0…: " + ", ".join(f"{myuan(g):.2f}" for g in row.curve_per_day)
+                    + sts_values(row.curve_per_day, row.n_sts, n_paper, params.annuity_per_day * price * 1e6)]
                 if k in beaten[title]:
                     b = beaten[title][k]
                     own = paper_rows[b.by]
@@ -391,6 +391,17 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
                             "; ".join(why))
     watch.stop(section)
     return section
+
+
+def sts_values(curve: tuple[float, ...], n_ours: int, n_paper: int, annuity_per_day: float) -> str:
+    """The daily value of each STS between our count and the paper's on a count curve priced at π (¥/day):
+    V_n = G(n−1) − G(n) + c(π), c = the annuity of one STS (maintenance left out). A count n is the cheapest only
+    if V_n > c(π) > V_{n+1}; a scale of α multiplies only V_n's unbalance part."""
+    lo, hi = sorted((n_ours, n_paper))
+    vals = [f"V{n} {curve[n - 1] - curve[n] + annuity_per_day:.0f}" for n in range(lo + 1, hi + 1)
+            if 0 < n < len(curve)]
+    return (f"; each STS's value a day, {', '.join(vals)} against its annuity c(π) {annuity_per_day:.0f} ¥"
+            if vals else "")
 
 
 def best_with_pess(case: SitingCase, params: CostParams, n: int, *, time_limit_s: float) -> SitingResult | None:

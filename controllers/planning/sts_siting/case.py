@@ -163,18 +163,16 @@ class CostParams(BaseModel):
         default=0.20e6, ge=0, description="α·365: yearly cost of one unit of daily Σ_t κ_t (S_cub = α·Σ_t κ_t a day)"
     )
     unbalance_scale: float = Field(
-        default=1.65, gt=0, description="s, the unit of α: S_cub = s · α/365 · Σ_t κ_t. Not stated by the paper "
-        "(α is an 'average daily cost coefficient' of a κ summed over branches and time in a way its eq. 3 leaves "
-        "open): calibrated once, with λ, so that the #STS of Tables 3–4 follow the paper's rows — the rows bound "
-        "the n-th STS's daily value V_n by the annuity of its price (V_3 between c(0.40) and c(0.45) at α 0.20, "
-        "V_4 above c(0.25) at α 0.30); measured on IEEE 13 (S3 count curve, 15 s solves) s 1.48–1.66 meets both "
-        "at λ 1.30, s 1.55–1.74 at λ 0.93; 1.65 put 7 of 9 counts right")
+        default=1.0, gt=0, description="s, the unit of α: S_cub = s · α/365 · Σ_t κ_t (the paper's α is an 'average "
+        "daily cost coefficient' of a κ its eq. 3 sums in a way it leaves open). Tried as a calibration of Tables "
+        "3–4's counts and not adopted: s 1.65 (with λ 0.93) gave 7 of 9 on S3's count curve (15 s solves) but 4 of 9 "
+        "on S4's (40 s solves, papers.py 2026-12-07 19:29), where a 4th STS is worth ≈ nothing at any α — a scale "
+        "of the unbalance term cannot lift it above its annuity (see docs/papers/003_sts_siting.md)")
     loss_price_per_kwh: float = Field(
-        default=0.93, ge=0, description="λ, price of a kWh of branch losses. Not stated by the paper: calibrated once "
-        "(with s, ``unbalance_scale``) so that S4 on IEEE 13 at the base prices costs Table 3 row 1's 11.10 M¥ over "
-        "the horizon H that Table 4's slope implies (phasetwin/plan/siting/paper_figures.py); at s 1.65 λ 1.30 gave "
-        "13.10 M¥ (κ averaged over the governed branches, 15 s solves), and S4's ~2450 kWh of losses a day put "
-        "λ 0.93 at ≈ 11.1 M¥ (before s: λ 1.30 gave 10.81 M¥)")
+        default=1.30, ge=0, description="λ, price of a kWh of branch losses. Not stated by the paper: calibrated once "
+        "so that S4 on IEEE 13 at the base prices costs Table 3 row 1's 11.10 M¥ over the horizon H that Table 4's "
+        "slope implies (phasetwin/plan/siting/paper_figures.py); measured 10.81 M¥ at λ 1.30 with κ averaged over the "
+        "governed branches and 40 s solves (1.52–1.66 gave 10.9–11.8 M¥ with the head's κ alone)")
     curtailment_cost: float = Field(
         default=600.0, ge=0, description="γ, cost of one hour at curtailment rate 1 (≈ price × PV rating)"
     )
