@@ -276,7 +276,9 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
            "check, ")
         + f"{limit:.0f} s per MILP solve. Money: S_IN ¥/day × 365 × H = the paper's comprehensive cost, H = "
         f"{horizon:.2f} years from Table 4's own slope ({price_slope_per_sts(PAPER_TABLE_4):.2f} M¥ per STS per "
-        "M¥ of unit price ÷ eq. 2's annuity).")
+        "M¥ of unit price ÷ eq. 2's annuity). The loss price λ = "
+        f"{params.loss_price_per_kwh:.2f} ¥/kWh, which the paper does not state, is calibrated once (S4 at the base "
+        f"prices on Table 3 row 1); α's unit s = {params.unbalance_scale:.2f} (S_cub = s·α/365·Σκ, CostParams).")
     by = {(r.scenario, r.method): r for r in results}
 
     def myuan(cost_per_day: float) -> float:
@@ -347,15 +349,20 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
         beaten = {"Table 3": {}, "Table 4": {c.row: c for c in beaten_by_own_plan(PAPER_TABLE_4)}}
         chords = {title: {g.row for g in below_chord(rows, col)}
                   for title, rows, col in (("Table 3", PAPER_TABLE_3, 0), ("Table 4", PAPER_TABLE_4, 1))}
+        known = [op for r in (by.get((Scenario.S3, "HAI")), by.get((Scenario.S4, "HAI"))) if r is not None
+                 for op in r.by_count.values()]
         for title, rows, paper_rows in zip(("Table 3", "Table 4"),
-                                           sensitivity(case, params, time_limit_s=limit, start=start),
+                                           sensitivity(case, params, time_limit_s=limit, start=start,
+                                                       start_by_count=known),
                                            (PAPER_TABLE_3, PAPER_TABLE_4), strict=True):
             for k, (row, (alpha, price, n_paper, cost_paper)) in enumerate(zip(rows, paper_rows, strict=True)):
                 label = f"{title}: α {alpha:.2f}, π {price:.2f} M¥"
                 gap = row.paper_count_cost_per_day / row.cost_per_day - 1.0
                 count_why = [] if row.n_sts == n_paper else [
                     f"on the count curve G(n) ({'every count proven' if row.optimal else 'not all proven'}) the "
-                    f"paper's {n_paper} STS cost {gap:+.1%} against HAI's {row.n_sts}; cheapest count {row.n_best}"]
+                    f"paper's {n_paper} STS cost {gap:+.1%} against HAI's {row.n_sts}; cheapest count {row.n_best}; "
+                    "G(n) M¥ for n = 0…: " + ", ".join(f"{myuan(g):.2f}" for g in row.curve_per_day)
+                    + sts_values(row.curve_per_day, row.n_sts, n_paper, params.annuity_per_day * price * 1e6)]
                 if k in beaten[title]:
                     b = beaten[title][k]
                     own = paper_rows[b.by]
@@ -368,6 +375,15 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
                             "; ".join(count_why))
                 cost_ok = within(row.comprehensive_myuan, cost_paper, rel=0.1)
                 why = [] if cost_ok else [f"{row.comprehensive_myuan / cost_paper - 1:+.1%} off"]
+                if not cost_ok and title == "Table 3" and k > 0:
+                    prev = rows[k - 1]
+                    d_alpha = alpha - prev.unbalance_cost_myuan
+                    rise_paper = (cost_paper - paper_rows[k - 1][3]) / d_alpha
+                    rise_ours = (row.comprehensive_myuan - prev.comprehensive_myuan) / d_alpha
+                    why.append(f"the cost's rise per M¥ of α from the row before, {rise_paper:.1f} "
+                               f"M¥ in the paper and {rise_ours:.1f} "
+                               "here, is the plans' residual unbalance (dG/dα = its S_cub/α): with s calibrated on the "
+                               "counts, the unbalance the paper's STS leave is smaller than ours")
                 if k in chords[title]:
                     why.append(f"the paper's rows {k}–{k + 2} of {title} cannot all be minima: its cost here lies "
                                "below the chord of its neighbours (a minimum over plans is concave in the price)")
@@ -375,6 +391,17 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
                             "; ".join(why))
     watch.stop(section)
     return section
+
+
+def sts_values(curve: tuple[float, ...], n_ours: int, n_paper: int, annuity_per_day: float) -> str:
+    """The daily value of each STS between our count and the paper's on a count curve priced at π (¥/day):
+    V_n = G(n−1) − G(n) + c(π), c = the annuity of one STS (maintenance left out). A count n is the cheapest only
+    if V_n > c(π) > V_{n+1}; a scale of α multiplies only V_n's unbalance part."""
+    lo, hi = sorted((n_ours, n_paper))
+    vals = [f"V{n} {curve[n - 1] - curve[n] + annuity_per_day:.0f}" for n in range(lo + 1, hi + 1)
+            if 0 < n < len(curve)]
+    return (f"; each STS's value a day, {', '.join(vals)} against its annuity c(π) {annuity_per_day:.0f} ¥"
+            if vals else "")
 
 
 def best_with_pess(case: SitingCase, params: CostParams, n: int, *, time_limit_s: float) -> SitingResult | None:

@@ -114,6 +114,10 @@ class SitingCase:
     # The branches l whose unbalance κ_l enters S_cub (eq. 3, "unbalance of distribution branches"); each is
     # weighted by its share of the head's current (see ``evaluation``). Empty: the head branch alone.
     unbalance_branches: tuple[int, ...] = ()
+    # How each branch's unbalanced current is normalised (eq. 9): "head" divides it by the head's reference total
+    # Σ|I_X| (a lateral counts by its share of the head's current); "branch" by the branch's own reference total,
+    # as eq. 9 is written (κ_l of every branch in [0, 2], each branch counting alike).
+    kappa_reference: str = "head"
 
     @property
     def n_steps(self) -> int:
@@ -158,6 +162,12 @@ class CostParams(BaseModel):
     unbalance_cost: float = Field(
         default=0.20e6, ge=0, description="α·365: yearly cost of one unit of daily Σ_t κ_t (S_cub = α·Σ_t κ_t a day)"
     )
+    unbalance_scale: float = Field(
+        default=1.0, gt=0, description="s, the unit of α: S_cub = s · α/365 · Σ_t κ_t (the paper's α is an 'average "
+        "daily cost coefficient' of a κ its eq. 3 sums in a way it leaves open). Tried as a calibration of Tables "
+        "3–4's counts and not adopted: s 1.65 (with λ 0.93) gave 7 of 9 on S3's count curve (15 s solves) but 4 of 9 "
+        "on S4's (40 s solves, papers.py 2026-12-07 19:29), where a 4th STS is worth ≈ nothing at any α — a scale "
+        "of the unbalance term cannot lift it above its annuity (see docs/papers/003_sts_siting.md)")
     loss_price_per_kwh: float = Field(
         default=1.30, ge=0, description="λ, price of a kWh of branch losses. Not stated by the paper: calibrated once "
         "so that S4 on IEEE 13 at the base prices costs Table 3 row 1's 11.10 M¥ over the horizon H that Table 4's "
@@ -183,7 +193,7 @@ class CostParams(BaseModel):
 
     @property
     def alpha_per_day(self) -> float:
-        return self.unbalance_cost / 365.0
+        return self.unbalance_scale * self.unbalance_cost / 365.0
 
 
 @dataclass(frozen=True)

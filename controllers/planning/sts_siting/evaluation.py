@@ -51,6 +51,12 @@ class FlowRanges:
     d_ref_a: np.ndarray  # [T] Σ_X |I_X| of the reference operation at the head
     cos_te: np.ndarray  # [T, n] direction of each branch's total power in the reference operation (1 where none)
     sin_te: np.ndarray  # [T, n]
+    d_ref_te: np.ndarray  # [T, n] Σ_X |I_X| of each branch in the reference operation (1 where none)
+
+    def kappa_denominator(self, case: SitingCase, t: int | slice, e: int) -> np.ndarray:
+        """D̂ of branch e's κ term (``case.kappa_reference``), divided by the number of κ branches (a mean)."""
+        d = self.d_ref_te[t, e] if case.kappa_reference == "branch" else self.d_ref_a[t]
+        return np.asarray(d) * len(case.kappa_branches)
 
 
 def flow_ranges(case: SitingCase) -> FlowRanges:
@@ -95,7 +101,9 @@ def flow_ranges(case: SitingCase) -> FlowRanges:
     safe = np.where(all_n > 0, all_n, 1.0)
     cos_te = np.where(all_n > 0, all_p / safe, 1.0)
     sin_te = np.where(all_n > 0, all_q / safe, 0.0)
-    return FlowRanges(p_lo, p_hi, q_lo, q_hi, tot_p / norm, tot_q / norm, d_ref, cos_te, sin_te)
+    d_te = np.hypot(ref_p, ref_q).sum(axis=2) / case.network.v_ln_kv[None, :]
+    d_te = np.where(d_te > 0, d_te, 1.0)
+    return FlowRanges(p_lo, p_hi, q_lo, q_hi, tot_p / norm, tot_q / norm, d_ref, cos_te, sin_te, d_te)
 
 
 def breakpoints(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -187,7 +195,7 @@ def evaluate(case: SitingCase, op: Operation, params: CostParams, *, manual: boo
     for e in case.kappa_branches:
         cos_e, sin_e = (ranges.cos_t, ranges.sin_t) if e == h else (ranges.cos_te[:, e], ranges.sin_te[:, e])
         proj = (fp[:, e, :] * cos_e[:, None] + fq[:, e, :] * sin_e[:, None]) / net.v_ln_kv[e]
-        kappa_lin += (3.0 * proj.max(axis=1) - proj.sum(axis=1)) / ranges.d_ref_a / len(case.kappa_branches)
+        kappa_lin += (3.0 * proj.max(axis=1) - proj.sum(axis=1)) / ranges.kappa_denominator(case, slice(None), e)
     head_i = np.hypot(fp[:, h, :], fq[:, h, :]) / v_head
     kappa = current_unbalance(head_i)
 

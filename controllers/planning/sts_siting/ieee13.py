@@ -63,7 +63,8 @@ BUS_NAMES: tuple[str, ...] = ("650", "632", "633", "634", "645", "646", "671", "
 
 
 def ieee13_case(*, hours: int = 24, pv_kw: float = 1200.0, battery_kwh: float = 1000.0,
-                branch_unbalance: bool = True, pess_phase: int = 0, pess_reactive: bool = False) -> SitingCase:
+                branch_unbalance: bool = True, pess_phase: int = 0, pess_reactive: bool = False,
+                kappa_reference: str = "head") -> SitingCase:
     """The paper's study feeder: loads from the data sheet, PESS (PV ``pv_kw`` + ``battery_kwh``) at 680 (bus 11).
 
     ``branch_unbalance``: S_cub prices κ averaged over the branches the STS can change (``governed_branches``:
@@ -113,7 +114,8 @@ def ieee13_case(*, hours: int = 24, pv_kw: float = 1200.0, battery_kwh: float = 
     branches = governed_branches(network, fixed_p, (c.bus for c in candidates)) if branch_unbalance else ()
     return SitingCase(network=network, fixed_p_kw=fixed_p, fixed_q_kvar=fixed_q, candidates=tuple(candidates),
                       pess=pess, period_h=24.0 / hours, v_source_pu=V_SOURCE_PU, v_min_pu=0.9, v_max_pu=1.1,
-                      head_branch=index["632"], name="ieee13", unbalance_branches=branches)
+                      head_branch=index["632"], name="ieee13", unbalance_branches=branches,
+                      kappa_reference=kappa_reference)
 
 
 PAPER_STS_BUSES: tuple[int, ...] = (5, 9, 10, 11, 12)  # every bus the paper sites an STS at (S3 ∪ S4)

@@ -319,7 +319,7 @@ def solve_operation(
             for x in range(3):
                 model.add_linear_constraint(m >= proj[x])
             kappa_terms.append((3.0 * m - mathopt.fast_sum(proj))
-                               * (1.0 / (float(ranges.d_ref_a[t]) * len(case.kappa_branches))))
+                               * (1.0 / float(ranges.kappa_denominator(case, t, e))))
 
     currents = [c.current_a for c in cands]
     s_ins = (params.annuity_per_day * (params.communication_price * w + params.sts_unit_price * n_installed)

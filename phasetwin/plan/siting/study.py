@@ -4,6 +4,7 @@ and the files the twin replays them with."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.planning.sts_siting.case import Candidate, CandidateKind, CostParams, Operation, Scenario, SitingCase
+from controllers.planning.sts_siting.evaluation import evaluate
 from controllers.planning.sts_siting.planner import (
     SitingResult,
     hai_search,
@@ -54,6 +56,7 @@ class SensitivityRow:
     paper_cost_myuan: float
     paper_count_cost_per_day: float  # the best plan with the paper's count, at the row's prices
     optimal: bool  # every count's lower level proven optimal
+    curve_per_day: tuple[float, ...] = ()  # G(n) at the row's prices for n = 0, 1, …, yuan per day
 
     @property
     def cost_myuan_per_year(self) -> float:
@@ -79,13 +82,16 @@ def run_scenarios(case: SitingCase, params: CostParams, *, time_limit_s: float =
 
 def sensitivity(case: SitingCase, base: CostParams, *, scenario: Scenario = Scenario.S4,
                 time_limit_s: float = 300.0, relative_gap: float = 1e-4,
-                start: Operation | None = None) -> tuple[list[SensitivityRow], ...]:
+                start: Operation | None = None,
+                start_by_count: Iterable[Operation] = ()) -> tuple[list[SensitivityRow], ...]:
     """Tables 3 and 4 by HAI on the count curve G(n) of each unbalance cost α.
 
     G(n) (``solve_counts``: HAI's lower level, count fixed) is solved for every count once per α, each count
     starting from the previous α's plan of that count (``start``, e.g. the base S4 plan, seeds the first). The STS
     price π enters G(n) only as n · annuity · π, so each π row shifts one curve exactly; HAI's iteration
     (``hai_search``) then runs on the shifted curve, and its count is compared with the cheapest one.
+    ``start_by_count`` (e.g. S3's and S4's plans of every count HAI visited) adds starts: each count of the first
+    curve starts from the cheapest of ``start`` with sites added or dropped and the given plans of that count.
     """
     horizon = horizon_years(PAPER_TABLE_4, base)
     n_max = max_sites(case, base, scenario)
@@ -94,6 +100,9 @@ def sensitivity(case: SitingCase, base: CostParams, *, scenario: Scenario = Scen
     if start is not None:
         hints = {n: op for n in range(n_max + 1)
                  if (op := with_sites(case, base, scenario, start, n)) is not None}
+    for op in start_by_count:
+        n = len(op.sites)
+        hints[n] = min((hints[n], op), key=lambda o: evaluate(case, o, base).total) if n in hints else op
     tables = []
     for paper in (PAPER_TABLE_3, PAPER_TABLE_4):
         rows = []
@@ -115,7 +124,8 @@ def sensitivity(case: SitingCase, base: CostParams, *, scenario: Scenario = Scen
             rows.append(SensitivityRow(
                 alpha, price, n_hai, tuple(b + 1 for b in res.site_buses(case)), g(n_hai),
                 g(n_hai) * 365.0 * horizon / 1e6, n_best, n_paper, cost_paper,
-                g(n_paper) if n_paper in curve else float("nan"), all(r.optimal for r in curve.values())))
+                g(n_paper) if n_paper in curve else float("nan"), all(r.optimal for r in curve.values()),
+                tuple(g(n) for n in sorted(curve))))
         tables.append(rows)
     return tables[0], tables[1]
 

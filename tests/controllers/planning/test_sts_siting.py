@@ -327,3 +327,20 @@ def test_unbalance_is_priced_on_the_branches_the_sts_can_change_and_the_milp_pri
     assert res.objective == pytest.approx(ev.total, rel=1e-6)
     head = evaluate(replace(case, unbalance_branches=()), res.operation, params)
     assert not np.allclose(head.kappa_lin, ev.kappa_lin)
+
+
+def test_branch_reference_normalises_each_branch_by_its_own_current_and_the_milp_prices_it_as_evaluate() -> None:
+    """κ per eq. 9 on each branch's own current: a branch feeding one single-phase load has κ = 2 whatever its
+    phase; the MILP's objective with that reference and a scaled α equals ``evaluate``; the scale multiplies S_cub."""
+    case = replace(four_bus_feeder(), unbalance_branches=(1, 2, 3), kappa_reference="branch")
+    params = PARAMS.model_copy(update={"unbalance_scale": 2.5})
+    res = solve_operation(case, params, scenario=Scenario.S3, objective=Objective.COST, time_limit_s=30)
+    assert res.optimal
+    ev = evaluate(case, res.operation, params)
+    assert res.objective == pytest.approx(ev.total, rel=1e-6)
+    lone = evaluate(replace(case, unbalance_branches=(2,)), res.operation, params)
+    assert np.allclose(lone.kappa_lin, 2.0)
+    unscaled = evaluate(case, res.operation, PARAMS.model_copy(update={"unbalance_scale": 1.0}))
+    assert ev.s_cub == pytest.approx(2.5 * unscaled.s_cub, rel=1e-12)
+    head = evaluate(replace(case, kappa_reference="head"), res.operation, params)
+    assert not np.allclose(head.kappa_lin, ev.kappa_lin)
