@@ -114,8 +114,8 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
     transformer's phase powers ``ref_p_kw[t, φ]`` (kW) the references' meter noise is projected out
     (``reference.denoised_reference``); with both and the feeder's ``sensitivity[i, k, j, φ]``
     (``sensitivity.voltage_sensitivities``, over these customers) the difference test adds back the drop the
-    other customers cause (``sensitivity.modelled_terms``: the metered ones at their current best phases, the
-    unmetered load fitted within its bounds, ``nuisance``), at the joint assignment it fits best
+    other customers cause (``sensitivity.other_drops_v``: the metered ones at their current best phases, the
+    unmetered load spread over the customers without data), at the joint assignment it fits best
     (``sensitivity.joint_phases``: coordinate descent on the joint assignment). Raises ValueError on mismatched
     shapes."""
     if v_v.ndim != 2 or ref_v_v.ndim != 2 or ref_v_v.shape != (v_v.shape[0], 3):
