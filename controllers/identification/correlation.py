@@ -41,9 +41,8 @@ from scipy.special import log_ndtr
 from controllers.identification.assignment import NOT_ASSIGNED, NOT_IDENTIFIABLE, Assignment, Method
 from controllers.identification.difference import difference_log_probabilities
 from controllers.identification.identifiability import collinear_groups
-from controllers.identification.nuisance import UNMETERED_SPREAD
 from controllers.identification.reference import denoised_reference
-from controllers.identification.sensitivity import joint_phases, modelled_terms
+from controllers.identification.sensitivity import joint_phases, other_drops_v
 
 __all__ = [
     "MIN_INTERVALS",
@@ -143,25 +142,20 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
     by_naming = [np.exp(log_probabilities(rho[:, np.argsort(perm)], count[:, np.argsort(perm)]))
                  for perm, _ in labellings]
     unsure = np.zeros(n_customers, dtype=bool)
-    sure = difference
     if sensitivity is not None and p_kw is not None and ref_p_kw is not None:
         metered = usable & np.isfinite(p_kw).any(axis=0)
         starts = [np.where(usable, (by_naming[0] * difference).argmax(axis=1), NOT_ASSIGNED),
                   np.where(usable, difference.argmax(axis=1), NOT_ASSIGNED)]
-        current, disagree = joint_phases(v_v, ref_v_v, p_kw, ref_p_kw, starts=starts, metered=metered,
-                                         sensitivity=sensitivity)
+        current, disagree, shares = joint_phases(v_v, ref_v_v, p_kw, ref_p_kw, starts=starts, metered=metered,
+                                                 sensitivity=sensitivity)
         unsure = unsure | disagree
-        drops, nuisance = modelled_terms(p_kw, ref_p_kw, current, metered, sensitivity)
-        difference = np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw, drop_v=drops, nuisance=nuisance)[0])
-        sure = difference
-        if nuisance is not None:  # the phase as before; its confidence with the unmetered load's larger error
-            sure = np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw, drop_v=drops, nuisance=nuisance,
-                                                       spread=UNMETERED_SPREAD)[0])
+        drops = other_drops_v(p_kw, ref_p_kw, current, metered, sensitivity, shares)
+        difference = np.exp(difference_log_probabilities(v_v, ref_v_v, p_kw, drop_v=drops)[0])
     # the phase: the best under the most probable naming of the clusters (they are right long before single
     # customers are); its confidence: the posterior with the correlation's evidence mixed over every naming by
     # its probability (the difference test needs no naming)
     guess = by_naming[0] * difference
-    posterior = sum(weight * e for (_, weight), e in zip(labellings, by_naming, strict=True)) * sure
+    posterior = sum(weight * e for (_, weight), e in zip(labellings, by_naming, strict=True)) * difference
     posterior /= np.maximum(posterior.sum(axis=1, keepdims=True), 1e-300)
     rho = rho[:, np.argsort(labellings[0][0])]
     phase = np.where(usable, guess.argmax(axis=1), NOT_ASSIGNED)

@@ -24,10 +24,6 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from controllers.identification.identifiability import variance_inflation
-from controllers.identification.nuisance import bounded_least_squares
-
-Nuisance = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""(u[t, m], lower[i, k, m], upper[i, k, m]): regressors shared by every customer and their coefficients' bounds."""
 
 __all__ = ["DIFFERENCE_SPREAD", "difference_log_probabilities", "residual_variances"]
 
@@ -40,17 +36,15 @@ transformer's imbalance); at 0.03 a margin must exceed ≈ 0.11 for 0.99, twice 
 
 def difference_log_probabilities(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray | None, *,
                                  spread: float = DIFFERENCE_SPREAD,
-                                 drop_v: np.ndarray | None = None,
-                                 nuisance: Nuisance | None = None) -> tuple[np.ndarray, np.ndarray]:
+                                 drop_v: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """[i, k] ln P(phase k is customer i's best under the test), and [i, k] the residual variances s_k (V²), for
     meter voltages ``v_v[t, i]`` (V, NaN where missing), the transformer's ``ref_v_v[t, φ]`` and the customers'
     powers ``p_kw[t, i]`` (kW, NaN where missing; None: no own-load term); ``drop_v[t, i, k]`` (V, optional) the
     drop the other customers cause at customer i on phase k (``sensitivity.other_drops_v``), added back to its
-    difference to phase k; ``nuisance`` (optional): (u[t, m], lower[i, k, m], upper[i, k, m]) further regressors
-    (the load nobody measured per phase, ``nuisance``), their coefficients fitted per customer and phase within
-    the bounds. A customer with fewer than 4 common intervals gets log-probabilities 0 (no evidence)."""
+    difference to phase k. A customer with fewer than 4 common intervals gets log-probabilities 0 (no
+    evidence)."""
     n = v_v.shape[1]
-    resid, ok, count = _residuals(v_v, ref_v_v, p_kw, drop_v, nuisance)
+    resid, ok, count = _residuals(v_v, ref_v_v, p_kw, drop_v)
     square = resid * resid
     s = square.sum(axis=0) / np.maximum(count, 1)
     log_p = np.zeros((n, 3))
@@ -71,20 +65,17 @@ def difference_log_probabilities(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.
 
 
 def residual_variances(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray | None,
-                       drop_v: np.ndarray | None = None,
-                       nuisance: Nuisance | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       drop_v: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """[i, k] the residual variance s_k (V²) of ``difference_log_probabilities`` and [i, k] the intervals it is
     taken over."""
-    resid, _, count = _residuals(v_v, ref_v_v, p_kw, drop_v, nuisance)
+    resid, _, count = _residuals(v_v, ref_v_v, p_kw, drop_v)
     return (resid * resid).sum(axis=0) / np.maximum(count, 1), count
 
 
 def _residuals(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray | None,
-               drop_v: np.ndarray | None,
-               nuisance: Nuisance | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """[t, i, k] the residual of customer i's difference to phase k after a constant and its own power (and the
-    ``nuisance`` regressors within their bounds) (0 where missing), [t, i, k] where it is defined, and [i, k] the
-    count."""
+               drop_v: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """[t, i, k] the residual of customer i's difference to phase k after a constant and its own power (0 where
+    missing), [t, i, k] where it is defined, and [i, k] the count."""
     d = v_v[:, :, None] - ref_v_v[:, None, :]
     if drop_v is not None:
         d = d + drop_v
@@ -98,27 +89,7 @@ def _residuals(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray | None,
         p_mean = np.where(p_ok, p_kw, 0.0).sum(axis=0) / np.maximum(p_ok.sum(axis=0), 1)
         p_filled = np.where(p_ok, p_kw, p_mean)[:, :, None]
         x = np.where(ok, p_filled - (np.where(ok, p_filled, 0.0).sum(axis=0) / np.maximum(count, 1)), 0.0)
-        if nuisance is not None:
-            return _with_nuisance(resid, x, ok, count, nuisance), ok, count
         xx = (x * x).sum(axis=0)
         slope = np.where(xx > 0, (x * resid).sum(axis=0) / np.where(xx > 0, xx, 1.0), 0.0)
         resid = resid - slope * x
-    elif nuisance is not None:
-        return _with_nuisance(resid, np.zeros_like(resid), ok, count, nuisance), ok, count
     return resid, ok, count
-
-
-def _with_nuisance(resid: np.ndarray, x: np.ndarray, ok: np.ndarray, count: np.ndarray,
-                   nuisance: Nuisance) -> np.ndarray:
-    """``resid[t, i, k]`` (centred) less its fit on the centred own power ``x[t, i, k]`` (free slope) and the
-    ``nuisance`` regressors (within their bounds)."""
-    u, lower, upper = nuisance
-    u_ok = np.where(np.isfinite(u), u, 0.0)[:, None, None, :] * ok[..., None]  # [t, i, k, m]
-    u_c = np.where(ok[..., None], u_ok - u_ok.sum(axis=0) / np.maximum(count, 1)[..., None], 0.0)
-    design = np.concatenate([x[..., None], u_c], axis=-1)  # [t, i, k, 1 + m]
-    gram = np.einsum("tikr,tiks->ikrs", design, design)
-    cross = np.einsum("tikr,tik->ikr", design, resid)
-    free = np.full((*lower.shape[:-1], 1), np.inf)
-    beta = bounded_least_squares(gram, cross, np.concatenate([-free, lower], axis=-1),
-                                 np.concatenate([free, upper], axis=-1))
-    return np.asarray(resid - np.einsum("tikr,ikr->tik", design, beta))

@@ -8,10 +8,10 @@ phase k falls, relative to the transformer's phase-k voltage, when customer j dr
 
 ``voltage_sensitivities`` computes S with the twin's power flow (one batch: the unloaded feeder and each
 customer on each phase alone at ``STEP_KW``). ``other_drops_v`` predicts, for every customer i and every phase
-k it might be on, the drop caused by the other metered customers at their current guessed phases.
-``modelled_terms`` adds the load nobody measured (the transformer's phase power less the metered customers' at
-their guesses) as a bounded nuisance (``nuisance``): unknown load at unknown places, fitted within what the
-feeder's sensitivities allow, not residual error and not one guess of the unmetered customers' phases.
+k it might be on, the drop caused by everybody else: the metered customers at their current guessed phases, and
+the load nobody measured (the transformer's phase power less the metered customers' at their guesses) spread
+evenly over the customers without a meter, whose phases are unknown: the unmetered load is treated as
+unknown load at unknown places, not as residual error.
 """
 
 from __future__ import annotations
@@ -23,18 +23,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controllers.identification.assignment import NOT_ASSIGNED
-from controllers.identification.difference import Nuisance, residual_variances
-from controllers.identification.nuisance import nuisance_bounds
+from controllers.identification.difference import residual_variances
+from controllers.identification.unmetered import shares_of, unmetered_phases
 
 if TYPE_CHECKING:
     from twin.network import Feeder
     from twin.powerflow.interface import Engine
 
-__all__ = ["DESCENT_MOVES", "NEIGHBOURHOODS", "POWER_FACTOR", "STEP_KW", "joint_phases", "modelled_terms",
+__all__ = ["DESCENT_MOVES", "NEIGHBOURHOODS", "POWER_FACTOR", "SHARE_ROUNDS", "STEP_KW", "joint_phases",
            "other_drops_v", "unmetered_kw", "voltage_sensitivities"]
 
 NEIGHBOURHOODS = (2, 4, 8, 16)
 """Sizes of the neighbourhoods ``joint_phases`` relabels as one."""
+SHARE_ROUNDS = 2
+"""Rounds of ``joint_phases``: fit the unmetered customers' phases at the best assignment, descend again."""
 DESCENT_MOVES = 20
 """Most moves of the steepest descent in ``joint_phases``."""
 
@@ -72,13 +74,13 @@ def voltage_sensitivities(feeder: Feeder, *, engine: Engine | None = None,
 
 
 def other_drops_v(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, metered: np.ndarray,
-                  sensitivity: np.ndarray, *, with_unmetered: bool = True) -> np.ndarray:
+                  sensitivity: np.ndarray, shares: np.ndarray | None = None) -> np.ndarray:
     """[t, i, k] the drop (V) customer i would see on phase k from everybody but itself: the ``metered``
     customers j ≠ i at ``phase[j]`` (NOT_ASSIGNED: left out) with their powers ``p_kw[t, j]`` (kW; NaN as 0), and
     the unmetered load on each phase φ, U_φ(t) = ``ref_p_kw[t, φ]`` less the metered customers' on φ (i counted
-    on k), spread evenly over the customers not ``metered`` (``with_unmetered=False``: left out; the difference
-    test fits it instead, ``modelled_terms``). ``sensitivity[i, k, j, φ]`` from ``voltage_sensitivities``.
-    Raises ValueError on mismatched shapes."""
+    on k), spread over the customers not ``metered`` by ``shares[j, φ]`` (``unmetered.shares_of``; None:
+    evenly). ``sensitivity[i, k, j, φ]`` from ``voltage_sensitivities``. Raises ValueError on mismatched
+    shapes."""
     n_t, n = p_kw.shape
     if sensitivity.shape != (n, 3, n, 3) or ref_p_kw.shape != (n_t, 3) or phase.shape != (n,) or \
             metered.shape != (n,):
@@ -91,8 +93,11 @@ def other_drops_v(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, met
     gain = np.einsum("ikjf,jf->ikj", sensitivity, on)
     gain[np.arange(n), :, np.arange(n)] = 0.0
     drop = (p @ gain.transpose(2, 0, 1).reshape(n, 3 * n)).reshape(-1, n, 3)
-    if with_unmetered and (~metered).any():
-        spread = sensitivity[:, :, ~metered, :].mean(axis=2)  # [i, k, φ]
+    if (~metered).any():
+        if shares is None:
+            spread = sensitivity[:, :, ~metered, :].mean(axis=2)  # [i, k, φ]
+        else:
+            spread = np.einsum("ikjf,jf->ikf", sensitivity, np.where(metered[:, None], 0.0, shares))
         unmetered = np.where(np.isfinite(ref_p_kw), ref_p_kw, 0.0) - p @ on  # [t, φ], as ``unmetered_kw``
         drop += np.einsum("tf,ikf->tik", unmetered, spread)
         # i itself: at its guess in `unmetered`; on hypothesis k it is on k instead
@@ -116,22 +121,9 @@ def _metered_on(phase: np.ndarray, metered: np.ndarray) -> np.ndarray:
     return on
 
 
-def modelled_terms(p_kw: np.ndarray, ref_p_kw: np.ndarray, phase: np.ndarray, metered: np.ndarray,
-                   sensitivity: np.ndarray) -> tuple[np.ndarray, Nuisance | None]:
-    """What the difference test adds back at the assignment ``phase`` of the ``metered`` customers: [t, i, k] the
-    drop the other metered customers cause (``other_drops_v`` without the unmetered part), and the load nobody
-    measured as a bounded nuisance (``nuisance``: U_φ(t) from ``unmetered_kw`` with ``nuisance_bounds``; None
-    where every customer is metered)."""
-    drops = other_drops_v(p_kw, ref_p_kw, phase, metered, sensitivity, with_unmetered=False)
-    if metered.all():
-        return drops, None
-    lower, upper = nuisance_bounds(sensitivity, metered)
-    return drops, (unmetered_kw(p_kw, ref_p_kw, phase, metered), lower, upper)
-
-
 def joint_phases(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, ref_p_kw: np.ndarray, *,
                  starts: list[np.ndarray], metered: np.ndarray,
-                 sensitivity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                 sensitivity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The joint assignment of the ``metered`` customers that the voltage-difference test with the other customers'
     drops modelled fits best, and where the searches disagree.
 
@@ -143,21 +135,27 @@ def joint_phases(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, ref_p_k
     cause each other, ``NEIGHBOURHOODS`` in all, their phases permuted, e.g. A and C swapped): a branch whose
     customers are all relabelled alike fits itself and no single move mends it (the Kerber grid, seed 11, 75 %
     metered: a branch of five with A and C swapped, at 0.997–1.0 confidence). At most ``DESCENT_MOVES``
-    moves per start. Each assignment is scored with the drops of ``modelled_terms``: with unmetered customers,
-    the load nobody measured is fitted per customer and phase within its bounds, so no guess of the unmetered
-    customers' phases is committed to. Returns the best end state and, per customer, whether the end states
-    disagree on it (such a customer's phase rests on which local optimum was found: not identifiable)."""
+    moves per start. With unmetered customers, their phases (``unmetered.unmetered_phases``: where the load
+    nobody measured is drawn) are then fitted at the best end state and the descents continue from the end
+    states with them, ``SHARE_ROUNDS`` times. Returns the best end state, per customer whether the end states
+    disagree on it (such a customer's phase rests on which local optimum was found: not identifiable), and the
+    unmetered load's shares (``unmetered.shares_of``; None: every customer metered)."""
     movable = np.flatnonzero(metered & (starts[0] != NOT_ASSIGNED))
     n = sensitivity.shape[0]
     mutual = np.einsum("ikjk->ij", sensitivity) / 3.0
     groups = sorted({tuple(sorted(movable[np.argsort(-mutual[i, movable])][:size].tolist()))
                      for i in movable for size in NEIGHBOURHOODS})
 
-    def evaluate(assignment: np.ndarray) -> tuple[float, np.ndarray]:
-        drops, nuisance = modelled_terms(p_kw, ref_p_kw, assignment, metered, sensitivity)
-        s, count = residual_variances(v_v, ref_v_v, p_kw, drops, nuisance)
+    shares: np.ndarray | None = None
+
+    def score(assignment: np.ndarray, with_shares: np.ndarray | None) -> tuple[float, np.ndarray]:
+        s, count = residual_variances(v_v, ref_v_v, p_kw,
+                                      other_drops_v(p_kw, ref_p_kw, assignment, metered, sensitivity, with_shares))
         log_s = count * np.log(np.maximum(s, 1e-12))
         return float(log_s[movable, assignment[movable]].sum()), log_s
+
+    def evaluate(assignment: np.ndarray) -> tuple[float, np.ndarray]:
+        return score(assignment, shares)
 
     def descend(start: np.ndarray) -> tuple[float, np.ndarray]:
         phase = start.copy()
@@ -180,10 +178,19 @@ def joint_phases(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, ref_p_k
         return best, phase
 
     ends = sorted((descend(start) for start in starts), key=lambda pair: pair[0])
+    if (~metered).any():
+        for _ in range(SHARE_ROUNDS):
+            at = ends[0][1]
+
+            def fit_of(trial: np.ndarray, at: np.ndarray = at) -> float:
+                return score(at, trial)[0]
+
+            shares = shares_of(unmetered_phases(fit_of, metered), metered)
+            ends = sorted((descend(end) for _, end in ends), key=lambda pair: pair[0])
     disagree = np.zeros(n, dtype=bool)
     for _, other in ends[1:]:
         disagree |= other != ends[0][1]
-    return ends[0][1], disagree
+    return ends[0][1], disagree, shares
 
 
 def _best(candidates: list[np.ndarray], evaluate: Callable[[np.ndarray], tuple[float, np.ndarray]],
