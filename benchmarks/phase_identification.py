@@ -132,6 +132,8 @@ def main() -> None:
                         help="only the cases with this metered share (e.g. 0.5)")
     parser.add_argument("--days", type=int, default=None, help="only the cases of this many days (7 or 30)")
     parser.add_argument("--minutes", type=int, default=None, help="only the cases of this resolution (15 or 60)")
+    parser.add_argument("--accuracy-class", type=float, default=None,
+                        help="only the cases of this meter class (0.5 or 1.0)")
     parser.add_argument("--no-watch", action="store_true", help="skip the watch benchmark")
     parser.add_argument("--only-watch", action="store_true", help="the watch benchmark alone")
     args = parser.parse_args()
@@ -139,7 +141,8 @@ def main() -> None:
     chosen = [c for c in cases(args.quick) if (args.feeder is None or c.feeder == args.feeder)
               and (args.metered is None or abs(c.metered_share - args.metered) < 1e-9)
               and (args.days is None or c.days == args.days)
-              and (args.minutes is None or c.resolution_s == 60 * args.minutes)]
+              and (args.minutes is None or c.resolution_s == 60 * args.minutes)
+              and (args.accuracy_class is None or abs(c.accuracy_class - args.accuracy_class) < 1e-9)]
     started = time.perf_counter()
     print(f"{'case':<42} {'accuracy':>8} {'assigned':>8} {'wrong hc':>8} {'right/assigned':>14} {'fixed':>6} "
           f"{'broken':>6}   (worst over seeds {','.join(map(str, seeds))})")
