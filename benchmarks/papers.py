@@ -249,7 +249,13 @@ def paper_002(quick: bool) -> Section:
 
 
 # ------------------------------------------------------------------------------------------ 003 STS siting
-def paper_003(quick: bool, time_limit_s: float) -> Section:
+NODE_LIMIT_003_QUICK = 50  # --quick: branch-and-bound nodes a MILP solve (a smoke run)
+
+
+def paper_003(quick: bool, node_limit: int | None = None, time_limit_s: float | None = None) -> Section:
+    """``node_limit``: branch-and-bound nodes a MILP solve (default ``study.NODE_LIMIT``; a work budget, the same
+    figures on any machine); ``time_limit_s``: an opt-in wall-clock limit on top (the figures then depend on the
+    machine's load)."""
     from controllers.planning.sts_siting.case import CandidateKind, CostParams, Scenario
     from controllers.planning.sts_siting.ieee13 import PAPER_PESS_BUS, ieee13_case
     from phasetwin.plan.siting.paper_figures import (
@@ -258,14 +264,24 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
         horizon_years,
         price_slope_per_sts,
     )
-    from phasetwin.plan.siting.study import PAPER_SITES, PAPER_TABLE_3, PAPER_TABLE_4, run_scenarios, sensitivity
+    from phasetwin.plan.siting.study import (
+        NODE_LIMIT,
+        PAPER_SITES,
+        PAPER_TABLE_3,
+        PAPER_TABLE_4,
+        run_scenarios,
+        sensitivity,
+    )
 
     watch = Stopwatch()
     case = ieee13_case(hours=6 if quick else 24)  # --quick: a 6-step day (a smoke run; figures not comparable)
     params = CostParams()
-    limit = 8.0 if quick else time_limit_s
+    nodes = node_limit if node_limit is not None else NODE_LIMIT_003_QUICK if quick else NODE_LIMIT
+    limit = time_limit_s
+    budget = f"at most {nodes} branch-and-bound nodes per MILP solve (seed 0)" + (
+        f" and a wall-clock limit of {limit:.0f} s (the figures depend on the machine's load)" if limit else "")
     horizon = horizon_years(PAPER_TABLE_4, params)
-    results = run_scenarios(case, params, time_limit_s=limit, with_hai=not quick)
+    results = run_scenarios(case, params, node_limit=nodes, time_limit_s=limit, with_hai=not quick)
     headline = "single-level" if quick else "HAI"
     section = Section(
         "003_sts_siting", "Paper 003 — STS siting with PV-storage (Zhang et al., IEEE 13-node)",
@@ -274,7 +290,7 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
         + ("single-level MILP only (--quick), " if quick else
            "HAI (headline; its lower level = all of S_IN with the count fixed) and the single-level MILP as its "
            "check, ")
-        + f"{limit:.0f} s per MILP solve. Money: S_IN ¥/day × 365 × H = the paper's comprehensive cost, H = "
+        + f"{budget}. Money: S_IN ¥/day × 365 × H = the paper's comprehensive cost, H = "
         f"{horizon:.2f} years from Table 4's own slope ({price_slope_per_sts(PAPER_TABLE_4):.2f} M¥ per STS per "
         "M¥ of unit price ÷ eq. 2's annuity). The loss price λ = "
         f"{params.loss_price_per_kwh:.2f} ¥/kWh, which the paper does not state, is calibrated once (S4 at the base "
@@ -309,7 +325,7 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
                + ("; S4's G(n) ¥/day as HAI visited it: " + ", ".join(f"{n}: {g:.1f}" for n, g in
                                                                 sorted(curve.items())) if curve else ""))
         if not ok and not quick and n3 >= 2:
-            best = best_with_pess(case, params, n3 - 1, time_limit_s=limit)
+            best = best_with_pess(case, params, n3 - 1, node_limit=nodes, time_limit_s=limit)
             if best is not None:
                 reason += (f"; every S4 site set with the PESS and {n3 - 1} STS solved: the best, buses "
                         f"{','.join(str(b + 1) for b in best.site_buses(case))}, costs {best.cost:.1f} ¥/day "
@@ -352,7 +368,8 @@ def paper_003(quick: bool, time_limit_s: float) -> Section:
         known = [op for r in (by.get((Scenario.S3, "HAI")), by.get((Scenario.S4, "HAI"))) if r is not None
                  for op in r.by_count.values()]
         for title, rows, paper_rows in zip(("Table 3", "Table 4"),
-                                           sensitivity(case, params, time_limit_s=limit, start=start,
+                                           sensitivity(case, params, node_limit=nodes, time_limit_s=limit,
+                                                       start=start,
                                                        start_by_count=known),
                                            (PAPER_TABLE_3, PAPER_TABLE_4), strict=True):
             for k, (row, (alpha, price, n_paper, cost_paper)) in enumerate(zip(rows, paper_rows, strict=True)):
@@ -404,7 +421,8 @@ def sts_values(curve: tuple[float, ...], n_ours: int, n_paper: int, annuity_per_
             if vals else "")
 
 
-def best_with_pess(case: SitingCase, params: CostParams, n: int, *, time_limit_s: float) -> SitingResult | None:
+def best_with_pess(case: SitingCase, params: CostParams, n: int, *, node_limit: int | None,
+                   time_limit_s: float | None = None) -> SitingResult | None:
     """S4's cheapest plan among the site sets of ``n`` STS that include the PESS (each set's operation solved)."""
     from itertools import combinations
 
@@ -422,7 +440,7 @@ def best_with_pess(case: SitingCase, params: CostParams, n: int, *, time_limit_s
     proven = True
     for rest in combinations(loads, n - 1):
         res = solve_operation(case, params, scenario=Scenario.S4, objective=Objective.COST, sites=(pess, *rest),
-                              time_limit_s=time_limit_s)
+                              node_limit=node_limit, time_limit_s=time_limit_s)
         proven &= res.optimal
         ev = evaluate(case, res.operation, params)
         if best is None or ev.total < best.cost:
@@ -580,8 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated paper numbers")
     parser.add_argument("--out", type=Path, default=Path("docs/papers"))
     parser.add_argument("--rephase-cpu-s", type=float, default=600.0, help="paper 000: CPU seconds of the planner")
-    parser.add_argument("--sts-time-limit-s", type=float, default=300.0,
-                        help="paper 003: wall-clock limit of each MILP solve")
+    parser.add_argument("--sts-node-limit", type=int, default=None,
+                        help="paper 003: branch-and-bound nodes a MILP solve (default: 1000, --quick 50; a work "
+                             "budget, the same figures on any machine)")
+    parser.add_argument("--sts-time-limit-s", type=float, default=None,
+                        help="paper 003: an opt-in wall-clock limit of each MILP solve on top of the node limit "
+                             "(interactive use only: the figures then depend on the machine's load)")
     parser.add_argument("--replay-cache", type=Path, default=None,
                         help="paper 004: folder of the twin replays' figures by content key, reused across runs "
                              "(default: none kept; within a run the shared no-plan replay runs once)")
@@ -599,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         elif paper == "002":
             section = paper_002(args.quick)
         elif paper == "003":
-            section = paper_003(args.quick, args.sts_time_limit_s)
+            section = paper_003(args.quick, args.sts_node_limit, args.sts_time_limit_s)
         else:
             section = paper_004(args.quick, args.replay_cache)
         path = write_section(args.out, section, command=command.strip())

@@ -30,7 +30,11 @@ def register(plan_app: typer.Typer) -> None:
         scenario: Annotated[str, typer.Option(help="S1 none, S2 manual, S3 STS, S4 STS + PESS, or all")] = "all",
         out: Annotated[Path, typer.Option(help="folder for plan.json, plots, and per scenario the replay files "
                                                   "(replay.json, devices.csv, schedule.csv)")] = _STS_OUT,
-        time_limit: Annotated[float, typer.Option(min=1.0, help="solver seconds per MILP")] = 300.0,
+        node_limit: Annotated[int, typer.Option(
+            min=1, help="branch-and-bound nodes a MILP solve (a work budget: the same plan on any machine)")] = 1000,
+        time_limit: Annotated[float | None, typer.Option(
+            min=1.0, help="opt-in wall-clock seconds a MILP solve on top (interactive use; the plan then depends "
+                          "on the machine's load)")] = None,
         hai: Annotated[bool, typer.Option(help="also run the paper's alternating iteration (S3, S4)")] = True,
         sensitivity: Annotated[bool, typer.Option(help="also the paper's Tables 3-4 (S4's G(n), 4 α)")] = False,
     ) -> None:
@@ -52,12 +56,13 @@ def register(plan_app: typer.Typer) -> None:
             results: list[SitingResult] = []
             for s in wanted:  # S4 starts from S3's plan when both are wanted (every S3 plan is an S4 plan)
                 s3 = next((r.operation for r in results if r.scenario is Scenario.S3), None)
-                results.append(solve_single_level(case, params, scenario=s, time_limit_s=time_limit,
+                results.append(solve_single_level(case, params, scenario=s, node_limit=node_limit,
+                                                  time_limit_s=time_limit,
                                                   hint=s3 if s is Scenario.S4 else None))
             if hai:
                 for s in (s for s in wanted if s in (Scenario.S3, Scenario.S4)):
                     s3_hai = next((r for r in results if r.scenario is Scenario.S3 and r.method == "HAI"), None)
-                    results.append(solve_hai(case, params, scenario=s, time_limit_s=time_limit,
+                    results.append(solve_hai(case, params, scenario=s, node_limit=node_limit, time_limit_s=time_limit,
                                              hints=s3_hai.by_count if s3_hai is not None else None))
         except SitingError as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -82,7 +87,7 @@ def register(plan_app: typer.Typer) -> None:
         if sensitivity:
             s4 = next((r for r in results if r.scenario is Scenario.S4 and r.method == "single-level"), None)
             for title, rows in zip(("Table 3", "Table 4"),
-                                   run_sensitivity(case, params, time_limit_s=time_limit,
+                                   run_sensitivity(case, params, node_limit=node_limit, time_limit_s=time_limit,
                                                    start=s4.operation if s4 is not None else None), strict=True):
                 t = Table(title=f"{title}: S4 by HAI on the count curve (ours vs paper)")
                 for col in ("α M¥", "π M¥", "#STS", "best #STS", "buses", "M¥/yr", "M¥ comprehensive",

@@ -90,17 +90,21 @@ def solve_operation(
     objective: Objective,
     sites: tuple[int, ...] | None = None,
     n_sites: int | None = None,
-    time_limit_s: float = 60.0,
     node_limit: int | None = None,
+    time_limit_s: float | None = None,
     relative_gap: float = 1e-6,
     hint: Operation | None = None,
 ) -> OperationResult:
     """Solve the day; ``sites`` fixes the STS sites, ``n_sites`` fixes their number, neither leaves them free.
 
+    ``node_limit``: branch-and-bound nodes at most (None: to ``relative_gap``), with HiGHS's seed fixed (its
+    branch and bound is serial): a budget of work, so the plan depends on the problem only, never on the machine's load.
+    ``time_limit_s``: a wall-clock limit on top (None: none), for interactive use only — a plan it cuts short
+    depends on the machine's load and is not reproducible.
     ``hint`` is a known operation handed to HiGHS as a starting solution (its sites, rotations, PESS phase and
     dispatch; e.g. an S3 plan for S4, which S4 can always repeat with the battery idle).
 
-    Raises ``SitingError`` when the model is infeasible or no solution is found within the time limit.
+    Raises ``SitingError`` when the model is infeasible or no solution is found within the limits.
     """
     _, manual, curtail_ok, battery_ok = _allows(scenario)
     n_steps = case.n_steps
@@ -335,8 +339,7 @@ def solve_operation(
     else:
         model.minimize(s_cub + params.kappa_tiebreak * rest)
 
-    solve_params = mathopt.SolveParameters(time_limit=timedelta(seconds=max(time_limit_s, 1e-3)),
-                                           relative_gap_tolerance=relative_gap, node_limit=node_limit)
+    solve_params = work_limited(node_limit=node_limit, relative_gap=relative_gap, time_limit_s=time_limit_s)
     model_params = None
     if hint is not None:
         model_params = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(variable_values=_hint_values(
@@ -353,8 +356,8 @@ def solve_operation(
         raise SitingError(f"{case.name} {scenario}: the operation model is infeasible ({reason.name}: "
                           f"{result.termination.detail}); check voltage limits and the PESS energy window")
     if not result.has_primal_feasible_solution():
-        raise SitingError(f"{case.name} {scenario}: no solution within {time_limit_s} s ({reason.name}); "
-                          "raise the time limit")
+        raise SitingError(f"{case.name} {scenario}: no solution within node_limit {node_limit} / time_limit_s "
+                          f"{time_limit_s} ({reason.name}); raise the node limit")
     val = result.variable_values()
 
     def num(v: object) -> float:
@@ -383,6 +386,19 @@ def solve_operation(
     return OperationResult(operation, float(result.objective_value()),
                            float(result.termination.objective_bounds.dual_bound), optimal,
                            result.solve_time().total_seconds())
+
+
+def work_limited(*, node_limit: int | None, relative_gap: float,
+                 time_limit_s: float | None = None) -> mathopt.SolveParameters:
+    """HiGHS's parameters for one solve: ``node_limit`` nodes at most, seed 0 (the same answer on any
+    machine); a wall-clock ``time_limit_s`` only when asked for (not reproducible)."""
+    if node_limit is not None and node_limit < 1:
+        raise SitingError(f"node_limit {node_limit}: expected a positive number of branch-and-bound nodes or None")
+    if time_limit_s is not None and not time_limit_s > 0:
+        raise SitingError(f"time_limit_s {time_limit_s}: expected positive seconds or None (no wall-clock limit)")
+    return mathopt.SolveParameters(
+        node_limit=node_limit, relative_gap_tolerance=relative_gap, random_seed=0,
+        time_limit=timedelta(seconds=time_limit_s) if time_limit_s is not None else None)
 
 
 def _hint_values(hint: Operation, *, z: list[mathopt.Variable | float], w: mathopt.Variable | float,

@@ -104,12 +104,13 @@ def no_worse_than_start(case: SitingCase, params: CostParams, found: Operation, 
     return found, optimal
 
 
-def solve_single_level(case: SitingCase, params: CostParams, *, scenario: Scenario, time_limit_s: float = 300.0,
-                       relative_gap: float = 1e-6, hint: Operation | None = None,
-                       node_limit: int | None = None) -> SitingResult:
+def solve_single_level(case: SitingCase, params: CostParams, *, scenario: Scenario, node_limit: int | None = None,
+                       time_limit_s: float | None = None, relative_gap: float = 1e-6,
+                       hint: Operation | None = None) -> SitingResult:
     """Min S_IN over sites and operation (S2: over one manual phase per load; S1: nothing to choose); ``hint``: a
     known feasible operation to start from (see ``solve_operation``); ``node_limit``: branch-and-bound nodes at
-    most, a budget of work whose plan does not depend on the machine's load (unlike ``time_limit_s``)."""
+    most, a budget of work whose plan does not depend on the machine's load; ``time_limit_s``: an opt-in
+    wall-clock limit (not reproducible)."""
     start = time.perf_counter()
     if scenario is Scenario.S1:
         op = reference_operation(case)
@@ -155,7 +156,7 @@ def hai_search(g: Callable[[int], float], n_max: int, *, n_start: int | None = N
 
 
 def solve_counts(case: SitingCase, params: CostParams, *, scenario: Scenario, counts: Iterable[int],
-                 time_limit_s: float = 120.0, relative_gap: float = 1e-6,
+                 node_limit: int | None = None, time_limit_s: float | None = None, relative_gap: float = 1e-6,
                  hints: Mapping[int, Operation] | None = None) -> dict[int, SitingResult]:
     """HAI's lower level (all of S_IN, count fixed) for every count in ``counts``: the curve G(n) that HAI
     samples, in full (exhaustive over counts). Each count starts from the cheaper of ``hints[n]`` and the previous
@@ -170,7 +171,8 @@ def solve_counts(case: SitingCase, params: CostParams, *, scenario: Scenario, co
             op, optimal, bound = reference_operation(case), True, None
         else:
             res = solve_operation(case, params, scenario=scenario, objective=Objective.COST, n_sites=n,
-                                  time_limit_s=time_limit_s, relative_gap=relative_gap, hint=start_op)
+                                  node_limit=node_limit, time_limit_s=time_limit_s, relative_gap=relative_gap,
+                                  hint=start_op)
             op, optimal = no_worse_than_start(case, params, res.operation, res.optimal, start_op)
             bound = res.bound
         out[n] = SitingResult(scenario, f"{n} STS", op, evaluate(case, op, params), optimal, bound,
@@ -180,8 +182,8 @@ def solve_counts(case: SitingCase, params: CostParams, *, scenario: Scenario, co
 
 
 def solve_hai(case: SitingCase, params: CostParams, *, scenario: Scenario, n_start: int | None = None,
-              eta: float = 1.0, rho: float = 1e-3, max_iter: int = 10, time_limit_s: float = 120.0,
-              relative_gap: float = 1e-6, lower: Objective = Objective.COST,
+              eta: float = 1.0, rho: float = 1e-3, max_iter: int = 10, node_limit: int | None = None,
+              time_limit_s: float | None = None, relative_gap: float = 1e-6, lower: Objective = Objective.COST,
               hints: Mapping[int, Operation] | None = None) -> SitingResult:
     """The alternating iteration for S3/S4 (see the module docstring); returns the best count visited.
 
@@ -204,7 +206,8 @@ def solve_hai(case: SitingCase, params: CostParams, *, scenario: Scenario, n_sta
                 start_op = cheapest_start(case, params, [(hints or {}).get(n)] + [
                     with_sites(case, params, scenario, cache[k][0], n) for k in cache if abs(k - n) == 1])
                 res = solve_operation(case, params, scenario=scenario, objective=lower, n_sites=n,
-                                      time_limit_s=time_limit_s, relative_gap=relative_gap, hint=start_op)
+                                      node_limit=node_limit, time_limit_s=time_limit_s,
+                                      relative_gap=relative_gap, hint=start_op)
                 op, optimal = res.operation, res.optimal
                 if lower is Objective.COST:
                     op, optimal = no_worse_than_start(case, params, op, optimal, start_op)
@@ -220,7 +223,7 @@ def solve_hai(case: SitingCase, params: CostParams, *, scenario: Scenario, n_sta
 
 
 def solve_brute_force(case: SitingCase, params: CostParams, *, scenario: Scenario,
-                      time_limit_s: float = 60.0) -> SitingResult:
+                      node_limit: int | None = None, time_limit_s: float | None = None) -> SitingResult:
     """Every subset of allowed sites, each with its best operation (fixed-site MILP): the single-level optimum."""
     from itertools import combinations
 
@@ -230,7 +233,7 @@ def solve_brute_force(case: SitingCase, params: CostParams, *, scenario: Scenari
     for k in range(len(allowed) + 1):
         for sites in combinations(allowed, k):
             res = solve_operation(case, params, scenario=scenario, objective=Objective.COST, sites=sites,
-                                  time_limit_s=time_limit_s)
+                                  node_limit=node_limit, time_limit_s=time_limit_s)
             ev = evaluate(case, res.operation, params)
             if best is None or ev.total < best.cost:
                 best = SitingResult(scenario, "enumeration", res.operation, ev, res.optimal, None, 0.0)

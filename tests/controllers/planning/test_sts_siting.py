@@ -344,3 +344,62 @@ def test_branch_reference_normalises_each_branch_by_its_own_current_and_the_milp
     assert ev.s_cub == pytest.approx(2.5 * unscaled.s_cub, rel=1e-12)
     head = evaluate(replace(case, kappa_reference="head"), res.operation, params)
     assert not np.allclose(head.kappa_lin, ev.kappa_lin)
+
+
+class _RacingClock:
+    """A clock that jumps an hour at every reading: a planner with a wall-clock limit would stop at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 3600.0
+        return self.now
+
+    def process_time(self) -> float:
+        return self.perf_counter()
+
+    def monotonic(self) -> float:
+        return self.perf_counter()
+
+    def time(self) -> float:
+        return self.perf_counter()
+
+
+def test_planners_do_not_depend_on_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The single level, HAI and the count curve on IEEE 13 at two steps a day, each MILP cut at 3 nodes (so the
+    node limit binds), give the same plans and figures twice in a row and under a clock that jumps an hour at every
+    reading; no solve is handed a wall-clock limit (HiGHS's own clock is not the patched one)."""
+    from controllers.planning.sts_siting import operation_milp, planner
+
+    case = ieee13_case(hours=2)
+    params = CostParams()
+    seen: list[object] = []
+    solve = operation_milp.solve_quietly
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs["params"])
+        return solve(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(operation_milp, "solve_quietly", spy)
+
+    def run() -> list[tuple[object, ...]]:
+        s3 = solve_single_level(case, params, scenario=Scenario.S3, node_limit=3)
+        s4 = solve_hai(case, params, scenario=Scenario.S4, node_limit=3, hints={3: s3.operation})
+        curve = solve_counts(case, params, scenario=Scenario.S4, counts=range(3), node_limit=3)
+        out = []
+        for r in (s3, s4, *curve.values()):
+            op = r.operation
+            out.append((r.method, op.sites, op.rotation.tolist(), op.pess_phase.tolist(), op.charge_kw.tolist(),
+                        op.discharge_kw.tolist(), op.pv_used_kw.tolist(), r.cost, r.optimal, r.bound, r.iterations))
+        return out
+
+    first = run()
+    assert first == run()
+    assert not all(row[-3] for row in first)  # some solve stopped on its node limit: the budget binds
+    clock = _RacingClock()
+    monkeypatch.setattr(planner, "time", clock)
+    monkeypatch.setattr(operation_milp, "time", clock, raising=False)
+    assert run() == first
+    assert clock.now > 0  # the clock was read: the patch reached the planner
+    assert seen and all(p.time_limit is None and p.node_limit == 3 for p in seen)  # type: ignore[attr-defined]

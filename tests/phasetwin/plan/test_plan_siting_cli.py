@@ -29,3 +29,9 @@ def test_bad_scenario_is_a_usage_error() -> None:
 def test_bad_case_is_a_usage_error() -> None:
     result = CliRunner().invoke(plan_app(), ["seasonal", "--case", "case 9"])
     assert result.exit_code == 2
+
+
+def test_sts_node_limit_below_one_is_a_usage_error() -> None:
+    result = CliRunner().invoke(plan_app(), ["sts-siting", "--node-limit", "0"])
+    assert result.exit_code == 2
+    assert "node-limit" in result.output

@@ -51,7 +51,7 @@ def plans(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[Scenario
     results: dict[Scenario, SitingResult] = {}
     for s in (Scenario.S1, Scenario.S2, Scenario.S3, Scenario.S4):
         hint = results[Scenario.S3].operation if s is Scenario.S4 else None
-        results[s] = solve_single_level(case, params, scenario=s, time_limit_s=600.0, relative_gap=1e-2,
+        results[s] = solve_single_level(case, params, scenario=s, relative_gap=1e-2,
                                         node_limit=1, hint=hint)
     folder = tmp_path_factory.mktemp("plan")
     write_outputs(folder, case, list(results.values()), results[Scenario.S4], params=params, feeder=ieee13.NAME)
