@@ -30,6 +30,7 @@ from controllers.planning.seasonal.evaluation import (
 from controllers.planning.seasonal.neutral_enum import min_neutral_enumerated, season_minimum
 from controllers.planning.seasonal.pso import solve_pso
 from phasetwin.plan.seasonal.study import check_with_pandapower
+from support.racing_clock import RacingClock
 
 
 def five_bus_two_heads() -> SeasonalNetwork:
@@ -230,26 +231,6 @@ def test_loss_search_ends_where_no_single_or_pair_move_improves() -> None:
                 assert _season_loss_at(net, tops, tuple(y)) >= value * (1 - 1e-9)
 
 
-class _RacingClock:
-    """A clock that jumps an hour at every reading: a planner with a wall-clock limit would stop at once."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        self.now += 3600.0
-        return self.now
-
-    def process_time(self) -> float:
-        return self.perf_counter()
-
-    def monotonic(self) -> float:
-        return self.perf_counter()
-
-    def time(self) -> float:
-        return self.perf_counter()
-
-
 def test_exact_planner_does_not_depend_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Case 4 (all three objectives; E_loss's MILP with a 1-node work budget, I_n's MILP) on the five-bus case
     gives the same plan, value and bound on a normal clock and on one that jumps an hour at every reading, and
@@ -268,7 +249,7 @@ def test_exact_planner_does_not_depend_on_time(monkeypatch: pytest.MonkeyPatch) 
 
     first = run()
     assert first == run()
-    clock = _RacingClock()
+    clock = RacingClock()
     for module in (decomposed, loss_search, neutral_enum):
         if hasattr(module, "time"):
             monkeypatch.setattr(module, "time", clock)

@@ -48,6 +48,7 @@ from controllers.planning.sts_siting.planner import (
     with_sites,
 )
 from phasetwin.plan.siting.study import write_outputs
+from support.racing_clock import RacingClock
 
 T = 3
 PARAMS = CostParams(sts_unit_price=2000.0, communication_price=1000.0, unbalance_cost=2.0e5,
@@ -346,26 +347,6 @@ def test_branch_reference_normalises_each_branch_by_its_own_current_and_the_milp
     assert not np.allclose(head.kappa_lin, ev.kappa_lin)
 
 
-class _RacingClock:
-    """A clock that jumps an hour at every reading: a planner with a wall-clock limit would stop at once."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def perf_counter(self) -> float:
-        self.now += 3600.0
-        return self.now
-
-    def process_time(self) -> float:
-        return self.perf_counter()
-
-    def monotonic(self) -> float:
-        return self.perf_counter()
-
-    def time(self) -> float:
-        return self.perf_counter()
-
-
 def test_planners_do_not_depend_on_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """The single level, HAI and the count curve on IEEE 13 at two steps a day, each MILP cut at 3 nodes (so the
     node limit binds), give the same plans and figures twice in a row and under a clock that jumps an hour at every
@@ -397,7 +378,7 @@ def test_planners_do_not_depend_on_the_wall_clock(monkeypatch: pytest.MonkeyPatc
     first = run()
     assert first == run()
     assert not all(row[-3] for row in first)  # some solve stopped on its node limit: the budget binds
-    clock = _RacingClock()
+    clock = RacingClock()
     monkeypatch.setattr(planner, "time", clock)
     monkeypatch.setattr(operation_milp, "time", clock, raising=False)
     assert run() == first
