@@ -13,6 +13,7 @@ from itertools import product
 
 import numpy as np
 import pytest
+from support.racing_clock import RacingClock
 
 from controllers.planning.seasonal.case import SCHEMES, SeasonalLoad, SeasonalNetwork, cigre_mv_seasonal
 from controllers.planning.seasonal.database import topology_database
@@ -30,7 +31,6 @@ from controllers.planning.seasonal.evaluation import (
 from controllers.planning.seasonal.neutral_enum import min_neutral_enumerated, season_minimum
 from controllers.planning.seasonal.pso import solve_pso
 from phasetwin.plan.seasonal.study import check_with_pandapower
-from support.racing_clock import RacingClock
 
 
 def five_bus_two_heads() -> SeasonalNetwork:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.racing_clock import RacingClock
 
 from controllers.planning.sts_siting.case import (
     Candidate,
@@ -48,7 +49,6 @@ from controllers.planning.sts_siting.planner import (
     with_sites,
 )
 from phasetwin.plan.siting.study import write_outputs
-from support.racing_clock import RacingClock
 
 T = 3
 PARAMS = CostParams(sts_unit_price=2000.0, communication_price=1000.0, unbalance_cost=2.0e5,
