@@ -93,8 +93,9 @@ def test_every_task_ends_exactly_once_although_a_worker_was_killed(cluster_study
     assert len(list((cluster_study.study_dir / "results").iterdir())) == 8  # no temporary part left behind
     ok = results[results["status"] == "ok"]
     assert len(ok) == 6 and set(ok["ticks"]) == {90}
-    # after the kill only the surviving worker runs tasks
-    assert ok["worker"].nunique() == 2
+    # after the kill only the surviving worker runs tasks: no third worker appears; the killed one may or may not
+    # have finished a task before the kill (the first update can be a fast-failing task: CI saw both)
+    assert ok["worker"].nunique() <= 2
     assert (ok["worker"].str.endswith(f":{cluster_study.killed['pid']}")).sum() < 6
 
 
