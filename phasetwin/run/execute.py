@@ -21,6 +21,7 @@ from streams.runfolder.device_recorder import DeviceRecorder
 from streams.runfolder.journal import JournalEvent, RunJournal
 from streams.runfolder.parts import remove_table
 from streams.runfolder.recorder import ParquetRecorder
+from twin.blas_threads import one_blas_thread
 from twin.clock import Timing, run_ticks
 
 log = logging.getLogger(__name__)
@@ -128,13 +129,15 @@ def execute(run: RunAssembly, *, progress: Callable[[int, int], None] | None = N
     gc.freeze()
     try:
         why_not = why_not_blocks(run) if tick_blocks else "a bus given by the caller"
-        if not why_not:
-            with batches_on_the_heap():  # blocks of equal size: each reuses the last one's pages
-                timing = run_blocks(run, after_tick=after_tick, stop_requested=stop_requested)
-        else:
-            log.debug("tick by tick: %s", why_not)
-            timing = run_ticks(clock=clock, stages=run.stages, speed=scenario.speed, after_tick=after_tick,
-                               settle=bus.settle, stop_requested=stop_requested, idle=idle)
+        # Every product of a tick is small: OpenBLAS's worker threads would spin between them (twin.blas_threads).
+        with one_blas_thread():
+            if not why_not:
+                with batches_on_the_heap():  # blocks of equal size: each reuses the last one's pages
+                    timing = run_blocks(run, after_tick=after_tick, stop_requested=stop_requested)
+            else:
+                log.debug("tick by tick: %s", why_not)
+                timing = run_ticks(clock=clock, stages=run.stages, speed=scenario.speed, after_tick=after_tick,
+                                   settle=bus.settle, stop_requested=stop_requested, idle=idle)
     except BaseException as err:
         try:
             _close_transports(bus, run.database)

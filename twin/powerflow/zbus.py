@@ -27,14 +27,14 @@ transformer without magnetising branch (Dyn or YNyn), pi-section lines, wye cons
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import math
 import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
+from twin.blas_threads import one_blas_thread
 from twin.errors import PowerFlowError
 from twin.metrics import voltage_unbalance_factor_pct_of_phasors
 from twin.powerflow.feeder_engine import FeederEngine
@@ -63,11 +63,6 @@ CHUNK_BUS_PHASES = 16 * 907 * 3
 of the IEEE feeder, [16, 907, 3], 0.7 MB) stay below the 1 MiB mmap threshold the commands set
 (phasetwin/run/memory.py), so they are reused, not mapped afresh. A small feeder takes more states per chunk: on
 Liège (44 buses) 16 states a chunk made 2,190 chunks of the year, whose Python overhead cost more than the work."""
-BLAS = ThreadpoolController()
-"""The fixed point's product is small (a few dozen rows): BLAS threads only contend, most on a shared machine
-(measured on the IEEE day, 2 cores, load average 9: the product 0.8 ms on one thread, 10-14 ms on two)."""
-BLAS_LIMIT_FROM_STATES = 32
-"""Below this many states OpenBLAS runs the product on one thread anyway; the limit's own cost is then saved."""
 
 
 def zbus_unsupported_reason(feeder: Feeder) -> str | None:
@@ -167,8 +162,9 @@ class ZbusPowerFlow(FeederEngine):
         v[:] = c
         todo = np.arange(k)
         done_v = self._buffer("fp_done_v", (n, k))
-        threads = BLAS.limit(limits=1, user_api="blas") if k >= BLAS_LIMIT_FROM_STATES else contextlib.nullcontext()
-        with np.errstate(all="ignore"), threads:
+        # one BLAS thread: the product is small (a few dozen rows), yet OpenBLAS threads it from about 4,096
+        # matrix entries on (Liège: 69 × 69), and its workers then spin (``twin.blas_threads``)
+        with np.errstate(all="ignore"), one_blas_thread():
             for _ in range(self.max_iterations):
                 self.iterations += 1
                 np.divide(s, v, out=i)
@@ -228,10 +224,11 @@ class ZbusPowerFlow(FeederEngine):
         threads solving on one engine each have their own)."""
         buffers: dict[str, np.ndarray] = self._local.__dict__
         buf = buffers.get(name)
-        if buf is None or buf.size < int(np.prod(shape)):
-            buf = np.empty(int(np.prod(shape)), dtype)
+        size = math.prod(shape)  # not np.prod: a dozen buffers per solve, and one solve per tick with devices
+        if buf is None or buf.size < size:
+            buf = np.empty(size, dtype)
             buffers[name] = buf
-        return buf[: int(np.prod(shape))].reshape(shape)
+        return buf[:size].reshape(shape)
 
     def _mv_voltage(self, i_lv: np.ndarray) -> np.ndarray:
         """MV bus phase voltages [k, 3] behind the source impedance, from the LV phase currents [k, 3]."""
@@ -263,6 +260,10 @@ class SweepArrays:
         self.j_lv = j_lv
         self._swept: tuple[np.ndarray, np.ndarray] | None = None
         self._done: dict[str, np.ndarray] = {}
+        self._mv: np.ndarray | None = None
+        self._v_bus: np.ndarray | None = None
+        """Every bus's complex voltages when the batch is one chunk (a replay's tick): the bus pass and the line
+        pass (shunts) both need them."""
         self._angles_alone = False
         """``va_deg`` is left out of the bus pass (``leave_out``) and computed by a pass of its own if read."""
 
@@ -275,7 +276,7 @@ class SweepArrays:
         """See ``twin.powerflow.interface.DeferredArrays``."""
         if name in self._done:
             return {name: self._done[name]}
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), one_blas_thread():  # the sweep's products are small too
             if name in ("vm_pu", "vuf_pct"):
                 new = self._buses(magnitudes=True, angles=not self._angles_alone)
             elif name == "va_deg":
@@ -296,6 +297,7 @@ class SweepArrays:
         if {"vm_pu", "va_deg", "i_ka", "loss_kw"} <= self._done.keys():  # v_v, loading need only those: let go
             self._swept = None
             self.i_load = None
+            self._v_bus = None
         return new
 
     def _sweep(self) -> tuple[np.ndarray, np.ndarray]:
@@ -324,8 +326,18 @@ class SweepArrays:
         self._swept = j, v
         return j, v
 
+    def _mv_bus_voltage(self) -> np.ndarray:
+        """The MV bus's phase voltages [k, 3], computed once for the bus and the line pass."""
+        if self._mv is None:
+            self._mv = self.engine._mv_voltage(self.j_lv)
+        return self._mv
+
     def _bus_voltages(self, j: np.ndarray, v: np.ndarray, mv: np.ndarray, a: int, b: int) -> np.ndarray:
-        """Complex voltages [b − a, n_bus, 3] of every bus for states a..b."""
+        """Complex voltages [b − a, n_bus, 3] of every bus for states a..b (not to be written to: a batch of one
+        chunk keeps them for the other pass)."""
+        whole = a == 0 and b == self.j_lv.shape[0]
+        if whole and self._v_bus is not None:
+            return self._v_bus
         chains = self.chains
         drop = state_major(j, a, b).take(chains.bus_down, axis=1)  # (a·I₃ + b·J₃)·J in place: no temporaries
         common = phase_sum(drop)
@@ -335,13 +347,15 @@ class SweepArrays:
         v_bus = state_major(v, a, b).take(chains.bus_up, axis=1)
         v_bus -= drop
         v_bus[:, chains.mv_bus] = mv[a:b]
+        if whole:
+            self._v_bus = v_bus
         return v_bus
 
     def _buses(self, *, magnitudes: bool, angles: bool) -> dict[str, np.ndarray]:
         """One pass over every bus's phasors: ``magnitudes`` (vm_pu and vuf_pct), ``angles`` (va_deg)."""
         engine = self.engine
         j, v = self._sweep()
-        mv = engine._mv_voltage(self.j_lv)
+        mv = self._mv_bus_voltage()
         k = self.j_lv.shape[0]
         out: dict[str, np.ndarray] = {}
         if magnitudes:
@@ -369,10 +383,10 @@ class SweepArrays:
     def _lines(self) -> dict[str, np.ndarray]:
         engine, chains = self.engine, self.chains
         j, v = self._sweep()
-        mv = engine._mv_voltage(self.j_lv)
+        mv = self._mv_bus_voltage()
         k = self.j_lv.shape[0]
         i_ka, i_n_ka = np.empty((k, engine.n_line, 3)), np.empty((k, engine.n_line))
-        shunts = bool(np.any(chains.line_half_y_a != 0) or np.any(chains.line_half_y_b != 0))
+        shunts = chains.has_line_shunts
 
         def rows(a: int, b: int) -> None:
             with np.errstate(all="ignore"):

@@ -105,3 +105,4 @@ class ChainTree:
         self.line_from_bus = np.array([bus_index[ln.from_bus] for ln in feeder.lines], dtype=int)
         self.line_half_y_a = np.where(closed_line, np.r_[topo.half_y_a, 0][pos_of_line], 0)
         self.line_half_y_b = np.where(closed_line, np.r_[topo.half_y_b, 0][pos_of_line], 0)
+        self.has_line_shunts = bool(np.any(self.line_half_y_a != 0) or np.any(self.line_half_y_b != 0))
