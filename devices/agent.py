@@ -83,6 +83,8 @@ class DeviceAgent:
         self._verified = False
         """The command decided last passed every signature, run, replay and time check (signed mode)."""
         self._hosts = {d.customer_id for d in devices}
+        self._state_topics = {d.device_id: topics.device_state(feeder, d.device_id) for d in devices}
+        """Every device publishes its state every tick: the topic built and checked once."""
         self._frame_rows: tuple[tuple[str, ...], list[tuple[int, Device]]] | None = None
         self.counters = AgentCounters()
         self._newest = NewestTick()
@@ -225,11 +227,10 @@ class DeviceAgent:
                 loss_kwh=led.loss_kwh, pv_kwh=led.pv_kwh, curtailed_kwh=led.curtailed_kwh,
                 energy_residual_kwh=led.residual_kwh(device.e_kwh),
             )
-        gate = device.gate
-        self._bus.publish(topics.device_state(self._feeder, device.device_id), DeviceState.trusted(
+        gate, now_s = device.gate, time_utc.timestamp()
+        self._bus.publish(self._state_topics[device.device_id], DeviceState.trusted(
             feeder=self._feeder, tick=tick, time_utc=time_utc, device_id=device.device_id, kind=device.kind,
-            customer_id=device.customer_id, mode=device.mode(time_utc.timestamp()),
-            safe_reason=device.safe_reason(time_utc.timestamp()),
+            customer_id=device.customer_id, mode=device.mode(now_s), safe_reason=device.safe_reason(now_s),
             phase=report.phase.name if report.phase is not None else None, p_kw=report.p_kw,
             in_transition=report.in_transition, operations_today=device.operations_today,
             operations_total=device.operations_total, dwell_remaining_s=device.dwell_remaining_s,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -69,8 +69,31 @@ def _wall_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def _all_finite(value: object) -> bool:
+    """Whether every number in ``value`` (as ``_non_finite`` walks it) is finite: the per-message check of every
+    device state of every tick, so one loop over a model's fields, no paths built (a quarter of the cost)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    items: Iterable[object]
+    if isinstance(value, BaseModel):
+        items = value.__dict__.values()
+    elif isinstance(value, tuple):
+        items = value
+    else:
+        return True
+    for inner in items:
+        if isinstance(inner, float):
+            if not math.isfinite(inner):
+                return False
+        elif isinstance(inner, (BaseModel, tuple)) and not _all_finite(inner):
+            return False
+    return True
+
+
 def _non_finite(name: str, value: object) -> list[str]:
     """The paths of the non-finite numbers in ``value`` (a number, a model or a tuple of either), recursively."""
+    if not name and _all_finite(value):
+        return []
     if isinstance(value, float):
         return [] if math.isfinite(value) else [f"{name}={value}"]
     if isinstance(value, BaseModel):

@@ -8,6 +8,7 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 
 from streams import topics
@@ -15,6 +16,7 @@ from streams.bus import LocalBus
 from streams.ingest import DeviceGuard, DeviceIdentity, GuardedBus
 from streams.messages import (
     AckStatus,
+    BatteryState,
     ControllerPlan,
     DeadLetter,
     DeadLetterReason,
@@ -72,6 +74,28 @@ def test_each_bad_state_is_dead_lettered_with_its_reason(topic_device: str, stat
     assert got == []
     assert [(d.reason, d.topic) for d in letters] == [(reason, topics.device_state(FEEDER, topic_device))]
     assert guard.counters.by_reason() == {reason.value: 1} and guard.counters.checked == 1
+
+
+def _battery(**changes: float) -> BatteryState:
+    values: dict[str, Any] = dict(
+        e_kwh=2.0, charge_kw=0.0, discharge_kw=1.0, pv_available_kw=0.0, pv_used_kw=0.0, setpoint_kw=None,
+        limited_by="", charged_kwh=0.0, discharged_kwh=0.25, loss_kwh=0.01, pv_kwh=0.0, curtailed_kwh=0.0,
+        energy_residual_kwh=0.0)
+    return BatteryState.model_construct(**(values | changes))
+
+
+@pytest.mark.parametrize(("state", "detail"), [
+    (_state("pess-2", battery=_battery(loss_kwh=math.nan)), "device pess-2: battery.loss_kwh=nan"),
+    (_state("pess-2", p_kw=(0.0, np.float64(np.inf), 0.0), battery=_battery(e_kwh=-math.inf)),  # a float subclass
+     "device pess-2: p_kw[1]=inf, battery.e_kwh=-inf"),
+])
+def test_a_non_finite_number_anywhere_in_a_state_is_found_and_named(state: DeviceState, detail: str) -> None:
+    bus, _, got, letters = _guarded()
+    good = _state("pess-2", battery=_battery())
+    bus.publish(topics.device_state(FEEDER, "pess-2"), good)
+    bus.publish(topics.device_state(FEEDER, "pess-2"), state)
+    assert got == [good]
+    assert [(d.reason, d.detail) for d in letters] == [(DeadLetterReason.NON_FINITE, detail)]
 
 
 def test_a_state_must_agree_with_the_devices_last_one() -> None:
