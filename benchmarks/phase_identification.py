@@ -41,12 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phase_id_cases import Move, case_feeder, profile_loads_kw, simulate
 
 from controllers.identification import Method
-from controllers.identification.change_test import (
-    LR_MARGIN,
-    fit_residuals,
-    log_likelihood_ratios,
-    window_statistics,
-)
+from controllers.identification.change_test import calibrate, log_likelihood_ratios, window_statistics
 from controllers.identification.correlation import profile_groups
 from controllers.identification.sensitivity import voltage_sensitivities
 from controllers.identification.watch import STEADY_LEVEL, watch_phases, wavering
@@ -204,7 +199,7 @@ def watch_benchmark(*, seeds: list[int], days: int, feeders: tuple[str, ...] = (
     print(f"\nwatch ({test} test): {' and '.join(feeders)}, {days} days of 15-minute class-1.0 data, baseline "
           f"{baseline_days} d, window 1 d stepped by 1 h; a move on day {move_day + 1} at noon")
     print(f"{'feeder':<7} {'seed':>4} {'moved':>8} {'kWh 24 h':>8} {'noticed after':>14} {'false (move)':>12} "
-          f"{'false (none)':>12} {'largest/threshold':>17} {'watched':>8} {'identified':>10}")
+          f"{'false (none)':>12} {'largest/threshold':>17} {'day/threshold':>14} {'watched':>8} {'identified':>10}")
     failures = 0
     for feeder_name, seed in itertools.product(feeders, seeds):
         still = truth_of(feeder_name, days=days, seed=seed)
@@ -252,11 +247,12 @@ def watch_benchmark(*, seeds: list[int], days: int, feeders: tuple[str, ...] = (
         delay_h = (hit[0].noticed_at - at) * TICK_S / 3600 if hit else float("nan")
         failures += (0 if hit and delay_h <= 24 else 1) + len(false_move) + len(reports["still"])
         energy_kwh = float(np.nansum(still.p_kw[at:at + per_day, who, 0])) * TICK_S / 3600  # the day after the move
-        ratio = f"{'—':>17}"
+        ratio = f"{'—':>17} {'—':>14}"
         if sensitivity is not None:
-            largest = _largest_without_move(quiet, phase=np.where(watched, phase, -1), others=chosen.phase,
-                                            sensitivity=sensitivity, start=start, window=per_day)
-            ratio = f"{largest:>17.2f}"
+            largest, evidence = _headroom(quiet, phase=np.where(watched, phase, -1), others=chosen.phase,
+                                          sensitivity=sensitivity, start=start, window=per_day, who=who,
+                                          to_phase=to_phase, at=at)
+            ratio = f"{largest:>17.2f} {evidence:>14.2f}"
         noticed = ("unwatched" if not watched[who] else "missed") if not hit else f"{delay_h:.1f} h"
         print(f"{feeder_name:<7} {seed:>4} {still.feeder.customers[who].id:>8} {energy_kwh:>8.2f} {noticed:>14} "
               f"{len(false_move):>12} {len(reports['still']):>12} {ratio} {int(watched.sum()):>8} "
@@ -264,18 +260,22 @@ def watch_benchmark(*, seeds: list[int], days: int, feeders: tuple[str, ...] = (
     return failures
 
 
-def _largest_without_move(data: MeterVoltages, *, phase: np.ndarray, others: np.ndarray, sensitivity: np.ndarray,
-                          start: int, window: int) -> float:
-    """The largest statistic of the modelled test any watched customer reaches over the watched intervals of the
-    period without a move, over the test's threshold (below 1: no false report; its headroom)."""
+def _headroom(data: MeterVoltages, *, phase: np.ndarray, others: np.ndarray, sensitivity: np.ndarray, start: int,
+              window: int, who: int, to_phase: int, at: int) -> tuple[float, float]:
+    """Over the modelled test's threshold: the largest statistic any watched customer reaches over the watched
+    intervals of the period without a move (below 1: no false report), and the evidence the day after the move
+    gives of it (``log_likelihood_ratios(expected=True)`` over the moved customer's consumption of that day, on
+    the period without the move: below 1, the move is not expected within a day)."""
     v, ref, p = data.v_v[:, :, 0], data.ref_v_v, data.p_kw[:, :, 0]
+    step = window // 24
+    fit, threshold = calibrate(v_v=v[:start], ref_v_v=ref[:start], p_kw=p[:start], sensitivity=sensitivity,
+                               phase=phase, model_phase=others, window=window, step=step)
     model_phase = np.where(phase >= 0, phase, others)
-    fit = fit_residuals(v[:start], ref[:start], p[:start], sensitivity, model_phase)
     llr = log_likelihood_ratios(v, ref, p, sensitivity, model_phase, fit)
-    calibration = window_statistics(llr[:start], ends=range(window, start + 1, window // 24), window=window)
-    watched = window_statistics(llr, ends=range(start + window // 24, v.shape[0] + 1, window // 24), window=window,
-                                since=start)
-    return float(watched[:, phase >= 0].max() / (LR_MARGIN * calibration[:, phase >= 0].max()))
+    watched = window_statistics(llr, ends=range(start + step, v.shape[0] + 1, step), window=window, since=start)
+    day = log_likelihood_ratios(v[at:at + window], ref[at:at + window], p[at:at + window], sensitivity, model_phase,
+                                fit, expected=True)[:, who, to_phase].sum()
+    return float(watched[:, phase >= 0].max() / threshold), float(day / threshold)
 
 
 def _first(data: MeterVoltages, n: int) -> MeterVoltages:

@@ -29,8 +29,8 @@ import numpy as np
 
 from controllers.identification.assignment import NOT_ASSIGNED
 
-__all__ = ["LR_MARGIN", "Change", "Fit", "fit_residuals", "log_likelihood_ratios", "modelled_changes",
-           "window_statistics"]
+__all__ = ["LR_MARGIN", "Change", "Fit", "calibrate", "day_evidence_nats", "fit_residuals", "log_likelihood_ratios",
+           "modelled_changes", "window_statistics"]
 
 LR_MARGIN = 2.0
 """The threshold over the calibration's largest statistic. Measured in ``benchmarks/phase_identification.py``:
@@ -88,9 +88,11 @@ def fit_residuals(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, sensit
 
 
 def log_likelihood_ratios(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, sensitivity: np.ndarray,
-                          phase: np.ndarray, fit: Fit) -> np.ndarray:
+                          phase: np.ndarray, fit: Fit, *, expected: bool = False) -> np.ndarray:
     """[t, i, k] the log-likelihood ratio (nats) of "customer i on phase k at t" against "on ``phase[i]``", every
-    other customer on its ``phase`` (NOT_ASSIGNED: out of the model); 0 where k is i's phase or i has none."""
+    other customer on its ``phase`` (NOT_ASSIGNED: out of the model); 0 where k is i's phase or i has none.
+    With ``expected``, the ratio's expectation had i been on k (Σ_m μ_m²/(2σ_m²), the Kullback–Leibler
+    divergence): the evidence these intervals can give of such a move, whatever the voltages read."""
     n_t, n = v_v.shape
     e, drop = _residuals_v(v_v, ref_v_v, p_kw, sensitivity, phase)
     e = e - fit.offset_v
@@ -108,13 +110,14 @@ def log_likelihood_ratios(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray
         g = s_own_phase[:, :, k] - s_own_phase[:, rows, b]
         g[rows, rows] = 0.0
         g[~known, :] = 0.0
-        out[:, :, k] = -p * (scaled @ g) - 0.5 * p**2 * (weight @ g**2)
+        quadratic = 0.5 * p**2 * (weight @ g**2)
+        out[:, :, k] = quadratic if expected else -p * (scaled @ g) - quadratic
         # its own meter: μ_i = V_k − V_{b_i} − (D_i^k − D_i^{b_i})
         on_k = np.full(n, k)
         drop_k = _drops_v(p_kw, sensitivity, phase, on_k) - p * sensitivity[rows, k, rows, b] \
             + p * sensitivity[rows, k, rows, k]
         mu = ref_v_v[:, [k]] - ref_v_v[:, b] - drop_k + drop
-        own = np.where(seen, mu * (np.where(seen, e, 0.0) - 0.5 * mu), 0.0) * weight
+        own = np.where(seen, 0.5 * mu * mu if expected else mu * (np.where(seen, e, 0.0) - 0.5 * mu), 0.0) * weight
         out[:, :, k] += np.nan_to_num(own)
         out[:, (phase == k) | ~known, k] = 0.0
     return out
@@ -131,6 +134,19 @@ def window_statistics(llr: np.ndarray, *, ends: range, window: int, since: int =
     return out
 
 
+def calibrate(*, v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, sensitivity: np.ndarray,
+              phase: np.ndarray, model_phase: np.ndarray, window: int, step: int,
+              margin: float = LR_MARGIN) -> tuple[Fit, float]:
+    """The residual fit over these (baseline) intervals, every customer at ``model_phase`` (the watched at
+    ``phase``), and the threshold (nats): ``margin`` × the largest window statistic a watched customer reaches
+    over them (windows of ``window`` ending every ``step`` intervals)."""
+    current = np.where(phase != NOT_ASSIGNED, phase, model_phase)
+    fit = fit_residuals(v_v, ref_v_v, p_kw, sensitivity, current)
+    calibration = window_statistics(log_likelihood_ratios(v_v, ref_v_v, p_kw, sensitivity, current, fit),
+                                    ends=range(window, v_v.shape[0] + 1, step), window=window)
+    return fit, margin * float(calibration[:, phase != NOT_ASSIGNED].max(initial=0.0))
+
+
 def modelled_changes(*, v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, sensitivity: np.ndarray,
                      phase: np.ndarray, model_phase: np.ndarray, window: int, step: int, start: int,
                      margin: float = LR_MARGIN, confirm: int = 1) -> tuple[list[Change], float]:
@@ -139,19 +155,16 @@ def modelled_changes(*, v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, 
     calibrated on the intervals before ``start``, tested at the ends ``start + step``, ``start + 2·step``, … (each
     window within the last ``window`` intervals, none reaching before ``start``); a customer is reported when
     its statistic for one other phase exceeds the threshold at ``confirm`` consecutive ends (of several at one
-    end, the largest statistic alone); it is then on that phase, and every window restarts there. Returns the changes and the threshold (nats). Raises ValueError
-    when the calibration is shorter than a window."""
+    end, the largest statistic alone); it is then on that phase, and every window restarts there. Returns the
+    changes and the threshold (nats). Raises ValueError when the calibration is shorter than a window."""
     n_t, n = v_v.shape
     if start < window:
         raise ValueError(f"the calibration ({start} intervals before the watch) is shorter than the window "
                          f"({window})")
     current = np.where(phase != NOT_ASSIGNED, phase, model_phase)
     watched = phase != NOT_ASSIGNED
-    fit = fit_residuals(v_v[:start], ref_v_v[:start], p_kw[:start], sensitivity, current)
-    calibration = window_statistics(
-        log_likelihood_ratios(v_v[:start], ref_v_v[:start], p_kw[:start], sensitivity, current, fit),
-        ends=range(window, start + 1, step), window=window)
-    threshold = margin * float(calibration[:, watched].max(initial=0.0))
+    fit, threshold = calibrate(v_v=v_v[:start], ref_v_v=ref_v_v[:start], p_kw=p_kw[:start], sensitivity=sensitivity,
+                               phase=phase, model_phase=model_phase, window=window, step=step, margin=margin)
     llr = log_likelihood_ratios(v_v, ref_v_v, p_kw, sensitivity, current, fit)
     since = start
     streak = np.zeros(n, dtype=int)
@@ -180,3 +193,20 @@ def modelled_changes(*, v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, 
         streak[:] = 0
         candidate[:] = NOT_ASSIGNED
     return changes, threshold
+
+
+def day_evidence_nats(v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray, sensitivity: np.ndarray,
+                      phase: np.ndarray, fit: Fit, *, window: int) -> np.ndarray:
+    """[i] the evidence (nats) a window of these intervals gives of a move of customer i, for the less evident
+    of its two other phases, the median over the whole windows (``log_likelihood_ratios(expected=True)``): below
+    the threshold, a move of i is not expected to be noticed within a window. It grows with i's consumption
+    (its neighbours' part as its square) and with its electrical distance from the transformer."""
+    kl = log_likelihood_ratios(v_v, ref_v_v, p_kw, sensitivity, phase, fit, expected=True)
+    n_windows = kl.shape[0] // window
+    if n_windows == 0:
+        return np.zeros(kl.shape[1])
+    per_window = kl[:n_windows * window].reshape(n_windows, window, *kl.shape[1:]).sum(axis=1)  # [w, i, k]
+    others = np.ones(kl.shape[1:], dtype=bool)
+    others[np.arange(phase.size), np.maximum(phase, 0)] = False
+    least = np.where(others[None], per_window, np.inf).min(axis=2)
+    return np.asarray(np.median(least, axis=0))

@@ -278,15 +278,30 @@ def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, refe
                          "threshold_nats"])
         for c in changes:
             noticed = data.time_utc[c.noticed_at - 1] + pd.Timedelta(seconds=interval_s)
-            evidence = (f"likelihood ratio {c.statistic_nats:.1f} nats over {c.threshold_nats:.1f}"
-                        if c.statistic_nats is not None and c.threshold_nats is not None
-                        else f"confidence {c.confidence:.4f}")
+            shown = (f"likelihood ratio {c.statistic_nats:.1f} nats over {c.threshold_nats:.1f}"
+                     if c.statistic_nats is not None and c.threshold_nats is not None
+                     else f"confidence {c.confidence:.4f}")
             writer.writerow([ids[c.customer], PHASE_LETTERS[c.from_phase], PHASE_LETTERS[c.to_phase],
                              noticed.isoformat(), "" if c.statistic_nats is not None else round(c.confidence, 6),
                              "" if c.statistic_nats is None else round(c.statistic_nats, 3),
                              "" if c.threshold_nats is None else round(c.threshold_nats, 3)])
             console.print(f"moved: {ids[c.customer]} {PHASE_LETTERS[c.from_phase]} → {PHASE_LETTERS[c.to_phase]}, "
-                          f"noticed {noticed.isoformat()} ({evidence})")
+                          f"noticed {noticed.isoformat()} ({shown})")
+    if sensitivity is not None:
+        from controllers.identification.change_test import calibrate, day_evidence_nats
+
+        model_phase = np.where(phase >= 0, phase, reference_phase)
+        fit, threshold = calibrate(v_v=v[:start], ref_v_v=data.ref_v_v[:start], p_kw=p[:start],
+                                   sensitivity=sensitivity, phase=phase, model_phase=reference_phase, window=window,
+                                   step=step, margin=margin)
+        evidence = day_evidence_nats(v[:start], data.ref_v_v[:start], p[:start], sensitivity, model_phase, fit,
+                                     window=window)
+        slow = (phase >= 0) & (evidence < threshold)
+        if slow.any():
+            console.print(f"watched, but a move of theirs is not expected within {window_hours:g} h (a window of "
+                          f"the baseline gives less evidence than the threshold, {threshold:.1f} nats: little "
+                          "consumption, or close to the transformer): "
+                          + ", ".join(f"{ids[i]} ({evidence[i]:.1f})" for i in np.flatnonzero(slow)))
     if unsteady.any():
         console.print(f"not watched, their phase evidence wavered in the baseline (another phase at confidence ≥ "
                       f"{steady_level}): " + ", ".join(ids[i] for i in np.flatnonzero(unsteady)))

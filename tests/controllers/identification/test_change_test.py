@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from controllers.identification.change_test import (
+    day_evidence_nats,
     fit_residuals,
     log_likelihood_ratios,
     modelled_changes,
@@ -63,7 +64,23 @@ def test_the_ratios_are_the_two_models_gaussian_log_likelihoods_computed_in_full
             predicted = np.take_along_axis(ref, on, axis=1) - _drops(p, s, on) + fit.offset_v
             ll.append(-0.5 * ((v - predicted) ** 2 / fit.var_v2).sum(axis=1))
         np.testing.assert_allclose(llr[:, i, k], ll[1] - ll[0], rtol=1e-9, atol=1e-9)
+        # the evidence had i moved: the two models' predictions apart, Σ_m (Δ_m)² / (2σ_m²)
+        on = [np.broadcast_to(m, v.shape) for m in (PHASE, alternative)]
+        apart = [np.take_along_axis(ref, o, axis=1) - _drops(p, s, o) for o in on]
+        kl = log_likelihood_ratios(v, ref, p, s, PHASE, fit, expected=True)
+        np.testing.assert_allclose(kl[:, i, k], ((apart[1] - apart[0]) ** 2 / (2 * fit.var_v2)).sum(axis=1),
+                                   rtol=1e-9, atol=1e-9)
     assert (llr[:, np.arange(PHASE.size), PHASE] == 0).all()
+
+
+def test_a_day_gives_more_evidence_of_a_customer_that_uses_more_power() -> None:
+    v, ref, p, s = _case(move_at=None, n_t=192)
+    fit = fit_residuals(v, ref, p, s, PHASE)
+    evidence = day_evidence_nats(v, ref, p, s, PHASE, fit, window=96)
+    more = p.copy()
+    more[:, 0] *= 3.0
+    assert evidence.shape == (PHASE.size,) and (evidence > 0).all()
+    assert day_evidence_nats(v, ref, more, s, PHASE, fit, window=96)[0] > 1.2 * evidence[0]
 
 
 def test_the_window_statistic_is_the_largest_sum_over_the_change_time() -> None:
