@@ -17,9 +17,13 @@ Per case, worst over the seeds:
 - fixed / broken: records the plan (``identified.json``) changes that were wrong / right (acceptance: broken 0).
 
 The watch (``identify --watch``): 30 days of 15-minute data, a 7-day baseline, a 1-day window stepped by an hour;
-one identifiable customer moved to another phase at noon of day 16, on the IEEE feeder and the Kerber grid
-(``--feeder`` picks one): the delay until it is reported, and the
-false reports (any other customer, or before the move).
+one customer identified in the baseline (picked among all of them) moved to another phase at noon of day 16, on
+the IEEE feeder and the Kerber grid (``--feeder`` picks one), by the modelled test (``--watch-test model``, the
+default) or the correlation vote: the delay until it is reported ("unwatched" when the test does not watch it),
+the false reports (any other customer, or before the move; with the move and in the same 30 days without it),
+and for the modelled test the largest statistic without a move and the evidence of the day after the move, both
+over the threshold (the first below 1: no false report; the second below 1: the move is not expected within a
+day).
 
     .venv/bin/python benchmarks/phase_identification.py            # every case, 3 seeds
     .venv/bin/python benchmarks/phase_identification.py --quick    # one small case, seconds (a test runs it)
