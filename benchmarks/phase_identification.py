@@ -17,9 +17,13 @@ Per case, worst over the seeds:
 - fixed / broken: records the plan (``identified.json``) changes that were wrong / right (acceptance: broken 0).
 
 The watch (``identify --watch``): 30 days of 15-minute data, a 7-day baseline, a 1-day window stepped by an hour;
-one identifiable customer moved to another phase at noon of day 16, on the IEEE feeder and the Kerber grid
-(``--feeder`` picks one): the delay until it is reported, and the
-false reports (any other customer, or before the move).
+one customer identified in the baseline (picked among all of them) moved to another phase at noon of day 16, on
+the IEEE feeder and the Kerber grid (``--feeder`` picks one), by the modelled test (``--watch-test model``, the
+default) or the correlation vote: the delay until it is reported ("unwatched" when the test does not watch it),
+the false reports (any other customer, or before the move; with the move and in the same 30 days without it),
+and for the modelled test the largest statistic without a move and the evidence of the day after the move, both
+over the threshold (the first below 1: no false report; the second below 1: the move is not expected within a
+day).
 
     .venv/bin/python benchmarks/phase_identification.py            # every case, 3 seeds
     .venv/bin/python benchmarks/phase_identification.py --quick    # one small case, seconds (a test runs it)
@@ -41,7 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from phase_id_cases import Move, case_feeder, profile_loads_kw, simulate
 
 from controllers.identification import Method
+from controllers.identification.change_test import calibrate, log_likelihood_ratios, window_statistics
 from controllers.identification.correlation import profile_groups
+from controllers.identification.sensitivity import voltage_sensitivities
 from controllers.identification.watch import STEADY_LEVEL, watch_phases, wavering
 from phasetwin.run.meter_readings import TrueReadings, meter_voltages, run_identification
 from streams.meters.voltages import MeterVoltages
@@ -136,6 +142,8 @@ def main() -> None:
                         help="only the cases of this meter class (0.5 or 1.0)")
     parser.add_argument("--no-watch", action="store_true", help="skip the watch benchmark")
     parser.add_argument("--only-watch", action="store_true", help="the watch benchmark alone")
+    parser.add_argument("--watch-test", choices=("model", "correlation"), default="model",
+                        help="the watch's test: the modelled likelihood ratio (default) or the correlation vote")
     args = parser.parse_args()
     seeds = [1] if args.quick else (args.seed_list or list(range(1, args.seeds + 1)))
     chosen = [c for c in cases(args.quick) if (args.feeder is None or c.feeder == args.feeder)
@@ -164,7 +172,8 @@ def main() -> None:
               f"{worst.right_of_assigned:>14.1%} {worst.fixed:>6} {worst.broken:>6}", flush=True)
     if not args.no_watch:
         feeders = ("ieee",) if args.quick else ((args.feeder,) if args.feeder else ("ieee", "kerber"))
-        failures += watch_benchmark(seeds=seeds, days=4 if args.quick else 30, feeders=feeders)
+        failures += watch_benchmark(seeds=seeds, days=4 if args.quick else 30, feeders=feeders,
+                                    test=args.watch_test)
     print(f"\n{time.perf_counter() - started:.0f} s in all; {failures} wrong high-confidence answer(s), broken "
           "record(s) and false or missed move report(s)")
     sys.exit(1 if failures else 0)
@@ -181,59 +190,96 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def watch_benchmark(*, seeds: list[int], days: int, feeders: tuple[str, ...] = ("ieee",)) -> int:
-    """One watched customer (identified in the baseline and steady over the days before the watch,
-    ``watch.wavering``) moved at noon of the middle day (after a 7-day baseline; 2 days of 4 in --quick), and the
-    same period without the move; class 1.0, 15-minute data. Returns the misses and false reports."""
+def watch_benchmark(*, seeds: list[int], days: int, feeders: tuple[str, ...] = ("ieee",),
+                    test: str = "model") -> int:
+    """One customer identified in the baseline (picked among all of them, watched or not) moved at noon of the
+    middle day (after a 7-day baseline; 2 days of 4 in --quick), and the same period without the move; class 1.0,
+    15-minute data. ``test``: "model" (the modelled likelihood-ratio test, ``change_test``) or "correlation"
+    (the windowed correlation vote with the steadiness check). Returns the misses (a move not reported within
+    24 h, an unwatched moved customer included) and false reports."""
     baseline_days = 2 if days < 7 else 7
     move_day = max(baseline_days, days // 2)  # 0-based: the move is at noon of day move_day + 1
     per_day = 86400 // TICK_S
-    print(f"\nwatch: {' and '.join(feeders)}, {days} days of 15-minute class-1.0 data, baseline {baseline_days} d, "
-          f"window 1 d stepped by 1 h, 2 windows to confirm; a move on day {move_day + 1} at noon")
-    print(f"{'feeder':<7} {'seed':>4} {'moved':>8} {'noticed after':>14} {'false reports (with move)':>26} "
-          f"{'false reports (no move)':>24} {'watched':>8} {'identified':>10}")
+    print(f"\nwatch ({test} test): {' and '.join(feeders)}, {days} days of 15-minute class-1.0 data, baseline "
+          f"{baseline_days} d, window 1 d stepped by 1 h; a move on day {move_day + 1} at noon")
+    print(f"{'feeder':<7} {'seed':>4} {'moved':>8} {'kWh 24 h':>8} {'noticed after':>14} {'false (move)':>12} "
+          f"{'false (none)':>12} {'largest/threshold':>17} {'day/threshold':>14} {'watched':>8} {'identified':>10}")
     failures = 0
     for feeder_name, seed in itertools.product(feeders, seeds):
         still = truth_of(feeder_name, days=days, seed=seed)
         model = MeterModel(seed=seed, accuracy_class=1.0, resolution_s=TICK_S)
         base = run_identification(still.feeder, _first(meter_voltages(still, model=model), baseline_days * per_day),
                                   method=Method.BOTH, time_limit_s=ENERGY_TIME_LIMIT_S)
+        if base.customer_ids != tuple(c.id for c in still.feeder.customers):
+            raise RuntimeError("the watch benchmark expects every customer single-phase and metered")
         chosen = base.assignments[Method.BOTH]
         phase = np.where(chosen.flagged(), -1, chosen.phase)
         rng = np.random.default_rng([seed, 5])
         quiet = meter_voltages(still, model=model)
         start = baseline_days * per_day
         at = move_day * per_day + per_day // 2
-        # the customers watched: identified, and steady over the windows before the first watched one (as
-        # watch_phases checks them; here on data before the move, so that in --quick, where the move falls in
-        # those windows, the check does not see it)
-        before = min(start + per_day - 1, at)
-        steady = (phase >= 0) & ~wavering(v_v=quiet.v_v[:before, :, 0],
-                                          ref_v_v=quiet.ref_v_v[:before], phase=phase, window=per_day,
-                                          step=per_day // 24, group=profile_groups(quiet.p_kw[:, :, 0]),
-                                          others=chosen.phase, level=STEADY_LEVEL)
-        if not steady.any():
-            print(f"{feeder_name:<7} {seed:>4} no customer identifiable and steady in the baseline: nothing to watch")
+        if not (phase >= 0).any():
+            print(f"{feeder_name:<7} {seed:>4} no customer identified in the baseline: nothing to watch")
             failures += 1
             continue
-        who = int(rng.choice(np.flatnonzero(steady)))
+        who = int(rng.choice(np.flatnonzero(phase >= 0)))
         to_phase = int((phase[who] + rng.integers(1, 3)) % 3)
+        sensitivity = voltage_sensitivities(still.feeder) if test == "model" else None
+        if test == "model":
+            watched = phase >= 0
+        else:
+            # identified, and steady over the windows before the first watched one (as watch_phases checks them;
+            # here on data before the move, so that in --quick, where the move falls in those windows, the check
+            # does not see it)
+            before = min(start + per_day - 1, at)
+            watched = (phase >= 0) & ~wavering(v_v=quiet.v_v[:before, :, 0], ref_v_v=quiet.ref_v_v[:before],
+                                               phase=phase, window=per_day, step=per_day // 24,
+                                               group=profile_groups(quiet.p_kw[:, :, 0]), others=chosen.phase,
+                                               level=STEADY_LEVEL)
         moved = truth_of(feeder_name, days=days, seed=seed,
                          move=Move(customer=who, to_phase=to_phase, at_interval=at))
         reports = {}
         for name, truth in (("move", moved), ("still", still)):
-            data = meter_voltages(truth, model=model)
-            reports[name] = watch_phases(v_v=data.v_v[:, :, 0], ref_v_v=data.ref_v_v, phase=np.where(steady, phase, -1),
-                                         reference_phase=chosen.phase, window=per_day,
-                                         step=per_day // 24, p_kw=data.p_kw[:, :, 0], start=start, steady_level=None)
+            data = quiet if name == "still" else meter_voltages(truth, model=model)
+            reports[name] = watch_phases(v_v=data.v_v[:, :, 0], ref_v_v=data.ref_v_v,
+                                         phase=np.where(watched, phase, -1), reference_phase=chosen.phase,
+                                         window=per_day, step=per_day // 24, p_kw=data.p_kw[:, :, 0], start=start,
+                                         steady_level=None, sensitivity=sensitivity,
+                                         confirm=1 if test == "model" else 2)
         hit = [c for c in reports["move"] if c.customer == who and c.to_phase == to_phase and c.noticed_at > at]
         false_move = [c for c in reports["move"] if c not in hit[:1]]
         delay_h = (hit[0].noticed_at - at) * TICK_S / 3600 if hit else float("nan")
         failures += (0 if hit and delay_h <= 24 else 1) + len(false_move) + len(reports["still"])
-        print(f"{feeder_name:<7} {seed:>4} {still.feeder.customers[who].id:>8} {delay_h:>12.1f} h "
-              f"{len(false_move):>26} {len(reports['still']):>24} {int(steady.sum()):>8} {int((phase >= 0).sum()):>10}",
-              flush=True)
+        energy_kwh = float(np.nansum(still.p_kw[at:at + per_day, who, 0])) * TICK_S / 3600  # the day after the move
+        ratio = f"{'—':>17} {'—':>14}"
+        if sensitivity is not None:
+            largest, evidence = _headroom(quiet, phase=np.where(watched, phase, -1), others=chosen.phase,
+                                          sensitivity=sensitivity, start=start, window=per_day, who=who,
+                                          to_phase=to_phase, at=at)
+            ratio = f"{largest:>17.2f} {evidence:>14.2f}"
+        noticed = ("unwatched" if not watched[who] else "missed") if not hit else f"{delay_h:.1f} h"
+        print(f"{feeder_name:<7} {seed:>4} {still.feeder.customers[who].id:>8} {energy_kwh:>8.2f} {noticed:>14} "
+              f"{len(false_move):>12} {len(reports['still']):>12} {ratio} {int(watched.sum()):>8} "
+              f"{int((phase >= 0).sum()):>10}", flush=True)
     return failures
+
+
+def _headroom(data: MeterVoltages, *, phase: np.ndarray, others: np.ndarray, sensitivity: np.ndarray, start: int,
+              window: int, who: int, to_phase: int, at: int) -> tuple[float, float]:
+    """Over the modelled test's threshold: the largest statistic any watched customer reaches over the watched
+    intervals of the period without a move (below 1: no false report), and the evidence the day after the move
+    gives of it (``log_likelihood_ratios(expected=True)`` over the moved customer's consumption of that day, on
+    the period without the move: below 1, the move is not expected within a day)."""
+    v, ref, p = data.v_v[:, :, 0], data.ref_v_v, data.p_kw[:, :, 0]
+    step = window // 24
+    fit, threshold = calibrate(v_v=v[:start], ref_v_v=ref[:start], p_kw=p[:start], sensitivity=sensitivity,
+                               phase=phase, model_phase=others, window=window, step=step)
+    model_phase = np.where(phase >= 0, phase, others)
+    llr = log_likelihood_ratios(v, ref, p, sensitivity, model_phase, fit)
+    watched = window_statistics(llr, ends=range(start + step, v.shape[0] + 1, step), window=window, since=start)
+    day = log_likelihood_ratios(v[at:at + window], ref[at:at + window], p[at:at + window], sensitivity, model_phase,
+                                fit, expected=True)[:, who, to_phase].sum()
+    return float(watched[:, phase >= 0].max() / threshold), float(day / threshold)
 
 
 def _first(data: MeterVoltages, n: int) -> MeterVoltages:

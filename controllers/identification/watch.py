@@ -21,6 +21,12 @@ move would show (on the Kerber grid such customers were reported moved in 30 day
 
 This is windowed correlation with a vote over consecutive windows, on the references of the multi-reference
 correlation; the rolling window bounds the delay: a move is seen once most of a window lies after it.
+
+With the feeder's voltage sensitivities (``sensitivity``), the watch is instead the modelled likelihood-ratio
+change-point test of ``change_test``: "customer i on phase k since t₀" against "everyone still on the baseline's
+phases", from what i's own load does to its neighbours' voltages and from its own meter, its threshold
+``margin`` × the largest statistic of the baseline (no steadiness check: the calibration covers every watched
+customer; ``threshold`` and ``steady_level`` are not used).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from controllers.identification.assignment import HIGH_CONFIDENCE, NOT_ASSIGNED
+from controllers.identification.change_test import LR_MARGIN, modelled_changes
 from controllers.identification.correlation import (
     MIN_INTERVALS,
     confidence_of,
@@ -38,7 +45,7 @@ from controllers.identification.correlation import (
     profile_groups,
 )
 
-__all__ = ["STEADY_LEVEL", "WATCH_SPREAD", "PhaseChange", "watch_phases", "wavering"]
+__all__ = ["LR_MARGIN", "STEADY_LEVEL", "WATCH_SPREAD", "PhaseChange", "watch_phases", "wavering"]
 
 WATCH_SPREAD = 0.1
 """The reference error of the watch's test (identification uses ``correlation.MODEL_SPREAD``, 0.2): only
@@ -58,27 +65,37 @@ watch reported them moved in 30 days without a move; see docs/identification/REA
 class PhaseChange:
     """Customer ``customer`` (column index) moved from ``from_phase`` to ``to_phase`` (0, 1, 2 = A, B, C),
     noticed at the end of interval ``noticed_at`` (exclusive index: the window ``[noticed_at − window,
-    noticed_at)`` confirmed it) with ``confidence``."""
+    noticed_at)`` confirmed it) with ``confidence``; by the modelled test (``change_test``) the confidence is
+    NaN (no probability) and ``statistic_nats`` exceeded ``threshold_nats``."""
 
     customer: int
     from_phase: int
     to_phase: int
     noticed_at: int
     confidence: float
+    statistic_nats: float | None = None
+    threshold_nats: float | None = None
 
 
 def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, window: int, step: int,
                  p_kw: np.ndarray | None = None, reference_phase: np.ndarray | None = None,
                  threshold: float = HIGH_CONFIDENCE, confirm: int = 2, start: int = 0,
-                 steady_level: float | None = STEADY_LEVEL) -> list[PhaseChange]:
+                 steady_level: float | None = STEADY_LEVEL, sensitivity: np.ndarray | None = None,
+                 margin: float = LR_MARGIN) -> list[PhaseChange]:
     """Moves among the customers of ``v_v[t, i]`` (V, NaN where missing) against ``ref_v_v[t, φ]``, starting from
     ``phase[i]`` (NOT_ASSIGNED = not watched), with windows of ``window`` intervals ending at ``start + window``,
     ``start + window + step``, … up to the last interval; ``p_kw[t, i]`` (optional) gives the profile groups;
     ``reference_phase[i]`` (optional; NOT_ASSIGNED = none) the phase at which an unwatched customer joins the
     references. With ``steady_level``, a customer is watched only if no window of the baseline (the windows
     ending at ``window``, ``window + step``, … up to ``start + window − 1``: those that end before the first
-    watched one) gives another phase a confidence ≥ ``steady_level`` (``wavering``). Raises ValueError on bad
-    shapes or window settings."""
+    watched one) gives another phase a confidence ≥ ``steady_level`` (``wavering``).
+
+    With ``sensitivity[i, k, j, φ]`` (``sensitivity.voltage_sensitivities``, these customers; ``p_kw`` then
+    required) the modelled test of ``change_test`` runs instead: calibrated on the intervals before ``start``
+    (at least a window), every customer in the model at its phase (the unwatched at ``reference_phase``),
+    tested every ``step`` intervals from ``start`` on over the last ``window``, a move reported when the
+    statistic exceeds ``margin`` × the calibration's largest at ``confirm`` consecutive tests. Raises ValueError
+    on bad shapes or window settings."""
     n_t, n = v_v.shape
     if ref_v_v.shape != (n_t, 3) or phase.shape != (n,):
         raise ValueError(f"v_v {v_v.shape}, ref_v_v {ref_v_v.shape}, phase {phase.shape}: expected [t, n], [t, 3], "
@@ -89,6 +106,9 @@ def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, win
     if window < MIN_INTERVALS or step < 1 or confirm < 1:
         raise ValueError(f"window {window} (at least {MIN_INTERVALS} intervals), step {step} and confirm {confirm} "
                          "(at least 1) are not usable")
+    if sensitivity is not None:
+        return _modelled(v_v=v_v, ref_v_v=ref_v_v, p_kw=p_kw, sensitivity=sensitivity, phase=phase, others=others,
+                         window=window, step=step, start=start, margin=margin, confirm=confirm)
     group = profile_groups(p_kw) if p_kw is not None else np.full(n, -1)
     current = phase.copy()
     watched = current != NOT_ASSIGNED
@@ -111,6 +131,25 @@ def watch_phases(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, win
             streak[i] = 0
             candidate[i] = NOT_ASSIGNED
     return changes
+
+
+def _modelled(*, v_v: np.ndarray, ref_v_v: np.ndarray, p_kw: np.ndarray | None, sensitivity: np.ndarray,
+              phase: np.ndarray, others: np.ndarray, window: int, step: int, start: int, margin: float,
+              confirm: int) -> list[PhaseChange]:
+    """``watch_phases`` by the modelled test (``change_test.modelled_changes``)."""
+    n = phase.size
+    if p_kw is None or p_kw.shape != v_v.shape:
+        raise ValueError(f"the modelled watch needs the powers p_kw of the customers, shape {v_v.shape}")
+    if sensitivity.shape != (n, 3, n, 3):
+        raise ValueError(f"sensitivity {sensitivity.shape}: expected ({n}, 3, {n}, 3)")
+    if not margin > 0:
+        raise ValueError(f"margin {margin}: expected a positive factor")
+    found, _ = modelled_changes(v_v=v_v, ref_v_v=ref_v_v, p_kw=p_kw, sensitivity=sensitivity, phase=phase,
+                                model_phase=np.where(phase != NOT_ASSIGNED, phase, others), window=window,
+                                step=step, start=start, margin=margin, confirm=confirm)
+    return [PhaseChange(customer=c.customer, from_phase=c.from_phase, to_phase=c.to_phase, noticed_at=c.noticed_at,
+                        confidence=float("nan"), statistic_nats=c.statistic_nats, threshold_nats=c.threshold_nats)
+            for c in found]
 
 
 def wavering(*, v_v: np.ndarray, ref_v_v: np.ndarray, phase: np.ndarray, window: int, step: int,

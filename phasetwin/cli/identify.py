@@ -25,7 +25,7 @@ from rich.table import Table
 
 from controllers.errors import PlanningError
 from controllers.identification import HIGH_CONFIDENCE, Assignment, Method
-from controllers.identification.watch import STEADY_LEVEL
+from controllers.identification.watch import LR_MARGIN, STEADY_LEVEL
 from phasetwin.report.console import console
 from phasetwin.report.console import fail as _fail
 from phasetwin.report.json_file import write_json
@@ -144,7 +144,13 @@ def identify(
     step_hours: Annotated[float, typer.Option(help="--watch: the window's step, h")] = 1.0,
     steady_level: Annotated[float, typer.Option(help="--watch: a customer to whom a window of the baseline gives "
                                                      "another phase with this confidence is not watched (1: watch "
-                                                     "every identified customer)")] = STEADY_LEVEL,
+                                                     "every identified customer; --watch-test "
+                                                     "correlation only)")] = STEADY_LEVEL,
+    watch_test: Annotated[str, typer.Option(help="--watch: model (the likelihood-ratio test on the feeder's "
+                                                 "voltage sensitivities) or correlation (the windowed vote)")]
+    = "model",
+    margin: Annotated[float, typer.Option(help="--watch-test model: the threshold over the baseline's largest "
+                                               "statistic")] = LR_MARGIN,
 ) -> None:
     """Identify each single-phase customer's phase from its meter's voltages (and powers); with --watch, then
     report customers whose phase changed later in the file, with the time it was noticed."""
@@ -153,6 +159,8 @@ def identify(
     from streams.meters.voltages import read_meter_voltages
     from twin.feeders import open_feeder
 
+    if watch_test not in ("model", "correlation"):
+        raise _fail(f"--watch-test {watch_test!r}: expected model or correlation")
     try:
         net = open_feeder(feeder).load_feeder()
         data = read_meter_voltages(meters)
@@ -205,10 +213,16 @@ def identify(
     console.print(f"wrote {out / 'identified.json'}, {out / 'phases.csv'}, {out / 'report.json'}")
     if watch:
         try:
+            sensitivity = None
+            if watch_test == "model":
+                from controllers.identification.sensitivity import voltage_sensitivities
+
+                order = [next(k for k, c in enumerate(net.customers) if c.id == cid) for cid in ids]
+                sensitivity = voltage_sensitivities(net)[order][:, :, order]
             _watch(full, ids, np.where(flagged, -1, chosen.phase), reference_phase=chosen.phase,
                    start=len(data.time_utc), out=out, window_hours=window_hours, step_hours=step_hours,
-                   min_confidence=min_confidence, steady_level=steady_level)
-        except ValueError as err:
+                   min_confidence=min_confidence, steady_level=steady_level, sensitivity=sensitivity, margin=margin)
+        except (ValueError, TwinError) as err:
             raise _fail(f"--watch: {err}") from None
 
 
@@ -226,11 +240,12 @@ def _first_days(data: MeterVoltages, days: float) -> MeterVoltages:
 
 def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, reference_phase: np.ndarray,
            start: int, out: Path, window_hours: float, step_hours: float, min_confidence: float,
-           steady_level: float) -> None:
+           steady_level: float, sensitivity: np.ndarray | None = None, margin: float = LR_MARGIN) -> None:
     """Watch the single-phase customers ``ids`` (``phase``: their baseline, -1 = not watched; ``reference_phase``:
-    the baseline's best guess, with which the unwatched ones join the references) from interval ``start`` on,
-    except those whose evidence wavered in the baseline (``watch.wavering`` at ``steady_level``); write moves.csv
-    and print the moves."""
+    the baseline's best guess, with which the unwatched ones join the references) from interval ``start`` on;
+    with ``sensitivity`` (over ``ids``) by the modelled test, calibrated on the baseline, else by the correlation
+    vote, except the customers whose evidence wavered in the baseline (``watch.wavering`` at ``steady_level``);
+    write moves.csv and print the moves."""
     import pandas as pd
 
     from controllers.identification import watch_phases
@@ -248,22 +263,45 @@ def _watch(data: MeterVoltages, ids: tuple[str, ...], phase: np.ndarray, *, refe
             v[:, k], p[:, k] = data.v_v[:, column[cid], 0], data.p_kw[:, column[cid], 0]
     if not 0 < steady_level <= 1:
         raise ValueError(f"--steady-level {steady_level}: expected a confidence in (0, 1]")
-    group = profile_groups(p)
-    unsteady = wavering(v_v=v[:start - 1], ref_v_v=data.ref_v_v[:start - 1], phase=phase, window=window, step=step,
-                        group=group, others=reference_phase, level=steady_level)
+    unsteady = np.zeros(len(ids), dtype=bool)
+    if sensitivity is None:
+        unsteady = wavering(v_v=v[:start - 1], ref_v_v=data.ref_v_v[:start - 1], phase=phase, window=window,
+                            step=step, group=profile_groups(p), others=reference_phase, level=steady_level)
     phase = np.where(unsteady, -1, phase)
     changes = watch_phases(v_v=v, ref_v_v=data.ref_v_v, phase=phase, reference_phase=reference_phase, window=window,
-                           step=step, p_kw=p, threshold=min_confidence, start=max(start - window, 0),
-                           steady_level=None)
+                           step=step, p_kw=p, threshold=min_confidence,
+                           start=start if sensitivity is not None else max(start - window, 0), steady_level=None,
+                           sensitivity=sensitivity, margin=margin, confirm=1 if sensitivity is not None else 2)
     with (out / "moves.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["customer_id", "from", "to", "noticed_utc", "confidence"])
+        writer.writerow(["customer_id", "from", "to", "noticed_utc", "confidence", "statistic_nats",
+                         "threshold_nats"])
         for c in changes:
             noticed = data.time_utc[c.noticed_at - 1] + pd.Timedelta(seconds=interval_s)
+            shown = (f"likelihood ratio {c.statistic_nats:.1f} nats over {c.threshold_nats:.1f}"
+                     if c.statistic_nats is not None and c.threshold_nats is not None
+                     else f"confidence {c.confidence:.4f}")
             writer.writerow([ids[c.customer], PHASE_LETTERS[c.from_phase], PHASE_LETTERS[c.to_phase],
-                             noticed.isoformat(), round(c.confidence, 6)])
+                             noticed.isoformat(), "" if c.statistic_nats is not None else round(c.confidence, 6),
+                             "" if c.statistic_nats is None else round(c.statistic_nats, 3),
+                             "" if c.threshold_nats is None else round(c.threshold_nats, 3)])
             console.print(f"moved: {ids[c.customer]} {PHASE_LETTERS[c.from_phase]} → {PHASE_LETTERS[c.to_phase]}, "
-                          f"noticed {noticed.isoformat()} (confidence {c.confidence:.4f})")
+                          f"noticed {noticed.isoformat()} ({shown})")
+    if sensitivity is not None:
+        from controllers.identification.change_test import calibrate, day_evidence_nats
+
+        model_phase = np.where(phase >= 0, phase, reference_phase)
+        fit, threshold = calibrate(v_v=v[:start], ref_v_v=data.ref_v_v[:start], p_kw=p[:start],
+                                   sensitivity=sensitivity, phase=phase, model_phase=reference_phase, window=window,
+                                   step=step, margin=margin)
+        evidence = day_evidence_nats(v[:start], data.ref_v_v[:start], p[:start], sensitivity, model_phase, fit,
+                                     window=window)
+        slow = (phase >= 0) & (evidence < threshold)
+        if slow.any():
+            console.print(f"watched, but a move of theirs is not expected within {window_hours:g} h (a window of "
+                          f"the baseline gives less evidence than the threshold, {threshold:.1f} nats: little "
+                          "consumption, or close to the transformer): "
+                          + ", ".join(f"{ids[i]} ({evidence[i]:.1f})" for i in np.flatnonzero(slow)))
     if unsteady.any():
         console.print(f"not watched, their phase evidence wavered in the baseline (another phase at confidence ≥ "
                       f"{steady_level}): " + ", ".join(ids[i] for i in np.flatnonzero(unsteady)))

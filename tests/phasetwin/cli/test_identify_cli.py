@@ -122,9 +122,11 @@ def test_bad_meter_files_get_one_message_and_exit_2(tmp_path: Path, content: str
     assert re.search(message, " ".join(result.output.split())), result.output
 
 
-def test_watch_reports_a_moved_customer_with_the_time_it_was_noticed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("test", ["model", "correlation"])
+def test_watch_reports_a_moved_customer_with_the_time_it_was_noticed(tmp_path: Path, test: str) -> None:
     """Four days of the IEEE feeder with 11 shared profiles (benchmarks/phase_id_cases.py), LOAD45 moved to the
-    next phase on day 3 at noon; the baseline is days 1-2, the watch a 1-day window stepped by an hour."""
+    next phase on day 3 at noon; the baseline is days 1-2, the watch a 1-day window stepped by an hour, by the
+    modelled test (the default) and by the correlation vote."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
@@ -141,7 +143,7 @@ def test_watch_reports_a_moved_customer_with_the_time_it_was_noticed(tmp_path: P
     truth = simulate(feeder, load, tick_s=900, move=Move(customer=who, to_phase=to_phase, at_interval=2 * 96 + 48))
     path = write_meter_voltages(tmp_path / "meters.csv", meter_voltages(truth, model=MeterModel(seed=1)))
     result = runner.invoke(app, ["identify", str(path), "--watch", "--baseline-days", "2", "--time-limit", "5",
-                                 "--out", str(tmp_path / "watch")])
+                                 "--watch-test", test, "--out", str(tmp_path / "watch")])
     assert result.exit_code == 0, result.output
     moves = pd.read_csv(tmp_path / "watch/moves.csv")
     assert moves["customer_id"].tolist() == ["LOAD45"] and moves["to"].tolist() == ["ABC"[to_phase]]
@@ -152,3 +154,6 @@ def test_watch_reports_a_moved_customer_with_the_time_it_was_noticed(tmp_path: P
     result = runner.invoke(app, ["identify", str(path), "--watch", "--baseline-days", "5", "--out",
                                  str(tmp_path / "bad")])
     assert result.exit_code == 2 and "--baseline-days 5" in result.output
+    result = runner.invoke(app, ["identify", str(path), "--watch", "--watch-test", "vote", "--out",
+                                 str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "--watch-test 'vote'" in result.output
