@@ -22,6 +22,28 @@ Simplifications the paper's model makes and we follow (its eqs. 10–12 are writ
   (1e-4 + 1e-4j Ω to keep the tree); capacitors are omitted (the unbalance the paper governs is the current's);
 - line-to-line loads (646 B–C, 692 C–A) are split equally between their two phases; load models (PQ, Z, I) are
   all taken as constant power at nominal voltage.
+
+Why S3 curtails no PV here, and the calibrations of what the paper leaves unstated that were measured against
+its S3/S4 conclusions (S4 sites fewer STS than S3 and sites the PESS) and not adopted (issue 27; single-level
+MILP and count curves at 200 branch-and-bound nodes a solve, most S3/S4 solves not proven; ¥/day):
+- home phase A (the default) is the heaviest phase at noon (head 1137/794/1099 kW on A/B/C before the PV), so
+  the 1.2 MW PV at bus 11 lowers the head's unbalance little and an STS there is worth ≈ 0: with PV on A the
+  head's phases are −53/794/1099 kW at 12:00, on B 1137/−396/1099, on C 1137/794/−91 (S1 κ̃ 2294/2201/2173);
+- curtailment in S3 does not pay at γ 600 with κ averaged over the five governed branches (only 650–632 and
+  632–671 see the PV): curtailing 1 kWh at noon saves ≈ 0.08 ¥ of S_cub against 0.50 ¥ of γ; at γ 150, 0–2 %;
+- κ at the transformer alone (``branch_unbalance=False``, the paper's "balance of the transformer") with the PV
+  on B gives S3 the paper's curtailment: largest rate 87 / 72 / 64 % at γ 50 / 75 / 100; S3's count curve at
+  γ 75: G(2..5) 5071, 5051, 5144, 5311 (3 STS at 9, 10, 12; the paper 4), but S4 then sites the PESS and 3 STS
+  (6, 9, 11, 12): G(1..5) 5572, 4796, 4741, 4294, 4470 — more STS than S3, not fewer (the paper's S4 sites
+  9, 11, 12 fixed: 4481, bound 4357 > the 4-STS plan's 4297, so its 3 STS are proven dearer); PV on C, same prices:
+  S3 G(2..4) 4587, 4651, 4767 (2 STS, curtailment 72 %), S4 G(2..4) 4355, 4449, 4267 (4 with the PESS); with κ
+  over the governed branches and the PV on B, S3 2 STS and S4 4 with the PESS (γ 600 and 150, and with s 1.65);
+- the PESS split over the phases (eq. 25's γ read literally as continuous in [0, 1], a three-phase inverter;
+  not modelled here, measured with a patched model, head κ, PV on B, γ 75): S4's G(1..4) 3265 (PESS alone,
+  proven), 3388, 3554 (9, 11, 12: the paper's sites), 3705, so S4 sites the PESS with fewer STS than S3, but
+  each load STS is then worth 49, 6, 21 ¥/day against its 172 ¥ annuity; the PESS alone leaves S_cub ≈ 0, so
+  α does not move the curve (α 0.35 M¥: G(1..4) 3265, 3388, 3562, 3705, the same count 1) and Tables 3–4's
+  counts (2–5) stay out of reach; S4 at 7.1 M¥ would also need λ re-calibrated.
 """
 
 from __future__ import annotations
