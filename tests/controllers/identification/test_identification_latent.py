@@ -9,14 +9,16 @@ metered customers' voltages are built from the drops written out term by term, p
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from controllers.identification.assignment import NOT_ASSIGNED
 from controllers.identification.latent import latent_misfit, refine_by_latent_load
 
 NOISE_V = 0.05
+NOISY_V = 3.0
 
 
-def _feeder(seed: int = 5) -> dict[str, np.ndarray]:
+def _feeder(seed: int = 5, noise_v: float = NOISE_V) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     n, n_t = 12, 120
     sensitivity = rng.uniform(0.0, 0.2, size=(n, 3, n, 3)) + np.eye(3)[None, :, None, :] * rng.uniform(
@@ -29,7 +31,7 @@ def _feeder(seed: int = 5) -> dict[str, np.ndarray]:
     drop = np.einsum("ikj,tj->tik", sensitivity[:, :, np.arange(n), phase], load)  # [t, i, k]
     v = np.full((n_t, n), np.nan)
     rows = np.flatnonzero(metered)
-    v[:, rows] = ref_v[:, phase[rows]] - drop[:, rows, phase[rows]] + rng.normal(0.0, NOISE_V, (n_t, rows.size))
+    v[:, rows] = ref_v[:, phase[rows]] - drop[:, rows, phase[rows]] + rng.normal(0.0, noise_v, (n_t, rows.size))
     return {"v": v, "ref_v": ref_v, "p": np.where(metered, load, np.nan), "ref_p": ref_p, "phase": phase,
             "metered": metered, "sensitivity": sensitivity}
 
@@ -80,3 +82,25 @@ def test_the_descent_reaches_the_truth_from_wrong_phases() -> None:
     one, _ = refine_by_latent_load(f["v"], f["ref_v"], f["p"], f["ref_p"], start, f["metered"], f["sensitivity"],
                                    moves=1)
     assert (one != truth).sum() == 2
+
+
+def test_the_latent_fit_changes_only_flagged_customers_and_keeps_them_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a stand-in for the descent that moves every metered customer, the movable ones or not: only those below
+    # high confidence may take its phase, and they stay flagged; every other answer is as without it
+    import controllers.identification.correlation as correlation
+
+    f = _feeder(noise_v=NOISY_V)
+    kwargs = {"p_kw": f["p"], "ref_p_kw": f["ref_p"], "sensitivity": f["sensitivity"]}
+    monkeypatch.setattr(correlation, "refine_by_latent_load", lambda *a, **k: (a[4], 0.0))
+    before = correlation.identify_by_correlation(f["v"], f["ref_v"], **kwargs)
+    monkeypatch.setattr(correlation, "refine_by_latent_load",
+                        lambda *a, **k: (np.where(a[4] >= 0, (a[4] + 1) % 3, a[4]), 0.0))
+    after = correlation.identify_by_correlation(f["v"], f["ref_v"], **kwargs)
+    was_flagged = before.flagged()
+    changed = after.phase != before.phase
+    assert changed.any() and not (changed & ~was_flagged).any()
+    assert after.flagged()[changed].all()
+    assert all("latent loads" in after.reason[i] for i in np.flatnonzero(changed))
+    keep = ~changed
+    np.testing.assert_array_equal(after.confidence[keep], before.confidence[keep])
+    assert (~was_flagged[f["metered"]]).any()  # some customers were high-confidence and kept
