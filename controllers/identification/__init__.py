@@ -6,6 +6,9 @@
   on its phase powers), the voltage tests' reference;
 - ``energy``: the transformer's per-phase energy balanced by the customers' energies, an exact MILP over the
   assignments (HiGHS through OR-Tools MathOpt);
+- ``sensitivity``, ``unmetered``, ``latent``: the feeder's voltage sensitivities and the drops they predict; with
+  customers unmetered, the load nobody measured spread over estimated phases (``unmetered``) and, for the
+  customers left below high confidence, fitted as latent non-negative loads (``latent``);
 - ``assignment``: the result of either (a phase or none per customer, a confidence), the agreement of both,
   and the standard measures (accuracy, confusion matrix).
 

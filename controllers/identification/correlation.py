@@ -38,9 +38,16 @@ import math
 import numpy as np
 from scipy.special import log_ndtr
 
-from controllers.identification.assignment import NOT_ASSIGNED, NOT_IDENTIFIABLE, Assignment, Method
+from controllers.identification.assignment import (
+    HIGH_CONFIDENCE,
+    NOT_ASSIGNED,
+    NOT_IDENTIFIABLE,
+    Assignment,
+    Method,
+)
 from controllers.identification.difference import difference_log_probabilities
 from controllers.identification.identifiability import collinear_groups
+from controllers.identification.latent import refine_by_latent_load
 from controllers.identification.reference import denoised_reference
 from controllers.identification.sensitivity import joint_phases, other_drops_v
 
@@ -142,8 +149,8 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
     by_naming = [np.exp(log_probabilities(rho[:, np.argsort(perm)], count[:, np.argsort(perm)]))
                  for perm, _ in labellings]
     unsure = np.zeros(n_customers, dtype=bool)
+    metered = usable if p_kw is None else usable & np.isfinite(p_kw).any(axis=0)
     if sensitivity is not None and p_kw is not None and ref_p_kw is not None:
-        metered = usable & np.isfinite(p_kw).any(axis=0)
         starts = [np.where(usable, (by_naming[0] * difference).argmax(axis=1), NOT_ASSIGNED),
                   np.where(usable, difference.argmax(axis=1), NOT_ASSIGNED)]
         current, disagree, shares = joint_phases(v_v, ref_v_v, p_kw, ref_p_kw, starts=starts, metered=metered,
@@ -161,7 +168,21 @@ def identify_by_correlation(v_v: np.ndarray, ref_v_v: np.ndarray, *, p_kw: np.nd
     phase = np.where(usable, guess.argmax(axis=1), NOT_ASSIGNED)
     confidence = np.where(phase == NOT_ASSIGNED, 0.0, np.take_along_axis(posterior, np.maximum(phase, 0)[:, None],
                                                                          axis=1)[:, 0])
-    reason = tuple((f"{NOT_IDENTIFIABLE}: its neighbours' phases fit two ways (the modelled drops have two local "
+    overruled = np.zeros(n_customers, dtype=bool)
+    if sensitivity is not None and p_kw is not None and ref_p_kw is not None and (~metered).any():
+        # with unmetered load, the customers left below high confidence get the phase of the fit with that load as
+        # latent loads (``latent``; the others held): a best guess, flagged all the same
+        unsure_ones = metered & (unsure | (confidence < HIGH_CONFIDENCE))
+        latent_says = refine_by_latent_load(v_v, ref_v_v, p_kw, ref_p_kw, np.where(metered, phase, NOT_ASSIGNED),
+                                            metered, sensitivity, movable=unsure_ones)[0]
+        overruled = unsure_ones & (latent_says != phase)
+        phase = np.where(overruled, latent_says, phase)
+        confidence = np.where(overruled, np.take_along_axis(posterior, np.maximum(phase, 0)[:, None], axis=1)[:, 0],
+                              confidence)
+    reason = tuple((f"{NOT_IDENTIFIABLE}: with the unmetered load as latent loads it fits best on "
+                    f"{'ABC'[phase[i]]}, with that load spread evenly on {'ABC'[int(guess[i].argmax())]}"
+                    if overruled[i] else
+                    f"{NOT_IDENTIFIABLE}: its neighbours' phases fit two ways (the modelled drops have two local "
                     "optima that disagree on it)" if unsure[i] else "") if phase[i] != NOT_ASSIGNED else
                    ("no voltage data" if n_valid[i] == 0 else
                     f"only {n_valid[i]} interval(s) with voltage; at least {MIN_INTERVALS} needed")
