@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.errors import ControllerError
+from controllers.sparse_milp import Backend
 from devices.limits import PessParams, SwitchLimits
 from twin.phase import Phase
 
@@ -183,6 +184,10 @@ class SolverSettings(BaseModel):
     deferred_descent_rounds: int | None = Field(
         default=1, ge=1, description="with defer_search: descent rounds (battery LP, local search) before ``solve`` "
         "returns; None: the descent to its end",
+    )
+    backend: Backend = Field(
+        default=Backend.HIGHSPY, description="how HiGHS is reached: highspy (the arrays passed as they are) or "
+        "OR-Tools MathOpt (a ModelProto per solve, the backend before issue 28)",
     )
     log: bool = Field(default=False, description="print the HiGHS log")
 
