@@ -38,7 +38,7 @@ from controllers.online.problem import (
 from controllers.online.settings import ControllerSettings, Strategy
 from controllers.online.solve import continue_search, lp_bound, solve
 from controllers.online.start import predicted_next, same_problem, shift_previous
-from controllers.sparse_milp import Backend, PersistentLp
+from controllers.sparse_milp import PersistentLp
 from devices.limits import PessParams, SwitchLimits
 from streams import topics
 from streams.messages import (
@@ -414,8 +414,7 @@ class ControllerDecision:
         cpu_start = time.process_time()
         limit = self._solver.time_limit_s if self._solver.wall_clock else None
         bound = lp_bound(problem, weights=self._settings.weights, threads=self._solver.threads, time_limit_s=limit,
-                         backend=self._solver.backend,
-                         persistent=self._bound_lp if self._solver.backend is Backend.HIGHSPY else None)
+                         persistent=self._bound_lp)
         bounded = replace(plan, lp_bound=bound)
         self.records[-1].update({"lp_bound": bounded.lp_bound, "bound_gap": bounded.bound_gap})
         self.counters.decide_cpu_s += time.process_time() - cpu_start

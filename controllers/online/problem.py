@@ -186,8 +186,10 @@ class SolverSettings(BaseModel):
         "returns; None: the descent to its end",
     )
     backend: Backend = Field(
-        default=Backend.HIGHSPY, description="how HiGHS is reached: highspy (the arrays passed as they are) or "
-        "OR-Tools MathOpt (a ModelProto per solve, the backend before issue 28)",
+        default=Backend.MATHOPT, description="how the plan's solves reach HiGHS: OR-Tools MathOpt (a ModelProto per "
+        "solve) or highspy (the arrays passed as they are; 5-30 % less CPU per call, but its HiGHS 1.16 takes other "
+        "paths: on the Liège year's August and November windows it broke the KPI rule, docs/controller/). The "
+        "controller's LP bound goes through highspy either way (``PersistentLp``)",
     )
     log: bool = Field(default=False, description="print the HiGHS log")
 

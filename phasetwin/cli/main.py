@@ -229,9 +229,9 @@ TimeLimitOpt = Annotated[float, typer.Option(
     help="wall-clock limit of one controller decision, s: the safety net in real time (--speed > 0); in virtual "
          "time a decision is bounded by work, not time, and a replay decides the same on any machine")]
 SolverBackendOpt = Annotated[Backend, typer.Option(
-    "--solver-backend", help="how the rolling MILP reaches HiGHS: highspy (the default: the model's arrays passed "
-                             "as they are, the LP bound re-solved from the last period's basis) or mathopt (OR-Tools, "
-                             "the backend before issue 28)")]
+    "--solver-backend", help="how the rolling MILP's plan solves reach HiGHS: mathopt (OR-Tools, the default) or "
+                             "highspy (the model's arrays passed as they are; less CPU per call, other plans: "
+                             "docs/controller/); the LP bound uses highspy either way")]
 PlacementOpt = Annotated[Placement, typer.Option(
     "--placement", help="where --psd/--sts put switches: on the farthest single-phase customers, or where their "
                         "phase choice moves P_unb most in the run's data (docs/controller/)")]
@@ -417,7 +417,7 @@ def replay(
     controller: Annotated[Strategy, typer.Option(help="online controller")] = Strategy.ROLLING_MILP,
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
-    solver_backend: SolverBackendOpt = Backend.HIGHSPY,
+    solver_backend: SolverBackendOpt = Backend.MATHOPT,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
@@ -712,7 +712,7 @@ def run(
         Strategy.ROLLING_MILP),
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
-    solver_backend: SolverBackendOpt = Backend.HIGHSPY,
+    solver_backend: SolverBackendOpt = Backend.MATHOPT,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
@@ -918,7 +918,7 @@ def compare(
     devices: DevicesOpt = None,
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
-    solver_backend: SolverBackendOpt = Backend.HIGHSPY,
+    solver_backend: SolverBackendOpt = Backend.MATHOPT,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,

@@ -79,7 +79,7 @@ class ScenarioOptions:
     controller: Strategy = Strategy.ROLLING_MILP
     forecast: ForecastKind = ForecastKind.PERFECT
     time_limit: float = 0.5
-    solver_backend: Backend = Backend.HIGHSPY
+    solver_backend: Backend = Backend.MATHOPT
     """How the rolling MILP reaches HiGHS (``--solver-backend``, ``SolverSettings.backend``)."""
     out: Path = Path("runs/latest")
     speed: float = 0.0
