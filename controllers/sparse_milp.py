@@ -1,5 +1,6 @@
-"""A MILP assembled as numpy arrays and handed to HiGHS: directly through highspy (``Backend.HIGHSPY``, the
-online controller's) or through OR-Tools MathOpt as one ModelProto (``Backend.MATHOPT``, the default).
+"""A MILP assembled as numpy arrays and handed to HiGHS: through OR-Tools MathOpt as one ModelProto
+(``Backend.MATHOPT``, the default) or directly through highspy (``Backend.HIGHSPY``; ``PersistentLp``, the online
+controller's LP bound, always).
 
 Why not MathOpt's expression API: building a few thousand constraints through Python operator overloading
 costs tenths of a second, which is most of the budget of a 0.5 s control solve; filling the proto from arrays
@@ -25,22 +26,19 @@ import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import highspy
 import numpy as np
 from ortools.math_opt import model_parameters_pb2, model_pb2, result_pb2, solution_pb2
 from ortools.math_opt.core.python import solver as core_solver
 from ortools.math_opt.python import callback, init_arguments, mathopt
 from ortools.math_opt.solvers import highs_pb2
 
+from controllers.solver_backend import Backend
 from controllers.solver_output import native_stdout_to_log
 
-
-class Backend(StrEnum):
-    MATHOPT = "mathopt"
-    """HiGHS inside OR-Tools, through a MathOpt ModelProto."""
-    HIGHSPY = "highspy"
-    """HiGHS through highspy: the arrays passed as they are (``solve_highspy``)."""
+if TYPE_CHECKING:  # highspy is imported where a solve needs it: `phasetwin --help` loads no solver
+    import highspy
 
 
 class Outcome(StrEnum):
@@ -294,6 +292,8 @@ _INT_MAX = 2**31 - 1
 
 def _highs() -> highspy.Highs:
     """This thread's ``Highs`` (created quietly: its constructor prints a banner to descriptor 1)."""
+    import highspy
+
     h = getattr(_local, "highs", None)
     if h is None:
         with native_stdout_to_log():
@@ -320,6 +320,8 @@ def _set_options(h: highspy.Highs, *, time_limit_s: float | None, relative_gap: 
 
 def pass_model(h: highspy.Highs, csr: CsrModel) -> None:
     """``csr`` into ``h`` (replacing its model); raises ValueError when HiGHS refuses it."""
+    import highspy
+
     n, m = csr.n_vars, csr.n_rows
     status = h.passModel(
         n, m, int(csr.index.size), int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMinimize), csr.offset,
@@ -346,6 +348,8 @@ def solve_highspy(
 ) -> SolveOutput:
     """``solve`` through highspy (the same parameters). ``highs``: the ``Highs`` to use (default: this thread's);
     ``keep_model``: ``csr`` is already in it (``PersistentLp``), re-solved from its present basis."""
+    import highspy
+
     h = highs if highs is not None else _highs()
     _set_options(h, time_limit_s=None if time_limit_s is None or math.isinf(time_limit_s) else time_limit_s,
                  relative_gap=relative_gap, random_seed=random_seed, node_limit=node_limit, threads=threads,
@@ -393,6 +397,8 @@ class PersistentLp:
         """The LP ``csr`` (integrality ignored only if it has none: pass a relaxed model) solved to optimality,
         within ``time_limit_s`` of wall clock (None: no limit)."""
         if self._highs is None:
+            import highspy
+
             with native_stdout_to_log():
                 self._highs = highspy.Highs()
                 self._highs.setOptionValue("output_flag", False)

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.errors import ControllerError
-from controllers.sparse_milp import Backend
+from controllers.solver_backend import Backend
 from devices.limits import PessParams, SwitchLimits
 from twin.phase import Phase
 

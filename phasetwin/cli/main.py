@@ -22,7 +22,7 @@ from controllers.online.settings import (
     Strategy,
     objective_weights,
 )
-from controllers.sparse_milp import Backend
+from controllers.solver_backend import Backend
 from devices.fleet import PessAccess, Placement, read_device_list
 from devices.limits import LeaseConfig
 from phasetwin.cli.identify import register as _register_identify

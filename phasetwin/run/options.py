@@ -21,7 +21,7 @@ from controllers.online.settings import (
     default_solver,
     objective_weights,
 )
-from controllers.sparse_milp import Backend
+from controllers.solver_backend import Backend
 from devices.fleet import FleetSpec, PessAccess, Placement, read_device_list
 from devices.limits import LeaseConfig
 from phasetwin.run.scenario import Scenario, default_control_period_s
