@@ -28,8 +28,9 @@ work budget again beside a CPU hog; prints solve wall time, decision CPU time (s
 ``summary.json``), P_unb and whether the two work-budget runs wrote identical tables. On a loaded machine
 compare CPU times: a wall-clock budget buys less CPU the busier the machine is.
 
-``--year-projection --anchor DIR`` (issue 28): the controlled Liège year projected from 12 two-day windows, one a
-month, each replayed by the code at DIR and by this code in the same run (and without control, for the KPI rule and
+``--year-projection --anchor DIR [--jobs N]`` (issue 28): the controlled Liège year projected from 12 two-day windows,
+one a month, each replayed by the code at DIR and by this code in the same run (N replays at once, each one's CPU
+measured for that child alone) (and without control, for the KPI rule and
 the floor): wall and CPU time, decision CPU, decision CPU p95, P_unb, every KPI against no control, and the year's
 ratios — the windows' sums × 15.25, and the same without what one replay of the year pays once (start-up, data,
 report: each code's CPU for a one-period replay, measured in the run), with the floor: this code's replay without
@@ -517,14 +518,17 @@ def year_windows(quick: bool) -> list[tuple[str, list[str]]]:
     return out
 
 
-def year_projection(out: Path, *, anchor: Path, quick: bool) -> None:
+def year_projection(out: Path, *, anchor: Path, quick: bool, jobs: int = 1) -> None:
     """The controlled Liège year projected from 12 two-day windows (one a month), each replayed by the code at
-    ``anchor`` and by this code, one after the other in this run (``phasetwin replay`` in a subprocess, the default
-    controlled fleet; this code with its no-control baseline too, for the KPI rule): per window and in all, the
-    replay's wall time, its process CPU time (user + system of the subprocess), the whole decision CPU
+    ``anchor`` and by this code in this run (``phasetwin replay`` in a subprocess, the default controlled fleet;
+    this code with its no-control baseline too, for the KPI rule): per window and in all, the replay's wall time,
+    its process CPU time (user + system of that subprocess, from ``os.wait4``), the whole decision CPU
     (``decide_cpu_s_total``), the decision CPU p95 (``decision_cpu_s``), P_unb, and every KPI of this code against
-    no control (``phasetwin.run.summary.kpis_against``; "worse" as the printed summary flags it). The year's
-    figures are the windows' sums × 366 / (2 · 12): a projection, not a replay of the year."""
+    no control (``phasetwin.run.summary.kpis_against``; "worse" as the printed summary flags it). ``jobs``
+    replays run at once (1: one after the other); the table is printed in window order once all are done. The
+    year's figures are the windows' sums × 366 / (2 · 12): a projection, not a replay of the year."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from phasetwin.run.summary import kpis_against, worsened
 
     env = dict(os.environ, PHASETWIN_SHARED_DATA=os.environ.get("PHASETWIN_SHARED_DATA", "/work/shared/data"))
@@ -536,31 +540,44 @@ def year_projection(out: Path, *, anchor: Path, quick: bool) -> None:
     cpu_p95: dict[str, list[float]] = {"anchor": [], "this": []}
     broken: list[str] = []
 
-    def run(root: Path, args: list[str], folder: Path) -> tuple[float, float]:
-        """``phasetwin replay`` of the code at ``root`` in a subprocess: its wall and CPU time (user + system), s."""
-        usage = os.times()
+    def run(root: Path, args: list[str], folder: Path) -> tuple[float, float, float, float]:
+        """``phasetwin replay`` of the code at ``root`` in a subprocess: its wall and CPU time (user + system of
+        that child alone, so that replays may run at once), s, and the load average before and after."""
+        load_before = os.getloadavg()[0]
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "phasetwin.cli.main", "replay", *args, "--no-baseline", "--out",
-                        str(folder)], cwd=root, env=env | {"PYTHONPATH": str(root)}, check=True, capture_output=True)
-        after = os.times()
-        return (time.perf_counter() - started,
-                (after.children_user - usage.children_user) + (after.children_system - usage.children_system))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with (folder.parent / f"{folder.name}.stderr").open("w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "phasetwin.cli.main", "replay", *args, "--no-baseline",
+                                     "--out", str(folder)], cwd=root, env=env | {"PYTHONPATH": str(root)},
+                                    stdout=subprocess.DEVNULL, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args)
+        return (time.perf_counter() - started, usage.ru_utime + usage.ru_stime, load_before, os.getloadavg()[0])
 
     # what a replay pays once, whatever its length (start-up, data, report): a replay of one control period
-    fixed = {}
     one = list(windows[0][1])
     one[one.index("--end") + 1] = one[one.index("--start") + 1].replace("T00:00Z", "T00:15Z")
-    for code, root, extra in (("anchor", anchor, []), ("this", here, []), ("none", here, ["--controller", "none"])):
-        fixed[code] = run(root, [*one, *extra], out / f"one-period-{code}")[1]
+    tasks = {("one", code): (root, [*one, *extra], out / f"one-period-{code}")
+             for code, root, extra in (("anchor", anchor, []), ("this", here, []),
+                                       ("none", here, ["--controller", "none"]))}
+    for name, args in windows:
+        tasks |= {(name, "anchor"): (anchor, args, out / f"{name}-anchor"),
+                  (name, "this"): (here, args, out / f"{name}-this"),
+                  (name, "none"): (here, [*args, "--controller", "none"], out / f"{name}-none")}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {key: pool.submit(run, *task) for key, task in tasks.items()}
+        done = {key: future.result() for key, future in futures.items()}
+    fixed = {code: done[("one", code)][1] for code in ("anchor", "this", "none")}
     print(f"\nCPU of a one-period replay (paid once by a replay of any length): anchor {fixed['anchor']:.1f} s, "
-          f"this {fixed['this']:.1f} s, this without control {fixed['none']:.1f} s")
+          f"this {fixed['this']:.1f} s, this without control {fixed['none']:.1f} s ({jobs} replay(s) at once)")
     print(f"\n{'window':7s} {'code':7s} {'wall s':>7s} {'cpu s':>7s} {'decide s':>9s} {'time p95 ms':>11s} "
           f"{'cpu p95 ms':>10s} {'P_unb kWh':>10s}  load before/after")
-    for name, args in windows:
-        for code, root in (("anchor", anchor), ("this", here)):
+    for name, _ in windows:
+        for code in ("anchor", "this"):
             folder = out / f"{name}-{code}"
-            load_before = os.getloadavg()[0]
-            wall, cpu = run(root, args, folder)
+            wall, cpu, load_before, load_after = done[(name, code)]
             summary = json.loads((folder / "summary.json").read_text())
             table = pd.read_parquet(folder / "controller.parquet")
             p_unb = float(np.nansum(pd.read_parquet(folder / "metrics.parquet").filter(like="p_unb_kw_f")
@@ -573,12 +590,13 @@ def year_projection(out: Path, *, anchor: Path, quick: bool) -> None:
                 totals[code][key] += value
             waited = _percentiles_ms(table, "solve_s", (95,))[0]
             print(f"{name:7s} {code:7s} {wall:7.0f} {cpu:7.1f} {decide:9.1f} {waited:>11s} {p95:>10s} {p_unb:10.2f}  "
-                  f"{load_before:.1f}/{os.getloadavg()[0]:.1f}", flush=True)
+                  f"{load_before:.1f}/{load_after:.1f}", flush=True)
         base = out / f"{name}-none"
-        wall, cpu = run(here, [*args, "--controller", "none"], base)
+        wall, cpu, load_before, load_after = done[(name, "none")]
         totals["none"]["wall"] += wall
         totals["none"]["cpu"] += cpu
-        print(f"{name:7s} {'none':7s} {wall:7.0f} {cpu:7.1f}", flush=True)
+        print(f"{name:7s} {'none':7s} {wall:7.0f} {cpu:7.1f} {'':>9s} {'':>11s} {'':>10s} {'':>10s}  "
+              f"{load_before:.1f}/{load_after:.1f}", flush=True)
         changes = kpis_against(out / f"{name}-this", base)
         bad = worsened(changes)
         broken += [f"{name}: {b}" for b in bad]
@@ -661,12 +679,14 @@ def main() -> None:
     parser.add_argument("--year-projection", action="store_true",
                         help="only: the controlled Liège year projected from 12 two-day windows, this code and "
                              "--anchor in the same run (--quick: 3 hours of January)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="with --year-projection: replays run at once (each one's CPU is its own, os.wait4)")
     args = parser.parse_args()
     if args.year_projection:
         if args.anchor is None:
             parser.error("--year-projection needs --anchor")
         with tempfile.TemporaryDirectory() as tmp:
-            year_projection(args.out or Path(tmp), anchor=args.anchor, quick=args.quick)
+            year_projection(args.out or Path(tmp), anchor=args.anchor, quick=args.quick, jobs=args.jobs)
         return
     if args.decision_time is not None:
         if args.anchor is None:

@@ -1,4 +1,6 @@
-"""A MILP assembled as numpy arrays and handed to OR-Tools MathOpt (HiGHS) as one ModelProto.
+"""A MILP assembled as numpy arrays and handed to HiGHS: through OR-Tools MathOpt as one ModelProto
+(``Backend.MATHOPT``, the default) or directly through highspy (``Backend.HIGHSPY``; ``PersistentLp``, the online
+controller's LP bound, always).
 
 Why not MathOpt's expression API: building a few thousand constraints through Python operator overloading
 costs tenths of a second, which is most of the budget of a 0.5 s control solve; filling the proto from arrays
@@ -8,14 +10,23 @@ Measured with ortools 9.15: HiGHS through MathOpt honours ``ModelSolveParameters
 "MIP start solution is feasible, objective value is ..." and keeps that incumbent when the time limit strikes),
 so the warm start is passed as a hint; the caller still evaluates the hint itself and keeps whichever plan is
 better, in case a solver version ignores it.
+
+``Backend.HIGHSPY`` (issue 28) passes the same arrays to ``Highs.passModel`` as one row-wise matrix and the hint as
+``setSolution``: no proto is filled and read back, which on the controller's small models (a battery LP, a
+neighbourhood MILP of a few hundred columns) was a large part of each solve. One ``Highs`` object per thread is
+reused (``passModel`` replaces its model, every option is set on each call). highspy brings its own HiGHS (1.16),
+not necessarily the version inside OR-Tools: the two may return different optima of the same model (ties), never
+different optimal values beyond the tolerances.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 from ortools.math_opt import model_parameters_pb2, model_pb2, result_pb2, solution_pb2
@@ -23,7 +34,11 @@ from ortools.math_opt.core.python import solver as core_solver
 from ortools.math_opt.python import callback, init_arguments, mathopt
 from ortools.math_opt.solvers import highs_pb2
 
+from controllers.solver_backend import Backend
 from controllers.solver_output import native_stdout_to_log
+
+if TYPE_CHECKING:  # highspy is imported where a solve needs it: `phasetwin --help` loads no solver
+    import highspy
 
 
 class Outcome(StrEnum):
@@ -116,6 +131,47 @@ class SparseModel:
         proto.objective.maximize = False
         return proto
 
+    def to_csr(self) -> CsrModel:
+        """The model as row-wise (CSR) arrays, duplicates summed and zeros dropped."""
+        rows, cols, vals = _summed(_cat(self.rows, dtype=np.int64), _cat(self.cols, dtype=np.int64),
+                                   _cat(self.coefs), width=max(self.n_vars, 1))
+        start = np.zeros(self.n_rows + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows, minlength=self.n_rows), out=start[1:])
+        cost = np.zeros(self.n_vars)
+        if self.obj_cols:
+            np.add.at(cost, _cat(self.obj_cols, dtype=np.int64), _cat(self.obj_coefs))
+        return CsrModel(
+            col_cost=cost, col_lower=_cat(self.lb).astype(float), col_upper=_cat(self.ub).astype(float),
+            row_lower=_cat(self.row_lb).astype(float), row_upper=_cat(self.row_ub).astype(float), start=start,
+            index=cols.astype(np.int32), value=vals.astype(float),
+            integer=_cat(self.integer, dtype=bool).astype(bool), offset=self.offset,
+        )
+
+
+@dataclass(frozen=True)
+class CsrModel:
+    """A ``SparseModel`` as the arrays ``Highs.passModel`` takes (row-wise matrix)."""
+
+    col_cost: np.ndarray
+    col_lower: np.ndarray
+    col_upper: np.ndarray
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    start: np.ndarray
+    """[n_rows + 1] int32 row starts in ``index``/``value``."""
+    index: np.ndarray
+    value: np.ndarray
+    integer: np.ndarray
+    offset: float
+
+    @property
+    def n_vars(self) -> int:
+        return int(self.col_cost.size)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.row_lower.size)
+
 
 def _cat(parts: list[np.ndarray], dtype: type | None = None) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype or float)
@@ -180,12 +236,17 @@ def solve(
     threads: int | None = None,
     log: bool = False,
     lean_root: bool = False,
+    backend: Backend = Backend.MATHOPT,
 ) -> SolveOutput:
     """Solve with HiGHS within ``time_limit_s`` (None or inf: no wall-clock limit) and ``node_limit`` branch-and-bound
     nodes (None: no limit); ``hint`` [n_vars] is a full assignment used as MIP start. ``threads``: HiGHS's thread
     count (None: its default). With no time limit, one thread and a fixed seed the answer depends on the model
     alone, not on the machine's load. ``lean_root``: no RINS, RENS or root reduced-cost sub-MIPs and a cut pool of
-    ``LEAN_CUT_POOL`` (``SolverSettings.lean_root``)."""
+    ``LEAN_CUT_POOL`` (``SolverSettings.lean_root``). ``backend``: how HiGHS is reached (``Backend``)."""
+    if backend is Backend.HIGHSPY:
+        return solve_highspy(sm.to_csr(), time_limit_s=time_limit_s, hint=hint, relative_gap=relative_gap,
+                             random_seed=random_seed, node_limit=node_limit, threads=threads, log=log,
+                             lean_root=lean_root)
     # the proto in, the proto out: MathOpt's Python model and result objects cost milliseconds per solve (a
     # variable object per id), more than HiGHS itself on the controller's small neighbourhood MILPs
     model_params = model_parameters_pb2.ModelSolveParametersProto()
@@ -223,3 +284,152 @@ def solve(
     bound = termination.objective_bounds.dual_bound
     outcome = Outcome.OPTIMAL if reason == result_pb2.TERMINATION_REASON_OPTIMAL else Outcome.FEASIBLE
     return SolveOutput(outcome, values, float(primal.objective_value), float(bound), detail)
+
+
+_local = threading.local()
+_INT_MAX = 2**31 - 1
+
+
+def _highs() -> highspy.Highs:
+    """This thread's ``Highs`` (created quietly: its constructor prints a banner to descriptor 1)."""
+    import highspy
+
+    h = getattr(_local, "highs", None)
+    if h is None:
+        with native_stdout_to_log():
+            h = highspy.Highs()
+            h.setOptionValue("output_flag", False)
+        _local.highs = h
+    return h
+
+
+def _set_options(h: highspy.Highs, *, time_limit_s: float | None, relative_gap: float, random_seed: int,
+                 node_limit: int | None, threads: int | None, log: bool, lean_root: bool) -> None:
+    """Every option ``solve`` sets, on every call: the object is reused and keeps what the last call set."""
+    h.setOptionValue("output_flag", log)
+    h.setOptionValue("log_to_console", log)
+    h.setOptionValue("time_limit", math.inf if time_limit_s is None else max(time_limit_s, 1e-3))
+    h.setOptionValue("mip_max_nodes", _INT_MAX if node_limit is None else node_limit)
+    h.setOptionValue("mip_rel_gap", relative_gap)
+    h.setOptionValue("random_seed", random_seed)
+    h.setOptionValue("threads", 0 if threads is None else threads)
+    for heuristic in SUB_MIP_HEURISTICS:
+        h.setOptionValue(heuristic, not lean_root)
+    h.setOptionValue("mip_pool_soft_limit", LEAN_CUT_POOL if lean_root else 10000)
+
+
+def pass_model(h: highspy.Highs, csr: CsrModel) -> None:
+    """``csr`` into ``h`` (replacing its model); raises ValueError when HiGHS refuses it."""
+    import highspy
+
+    n, m = csr.n_vars, csr.n_rows
+    status = h.passModel(
+        n, m, int(csr.index.size), int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMinimize), csr.offset,
+        csr.col_cost, csr.col_lower, csr.col_upper, csr.row_lower, csr.row_upper, csr.start[:-1] if m else csr.start,
+        csr.index, csr.value, csr.integer.astype(np.int32),
+    )
+    if status == highspy.HighsStatus.kError:
+        raise ValueError(f"HiGHS refused a model of {n} columns and {m} rows (passModel: {status})")
+
+
+def solve_highspy(
+    csr: CsrModel,
+    *,
+    time_limit_s: float | None,
+    hint: np.ndarray | None = None,
+    relative_gap: float = 1e-6,
+    random_seed: int = 0,
+    node_limit: int | None = None,
+    threads: int | None = None,
+    log: bool = False,
+    lean_root: bool = False,
+    highs: highspy.Highs | None = None,
+    keep_model: bool = False,
+) -> SolveOutput:
+    """``solve`` through highspy (the same parameters). ``highs``: the ``Highs`` to use (default: this thread's);
+    ``keep_model``: ``csr`` is already in it (``PersistentLp``), re-solved from its present basis."""
+    import highspy
+
+    h = highs if highs is not None else _highs()
+    _set_options(h, time_limit_s=None if time_limit_s is None or math.isinf(time_limit_s) else time_limit_s,
+                 relative_gap=relative_gap, random_seed=random_seed, node_limit=node_limit, threads=threads,
+                 log=log, lean_root=lean_root)
+    with native_stdout_to_log():
+        if not keep_model:
+            pass_model(h, csr)
+        if hint is not None:
+            h.setSolution(csr.n_vars, np.arange(csr.n_vars, dtype=np.int32), np.asarray(hint, dtype=float))
+        run = h.run()
+    status = h.getModelStatus()
+    detail = f"{h.modelStatusToString(status)} (highspy {run.name})"
+    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+        return SolveOutput(Outcome.INFEASIBLE, None, None, None, detail)
+    info = h.getInfo()
+    if run == highspy.HighsStatus.kError or info.primal_solution_status != _FEASIBLE_POINT:
+        return SolveOutput(Outcome.NO_SOLUTION, None, None, None, detail)
+    values = np.asarray(h.getSolution().col_value, dtype=float)
+    objective = float(info.objective_function_value)
+    is_mip = bool(csr.integer.any())
+    optimal = status == highspy.HighsModelStatus.kOptimal
+    bound = float(info.mip_dual_bound) if is_mip else (objective if optimal else -math.inf)
+    return SolveOutput(Outcome.OPTIMAL if optimal else Outcome.FEASIBLE, values, objective, bound, detail)
+
+
+_FEASIBLE_POINT = 2
+"""HiGHS's ``kSolutionStatusFeasible``."""
+
+
+class PersistentLp:
+    """An LP solved again and again (once a control period) in one ``Highs`` that keeps its model and basis: when
+    the next model has the same rows, columns, integrality and matrix pattern, only what changed goes in (column
+    bounds and costs, row bounds, the changed coefficients, the offset) and HiGHS re-solves from the last basis;
+    otherwise the model is passed afresh. The same models in the same order give the same answers (no clock is
+    read); the optimum is the LP's, whichever basis it starts from (up to HiGHS's tolerances)."""
+
+    def __init__(self) -> None:
+        self._highs: highspy.Highs | None = None
+        self._last: CsrModel | None = None
+        self._rows_of: np.ndarray | None = None
+        self.warm_solves = 0
+        """solves that started from the last basis (the rest passed the model afresh)."""
+
+    def solve(self, csr: CsrModel, *, time_limit_s: float | None = None, threads: int | None = 1) -> SolveOutput:
+        """The LP ``csr`` (integrality ignored only if it has none: pass a relaxed model) solved to optimality,
+        within ``time_limit_s`` of wall clock (None: no limit)."""
+        if self._highs is None:
+            import highspy
+
+            with native_stdout_to_log():
+                self._highs = highspy.Highs()
+                self._highs.setOptionValue("output_flag", False)
+        h, last = self._highs, self._last
+        warm = last is not None and _same_pattern(last, csr)
+        if warm:
+            assert last is not None and self._rows_of is not None
+            cols = np.arange(csr.n_vars, dtype=np.int32)
+            rows = np.arange(csr.n_rows, dtype=np.int32)
+            if not (np.array_equal(last.col_lower, csr.col_lower) and np.array_equal(last.col_upper, csr.col_upper)):
+                h.changeColsBounds(csr.n_vars, cols, csr.col_lower, csr.col_upper)
+            if not np.array_equal(last.col_cost, csr.col_cost):
+                h.changeColsCost(csr.n_vars, cols, csr.col_cost)
+            if not (np.array_equal(last.row_lower, csr.row_lower) and np.array_equal(last.row_upper, csr.row_upper)):
+                # in highspy 1.16 but not in its type stubs
+                h.changeRowsBounds(csr.n_rows, rows, csr.row_lower, csr.row_upper)  # type: ignore[attr-defined]
+            for k in np.flatnonzero(last.value != csr.value):
+                h.changeCoeff(int(self._rows_of[k]), int(csr.index[k]), float(csr.value[k]))
+            if last.offset != csr.offset:
+                h.changeObjectiveOffset(csr.offset)
+            self.warm_solves += 1
+        else:
+            self._rows_of = np.repeat(np.arange(csr.n_rows, dtype=np.int64), np.diff(csr.start))
+        self._last = csr
+        try:
+            return solve_highspy(csr, time_limit_s=time_limit_s, threads=threads, highs=h, keep_model=warm)
+        except ValueError:
+            self._last = None  # HiGHS refused the model: the next one is passed afresh
+            raise
+
+
+def _same_pattern(a: CsrModel, b: CsrModel) -> bool:
+    return (a.n_vars == b.n_vars and a.n_rows == b.n_rows and np.array_equal(a.start, b.start)
+            and np.array_equal(a.index, b.index) and np.array_equal(a.integer, b.integer))

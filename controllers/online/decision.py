@@ -38,6 +38,7 @@ from controllers.online.problem import (
 from controllers.online.settings import ControllerSettings, Strategy
 from controllers.online.solve import continue_search, lp_bound, solve
 from controllers.online.start import predicted_next, same_problem, shift_previous
+from controllers.sparse_milp import PersistentLp
 from devices.limits import PessParams, SwitchLimits
 from streams import topics
 from streams.messages import (
@@ -152,6 +153,8 @@ class ControllerDecision:
         # the LP bound proves nothing the plan needs: it is solved after the commands are out (``_bound``)
         self._lp_bound = solver.lp_bound
         self._solver = solver.model_copy(update={"lp_bound": False})
+        self._bound_lp = PersistentLp()
+        """The LP bound's model, kept from period to period (re-solved from the last basis)."""
         self._ticks_per_step = settings.period_s // tick_s
         self._index = {c: i for i, c in enumerate(view.customer_ids)}
         unknown = [d.customer_id for d in devices if d.customer_id not in self._index]
@@ -410,7 +413,8 @@ class ControllerDecision:
             return
         cpu_start = time.process_time()
         limit = self._solver.time_limit_s if self._solver.wall_clock else None
-        bound = lp_bound(problem, weights=self._settings.weights, threads=self._solver.threads, time_limit_s=limit)
+        bound = lp_bound(problem, weights=self._settings.weights, threads=self._solver.threads, time_limit_s=limit,
+                         persistent=self._bound_lp)
         bounded = replace(plan, lp_bound=bound)
         self.records[-1].update({"lp_bound": bounded.lp_bound, "bound_gap": bounded.bound_gap})
         self.counters.decide_cpu_s += time.process_time() - cpu_start

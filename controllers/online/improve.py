@@ -115,7 +115,7 @@ def _battery_schedule(
         out = solve_model(built.sm, time_limit_s=budget.solver_s(settings.neighbourhood_time_limit_s),
                           relative_gap=settings.relative_gap, random_seed=settings.random_seed,
                           node_limit=settings.neighbourhood_node_limit, threads=settings.threads, log=settings.log,
-                          lean_root=settings.lean_root)
+                          lean_root=settings.lean_root, backend=settings.backend)
         if out.values is None:
             return None
         if modes_binary or not built.simultaneous(out.values):
@@ -239,8 +239,10 @@ def _neighbourhood(
                               hint=built.hint(incumbent), relative_gap=settings.relative_gap,
                               random_seed=settings.random_seed, node_limit=settings.neighbourhood_node_limit,
                               threads=settings.threads, log=settings.log,
-                              lean_root=settings.lean_root)
-        except StatusNotOk as err:  # HiGHS's own failure (seen with the peak objective): this neighbourhood only
+                              lean_root=settings.lean_root, backend=settings.backend)
+        # HiGHS's own failure (seen with the peak objective; ValueError: highspy refused the model): this
+        # neighbourhood only
+        except (StatusNotOk, ValueError) as err:
             log.warning("neighbourhood MILP of %d customer(s) failed in HiGHS (%s); incumbent kept", free.size, err)
             return None, False
         if out.values is None:

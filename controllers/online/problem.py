@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.errors import ControllerError
+from controllers.solver_backend import Backend
 from devices.limits import PessParams, SwitchLimits
 from twin.phase import Phase
 
@@ -183,6 +184,12 @@ class SolverSettings(BaseModel):
     deferred_descent_rounds: int | None = Field(
         default=1, ge=1, description="with defer_search: descent rounds (battery LP, local search) before ``solve`` "
         "returns; None: the descent to its end",
+    )
+    backend: Backend = Field(
+        default=Backend.MATHOPT, description="how the plan's solves reach HiGHS: OR-Tools MathOpt (a ModelProto per "
+        "solve) or highspy (the arrays passed as they are; 5-30 % less CPU per call, but its HiGHS 1.16 takes other "
+        "paths: on the Liège year's August and November windows it broke the KPI rule, docs/controller/). The "
+        "controller's LP bound goes through highspy either way (``PersistentLp``)",
     )
     log: bool = Field(default=False, description="print the HiGHS log")
 

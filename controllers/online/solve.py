@@ -52,7 +52,7 @@ from controllers.online.problem import (
     SolverSettings,
 )
 from controllers.online.start import hold_decisions, shift_previous
-from controllers.sparse_milp import Outcome, SolveOutput
+from controllers.sparse_milp import Backend, Outcome, PersistentLp, SolveOutput
 from controllers.sparse_milp import solve as solve_model
 
 _NEIGHBOURHOOD_SHARE = 0.7
@@ -202,18 +202,25 @@ def _bounded(plan: Plan, problem: ControlProblem, *, weights: ControlWeights, se
     if not settings.lp_bound or budget.solver_s() < MIN_SOLVE_S:
         return plan
     bound = lp_bound(problem, weights=weights, constant_phases=constant_phases, threads=settings.threads,
+                     backend=settings.backend,
                      time_limit_s=budget.solver_s() if budget.wall_clock else None)
     return replace(plan, lp_bound=bound, solve_s=budget.timer() - t_start)
 
 
 def lp_bound(problem: ControlProblem, *, weights: ControlWeights, constant_phases: bool = False,
-             threads: int | None = 1, time_limit_s: float | None = None) -> float | None:
+             threads: int | None = 1, time_limit_s: float | None = None,
+             backend: Backend = Backend.HIGHSPY, persistent: PersistentLp | None = None) -> float | None:
     """The optimum of the LP relaxation of the whole MILP (phases, switches and battery modes continuous): no
-    feasible plan costs less. None when the LP stops before its optimum (``time_limit_s``)."""
+    feasible plan costs less. None when the LP stops before its optimum (``time_limit_s``). ``persistent``: the
+    LP is re-solved in it from the last period's basis when its pattern is the same (the controller's, once a
+    period; ``backend`` then does not apply)."""
     built = build_model(problem, weights, incumbent=hold_decisions(problem), constant_phases=constant_phases,
                         modes_binary=False)
     built.sm.relax()
-    out = solve_model(built.sm, time_limit_s=time_limit_s, threads=threads)
+    if persistent is not None:
+        out = persistent.solve(built.sm.to_csr(), time_limit_s=time_limit_s, threads=threads)
+    else:
+        out = solve_model(built.sm, time_limit_s=time_limit_s, threads=threads, backend=backend)
     return out.objective if out.outcome is Outcome.OPTIMAL else None
 
 
@@ -266,7 +273,7 @@ def _full_milp(
     hint = None if start is None else built.hint(start)
     out = solve_model(built.sm, time_limit_s=budget.solver_s(), hint=hint, relative_gap=settings.relative_gap,
                       random_seed=settings.random_seed, node_limit=settings.milp_node_limit,
-                      threads=settings.threads, log=settings.log)
+                      threads=settings.threads, log=settings.log, backend=settings.backend)
     if out.values is None:
         return f"full MILP found no solution ({out.detail})"
     d = built.decisions(out.values)

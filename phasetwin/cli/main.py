@@ -22,6 +22,7 @@ from controllers.online.settings import (
     Strategy,
     objective_weights,
 )
+from controllers.solver_backend import Backend
 from devices.fleet import PessAccess, Placement, read_device_list
 from devices.limits import LeaseConfig
 from phasetwin.cli.identify import register as _register_identify
@@ -227,6 +228,10 @@ ForecastOpt = Annotated[ForecastKind, typer.Option(help="controller load forecas
 TimeLimitOpt = Annotated[float, typer.Option(
     help="wall-clock limit of one controller decision, s: the safety net in real time (--speed > 0); in virtual "
          "time a decision is bounded by work, not time, and a replay decides the same on any machine")]
+SolverBackendOpt = Annotated[Backend, typer.Option(
+    "--solver-backend", help="how the rolling MILP's plan solves reach HiGHS: mathopt (OR-Tools, the default) or "
+                             "highspy (the model's arrays passed as they are; less CPU per call, other plans: "
+                             "docs/controller/); the LP bound uses highspy either way")]
 PlacementOpt = Annotated[Placement, typer.Option(
     "--placement", help="where --psd/--sts put switches: on the farthest single-phase customers, or where their "
                         "phase choice moves P_unb most in the run's data (docs/controller/)")]
@@ -412,6 +417,7 @@ def replay(
     controller: Annotated[Strategy, typer.Option(help="online controller")] = Strategy.ROLLING_MILP,
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
+    solver_backend: SolverBackendOpt = Backend.MATHOPT,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
@@ -477,7 +483,8 @@ def replay(
             unit_check=unit_check,
             unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
             psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
-            forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
+            forecast=forecast, time_limit=time_limit, solver_backend=solver_backend, out=out, speed=speed,
+            per_meter_topics=per_meter_topics,
             schedule=schedule, control_period=control_period, command_lifetime=command_lifetime,
             ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective, placement=placement,
             on_divergence=on_divergence, reorder_window=reorder_window, stale_after=stale_after,
@@ -705,6 +712,7 @@ def run(
         Strategy.ROLLING_MILP),
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
+    solver_backend: SolverBackendOpt = Backend.MATHOPT,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
@@ -748,7 +756,8 @@ def run(
         data=data, unit=unit, naive_utc=naive_utc, fill_gaps=fill_gaps, unit_check=unit_check,
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices, controller=controller,
-        forecast=forecast, time_limit=time_limit, out=out, speed=speed, per_meter_topics=per_meter_topics,
+        forecast=forecast, time_limit=time_limit, solver_backend=solver_backend, out=out, speed=speed,
+        per_meter_topics=per_meter_topics,
         control_period=control_period, command_lifetime=command_lifetime, on_divergence=on_divergence,
         ops_per_day=ops_per_day, min_dwell=min_dwell, objective=objective, placement=placement,
         reorder_window=reorder_window, stale_after=stale_after,
@@ -909,6 +918,7 @@ def compare(
     devices: DevicesOpt = None,
     forecast: ForecastOpt = ForecastKind.PERFECT,
     time_limit: TimeLimitOpt = 0.5,
+    solver_backend: SolverBackendOpt = Backend.MATHOPT,
     control_period: ControlPeriodOpt = None,
     command_lifetime: LifetimeOpt = None,
     ops_per_day: OpsPerDayOpt = None,
@@ -933,7 +943,8 @@ def compare(
         unmetered=unmetered, unknown_meters=unknown_meters, start=start, end=end, tick=tick, engine=engine,
         psd=psd, sts=sts, pess=pess, pess_access=pess_access, devices=devices,
         controller=next((s for s in strategies if s is not Strategy.NONE), Strategy.NONE),  # checks its timing
-        forecast=forecast, time_limit=time_limit, out=out, control_period=control_period,
+        forecast=forecast, time_limit=time_limit, solver_backend=solver_backend, out=out,
+        control_period=control_period,
         command_lifetime=command_lifetime, on_divergence=on_divergence, ops_per_day=ops_per_day, min_dwell=min_dwell,
         objective=objective, placement=placement,
     )

@@ -21,6 +21,7 @@ from controllers.online.settings import (
     default_solver,
     objective_weights,
 )
+from controllers.solver_backend import Backend
 from devices.fleet import FleetSpec, PessAccess, Placement, read_device_list
 from devices.limits import LeaseConfig
 from phasetwin.run.scenario import Scenario, default_control_period_s
@@ -78,6 +79,8 @@ class ScenarioOptions:
     controller: Strategy = Strategy.ROLLING_MILP
     forecast: ForecastKind = ForecastKind.PERFECT
     time_limit: float = 0.5
+    solver_backend: Backend = Backend.MATHOPT
+    """How the rolling MILP reaches HiGHS (``--solver-backend``, ``SolverSettings.backend``)."""
     out: Path = Path("runs/latest")
     speed: float = 0.0
     per_meter_topics: bool = False
@@ -121,7 +124,8 @@ class ScenarioOptions:
                           lease=LeaseConfig(lease_s=max(LeaseConfig().lease_s, 2.0 * period)))
         control = ControllerSettings(strategy=self.controller, forecast=self.forecast, period_s=period,
                                      command_lifetime_s=self.command_lifetime,
-                                     solver=default_solver(time_limit_s=self.time_limit),
+                                     solver=default_solver(time_limit_s=self.time_limit,
+                                                           backend=self.solver_backend),
                                      budget=SwitchingBudget(ops_per_day=self.ops_per_day, min_dwell_s=self.min_dwell),
                                      weights=objective_weights(self.objective))
         from twin.loaders.assumptions import NetworkAssumptions, assumptions_from_options

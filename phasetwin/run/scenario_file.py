@@ -44,6 +44,7 @@ CLI_FIELDS: dict[str, tuple[str, ...]] = {
     "pess": ("fleet", "pess"), "pess_access": ("fleet", "pess_access"), "devices": ("fleet", "explicit"),
     "schedule": ("schedule",), "controller": ("controller", "strategy"), "forecast": ("controller", "forecast"),
     "time_limit": ("controller", "solver", "time_limit_s"), "run_id": ("run_id",), "rephase": ("rephase",),
+    "solver_backend": ("controller", "solver", "backend"),
     "seasonal_plan": ("seasonal_plan",),
     # the meter-input options of issue 17 (branch meter-inputs)
     "fill_gaps": ("data_fill_steps",), "unit_check": ("data_unit_check",), "unmetered": ("unmetered",),

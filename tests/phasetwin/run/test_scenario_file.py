@@ -121,3 +121,13 @@ def test_every_replay_option_has_its_place_in_a_scenario_file() -> None:
         model = ReplayOptions if where[0] == "replay" else Scenario
         path = where[1:] if where[0] == "replay" else where
         assert path[0] in model.model_fields, name
+
+
+def test_the_solver_backend_option_lands_in_the_controller_settings_and_defaults_to_mathopt() -> None:
+    from controllers.sparse_milp import Backend
+    from phasetwin.run.options import ScenarioOptions
+
+    assert ScenarioOptions().scenario().controller.solver.backend is Backend.MATHOPT
+    chosen = ScenarioOptions(solver_backend=Backend.HIGHSPY).scenario()
+    assert chosen.controller.solver.backend is Backend.HIGHSPY
+    assert tomllib.loads(scenario_toml(chosen))["controller"]["solver"]["backend"] == "highspy"
