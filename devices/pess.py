@@ -146,34 +146,8 @@ class Pess(Device):
             wanted = self.setpoint_kw
         else:
             wanted = self.load_kw - pv_used
-        limits: list[str] = []
-        e_full, e_empty = self._power_for(p.energy_kwh, dt_h), self._power_for(p.e_min_kwh, dt_h)
-        lo, hi = max(-p.charge_max_kw, e_full), min(p.discharge_max_kw, e_empty)
-        w_lo, w_hi = lo, hi
-        if p.end_of_day_target:
-            tau_h = max(0.0, (utc_day(start_s) + 1) * DAY_S - (start_s + tick_s)) / 3600.0
-            e_hi = p.e_initial_kwh + p.discharge_max_kw / p.eta_discharge * tau_h
-            e_lo = p.e_initial_kwh - p.charge_max_kw * p.eta_charge * tau_h
-            # clamped into [lo, hi]: when rounding makes the target a hair out of reach, go full power towards it
-            w_lo = min(max(lo, self._power_for(e_hi, dt_h)), hi)
-            w_hi = max(min(hi, self._power_for(e_lo, dt_h)), lo)
-        b = min(max(wanted, w_lo), w_hi)
-        if b != wanted:
-            if (b == w_lo and w_lo > lo) or (b == w_hi and w_hi < hi):
-                limits.append("day-end")
-            else:
-                limits.append("soc" if b in (e_full, e_empty) else "power")
-        lo, hi = w_lo, w_hi
-        if pv_used + b > p.inverter_kva:
-            if self.setpoint_kw is None:  # self-consumption stores the surplus rather than curtail it
-                b = max(p.inverter_kva - pv_used, lo)
-            if pv_used + b > p.inverter_kva:  # a commanded setpoint is kept and PV curtailed instead
-                pv_used = max(0.0, p.inverter_kva - b)
-                b = min(b, p.inverter_kva - pv_used)
-            limits.append("inverter")
-        elif pv_used + b < -p.inverter_kva:
-            b = min(-p.inverter_kva - pv_used, hi)
-            limits.append("inverter")
+        b, pv_used, limits = battery_dispatch_kw(p, e_kwh=e, start_s=start_s, tick_s=tick_s, wanted_kw=wanted,
+                                                 pv_used_kw=pv_used, self_consumption=self.setpoint_kw is None)
         charge, discharge = (-b, 0.0) if b < 0 else (0.0, b)
         self.e_kwh = e + (p.eta_charge * charge - discharge / p.eta_discharge) * dt_h
         led = self.ledger
@@ -184,11 +158,6 @@ class Pess(Device):
         led.curtailed_kwh += (pv_kw - pv_used) * dt_h
         return BatteryTick(e_kwh=self.e_kwh, charge_kw=charge, discharge_kw=discharge, pv_available_kw=pv_kw,
                            pv_used_kw=pv_used, setpoint_kw=self.setpoint_kw, limited_by=",".join(limits))
-
-    def _power_for(self, e_next_kwh: float, dt_h: float) -> float:
-        """Battery power (+ discharge) that brings the stored energy from now to ``e_next_kwh`` in one tick."""
-        p, delta = self.params, self.e_kwh - e_next_kwh
-        return delta * p.eta_discharge / dt_h if delta >= 0 else delta / (p.eta_charge * dt_h)
 
     def _check_midnight(self, end_s: float) -> None:
         at_midnight = self.params.end_of_day_target and end_s % DAY_S == 0
@@ -207,3 +176,50 @@ class Pess(Device):
     @property
     def locked_out(self) -> bool:
         return self._locked
+
+
+def _power_for(params: PessParams, e_kwh: float, e_next_kwh: float, dt_h: float) -> float:
+    """Battery power (+ discharge) that brings the stored energy from ``e_kwh`` to ``e_next_kwh`` in one tick."""
+    delta = e_kwh - e_next_kwh
+    return delta * params.eta_discharge / dt_h if delta >= 0 else delta / (params.eta_charge * dt_h)
+
+
+def battery_dispatch_kw(
+    params: PessParams, *, e_kwh: float, start_s: float, tick_s: float, wanted_kw: float, pv_used_kw: float,
+    self_consumption: bool,
+) -> tuple[float, float, list[str]]:
+    """What a PESS does over one tick (module docstring, steps 1–4) when it wants battery power ``wanted_kw``
+    (+ discharge) with ``pv_used_kw`` of PV after curtailment and ``e_kwh`` stored at ``start_s``: the battery
+    power it gives, the PV it uses, and what cut the setpoint. ``self_consumption``: no commanded setpoint (the
+    battery takes a PV surplus rather than curtail it). The device's own rule, and what a controller must expect
+    of a setpoint it sends (e.g. the end-of-day target overriding it before midnight)."""
+    p, dt_h, pv_used = params, tick_s / 3600.0, pv_used_kw
+    limits: list[str] = []
+    e_full, e_empty = _power_for(p, e_kwh, p.energy_kwh, dt_h), _power_for(p, e_kwh, p.e_min_kwh, dt_h)
+    lo, hi = max(-p.charge_max_kw, e_full), min(p.discharge_max_kw, e_empty)
+    w_lo, w_hi = lo, hi
+    if p.end_of_day_target:
+        tau_h = max(0.0, (utc_day(start_s) + 1) * DAY_S - (start_s + tick_s)) / 3600.0
+        e_hi = p.e_initial_kwh + p.discharge_max_kw / p.eta_discharge * tau_h
+        e_lo = p.e_initial_kwh - p.charge_max_kw * p.eta_charge * tau_h
+        # clamped into [lo, hi]: when rounding makes the target a hair out of reach, go full power towards it
+        w_lo = min(max(lo, _power_for(p, e_kwh, e_hi, dt_h)), hi)
+        w_hi = max(min(hi, _power_for(p, e_kwh, e_lo, dt_h)), lo)
+    b = min(max(wanted_kw, w_lo), w_hi)
+    if b != wanted_kw:
+        if (b == w_lo and w_lo > lo) or (b == w_hi and w_hi < hi):
+            limits.append("day-end")
+        else:
+            limits.append("soc" if b in (e_full, e_empty) else "power")
+    lo, hi = w_lo, w_hi
+    if pv_used + b > p.inverter_kva:
+        if self_consumption:  # self-consumption stores the surplus rather than curtail it
+            b = max(p.inverter_kva - pv_used, lo)
+        if pv_used + b > p.inverter_kva:  # a commanded setpoint is kept and PV curtailed instead
+            pv_used = max(0.0, p.inverter_kva - b)
+            b = min(b, p.inverter_kva - pv_used)
+        limits.append("inverter")
+    elif pv_used + b < -p.inverter_kva:
+        b = min(-p.inverter_kva - pv_used, hi)
+        limits.append("inverter")
+    return b, pv_used, limits

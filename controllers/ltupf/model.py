@@ -244,16 +244,17 @@ class LtupfModel:
         pess_p_kw: np.ndarray | None = None,
     ) -> list[FeasibilityReport]:
         """``check`` of k states at once: ``p_kw``, ``q_kvar`` [k, n_customers, 3], ``pess_p_kw`` [n_customers, 3]
-        the same in every state. Each state's load currents are solved on their own; the network's sensitivity
-        matrices are applied to all k in one product each (they are read once, not k times: most of the cost of k
-        separate checks). Raises LtupfError as ``predict`` does, naming the state."""
+        the same in every state, or [k, n_customers, 3] one per state. Each state's load currents are solved on
+        their own; the network's sensitivity matrices are applied to all k in one product each (they are read once,
+        not k times: most of the cost of k separate checks). Raises LtupfError as ``predict`` does, naming the state."""
         if p_kw.ndim != 3 or q_kvar.shape != p_kw.shape:
             raise LtupfError(f"invalid LTUPF states: p_kw has shape {list(p_kw.shape)} and q_kvar "
                              f"{list(q_kvar.shape)}; expected both [k, {self.n_customers}, 3]")
         currents = []
         for k in range(p_kw.shape[0]):
             try:
-                p, q = self._loads(p_kw=p_kw[k], q_kvar=q_kvar[k], pess_p_kw=pess_p_kw, pess_q_kvar=None)
+                pess = pess_p_kw[k] if pess_p_kw is not None and pess_p_kw.ndim == 3 else pess_p_kw
+                p, q = self._loads(p_kw=p_kw[k], q_kvar=q_kvar[k], pess_p_kw=pess, pess_q_kvar=None)
             except LtupfError as err:
                 raise LtupfError(f"state {k}: {err}") from err
             currents.append(self._solve_load_currents(self.load_power_va(p, q)))

@@ -23,7 +23,13 @@ import numpy as np
 
 from controllers.online.baseline import greedy_plan, static_phases, static_plan
 from controllers.online.evaluate import plan_from_decisions
-from controllers.online.feasibility import FirstStepCheck, LtupfGuard, PredictionBasis, prediction_error
+from controllers.online.feasibility import (
+    FirstStepCheck,
+    LtupfGuard,
+    PredictionBasis,
+    expected_pess_kw,
+    prediction_error,
+)
 from controllers.online.forecast import Forecaster, ForecastError, StepAggregator
 from controllers.online.problem import (
     ControlProblem,
@@ -449,15 +455,10 @@ class ControllerDecision:
             lock = dev.switch
             if not lock.locked and lock.dwell_remaining_s <= 0 and lock.ops_left > 0:
                 switchable.append(i)
-        pess_kw = np.zeros((n, 3))
-        d = plan.decisions
-        for u, unit in enumerate(problem.pess_units):
-            i = self._index[self._pess[u].customer_id]
-            net = float(problem.pv_kw[0, u] - d.curtail_kw[0, u] + d.discharge_kw[0, u] - d.charge_kw[0, u])
-            if unit.connection is PessConnection.THREE_PHASE:
-                pess_kw[i] -= net / 3.0
-            else:
-                pess_kw[i, int(d.pess_phase[0, u])] -= net
+        # what the PESS will do, tick by tick: the device's end-of-day target may override the plan's setpoint
+        ticks = expected_pess_kw(problem, plan.decisions, rows=[self._index[d.customer_id] for d in self._pess],
+                                 n_customers=n, tick_s=self._tick_s, n_ticks=max(1, self._ticks_per_step))
+        pess_kw = ticks[:terminal.shape[0]] if self._tick_loads is not None else ticks.mean(axis=0, keepdims=True)
         q_ratio = self._q_ratio_frozen if self._q_ratio_frozen is not None else self._q_ratio
         return {"terminal_p_kw": terminal, "terminal_q_kvar": terminal * q_ratio[None],
                 "connections": PhaseMap.of(connections), "pess_p_kw": pess_kw, "switchable": switchable,

@@ -35,6 +35,8 @@ from controllers.ltupf import (
     linearise,
 )
 from controllers.ltupf.local_repair import repair_by_moves
+from controllers.online.problem import ControlProblem, Decisions, PessConnection
+from devices.pess import battery_dispatch_kw
 from streams.messages import GridState
 from twin.phasing import PhaseMap
 
@@ -80,6 +82,35 @@ class _Prepared:
     """The linearisation it was checked with: taken only while a decision checks with the same one."""
     counts: dict[str, int] = field(default_factory=dict)
     logs: list[tuple[int, str, tuple[object, ...]]] = field(default_factory=list)
+
+
+def expected_pess_kw(
+    problem: ControlProblem, d: Decisions, *, rows: Sequence[int], n_customers: int, tick_s: float, n_ticks: int
+) -> np.ndarray:
+    """[n_ticks, n_customers, 3] what each PESS (at customer ``rows[u]``) will draw from each network phase over
+    the first ``n_ticks`` ticks of the plan's first step, as the device does it (``devices.pess.battery_dispatch_kw``)
+    with the setpoint and curtailment the controller sends (``ControllerDecision._act``): the plan's battery power
+    unless the device's own limits cut it, e.g. the end-of-day target, which the plan does not model and which
+    makes the device charge at full power before midnight whatever it was told."""
+    out = np.zeros((n_ticks, n_customers, 3))
+    t0_s = problem.start_utc.timestamp()
+    for u, unit in enumerate(problem.pess_units):
+        pv_kw = float(problem.pv_kw[0, u])
+        curtailment = min(1.0, float(d.curtail_kw[0, u]) / pv_kw) if pv_kw > 1e-9 else 0.0
+        setpoint_kw = float(d.discharge_kw[0, u] - d.charge_kw[0, u])
+        e_kwh, p = unit.e_now_kwh, unit.params
+        for j in range(n_ticks):
+            b_kw, pv_used_kw, _ = battery_dispatch_kw(
+                p, e_kwh=e_kwh, start_s=t0_s + j * tick_s, tick_s=tick_s, wanted_kw=setpoint_kw,
+                pv_used_kw=pv_kw * (1.0 - curtailment), self_consumption=False)
+            charge_kw, discharge_kw = max(0.0, -b_kw), max(0.0, b_kw)
+            e_kwh += (p.eta_charge * charge_kw - discharge_kw / p.eta_discharge) * tick_s / 3600.0
+            ac_kw = pv_used_kw + b_kw
+            if unit.connection is PessConnection.THREE_PHASE:
+                out[j, rows[u]] -= ac_kw / 3.0
+            else:
+                out[j, rows[u], int(d.pess_phase[0, u])] -= ac_kw
+    return out
 
 
 class LtupfGuard:
@@ -135,7 +166,7 @@ class LtupfGuard:
     def _key(terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap, pess_p_kw: np.ndarray,
              switchable: Sequence[int], customer_ids: Sequence[str], max_rounds: int) -> tuple[object, ...]:
         return (terminal_p_kw.shape, terminal_p_kw.tobytes(), terminal_q_kvar.tobytes(), connections.connections,
-                np.round(pess_p_kw, 6).tobytes(), tuple(switchable), tuple(customer_ids), max_rounds)
+                pess_p_kw.shape, np.round(pess_p_kw, 6).tobytes(), tuple(switchable), tuple(customer_ids), max_rounds)
 
     def prepare(
         self, *, terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap,
@@ -202,7 +233,7 @@ class LtupfGuard:
             k = max(range(len(worst)), key=lambda j: sum(v.excess for v in worst[j].violations))
             inputs = dict(terminal_p_kw=terminal_p_kw[k], terminal_q_kvar=terminal_q_kvar[k], connections=current,
                           switchable=list(switchable), limits=self._limits, customer_ids=list(customer_ids),
-                          options=self._options, pess_p_kw=pess_p_kw)
+                          options=self._options, pess_p_kw=pess_p_kw[k] if pess_p_kw.ndim == 3 else pess_p_kw)
             # single moves first (milliseconds); the MILP (up to seconds) when they get stuck
             search = repair_by_moves(ltupf, **inputs)
             if search is not None and not search.feasible:
