@@ -52,6 +52,34 @@ def pess_param_arrays(problem: ControlProblem) -> dict[str, np.ndarray]:
     }
 
 
+DAY_S = 86400.0
+ENVELOPE_SLACK_KWH = 1e-6
+"""How much wider than the device's the plan's end-of-day envelope is: rounding never makes a reachable bound
+unreachable."""
+
+
+def end_of_day_envelope_kwh(problem: ControlProblem) -> tuple[np.ndarray, np.ndarray]:
+    """[T, n_pess] the lowest and highest stored energy each PESS may have at the end of each step: its energy
+    bounds (as ``violations`` takes them) and, with ``PessParams.end_of_day_target``, the device's own envelope —
+    what full-power charging or discharging can still bring back to E_0 by the next UTC midnight
+    (``devices.pess.battery_dispatch_kw``), so E is E_0 at a step that ends at midnight. A plan outside it is
+    overridden by the device (issue 28: 10 kW charged on one phase in the last half hour of a day)."""
+    p = pess_param_arrays(problem)
+    n_t = problem.n_steps
+    lo = np.repeat(p["e_min"][None, :], n_t, axis=0)
+    hi = np.repeat(np.maximum(p["e_max"], p["e_now"])[None, :], n_t, axis=0)
+    end_s = problem.start_utc.timestamp() + problem.step_s * np.arange(1, n_t + 1)
+    tau_h = ((-end_s) % DAY_S / 3600.0)[:, None]  # to the next UTC midnight (0 at midnight)
+    for u, unit in enumerate(problem.pess_units):
+        q = unit.params
+        if q.end_of_day_target:
+            lo[:, u] = np.maximum(lo[:, u], q.e_initial_kwh - q.charge_max_kw * q.eta_charge * tau_h[:, 0]
+                                  - ENVELOPE_SLACK_KWH)
+            hi[:, u] = np.minimum(hi[:, u], q.e_initial_kwh + q.discharge_max_kw / q.eta_discharge * tau_h[:, 0]
+                                  + ENVELOPE_SLACK_KWH)
+    return lo, np.maximum(lo, hi)
+
+
 def net_injection_kw(problem: ControlProblem, d: Decisions) -> np.ndarray:
     """[T, n_pess] AC output of each PESS inverter, pv − curtail + discharge − charge (export-positive)."""
     return problem.pv_kw - d.curtail_kw + d.discharge_kw - d.charge_kw
@@ -162,6 +190,7 @@ def violations(problem: ControlProblem, d: Decisions, *, tol: float = _TOL) -> l
     e = energy_kwh(problem, d)
     net = net_injection_kw(problem, d)
     e_upper = np.maximum(p["e_max"], p["e_now"])
+    e_lo, e_hi = end_of_day_envelope_kwh(problem)
     for u, (unit, sts) in enumerate(zip(problem.pess_units, pess_interlocks(problem), strict=True)):
         where = f"PESS {unit.id!r}"
         if sts is not None:
@@ -182,6 +211,8 @@ def violations(problem: ControlProblem, d: Decisions, *, tol: float = _TOL) -> l
             ("charging and discharging in the same step", np.minimum(d.charge_kw[:, u], d.discharge_kw[:, u])),
             ("energy below e_min_kwh", p["e_min"][u] - e[1:, u]),
             ("energy above energy_kwh", e[1:, u] - e_upper[u]),
+            ("energy below the end-of-day envelope", e_lo[:, u] - e[1:, u]),
+            ("energy above the end-of-day envelope", e[1:, u] - e_hi[:, u]),
         )
         for what, excess in checks:
             bad = np.flatnonzero(excess > tol)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controllers.online.evaluate import energy_kwh, pess_param_arrays, phase_loads_kw
+from controllers.online.evaluate import end_of_day_envelope_kwh, energy_kwh, pess_param_arrays, phase_loads_kw
 from controllers.online.interlocks import Interlock, pess_interlocks, switch_interlocks, switch_steps
 from controllers.online.problem import ControlProblem, ControlWeights, Decisions, PessConnection, TerminalMode
 from controllers.sparse_milp import SparseModel
@@ -261,8 +261,8 @@ def build_model(
     pd = sm.add_vars((n_u, n_t), lb=0.0, ub=np.repeat(par["discharge_max"][:, None], n_t, axis=1))
     mode = sm.add_vars((n_u, n_t), lb=0.0, ub=1.0, integer=modes_binary)
     curt = sm.add_vars((n_u, n_t), lb=0.0, ub=p.pv_kw.T)
-    e = sm.add_vars((n_u, n_t), lb=np.repeat(par["e_min"][:, None], n_t, axis=1),
-                    ub=np.repeat(np.maximum(par["e_max"], par["e_now"])[:, None], n_t, axis=1))
+    e_lo, e_hi = end_of_day_envelope_kwh(p)  # the device's end-of-day target too: it overrides a plan outside
+    e = sm.add_vars((n_u, n_t), lb=e_lo.T, ub=e_hi.T)
     short = np.full(n_u, -1, dtype=np.int64)
     inj: dict[int, np.ndarray] = {}
     pess_blocks: dict[int, _SwitchBlock] = {}

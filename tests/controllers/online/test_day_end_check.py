@@ -14,8 +14,16 @@ import pytest
 
 from controllers.online.decision import ControlledDevice, ControllerDecision, FeederView
 from controllers.online.forecast import PerfectForesight
-from controllers.online.problem import ControlProblem, Decisions, PessConnection, PessUnit
+from controllers.online.problem import (
+    ControlProblem,
+    ControlWeights,
+    Decisions,
+    PessConnection,
+    PessUnit,
+    SolverSettings,
+)
 from controllers.online.settings import ControllerSettings
+from controllers.online.solve import solve
 from devices.device import to_s
 from devices.limits import PessParams
 from devices.pess import Pess
@@ -85,3 +93,29 @@ def test_away_from_midnight_the_check_takes_the_plan_setpoint() -> None:
     inputs = decision._check_inputs(_plan(1.5), _problem(start, 5.0), step=3)  # type: ignore[arg-type]
     np.testing.assert_allclose(inputs["pess_p_kw"][:, 1, Phase.C], -1.5)
     np.testing.assert_allclose(_device_kw(start, 5.0, 1.5, 3), -1.5)
+
+
+def test_the_plan_keeps_within_the_end_of_day_envelope_so_the_device_follows_it() -> None:
+    """The plan's own schedule, stepped through the device model tick by tick: its setpoints kept up to to the
+    envelope's rounding slack (``limited_by`` may still say "day-end" for a cut of 1e-15 kW on the boundary). Blind
+    to the target, the plan discharges before midnight, where that balances the phases, and charges after it."""
+    start = datetime(2016, 8, 13, 23, 15, tzinfo=UTC)  # three 900 s steps to midnight, then five of the next day
+    unit = PessUnit(id="pess-b", feeder=0, params=PARAMS, phase=Phase.C, e_now_kwh=3.26)
+    load = np.zeros((8, 1, 3))
+    load[:3, 0, Phase.C] = 6.0  # before midnight discharging on C balances the phases
+    load[3:, 0, :Phase.C] = 3.0  # after it charging on C does
+    problem = ControlProblem(start_utc=start, step_s=900.0, fixed_load_kw=load, switch_devices=(),
+                             switch_load_kw=np.zeros((8, 0)), pess_units=(unit,), pv_kw=np.zeros((8, 1)),
+                             nominal_v_ln_v=230.0)
+    plan = solve(problem, weights=ControlWeights(), settings=SolverSettings())
+    dev = Pess(device_id="pess-b", customer_id="b", params=PARAMS, phases=(Phase.C,))
+    dev.e_kwh = 3.26
+    for step in range(3):
+        dev.setpoint_kw = float(plan.decisions.discharge_kw[step, 0] - plan.decisions.charge_kw[step, 0])
+        for j in range(3):
+            t = start + timedelta(seconds=step * 900 + j * TICK_S)
+            dev.lease.renew(to_s(t))
+            tick = dev.step(t, TICK_S, pv_available_kw=0.0)
+            assert tick.battery is not None
+            assert abs(tick.battery.discharge_kw - tick.battery.charge_kw - dev.setpoint_kw) < 1e-4, (step, j, tick)
+    assert abs(dev.e_kwh - PARAMS.e_initial_kwh) < 1e-5  # back at E_0 at midnight, as the plan said
