@@ -7,7 +7,8 @@ Formulation (T steps of h = step_s/3600 h; f feeder, φ phase, t step):
   integral x make the cheapest feasible s the switch indicator; s_{c,t} = 0 where the interlock forbids it;
   dwell Σ_{k=t}^{t+D−1} s_{c,k} ≤ 1; per UTC day Σ s ≤ ops limit (see ``online.interlocks``).
 - PESS (paper 003): P_c ≤ m·P_c^max, P_d ≤ (1−m)·P_d^max with m binary (eq. 35); E_{t+1} = E_t + (η_c P_c −
-  P_d/η_d)·h (eq. 34) within [e_min, E^max] (eq. 36; e_min is relaxed to the present energy if that is lower);
+  P_d/η_d)·h (eq. 34) within [e_min, E^max] (eq. 36; e_min is relaxed to the present energy if that is lower)
+  and within the device's end-of-day envelope (``evaluate.end_of_day_envelope_kwh``: E_0 at UTC midnight);
   0 ≤ curt ≤ PV; |PV − curt + P_d − P_c| ≤ inverter kVA; terminal energy per ``TerminalMode``.
   Injection per phase: three-phase units split equally (no effect on A − μ at all); single-phase on their phase;
   STS units through y_{t,φ} binaries and big-M linking −S·y ≤ inj_φ ≤ S·y, Σ_φ inj_φ = net (eqs. 25–29, M = the
