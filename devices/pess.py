@@ -149,7 +149,7 @@ class Pess(Device):
         b, pv_used, limits = battery_dispatch_kw(p, e_kwh=e, start_s=start_s, tick_s=tick_s, wanted_kw=wanted,
                                                  pv_used_kw=pv_used, self_consumption=self.setpoint_kw is None)
         charge, discharge = (-b, 0.0) if b < 0 else (0.0, b)
-        self.e_kwh = e + (p.eta_charge * charge - discharge / p.eta_discharge) * dt_h
+        self.e_kwh = energy_after_kwh(p, e, b, tick_s)
         led = self.ledger
         led.charged_kwh += charge * dt_h
         led.discharged_kwh += discharge * dt_h
@@ -176,6 +176,13 @@ class Pess(Device):
     @property
     def locked_out(self) -> bool:
         return self._locked
+
+
+def energy_after_kwh(params: PessParams, e_kwh: float, battery_kw: float, tick_s: float) -> float:
+    """Stored energy after a tick at ``battery_kw`` (+ discharge, − charge), through the efficiencies."""
+    charge_kw, discharge_kw = max(0.0, -battery_kw), max(0.0, battery_kw)
+    dt_h = tick_s / 3600.0
+    return e_kwh + (params.eta_charge * charge_kw - discharge_kw / params.eta_discharge) * dt_h
 
 
 def _power_for(params: PessParams, e_kwh: float, e_next_kwh: float, dt_h: float) -> float:

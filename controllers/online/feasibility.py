@@ -36,7 +36,7 @@ from controllers.ltupf import (
 )
 from controllers.ltupf.local_repair import repair_by_moves
 from controllers.online.problem import ControlProblem, Decisions, PessConnection
-from devices.pess import battery_dispatch_kw
+from devices.pess import battery_dispatch_kw, energy_after_kwh
 from streams.messages import GridState
 from twin.phasing import PhaseMap
 
@@ -103,8 +103,7 @@ def expected_pess_kw(
             b_kw, pv_used_kw, _ = battery_dispatch_kw(
                 p, e_kwh=e_kwh, start_s=t0_s + j * tick_s, tick_s=tick_s, wanted_kw=setpoint_kw,
                 pv_used_kw=pv_kw * (1.0 - curtailment), self_consumption=False)
-            charge_kw, discharge_kw = max(0.0, -b_kw), max(0.0, b_kw)
-            e_kwh += (p.eta_charge * charge_kw - discharge_kw / p.eta_discharge) * tick_s / 3600.0
+            e_kwh = energy_after_kwh(p, e_kwh, b_kw, tick_s)
             ac_kw = pv_used_kw + b_kw
             if unit.connection is PessConnection.THREE_PHASE:
                 out[j, rows[u]] -= ac_kw / 3.0
