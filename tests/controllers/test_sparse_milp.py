@@ -120,3 +120,30 @@ def test_persistent_lp_answers_the_same_to_the_same_sequence() -> None:
         assert a.objective == b.objective
         assert a.values is not None and b.values is not None
         np.testing.assert_array_equal(a.values, b.values)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sparse_model_arrays_are_numpys_broadcast(seed: int) -> None:
+    """``add_vars``/``add_rows``/``add_terms``/``add_objective`` store what ``np.broadcast_arrays`` of their arguments
+    flattens to (scalars, rows against columns, equal shapes), and the ids are copies: changing the caller's id array
+    afterwards changes nothing in the model."""
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    sm = SparseModel()
+    lb = rng.uniform(-1.0, 0.0, (n, 1))
+    x = sm.add_vars((n, m), lb=lb, ub=2.0, integer=bool(seed % 2))
+    rows = sm.add_rows(m, lb=rng.uniform(-3.0, 0.0, m))
+    coefs = rng.uniform(-1.0, 1.0, (n, m))
+    cols = np.array(x, copy=True)
+    sm.add_terms(rows[None, :], cols, coefs)
+    sm.add_terms(rows, np.int32(0), 0.5)
+    sm.add_objective(cols[:, 0], rng.uniform(0.0, 1.0, n))
+    cols[:] = -7  # the model keeps the ids it was given
+    assert np.array_equal(sm.lb[0], np.broadcast_to(lb, (n, m)).ravel())
+    assert np.array_equal(sm.ub[0], np.full(n * m, 2.0)) and sm.integer[0].all() == bool(seed % 2)
+    assert np.array_equal(sm.row_ub[0], np.full(m, np.inf))
+    r, c, v = (a.ravel() for a in np.broadcast_arrays(rows[None, :], x, coefs))
+    assert np.array_equal(sm.rows[0], r) and np.array_equal(sm.cols[0], c) and np.array_equal(sm.coefs[0], v)
+    assert sm.rows[0].dtype == sm.cols[0].dtype == np.int64 and sm.coefs[0].dtype == float
+    assert np.array_equal(sm.rows[1], rows) and np.array_equal(sm.cols[1], np.zeros(m)) and (sm.coefs[1] == 0.5).all()
+    assert np.array_equal(sm.obj_cols[0], x[:, 0])
