@@ -7,7 +7,10 @@ Formulation (Liu et al. §2–3, rectangular current-injection form; I in A, v i
   per *load bus-phase* k (a bus-phase where some current can be drawn). Its voltage is a pair of variables
   (u_re, u_im) in a frame rotated to the bus-phase's reference angle θ_k (operating point or nominal):
   v_k = e^{jθ_k}·(u_re + j·u_im). Lines and buses without customers are eliminated, so the model holds no
-  variable per line or per bus.
+  variable per line or per bus. These rows are dense (every current column in every row); with
+  ``MilpOptions.network_rows = NODAL`` the same network is written as sparse nodal rows Y·V + I = J at every
+  bus-phase instead (``ltupf.nodal``: cheaper for HiGHS on feeders with few buses per load bus, e.g. Liège; far
+  dearer on the IEEE feeder's 906 buses).
 - Power balance, eq. (4) linearised (``ltupf.fit``): a current drawn with known power S at bus-phase k is
   I = σ·(a + b·v + c·conj v), σ = conj(S)/V_base, affine in (u_re, u_im): I = P + Q_re·u_re + Q_im·u_im.
 - Customers without switch variables: their loads are summed per bus-phase, I_k = P_k + …, two equality rows.

@@ -155,9 +155,9 @@ class ControllerSettings(BaseModel):
     )
     repair_network_rows: NetworkRows = Field(
         default=NetworkRows.DENSE, description="the network in the LTUPF repair MILP: dense rows V = w − Z·I at the "
-        "load bus-phases, or sparse nodal rows Y·V + I = J (controllers/ltupf/nodal.py: the same solutions, 2.3× less "
-        "HiGHS time on the 12 repairs of a Liège January window, but the node-limited search stops at other "
-        "assignments: docs/controller/README.md)",
+        "load bus-phases, or sparse nodal rows Y·V + I = J (controllers/ltupf/nodal.py: the same solutions; on the "
+        "Liège January window 2.2× less MILP CPU, but the node-limited search stops at other assignments; on the "
+        "IEEE feeder's 906 buses 6-20× more: docs/controller/README.md)",
     )
 
     @model_validator(mode="after")
