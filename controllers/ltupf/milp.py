@@ -7,7 +7,10 @@ Formulation (Liu et al. §2–3, rectangular current-injection form; I in A, v i
   per *load bus-phase* k (a bus-phase where some current can be drawn). Its voltage is a pair of variables
   (u_re, u_im) in a frame rotated to the bus-phase's reference angle θ_k (operating point or nominal):
   v_k = e^{jθ_k}·(u_re + j·u_im). Lines and buses without customers are eliminated, so the model holds no
-  variable per line or per bus.
+  variable per line or per bus. These rows are dense (every current column in every row); with
+  ``MilpOptions.network_rows = NODAL`` the same network is written as sparse nodal rows Y·V + I = J at every
+  bus-phase instead (``ltupf.nodal``: cheaper for HiGHS on feeders with few buses per load bus, e.g. Liège; far
+  dearer on the IEEE feeder's 906 buses).
 - Power balance, eq. (4) linearised (``ltupf.fit``): a current drawn with known power S at bus-phase k is
   I = σ·(a + b·v + c·conj v), σ = conj(S)/V_base, affine in (u_re, u_im): I = P + Q_re·u_re + Q_im·u_im.
 - Customers without switch variables: their loads are summed per bus-phase, I_k = P_k + …, two equality rows.
@@ -72,6 +75,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.errors import LtupfError
 from controllers.ltupf.model import OperatingLimits, Prediction
+from controllers.ltupf.nodal import add_nodal_rows
 from controllers.ltupf.rows import DenseRows
 from controllers.solver_output import solve_quietly
 from twin.phase import Phase
@@ -84,6 +88,7 @@ __all__ = [
     "CutLoopResult",
     "LtupfConstraints",
     "MilpOptions",
+    "NetworkRows",
     "VoltageScope",
     "add_ltupf_constraints",
     "candidate_connections",
@@ -102,6 +107,15 @@ class VoltageScope(StrEnum):
     CUSTOMER_BUSES = "customer_buses"
 
 
+class NetworkRows(StrEnum):
+    """How the network equations enter the MILP (``ltupf.nodal``)."""
+
+    DENSE = "dense"
+    """V = (w − Z·I)/V_base at the load bus-phases: few rows, each over every current column."""
+    NODAL = "nodal"
+    """Y·V + I = J at every bus-phase: more rows and voltage variables, a few non-zeros each."""
+
+
 class MilpOptions(BaseModel):
     """How the LTUPF is put into a MILP."""
 
@@ -115,6 +129,9 @@ class MilpOptions(BaseModel):
     line_limits: bool = Field(default=True, description="impose line thermal limits")
     trafo_limits: bool = Field(default=True, description="impose the transformer's phase current limit")
     prune: bool = Field(default=True, description="leave out rows that provably cannot bind")
+    network_rows: NetworkRows = Field(
+        default=NetworkRows.DENSE, description="the network equations dense (V = w − Z·I at the load bus-phases) or "
+        "nodal (Y·V + I = J at every bus-phase, sparse; needs ``NetworkModel.y_bus_s``)")
     lazy_limits: bool = Field(
         default=False,
         description="start without the limit rows outside the load boxes; LtupfConstraints.add_cuts adds the ones "
@@ -429,15 +446,20 @@ def add_ltupf_constraints(
     cols = np.array([c.col for c in columns], dtype=np.intp)
     alpha = np.array([c.alpha for c in columns])
 
-    # Network equations at the load bus-phases: u = e^{−jθ}(w − Z·I)/V_base.
+    # Network equations: at the load bus-phases, u = e^{−jθ}(w − Z·I)/V_base (dense), or Y·V + E·I = J at every
+    # bus-phase (sparse, ``ltupf.nodal``).
+    if options.network_rows is NetworkRows.NODAL:
+        add_nodal_rows(model, net, boxes={k: (b.u_re, b.u_im, b.theta) for k, b in boxes.items()},
+                       columns=[(c.col, c.var, c.alpha) for c in columns], prefix=prefix)
     for k in load_cols:
         box = boxes[k]
-        row = int(rows_of_cols[k])
-        rot = np.exp(-1j * box.theta)
-        coef = -rot * net.z_ohm[row, cols] * alpha / vb
-        const = rot * net.w_v.ravel()[row] / vb
-        constraints.rows.add(coef.real, extra=((box.u_re, -1.0),), lb=-const.real, ub=-const.real)
-        constraints.rows.add(coef.imag, extra=((box.u_im, -1.0),), lb=-const.imag, ub=-const.imag)
+        if options.network_rows is NetworkRows.DENSE:
+            row = int(rows_of_cols[k])
+            rot = np.exp(-1j * box.theta)
+            coef = -rot * net.z_ohm[row, cols] * alpha / vb
+            const = rot * net.w_v.ravel()[row] / vb
+            constraints.rows.add(coef.real, extra=((box.u_re, -1.0),), lb=-const.real, ub=-const.real)
+            constraints.rows.add(coef.imag, extra=((box.u_im, -1.0),), lb=-const.imag, ub=-const.imag)
         # The box's u_re ≤ vm_max is the first tangent of |v| ≤ vm_max; u_re ≥ vm_min is the low limit.
         constraints.limit_rows.append(_LimitRow(RowKind.LOAD_VOLTAGE, k, box.theta, limits.vm_max_pu, True))
 

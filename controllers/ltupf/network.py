@@ -83,6 +83,11 @@ class NetworkModel:
     i0_trafo_a: np.ndarray  # [3] complex LV current the transformer delivers at no load, A
     h_trafo: np.ndarray  # [3, 3·n_load_bus] complex: I_trafo = i0_trafo − H_trafo·I_load
     rated_i_trafo_a: float  # sn / (3 · LV line-to-neutral nominal voltage), A
+    y_bus_s: sp.csr_matrix | None = None
+    """[3·n_bus, 3·n_bus] complex nodal admittance of the LV buses (Thevenin source stamped at the root), S, sparse:
+    Y·V = J − I_load, the sparse form of V = w − Z·I_load (``milp.NetworkRows.NODAL``). None: not built."""
+    norton_a: np.ndarray | None = None
+    """[3·n_bus] complex Norton current J of the source EMF, A (non-zero at the root's phases only)."""
 
     @property
     def n_bus(self) -> int:
@@ -146,6 +151,7 @@ def build_network_model(feeder: Feeder) -> NetworkModel:
     root = index[tr.lv_bus]
     stamps.add(root, root, y_thevenin)
     lu = spla.splu(stamps.matrix().tocsc())
+    y_bus = stamps.matrix().tocsr()
     norton = np.zeros(3 * n, dtype=complex)
     norton[3 * root : 3 * root + 3] = y_thevenin @ emf_v
     w = lu.solve(norton)
@@ -195,6 +201,8 @@ def build_network_model(feeder: Feeder) -> NetworkModel:
         i0_trafo_a=i0_trafo,
         h_trafo=h_trafo,
         rated_i_trafo_a=tr.sn_kva * 1e3 / (3 * vbase_v),
+        y_bus_s=y_bus,
+        norton_a=norton,
     )
 
 

@@ -61,6 +61,16 @@ class DenseRows:
             con.set_coefficient(var, value)
         return con
 
+    def add_sparse(self, cols: np.ndarray, values: np.ndarray, *, lb: float, ub: float) -> mathopt.LinearConstraint:
+        """Add lb ≤ Σ values[n]·variables[cols[n]] ≤ ub (zeros left out); written at ``flush()``."""
+        con = self.model.add_linear_constraint(lb=lb, ub=ub)
+        keep = np.asarray(values) != 0
+        self._constraints.append(con)
+        self._keys.append(np.column_stack([np.full(int(keep.sum()), con.id, dtype=np.int64),
+                                           self.var_ids[np.asarray(cols)[keep]]]))
+        self._values.append(np.asarray(values, dtype=float)[keep])
+        return con
+
     def flush(self) -> None:
         """Write every pending coefficient into the model."""
         if not self._keys:

@@ -27,7 +27,9 @@ from controllers.ltupf import (
     FeasibilityReport,
     Linearisation,
     LtupfModel,
+    MilpOptions,
     NetworkModel,
+    NetworkRows,
     OperatingLimits,
     OperatingPoint,
     SearchOptions,
@@ -114,15 +116,17 @@ def expected_pess_kw(
 
 class LtupfGuard:
     def __init__(self, *, network: NetworkModel, limits: OperatingLimits, search_time_s: float | None,
-                 node_limit: int | None = None) -> None:
+                 node_limit: int | None = None, network_rows: NetworkRows = NetworkRows.DENSE) -> None:
         """``search_time_s`` None: no wall-clock limit, the repair ends on ``node_limit`` (one HiGHS thread), so
-        it finds the same repair at any machine load (virtual time)."""
+        it finds the same repair at any machine load (virtual time). ``network_rows``: how the repair MILP writes
+        the network (``MilpOptions.network_rows``)."""
         self._network = network
         self._limits = limits
         # a repair runs inside a control period: five rounds of added rows, not twenty (a Liège winter repair
         # that still violates after five did after twenty too, 4 s later)
         self._options = SearchOptions(time_limit_s=search_time_s, node_limit=node_limit, max_cut_rounds=5,
-                                      threads=1 if search_time_s is None else None)
+                                      threads=1 if search_time_s is None else None,
+                                      milp=MilpOptions(lazy_limits=True, network_rows=network_rows))
         self._point: OperatingPoint | None = None
         self.checks = 0
         self.repairs = 0

@@ -7,7 +7,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from controllers.ltupf import OperatingLimits
+from controllers.ltupf import NetworkRows, OperatingLimits
 from controllers.online.problem import ControlWeights, SolverSettings
 from devices.limits import SwitchLimits
 
@@ -152,6 +152,12 @@ class ControllerSettings(BaseModel):
         "single moves and pairs are tried first, the MILP gets the hard cases: on two Liège winter days 100 nodes "
         "found one more repair than 20 in 6.6 s more; on 36 MILP repairs of four winter windows 10 nodes found the "
         "same 2 as 20 in 25 % less time)",
+    )
+    repair_network_rows: NetworkRows = Field(
+        default=NetworkRows.DENSE, description="the network in the LTUPF repair MILP: dense rows V = w − Z·I at the "
+        "load bus-phases, or sparse nodal rows Y·V + I = J (controllers/ltupf/nodal.py: the same solutions; on the "
+        "Liège January window 2.2× less MILP CPU, but the node-limited search stops at other assignments; on the "
+        "IEEE feeder's 906 buses 6-20× more: docs/controller/README.md)",
     )
 
     @model_validator(mode="after")

@@ -126,7 +126,8 @@ def build_controller(scenario: Scenario, *, bus: Bus, feeder: Feeder, specs: lis
     if scenario.controller.ltupf_check:
         guard = LtupfGuard(network=build_network_model(feeder), limits=scenario.controller.limits,
                            search_time_s=scenario.controller.repair_time_limit_s if scenario.speed > 0 else None,
-                           node_limit=scenario.controller.repair_node_limit)
+                           node_limit=scenario.controller.repair_node_limit,
+                           network_rows=scenario.controller.repair_network_rows)
     return OnlineController(
         bus=bus, view=_view(feeder), devices=controlled, settings=_capped(scenario.controller, threads),
         forecaster=_forecaster(scenario, meters, clock, controlled, pv_source), tick_s=clock.tick_s,

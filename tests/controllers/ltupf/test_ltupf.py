@@ -26,6 +26,7 @@ from controllers.ltupf import (
     LtupfModel,
     MilpOptions,
     NetworkModel,
+    NetworkRows,
     OperatingLimits,
     OperatingPoint,
     Outcome,
@@ -261,15 +262,21 @@ def fixed_assignment_milp(
     return result, new_map, cons
 
 
-@pytest.mark.parametrize("method", list(Linearisation))
+@pytest.mark.parametrize(("method", "rows"), [(Linearisation.CBM, NetworkRows.DENSE),
+                                             (Linearisation.LSM, NetworkRows.DENSE),
+                                             (Linearisation.CBM, NetworkRows.NODAL)])
 def test_milp_with_fixed_binaries_equals_the_linear_prediction(
-    ieee: Feeder, ieee_net: NetworkModel, phase_map: PhaseMap, ieee_day: MeterTable, method: Linearisation
+    ieee: Feeder, ieee_net: NetworkModel, phase_map: PhaseMap, ieee_day: MeterTable, method: Linearisation,
+    rows: NetworkRows,
 ) -> None:
+    """Dense rows (V = w − Z·I) and nodal rows (Y·V + I = J, ``ltupf.nodal``) both reproduce the LTUPF's own
+    prediction, which solves the network with Z: for the nodal rows an independent computation."""
     ltupf = linearise(ieee_net, method=method)
     far = farthest_customers(ieee, 10)
     chosen = {i: (Phase((phase_map.connections[i][0] + 1 + n % 2) % 3),) for n, i in enumerate(far)}
     terminal_p, terminal_q = 3 * ieee_day.p_kw[565], 3 * ieee_day.q_kvar[565]
-    result, new_map, cons = fixed_assignment_milp(ltupf, terminal_p, terminal_q, phase_map, chosen)
+    result, new_map, cons = fixed_assignment_milp(ltupf, terminal_p, terminal_q, phase_map, chosen,
+                                                  MilpOptions(network_rows=rows))
     expected = ltupf.predict(p_kw=new_map.to_phases(terminal_p), q_kvar=new_map.to_phases(terminal_q))
     got = cons.prediction(result)
     assert np.abs(got.v_pu - expected.v_pu).max() < 1e-7
@@ -403,6 +410,22 @@ def test_case_two_phase_switches_restore_feasibility_confirmed_by_the_nonlinear_
         assert old == new or i in far
 
 
+def brute_force_balance(phases: PhaseMap, psd: list[int], terminal_p: np.ndarray) -> tuple[float, int]:
+    """Eq. (29) by enumeration: the smallest phase-load spread over every phase of the single-phase ``psd``, and
+    the fewest moves that reach it."""
+    best: tuple[float, int] | None = None
+    for combo in np.ndindex(*(3,) * len(psd)):
+        pmap = phases
+        for i, ph in zip(psd, combo, strict=True):
+            pmap = pmap.with_connection(i, (Phase(ph),))
+        loads = pmap.to_phases(terminal_p).sum(axis=0)
+        moved = sum(pmap.connections[i] != phases.connections[i] for i in psd)
+        key = (round(float(loads.max() - loads.min()), 9), moved)
+        best = key if best is None or key < best else best
+    assert best is not None
+    return best
+
+
 def test_search_prefers_balance_then_fewer_switches(
     ieee: Feeder, ieee_net: NetworkModel, phase_map: PhaseMap, ieee_day: MeterTable
 ) -> None:
@@ -417,16 +440,30 @@ def test_search_prefers_balance_then_fewer_switches(
                                  connections=phase_map, switchable=psd, limits=loose,
                                  options=SearchOptions(absolute_gap_kw=0.0, relative_gap=0.0))
     assert found.feasible and found.proved_optimal
-    best = None
-    for combo in np.ndindex(3, 3, 3, 3):
-        pmap = phase_map
-        for i, ph in zip(psd, combo, strict=True):
-            pmap = pmap.with_connection(i, (Phase(ph),))
-        loads = pmap.to_phases(terminal_p).sum(axis=0)
-        moved = sum(pmap.connections[i] != phase_map.connections[i] for i in psd)
-        key = (round(float(loads.max() - loads.min()), 9), moved)
-        best = key if best is None or key < best else best
-    assert best is not None
+    best = brute_force_balance(phase_map, psd, terminal_p)
+    assert found.spread_kw == pytest.approx(best[0], abs=1e-6)
+    assert len(found.switches) == best[1]
+
+
+@pytest.mark.parametrize("rows", list(NetworkRows))
+def test_liege_search_with_dense_or_nodal_rows_equals_brute_force(rows: NetworkRows) -> None:
+    """On the Liège feeder (the nodal rows' case: 43 buses, every load current in every dense row), with limits
+    that never bind the search is eq. (29) alone: both network forms reach brute force's spread and switch count
+    over 5 PSDs at a winter evening's loads."""
+    feeder = liege.load_feeder()
+    net = build_network_model(feeder)
+    year = liege.load_year(feeder)
+    phases = PhaseMap.initial(feeder.customers)
+    terminal_p, terminal_q = year.p_kw[1000 + 18 * 4].copy(), year.q_kvar[1000 + 18 * 4].copy()
+    psd = [i for i in farthest_customers(feeder, 10) if len(phases.connections[i]) == 1][:5]
+    loose = OperatingLimits(vm_min_pu=0.5, vm_max_pu=1.5, line_loading_max=10.0, trafo_loading_max=10.0)
+    found = find_feasible_phases(linearise(net, method=Linearisation.CBM), terminal_p_kw=terminal_p,
+                                 terminal_q_kvar=terminal_q, connections=phases, switchable=psd, limits=loose,
+                                 options=SearchOptions(absolute_gap_kw=0.0, relative_gap=0.0, time_limit_s=None,
+                                                       milp=MilpOptions(lazy_limits=True, network_rows=rows)))
+    assert found.feasible and found.proved_optimal
+    best = brute_force_balance(phases, psd, terminal_p)
+    assert best[1] > 0  # moving pays: the case exercises the search
     assert found.spread_kw == pytest.approx(best[0], abs=1e-6)
     assert len(found.switches) == best[1]
 
