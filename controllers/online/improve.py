@@ -156,6 +156,8 @@ def fix_and_optimise(
     while (passes is None or rounds < passes) and budget.solver_s() >= MIN_SOLVE_S:
         assert best.decisions is not None
         chunks: list[np.ndarray | None] = list(_customer_chunks(problem, best.decisions, movable, k, rng))
+        if settings.neighbourhood_max is not None:
+            chunks = chunks[: settings.neighbourhood_max]
         if has_sts:
             chunks.append(None)  # the STS phases
         improved_in_pass, all_optimal = False, True

@@ -152,6 +152,12 @@ class SolverSettings(BaseModel):
     milp_node_limit: int | None = Field(default=200, ge=1, description="branch-and-bound nodes of the full MILP")
     neighbourhood_node_limit: int | None = Field(default=50, ge=1, description="nodes of one neighbourhood MILP")
     neighbourhood_passes: int | None = Field(default=3, ge=0, description="fix-and-optimise passes at most")
+    neighbourhood_max: int | None = Field(
+        default=None, ge=1,
+        description="customer neighbourhoods per fix-and-optimise pass at most, the first ones (headed by the customers"
+                    " that switch in the incumbent); the STS neighbourhood is solved anyway. None: all (cheaper, but "
+                    "not kept as the default: docs/controller/, \"What the neighbourhood MILPs find\")",
+    )
     neighbourhood_threads: int = Field(
         default=2, ge=1, le=64,
         description="neighbourhood MILPs solved at once, the next ones ahead from the incumbent of the moment and "

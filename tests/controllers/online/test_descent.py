@@ -95,3 +95,27 @@ def test_the_descent_ends_at_the_plan_of_the_descent_that_ran_every_round(seed: 
     assert best.decisions is not None and reference.decisions is not None
     for field in ("phase", "pess_phase", "charge_kw", "discharge_kw", "curtail_kw"):
         np.testing.assert_array_equal(getattr(best.decisions, field), getattr(reference.decisions, field))
+
+
+def _pass(seed: int, neighbourhood_max: int | None) -> tuple[str, Incumbent, Incumbent]:
+    """One fix-and-optimise pass from the plan of the descent from holding, with ``neighbourhood_max``."""
+    problem = _problem(seed)
+    start, _ = _descend(seed)
+    assert start.decisions is not None
+    best = Incumbent()
+    best.offer(problem, W, start.decisions, "descent")
+    settings = SETTINGS.model_copy(update={"neighbourhood_max": neighbourhood_max, "neighbourhood_passes": 1})
+    reason = improve.fix_and_optimise(problem, weights=W, settings=settings, locks=switch_interlocks(problem),
+                                      best=best, budget=_budget(), constant_phases=False)
+    return reason, start, best
+
+
+def test_neighbourhood_max_cuts_a_pass_to_its_first_customer_neighbourhoods_and_the_sts_one() -> None:
+    everything, start, _ = _pass(0, None)
+    n_all = int(everything.split(", ")[1].split()[0])
+    assert n_all >= 4  # 12 customers in neighbourhoods of 3, and the STS one
+    for n in (1, 2):
+        reason, _, best = _pass(0, n)
+        assert reason.endswith(f"{n + 1} neighbourhood MILPs")  # the random_pess_problem has one STS
+        assert best.objective is not None and start.objective is not None
+        assert best.objective.total <= start.objective.total
