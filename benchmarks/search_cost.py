@@ -92,8 +92,9 @@ def run(root: Path, overrides: str, cli_args: list[str], folder: Path) -> dict[s
                                  "--", *cli_args, "--out", str(folder)], cwd=root, env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise subprocess.CalledProcessError(os.waitstatus_to_exitcode(status), proc.args)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
     summary = json.loads((folder / "summary.json").read_text())
     stats = json.loads(stats_path.read_text())
     p_unb = float(np.nansum(pd.read_parquet(folder / "metrics.parquet").filter(like="p_unb_kw_f").to_numpy())
