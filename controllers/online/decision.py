@@ -127,6 +127,15 @@ class ControllerCounters:
     """Customer-ticks whose load the forecast gave in place of a stale reading."""
     stale_decisions: int = 0
     """Decisions taken while some customer's readings were stale (their loads the forecast's)."""
+    least_violating: int = 0
+    """Decisions whose checked first step violated the limits whatever the PSD positions and went out in the form
+    that violates them least instead (``ControllerDecision._least_violating``)."""
+
+
+def _first_zero(a: np.ndarray) -> np.ndarray:
+    out = a.copy()
+    out[0] = 0.0
+    return out
 
 
 class ControllerDecision:
@@ -343,6 +352,12 @@ class ControllerDecision:
         taken = self.guard.prepared_taken if self.guard is not None else 0
         check = self._check(plan, problem, step) if self.guard is not None else None
         prepared = self.guard is not None and self.guard.prepared_taken > taken
+        substituted = False
+        if check is not None and check.infeasible:
+            before = self.counters.least_violating
+            plan, check = self._least_violating(plan, problem, step, check)
+            substituted = self.counters.least_violating > before
+            self._previous = plan
         self._checked = (step * self._ticks_per_step, check) if check is not None else None
         decision_cpu_s = time.process_time() - cpu_start
         self.counters.decide_cpu_s += decision_cpu_s
@@ -350,6 +365,7 @@ class ControllerDecision:
         # what the commands waited for in CPU (problem, solve, LTUPF check): solve_s is wall time, load-dependent
         self.records[-1]["decision_cpu_s"] = decision_cpu_s
         self.records[-1]["check_prepared"] = prepared
+        self.records[-1]["least_violating"] = substituted
         self.records[-1]["plan_ahead"] = self._took_ahead
 
         def after_publish() -> None:
@@ -434,6 +450,42 @@ class ControllerDecision:
                 check, basis=self._basis, first_tick=first, tick_extremes=self._tick_extremes,
                 mean_vm_min_pu=float(lv.min()), mean_vm_max_pu=float(lv.max())))
         self._vm_sum, self._vm_count, self._tick_extremes, self._checked = None, 0, [], None
+
+    def _least_violating(self, plan: Plan, problem: ControlProblem, step: int,
+                         check: FirstStepCheck) -> tuple[Plan, FirstStepCheck]:
+        """A plan whose first step the LTUPF check found violating the limits, with no PSD positions that fix it:
+        the first step that violates them least (summed predicted excess) among the plan's own, the plan's phases
+        with every battery idle (no charge, discharge or curtailment) and every device held where it is with the
+        batteries idle — a battery discharging into a midday over-voltage, or charging into an evening
+        under-voltage, is what PSD moves cannot undo. The plan itself unless another is strictly better; the rest
+        of the horizon is the plan's either way. Counted (``least_violating``) and logged when it changes."""
+        assert self.guard is not None
+        d = plan.decisions
+        idle = replace(d, charge_kw=_first_zero(d.charge_kw), discharge_kw=_first_zero(d.discharge_kw),
+                       curtail_kw=_first_zero(d.curtail_kw))
+        phase, pess_phase = d.phase.copy(), d.pess_phase.copy()
+        phase[0] = [int(dev.switch.phase_now) for dev in problem.switch_devices]
+        for u, unit in enumerate(problem.pess_units):
+            if unit.switch is not None:
+                pess_phase[0, u] = int(unit.switch.phase_now)
+        held = replace(idle, phase=phase, pess_phase=pess_phase)
+        own, _ = self.guard.assess(**self._check_inputs(plan, problem, step), note=check.note)
+        best: tuple[float, str, Plan, FirstStepCheck] | None = None
+        for what, decisions in (("batteries idle", idle), ("devices held, batteries idle", held)):
+            candidate = plan_from_decisions(problem, decisions, weights=self._settings.weights, status=plan.status,
+                                            reason=f"{plan.reason}; first step: {what} (LTUPF: least violating)",
+                                            solve_s=plan.solve_s)
+            excess, assessed = self.guard.assess(**self._check_inputs(candidate, problem, step),
+                                                 note=f"{check.note}; first step: {what}, the least violating")
+            if excess < own - 1e-9 and (best is None or excess < best[0] - 1e-9):
+                best = (excess, what, candidate, assessed)
+        if best is None:
+            return plan, check
+        self.counters.least_violating += 1
+        log.warning("controller: first step of %s violates the limits whatever the PSD positions (predicted excess "
+                    "%.4g); sending it with %s instead (excess %.4g)", problem.start_utc.isoformat(), own, best[1],
+                    best[0])
+        return best[2], best[3]
 
     def _check(self, plan: Plan, problem: ControlProblem, step: int) -> FirstStepCheck:
         """LTUPF check of the plan's first step at the forecast step-mean loads; repair by PSD moves if needed."""

@@ -69,7 +69,8 @@ class FirstStepCheck:
     """Connections to apply: the plan's, or the repair's."""
     repaired: bool
     infeasible: bool
-    """No assignment of the switchable customers meets the limits (the plan goes out as it is, logged)."""
+    """No assignment of the switchable customers meets the limits: the controller sends the first step that the
+    LTUPF predicts violates them least (``ControllerDecision._least_violating``), logged."""
     note: str
 
 
@@ -261,6 +262,26 @@ class LtupfGuard:
                               predicted_vm_max_states_pu=tuple(highs.tolist()),
                               violations=found, connections=current, repaired=bool(rounds), infeasible=False,
                               note=f"LTUPF repair: {', '.join(moves)}" if rounds else "")
+
+    def assess(
+        self, *, terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap,
+        pess_p_kw: np.ndarray, note: str, **_: object,
+    ) -> tuple[float, FirstStepCheck]:
+        """These inputs (``check``'s) predicted as they are, no repair tried, nothing counted or logged: the summed
+        excess over the limits of every checked state (p.u. and fractions of ratings; 0: feasible) and the check
+        to record, ``infeasible`` when some limit is still exceeded."""
+        ltupf = self._ltupf()
+        states = ltupf.check_states(p_kw=connections.to_phases(terminal_p_kw),
+                                    q_kvar=connections.to_phases(terminal_q_kvar), pess_p_kw=pess_p_kw,
+                                    limits=self._limits)
+        excess = float(sum(v.excess for r in states for v in r.violations))
+        vm = np.array([r.prediction.vm_pu for r in states])
+        return excess, FirstStepCheck(
+            predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
+            predicted_vm_min_states_pu=tuple(vm.min(axis=(1, 2)).tolist()),
+            predicted_vm_max_states_pu=tuple(vm.max(axis=(1, 2)).tolist()),
+            violations=tuple(dict.fromkeys(str(v) for r in states for v in r.violations)), connections=connections,
+            repaired=False, infeasible=excess > 0.0, note=note)
 
     def _infeasible(
         self, first: list[FeasibilityReport], found: tuple[str, ...], connections: PhaseMap, why: str

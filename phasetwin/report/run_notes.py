@@ -26,5 +26,9 @@ def degraded_notes(*, ingest: Mapping[str, Any], bus: Mapping[str, Any], control
          lambda n: f"{n} control decision(s) taken while readings were stale (no real reading for more than "
                    f"{controller.get('stale_after_s', 0):g} s): the forecast stood in for "
                    f"{controller.get('stale_readings', 0)} customer-tick(s)"),
+        (controller, "ltupf_least_violating",
+         lambda n: f"{n} control decision(s) whose first step the LTUPF predicted outside the voltage or thermal "
+                   "limits whatever the PSD positions: sent with the batteries idle (or the devices held) instead, "
+                   "which it predicted less far outside; the log names them"),
     ]
     return [text(n) for section, key, text in counted if (n := int(section.get(key, 0)))]
