@@ -469,23 +469,22 @@ class ControllerDecision:
             if unit.switch is not None:
                 pess_phase[0, u] = int(unit.switch.phase_now)
         held = replace(idle, phase=phase, pess_phase=pess_phase)
-        own, _ = self.guard.assess(**self._check_inputs(plan, problem, step), note=check.note)
-        best: tuple[float, str, Plan, FirstStepCheck] | None = None
+        best: tuple[str, Plan, FirstStepCheck] | None = None
         for what, decisions in (("batteries idle", idle), ("devices held, batteries idle", held)):
             candidate = plan_from_decisions(problem, decisions, weights=self._settings.weights, status=plan.status,
                                             reason=f"{plan.reason}; first step: {what} (LTUPF: least violating)",
                                             solve_s=plan.solve_s)
-            excess, assessed = self.guard.assess(**self._check_inputs(candidate, problem, step),
-                                                 note=f"{check.note}; first step: {what}, the least violating")
-            if excess < own - 1e-9 and (best is None or excess < best[0] - 1e-9):
-                best = (excess, what, candidate, assessed)
+            assessed = self.guard.assess(**self._check_inputs(candidate, problem, step),
+                                         note=f"{check.note}; first step: {what}, the least violating")
+            if assessed.excess < (check if best is None else best[2]).excess - 1e-9:
+                best = (what, candidate, assessed)
         if best is None:
             return plan, check
         self.counters.least_violating += 1
         log.warning("controller: first step of %s violates the limits whatever the PSD positions (predicted excess "
-                    "%.4g); sending it with %s instead (excess %.4g)", problem.start_utc.isoformat(), own, best[1],
-                    best[0])
-        return best[2], best[3]
+                    "%.4g); sending it with %s instead (excess %.4g)", problem.start_utc.isoformat(), check.excess,
+                    best[0], best[2].excess)
+        return best[1], best[2]
 
     def _check(self, plan: Plan, problem: ControlProblem, step: int) -> FirstStepCheck:
         """LTUPF check of the plan's first step at the forecast step-mean loads; repair by PSD moves if needed."""

@@ -72,6 +72,19 @@ class FirstStepCheck:
     """No assignment of the switchable customers meets the limits: the controller sends the first step that the
     LTUPF predicts violates them least (``ControllerDecision._least_violating``), logged."""
     note: str
+    excess: float = 0.0
+    """Summed predicted excess over the limits of the states as sent (p.u. and fractions of ratings; 0: none)."""
+
+
+def _first_step_check(states: Sequence[FeasibilityReport], *, connections: PhaseMap, violations: tuple[str, ...],
+                      repaired: bool, infeasible: bool, note: str) -> FirstStepCheck:
+    """The check to record for the predicted ``states`` of a first step (one per tick, or its mean)."""
+    vm = np.array([r.prediction.vm_pu for r in states])
+    return FirstStepCheck(predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
+                          predicted_vm_min_states_pu=tuple(vm.min(axis=(1, 2)).tolist()),
+                          predicted_vm_max_states_pu=tuple(vm.max(axis=(1, 2)).tolist()),
+                          violations=violations, connections=connections, repaired=repaired, infeasible=infeasible,
+                          note=note, excess=float(sum(v.excess for r in states for v in r.violations)))
 
 
 @dataclass
@@ -225,8 +238,7 @@ class LtupfGuard:
         ltupf = self._ltupf()
 
         def reports(conn: PhaseMap) -> list[FeasibilityReport]:
-            return ltupf.check_states(p_kw=conn.to_phases(terminal_p_kw), q_kvar=conn.to_phases(terminal_q_kvar),
-                                      pess_p_kw=pess_p_kw, limits=self._limits)
+            return self._states(ltupf, terminal_p_kw, terminal_q_kvar, conn, pess_p_kw)
 
         first = reports(connections)
         found = tuple(dict.fromkeys(str(v) for r in first for v in r.violations))
@@ -251,37 +263,29 @@ class LtupfGuard:
             current = search.connections
             moves += [str(s) for s in search.switches]
             worst = reports(current)
-        vm = np.array([r.prediction.vm_pu for r in worst])
-        lows, highs = vm.min(axis=(1, 2)), vm.max(axis=(1, 2))
         if rounds:
             self._count("repairs")
             self._log(logging.WARNING, "controller: first step violated %d limit(s) (worst: %s); repaired by %s",
                       len(found), found[0], ", ".join(moves))
-        return FirstStepCheck(predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
-                              predicted_vm_min_states_pu=tuple(lows.tolist()),
-                              predicted_vm_max_states_pu=tuple(highs.tolist()),
-                              violations=found, connections=current, repaired=bool(rounds), infeasible=False,
-                              note=f"LTUPF repair: {', '.join(moves)}" if rounds else "")
+        return _first_step_check(worst, connections=current, violations=found, repaired=bool(rounds),
+                                 infeasible=False, note=f"LTUPF repair: {', '.join(moves)}" if rounds else "")
+
+    def _states(self, ltupf: LtupfModel, terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray,
+                connections: PhaseMap, pess_p_kw: np.ndarray) -> list[FeasibilityReport]:
+        return ltupf.check_states(p_kw=connections.to_phases(terminal_p_kw),
+                                  q_kvar=connections.to_phases(terminal_q_kvar), pess_p_kw=pess_p_kw,
+                                  limits=self._limits)
 
     def assess(
         self, *, terminal_p_kw: np.ndarray, terminal_q_kvar: np.ndarray, connections: PhaseMap,
         pess_p_kw: np.ndarray, note: str, **_: object,
-    ) -> tuple[float, FirstStepCheck]:
-        """These inputs (``check``'s) predicted as they are, no repair tried, nothing counted or logged: the summed
-        excess over the limits of every checked state (p.u. and fractions of ratings; 0: feasible) and the check
-        to record, ``infeasible`` when some limit is still exceeded."""
-        ltupf = self._ltupf()
-        states = ltupf.check_states(p_kw=connections.to_phases(terminal_p_kw),
-                                    q_kvar=connections.to_phases(terminal_q_kvar), pess_p_kw=pess_p_kw,
-                                    limits=self._limits)
-        excess = float(sum(v.excess for r in states for v in r.violations))
-        vm = np.array([r.prediction.vm_pu for r in states])
-        return excess, FirstStepCheck(
-            predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
-            predicted_vm_min_states_pu=tuple(vm.min(axis=(1, 2)).tolist()),
-            predicted_vm_max_states_pu=tuple(vm.max(axis=(1, 2)).tolist()),
-            violations=tuple(dict.fromkeys(str(v) for r in states for v in r.violations)), connections=connections,
-            repaired=False, infeasible=excess > 0.0, note=note)
+    ) -> FirstStepCheck:
+        """These inputs (``check``'s) predicted as they are, no repair tried, nothing counted or logged: the check
+        to record, with its ``excess``, ``infeasible`` when some limit is still exceeded."""
+        states = self._states(self._ltupf(), terminal_p_kw, terminal_q_kvar, connections, pess_p_kw)
+        violations = tuple(dict.fromkeys(str(v) for r in states for v in r.violations))
+        return _first_step_check(states, connections=connections, violations=violations, repaired=False,
+                                 infeasible=bool(violations), note=note)
 
     def _infeasible(
         self, first: list[FeasibilityReport], found: tuple[str, ...], connections: PhaseMap, why: str
@@ -289,12 +293,8 @@ class LtupfGuard:
         self._count("infeasible")
         self._log(logging.ERROR, "controller: first step violates %d limit(s) (worst: %s) and no PSD positions fix "
                   "it: %s", len(found), found[0], why)
-        vm = np.array([r.prediction.vm_pu for r in first])
-        return FirstStepCheck(predicted_vm_min_pu=float(vm.min()), predicted_vm_max_pu=float(vm.max()),
-                              predicted_vm_min_states_pu=tuple(vm.min(axis=(1, 2)).tolist()),
-                              predicted_vm_max_states_pu=tuple(vm.max(axis=(1, 2)).tolist()),
-                              violations=found, connections=connections, repaired=False, infeasible=True,
-                              note=f"no feasible plan: {why}")
+        return _first_step_check(first, connections=connections, violations=found, repaired=False, infeasible=True,
+                                 note=f"no feasible plan: {why}")
 
 
 def prediction_error(
